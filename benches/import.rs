@@ -1,0 +1,2 @@
+//! Import throughput benchmark (filled in with the store).
+fn main() {}

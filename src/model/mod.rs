@@ -1,0 +1,13 @@
+//! Plain data: node records, their canonical bytes and content hash, versions from the
+//! hybrid logical clock, and timestamp formats. Nothing here does I/O.
+
+mod canonical;
+mod clock;
+mod node;
+mod time;
+
+pub use canonical::{CanonicalError, ContentHash, decode_node, encode_node};
+pub use clock::{Clock, Hlc, InstanceId, Version};
+pub use clock::{hex, parse_hex};
+pub use node::{FieldError, LIMITS, Limits, Node, NodeList, Shape};
+pub use time::{format_rfc3339, format_sqlite, parse_timestamp, unix_millis_now};
