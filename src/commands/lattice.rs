@@ -1,0 +1,528 @@
+//! The local lattice commands: import, export, add, get, delete, list, query, stats and
+//! conflicts. Each opens the store, does one thing, and prints text or `--json`.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use miniserde::json::{self, Array, Object, Value};
+
+use super::open_store;
+use super::output::{counts, node_with_meta, number, object, string, time_or_dash, truncate, Output};
+use crate::cli;
+use crate::config::{Config, IMPORT_BATCH};
+use crate::error::Error;
+use crate::input;
+use crate::model::{format_rfc3339, unix_millis_now, Node, Shape};
+use crate::store::{Body, Query, RecordMeta, Store, WriteSummary};
+
+pub fn import(config: &Config, args: &cli::Import, out: &mut Output) -> Result<(), Error> {
+    if args.files.is_empty() {
+        return Err(Error::Usage(
+            "import needs at least one FILE (or - for standard input)".into(),
+        ));
+    }
+    let (mut store, _) = open_store(config)?;
+    let mut totals = WriteSummary::default();
+    let mut invalid = 0u64;
+    let mut unreadable = Vec::new();
+    for file in &args.files {
+        let (source, bytes) = match read_input(file) {
+            Ok(read) => read,
+            Err(error) => {
+                eprintln!("error: {error}");
+                unreadable.push(file.clone());
+                continue;
+            }
+        };
+        let document = match input::parse_bytes(&source, &bytes) {
+            Ok(document) => document,
+            Err(error) => {
+                eprintln!("error: {error}");
+                unreadable.push(file.clone());
+                continue;
+            }
+        };
+        for error in document.errors() {
+            eprintln!("invalid: {error}");
+            invalid += 1;
+        }
+        let nodes: Vec<&Node> = document.nodes().collect();
+        for batch in nodes.chunks(IMPORT_BATCH) {
+            let batch: Vec<Node> = batch.iter().map(|node| (*node).clone()).collect();
+            let summary = store.write_nodes(&batch, unix_millis_now())?;
+            totals.created += summary.created;
+            totals.updated += summary.updated;
+            totals.unchanged += summary.unchanged;
+            if config.verbose {
+                eprintln!("ark:import {source}: committed a batch of {}", batch.len());
+            }
+        }
+    }
+    if args.json {
+        out.json(&object([
+            ("imported", number(totals.created)),
+            ("updated", number(totals.updated)),
+            ("unchanged", number(totals.unchanged)),
+            ("invalid", number(invalid)),
+            ("unreadable_files", number(unreadable.len() as u64)),
+        ]))?;
+    } else {
+        out.line(format!(
+            "imported {}, updated {}, unchanged {}, invalid {}",
+            totals.created, totals.updated, totals.unchanged, invalid
+        ))?;
+    }
+    out.flush()?;
+    if !unreadable.is_empty() {
+        return Err(Error::Input(format!(
+            "could not read {} of {} file(s): {}",
+            unreadable.len(),
+            args.files.len(),
+            unreadable.join(", ")
+        )));
+    }
+    if invalid > 0 {
+        return Err(Error::InvalidRecords { invalid });
+    }
+    Ok(())
+}
+
+/// Reads a file, or standard input for `-`.
+fn read_input(file: &str) -> Result<(String, Vec<u8>), Error> {
+    if file == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|source| Error::File {
+                path: "standard input".into(),
+                source,
+            })?;
+        return Ok(("<stdin>".to_owned(), bytes));
+    }
+    let bytes = std::fs::read(file).map_err(|source| Error::File {
+        path: PathBuf::from(file),
+        source,
+    })?;
+    Ok((file.to_owned(), bytes))
+}
+
+/// The export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExportFormat {
+    Json,
+    Ndjson,
+    Topics,
+    ArkRows,
+}
+
+impl ExportFormat {
+    fn parse(text: &str) -> Result<ExportFormat, Error> {
+        match text {
+            "json" => Ok(ExportFormat::Json),
+            "ndjson" => Ok(ExportFormat::Ndjson),
+            "topics" => Ok(ExportFormat::Topics),
+            "ark-rows" => Ok(ExportFormat::ArkRows),
+            other => Err(Error::Usage(format!(
+                "export format {other:?} is not json, ndjson, topics or ark-rows"
+            ))),
+        }
+    }
+}
+
+/// Topic name for nodes without a category in the topics export.
+const UNCATEGORIZED: &str = "uncategorized";
+
+pub fn export(config: &Config, args: &cli::Export, out: &mut Output) -> Result<(), Error> {
+    let format = ExportFormat::parse(&args.format)?;
+    let (store, _) = open_store(config)?;
+    match &args.output {
+        None => {
+            write_export(&store, format, &args.types, out)?;
+            out.flush()
+        }
+        Some(path) => {
+            // Write beside the target and rename, so a failed export never leaves a
+            // half-written file where a good one was.
+            let path = PathBuf::from(path);
+            let temporary = temporary_path(&path);
+            let file = std::fs::File::create(&temporary).map_err(|source| Error::File {
+                path: temporary.clone(),
+                source,
+            })?;
+            let mut file_out = Output::to(Box::new(std::io::BufWriter::new(file)));
+            let result = write_export(&store, format, &args.types, &mut file_out)
+                .and_then(|count| file_out.flush().map(|()| count));
+            drop(file_out);
+            let count = match result {
+                Ok(count) => count,
+                Err(error) => {
+                    let _ = std::fs::remove_file(&temporary);
+                    return Err(error);
+                }
+            };
+            std::fs::rename(&temporary, &path).map_err(|source| Error::File {
+                path: path.clone(),
+                source,
+            })?;
+            eprintln!("exported {count} node(s) to {}", path.display());
+            Ok(())
+        }
+    }
+}
+
+fn temporary_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    path.with_file_name(name)
+}
+
+/// Writes every selected node; returns how many.
+fn write_export(store: &Store, format: ExportFormat, types: &[String], out: &mut Output) -> Result<u64, Error> {
+    let mut count = 0u64;
+    let mut topics: BTreeMap<String, Array> = BTreeMap::new();
+    let mut visit = |node: Node, out: &mut Output| -> Result<(), Error> {
+        let shape = if format == ExportFormat::ArkRows { Shape::ArkRow } else { Shape::Native };
+        let text = json::to_string(&Value::Object(node.to_json(shape)));
+        match format {
+            ExportFormat::Json | ExportFormat::ArkRows => {
+                out.write(if count == 0 { b"[\n" } else { b",\n" })?;
+                out.write(text.as_bytes())?;
+            }
+            ExportFormat::Ndjson => out.line(text)?,
+            ExportFormat::Topics => {
+                let topic = node.category.clone().unwrap_or_else(|| UNCATEGORIZED.to_owned());
+                topics.entry(topic).or_default().push(Value::Object(node.to_json(Shape::Native)));
+            }
+        }
+        count += 1;
+        Ok(())
+    };
+    let queries: Vec<Query> = if types.is_empty() {
+        vec![Query::default()]
+    } else {
+        types
+            .iter()
+            .map(|node_type| Query { node_type: Some(node_type.clone()), ..Query::default() })
+            .collect()
+    };
+    for query in &queries {
+        let mut failure = None;
+        store.scan(query, |node, _| match visit(node, out) {
+            Ok(()) => true,
+            Err(error) => {
+                failure = Some(error);
+                false
+            }
+        })?;
+        if let Some(error) = failure {
+            return Err(error);
+        }
+    }
+    match format {
+        ExportFormat::Json | ExportFormat::ArkRows => {
+            out.write(if count == 0 { b"[]\n" } else { b"\n]\n" })?;
+        }
+        ExportFormat::Ndjson => {}
+        ExportFormat::Topics => {
+            let total = topics.values().map(|nodes| nodes.len() as u64).sum();
+            let topic_list: Array = topics
+                .into_iter()
+                .map(|(name, nodes)| object([("name", string(name)), ("nodes", Value::Array(nodes))]))
+                .collect();
+            let document = object([
+                (
+                    "meta",
+                    object([
+                        ("exported_by", string(format!("ark-lattice {}", env!("CARGO_PKG_VERSION")))),
+                        ("exported_at", string(format_rfc3339(unix_millis_now()))),
+                        ("total_nodes", number(total)),
+                    ]),
+                ),
+                ("topics", Value::Array(topic_list)),
+            ]);
+            out.json(&document)?;
+        }
+    }
+    Ok(count)
+}
+
+pub fn add(config: &Config, args: &cli::Add, out: &mut Output) -> Result<(), Error> {
+    let mut node = match &args.json {
+        Some(text) => {
+            let value: Value = json::from_str(text)
+                .map_err(|_| Error::Usage("--json is not valid JSON".into()))?;
+            Node::from_json(&value).map_err(|error| Error::Usage(format!("invalid node: {error}")))?
+        }
+        None => node_from_flags(args)?,
+    };
+    let (mut store, _) = open_store(config)?;
+    let now = unix_millis_now();
+    let existing = store.get(&node.id)?;
+    if node.created_at.is_none() {
+        node.created_at = Some(match existing.as_ref().and_then(|record| record.node()) {
+            Some(previous) => previous.created_at.unwrap_or(now),
+            None => now,
+        });
+    }
+    node.updated_at = Some(now);
+    let summary = store.write_nodes(std::slice::from_ref(&node), now)?;
+    let outcome = if summary.created > 0 {
+        "added"
+    } else if summary.updated > 0 {
+        "updated"
+    } else {
+        "unchanged"
+    };
+    out.line(format!("{outcome} {}", node.id))?;
+    out.flush()
+}
+
+fn node_from_flags(args: &cli::Add) -> Result<Node, Error> {
+    let missing: Vec<&str> = [
+        ("--id", args.id.is_none()),
+        ("--type", args.node_type.is_none()),
+        ("--value", args.value.is_none()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, missing)| missing.then_some(flag))
+    .collect();
+    if !missing.is_empty() {
+        return Err(Error::Usage(format!(
+            "add needs {} (or the whole record with --json)",
+            missing.join(", ")
+        )));
+    }
+    let node = Node {
+        id: args.id.clone().unwrap_or_default(),
+        node_type: args.node_type.clone().unwrap_or_default(),
+        value: args.value.clone().unwrap_or_default(),
+        language: args.language.clone(),
+        category: args.category.clone(),
+        content: args.content.clone(),
+        capabilities: args.capabilities.clone(),
+        dependencies: args.dependencies.clone(),
+        examples: args.examples.clone(),
+        linked_agents: args.linked_agents.clone(),
+        ..Node::default()
+    };
+    node.validate()
+        .map_err(|error| Error::Usage(format!("invalid node: {error}")))?;
+    Ok(node)
+}
+
+pub fn get(config: &Config, args: &cli::Get, out: &mut Output) -> Result<(), Error> {
+    let (store, _) = open_store(config)?;
+    let record = store
+        .get(&args.id)?
+        .ok_or_else(|| Error::NotFound(format!("node {:?}", args.id)))?;
+    let node = match &record.body {
+        Body::Live(node) => node,
+        Body::Deleted { deleted_at } => {
+            return Err(Error::NotFound(format!(
+                "node {:?} (deleted at {})",
+                args.id,
+                format_rfc3339(*deleted_at)
+            )));
+        }
+    };
+    if args.json {
+        let mut value = node_with_meta(node, &record.meta);
+        if args.provenance {
+            if let Value::Object(object) = &mut value {
+                object.insert("provenance".into(), provenance_json(&record.meta));
+            }
+        }
+        out.json(&value)?;
+        return out.flush();
+    }
+    let optional = |text: &Option<String>| text.clone().unwrap_or_else(|| "-".into());
+    let list = |items: &[String]| if items.is_empty() { "-".to_owned() } else { items.join(", ") };
+    let rows = [
+        ("id", node.id.clone()),
+        ("type", node.node_type.clone()),
+        ("value", node.value.clone()),
+        ("language", optional(&node.language)),
+        ("category", optional(&node.category)),
+        ("capabilities", list(&node.capabilities)),
+        ("dependencies", list(&node.dependencies)),
+        ("examples", list(&node.examples)),
+        ("linked_agents", list(&node.linked_agents)),
+        ("created_at", time_or_dash(node.created_at)),
+        ("updated_at", time_or_dash(node.updated_at)),
+        ("hash", record.meta.hash.to_prefixed()),
+    ];
+    for (name, value) in rows {
+        out.line(format!("{name:<14}{value}"))?;
+    }
+    for (name, value) in &node.extra {
+        out.line(format!("{name:<14}{value}"))?;
+    }
+    if args.provenance {
+        out.line(format!("{:<14}{}", "written by", record.meta.version.origin))?;
+        out.line(format!(
+            "{:<14}{} (clock {})",
+            "written at",
+            format_rfc3339(record.meta.version.hlc.millis()),
+            record.meta.version.hlc
+        ))?;
+        out.line(format!(
+            "{:<14}{}",
+            "signature",
+            if record.meta.signature.is_some() { "present" } else { "none" }
+        ))?;
+    }
+    if let Some(content) = &node.content {
+        out.line("content:")?;
+        out.line(content)?;
+    }
+    out.flush()
+}
+
+fn provenance_json(meta: &RecordMeta) -> Value {
+    object([
+        ("origin", string(meta.version.origin.to_hex())),
+        ("written_at", string(format_rfc3339(meta.version.hlc.millis()))),
+        ("version", string(meta.version.to_wire())),
+        ("signed", Value::Bool(meta.signature.is_some())),
+    ])
+}
+
+pub fn delete(config: &Config, args: &cli::Delete, out: &mut Output) -> Result<(), Error> {
+    let (mut store, _) = open_store(config)?;
+    if !store.delete(&args.id, unix_millis_now())? {
+        return Err(Error::NotFound(format!("node {:?}", args.id)));
+    }
+    if args.json {
+        out.json(&object([("deleted", string(args.id.clone()))]))?;
+    } else {
+        out.line(format!("deleted {} (a tombstone carries the delete to peers)", args.id))?;
+    }
+    out.flush()
+}
+
+pub fn list(config: &Config, args: &cli::List, out: &mut Output) -> Result<(), Error> {
+    let query = Query {
+        node_type: args.node_type.clone(),
+        limit: (args.limit > 0).then_some(args.limit),
+        ..Query::default()
+    };
+    print_nodes(config, &query, args.json, out)
+}
+
+pub fn query(config: &Config, args: &cli::QueryArgs, out: &mut Output) -> Result<(), Error> {
+    let query = Query {
+        node_type: args.node_type.clone(),
+        language: args.language.clone(),
+        category: args.category.clone(),
+        capability: args.capability.clone(),
+        search: args.search.clone(),
+        after: None,
+        limit: (args.limit > 0).then_some(args.limit),
+    };
+    print_nodes(config, &query, args.json, out)
+}
+
+fn print_nodes(config: &Config, query: &Query, as_json: bool, out: &mut Output) -> Result<(), Error> {
+    let (store, _) = open_store(config)?;
+    let found = store.query(query)?;
+    if as_json {
+        let nodes: Array = found.iter().map(|(node, meta)| node_with_meta(node, meta)).collect();
+        out.json(&object([("count", number(nodes.len() as u64)), ("nodes", Value::Array(nodes))]))?;
+        return out.flush();
+    }
+    if !found.is_empty() {
+        out.line(format!("{:<32} {:<16} {:<12} {}", "ID", "TYPE", "LANGUAGE", "VALUE"))?;
+    }
+    for (node, _) in &found {
+        out.line(format!(
+            "{:<32} {:<16} {:<12} {}",
+            truncate(&node.id, 32),
+            truncate(&node.node_type, 16),
+            truncate(node.language.as_deref().unwrap_or("-"), 12),
+            truncate(&node.value, 60)
+        ))?;
+    }
+    out.line(format!("{} node(s)", found.len()))?;
+    out.flush()
+}
+
+pub fn stats(config: &Config, args: &cli::Stats, out: &mut Output) -> Result<(), Error> {
+    let (store, instance_id) = open_store(config)?;
+    let stats = store.stats()?;
+    let name = format!("ARK-{}-{}", config.instance_type, instance_id.short());
+    if args.json {
+        out.json(&object([
+            ("instance_id", string(instance_id.to_hex())),
+            ("instance_name", string(name)),
+            ("instance_type", string(config.instance_type.to_string())),
+            ("nodes", number(stats.nodes)),
+            ("tombstones", number(stats.tombstones)),
+            ("conflicts", number(stats.conflicts)),
+            ("last_seq", number(stats.last_seq)),
+            ("store_bytes", number(stats.file_bytes)),
+            ("by_type", counts(&stats.by_type)),
+            ("by_language", counts(&stats.by_language)),
+            ("by_category", counts(&stats.by_category)),
+        ]))?;
+        return out.flush();
+    }
+    out.line(format!("instance    {name} ({instance_id})"))?;
+    out.line(format!("store       {} ({:.1} MiB)", store.path().display(), stats.file_bytes as f64 / 1_048_576.0))?;
+    out.line(format!("nodes       {}", stats.nodes))?;
+    out.line(format!("tombstones  {}", stats.tombstones))?;
+    out.line(format!("conflicts   {}", stats.conflicts))?;
+    for (title, map) in [("by type", &stats.by_type), ("by language", &stats.by_language), ("by category", &stats.by_category)] {
+        out.line(format!("{title}:"))?;
+        let mut sorted: Vec<_> = map.iter().collect();
+        sorted.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (key, count) in sorted {
+            out.line(format!("  {key:<30} {count}"))?;
+        }
+    }
+    out.flush()
+}
+
+pub fn conflicts(config: &Config, args: &cli::Conflicts, out: &mut Output) -> Result<(), Error> {
+    let (store, _) = open_store(config)?;
+    let conflicts = store.conflicts(args.limit)?;
+    if args.json {
+        let list: Array = conflicts
+            .iter()
+            .map(|conflict| {
+                let mut entry = Object::new();
+                entry.insert("number".into(), number(conflict.number));
+                entry.insert("id".into(), string(conflict.loser.id.clone()));
+                entry.insert("resolved_at".into(), string(format_rfc3339(conflict.resolved_at)));
+                entry.insert("winner_version".into(), string(conflict.winner.to_wire()));
+                entry.insert("loser_version".into(), string(conflict.loser.meta.version.to_wire()));
+                let loser = match &conflict.loser.body {
+                    Body::Live(node) => node_with_meta(node, &conflict.loser.meta),
+                    Body::Deleted { .. } => Value::Null,
+                };
+                entry.insert("loser".into(), loser);
+                Value::Object(entry)
+            })
+            .collect();
+        out.json(&object([("count", number(list.len() as u64)), ("conflicts", Value::Array(list))]))?;
+        return out.flush();
+    }
+    for conflict in &conflicts {
+        let what = match &conflict.loser.body {
+            Body::Live(node) => format!("value {:?}", truncate(&node.value, 40)),
+            Body::Deleted { .. } => "a delete".to_owned(),
+        };
+        out.line(format!(
+            "#{} {} at {}: lost {} by {} (winner {})",
+            conflict.number,
+            conflict.loser.id,
+            format_rfc3339(conflict.resolved_at),
+            what,
+            conflict.loser.meta.version.origin.short(),
+            conflict.winner.origin.short()
+        ))?;
+    }
+    out.line(format!("{} conflict(s) shown", conflicts.len()))?;
+    let _ = std::io::stderr().flush();
+    out.flush()
+}

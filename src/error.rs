@@ -1,0 +1,80 @@
+//! The crate-wide error: every failure reaches the user through `main` as one line on
+//! stderr and an exit code from [`Error::exit_code`].
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::store::StoreError;
+
+/// Exit codes, documented in README.md ("Exit codes").
+pub mod exit {
+    pub const FAILURE: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const STORE_BUSY: i32 = 3;
+    pub const NOT_FOUND: i32 = 4;
+    pub const INVALID_RECORDS: i32 = 5;
+}
+
+#[derive(Debug)]
+pub enum Error {
+    /// A flag or environment variable has an invalid value.
+    Config(String),
+    /// The command line asks for something that cannot be done (e.g. `add` without `--id`).
+    Usage(String),
+    Store(StoreError),
+    /// A file could not be read or written.
+    File { path: PathBuf, source: std::io::Error },
+    /// An input document could not be read as JSON at all.
+    Input(String),
+    /// The named record does not exist.
+    NotFound(String),
+    /// An import finished, but some records were invalid (already reported one by one).
+    InvalidRecords { invalid: u64 },
+    /// Anything else, already phrased for the user.
+    Other(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) | Error::Usage(_) => exit::USAGE,
+            Error::Store(StoreError::Locked { .. }) => exit::STORE_BUSY,
+            Error::NotFound(_) => exit::NOT_FOUND,
+            Error::InvalidRecords { .. } => exit::INVALID_RECORDS,
+            _ => exit::FAILURE,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(message) => write!(f, "invalid configuration: {message}"),
+            Error::Usage(message) => f.write_str(message),
+            Error::Store(error) => error.fmt(f),
+            Error::File { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::Input(message) => f.write_str(message),
+            Error::NotFound(what) => write!(f, "{what} not found"),
+            Error::InvalidRecords { invalid } => {
+                write!(f, "{invalid} invalid record(s) were skipped (see above)")
+            }
+            Error::Other(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Store(error) => Some(error),
+            Error::File { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(error: StoreError) -> Error {
+        Error::Store(error)
+    }
+}

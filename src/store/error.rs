@@ -1,0 +1,61 @@
+//! Errors from opening, reading and writing the store.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// What went wrong in the store. Messages name the store file.
+#[derive(Debug)]
+pub enum StoreError {
+    /// Another process holds the store open (redb takes an exclusive file lock).
+    Locked { path: PathBuf },
+    /// The state dir or the store file cannot be created or opened.
+    Io { path: PathBuf, source: std::io::Error },
+    /// The file was written by a newer ark-lattice, or is not ours.
+    Schema { path: PathBuf, found: String },
+    /// The file is not a readable redb database, or redb needs an upgrade step.
+    Unreadable { path: PathBuf, reason: String },
+    /// A storage operation failed after the store was open.
+    Storage { path: PathBuf, source: redb::Error },
+    /// A stored record cannot be decoded.
+    Damaged { path: PathBuf, key: String, reason: String },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Locked { path } => write!(
+                f,
+                "store {} is in use by another ark-lattice process (is `ark-lattice serve` running on it?)",
+                path.display()
+            ),
+            StoreError::Io { path, source } => {
+                write!(f, "cannot open store {}: {source}", path.display())
+            }
+            StoreError::Schema { path, found } => write!(
+                f,
+                "store {} has schema {found}, this ark-lattice reads schema {}; use a newer ark-lattice or another --data-dir",
+                path.display(),
+                super::SCHEMA_VERSION
+            ),
+            StoreError::Unreadable { path, reason } => {
+                write!(f, "store {} cannot be read: {reason}", path.display())
+            }
+            StoreError::Storage { path, source } => {
+                write!(f, "store {}: {source}", path.display())
+            }
+            StoreError::Damaged { path, key, reason } => {
+                write!(f, "store {}: record {key:?} is damaged: {reason}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Io { source, .. } => Some(source),
+            StoreError::Storage { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

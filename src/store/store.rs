@@ -1,0 +1,870 @@
+//! [`Store`]: opening the file, local writes, applying peers' versions with
+//! last-writer-wins, and the reads the CLI and the federation layer need.
+//!
+//! # Implementation
+//!
+//! Every write is one redb transaction that also persists the clock's high-water mark
+//! and the last change sequence, so a crash loses at most the transaction in flight and
+//! never leaves a sequence number or clock reading to be handed out twice. The
+//! in-memory copies of both advance only after the commit succeeds.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, MultimapTableDefinition, ReadTransaction, ReadableDatabase, ReadableMultimapTable,
+    ReadableTable, ReadableTableMetadata, WriteTransaction,
+};
+
+use super::error::StoreError;
+use super::record::{self, Body, Record, RecordMeta};
+use super::tables::{
+    meta_keys, BY_CATEGORY, BY_LANGUAGE, BY_TYPE, CHANGES, CONFLICTS, META, NODES, PEERS,
+    TOMBSTONES,
+};
+use crate::model::{encode_node, Clock, ContentHash, Hlc, InstanceId, Node, Version};
+
+/// The schema this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// How the store is opened.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// redb's page cache in bytes. Default 16 MiB: redb's own default is 1 GiB, more
+    /// than a 512 MB Raspberry Pi Zero has.
+    pub cache_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions {
+            cache_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// What a batch of local writes did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteSummary {
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+}
+
+/// A version received from a peer, already parsed (and, with trust, verified).
+#[derive(Debug, Clone)]
+pub struct RemoteRecord {
+    pub id: String,
+    pub version: Version,
+    pub base: Option<Version>,
+    /// The hash the sender claims; checked against the node's canonical bytes.
+    pub hash: Option<ContentHash>,
+    pub signature: Option<[u8; 64]>,
+    pub body: Body,
+}
+
+/// What applying a batch of peer versions did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// Versions that were newer and are now stored.
+    pub applied: u64,
+    /// Versions we already had.
+    pub unchanged: u64,
+    /// Versions older than ours that lost.
+    pub stale: u64,
+    /// Concurrent edits settled by last-writer-wins; the loser is in the conflict log.
+    pub conflicts: u64,
+    /// Versions refused, with the reason (clock too far ahead, hash mismatch...).
+    pub rejected: Vec<(String, String)>,
+}
+
+/// A losing version kept by the conflict log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conflict {
+    pub number: u64,
+    pub resolved_at: u64,
+    pub winner: Version,
+    pub loser: Record,
+}
+
+/// Filters for [`Store::query`]. Empty filters match everything.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub node_type: Option<String>,
+    pub language: Option<String>,
+    pub category: Option<String>,
+    pub capability: Option<String>,
+    /// Case-insensitive substring of the id or the value.
+    pub search: Option<String>,
+    /// Only ids after this one (paging).
+    pub after: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// One page of the change log.
+#[derive(Debug, Clone, Default)]
+pub struct ChangePage {
+    pub records: Vec<Record>,
+    /// The sequence of the last record in the page, or the start if it is empty.
+    pub last_seq: u64,
+    /// More changes follow.
+    pub more: bool,
+}
+
+/// Counts for `stats`.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub nodes: u64,
+    pub tombstones: u64,
+    pub conflicts: u64,
+    pub last_seq: u64,
+    pub file_bytes: u64,
+    pub by_type: BTreeMap<String, u64>,
+    pub by_language: BTreeMap<String, u64>,
+    pub by_category: BTreeMap<String, u64>,
+}
+
+/// The lattice store. Single-threaded: writes take `&mut self`.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+    instance_id: InstanceId,
+    epoch: [u8; 16],
+    clock: Clock,
+    last_seq: u64,
+    last_conflict: u64,
+}
+
+type Index = MultimapTableDefinition<'static, &'static str, &'static str>;
+
+/// The indexed fields of a node, in the order of `INDEXES`.
+fn index_keys(node: &Node) -> [Option<&str>; 3] {
+    [
+        Some(node.node_type.as_str()),
+        node.language.as_deref(),
+        node.category.as_deref(),
+    ]
+}
+
+const INDEXES: [Index; 3] = [BY_TYPE, BY_LANGUAGE, BY_CATEGORY];
+
+impl Store {
+    /// Opens the store file at `path`, creating it (and its directory) on first use.
+    /// `instance_id` is recorded at creation and used as the author of local writes.
+    pub fn open(path: &Path, options: &StoreOptions, instance_id: InstanceId) -> Result<Store, StoreError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        }
+        let db = Database::builder()
+            .set_cache_size(options.cache_bytes)
+            .create(path)
+            .map_err(|error| open_error(path, error))?;
+        let mut store = Store {
+            db,
+            path: path.to_owned(),
+            instance_id,
+            epoch: [0; 16],
+            clock: Clock::new(Hlc::default()),
+            last_seq: 0,
+            last_conflict: 0,
+        };
+        if !store.load_meta()? {
+            store.initialise()?;
+        }
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn instance_id(&self) -> InstanceId {
+        self.instance_id
+    }
+
+    /// A random id made when the store was created; a peer that sees it change knows the
+    /// store was wiped or restored and must not trust its checkpoint.
+    pub fn epoch(&self) -> [u8; 16] {
+        self.epoch
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// The highest clock reading written or observed.
+    pub fn clock_high_water(&self) -> Hlc {
+        self.clock.high_water()
+    }
+
+    fn fail<E: Into<redb::Error>>(&self) -> impl Fn(E) -> StoreError + '_ {
+        move |error| StoreError::Storage {
+            path: self.path.clone(),
+            source: error.into(),
+        }
+    }
+
+    fn damaged(&self, key: &str, reason: impl Into<String>) -> StoreError {
+        StoreError::Damaged {
+            path: self.path.clone(),
+            key: key.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Reads the metadata of an existing store; `false` when the store is new.
+    fn load_meta(&mut self) -> Result<bool, StoreError> {
+        let read = self.db.begin_read().map_err(self.fail())?;
+        let meta = match read.open_table(META) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+            Err(error) => return Err((self.fail())(error)),
+        };
+        let get = |key: &str| -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(meta.get(key).map_err(self.fail())?.map(|value| value.value().to_vec()))
+        };
+        let Some(schema) = get(meta_keys::SCHEMA)? else {
+            return Ok(false);
+        };
+        let schema = u32::from_be_bytes(schema.try_into().map_err(|_| StoreError::Schema {
+            path: self.path.clone(),
+            found: "of an unknown format".into(),
+        })?);
+        if schema != SCHEMA_VERSION {
+            return Err(StoreError::Schema {
+                path: self.path.clone(),
+                found: schema.to_string(),
+            });
+        }
+        let u64_of = |key: &str| -> Result<u64, StoreError> {
+            match get(key)? {
+                None => Ok(0),
+                Some(bytes) => bytes
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| self.damaged(key, "metadata is not 8 bytes")),
+            }
+        };
+        let clock = Clock::new(Hlc(u64_of(meta_keys::CLOCK)?));
+        let last_seq = u64_of(meta_keys::LAST_SEQ)?;
+        let last_conflict = u64_of(meta_keys::LAST_CONFLICT)?;
+        let epoch = get(meta_keys::EPOCH)?
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or_else(|| self.damaged(meta_keys::EPOCH, "missing or not 16 bytes"))?;
+        (self.clock, self.last_seq, self.last_conflict, self.epoch) =
+            (clock, last_seq, last_conflict, epoch);
+        Ok(true)
+    }
+
+    /// Creates the tables and metadata of a new store.
+    fn initialise(&mut self) -> Result<(), StoreError> {
+        let mut epoch = [0u8; 16];
+        getrandom::fill(&mut epoch).map_err(|error| StoreError::Io {
+            path: self.path.clone(),
+            source: std::io::Error::other(format!("no randomness for the store epoch: {error}")),
+        })?;
+        let txn = self.db.begin_write().map_err(self.fail())?;
+        {
+            txn.open_table(NODES).map_err(self.fail())?;
+            txn.open_table(TOMBSTONES).map_err(self.fail())?;
+            txn.open_table(CHANGES).map_err(self.fail())?;
+            txn.open_table(CONFLICTS).map_err(self.fail())?;
+            txn.open_table(PEERS).map_err(self.fail())?;
+            for index in INDEXES {
+                txn.open_multimap_table(index).map_err(self.fail())?;
+            }
+            let mut meta = txn.open_table(META).map_err(self.fail())?;
+            meta.insert(meta_keys::SCHEMA, &SCHEMA_VERSION.to_be_bytes()[..])
+                .map_err(self.fail())?;
+            meta.insert(meta_keys::INSTANCE_ID, &self.instance_id.0[..])
+                .map_err(self.fail())?;
+            meta.insert(meta_keys::EPOCH, &epoch[..]).map_err(self.fail())?;
+        }
+        txn.commit().map_err(self.fail())?;
+        self.epoch = epoch;
+        Ok(())
+    }
+
+    /// Persists the clock and sequence counters inside `txn`.
+    fn write_counters(&self, txn: &WriteTransaction, clock: &Clock, last_seq: u64, last_conflict: u64) -> Result<(), StoreError> {
+        let mut meta = txn.open_table(META).map_err(self.fail())?;
+        meta.insert(meta_keys::CLOCK, &clock.high_water().0.to_be_bytes()[..])
+            .map_err(self.fail())?;
+        meta.insert(meta_keys::LAST_SEQ, &last_seq.to_be_bytes()[..])
+            .map_err(self.fail())?;
+        meta.insert(meta_keys::LAST_CONFLICT, &last_conflict.to_be_bytes()[..])
+            .map_err(self.fail())?;
+        Ok(())
+    }
+
+    /// Writes local versions of `nodes` in one transaction. A node whose content hash
+    /// equals the stored one is left alone, so re-importing a file changes nothing.
+    pub fn write_nodes(&mut self, nodes: &[Node], now: u64) -> Result<WriteSummary, StoreError> {
+        let mut summary = WriteSummary::default();
+        let mut clock = self.clock.clone();
+        let mut last_seq = self.last_seq;
+        let txn = self.db.begin_write().map_err(self.fail())?;
+        for node in nodes {
+            let canonical = encode_node(node);
+            let hash = ContentHash::of(&canonical);
+            let previous = self.current_in(&txn, &node.id)?;
+            if let Some((meta, Body::Live(_))) = &previous {
+                if meta.hash == hash {
+                    summary.unchanged += 1;
+                    continue;
+                }
+            }
+            let version = Version {
+                hlc: clock.tick(now),
+                origin: self.instance_id,
+            };
+            last_seq += 1;
+            let meta = RecordMeta {
+                version,
+                base: previous.as_ref().and_then(|(meta, _)| self.base_for_local_write(meta)),
+                seq: last_seq,
+                hash,
+                updated_at: Some(node.updated_at.unwrap_or(now)),
+                signature: None,
+            };
+            match previous {
+                Some((_, Body::Live(_))) => summary.updated += 1,
+                _ => summary.created += 1,
+            }
+            self.replace_in(&txn, &node.id, previous.as_ref(), &meta, Body::Live(node.clone()), &canonical)?;
+        }
+        self.write_counters(&txn, &clock, last_seq, self.last_conflict)?;
+        txn.commit().map_err(self.fail())?;
+        self.clock = clock;
+        self.last_seq = last_seq;
+        Ok(summary)
+    }
+
+    /// The base of a local write replacing `previous`: the last version by another
+    /// author, so a run of our own edits all descend from what we last received.
+    fn base_for_local_write(&self, previous: &RecordMeta) -> Option<Version> {
+        if previous.version.origin == self.instance_id {
+            previous.base
+        } else {
+            Some(previous.version)
+        }
+    }
+
+    /// Deletes `id`, leaving a tombstone. `false` if there was no live node.
+    pub fn delete(&mut self, id: &str, now: u64) -> Result<bool, StoreError> {
+        let mut clock = self.clock.clone();
+        let txn = self.db.begin_write().map_err(self.fail())?;
+        let previous = self.current_in(&txn, id)?;
+        let Some((previous_meta, Body::Live(_))) = &previous else {
+            return Ok(false);
+        };
+        let meta = RecordMeta {
+            version: Version {
+                hlc: clock.tick(now),
+                origin: self.instance_id,
+            },
+            base: self.base_for_local_write(previous_meta),
+            seq: self.last_seq + 1,
+            hash: ContentHash::of(b""),
+            updated_at: Some(now),
+            signature: None,
+        };
+        self.replace_in(&txn, id, previous.as_ref(), &meta, Body::Deleted { deleted_at: now }, &[])?;
+        self.write_counters(&txn, &clock, meta.seq, self.last_conflict)?;
+        txn.commit().map_err(self.fail())?;
+        self.clock = clock;
+        self.last_seq = meta.seq;
+        Ok(true)
+    }
+
+    /// Applies versions from a peer with last-writer-wins: the higher version wins, ties
+    /// cannot happen between different authors (the instance id is part of the version).
+    /// A version whose clock is more than `max_skew_millis` ahead of `now` is refused so
+    /// one bad clock cannot win every conflict. `peer_state` is written in the same
+    /// transaction, so a checkpoint never runs ahead of the records it covers.
+    pub fn apply_remote(
+        &mut self,
+        records: &[RemoteRecord],
+        now: u64,
+        max_skew_millis: u64,
+        peer_state: Option<(&str, &[u8])>,
+    ) -> Result<ApplyOutcome, StoreError> {
+        let mut outcome = ApplyOutcome::default();
+        let mut clock = self.clock.clone();
+        let mut last_seq = self.last_seq;
+        let mut last_conflict = self.last_conflict;
+        let txn = self.db.begin_write().map_err(self.fail())?;
+        for remote in records {
+            if remote.version.hlc.millis() > now.saturating_add(max_skew_millis) {
+                outcome.rejected.push((
+                    remote.id.clone(),
+                    format!(
+                        "version clock {} is more than {} s ahead of ours",
+                        crate::model::format_rfc3339(remote.version.hlc.millis()),
+                        max_skew_millis / 1000
+                    ),
+                ));
+                continue;
+            }
+            let canonical = match &remote.body {
+                Body::Live(node) => {
+                    if node.id != remote.id {
+                        outcome.rejected.push((remote.id.clone(), format!("record id {:?} does not match", node.id)));
+                        continue;
+                    }
+                    encode_node(node)
+                }
+                Body::Deleted { .. } => Vec::new(),
+            };
+            let hash = ContentHash::of(&canonical);
+            if let (Some(claimed), Body::Live(_)) = (remote.hash, &remote.body) {
+                if claimed != hash {
+                    outcome.rejected.push((
+                        remote.id.clone(),
+                        format!("content hash {} does not match the record ({})", claimed, hash),
+                    ));
+                    continue;
+                }
+            }
+            let previous = self.current_in(&txn, &remote.id)?;
+            let incoming_meta = RecordMeta {
+                version: remote.version,
+                base: remote.base,
+                seq: 0,
+                hash,
+                updated_at: remote.body_updated_at(),
+                signature: remote.signature,
+            };
+            if let Some((local, local_body)) = &previous {
+                let same_content = local.hash == hash
+                    && local_body_is_deleted(local_body) == remote_is_deleted(&remote.body);
+                let related = |newer: &RecordMeta, older: &RecordMeta| {
+                    same_content
+                        || newer.version.origin == older.version.origin
+                        || newer.base == Some(older.version)
+                };
+                if remote.version == local.version {
+                    outcome.unchanged += 1;
+                    continue;
+                }
+                if remote.version < local.version {
+                    outcome.stale += 1;
+                    if !related(local, &incoming_meta) {
+                        last_conflict += 1;
+                        outcome.conflicts += 1;
+                        let loser = Record {
+                            id: remote.id.clone(),
+                            meta: incoming_meta,
+                            body: remote.body.clone(),
+                        };
+                        self.log_conflict_in(&txn, last_conflict, now, local.version, &loser)?;
+                    }
+                    continue;
+                }
+                if !related(&incoming_meta, local) {
+                    last_conflict += 1;
+                    outcome.conflicts += 1;
+                    let loser = Record {
+                        id: remote.id.clone(),
+                        meta: local.clone(),
+                        body: local_body.clone(),
+                    };
+                    self.log_conflict_in(&txn, last_conflict, now, remote.version, &loser)?;
+                }
+            }
+            clock.observe(remote.version.hlc);
+            last_seq += 1;
+            let meta = RecordMeta {
+                seq: last_seq,
+                ..incoming_meta
+            };
+            self.replace_in(&txn, &remote.id, previous.as_ref(), &meta, remote.body.clone(), &canonical)?;
+            outcome.applied += 1;
+        }
+        if let Some((peer, state)) = peer_state {
+            let mut peers = txn.open_table(PEERS).map_err(self.fail())?;
+            peers.insert(peer, state).map_err(self.fail())?;
+        }
+        self.write_counters(&txn, &clock, last_seq, last_conflict)?;
+        txn.commit().map_err(self.fail())?;
+        self.clock = clock;
+        self.last_seq = last_seq;
+        self.last_conflict = last_conflict;
+        Ok(outcome)
+    }
+
+    /// The current record for `id` inside a write transaction: live node or tombstone.
+    fn current_in(&self, txn: &WriteTransaction, id: &str) -> Result<Option<(RecordMeta, Body)>, StoreError> {
+        let nodes = txn.open_table(NODES).map_err(self.fail())?;
+        if let Some(value) = nodes.get(id).map_err(self.fail())? {
+            let (node, meta) = record::decode_live(value.value()).map_err(|reason| self.damaged(id, reason))?;
+            return Ok(Some((meta, Body::Live(node))));
+        }
+        let tombstones = txn.open_table(TOMBSTONES).map_err(self.fail())?;
+        if let Some(value) = tombstones.get(id).map_err(self.fail())? {
+            let (meta, deleted_at) = record::decode_tombstone(value.value()).map_err(|reason| self.damaged(id, reason))?;
+            return Ok(Some((meta, Body::Deleted { deleted_at })));
+        }
+        Ok(None)
+    }
+
+    /// Replaces whatever `id` had with `body` under `meta`, keeping the change log and
+    /// the indexes in step.
+    fn replace_in(
+        &self,
+        txn: &WriteTransaction,
+        id: &str,
+        previous: Option<&(RecordMeta, Body)>,
+        meta: &RecordMeta,
+        body: Body,
+        canonical: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut changes = txn.open_table(CHANGES).map_err(self.fail())?;
+        let mut nodes = txn.open_table(NODES).map_err(self.fail())?;
+        let mut tombstones = txn.open_table(TOMBSTONES).map_err(self.fail())?;
+        if let Some((previous_meta, previous_body)) = previous {
+            changes.remove(previous_meta.seq).map_err(self.fail())?;
+            match previous_body {
+                Body::Live(old) => {
+                    nodes.remove(id).map_err(self.fail())?;
+                    for (index, key) in INDEXES.iter().zip(index_keys(old)) {
+                        if let Some(key) = key {
+                            let mut table = txn.open_multimap_table(*index).map_err(self.fail())?;
+                            table.remove(key, id).map_err(self.fail())?;
+                        }
+                    }
+                }
+                Body::Deleted { .. } => {
+                    tombstones.remove(id).map_err(self.fail())?;
+                }
+            }
+        }
+        changes.insert(meta.seq, id).map_err(self.fail())?;
+        match body {
+            Body::Live(node) => {
+                nodes.insert(id, record::encode(meta, canonical).as_slice()).map_err(self.fail())?;
+                for (index, key) in INDEXES.iter().zip(index_keys(&node)) {
+                    if let Some(key) = key {
+                        let mut table = txn.open_multimap_table(*index).map_err(self.fail())?;
+                        table.insert(key, id).map_err(self.fail())?;
+                    }
+                }
+            }
+            Body::Deleted { deleted_at } => {
+                tombstones
+                    .insert(id, record::encode(meta, &deleted_at.to_be_bytes()).as_slice())
+                    .map_err(self.fail())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn log_conflict_in(&self, txn: &WriteTransaction, number: u64, now: u64, winner: Version, loser: &Record) -> Result<(), StoreError> {
+        let body = match &loser.body {
+            Body::Live(node) => {
+                let mut bytes = vec![0];
+                bytes.extend_from_slice(&record::encode(&loser.meta, &encode_node(node)));
+                bytes
+            }
+            Body::Deleted { deleted_at } => {
+                let mut bytes = vec![1];
+                bytes.extend_from_slice(&record::encode(&loser.meta, &deleted_at.to_be_bytes()));
+                bytes
+            }
+        };
+        let mut value = Vec::with_capacity(8 + 40 + 4 + loser.id.len() + body.len());
+        value.extend_from_slice(&now.to_be_bytes());
+        value.extend_from_slice(&winner.hlc.0.to_be_bytes());
+        value.extend_from_slice(&winner.origin.0);
+        value.extend_from_slice(&(loser.id.len() as u32).to_be_bytes());
+        value.extend_from_slice(loser.id.as_bytes());
+        value.extend_from_slice(&body);
+        let mut conflicts = txn.open_table(CONFLICTS).map_err(self.fail())?;
+        conflicts.insert(number, value.as_slice()).map_err(self.fail())?;
+        Ok(())
+    }
+
+    fn read(&self) -> Result<ReadTransaction, StoreError> {
+        self.db.begin_read().map_err(self.fail())
+    }
+
+    /// The live node or tombstone stored for `id`.
+    pub fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {
+        let read = self.read()?;
+        let nodes = read.open_table(NODES).map_err(self.fail())?;
+        if let Some(value) = nodes.get(id).map_err(self.fail())? {
+            let (node, meta) = record::decode_live(value.value()).map_err(|reason| self.damaged(id, reason))?;
+            return Ok(Some(Record { id: id.to_owned(), meta, body: Body::Live(node) }));
+        }
+        let tombstones = read.open_table(TOMBSTONES).map_err(self.fail())?;
+        if let Some(value) = tombstones.get(id).map_err(self.fail())? {
+            let (meta, deleted_at) = record::decode_tombstone(value.value()).map_err(|reason| self.damaged(id, reason))?;
+            return Ok(Some(Record { id: id.to_owned(), meta, body: Body::Deleted { deleted_at } }));
+        }
+        Ok(None)
+    }
+
+    /// Live nodes matching `query`, in id order.
+    pub fn query(&self, query: &Query) -> Result<Vec<(Node, RecordMeta)>, StoreError> {
+        let mut found = Vec::new();
+        self.scan(query, |node, meta| {
+            found.push((node, meta));
+            true
+        })?;
+        Ok(found)
+    }
+
+    /// Calls `visit` for each live node matching `query` in id order until it returns
+    /// `false` or `query.limit` nodes were visited. Uses an index when the query names a
+    /// type, language or category.
+    pub fn scan(&self, query: &Query, mut visit: impl FnMut(Node, RecordMeta) -> bool) -> Result<(), StoreError> {
+        let read = self.read()?;
+        let nodes = read.open_table(NODES).map_err(self.fail())?;
+        let search = query.search.as_ref().map(|text| text.to_lowercase());
+        let limit = query.limit.unwrap_or(usize::MAX);
+        let mut visited = 0;
+        let mut consider = |id: &str, bytes: &[u8]| -> Result<bool, StoreError> {
+            if visited >= limit {
+                return Ok(false);
+            }
+            let (node, meta) = record::decode_live(bytes).map_err(|reason| self.damaged(id, reason))?;
+            if matches(&node, query, search.as_deref()) {
+                visited += 1;
+                return Ok(visit(node, meta) && visited < limit);
+            }
+            Ok(true)
+        };
+        let indexed = [
+            (BY_TYPE, &query.node_type),
+            (BY_LANGUAGE, &query.language),
+            (BY_CATEGORY, &query.category),
+        ]
+        .into_iter()
+        .find_map(|(index, key)| key.as_ref().map(|key| (index, key)));
+        let after = query.after.as_deref().unwrap_or("");
+        if let Some((index, key)) = indexed {
+            let table = read.open_multimap_table(index).map_err(self.fail())?;
+            for id in table.get(key.as_str()).map_err(self.fail())? {
+                let id = id.map_err(self.fail())?;
+                let id = id.value();
+                if id <= after && query.after.is_some() {
+                    continue;
+                }
+                let Some(value) = nodes.get(id).map_err(self.fail())? else {
+                    return Err(self.damaged(id, "index entry without a node"));
+                };
+                if !consider(id, value.value())? {
+                    break;
+                }
+            }
+        } else {
+            let range = match &query.after {
+                Some(after) => nodes.range::<&str>((std::ops::Bound::Excluded(after.as_str()), std::ops::Bound::Unbounded)),
+                None => nodes.range::<&str>(..),
+            }
+            .map_err(self.fail())?;
+            for entry in range {
+                let (id, value) = entry.map_err(self.fail())?;
+                if !consider(id.value(), value.value())? {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Changes after sequence `after_seq`, at most `limit` records and about `max_bytes`
+    /// of stored bytes (at least one record is returned if any is pending).
+    pub fn changes_since(&self, after_seq: u64, limit: usize, max_bytes: usize) -> Result<ChangePage, StoreError> {
+        let read = self.read()?;
+        let changes = read.open_table(CHANGES).map_err(self.fail())?;
+        let nodes = read.open_table(NODES).map_err(self.fail())?;
+        let tombstones = read.open_table(TOMBSTONES).map_err(self.fail())?;
+        let mut page = ChangePage {
+            last_seq: after_seq,
+            ..ChangePage::default()
+        };
+        let mut bytes = 0;
+        for entry in changes.range(after_seq.saturating_add(1)..).map_err(self.fail())? {
+            let (seq, id) = entry.map_err(self.fail())?;
+            if page.records.len() >= limit || (bytes >= max_bytes && !page.records.is_empty()) {
+                page.more = true;
+                break;
+            }
+            let id = id.value();
+            let record = if let Some(value) = nodes.get(id).map_err(self.fail())? {
+                bytes += value.value().len();
+                let (node, meta) = record::decode_live(value.value()).map_err(|reason| self.damaged(id, reason))?;
+                Record { id: id.to_owned(), meta, body: Body::Live(node) }
+            } else if let Some(value) = tombstones.get(id).map_err(self.fail())? {
+                bytes += value.value().len();
+                let (meta, deleted_at) = record::decode_tombstone(value.value()).map_err(|reason| self.damaged(id, reason))?;
+                Record { id: id.to_owned(), meta, body: Body::Deleted { deleted_at } }
+            } else {
+                return Err(self.damaged(id, format!("change {} points at no record", seq.value())));
+            };
+            page.last_seq = seq.value();
+            page.records.push(record);
+        }
+        Ok(page)
+    }
+
+    /// Counts by type, language and category, and the size of the store file.
+    pub fn stats(&self) -> Result<Stats, StoreError> {
+        let read = self.read()?;
+        let count_index = |index: Index| -> Result<BTreeMap<String, u64>, StoreError> {
+            let table = read.open_multimap_table(index).map_err(self.fail())?;
+            let mut counts = BTreeMap::new();
+            for entry in table.iter().map_err(self.fail())? {
+                let (key, values) = entry.map_err(self.fail())?;
+                counts.insert(key.value().to_owned(), values.len());
+            }
+            Ok(counts)
+        };
+        Ok(Stats {
+            nodes: read.open_table(NODES).map_err(self.fail())?.len().map_err(self.fail())?,
+            tombstones: read.open_table(TOMBSTONES).map_err(self.fail())?.len().map_err(self.fail())?,
+            conflicts: read.open_table(CONFLICTS).map_err(self.fail())?.len().map_err(self.fail())?,
+            last_seq: self.last_seq,
+            file_bytes: std::fs::metadata(&self.path).map(|meta| meta.len()).unwrap_or(0),
+            by_type: count_index(BY_TYPE)?,
+            by_language: count_index(BY_LANGUAGE)?,
+            by_category: count_index(BY_CATEGORY)?,
+        })
+    }
+
+    /// The newest `limit` entries of the conflict log, newest first.
+    pub fn conflicts(&self, limit: usize) -> Result<Vec<Conflict>, StoreError> {
+        let read = self.read()?;
+        let table = read.open_table(CONFLICTS).map_err(self.fail())?;
+        let mut found = Vec::new();
+        for entry in table.iter().map_err(self.fail())?.rev().take(limit) {
+            let (number, value) = entry.map_err(self.fail())?;
+            let key = format!("conflict {}", number.value());
+            let conflict = decode_conflict(number.value(), value.value()).map_err(|reason| self.damaged(&key, reason))?;
+            found.push(conflict);
+        }
+        Ok(found)
+    }
+
+    /// The sync layer's saved state for `peer`.
+    pub fn peer_state(&self, peer: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let read = self.read()?;
+        let table = read.open_table(PEERS).map_err(self.fail())?;
+        Ok(table.get(peer).map_err(self.fail())?.map(|value| value.value().to_vec()))
+    }
+
+    /// Every peer's saved state, in key order.
+    pub fn peer_states(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let read = self.read()?;
+        let table = read.open_table(PEERS).map_err(self.fail())?;
+        let mut found = Vec::new();
+        for entry in table.iter().map_err(self.fail())? {
+            let (key, value) = entry.map_err(self.fail())?;
+            found.push((key.value().to_owned(), value.value().to_vec()));
+        }
+        Ok(found)
+    }
+
+    /// Saves (`Some`) or forgets (`None`) the state of `peer`.
+    pub fn set_peer_state(&mut self, peer: &str, state: Option<&[u8]>) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(self.fail())?;
+        {
+            let mut table = txn.open_table(PEERS).map_err(self.fail())?;
+            match state {
+                Some(state) => {
+                    table.insert(peer, state).map_err(self.fail())?;
+                }
+                None => {
+                    table.remove(peer).map_err(self.fail())?;
+                }
+            }
+        }
+        txn.commit().map_err(self.fail())
+    }
+}
+
+impl RemoteRecord {
+    fn body_updated_at(&self) -> Option<u64> {
+        match &self.body {
+            Body::Live(node) => node.updated_at,
+            Body::Deleted { deleted_at } => Some(*deleted_at),
+        }
+    }
+}
+
+fn local_body_is_deleted(body: &Body) -> bool {
+    matches!(body, Body::Deleted { .. })
+}
+
+fn remote_is_deleted(body: &Body) -> bool {
+    matches!(body, Body::Deleted { .. })
+}
+
+fn matches(node: &Node, query: &Query, search_lower: Option<&str>) -> bool {
+    let equal = |filter: &Option<String>, value: Option<&str>| {
+        filter.as_deref().is_none_or(|wanted| value == Some(wanted))
+    };
+    equal(&query.node_type, Some(&node.node_type))
+        && equal(&query.language, node.language.as_deref())
+        && equal(&query.category, node.category.as_deref())
+        && query
+            .capability
+            .as_ref()
+            .is_none_or(|wanted| node.capabilities.iter().any(|have| have == wanted))
+        && search_lower.is_none_or(|needle| {
+            node.id.to_lowercase().contains(needle) || node.value.to_lowercase().contains(needle)
+        })
+}
+
+fn decode_conflict(number: u64, bytes: &[u8]) -> Result<Conflict, String> {
+    let take = |range: std::ops::Range<usize>| bytes.get(range).ok_or("truncated conflict entry");
+    let resolved_at = u64::from_be_bytes(take(0..8)?.try_into().expect("8 bytes"));
+    let winner = Version {
+        hlc: Hlc(u64::from_be_bytes(take(8..16)?.try_into().expect("8 bytes"))),
+        origin: InstanceId(take(16..48)?.try_into().expect("32 bytes")),
+    };
+    let id_length = u32::from_be_bytes(take(48..52)?.try_into().expect("4 bytes")) as usize;
+    let id = String::from_utf8(take(52..52 + id_length)?.to_vec()).map_err(|_| "id is not UTF-8")?;
+    let rest = &bytes[52 + id_length..];
+    let (kind, value) = rest.split_first().ok_or("truncated conflict entry")?;
+    let (meta, body) = if *kind == 0 {
+        let (node, meta) = record::decode_live(value)?;
+        (meta, Body::Live(node))
+    } else {
+        let (meta, deleted_at) = record::decode_tombstone(value)?;
+        (meta, Body::Deleted { deleted_at })
+    };
+    Ok(Conflict {
+        number,
+        resolved_at,
+        winner,
+        loser: Record { id, meta, body },
+    })
+}
+
+fn open_error(path: &Path, error: redb::DatabaseError) -> StoreError {
+    let path = path.to_owned();
+    match error {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { path },
+        redb::DatabaseError::Storage(redb::StorageError::Io(source)) => {
+            if source.kind() == std::io::ErrorKind::WouldBlock {
+                StoreError::Locked { path }
+            } else {
+                StoreError::Io { path, source }
+            }
+        }
+        redb::DatabaseError::UpgradeRequired(version) => StoreError::Unreadable {
+            path,
+            reason: format!("it uses redb file format {version}, which this build cannot read"),
+        },
+        other => StoreError::Unreadable {
+            path,
+            reason: other.to_string(),
+        },
+    }
+}
