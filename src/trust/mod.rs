@@ -7,5 +7,7 @@
 //! that, is left to the callers.
 
 mod keys;
+mod pyjson;
 
 pub use keys::{KeyError, KeyFileError, KeyPair, PublicKey, Signature, VerifyError, verify};
+pub use pyjson::python_json_dumps_sorted;
