@@ -1,0 +1,409 @@
+//! The bytes Python's `json.dumps(obj, sort_keys=True)` writes, so that manifests signed
+//! by ARK's Python federation service (which signed exactly those bytes) verify here.
+//! Parsing the JSON is left to miniserde.
+//!
+//! # What is reproduced
+//!
+//! For a document `text`, [`python_json_dumps_sorted`] of `miniserde::json::from_str(text)`
+//! equals `json.dumps(json.loads(text), sort_keys=True)`:
+//!
+//! - separators `", "` and `": "`, no newlines or indentation;
+//! - `ensure_ascii=True`: `\"`, `\\`, `\n`, `\r`, `\t`, `\b`, `\f` as short escapes, every
+//!   other character outside 0x20..=0x7E (DEL included) as lowercase `\uXXXX`, characters
+//!   beyond the BMP as a UTF-16 surrogate pair;
+//! - object keys sorted by code point (miniserde's `BTreeMap` orders UTF-8 bytes, which
+//!   is the same order); of duplicate keys the last wins, in both;
+//! - integers as written, floats as Python's `repr`: the shortest digits that round-trip,
+//!   fixed notation when the decimal exponent is in `-4..16` (`0.0001`, `1e+16` is not),
+//!   else `1e-05` / `1.5e+300` with a sign and at least two exponent digits; integral
+//!   floats keep `.0`; `-0.0` keeps its sign.
+//!
+//! # Where miniserde loses what Python keeps
+//!
+//! Python's `json.loads` keeps integers of any size and parses floats with correct
+//! rounding; miniserde does neither, so these documents do *not* reproduce (a signature
+//! over them fails to verify, it never verifies wrongly):
+//!
+//! - integers beyond `u64` (above 18446744073709551615) or below `i64::MIN` become
+//!   floats: Python writes `18446744073709551616`, this writes `1.8446744073709552e+19`;
+//! - floats are parsed as `digits as f64` multiplied or divided by one power of ten,
+//!   dropping digits past the 19th or 20th. That is exact only when the digits without
+//!   the point form an integer up to 2^53 and the decimal exponent is within ±22 (one
+//!   rounding); otherwise the result may be one unit in the last place off Python's.
+//!   `0.1`, `2.5`, `1e22`, `0.8333333333333334` are exact; `3e23` becomes
+//!   `2.9999999999999997e+23`, and about a third of random 17-digit `repr` outputs
+//!   (test `float_repr_matches_local_python3`) come out different;
+//! - `NaN`, `Infinity`, `-Infinity` and overflowing literals such as `1e400` (Python
+//!   reads them, writing `NaN` / `Infinity`) and lone surrogate escapes such as
+//!   `"\ud800"` (Python keeps them) are rejected by miniserde, so never reach here.
+//!
+//! `-0` as an integer is `0` in both. A non-finite `F64` built in Rust is written as
+//! Python would write it (`NaN`, `Infinity`, `-Infinity`).
+//!
+//! # Implementation
+//!
+//! The writer walks the value with an explicit stack rather than recursion: miniserde
+//! itself parses arbitrarily deep nesting without recursion, and a peer must not be able
+//! to overflow our stack with `[[[[...]]]]`.
+
+use std::collections::btree_map;
+use std::fmt::Write;
+
+use miniserde::json::{Number, Value};
+
+/// `json.dumps(value, sort_keys=True)` as Python writes it; see the module doc for the
+/// inputs miniserde cannot carry faithfully.
+pub fn python_json_dumps_sorted(value: &Value) -> String {
+    enum Frame<'a> {
+        Array(std::slice::Iter<'a, Value>, bool),
+        Object(btree_map::Iter<'a, String, Value>, bool),
+    }
+
+    let mut out = String::new();
+    let mut stack: Vec<Frame<'_>> = Vec::new();
+    let mut next = Some(value);
+    loop {
+        match next.take() {
+            Some(Value::Null) => out.push_str("null"),
+            Some(Value::Bool(true)) => out.push_str("true"),
+            Some(Value::Bool(false)) => out.push_str("false"),
+            Some(Value::Number(number)) => write_number(&mut out, number),
+            Some(Value::String(text)) => write_string(&mut out, text),
+            Some(Value::Array(items)) => {
+                out.push('[');
+                stack.push(Frame::Array(items.iter(), true));
+            }
+            Some(Value::Object(entries)) => {
+                out.push('{');
+                stack.push(Frame::Object(entries.iter(), true));
+            }
+            None => {}
+        }
+        let Some(frame) = stack.last_mut() else {
+            break;
+        };
+        match frame {
+            Frame::Array(items, first) => match items.next() {
+                Some(item) => {
+                    if !std::mem::replace(first, false) {
+                        out.push_str(", ");
+                    }
+                    next = Some(item);
+                }
+                None => {
+                    out.push(']');
+                    stack.pop();
+                }
+            },
+            Frame::Object(entries, first) => match entries.next() {
+                Some((key, item)) => {
+                    if !std::mem::replace(first, false) {
+                        out.push_str(", ");
+                    }
+                    write_string(&mut out, key);
+                    out.push_str(": ");
+                    next = Some(item);
+                }
+                None => {
+                    out.push('}');
+                    stack.pop();
+                }
+            },
+        }
+    }
+    out
+}
+
+fn write_number(out: &mut String, number: &Number) {
+    match *number {
+        Number::U64(value) => write!(out, "{value}").unwrap_or(()),
+        Number::I64(value) => write!(out, "{value}").unwrap_or(()),
+        Number::F64(value) => write_float(out, value),
+    }
+}
+
+/// Python's `float.__repr__`, which `json.dumps` uses for finite floats.
+fn write_float(out: &mut String, value: f64) {
+    if value.is_nan() {
+        out.push_str("NaN");
+        return;
+    }
+    if value.is_infinite() {
+        out.push_str(if value > 0.0 { "Infinity" } else { "-Infinity" });
+        return;
+    }
+    // Rust's `{:e}` gives the same shortest round-trip digits as Python's repr (both pick
+    // the closest of the shortest candidates), as `d.ddde<exp>`; only the layout differs.
+    let scientific = format!("{value:e}");
+    let (mantissa, exponent) = scientific
+        .split_once('e')
+        .expect("LowerExp output of a finite float has an exponent");
+    let exponent: i32 = exponent.parse().expect("LowerExp exponent is an integer");
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    out.push_str(sign);
+    if (-4..16).contains(&exponent) {
+        if exponent < 0 {
+            out.push_str("0.");
+            out.extend(std::iter::repeat_n('0', (-exponent - 1) as usize));
+            out.push_str(&digits);
+        } else {
+            let integer_digits = exponent as usize + 1;
+            if digits.len() <= integer_digits {
+                out.push_str(&digits);
+                out.extend(std::iter::repeat_n('0', integer_digits - digits.len()));
+                out.push_str(".0");
+            } else {
+                out.push_str(&digits[..integer_digits]);
+                out.push('.');
+                out.push_str(&digits[integer_digits..]);
+            }
+        }
+    } else {
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        let exponent_sign = if exponent < 0 { '-' } else { '+' };
+        write!(out, "e{exponent_sign}{:02}", exponent.unsigned_abs()).unwrap_or(());
+    }
+}
+
+/// A JSON string as Python writes it with `ensure_ascii=True`.
+fn write_string(out: &mut String, text: &str) {
+    out.push('"');
+    for character in text.chars() {
+        match character {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            ' '..='~' => out.push(character),
+            _ => {
+                let mut units = [0u16; 2];
+                for unit in character.encode_utf16(&mut units) {
+                    write!(out, "\\u{unit:04x}").unwrap_or(());
+                }
+            }
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dumps(text: &str) -> String {
+        let value: Value = miniserde::json::from_str(text)
+            .unwrap_or_else(|_| panic!("miniserde rejects test input {text:?}"));
+        python_json_dumps_sorted(&value)
+    }
+
+    fn check(input: &str, expected: &str) {
+        assert_eq!(dumps(input), expected, "input {input:?}");
+    }
+
+    /// Inputs paired with `json.dumps(json.loads(input), sort_keys=True)` from CPython
+    /// 3.12; the same table is checked against the local python3 when there is one.
+    const TABLE: &[(&str, &str)] = &[
+        ("null", "null"),
+        ("true", "true"),
+        ("[false]", "[false]"),
+        ("{}", "{}"),
+        ("[]", "[]"),
+        ("[[[]], {}, [{}]]", "[[[]], {}, [{}]]"),
+        (
+            r#"{"b": 1, "a": [1, 2, {"d": null, "c": true}], "": false}"#,
+            r#"{"": false, "a": [1, 2, {"c": true, "d": null}], "b": 1}"#,
+        ),
+        (
+            r#"{"b":1,"a":2,"B":3,"é":4,"e":5,"😀":6,"\uffff":7,"aa":8,"a\u0000":9}"#,
+            r#"{"B": 3, "a": 2, "a\u0000": 9, "aa": 8, "b": 1, "e": 5, "\u00e9": 4, "\uffff": 7, "\ud83d\ude00": 6}"#,
+        ),
+        (r#"{"a": 1, "a": 2}"#, r#"{"a": 2}"#),
+        (r#""héllo wörld""#, r#""h\u00e9llo w\u00f6rld""#),
+        (r#""漢字""#, r#""\u6f22\u5b57""#),
+        (r#""😀""#, r#""\ud83d\ude00""#),
+        (r#""\ud83d\ude00""#, r#""\ud83d\ude00""#),
+        (r#""\u0000\u0001\u001f""#, r#""\u0000\u0001\u001f""#),
+        (r#""\b\f\n\r\t\"\\\/""#, r#""\b\f\n\r\t\"\\/""#),
+        ("\"\u{7f}\"", r#""\u007f""#),
+        (r#""\u007e\u007f\u0080""#, r#""~\u007f\u0080""#),
+        (r#""\u2028\u2029\ufeff""#, r#""\u2028\u2029\ufeff""#),
+        (r#""<script>&'""#, r#""<script>&'""#),
+        ("0", "0"),
+        ("-0", "0"),
+        ("-1", "-1"),
+        ("18446744073709551615", "18446744073709551615"),
+        ("9223372036854775808", "9223372036854775808"),
+        ("-9223372036854775808", "-9223372036854775808"),
+        ("0.1", "0.1"),
+        ("1e-7", "1e-07"),
+        ("1E-5", "1e-05"),
+        ("0.0001", "0.0001"),
+        ("123456789012345680.0", "1.2345678901234568e+17"),
+        ("1e22", "1e+22"),
+        ("1e16", "1e+16"),
+        ("1e15", "1000000000000000.0"),
+        ("9999999999999998.0", "9999999999999998.0"),
+        ("-0.0", "-0.0"),
+        ("0.0", "0.0"),
+        ("5e-324", "5e-324"),
+        ("1.0", "1.0"),
+        ("1E2", "100.0"),
+        ("1e+2", "100.0"),
+        ("2.5", "2.5"),
+        ("-1.5e-10", "-1.5e-10"),
+        ("12345.678", "12345.678"),
+        ("1.5e300", "1.5e+300"),
+        ("1.7976931348623157e308", "1.7976931348623157e+308"),
+        ("0.85", "0.85"),
+        ("[1.0, -2, 3.5e-5]", "[1.0, -2, 3.5e-05]"),
+    ];
+
+    #[test]
+    fn matches_recorded_python_output() {
+        for (input, expected) in TABLE {
+            check(input, expected);
+        }
+    }
+
+    #[test]
+    fn deep_nesting_does_not_overflow_the_stack() {
+        let depth = 200_000;
+        let text = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        assert_eq!(dumps(&text), text);
+    }
+
+    #[test]
+    fn non_finite_floats_are_written_as_python_does() {
+        let write = |value: f64| python_json_dumps_sorted(&Value::Number(Number::F64(value)));
+        assert_eq!(write(f64::NAN), "NaN");
+        assert_eq!(write(f64::INFINITY), "Infinity");
+        assert_eq!(write(f64::NEG_INFINITY), "-Infinity");
+    }
+
+    /// The documented losses: these pin down what miniserde does today, so a change in
+    /// its parsing shows up here rather than as mysterious signature failures.
+    #[test]
+    fn known_losses_through_miniserde() {
+        // Python: 18446744073709551616 and -9223372036854775809.
+        check("18446744073709551616", "1.8446744073709552e+19");
+        check("-9223372036854775809", "-9.223372036854776e+18");
+        // Python: 3e+23. 3 * 1e23 rounds twice, since 1e23 is not exact in binary.
+        check("3e23", "2.9999999999999997e+23");
+        for rejected in ["NaN", "Infinity", "1e400", r#""\ud800""#] {
+            assert!(
+                miniserde::json::from_str::<Value>(rejected).is_err(),
+                "{rejected}"
+            );
+        }
+    }
+
+    /// Runs the local python3 over the table and over short decimals that miniserde
+    /// parses exactly (digits below 2^53, decimal exponent within 22: one rounding).
+    #[test]
+    fn matches_local_python3() {
+        let mut inputs: Vec<String> = TABLE.iter().map(|(input, _)| input.to_string()).collect();
+        for numerator in [1u64, 3, 7, 85, 12345, 999_999, 123_456_789] {
+            for exponent in -16..=16 {
+                inputs.push(format!("{numerator}e{exponent}"));
+                inputs.push(format!("-{numerator}.5e{exponent}"));
+            }
+        }
+        let Some(expected) = python_outputs(&inputs) else {
+            return;
+        };
+        let mismatches: Vec<String> = inputs
+            .iter()
+            .zip(&expected)
+            .filter(|(input, expected)| dumps(input) != **expected)
+            .map(|(input, expected)| format!("{input}: python {expected}, here {}", dumps(input)))
+            .collect();
+        assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    }
+
+    /// The float writer alone, on correctly parsed values: 17-digit reprs of random bit
+    /// patterns and decimals beyond miniserde's exact range. Also counts how many of
+    /// these miniserde itself would parse differently, to keep the module doc honest.
+    #[test]
+    fn float_repr_matches_local_python3() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut inputs = Vec::new();
+        while inputs.len() < 3000 {
+            // xorshift64: deterministic, so a failure reproduces.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let value = f64::from_bits(state);
+            if value.is_finite() {
+                inputs.push(format!("{value:e}"));
+            }
+        }
+        for exponent in [-300, -30, -23, 23, 30, 300] {
+            inputs.push(format!("3e{exponent}"));
+            inputs.push(format!("0.1e{exponent}"));
+        }
+        let Some(expected) = python_outputs(&inputs) else {
+            return;
+        };
+        let mut miniserde_differs = 0;
+        for (input, expected) in inputs.iter().zip(&expected) {
+            let mut written = String::new();
+            write_float(&mut written, input.parse().expect("test input is a float"));
+            assert_eq!(&written, expected, "input {input}");
+            if &dumps(input) != expected {
+                miniserde_differs += 1;
+            }
+        }
+        eprintln!(
+            "{miniserde_differs} of {} long or large floats parse differently in miniserde",
+            inputs.len()
+        );
+    }
+
+    /// `json.dumps(json.loads(input), sort_keys=True)` for each input, or `None` (after
+    /// saying why) when python3 cannot be run.
+    fn python_outputs(inputs: &[String]) -> Option<Vec<String>> {
+        use std::io::Write as _;
+        use std::process::{Command, Stdio};
+        const SCRIPT: &str = "import json, sys\n\
+            for line in sys.stdin:\n\
+            \x20   text = bytes.fromhex(line.strip()).decode('utf-8')\n\
+            \x20   print(json.dumps(json.loads(text), sort_keys=True))\n";
+        let child = Command::new("python3")
+            .args(["-c", SCRIPT])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(child) => child,
+            Err(error) => {
+                eprintln!("skipping the python3 comparison: cannot run python3: {error}");
+                return None;
+            }
+        };
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        for input in inputs {
+            writeln!(stdin, "{}", crate::model::hex(input.as_bytes())).expect("python3 stdin");
+        }
+        drop(stdin);
+        let output = child.wait_with_output().expect("python3 runs");
+        assert!(output.status.success(), "python3 failed: {output:?}");
+        let lines: Vec<String> = String::from_utf8(output.stdout)
+            .expect("ensure_ascii output is ASCII")
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(lines.len(), inputs.len());
+        Some(lines)
+    }
+}
