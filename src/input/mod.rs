@@ -1,0 +1,10 @@
+//! Turns the bytes of one input document into node records, for `ark-lattice import`
+//! and the server's import route. Formats are detected, not declared: ARK's topics
+//! documents, JSON arrays of records (including `sqlite3 -json` exports of ARK's
+//! `nodes` table), single JSON objects and NDJSON. What a record must contain is the
+//! model's business (`Node::from_json`); this module only finds the records and says
+//! where each one came from. It does no I/O.
+
+mod syntax;
+
+pub use syntax::SyntaxError;
