@@ -5,6 +5,13 @@
 //! model's business (`Node::from_json`); this module only finds the records and says
 //! where each one came from. It does no I/O.
 
+mod document;
+mod error;
 mod syntax;
 
+pub use document::{Document, Format, parse_bytes, parse_document};
+pub use error::{DocumentError, Location, RecordError, RecordProblem, TopicsProblem};
 pub use syntax::SyntaxError;
+
+#[cfg(test)]
+mod tests;
