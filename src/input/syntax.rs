@@ -50,7 +50,7 @@ pub fn locate_error(text: &str) -> SyntaxError {
 }
 
 /// 1-based line and character column of a byte offset.
-pub fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text.as_bytes()[..offset];
     let line = before.iter().filter(|&&byte| byte == b'\n').count() + 1;
     let line_start = before

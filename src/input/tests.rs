@@ -84,6 +84,40 @@ fn a_pretty_printed_object_is_one_document() {
 }
 
 #[test]
+fn arrays_split_into_elements_only_where_the_json_says() {
+    check(
+        r#"[{"id": "a]", "type": "t", "value": "v"}, {"id": "b\"],{", "type": "t", "value": "v"}]"#,
+        r#"JSON array: a] | b"],{"#,
+    );
+    check(
+        r#"[{"id": "a", "type": "t", "value": "v", "x": [[], {"y": [1, 2]}]}]"#,
+        "JSON array: a",
+    );
+    check("  [ \n ]  \n", "JSON array: ");
+    check(
+        "[1, {}]",
+        "JSON array: in.json: record 1: field `(record)`: is not a JSON object \
+         | in.json: record 2: field `id`: is missing",
+    );
+    check(
+        format!("[{},]", record("a")),
+        "in.json: malformed JSON at line 1, column 48: expected a value, found ']'",
+    );
+    check(
+        "[,]",
+        "in.json: malformed JSON at line 1, column 2: expected a value or ']', found ','",
+    );
+    check(
+        "[{]}",
+        "in.json: malformed JSON at line 1, column 3: expected a string key or '}', found ']'",
+    );
+    check(
+        format!("[{}] [{}]", record("a"), record("b")),
+        "in.json: malformed JSON at line 1, column 49: expected end of input, found '['",
+    );
+}
+
+#[test]
 fn ndjson_skips_bad_lines_and_keeps_the_rest() {
     check(
         format!(
