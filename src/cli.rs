@@ -5,11 +5,13 @@ use argh::FromArgs;
 
 /// Keep a Code Lattice in an embedded store and federate it with other ARK instances.
 #[derive(FromArgs, Debug)]
-#[argh(note = "Environment: LATTICE_PATH (state dir), ARK_INSTANCE_TYPE (local|cloud|pi),
+#[argh(
+    note = "Environment: LATTICE_PATH (state dir), ARK_INSTANCE_TYPE (local|cloud|pi),
 ARK_CACHE_MB (store cache). Flags win over environment, environment over defaults.
 
 Exit codes: 0 ok, 1 failure, 2 bad usage or configuration, 3 store in use by
-another process, 4 record not found, 5 import finished with invalid records.")]
+another process, 4 record not found, 5 import finished with invalid records."
+)]
 pub struct Args {
     /// state directory holding the store and the instance key (default:
     /// $LATTICE_PATH, else ./ark-lattice-data)
@@ -133,7 +135,11 @@ pub struct Add {
 
 /// Show one node.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "get", example = "ark-lattice get accelerate_launch --json")]
+#[argh(
+    subcommand,
+    name = "get",
+    example = "ark-lattice get accelerate_launch --json"
+)]
 pub struct Get {
     /// node id
     #[argh(positional)]
@@ -148,7 +154,11 @@ pub struct Get {
 
 /// Delete a node, leaving a tombstone so the delete reaches peers.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "delete", example = "ark-lattice delete accelerate_launch")]
+#[argh(
+    subcommand,
+    name = "delete",
+    example = "ark-lattice delete accelerate_launch"
+)]
 pub struct Delete {
     /// node id
     #[argh(positional)]
@@ -160,7 +170,11 @@ pub struct Delete {
 
 /// List nodes in id order.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "list", example = "ark-lattice list --type command_node --limit 10")]
+#[argh(
+    subcommand,
+    name = "list",
+    example = "ark-lattice list --type command_node --limit 10"
+)]
 pub struct List {
     /// only nodes of this type
     #[argh(option, long = "type")]
@@ -216,7 +230,11 @@ pub struct Stats {
 
 /// Show the conflict log: versions that lost to a concurrent edit, kept so nothing is lost.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "conflicts", example = "ark-lattice conflicts --limit 5")]
+#[argh(
+    subcommand,
+    name = "conflicts",
+    example = "ark-lattice conflicts --limit 5"
+)]
 pub struct Conflicts {
     /// at most this many, newest first (default 50)
     #[argh(option, default = "50")]

@@ -73,7 +73,9 @@ impl Config {
         let cache_mb = match (args.cache_mb, env("ARK_CACHE_MB")) {
             (Some(flag), _) => flag,
             (None, Some(text)) => text.trim().parse().map_err(|_| {
-                Error::Config(format!("ARK_CACHE_MB={text:?} is not a whole number of MiB"))
+                Error::Config(format!(
+                    "ARK_CACHE_MB={text:?} is not a whole number of MiB"
+                ))
             })?,
             (None, None) => DEFAULT_CACHE_MB,
         };
@@ -88,7 +90,10 @@ impl Config {
             None => InstanceType::Local,
         };
         let debug = env("DEBUG").unwrap_or_default();
-        let verbose = args.verbose || debug.split(',').any(|scope| scope.trim().starts_with("ark:"));
+        let verbose = args.verbose
+            || debug
+                .split(',')
+                .any(|scope| scope.trim().starts_with("ark:"));
         Ok(Config {
             data_dir: PathBuf::from(data_dir),
             cache_bytes: (cache_mb * 1024 * 1024) as usize,
@@ -119,21 +124,40 @@ mod tests {
         assert_eq!(defaults.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(defaults.cache_bytes, 16 << 20);
         assert_eq!(defaults.instance_type, InstanceType::Local);
-        let from_env = config(&[], &[("LATTICE_PATH", "/srv/ark"), ("ARK_CACHE_MB", "4"), ("ARK_INSTANCE_TYPE", "pi")]).unwrap();
+        let from_env = config(
+            &[],
+            &[
+                ("LATTICE_PATH", "/srv/ark"),
+                ("ARK_CACHE_MB", "4"),
+                ("ARK_INSTANCE_TYPE", "pi"),
+            ],
+        )
+        .unwrap();
         assert_eq!(from_env.data_dir, PathBuf::from("/srv/ark"));
         assert_eq!(from_env.cache_bytes, 4 << 20);
         assert_eq!(from_env.instance_type, InstanceType::Pi);
-        let from_flags = config(&["--data-dir", "here", "--cache-mb", "2"], &[("LATTICE_PATH", "/srv/ark"), ("ARK_CACHE_MB", "4")]).unwrap();
+        let from_flags = config(
+            &["--data-dir", "here", "--cache-mb", "2"],
+            &[("LATTICE_PATH", "/srv/ark"), ("ARK_CACHE_MB", "4")],
+        )
+        .unwrap();
         assert_eq!(from_flags.data_dir, PathBuf::from("here"));
         assert_eq!(from_flags.cache_bytes, 2 << 20);
     }
 
     #[test]
     fn invalid_values_name_the_setting() {
-        let error = config(&[], &[("ARK_CACHE_MB", "lots")]).unwrap_err().to_string();
+        let error = config(&[], &[("ARK_CACHE_MB", "lots")])
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("ARK_CACHE_MB"), "{error}");
-        let error = config(&[], &[("ARK_INSTANCE_TYPE", "mainframe")]).unwrap_err().to_string();
-        assert!(error.contains("ARK_INSTANCE_TYPE") && error.contains("mainframe"), "{error}");
+        let error = config(&[], &[("ARK_INSTANCE_TYPE", "mainframe")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("ARK_INSTANCE_TYPE") && error.contains("mainframe"),
+            "{error}"
+        );
         let error = config(&["--cache-mb", "0"], &[]).unwrap_err().to_string();
         assert!(error.contains("0 MiB"), "{error}");
     }

@@ -23,13 +23,18 @@ pub enum Error {
     Usage(String),
     Store(StoreError),
     /// A file could not be read or written.
-    File { path: PathBuf, source: std::io::Error },
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// An input document could not be read as JSON at all.
     Input(String),
     /// The named record does not exist.
     NotFound(String),
     /// An import finished, but some records were invalid (already reported one by one).
-    InvalidRecords { invalid: u64 },
+    InvalidRecords {
+        invalid: u64,
+    },
     /// Anything else, already phrased for the user.
     Other(String),
 }

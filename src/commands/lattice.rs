@@ -8,12 +8,14 @@ use std::path::{Path, PathBuf};
 use miniserde::json::{self, Array, Object, Value};
 
 use super::open_store;
-use super::output::{counts, node_with_meta, number, object, string, time_or_dash, truncate, Output};
+use super::output::{
+    Output, counts, node_with_meta, number, object, string, time_or_dash, truncate,
+};
 use crate::cli;
 use crate::config::{Config, IMPORT_BATCH};
 use crate::error::Error;
 use crate::input;
-use crate::model::{format_rfc3339, unix_millis_now, Node, Shape};
+use crate::model::{Node, Shape, format_rfc3339, unix_millis_now};
 use crate::store::{Body, Query, RecordMeta, Store, WriteSummary};
 
 pub fn import(config: &Config, args: &cli::Import, out: &mut Output) -> Result<(), Error> {
@@ -90,7 +92,7 @@ pub fn import(config: &Config, args: &cli::Import, out: &mut Output) -> Result<(
 
 /// Reads a file, or standard input for `-`.
 fn read_input(file: &str) -> Result<(String, Vec<u8>), Error> {
-    if file == "-" {
+    if file == "-" || file == "/dev/stdin" {
         let mut bytes = Vec::new();
         std::io::stdin()
             .read_to_end(&mut bytes)
@@ -178,11 +180,20 @@ fn temporary_path(path: &Path) -> PathBuf {
 }
 
 /// Writes every selected node; returns how many.
-fn write_export(store: &Store, format: ExportFormat, types: &[String], out: &mut Output) -> Result<u64, Error> {
+fn write_export(
+    store: &Store,
+    format: ExportFormat,
+    types: &[String],
+    out: &mut Output,
+) -> Result<u64, Error> {
     let mut count = 0u64;
     let mut topics: BTreeMap<String, Array> = BTreeMap::new();
     let mut visit = |node: Node, out: &mut Output| -> Result<(), Error> {
-        let shape = if format == ExportFormat::ArkRows { Shape::ArkRow } else { Shape::Native };
+        let shape = if format == ExportFormat::ArkRows {
+            Shape::ArkRow
+        } else {
+            Shape::Native
+        };
         let text = json::to_string(&Value::Object(node.to_json(shape)));
         match format {
             ExportFormat::Json | ExportFormat::ArkRows => {
@@ -191,8 +202,14 @@ fn write_export(store: &Store, format: ExportFormat, types: &[String], out: &mut
             }
             ExportFormat::Ndjson => out.line(text)?,
             ExportFormat::Topics => {
-                let topic = node.category.clone().unwrap_or_else(|| UNCATEGORIZED.to_owned());
-                topics.entry(topic).or_default().push(Value::Object(node.to_json(Shape::Native)));
+                let topic = node
+                    .category
+                    .clone()
+                    .unwrap_or_else(|| UNCATEGORIZED.to_owned());
+                topics
+                    .entry(topic)
+                    .or_default()
+                    .push(Value::Object(node.to_json(Shape::Native)));
             }
         }
         count += 1;
@@ -203,7 +220,10 @@ fn write_export(store: &Store, format: ExportFormat, types: &[String], out: &mut
     } else {
         types
             .iter()
-            .map(|node_type| Query { node_type: Some(node_type.clone()), ..Query::default() })
+            .map(|node_type| Query {
+                node_type: Some(node_type.clone()),
+                ..Query::default()
+            })
             .collect()
     };
     for query in &queries {
@@ -228,13 +248,18 @@ fn write_export(store: &Store, format: ExportFormat, types: &[String], out: &mut
             let total = topics.values().map(|nodes| nodes.len() as u64).sum();
             let topic_list: Array = topics
                 .into_iter()
-                .map(|(name, nodes)| object([("name", string(name)), ("nodes", Value::Array(nodes))]))
+                .map(|(name, nodes)| {
+                    object([("name", string(name)), ("nodes", Value::Array(nodes))])
+                })
                 .collect();
             let document = object([
                 (
                     "meta",
                     object([
-                        ("exported_by", string(format!("ark-lattice {}", env!("CARGO_PKG_VERSION")))),
+                        (
+                            "exported_by",
+                            string(format!("ark-lattice {}", env!("CARGO_PKG_VERSION"))),
+                        ),
                         ("exported_at", string(format_rfc3339(unix_millis_now()))),
                         ("total_nodes", number(total)),
                     ]),
@@ -252,7 +277,8 @@ pub fn add(config: &Config, args: &cli::Add, out: &mut Output) -> Result<(), Err
         Some(text) => {
             let value: Value = json::from_str(text)
                 .map_err(|_| Error::Usage("--json is not valid JSON".into()))?;
-            Node::from_json(&value).map_err(|error| Error::Usage(format!("invalid node: {error}")))?
+            Node::from_json(&value)
+                .map_err(|error| Error::Usage(format!("invalid node: {error}")))?
         }
         None => node_from_flags(args)?,
     };
@@ -337,7 +363,13 @@ pub fn get(config: &Config, args: &cli::Get, out: &mut Output) -> Result<(), Err
         return out.flush();
     }
     let optional = |text: &Option<String>| text.clone().unwrap_or_else(|| "-".into());
-    let list = |items: &[String]| if items.is_empty() { "-".to_owned() } else { items.join(", ") };
+    let list = |items: &[String]| {
+        if items.is_empty() {
+            "-".to_owned()
+        } else {
+            items.join(", ")
+        }
+    };
     let rows = [
         ("id", node.id.clone()),
         ("type", node.node_type.clone()),
@@ -359,7 +391,10 @@ pub fn get(config: &Config, args: &cli::Get, out: &mut Output) -> Result<(), Err
         out.line(format!("{name:<14}{value}"))?;
     }
     if args.provenance {
-        out.line(format!("{:<14}{}", "written by", record.meta.version.origin))?;
+        out.line(format!(
+            "{:<14}{}",
+            "written by", record.meta.version.origin
+        ))?;
         out.line(format!(
             "{:<14}{} (clock {})",
             "written at",
@@ -369,7 +404,11 @@ pub fn get(config: &Config, args: &cli::Get, out: &mut Output) -> Result<(), Err
         out.line(format!(
             "{:<14}{}",
             "signature",
-            if record.meta.signature.is_some() { "present" } else { "none" }
+            if record.meta.signature.is_some() {
+                "present"
+            } else {
+                "none"
+            }
         ))?;
     }
     if let Some(content) = &node.content {
@@ -382,7 +421,10 @@ pub fn get(config: &Config, args: &cli::Get, out: &mut Output) -> Result<(), Err
 fn provenance_json(meta: &RecordMeta) -> Value {
     object([
         ("origin", string(meta.version.origin.to_hex())),
-        ("written_at", string(format_rfc3339(meta.version.hlc.millis()))),
+        (
+            "written_at",
+            string(format_rfc3339(meta.version.hlc.millis())),
+        ),
         ("version", string(meta.version.to_wire())),
         ("signed", Value::Bool(meta.signature.is_some())),
     ])
@@ -396,7 +438,10 @@ pub fn delete(config: &Config, args: &cli::Delete, out: &mut Output) -> Result<(
     if args.json {
         out.json(&object([("deleted", string(args.id.clone()))]))?;
     } else {
-        out.line(format!("deleted {} (a tombstone carries the delete to peers)", args.id))?;
+        out.line(format!(
+            "deleted {} (a tombstone carries the delete to peers)",
+            args.id
+        ))?;
     }
     out.flush()
 }
@@ -423,16 +468,30 @@ pub fn query(config: &Config, args: &cli::QueryArgs, out: &mut Output) -> Result
     print_nodes(config, &query, args.json, out)
 }
 
-fn print_nodes(config: &Config, query: &Query, as_json: bool, out: &mut Output) -> Result<(), Error> {
+fn print_nodes(
+    config: &Config,
+    query: &Query,
+    as_json: bool,
+    out: &mut Output,
+) -> Result<(), Error> {
     let (store, _) = open_store(config)?;
     let found = store.query(query)?;
     if as_json {
-        let nodes: Array = found.iter().map(|(node, meta)| node_with_meta(node, meta)).collect();
-        out.json(&object([("count", number(nodes.len() as u64)), ("nodes", Value::Array(nodes))]))?;
+        let nodes: Array = found
+            .iter()
+            .map(|(node, meta)| node_with_meta(node, meta))
+            .collect();
+        out.json(&object([
+            ("count", number(nodes.len() as u64)),
+            ("nodes", Value::Array(nodes)),
+        ]))?;
         return out.flush();
     }
     if !found.is_empty() {
-        out.line(format!("{:<32} {:<16} {:<12} {}", "ID", "TYPE", "LANGUAGE", "VALUE"))?;
+        out.line(format!(
+            "{:<32} {:<16} {:<12} {}",
+            "ID", "TYPE", "LANGUAGE", "VALUE"
+        ))?;
     }
     for (node, _) in &found {
         out.line(format!(
@@ -468,11 +527,19 @@ pub fn stats(config: &Config, args: &cli::Stats, out: &mut Output) -> Result<(),
         return out.flush();
     }
     out.line(format!("instance    {name} ({instance_id})"))?;
-    out.line(format!("store       {} ({:.1} MiB)", store.path().display(), stats.file_bytes as f64 / 1_048_576.0))?;
+    out.line(format!(
+        "store       {} ({:.1} MiB)",
+        store.path().display(),
+        stats.file_bytes as f64 / 1_048_576.0
+    ))?;
     out.line(format!("nodes       {}", stats.nodes))?;
     out.line(format!("tombstones  {}", stats.tombstones))?;
     out.line(format!("conflicts   {}", stats.conflicts))?;
-    for (title, map) in [("by type", &stats.by_type), ("by language", &stats.by_language), ("by category", &stats.by_category)] {
+    for (title, map) in [
+        ("by type", &stats.by_type),
+        ("by language", &stats.by_language),
+        ("by category", &stats.by_category),
+    ] {
         out.line(format!("{title}:"))?;
         let mut sorted: Vec<_> = map.iter().collect();
         sorted.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
@@ -493,9 +560,15 @@ pub fn conflicts(config: &Config, args: &cli::Conflicts, out: &mut Output) -> Re
                 let mut entry = Object::new();
                 entry.insert("number".into(), number(conflict.number));
                 entry.insert("id".into(), string(conflict.loser.id.clone()));
-                entry.insert("resolved_at".into(), string(format_rfc3339(conflict.resolved_at)));
+                entry.insert(
+                    "resolved_at".into(),
+                    string(format_rfc3339(conflict.resolved_at)),
+                );
                 entry.insert("winner_version".into(), string(conflict.winner.to_wire()));
-                entry.insert("loser_version".into(), string(conflict.loser.meta.version.to_wire()));
+                entry.insert(
+                    "loser_version".into(),
+                    string(conflict.loser.meta.version.to_wire()),
+                );
                 let loser = match &conflict.loser.body {
                     Body::Live(node) => node_with_meta(node, &conflict.loser.meta),
                     Body::Deleted { .. } => Value::Null,
@@ -504,7 +577,10 @@ pub fn conflicts(config: &Config, args: &cli::Conflicts, out: &mut Output) -> Re
                 Value::Object(entry)
             })
             .collect();
-        out.json(&object([("count", number(list.len() as u64)), ("conflicts", Value::Array(list))]))?;
+        out.json(&object([
+            ("count", number(list.len() as u64)),
+            ("conflicts", Value::Array(list)),
+        ]))?;
         return out.flush();
     }
     for conflict in &conflicts {

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use miniserde::json::{self, Number, Object, Value};
 
 use crate::error::Error;
-use crate::model::{format_rfc3339, Node, Shape};
+use crate::model::{Node, Shape, format_rfc3339};
 use crate::store::RecordMeta;
 
 /// Standard output (or a buffer in tests). A closed pipe (`| head`) ends output quietly.
@@ -16,7 +16,9 @@ pub struct Output {
 
 impl std::fmt::Debug for Output {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Output").field("closed", &self.closed).finish()
+        f.debug_struct("Output")
+            .field("closed", &self.closed)
+            .finish()
     }
 }
 
@@ -26,7 +28,10 @@ impl Output {
     }
 
     pub fn to(sink: Box<dyn Write>) -> Output {
-        Output { sink, closed: false }
+        Output {
+            sink,
+            closed: false,
+        }
     }
 
     /// Writes one line.
@@ -95,7 +100,11 @@ pub fn node_with_meta(node: &Node, meta: &RecordMeta) -> Value {
 
 /// A JSON object of counts.
 pub fn counts(map: &std::collections::BTreeMap<String, u64>) -> Value {
-    Value::Object(map.iter().map(|(key, count)| (key.clone(), number(*count))).collect())
+    Value::Object(
+        map.iter()
+            .map(|(key, count)| (key.clone(), number(*count)))
+            .collect(),
+    )
 }
 
 /// `2024-01-31T12:00:00Z`, or `-` when unknown.
@@ -105,7 +114,10 @@ pub fn time_or_dash(millis: Option<u64>) -> String {
 
 /// Cuts `text` to at most `width` characters, marking the cut.
 pub fn truncate(text: &str, width: usize) -> String {
-    let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if flat.chars().count() <= width {
         flat
     } else {

@@ -321,8 +321,10 @@ fn non_blank_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
         .filter(|(_, line)| !line.trim_start_matches(is_json_whitespace).is_empty())
 }
 
-/// Reads one record. `category` is the topic name, used when the record has none of
-/// its own. `location` is a closure so that the happy path builds no location.
+/// Reads one record. `category` is the topic name, used when the record has no
+/// `category` field at all; an explicit `null` stays null, so a topics export of a node
+/// without a category reads back unchanged. `location` is a closure so that the happy
+/// path builds no location.
 fn record(
     source: &str,
     value: &Value,
@@ -330,7 +332,9 @@ fn record(
     location: impl FnOnce() -> Location,
 ) -> Result<Node, RecordError> {
     let result = Node::from_json(value).and_then(|mut node| {
-        if let (None, Some(category)) = (&node.category, category) {
+        let has_own_category =
+            matches!(value, Value::Object(object) if object.contains_key("category"));
+        if let (false, Some(category)) = (has_own_category, category) {
             node.category = Some(category.to_owned());
             // The topic name is subject to the same limits as a category.
             node.validate()?;

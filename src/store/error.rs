@@ -9,7 +9,10 @@ pub enum StoreError {
     /// Another process holds the store open (redb takes an exclusive file lock).
     Locked { path: PathBuf },
     /// The state dir or the store file cannot be created or opened.
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The file was written by a newer ark-lattice, or is not ours.
     Schema { path: PathBuf, found: String },
     /// The file is not a readable redb database, or redb needs an upgrade step.
@@ -17,7 +20,11 @@ pub enum StoreError {
     /// A storage operation failed after the store was open.
     Storage { path: PathBuf, source: redb::Error },
     /// A stored record cannot be decoded.
-    Damaged { path: PathBuf, key: String, reason: String },
+    Damaged {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -44,7 +51,11 @@ impl fmt::Display for StoreError {
                 write!(f, "store {}: {source}", path.display())
             }
             StoreError::Damaged { path, key, reason } => {
-                write!(f, "store {}: record {key:?} is damaged: {reason}", path.display())
+                write!(
+                    f,
+                    "store {}: record {key:?} is damaged: {reason}",
+                    path.display()
+                )
             }
         }
     }

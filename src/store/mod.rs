@@ -5,13 +5,16 @@
 //! plain records from [`crate::model`].
 
 mod error;
+mod lattice;
 mod record;
-mod store;
 mod tables;
 
 pub use error::StoreError;
-pub use record::{Body, Record, RecordMeta};
-pub use store::{
-    ApplyOutcome, ChangePage, Conflict, Query, RemoteRecord, Stats, Store, StoreOptions,
-    WriteSummary, SCHEMA_VERSION,
+pub use lattice::{
+    ApplyOutcome, ChangePage, Conflict, Query, RemoteRecord, SCHEMA_VERSION, Stats, Store,
+    StoreOptions, WriteSummary,
 };
+pub use record::{Body, Record, RecordMeta};
+
+#[cfg(test)]
+mod tests;

@@ -42,6 +42,9 @@ pub struct RecordMeta {
 }
 
 /// A live node or the tombstone a delete left.
+// Nearly every record is live, so boxing the node would add an allocation per record
+// to save memory only on tombstones.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Body {
     Live(Node),
@@ -197,7 +200,10 @@ mod tests {
         for flags in 0..8u8 {
             let meta = RecordMeta {
                 version,
-                base: (flags & 1 != 0).then_some(Version { hlc: Hlc(1), ..version }),
+                base: (flags & 1 != 0).then_some(Version {
+                    hlc: Hlc(1),
+                    ..version
+                }),
                 seq: 9,
                 hash: ContentHash([3; 32]),
                 updated_at: (flags & 2 != 0).then_some(1234),

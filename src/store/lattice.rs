@@ -19,10 +19,10 @@ use redb::{
 use super::error::StoreError;
 use super::record::{self, Body, Record, RecordMeta};
 use super::tables::{
-    meta_keys, BY_CATEGORY, BY_LANGUAGE, BY_TYPE, CHANGES, CONFLICTS, META, NODES, PEERS,
-    TOMBSTONES,
+    BY_CATEGORY, BY_LANGUAGE, BY_TYPE, CHANGES, CONFLICTS, META, NODES, PEERS, TOMBSTONES,
+    meta_keys,
 };
-use crate::model::{encode_node, Clock, ContentHash, Hlc, InstanceId, Node, Version};
+use crate::model::{Clock, ContentHash, Hlc, InstanceId, Node, Version, encode_node};
 
 /// The schema this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -152,7 +152,11 @@ const INDEXES: [Index; 3] = [BY_TYPE, BY_LANGUAGE, BY_CATEGORY];
 impl Store {
     /// Opens the store file at `path`, creating it (and its directory) on first use.
     /// `instance_id` is recorded at creation and used as the author of local writes.
-    pub fn open(path: &Path, options: &StoreOptions, instance_id: InstanceId) -> Result<Store, StoreError> {
+    pub fn open(
+        path: &Path,
+        options: &StoreOptions,
+        instance_id: InstanceId,
+    ) -> Result<Store, StoreError> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
                 path: path.to_owned(),
@@ -225,7 +229,10 @@ impl Store {
             Err(error) => return Err((self.fail())(error)),
         };
         let get = |key: &str| -> Result<Option<Vec<u8>>, StoreError> {
-            Ok(meta.get(key).map_err(self.fail())?.map(|value| value.value().to_vec()))
+            Ok(meta
+                .get(key)
+                .map_err(self.fail())?
+                .map(|value| value.value().to_vec()))
         };
         let Some(schema) = get(meta_keys::SCHEMA)? else {
             return Ok(false);
@@ -282,7 +289,8 @@ impl Store {
                 .map_err(self.fail())?;
             meta.insert(meta_keys::INSTANCE_ID, &self.instance_id.0[..])
                 .map_err(self.fail())?;
-            meta.insert(meta_keys::EPOCH, &epoch[..]).map_err(self.fail())?;
+            meta.insert(meta_keys::EPOCH, &epoch[..])
+                .map_err(self.fail())?;
         }
         txn.commit().map_err(self.fail())?;
         self.epoch = epoch;
@@ -290,7 +298,13 @@ impl Store {
     }
 
     /// Persists the clock and sequence counters inside `txn`.
-    fn write_counters(&self, txn: &WriteTransaction, clock: &Clock, last_seq: u64, last_conflict: u64) -> Result<(), StoreError> {
+    fn write_counters(
+        &self,
+        txn: &WriteTransaction,
+        clock: &Clock,
+        last_seq: u64,
+        last_conflict: u64,
+    ) -> Result<(), StoreError> {
         let mut meta = txn.open_table(META).map_err(self.fail())?;
         meta.insert(meta_keys::CLOCK, &clock.high_water().0.to_be_bytes()[..])
             .map_err(self.fail())?;
@@ -325,7 +339,9 @@ impl Store {
             last_seq += 1;
             let meta = RecordMeta {
                 version,
-                base: previous.as_ref().and_then(|(meta, _)| self.base_for_local_write(meta)),
+                base: previous
+                    .as_ref()
+                    .and_then(|(meta, _)| self.base_for_local_write(meta)),
                 seq: last_seq,
                 hash,
                 updated_at: Some(node.updated_at.unwrap_or(now)),
@@ -335,7 +351,14 @@ impl Store {
                 Some((_, Body::Live(_))) => summary.updated += 1,
                 _ => summary.created += 1,
             }
-            self.replace_in(&txn, &node.id, previous.as_ref(), &meta, Body::Live(node.clone()), &canonical)?;
+            self.replace_in(
+                &txn,
+                &node.id,
+                previous.as_ref(),
+                &meta,
+                Body::Live(node.clone()),
+                &canonical,
+            )?;
         }
         self.write_counters(&txn, &clock, last_seq, self.last_conflict)?;
         txn.commit().map_err(self.fail())?;
@@ -373,7 +396,14 @@ impl Store {
             updated_at: Some(now),
             signature: None,
         };
-        self.replace_in(&txn, id, previous.as_ref(), &meta, Body::Deleted { deleted_at: now }, &[])?;
+        self.replace_in(
+            &txn,
+            id,
+            previous.as_ref(),
+            &meta,
+            Body::Deleted { deleted_at: now },
+            &[],
+        )?;
         self.write_counters(&txn, &clock, meta.seq, self.last_conflict)?;
         txn.commit().map_err(self.fail())?;
         self.clock = clock;
@@ -413,7 +443,10 @@ impl Store {
             let canonical = match &remote.body {
                 Body::Live(node) => {
                     if node.id != remote.id {
-                        outcome.rejected.push((remote.id.clone(), format!("record id {:?} does not match", node.id)));
+                        outcome.rejected.push((
+                            remote.id.clone(),
+                            format!("record id {:?} does not match", node.id),
+                        ));
                         continue;
                     }
                     encode_node(node)
@@ -425,7 +458,10 @@ impl Store {
                 if claimed != hash {
                     outcome.rejected.push((
                         remote.id.clone(),
-                        format!("content hash {} does not match the record ({})", claimed, hash),
+                        format!(
+                            "content hash {} does not match the record ({})",
+                            claimed, hash
+                        ),
                     ));
                     continue;
                 }
@@ -482,7 +518,14 @@ impl Store {
                 seq: last_seq,
                 ..incoming_meta
             };
-            self.replace_in(&txn, &remote.id, previous.as_ref(), &meta, remote.body.clone(), &canonical)?;
+            self.replace_in(
+                &txn,
+                &remote.id,
+                previous.as_ref(),
+                &meta,
+                remote.body.clone(),
+                &canonical,
+            )?;
             outcome.applied += 1;
         }
         if let Some((peer, state)) = peer_state {
@@ -498,15 +541,21 @@ impl Store {
     }
 
     /// The current record for `id` inside a write transaction: live node or tombstone.
-    fn current_in(&self, txn: &WriteTransaction, id: &str) -> Result<Option<(RecordMeta, Body)>, StoreError> {
+    fn current_in(
+        &self,
+        txn: &WriteTransaction,
+        id: &str,
+    ) -> Result<Option<(RecordMeta, Body)>, StoreError> {
         let nodes = txn.open_table(NODES).map_err(self.fail())?;
         if let Some(value) = nodes.get(id).map_err(self.fail())? {
-            let (node, meta) = record::decode_live(value.value()).map_err(|reason| self.damaged(id, reason))?;
+            let (node, meta) =
+                record::decode_live(value.value()).map_err(|reason| self.damaged(id, reason))?;
             return Ok(Some((meta, Body::Live(node))));
         }
         let tombstones = txn.open_table(TOMBSTONES).map_err(self.fail())?;
         if let Some(value) = tombstones.get(id).map_err(self.fail())? {
-            let (meta, deleted_at) = record::decode_tombstone(value.value()).map_err(|reason| self.damaged(id, reason))?;
+            let (meta, deleted_at) = record::decode_tombstone(value.value())
+                .map_err(|reason| self.damaged(id, reason))?;
             return Ok(Some((meta, Body::Deleted { deleted_at })));
         }
         Ok(None)
@@ -546,7 +595,9 @@ impl Store {
         changes.insert(meta.seq, id).map_err(self.fail())?;
         match body {
             Body::Live(node) => {
-                nodes.insert(id, record::encode(meta, canonical).as_slice()).map_err(self.fail())?;
+                nodes
+                    .insert(id, record::encode(meta, canonical).as_slice())
+                    .map_err(self.fail())?;
                 for (index, key) in INDEXES.iter().zip(index_keys(&node)) {
                     if let Some(key) = key {
                         let mut table = txn.open_multimap_table(*index).map_err(self.fail())?;
@@ -556,14 +607,24 @@ impl Store {
             }
             Body::Deleted { deleted_at } => {
                 tombstones
-                    .insert(id, record::encode(meta, &deleted_at.to_be_bytes()).as_slice())
+                    .insert(
+                        id,
+                        record::encode(meta, &deleted_at.to_be_bytes()).as_slice(),
+                    )
                     .map_err(self.fail())?;
             }
         }
         Ok(())
     }
 
-    fn log_conflict_in(&self, txn: &WriteTransaction, number: u64, now: u64, winner: Version, loser: &Record) -> Result<(), StoreError> {
+    fn log_conflict_in(
+        &self,
+        txn: &WriteTransaction,
+        number: u64,
+        now: u64,
+        winner: Version,
+        loser: &Record,
+    ) -> Result<(), StoreError> {
         let body = match &loser.body {
             Body::Live(node) => {
                 let mut bytes = vec![0];
@@ -584,7 +645,9 @@ impl Store {
         value.extend_from_slice(loser.id.as_bytes());
         value.extend_from_slice(&body);
         let mut conflicts = txn.open_table(CONFLICTS).map_err(self.fail())?;
-        conflicts.insert(number, value.as_slice()).map_err(self.fail())?;
+        conflicts
+            .insert(number, value.as_slice())
+            .map_err(self.fail())?;
         Ok(())
     }
 
@@ -597,13 +660,23 @@ impl Store {
         let read = self.read()?;
         let nodes = read.open_table(NODES).map_err(self.fail())?;
         if let Some(value) = nodes.get(id).map_err(self.fail())? {
-            let (node, meta) = record::decode_live(value.value()).map_err(|reason| self.damaged(id, reason))?;
-            return Ok(Some(Record { id: id.to_owned(), meta, body: Body::Live(node) }));
+            let (node, meta) =
+                record::decode_live(value.value()).map_err(|reason| self.damaged(id, reason))?;
+            return Ok(Some(Record {
+                id: id.to_owned(),
+                meta,
+                body: Body::Live(node),
+            }));
         }
         let tombstones = read.open_table(TOMBSTONES).map_err(self.fail())?;
         if let Some(value) = tombstones.get(id).map_err(self.fail())? {
-            let (meta, deleted_at) = record::decode_tombstone(value.value()).map_err(|reason| self.damaged(id, reason))?;
-            return Ok(Some(Record { id: id.to_owned(), meta, body: Body::Deleted { deleted_at } }));
+            let (meta, deleted_at) = record::decode_tombstone(value.value())
+                .map_err(|reason| self.damaged(id, reason))?;
+            return Ok(Some(Record {
+                id: id.to_owned(),
+                meta,
+                body: Body::Deleted { deleted_at },
+            }));
         }
         Ok(None)
     }
@@ -621,7 +694,11 @@ impl Store {
     /// Calls `visit` for each live node matching `query` in id order until it returns
     /// `false` or `query.limit` nodes were visited. Uses an index when the query names a
     /// type, language or category.
-    pub fn scan(&self, query: &Query, mut visit: impl FnMut(Node, RecordMeta) -> bool) -> Result<(), StoreError> {
+    pub fn scan(
+        &self,
+        query: &Query,
+        mut visit: impl FnMut(Node, RecordMeta) -> bool,
+    ) -> Result<(), StoreError> {
         let read = self.read()?;
         let nodes = read.open_table(NODES).map_err(self.fail())?;
         let search = query.search.as_ref().map(|text| text.to_lowercase());
@@ -631,7 +708,8 @@ impl Store {
             if visited >= limit {
                 return Ok(false);
             }
-            let (node, meta) = record::decode_live(bytes).map_err(|reason| self.damaged(id, reason))?;
+            let (node, meta) =
+                record::decode_live(bytes).map_err(|reason| self.damaged(id, reason))?;
             if matches(&node, query, search.as_deref()) {
                 visited += 1;
                 return Ok(visit(node, meta) && visited < limit);
@@ -663,7 +741,10 @@ impl Store {
             }
         } else {
             let range = match &query.after {
-                Some(after) => nodes.range::<&str>((std::ops::Bound::Excluded(after.as_str()), std::ops::Bound::Unbounded)),
+                Some(after) => nodes.range::<&str>((
+                    std::ops::Bound::Excluded(after.as_str()),
+                    std::ops::Bound::Unbounded,
+                )),
                 None => nodes.range::<&str>(..),
             }
             .map_err(self.fail())?;
@@ -679,7 +760,12 @@ impl Store {
 
     /// Changes after sequence `after_seq`, at most `limit` records and about `max_bytes`
     /// of stored bytes (at least one record is returned if any is pending).
-    pub fn changes_since(&self, after_seq: u64, limit: usize, max_bytes: usize) -> Result<ChangePage, StoreError> {
+    pub fn changes_since(
+        &self,
+        after_seq: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<ChangePage, StoreError> {
         let read = self.read()?;
         let changes = read.open_table(CHANGES).map_err(self.fail())?;
         let nodes = read.open_table(NODES).map_err(self.fail())?;
@@ -689,7 +775,10 @@ impl Store {
             ..ChangePage::default()
         };
         let mut bytes = 0;
-        for entry in changes.range(after_seq.saturating_add(1)..).map_err(self.fail())? {
+        for entry in changes
+            .range(after_seq.saturating_add(1)..)
+            .map_err(self.fail())?
+        {
             let (seq, id) = entry.map_err(self.fail())?;
             if page.records.len() >= limit || (bytes >= max_bytes && !page.records.is_empty()) {
                 page.more = true;
@@ -698,12 +787,22 @@ impl Store {
             let id = id.value();
             let record = if let Some(value) = nodes.get(id).map_err(self.fail())? {
                 bytes += value.value().len();
-                let (node, meta) = record::decode_live(value.value()).map_err(|reason| self.damaged(id, reason))?;
-                Record { id: id.to_owned(), meta, body: Body::Live(node) }
+                let (node, meta) = record::decode_live(value.value())
+                    .map_err(|reason| self.damaged(id, reason))?;
+                Record {
+                    id: id.to_owned(),
+                    meta,
+                    body: Body::Live(node),
+                }
             } else if let Some(value) = tombstones.get(id).map_err(self.fail())? {
                 bytes += value.value().len();
-                let (meta, deleted_at) = record::decode_tombstone(value.value()).map_err(|reason| self.damaged(id, reason))?;
-                Record { id: id.to_owned(), meta, body: Body::Deleted { deleted_at } }
+                let (meta, deleted_at) = record::decode_tombstone(value.value())
+                    .map_err(|reason| self.damaged(id, reason))?;
+                Record {
+                    id: id.to_owned(),
+                    meta,
+                    body: Body::Deleted { deleted_at },
+                }
             } else {
                 return Err(self.damaged(id, format!("change {} points at no record", seq.value())));
             };
@@ -726,11 +825,25 @@ impl Store {
             Ok(counts)
         };
         Ok(Stats {
-            nodes: read.open_table(NODES).map_err(self.fail())?.len().map_err(self.fail())?,
-            tombstones: read.open_table(TOMBSTONES).map_err(self.fail())?.len().map_err(self.fail())?,
-            conflicts: read.open_table(CONFLICTS).map_err(self.fail())?.len().map_err(self.fail())?,
+            nodes: read
+                .open_table(NODES)
+                .map_err(self.fail())?
+                .len()
+                .map_err(self.fail())?,
+            tombstones: read
+                .open_table(TOMBSTONES)
+                .map_err(self.fail())?
+                .len()
+                .map_err(self.fail())?,
+            conflicts: read
+                .open_table(CONFLICTS)
+                .map_err(self.fail())?
+                .len()
+                .map_err(self.fail())?,
             last_seq: self.last_seq,
-            file_bytes: std::fs::metadata(&self.path).map(|meta| meta.len()).unwrap_or(0),
+            file_bytes: std::fs::metadata(&self.path)
+                .map(|meta| meta.len())
+                .unwrap_or(0),
             by_type: count_index(BY_TYPE)?,
             by_language: count_index(BY_LANGUAGE)?,
             by_category: count_index(BY_CATEGORY)?,
@@ -745,7 +858,8 @@ impl Store {
         for entry in table.iter().map_err(self.fail())?.rev().take(limit) {
             let (number, value) = entry.map_err(self.fail())?;
             let key = format!("conflict {}", number.value());
-            let conflict = decode_conflict(number.value(), value.value()).map_err(|reason| self.damaged(&key, reason))?;
+            let conflict = decode_conflict(number.value(), value.value())
+                .map_err(|reason| self.damaged(&key, reason))?;
             found.push(conflict);
         }
         Ok(found)
@@ -755,7 +869,10 @@ impl Store {
     pub fn peer_state(&self, peer: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let read = self.read()?;
         let table = read.open_table(PEERS).map_err(self.fail())?;
-        Ok(table.get(peer).map_err(self.fail())?.map(|value| value.value().to_vec()))
+        Ok(table
+            .get(peer)
+            .map_err(self.fail())?
+            .map(|value| value.value().to_vec()))
     }
 
     /// Every peer's saved state, in key order.
@@ -825,11 +942,14 @@ fn decode_conflict(number: u64, bytes: &[u8]) -> Result<Conflict, String> {
     let take = |range: std::ops::Range<usize>| bytes.get(range).ok_or("truncated conflict entry");
     let resolved_at = u64::from_be_bytes(take(0..8)?.try_into().expect("8 bytes"));
     let winner = Version {
-        hlc: Hlc(u64::from_be_bytes(take(8..16)?.try_into().expect("8 bytes"))),
+        hlc: Hlc(u64::from_be_bytes(
+            take(8..16)?.try_into().expect("8 bytes"),
+        )),
         origin: InstanceId(take(16..48)?.try_into().expect("32 bytes")),
     };
     let id_length = u32::from_be_bytes(take(48..52)?.try_into().expect("4 bytes")) as usize;
-    let id = String::from_utf8(take(52..52 + id_length)?.to_vec()).map_err(|_| "id is not UTF-8")?;
+    let id =
+        String::from_utf8(take(52..52 + id_length)?.to_vec()).map_err(|_| "id is not UTF-8")?;
     let rest = &bytes[52 + id_length..];
     let (kind, value) = rest.split_first().ok_or("truncated conflict entry")?;
     let (meta, body) = if *kind == 0 {

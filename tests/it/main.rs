@@ -1,0 +1,4 @@
+//! Integration tests: each runs the real `ark-lattice` binary against temp state dirs.
+
+mod lattice;
+mod util;
