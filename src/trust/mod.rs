@@ -8,6 +8,12 @@
 
 mod keys;
 mod pyjson;
+mod request;
 
 pub use keys::{KeyError, KeyFileError, KeyPair, PublicKey, Signature, VerifyError, verify};
 pub use pyjson::python_json_dumps_sorted;
+pub use request::{
+    DEFAULT_MAX_NONCES, HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP,
+    REPLAY_WINDOW_MILLIS, ReplayError, ReplayGuard, RequestError, SignedHeaders, VerifiedRequest,
+    body_sha256, new_nonce, sign_request, signing_bytes, verify_request,
+};
