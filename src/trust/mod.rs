@@ -6,14 +6,17 @@
 //! [`KeyPair`], [`PublicKey`] and [`Signature`]. Which peers to trust, and storing
 //! that, is left to the callers.
 
+mod keyfile;
 mod keys;
 mod pyjson;
+mod replay;
 mod request;
 
-pub use keys::{KeyError, KeyFileError, KeyPair, PublicKey, Signature, VerifyError, verify};
+pub use keyfile::KeyFileError;
+pub use keys::{KeyError, KeyPair, PublicKey, Signature, VerifyError, verify};
 pub use pyjson::python_json_dumps_sorted;
+pub use replay::{DEFAULT_MAX_NONCES, REPLAY_WINDOW_MILLIS, ReplayError, ReplayGuard};
 pub use request::{
-    DEFAULT_MAX_NONCES, HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP,
-    REPLAY_WINDOW_MILLIS, ReplayError, ReplayGuard, RequestError, SignedHeaders, VerifiedRequest,
-    body_sha256, new_nonce, sign_request, signing_bytes, verify_request,
+    HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, RequestError, SignedHeaders,
+    VerifiedRequest, body_sha256, new_nonce, sign_request, signing_bytes, verify_request,
 };
