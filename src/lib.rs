@@ -1,4 +1,5 @@
 //! ark-lattice keeps a Code Lattice (code-template records) in an embedded store and
 //! federates it with other ARK instances. See ARCHITECTURE.md for the code map.
 
+pub mod http;
 pub mod model;
