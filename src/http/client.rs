@@ -13,12 +13,13 @@
 //! idempotent methods otherwise. The whole exchange, retry included, is bounded by
 //! `request_timeout`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
@@ -507,6 +508,8 @@ impl HttpClient {
         let idempotent = prepared.method.is_idempotent();
         let max_bytes = self.config.max_response_bytes;
         let mut connection_finished = false;
+        // Set once hyper has taken the request; before that it cannot have been sent.
+        let handed_over = Cell::new(false);
         // The borrows of `peer` end with this block, so it can go back to the pool.
         let outcome = {
             let PeerConnection {
@@ -518,6 +521,7 @@ impl HttpClient {
                     error: lost_or_malformed(url, &error),
                 };
                 sender.ready().await.map_err(early)?;
+                handed_over.set(true);
                 let response = sender.send_request(request).await.map_err(early)?;
                 let (parts, mut incoming) = response.into_parts();
                 let body = read_limited(&mut incoming, max_bytes)
@@ -529,10 +533,32 @@ impl HttpClient {
                 Ok::<_, Failure>((parts, body))
             });
             future::poll_fn(|cx| {
+                let mut ended = None;
                 if !connection_finished {
-                    connection_finished = std::pin::Pin::new(&mut *connection).poll(cx).is_ready();
+                    if let Poll::Ready(result) = Pin::new(&mut *connection).poll(cx) {
+                        connection_finished = true;
+                        ended = Some(result);
+                    }
                 }
-                work.as_mut().poll(cx)
+                if let Poll::Ready(outcome) = work.as_mut().poll(cx) {
+                    return Poll::Ready(outcome);
+                }
+                // hyper has delivered everything it read before finishing, so a request
+                // still waiting now would wait forever (until the timeout): this is how
+                // a pooled connection the peer closed unnoticed shows up.
+                match ended {
+                    Some(result) => Poll::Ready(Err(Failure {
+                        retry: reused && (!handed_over.get() || idempotent),
+                        error: ClientError::ConnectionLost {
+                            url: url.to_string(),
+                            detail: match result {
+                                Ok(()) => "the peer closed the connection".to_owned(),
+                                Err(error) => error.to_string(),
+                            },
+                        },
+                    })),
+                    None => Poll::Pending,
+                }
             })
             .await
         };

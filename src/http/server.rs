@@ -333,7 +333,7 @@ impl Exchange {
             Ok(request) => handler(request).await,
             Err(refusal) => refusal,
         };
-        self.into_hyper(response, accepts_gzip, in_flight)
+        self.to_hyper(response, accepts_gzip, in_flight)
     }
 
     /// Collects and decodes the body, or says why the request is refused.
@@ -437,7 +437,7 @@ impl Exchange {
     }
 
     /// Turns a handler's response into hyper's, compressing it if worthwhile.
-    fn into_hyper(
+    fn to_hyper(
         &self,
         response: Response,
         accepts_gzip: bool,
@@ -450,7 +450,7 @@ impl Exchange {
         } = response;
         let Ok(status) = StatusCode::from_u16(status) else {
             let error = Response::error(500, &format!("handler returned invalid status {status}"));
-            return self.into_hyper(error, accepts_gzip, in_flight);
+            return self.to_hyper(error, accepts_gzip, in_flight);
         };
         let mut header_map = HeaderMap::with_capacity(headers.len() + 2);
         for (name, value) in &headers {
@@ -460,7 +460,7 @@ impl Exchange {
             ) else {
                 let error =
                     Response::error(500, &format!("handler returned invalid header {name:?}"));
-                return self.into_hyper(error, accepts_gzip, in_flight);
+                return self.to_hyper(error, accepts_gzip, in_flight);
             };
             // hyper derives Content-Length from the body; a second one would contradict it.
             if name != header::CONTENT_LENGTH {
