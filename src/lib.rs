@@ -19,6 +19,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod input;
+pub mod http;
 pub mod model;
 pub mod store;
 pub mod trust;

@@ -1,0 +1,688 @@
+//! An HTTP/1.1 client for talking to peers: timeouts, a response size cap, gzip both
+//! ways, byte counting, and keep-alive reuse so that a sync's several requests share one
+//! connection. What to send and what the answers mean is left to the sync client.
+//!
+//! # Implementation
+//!
+//! Connections are hyper `client::conn::http1` pairs. The client drives a connection
+//! inline, polling hyper's `Connection` future next to the request that uses it, so it
+//! needs no executor and no background task; an idle pooled connection is simply not
+//! polled. Before reuse it is polled once, which notices a peer that has already closed
+//! it. A request that fails on a reused connection before any answer arrived is retried
+//! once on a fresh connection when that is safe: always if hyper never sent it, and for
+//! idempotent methods otherwise. The whole exchange, retry included, is bounded by
+//! `request_timeout`.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::{Pin, pin};
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body as HttpBody, Bytes, Incoming};
+use hyper::client::conn::http1::{self, Connection, SendRequest};
+use hyper::header::{self, HeaderName, HeaderValue};
+use smol::Timer;
+use smol::net::TcpStream;
+use smol_hyper::rt::FuturesIo;
+
+use super::gzip::{GunzipError, gunzip_limited, gzip, is_gzip_encoding};
+use super::url::{PeerUrl, UrlError};
+use super::wire::{CountingStream, WireStats};
+
+/// Settings of an [`HttpClient`]. `ClientConfig::default()`:
+///
+/// | field | default |
+/// |---|---|
+/// | `connect_timeout` | 5 s |
+/// | `request_timeout` | 30 s |
+/// | `max_response_bytes` | 16 MiB |
+/// | `gzip_request_threshold` | 1 KiB |
+/// | `max_idle_per_host` | 2 |
+/// | `idle_connection_timeout` | 4 s |
+#[derive(Debug, Clone, Copy)]
+pub struct ClientConfig {
+    /// Time allowed to open the TCP connection, name resolution included.
+    pub connect_timeout: Duration,
+    /// Time allowed for the whole exchange: connecting, sending, and reading the whole
+    /// answer. Long-poll callers set it above the server's hold time.
+    pub request_timeout: Duration,
+    /// Largest response body accepted, on the wire and again after gzip decoding.
+    /// Larger than the server's request limit, since a pull may return a big batch.
+    pub max_response_bytes: usize,
+    /// Request bodies marked with [`ClientRequest::gzip_body`] are compressed when
+    /// larger than this.
+    pub gzip_request_threshold: usize,
+    /// Idle connections kept per host and port for reuse.
+    pub max_idle_per_host: usize,
+    /// Idle connections older than this are closed instead of reused. Just under the
+    /// server's default idle timeout (5 s), so the client seldom picks a connection the
+    /// server is closing at that moment.
+    pub idle_connection_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> ClientConfig {
+        ClientConfig {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            max_response_bytes: 16 * 1024 * 1024,
+            gzip_request_threshold: 1024,
+            max_idle_per_host: 2,
+            idle_connection_timeout: Duration::from_secs(4),
+        }
+    }
+}
+
+/// A request to send with [`HttpClient::send`].
+#[derive(Debug, Clone)]
+pub struct ClientRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Compress the body with gzip if it is over the client's threshold. Only for peers
+    /// known to accept `Content-Encoding: gzip` (ours do).
+    pub gzip_body: bool,
+}
+
+impl ClientRequest {
+    pub fn get(url: &str) -> ClientRequest {
+        ClientRequest {
+            method: "GET".to_owned(),
+            url: url.to_owned(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            gzip_body: false,
+        }
+    }
+
+    pub fn post(url: &str, content_type: &str, body: Vec<u8>) -> ClientRequest {
+        ClientRequest {
+            method: "POST".to_owned(),
+            body,
+            ..ClientRequest::get(url)
+        }
+        .with_header("content-type", content_type)
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> ClientRequest {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Asks for the body to be gzip-compressed; see [`ClientRequest::gzip_body`].
+    pub fn with_gzip_body(mut self) -> ClientRequest {
+        self.gzip_body = true;
+        self
+    }
+}
+
+/// An answer, with its body read in full and decompressed.
+#[derive(Debug, Clone)]
+pub struct ClientResponse {
+    pub status: u16,
+    /// Names in lower case. `content-length`, `content-encoding` and `transfer-encoding`
+    /// are removed: they describe the wire form, not `body`.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl ClientResponse {
+    /// The first value of a header; `name` must be lower case.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        super::message::find_header(&self.headers, name)
+    }
+}
+
+/// Why a request failed. Every variant names the URL.
+#[derive(Debug)]
+pub enum ClientError {
+    Url(UrlError),
+    /// The caller gave a header name or value that HTTP cannot carry, or a bad method.
+    InvalidRequest {
+        url: String,
+        detail: String,
+    },
+    Resolve {
+        url: String,
+        source: io::Error,
+    },
+    /// The connection was refused, unreachable, and so on.
+    Connect {
+        url: String,
+        source: io::Error,
+    },
+    ConnectTimeout {
+        url: String,
+        timeout: Duration,
+    },
+    /// The whole exchange took longer than `request_timeout`.
+    Timeout {
+        url: String,
+        timeout: Duration,
+    },
+    /// The connection broke while sending or receiving.
+    ConnectionLost {
+        url: String,
+        detail: String,
+    },
+    MalformedResponse {
+        url: String,
+        detail: String,
+    },
+    BodyTooLarge {
+        url: String,
+        limit: usize,
+    },
+    BadGzip {
+        url: String,
+        detail: String,
+    },
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Url(error) => error.fmt(f),
+            ClientError::InvalidRequest { url, detail } => {
+                write!(f, "invalid request to {url}: {detail}")
+            }
+            ClientError::Resolve { url, source } => {
+                write!(f, "could not resolve the host of {url}: {source}")
+            }
+            ClientError::Connect { url, source } => {
+                write!(f, "could not connect to {url}: {source}")
+            }
+            ClientError::ConnectTimeout { url, timeout } => {
+                write!(
+                    f,
+                    "connecting to {url} timed out after {} ms",
+                    timeout.as_millis()
+                )
+            }
+            ClientError::Timeout { url, timeout } => {
+                write!(
+                    f,
+                    "request to {url} timed out after {} ms",
+                    timeout.as_millis()
+                )
+            }
+            ClientError::ConnectionLost { url, detail } => {
+                write!(f, "connection to {url} lost: {detail}")
+            }
+            ClientError::MalformedResponse { url, detail } => {
+                write!(f, "malformed response from {url}: {detail}")
+            }
+            ClientError::BodyTooLarge { url, limit } => {
+                write!(f, "response from {url} exceeds the limit of {limit} bytes")
+            }
+            ClientError::BadGzip { url, detail } => {
+                write!(f, "response from {url} has a bad gzip body: {detail}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ClientError::Url(error) => Some(error),
+            ClientError::Resolve { source, .. } | ClientError::Connect { source, .. } => {
+                Some(source)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl From<UrlError> for ClientError {
+    fn from(error: UrlError) -> ClientError {
+        ClientError::Url(error)
+    }
+}
+
+type Stream = FuturesIo<CountingStream<TcpStream>>;
+
+/// One open connection: hyper's sending half and the connection future it needs polled.
+struct PeerConnection {
+    host_and_port: (String, u16),
+    sender: SendRequest<Full<Bytes>>,
+    connection: Connection<Stream, Full<Bytes>>,
+    idle_since: Instant,
+    reused: bool,
+}
+
+impl fmt::Debug for PeerConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerConnection")
+            .field("host_and_port", &self.host_and_port)
+            .field("idle_since", &self.idle_since)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An HTTP/1.1 client with a small keep-alive pool. Not `Send`: it lives on the one
+/// application thread, like everything in this layer.
+#[derive(Debug)]
+pub struct HttpClient {
+    config: ClientConfig,
+    stats: Rc<WireStats>,
+    idle: RefCell<Vec<PeerConnection>>,
+}
+
+/// A prepared request, rebuilt into a hyper request for each attempt.
+struct Prepared {
+    method: hyper::Method,
+    path_and_query: String,
+    headers: hyper::HeaderMap,
+    body: Bytes,
+}
+
+/// A failed attempt, and whether trying again on a fresh connection is safe.
+struct Failure {
+    error: ClientError,
+    retry: bool,
+}
+
+impl HttpClient {
+    pub fn new(config: ClientConfig, stats: Rc<WireStats>) -> HttpClient {
+        HttpClient {
+            config,
+            stats,
+            idle: RefCell::new(Vec::new()),
+        }
+    }
+
+    pub async fn get(&self, url: &str) -> Result<ClientResponse, ClientError> {
+        self.send(ClientRequest::get(url)).await
+    }
+
+    /// Sends `request` and reads the whole answer. Any status is a success here;
+    /// deciding what a 4xx or 5xx means is the caller's business.
+    pub async fn send(&self, request: ClientRequest) -> Result<ClientResponse, ClientError> {
+        let url = PeerUrl::parse(&request.url)?;
+        let prepared = self.prepare(request, &url)?;
+        let timeout = self.config.request_timeout;
+        future::or(self.send_with_retry(&url, &prepared), async {
+            Timer::after(timeout).await;
+            Err(ClientError::Timeout {
+                url: url.to_string(),
+                timeout,
+            })
+        })
+        .await
+    }
+
+    /// Closes every idle connection.
+    pub fn close_idle(&self) {
+        self.idle.borrow_mut().clear();
+    }
+
+    fn prepare(&self, request: ClientRequest, url: &PeerUrl) -> Result<Prepared, ClientError> {
+        let invalid = |detail: String| ClientError::InvalidRequest {
+            url: url.to_string(),
+            detail,
+        };
+        let method = hyper::Method::from_bytes(request.method.as_bytes())
+            .map_err(|_| invalid(format!("bad method {:?}", request.method)))?;
+        let mut headers = hyper::HeaderMap::with_capacity(request.headers.len() + 4);
+        for (name, value) in &request.headers {
+            let header_name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| invalid(format!("bad header name {name:?}")))?;
+            let header_value = HeaderValue::from_str(value)
+                .map_err(|_| invalid(format!("bad value for header {name:?}")))?;
+            headers.append(header_name, header_value);
+        }
+        let host =
+            HeaderValue::from_str(&url.authority()).map_err(|_| invalid("bad host".into()))?;
+        headers.insert(header::HOST, host);
+        if !headers.contains_key(header::ACCEPT_ENCODING) {
+            headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        if !headers.contains_key(header::USER_AGENT) {
+            let agent = concat!("ark-lattice/", env!("CARGO_PKG_VERSION"));
+            headers.insert(header::USER_AGENT, HeaderValue::from_static(agent));
+        }
+        let mut body = request.body;
+        if request.gzip_body
+            && body.len() > self.config.gzip_request_threshold
+            && !headers.contains_key(header::CONTENT_ENCODING)
+        {
+            let compressed = gzip(&body);
+            if compressed.len() < body.len() {
+                body = compressed;
+                headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+        }
+        Ok(Prepared {
+            method,
+            path_and_query: url.path_and_query().to_owned(),
+            headers,
+            body: Bytes::from(body),
+        })
+    }
+
+    async fn send_with_retry(
+        &self,
+        url: &PeerUrl,
+        prepared: &Prepared,
+    ) -> Result<ClientResponse, ClientError> {
+        if let Some(connection) = self.take_idle(url).await {
+            match self.exchange(connection, url, prepared).await {
+                Ok(response) => return Ok(response),
+                Err(Failure { retry: true, .. }) => {}
+                Err(failure) => return Err(failure.error),
+            }
+        }
+        let connection = self.connect(url).await?;
+        self.exchange(connection, url, prepared)
+            .await
+            .map_err(|failure| failure.error)
+    }
+
+    /// A pooled connection to `url`'s host and port that still looks open, if any.
+    async fn take_idle(&self, url: &PeerUrl) -> Option<PeerConnection> {
+        loop {
+            let mut connection = {
+                let mut idle = self.idle.borrow_mut();
+                let timeout = self.config.idle_connection_timeout;
+                idle.retain(|connection| connection.idle_since.elapsed() < timeout);
+                let index = idle.iter().rposition(|connection| {
+                    connection.host_and_port.0 == url.host()
+                        && connection.host_and_port.1 == url.port()
+                })?;
+                idle.swap_remove(index)
+            };
+            // Polling the connection reads whatever the peer sent while it sat idle: an
+            // end of stream makes it finish, so a closed connection is not reused.
+            let finished = future::poll_once(&mut connection.connection)
+                .await
+                .is_some();
+            if !finished && !connection.sender.is_closed() {
+                connection.reused = true;
+                return Some(connection);
+            }
+        }
+    }
+
+    fn put_idle(&self, mut connection: PeerConnection) {
+        let mut idle = self.idle.borrow_mut();
+        let same_peer = idle
+            .iter()
+            .filter(|other| other.host_and_port == connection.host_and_port)
+            .count();
+        if same_peer >= self.config.max_idle_per_host {
+            if let Some(oldest) = idle
+                .iter()
+                .position(|other| other.host_and_port == connection.host_and_port)
+            {
+                idle.remove(oldest);
+            }
+        }
+        if self.config.max_idle_per_host > 0 {
+            connection.idle_since = Instant::now();
+            idle.push(connection);
+        }
+    }
+
+    async fn connect(&self, url: &PeerUrl) -> Result<PeerConnection, ClientError> {
+        let timeout = self.config.connect_timeout;
+        let stream = future::or(self.open_stream(url), async {
+            Timer::after(timeout).await;
+            Err(ClientError::ConnectTimeout {
+                url: url.to_string(),
+                timeout,
+            })
+        })
+        .await?;
+        let _ = stream.set_nodelay(true);
+        self.stats.add_connection();
+        let io = FuturesIo::new(CountingStream::new(stream, Rc::clone(&self.stats), None));
+        let (sender, connection) = http1::Builder::new().handshake(io).await.map_err(|error| {
+            ClientError::ConnectionLost {
+                url: url.to_string(),
+                detail: error.to_string(),
+            }
+        })?;
+        Ok(PeerConnection {
+            host_and_port: (url.host().to_owned(), url.port()),
+            sender,
+            connection,
+            idle_since: Instant::now(),
+            reused: false,
+        })
+    }
+
+    async fn open_stream(&self, url: &PeerUrl) -> Result<TcpStream, ClientError> {
+        let addresses: Vec<SocketAddr> = match url.host().parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, url.port())],
+            // Name resolution is blocking in every libc, so smol runs it on its blocking
+            // thread pool; an IP literal (the usual peer address) never gets there.
+            Err(_) => smol::net::resolve((url.host(), url.port()))
+                .await
+                .map_err(|source| ClientError::Resolve {
+                    url: url.to_string(),
+                    source,
+                })?,
+        };
+        let mut last_error = io::Error::new(io::ErrorKind::NotFound, "the host has no addresses");
+        for address in addresses {
+            match TcpStream::connect(address).await {
+                Ok(stream) => return Ok(stream),
+                Err(error) => last_error = error,
+            }
+        }
+        Err(ClientError::Connect {
+            url: url.to_string(),
+            source: last_error,
+        })
+    }
+
+    /// One attempt on one connection; the connection goes back to the pool if it can
+    /// carry another request.
+    async fn exchange(
+        &self,
+        mut peer: PeerConnection,
+        url: &PeerUrl,
+        prepared: &Prepared,
+    ) -> Result<ClientResponse, Failure> {
+        let mut request = hyper::Request::new(Full::new(prepared.body.clone()));
+        *request.method_mut() = prepared.method.clone();
+        *request.headers_mut() = prepared.headers.clone();
+        *request.uri_mut() = prepared.path_and_query.parse().map_err(|_| Failure {
+            error: ClientError::InvalidRequest {
+                url: url.to_string(),
+                detail: "bad path".into(),
+            },
+            retry: false,
+        })?;
+        self.stats.add_request();
+
+        let reused = peer.reused;
+        let idempotent = prepared.method.is_idempotent();
+        let max_bytes = self.config.max_response_bytes;
+        let mut connection_finished = false;
+        // Set once hyper has taken the request; before that it cannot have been sent.
+        let handed_over = Cell::new(false);
+        // The borrows of `peer` end with this block, so it can go back to the pool.
+        let outcome = {
+            let PeerConnection {
+                sender, connection, ..
+            } = &mut peer;
+            let mut work = pin!(async {
+                let early = |error: hyper::Error| Failure {
+                    retry: reused && (error.is_canceled() || idempotent),
+                    error: lost_or_malformed(url, &error),
+                };
+                sender.ready().await.map_err(early)?;
+                handed_over.set(true);
+                let response = sender.send_request(request).await.map_err(early)?;
+                let (parts, mut incoming) = response.into_parts();
+                let body = read_limited(&mut incoming, max_bytes)
+                    .await
+                    .map_err(|error| Failure {
+                        error: error.into_client_error(url),
+                        retry: false,
+                    })?;
+                Ok::<_, Failure>((parts, body))
+            });
+            future::poll_fn(|cx| {
+                let mut ended = None;
+                if !connection_finished {
+                    if let Poll::Ready(result) = Pin::new(&mut *connection).poll(cx) {
+                        connection_finished = true;
+                        ended = Some(result);
+                    }
+                }
+                if let Poll::Ready(outcome) = work.as_mut().poll(cx) {
+                    return Poll::Ready(outcome);
+                }
+                // hyper has delivered everything it read before finishing, so a request
+                // still waiting now would wait forever (until the timeout): this is how
+                // a pooled connection the peer closed unnoticed shows up.
+                match ended {
+                    Some(result) => Poll::Ready(Err(Failure {
+                        retry: reused && (!handed_over.get() || idempotent),
+                        error: ClientError::ConnectionLost {
+                            url: url.to_string(),
+                            detail: match result {
+                                Ok(()) => "the peer closed the connection".to_owned(),
+                                Err(error) => error.to_string(),
+                            },
+                        },
+                    })),
+                    None => Poll::Pending,
+                }
+            })
+            .await
+        };
+        let (parts, wire_body) = outcome?;
+
+        let encodings: Vec<&str> = parts
+            .headers
+            .get_all(header::CONTENT_ENCODING)
+            .into_iter()
+            .filter_map(|value| value.to_str().ok())
+            .map(str::trim)
+            .filter(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"))
+            .collect();
+        let body = match encodings.as_slice() {
+            [] => wire_body,
+            [coding] if is_gzip_encoding(coding) => {
+                gunzip_limited(&wire_body, max_bytes).map_err(|error| Failure {
+                    error: match error {
+                        GunzipError::TooLarge(limit) => ClientError::BodyTooLarge {
+                            url: url.to_string(),
+                            limit,
+                        },
+                        GunzipError::Malformed(source) => ClientError::BadGzip {
+                            url: url.to_string(),
+                            detail: source.to_string(),
+                        },
+                    },
+                    retry: false,
+                })?
+            }
+            codings => {
+                return Err(Failure {
+                    error: ClientError::MalformedResponse {
+                        url: url.to_string(),
+                        detail: format!("unsupported content-encoding {:?}", codings.join(", ")),
+                    },
+                    retry: false,
+                });
+            }
+        };
+
+        let peer_closes = parts
+            .headers
+            .get(header::CONNECTION)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.eq_ignore_ascii_case("close"));
+        if !connection_finished && !peer_closes && !peer.sender.is_closed() {
+            self.put_idle(peer);
+        }
+
+        let wire_framing = [
+            header::CONTENT_LENGTH,
+            header::CONTENT_ENCODING,
+            header::TRANSFER_ENCODING,
+        ];
+        let headers = parts
+            .headers
+            .iter()
+            .filter(|(name, _)| !wire_framing.contains(name))
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        Ok(ClientResponse {
+            status: parts.status.as_u16(),
+            headers,
+            body,
+        })
+    }
+}
+
+fn lost_or_malformed(url: &PeerUrl, error: &hyper::Error) -> ClientError {
+    let detail = match std::error::Error::source(error) {
+        Some(source) => format!("{error}: {source}"),
+        None => error.to_string(),
+    };
+    if error.is_parse() || error.is_parse_status() {
+        ClientError::MalformedResponse {
+            url: url.to_string(),
+            detail,
+        }
+    } else {
+        ClientError::ConnectionLost {
+            url: url.to_string(),
+            detail,
+        }
+    }
+}
+
+enum ReadError {
+    TooLarge(usize),
+    Broken(hyper::Error),
+}
+
+impl ReadError {
+    fn into_client_error(self, url: &PeerUrl) -> ClientError {
+        match self {
+            ReadError::TooLarge(limit) => ClientError::BodyTooLarge {
+                url: url.to_string(),
+                limit,
+            },
+            ReadError::Broken(error) => lost_or_malformed(url, &error),
+        }
+    }
+}
+
+/// Reads a response body of at most `limit` wire bytes.
+async fn read_limited(incoming: &mut Incoming, limit: usize) -> Result<Vec<u8>, ReadError> {
+    let declared = incoming.size_hint().exact().map(|length| length as usize);
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ReadError::TooLarge(limit));
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0));
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame.map_err(ReadError::Broken)?;
+        if let Ok(data) = frame.into_data() {
+            if body.len() + data.len() > limit {
+                return Err(ReadError::TooLarge(limit));
+            }
+            body.extend_from_slice(&data);
+        }
+    }
+    Ok(body)
+}

@@ -1,0 +1,17 @@
+//! The HTTP layer: a hardened HTTP/1.1 server and a keep-alive client, both on hyper and
+//! smol, single-threaded, with gzip and byte counters. Routes, handlers and the sync
+//! protocol live elsewhere and see only the plain types re-exported here.
+
+mod body;
+mod client;
+mod gzip;
+mod message;
+mod server;
+mod url;
+mod wire;
+
+pub use client::{ClientConfig, ClientError, ClientRequest, ClientResponse, HttpClient};
+pub use message::{Body, BodySender, BodyStream, ClientGone, Request, Response};
+pub use server::{ServerLimits, is_loopback, serve};
+pub use url::{PeerUrl, UrlError, UrlProblem};
+pub use wire::WireStats;

@@ -1,0 +1,254 @@
+//! Peer URLs: `http://host[:port][/path][?query]` and nothing more. Resolving the host
+//! and connecting are left to the client.
+//!
+//! A full URL parser would be a large dependency for the one shape peers use. `https://`
+//! is refused with an explanation instead of being half-supported: TLS, where wanted, is
+//! terminated by a reverse proxy in front of a node.
+
+use std::fmt;
+use std::net::Ipv6Addr;
+
+/// A parsed `http://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerUrl {
+    /// A name or an IP address; an IPv6 address without its brackets.
+    host: String,
+    port: u16,
+    /// Path and query, always starting with `/`; the fragment is dropped.
+    path_and_query: String,
+}
+
+impl PeerUrl {
+    /// Parses `http://host[:port][/path][?query][#fragment]`; the port defaults to 80.
+    pub fn parse(url: &str) -> Result<PeerUrl, UrlError> {
+        let error = |problem| UrlError {
+            url: url.to_owned(),
+            problem,
+        };
+        let trimmed = url.trim();
+        let Some((scheme, rest)) = trimmed.split_once("://") else {
+            return Err(error(UrlProblem::MissingScheme));
+        };
+        if scheme.eq_ignore_ascii_case("https") {
+            return Err(error(UrlProblem::Https));
+        }
+        if !scheme.eq_ignore_ascii_case("http") {
+            return Err(error(UrlProblem::UnsupportedScheme(scheme.to_owned())));
+        }
+
+        let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path_and_query) = rest.split_at(authority_end);
+        if authority.contains('@') {
+            return Err(error(UrlProblem::UserInfo));
+        }
+
+        let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+            let Some((address, after)) = bracketed.split_once(']') else {
+                return Err(error(UrlProblem::InvalidHost));
+            };
+            if address.parse::<Ipv6Addr>().is_err() {
+                return Err(error(UrlProblem::InvalidHost));
+            }
+            let port = match after {
+                "" => None,
+                _ => match after.strip_prefix(':') {
+                    Some(port) => Some(port),
+                    None => return Err(error(UrlProblem::InvalidHost)),
+                },
+            };
+            (address, port)
+        } else {
+            match authority.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(error(UrlProblem::MissingHost));
+        }
+        let is_host_char =
+            |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':');
+        if !host.chars().all(is_host_char) {
+            return Err(error(UrlProblem::InvalidHost));
+        }
+        let port = match port {
+            None => 80,
+            Some(port) => match port.parse::<u16>() {
+                Ok(port) if port != 0 => port,
+                _ => return Err(error(UrlProblem::InvalidPort)),
+            },
+        };
+
+        if path_and_query
+            .chars()
+            .any(|c| c.is_ascii_whitespace() || c.is_ascii_control())
+        {
+            return Err(error(UrlProblem::InvalidPath));
+        }
+        let path_and_query = match path_and_query {
+            "" => "/".to_owned(),
+            query if query.starts_with('?') => format!("/{query}"),
+            path => path.to_owned(),
+        };
+        Ok(PeerUrl {
+            host: host.to_ascii_lowercase(),
+            port,
+            path_and_query,
+        })
+    }
+
+    /// The host name or IP address (IPv6 without brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Path and query, starting with `/`.
+    pub fn path_and_query(&self) -> &str {
+        &self.path_and_query
+    }
+
+    /// The value for a `Host` header: the host, bracketed if IPv6, and the port unless 80.
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == 80 {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+impl fmt::Display for PeerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "http://{}{}", self.authority(), self.path_and_query)
+    }
+}
+
+/// A URL that [`PeerUrl::parse`] refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlError {
+    pub url: String,
+    pub problem: UrlProblem,
+}
+
+/// What was wrong with a peer URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlProblem {
+    MissingScheme,
+    Https,
+    UnsupportedScheme(String),
+    UserInfo,
+    MissingHost,
+    InvalidHost,
+    InvalidPort,
+    InvalidPath,
+}
+
+impl fmt::Display for UrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = &self.url;
+        match &self.problem {
+            UrlProblem::MissingScheme => write!(f, "peer url {url:?} must start with http://"),
+            UrlProblem::Https => write!(
+                f,
+                "peer url {url:?} uses https, which ark-lattice does not speak: TLS is \
+                 terminated by a reverse proxy, so reach the peer over http:// or through a \
+                 local tunnel"
+            ),
+            UrlProblem::UnsupportedScheme(scheme) => {
+                write!(
+                    f,
+                    "peer url {url:?} has scheme {scheme:?}; only http:// is supported"
+                )
+            }
+            UrlProblem::UserInfo => write!(f, "peer url {url:?} must not contain user:password@"),
+            UrlProblem::MissingHost => write!(f, "peer url {url:?} has no host"),
+            UrlProblem::InvalidHost => write!(f, "peer url {url:?} has an invalid host"),
+            UrlProblem::InvalidPort => write!(f, "peer url {url:?} has an invalid port (1-65535)"),
+            UrlProblem::InvalidPath => {
+                write!(
+                    f,
+                    "peer url {url:?} has spaces or control characters in its path"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for UrlError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(url: &str, expected: Result<(&str, u16, &str), UrlProblem>) {
+        let parsed = PeerUrl::parse(url);
+        let parsed = parsed
+            .as_ref()
+            .map(|url| (url.host(), url.port(), url.path_and_query()))
+            .map_err(|error| error.problem.clone());
+        assert_eq!(parsed, expected, "{url:?}");
+    }
+
+    #[test]
+    fn accepted_shapes() {
+        check("http://pi.local", Ok(("pi.local", 80, "/")));
+        check("http://Pi.Local:8080/", Ok(("pi.local", 8080, "/")));
+        check(
+            "http://10.0.0.5:7000/api/nodes?since_seq=5",
+            Ok(("10.0.0.5", 7000, "/api/nodes?since_seq=5")),
+        );
+        check("HTTP://host?x=1", Ok(("host", 80, "/?x=1")));
+        check("http://[::1]:9000/a#frag", Ok(("::1", 9000, "/a")));
+        check("http://[fe80::1]", Ok(("fe80::1", 80, "/")));
+        check("  http://host/  ", Ok(("host", 80, "/")));
+    }
+
+    #[test]
+    fn refused_shapes() {
+        check("https://peer.example", Err(UrlProblem::Https));
+        check("host:80", Err(UrlProblem::MissingScheme));
+        check(
+            "ftp://host",
+            Err(UrlProblem::UnsupportedScheme("ftp".into())),
+        );
+        check("http://user:pw@host", Err(UrlProblem::UserInfo));
+        check("http://", Err(UrlProblem::MissingHost));
+        check("http://:80/", Err(UrlProblem::MissingHost));
+        check("http://ho st/", Err(UrlProblem::InvalidHost));
+        check("http://[::1/", Err(UrlProblem::InvalidHost));
+        check("http://[zz::1]/", Err(UrlProblem::InvalidHost));
+        check("http://host:0/", Err(UrlProblem::InvalidPort));
+        check("http://host:99999/", Err(UrlProblem::InvalidPort));
+        check("http://host:8a/", Err(UrlProblem::InvalidPort));
+        check("http://host/a b", Err(UrlProblem::InvalidPath));
+    }
+
+    #[test]
+    fn https_error_explains_the_reverse_proxy() {
+        let message = PeerUrl::parse("https://peer.example")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("\"https://peer.example\""), "{message}");
+        assert!(message.contains("reverse proxy"), "{message}");
+        assert!(message.contains("local tunnel"), "{message}");
+    }
+
+    #[test]
+    fn authority_for_the_host_header() {
+        let url = |text| PeerUrl::parse(text).unwrap().authority();
+        assert_eq!(url("http://a:80/"), "a");
+        assert_eq!(url("http://a:81/"), "a:81");
+        assert_eq!(url("http://[::1]:81/"), "[::1]:81");
+        assert_eq!(url("http://[::1]/"), "[::1]");
+    }
+}
