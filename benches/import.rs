@@ -14,7 +14,12 @@ use ark_lattice::store::{Store, StoreOptions};
 
 fn synthetic_ndjson(count: usize) -> String {
     let mut text = String::with_capacity(count * 420);
-    let types = ["command_node", "library_node", "template_node", "pattern_node"];
+    let types = [
+        "command_node",
+        "library_node",
+        "template_node",
+        "pattern_node",
+    ];
     let languages = ["python", "bash", "rust", "go"];
     for i in 0..count {
         text.push_str(&format!(
@@ -41,7 +46,10 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|text| text.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
@@ -50,7 +58,8 @@ fn main() {
     let text = synthetic_ndjson(count);
     let (mut parse, mut write, mut reimport, mut sizes) = (vec![], vec![], vec![], vec![]);
     for run in 0..runs {
-        let dir = std::env::temp_dir().join(format!("ark-bench-import-{}-{run}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("ark-bench-import-{}-{run}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("lattice.redb");
         let mut store = Store::open(&path, &StoreOptions::default(), InstanceId([7; 32])).unwrap();
@@ -70,7 +79,10 @@ fn main() {
         let started = Instant::now();
         let mut unchanged = 0;
         for batch in nodes.chunks(IMPORT_BATCH) {
-            unchanged += store.write_nodes(batch, 1_800_000_000_001).unwrap().unchanged;
+            unchanged += store
+                .write_nodes(batch, 1_800_000_000_001)
+                .unwrap()
+                .unchanged;
         }
         assert_eq!(unchanged as usize, count);
         reimport.push(started.elapsed().as_secs_f64());
@@ -79,15 +91,41 @@ fn main() {
         sizes.push(std::fs::metadata(&path).unwrap().len() as f64);
         let _ = std::fs::remove_dir_all(&dir);
     }
-    let (parse, write, reimport, size) = (median(&mut parse), median(&mut write), median(&mut reimport), median(&mut sizes));
-    println!("import benchmark: {count} nodes, {} bytes of NDJSON, batches of {IMPORT_BATCH}, median of {runs} runs", text.len());
+    let (parse, write, reimport, size) = (
+        median(&mut parse),
+        median(&mut write),
+        median(&mut reimport),
+        median(&mut sizes),
+    );
+    println!(
+        "import benchmark: {count} nodes, {} bytes of NDJSON, batches of {IMPORT_BATCH}, median of {runs} runs",
+        text.len()
+    );
     println!();
     println!("| step                         | seconds | nodes/s   |");
     println!("|------------------------------|---------|-----------|");
-    println!("| parse + validate             | {parse:7.3} | {:9.0} |", count as f64 / parse);
-    println!("| write to store (new)         | {write:7.3} | {:9.0} |", count as f64 / write);
-    println!("| parse + write (import)       | {:7.3} | {:9.0} |", parse + write, count as f64 / (parse + write));
-    println!("| re-import, all unchanged     | {reimport:7.3} | {:9.0} |", count as f64 / reimport);
+    println!(
+        "| parse + validate             | {parse:7.3} | {:9.0} |",
+        count as f64 / parse
+    );
+    println!(
+        "| write to store (new)         | {write:7.3} | {:9.0} |",
+        count as f64 / write
+    );
+    println!(
+        "| parse + write (import)       | {:7.3} | {:9.0} |",
+        parse + write,
+        count as f64 / (parse + write)
+    );
+    println!(
+        "| re-import, all unchanged     | {reimport:7.3} | {:9.0} |",
+        count as f64 / reimport
+    );
     println!();
-    println!("| store on disk                | {:.1} MiB ({:.0} bytes/node; input {:.0} bytes/node) |", size / 1_048_576.0, size / count as f64, text.len() as f64 / count as f64);
+    println!(
+        "| store on disk                | {:.1} MiB ({:.0} bytes/node; input {:.0} bytes/node) |",
+        size / 1_048_576.0,
+        size / count as f64,
+        text.len() as f64 / count as f64
+    );
 }

@@ -47,10 +47,16 @@ pub fn open_store(config: &Config) -> Result<(Store, InstanceId), Error> {
         path: config.data_dir.clone(),
         source,
     })?;
-    let instance_id = identity(config)?.public_key().instance_id();
+    let key = identity(config)?;
+    let instance_id = key.public_key().instance_id();
     let options = StoreOptions {
         cache_bytes: config.cache_bytes,
     };
-    let store = Store::open(&config.store_path(), &options, instance_id)?;
+    let mut store = Store::open(&config.store_path(), &options, instance_id)?;
+    store.set_signer(Box::new(move |canonical, version| {
+        *crate::trust::sign_record(&key, canonical, version)
+            .expect("the store signs only as its own instance")
+            .as_bytes()
+    }));
     Ok((store, instance_id))
 }

@@ -124,9 +124,13 @@ pub struct Stats {
     pub by_category: BTreeMap<String, u64>,
 }
 
+/// Signs a local write: given the canonical bytes (empty for a tombstone) and the new
+/// version, returns the author's signature. Set by the caller, which owns the key.
+pub type Signer = Box<dyn Fn(&[u8], &Version) -> [u8; 64]>;
+
 /// The lattice store. Single-threaded: writes take `&mut self`.
-#[derive(Debug)]
 pub struct Store {
+    signer: Option<Signer>,
     db: Database,
     path: PathBuf,
     instance_id: InstanceId,
@@ -134,6 +138,17 @@ pub struct Store {
     clock: Clock,
     last_seq: u64,
     last_conflict: u64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("instance_id", &self.instance_id)
+            .field("last_seq", &self.last_seq)
+            .field("signs", &self.signer.is_some())
+            .finish()
+    }
 }
 
 type Index = MultimapTableDefinition<'static, &'static str, &'static str>;
@@ -168,6 +183,7 @@ impl Store {
             .create(path)
             .map_err(|error| open_error(path, error))?;
         let mut store = Store {
+            signer: None,
             db,
             path: path.to_owned(),
             instance_id,
@@ -180,6 +196,15 @@ impl Store {
             store.initialise()?;
         }
         Ok(store)
+    }
+
+    /// Signs every local write from now on.
+    pub fn set_signer(&mut self, signer: Signer) {
+        self.signer = Some(signer);
+    }
+
+    fn sign(&self, canonical: &[u8], version: &Version) -> Option<[u8; 64]> {
+        self.signer.as_ref().map(|sign| sign(canonical, version))
     }
 
     pub fn path(&self) -> &Path {
@@ -345,7 +370,7 @@ impl Store {
                 seq: last_seq,
                 hash,
                 updated_at: Some(node.updated_at.unwrap_or(now)),
-                signature: None,
+                signature: self.sign(&canonical, &version),
             };
             match previous {
                 Some((_, Body::Live(_))) => summary.updated += 1,
@@ -385,16 +410,17 @@ impl Store {
         let Some((previous_meta, Body::Live(_))) = &previous else {
             return Ok(false);
         };
+        let version = Version {
+            hlc: clock.tick(now),
+            origin: self.instance_id,
+        };
         let meta = RecordMeta {
-            version: Version {
-                hlc: clock.tick(now),
-                origin: self.instance_id,
-            },
+            version,
             base: self.base_for_local_write(previous_meta),
             seq: self.last_seq + 1,
             hash: ContentHash::of(b""),
             updated_at: Some(now),
-            signature: None,
+            signature: self.sign(&[], &version),
         };
         self.replace_in(
             &txn,

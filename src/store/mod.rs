@@ -11,7 +11,7 @@ mod tables;
 
 pub use error::StoreError;
 pub use lattice::{
-    ApplyOutcome, ChangePage, Conflict, Query, RemoteRecord, SCHEMA_VERSION, Stats, Store,
+    ApplyOutcome, ChangePage, Conflict, Query, RemoteRecord, SCHEMA_VERSION, Signer, Stats, Store,
     StoreOptions, WriteSummary,
 };
 pub use record::{Body, Record, RecordMeta};

@@ -1,0 +1,189 @@
+//! Records on our v2 endpoints: the node in its native shape plus the version, base,
+//! content hash and the author's signature and key, so any relay can forward a record
+//! exactly as its author wrote it.
+//!
+//! ```json
+//! {"id": "x", "version": "1706702400123.0@<origin hex>", "base": null,
+//!  "hash": "sha256:<hex>", "signature": "<base64>", "author_key": "<base64>",
+//!  "node": {...}}                       // a live record
+//! {"id": "x", ..., "deleted_at": 1706702400123}   // a tombstone, no "node"
+//! ```
+
+use miniserde::json::{Number, Object, Value};
+
+use super::fields::{Fields, WireError};
+use crate::model::{ContentHash, Node, Shape, Version};
+use crate::store::{Body, Record, RemoteRecord};
+
+/// Writes a stored record for the wire. `author_key` is the base64 public key of the
+/// record's origin when known.
+pub fn record_to_wire(record: &Record, author_key: Option<&str>) -> Value {
+    let mut object = Object::new();
+    let text = |value: &str| Value::String(value.to_owned());
+    object.insert("id".into(), text(&record.id));
+    object.insert("version".into(), text(&record.meta.version.to_wire()));
+    object.insert(
+        "base".into(),
+        record
+            .meta
+            .base
+            .map_or(Value::Null, |base| text(&base.to_wire())),
+    );
+    object.insert("hash".into(), text(&record.meta.hash.to_prefixed()));
+    if let Some(signature) = &record.meta.signature {
+        object.insert("signature".into(), text(&base64(signature)));
+    }
+    if let Some(key) = author_key {
+        object.insert("author_key".into(), text(key));
+    }
+    match &record.body {
+        Body::Live(node) => {
+            object.insert("node".into(), Value::Object(node.to_json(Shape::Native)));
+        }
+        Body::Deleted { deleted_at } => {
+            object.insert("deleted_at".into(), Value::Number(Number::U64(*deleted_at)));
+        }
+    }
+    Value::Object(object)
+}
+
+/// Reads a record from the wire. Returns the record and the author key it carried.
+pub fn record_from_wire(
+    value: &Value,
+    context: &str,
+) -> Result<(RemoteRecord, Option<String>), WireError> {
+    let fields = Fields::of(value, context)?;
+    let id = fields.str("id")?.to_owned();
+    let field_error = |name: &str, reason: String| {
+        WireError(format!("{context} ({id:?}): field `{name}`: {reason}"))
+    };
+    let version = Version::from_wire(fields.str("version")?)
+        .map_err(|reason| field_error("version", reason))?;
+    let base = match fields.opt_str("base")? {
+        None => None,
+        Some(text) => Some(Version::from_wire(text).map_err(|reason| field_error("base", reason))?),
+    };
+    let hash = match fields.opt_str("hash")? {
+        None => None,
+        Some(text) => Some(ContentHash::parse(text).map_err(|reason| field_error("hash", reason))?),
+    };
+    let signature = match fields.opt_str("signature")? {
+        None => None,
+        Some(text) => Some(
+            unbase64(text)
+                .and_then(|bytes| <[u8; 64]>::try_from(bytes).ok())
+                .ok_or_else(|| field_error("signature", "is not 64 bytes of base64".into()))?,
+        ),
+    };
+    let author_key = fields.opt_str("author_key")?.map(str::to_owned);
+    let body = match (fields.get("node"), fields.opt_u64("deleted_at")?) {
+        (Some(node), None) => {
+            let node =
+                Node::from_json(node).map_err(|error| field_error("node", error.to_string()))?;
+            if node.id != id {
+                return Err(field_error("node", format!("has id {:?}", node.id)));
+            }
+            Body::Live(node)
+        }
+        (None, Some(deleted_at)) => Body::Deleted { deleted_at },
+        _ => {
+            return Err(WireError(format!(
+                "{context} ({id:?}): needs exactly one of `node` and `deleted_at`"
+            )));
+        }
+    };
+    Ok((
+        RemoteRecord {
+            id,
+            version,
+            base,
+            hash,
+            signature,
+            body,
+        },
+        author_key,
+    ))
+}
+
+pub(crate) fn base64(bytes: &[u8]) -> String {
+    ct_codecs::Base64::encode_to_string(bytes).expect("base64 of a small buffer")
+}
+
+pub(crate) fn unbase64(text: &str) -> Option<Vec<u8>> {
+    ct_codecs::Base64::decode_to_vec(text, None).ok()
+}
+
+use ct_codecs::{Decoder, Encoder};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Hlc, InstanceId};
+    use crate::store::RecordMeta;
+
+    fn record(body: Body) -> Record {
+        Record {
+            id: "x".into(),
+            meta: RecordMeta {
+                version: Version {
+                    hlc: Hlc(99 << 16),
+                    origin: InstanceId([4; 32]),
+                },
+                base: Some(Version {
+                    hlc: Hlc(5),
+                    origin: InstanceId([5; 32]),
+                }),
+                seq: 12,
+                hash: ContentHash([6; 32]),
+                updated_at: Some(1000),
+                signature: Some([7; 64]),
+            },
+            body,
+        }
+    }
+
+    #[test]
+    fn live_and_deleted_records_round_trip() {
+        let node = Node {
+            id: "x".into(),
+            node_type: "t".into(),
+            value: "v".into(),
+            ..Node::default()
+        };
+        for body in [Body::Live(node), Body::Deleted { deleted_at: 77 }] {
+            let original = record(body);
+            let wire = record_to_wire(&original, Some("a2V5"));
+            let (remote, key) = record_from_wire(&wire, "record 1").unwrap();
+            assert_eq!(key.as_deref(), Some("a2V5"));
+            assert_eq!(remote.id, original.id);
+            assert_eq!(remote.version, original.meta.version);
+            assert_eq!(remote.base, original.meta.base);
+            assert_eq!(remote.hash, Some(original.meta.hash));
+            assert_eq!(remote.signature, original.meta.signature);
+            assert_eq!(remote.body, original.body);
+        }
+    }
+
+    #[test]
+    fn malformed_records_name_the_problem() {
+        let check = |text: &str, expected: &str| {
+            let value: Value = miniserde::json::from_str(text).unwrap();
+            let error = record_from_wire(&value, "record 2").unwrap_err().0;
+            assert!(error.contains(expected), "{text}: {error}");
+        };
+        check(r#"{"version":"1.0@00"}"#, "`id` is missing");
+        check(r#"{"id":"x","version":"soon"}"#, "`version`");
+        check(
+            r#"{"id":"x","version":"1.0@0101010101010101010101010101010101010101010101010101010101010101","signature":"!!"}"#,
+            "`signature`",
+        );
+        check(
+            r#"{"id":"x","version":"1.0@0101010101010101010101010101010101010101010101010101010101010101"}"#,
+            "exactly one of",
+        );
+        check(
+            r#"{"id":"x","version":"1.0@0101010101010101010101010101010101010101010101010101010101010101","node":{"id":"y","type":"t","value":"v"}}"#,
+            "has id",
+        );
+    }
+}
