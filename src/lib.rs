@@ -2,3 +2,4 @@
 //! federates it with other ARK instances. See ARCHITECTURE.md for the code map.
 
 pub mod model;
+pub mod systemd;
