@@ -1,11 +1,35 @@
-# The one entry point for building, running, testing and benchmarking ark-lattice.
-# `make run` starts a node on ./ark-lattice-data; `make test` runs the whole suite.
+# The one entry point for building, running, testing, benchmarking and packaging
+# ark-lattice. `make run` starts a node on ./ark-lattice-data; `make test` runs the whole
+# suite; `make dist` writes the static release binaries and their SHA-256 sums to dist/.
 
 CARGO ?= cargo
 DATA_DIR ?= ark-lattice-data
 SHARED_DATA ?= ../shared/data
 
-.PHONY: build run test check fmt clippy bench
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+
+# Release targets built natively, without Docker; their linkers are set in
+# .cargo/config.toml. Add others (already set up for cargo) on the command line.
+DIST_TARGETS ?= x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf
+DIST_DIR ?= dist
+
+# Cross-rs version documented in cross/Cross.toml.
+CROSS_VERSION := 0.2.5
+
+# Installation layout. The unit is rewritten to point at $(BINDIR); systemd also reads
+# units from /usr/local/lib/systemd/system, so the default PREFIX needs nothing else.
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+BIN ?= target/release/ark-lattice
+
+# The target whose size `make size` reports against SIZE_BUDGET (bytes, 2.5 MB).
+SIZE_TARGET ?= aarch64-unknown-linux-musl
+SIZE_BUDGET ?= 2500000
+
+.PHONY: build run test check fmt clippy bench size dist cross install uninstall
 
 build:
 	$(CARGO) build --release
@@ -30,3 +54,79 @@ check:
 
 bench:
 	$(CARGO) bench
+	$(MAKE) --no-print-directory size
+
+# The size budget: the static binary for the smallest machines, and how many crates
+# it is built from.
+size:
+	$(CARGO) build --release --locked --target $(SIZE_TARGET)
+	@size=$$(stat -c %s target/$(SIZE_TARGET)/release/ark-lattice); \
+	crates=$$($(CARGO) tree --locked --target $(SIZE_TARGET) --edges normal,build --prefix none \
+		| sed 's/ (\*)$$//; s/ (proc-macro)$$//' | sort -u | wc -l); \
+	printf '%-28s %-14s %s\n' target "binary bytes" "dependency crates (incl. ark-lattice)"; \
+	printf '%-28s %-14s %s\n' $(SIZE_TARGET) $$size $$crates; \
+	if [ $$size -gt $(SIZE_BUDGET) ]; then echo "over the $(SIZE_BUDGET)-byte budget"; else echo "within the $(SIZE_BUDGET)-byte budget"; fi; \
+	echo "reproduce: make size SIZE_TARGET=$(SIZE_TARGET)"
+
+# One cargo invocation for all targets, so build scripts and proc macros are built for
+# the host once. A binary with a program interpreter (PT_INTERP) is dynamic and fails.
+dist:
+	$(CARGO) build --release --locked $(foreach t,$(DIST_TARGETS),--target $(t))
+	rm -rf $(DIST_DIR)
+	mkdir -p $(DIST_DIR)
+	@for t in $(DIST_TARGETS); do \
+		out=$(DIST_DIR)/ark-lattice-$(VERSION)-$$t; \
+		cp target/$$t/release/ark-lattice $$out || exit 1; \
+		if readelf --program-headers $$out | grep -q INTERP; then \
+			echo "$$out is dynamically linked" >&2; exit 1; \
+		fi; \
+		echo "$$out: $$(stat -c %s $$out) bytes"; \
+	done
+	cd $(DIST_DIR) && sha256sum ark-lattice-* > SHA256SUMS
+	@cat $(DIST_DIR)/SHA256SUMS
+
+# A container build with cross-rs (needs Docker or Podman), added to dist/.
+cross:
+	@if [ -z "$(TARGET)" ]; then \
+		echo "usage: make cross TARGET=<triple>, e.g. TARGET=arm-unknown-linux-musleabihf (see cross/Cross.toml)" >&2; \
+		exit 2; \
+	fi
+	@if ! command -v cross >/dev/null 2>&1; then \
+		echo "cross is not installed; it needs Docker or Podman, and is installed with" >&2; \
+		echo "    cargo install cross --version $(CROSS_VERSION) --locked" >&2; \
+		echo "(without Docker, 'make dist' builds the x86_64, aarch64 and armv7 binaries natively)" >&2; \
+		exit 1; \
+	fi
+	CROSS_CONFIG=cross/Cross.toml cross build --release --locked --target $(TARGET)
+	mkdir -p $(DIST_DIR)
+	cp target/$(TARGET)/release/ark-lattice $(DIST_DIR)/ark-lattice-$(VERSION)-$(TARGET)
+	cd $(DIST_DIR) && sha256sum ark-lattice-* > SHA256SUMS
+
+# Installs a built binary (BIN, the host's release build unless told, e.g.
+# BIN=dist/ark-lattice-$(VERSION)-aarch64-unknown-linux-musl DESTDIR=/mnt/pi-root), the
+# systemd unit and, unless one exists already, /etc/default/ark-lattice.
+ifeq ($(BIN),target/release/ark-lattice)
+install: build
+endif
+install:
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/default
+	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/ark-lattice
+	sed 's|/usr/local/bin/ark-lattice|$(BINDIR)/ark-lattice|' systemd/ark-lattice.service \
+		> $(DESTDIR)$(UNITDIR)/ark-lattice.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/ark-lattice.service
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/default/ark-lattice ]; then \
+		echo "kept the existing $(DESTDIR)$(SYSCONFDIR)/default/ark-lattice (example: systemd/ark-lattice.default)"; \
+	else \
+		install -m 0644 systemd/ark-lattice.default $(DESTDIR)$(SYSCONFDIR)/default/ark-lattice; \
+	fi
+	@echo "installed; then: systemctl daemon-reload && systemctl enable --now ark-lattice"
+
+# Leaves /etc/default/ark-lattice when it was edited, and the store in
+# /var/lib/private/ark-lattice always.
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/ark-lattice $(DESTDIR)$(UNITDIR)/ark-lattice.service
+	@if cmp -s systemd/ark-lattice.default $(DESTDIR)$(SYSCONFDIR)/default/ark-lattice; then \
+		rm -f $(DESTDIR)$(SYSCONFDIR)/default/ark-lattice; \
+	elif [ -e $(DESTDIR)$(SYSCONFDIR)/default/ark-lattice ]; then \
+		echo "kept the edited $(DESTDIR)$(SYSCONFDIR)/default/ark-lattice"; \
+	fi

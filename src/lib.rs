@@ -24,3 +24,4 @@ pub mod model;
 pub mod protocol;
 pub mod store;
 pub mod trust;
+pub mod systemd;
