@@ -4,13 +4,15 @@
 
 mod body;
 mod client;
+mod client_types;
 mod gzip;
 mod message;
 mod server;
 mod url;
 mod wire;
 
-pub use client::{ClientConfig, ClientError, ClientRequest, ClientResponse, HttpClient};
+pub use client::HttpClient;
+pub use client_types::{ClientConfig, ClientError, ClientRequest, ClientResponse};
 pub use message::{Body, BodySender, BodyStream, ClientGone, Request, Response};
 pub use server::{ServerLimits, is_loopback, serve};
 pub use url::{PeerUrl, UrlError, UrlProblem};

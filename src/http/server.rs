@@ -108,6 +108,23 @@ impl Default for ServerLimits {
     }
 }
 
+impl ServerLimits {
+    /// The same limits with every duration capped at ten years.
+    ///
+    /// `Instant` arithmetic panics on overflow, here and inside hyper, yet
+    /// `Duration::MAX` is the natural way to say "no timeout"; ten years means the same.
+    fn clamped(self) -> ServerLimits {
+        const PRACTICALLY_NEVER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+        ServerLimits {
+            header_read_timeout: self.header_read_timeout.min(PRACTICALLY_NEVER),
+            idle_timeout: self.idle_timeout.min(PRACTICALLY_NEVER),
+            body_read_timeout: self.body_read_timeout.min(PRACTICALLY_NEVER),
+            shutdown_grace: self.shutdown_grace.min(PRACTICALLY_NEVER),
+            ..self
+        }
+    }
+}
+
 /// hyper's read buffer grows up to this per connection. hyper's default (about 400 KB)
 /// is a lot of memory on a Pi for no gain: bodies are collected into their own buffer.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -145,6 +162,7 @@ where
     H: Fn(Request) -> F + 'static,
     F: Future<Output = Response> + 'static,
 {
+    let limits = limits.clamped();
     let handler = Rc::new(handler);
     let connection_slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     // Dropping `stop_sender` tells every connection to shut down: their `recv` fails.
@@ -511,6 +529,31 @@ fn header_values(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_that_mean_never_do_not_overflow() {
+        let limits = ServerLimits {
+            header_read_timeout: Duration::MAX,
+            idle_timeout: Duration::MAX,
+            body_read_timeout: Duration::MAX,
+            shutdown_grace: Duration::MAX,
+            ..ServerLimits::default()
+        }
+        .clamped();
+        let now = Instant::now();
+        for duration in [
+            limits.header_read_timeout,
+            limits.idle_timeout,
+            limits.body_read_timeout,
+            limits.shutdown_grace + Duration::from_millis(100),
+        ] {
+            assert!(now.checked_add(duration).is_some(), "{duration:?}");
+        }
+        assert_eq!(
+            limits.max_body_bytes,
+            ServerLimits::default().max_body_bytes
+        );
+    }
 
     #[test]
     fn loopback() {
