@@ -46,6 +46,8 @@ pub enum Command {
     Query(QueryArgs),
     Stats(Stats),
     Conflicts(Conflicts),
+    Serve(Serve),
+    Federation(Federation),
 }
 
 /// Import nodes from ARK topic files, JSON arrays (sqlite3 -json exports included) or NDJSON.
@@ -242,4 +244,172 @@ pub struct Conflicts {
     /// print JSON
     #[argh(switch)]
     pub json: bool,
+}
+
+/// Run the federation node in the foreground: HTTP on one thread, syncs and timers on
+/// the same loop. SIGTERM/SIGINT shut it down gracefully.
+#[derive(FromArgs, Debug, Default)]
+#[argh(
+    subcommand,
+    name = "serve",
+    example = "ark-lattice serve --port 9000",
+    example = "FEDERATION_MODE=hub FEDERATION_HUB_URL=http://hub.lan:9000 ark-lattice serve",
+    note = "Environment: FEDERATION_PORT, FEDERATION_MODE (p2p|hub|hybrid),\nFEDERATION_HUB_URL, FEDERATION_AUTO_SYNC, FEDERATION_SYNC_INTERVAL (ms),\nARK_ADMIN_TOKEN, ARK_NODE_ID. Flags win over environment."
+)]
+pub struct Serve {
+    /// port to listen on (default: $FEDERATION_PORT, else 9000)
+    #[argh(option)]
+    pub port: Option<u16>,
+    /// address to listen on (default 0.0.0.0)
+    #[argh(option)]
+    pub bind: Option<String>,
+    /// when the port is busy, try the next ones instead of failing
+    #[argh(switch)]
+    pub port_fallback: bool,
+    /// p2p, hub or hybrid (default: $FEDERATION_MODE, else p2p)
+    #[argh(option)]
+    pub mode: Option<String>,
+    /// the hub's URL for hub and hybrid modes (default: $FEDERATION_HUB_URL)
+    #[argh(option)]
+    pub hub_url: Option<String>,
+    /// sync with peers periodically (default: $FEDERATION_AUTO_SYNC, else off)
+    #[argh(switch)]
+    pub auto_sync: bool,
+    /// auto-sync interval in milliseconds (default: $FEDERATION_SYNC_INTERVAL, else 300000)
+    #[argh(option)]
+    pub sync_interval: Option<u64>,
+    /// refuse versions more than this many seconds ahead of our clock (default 300)
+    #[argh(option)]
+    pub max_clock_skew: Option<u64>,
+    /// most concurrent HTTP connections; more wait in the accept queue (default 32)
+    #[argh(option)]
+    pub max_connections: Option<usize>,
+    /// largest request body in KiB; larger gets 413 (default 4096)
+    #[argh(option)]
+    pub max_body_kb: Option<usize>,
+}
+
+/// Manage federation: the background server, peers and syncs.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "federation")]
+pub struct Federation {
+    #[argh(subcommand)]
+    pub command: FederationCommand,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum FederationCommand {
+    Start(FederationStart),
+    Stop(FederationStop),
+    Status(FederationStatus),
+    Sync(FederationSync),
+    AddPeer(AddPeer),
+    RemovePeer(RemovePeer),
+    ListPeers(ListPeers),
+    Discover(Discover),
+    AutoSync(AutoSync),
+}
+
+/// Start `serve` in the background unless it is already running.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "start",
+    example = "ark-lattice federation start --port 9000"
+)]
+pub struct FederationStart {
+    /// port to listen on (default: $FEDERATION_PORT, else 9000)
+    #[argh(option)]
+    pub port: Option<u16>,
+    /// address to listen on (default 0.0.0.0)
+    #[argh(option)]
+    pub bind: Option<String>,
+}
+
+/// Stop the background server gracefully.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "stop")]
+pub struct FederationStop {}
+
+/// Show the instance, its peers and sync statistics.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "status")]
+pub struct FederationStatus {
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// Sync now with one peer, or with every peer the mode selects.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "sync",
+    example = "ark-lattice federation sync",
+    example = "ark-lattice federation sync --peer http://192.168.1.20:9000"
+)]
+pub struct FederationSync {
+    /// only this peer
+    #[argh(option)]
+    pub peer: Option<String>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// Add a peer by URL (http://host:port).
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "add-peer",
+    example = "ark-lattice federation add-peer http://192.168.1.20:9000"
+)]
+pub struct AddPeer {
+    /// the peer's URL
+    #[argh(positional)]
+    pub url: String,
+}
+
+/// Remove a peer.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "remove-peer")]
+pub struct RemovePeer {
+    /// the peer's URL
+    #[argh(positional)]
+    pub url: String,
+}
+
+/// List peers with their state and last sync.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "list-peers")]
+pub struct ListPeers {
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// List peers known to our peers and hub.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "discover")]
+pub struct Discover {
+    /// add what was found as peers
+    #[argh(switch)]
+    pub add: bool,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// Turn auto-sync on or off in the running server.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "auto-sync",
+    example = "ark-lattice federation auto-sync on"
+)]
+pub struct AutoSync {
+    /// on or off
+    #[argh(positional)]
+    pub state: String,
 }

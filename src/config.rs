@@ -4,8 +4,12 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::cli::Args;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::cli::{Args, Command, Serve};
 use crate::error::Error;
+use crate::http::{ClientConfig, PeerUrl, ServerLimits};
 
 /// The state dir when neither `--data-dir` nor `LATTICE_PATH` is given.
 pub const DEFAULT_DATA_DIR: &str = "ark-lattice-data";
@@ -15,6 +19,54 @@ pub const STORE_FILE: &str = "lattice.redb";
 pub const DEFAULT_CACHE_MB: u64 = 16;
 /// Records per import transaction: one fsync per batch, not per record.
 pub const IMPORT_BATCH: usize = 2000;
+
+/// The federation port when neither `--port` nor `FEDERATION_PORT` is given (ARK's).
+pub const DEFAULT_PORT: u16 = 9000;
+/// Auto-sync interval when neither `--sync-interval` nor `FEDERATION_SYNC_INTERVAL` is
+/// given: five minutes, in milliseconds.
+pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 300_000;
+/// Versions further ahead of our clock than this are refused.
+pub const DEFAULT_MAX_CLOCK_SKEW_SECS: u64 = 300;
+/// Records and bytes per sync batch, each batch one transaction and one checkpoint.
+pub const SYNC_BATCH_RECORDS: usize = 500;
+pub const SYNC_BATCH_BYTES: usize = 1024 * 1024;
+/// Backoff after failed syncs with a peer: doubling from the base, capped.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
+pub const BACKOFF_CAP: Duration = Duration::from_secs(15 * 60);
+
+/// ARK's federation modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FederationMode {
+    /// Sync with every peer.
+    P2p,
+    /// Sync only with the hub.
+    Hub,
+    /// The hub and direct peers.
+    Hybrid,
+}
+
+impl FederationMode {
+    pub fn parse(text: &str) -> Result<FederationMode, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "p2p" | "peer" | "peer-to-peer" => Ok(FederationMode::P2p),
+            "hub" | "hub-spoke" | "hub-and-spoke" => Ok(FederationMode::Hub),
+            "hybrid" => Ok(FederationMode::Hybrid),
+            other => Err(format!(
+                "federation mode {other:?} is not p2p, hub or hybrid"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for FederationMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FederationMode::P2p => "p2p",
+            FederationMode::Hub => "hub",
+            FederationMode::Hybrid => "hybrid",
+        })
+    }
+}
 
 /// ARK's instance types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +103,28 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub cache_bytes: usize,
     pub instance_type: InstanceType,
+    /// Display name (`ARK_NODE_ID`); `ARK-{type}-{id prefix}` when unset.
+    pub node_name: Option<String>,
+    /// `ARK_ADMIN_TOKEN`: lets non-loopback callers use the control API.
+    pub admin_token: Option<String>,
     pub verbose: bool,
+    /// What the federation layer needs, also when the CLI syncs without a server.
+    pub federation: FederationConfig,
+}
+
+/// Federation settings (from `serve` flags and `FEDERATION_*` variables).
+#[derive(Debug, Clone)]
+pub struct FederationConfig {
+    pub bind: IpAddr,
+    pub port: u16,
+    pub port_fallback: bool,
+    pub mode: FederationMode,
+    pub hub_url: Option<String>,
+    pub auto_sync: bool,
+    pub sync_interval: Duration,
+    pub max_clock_skew: Duration,
+    pub limits: ServerLimits,
+    pub client: ClientConfig,
 }
 
 impl Config {
@@ -89,6 +162,10 @@ impl Config {
                 .map_err(|reason| Error::Config(format!("ARK_INSTANCE_TYPE: {reason}")))?,
             None => InstanceType::Local,
         };
+        let federation = match &args.command {
+            Some(Command::Serve(flags)) => FederationConfig::from_flags(flags, env)?,
+            _ => FederationConfig::from_flags(&Serve::default(), env)?,
+        };
         let debug = env("DEBUG").unwrap_or_default();
         let verbose = args.verbose
             || debug
@@ -98,8 +175,124 @@ impl Config {
             data_dir: PathBuf::from(data_dir),
             cache_bytes: (cache_mb * 1024 * 1024) as usize,
             instance_type,
+            node_name: env("ARK_NODE_ID").filter(|name| !name.trim().is_empty()),
+            admin_token: env("ARK_ADMIN_TOKEN").filter(|token| !token.is_empty()),
             verbose,
+            federation,
         })
+    }
+
+    /// The name shown to peers: `ARK_NODE_ID`, else ARK's `ARK-{type}-{id prefix}`.
+    pub fn instance_name(&self, instance_short_id: &str) -> String {
+        self.node_name
+            .clone()
+            .unwrap_or_else(|| format!("ARK-{}-{instance_short_id}", self.instance_type))
+    }
+}
+
+impl FederationConfig {
+    /// Reads `serve`'s flags over the `FEDERATION_*` environment over the defaults.
+    pub fn from_flags(
+        flags: &Serve,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<FederationConfig, Error> {
+        let env = |name: &str| env(name).filter(|value| !value.trim().is_empty());
+        let invalid = |name: &str, value: &str, expected: &str| {
+            Error::Config(format!("{name}={value:?} is not {expected}"))
+        };
+        let port = match (flags.port, env("FEDERATION_PORT")) {
+            (Some(port), _) => port,
+            (None, Some(text)) => text
+                .trim()
+                .parse()
+                .map_err(|_| invalid("FEDERATION_PORT", &text, "a port number (0-65535)"))?,
+            (None, None) => DEFAULT_PORT,
+        };
+        let bind_text = flags.bind.clone().unwrap_or_else(|| "0.0.0.0".to_owned());
+        let bind: IpAddr = bind_text
+            .parse()
+            .map_err(|_| Error::Config(format!("--bind {bind_text:?} is not an IP address")))?;
+        let mode = match flags.mode.clone().or_else(|| env("FEDERATION_MODE")) {
+            Some(text) => FederationMode::parse(&text).map_err(Error::Config)?,
+            None => FederationMode::P2p,
+        };
+        let hub_url = match flags.hub_url.clone().or_else(|| env("FEDERATION_HUB_URL")) {
+            Some(url) => Some(
+                normalize_peer_url(&url)
+                    .map_err(|reason| Error::Config(format!("hub URL: {reason}")))?,
+            ),
+            None => None,
+        };
+        if mode != FederationMode::P2p && hub_url.is_none() {
+            return Err(Error::Config(format!(
+                "federation mode {mode} needs a hub: set FEDERATION_HUB_URL or --hub-url"
+            )));
+        }
+        let auto_sync = flags.auto_sync
+            || match env("FEDERATION_AUTO_SYNC") {
+                None => false,
+                Some(text) => parse_bool(&text)
+                    .ok_or_else(|| invalid("FEDERATION_AUTO_SYNC", &text, "true or false"))?,
+            };
+        let interval_ms = match (flags.sync_interval, env("FEDERATION_SYNC_INTERVAL")) {
+            (Some(ms), _) => ms,
+            (None, Some(text)) => text.trim().parse().map_err(|_| {
+                invalid(
+                    "FEDERATION_SYNC_INTERVAL",
+                    &text,
+                    "a number of milliseconds",
+                )
+            })?,
+            (None, None) => DEFAULT_SYNC_INTERVAL_MS,
+        };
+        if interval_ms < 100 {
+            return Err(Error::Config(format!(
+                "sync interval of {interval_ms} ms is below the 100 ms minimum"
+            )));
+        }
+        let defaults = ServerLimits::default();
+        let limits = ServerLimits {
+            max_connections: flags.max_connections.unwrap_or(defaults.max_connections),
+            max_body_bytes: flags
+                .max_body_kb
+                .map_or(defaults.max_body_bytes, |kb| kb * 1024),
+            ..defaults
+        };
+        if limits.max_connections == 0 || limits.max_body_bytes == 0 {
+            return Err(Error::Config(
+                "--max-connections and --max-body-kb must be above 0".into(),
+            ));
+        }
+        Ok(FederationConfig {
+            bind,
+            port,
+            port_fallback: flags.port_fallback,
+            mode,
+            hub_url,
+            auto_sync,
+            sync_interval: Duration::from_millis(interval_ms),
+            max_clock_skew: Duration::from_secs(
+                flags.max_clock_skew.unwrap_or(DEFAULT_MAX_CLOCK_SKEW_SECS),
+            ),
+            limits,
+            client: ClientConfig::default(),
+        })
+    }
+}
+
+/// Validates a peer URL and writes it one way (`http://host:port`, no trailing slash),
+/// so the same peer is never listed twice.
+pub fn normalize_peer_url(text: &str) -> Result<String, String> {
+    let url = PeerUrl::parse(text.trim()).map_err(|error| error.to_string())?;
+    let path = url.path_and_query().trim_end_matches('/');
+    Ok(format!("http://{}{path}", url.authority()))
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
     }
 }
 
@@ -136,6 +329,11 @@ mod tests {
         assert_eq!(from_env.data_dir, PathBuf::from("/srv/ark"));
         assert_eq!(from_env.cache_bytes, 4 << 20);
         assert_eq!(from_env.instance_type, InstanceType::Pi);
+        let federation = &from_env.federation;
+        assert_eq!(
+            (federation.port, federation.mode, federation.auto_sync),
+            (DEFAULT_PORT, FederationMode::P2p, false)
+        );
         let from_flags = config(
             &["--data-dir", "here", "--cache-mb", "2"],
             &[("LATTICE_PATH", "/srv/ark"), ("ARK_CACHE_MB", "4")],
@@ -160,6 +358,56 @@ mod tests {
         );
         let error = config(&["--cache-mb", "0"], &[]).unwrap_err().to_string();
         assert!(error.contains("0 MiB"), "{error}");
+    }
+
+    #[test]
+    fn federation_settings_come_from_ark_variables() {
+        let env = [
+            ("FEDERATION_PORT", "9100"),
+            ("FEDERATION_MODE", "hybrid"),
+            ("FEDERATION_HUB_URL", "http://hub.lan:9000/"),
+            ("FEDERATION_AUTO_SYNC", "true"),
+            ("FEDERATION_SYNC_INTERVAL", "60000"),
+        ];
+        let federation = config(&[], &env).unwrap().federation;
+        assert_eq!(federation.port, 9100);
+        assert_eq!(federation.mode, FederationMode::Hybrid);
+        assert_eq!(federation.hub_url.as_deref(), Some("http://hub.lan:9000"));
+        assert!(federation.auto_sync);
+        assert_eq!(federation.sync_interval, Duration::from_secs(60));
+        let error = config(&[], &[("FEDERATION_MODE", "hub")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("FEDERATION_HUB_URL"), "{error}");
+        let error = config(&[], &[("FEDERATION_PORT", "99999")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("FEDERATION_PORT"), "{error}");
+        let error = config(
+            &[],
+            &[
+                ("FEDERATION_HUB_URL", "https://hub"),
+                ("FEDERATION_MODE", "hub"),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("TLS"), "{error}");
+    }
+
+    #[test]
+    fn peer_urls_are_written_one_way() {
+        assert_eq!(
+            normalize_peer_url("http://10.0.0.5:9000/"),
+            Ok("http://10.0.0.5:9000".into())
+        );
+        assert!(
+            normalize_peer_url(" http://pi.local ")
+                .unwrap()
+                .starts_with("http://pi.local")
+        );
+        assert!(normalize_peer_url("ftp://x").is_err());
+        assert!(normalize_peer_url("not a url").is_err());
     }
 
     #[test]

@@ -37,6 +37,11 @@ pub enum Error {
     },
     /// Anything else, already phrased for the user.
     Other(String),
+    /// The failure was already printed (by the server that ran the command); exit with
+    /// this code and print nothing more.
+    Reported {
+        code: i32,
+    },
 }
 
 impl Error {
@@ -46,6 +51,7 @@ impl Error {
             Error::Store(StoreError::Locked { .. }) => exit::STORE_BUSY,
             Error::NotFound(_) => exit::NOT_FOUND,
             Error::InvalidRecords { .. } => exit::INVALID_RECORDS,
+            Error::Reported { code } => *code,
             _ => exit::FAILURE,
         }
     }
@@ -64,6 +70,7 @@ impl fmt::Display for Error {
                 write!(f, "{invalid} invalid record(s) were skipped (see above)")
             }
             Error::Other(message) => f.write_str(message),
+            Error::Reported { code } => write!(f, "failed with exit code {code}"),
         }
     }
 }

@@ -44,10 +44,12 @@ fn main() {
     let env = |name: &str| std::env::var(name).ok();
     let result = Config::from_args(&args, &env).and_then(|config| {
         let mut out = Output::stdout();
-        commands::run(args, &config, &mut out)
+        commands::run(args, &argv[1..], &config, &mut out)
     });
     if let Err(error) = result {
-        eprintln!("error: {error}");
+        if !matches!(error, ark_lattice::error::Error::Reported { .. }) {
+            eprintln!("error: {error}");
+        }
         std::process::exit(error.exit_code());
     }
 }

@@ -2,37 +2,36 @@
 //! conflicts. Each opens the store, does one thing, and prints text or `--json`.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use miniserde::json::{self, Array, Object, Value};
 
-use super::open_store;
+use super::Session;
 use super::output::{
     Output, counts, node_with_meta, number, object, string, time_or_dash, truncate,
 };
 use crate::cli;
-use crate::config::{Config, IMPORT_BATCH};
+use crate::config::IMPORT_BATCH;
 use crate::error::Error;
 use crate::input;
 use crate::model::{Node, Shape, format_rfc3339, unix_millis_now};
-use crate::store::{Body, Query, RecordMeta, Store, WriteSummary};
+use crate::store::{Body, Conflict, Query, RecordMeta, Store, WriteSummary};
 
-pub fn import(config: &Config, args: &cli::Import, out: &mut Output) -> Result<(), Error> {
+pub fn import(session: &mut Session<'_>, args: &cli::Import) -> Result<(), Error> {
     if args.files.is_empty() {
         return Err(Error::Usage(
             "import needs at least one FILE (or - for standard input)".into(),
         ));
     }
-    let (mut store, _) = open_store(config)?;
     let mut totals = WriteSummary::default();
     let mut invalid = 0u64;
     let mut unreadable = Vec::new();
     for file in &args.files {
-        let (source, bytes) = match read_input(file) {
+        let (source, bytes) = match (session.read_input)(file) {
             Ok(read) => read,
             Err(error) => {
-                eprintln!("error: {error}");
+                session.err.line(format!("error: {error}"))?;
                 unreadable.push(file.clone());
                 continue;
             }
@@ -40,29 +39,32 @@ pub fn import(config: &Config, args: &cli::Import, out: &mut Output) -> Result<(
         let document = match input::parse_bytes(&source, &bytes) {
             Ok(document) => document,
             Err(error) => {
-                eprintln!("error: {error}");
+                session.err.line(format!("error: {error}"))?;
                 unreadable.push(file.clone());
                 continue;
             }
         };
         for error in document.errors() {
-            eprintln!("invalid: {error}");
+            session.err.line(format!("invalid: {error}"))?;
             invalid += 1;
         }
         let nodes: Vec<&Node> = document.nodes().collect();
         for batch in nodes.chunks(IMPORT_BATCH) {
             let batch: Vec<Node> = batch.iter().map(|node| (*node).clone()).collect();
-            let summary = store.write_nodes(&batch, unix_millis_now())?;
+            let summary = session.store.write_nodes(&batch, unix_millis_now())?;
             totals.created += summary.created;
             totals.updated += summary.updated;
             totals.unchanged += summary.unchanged;
-            if config.verbose {
-                eprintln!("ark:import {source}: committed a batch of {}", batch.len());
+            if session.config.verbose {
+                session.err.line(format!(
+                    "ark:import {source}: committed a batch of {}",
+                    batch.len()
+                ))?;
             }
         }
     }
     if args.json {
-        out.json(&object([
+        session.out.json(&object([
             ("imported", number(totals.created)),
             ("updated", number(totals.updated)),
             ("unchanged", number(totals.unchanged)),
@@ -70,12 +72,12 @@ pub fn import(config: &Config, args: &cli::Import, out: &mut Output) -> Result<(
             ("unreadable_files", number(unreadable.len() as u64)),
         ]))?;
     } else {
-        out.line(format!(
+        session.out.line(format!(
             "imported {}, updated {}, unchanged {}, invalid {}",
             totals.created, totals.updated, totals.unchanged, invalid
         ))?;
     }
-    out.flush()?;
+    session.out.flush()?;
     if !unreadable.is_empty() {
         return Err(Error::Input(format!(
             "could not read {} of {} file(s): {}",
@@ -91,7 +93,7 @@ pub fn import(config: &Config, args: &cli::Import, out: &mut Output) -> Result<(
 }
 
 /// Reads a file, or standard input for `-`.
-fn read_input(file: &str) -> Result<(String, Vec<u8>), Error> {
+pub fn read_input(file: &str) -> Result<(String, Vec<u8>), Error> {
     if file == "-" || file == "/dev/stdin" {
         let mut bytes = Vec::new();
         std::io::stdin()
@@ -135,13 +137,12 @@ impl ExportFormat {
 /// Topic name for nodes without a category in the topics export.
 const UNCATEGORIZED: &str = "uncategorized";
 
-pub fn export(config: &Config, args: &cli::Export, out: &mut Output) -> Result<(), Error> {
+pub fn export(session: &mut Session<'_>, args: &cli::Export) -> Result<(), Error> {
     let format = ExportFormat::parse(&args.format)?;
-    let (store, _) = open_store(config)?;
     match &args.output {
         None => {
-            write_export(&store, format, &args.types, out)?;
-            out.flush()
+            write_export(session.store, format, &args.types, session.out)?;
+            session.out.flush()
         }
         Some(path) => {
             // Write beside the target and rename, so a failed export never leaves a
@@ -153,7 +154,7 @@ pub fn export(config: &Config, args: &cli::Export, out: &mut Output) -> Result<(
                 source,
             })?;
             let mut file_out = Output::to(Box::new(std::io::BufWriter::new(file)));
-            let result = write_export(&store, format, &args.types, &mut file_out)
+            let result = write_export(session.store, format, &args.types, &mut file_out)
                 .and_then(|count| file_out.flush().map(|()| count));
             drop(file_out);
             let count = match result {
@@ -167,7 +168,9 @@ pub fn export(config: &Config, args: &cli::Export, out: &mut Output) -> Result<(
                 path: path.clone(),
                 source,
             })?;
-            eprintln!("exported {count} node(s) to {}", path.display());
+            session
+                .err
+                .line(format!("exported {count} node(s) to {}", path.display()))?;
             Ok(())
         }
     }
@@ -272,7 +275,7 @@ fn write_export(
     Ok(count)
 }
 
-pub fn add(config: &Config, args: &cli::Add, out: &mut Output) -> Result<(), Error> {
+pub fn add(session: &mut Session<'_>, args: &cli::Add) -> Result<(), Error> {
     let mut node = match &args.json {
         Some(text) => {
             let value: Value = json::from_str(text)
@@ -282,9 +285,8 @@ pub fn add(config: &Config, args: &cli::Add, out: &mut Output) -> Result<(), Err
         }
         None => node_from_flags(args)?,
     };
-    let (mut store, _) = open_store(config)?;
     let now = unix_millis_now();
-    let existing = store.get(&node.id)?;
+    let existing = session.store.get(&node.id)?;
     if node.created_at.is_none() {
         node.created_at = Some(match existing.as_ref().and_then(|record| record.node()) {
             Some(previous) => previous.created_at.unwrap_or(now),
@@ -292,7 +294,9 @@ pub fn add(config: &Config, args: &cli::Add, out: &mut Output) -> Result<(), Err
         });
     }
     node.updated_at = Some(now);
-    let summary = store.write_nodes(std::slice::from_ref(&node), now)?;
+    let summary = session
+        .store
+        .write_nodes(std::slice::from_ref(&node), now)?;
     let outcome = if summary.created > 0 {
         "added"
     } else if summary.updated > 0 {
@@ -300,8 +304,8 @@ pub fn add(config: &Config, args: &cli::Add, out: &mut Output) -> Result<(), Err
     } else {
         "unchanged"
     };
-    out.line(format!("{outcome} {}", node.id))?;
-    out.flush()
+    session.out.line(format!("{outcome} {}", node.id))?;
+    session.out.flush()
 }
 
 fn node_from_flags(args: &cli::Add) -> Result<Node, Error> {
@@ -337,9 +341,9 @@ fn node_from_flags(args: &cli::Add) -> Result<Node, Error> {
     Ok(node)
 }
 
-pub fn get(config: &Config, args: &cli::Get, out: &mut Output) -> Result<(), Error> {
-    let (store, _) = open_store(config)?;
-    let record = store
+pub fn get(session: &mut Session<'_>, args: &cli::Get) -> Result<(), Error> {
+    let record = session
+        .store
         .get(&args.id)?
         .ok_or_else(|| Error::NotFound(format!("node {:?}", args.id)))?;
     let node = match &record.body {
@@ -359,8 +363,8 @@ pub fn get(config: &Config, args: &cli::Get, out: &mut Output) -> Result<(), Err
                 object.insert("provenance".into(), provenance_json(&record.meta));
             }
         }
-        out.json(&value)?;
-        return out.flush();
+        session.out.json(&value)?;
+        return session.out.flush();
     }
     let optional = |text: &Option<String>| text.clone().unwrap_or_else(|| "-".into());
     let list = |items: &[String]| {
@@ -385,23 +389,23 @@ pub fn get(config: &Config, args: &cli::Get, out: &mut Output) -> Result<(), Err
         ("hash", record.meta.hash.to_prefixed()),
     ];
     for (name, value) in rows {
-        out.line(format!("{name:<14}{value}"))?;
+        session.out.line(format!("{name:<14}{value}"))?;
     }
     for (name, value) in &node.extra {
-        out.line(format!("{name:<14}{value}"))?;
+        session.out.line(format!("{name:<14}{value}"))?;
     }
     if args.provenance {
-        out.line(format!(
+        session.out.line(format!(
             "{:<14}{}",
             "written by", record.meta.version.origin
         ))?;
-        out.line(format!(
+        session.out.line(format!(
             "{:<14}{} (clock {})",
             "written at",
             format_rfc3339(record.meta.version.hlc.millis()),
             record.meta.version.hlc
         ))?;
-        out.line(format!(
+        session.out.line(format!(
             "{:<14}{}",
             "signature",
             if record.meta.signature.is_some() {
@@ -412,10 +416,10 @@ pub fn get(config: &Config, args: &cli::Get, out: &mut Output) -> Result<(), Err
         ))?;
     }
     if let Some(content) = &node.content {
-        out.line("content:")?;
-        out.line(content)?;
+        session.out.line("content:")?;
+        session.out.line(content)?;
     }
-    out.flush()
+    session.out.flush()
 }
 
 fn provenance_json(meta: &RecordMeta) -> Value {
@@ -430,32 +434,33 @@ fn provenance_json(meta: &RecordMeta) -> Value {
     ])
 }
 
-pub fn delete(config: &Config, args: &cli::Delete, out: &mut Output) -> Result<(), Error> {
-    let (mut store, _) = open_store(config)?;
-    if !store.delete(&args.id, unix_millis_now())? {
+pub fn delete(session: &mut Session<'_>, args: &cli::Delete) -> Result<(), Error> {
+    if !session.store.delete(&args.id, unix_millis_now())? {
         return Err(Error::NotFound(format!("node {:?}", args.id)));
     }
     if args.json {
-        out.json(&object([("deleted", string(args.id.clone()))]))?;
+        session
+            .out
+            .json(&object([("deleted", string(args.id.clone()))]))?;
     } else {
-        out.line(format!(
+        session.out.line(format!(
             "deleted {} (a tombstone carries the delete to peers)",
             args.id
         ))?;
     }
-    out.flush()
+    session.out.flush()
 }
 
-pub fn list(config: &Config, args: &cli::List, out: &mut Output) -> Result<(), Error> {
+pub fn list(session: &mut Session<'_>, args: &cli::List) -> Result<(), Error> {
     let query = Query {
         node_type: args.node_type.clone(),
         limit: (args.limit > 0).then_some(args.limit),
         ..Query::default()
     };
-    print_nodes(config, &query, args.json, out)
+    print_nodes(session, &query, args.json)
 }
 
-pub fn query(config: &Config, args: &cli::QueryArgs, out: &mut Output) -> Result<(), Error> {
+pub fn query(session: &mut Session<'_>, args: &cli::QueryArgs) -> Result<(), Error> {
     let query = Query {
         node_type: args.node_type.clone(),
         language: args.language.clone(),
@@ -465,17 +470,12 @@ pub fn query(config: &Config, args: &cli::QueryArgs, out: &mut Output) -> Result
         after: None,
         limit: (args.limit > 0).then_some(args.limit),
     };
-    print_nodes(config, &query, args.json, out)
+    print_nodes(session, &query, args.json)
 }
 
-fn print_nodes(
-    config: &Config,
-    query: &Query,
-    as_json: bool,
-    out: &mut Output,
-) -> Result<(), Error> {
-    let (store, _) = open_store(config)?;
-    let found = store.query(query)?;
+fn print_nodes(session: &mut Session<'_>, query: &Query, as_json: bool) -> Result<(), Error> {
+    let found = session.store.query(query)?;
+    let out = &mut *session.out;
     if as_json {
         let nodes: Array = found
             .iter()
@@ -506,15 +506,19 @@ fn print_nodes(
     out.flush()
 }
 
-pub fn stats(config: &Config, args: &cli::Stats, out: &mut Output) -> Result<(), Error> {
-    let (store, instance_id) = open_store(config)?;
-    let stats = store.stats()?;
-    let name = format!("ARK-{}-{}", config.instance_type, instance_id.short());
+pub fn stats(session: &mut Session<'_>, args: &cli::Stats) -> Result<(), Error> {
+    let stats = session.store.stats()?;
+    let name = session
+        .config
+        .instance_name(&session.store.instance_id().short());
     if args.json {
-        out.json(&object([
-            ("instance_id", string(instance_id.to_hex())),
+        session.out.json(&object([
+            ("instance_id", string(session.store.instance_id().to_hex())),
             ("instance_name", string(name)),
-            ("instance_type", string(config.instance_type.to_string())),
+            (
+                "instance_type",
+                string(session.config.instance_type.to_string()),
+            ),
             ("nodes", number(stats.nodes)),
             ("tombstones", number(stats.tombstones)),
             ("conflicts", number(stats.conflicts)),
@@ -524,71 +528,51 @@ pub fn stats(config: &Config, args: &cli::Stats, out: &mut Output) -> Result<(),
             ("by_language", counts(&stats.by_language)),
             ("by_category", counts(&stats.by_category)),
         ]))?;
-        return out.flush();
+        return session.out.flush();
     }
-    out.line(format!("instance    {name} ({instance_id})"))?;
-    out.line(format!(
+    session.out.line(format!(
+        "instance    {name} ({})",
+        session.store.instance_id()
+    ))?;
+    session.out.line(format!(
         "store       {} ({:.1} MiB)",
-        store.path().display(),
+        session.store.path().display(),
         stats.file_bytes as f64 / 1_048_576.0
     ))?;
-    out.line(format!("nodes       {}", stats.nodes))?;
-    out.line(format!("tombstones  {}", stats.tombstones))?;
-    out.line(format!("conflicts   {}", stats.conflicts))?;
+    session.out.line(format!("nodes       {}", stats.nodes))?;
+    session
+        .out
+        .line(format!("tombstones  {}", stats.tombstones))?;
+    session
+        .out
+        .line(format!("conflicts   {}", stats.conflicts))?;
     for (title, map) in [
         ("by type", &stats.by_type),
         ("by language", &stats.by_language),
         ("by category", &stats.by_category),
     ] {
-        out.line(format!("{title}:"))?;
+        session.out.line(format!("{title}:"))?;
         let mut sorted: Vec<_> = map.iter().collect();
         sorted.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         for (key, count) in sorted {
-            out.line(format!("  {key:<30} {count}"))?;
+            session.out.line(format!("  {key:<30} {count}"))?;
         }
     }
-    out.flush()
+    session.out.flush()
 }
 
-pub fn conflicts(config: &Config, args: &cli::Conflicts, out: &mut Output) -> Result<(), Error> {
-    let (store, _) = open_store(config)?;
-    let conflicts = store.conflicts(args.limit)?;
+pub fn conflicts(session: &mut Session<'_>, args: &cli::Conflicts) -> Result<(), Error> {
+    let conflicts = session.store.conflicts(args.limit)?;
     if args.json {
-        let list: Array = conflicts
-            .iter()
-            .map(|conflict| {
-                let mut entry = Object::new();
-                entry.insert("number".into(), number(conflict.number));
-                entry.insert("id".into(), string(conflict.loser.id.clone()));
-                entry.insert(
-                    "resolved_at".into(),
-                    string(format_rfc3339(conflict.resolved_at)),
-                );
-                entry.insert("winner_version".into(), string(conflict.winner.to_wire()));
-                entry.insert(
-                    "loser_version".into(),
-                    string(conflict.loser.meta.version.to_wire()),
-                );
-                let loser = match &conflict.loser.body {
-                    Body::Live(node) => node_with_meta(node, &conflict.loser.meta),
-                    Body::Deleted { .. } => Value::Null,
-                };
-                entry.insert("loser".into(), loser);
-                Value::Object(entry)
-            })
-            .collect();
-        out.json(&object([
-            ("count", number(list.len() as u64)),
-            ("conflicts", Value::Array(list)),
-        ]))?;
-        return out.flush();
+        session.out.json(&conflicts_json(&conflicts))?;
+        return session.out.flush();
     }
     for conflict in &conflicts {
         let what = match &conflict.loser.body {
             Body::Live(node) => format!("value {:?}", truncate(&node.value, 40)),
             Body::Deleted { .. } => "a delete".to_owned(),
         };
-        out.line(format!(
+        session.out.line(format!(
             "#{} {} at {}: lost {} by {} (winner {})",
             conflict.number,
             conflict.loser.id,
@@ -598,7 +582,39 @@ pub fn conflicts(config: &Config, args: &cli::Conflicts, out: &mut Output) -> Re
             conflict.winner.origin.short()
         ))?;
     }
-    out.line(format!("{} conflict(s) shown", conflicts.len()))?;
-    let _ = std::io::stderr().flush();
-    out.flush()
+    session
+        .out
+        .line(format!("{} conflict(s) shown", conflicts.len()))?;
+    session.out.flush()
+}
+
+/// The conflict log as `{count, conflicts: [...]}`, for `--json` and the API.
+pub fn conflicts_json(conflicts: &[Conflict]) -> Value {
+    let list: Array = conflicts
+        .iter()
+        .map(|conflict| {
+            let mut entry = Object::new();
+            entry.insert("number".into(), number(conflict.number));
+            entry.insert("id".into(), string(conflict.loser.id.clone()));
+            entry.insert(
+                "resolved_at".into(),
+                string(format_rfc3339(conflict.resolved_at)),
+            );
+            entry.insert("winner_version".into(), string(conflict.winner.to_wire()));
+            entry.insert(
+                "loser_version".into(),
+                string(conflict.loser.meta.version.to_wire()),
+            );
+            let loser = match &conflict.loser.body {
+                Body::Live(node) => node_with_meta(node, &conflict.loser.meta),
+                Body::Deleted { .. } => Value::Null,
+            };
+            entry.insert("loser".into(), loser);
+            Value::Object(entry)
+        })
+        .collect();
+    object([
+        ("count", number(list.len() as u64)),
+        ("conflicts", Value::Array(list)),
+    ])
 }

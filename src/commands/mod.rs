@@ -1,37 +1,97 @@
 //! What each CLI command does. `main` parses flags into a `Config` and calls [`run`].
+//!
+//! Lattice commands run on a [`Session`]: the store plus where output goes. When a
+//! server holds the store, the CLI sends the command line to it (`POST /api/cli`) and
+//! prints what it answers, so the user never sees a lock error.
 
+mod federation;
 mod lattice;
 mod output;
+mod remote;
 
 use crate::cli::{Args, Command};
 use crate::config::Config;
 use crate::error::Error;
 use crate::model::InstanceId;
-use crate::store::{Store, StoreOptions};
+use crate::store::{Store, StoreError, StoreOptions};
 use crate::trust::KeyPair;
 
-pub use output::Output;
+pub use lattice::conflicts_json;
+pub use output::{Output, node_with_meta};
+pub use remote::{ServerInfo, running_server};
 
 /// The instance key file inside the state dir.
 pub const KEY_FILE: &str = "identity.key";
 
-/// Runs the command given on the command line.
-pub fn run(args: Args, config: &Config, out: &mut Output) -> Result<(), Error> {
+/// Reads an input file by the name given on the command line.
+pub type ReadInput<'a> = &'a dyn Fn(&str) -> Result<(String, Vec<u8>), Error>;
+
+/// What a lattice command works with.
+pub struct Session<'a> {
+    pub store: &'a mut Store,
+    pub config: &'a Config,
+    pub out: &'a mut Output,
+    /// Messages for stderr: reports of invalid records, progress.
+    pub err: &'a mut Output,
+    /// Reads an input file by the name given on the command line (`-` is stdin).
+    pub read_input: ReadInput<'a>,
+}
+
+impl std::fmt::Debug for Session<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
+/// Runs the command given on the command line. `argv` is the command line without the
+/// program name, forwarded as is when a server holds the store.
+pub fn run(args: Args, argv: &[String], config: &Config, out: &mut Output) -> Result<(), Error> {
     let Some(command) = args.command else {
         return Err(Error::Usage(
             "no command given; run `ark-lattice --help` for the list".into(),
         ));
     };
+    match &command {
+        Command::Serve(_) => crate::server::serve(config),
+        Command::Federation(federation) => federation::run(config, &federation.command, out),
+        _ => match open_store(config) {
+            Ok((mut store, _)) => {
+                let mut err = Output::stderr();
+                let mut session = Session {
+                    store: &mut store,
+                    config,
+                    out,
+                    err: &mut err,
+                    read_input: &lattice::read_input,
+                };
+                run_lattice(&command, &mut session)
+            }
+            Err(Error::Store(StoreError::Locked { path })) => match running_server(config) {
+                Some(server) => remote::forward(config, &server, argv, &command, out),
+                None => Err(Error::Store(StoreError::Locked { path })),
+            },
+            Err(error) => Err(error),
+        },
+    }
+}
+
+/// Runs one lattice command (everything but `serve` and `federation`).
+pub fn run_lattice(command: &Command, session: &mut Session<'_>) -> Result<(), Error> {
     match command {
-        Command::Import(import) => lattice::import(config, &import, out),
-        Command::Export(export) => lattice::export(config, &export, out),
-        Command::Add(add) => lattice::add(config, &add, out),
-        Command::Get(get) => lattice::get(config, &get, out),
-        Command::Delete(delete) => lattice::delete(config, &delete, out),
-        Command::List(list) => lattice::list(config, &list, out),
-        Command::Query(query) => lattice::query(config, &query, out),
-        Command::Stats(stats) => lattice::stats(config, &stats, out),
-        Command::Conflicts(conflicts) => lattice::conflicts(config, &conflicts, out),
+        Command::Import(import) => lattice::import(session, import),
+        Command::Export(export) => lattice::export(session, export),
+        Command::Add(add) => lattice::add(session, add),
+        Command::Get(get) => lattice::get(session, get),
+        Command::Delete(delete) => lattice::delete(session, delete),
+        Command::List(list) => lattice::list(session, list),
+        Command::Query(query) => lattice::query(session, query),
+        Command::Stats(stats) => lattice::stats(session, stats),
+        Command::Conflicts(conflicts) => lattice::conflicts(session, conflicts),
+        Command::Serve(_) | Command::Federation(_) => Err(Error::Usage(
+            "serve and federation are not lattice commands".into(),
+        )),
     }
 }
 
@@ -41,7 +101,7 @@ pub fn identity(config: &Config) -> Result<KeyPair, Error> {
     KeyPair::load_or_create(&path).map_err(|error| Error::Other(error.to_string()))
 }
 
-/// Opens the store in the state dir as this instance.
+/// Opens the store in the state dir as this instance, signing local writes.
 pub fn open_store(config: &Config) -> Result<(Store, InstanceId), Error> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::File {
         path: config.data_dir.clone(),

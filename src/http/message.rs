@@ -176,7 +176,7 @@ pub(crate) fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Op
 
 /// Decodes `%XX` escapes and `+`; a malformed escape is kept literally rather than
 /// refused, since a query parameter is only ever compared or parsed further.
-fn percent_decode(text: &str) -> String {
+pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut index = 0;

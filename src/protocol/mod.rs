@@ -7,7 +7,7 @@ mod record;
 
 pub use fields::{Fields, WireError, json_object, parse_object};
 pub use legacy::{ark_row, legacy_origin, legacy_record};
-pub use record::{record_from_wire, record_to_wire};
+pub use record::{base64, record_from_wire, record_to_wire, unbase64};
 
 /// Protocol names advertised in `/federation/info` under `protocols`.
 pub const PROTOCOL_LEGACY: &str = "ark-federation-v1";

@@ -105,11 +105,11 @@ pub fn record_from_wire(
     ))
 }
 
-pub(crate) fn base64(bytes: &[u8]) -> String {
+pub fn base64(bytes: &[u8]) -> String {
     ct_codecs::Base64::encode_to_string(bytes).expect("base64 of a small buffer")
 }
 
-pub(crate) fn unbase64(text: &str) -> Option<Vec<u8>> {
+pub fn unbase64(text: &str) -> Option<Vec<u8>> {
     ct_codecs::Base64::decode_to_vec(text, None).ok()
 }
 

@@ -1,0 +1,530 @@
+//! `ark-lattice federation ...`: start and stop the background server, and manage
+//! peers and syncs. With a server running, each command calls its control API; without
+//! one, the same operations run in this process on the store.
+
+use std::io::Read;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use miniserde::json::{Object, Value};
+
+use super::Output;
+use super::remote::{ServerInfo, call, running_server};
+use crate::cli::{FederationCommand, FederationStart};
+use crate::config::Config;
+use crate::error::Error;
+use crate::model::format_rfc3339;
+use crate::protocol::Fields;
+use crate::server::{self, ApiError, App};
+
+/// How long `federation start` and `stop` wait for the server.
+const START_STOP_WAIT: Duration = Duration::from_secs(15);
+/// The log of a server started by `federation start`, in the state dir.
+pub const SERVER_LOG: &str = "server.log";
+
+pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Result<(), Error> {
+    let server = running_server(config);
+    match command {
+        FederationCommand::Start(args) => start(config, server, args, out),
+        FederationCommand::Stop(_) => stop(config, server, out),
+        FederationCommand::Status(args) => {
+            let status = match &server {
+                Some(server) => call(config, server, "GET", "/api/federation/status", None)?,
+                None => in_process(config, server::status)?,
+            };
+            if args.json {
+                return print_json(out, status);
+            }
+            print_status(out, &status)
+        }
+        FederationCommand::Sync(args) => {
+            let answer = match &server {
+                Some(server) => {
+                    let body = args
+                        .peer
+                        .as_ref()
+                        .map_or(Value::Object(Object::new()), |peer| {
+                            object([("peerUrl", Value::String(peer.clone()))])
+                        });
+                    call(config, server, "POST", "/api/federation/sync", Some(body))?
+                }
+                None => {
+                    let app = App::open(config)?;
+                    let answer = smol::block_on(server::sync(&app, args.peer.as_deref()))
+                        .map_err(api_error)?;
+                    into_object(answer)
+                }
+            };
+            let results = Fields::new(&answer, "sync answer")
+                .array("result")
+                .map_err(|error| Error::Other(error.0))?
+                .to_vec();
+            let failed = results
+                .iter()
+                .filter(|result| field_bool(result, "success") == Some(false))
+                .count();
+            if args.json {
+                print_json(out, answer)?;
+            } else {
+                if results.is_empty() {
+                    out.line("no peers to sync with (add one with `ark-lattice federation add-peer URL`)")?;
+                }
+                for result in &results {
+                    let peer = field_str(result, "peer").unwrap_or("?");
+                    match field_str(result, "error") {
+                        Some(error) => out.line(format!("{peer}: failed: {error}"))?,
+                        None => out.line(format!(
+                            "{peer}: synced, received {}, sent {}, conflicts {}",
+                            field_u64(result, "nodesReceived"),
+                            field_u64(result, "nodesSent"),
+                            field_u64(result, "conflicts")
+                        ))?,
+                    }
+                }
+                out.flush()?;
+            }
+            if failed > 0 {
+                return Err(Error::Other(format!(
+                    "{failed} of {} peer sync(s) failed",
+                    results.len()
+                )));
+            }
+            Ok(())
+        }
+        FederationCommand::AddPeer(args) => {
+            let answer = match &server {
+                Some(server) => call(
+                    config,
+                    server,
+                    "POST",
+                    "/api/federation/peers/add",
+                    Some(object([("peerUrl", Value::String(args.url.clone()))])),
+                )?,
+                None => in_process(config, |app| server::add_peer(app, &args.url))?,
+            };
+            let url = field_str_of(&answer, "peer");
+            if field_bool_of(&answer, "added") == Some(true) {
+                out.line(format!("Added peer {url}"))?;
+            } else {
+                out.line(format!("Peer {url} is already in the list"))?;
+            }
+            out.flush()
+        }
+        FederationCommand::RemovePeer(args) => {
+            let answer = match &server {
+                Some(server) => call(
+                    config,
+                    server,
+                    "DELETE",
+                    &format!("/api/federation/peers/{}", percent_encode(&args.url)),
+                    None,
+                )?,
+                None => in_process(config, |app| server::remove_peer(app, &args.url))?,
+            };
+            out.line(format!("Removed peer {}", field_str_of(&answer, "peer")))?;
+            out.flush()
+        }
+        FederationCommand::ListPeers(args) => {
+            let answer = match &server {
+                Some(server) => call(config, server, "GET", "/api/federation/peers", None)?,
+                None => in_process(config, server::list_peers)?,
+            };
+            if args.json {
+                return print_json(out, answer);
+            }
+            print_peers(out, &answer)?;
+            out.flush()
+        }
+        FederationCommand::Discover(args) => {
+            let answer = match &server {
+                Some(server) => call(
+                    config,
+                    server,
+                    "POST",
+                    "/api/federation/discover",
+                    Some(object([("add", Value::Bool(args.add))])),
+                )?,
+                None => {
+                    let app = App::open(config)?;
+                    into_object(
+                        smol::block_on(server::discover(&app, args.add)).map_err(api_error)?,
+                    )
+                }
+            };
+            if args.json {
+                return print_json(out, answer);
+            }
+            let peers = match answer.get("peers") {
+                Some(Value::Array(peers)) => peers.to_vec(),
+                _ => Vec::new(),
+            };
+            for peer in &peers {
+                out.line(format!(
+                    "{}  (via {}){}",
+                    field_str(peer, "url").unwrap_or("?"),
+                    field_str(peer, "via").unwrap_or("?"),
+                    if args.add { ", added" } else { "" }
+                ))?;
+            }
+            out.line(format!("{} new peer(s) found", peers.len()))?;
+            if let Some(Value::Array(errors)) = answer.get("errors") {
+                for error in errors {
+                    if let Value::String(error) = error {
+                        eprintln!("warning: {error}");
+                    }
+                }
+            }
+            out.flush()
+        }
+        FederationCommand::AutoSync(args) => {
+            let on = match args.state.as_str() {
+                "on" | "start" => true,
+                "off" | "stop" => false,
+                other => {
+                    return Err(Error::Usage(format!(
+                        "auto-sync takes on or off, not {other:?}"
+                    )));
+                }
+            };
+            let Some(server) = &server else {
+                return Err(Error::Usage(
+                    "auto-sync runs in the server; start it with `ark-lattice federation start` (or set FEDERATION_AUTO_SYNC=true)".into(),
+                ));
+            };
+            let path = if on {
+                "/api/federation/auto-sync/start"
+            } else {
+                "/api/federation/auto-sync/stop"
+            };
+            let answer = call(
+                config,
+                server,
+                "POST",
+                path,
+                Some(Value::Object(Object::new())),
+            )?;
+            out.line(format!(
+                "auto-sync is {} (every {} ms)",
+                if on { "on" } else { "off" },
+                field_u64(&Value::Object(answer), "syncInterval")
+            ))?;
+            out.flush()
+        }
+    }
+}
+
+/// Runs a control operation on an in-process app when no server is running.
+fn in_process(
+    config: &Config,
+    operation: impl FnOnce(&App) -> Result<Value, ApiError>,
+) -> Result<Object, Error> {
+    let app = App::open(config)?;
+    operation(&app).map(into_object).map_err(api_error)
+}
+
+fn api_error(error: ApiError) -> Error {
+    if error.status == 400 {
+        Error::Usage(error.message)
+    } else {
+        Error::Other(error.message)
+    }
+}
+
+fn into_object(value: Value) -> Object {
+    match value {
+        Value::Object(object) => object,
+        _ => Object::new(),
+    }
+}
+
+fn object<const N: usize>(pairs: [(&str, Value); N]) -> Value {
+    Value::Object(
+        pairs
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value))
+            .collect(),
+    )
+}
+
+fn print_json(out: &mut Output, object: Object) -> Result<(), Error> {
+    out.json(&Value::Object(object))?;
+    out.flush()
+}
+
+fn field_str<'a>(value: &'a Value, name: &str) -> Option<&'a str> {
+    match value {
+        Value::Object(object) => match object.get(name) {
+            Some(Value::String(text)) => Some(text),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn field_bool(value: &Value, name: &str) -> Option<bool> {
+    match value {
+        Value::Object(object) => match object.get(name) {
+            Some(Value::Bool(flag)) => Some(*flag),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn field_u64(value: &Value, name: &str) -> u64 {
+    match value {
+        Value::Object(object) => match object.get(name) {
+            Some(Value::Number(miniserde::json::Number::U64(n))) => *n,
+            _ => 0,
+        },
+        _ => 0,
+    }
+}
+
+fn field_str_of(object: &Object, name: &str) -> String {
+    match object.get(name) {
+        Some(Value::String(text)) => text.clone(),
+        _ => String::new(),
+    }
+}
+
+fn field_bool_of(object: &Object, name: &str) -> Option<bool> {
+    match object.get(name) {
+        Some(Value::Bool(flag)) => Some(*flag),
+        _ => None,
+    }
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn time(millis: u64) -> String {
+    if millis == 0 {
+        "never".to_owned()
+    } else {
+        format_rfc3339(millis)
+    }
+}
+
+fn print_peers(out: &mut Output, answer: &Object) -> Result<(), Error> {
+    let peers = match answer.get("peers") {
+        Some(Value::Array(peers)) => peers.to_vec(),
+        _ => Vec::new(),
+    };
+    if peers.is_empty() {
+        return out.line("no peers (add one with `ark-lattice federation add-peer URL`)");
+    }
+    out.line(format!(
+        "{:<34} {:<8} {:<8} {:<24} {}",
+        "PEER", "STATE", "PROTO", "LAST SYNC", "LAST ERROR"
+    ))?;
+    for peer in &peers {
+        let state = if field_bool(peer, "active") == Some(true) {
+            "active"
+        } else if field_u64(peer, "failures") > 0 {
+            "failing"
+        } else {
+            "new"
+        };
+        out.line(format!(
+            "{:<34} {:<8} {:<8} {:<24} {}",
+            field_str(peer, "url").unwrap_or("?"),
+            state,
+            field_str(peer, "protocol").unwrap_or("-"),
+            time(field_u64(peer, "lastSync")),
+            field_str(peer, "lastError").unwrap_or("-")
+        ))?;
+    }
+    Ok(())
+}
+
+fn print_status(out: &mut Output, status: &Object) -> Result<(), Error> {
+    let value = Value::Object(status.clone());
+    let text = |name: &str| field_str(&value, name).unwrap_or("-").to_owned();
+    out.line(format!(
+        "instance     {} ({})",
+        text("instanceName"),
+        text("instanceId")
+    ))?;
+    out.line(format!("public key   {}", text("publicKey")))?;
+    out.line(format!("fingerprint  {}", text("fingerprint")))?;
+    let running = field_bool(&value, "running") == Some(true);
+    out.line(format!(
+        "server       {}",
+        if running {
+            format!("running on port {}", field_u64(&value, "listenPort"))
+        } else {
+            "not running".to_owned()
+        }
+    ))?;
+    out.line(format!(
+        "mode         {} (hub: {})",
+        text("federationMode"),
+        text("hubUrl")
+    ))?;
+    out.line(format!(
+        "auto-sync    {} (every {} ms)",
+        if field_bool(&value, "autoSync") == Some(true) {
+            "on"
+        } else {
+            "off"
+        },
+        field_u64(&value, "syncInterval")
+    ))?;
+    out.line(format!("nodes        {}", field_u64(&value, "nodeCount")))?;
+    out.line(format!(
+        "peers        {} ({} active)",
+        field_u64(&value, "peers"),
+        field_u64(&value, "activePeers")
+    ))?;
+    if let Some(stats) = status.get("stats") {
+        out.line(format!(
+            "syncs        {} ({} ok, {} failed); nodes sent {}, received {}; conflicts resolved {}",
+            field_u64(stats, "totalSyncs"),
+            field_u64(stats, "successfulSyncs"),
+            field_u64(stats, "failedSyncs"),
+            field_u64(stats, "nodesSent"),
+            field_u64(stats, "nodesReceived"),
+            field_u64(stats, "conflictsResolved")
+        ))?;
+    }
+    if let Some(Value::Object(list)) = status.get("peerList") {
+        out.line("")?;
+        print_peers(out, list)?;
+    }
+    if let Some(warning) = field_str(&value, "clockWarning") {
+        eprintln!("warning: {warning}");
+    }
+    out.flush()
+}
+
+/// Starts `serve` in the background unless it is running, and waits until it listens.
+fn start(
+    config: &Config,
+    server: Option<ServerInfo>,
+    args: &FederationStart,
+    out: &mut Output,
+) -> Result<(), Error> {
+    if let Some(server) = server {
+        out.line(format!(
+            "Federation server already running on port {} (pid {})",
+            server.port, server.pid
+        ))?;
+        return out.flush();
+    }
+    let executable = std::env::current_exe()
+        .map_err(|source| Error::Other(format!("cannot find this program's path: {source}")))?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::File {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let log_path = config.data_dir.join(SERVER_LOG);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|source| Error::File {
+            path: log_path.clone(),
+            source,
+        })?;
+    let log_for_stderr = log.try_clone().map_err(|source| Error::File {
+        path: log_path.clone(),
+        source,
+    })?;
+    let mut command = std::process::Command::new(executable);
+    command.arg("--data-dir").arg(&config.data_dir).arg("serve");
+    if let Some(port) = args.port {
+        command.arg("--port").arg(port.to_string());
+    }
+    if let Some(bind) = &args.bind {
+        command.arg("--bind").arg(bind);
+    }
+    // Its own process group, so a Ctrl-C in this terminal does not reach it.
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log_for_stderr)
+        .spawn()
+        .map_err(|source| Error::Other(format!("cannot start the server: {source}")))?;
+    let deadline = Instant::now() + START_STOP_WAIT;
+    loop {
+        if let Some(server) = running_server(config).filter(|server| server.pid == child.id()) {
+            out.line(format!("Federation server started on port {}", server.port))?;
+            return out.flush();
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(Error::Other(format!(
+                "the server exited ({status}) before listening: {}",
+                log_tail(&log_path)
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Other(format!(
+                "the server did not start within {} s; see {}",
+                START_STOP_WAIT.as_secs(),
+                log_path.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn log_tail(path: &Path) -> String {
+    let mut text = String::new();
+    if let Ok(mut file) = std::fs::File::open(path) {
+        let _ = file.read_to_string(&mut text);
+    }
+    text.lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or("(no output)")
+        .to_owned()
+}
+
+/// Asks the running server to shut down gracefully and waits until it is gone.
+fn stop(config: &Config, server: Option<ServerInfo>, out: &mut Output) -> Result<(), Error> {
+    let Some(server) = server else {
+        out.line("Federation server is not running")?;
+        return out.flush();
+    };
+    call(
+        config,
+        &server,
+        "POST",
+        "/api/server/shutdown",
+        Some(Value::Object(Object::new())),
+    )?;
+    let deadline = Instant::now() + START_STOP_WAIT;
+    while Path::new(&format!("/proc/{}", server.pid)).exists() && !is_zombie(server.pid) {
+        if Instant::now() > deadline {
+            return Err(Error::Other(format!(
+                "the server (pid {}) did not stop within {} s",
+                server.pid,
+                START_STOP_WAIT.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    out.line("Federation server stopped")?;
+    out.flush()
+}
+
+/// A process that exited but was not reaped yet (its parent is gone or busy).
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}

@@ -1,0 +1,168 @@
+//! Talking to the running server from the CLI: finding it through `server.json`,
+//! calling its control API, and forwarding lattice commands to `POST /api/cli`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use miniserde::json::{self, Object, Value};
+
+use super::Output;
+use crate::cli::Command;
+use crate::config::Config;
+use crate::error::Error;
+use crate::http::{ClientConfig, ClientRequest, HttpClient, WireStats};
+use crate::protocol::{Fields, parse_object};
+use crate::server::SERVER_FILE;
+
+/// A server found through its `server.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub pid: u32,
+    pub port: u16,
+    pub bind: IpAddr,
+}
+
+impl ServerInfo {
+    /// Where the CLI reaches the server: loopback unless it listens on one address only.
+    pub fn base_url(&self) -> String {
+        match self.bind {
+            ip if ip.is_unspecified() || ip.is_loopback() => {
+                format!("http://127.0.0.1:{}", self.port)
+            }
+            IpAddr::V4(ip) => format!("http://{ip}:{}", self.port),
+            IpAddr::V6(ip) => format!("http://[{ip}]:{}", self.port),
+        }
+    }
+}
+
+/// The server running on this state dir, if any. A `server.json` left behind by a
+/// process that is gone (kill -9) does not count.
+pub fn running_server(config: &Config) -> Option<ServerInfo> {
+    let text = std::fs::read(config.data_dir.join(SERVER_FILE)).ok()?;
+    let object = parse_object(&text, "server.json").ok()?;
+    let fields = Fields::new(&object, "server.json");
+    let info = ServerInfo {
+        pid: u32::try_from(fields.u64("pid").ok()?).ok()?,
+        port: u16::try_from(fields.u64("port").ok()?).ok()?,
+        bind: fields.str("bind").ok()?.parse().ok()?,
+    };
+    PathBuf::from(format!("/proc/{}", info.pid))
+        .exists()
+        .then_some(info)
+}
+
+/// Calls the control API of the running server and returns its JSON answer.
+pub fn call(
+    config: &Config,
+    server: &ServerInfo,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Object, Error> {
+    let url = format!("{}{path}", server.base_url());
+    let mut request = match body {
+        Some(body) => ClientRequest::post(
+            &url,
+            "application/json",
+            json::to_string(&body).into_bytes(),
+        ),
+        None => ClientRequest::get(&url),
+    };
+    request.method = method.to_owned();
+    if let Some(token) = &config.admin_token {
+        request = request.with_header("x-ark-admin-token", token);
+    }
+    let client_config = ClientConfig {
+        // A sync of every peer can take a while on slow links.
+        request_timeout: std::time::Duration::from_secs(600),
+        ..ClientConfig::default()
+    };
+    let client = HttpClient::new(client_config, WireStats::new());
+    let response = smol::block_on(client.send(request)).map_err(|error| {
+        Error::Other(format!(
+            "cannot reach the running server (pid {}): {error}",
+            server.pid
+        ))
+    })?;
+    let answer = parse_object(
+        &response.body,
+        &format!("the server's answer to {method} {path}"),
+    )
+    .map_err(|error| Error::Other(error.0))?;
+    if response.status != 200 {
+        let message = match answer.get("error") {
+            Some(Value::String(message)) => message.clone(),
+            _ => format!("status {}", response.status),
+        };
+        return Err(match response.status {
+            400 => Error::Usage(message),
+            404 => Error::Other(message),
+            _ => Error::Other(format!("the server refused {method} {path}: {message}")),
+        });
+    }
+    Ok(answer)
+}
+
+/// Sends a lattice command to the running server and prints what it answers, exactly
+/// as if it had run here. Input files are read here and sent along; `export -o` is
+/// written here.
+pub fn forward(
+    config: &Config,
+    server: &ServerInfo,
+    argv: &[String],
+    command: &Command,
+    out: &mut Output,
+) -> Result<(), Error> {
+    let mut files = Object::new();
+    if let Command::Import(import) = command {
+        for file in &import.files {
+            let (_, bytes) = super::lattice::read_input(file)?;
+            files.insert(file.clone(), Value::String(crate::protocol::base64(&bytes)));
+        }
+    }
+    let args = argv.iter().map(|arg| Value::String(arg.clone())).collect();
+    let body = Value::Object(
+        [
+            ("args".to_owned(), Value::Array(args)),
+            ("files".to_owned(), Value::Object(files)),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    let answer = call(config, server, "POST", "/api/cli", Some(body))?;
+    let fields = Fields::new(&answer, "the server's answer");
+    let stdout = fields
+        .opt_str("stdout")
+        .map_err(|error| Error::Other(error.0))?
+        .unwrap_or("");
+    let stderr = fields
+        .opt_str("stderr")
+        .map_err(|error| Error::Other(error.0))?
+        .unwrap_or("");
+    let code = fields
+        .opt_u64("exit_code")
+        .map_err(|error| Error::Other(error.0))?
+        .unwrap_or(1) as i32;
+    eprint!("{stderr}");
+    match command {
+        Command::Export(export) if export.output.is_some() && code == 0 => {
+            let path = PathBuf::from(export.output.as_deref().unwrap_or_default());
+            let temporary = path.with_extension("partial");
+            std::fs::write(&temporary, stdout)
+                .and_then(|()| std::fs::rename(&temporary, &path))
+                .map_err(|source| Error::File {
+                    path: path.clone(),
+                    source,
+                })?;
+            eprintln!("exported to {}", path.display());
+        }
+        _ => {
+            out.write(stdout.as_bytes())?;
+            out.flush()?;
+        }
+    }
+    if code != 0 {
+        return Err(Error::Reported { code });
+    }
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! [`App`]: one instance's live state — config, store, key, syncer, switches — shared by
+//! the HTTP handlers, the auto-sync loop and, without a server, the CLI.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use crate::commands::open_store;
+use crate::config::{Config, FederationMode};
+use crate::error::Error;
+use crate::http::{HttpClient, WireStats};
+use crate::model::{hex, unix_millis_now};
+use crate::store::Store;
+use crate::sync::Syncer;
+use crate::trust::KeyPair;
+
+/// The state file a running server writes into the state dir: how the CLI finds it.
+pub const SERVER_FILE: &str = "server.json";
+
+pub struct App {
+    pub config: Config,
+    pub store: Rc<RefCell<Store>>,
+    pub key: KeyPair,
+    pub syncer: Syncer,
+    pub wire: Rc<WireStats>,
+    pub started_at: u64,
+    /// The port actually listened on (0 when there is no server).
+    pub listen_port: Cell<u16>,
+    /// `POST /api/federation/stop` turns the federation endpoints off without stopping
+    /// the process; `start` turns them on again.
+    pub federation_enabled: Cell<bool>,
+    pub auto_sync: Cell<bool>,
+    pub sync_interval_ms: Cell<u64>,
+    /// Wakes the auto-sync loop when its settings change.
+    pub settings_changed: event_listener::Event,
+    /// Requests a graceful shutdown.
+    pub shutdown: event_listener::Event,
+    pub shutdown_requested: Cell<bool>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("instance_id", &self.syncer.instance_id)
+            .field("listen_port", &self.listen_port.get())
+            .finish()
+    }
+}
+
+impl App {
+    /// Opens the store and the key in the state dir.
+    pub fn open(config: &Config) -> Result<Rc<App>, Error> {
+        let (store, _) = open_store(config)?;
+        let key = crate::commands::identity(config)?;
+        let store = Rc::new(RefCell::new(store));
+        let wire = WireStats::new();
+        let client = HttpClient::new(config.federation.client, wire.clone());
+        let syncer = Syncer::new(
+            store.clone(),
+            client,
+            key.public_key().to_base64(),
+            config.federation.max_clock_skew.as_millis() as u64,
+            config.verbose,
+        );
+        Ok(Rc::new(App {
+            config: config.clone(),
+            store,
+            key,
+            syncer,
+            wire,
+            started_at: unix_millis_now(),
+            listen_port: Cell::new(0),
+            federation_enabled: Cell::new(true),
+            auto_sync: Cell::new(config.federation.auto_sync),
+            sync_interval_ms: Cell::new(config.federation.sync_interval.as_millis() as u64),
+            settings_changed: event_listener::Event::new(),
+            shutdown: event_listener::Event::new(),
+            shutdown_requested: Cell::new(false),
+        }))
+    }
+
+    pub fn instance_id_hex(&self) -> String {
+        self.syncer.instance_id.to_hex()
+    }
+
+    pub fn instance_name(&self) -> String {
+        self.config.instance_name(&self.syncer.instance_id.short())
+    }
+
+    pub fn epoch_hex(&self) -> String {
+        hex(&self.store.borrow().epoch())
+    }
+
+    /// The peers this instance syncs with in its mode: every peer (p2p), the hub only
+    /// (hub), or the hub and every peer (hybrid).
+    pub fn sync_targets(&self) -> Result<Vec<String>, Error> {
+        let federation = &self.config.federation;
+        let mut targets: Vec<String> = match federation.mode {
+            FederationMode::Hub => Vec::new(),
+            FederationMode::P2p | FederationMode::Hybrid => self
+                .syncer
+                .peers()?
+                .into_iter()
+                .map(|peer| peer.url)
+                .collect(),
+        };
+        if let Some(hub) = &federation.hub_url {
+            if federation.mode != FederationMode::P2p && !targets.contains(hub) {
+                targets.insert(0, hub.clone());
+            }
+        }
+        Ok(targets)
+    }
+
+    pub fn request_shutdown(&self) {
+        self.shutdown_requested.set(true);
+        self.shutdown.notify(usize::MAX);
+    }
+}

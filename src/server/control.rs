@@ -1,0 +1,429 @@
+//! The control API (`/api/...`, loopback or admin token only): ARK's
+//! `/api/federation/*` routes, lattice routes for scripts, and `/api/cli`, which runs a
+//! lattice command for the CLI while this server holds the store.
+//!
+//! The federation operations are plain functions of [`App`], so the CLI runs the very
+//! same code in-process when no server is running.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use miniserde::json::{Array, Value};
+
+use super::app::App;
+use super::routes::{ApiError, number, object, text};
+use crate::commands::{Output, Session, run_lattice};
+use crate::config::normalize_peer_url;
+use crate::error::Error;
+use crate::http::{ClientRequest, Request, percent_decode};
+use crate::model::{format_rfc3339, unix_millis_now};
+use crate::protocol::{Fields, parse_object};
+use crate::store::Query;
+
+pub async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError> {
+    let path = request.path.trim_end_matches('/');
+    let body = || -> Result<miniserde::json::Object, ApiError> {
+        if request.body.iter().all(u8::is_ascii_whitespace) {
+            Ok(miniserde::json::Object::new())
+        } else {
+            Ok(parse_object(&request.body, "request body")?)
+        }
+    };
+    match (request.method.as_str(), path) {
+        ("GET", "/api/federation/status") => status(app),
+        ("POST", "/api/federation/start") => {
+            app.federation_enabled.set(true);
+            Ok(object([
+                ("success", Value::Bool(true)),
+                ("enabled", Value::Bool(true)),
+            ]))
+        }
+        ("POST", "/api/federation/stop") => {
+            app.federation_enabled.set(false);
+            Ok(object([
+                ("success", Value::Bool(true)),
+                ("enabled", Value::Bool(false)),
+            ]))
+        }
+        ("GET", "/api/federation/peers") => list_peers(app),
+        ("POST", "/api/federation/peers/add") => {
+            let body = body()?;
+            let url = Fields::new(&body, "request body")
+                .str("peerUrl")?
+                .to_owned();
+            add_peer(app, &url)
+        }
+        ("DELETE", path) if path.starts_with("/api/federation/peers/") => {
+            let encoded = &request.path["/api/federation/peers/".len()..];
+            remove_peer(app, &percent_decode(encoded))
+        }
+        ("POST", "/api/federation/sync") => {
+            let body = body()?;
+            let peer = Fields::new(&body, "request body")
+                .opt_str("peerUrl")?
+                .map(str::to_owned);
+            sync(app, peer.as_deref()).await
+        }
+        ("POST", "/api/federation/discover") => {
+            let body = body()?;
+            let add = Fields::new(&body, "request body")
+                .opt_bool("add")?
+                .unwrap_or(false);
+            discover(app, add).await
+        }
+        ("POST", "/api/federation/auto-sync/start") => {
+            let body = body()?;
+            let interval = Fields::new(&body, "request body").opt_u64("interval")?;
+            set_auto_sync(app, true, interval)
+        }
+        ("POST", "/api/federation/auto-sync/stop") => set_auto_sync(app, false, None),
+        ("GET", "/api/federation/conflicts") => conflicts(app, request),
+        ("POST", "/api/server/shutdown") => {
+            app.request_shutdown();
+            Ok(object([
+                ("success", Value::Bool(true)),
+                ("stopping", Value::Bool(true)),
+            ]))
+        }
+        ("POST", "/api/cli") => cli(app, request),
+        ("GET", "/api/lattice/stats") => {
+            let stats = app.store.borrow().stats()?;
+            let counts = |map: &BTreeMap<String, u64>| {
+                Value::Object(
+                    map.iter()
+                        .map(|(key, count)| (key.clone(), number(*count)))
+                        .collect(),
+                )
+            };
+            Ok(object([
+                ("nodes", number(stats.nodes)),
+                ("tombstones", number(stats.tombstones)),
+                ("conflicts", number(stats.conflicts)),
+                ("last_seq", number(stats.last_seq)),
+                ("store_bytes", number(stats.file_bytes)),
+                ("by_type", counts(&stats.by_type)),
+                ("by_language", counts(&stats.by_language)),
+                ("by_category", counts(&stats.by_category)),
+            ]))
+        }
+        ("GET", "/api/lattice/nodes") => {
+            let limit = request
+                .query_param("limit")
+                .and_then(|limit| limit.parse().ok())
+                .unwrap_or(100);
+            let query = Query {
+                node_type: request.query_param("type"),
+                language: request.query_param("language"),
+                category: request.query_param("category"),
+                capability: request.query_param("capability"),
+                search: request.query_param("search"),
+                after: request.query_param("after"),
+                limit: (limit > 0).then_some(limit),
+            };
+            let found = app.store.borrow().query(&query)?;
+            let nodes: Array = found
+                .iter()
+                .map(|(node, meta)| crate::commands::node_with_meta(node, meta))
+                .collect();
+            Ok(object([
+                ("count", number(nodes.len() as u64)),
+                ("nodes", Value::Array(nodes)),
+            ]))
+        }
+        ("GET", path) if path.starts_with("/api/lattice/nodes/") => {
+            let id = percent_decode(&request.path["/api/lattice/nodes/".len()..]);
+            let record = app.store.borrow().get(&id)?;
+            match record
+                .as_ref()
+                .and_then(|record| record.node().map(|node| (node, &record.meta)))
+            {
+                Some((node, meta)) => Ok(crate::commands::node_with_meta(node, meta)),
+                None => Err(ApiError::not_found(format!("node {id:?} not found"))),
+            }
+        }
+        ("DELETE", path) if path.starts_with("/api/lattice/nodes/") => {
+            let id = percent_decode(&request.path["/api/lattice/nodes/".len()..]);
+            if app.store.borrow_mut().delete(&id, unix_millis_now())? {
+                Ok(object([("deleted", text(&id))]))
+            } else {
+                Err(ApiError::not_found(format!("node {id:?} not found")))
+            }
+        }
+        (method, _) => Err(ApiError::not_found(format!(
+            "no control route for {method} {}",
+            request.path
+        ))),
+    }
+}
+
+/// `GET /api/federation/status`.
+pub fn status(app: &App) -> Result<Value, ApiError> {
+    let mut info = match super::peer_api::info(app)? {
+        Value::Object(object) => object,
+        _ => unreachable!("info is an object"),
+    };
+    info.insert("enabled".into(), Value::Bool(app.federation_enabled.get()));
+    info.insert("running".into(), Value::Bool(app.listen_port.get() != 0));
+    info.insert("startedAt".into(), number(app.started_at));
+    info.insert("bytesSent".into(), number(app.wire.bytes_sent()));
+    info.insert("bytesReceived".into(), number(app.wire.bytes_received()));
+    info.insert("peerList".into(), list_peers(app)?);
+    let newest_seen = app.store.borrow().clock_high_water().millis();
+    let now = unix_millis_now();
+    if newest_seen > now + 60_000 {
+        info.insert(
+            "clockWarning".into(),
+            text(&format!(
+                "the local clock ({}) is behind versions already seen ({}); set the time (NTP) so new writes are not ordered by the counter alone",
+                format_rfc3339(now),
+                format_rfc3339(newest_seen)
+            )),
+        );
+    }
+    Ok(Value::Object(info))
+}
+
+/// `GET /api/federation/peers`.
+pub fn list_peers(app: &App) -> Result<Value, ApiError> {
+    let peers: Array = app
+        .syncer
+        .peers()?
+        .iter()
+        .map(|peer| peer.to_json())
+        .collect();
+    Ok(object([
+        ("count", number(peers.len() as u64)),
+        ("peers", Value::Array(peers)),
+    ]))
+}
+
+/// `POST /api/federation/peers/add {peerUrl}`.
+pub fn add_peer(app: &App, url: &str) -> Result<Value, ApiError> {
+    let url = normalize_peer_url(url)
+        .map_err(|reason| ApiError::bad_request(format!("peer URL: {reason}")))?;
+    let own = format!("http://127.0.0.1:{}", app.listen_port.get());
+    if url == own {
+        return Err(ApiError::bad_request(format!(
+            "{url} is this instance itself"
+        )));
+    }
+    let added = app.syncer.add_peer(&url)?;
+    Ok(object([
+        ("success", Value::Bool(true)),
+        ("peer", text(&url)),
+        ("added", Value::Bool(added)),
+    ]))
+}
+
+/// `DELETE /api/federation/peers/{url}`.
+pub fn remove_peer(app: &App, url: &str) -> Result<Value, ApiError> {
+    let url = normalize_peer_url(url).unwrap_or_else(|_| url.to_owned());
+    if !app.syncer.remove_peer(&url)? {
+        return Err(ApiError::not_found(format!(
+            "peer {url} is not in the peer list"
+        )));
+    }
+    Ok(object([
+        ("success", Value::Bool(true)),
+        ("peer", text(&url)),
+        ("removed", Value::Bool(true)),
+    ]))
+}
+
+/// `POST /api/federation/sync {peerUrl?}`: syncs one peer, or every target of the mode
+/// concurrently, and answers ARK's `{status: "synced", result: [...]}`.
+pub async fn sync(app: &App, peer: Option<&str>) -> Result<Value, ApiError> {
+    let targets = match peer {
+        Some(peer) => vec![
+            normalize_peer_url(peer)
+                .map_err(|reason| ApiError::bad_request(format!("peer URL: {reason}")))?,
+        ],
+        None => app.sync_targets()?,
+    };
+    let results = super::join_all(targets.iter().map(|url| app.syncer.sync_peer(url))).await;
+    let list: Array = results.iter().map(|result| result.to_json()).collect();
+    Ok(object([
+        ("status", text("synced")),
+        ("result", Value::Array(list)),
+    ]))
+}
+
+/// `POST /api/federation/discover {add?}`: asks every target and the hub for the peers
+/// they know; lists those we do not know yet, and adds them with `add`.
+pub async fn discover(app: &App, add: bool) -> Result<Value, ApiError> {
+    let known: Vec<String> = app
+        .syncer
+        .peers()?
+        .into_iter()
+        .map(|peer| peer.url)
+        .collect();
+    let own_id = app.instance_id_hex();
+    let mut found: BTreeMap<String, Value> = BTreeMap::new();
+    let mut errors = Array::new();
+    for target in app.sync_targets()? {
+        let url = format!("{target}/federation/discover");
+        let answer = match app.syncer.client.send(ClientRequest::get(&url)).await {
+            Ok(response) if response.status == 200 => parse_object(&response.body, &url),
+            Ok(response) => Err(crate::protocol::WireError(format!(
+                "{url} answered {}",
+                response.status
+            ))),
+            Err(error) => Err(crate::protocol::WireError(error.to_string())),
+        };
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(error) => {
+                errors.push(text(&error.0));
+                continue;
+            }
+        };
+        let Ok(Some(peers)) = Fields::new(&answer, &url).opt_array("peers") else {
+            continue;
+        };
+        for peer in peers {
+            let (peer_url, instance_id) = match peer {
+                Value::String(peer_url) => (peer_url.clone(), None),
+                Value::Object(entry) => match entry.get("url") {
+                    Some(Value::String(peer_url)) => (
+                        peer_url.clone(),
+                        match entry.get("instanceId") {
+                            Some(Value::String(id)) => Some(id.clone()),
+                            _ => None,
+                        },
+                    ),
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            let Ok(peer_url) = normalize_peer_url(&peer_url) else {
+                continue;
+            };
+            if known.contains(&peer_url) || instance_id.as_deref() == Some(own_id.as_str()) {
+                continue;
+            }
+            found.entry(peer_url.clone()).or_insert_with(|| {
+                object([
+                    ("url", text(&peer_url)),
+                    (
+                        "instanceId",
+                        instance_id.as_deref().map_or(Value::Null, text),
+                    ),
+                    ("via", text(&target)),
+                ])
+            });
+        }
+    }
+    if add {
+        for url in found.keys() {
+            app.syncer.add_peer(url)?;
+        }
+    }
+    let peers: Array = found.into_values().collect();
+    Ok(object([
+        ("count", number(peers.len() as u64)),
+        ("peers", Value::Array(peers)),
+        ("added", Value::Bool(add)),
+        ("errors", Value::Array(errors)),
+    ]))
+}
+
+fn set_auto_sync(app: &App, on: bool, interval: Option<u64>) -> Result<Value, ApiError> {
+    if let Some(interval) = interval {
+        if interval < 100 {
+            return Err(ApiError::bad_request(format!(
+                "interval of {interval} ms is below the 100 ms minimum"
+            )));
+        }
+        app.sync_interval_ms.set(interval);
+    }
+    app.auto_sync.set(on);
+    app.settings_changed.notify(usize::MAX);
+    Ok(object([
+        ("success", Value::Bool(true)),
+        ("autoSync", Value::Bool(on)),
+        ("syncInterval", number(app.sync_interval_ms.get())),
+    ]))
+}
+
+fn conflicts(app: &App, request: &Request) -> Result<Value, ApiError> {
+    let limit = request
+        .query_param("limit")
+        .and_then(|limit| limit.parse().ok())
+        .unwrap_or(50);
+    Ok(crate::commands::conflicts_json(
+        &app.store.borrow().conflicts(limit)?,
+    ))
+}
+
+/// `POST /api/cli {args: [...], files: {name: base64}}` → `{stdout, stderr, exit_code}`.
+/// Runs a lattice command exactly as the CLI would, on the store this server holds.
+/// Files named on the command line come in the request, read by the CLI beforehand.
+fn cli(app: &App, request: &Request) -> Result<Value, ApiError> {
+    let body = parse_object(&request.body, "cli request")?;
+    let fields = Fields::new(&body, "cli request");
+    let args: Vec<String> = fields
+        .array("args")?
+        .iter()
+        .map(|arg| match arg {
+            Value::String(arg) => Ok(arg.clone()),
+            _ => Err(ApiError::bad_request("cli request: `args` must be strings")),
+        })
+        .collect::<Result<_, _>>()?;
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    if let Some(Value::Object(sent)) = fields.get("files") {
+        for (name, content) in sent.iter() {
+            let Value::String(encoded) = content else {
+                return Err(ApiError::bad_request(format!(
+                    "cli request: file {name:?} is not base64 text"
+                )));
+            };
+            let bytes = crate::protocol::unbase64(encoded).ok_or_else(|| {
+                ApiError::bad_request(format!("cli request: file {name:?} is not valid base64"))
+            })?;
+            files.insert(name.clone(), bytes);
+        }
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let parsed = <crate::cli::Args as argh::FromArgs>::from_args(&["ark-lattice"], &refs)
+        .map_err(|early_exit| ApiError::bad_request(early_exit.output))?;
+    let Some(mut command) = parsed.command else {
+        return Err(ApiError::bad_request("cli request has no command"));
+    };
+    // The caller writes `export -o FILE` itself: this process may not reach its files.
+    if let crate::cli::Command::Export(export) = &mut command {
+        export.output = None;
+    }
+    let read_input = |file: &str| -> Result<(String, Vec<u8>), Error> {
+        files
+            .get(file)
+            .map(|bytes| (file.to_owned(), bytes.clone()))
+            .ok_or_else(|| Error::Usage(format!("{file} was not sent with the request")))
+    };
+    let (mut out, stdout) = Output::capture();
+    let (mut err, stderr) = Output::capture();
+    let mut store = app.store.borrow_mut();
+    let mut session = Session {
+        store: &mut store,
+        config: &app.config,
+        out: &mut out,
+        err: &mut err,
+        read_input: &read_input,
+    };
+    let result = run_lattice(&command, &mut session);
+    let exit_code = match result {
+        Ok(()) => 0,
+        Err(error) => {
+            let _ = err.line(format!("error: {error}"));
+            error.exit_code()
+        }
+    };
+    drop(out);
+    drop(err);
+    let stdout = String::from_utf8_lossy(&stdout.borrow()).into_owned();
+    let stderr = String::from_utf8_lossy(&stderr.borrow()).into_owned();
+    Ok(object([
+        ("stdout", text(&stdout)),
+        ("stderr", text(&stderr)),
+        ("exit_code", number(exit_code as u64)),
+    ]))
+}

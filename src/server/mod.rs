@@ -1,0 +1,254 @@
+//! The federation node: `ark-lattice serve`. One application thread runs an async
+//! executor that serves HTTP, runs outgoing syncs and fires timers.
+//!
+//! # Implementation
+//!
+//! `serve` opens the [`App`], binds the listener, writes `server.json` (pid and port,
+//! how the CLI finds the server), tells systemd it is ready, and runs three tasks on a
+//! `LocalExecutor`: the HTTP server, the auto-sync loop and the systemd watchdog. At
+//! idle nothing runs between timer ticks. SIGTERM, SIGINT or `POST /api/server/shutdown`
+//! stops accepting, lets in-flight requests finish, and removes `server.json`; every
+//! store write is a synchronous transaction, so none is left half done.
+
+mod app;
+mod control;
+mod peer_api;
+mod routes;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::Poll;
+
+use futures_lite::{StreamExt, future};
+use smol::{LocalExecutor, Timer};
+
+pub use app::{App, SERVER_FILE};
+pub use control::{add_peer, discover, list_peers, remove_peer, status, sync};
+pub use routes::{ApiError, control_allowed};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::model::unix_millis_now;
+use crate::sync::{backoff_delay, jittered};
+use crate::systemd::Notifier;
+
+/// How many ports after the configured one `--port-fallback` tries.
+const PORT_FALLBACK_TRIES: u16 = 10;
+
+/// Runs the server until a signal or a shutdown request.
+pub fn serve(config: &Config) -> Result<(), Error> {
+    let app = App::open(config)?;
+    // The executor lives as long as the process; leaking it lets tasks be `'static`.
+    let executor: &'static LocalExecutor<'static> = Box::leak(Box::new(LocalExecutor::new()));
+    smol::block_on(executor.run(run(executor, app)))
+}
+
+async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<(), Error> {
+    let federation = app.config.federation.clone();
+    let listener = bind(federation.bind, federation.port, federation.port_fallback).await?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| Error::Other(format!("cannot read the listening address: {source}")))?;
+    app.listen_port.set(local.port());
+    let server_file = app.config.data_dir.join(SERVER_FILE);
+    write_server_file(&server_file, local)?;
+    eprintln!(
+        "Federation server started on port {} ({} {}, mode {}, store {})",
+        local.port(),
+        app.instance_name(),
+        app.key.public_key().fingerprint(),
+        federation.mode,
+        app.config.store_path().display()
+    );
+    let notifier = Notifier::from_env();
+    if let Err(error) = notifier.ready() {
+        eprintln!("warning: could not notify systemd: {error}");
+    }
+    let mut tasks = vec![executor.spawn(auto_sync_loop(app.clone()))];
+    if let Some(interval) = notifier.watchdog_interval() {
+        let watchdog = Notifier::from_env();
+        tasks.push(executor.spawn(async move {
+            loop {
+                Timer::after(interval).await;
+                let _ = watchdog.watchdog();
+            }
+        }));
+    }
+    let signals =
+        async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int]);
+    let mut signals =
+        signals.map_err(|source| Error::Other(format!("cannot watch for signals: {source}")))?;
+    let shutdown_app = app.clone();
+    let shutdown = async move {
+        if shutdown_app.shutdown_requested.get() {
+            return;
+        }
+        let listener = shutdown_app.shutdown.listen();
+        future::or(listener, async {
+            signals.next().await;
+        })
+        .await;
+        eprintln!("shutting down: finishing in-flight requests");
+    };
+    let handler_app = app.clone();
+    let handler = move |request| routes::handle(handler_app.clone(), request);
+    let served = crate::http::serve(
+        executor,
+        listener,
+        federation.limits,
+        app.wire.clone(),
+        handler,
+        shutdown,
+    )
+    .await;
+    let _ = notifier.stopping();
+    drop(tasks);
+    let _ = std::fs::remove_file(&server_file);
+    served.map_err(|source| Error::Other(format!("the HTTP server stopped: {source}")))?;
+    eprintln!("Federation server stopped");
+    Ok(())
+}
+
+async fn bind(
+    ip: std::net::IpAddr,
+    port: u16,
+    fallback: bool,
+) -> Result<smol::net::TcpListener, Error> {
+    let tries = if fallback && port != 0 {
+        PORT_FALLBACK_TRIES
+    } else {
+        1
+    };
+    let mut last_error = None;
+    for offset in 0..tries {
+        let Some(candidate) = port.checked_add(offset) else {
+            break;
+        };
+        match smol::net::TcpListener::bind((ip, candidate)).await {
+            Ok(listener) => {
+                if offset > 0 {
+                    eprintln!(
+                        "warning: port {port} is in use; listening on {candidate} instead (--port-fallback)"
+                    );
+                }
+                return Ok(listener);
+            }
+            Err(error) => last_error = Some((candidate, error)),
+        }
+    }
+    let (candidate, error) = last_error.expect("at least one try");
+    if error.kind() == std::io::ErrorKind::AddrInUse {
+        return Err(Error::Other(format!(
+            "port {candidate} on {ip} is already in use (another ark-lattice or ARK server?); choose another with --port or FEDERATION_PORT{}",
+            if fallback {
+                ""
+            } else {
+                ", or pass --port-fallback"
+            }
+        )));
+    }
+    Err(Error::Other(format!(
+        "cannot listen on {ip}:{candidate}: {error}"
+    )))
+}
+
+/// Writes `server.json` atomically: the pid and where to reach the server.
+fn write_server_file(path: &Path, local: SocketAddr) -> Result<(), Error> {
+    let text = format!(
+        "{{\"pid\":{},\"port\":{},\"bind\":\"{}\",\"started_at\":{}}}\n",
+        std::process::id(),
+        local.port(),
+        local.ip(),
+        unix_millis_now()
+    );
+    let temporary: PathBuf = path.with_extension("json.partial");
+    std::fs::write(&temporary, text)
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .map_err(|source| Error::File {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Syncs with the mode's targets every interval (±10% jitter) while auto-sync is on,
+/// skipping peers still in their backoff after failures.
+async fn auto_sync_loop(app: Rc<App>) {
+    loop {
+        let changed = app.settings_changed.listen();
+        if !app.auto_sync.get() {
+            changed.await;
+            continue;
+        }
+        let interval = std::time::Duration::from_millis(app.sync_interval_ms.get());
+        let delay = jittered(interval, fastrand::f64());
+        let woken = future::or(
+            async {
+                changed.await;
+                true
+            },
+            async {
+                Timer::after(delay).await;
+                false
+            },
+        )
+        .await;
+        if woken || !app.auto_sync.get() || !app.federation_enabled.get() {
+            continue;
+        }
+        let targets = match app.sync_targets() {
+            Ok(targets) => targets,
+            Err(error) => {
+                eprintln!("warning: auto-sync cannot list peers: {error}");
+                continue;
+            }
+        };
+        let now = unix_millis_now();
+        let due: Vec<String> = targets
+            .into_iter()
+            .filter(|url| match app.syncer.peer(url) {
+                Ok(Some(peer)) => {
+                    let wait = backoff_delay(
+                        peer.failures,
+                        crate::config::BACKOFF_BASE,
+                        crate::config::BACKOFF_CAP,
+                        fastrand::f64(),
+                    );
+                    peer.last_attempt
+                        .is_none_or(|last| last + wait.as_millis() as u64 <= now)
+                }
+                _ => true,
+            })
+            .collect();
+        join_all(due.iter().map(|url| app.syncer.sync_peer(url))).await;
+    }
+}
+
+/// Polls every future on this task until all are done; their outputs in order.
+pub async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    future::poll_fn(|context| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(context) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|output| output.expect("every future finished"))
+        .collect()
+}

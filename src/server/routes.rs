@@ -1,0 +1,219 @@
+//! Request routing: method and path to handler, the control-API guard, CORS, and
+//! turning handler results into JSON responses.
+
+use std::rc::Rc;
+
+use miniserde::json::{self, Number, Object, Value};
+
+use super::app::App;
+use super::{control, peer_api};
+use crate::error::Error;
+use crate::http::{Request, Response, is_loopback};
+use crate::protocol::WireError;
+use crate::store::StoreError;
+
+/// A handler failure: the HTTP status and a message for `{"error": ...}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: 400,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: 404,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<WireError> for ApiError {
+    fn from(error: WireError) -> ApiError {
+        ApiError::bad_request(error.0)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        ApiError {
+            status: 500,
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> ApiError {
+        let status = match &error {
+            Error::Usage(_) | Error::Config(_) | Error::Input(_) => 400,
+            Error::NotFound(_) => 404,
+            _ => 500,
+        };
+        ApiError {
+            status,
+            message: error.to_string(),
+        }
+    }
+}
+
+pub fn text(value: &str) -> Value {
+    Value::String(value.to_owned())
+}
+
+pub fn number(n: u64) -> Value {
+    Value::Number(Number::U64(n))
+}
+
+pub fn object<const N: usize>(pairs: [(&str, Value); N]) -> Value {
+    Value::Object(
+        pairs
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value))
+            .collect::<Object>(),
+    )
+}
+
+fn respond(result: Result<Value, ApiError>) -> Response {
+    match result {
+        Ok(value) => Response::json(200, json::to_string(&value)),
+        Err(error) => Response::error(error.status, &error.message),
+    }
+}
+
+/// ARK's Node.js server used the `cors` middleware with its defaults.
+fn with_cors(response: Response) -> Response {
+    response
+        .with_header("access-control-allow-origin", "*")
+        .with_header(
+            "access-control-allow-methods",
+            "GET,HEAD,PUT,PATCH,POST,DELETE",
+        )
+        .with_header(
+            "access-control-allow-headers",
+            "Content-Type, Authorization, X-Ark-Admin-Token",
+        )
+}
+
+/// Only loopback callers, or callers presenting the admin token, may use `/api/`.
+pub fn control_allowed(request: &Request, admin_token: Option<&str>) -> bool {
+    if is_loopback(&request.remote_addr) {
+        return true;
+    }
+    let Some(expected) = admin_token else {
+        return false;
+    };
+    let presented = request.header("x-ark-admin-token").or_else(|| {
+        request
+            .header("authorization")
+            .and_then(|value| value.strip_prefix("Bearer "))
+    });
+    presented.is_some_and(|presented| constant_time_eq(presented.as_bytes(), expected.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Routes one request.
+pub async fn handle(app: Rc<App>, request: Request) -> Response {
+    let method = request.method.as_str();
+    let path = request.path.trim_end_matches('/');
+    if method == "OPTIONS" {
+        return with_cors(Response::new(204, crate::http::Body::Full(Vec::new())));
+    }
+    if path.starts_with("/api/") {
+        if !control_allowed(&request, app.config.admin_token.as_deref()) {
+            return with_cors(Response::error(
+                403,
+                "the control API is only for loopback callers or callers with the admin token (ARK_ADMIN_TOKEN)",
+            ));
+        }
+        return with_cors(respond(control::handle(&app, &request).await));
+    }
+    if path.starts_with("/federation/") && !app.federation_enabled.get() {
+        return with_cors(Response::error(
+            503,
+            "federation is stopped on this instance",
+        ));
+    }
+    let result = match (method, path) {
+        ("GET", "/federation/info") => peer_api::info(&app),
+        ("GET", "/federation/nodes") => peer_api::nodes(&app, &request),
+        ("POST", "/federation/sync") => peer_api::sync(&app, &request),
+        ("GET", "/federation/discover") => peer_api::discover(&app),
+        ("GET", "/federation/v2/changes") => peer_api::changes(&app, &request),
+        ("POST", "/federation/v2/offer") => peer_api::offer(&app, &request),
+        ("POST", "/federation/v2/push") => peer_api::push(&app, &request),
+        ("GET", "" | "/health") => Ok(object([
+            ("status", text("ok")),
+            ("instanceId", text(&app.instance_id_hex())),
+        ])),
+        _ => Err(ApiError::not_found(format!(
+            "no route for {method} {}",
+            request.path
+        ))),
+    };
+    if app.config.verbose {
+        eprintln!(
+            "ark:http {} {method} {} -> {}",
+            request.remote_addr,
+            request.path,
+            result.as_ref().map_or_else(|error| error.status, |_| 200)
+        );
+    }
+    with_cors(respond(result))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(remote: &str, headers: &[(&str, &str)]) -> Request {
+        Request {
+            method: "GET".into(),
+            path: "/api/federation/status".into(),
+            query: String::new(),
+            headers: headers
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+            body: Vec::new(),
+            remote_addr: remote.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn control_api_is_for_loopback_or_the_admin_token() {
+        assert!(control_allowed(&request("127.0.0.1:5000", &[]), None));
+        assert!(control_allowed(&request("[::1]:5000", &[]), None));
+        assert!(!control_allowed(&request("10.0.0.5:5000", &[]), None));
+        assert!(!control_allowed(
+            &request("10.0.0.5:5000", &[]),
+            Some("secret")
+        ));
+        assert!(!control_allowed(
+            &request("10.0.0.5:5000", &[("x-ark-admin-token", "wrong")]),
+            Some("secret")
+        ));
+        assert!(control_allowed(
+            &request("10.0.0.5:5000", &[("x-ark-admin-token", "secret")]),
+            Some("secret")
+        ));
+        assert!(control_allowed(
+            &request("10.0.0.5:5000", &[("authorization", "Bearer secret")]),
+            Some("secret")
+        ));
+        assert!(!control_allowed(
+            &request("10.0.0.5:5000", &[("authorization", "Bearer secret")]),
+            None
+        ));
+    }
+}

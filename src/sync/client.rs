@@ -1,0 +1,596 @@
+//! [`Syncer`]: runs a sync with one peer over HTTP and keeps the peer table.
+//!
+//! # Implementation
+//!
+//! With an ark-lattice peer (it lists `ark-lattice-v2` in `/federation/info`):
+//!
+//! 1. pull: `GET /federation/v2/changes?after=<pull_seq>` page by page; each page is
+//!    applied with last-writer-wins in one transaction that also stores the new
+//!    `pull_seq`, so an interrupted sync resumes at the last committed page;
+//! 2. push: our changes after `push_seq` page by page; each page is first offered as
+//!    ids and versions (`POST /federation/v2/offer`), only the records the peer asks for
+//!    are sent (`POST /federation/v2/push`), and `push_seq` advances once the peer has
+//!    answered.
+//!
+//! A changed store epoch in the peer's info (wiped or restored store) resets both
+//! checkpoints. With an ARK Node.js peer, the legacy protocol is used: pull
+//! `GET /federation/nodes`, push `POST /federation/sync {nodes}`.
+//!
+//! The store lives in a `RefCell` shared with the server; no borrow is held across an
+//! `.await`.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::rc::Rc;
+
+use miniserde::json::{self, Array, Number, Value};
+
+use super::peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
+use crate::config::{SYNC_BATCH_BYTES, SYNC_BATCH_RECORDS};
+use crate::http::{ClientRequest, ClientResponse, HttpClient};
+use crate::model::{InstanceId, unix_millis_now};
+use crate::protocol::{
+    Fields, PROTOCOL_V2, WireError, ark_row, legacy_origin, legacy_record, parse_object,
+    record_from_wire, record_to_wire,
+};
+use crate::store::{ApplyOutcome, Body, Query, RemoteRecord, Store, StoreError};
+
+/// What one sync with one peer did, in the shape of ARK's sync result.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerSyncResult {
+    pub peer: String,
+    pub success: bool,
+    pub nodes_sent: u64,
+    pub nodes_received: u64,
+    pub conflicts: u64,
+    /// Records the peer sent that we refused, with the reason.
+    pub rejected: Vec<String>,
+    pub error: Option<String>,
+}
+
+impl PeerSyncResult {
+    pub fn to_json(&self) -> Value {
+        let mut object = miniserde::json::Object::new();
+        let number = |n: u64| Value::Number(Number::U64(n));
+        object.insert("peer".into(), Value::String(self.peer.clone()));
+        object.insert("success".into(), Value::Bool(self.success));
+        object.insert("nodesSent".into(), number(self.nodes_sent));
+        object.insert("nodesReceived".into(), number(self.nodes_received));
+        object.insert("conflicts".into(), number(self.conflicts));
+        if !self.rejected.is_empty() {
+            let rejected: Array = self
+                .rejected
+                .iter()
+                .map(|reason| Value::String(reason.clone()))
+                .collect();
+            object.insert("rejected".into(), Value::Array(rejected));
+        }
+        if let Some(error) = &self.error {
+            object.insert("error".into(), Value::String(error.clone()));
+        }
+        Value::Object(object)
+    }
+}
+
+/// Why a sync stopped.
+#[derive(Debug)]
+enum SyncError {
+    Store(StoreError),
+    Peer(String),
+}
+
+impl From<StoreError> for SyncError {
+    fn from(error: StoreError) -> SyncError {
+        SyncError::Store(error)
+    }
+}
+
+impl From<WireError> for SyncError {
+    fn from(error: WireError) -> SyncError {
+        SyncError::Peer(error.0)
+    }
+}
+
+impl std::fmt::Display for SyncError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyncError::Store(error) => error.fmt(f),
+            SyncError::Peer(message) => f.write_str(message),
+        }
+    }
+}
+
+/// Syncs this instance's store with peers.
+#[derive(Debug)]
+pub struct Syncer {
+    pub store: Rc<RefCell<Store>>,
+    pub client: HttpClient,
+    pub instance_id: InstanceId,
+    /// Our public key (base64), sent with the records we wrote.
+    pub public_key: String,
+    pub max_clock_skew_millis: u64,
+    pub verbose: bool,
+    in_progress: RefCell<BTreeSet<String>>,
+}
+
+impl Syncer {
+    pub fn new(
+        store: Rc<RefCell<Store>>,
+        client: HttpClient,
+        public_key: String,
+        max_clock_skew_millis: u64,
+        verbose: bool,
+    ) -> Syncer {
+        let instance_id = store.borrow().instance_id();
+        Syncer {
+            store,
+            client,
+            instance_id,
+            public_key,
+            max_clock_skew_millis,
+            verbose,
+            in_progress: RefCell::new(BTreeSet::new()),
+        }
+    }
+
+    fn log(&self, message: impl AsRef<str>) {
+        if self.verbose {
+            eprintln!("ark:federation {}", message.as_ref());
+        }
+    }
+
+    /// Every peer, in URL order.
+    pub fn peers(&self) -> Result<Vec<PeerState>, StoreError> {
+        let states = self.store.borrow().peer_states()?;
+        Ok(states
+            .into_iter()
+            .filter(|(key, _)| !key.starts_with('~'))
+            .filter_map(|(key, bytes)| match PeerState::decode(&bytes) {
+                Ok(state) => Some(state),
+                Err(error) => {
+                    eprintln!("warning: peer {key}: {error}; it is skipped");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    pub fn peer(&self, url: &str) -> Result<Option<PeerState>, StoreError> {
+        let bytes = self.store.borrow().peer_state(url)?;
+        Ok(bytes.and_then(|bytes| PeerState::decode(&bytes).ok()))
+    }
+
+    /// Adds a peer; `false` if it was already there.
+    pub fn add_peer(&self, url: &str) -> Result<bool, StoreError> {
+        if self.peer(url)?.is_some() {
+            return Ok(false);
+        }
+        let state = PeerState::new(url, unix_millis_now());
+        self.store
+            .borrow_mut()
+            .set_peer_state(url, Some(&state.encode()))?;
+        Ok(true)
+    }
+
+    /// Removes a peer; `false` if it was not there.
+    pub fn remove_peer(&self, url: &str) -> Result<bool, StoreError> {
+        if self.peer(url)?.is_none() {
+            return Ok(false);
+        }
+        self.store.borrow_mut().set_peer_state(url, None)?;
+        Ok(true)
+    }
+
+    /// Totals over every sync this instance ran.
+    pub fn global_stats(&self) -> Result<SyncStats, StoreError> {
+        let bytes = self.store.borrow().peer_state(GLOBAL_STATS_KEY)?;
+        Ok(bytes
+            .and_then(|bytes| SyncStats::decode(&bytes).ok())
+            .unwrap_or_default())
+    }
+
+    /// Syncs with `url` (adding it as a peer if new) and records the outcome.
+    pub async fn sync_peer(&self, url: &str) -> PeerSyncResult {
+        let mut result = PeerSyncResult {
+            peer: url.to_owned(),
+            ..PeerSyncResult::default()
+        };
+        if !self.in_progress.borrow_mut().insert(url.to_owned()) {
+            result.error = Some(format!("a sync with {url} is already running"));
+            return result;
+        }
+        let outcome = self.sync_peer_inner(url, &mut result).await;
+        self.in_progress.borrow_mut().remove(url);
+        if let Err(error) = &outcome {
+            result.error = Some(error.to_string());
+            self.log(format!("sync with {url} failed: {error}"));
+        } else {
+            result.success = true;
+            self.log(format!(
+                "sync with {url} done: received {}, sent {}, conflicts {}",
+                result.nodes_received, result.nodes_sent, result.conflicts
+            ));
+        }
+        if let Err(error) = self.record_outcome(url, &result) {
+            eprintln!("warning: could not save sync statistics for {url}: {error}");
+        }
+        result
+    }
+
+    fn record_outcome(&self, url: &str, result: &PeerSyncResult) -> Result<(), StoreError> {
+        let now = unix_millis_now();
+        let mut state = self.peer(url)?.unwrap_or_else(|| PeerState::new(url, now));
+        let delta = SyncStats {
+            total_syncs: 1,
+            successful_syncs: u64::from(result.success),
+            failed_syncs: u64::from(!result.success),
+            nodes_sent: result.nodes_sent,
+            nodes_received: result.nodes_received,
+            conflicts_resolved: result.conflicts,
+        };
+        state.stats.add(&delta);
+        state.last_attempt = Some(now);
+        if result.success {
+            state.last_success = Some(now);
+            state.last_error = None;
+            state.failures = 0;
+        } else {
+            state.last_error = result.error.clone();
+            state.failures = state.failures.saturating_add(1);
+        }
+        let mut global = self.global_stats()?;
+        global.add(&delta);
+        let mut store = self.store.borrow_mut();
+        store.set_peer_state(url, Some(&state.encode()))?;
+        store.set_peer_state(GLOBAL_STATS_KEY, Some(&global.encode()))
+    }
+
+    async fn sync_peer_inner(
+        &self,
+        url: &str,
+        result: &mut PeerSyncResult,
+    ) -> Result<(), SyncError> {
+        let now = unix_millis_now();
+        let mut state = self.peer(url)?.unwrap_or_else(|| PeerState::new(url, now));
+        let info = self
+            .fetch(
+                ClientRequest::get(&format!("{url}/federation/info")),
+                "peer info",
+            )
+            .await?;
+        let info_fields = Fields::new(&info, "peer info");
+        let peer_id = info_fields.str("instanceId")?.to_owned();
+        if peer_id == self.instance_id.to_hex() {
+            return Err(SyncError::Peer(format!("{url} is this instance itself")));
+        }
+        let speaks_v2 = info_fields
+            .opt_array("protocols")?
+            .is_some_and(|protocols| {
+                protocols
+                    .iter()
+                    .any(|name| matches!(name, Value::String(name) if name == PROTOCOL_V2))
+            });
+        state.instance_name = info_fields.opt_str("instanceName")?.map(str::to_owned);
+        if state.instance_id.as_deref() != Some(peer_id.as_str()) {
+            if state.instance_id.is_some() {
+                self.log(format!("{url} is now instance {peer_id}; starting over"));
+            }
+            state.pull_seq = 0;
+            state.push_seq = 0;
+            state.legacy_pushed_until = 0;
+            state.instance_id = Some(peer_id.clone());
+        }
+        if speaks_v2 {
+            let epoch = info_fields.str("epoch")?.to_owned();
+            if state.epoch.as_deref() != Some(epoch.as_str()) {
+                if state.epoch.is_some() {
+                    self.log(format!(
+                        "{url} has a new store epoch; both checkpoints start over"
+                    ));
+                }
+                state.pull_seq = 0;
+                state.push_seq = 0;
+                state.epoch = Some(epoch.clone());
+            }
+            state.protocol = Some("v2".into());
+            self.store
+                .borrow_mut()
+                .set_peer_state(url, Some(&state.encode()))?;
+            self.pull_v2(url, &epoch, &mut state, result).await?;
+            self.push_v2(url, &mut state, result).await?;
+        } else {
+            state.protocol = Some("legacy".into());
+            self.store
+                .borrow_mut()
+                .set_peer_state(url, Some(&state.encode()))?;
+            self.sync_legacy(url, &peer_id, &mut state, result).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends `request` and reads a JSON object answer, or says what went wrong.
+    async fn fetch(
+        &self,
+        request: ClientRequest,
+        what: &str,
+    ) -> Result<miniserde::json::Object, SyncError> {
+        let method = request.method.clone();
+        let url = request.url.clone();
+        let response: ClientResponse = self
+            .client
+            .send(request)
+            .await
+            .map_err(|error| SyncError::Peer(error.to_string()))?;
+        if !(200..300).contains(&response.status) {
+            let snippet: String = String::from_utf8_lossy(&response.body)
+                .chars()
+                .take(200)
+                .collect();
+            return Err(SyncError::Peer(format!(
+                "{method} {url} answered {}: {}",
+                response.status,
+                snippet.trim()
+            )));
+        }
+        parse_object(&response.body, &format!("{what} from {url}")).map_err(SyncError::from)
+    }
+
+    fn post_json(&self, url: String, body: Value) -> ClientRequest {
+        ClientRequest::post(
+            &url,
+            "application/json",
+            json::to_string(&body).into_bytes(),
+        )
+        .with_gzip_body()
+    }
+
+    fn apply(
+        &self,
+        records: &[RemoteRecord],
+        peer_state: Option<(&str, &[u8])>,
+    ) -> Result<ApplyOutcome, StoreError> {
+        self.store.borrow_mut().apply_remote(
+            records,
+            unix_millis_now(),
+            self.max_clock_skew_millis,
+            peer_state,
+        )
+    }
+
+    async fn pull_v2(
+        &self,
+        url: &str,
+        epoch: &str,
+        state: &mut PeerState,
+        result: &mut PeerSyncResult,
+    ) -> Result<(), SyncError> {
+        loop {
+            let request = ClientRequest::get(&format!(
+                "{url}/federation/v2/changes?after={}&limit={SYNC_BATCH_RECORDS}&max_bytes={SYNC_BATCH_BYTES}",
+                state.pull_seq
+            ));
+            let page = self.fetch(request, "changes page").await?;
+            let fields = Fields::new(&page, "changes page");
+            if fields.str("epoch")? != epoch {
+                return Err(SyncError::Peer(format!(
+                    "{url} changed its store epoch during the sync; it starts over next time"
+                )));
+            }
+            let last_seq = fields.u64("last_seq")?;
+            let more = fields.opt_bool("more")?.unwrap_or(false);
+            let mut records = Vec::new();
+            for (index, value) in fields.array("records")?.iter().enumerate() {
+                match self.verified_record(value, &format!("record {} from {url}", index + 1)) {
+                    Ok(record) => records.push(record),
+                    Err(reason) => result.rejected.push(reason),
+                }
+            }
+            let mut next = state.clone();
+            next.pull_seq = last_seq;
+            let outcome = self.apply(&records, Some((url, &next.encode())))?;
+            *state = next;
+            result.nodes_received += outcome.applied;
+            result.conflicts += outcome.conflicts;
+            result.rejected.extend(
+                outcome
+                    .rejected
+                    .iter()
+                    .map(|(id, reason)| format!("{id}: {reason}")),
+            );
+            self.log(format!(
+                "pulled {} record(s) from {url} up to seq {last_seq}: {} applied, {} unchanged, {} stale",
+                records.len(),
+                outcome.applied,
+                outcome.unchanged,
+                outcome.stale
+            ));
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads a wire record and checks its author signature when it carries one.
+    pub fn verified_record(&self, value: &Value, context: &str) -> Result<RemoteRecord, String> {
+        let (record, author_key) = record_from_wire(value, context).map_err(|error| error.0)?;
+        if let (Some(signature), Some(key)) = (&record.signature, &author_key) {
+            let key = crate::trust::PublicKey::from_base64(key)
+                .map_err(|error| format!("{context}: {error}"))?;
+            let canonical = match &record.body {
+                Body::Live(node) => crate::model::encode_node(node),
+                Body::Deleted { .. } => Vec::new(),
+            };
+            let signature = crate::trust::Signature::from_bytes(signature)
+                .map_err(|error| format!("{context}: {error}"))?;
+            crate::trust::verify_record(&key, &canonical, &record.version, &signature)
+                .map_err(|error| format!("{context} ({:?}): {error}", record.id))?;
+        }
+        Ok(record)
+    }
+
+    async fn push_v2(
+        &self,
+        url: &str,
+        state: &mut PeerState,
+        result: &mut PeerSyncResult,
+    ) -> Result<(), SyncError> {
+        let ours = Value::String(self.instance_id.to_hex());
+        loop {
+            let page = self.store.borrow().changes_since(
+                state.push_seq,
+                SYNC_BATCH_RECORDS,
+                SYNC_BATCH_BYTES,
+            )?;
+            if page.records.is_empty() {
+                return Ok(());
+            }
+            let offers: Array = page
+                .records
+                .iter()
+                .map(|record| {
+                    let mut offer = miniserde::json::Object::new();
+                    offer.insert("id".into(), Value::String(record.id.clone()));
+                    offer.insert(
+                        "version".into(),
+                        Value::String(record.meta.version.to_wire()),
+                    );
+                    Value::Object(offer)
+                })
+                .collect();
+            let body = object_value([
+                ("instanceId", ours.clone()),
+                ("offers", Value::Array(offers)),
+            ]);
+            let answer = self
+                .fetch(
+                    self.post_json(format!("{url}/federation/v2/offer"), body),
+                    "offer answer",
+                )
+                .await?;
+            let want: BTreeSet<String> = Fields::new(&answer, "offer answer")
+                .array("want")?
+                .iter()
+                .filter_map(|id| match id {
+                    Value::String(id) => Some(id.clone()),
+                    _ => None,
+                })
+                .collect();
+            let records: Array = page
+                .records
+                .iter()
+                .filter(|record| want.contains(&record.id))
+                .map(|record| {
+                    let key = (record.meta.version.origin == self.instance_id)
+                        .then_some(self.public_key.as_str());
+                    record_to_wire(record, key)
+                })
+                .collect();
+            let sent = records.len() as u64;
+            if sent > 0 {
+                let body = object_value([
+                    ("instanceId", ours.clone()),
+                    ("records", Value::Array(records)),
+                ]);
+                let answer = self
+                    .fetch(
+                        self.post_json(format!("{url}/federation/v2/push"), body),
+                        "push answer",
+                    )
+                    .await?;
+                let fields = Fields::new(&answer, "push answer");
+                result.conflicts += fields.opt_u64("conflicts")?.unwrap_or(0);
+            }
+            result.nodes_sent += sent;
+            state.push_seq = page.last_seq;
+            self.store
+                .borrow_mut()
+                .set_peer_state(url, Some(&state.encode()))?;
+            self.log(format!(
+                "offered {} record(s) to {url}, it wanted {sent}; pushed up to our seq {}",
+                page.records.len(),
+                page.last_seq
+            ));
+            if !page.more {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn sync_legacy(
+        &self,
+        url: &str,
+        peer_id: &str,
+        state: &mut PeerState,
+        result: &mut PeerSyncResult,
+    ) -> Result<(), SyncError> {
+        let origin = legacy_origin(peer_id);
+        let answer = self
+            .fetch(
+                ClientRequest::get(&format!("{url}/federation/nodes")),
+                "node list",
+            )
+            .await?;
+        let mut records = Vec::new();
+        for (index, row) in Fields::new(&answer, "node list")
+            .array("nodes")?
+            .iter()
+            .enumerate()
+        {
+            match legacy_record(row, origin) {
+                Ok(record) => records.push(record),
+                Err(error) => result
+                    .rejected
+                    .push(format!("node {} from {url}: {error}", index + 1)),
+            }
+        }
+        for batch in records.chunks(SYNC_BATCH_RECORDS) {
+            let outcome = self.apply(batch, None)?;
+            result.nodes_received += outcome.applied;
+            result.conflicts += outcome.conflicts;
+            result.rejected.extend(
+                outcome
+                    .rejected
+                    .iter()
+                    .map(|(id, reason)| format!("{id}: {reason}")),
+            );
+        }
+        // Push what changed here since the last push, except what came from that peer.
+        let mut rows = Array::new();
+        let mut newest = state.legacy_pushed_until;
+        self.store.borrow().scan(&Query::default(), |node, meta| {
+            let updated = meta.updated_at.unwrap_or(0);
+            if updated > state.legacy_pushed_until && meta.version.origin != origin {
+                newest = newest.max(updated);
+                rows.push(ark_row(&node));
+            }
+            true
+        })?;
+        let sent = rows.len() as u64;
+        if sent > 0 {
+            let body = object_value([
+                ("instanceId", Value::String(self.instance_id.to_hex())),
+                ("nodes", Value::Array(rows)),
+            ]);
+            self.fetch(
+                self.post_json(format!("{url}/federation/sync"), body),
+                "sync answer",
+            )
+            .await?;
+        }
+        result.nodes_sent += sent;
+        state.legacy_pushed_until = newest;
+        self.store
+            .borrow_mut()
+            .set_peer_state(url, Some(&state.encode()))?;
+        Ok(())
+    }
+}
+
+fn object_value<const N: usize>(pairs: [(&str, Value); N]) -> Value {
+    Value::Object(
+        pairs
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value))
+            .collect(),
+    )
+}

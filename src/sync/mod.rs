@@ -1,0 +1,10 @@
+//! Federation sync: per-peer state and checkpoints, the pure decisions of a sync
+//! (`engine`), and running a sync against a peer over HTTP (`client`).
+
+mod client;
+mod engine;
+mod peer;
+
+pub use client::{PeerSyncResult, Syncer};
+pub use engine::{backoff_delay, jittered, wanted_ids};
+pub use peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};

@@ -1,0 +1,202 @@
+//! What we remember about each peer, persisted in the store's peer table as JSON:
+//! its identity, both checkpoints, backoff and statistics.
+//!
+//! Checkpoints: `pull_seq` is the peer's change sequence we have applied up to (valid
+//! only for the peer's store `epoch`); `push_seq` is our change sequence the peer has
+//! acknowledged. Both advance only after the batch they cover is committed.
+
+use miniserde::json::{self, Number, Object, Value};
+
+use crate::protocol::{Fields, WireError, parse_object};
+
+/// The peer-table key holding the instance-wide totals. Peer keys are URLs, which
+/// never start with `~`.
+pub const GLOBAL_STATS_KEY: &str = "~federation-stats";
+
+/// ARK's sync counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    pub total_syncs: u64,
+    pub successful_syncs: u64,
+    pub failed_syncs: u64,
+    pub nodes_sent: u64,
+    pub nodes_received: u64,
+    pub conflicts_resolved: u64,
+}
+
+impl SyncStats {
+    pub fn add(&mut self, other: &SyncStats) {
+        self.total_syncs += other.total_syncs;
+        self.successful_syncs += other.successful_syncs;
+        self.failed_syncs += other.failed_syncs;
+        self.nodes_sent += other.nodes_sent;
+        self.nodes_received += other.nodes_received;
+        self.conflicts_resolved += other.conflicts_resolved;
+    }
+
+    /// ARK's field names.
+    pub fn to_json(&self) -> Value {
+        let number = |n: u64| Value::Number(Number::U64(n));
+        let mut object = Object::new();
+        object.insert("totalSyncs".into(), number(self.total_syncs));
+        object.insert("successfulSyncs".into(), number(self.successful_syncs));
+        object.insert("failedSyncs".into(), number(self.failed_syncs));
+        object.insert("nodesSent".into(), number(self.nodes_sent));
+        object.insert("nodesReceived".into(), number(self.nodes_received));
+        object.insert("conflictsResolved".into(), number(self.conflicts_resolved));
+        Value::Object(object)
+    }
+
+    pub fn from_json(fields: &Fields<'_>) -> Result<SyncStats, WireError> {
+        let get = |name: &str| fields.opt_u64(name).map(Option::unwrap_or_default);
+        Ok(SyncStats {
+            total_syncs: get("totalSyncs")?,
+            successful_syncs: get("successfulSyncs")?,
+            failed_syncs: get("failedSyncs")?,
+            nodes_sent: get("nodesSent")?,
+            nodes_received: get("nodesReceived")?,
+            conflicts_resolved: get("conflictsResolved")?,
+        })
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        json::to_string(&self.to_json()).into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<SyncStats, WireError> {
+        let object = parse_object(bytes, "stored federation stats")?;
+        SyncStats::from_json(&Fields::new(&object, "stored federation stats"))
+    }
+}
+
+/// One peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerState {
+    pub url: String,
+    pub added_at: u64,
+    /// The peer's instance id as it reports it (64 hex for ark-lattice, any text for ARK).
+    pub instance_id: Option<String>,
+    pub instance_name: Option<String>,
+    /// `v2` or `legacy`, from the peer's `/federation/info`.
+    pub protocol: Option<String>,
+    /// The peer's store epoch (hex) that `pull_seq` belongs to.
+    pub epoch: Option<String>,
+    pub pull_seq: u64,
+    pub push_seq: u64,
+    /// Legacy peers: the newest `updated_at` (ms) pushed to them.
+    pub legacy_pushed_until: u64,
+    pub last_attempt: Option<u64>,
+    pub last_success: Option<u64>,
+    pub last_error: Option<String>,
+    /// Failures in a row; drives the backoff.
+    pub failures: u32,
+    pub stats: SyncStats,
+}
+
+impl PeerState {
+    pub fn new(url: &str, now: u64) -> PeerState {
+        PeerState {
+            url: url.to_owned(),
+            added_at: now,
+            ..PeerState::default()
+        }
+    }
+
+    /// Reachable at the last attempt.
+    pub fn is_active(&self) -> bool {
+        self.failures == 0 && self.last_success.is_some()
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut object = Object::new();
+        let text = |value: &str| Value::String(value.to_owned());
+        let number = |n: u64| Value::Number(Number::U64(n));
+        let optional_text = |value: &Option<String>| value.as_deref().map_or(Value::Null, text);
+        let optional_number = |value: Option<u64>| value.map_or(Value::Null, number);
+        object.insert("url".into(), text(&self.url));
+        object.insert("addedAt".into(), number(self.added_at));
+        object.insert("instanceId".into(), optional_text(&self.instance_id));
+        object.insert("instanceName".into(), optional_text(&self.instance_name));
+        object.insert("protocol".into(), optional_text(&self.protocol));
+        object.insert("epoch".into(), optional_text(&self.epoch));
+        object.insert("pullSeq".into(), number(self.pull_seq));
+        object.insert("pushSeq".into(), number(self.push_seq));
+        object.insert("legacyPushedUntil".into(), number(self.legacy_pushed_until));
+        object.insert("lastAttempt".into(), optional_number(self.last_attempt));
+        object.insert("lastSync".into(), optional_number(self.last_success));
+        object.insert("lastError".into(), optional_text(&self.last_error));
+        object.insert("failures".into(), number(u64::from(self.failures)));
+        object.insert("active".into(), Value::Bool(self.is_active()));
+        object.insert("stats".into(), self.stats.to_json());
+        Value::Object(object)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        json::to_string(&self.to_json()).into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<PeerState, WireError> {
+        let object = parse_object(bytes, "stored peer state")?;
+        let fields = Fields::new(&object, "stored peer state");
+        let owned = |value: Option<&str>| value.map(str::to_owned);
+        let stats = match fields.get("stats") {
+            Some(value) => SyncStats::from_json(&Fields::of(value, "stored peer stats")?)?,
+            None => SyncStats::default(),
+        };
+        Ok(PeerState {
+            url: fields.str("url")?.to_owned(),
+            added_at: fields.opt_u64("addedAt")?.unwrap_or(0),
+            instance_id: owned(fields.opt_str("instanceId")?),
+            instance_name: owned(fields.opt_str("instanceName")?),
+            protocol: owned(fields.opt_str("protocol")?),
+            epoch: owned(fields.opt_str("epoch")?),
+            pull_seq: fields.opt_u64("pullSeq")?.unwrap_or(0),
+            push_seq: fields.opt_u64("pushSeq")?.unwrap_or(0),
+            legacy_pushed_until: fields.opt_u64("legacyPushedUntil")?.unwrap_or(0),
+            last_attempt: fields.opt_u64("lastAttempt")?,
+            last_success: fields.opt_u64("lastSync")?,
+            last_error: owned(fields.opt_str("lastError")?),
+            failures: fields
+                .opt_u64("failures")?
+                .unwrap_or(0)
+                .min(u64::from(u32::MAX)) as u32,
+            stats,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_state_round_trips() {
+        let state = PeerState {
+            url: "http://10.0.0.5:9000".into(),
+            added_at: 5,
+            instance_id: Some("ab".into()),
+            instance_name: None,
+            protocol: Some("v2".into()),
+            epoch: Some("00ff".into()),
+            pull_seq: 10,
+            push_seq: 20,
+            legacy_pushed_until: 30,
+            last_attempt: Some(40),
+            last_success: Some(40),
+            last_error: Some("timeout".into()),
+            failures: 2,
+            stats: SyncStats {
+                total_syncs: 3,
+                successful_syncs: 1,
+                failed_syncs: 2,
+                nodes_sent: 4,
+                nodes_received: 5,
+                conflicts_resolved: 6,
+            },
+        };
+        assert_eq!(PeerState::decode(&state.encode()), Ok(state.clone()));
+        assert!(!state.is_active());
+        assert_eq!(SyncStats::decode(&state.stats.encode()), Ok(state.stats));
+        assert!(PeerState::decode(b"{}").is_err());
+    }
+}
