@@ -34,9 +34,13 @@ SIZE_BUDGET ?= 2500000
 build:
 	$(CARGO) build --release
 
+# A node on the default state dir, with ARK's demo data imported on first run
+# (re-importing changes nothing). Ctrl-C stops it gracefully.
 run: build
-	./target/release/ark-lattice --data-dir $(DATA_DIR) import $(SHARED_DATA)/ark-lattice-nodes.json
-	./target/release/ark-lattice --data-dir $(DATA_DIR) stats
+	@if [ -f $(SHARED_DATA)/ark-lattice-nodes.json ]; then \
+		./target/release/ark-lattice --data-dir $(DATA_DIR) import $(SHARED_DATA)/ark-lattice-nodes.json; \
+	else echo "demo data not found at $(SHARED_DATA); starting with the lattice as it is"; fi
+	./target/release/ark-lattice --data-dir $(DATA_DIR) serve
 
 test:
 	$(CARGO) test --all-targets

@@ -14,7 +14,7 @@ another process, 4 record not found, 5 import finished with invalid records."
 )]
 pub struct Args {
     /// state directory holding the store and the instance key (default:
-    /// $LATTICE_PATH, else ./ark-lattice-data)
+    /// $LATTICE_PATH, else $STATE_DIRECTORY, else ./ark-lattice-data)
     #[argh(option)]
     pub data_dir: Option<String>,
 

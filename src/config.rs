@@ -139,6 +139,8 @@ impl Config {
             .data_dir
             .clone()
             .or_else(|| env("LATTICE_PATH").filter(|path| !path.is_empty()))
+            // systemd's StateDirectory= (the unit in systemd/ sets it).
+            .or_else(|| env("STATE_DIRECTORY").filter(|path| !path.is_empty()))
             .unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned());
         if data_dir.trim().is_empty() {
             return Err(Error::Config("--data-dir is empty".into()));
