@@ -11,16 +11,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use redb::{
-    Database, MultimapTableDefinition, ReadTransaction, ReadableDatabase, ReadableMultimapTable,
-    ReadableTable, ReadableTableMetadata, WriteTransaction,
-};
+use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::error::StoreError;
 use super::record::{self, Body, Record, RecordMeta};
 use super::tables::{
-    BY_CATEGORY, BY_LANGUAGE, BY_TYPE, CHANGES, CONFLICTS, META, NODES, PEERS, TOMBSTONES,
-    meta_keys,
+    AUTHOR_KEYS, BY_CATEGORY, BY_LANGUAGE, BY_TYPE, CHANGES, CONFLICTS, META, NODES, PEERS,
+    TOMBSTONES, TRUST, meta_keys,
 };
 use crate::model::{Clock, ContentHash, Hlc, InstanceId, Node, Version, encode_node};
 
@@ -130,14 +127,14 @@ pub type Signer = Box<dyn Fn(&[u8], &Version) -> [u8; 64]>;
 
 /// The lattice store. Single-threaded: writes take `&mut self`.
 pub struct Store {
-    signer: Option<Signer>,
-    db: Database,
-    path: PathBuf,
-    instance_id: InstanceId,
-    epoch: [u8; 16],
-    clock: Clock,
-    last_seq: u64,
-    last_conflict: u64,
+    pub(super) signer: Option<Signer>,
+    pub(super) db: Database,
+    pub(super) path: PathBuf,
+    pub(super) instance_id: InstanceId,
+    pub(super) epoch: [u8; 16],
+    pub(super) clock: Clock,
+    pub(super) last_seq: u64,
+    pub(super) last_conflict: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -151,7 +148,7 @@ impl std::fmt::Debug for Store {
     }
 }
 
-type Index = MultimapTableDefinition<'static, &'static str, &'static str>;
+pub(super) type Index = MultimapTableDefinition<'static, &'static str, &'static str>;
 
 /// The indexed fields of a node, in the order of `INDEXES`.
 fn index_keys(node: &Node) -> [Option<&str>; 3] {
@@ -230,14 +227,14 @@ impl Store {
         self.clock.high_water()
     }
 
-    fn fail<E: Into<redb::Error>>(&self) -> impl Fn(E) -> StoreError + '_ {
+    pub(super) fn fail<E: Into<redb::Error>>(&self) -> impl Fn(E) -> StoreError + '_ {
         move |error| StoreError::Storage {
             path: self.path.clone(),
             source: error.into(),
         }
     }
 
-    fn damaged(&self, key: &str, reason: impl Into<String>) -> StoreError {
+    pub(super) fn damaged(&self, key: &str, reason: impl Into<String>) -> StoreError {
         StoreError::Damaged {
             path: self.path.clone(),
             key: key.to_owned(),
@@ -306,6 +303,8 @@ impl Store {
             txn.open_table(CHANGES).map_err(self.fail())?;
             txn.open_table(CONFLICTS).map_err(self.fail())?;
             txn.open_table(PEERS).map_err(self.fail())?;
+            txn.open_table(TRUST).map_err(self.fail())?;
+            txn.open_table(AUTHOR_KEYS).map_err(self.fail())?;
             for index in INDEXES {
                 txn.open_multimap_table(index).map_err(self.fail())?;
             }
@@ -676,259 +675,6 @@ impl Store {
             .map_err(self.fail())?;
         Ok(())
     }
-
-    fn read(&self) -> Result<ReadTransaction, StoreError> {
-        self.db.begin_read().map_err(self.fail())
-    }
-
-    /// The live node or tombstone stored for `id`.
-    pub fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {
-        let read = self.read()?;
-        let nodes = read.open_table(NODES).map_err(self.fail())?;
-        if let Some(value) = nodes.get(id).map_err(self.fail())? {
-            let (node, meta) =
-                record::decode_live(value.value()).map_err(|reason| self.damaged(id, reason))?;
-            return Ok(Some(Record {
-                id: id.to_owned(),
-                meta,
-                body: Body::Live(node),
-            }));
-        }
-        let tombstones = read.open_table(TOMBSTONES).map_err(self.fail())?;
-        if let Some(value) = tombstones.get(id).map_err(self.fail())? {
-            let (meta, deleted_at) = record::decode_tombstone(value.value())
-                .map_err(|reason| self.damaged(id, reason))?;
-            return Ok(Some(Record {
-                id: id.to_owned(),
-                meta,
-                body: Body::Deleted { deleted_at },
-            }));
-        }
-        Ok(None)
-    }
-
-    /// Live nodes matching `query`, in id order.
-    pub fn query(&self, query: &Query) -> Result<Vec<(Node, RecordMeta)>, StoreError> {
-        let mut found = Vec::new();
-        self.scan(query, |node, meta| {
-            found.push((node, meta));
-            true
-        })?;
-        Ok(found)
-    }
-
-    /// Calls `visit` for each live node matching `query` in id order until it returns
-    /// `false` or `query.limit` nodes were visited. Uses an index when the query names a
-    /// type, language or category.
-    pub fn scan(
-        &self,
-        query: &Query,
-        mut visit: impl FnMut(Node, RecordMeta) -> bool,
-    ) -> Result<(), StoreError> {
-        let read = self.read()?;
-        let nodes = read.open_table(NODES).map_err(self.fail())?;
-        let search = query.search.as_ref().map(|text| text.to_lowercase());
-        let limit = query.limit.unwrap_or(usize::MAX);
-        let mut visited = 0;
-        let mut consider = |id: &str, bytes: &[u8]| -> Result<bool, StoreError> {
-            if visited >= limit {
-                return Ok(false);
-            }
-            let (node, meta) =
-                record::decode_live(bytes).map_err(|reason| self.damaged(id, reason))?;
-            if matches(&node, query, search.as_deref()) {
-                visited += 1;
-                return Ok(visit(node, meta) && visited < limit);
-            }
-            Ok(true)
-        };
-        let indexed = [
-            (BY_TYPE, &query.node_type),
-            (BY_LANGUAGE, &query.language),
-            (BY_CATEGORY, &query.category),
-        ]
-        .into_iter()
-        .find_map(|(index, key)| key.as_ref().map(|key| (index, key)));
-        let after = query.after.as_deref().unwrap_or("");
-        if let Some((index, key)) = indexed {
-            let table = read.open_multimap_table(index).map_err(self.fail())?;
-            for id in table.get(key.as_str()).map_err(self.fail())? {
-                let id = id.map_err(self.fail())?;
-                let id = id.value();
-                if id <= after && query.after.is_some() {
-                    continue;
-                }
-                let Some(value) = nodes.get(id).map_err(self.fail())? else {
-                    return Err(self.damaged(id, "index entry without a node"));
-                };
-                if !consider(id, value.value())? {
-                    break;
-                }
-            }
-        } else {
-            let range = match &query.after {
-                Some(after) => nodes.range::<&str>((
-                    std::ops::Bound::Excluded(after.as_str()),
-                    std::ops::Bound::Unbounded,
-                )),
-                None => nodes.range::<&str>(..),
-            }
-            .map_err(self.fail())?;
-            for entry in range {
-                let (id, value) = entry.map_err(self.fail())?;
-                if !consider(id.value(), value.value())? {
-                    break;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Changes after sequence `after_seq`, at most `limit` records and about `max_bytes`
-    /// of stored bytes (at least one record is returned if any is pending).
-    pub fn changes_since(
-        &self,
-        after_seq: u64,
-        limit: usize,
-        max_bytes: usize,
-    ) -> Result<ChangePage, StoreError> {
-        let read = self.read()?;
-        let changes = read.open_table(CHANGES).map_err(self.fail())?;
-        let nodes = read.open_table(NODES).map_err(self.fail())?;
-        let tombstones = read.open_table(TOMBSTONES).map_err(self.fail())?;
-        let mut page = ChangePage {
-            last_seq: after_seq,
-            ..ChangePage::default()
-        };
-        let mut bytes = 0;
-        for entry in changes
-            .range(after_seq.saturating_add(1)..)
-            .map_err(self.fail())?
-        {
-            let (seq, id) = entry.map_err(self.fail())?;
-            if page.records.len() >= limit || (bytes >= max_bytes && !page.records.is_empty()) {
-                page.more = true;
-                break;
-            }
-            let id = id.value();
-            let record = if let Some(value) = nodes.get(id).map_err(self.fail())? {
-                bytes += value.value().len();
-                let (node, meta) = record::decode_live(value.value())
-                    .map_err(|reason| self.damaged(id, reason))?;
-                Record {
-                    id: id.to_owned(),
-                    meta,
-                    body: Body::Live(node),
-                }
-            } else if let Some(value) = tombstones.get(id).map_err(self.fail())? {
-                bytes += value.value().len();
-                let (meta, deleted_at) = record::decode_tombstone(value.value())
-                    .map_err(|reason| self.damaged(id, reason))?;
-                Record {
-                    id: id.to_owned(),
-                    meta,
-                    body: Body::Deleted { deleted_at },
-                }
-            } else {
-                return Err(self.damaged(id, format!("change {} points at no record", seq.value())));
-            };
-            page.last_seq = seq.value();
-            page.records.push(record);
-        }
-        Ok(page)
-    }
-
-    /// Counts by type, language and category, and the size of the store file.
-    pub fn stats(&self) -> Result<Stats, StoreError> {
-        let read = self.read()?;
-        let count_index = |index: Index| -> Result<BTreeMap<String, u64>, StoreError> {
-            let table = read.open_multimap_table(index).map_err(self.fail())?;
-            let mut counts = BTreeMap::new();
-            for entry in table.iter().map_err(self.fail())? {
-                let (key, values) = entry.map_err(self.fail())?;
-                counts.insert(key.value().to_owned(), values.len());
-            }
-            Ok(counts)
-        };
-        Ok(Stats {
-            nodes: read
-                .open_table(NODES)
-                .map_err(self.fail())?
-                .len()
-                .map_err(self.fail())?,
-            tombstones: read
-                .open_table(TOMBSTONES)
-                .map_err(self.fail())?
-                .len()
-                .map_err(self.fail())?,
-            conflicts: read
-                .open_table(CONFLICTS)
-                .map_err(self.fail())?
-                .len()
-                .map_err(self.fail())?,
-            last_seq: self.last_seq,
-            file_bytes: std::fs::metadata(&self.path)
-                .map(|meta| meta.len())
-                .unwrap_or(0),
-            by_type: count_index(BY_TYPE)?,
-            by_language: count_index(BY_LANGUAGE)?,
-            by_category: count_index(BY_CATEGORY)?,
-        })
-    }
-
-    /// The newest `limit` entries of the conflict log, newest first.
-    pub fn conflicts(&self, limit: usize) -> Result<Vec<Conflict>, StoreError> {
-        let read = self.read()?;
-        let table = read.open_table(CONFLICTS).map_err(self.fail())?;
-        let mut found = Vec::new();
-        for entry in table.iter().map_err(self.fail())?.rev().take(limit) {
-            let (number, value) = entry.map_err(self.fail())?;
-            let key = format!("conflict {}", number.value());
-            let conflict = decode_conflict(number.value(), value.value())
-                .map_err(|reason| self.damaged(&key, reason))?;
-            found.push(conflict);
-        }
-        Ok(found)
-    }
-
-    /// The sync layer's saved state for `peer`.
-    pub fn peer_state(&self, peer: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let read = self.read()?;
-        let table = read.open_table(PEERS).map_err(self.fail())?;
-        Ok(table
-            .get(peer)
-            .map_err(self.fail())?
-            .map(|value| value.value().to_vec()))
-    }
-
-    /// Every peer's saved state, in key order.
-    pub fn peer_states(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let read = self.read()?;
-        let table = read.open_table(PEERS).map_err(self.fail())?;
-        let mut found = Vec::new();
-        for entry in table.iter().map_err(self.fail())? {
-            let (key, value) = entry.map_err(self.fail())?;
-            found.push((key.value().to_owned(), value.value().to_vec()));
-        }
-        Ok(found)
-    }
-
-    /// Saves (`Some`) or forgets (`None`) the state of `peer`.
-    pub fn set_peer_state(&mut self, peer: &str, state: Option<&[u8]>) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(self.fail())?;
-        {
-            let mut table = txn.open_table(PEERS).map_err(self.fail())?;
-            match state {
-                Some(state) => {
-                    table.insert(peer, state).map_err(self.fail())?;
-                }
-                None => {
-                    table.remove(peer).map_err(self.fail())?;
-                }
-            }
-        }
-        txn.commit().map_err(self.fail())
-    }
 }
 
 impl RemoteRecord {
@@ -946,51 +692,6 @@ fn local_body_is_deleted(body: &Body) -> bool {
 
 fn remote_is_deleted(body: &Body) -> bool {
     matches!(body, Body::Deleted { .. })
-}
-
-fn matches(node: &Node, query: &Query, search_lower: Option<&str>) -> bool {
-    let equal = |filter: &Option<String>, value: Option<&str>| {
-        filter.as_deref().is_none_or(|wanted| value == Some(wanted))
-    };
-    equal(&query.node_type, Some(&node.node_type))
-        && equal(&query.language, node.language.as_deref())
-        && equal(&query.category, node.category.as_deref())
-        && query
-            .capability
-            .as_ref()
-            .is_none_or(|wanted| node.capabilities.iter().any(|have| have == wanted))
-        && search_lower.is_none_or(|needle| {
-            node.id.to_lowercase().contains(needle) || node.value.to_lowercase().contains(needle)
-        })
-}
-
-fn decode_conflict(number: u64, bytes: &[u8]) -> Result<Conflict, String> {
-    let take = |range: std::ops::Range<usize>| bytes.get(range).ok_or("truncated conflict entry");
-    let resolved_at = u64::from_be_bytes(take(0..8)?.try_into().expect("8 bytes"));
-    let winner = Version {
-        hlc: Hlc(u64::from_be_bytes(
-            take(8..16)?.try_into().expect("8 bytes"),
-        )),
-        origin: InstanceId(take(16..48)?.try_into().expect("32 bytes")),
-    };
-    let id_length = u32::from_be_bytes(take(48..52)?.try_into().expect("4 bytes")) as usize;
-    let id =
-        String::from_utf8(take(52..52 + id_length)?.to_vec()).map_err(|_| "id is not UTF-8")?;
-    let rest = &bytes[52 + id_length..];
-    let (kind, value) = rest.split_first().ok_or("truncated conflict entry")?;
-    let (meta, body) = if *kind == 0 {
-        let (node, meta) = record::decode_live(value)?;
-        (meta, Body::Live(node))
-    } else {
-        let (meta, deleted_at) = record::decode_tombstone(value)?;
-        (meta, Body::Deleted { deleted_at })
-    };
-    Ok(Conflict {
-        number,
-        resolved_at,
-        winner,
-        loser: Record { id, meta, body },
-    })
 }
 
 fn open_error(path: &Path, error: redb::DatabaseError) -> StoreError {

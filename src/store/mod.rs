@@ -6,7 +6,9 @@
 
 mod error;
 mod lattice;
+mod read;
 mod record;
+mod state;
 mod tables;
 
 pub use error::StoreError;
@@ -15,6 +17,7 @@ pub use lattice::{
     StoreOptions, WriteSummary,
 };
 pub use record::{Body, Record, RecordMeta};
+pub use state::StateTable;
 
 #[cfg(test)]
 mod tests;

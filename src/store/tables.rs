@@ -22,6 +22,12 @@ pub(crate) const CONFLICTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::n
 pub(crate) const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 /// Per-peer sync state (checkpoints, stats), owned by the sync layer as opaque bytes.
 pub(crate) const PEERS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("peers");
+/// Instance id (hex) -> trust entry, owned by the trust layer as opaque bytes.
+pub(crate) const TRUST: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("trust");
+/// Instance id (hex) -> author public key (32 bytes), learned from verified records so a
+/// relay can forward them with the author's key.
+pub(crate) const AUTHOR_KEYS: TableDefinition<'_, &str, &[u8]> =
+    TableDefinition::new("author_keys");
 
 pub(crate) mod meta_keys {
     pub const SCHEMA: &str = "schema_version";

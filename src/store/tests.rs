@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use super::state::StateTable;
 use super::*;
 use crate::model::{ContentHash, Hlc, InstanceId, Node, Version};
 
@@ -285,7 +286,7 @@ fn versions_from_the_future_and_bad_hashes_are_refused() {
     );
     assert!(store.get("f").unwrap().is_none());
     assert_eq!(
-        store.peer_state("peer").unwrap().as_deref(),
+        store.state(StateTable::Peers, "peer").unwrap().as_deref(),
         Some(&b"state"[..])
     );
     // The clock moved past the accepted remote version.

@@ -33,7 +33,7 @@ use crate::protocol::{
     Fields, PROTOCOL_V2, WireError, ark_row, legacy_origin, legacy_record, parse_object,
     record_from_wire, record_to_wire,
 };
-use crate::store::{ApplyOutcome, Body, Query, RemoteRecord, Store, StoreError};
+use crate::store::{ApplyOutcome, Body, Query, RemoteRecord, StateTable, Store, StoreError};
 
 /// What one sync with one peer did, in the shape of ARK's sync result.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -141,7 +141,7 @@ impl Syncer {
 
     /// Every peer, in URL order.
     pub fn peers(&self) -> Result<Vec<PeerState>, StoreError> {
-        let states = self.store.borrow().peer_states()?;
+        let states = self.store.borrow().states(StateTable::Peers)?;
         Ok(states
             .into_iter()
             .filter(|(key, _)| !key.starts_with('~'))
@@ -156,7 +156,7 @@ impl Syncer {
     }
 
     pub fn peer(&self, url: &str) -> Result<Option<PeerState>, StoreError> {
-        let bytes = self.store.borrow().peer_state(url)?;
+        let bytes = self.store.borrow().state(StateTable::Peers, url)?;
         Ok(bytes.and_then(|bytes| PeerState::decode(&bytes).ok()))
     }
 
@@ -168,7 +168,7 @@ impl Syncer {
         let state = PeerState::new(url, unix_millis_now());
         self.store
             .borrow_mut()
-            .set_peer_state(url, Some(&state.encode()))?;
+            .set_state(StateTable::Peers, url, Some(&state.encode()))?;
         Ok(true)
     }
 
@@ -177,13 +177,18 @@ impl Syncer {
         if self.peer(url)?.is_none() {
             return Ok(false);
         }
-        self.store.borrow_mut().set_peer_state(url, None)?;
+        self.store
+            .borrow_mut()
+            .set_state(StateTable::Peers, url, None)?;
         Ok(true)
     }
 
     /// Totals over every sync this instance ran.
     pub fn global_stats(&self) -> Result<SyncStats, StoreError> {
-        let bytes = self.store.borrow().peer_state(GLOBAL_STATS_KEY)?;
+        let bytes = self
+            .store
+            .borrow()
+            .state(StateTable::Peers, GLOBAL_STATS_KEY)?;
         Ok(bytes
             .and_then(|bytes| SyncStats::decode(&bytes).ok())
             .unwrap_or_default())
@@ -241,8 +246,8 @@ impl Syncer {
         let mut global = self.global_stats()?;
         global.add(&delta);
         let mut store = self.store.borrow_mut();
-        store.set_peer_state(url, Some(&state.encode()))?;
-        store.set_peer_state(GLOBAL_STATS_KEY, Some(&global.encode()))
+        store.set_state(StateTable::Peers, url, Some(&state.encode()))?;
+        store.set_state(StateTable::Peers, GLOBAL_STATS_KEY, Some(&global.encode()))
     }
 
     async fn sync_peer_inner(
@@ -295,14 +300,14 @@ impl Syncer {
             state.protocol = Some("v2".into());
             self.store
                 .borrow_mut()
-                .set_peer_state(url, Some(&state.encode()))?;
+                .set_state(StateTable::Peers, url, Some(&state.encode()))?;
             self.pull_v2(url, &epoch, &mut state, result).await?;
             self.push_v2(url, &mut state, result).await?;
         } else {
             state.protocol = Some("legacy".into());
             self.store
                 .borrow_mut()
-                .set_peer_state(url, Some(&state.encode()))?;
+                .set_state(StateTable::Peers, url, Some(&state.encode()))?;
             self.sync_legacy(url, &peer_id, &mut state, result).await?;
         }
         Ok(())
@@ -504,7 +509,7 @@ impl Syncer {
             state.push_seq = page.last_seq;
             self.store
                 .borrow_mut()
-                .set_peer_state(url, Some(&state.encode()))?;
+                .set_state(StateTable::Peers, url, Some(&state.encode()))?;
             self.log(format!(
                 "offered {} record(s) to {url}, it wanted {sent}; pushed up to our seq {}",
                 page.records.len(),
@@ -581,7 +586,7 @@ impl Syncer {
         state.legacy_pushed_until = newest;
         self.store
             .borrow_mut()
-            .set_peer_state(url, Some(&state.encode()))?;
+            .set_state(StateTable::Peers, url, Some(&state.encode()))?;
         Ok(())
     }
 }
