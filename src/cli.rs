@@ -26,6 +26,11 @@ pub struct Args {
     #[argh(switch, short = 'v')]
     pub verbose: bool,
 
+    /// the instance key file (default: $ARK_FED_PRIVKEY as a base64 seed, else
+    /// identity.key in the state dir, made on first use)
+    #[argh(option)]
+    pub key_file: Option<String>,
+
     /// print the version and exit
     #[argh(switch)]
     pub version: bool,
@@ -48,6 +53,8 @@ pub enum Command {
     Conflicts(Conflicts),
     Serve(Serve),
     Federation(Federation),
+    Keygen(Keygen),
+    Trust(TrustArgs),
 }
 
 /// Import nodes from ARK topic files, JSON arrays (sqlite3 -json exports included) or NDJSON.
@@ -287,6 +294,17 @@ pub struct Serve {
     /// largest request body in KiB; larger gets 413 (default 4096)
     #[argh(option)]
     pub max_body_kb: Option<usize>,
+    /// strict (signed, trusted callers only; default) or open (also ARK's unsigned
+    /// protocol, for trusted LANs) (default: $FEDERATION_TRUST)
+    #[argh(option)]
+    pub trust: Option<String>,
+    /// accept manifests at POST /manifest from keys we do not trust, as ARK's Python
+    /// service did
+    #[argh(switch)]
+    pub open_registration: bool,
+    /// seconds a registered spoke stays in /discover without a heartbeat (default 120)
+    #[argh(option)]
+    pub peer_ttl: Option<u64>,
 }
 
 /// Manage federation: the background server, peers and syncs.
@@ -358,17 +376,25 @@ pub struct FederationSync {
     pub json: bool,
 }
 
-/// Add a peer by URL (http://host:port).
+/// Add a peer by URL (http://host:port) and pin its public key.
 #[derive(FromArgs, Debug)]
 #[argh(
     subcommand,
     name = "add-peer",
-    example = "ark-lattice federation add-peer http://192.168.1.20:9000"
+    example = "ark-lattice federation add-peer http://192.168.1.20:9000",
+    example = "ark-lattice federation add-peer http://hub.lan:9000 --pubkey mWlY68JAew/ikr0FFKmUfI82TsYwxBCeFVmKp/KgMXs= --tier core",
+    note = "The peer's key is fetched from its /federation/info (or given with --pubkey)\nand trusted with the tier (default core). Compare the printed fingerprint\nwith `ark-lattice federation status` on the peer."
 )]
 pub struct AddPeer {
     /// the peer's URL
     #[argh(positional)]
     pub url: String,
+    /// the peer's public key (base64); checked against what the peer reports
+    #[argh(option)]
+    pub pubkey: Option<String>,
+    /// core (two-way sync, default), sandbox (may pull) or external (info only)
+    #[argh(option)]
+    pub tier: Option<String>,
 }
 
 /// Remove a peer.
@@ -412,4 +438,99 @@ pub struct AutoSync {
     /// on or off
     #[argh(positional)]
     pub state: String,
+}
+
+/// Make an Ed25519 key pair, printed as ARK's PyNaCl snippet printed it.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "keygen",
+    example = "ark-lattice keygen",
+    example = "ark-lattice keygen --out /etc/ark-lattice/identity.key",
+    note = "Private Key is the base64 32-byte seed (ARK_FED_PRIVKEY), Public Key the base64\n32-byte verify key, both compatible with PyNaCl's SigningKey/VerifyKey."
+)]
+pub struct Keygen {
+    /// write the key to this file (mode 0600) instead of printing the private key
+    #[argh(option)]
+    pub out: Option<String>,
+}
+
+/// Manage trusted keys: who may sync with this instance, and how.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "trust")]
+pub struct TrustArgs {
+    #[argh(subcommand)]
+    pub command: TrustCommand,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum TrustCommand {
+    Add(TrustAdd),
+    List(TrustList),
+    Remove(TrustRemove),
+    Pending(TrustPending),
+    Accept(TrustAccept),
+}
+
+/// Trust a public key.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "add",
+    example = "ark-lattice trust add mWlY68JAew/ikr0FFKmUfI82TsYwxBCeFVmKp/KgMXs= --name hub --tier core"
+)]
+pub struct TrustAdd {
+    /// base64 Ed25519 public key
+    #[argh(positional)]
+    pub pubkey: String,
+    /// a name to show
+    #[argh(option)]
+    pub name: Option<String>,
+    /// core (default), sandbox or external
+    #[argh(option)]
+    pub tier: Option<String>,
+}
+
+/// List trusted keys.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "list")]
+pub struct TrustList {
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// Stop trusting a key (by fingerprint, instance id or public key).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "remove")]
+pub struct TrustRemove {
+    /// fingerprint, instance id (prefix) or base64 key
+    #[argh(positional)]
+    pub key: String,
+}
+
+/// List keys that signed requests to us but are not trusted yet.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "pending")]
+pub struct TrustPending {
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// Trust a pending key after comparing its fingerprint.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "accept",
+    example = "ark-lattice trust accept SHA256:4ea5-047e-57e7-ecc5"
+)]
+pub struct TrustAccept {
+    /// fingerprint, instance id (prefix) or base64 key
+    #[argh(positional)]
+    pub key: String,
+    /// core (default), sandbox or external
+    #[argh(option)]
+    pub tier: Option<String>,
 }

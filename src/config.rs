@@ -34,6 +34,34 @@ pub const SYNC_BATCH_BYTES: usize = 1024 * 1024;
 pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
 pub const BACKOFF_CAP: Duration = Duration::from_secs(15 * 60);
 
+/// How long a registered spoke stays in the hub's `/discover` without a heartbeat
+/// (ARK's Python service used 120 s).
+pub const DEFAULT_PEER_TTL_SECS: u64 = 120;
+/// How often a spoke re-registers its manifest at its hub.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Which callers the peer endpoints serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrustMode {
+    /// Our endpoints need requests signed by a trusted key, and records must carry
+    /// valid author signatures. The default.
+    Strict,
+    /// Unsigned callers are served as core peers and unsigned records accepted: ARK's
+    /// Node.js protocol, for trusted LANs with old ARK peers (`FEDERATION_TRUST=open`).
+    Open,
+}
+
+/// Where the instance key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `identity.key` in the state dir, made on first use.
+    StateDir,
+    /// `--key-file PATH`.
+    File(PathBuf),
+    /// `ARK_FED_PRIVKEY`: a base64 seed, as ARK's PyNaCl snippet prints it.
+    Seed(String),
+}
+
 /// ARK's federation modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FederationMode {
@@ -110,6 +138,11 @@ pub struct Config {
     pub verbose: bool,
     /// What the federation layer needs, also when the CLI syncs without a server.
     pub federation: FederationConfig,
+    pub key_source: KeySource,
+    /// `ARK_FED_PUBKEY`: a key trusted as core from the start (e.g. the hub's).
+    pub trusted_key: Option<String>,
+    /// `REDIS_URL` was set; it is ignored (state lives in the store), said once.
+    pub redis_url_ignored: bool,
 }
 
 /// Federation settings (from `serve` flags and `FEDERATION_*` variables).
@@ -125,6 +158,10 @@ pub struct FederationConfig {
     pub max_clock_skew: Duration,
     pub limits: ServerLimits,
     pub client: ClientConfig,
+    pub trust: TrustMode,
+    /// Accept `POST /manifest` from keys we do not trust (ARK's Python behaviour).
+    pub open_registration: bool,
+    pub peer_ttl: Duration,
 }
 
 impl Config {
@@ -181,6 +218,18 @@ impl Config {
             admin_token: env("ARK_ADMIN_TOKEN").filter(|token| !token.is_empty()),
             verbose,
             federation,
+            key_source: match (
+                &args.key_file,
+                env("ARK_FED_PRIVKEY").filter(|seed| !seed.trim().is_empty()),
+            ) {
+                (Some(path), _) => KeySource::File(PathBuf::from(path)),
+                (None, Some(seed)) => KeySource::Seed(seed.trim().to_owned()),
+                (None, None) => KeySource::StateDir,
+            },
+            trusted_key: env("ARK_FED_PUBKEY")
+                .map(|key| key.trim().to_owned())
+                .filter(|key| !key.is_empty()),
+            redis_url_ignored: env("REDIS_URL").is_some_and(|url| !url.is_empty()),
         })
     }
 
@@ -265,7 +314,22 @@ impl FederationConfig {
                 "--max-connections and --max-body-kb must be above 0".into(),
             ));
         }
+        let trust = match flags.trust.clone().or_else(|| env("FEDERATION_TRUST")) {
+            None => TrustMode::Strict,
+            Some(text) => match text.trim().to_ascii_lowercase().as_str() {
+                "strict" | "signed" => TrustMode::Strict,
+                "open" => TrustMode::Open,
+                _ => return Err(invalid("FEDERATION_TRUST", &text, "strict or open")),
+            },
+        };
+        let peer_ttl = flags.peer_ttl.unwrap_or(DEFAULT_PEER_TTL_SECS);
+        if peer_ttl == 0 {
+            return Err(Error::Config("--peer-ttl must be at least 1 second".into()));
+        }
         Ok(FederationConfig {
+            trust,
+            open_registration: flags.open_registration,
+            peer_ttl: Duration::from_secs(peer_ttl),
             bind,
             port,
             port_fallback: flags.port_fallback,

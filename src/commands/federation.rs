@@ -93,20 +93,50 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
         }
         FederationCommand::AddPeer(args) => {
             let answer = match &server {
-                Some(server) => call(
-                    config,
-                    server,
-                    "POST",
-                    "/api/federation/peers/add",
-                    Some(object([("peerUrl", Value::String(args.url.clone()))])),
-                )?,
-                None => in_process(config, |app| server::add_peer(app, &args.url))?,
+                Some(server) => {
+                    let mut body = vec![("peerUrl", Value::String(args.url.clone()))];
+                    if let Some(pubkey) = &args.pubkey {
+                        body.push(("pubkey", Value::String(pubkey.clone())));
+                    }
+                    if let Some(tier) = &args.tier {
+                        body.push(("tier", Value::String(tier.clone())));
+                    }
+                    let body = Value::Object(
+                        body.into_iter()
+                            .map(|(key, value)| (key.to_owned(), value))
+                            .collect(),
+                    );
+                    call(
+                        config,
+                        server,
+                        "POST",
+                        "/api/federation/peers/add",
+                        Some(body),
+                    )?
+                }
+                None => {
+                    let app = App::open(config)?;
+                    let answer = smol::block_on(server::add_peer(
+                        &app,
+                        &args.url,
+                        args.pubkey.as_deref(),
+                        args.tier.as_deref(),
+                    ));
+                    into_object(answer.map_err(api_error)?)
+                }
             };
             let url = field_str_of(&answer, "peer");
             if field_bool_of(&answer, "added") == Some(true) {
                 out.line(format!("Added peer {url}"))?;
             } else {
                 out.line(format!("Peer {url} is already in the list"))?;
+            }
+            match answer.get("fingerprint") {
+                Some(Value::String(fingerprint)) => out.line(format!(
+                    "Pinned its key {fingerprint} as {}; compare it with `ark-lattice federation status` there",
+                    field_str_of(&answer, "tier")
+                ))?,
+                _ => out.line("It has no key (an ARK Node.js peer): sync with it needs FEDERATION_TRUST=open")?,
             }
             out.flush()
         }

@@ -8,9 +8,10 @@ mod federation;
 mod lattice;
 mod output;
 mod remote;
+mod trust;
 
 use crate::cli::{Args, Command};
-use crate::config::Config;
+use crate::config::{Config, KeySource};
 use crate::error::Error;
 use crate::model::InstanceId;
 use crate::store::{Store, StoreError, StoreOptions};
@@ -56,6 +57,7 @@ pub fn run(args: Args, argv: &[String], config: &Config, out: &mut Output) -> Re
     match &command {
         Command::Serve(_) => crate::server::serve(config),
         Command::Federation(federation) => federation::run(config, &federation.command, out),
+        Command::Keygen(keygen) => trust::keygen(keygen, out),
         _ => match open_store(config) {
             Ok((mut store, _)) => {
                 let mut err = Output::stderr();
@@ -77,7 +79,7 @@ pub fn run(args: Args, argv: &[String], config: &Config, out: &mut Output) -> Re
     }
 }
 
-/// Runs one lattice command (everything but `serve` and `federation`).
+/// Runs one store command (everything but `serve`, `federation` and `keygen`).
 pub fn run_lattice(command: &Command, session: &mut Session<'_>) -> Result<(), Error> {
     match command {
         Command::Import(import) => lattice::import(session, import),
@@ -89,16 +91,25 @@ pub fn run_lattice(command: &Command, session: &mut Session<'_>) -> Result<(), E
         Command::Query(query) => lattice::query(session, query),
         Command::Stats(stats) => lattice::stats(session, stats),
         Command::Conflicts(conflicts) => lattice::conflicts(session, conflicts),
-        Command::Serve(_) | Command::Federation(_) => Err(Error::Usage(
-            "serve and federation are not lattice commands".into(),
+        Command::Trust(trust) => trust::run(session, &trust.command),
+        Command::Serve(_) | Command::Federation(_) | Command::Keygen(_) => Err(Error::Usage(
+            "serve, federation and keygen are not store commands".into(),
         )),
     }
 }
 
-/// The instance's identity: its key pair, made on first use in the state dir.
+/// The instance's identity: `--key-file`, else `ARK_FED_PRIVKEY`, else the key file in
+/// the state dir, made on first use.
 pub fn identity(config: &Config) -> Result<KeyPair, Error> {
-    let path = config.data_dir.join(KEY_FILE);
-    KeyPair::load_or_create(&path).map_err(|error| Error::Other(error.to_string()))
+    match &config.key_source {
+        KeySource::File(path) => {
+            KeyPair::load(path).map_err(|error| Error::Other(error.to_string()))
+        }
+        KeySource::Seed(seed) => KeyPair::from_base64_seed(seed)
+            .map_err(|error| Error::Config(format!("ARK_FED_PRIVKEY: {error}"))),
+        KeySource::StateDir => KeyPair::load_or_create(&config.data_dir.join(KEY_FILE))
+            .map_err(|error| Error::Other(error.to_string())),
+    }
 }
 
 /// Opens the store in the state dir as this instance, signing local writes.

@@ -40,6 +40,7 @@ pub fn legacy_record(row: &Value, origin: InstanceId) -> Result<RemoteRecord, Fi
         base: None,
         hash: None,
         signature: None,
+        author_key: None,
         body: Body::Live(node),
     })
 }

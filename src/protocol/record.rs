@@ -99,6 +99,7 @@ pub fn record_from_wire(
             base,
             hash,
             signature,
+            author_key: None,
             body,
         },
         author_key,

@@ -11,7 +11,8 @@ use crate::http::{HttpClient, WireStats};
 use crate::model::{hex, unix_millis_now};
 use crate::store::Store;
 use crate::sync::Syncer;
-use crate::trust::KeyPair;
+use crate::sync::trust_book;
+use crate::trust::{KeyPair, PublicKey, ReplayGuard, Tier};
 
 /// The state file a running server writes into the state dir: how the CLI finds it.
 pub const SERVER_FILE: &str = "server.json";
@@ -35,6 +36,8 @@ pub struct App {
     /// Requests a graceful shutdown.
     pub shutdown: event_listener::Event,
     pub shutdown_requested: Cell<bool>,
+    /// Nonces of signed requests seen within the replay window.
+    pub replay_guard: RefCell<ReplayGuard>,
 }
 
 impl std::fmt::Debug for App {
@@ -49,15 +52,29 @@ impl std::fmt::Debug for App {
 impl App {
     /// Opens the store and the key in the state dir.
     pub fn open(config: &Config) -> Result<Rc<App>, Error> {
-        let (store, _) = open_store(config)?;
+        let (mut store, _) = open_store(config)?;
         let key = crate::commands::identity(config)?;
+        if let Some(trusted) = &config.trusted_key {
+            let public_key = PublicKey::from_base64(trusted)
+                .map_err(|error| Error::Config(format!("ARK_FED_PUBKEY: {error}")))?;
+            if trust_book::tier_of(&store, &public_key.instance_id())? != Some(Tier::Core) {
+                trust_book::trust(
+                    &mut store,
+                    public_key,
+                    Tier::Core,
+                    Some("ARK_FED_PUBKEY".into()),
+                    "env",
+                )?;
+            }
+        }
         let store = Rc::new(RefCell::new(store));
         let wire = WireStats::new();
         let client = HttpClient::new(config.federation.client, wire.clone());
         let syncer = Syncer::new(
             store.clone(),
             client,
-            key.public_key().to_base64(),
+            key.clone(),
+            config.federation.trust,
             config.federation.max_clock_skew.as_millis() as u64,
             config.verbose,
         );
@@ -75,6 +92,7 @@ impl App {
             settings_changed: event_listener::Event::new(),
             shutdown: event_listener::Event::new(),
             shutdown_requested: Cell::new(false),
+            replay_guard: RefCell::new(ReplayGuard::default()),
         }))
     }
 

@@ -15,10 +15,12 @@ use super::routes::{ApiError, number, object, text};
 use crate::commands::{Output, Session, run_lattice};
 use crate::config::normalize_peer_url;
 use crate::error::Error;
-use crate::http::{ClientRequest, Request, percent_decode};
+use crate::http::{Request, percent_decode};
 use crate::model::{format_rfc3339, unix_millis_now};
 use crate::protocol::{Fields, parse_object};
 use crate::store::Query;
+use crate::sync::trust_book;
+use crate::trust::{PublicKey, Tier};
 
 pub async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError> {
     let path = request.path.trim_end_matches('/');
@@ -48,10 +50,14 @@ pub async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError>
         ("GET", "/api/federation/peers") => list_peers(app),
         ("POST", "/api/federation/peers/add") => {
             let body = body()?;
-            let url = Fields::new(&body, "request body")
-                .str("peerUrl")?
-                .to_owned();
-            add_peer(app, &url)
+            let fields = Fields::new(&body, "request body");
+            add_peer(
+                app,
+                fields.str("peerUrl")?,
+                fields.opt_str("pubkey")?,
+                fields.opt_str("tier")?,
+            )
+            .await
         }
         ("DELETE", path) if path.starts_with("/api/federation/peers/") => {
             let encoded = &request.path["/api/federation/peers/".len()..];
@@ -197,21 +203,96 @@ pub fn list_peers(app: &App) -> Result<Value, ApiError> {
     ]))
 }
 
-/// `POST /api/federation/peers/add {peerUrl}`.
-pub fn add_peer(app: &App, url: &str) -> Result<Value, ApiError> {
+/// `POST /api/federation/peers/add {peerUrl, pubkey?, tier?}`: adds the peer and pins
+/// its public key (fetched from its `/federation/info`, or given and then checked
+/// against it) with the tier (default core). A peer that cannot be reached is added only
+/// with `pubkey`; an ARK Node.js peer (no key) is added unpinned.
+pub async fn add_peer(
+    app: &App,
+    url: &str,
+    pubkey: Option<&str>,
+    tier: Option<&str>,
+) -> Result<Value, ApiError> {
     let url = normalize_peer_url(url)
         .map_err(|reason| ApiError::bad_request(format!("peer URL: {reason}")))?;
-    let own = format!("http://127.0.0.1:{}", app.listen_port.get());
-    if url == own {
-        return Err(ApiError::bad_request(format!(
-            "{url} is this instance itself"
-        )));
+    let tier = match tier {
+        None => Tier::Core,
+        Some(text) => text
+            .parse::<Tier>()
+            .map_err(|error| ApiError::bad_request(error.to_string()))?,
+    };
+    let given = match pubkey {
+        None => None,
+        Some(text) => Some(
+            PublicKey::from_base64(text.trim())
+                .map_err(|error| ApiError::bad_request(format!("--pubkey: {error}")))?,
+        ),
+    };
+    let info_url = format!("{url}/federation/info");
+    let reported = match app.syncer.client.send(app.syncer.get(&info_url)).await {
+        Ok(response) if response.status == 200 => {
+            let info = parse_object(&response.body, &info_url)?;
+            let fields = Fields::new(&info, &info_url);
+            if fields.opt_str("instanceId")? == Some(app.instance_id_hex().as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "{url} is this instance itself"
+                )));
+            }
+            match fields.opt_str("publicKey")? {
+                Some(text) => Some(Some(PublicKey::from_base64(text).map_err(|error| {
+                    ApiError::bad_request(format!("{url} reports a bad public key: {error}"))
+                })?)),
+                None => Some(None),
+            }
+        }
+        Ok(response) => {
+            return Err(ApiError::bad_request(format!(
+                "{info_url} answered {}; is it an ark-lattice or ARK node?",
+                response.status
+            )));
+        }
+        Err(error) if given.is_some() => {
+            if app.config.verbose {
+                eprintln!("ark:federation {url} unreachable ({error}); pinning the given key");
+            }
+            None
+        }
+        Err(error) => {
+            return Err(ApiError::bad_request(format!(
+                "cannot fetch the key of {url}: {error}; start it first or give its key with --pubkey"
+            )));
+        }
+    };
+    let key = match (given, reported) {
+        (Some(given), Some(Some(reported))) if given != reported => {
+            return Err(ApiError::bad_request(format!(
+                "{url} reports key {} but --pubkey is {}; not adding it",
+                reported.fingerprint(),
+                given.fingerprint()
+            )));
+        }
+        (Some(given), _) => Some(given),
+        (None, Some(reported)) => reported,
+        (None, None) => None,
+    };
+    if let Some(key) = key {
+        let mut store = app.store.borrow_mut();
+        trust_book::trust(&mut store, key, tier, None, "peer")?;
     }
     let added = app.syncer.add_peer(&url)?;
     Ok(object([
         ("success", Value::Bool(true)),
         ("peer", text(&url)),
         ("added", Value::Bool(added)),
+        (
+            "fingerprint",
+            key.map_or(Value::Null, |key| text(&key.fingerprint())),
+        ),
+        (
+            "publicKey",
+            key.map_or(Value::Null, |key| text(&key.to_base64())),
+        ),
+        ("tier", key.map_or(Value::Null, |_| text(tier.name()))),
     ]))
 }
 
@@ -262,7 +343,7 @@ pub async fn discover(app: &App, add: bool) -> Result<Value, ApiError> {
     let mut errors = Array::new();
     for target in app.sync_targets()? {
         let url = format!("{target}/federation/discover");
-        let answer = match app.syncer.client.send(ClientRequest::get(&url)).await {
+        let answer = match app.syncer.client.send(app.syncer.get(&url)).await {
             Ok(response) if response.status == 200 => parse_object(&response.body, &url),
             Ok(response) => Err(crate::protocol::WireError(format!(
                 "{url} answered {}",

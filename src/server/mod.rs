@@ -11,6 +11,7 @@
 //! store write is a synchronous transaction, so none is left half done.
 
 mod app;
+mod auth;
 mod control;
 mod peer_api;
 mod routes;
@@ -63,6 +64,17 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
         federation.mode,
         app.config.store_path().display()
     );
+    if app.config.federation.trust == crate::config::TrustMode::Open {
+        eprintln!(
+            "warning: FEDERATION_TRUST=open: unsigned callers are served as core peers and unsigned records accepted; use this only on a trusted LAN with old ARK peers"
+        );
+    }
+    if app.config.redis_url_ignored {
+        eprintln!(
+            "notice: REDIS_URL is ignored; state lives in the embedded store at {}",
+            app.config.store_path().display()
+        );
+    }
     let notifier = Notifier::from_env();
     if let Err(error) = notifier.ready() {
         eprintln!("warning: could not notify systemd: {error}");
@@ -106,6 +118,9 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
     .await;
     let _ = notifier.stopping();
     drop(tasks);
+    if let Err(error) = app.syncer.flush() {
+        eprintln!("warning: could not save the last sync statistics: {error}");
+    }
     let _ = std::fs::remove_file(&server_file);
     served.map_err(|source| Error::Other(format!("the HTTP server stopped: {source}")))?;
     eprintln!("Federation server stopped");

@@ -4,7 +4,9 @@
 use miniserde::json::{Array, Object, Value};
 
 use super::app::App;
+use super::auth::authorize;
 use super::routes::{ApiError, number, text};
+use crate::config::TrustMode;
 use crate::config::{SYNC_BATCH_BYTES, SYNC_BATCH_RECORDS};
 use crate::http::Request;
 use crate::model::{Version, unix_millis_now};
@@ -14,6 +16,7 @@ use crate::protocol::{
 };
 use crate::store::Query;
 use crate::sync::wanted_ids;
+use crate::trust::{Access, Tier};
 
 /// `GET /federation/info`: ARK's fields plus ours (protocols, epoch, key, node count).
 pub fn info(app: &App) -> Result<Value, ApiError> {
@@ -67,6 +70,7 @@ pub fn info(app: &App) -> Result<Value, ApiError> {
 
 /// `GET /federation/nodes[?type=T][&limit=N][&after=ID]`: nodes as ARK's SQLite rows.
 pub fn nodes(app: &App, request: &Request) -> Result<Value, ApiError> {
+    authorize(app, request, Access::Pull)?;
     let limit = match request.query_param("limit") {
         None => None,
         Some(text) => Some(
@@ -110,6 +114,20 @@ pub fn sync(app: &App, request: &Request) -> Result<Value, ApiError> {
     let sender = fields
         .opt_str("instanceId")?
         .unwrap_or("unknown-ark-instance");
+    let pushing = fields.opt_array("nodes")?.is_some();
+    authorize(
+        app,
+        request,
+        if pushing { Access::Push } else { Access::Pull },
+    )?;
+    if app.config.federation.trust == TrustMode::Strict && pushing {
+        return Err(ApiError {
+            status: 403,
+            message:
+                "ARK rows carry no signatures; they are accepted only with FEDERATION_TRUST=open"
+                    .into(),
+        });
+    }
     if let Some(rows) = fields.opt_array("nodes")? {
         let origin = legacy_origin(sender);
         let mut records = Vec::new();
@@ -170,7 +188,8 @@ fn rejection(index: usize, row: &Value, reason: &str) -> Value {
 }
 
 /// `GET /federation/discover`: the peers we know, for others to find.
-pub fn discover(app: &App) -> Result<Value, ApiError> {
+pub fn discover(app: &App, request: &Request) -> Result<Value, ApiError> {
+    authorize(app, request, Access::Info)?;
     let peers = app.syncer.peers()?;
     let active = peers.iter().filter(|peer| peer.is_active()).count() as u64;
     let list: Array = peers
@@ -201,6 +220,7 @@ pub fn discover(app: &App) -> Result<Value, ApiError> {
 
 /// `GET /federation/v2/changes?after=S[&limit=N][&max_bytes=B]`.
 pub fn changes(app: &App, request: &Request) -> Result<Value, ApiError> {
+    authorize(app, request, Access::Pull)?;
     let param = |name: &str, default: u64, max: u64| -> Result<u64, ApiError> {
         match request.query_param(name) {
             None => Ok(default),
@@ -216,14 +236,18 @@ pub fn changes(app: &App, request: &Request) -> Result<Value, ApiError> {
     let limit = param("limit", SYNC_BATCH_RECORDS as u64, 5000)?.max(1) as usize;
     let max_bytes = param("max_bytes", SYNC_BATCH_BYTES as u64, 8 * 1024 * 1024)? as usize;
     let page = app.store.borrow().changes_since(after, limit, max_bytes)?;
-    let own_key = app.key.public_key().to_base64();
-    let own_id = app.syncer.instance_id;
+    // Relayed records go out with their author's key, so receivers can check them.
+    let mut keys: std::collections::BTreeMap<crate::model::InstanceId, Option<String>> =
+        Default::default();
     let records: Array = page
         .records
         .iter()
         .map(|record| {
-            let key = (record.meta.version.origin == own_id).then_some(own_key.as_str());
-            record_to_wire(record, key)
+            let origin = record.meta.version.origin;
+            let key = keys
+                .entry(origin)
+                .or_insert_with(|| app.syncer.author_key_for(&origin));
+            record_to_wire(record, key.as_deref())
         })
         .collect();
     Ok(super::routes::object([
@@ -237,6 +261,7 @@ pub fn changes(app: &App, request: &Request) -> Result<Value, ApiError> {
 
 /// `POST /federation/v2/offer {offers: [{id, version}]}` → `{want: [id]}`.
 pub fn offer(app: &App, request: &Request) -> Result<Value, ApiError> {
+    authorize(app, request, Access::Push)?;
     let body = parse_object(&request.body, "offer")?;
     let fields = Fields::new(&body, "offer");
     let mut offers = Vec::new();
@@ -264,6 +289,8 @@ pub fn offer(app: &App, request: &Request) -> Result<Value, ApiError> {
 /// `POST /federation/v2/push {records: [...]}`: verify and apply; invalid records are
 /// listed in the answer and the valid ones still apply.
 pub fn push(app: &App, request: &Request) -> Result<Value, ApiError> {
+    let caller = authorize(app, request, Access::Push)?;
+    let delivered_by_core = caller.tier == Tier::Core;
     let body = parse_object(&request.body, "push")?;
     let fields = Fields::new(&body, "push");
     let mut records = Vec::new();
@@ -271,7 +298,7 @@ pub fn push(app: &App, request: &Request) -> Result<Value, ApiError> {
     for (index, value) in fields.array("records")?.iter().enumerate() {
         match app
             .syncer
-            .verified_record(value, &format!("record {}", index + 1))
+            .verified_record(value, &format!("record {}", index + 1), delivered_by_core)
         {
             Ok(record) => records.push(record),
             Err(reason) => rejected.push(rejection(index, value, &reason)),

@@ -148,7 +148,7 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
         ("GET", "/federation/info") => peer_api::info(&app),
         ("GET", "/federation/nodes") => peer_api::nodes(&app, &request),
         ("POST", "/federation/sync") => peer_api::sync(&app, &request),
-        ("GET", "/federation/discover") => peer_api::discover(&app),
+        ("GET", "/federation/discover") => peer_api::discover(&app, &request),
         ("GET", "/federation/v2/changes") => peer_api::changes(&app, &request),
         ("POST", "/federation/v2/offer") => peer_api::offer(&app, &request),
         ("POST", "/federation/v2/push") => peer_api::push(&app, &request),

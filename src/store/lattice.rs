@@ -57,6 +57,9 @@ pub struct RemoteRecord {
     /// The hash the sender claims; checked against the node's canonical bytes.
     pub hash: Option<ContentHash>,
     pub signature: Option<[u8; 64]>,
+    /// The author's public key, once the caller has verified the signature with it;
+    /// remembered so this instance can relay the record with its key.
+    pub author_key: Option<[u8; 32]>,
     pub body: Body,
 }
 
@@ -551,6 +554,11 @@ impl Store {
                 remote.body.clone(),
                 &canonical,
             )?;
+            if let Some(key) = &remote.author_key {
+                let mut keys = txn.open_table(AUTHOR_KEYS).map_err(self.fail())?;
+                keys.insert(remote.version.origin.to_hex().as_str(), &key[..])
+                    .map_err(self.fail())?;
+            }
             outcome.applied += 1;
         }
         if let Some((peer, state)) = peer_state {

@@ -73,6 +73,7 @@ fn remote(
         base,
         hash: None,
         signature: None,
+        author_key: None,
         body: Body::Live(node(id, value)),
     }
 }

@@ -26,7 +26,10 @@ use std::rc::Rc;
 use miniserde::json::{self, Array, Number, Value};
 
 use super::peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
+use super::trust_book;
+use crate::config::TrustMode;
 use crate::config::{SYNC_BATCH_BYTES, SYNC_BATCH_RECORDS};
+use crate::http::PeerUrl;
 use crate::http::{ClientRequest, ClientResponse, HttpClient};
 use crate::model::{InstanceId, unix_millis_now};
 use crate::protocol::{
@@ -34,6 +37,7 @@ use crate::protocol::{
     record_from_wire, record_to_wire,
 };
 use crate::store::{ApplyOutcome, Body, Query, RemoteRecord, StateTable, Store, StoreError};
+use crate::trust::{KeyPair, PublicKey, Signature, Tier, sign_request, verify_record};
 
 /// What one sync with one peer did, in the shape of ARK's sync result.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -106,18 +110,27 @@ pub struct Syncer {
     pub store: Rc<RefCell<Store>>,
     pub client: HttpClient,
     pub instance_id: InstanceId,
-    /// Our public key (base64), sent with the records we wrote.
+    /// Our key: signs our requests; its public half goes with the records we wrote.
+    pub key: KeyPair,
     pub public_key: String,
+    pub trust_mode: TrustMode,
     pub max_clock_skew_millis: u64,
     pub verbose: bool,
     in_progress: RefCell<BTreeSet<String>>,
+    /// Peer-table entries not written yet (see `save_states`).
+    unsaved: RefCell<std::collections::BTreeMap<String, Vec<u8>>>,
+    last_flush: std::cell::Cell<u64>,
 }
+
+/// How long the counters of idle syncs may wait in memory before they are written.
+pub const IDLE_FLUSH_MILLIS: u64 = 15 * 60 * 1000;
 
 impl Syncer {
     pub fn new(
         store: Rc<RefCell<Store>>,
         client: HttpClient,
-        public_key: String,
+        key: KeyPair,
+        trust_mode: TrustMode,
         max_clock_skew_millis: u64,
         verbose: bool,
     ) -> Syncer {
@@ -126,10 +139,14 @@ impl Syncer {
             store,
             client,
             instance_id,
-            public_key,
+            public_key: key.public_key().to_base64(),
+            key,
+            trust_mode,
             max_clock_skew_millis,
             verbose,
             in_progress: RefCell::new(BTreeSet::new()),
+            unsaved: RefCell::new(std::collections::BTreeMap::new()),
+            last_flush: std::cell::Cell::new(unix_millis_now()),
         }
     }
 
@@ -156,8 +173,57 @@ impl Syncer {
     }
 
     pub fn peer(&self, url: &str) -> Result<Option<PeerState>, StoreError> {
-        let bytes = self.store.borrow().state(StateTable::Peers, url)?;
+        let bytes = self.load_state(url)?;
         Ok(bytes.and_then(|bytes| PeerState::decode(&bytes).ok()))
+    }
+
+    /// A peer-table entry, as last saved or as still waiting to be saved.
+    fn load_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(bytes) = self.unsaved.borrow().get(key) {
+            return Ok(Some(bytes.clone()));
+        }
+        self.store.borrow().state(StateTable::Peers, key)
+    }
+
+    /// Saves peer-table entries. `durable` entries (checkpoints moved, data moved, an
+    /// error) are written now together with anything waiting; the rest — the counters
+    /// of a sync that changed nothing — wait in memory and are written at most every
+    /// [`IDLE_FLUSH_MILLIS`] and at shutdown, so an idle node does not write on every
+    /// sync (SD cards wear).
+    fn save_states(
+        &self,
+        entries: Vec<(String, Vec<u8>)>,
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        let now = unix_millis_now();
+        {
+            let mut unsaved = self.unsaved.borrow_mut();
+            for (key, bytes) in entries {
+                unsaved.insert(key, bytes);
+            }
+        }
+        if durable || self.last_flush.get() + IDLE_FLUSH_MILLIS <= now {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes every entry waiting in memory, in one transaction.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let pending: Vec<(String, Vec<u8>)> = std::mem::take(&mut *self.unsaved.borrow_mut())
+            .into_iter()
+            .collect();
+        self.last_flush.set(unix_millis_now());
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<(&str, Option<&[u8]>)> = pending
+            .iter()
+            .map(|(key, bytes)| (key.as_str(), Some(bytes.as_slice())))
+            .collect();
+        self.store
+            .borrow_mut()
+            .set_states(StateTable::Peers, &entries)
     }
 
     /// Adds a peer; `false` if it was already there.
@@ -166,9 +232,7 @@ impl Syncer {
             return Ok(false);
         }
         let state = PeerState::new(url, unix_millis_now());
-        self.store
-            .borrow_mut()
-            .set_state(StateTable::Peers, url, Some(&state.encode()))?;
+        self.save_states(vec![(url.to_owned(), state.encode())], true)?;
         Ok(true)
     }
 
@@ -177,6 +241,7 @@ impl Syncer {
         if self.peer(url)?.is_none() {
             return Ok(false);
         }
+        self.unsaved.borrow_mut().remove(url);
         self.store
             .borrow_mut()
             .set_state(StateTable::Peers, url, None)?;
@@ -185,10 +250,7 @@ impl Syncer {
 
     /// Totals over every sync this instance ran.
     pub fn global_stats(&self) -> Result<SyncStats, StoreError> {
-        let bytes = self
-            .store
-            .borrow()
-            .state(StateTable::Peers, GLOBAL_STATS_KEY)?;
+        let bytes = self.load_state(GLOBAL_STATS_KEY)?;
         Ok(bytes
             .and_then(|bytes| SyncStats::decode(&bytes).ok())
             .unwrap_or_default())
@@ -225,6 +287,7 @@ impl Syncer {
     fn record_outcome(&self, url: &str, result: &PeerSyncResult) -> Result<(), StoreError> {
         let now = unix_millis_now();
         let mut state = self.peer(url)?.unwrap_or_else(|| PeerState::new(url, now));
+        let was_failing = state.failures > 0 || state.last_success.is_none();
         let delta = SyncStats {
             total_syncs: 1,
             successful_syncs: u64::from(result.success),
@@ -245,9 +308,17 @@ impl Syncer {
         }
         let mut global = self.global_stats()?;
         global.add(&delta);
-        let mut store = self.store.borrow_mut();
-        store.set_state(StateTable::Peers, url, Some(&state.encode()))?;
-        store.set_state(StateTable::Peers, GLOBAL_STATS_KEY, Some(&global.encode()))
+        let durable = !result.success
+            || was_failing
+            || result.nodes_sent + result.nodes_received + result.conflicts > 0
+            || !result.rejected.is_empty();
+        self.save_states(
+            vec![
+                (url.to_owned(), state.encode()),
+                (GLOBAL_STATS_KEY.to_owned(), global.encode()),
+            ],
+            durable,
+        )
     }
 
     async fn sync_peer_inner(
@@ -256,12 +327,10 @@ impl Syncer {
         result: &mut PeerSyncResult,
     ) -> Result<(), SyncError> {
         let now = unix_millis_now();
-        let mut state = self.peer(url)?.unwrap_or_else(|| PeerState::new(url, now));
+        let stored = self.peer(url)?;
+        let mut state = stored.clone().unwrap_or_else(|| PeerState::new(url, now));
         let info = self
-            .fetch(
-                ClientRequest::get(&format!("{url}/federation/info")),
-                "peer info",
-            )
+            .fetch(self.get(&format!("{url}/federation/info")), "peer info")
             .await?;
         let info_fields = Fields::new(&info, "peer info");
         let peer_id = info_fields.str("instanceId")?.to_owned();
@@ -285,32 +354,90 @@ impl Syncer {
             state.legacy_pushed_until = 0;
             state.instance_id = Some(peer_id.clone());
         }
-        if speaks_v2 {
-            let epoch = info_fields.str("epoch")?.to_owned();
-            if state.epoch.as_deref() != Some(epoch.as_str()) {
-                if state.epoch.is_some() {
-                    self.log(format!(
-                        "{url} has a new store epoch; both checkpoints start over"
-                    ));
-                }
-                state.pull_seq = 0;
-                state.push_seq = 0;
-                state.epoch = Some(epoch.clone());
+        if !speaks_v2 {
+            if self.trust_mode == TrustMode::Strict {
+                return Err(SyncError::Peer(format!(
+                    "{url} speaks only ARK's unsigned protocol; sync with it needs FEDERATION_TRUST=open"
+                )));
             }
-            state.protocol = Some("v2".into());
-            self.store
-                .borrow_mut()
-                .set_state(StateTable::Peers, url, Some(&state.encode()))?;
-            self.pull_v2(url, &epoch, &mut state, result).await?;
-            self.push_v2(url, &mut state, result).await?;
-        } else {
             state.protocol = Some("legacy".into());
-            self.store
-                .borrow_mut()
-                .set_state(StateTable::Peers, url, Some(&state.encode()))?;
-            self.sync_legacy(url, &peer_id, &mut state, result).await?;
+            self.save_if_changed(stored.as_ref(), &state)?;
+            return self.sync_legacy(url, &peer_id, &mut state, result).await;
+        }
+        // An ark-lattice peer's id is the hash of its key, so the key it shows must match.
+        let peer_key = PublicKey::from_base64(info_fields.str("publicKey")?)
+            .map_err(|error| SyncError::Peer(format!("{url}: public key: {error}")))?;
+        if peer_key.instance_id().to_hex() != peer_id {
+            return Err(SyncError::Peer(format!(
+                "{url}: its instance id does not belong to its public key"
+            )));
+        }
+        let peer_tier = trust_book::tier_of(&self.store.borrow(), &peer_key.instance_id())?;
+        let epoch = info_fields.str("epoch")?.to_owned();
+        if state.epoch.as_deref() != Some(epoch.as_str()) {
+            if state.epoch.is_some() {
+                self.log(format!(
+                    "{url} has a new store epoch; both checkpoints start over"
+                ));
+            }
+            state.pull_seq = 0;
+            state.push_seq = 0;
+            state.epoch = Some(epoch.clone());
+        }
+        state.protocol = Some("v2".into());
+        self.save_if_changed(stored.as_ref(), &state)?;
+        self.pull_v2(
+            url,
+            &epoch,
+            peer_tier == Some(Tier::Core),
+            &mut state,
+            result,
+        )
+        .await?;
+        self.push_v2(url, &mut state, result).await
+    }
+
+    /// Saves `state` durably if it differs from what was stored.
+    fn save_if_changed(
+        &self,
+        stored: Option<&PeerState>,
+        state: &PeerState,
+    ) -> Result<(), StoreError> {
+        if stored != Some(state) {
+            self.save_states(vec![(state.url.clone(), state.encode())], true)?;
         }
         Ok(())
+    }
+
+    /// A GET to a peer, signed with our key (ARK's peers ignore the headers).
+    pub fn get(&self, url: &str) -> ClientRequest {
+        self.signed(ClientRequest::get(url))
+    }
+
+    /// Adds the signed-request headers: method, path, body hash, time and nonce.
+    fn signed(&self, mut request: ClientRequest) -> ClientRequest {
+        let Ok(peer_url) = PeerUrl::parse(&request.url) else {
+            // The client reports the bad URL when it sends the request.
+            return request;
+        };
+        match sign_request(
+            &self.key,
+            &request.method,
+            peer_url.path_and_query(),
+            &request.body,
+            unix_millis_now(),
+        ) {
+            Ok(headers) => {
+                for (name, value) in headers.pairs() {
+                    request = request.with_header(name, value);
+                }
+                request
+            }
+            Err(error) => {
+                eprintln!("warning: cannot sign a request to {}: {error}", request.url);
+                request
+            }
+        }
     }
 
     /// Sends `request` and reads a JSON object answer, or says what went wrong.
@@ -341,11 +468,11 @@ impl Syncer {
     }
 
     fn post_json(&self, url: String, body: Value) -> ClientRequest {
-        ClientRequest::post(
+        self.signed(ClientRequest::post(
             &url,
             "application/json",
             json::to_string(&body).into_bytes(),
-        )
+        ))
         .with_gzip_body()
     }
 
@@ -366,11 +493,12 @@ impl Syncer {
         &self,
         url: &str,
         epoch: &str,
+        delivered_by_core: bool,
         state: &mut PeerState,
         result: &mut PeerSyncResult,
     ) -> Result<(), SyncError> {
         loop {
-            let request = ClientRequest::get(&format!(
+            let request = self.get(&format!(
                 "{url}/federation/v2/changes?after={}&limit={SYNC_BATCH_RECORDS}&max_bytes={SYNC_BATCH_BYTES}",
                 state.pull_seq
             ));
@@ -385,14 +513,24 @@ impl Syncer {
             let more = fields.opt_bool("more")?.unwrap_or(false);
             let mut records = Vec::new();
             for (index, value) in fields.array("records")?.iter().enumerate() {
-                match self.verified_record(value, &format!("record {} from {url}", index + 1)) {
+                match self.verified_record(
+                    value,
+                    &format!("record {} from {url}", index + 1),
+                    delivered_by_core,
+                ) {
                     Ok(record) => records.push(record),
                     Err(reason) => result.rejected.push(reason),
                 }
             }
+            if records.is_empty() && last_seq == state.pull_seq && !more {
+                // Nothing new: no transaction, nothing written.
+                return Ok(());
+            }
             let mut next = state.clone();
             next.pull_seq = last_seq;
             let outcome = self.apply(&records, Some((url, &next.encode())))?;
+            // The transaction wrote the newer state; an older copy must not follow it.
+            self.unsaved.borrow_mut().remove(url);
             *state = next;
             result.nodes_received += outcome.applied;
             result.conflicts += outcome.conflicts;
@@ -415,22 +553,84 @@ impl Syncer {
         }
     }
 
-    /// Reads a wire record and checks its author signature when it carries one.
-    pub fn verified_record(&self, value: &Value, context: &str) -> Result<RemoteRecord, String> {
-        let (record, author_key) = record_from_wire(value, context).map_err(|error| error.0)?;
-        if let (Some(signature), Some(key)) = (&record.signature, &author_key) {
-            let key = crate::trust::PublicKey::from_base64(key)
-                .map_err(|error| format!("{context}: {error}"))?;
-            let canonical = match &record.body {
-                Body::Live(node) => crate::model::encode_node(node),
-                Body::Deleted { .. } => Vec::new(),
-            };
-            let signature = crate::trust::Signature::from_bytes(signature)
-                .map_err(|error| format!("{context}: {error}"))?;
-            crate::trust::verify_record(&key, &canonical, &record.version, &signature)
-                .map_err(|error| format!("{context} ({:?}): {error}", record.id))?;
+    /// Reads a wire record and decides whether to accept it: its author signature must
+    /// verify with the author's key (sent along, or known from earlier records), and the
+    /// author must be trusted for writing unless a core peer delivered it. In open trust
+    /// mode unsigned records pass (ARK's peers sign nothing).
+    pub fn verified_record(
+        &self,
+        value: &Value,
+        context: &str,
+        delivered_by_core: bool,
+    ) -> Result<RemoteRecord, String> {
+        let (mut record, author_key) = record_from_wire(value, context).map_err(|error| error.0)?;
+        let origin = record.version.origin;
+        let key = match &author_key {
+            Some(text) => Some(
+                PublicKey::from_base64(text)
+                    .map_err(|error| format!("{context}: author key: {error}"))?,
+            ),
+            None => self
+                .known_author_key(&origin)
+                .map_err(|error| error.to_string())?,
+        };
+        match (&record.signature, key) {
+            (Some(signature), Some(key)) => {
+                let canonical = match &record.body {
+                    Body::Live(node) => crate::model::encode_node(node),
+                    Body::Deleted { .. } => Vec::new(),
+                };
+                let signature = Signature::from_bytes(signature)
+                    .map_err(|error| format!("{context}: {error}"))?;
+                verify_record(&key, &canonical, &record.version, &signature)
+                    .map_err(|error| format!("{context} ({:?}): {error}", record.id))?;
+                record.author_key = Some(*key.as_bytes());
+            }
+            _ if self.trust_mode == TrustMode::Open => {}
+            (Some(_), None) => {
+                return Err(format!(
+                    "{context} ({:?}): signed by an author whose key we do not have",
+                    record.id
+                ));
+            }
+            (None, _) => return Err(format!("{context} ({:?}): unsigned record", record.id)),
+        }
+        if self.trust_mode == TrustMode::Strict && !delivered_by_core && origin != self.instance_id
+        {
+            let author_tier = trust_book::tier_of(&self.store.borrow(), &origin)
+                .map_err(|error| error.to_string())?;
+            if author_tier != Some(Tier::Core) {
+                return Err(format!(
+                    "{context} ({:?}): its author {} is not trusted for writing here",
+                    record.id,
+                    origin.short()
+                ));
+            }
         }
         Ok(record)
+    }
+
+    /// The public key of a record author: ours, one learned from its verified records, or
+    /// one in the trust store.
+    pub fn known_author_key(&self, origin: &InstanceId) -> Result<Option<PublicKey>, StoreError> {
+        if *origin == self.instance_id {
+            return Ok(Some(self.key.public_key()));
+        }
+        let store = self.store.borrow();
+        if let Some(bytes) = store.state(StateTable::AuthorKeys, &origin.to_hex())? {
+            if let Ok(key) = PublicKey::from_bytes(&bytes) {
+                return Ok(Some(key));
+            }
+        }
+        Ok(trust_book::entry(&store, origin)?.map(|entry| entry.public_key))
+    }
+
+    /// The base64 key to send with a record, so receivers can check it and relay it.
+    pub fn author_key_for(&self, origin: &InstanceId) -> Option<String> {
+        self.known_author_key(origin)
+            .ok()
+            .flatten()
+            .map(|key| key.to_base64())
     }
 
     async fn push_v2(
@@ -485,9 +685,8 @@ impl Syncer {
                 .iter()
                 .filter(|record| want.contains(&record.id))
                 .map(|record| {
-                    let key = (record.meta.version.origin == self.instance_id)
-                        .then_some(self.public_key.as_str());
-                    record_to_wire(record, key)
+                    let key = self.author_key_for(&record.meta.version.origin);
+                    record_to_wire(record, key.as_deref())
                 })
                 .collect();
             let sent = records.len() as u64;
@@ -504,12 +703,22 @@ impl Syncer {
                     .await?;
                 let fields = Fields::new(&answer, "push answer");
                 result.conflicts += fields.opt_u64("conflicts")?.unwrap_or(0);
+                for refused in fields.opt_array("rejected")?.unwrap_or_default() {
+                    let reason = match refused {
+                        Value::Object(entry) => match entry.get("error") {
+                            Some(Value::String(reason)) => reason.clone(),
+                            _ => "no reason given".to_owned(),
+                        },
+                        _ => "no reason given".to_owned(),
+                    };
+                    result
+                        .rejected
+                        .push(format!("{url} refused a record: {reason}"));
+                }
             }
             result.nodes_sent += sent;
             state.push_seq = page.last_seq;
-            self.store
-                .borrow_mut()
-                .set_state(StateTable::Peers, url, Some(&state.encode()))?;
+            self.save_states(vec![(url.to_owned(), state.encode())], true)?;
             self.log(format!(
                 "offered {} record(s) to {url}, it wanted {sent}; pushed up to our seq {}",
                 page.records.len(),
@@ -530,10 +739,7 @@ impl Syncer {
     ) -> Result<(), SyncError> {
         let origin = legacy_origin(peer_id);
         let answer = self
-            .fetch(
-                ClientRequest::get(&format!("{url}/federation/nodes")),
-                "node list",
-            )
+            .fetch(self.get(&format!("{url}/federation/nodes")), "node list")
             .await?;
         let mut records = Vec::new();
         for (index, row) in Fields::new(&answer, "node list")
@@ -587,6 +793,7 @@ impl Syncer {
         self.store
             .borrow_mut()
             .set_state(StateTable::Peers, url, Some(&state.encode()))?;
+        self.unsaved.borrow_mut().remove(url);
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 mod client;
 mod engine;
 mod peer;
+pub mod trust_book;
 
 pub use client::{PeerSyncResult, Syncer};
 pub use engine::{backoff_delay, jittered, wanted_ids};

@@ -10,6 +10,7 @@ mod keyfile;
 mod keys;
 mod pyjson;
 mod record;
+mod registry;
 mod replay;
 mod request;
 mod tier;
@@ -18,6 +19,7 @@ pub use keyfile::KeyFileError;
 pub use keys::{KeyError, KeyPair, PublicKey, Signature, VerifyError, verify};
 pub use pyjson::python_json_dumps_sorted;
 pub use record::{RecordError, record_signing_bytes, sign_record, verify_record};
+pub use registry::{TrustEntry, TrustEntryError};
 pub use replay::{DEFAULT_MAX_NONCES, REPLAY_WINDOW_MILLIS, ReplayError, ReplayGuard};
 pub use request::{
     HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, RequestError, SignedHeaders,

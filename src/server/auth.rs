@@ -1,0 +1,94 @@
+//! Who is calling: checks the signed-request headers of peer calls against the trust
+//! store and the route's access level.
+//!
+//! Our peer endpoints need a request signed by a trusted key whose tier allows the
+//! route (`info` < `pull` < `push`). An unknown signing key is remembered as pending and
+//! refused, so the operator can accept it after comparing fingerprints. Unsigned calls
+//! (ARK's Node.js peers) are served only in `FEDERATION_TRUST=open`, as core peers.
+
+use super::app::App;
+use super::routes::ApiError;
+use crate::config::TrustMode;
+use crate::http::Request;
+use crate::model::{InstanceId, unix_millis_now};
+use crate::sync::trust_book;
+use crate::trust::{Access, HEADER_SIGNATURE, Tier, verify_request};
+
+/// An authorised caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// `None` for an unsigned caller in open mode.
+    pub instance_id: Option<InstanceId>,
+    pub tier: Tier,
+}
+
+fn access_name(access: Access) -> &'static str {
+    match access {
+        Access::Info => "info",
+        Access::Pull => "pull",
+        Access::Push => "push",
+    }
+}
+
+/// Checks that the caller of `request` may use a route needing `access`.
+pub fn authorize(app: &App, request: &Request, access: Access) -> Result<Caller, ApiError> {
+    if request.header(HEADER_SIGNATURE).is_none() {
+        return match app.config.federation.trust {
+            TrustMode::Open => Ok(Caller {
+                instance_id: None,
+                tier: Tier::Core,
+            }),
+            TrustMode::Strict => Err(ApiError {
+                status: 401,
+                message: format!(
+                    "{} {} needs a request signed by a trusted peer; ARK's unsigned protocol is served only with FEDERATION_TRUST=open",
+                    request.method, request.path
+                ),
+            }),
+        };
+    }
+    let path_and_query = if request.query.is_empty() {
+        request.path.clone()
+    } else {
+        format!("{}?{}", request.path, request.query)
+    };
+    let now = unix_millis_now();
+    let verified = verify_request(
+        |name| request.header(name),
+        &request.method,
+        &path_and_query,
+        &request.body,
+        &mut app.replay_guard.borrow_mut(),
+        now,
+    )
+    .map_err(|error| ApiError {
+        status: 401,
+        message: format!("signed request refused: {error}"),
+    })?;
+    let tier = trust_book::note_caller(&mut app.store.borrow_mut(), verified.public_key, now)?;
+    let Some(tier) = tier else {
+        return Err(ApiError {
+            status: 403,
+            message: format!(
+                "key {} is not trusted here; if it is expected, run `ark-lattice trust accept {}` on this instance",
+                verified.public_key.fingerprint(),
+                verified.public_key.fingerprint()
+            ),
+        });
+    };
+    if !tier.allows(access) {
+        return Err(ApiError {
+            status: 403,
+            message: format!(
+                "key {} is trusted as {}, which does not allow {} access",
+                verified.public_key.fingerprint(),
+                tier.name(),
+                access_name(access)
+            ),
+        });
+    }
+    Ok(Caller {
+        instance_id: Some(verified.instance_id),
+        tier,
+    })
+}
