@@ -38,6 +38,9 @@ pub struct App {
     pub shutdown_requested: Cell<bool>,
     /// Nonces of signed requests seen within the replay window.
     pub replay_guard: RefCell<ReplayGuard>,
+    /// Spokes registered at this hub (`POST /manifest`), by base64 key; kept in memory
+    /// since they expire after the peer TTL anyway.
+    pub registry: RefCell<std::collections::BTreeMap<String, super::python_api::Registration>>,
 }
 
 impl std::fmt::Debug for App {
@@ -93,6 +96,7 @@ impl App {
             shutdown: event_listener::Event::new(),
             shutdown_requested: Cell::new(false),
             replay_guard: RefCell::new(ReplayGuard::default()),
+            registry: RefCell::new(std::collections::BTreeMap::new()),
         }))
     }
 

@@ -341,8 +341,16 @@ pub async fn discover(app: &App, add: bool) -> Result<Value, ApiError> {
     let own_id = app.instance_id_hex();
     let mut found: BTreeMap<String, Value> = BTreeMap::new();
     let mut errors = Array::new();
-    for target in app.sync_targets()? {
-        let url = format!("{target}/federation/discover");
+    // Each target's peer list, and the hub's registry of live spokes.
+    let mut sources: Vec<(String, String)> = app
+        .sync_targets()?
+        .into_iter()
+        .map(|target| (format!("{target}/federation/discover"), target))
+        .collect();
+    if let Some(hub) = &app.config.federation.hub_url {
+        sources.push((format!("{hub}/discover"), hub.clone()));
+    }
+    for (url, target) in sources {
         let answer = match app.syncer.client.send(app.syncer.get(&url)).await {
             Ok(response) if response.status == 200 => parse_object(&response.body, &url),
             Ok(response) => Err(crate::protocol::WireError(format!(

@@ -14,6 +14,7 @@ mod app;
 mod auth;
 mod control;
 mod peer_api;
+mod python_api;
 mod routes;
 
 use std::future::Future;
@@ -80,6 +81,11 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
         eprintln!("warning: could not notify systemd: {error}");
     }
     let mut tasks = vec![executor.spawn(auto_sync_loop(app.clone()))];
+    if federation.mode != crate::config::FederationMode::P2p {
+        if let Some(hub) = federation.hub_url.clone() {
+            tasks.push(executor.spawn(heartbeat_loop(app.clone(), hub)));
+        }
+    }
     if let Some(interval) = notifier.watchdog_interval() {
         let watchdog = Notifier::from_env();
         tasks.push(executor.spawn(async move {
@@ -238,6 +244,53 @@ async fn auto_sync_loop(app: Rc<App>) {
             })
             .collect();
         join_all(due.iter().map(|url| app.syncer.sync_peer(url))).await;
+    }
+}
+
+/// Registers our signed manifest at the hub at start and every heartbeat, so the hub's
+/// `/discover` lists this spoke while it is alive.
+async fn heartbeat_loop(app: Rc<App>, hub: String) {
+    let mut failing = false;
+    loop {
+        let url = format!("{hub}/manifest");
+        let result = match python_api::signed_manifest(&app, false) {
+            Ok(body) => {
+                let request = crate::http::ClientRequest::post(
+                    &url,
+                    "application/json",
+                    miniserde::json::to_string(&body).into_bytes(),
+                );
+                match app.syncer.client.send(request).await {
+                    Ok(response) if response.status == 200 => Ok(()),
+                    Ok(response) => Err(format!(
+                        "{url} answered {}: {}",
+                        response.status,
+                        String::from_utf8_lossy(&response.body)
+                            .chars()
+                            .take(200)
+                            .collect::<String>()
+                    )),
+                    Err(error) => Err(error.to_string()),
+                }
+            }
+            Err(error) => Err(error.message),
+        };
+        match result {
+            Ok(()) => {
+                if failing || app.config.verbose {
+                    eprintln!("ark:federation registered at hub {hub}");
+                }
+                failing = false;
+            }
+            Err(error) => {
+                // Said once per outage, not every minute.
+                if !failing {
+                    eprintln!("warning: cannot register at hub: {error}");
+                }
+                failing = true;
+            }
+        }
+        Timer::after(crate::config::HEARTBEAT_INTERVAL).await;
     }
 }
 

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use miniserde::json::{self, Number, Object, Value};
 
 use super::app::App;
-use super::{control, peer_api};
+use super::{control, peer_api, python_api};
 use crate::error::Error;
 use crate::http::{Request, Response, is_loopback};
 use crate::protocol::WireError;
@@ -144,7 +144,13 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
             "federation is stopped on this instance",
         ));
     }
+    if (method, path) == ("POST", "/manifest") {
+        return with_cors(python_api::register(&app, &request));
+    }
     let result = match (method, path) {
+        ("GET", "/discover") => python_api::discover(&app),
+        ("POST", "/sync") => python_api::delta(&app, &request),
+        ("GET", "/federation/v2/manifest") => python_api::own_manifest(&app, &request),
         ("GET", "/federation/info") => peer_api::info(&app),
         ("GET", "/federation/nodes") => peer_api::nodes(&app, &request),
         ("POST", "/federation/sync") => peer_api::sync(&app, &request),

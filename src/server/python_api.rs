@@ -1,0 +1,281 @@
+//! ARK's Python federation service API, compatible with its clients: signed manifests
+//! (`POST /manifest`), the live peer registry with TTL expiry (`GET /discover`), and
+//! delta sync by hashes (`POST /sync`); plus our own signed manifest for others.
+//!
+//! Unlike ARK's service, a manifest must be signed by a key this instance trusts
+//! (`--open-registration` restores ARK's behaviour), and the signature is checked
+//! against that key, not whichever key the caller sends along.
+
+use std::collections::BTreeMap;
+
+use miniserde::json::{Array, Object, Value};
+use sha2::{Digest, Sha256};
+
+use super::app::App;
+use super::auth::authorize;
+use super::routes::{ApiError, number, object, text};
+use crate::http::{Request, Response};
+use crate::model::{ContentHash, format_rfc3339, hex, unix_millis_now};
+use crate::protocol::{Fields, parse_object};
+use crate::store::Query;
+use crate::sync::trust_book;
+use crate::trust::{Access, PublicKey, Signature, python_json_dumps_sorted, verify};
+
+/// A spoke registered at this hub.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub public_key: PublicKey,
+    /// The manifest's fields other than its node list.
+    pub summary: Object,
+    pub node_count: u64,
+    /// `http://<caller address>:<listen_port>` when the manifest names its port.
+    pub url: Option<String>,
+    pub last_seen: u64,
+}
+
+/// FastAPI answered errors as `{"detail": ...}`; we send that and our `error`.
+fn fastapi_error(status: u16, message: &str) -> Response {
+    let body = object([("detail", text(message)), ("error", text(message))]);
+    Response::json(status, miniserde::json::to_string(&body))
+}
+
+/// `POST /manifest {manifest, signature, pubkey}`.
+pub fn register(app: &App, request: &Request) -> Response {
+    let Ok(body) = parse_object(&request.body, "manifest registration") else {
+        return fastapi_error(400, "missing fields");
+    };
+    let (
+        Some(Value::Object(manifest)),
+        Some(Value::String(signature)),
+        Some(Value::String(pubkey)),
+    ) = (
+        body.get("manifest"),
+        body.get("signature"),
+        body.get("pubkey"),
+    )
+    else {
+        return fastapi_error(400, "missing fields");
+    };
+    let public_key = match PublicKey::from_base64(pubkey) {
+        Ok(key) => key,
+        Err(error) => return fastapi_error(400, &format!("invalid pubkey: {error}")),
+    };
+    let signature = match Signature::from_base64(signature) {
+        Ok(signature) => signature,
+        Err(error) => return fastapi_error(401, &format!("invalid signature: {error}")),
+    };
+    let signed_bytes = python_json_dumps_sorted(&Value::Object(manifest.clone()));
+    if verify(&public_key, signed_bytes.as_bytes(), &signature).is_err() {
+        return fastapi_error(401, "invalid signature");
+    }
+    let trusted =
+        match trust_book::note_caller(&mut app.store.borrow_mut(), public_key, unix_millis_now()) {
+            Ok(tier) => tier.is_some(),
+            Err(error) => return fastapi_error(500, &error.to_string()),
+        };
+    if !trusted && !app.config.federation.open_registration {
+        return fastapi_error(
+            403,
+            &format!(
+                "untrusted key {}; accept it with `ark-lattice trust accept {}` on this instance",
+                public_key.fingerprint(),
+                public_key.fingerprint()
+            ),
+        );
+    }
+    let fields = Fields::new(manifest, "manifest");
+    let node_id = fields
+        .opt_str("node_id")
+        .ok()
+        .flatten()
+        .unwrap_or("")
+        .to_owned();
+    let node_count = match manifest.get("nodes") {
+        Some(Value::Array(nodes)) if !nodes.is_empty() => nodes.len() as u64,
+        _ => fields.opt_u64("node_count").ok().flatten().unwrap_or(0),
+    };
+    let url = fields
+        .opt_u64("listen_port")
+        .ok()
+        .flatten()
+        .filter(|port| *port > 0 && *port <= 65535)
+        .map(|port| match request.remote_addr.ip() {
+            std::net::IpAddr::V6(ip) if ip.to_ipv4_mapped().is_none() => {
+                format!("http://[{ip}]:{port}")
+            }
+            ip => format!("http://{}:{port}", ip.to_canonical()),
+        });
+    let summary: Object = manifest
+        .iter()
+        .filter(|(key, _)| key.as_str() != "nodes")
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    app.registry.borrow_mut().insert(
+        public_key.to_base64(),
+        Registration {
+            public_key,
+            summary,
+            node_count,
+            url,
+            last_seen: unix_millis_now(),
+        },
+    );
+    if app.config.verbose {
+        eprintln!(
+            "ark:federation registered {node_id:?} ({})",
+            public_key.fingerprint()
+        );
+    }
+    Response::json(
+        200,
+        miniserde::json::to_string(&object([
+            ("status", text("registered")),
+            ("node_id", text(&node_id)),
+        ])),
+    )
+}
+
+/// Drops registrations older than the TTL; returns what is left.
+pub fn live_registrations(app: &App) -> Vec<Registration> {
+    let ttl = app.config.federation.peer_ttl.as_millis() as u64;
+    let now = unix_millis_now();
+    let mut registry = app.registry.borrow_mut();
+    registry.retain(|_, registration| registration.last_seen + ttl > now);
+    registry.values().cloned().collect()
+}
+
+/// `GET /discover` → `{peers: [...], count}`: live registered spokes.
+pub fn discover(app: &App) -> Result<Value, ApiError> {
+    let peers: Array = live_registrations(app)
+        .into_iter()
+        .map(|registration| {
+            let mut entry = registration.summary.clone();
+            entry.insert("pubkey".into(), text(&registration.public_key.to_base64()));
+            entry.insert(
+                "fingerprint".into(),
+                text(&registration.public_key.fingerprint()),
+            );
+            entry.insert("node_count".into(), number(registration.node_count));
+            entry.insert(
+                "url".into(),
+                registration.url.as_deref().map_or(Value::Null, text),
+            );
+            entry.insert("last_seen".into(), number(registration.last_seen / 1000));
+            Value::Object(entry)
+        })
+        .collect();
+    Ok(object([
+        ("count", number(peers.len() as u64)),
+        ("peers", Value::Array(peers)),
+    ]))
+}
+
+/// Our manifest in ARK's structure. With `full`, every node is listed; a heartbeat
+/// sends only the summary (`node_count`, `manifest_hash`) to keep it small.
+pub fn manifest(app: &App, full: bool) -> Result<Object, ApiError> {
+    let mut nodes = Array::new();
+    let mut newest = 0u64;
+    let mut count = 0u64;
+    let mut hasher = Sha256::new();
+    app.store.borrow().scan(&Query::default(), |node, meta| {
+        count += 1;
+        let updated = meta.updated_at.unwrap_or(0);
+        newest = newest.max(updated);
+        hasher.update(node.id.as_bytes());
+        hasher.update(meta.hash.0);
+        if full {
+            nodes.push(object([
+                ("id", text(&node.id)),
+                ("type", text(&node.node_type)),
+                ("hash", text(&meta.hash.to_prefixed())),
+                ("updated_at", text(&format_rfc3339(updated))),
+            ]));
+        }
+        true
+    })?;
+    let mut manifest = Object::new();
+    manifest.insert("node_id".into(), text(&app.instance_name()));
+    manifest.insert("instance_id".into(), text(&app.instance_id_hex()));
+    manifest.insert(
+        "instance_type".into(),
+        text(&app.config.instance_type.to_string()),
+    );
+    manifest.insert("version".into(), text(env!("CARGO_PKG_VERSION")));
+    manifest.insert("last_updated".into(), text(&format_rfc3339(newest)));
+    manifest.insert(
+        "listen_port".into(),
+        number(u64::from(app.listen_port.get())),
+    );
+    manifest.insert("node_count".into(), number(count));
+    manifest.insert(
+        "lattice_hash".into(),
+        text(&format!("sha256:{}", hex(&hasher.finalize()))),
+    );
+    manifest.insert("nodes".into(), Value::Array(nodes));
+    Ok(manifest)
+}
+
+/// `sha256:` of the manifest's Python JSON bytes: what `POST /sync` compares.
+pub fn manifest_hash(manifest: &Object) -> String {
+    let bytes = python_json_dumps_sorted(&Value::Object(manifest.clone()));
+    format!("sha256:{}", hex(&Sha256::digest(bytes.as_bytes())))
+}
+
+/// `{manifest, signature, pubkey}`, signed as ARK's Python clients sign.
+pub fn signed_manifest(app: &App, full: bool) -> Result<Value, ApiError> {
+    let manifest = manifest(app, full)?;
+    let signature = app
+        .key
+        .sign(python_json_dumps_sorted(&Value::Object(manifest.clone())).as_bytes());
+    Ok(object([
+        ("manifest", Value::Object(manifest)),
+        ("signature", text(&signature.to_base64())),
+        ("pubkey", text(&app.key.public_key().to_base64())),
+    ]))
+}
+
+/// `GET /federation/v2/manifest`: our signed full manifest.
+pub fn own_manifest(app: &App, request: &Request) -> Result<Value, ApiError> {
+    authorize(app, request, Access::Pull)?;
+    signed_manifest(app, true)
+}
+
+/// `POST /sync {manifest_hash, nodes: [{id, hash}]}` → `{delta_count, nodes}`: the full
+/// records whose hash differs from, or is missing in, the caller's list.
+pub fn delta(app: &App, request: &Request) -> Result<Value, ApiError> {
+    authorize(app, request, Access::Pull)?;
+    let body = parse_object(&request.body, "sync request")?;
+    let fields = Fields::new(&body, "sync request");
+    if let Some(theirs) = fields.opt_str("manifest_hash")? {
+        if theirs == manifest_hash(&manifest(app, true)?) {
+            return Ok(object([
+                ("delta_count", number(0)),
+                ("nodes", Value::Array(Array::new())),
+            ]));
+        }
+    }
+    let mut known: BTreeMap<String, ContentHash> = BTreeMap::new();
+    for (index, entry) in fields
+        .opt_array("nodes")?
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let context = format!("sync request node {}", index + 1);
+        let entry = Fields::of(entry, &context)?;
+        let hash = ContentHash::parse(entry.str("hash")?)
+            .map_err(|reason| ApiError::bad_request(format!("{context}: {reason}")))?;
+        known.insert(entry.str("id")?.to_owned(), hash);
+    }
+    let mut nodes = Array::new();
+    app.store.borrow().scan(&Query::default(), |node, meta| {
+        if known.get(&node.id) != Some(&meta.hash) {
+            nodes.push(crate::commands::node_with_meta(&node, &meta));
+        }
+        true
+    })?;
+    Ok(object([
+        ("delta_count", number(nodes.len() as u64)),
+        ("nodes", Value::Array(nodes)),
+    ]))
+}

@@ -1,0 +1,597 @@
+//! Signed federation (issue: "Signed federation: keys, provenance, trust tiers, ARK's
+//! Python service API and the hub registry"), against real `serve` processes.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ark_lattice::model::{Hlc, Node, Version};
+use ark_lattice::protocol::record_to_wire;
+use ark_lattice::store::{Body, Record, RecordMeta};
+use ark_lattice::trust::{KeyPair, sign_record, sign_request};
+use miniserde::json::{self, Value};
+
+use crate::util::{Lattice, array, count, field, shared_data, text};
+
+/// A `serve` process on 127.0.0.1, killed on drop.
+struct Server {
+    lattice: Lattice,
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_on(Lattice::new(name), args, env)
+    }
+
+    fn start_on(lattice: Lattice, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut full = vec!["serve", "--port", "0", "--bind", "127.0.0.1"];
+        full.extend_from_slice(args);
+        let mut command = lattice.command(&full);
+        command.stdout(Stdio::null()).stderr(Stdio::null());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command.spawn().expect("start serve");
+        let server_file = lattice.data_dir().join("server.json");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let port = loop {
+            if let Ok(bytes) = std::fs::read_to_string(&server_file) {
+                let info: Value = json::from_str(&bytes).unwrap();
+                if count(field(&info, "pid")) == u64::from(child.id()) {
+                    break count(field(&info, "port")) as u16;
+                }
+            }
+            assert!(Instant::now() < deadline, "serve did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Server {
+            lattice,
+            child,
+            port,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn status(&self) -> Value {
+        self.lattice
+            .run(&["federation", "status", "--json"])
+            .ok()
+            .json()
+    }
+
+    fn public_key(&self) -> String {
+        text(field(&self.status(), "publicKey")).to_owned()
+    }
+
+    fn instance_id(&self) -> String {
+        text(field(&self.status(), "instanceId")).to_owned()
+    }
+
+    /// Runs `federation sync --json` and returns the first peer result.
+    fn sync(&self) -> Value {
+        let run = self.lattice.run(&["federation", "sync", "--json"]);
+        let answer = run.json();
+        array(field(&answer, "result"))[0].clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw HTTP/1.1 request; returns status and body.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, String)],
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn signed(key: &KeyPair, method: &str, path: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let headers = sign_request(key, method, path, body, now).unwrap();
+    headers
+        .pairs()
+        .iter()
+        .map(|(name, value)| (*name, value.to_string()))
+        .collect()
+}
+
+fn python_with_nacl() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import nacl.signing"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !ok {
+        eprintln!(
+            "skipped: python3 with PyNaCl is missing (pip install pynacl; .ci/run installs it)"
+        );
+    }
+    ok
+}
+
+fn script() -> String {
+    format!(
+        "{}/tests/it/scripts/ark_python_client.py",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[test]
+fn keygen_prints_pynacl_compatible_keys_both_ways() {
+    let lattice = Lattice::new("keygen");
+    let run = lattice.run(&["keygen"]).ok();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("Private Key: ") && lines[1].starts_with("Public Key: "),
+        "{}",
+        run.stdout
+    );
+    let seed = lines[0]["Private Key: ".len()..].trim().to_owned();
+    let public = lines[1]["Public Key: ".len()..].trim().to_owned();
+    // Our seed as ARK_FED_PRIVKEY gives an instance with that public key.
+    let status = lattice
+        .command(&["federation", "status", "--json"])
+        .env("ARK_FED_PRIVKEY", &seed)
+        .output()
+        .unwrap();
+    let status: Value = json::from_str(&String::from_utf8_lossy(&status.stdout)).unwrap();
+    assert_eq!(text(field(&status, "publicKey")), public);
+    if !python_with_nacl() {
+        return;
+    }
+    // PyNaCl derives the same public key from our seed...
+    let derived = Command::new("python3")
+        .args(["-c", &format!("import base64,nacl.signing;print(base64.b64encode(bytes(nacl.signing.SigningKey(base64.b64decode('{seed}')).verify_key)).decode())")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&derived.stdout).trim(), public);
+    // ...and a PyNaCl key works here.
+    let generated = Command::new("python3")
+        .args([&script(), "-", "-", "keygen"])
+        .output()
+        .unwrap();
+    let generated = String::from_utf8_lossy(&generated.stdout).into_owned();
+    let python_seed = generated.lines().next().unwrap()["Private Key: ".len()..]
+        .trim()
+        .to_owned();
+    let python_public = generated.lines().nth(1).unwrap()["Public Key: ".len()..]
+        .trim()
+        .to_owned();
+    let other = Lattice::new("keygen-python");
+    let status = other
+        .command(&["federation", "status", "--json"])
+        .env("ARK_FED_PRIVKEY", &python_seed)
+        .output()
+        .unwrap();
+    let status: Value = json::from_str(&String::from_utf8_lossy(&status.stdout)).unwrap();
+    assert_eq!(text(field(&status, "publicKey")), python_public);
+}
+
+#[test]
+fn a_key_file_others_can_read_is_refused_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let lattice = Lattice::new("key-mode");
+    lattice.run(&["stats"]).ok();
+    let key = lattice.data_dir().join("identity.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = lattice.run(&["stats"]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("chmod 600"), "{}", run.stderr);
+}
+
+#[test]
+fn python_client_registers_signed_manifests_and_expires_after_the_ttl() {
+    if !python_with_nacl() {
+        return;
+    }
+    let hub = Server::start("python-hub", &["--peer-ttl", "2"], &[]);
+    let client = KeyPair::generate().unwrap();
+    let seed = client.seed_base64();
+    let register = |mode: &str| -> (u16, String) {
+        let out = Command::new("python3")
+            .args([&script(), &hub.url(), &seed, mode])
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (status, body) = out.split_once('\n').unwrap();
+        (status.trim().parse().unwrap(), body.trim().to_owned())
+    };
+    // Signed correctly but not trusted: 403, and the key waits as pending.
+    let (status, body) = register("register");
+    assert_eq!(status, 403, "{body}");
+    let pending = hub.lattice.run(&["trust", "pending", "--json"]).ok().json();
+    assert_eq!(
+        text(field(&array(field(&pending, "keys"))[0], "publicKey")),
+        client.public_key().to_base64()
+    );
+    hub.lattice
+        .run(&["trust", "accept", &client.public_key().fingerprint()])
+        .ok();
+    let (status, body) = register("register");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("\"registered\"") && body.contains("ark-python-Zürich-α"),
+        "{body}"
+    );
+    // One byte changed after signing.
+    let (status, body) = register("tamper");
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("invalid signature"), "{body}");
+    let (status, body) = http(hub.port, "GET", "/discover", b"", &[]);
+    assert_eq!(status, 200);
+    let discovered: Value = json::from_str(&body).unwrap();
+    assert_eq!(count(field(&discovered, "count")), 1, "{body}");
+    assert_eq!(
+        text(field(&array(field(&discovered, "peers"))[0], "node_id")),
+        "ark-python-Zürich-α"
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let (_, body) = http(hub.port, "GET", "/discover", b"", &[]);
+    let discovered: Value = json::from_str(&body).unwrap();
+    assert_eq!(
+        count(field(&discovered, "count")),
+        0,
+        "expired after the TTL: {body}"
+    );
+    // Missing fields.
+    let (status, body) = http(hub.port, "POST", "/manifest", br#"{"manifest":{}}"#, &[]);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("missing fields"));
+}
+
+#[test]
+fn delta_sync_returns_exactly_the_records_whose_hash_differs() {
+    let Some(data) = shared_data("ark-lattice-nodes.json") else {
+        return;
+    };
+    let lattice = Lattice::new("delta");
+    lattice.import(&data).ok();
+    let hashes = lattice.hashes();
+    let client = KeyPair::generate().unwrap();
+    lattice
+        .run(&[
+            "trust",
+            "add",
+            &client.public_key().to_base64(),
+            "--tier",
+            "sandbox",
+        ])
+        .ok();
+    let server = Server::start_on(lattice, &[], &[]);
+    // The caller has every record but five: three with another hash, two missing.
+    let mut expected = Vec::new();
+    let mut entries = Vec::new();
+    for (index, (id, hash)) in hashes.iter().enumerate() {
+        match index % 97 {
+            1 => {
+                entries.push(format!(
+                    r#"{{"id":"{id}","hash":"sha256:{}"}}"#,
+                    "0".repeat(64)
+                ));
+                expected.push(id.clone());
+            }
+            2 => expected.push(id.clone()),
+            _ => entries.push(format!(r#"{{"id":"{id}","hash":"{hash}"}}"#)),
+        }
+    }
+    let body = format!(
+        r#"{{"manifest_hash":"sha256:{}","nodes":[{}]}}"#,
+        "1".repeat(64),
+        entries.join(",")
+    );
+    let (status, answer) = http(
+        server.port,
+        "POST",
+        "/sync",
+        body.as_bytes(),
+        &signed(&client, "POST", "/sync", body.as_bytes()),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let answer: Value = json::from_str(&answer).unwrap();
+    let mut got: Vec<String> = array(field(&answer, "nodes"))
+        .iter()
+        .map(|node| text(field(node, "id")).to_owned())
+        .collect();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+    assert_eq!(count(field(&answer, "delta_count")), expected.len() as u64);
+    // Unsigned: refused.
+    let (status, _) = http(server.port, "POST", "/sync", body.as_bytes(), &[]);
+    assert_eq!(status, 401);
+}
+
+#[test]
+fn a_record_reaches_spoke_b_through_the_hub_with_its_authors_signature() {
+    let hub = Server::start("hub", &[], &[]);
+    // Spoke keys are made first, so the hub trusts them before their first heartbeat.
+    let spoke_lattice = |name: &str| -> Lattice {
+        let lattice = Lattice::new(name);
+        std::fs::create_dir_all(lattice.data_dir()).unwrap();
+        let key_file = lattice.data_dir().join("identity.key");
+        let run = lattice
+            .run(&["keygen", "--out", key_file.to_str().unwrap()])
+            .ok();
+        let public = run.stdout.lines().next().unwrap()["Public Key: ".len()..]
+            .trim()
+            .to_owned();
+        hub.lattice
+            .run(&["trust", "add", &public, "--name", name])
+            .ok();
+        lattice
+    };
+    let hub_url = hub.url();
+    let env = [
+        ("FEDERATION_MODE", "hub"),
+        ("FEDERATION_HUB_URL", hub_url.as_str()),
+    ];
+    let spoke_a = Server::start_on(spoke_lattice("spoke-a"), &[], &env);
+    let spoke_b = Server::start_on(spoke_lattice("spoke-b"), &[], &env);
+    for spoke in [&spoke_a, &spoke_b] {
+        spoke
+            .lattice
+            .run(&["federation", "add-peer", &hub.url()])
+            .ok();
+    }
+    spoke_a
+        .lattice
+        .run(&[
+            "add",
+            "--id",
+            "from_a",
+            "--type",
+            "template_node",
+            "--value",
+            "written on A",
+        ])
+        .ok();
+    let pushed = spoke_a.sync();
+    assert!(
+        matches!(field(&pushed, "success"), Value::Bool(true)),
+        "{}",
+        json::to_string(&pushed)
+    );
+    let pulled = spoke_b.sync();
+    assert!(
+        matches!(field(&pulled, "success"), Value::Bool(true)),
+        "{}",
+        json::to_string(&pulled)
+    );
+    let record = spoke_b
+        .lattice
+        .run(&["get", "from_a", "--json", "--provenance"])
+        .ok()
+        .json();
+    let provenance = field(&record, "provenance");
+    assert_eq!(text(field(provenance, "origin")), spoke_a.instance_id());
+    assert!(matches!(field(provenance, "signed"), Value::Bool(true)));
+    // The hub forwarded the author's version and content unchanged.
+    let at_a = spoke_a
+        .lattice
+        .run(&["get", "from_a", "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        text(field(&record, "version")),
+        text(field(&at_a, "version"))
+    );
+    assert_eq!(text(field(&record, "hash")), text(field(&at_a, "hash")));
+    // Both spokes registered their signed manifests at start; each finds the other
+    // through the hub's registry.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = http(hub.port, "GET", "/discover", b"", &[]);
+        let registry: Value = json::from_str(&body).unwrap();
+        if count(field(&registry, "count")) == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "spokes did not register: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let found = spoke_a
+        .lattice
+        .run(&["federation", "discover", "--json"])
+        .ok()
+        .json();
+    let urls: Vec<&str> = array(field(&found, "peers"))
+        .iter()
+        .map(|peer| text(field(peer, "url")))
+        .collect();
+    assert!(urls.contains(&spoke_b.url().as_str()), "{urls:?}");
+}
+
+/// A hub that relays a record its author signed, with the value changed.
+fn tampering_hub(author: &KeyPair, hub_key: &KeyPair) -> (u16, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let node = Node {
+        id: "tampered".into(),
+        node_type: "t".into(),
+        value: "what the author wrote".into(),
+        ..Node::default()
+    };
+    let version = Version {
+        hlc: Hlc::from_parts(1_700_000_000_000, 0),
+        origin: author.public_key().instance_id(),
+    };
+    let canonical = ark_lattice::model::encode_node(&node);
+    let signature = sign_record(author, &canonical, &version).unwrap();
+    let altered = Node {
+        value: "what the hub says".into(),
+        ..node
+    };
+    let record = Record {
+        id: "tampered".into(),
+        meta: RecordMeta {
+            version,
+            base: None,
+            seq: 1,
+            hash: ark_lattice::model::ContentHash::of(&ark_lattice::model::encode_node(&altered)),
+            updated_at: None,
+            signature: Some(*signature.as_bytes()),
+        },
+        body: Body::Live(altered),
+    };
+    let record = json::to_string(&record_to_wire(
+        &record,
+        Some(&author.public_key().to_base64()),
+    ));
+    let public = hub_key.public_key();
+    let info = format!(
+        r#"{{"instanceId":"{}","instanceName":"evil-hub","protocols":["ark-federation-v1","ark-lattice-v2"],"epoch":"00","publicKey":"{}"}}"#,
+        public.instance_id().to_hex(),
+        public.to_base64()
+    );
+    let changes = format!(
+        r#"{{"instanceId":"x","epoch":"00","records":[{record}],"last_seq":1,"more":false}}"#
+    );
+    let handle = std::thread::spawn(move || {
+        for stream in listener.incoming().take(4) {
+            let Ok(mut stream) = stream else { continue };
+            let mut buffer = [0u8; 8192];
+            let read = stream.read(&mut buffer).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buffer[..read]).into_owned();
+            let body = if head.starts_with("GET /federation/info") {
+                info.clone()
+            } else if head.starts_with("GET /federation/v2/changes") {
+                changes.clone()
+            } else {
+                r#"{"want":[]}"#.to_owned()
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, handle)
+}
+
+#[test]
+fn a_hub_that_alters_a_record_is_caught() {
+    let author = KeyPair::generate().unwrap();
+    let hub_key = KeyPair::generate().unwrap();
+    let (port, _hub) = tampering_hub(&author, &hub_key);
+    let spoke = Lattice::new("tamper-spoke");
+    spoke
+        .run(&[
+            "federation",
+            "add-peer",
+            &format!("http://127.0.0.1:{port}"),
+            "--pubkey",
+            &hub_key.public_key().to_base64(),
+        ])
+        .ok();
+    let run = spoke.run(&["federation", "sync", "--json"]);
+    let answer = run.json();
+    let result = &array(field(&answer, "result"))[0];
+    let rejected = array(field(result, "rejected"));
+    assert_eq!(rejected.len(), 1, "{}", run.stdout);
+    assert!(text(&rejected[0]).contains("signature"), "{}", run.stdout);
+    assert_eq!(
+        spoke.run(&["get", "tampered"]).code,
+        4,
+        "nothing unverified is stored"
+    );
+}
+
+#[test]
+fn tiers_limit_what_peers_may_do_and_replays_are_refused() {
+    let origin = Server::start("tiers-origin", &[], &[]);
+    origin
+        .lattice
+        .run(&["add", "--id", "shared", "--type", "t", "--value", "v"])
+        .ok();
+    let sandbox = Server::start("tiers-sandbox", &[], &[]);
+    let external = Server::start("tiers-external", &[], &[]);
+    origin
+        .lattice
+        .run(&["trust", "add", &sandbox.public_key(), "--tier", "sandbox"])
+        .ok();
+    origin
+        .lattice
+        .run(&["trust", "add", &external.public_key(), "--tier", "external"])
+        .ok();
+    for peer in [&sandbox, &external] {
+        peer.lattice
+            .run(&["federation", "add-peer", &origin.url()])
+            .ok();
+    }
+    // The sandbox peer pulls, but its own write is refused on push.
+    sandbox
+        .lattice
+        .run(&["add", "--id", "from_sandbox", "--type", "t", "--value", "v"])
+        .ok();
+    let result = sandbox.sync();
+    assert_eq!(
+        count(field(&result, "nodesReceived")),
+        1,
+        "{}",
+        json::to_string(&result)
+    );
+    assert!(
+        text(field(&result, "error")).contains("does not allow push"),
+        "{}",
+        json::to_string(&result)
+    );
+    assert_eq!(origin.lattice.run(&["get", "from_sandbox"]).code, 4);
+    // The external peer may not even pull.
+    let result = external.sync();
+    assert!(
+        text(field(&result, "error")).contains("403"),
+        "{}",
+        json::to_string(&result)
+    );
+    assert_eq!(external.lattice.run(&["get", "shared"]).code, 4);
+    // A signed request replayed verbatim is refused the second time.
+    let caller = KeyPair::generate().unwrap();
+    origin
+        .lattice
+        .run(&["trust", "add", &caller.public_key().to_base64()])
+        .ok();
+    let path = "/federation/v2/changes?after=0";
+    let headers = signed(&caller, "GET", path, b"");
+    assert_eq!(http(origin.port, "GET", path, b"", &headers).0, 200);
+    let (status, body) = http(origin.port, "GET", path, b"", &headers);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("nonce") || body.contains("replay"), "{body}");
+}
