@@ -16,7 +16,7 @@ use crate::config::IMPORT_BATCH;
 use crate::error::Error;
 use crate::input;
 use crate::model::{Node, Shape, format_rfc3339, unix_millis_now};
-use crate::store::{Body, Conflict, Query, RecordMeta, Store, WriteSummary};
+use crate::store::{Body, Conflict, Query, RecordMeta, Stats, Store, WriteSummary};
 
 pub fn import(session: &mut Session<'_>, args: &cli::Import) -> Result<(), Error> {
     if args.files.is_empty() {
@@ -512,22 +512,20 @@ pub fn stats(session: &mut Session<'_>, args: &cli::Stats) -> Result<(), Error> 
         .config
         .instance_name(&session.store.instance_id().short());
     if args.json {
-        session.out.json(&object([
-            ("instance_id", string(session.store.instance_id().to_hex())),
-            ("instance_name", string(name)),
-            (
-                "instance_type",
-                string(session.config.instance_type.to_string()),
-            ),
-            ("nodes", number(stats.nodes)),
-            ("tombstones", number(stats.tombstones)),
-            ("conflicts", number(stats.conflicts)),
-            ("last_seq", number(stats.last_seq)),
-            ("store_bytes", number(stats.file_bytes)),
-            ("by_type", counts(&stats.by_type)),
-            ("by_language", counts(&stats.by_language)),
-            ("by_category", counts(&stats.by_category)),
-        ]))?;
+        let mut object = match stats_json(&stats) {
+            Value::Object(object) => object,
+            _ => unreachable!("stats are an object"),
+        };
+        object.insert(
+            "instance_id".into(),
+            string(session.store.instance_id().to_hex()),
+        );
+        object.insert("instance_name".into(), string(name));
+        object.insert(
+            "instance_type".into(),
+            string(session.config.instance_type.to_string()),
+        );
+        session.out.json(&Value::Object(object))?;
         return session.out.flush();
     }
     session.out.line(format!(
@@ -586,6 +584,20 @@ pub fn conflicts(session: &mut Session<'_>, args: &cli::Conflicts) -> Result<(),
         .out
         .line(format!("{} conflict(s) shown", conflicts.len()))?;
     session.out.flush()
+}
+
+/// Store counts as `stats --json` and `GET /api/lattice/stats` print them.
+pub fn stats_json(stats: &Stats) -> Value {
+    object([
+        ("nodes", number(stats.nodes)),
+        ("tombstones", number(stats.tombstones)),
+        ("conflicts", number(stats.conflicts)),
+        ("last_seq", number(stats.last_seq)),
+        ("store_bytes", number(stats.file_bytes)),
+        ("by_type", counts(&stats.by_type)),
+        ("by_language", counts(&stats.by_language)),
+        ("by_category", counts(&stats.by_category)),
+    ])
 }
 
 /// The conflict log as `{count, conflicts: [...]}`, for `--json` and the API.

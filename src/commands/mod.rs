@@ -17,7 +17,7 @@ use crate::model::InstanceId;
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::trust::KeyPair;
 
-pub use lattice::conflicts_json;
+pub use lattice::{conflicts_json, stats_json};
 pub use output::{Output, node_with_meta};
 pub use remote::{ServerInfo, running_server};
 

@@ -93,24 +93,7 @@ pub async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError>
         }
         ("POST", "/api/cli") => cli(app, request),
         ("GET", "/api/lattice/stats") => {
-            let stats = app.store.borrow().stats()?;
-            let counts = |map: &BTreeMap<String, u64>| {
-                Value::Object(
-                    map.iter()
-                        .map(|(key, count)| (key.clone(), number(*count)))
-                        .collect(),
-                )
-            };
-            Ok(object([
-                ("nodes", number(stats.nodes)),
-                ("tombstones", number(stats.tombstones)),
-                ("conflicts", number(stats.conflicts)),
-                ("last_seq", number(stats.last_seq)),
-                ("store_bytes", number(stats.file_bytes)),
-                ("by_type", counts(&stats.by_type)),
-                ("by_language", counts(&stats.by_language)),
-                ("by_category", counts(&stats.by_category)),
-            ]))
+            Ok(crate::commands::stats_json(&app.store.borrow().stats()?))
         }
         ("GET", "/api/lattice/nodes") => {
             let limit = request
