@@ -41,6 +41,8 @@ fn test_limits() -> ServerLimits {
         body_read_timeout: Duration::from_secs(5),
         max_connections: 8,
         max_body_bytes: 64 * 1024,
+        // The clients here are on loopback; 0 keeps `max_body_bytes` in force for them.
+        max_loopback_body_bytes: 0,
         max_head_bytes: 8 * 1024,
         gzip_threshold: 1024,
         shutdown_grace: Duration::from_secs(2),
@@ -285,6 +287,32 @@ fn oversized_body_gets_413_naming_the_limit_and_the_connection_survives() {
         assert_eq!(client.send(fits).await.unwrap().status, 200);
         // The oversized body was read and discarded, so the connection carried on.
         assert_eq!(server.stats.connections(), 1);
+        server.shut_down().await;
+    });
+}
+
+#[test]
+fn loopback_callers_get_their_own_body_limit() {
+    run(|executor| async move {
+        let limits = ServerLimits {
+            max_body_bytes: 1024,
+            max_loopback_body_bytes: 64 * 1024,
+            ..test_limits()
+        };
+        let server = start(&executor, limits).await;
+        let (client, _) = quick_client();
+        let local_import =
+            ClientRequest::post(&server.url("/echo"), "text/plain", vec![b'x'; 32 * 1024]);
+        assert_eq!(client.send(local_import).await.unwrap().status, 200);
+        let too_big =
+            ClientRequest::post(&server.url("/echo"), "text/plain", vec![b'x'; 128 * 1024]);
+        let refused = client.send(too_big).await.unwrap();
+        assert_eq!(refused.status, 413);
+        assert!(
+            String::from_utf8(refused.body)
+                .unwrap()
+                .contains("65536 bytes")
+        );
         server.shut_down().await;
     });
 }

@@ -57,6 +57,7 @@ use super::wire::{Activity, CountingStream, InFlight, WireStats};
 /// | `body_read_timeout` | 30 s |
 /// | `max_connections` | 32 |
 /// | `max_body_bytes` | 4 MiB |
+/// | `max_loopback_body_bytes` | 256 MiB |
 /// | `max_head_bytes` | 16 KiB |
 /// | `gzip_threshold` | 1 KiB |
 /// | `shutdown_grace` | 10 s |
@@ -83,6 +84,9 @@ pub struct ServerLimits {
     /// Largest request body, counted on the wire and again after gzip decoding;
     /// 413 beyond it. Room for a few maximum-size records per request.
     pub max_body_bytes: usize,
+    /// The body limit for callers on this machine (the CLI sending an import to the
+    /// server that holds the store), which are not the peers the limit guards against.
+    pub max_loopback_body_bytes: usize,
     /// Largest request head; hyper answers 431 beyond it.
     pub max_head_bytes: usize,
     /// Full response bodies larger than this are gzip-compressed for clients that accept
@@ -101,6 +105,7 @@ impl Default for ServerLimits {
             body_read_timeout: Duration::from_secs(30),
             max_connections: 32,
             max_body_bytes: 4 * 1024 * 1024,
+            max_loopback_body_bytes: 256 * 1024 * 1024,
             max_head_bytes: 16 * 1024,
             gzip_threshold: 1024,
             shutdown_grace: Duration::from_secs(10),
@@ -360,16 +365,20 @@ impl Exchange {
         request: hyper::Request<hyper::body::Incoming>,
     ) -> Result<Request, Response> {
         let limits = &self.limits;
+        let max_body_bytes = if is_loopback(&self.remote_addr) {
+            limits.max_body_bytes.max(limits.max_loopback_body_bytes)
+        } else {
+            limits.max_body_bytes
+        };
         let (parts, mut incoming) = request.into_parts();
         let deadline = Instant::now() + limits.body_read_timeout;
-        let wire_body = match read_body(&mut incoming, limits.max_body_bytes, deadline).await {
+        let wire_body = match read_body(&mut incoming, max_body_bytes, deadline).await {
             ReadOutcome::Complete(body) => body,
             ReadOutcome::TooLarge { drained } => {
                 let response = Response::error(
                     413,
                     &format!(
-                        "request body exceeds the limit of {} bytes (max_body_bytes)",
-                        limits.max_body_bytes
+                        "request body exceeds the limit of {max_body_bytes} bytes (max_body_bytes)"
                     ),
                 );
                 return Err(if drained { response } else { closing(response) });
@@ -398,7 +407,7 @@ impl Exchange {
         let body = match content_encoding.as_slice() {
             [] => wire_body,
             [coding] if is_gzip_encoding(coding) => {
-                match gunzip_limited(&wire_body, limits.max_body_bytes) {
+                match gunzip_limited(&wire_body, max_body_bytes) {
                     Ok(body) => body,
                     Err(GunzipError::TooLarge(limit)) => {
                         return Err(Response::error(
