@@ -6,10 +6,11 @@
 //! # Implementation
 //!
 //! The binary under test is the release build cargo makes for benches
-//! (`CARGO_BIN_EXE_ark-lattice`, `target/release/ark-lattice`). Every node runs with
-//! `-v` and its stderr in a log file, so the HTTP requests it served can be counted from
-//! its `ark:http` lines. The environment variables the binary reads are cleared so a
-//! shell's settings cannot change the figures.
+//! (`CARGO_BIN_EXE_ark-lattice`, `target/release/ark-lattice`). A node's stderr is
+//! read through a pipe, not a file, so logging adds nothing to its disk writes; with
+//! `-v` the HTTP requests it served are counted from its `ark:http` lines. The
+//! environment variables the binary reads are cleared so a shell's settings cannot
+//! change the figures.
 
 // Each bench uses a different part of this module.
 #![allow(dead_code)]
@@ -18,7 +19,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -189,16 +190,34 @@ pub struct Server {
     pub pid: u32,
     pub port: u16,
     pub data_dir: PathBuf,
-    log: PathBuf,
+    log: Arc<Log>,
+    log_reader: Option<JoinHandle<()>>,
+}
+
+/// What a node printed on stderr, read through a pipe so that logging adds nothing to
+/// the node's disk writes.
+#[derive(Debug, Default)]
+struct Log {
+    /// `ark:http` lines: one per peer-protocol request answered (with `-v`).
+    http_lines: AtomicU64,
+    /// The start of the log, for error messages.
+    head: Mutex<String>,
 }
 
 impl Server {
-    /// Starts a node on `data_dir` with extra environment (e.g. auto-sync settings) and
-    /// waits until it has written `server.json`.
+    /// Starts a node with `-v` on `data_dir` with extra environment (e.g. auto-sync
+    /// settings), and waits until it has written `server.json`.
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        Server::start_with(data_dir, env, true)
+    }
+
+    /// The same without `-v`: the node writes nothing to stderr while it syncs.
+    pub fn start_quiet(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        Server::start_with(data_dir, env, false)
+    }
+
+    fn start_with(data_dir: &Path, env: &[(&str, &str)], verbose: bool) -> Server {
         std::fs::create_dir_all(data_dir).expect("create the node's state dir");
-        let log = data_dir.with_extension("log");
-        let log_file = std::fs::File::create(&log).expect("create the node's log");
         let server_file = data_dir.join("server.json");
         let _ = std::fs::remove_file(&server_file);
         let mut command = Command::new(binary());
@@ -206,39 +225,62 @@ impl Server {
             command.env_remove(name);
         }
         command.envs(env.iter().copied());
+        command.arg("--data-dir").arg(data_dir);
+        if verbose {
+            command.arg("-v");
+        }
         let mut child = command
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["-v", "serve", "--port", "0", "--bind", "127.0.0.1"])
+            .args(["serve", "--port", "0", "--bind", "127.0.0.1"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log_file)
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start ark-lattice serve");
+        let log = Arc::new(Log::default());
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log_reader = {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if line.starts_with("ark:http ") {
+                        log.http_lines.fetch_add(1, Ordering::SeqCst);
+                    }
+                    let mut head = log.head.lock().unwrap();
+                    if head.len() < 16 * 1024 {
+                        head.push_str(&line);
+                        head.push('\n');
+                    }
+                }
+            })
+        };
+        let mut server = Server {
+            pid: child.id(),
+            port: 0,
+            data_dir: data_dir.to_owned(),
+            child,
+            log,
+            log_reader: Some(log_reader),
+        };
         let started = Instant::now();
         loop {
-            if let Some(status) = child.try_wait().expect("poll the server") {
+            if let Some(status) = server.child.try_wait().expect("poll the server") {
+                std::thread::sleep(Duration::from_millis(50));
                 panic!(
                     "ark-lattice serve exited ({status}): {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
+                    server.log.head.lock().unwrap()
                 );
             }
             if let Ok(text) = std::fs::read_to_string(&server_file) {
                 if let Ok(info) = json::from_str::<Value>(&text) {
-                    if field_u64(&info, &["pid"]) == u64::from(child.id()) {
-                        return Server {
-                            pid: child.id(),
-                            port: field_u64(&info, &["port"]) as u16,
-                            data_dir: data_dir.to_owned(),
-                            log,
-                            child,
-                        };
+                    if field_u64(&info, &["pid"]) == u64::from(server.pid) {
+                        server.port = field_u64(&info, &["port"]) as u16;
+                        return server;
                     }
                 }
             }
             if started.elapsed() > START_TIMEOUT {
-                let _ = child.kill();
-                let _ = child.wait();
                 panic!("ark-lattice serve did not write {}", server_file.display());
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -262,18 +304,23 @@ impl Server {
     }
 
     /// Peer-protocol requests (`/federation/...`) this node has answered so far, from its
-    /// verbose log; control-API calls are not logged there and not counted.
+    /// `-v` log; control-API calls are not logged there and not counted.
     pub fn peer_requests_served(&self) -> u64 {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|line| line.starts_with("ark:http "))
-            .count() as u64
+        // The line is printed before the answer is sent; give the reader thread a moment.
+        std::thread::sleep(Duration::from_millis(30));
+        self.log.http_lines.load(Ordering::SeqCst)
     }
 
     /// The size of the store file.
     pub fn store_bytes(&self) -> u64 {
         std::fs::metadata(self.data_dir.join("lattice.redb")).map_or(0, |meta| meta.len())
+    }
+
+    /// Stops the node the way an operator would (`federation stop`), so the next start
+    /// opens a cleanly closed store.
+    pub fn stop(mut self) {
+        cli(&self.data_dir, &["federation", "stop"]);
+        let _ = self.child.wait();
     }
 }
 
@@ -281,6 +328,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(reader) = self.log_reader.take() {
+            let _ = reader.join();
+        }
     }
 }
 
@@ -445,6 +495,7 @@ struct Counters {
 #[derive(Debug)]
 pub struct CountingProxy {
     pub port: u16,
+    upstream_port: Arc<AtomicU16>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
@@ -456,12 +507,14 @@ impl CountingProxy {
     pub fn start(upstream_port: u16) -> CountingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let port = listener.local_addr().expect("proxy address").port();
+        let upstream_port = Arc::new(AtomicU16::new(upstream_port));
         let counters = Arc::new(Counters::default());
         let stop = Arc::new(AtomicBool::new(false));
         let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let threads: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let acceptor = {
-            let (counters, stop, open, threads) = (
+            let (upstream_port, counters, stop, open, threads) = (
+                upstream_port.clone(),
                 counters.clone(),
                 stop.clone(),
                 open.clone(),
@@ -473,7 +526,8 @@ impl CountingProxy {
                         return;
                     }
                     let Ok(client) = client else { continue };
-                    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream_port)) else {
+                    let upstream = upstream_port.load(Ordering::SeqCst);
+                    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
                         continue;
                     };
                     counters.connections.fetch_add(1, Ordering::Relaxed);
@@ -505,6 +559,7 @@ impl CountingProxy {
         };
         CountingProxy {
             port,
+            upstream_port,
             counters,
             stop,
             open,
@@ -515,6 +570,12 @@ impl CountingProxy {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Sends new connections to another port: the node behind it restarted, and its
+    /// peers keep the proxy's URL.
+    pub fn retarget(&self, upstream_port: u16) {
+        self.upstream_port.store(upstream_port, Ordering::SeqCst);
     }
 
     pub fn traffic(&self) -> Traffic {
