@@ -239,8 +239,10 @@ fn main() {
     to_b.retarget(b.port);
     pair = Pair { a, b, to_a, to_b };
     // Wait for a couple of auto-syncs each, so the window starts in the steady state.
+    // The counts are stored, so they carry on from before the restart.
     let warm_up = Instant::now();
-    while syncs(&pair.a).0 < 2 || syncs(&pair.b).0 < 2 {
+    let (a_start, b_start) = (syncs(&pair.a).0, syncs(&pair.b).0);
+    while syncs(&pair.a).0 < a_start + 2 || syncs(&pair.b).0 < b_start + 2 {
         assert!(
             warm_up.elapsed() < Duration::from_millis(interval_ms * 10 + 10_000),
             "auto-sync did not run"
@@ -310,6 +312,7 @@ fn report(
     println!(
         "|-----------------------------------------------------------|-------|-------------|-------------|-----------------|------------------|--------------|"
     );
+    // The last field: whether the row is the syncing side (else the answering one).
     let manual_rows: [(&str, &[SyncWrites], bool); 4] = [
         (
             "B syncs 100 changed records from A (receiver, median)",
@@ -320,9 +323,13 @@ fn report(
         ("B syncs, nothing changed (median)", unchanged, true),
         ("A answering those syncs (median)", unchanged, false),
     ];
-    for (name, rows, receiver) in manual_rows {
+    for (name, rows, syncing_side) in manual_rows {
         let side = move |row: &SyncWrites| {
-            if receiver { row.syncer } else { row.answerer }
+            if syncing_side {
+                row.syncer
+            } else {
+                row.answerer
+            }
         };
         let disk = median_of(rows, &|row| bytes(&side(row)));
         println!(
