@@ -29,7 +29,7 @@ pub fn open(config: &DiscoveryConfig) -> io::Result<smol::net::UdpSocket> {
         // Beacons are for the local network only; routers do not forward them.
         sockopt::set_ip_multicast_ttl(&fd, 1)?;
     }
-    let socket = UdpSocket::from(std::os::fd::OwnedFd::from(fd));
+    let socket = UdpSocket::from(fd);
     smol::net::UdpSocket::try_from(socket)
 }
 

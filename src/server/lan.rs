@@ -345,7 +345,12 @@ pub async fn find(
     let hits = discovery::scan(&client, &hosts, port, discovery::SCAN_CONCURRENCY).await;
     let elapsed = started.elapsed();
     let own_id = app.instance_id_hex();
-    for hit in hits.iter().filter(|hit| hit.instance_id != own_id) {
+    let mut seen = std::collections::BTreeSet::new();
+    // A machine answers on each of its addresses in the subnet; list it once.
+    for hit in hits
+        .iter()
+        .filter(|hit| hit.instance_id != own_id && seen.insert(hit.instance_id.clone()))
+    {
         let entry = scan_hit_json(app, hit);
         if matches!(field(&entry, "known"), Value::Bool(false)) {
             app.events.emit(

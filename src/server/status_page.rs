@@ -75,8 +75,9 @@ section.wide{grid-column:1/-1}
 h2{font-size:15px;margin:0 0 8px}
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #eef1f4;vertical-align:top}
+td code{white-space:nowrap}
 th{font-size:12px;text-transform:uppercase;letter-spacing:.04em;color:#5b6776}
-code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:13px}
+code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:13px;overflow-wrap:anywhere}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:3px 14px;margin:0}
 dt{color:#5b6776}dd{margin:0}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
@@ -119,7 +120,7 @@ pub fn render(app: &App, privileged: bool) -> Result<Response, ApiError> {
          <dt>Listening</dt><dd>port {port}{enabled}</dd>\
          <dt>Hub</dt><dd>{hub}</dd>\
          <dt>Auto-sync</dt><dd>{auto_sync}</dd>\
-         <dt>Lattice</dt><dd>{nodes} nodes, {tombstones} tombstones, store {store_kib} KiB</dd>\
+         <dt>Lattice</dt><dd>nodes: {nodes}, tombstones: {tombstones}, store: {store_kib} KiB</dd>\
          <dt>Syncs</dt><dd>{ok} ok, {failed} failed; {sent} nodes sent, {received} received; {conflicts} conflicts resolved</dd>\
          <dt>LAN discovery</dt><dd>{discovery}</dd>\
          <dt>Started</dt><dd>{started}</dd></dl></section>",
@@ -276,10 +277,10 @@ pub fn render(app: &App, privileged: bool) -> Result<Response, ApiError> {
             "<section class=\"wide\"><p class=\"muted\">Recent events and conflicts are shown to loopback callers and callers with the admin token.</p></section>",
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         html,
         "</main><footer style=\"padding:0 24px 16px\" class=\"muted\">Refreshes every {REFRESH_SECS} s · \
-         <a href=\"/metrics\">metrics</a> · <a href=\"/federation/info\">info</a></footer></body></html>\n"
+         <a href=\"/metrics\">metrics</a> · <a href=\"/federation/info\">info</a></footer></body></html>"
     );
     Ok(Response::new(200, Body::Full(html.into_bytes()))
         .with_header("content-type", "text/html; charset=utf-8")
@@ -336,19 +337,23 @@ fn draw(html: &mut String, app: &App, peers: &[PeerState], lan: &[crate::discove
             c = colour(hub_state)
         );
     }
-    // Peers on an ellipse around this node, leaving the top free for the hub.
+    // Peers on an ellipse around this node, starting on the left so that two peers sit
+    // either side of it (clear of its name below); with a hub the top stays free and
+    // the peers spread from the right over the bottom to the left.
     let count = nodes.len().max(1) as f64;
     let positions: Vec<(f64, f64)> = (0..nodes.len())
         .map(|index| {
-            let start = if hub.is_some() { -60.0f64 } else { -90.0 };
-            let span = if hub.is_some() { 300.0 } else { 360.0 };
-            let step = if hub.is_some() && nodes.len() > 1 {
-                span / (count - 1.0).max(1.0)
+            let degrees = if hub.is_some() {
+                if nodes.len() == 1 {
+                    180.0
+                } else {
+                    -15.0 + 210.0 * index as f64 / (count - 1.0)
+                }
             } else {
-                span / count
+                180.0 + 360.0 * index as f64 / count
             };
-            let angle = (start + step * index as f64).to_radians();
-            (cx + 210.0 * angle.cos(), cy + 115.0 * angle.sin())
+            let angle = f64::to_radians(degrees);
+            (cx + 200.0 * angle.cos(), cy + 110.0 * angle.sin())
         })
         .collect();
     for ((_, _, state, lan_only), (x, y)) in nodes.iter().zip(&positions) {
