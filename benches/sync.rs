@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use support::{
     CountingProxy, Io, Memory, RssSampler, Server, TempDir, Traffic, cli, cli_json, env_number,
     field_u64, http_get, human_bytes, import_nodes, median, median_u64, range, scattered,
-    sync_result,
+    sync_result, trust_each_other,
 };
 
 const SAMPLE_EVERY: Duration = Duration::from_millis(20);
@@ -98,7 +98,9 @@ fn run_once(work: &TempDir, run: usize, node_count: usize, update_count: usize) 
     let b_dir = work.path.join(format!("run{run}-b"));
     let mut figures = RunFigures::default();
 
-    let a = Server::start(&a_dir, &[]);
+    // Open trust mode only so the ARK baseline below can fetch the full dump unsigned, as
+    // an ARK Node.js peer would; the two nodes' own requests are signed and checked.
+    let a = Server::start(&a_dir, &[("FEDERATION_TRUST", "open")]);
     // Let the executor settle to its idle state before reading memory.
     std::thread::sleep(Duration::from_millis(100));
     figures.a_started = a.memory();
@@ -108,6 +110,7 @@ fn run_once(work: &TempDir, run: usize, node_count: usize, update_count: usize) 
     let b = Server::start(&b_dir, &[]);
     std::thread::sleep(Duration::from_millis(100));
     figures.b_started = b.memory();
+    trust_each_other(&a_dir, &b_dir);
     let to_a = CountingProxy::start(a.port);
     cli(&b_dir, &["federation", "add-peer", &to_a.url()]);
 

@@ -261,7 +261,7 @@ pub struct Conflicts {
     name = "serve",
     example = "ark-lattice serve --port 9000",
     example = "FEDERATION_MODE=hub FEDERATION_HUB_URL=http://hub.lan:9000 ark-lattice serve",
-    note = "Environment: FEDERATION_PORT, FEDERATION_MODE (p2p|hub|hybrid),\nFEDERATION_HUB_URL, FEDERATION_AUTO_SYNC, FEDERATION_SYNC_INTERVAL (ms),\nARK_ADMIN_TOKEN, ARK_NODE_ID. Flags win over environment."
+    note = "Environment: FEDERATION_PORT, FEDERATION_MODE (p2p|hub|hybrid),\nFEDERATION_HUB_URL, FEDERATION_AUTO_SYNC, FEDERATION_SYNC_INTERVAL (ms),\nFEDERATION_DISCOVERY, FEDERATION_BEACON_PORT, FEDERATION_BEACON_GROUP,\nFEDERATION_BEACON_INTERVAL (s), FEDERATION_ON_EVENT, ARK_ADMIN_TOKEN, ARK_NODE_ID.\nFlags win over environment."
 )]
 pub struct Serve {
     /// port to listen on (default: $FEDERATION_PORT, else 9000)
@@ -305,6 +305,31 @@ pub struct Serve {
     /// seconds a registered spoke stays in /discover without a heartbeat (default 120)
     #[argh(option)]
     pub peer_ttl: Option<u64>,
+    /// do not announce this node or listen for others on the LAN (default: on for
+    /// local and pi instances, never on cloud ones; also FEDERATION_DISCOVERY=false)
+    #[argh(switch)]
+    pub no_discovery: bool,
+    /// UDP port of the LAN beacon (default: $FEDERATION_BEACON_PORT, else 8103)
+    #[argh(option)]
+    pub beacon_port: Option<u16>,
+    /// multicast group of the LAN beacon (default: $FEDERATION_BEACON_GROUP, else
+    /// 239.255.0.1)
+    #[argh(option)]
+    pub beacon_group: Option<String>,
+    /// IPv4 address of the interface to multicast on (default: the kernel's choice)
+    #[argh(option)]
+    pub beacon_interface: Option<String>,
+    /// send beacons to this address (ip:port) instead of the multicast group
+    /// (repeatable; for networks without multicast, and for tests)
+    #[argh(option)]
+    pub beacon_unicast: Vec<String>,
+    /// seconds between beacons (default: $FEDERATION_BEACON_INTERVAL, else 60)
+    #[argh(option)]
+    pub beacon_interval: Option<u64>,
+    /// run this shell command for each federation event, with the event as JSON on
+    /// its standard input (default: $FEDERATION_ON_EVENT)
+    #[argh(option)]
+    pub on_event: Option<String>,
 }
 
 /// Manage federation: the background server, peers and syncs.
@@ -415,13 +440,28 @@ pub struct ListPeers {
     pub json: bool,
 }
 
-/// List peers known to our peers and hub.
+/// List peers known to our peers and hub, and peers on the LAN: those whose beacons the
+/// running server heard and, with --scan, those answering on the local /24.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "discover")]
+#[argh(
+    subcommand,
+    name = "discover",
+    example = "ark-lattice federation discover",
+    example = "ark-lattice federation discover --scan --add"
+)]
 pub struct Discover {
-    /// add what was found as peers
+    /// add what was found as peers (unsigned ARK beacons are listed, not added)
     #[argh(switch)]
     pub add: bool,
+    /// also probe every address of the local /24 for /federation/info
+    #[argh(switch)]
+    pub scan: bool,
+    /// the network to scan instead of this machine's /24, e.g. 192.168.1.0/24
+    #[argh(option)]
+    pub subnet: Option<String>,
+    /// the port to probe (default: this instance's federation port)
+    #[argh(option)]
+    pub scan_port: Option<u16>,
     /// print JSON
     #[argh(switch)]
     pub json: bool,

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::cli::{Args, Command, Serve};
@@ -61,6 +61,13 @@ pub enum KeySource {
     /// `ARK_FED_PRIVKEY`: a base64 seed, as ARK's PyNaCl snippet prints it.
     Seed(String),
 }
+/// ARK's Python federation beacon: multicast group, UDP port and interval.
+pub const DEFAULT_BEACON_GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 0, 1);
+pub const DEFAULT_BEACON_PORT: u16 = 8103;
+pub const DEFAULT_BEACON_INTERVAL_SECS: u64 = 60;
+/// A peer whose beacon was not heard for this many intervals has expired (ARK's 300 s
+/// at its 60 s interval).
+pub const BEACON_EXPIRY_INTERVALS: u32 = 5;
 
 /// ARK's federation modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +150,26 @@ pub struct Config {
     pub trusted_key: Option<String>,
     /// `REDIS_URL` was set; it is ignored (state lives in the store), said once.
     pub redis_url_ignored: bool,
+    /// LAN beacons (`serve` flags and `FEDERATION_DISCOVERY`/`FEDERATION_BEACON_*`).
+    pub discovery: DiscoveryConfig,
+    /// `--on-event` / `FEDERATION_ON_EVENT`: a shell command run for each event.
+    pub on_event: Option<String>,
+}
+
+/// LAN discovery settings. Defaults: on for `local` and `pi` instances, off for `cloud`
+/// ones (which never multicast); group 239.255.0.1, port 8103, every 60 s, the
+/// kernel's choice of interface, no unicast targets.
+#[derive(Debug, Clone)]
+pub struct DiscoveryConfig {
+    pub enabled: bool,
+    pub group: Ipv4Addr,
+    pub port: u16,
+    /// The interface to multicast on; unspecified lets the kernel choose by route.
+    pub interface: Ipv4Addr,
+    /// When not empty, beacons go to these addresses instead of the group, and the
+    /// socket joins no group.
+    pub unicast: Vec<SocketAddr>,
+    pub interval: Duration,
 }
 
 /// Federation settings (from `serve` flags and `FEDERATION_*` variables).
@@ -201,10 +228,18 @@ impl Config {
                 .map_err(|reason| Error::Config(format!("ARK_INSTANCE_TYPE: {reason}")))?,
             None => InstanceType::Local,
         };
-        let federation = match &args.command {
-            Some(Command::Serve(flags)) => FederationConfig::from_flags(flags, env)?,
-            _ => FederationConfig::from_flags(&Serve::default(), env)?,
+        let default_serve = Serve::default();
+        let serve_flags = match &args.command {
+            Some(Command::Serve(flags)) => flags,
+            _ => &default_serve,
         };
+        let federation = FederationConfig::from_flags(serve_flags, env)?;
+        let discovery = DiscoveryConfig::from_flags(serve_flags, env, instance_type)?;
+        let on_event = serve_flags
+            .on_event
+            .clone()
+            .or_else(|| env("FEDERATION_ON_EVENT"))
+            .filter(|command| !command.trim().is_empty());
         let debug = env("DEBUG").unwrap_or_default();
         let verbose = args.verbose
             || debug
@@ -230,6 +265,8 @@ impl Config {
                 .map(|key| key.trim().to_owned())
                 .filter(|key| !key.is_empty()),
             redis_url_ignored: env("REDIS_URL").is_some_and(|url| !url.is_empty()),
+            discovery,
+            on_event,
         })
     }
 
@@ -343,6 +380,122 @@ impl FederationConfig {
             limits,
             client: ClientConfig::default(),
         })
+    }
+}
+
+impl DiscoveryConfig {
+    /// Reads `serve`'s beacon flags over the `FEDERATION_DISCOVERY`/`FEDERATION_BEACON_*`
+    /// environment over the defaults, for an instance of `instance_type`.
+    pub fn from_flags(
+        flags: &Serve,
+        env: &dyn Fn(&str) -> Option<String>,
+        instance_type: InstanceType,
+    ) -> Result<DiscoveryConfig, Error> {
+        let env = |name: &str| env(name).filter(|value| !value.trim().is_empty());
+        let invalid = |name: &str, value: &str, expected: &str| {
+            Error::Config(format!("{name}={value:?} is not {expected}"))
+        };
+        let requested = match env("FEDERATION_DISCOVERY") {
+            None => None,
+            Some(text) => Some(
+                parse_bool(&text)
+                    .ok_or_else(|| invalid("FEDERATION_DISCOVERY", &text, "true or false"))?,
+            ),
+        };
+        let port = match (flags.beacon_port, env("FEDERATION_BEACON_PORT")) {
+            (Some(port), _) => port,
+            (None, Some(text)) => text
+                .trim()
+                .parse()
+                .map_err(|_| invalid("FEDERATION_BEACON_PORT", &text, "a port number (0-65535)"))?,
+            (None, None) => DEFAULT_BEACON_PORT,
+        };
+        let group = match flags
+            .beacon_group
+            .clone()
+            .or_else(|| env("FEDERATION_BEACON_GROUP"))
+        {
+            Some(text) => text
+                .trim()
+                .parse::<Ipv4Addr>()
+                .ok()
+                .filter(Ipv4Addr::is_multicast)
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "beacon group {text:?} is not an IPv4 multicast address (224.0.0.0/4)"
+                    ))
+                })?,
+            None => DEFAULT_BEACON_GROUP,
+        };
+        let interface = match flags
+            .beacon_interface
+            .clone()
+            .or_else(|| env("FEDERATION_BEACON_INTERFACE"))
+        {
+            Some(text) => text.trim().parse().map_err(|_| {
+                Error::Config(format!("beacon interface {text:?} is not an IPv4 address"))
+            })?,
+            None => Ipv4Addr::UNSPECIFIED,
+        };
+        let unicast_texts: Vec<String> = if flags.beacon_unicast.is_empty() {
+            env("FEDERATION_BEACON_UNICAST")
+                .map(|list| list.split(',').map(|item| item.trim().to_owned()).collect())
+                .unwrap_or_default()
+        } else {
+            flags.beacon_unicast.clone()
+        };
+        let unicast = unicast_texts
+            .iter()
+            .filter(|text| !text.is_empty())
+            .map(|text| {
+                text.parse::<SocketAddr>().map_err(|_| {
+                    Error::Config(format!(
+                        "beacon unicast address {text:?} is not ip:port, e.g. 127.0.0.1:8103"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let interval_secs = match (flags.beacon_interval, env("FEDERATION_BEACON_INTERVAL")) {
+            (Some(secs), _) => secs,
+            (None, Some(text)) => text
+                .trim()
+                .parse()
+                .map_err(|_| invalid("FEDERATION_BEACON_INTERVAL", &text, "a number of seconds"))?,
+            (None, None) => DEFAULT_BEACON_INTERVAL_SECS,
+        };
+        if interval_secs == 0 {
+            return Err(Error::Config(
+                "the beacon interval must be at least 1 second".into(),
+            ));
+        }
+        // A cloud VM's LAN is its provider's network: announcing ourselves there is
+        // pointless at best, so a cloud instance never multicasts. Unicast targets are
+        // explicit, so they are allowed.
+        let enabled = if flags.no_discovery {
+            false
+        } else if instance_type == InstanceType::Cloud && unicast.is_empty() {
+            if requested == Some(true) {
+                return Err(Error::Config(
+                    "FEDERATION_DISCOVERY=true on a cloud instance: cloud instances never multicast; give --beacon-unicast targets or set ARK_INSTANCE_TYPE=local".into(),
+                ));
+            }
+            false
+        } else {
+            requested.unwrap_or(true)
+        };
+        Ok(DiscoveryConfig {
+            enabled,
+            group,
+            port,
+            interface,
+            unicast,
+            interval: Duration::from_secs(interval_secs),
+        })
+    }
+
+    /// How long a peer stays listed after its last beacon.
+    pub fn expiry(&self) -> Duration {
+        self.interval * BEACON_EXPIRY_INTERVALS
     }
 }
 
@@ -474,6 +627,69 @@ mod tests {
         );
         assert!(normalize_peer_url("ftp://x").is_err());
         assert!(normalize_peer_url("not a url").is_err());
+    }
+
+    #[test]
+    fn discovery_is_on_for_local_and_pi_and_never_multicasts_on_cloud() {
+        let discovery =
+            |argv: &[&str], env: &[(&str, &str)]| config(argv, env).map(|c| c.discovery);
+        let local = discovery(&[], &[]).unwrap();
+        assert!(local.enabled);
+        assert_eq!(
+            (local.group, local.port, local.interval),
+            (DEFAULT_BEACON_GROUP, 8103, Duration::from_secs(60))
+        );
+        assert_eq!(local.expiry(), Duration::from_secs(300));
+        assert!(
+            discovery(&[], &[("ARK_INSTANCE_TYPE", "pi")])
+                .unwrap()
+                .enabled
+        );
+        assert!(
+            !discovery(&[], &[("ARK_INSTANCE_TYPE", "cloud")])
+                .unwrap()
+                .enabled
+        );
+        assert!(
+            !discovery(&[], &[("FEDERATION_DISCOVERY", "false")])
+                .unwrap()
+                .enabled
+        );
+        assert!(
+            !discovery(&["serve", "--no-discovery"], &[])
+                .unwrap()
+                .enabled
+        );
+        let error = discovery(
+            &[],
+            &[
+                ("ARK_INSTANCE_TYPE", "cloud"),
+                ("FEDERATION_DISCOVERY", "true"),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("never multicast"), "{error}");
+        let unicast = discovery(
+            &[
+                "serve",
+                "--beacon-unicast",
+                "127.0.0.1:9999",
+                "--beacon-interval",
+                "2",
+            ],
+            &[("ARK_INSTANCE_TYPE", "cloud")],
+        )
+        .unwrap();
+        assert!(unicast.enabled);
+        assert_eq!(unicast.unicast, vec!["127.0.0.1:9999".parse().unwrap()]);
+        assert_eq!(unicast.expiry(), Duration::from_secs(10));
+        let error = discovery(&["serve", "--beacon-group", "10.0.0.1"], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("multicast"), "{error}");
+        let on_event = config(&[], &[("FEDERATION_ON_EVENT", "logger -t ark")]).unwrap();
+        assert_eq!(on_event.on_event.as_deref(), Some("logger -t ark"));
     }
 
     #[test]

@@ -11,12 +11,14 @@
 //! - [`cli`]: argh command definitions only.
 //! - [`commands`]: what each CLI command does.
 //! - [`error`]: the crate-wide error and exit codes.
+//! - [`discovery`]: LAN beacons and the subnet scan.
 //! - [`trust`]: keys, signatures and trust tiers; the only module that imports
 //!   ed25519-compact.
 
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod discovery;
 pub mod error;
 pub mod http;
 pub mod input;

@@ -39,6 +39,11 @@ const CLEARED_ENV: &[&str] = &[
     "FEDERATION_HUB_URL",
     "FEDERATION_AUTO_SYNC",
     "FEDERATION_SYNC_INTERVAL",
+    "FEDERATION_TRUST",
+    "ARK_FED_PRIVKEY",
+    "ARK_FED_PUBKEY",
+    "REDIS_URL",
+    "STATE_DIRECTORY",
     "NOTIFY_SOCKET",
     "WATCHDOG_USEC",
 ];
@@ -141,6 +146,23 @@ pub fn cli(data_dir: &Path, args: &[&str]) -> String {
 pub fn cli_json(data_dir: &Path, args: &[&str]) -> Value {
     let text = cli(data_dir, args);
     json::from_str(&text).unwrap_or_else(|_| panic!("not JSON from {args:?}: {text}"))
+}
+
+/// Makes two nodes trust each other's keys as core peers, as `federation add-peer` in
+/// both directions would, without adding them as peers.
+pub fn trust_each_other(a_dir: &Path, b_dir: &Path) {
+    let key = |dir: &Path| -> String {
+        match cli_json(dir, &["federation", "status", "--json"]) {
+            Value::Object(status) => match status.get("publicKey") {
+                Some(Value::String(key)) => key.clone(),
+                _ => panic!("no publicKey in the status of {}", dir.display()),
+            },
+            _ => panic!("status is not an object"),
+        }
+    };
+    let (a_key, b_key) = (key(a_dir), key(b_dir));
+    cli(a_dir, &["trust", "add", &b_key]);
+    cli(b_dir, &["trust", "add", &a_key]);
 }
 
 /// A field of nested JSON objects as a number; 0 when absent.

@@ -166,37 +166,45 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
             out.flush()
         }
         FederationCommand::Discover(args) => {
+            let options = server::DiscoverOptions {
+                add: args.add,
+                scan: args.scan,
+                subnet: args.subnet.clone(),
+                scan_port: args.scan_port,
+            };
             let answer = match &server {
-                Some(server) => call(
-                    config,
-                    server,
-                    "POST",
-                    "/api/federation/discover",
-                    Some(object([("add", Value::Bool(args.add))])),
-                )?,
+                Some(server) => {
+                    let mut body = Object::new();
+                    body.insert("add".into(), Value::Bool(options.add));
+                    body.insert("scan".into(), Value::Bool(options.scan));
+                    if let Some(subnet) = &options.subnet {
+                        body.insert("subnet".into(), Value::String(subnet.clone()));
+                    }
+                    if let Some(port) = options.scan_port {
+                        body.insert(
+                            "scanPort".into(),
+                            Value::Number(miniserde::json::Number::U64(port.into())),
+                        );
+                    }
+                    call(
+                        config,
+                        server,
+                        "POST",
+                        "/api/federation/discover",
+                        Some(Value::Object(body)),
+                    )?
+                }
                 None => {
                     let app = App::open(config)?;
                     into_object(
-                        smol::block_on(server::discover(&app, args.add)).map_err(api_error)?,
+                        smol::block_on(server::discover(&app, &options)).map_err(api_error)?,
                     )
                 }
             };
             if args.json {
                 return print_json(out, answer);
             }
-            let peers = match answer.get("peers") {
-                Some(Value::Array(peers)) => peers.to_vec(),
-                _ => Vec::new(),
-            };
-            for peer in &peers {
-                out.line(format!(
-                    "{}  (via {}){}",
-                    field_str(peer, "url").unwrap_or("?"),
-                    field_str(peer, "via").unwrap_or("?"),
-                    if args.add { ", added" } else { "" }
-                ))?;
-            }
-            out.line(format!("{} new peer(s) found", peers.len()))?;
+            print_discovered(out, &answer, args.add)?;
             if let Some(Value::Array(errors)) = answer.get("errors") {
                 for error in errors {
                     if let Value::String(error) = error {
@@ -373,6 +381,95 @@ fn print_peers(out: &mut Output, answer: &Object) -> Result<(), Error> {
             time(field_u64(peer, "lastSync")),
             field_str(peer, "lastError").unwrap_or("-")
         ))?;
+    }
+    Ok(())
+}
+
+/// `federation discover`: peers of peers, peers heard by beacon, and the scan's.
+fn print_discovered(out: &mut Output, answer: &Object, add: bool) -> Result<(), Error> {
+    let list = |name: &str| match answer.get(name) {
+        Some(Value::Array(items)) => items.to_vec(),
+        _ => Vec::new(),
+    };
+    let added: Vec<String> = list("addedPeers")
+        .iter()
+        .filter_map(|url| match url {
+            Value::String(url) => Some(url.clone()),
+            _ => None,
+        })
+        .collect();
+    let mark = |url: &str| {
+        if added.iter().any(|added| added == url) {
+            ", added"
+        } else {
+            ""
+        }
+    };
+    let peers = list("peers");
+    for peer in &peers {
+        let url = field_str(peer, "url").unwrap_or("?");
+        out.line(format!(
+            "{url}  (via {}){}",
+            field_str(peer, "via").unwrap_or("?"),
+            mark(url)
+        ))?;
+    }
+    out.line(format!("{} new peer(s) known to our peers", peers.len()))?;
+    let describe = |entry: &Value| {
+        let url = field_str(entry, "url").unwrap_or("?");
+        format!(
+            "{url:<28} {:<24} {:<26} {:<9} {}{}{}",
+            field_str(entry, "instanceName").unwrap_or("-"),
+            field_str(entry, "fingerprint").unwrap_or("-"),
+            if field_bool(entry, "signed") == Some(true) {
+                "signed"
+            } else {
+                "unsigned"
+            },
+            if field_bool(entry, "trusted") == Some(true) {
+                "trusted"
+            } else {
+                "not trusted"
+            },
+            if field_bool(entry, "known") == Some(true) {
+                ", in peer list"
+            } else {
+                ""
+            },
+            mark(url)
+        )
+    };
+    let beacons = list("lan");
+    out.line("")?;
+    if field_bool_of(answer, "listening") != Some(true) {
+        out.line("LAN beacons: none heard (beacons are heard by a running server: `ark-lattice federation start`)")?;
+    } else if field_bool_of(answer, "discoveryEnabled") != Some(true) {
+        out.line("LAN beacons: discovery is off on this instance (--no-discovery, FEDERATION_DISCOVERY or a cloud instance)")?;
+    } else {
+        out.line(format!("LAN beacons: {} peer(s) heard", beacons.len()))?;
+    }
+    for entry in &beacons {
+        out.line(format!("  {}", describe(entry)))?;
+    }
+    if let Some(scan) = answer
+        .get("scan")
+        .filter(|scan| !matches!(scan, Value::Null))
+    {
+        out.line("")?;
+        out.line(format!(
+            "scan of {} port {}: {} of {} address(es) answered in {:.1} s",
+            field_str(scan, "subnet").unwrap_or("?"),
+            field_u64(scan, "port"),
+            field_u64(scan, "answered"),
+            field_u64(scan, "probed"),
+            field_u64(scan, "durationMs") as f64 / 1000.0
+        ))?;
+        for entry in list("scanned") {
+            out.line(format!("  {}", describe(&entry)))?;
+        }
+    }
+    if add && added.is_empty() {
+        out.line("nothing new to add")?;
     }
     Ok(())
 }

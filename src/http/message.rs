@@ -149,6 +149,18 @@ impl BodySender {
         self.sender.send(chunk).await.map_err(|_| ClientGone)
     }
 
+    /// Queues one chunk if there is room, without waiting: for producers that must never
+    /// be slowed by one client (an event broadcast drops the client instead).
+    pub fn try_send(&self, chunk: Vec<u8>) -> Result<(), TrySendError> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        self.sender.try_send(chunk).map_err(|error| match error {
+            smol::channel::TrySendError::Full(_) => TrySendError::Full,
+            smol::channel::TrySendError::Closed(_) => TrySendError::Gone,
+        })
+    }
+
     /// Whether the client has gone, so producing more is pointless.
     pub fn is_closed(&self) -> bool {
         self.sender.is_closed()
@@ -166,6 +178,15 @@ impl fmt::Display for ClientGone {
 }
 
 impl std::error::Error for ClientGone {}
+
+/// Why [`BodySender::try_send`] did not queue a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrySendError {
+    /// The client has not read what was queued before.
+    Full,
+    /// The client has gone.
+    Gone,
+}
 
 pub(crate) fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers

@@ -13,7 +13,9 @@ mod wire;
 
 pub use client::HttpClient;
 pub use client_types::{ClientConfig, ClientError, ClientRequest, ClientResponse};
-pub use message::{Body, BodySender, BodyStream, ClientGone, Request, Response, percent_decode};
+pub use message::{
+    Body, BodySender, BodyStream, ClientGone, Request, Response, TrySendError, percent_decode,
+};
 pub use server::{ServerLimits, is_loopback, serve};
 pub use url::{PeerUrl, UrlError, UrlProblem};
 pub use wire::WireStats;

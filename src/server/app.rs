@@ -4,14 +4,18 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use miniserde::json::{Number, Value};
+
+use super::events::{EventBus, EventKind};
+use super::metrics::HttpCounters;
 use crate::commands::open_store;
 use crate::config::{Config, FederationMode};
+use crate::discovery::LanPeers;
 use crate::error::Error;
 use crate::http::{HttpClient, WireStats};
 use crate::model::{hex, unix_millis_now};
 use crate::store::Store;
-use crate::sync::Syncer;
-use crate::sync::trust_book;
+use crate::sync::{PeerSyncResult, Syncer, trust_book};
 use crate::trust::{KeyPair, PublicKey, ReplayGuard, Tier};
 
 /// The state file a running server writes into the state dir: how the CLI finds it.
@@ -41,6 +45,12 @@ pub struct App {
     /// Spokes registered at this hub (`POST /manifest`), by base64 key; kept in memory
     /// since they expire after the peer TTL anyway.
     pub registry: RefCell<std::collections::BTreeMap<String, super::python_api::Registration>>,
+    /// Federation events: recent ones, event streams, the `--on-event` hook.
+    pub events: EventBus,
+    /// HTTP requests answered, by route and status, for `/metrics`.
+    pub http_requests: HttpCounters,
+    /// Peers heard by LAN beacon.
+    pub lan_peers: RefCell<LanPeers>,
 }
 
 impl std::fmt::Debug for App {
@@ -81,6 +91,7 @@ impl App {
             config.federation.max_clock_skew.as_millis() as u64,
             config.verbose,
         );
+        let events = EventBus::new(key.public_key().instance_id().to_hex(), config.verbose);
         Ok(Rc::new(App {
             config: config.clone(),
             store,
@@ -97,6 +108,9 @@ impl App {
             shutdown_requested: Cell::new(false),
             replay_guard: RefCell::new(ReplayGuard::default()),
             registry: RefCell::new(std::collections::BTreeMap::new()),
+            events,
+            http_requests: HttpCounters::default(),
+            lan_peers: RefCell::new(LanPeers::new()),
         }))
     }
 
@@ -131,6 +145,42 @@ impl App {
             }
         }
         Ok(targets)
+    }
+
+    /// Syncs with one peer through the syncer, with `sync-started`, `sync-complete` and
+    /// (when edits collided) `conflict-resolved` events around it. Every sync the
+    /// server runs goes through here.
+    pub async fn sync_peer(&self, url: &str) -> PeerSyncResult {
+        let peer = || Value::String(url.to_owned());
+        self.events.emit(EventKind::SyncStarted, [("peer", peer())]);
+        let started = std::time::Instant::now();
+        let result = self.syncer.sync_peer(url).await;
+        let count = |n: u64| Value::Number(Number::U64(n));
+        self.events.emit(
+            EventKind::SyncComplete,
+            [
+                ("peer", peer()),
+                ("success", Value::Bool(result.success)),
+                ("nodesSent", count(result.nodes_sent)),
+                ("nodesReceived", count(result.nodes_received)),
+                ("conflicts", count(result.conflicts)),
+                ("durationMs", count(started.elapsed().as_millis() as u64)),
+                (
+                    "error",
+                    result
+                        .error
+                        .as_ref()
+                        .map_or(Value::Null, |error| Value::String(error.clone())),
+                ),
+            ],
+        );
+        if result.conflicts > 0 {
+            self.events.emit(
+                EventKind::ConflictResolved,
+                [("peer", peer()), ("conflicts", count(result.conflicts))],
+            );
+        }
+        result
     }
 
     pub fn request_shutdown(&self) {

@@ -11,6 +11,7 @@ use std::rc::Rc;
 use miniserde::json::{Array, Value};
 
 use super::app::App;
+use super::events::EventKind;
 use super::routes::{ApiError, number, object, text};
 use crate::commands::{Output, Session, run_lattice};
 use crate::config::normalize_peer_url;
@@ -72,10 +73,21 @@ pub async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError>
         }
         ("POST", "/api/federation/discover") => {
             let body = body()?;
-            let add = Fields::new(&body, "request body")
-                .opt_bool("add")?
-                .unwrap_or(false);
-            discover(app, add).await
+            let fields = Fields::new(&body, "request body");
+            let options = DiscoverOptions {
+                add: fields.opt_bool("add")?.unwrap_or(false),
+                scan: fields.opt_bool("scan")?.unwrap_or(false),
+                subnet: fields.opt_str("subnet")?.map(str::to_owned),
+                scan_port: fields
+                    .opt_u64("scanPort")?
+                    .map(|port| {
+                        u16::try_from(port).map_err(|_| {
+                            ApiError::bad_request(format!("scanPort {port} is not a port number"))
+                        })
+                    })
+                    .transpose()?,
+            };
+            discover(app, &options).await
         }
         ("POST", "/api/federation/auto-sync/start") => {
             let body = body()?;
@@ -263,6 +275,10 @@ pub async fn add_peer(
         trust_book::trust(&mut store, key, tier, None, "peer")?;
     }
     let added = app.syncer.add_peer(&url)?;
+    if added {
+        app.events
+            .emit(EventKind::PeerAdded, [("peer", text(&url))]);
+    }
     Ok(object([
         ("success", Value::Bool(true)),
         ("peer", text(&url)),
@@ -287,6 +303,8 @@ pub fn remove_peer(app: &App, url: &str) -> Result<Value, ApiError> {
             "peer {url} is not in the peer list"
         )));
     }
+    app.events
+        .emit(EventKind::PeerRemoved, [("peer", text(&url))]);
     Ok(object([
         ("success", Value::Bool(true)),
         ("peer", text(&url)),
@@ -304,7 +322,7 @@ pub async fn sync(app: &App, peer: Option<&str>) -> Result<Value, ApiError> {
         ],
         None => app.sync_targets()?,
     };
-    let results = super::join_all(targets.iter().map(|url| app.syncer.sync_peer(url))).await;
+    let results = super::join_all(targets.iter().map(|url| app.sync_peer(url))).await;
     let list: Array = results.iter().map(|result| result.to_json()).collect();
     Ok(object([
         ("status", text("synced")),
@@ -312,9 +330,24 @@ pub async fn sync(app: &App, peer: Option<&str>) -> Result<Value, ApiError> {
     ]))
 }
 
-/// `POST /api/federation/discover {add?}`: asks every target and the hub for the peers
-/// they know; lists those we do not know yet, and adds them with `add`.
-pub async fn discover(app: &App, add: bool) -> Result<Value, ApiError> {
+/// What `discover` looks at besides our peers' peer lists.
+#[derive(Debug, Clone, Default)]
+pub struct DiscoverOptions {
+    /// Add what was found (only what can be synced with; see `lan::LanFindings`).
+    pub add: bool,
+    /// Also scan the local /24 (or `subnet`) for `/federation/info`.
+    pub scan: bool,
+    pub subnet: Option<String>,
+    /// The port to scan; our federation port when not given.
+    pub scan_port: Option<u16>,
+}
+
+/// `POST /api/federation/discover {add?, scan?, subnet?, scanPort?}`: asks every target
+/// and the hub for the peers they know, lists the peers heard by LAN beacon and, with
+/// `scan`, those answering on the local network; lists those we do not know yet under
+/// `peers`, and adds them with `add`.
+pub async fn discover(app: &App, options: &DiscoverOptions) -> Result<Value, ApiError> {
+    let add = options.add;
     let known: Vec<String> = app
         .syncer
         .peers()?
@@ -385,16 +418,37 @@ pub async fn discover(app: &App, add: bool) -> Result<Value, ApiError> {
             });
         }
     }
+    let lan = super::lan::find(
+        app,
+        options.scan,
+        options.subnet.as_deref(),
+        options.scan_port,
+    )
+    .await?;
+    let mut added = Array::new();
     if add {
-        for url in found.keys() {
-            app.syncer.add_peer(url)?;
+        let own = format!("http://127.0.0.1:{}", app.listen_port.get());
+        for url in found.keys().chain(lan.addable.iter()) {
+            if *url != own && app.syncer.add_peer(url)? {
+                app.events.emit(EventKind::PeerAdded, [("peer", text(url))]);
+                added.push(text(url));
+            }
         }
     }
     let peers: Array = found.into_values().collect();
     Ok(object([
         ("count", number(peers.len() as u64)),
         ("peers", Value::Array(peers)),
+        ("lan", Value::Array(lan.beacons.into_iter().collect())),
+        ("scanned", Value::Array(lan.scanned.into_iter().collect())),
+        ("scan", lan.scan_summary),
+        (
+            "discoveryEnabled",
+            Value::Bool(app.config.discovery.enabled),
+        ),
+        ("listening", Value::Bool(app.listen_port.get() != 0)),
         ("added", Value::Bool(add)),
+        ("addedPeers", Value::Array(added)),
         ("errors", Value::Array(errors)),
     ]))
 }

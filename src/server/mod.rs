@@ -4,18 +4,23 @@
 //! # Implementation
 //!
 //! `serve` opens the [`App`], binds the listener, writes `server.json` (pid and port,
-//! how the CLI finds the server), tells systemd it is ready, and runs three tasks on a
-//! `LocalExecutor`: the HTTP server, the auto-sync loop and the systemd watchdog. At
-//! idle nothing runs between timer ticks. SIGTERM, SIGINT or `POST /api/server/shutdown`
+//! how the CLI finds the server), tells systemd it is ready, and runs its tasks on a
+//! `LocalExecutor`: the HTTP server, the auto-sync loop, the systemd watchdog, the LAN
+//! beacon, the event-stream keep-alive and the `--on-event` hooks. At idle nothing
+//! runs between timer ticks. SIGTERM, SIGINT or `POST /api/server/shutdown`
 //! stops accepting, lets in-flight requests finish, and removes `server.json`; every
 //! store write is a synchronous transaction, so none is left half done.
 
 mod app;
 mod auth;
 mod control;
+mod events;
+mod lan;
+mod metrics;
 mod peer_api;
 mod python_api;
 mod routes;
+mod status_page;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,7 +33,8 @@ use futures_lite::{StreamExt, future};
 use smol::{LocalExecutor, Timer};
 
 pub use app::{App, SERVER_FILE};
-pub use control::{add_peer, discover, list_peers, remove_peer, status, sync};
+pub use control::{DiscoverOptions, add_peer, discover, list_peers, remove_peer, status, sync};
+pub use events::{Event, EventBus, EventKind};
 pub use routes::{ApiError, control_allowed};
 
 use crate::config::Config;
@@ -86,6 +92,17 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
             tasks.push(executor.spawn(heartbeat_loop(app.clone(), hub)));
         }
     }
+    tasks.extend(lan::start(executor, &app));
+    if let Some(command) = &app.config.on_event {
+        tasks.push(app.events.start_hooks(executor, command.clone()));
+    }
+    let keep_alive_app = app.clone();
+    tasks.push(executor.spawn(async move {
+        loop {
+            Timer::after(events::KEEP_ALIVE).await;
+            keep_alive_app.events.keep_alive();
+        }
+    }));
     if let Some(interval) = notifier.watchdog_interval() {
         let watchdog = Notifier::from_env();
         tasks.push(executor.spawn(async move {
@@ -110,9 +127,11 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
         })
         .await;
         eprintln!("shutting down: finishing in-flight requests");
+        // Event streams never finish by themselves; ending them lets shutdown proceed.
+        shutdown_app.events.close_subscribers();
     };
     let handler_app = app.clone();
-    let handler = move |request| routes::handle(handler_app.clone(), request);
+    let handler = move |request| metrics::counted(handler_app.clone(), request);
     let served = crate::http::serve(
         executor,
         listener,
@@ -243,7 +262,7 @@ async fn auto_sync_loop(app: Rc<App>) {
                 _ => true,
             })
             .collect();
-        join_all(due.iter().map(|url| app.syncer.sync_peer(url))).await;
+        join_all(due.iter().map(|url| app.sync_peer(url))).await;
     }
 }
 

@@ -88,6 +88,32 @@ fn respond(result: Result<Value, ApiError>) -> Response {
     }
 }
 
+fn respond_with(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(|error| Response::error(error.status, &error.message))
+}
+
+/// `GET /api/federation/events`: Server-Sent Events, one JSON event per `data` line.
+/// A reconnecting client's `Last-Event-ID` replays the recent events it missed.
+fn event_stream(app: &App, request: &Request) -> Response {
+    let last_id = request
+        .header("last-event-id")
+        .and_then(|id| id.trim().parse().ok());
+    match app.events.subscribe(last_id) {
+        Ok(body) => Response::new(200, body)
+            .with_header("content-type", "text/event-stream")
+            .with_header("cache-control", "no-store")
+            .with_header("x-accel-buffering", "no"),
+        Err(_) => Response::error(
+            503,
+            &format!(
+                "{} event streams are open already; close one and retry",
+                super::events::MAX_SUBSCRIBERS
+            ),
+        )
+        .with_header("retry-after", "5"),
+    }
+}
+
 /// ARK's Node.js server used the `cors` middleware with its defaults.
 fn with_cors(response: Response) -> Response {
     response
@@ -136,7 +162,18 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
                 "the control API is only for loopback callers or callers with the admin token (ARK_ADMIN_TOKEN)",
             ));
         }
+        if method == "GET" && path == "/api/federation/events" {
+            return event_stream(&app, &request);
+        }
         return with_cors(respond(control::handle(&app, &request).await));
+    }
+    match (method, path) {
+        ("GET" | "HEAD", "") => {
+            let privileged = control_allowed(&request, app.config.admin_token.as_deref());
+            return respond_with(super::status_page::render(&app, privileged));
+        }
+        ("GET" | "HEAD", "/metrics") => return respond_with(super::metrics::render(&app)),
+        _ => {}
     }
     if path.starts_with("/federation/") && !app.federation_enabled.get() {
         return with_cors(Response::error(
@@ -158,7 +195,7 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
         ("GET", "/federation/v2/changes") => peer_api::changes(&app, &request),
         ("POST", "/federation/v2/offer") => peer_api::offer(&app, &request),
         ("POST", "/federation/v2/push") => peer_api::push(&app, &request),
-        ("GET", "" | "/health") => Ok(object([
+        ("GET", "/health") => Ok(object([
             ("status", text("ok")),
             ("instanceId", text(&app.instance_id_hex())),
         ])),

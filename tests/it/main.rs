@@ -1,5 +1,6 @@
 //! Integration tests: each runs the real `ark-lattice` binary against temp state dirs.
 
 mod lattice;
+mod observe;
 mod trust;
 mod util;

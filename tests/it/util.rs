@@ -111,6 +111,9 @@ impl Lattice {
             .env_remove("LATTICE_PATH")
             .env_remove("ARK_INSTANCE_TYPE")
             .env_remove("DEBUG")
+            // Test servers must not multicast beacons onto the machine's real network;
+            // tests/it/observe.rs turns discovery on with loopback-only settings.
+            .env("FEDERATION_DISCOVERY", "false")
             .stdin(Stdio::null());
         command
     }

@@ -1,0 +1,191 @@
+//! [`LanPeers`]: the peers heard on the LAN, by instance id, with when they were first
+//! and last heard. Pure bookkeeping: callers pass the time and the beacon's check.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use super::beacon::{Beacon, Verification};
+
+/// One peer heard by beacon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LanPeer {
+    pub beacon: Beacon,
+    /// Where to reach it: the packet's source address and the beacon's port. The
+    /// source is what the network shows; the beacon's `address` is only what the sender
+    /// thinks it is (often wrong behind Docker or with several interfaces).
+    pub url: String,
+    pub source: SocketAddr,
+    /// Its beacon was signed by the key that hashes to its id.
+    pub signed: bool,
+    pub first_seen: u64,
+    pub last_seen: u64,
+}
+
+/// What hearing a beacon changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heard {
+    /// A peer not listed before (or listed and expired).
+    New,
+    /// A listed peer, heard again.
+    Again,
+    /// Not taken: the reason.
+    Refused(String),
+}
+
+#[derive(Debug, Default)]
+pub struct LanPeers {
+    peers: BTreeMap<String, LanPeer>,
+}
+
+impl LanPeers {
+    pub fn new() -> LanPeers {
+        LanPeers::default()
+    }
+
+    /// Records a beacon from `source` heard at `now` (ms).
+    ///
+    /// A beacon with a bad signature is refused. Once a peer id has been heard signed,
+    /// unsigned beacons under that id are refused too, so anyone on the LAN cannot
+    /// redirect a verified peer to another address by sending ARK's unsigned form; and
+    /// a signed beacon older than the last one is refused as a replay.
+    pub fn hear(
+        &mut self,
+        beacon: Beacon,
+        verification: &Verification,
+        source: SocketAddr,
+        now: u64,
+    ) -> Heard {
+        let signed = match verification {
+            Verification::Signed => true,
+            Verification::Unsigned => false,
+            Verification::Invalid(reason) => {
+                return Heard::Refused(format!("bad signature: {reason}"));
+            }
+        };
+        if let Some(known) = self.peers.get(&beacon.peer_id) {
+            if known.signed && !signed {
+                return Heard::Refused(format!(
+                    "unsigned beacon for {}, which signs its beacons",
+                    beacon.peer_id
+                ));
+            }
+            if signed && known.signed && beacon.timestamp < known.beacon.timestamp {
+                return Heard::Refused(format!(
+                    "beacon from {} older than one already heard",
+                    beacon.peer_id
+                ));
+            }
+        }
+        let url = format!("http://{}:{}", source.ip(), beacon.port);
+        let first_seen = self.peers.get(&beacon.peer_id).map(|peer| peer.first_seen);
+        let heard = if first_seen.is_some() {
+            Heard::Again
+        } else {
+            Heard::New
+        };
+        self.peers.insert(
+            beacon.peer_id.clone(),
+            LanPeer {
+                beacon,
+                url,
+                source,
+                signed,
+                first_seen: first_seen.unwrap_or(now),
+                last_seen: now,
+            },
+        );
+        heard
+    }
+
+    /// Removes and returns the peers not heard for more than `max_age` ms.
+    pub fn expire(&mut self, now: u64, max_age: u64) -> Vec<LanPeer> {
+        let stale: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(_, peer)| now.saturating_sub(peer.last_seen) > max_age)
+            .map(|(id, _)| id.clone())
+            .collect();
+        stale
+            .iter()
+            .filter_map(|id| self.peers.remove(id))
+            .collect()
+    }
+
+    /// Every listed peer, by id.
+    pub fn list(&self) -> Vec<LanPeer> {
+        self.peers.values().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trust::KeyPair;
+
+    fn signed(timestamp: u64, port: u16) -> Beacon {
+        let key = KeyPair::from_seed([3; 32]).unwrap();
+        Beacon::signed(&key, "pi", "10.0.0.2", port, &[], timestamp)
+    }
+
+    fn source() -> SocketAddr {
+        "10.0.0.2:8103".parse().unwrap()
+    }
+
+    #[test]
+    fn peers_are_new_then_heard_again_then_expire() {
+        let mut peers = LanPeers::new();
+        let beacon = signed(1_000, 9000);
+        assert_eq!(
+            peers.hear(beacon.clone(), &Verification::Signed, source(), 1_000),
+            Heard::New
+        );
+        assert_eq!(
+            peers.hear(signed(2_000, 9000), &Verification::Signed, source(), 2_000),
+            Heard::Again
+        );
+        let listed = peers.list();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].url, "http://10.0.0.2:9000");
+        assert_eq!((listed[0].first_seen, listed[0].last_seen), (1_000, 2_000));
+        assert!(peers.expire(5_000, 3_000).is_empty());
+        let expired = peers.expire(5_001, 3_000);
+        assert_eq!(expired.len(), 1);
+        assert!(peers.is_empty());
+        assert_eq!(
+            peers.hear(beacon, &Verification::Signed, source(), 6_000),
+            Heard::New
+        );
+    }
+
+    #[test]
+    fn forged_unsigned_and_replayed_beacons_are_refused() {
+        let mut peers = LanPeers::new();
+        let invalid = Verification::Invalid("mismatch".into());
+        assert!(matches!(
+            peers.hear(signed(1, 9000), &invalid, source(), 1),
+            Heard::Refused(_)
+        ));
+        peers.hear(signed(5_000, 9000), &Verification::Signed, source(), 5_000);
+        let mut forged = signed(6_000, 9000);
+        forged.public_key = None;
+        forged.signature = None;
+        let attacker: SocketAddr = "10.0.0.66:8103".parse().unwrap();
+        assert!(matches!(
+            peers.hear(forged, &Verification::Unsigned, attacker, 6_000),
+            Heard::Refused(_)
+        ));
+        assert!(matches!(
+            peers.hear(signed(4_000, 9001), &Verification::Signed, attacker, 6_000),
+            Heard::Refused(_)
+        ));
+        assert_eq!(peers.list()[0].url, "http://10.0.0.2:9000");
+    }
+}

@@ -1,0 +1,334 @@
+//! `GET /metrics` in the Prometheus text format (version 0.0.4), and counting HTTP
+//! requests by route and status around `routes::handle`.
+//!
+//! Sync counters come from the totals kept in the store (so they survive restarts,
+//! like ARK's `stats`); byte and request counters count since this process started.
+//! Route labels are fixed strings, never raw paths, so a client cannot make up new
+//! series.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::rc::Rc;
+
+use super::app::App;
+use super::events::EventKind;
+use super::routes::{self, ApiError};
+use crate::http::{Request, Response};
+
+/// The content type Prometheus expects for the text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Paths that are their own route label.
+const ROUTES: &[&str] = &[
+    "/",
+    "/health",
+    "/metrics",
+    "/federation/info",
+    "/federation/nodes",
+    "/federation/sync",
+    "/federation/discover",
+    "/federation/v2/changes",
+    "/federation/v2/offer",
+    "/federation/v2/push",
+    "/api/cli",
+    "/api/federation/status",
+    "/api/federation/start",
+    "/api/federation/stop",
+    "/api/federation/peers",
+    "/api/federation/peers/add",
+    "/api/federation/sync",
+    "/api/federation/discover",
+    "/api/federation/events",
+    "/api/federation/conflicts",
+    "/api/federation/auto-sync/start",
+    "/api/federation/auto-sync/stop",
+    "/api/lattice/stats",
+    "/api/lattice/nodes",
+    "/api/server/shutdown",
+];
+
+/// The route label of a path: a known route, a pattern for routes with a parameter,
+/// or `other`.
+pub fn route_label(path: &str) -> &'static str {
+    let trimmed = path.trim_end_matches('/');
+    let path = if trimmed.is_empty() { "/" } else { trimmed };
+    if let Some(route) = ROUTES.iter().find(|route| **route == path) {
+        return route;
+    }
+    if path.starts_with("/api/federation/peers/") {
+        return "/api/federation/peers/{url}";
+    }
+    if path.starts_with("/api/lattice/nodes/") {
+        return "/api/lattice/nodes/{id}";
+    }
+    "other"
+}
+
+/// Requests answered, by route label and status.
+#[derive(Debug, Default)]
+pub struct HttpCounters {
+    counts: RefCell<BTreeMap<(&'static str, u16), u64>>,
+}
+
+impl HttpCounters {
+    pub fn add(&self, route: &'static str, status: u16) {
+        *self.counts.borrow_mut().entry((route, status)).or_default() += 1;
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<(&'static str, u16), u64> {
+        self.counts.borrow().clone()
+    }
+}
+
+/// Routes one request and counts it.
+pub async fn counted(app: Rc<App>, request: Request) -> Response {
+    let route = route_label(&request.path);
+    let counters = app.clone();
+    let response = routes::handle(app, request).await;
+    counters.http_requests.add(route, response.status);
+    response
+}
+
+/// Writes one metric family: `# HELP`, `# TYPE` and its samples.
+struct Writer {
+    text: String,
+}
+
+impl Writer {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.text.push_str(name);
+        if !labels.is_empty() {
+            self.text.push('{');
+            for (index, (label, label_value)) in labels.iter().enumerate() {
+                if index > 0 {
+                    self.text.push(',');
+                }
+                let _ = write!(self.text, "{label}=\"{}\"", escape(label_value));
+            }
+            self.text.push('}');
+        }
+        let _ = writeln!(self.text, " {value}");
+    }
+
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+}
+
+/// Label values escape backslash, double quote and newline.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn seconds(millis: u64) -> String {
+    format!("{}.{:03}", millis / 1000, millis % 1000)
+}
+
+/// `GET /metrics`.
+pub fn render(app: &App) -> Result<Response, ApiError> {
+    let stats = app.syncer.global_stats()?;
+    let peers = app.syncer.peers()?;
+    let store_stats = app.store.borrow().stats()?;
+    let mut out = Writer {
+        text: String::with_capacity(4096),
+    };
+    out.family(
+        "ark_lattice_syncs_total",
+        "counter",
+        "Syncs with peers this instance ran, by result.",
+    );
+    out.sample(
+        "ark_lattice_syncs_total",
+        &[("result", "success")],
+        stats.successful_syncs,
+    );
+    out.sample(
+        "ark_lattice_syncs_total",
+        &[("result", "failure")],
+        stats.failed_syncs,
+    );
+    out.single(
+        "ark_lattice_nodes_sent_total",
+        "counter",
+        "Nodes sent to peers by this instance's syncs.",
+        stats.nodes_sent,
+    );
+    out.single(
+        "ark_lattice_nodes_received_total",
+        "counter",
+        "Nodes received from peers and applied by this instance's syncs.",
+        stats.nodes_received,
+    );
+    out.single(
+        "ark_lattice_conflicts_total",
+        "counter",
+        "Concurrent edits resolved during syncs (the losing version is kept in the conflict log).",
+        stats.conflicts_resolved,
+    );
+    out.single(
+        "ark_lattice_bytes_sent_total",
+        "counter",
+        "HTTP bytes sent on the wire, server and client, since start.",
+        app.wire.bytes_sent(),
+    );
+    out.single(
+        "ark_lattice_bytes_received_total",
+        "counter",
+        "HTTP bytes received on the wire, server and client, since start.",
+        app.wire.bytes_received(),
+    );
+    out.single(
+        "ark_lattice_peers",
+        "gauge",
+        "Peers in the peer list.",
+        peers.len(),
+    );
+    out.family(
+        "ark_lattice_peer_up",
+        "gauge",
+        "1 if the last sync with the peer succeeded, else 0.",
+    );
+    for peer in &peers {
+        out.sample(
+            "ark_lattice_peer_up",
+            &[("peer", &peer.url)],
+            u8::from(peer.is_active()),
+        );
+    }
+    out.family(
+        "ark_lattice_peer_last_success_timestamp_seconds",
+        "gauge",
+        "Unix time of the last successful sync with the peer.",
+    );
+    for peer in &peers {
+        if let Some(last) = peer.last_success {
+            out.sample(
+                "ark_lattice_peer_last_success_timestamp_seconds",
+                &[("peer", &peer.url)],
+                seconds(last),
+            );
+        }
+    }
+    out.family(
+        "ark_lattice_peer_failures",
+        "gauge",
+        "Failed syncs with the peer in a row.",
+    );
+    for peer in &peers {
+        out.sample(
+            "ark_lattice_peer_failures",
+            &[("peer", &peer.url)],
+            peer.failures,
+        );
+    }
+    out.single(
+        "ark_lattice_lattice_nodes",
+        "gauge",
+        "Live nodes in the lattice.",
+        store_stats.nodes,
+    );
+    out.single(
+        "ark_lattice_lattice_tombstones",
+        "gauge",
+        "Deleted nodes kept as tombstones so the delete reaches peers.",
+        store_stats.tombstones,
+    );
+    out.single(
+        "ark_lattice_store_size_bytes",
+        "gauge",
+        "Size of the store file.",
+        store_stats.file_bytes,
+    );
+    out.single(
+        "ark_lattice_lan_peers",
+        "gauge",
+        "Peers currently heard by LAN beacon.",
+        app.lan_peers.borrow().len(),
+    );
+    out.family(
+        "ark_lattice_events_total",
+        "counter",
+        "Federation events emitted since start, by type.",
+    );
+    let counts = app.events.counts();
+    for kind in EventKind::ALL {
+        out.sample(
+            "ark_lattice_events_total",
+            &[("type", kind.name())],
+            counts.get(&kind).copied().unwrap_or(0),
+        );
+    }
+    out.family(
+        "ark_lattice_http_requests_total",
+        "counter",
+        "HTTP requests answered since start, by route and status.",
+    );
+    for ((route, status), count) in app.http_requests.snapshot() {
+        out.sample(
+            "ark_lattice_http_requests_total",
+            &[("route", route), ("status", &status.to_string())],
+            count,
+        );
+    }
+    out.single(
+        "ark_lattice_start_time_seconds",
+        "gauge",
+        "Unix time this process started.",
+        seconds(app.started_at),
+    );
+    out.family(
+        "ark_lattice_build_info",
+        "gauge",
+        "Always 1; the labels say which build and instance this is.",
+    );
+    out.sample(
+        "ark_lattice_build_info",
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("instance", &app.instance_name()),
+        ],
+        1,
+    );
+    Ok(
+        Response::new(200, crate::http::Body::Full(out.text.into_bytes()))
+            .with_header("content-type", CONTENT_TYPE),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_labels_are_fixed_strings() {
+        fn check(path: &str, expected: &str) {
+            assert_eq!(route_label(path), expected, "{path}");
+        }
+        check("/", "/");
+        check("", "/");
+        check("/federation/info/", "/federation/info");
+        check(
+            "/api/federation/peers/http%3A%2F%2Fx",
+            "/api/federation/peers/{url}",
+        );
+        check("/api/lattice/nodes/some-id", "/api/lattice/nodes/{id}");
+        check("/wp-admin/setup.php", "other");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape("x\ny"), "x\\ny");
+        assert_eq!(seconds(1_700_000_000_123), "1700000000.123");
+    }
+}
