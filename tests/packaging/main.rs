@@ -1,7 +1,7 @@
 //! Edge packaging checks (issue 7) against the real files and the real binary: the
-//! systemd unit passes `systemd-analyze`, and the static release binaries for the
-//! Raspberry Pi targets import and sync under qemu-user-static. Building and installing
-//! is left to the Makefile and `.ci/run`.
+//! systemd unit passes `systemd-analyze`; `serve` speaks the sd_notify protocol; and the
+//! static release binaries for the Raspberry Pi targets import and sync under
+//! qemu-user-static. Building and installing is left to the Makefile and `.ci/run`.
 //!
 //! A test whose tool is missing (systemd-analyze, a rustup target, a linker, qemu)
 //! prints why it skipped and passes. The cross builds are release builds and slow, so
@@ -10,5 +10,6 @@
 //! when the test ends, and every wait has a deadline.
 
 mod cross;
+mod notify;
 mod unit;
 mod util;

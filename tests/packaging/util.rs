@@ -221,6 +221,15 @@ impl ServerProcess {
             ),
         }
     }
+
+    /// Sends SIGTERM, as systemd does on `systemctl stop`.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM {}: {status}", self.pid());
+    }
 }
 
 impl Drop for ServerProcess {
