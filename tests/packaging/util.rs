@@ -1,8 +1,9 @@
 //! Helpers for the packaging tests: temp dirs, commands with deadlines, a guard that
-//! never leaves a `serve` process behind, and JSON fields.
+//! never leaves a `serve` process behind, a bare HTTP/1.1 request, and JSON fields.
 
 use std::ffi::OsStr;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -248,6 +249,33 @@ pub fn server_file(data_dir: &Path) -> Option<(u32, u16)> {
     let pid = u32::try_from(number_field(&value, "pid")?).ok()?;
     let port = u16::try_from(number_field(&value, "port")?).ok()?;
     Some((pid, port))
+}
+
+/// One HTTP/1.1 request to 127.0.0.1 with `Connection: close`; the status and body.
+/// Enough for a test to reach a route the CLI has no command for.
+pub fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let response = text(&response);
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {response:?}"));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    (status, body.to_owned())
 }
 
 pub fn parse_json(output: &[u8]) -> Value {
