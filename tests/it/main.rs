@@ -1,4 +1,5 @@
 //! Integration tests: each runs the real `ark-lattice` binary against temp state dirs.
 
+mod federation;
 mod lattice;
 mod util;

@@ -1,0 +1,980 @@
+//! Federation between running instances (issue: "Federation: replace ARK's Node.js
+//! federation on port 9000"): convergence in a line of three, conflicts and deletes,
+//! hub mode, ARK's wire protocol (against a shell script and a fake ARK peer), the
+//! control API guard, and resuming an interrupted sync.
+//!
+//! Every test starts real `serve` processes on 127.0.0.1, port 0, each with its own
+//! temp state dir; [`Node`] kills them when the test ends, passing or not.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use miniserde::json::{self, Value};
+
+use crate::util::{
+    CuttingProxy, Lattice, Node, array, count, eventually, field, http, records_of, shared_data,
+    text,
+};
+
+const ARK_FILE: &str = "ark-lattice-nodes.json";
+const TOPIC_FILES: [&str; 2] = [
+    "code-lattice-complete-nodes.json",
+    "security-pentesting-nodes.json",
+];
+
+type Hashes = BTreeMap<String, String>;
+
+/// The ids of the records in shared data files (`None` when the data is missing).
+fn ids_in(names: &[&str]) -> Option<BTreeSet<String>> {
+    let mut ids = BTreeSet::new();
+    for name in names {
+        ids.extend(records_of(name)?.into_iter().map(|(id, _, _)| id));
+    }
+    Some(ids)
+}
+
+/// Imports shared data files into a state dir without a server.
+fn import(lattice: &Lattice, names: &[&str]) {
+    let mut args = vec!["import".to_owned()];
+    for name in names {
+        args.push(shared_data(name).unwrap().to_str().unwrap().to_owned());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    lattice.run(&args).ok();
+}
+
+/// What differs between two id -> hash maps, at most ten lines of it.
+fn diff(left_name: &str, left: &Hashes, right_name: &str, right: &Hashes) -> String {
+    let mut lines = Vec::new();
+    for (id, hash) in left {
+        match right.get(id) {
+            None => lines.push(format!("{id}: only on {left_name}")),
+            Some(other) if other != hash => {
+                lines.push(format!("{id}: {left_name} {hash}, {right_name} {other}"))
+            }
+            Some(_) => {}
+        }
+    }
+    for id in right.keys().filter(|id| !left.contains_key(*id)) {
+        lines.push(format!("{id}: only on {right_name}"));
+    }
+    let total = lines.len();
+    lines.truncate(10);
+    if total > 10 {
+        lines.push(format!("... {} more", total - 10));
+    }
+    format!(
+        "{left_name} ({}) vs {right_name} ({}), {total} difference(s):\n  {}",
+        left.len(),
+        right.len(),
+        lines.join("\n  ")
+    )
+}
+
+/// `Ok` with the shared map when every node holds exactly `expected` ids with the same
+/// hashes; otherwise what differs.
+fn converged(nodes: &[(&str, &Node)], expected: &BTreeSet<String>) -> Result<Hashes, String> {
+    let maps: Vec<(&str, Hashes)> = nodes
+        .iter()
+        .map(|(name, node)| (*name, node.hashes()))
+        .collect();
+    let (first_name, first) = &maps[0];
+    let ids: BTreeSet<String> = first.keys().cloned().collect();
+    if &ids != expected {
+        let missing: Vec<&String> = expected.difference(&ids).take(10).collect();
+        let extra: Vec<&String> = ids.difference(expected).take(10).collect();
+        return Err(format!(
+            "{first_name} holds {} of {} expected ids; missing (first 10): {missing:?}; unexpected: {extra:?}",
+            ids.len(),
+            expected.len()
+        ));
+    }
+    for (name, map) in &maps[1..] {
+        if map != first {
+            return Err(diff(first_name, first, name, map));
+        }
+    }
+    Ok(maps.into_iter().next().unwrap().1)
+}
+
+/// Runs `federation sync` on each node in order, `rounds` times, checking each sync
+/// succeeded; the round after which they had converged, if any.
+fn sync_rounds(
+    nodes: &[(&str, &Node)],
+    expected: &BTreeSet<String>,
+    max_rounds: usize,
+) -> Result<usize, String> {
+    let mut last = String::new();
+    for round in 1..=max_rounds {
+        for (name, node) in nodes {
+            let answer = node.sync();
+            for result in array(field(&answer, "result")) {
+                assert!(
+                    bool_of(field(result, "success")),
+                    "round {round}, sync on {name}: {}",
+                    json::to_string(result)
+                );
+            }
+        }
+        match converged(nodes, expected) {
+            Ok(_) => return Ok(round),
+            Err(problems) => last = problems,
+        }
+    }
+    Err(last)
+}
+
+fn bool_of(value: &Value) -> bool {
+    match value {
+        Value::Bool(flag) => *flag,
+        _ => panic!("not a bool"),
+    }
+}
+
+/// A line of three: A and C know only B; B knows both.
+fn line_of_three(prefix: &str, env: &[(&str, &str)]) -> (Node, Node, Node) {
+    let a = Lattice::new(&format!("{prefix}-a"));
+    let c = Lattice::new(&format!("{prefix}-c"));
+    import(&a, &[ARK_FILE]);
+    import(&c, &TOPIC_FILES);
+    let a = Node::serve(a, env, &[]);
+    let b = Node::start_with(&format!("{prefix}-b"), env, &[]);
+    let c = Node::serve(c, env, &[]);
+    a.add_peer(&b.url());
+    b.add_peer(&a.url());
+    b.add_peer(&c.url());
+    c.add_peer(&b.url());
+    (a, b, c)
+}
+
+/// A holds ARK's 469 rows, C the 350 topic nodes (every one of them also in A's file,
+/// written independently, so C's import is a concurrent edit of A's record). After
+/// `federation sync` on A, then B, then C, B and C hold everything; A holds everything
+/// after one round only if B happened to push to A after pulling from C, since B syncs
+/// both peers concurrently. Information crosses the line A-B-C in at most two rounds.
+#[test]
+fn three_instances_in_a_line_converge_by_manual_sync() {
+    let Some(expected) = ids_in(&[ARK_FILE, TOPIC_FILES[0], TOPIC_FILES[1]]) else {
+        return;
+    };
+    let (a, b, c) = line_of_three("line", &[]);
+    let nodes = [("A", &a), ("B", &b), ("C", &c)];
+    let rounds = sync_rounds(&nodes, &expected, 2).unwrap_or_else(|problems| {
+        panic!("not converged after 2 rounds of sync on A, B, C:\n{problems}")
+    });
+    eprintln!("converged after {rounds} round(s) of sync on A, B, C");
+    // B settled each of the 350 shared ids between A's and C's version: the losers are
+    // in its conflict log, and every instance ended with the same winner (checked above).
+    let conflicts = b
+        .run(&["conflicts", "--json", "--limit", "1000"])
+        .ok()
+        .json();
+    assert!(count(field(&conflicts, "count")) > 0);
+    // A finds C, which it did not know, through B.
+    let found = a
+        .run(&["federation", "discover", "--add", "--json"])
+        .ok()
+        .json();
+    let urls: Vec<&str> = array(field(&found, "peers"))
+        .iter()
+        .map(|peer| text(field(peer, "url")))
+        .collect();
+    assert_eq!(urls, [c.url()]);
+    let peers = a.run(&["federation", "list-peers", "--json"]).ok().json();
+    assert_eq!(count(field(&peers, "count")), 2);
+    // One more sync moves nothing: no echo between the instances.
+    for (name, node) in nodes {
+        for result in array(field(&node.sync(), "result")) {
+            assert_eq!(
+                (
+                    count(field(result, "nodesReceived")),
+                    count(field(result, "nodesSent"))
+                ),
+                (0, 0),
+                "{name}: {}",
+                json::to_string(result)
+            );
+        }
+    }
+}
+
+#[test]
+fn three_instances_in_a_line_converge_by_auto_sync() {
+    let Some(expected) = ids_in(&[ARK_FILE, TOPIC_FILES[0], TOPIC_FILES[1]]) else {
+        return;
+    };
+    let env = [
+        ("FEDERATION_AUTO_SYNC", "true"),
+        ("FEDERATION_SYNC_INTERVAL", "300"),
+    ];
+    let (a, b, c) = line_of_three("auto", &env);
+    let nodes = [("A", &a), ("B", &b), ("C", &c)];
+    let started = Instant::now();
+    let mut last = String::new();
+    let done = eventually(Duration::from_secs(30), || {
+        match converged(&nodes, &expected) {
+            Ok(_) => true,
+            Err(problems) => {
+                last = problems;
+                false
+            }
+        }
+    });
+    assert!(done, "auto-sync did not converge within 30 s:\n{last}");
+    eprintln!("auto-sync converged in {:?}", started.elapsed());
+    let status = b.run(&["federation", "status", "--json"]).ok().json();
+    assert!(bool_of(field(&status, "autoSync")));
+    assert_eq!(count(field(&status, "syncInterval")), 300);
+}
+
+fn node_json(id: &str, value: &str) -> String {
+    format!(r#"{{"id":"{id}","type":"template_node","value":"{value}","language":"rust"}}"#)
+}
+
+fn value_on(node: &Node, id: &str) -> String {
+    let record = node.run(&["get", id, "--json"]).ok().json();
+    text(field(&record, "value")).to_owned()
+}
+
+#[test]
+fn concurrent_edits_resolve_the_same_everywhere_and_deletes_reach_all() {
+    let (a, b, c) = {
+        let a = Node::start("conflict-a");
+        let b = Node::start("conflict-b");
+        let c = Node::start("conflict-c");
+        a.add_peer(&b.url());
+        b.add_peer(&a.url());
+        b.add_peer(&c.url());
+        c.add_peer(&b.url());
+        (a, b, c)
+    };
+    let nodes = [("A", &a), ("B", &b), ("C", &c)];
+    a.run(&["add", "--json", &node_json("shared", "original")])
+        .ok();
+    a.run(&["add", "--json", &node_json("doomed", "to be deleted")])
+        .ok();
+    let both: BTreeSet<String> = ["shared", "doomed"].map(String::from).into();
+    sync_rounds(&nodes, &both, 2).unwrap_or_else(|problems| panic!("{problems}"));
+
+    // Neither edit has seen the other.
+    a.run(&["add", "--json", &node_json("shared", "edited on A")])
+        .ok();
+    c.run(&["add", "--json", &node_json("shared", "edited on C")])
+        .ok();
+    sync_rounds(&nodes, &both, 2).unwrap_or_else(|problems| panic!("{problems}"));
+    let winner = value_on(&a, "shared");
+    for (name, node) in nodes {
+        assert_eq!(value_on(node, "shared"), winner, "{name}");
+    }
+    let (loser_value, loser_node) = match winner.as_str() {
+        "edited on A" => ("edited on C", &c),
+        "edited on C" => ("edited on A", &a),
+        other => panic!("the winner is neither edit: {other}"),
+    };
+    let losers = |node: &Node| -> Vec<String> {
+        let log = node.run(&["conflicts", "--json"]).ok().json();
+        array(field(&log, "conflicts"))
+            .iter()
+            .filter(|entry| text(field(entry, "id")) == "shared")
+            .filter_map(|entry| match field(entry, "loser") {
+                Value::Null => None,
+                loser => Some(text(field(loser, "value")).to_owned()),
+            })
+            .collect()
+    };
+    let logged = losers(loser_node);
+    assert!(
+        logged.iter().any(|value| value == loser_value),
+        "the instance whose edit lost keeps it in its conflict log: {logged:?}"
+    );
+    // The original was an ancestor of both edits, never a conflict.
+    for (name, node) in nodes {
+        assert!(
+            !losers(node).iter().any(|value| value == "original"),
+            "{name}"
+        );
+    }
+
+    c.run(&["delete", "doomed"]).ok();
+    let shared: BTreeSet<String> = ["shared".to_owned()].into();
+    sync_rounds(&nodes, &shared, 2).unwrap_or_else(|problems| panic!("{problems}"));
+    for (name, node) in nodes {
+        let run = node.run(&["get", "doomed"]);
+        assert_eq!(run.code, 4, "{name}: {} {}", run.stdout, run.stderr);
+        assert!(run.stderr.contains("not found"), "{name}: {}", run.stderr);
+    }
+}
+
+/// Two spokes in hub mode reach each other only through the hub, which has no peers
+/// configured: spoke 1 pushes to the hub, spoke 2 pulls that and pushes its own, and
+/// spoke 1 pulls spoke 2's on its second sync.
+#[test]
+fn spokes_in_hub_mode_converge_through_the_hub() {
+    let Some(expected) = ids_in(&[ARK_FILE, TOPIC_FILES[0], TOPIC_FILES[1]]) else {
+        return;
+    };
+    let hub = Node::start("hub");
+    let hub_url = hub.url();
+    let env = [
+        ("FEDERATION_MODE", "hub"),
+        ("FEDERATION_HUB_URL", hub_url.as_str()),
+    ];
+    let first = Lattice::new("spoke-1");
+    let second = Lattice::new("spoke-2");
+    import(&first, &[ARK_FILE]);
+    import(&second, &TOPIC_FILES);
+    let first = Node::serve(first, &env, &[]);
+    let second = Node::serve(second, &env, &[]);
+    let nodes = [("spoke 1", &first), ("spoke 2", &second), ("hub", &hub)];
+    for round in 1..=2 {
+        for (name, spoke) in [("spoke 1", &first), ("spoke 2", &second)] {
+            let answer = spoke.sync();
+            let results = array(field(&answer, "result"));
+            assert_eq!(results.len(), 1, "{name} syncs with the hub only");
+            assert_eq!(text(field(&results[0], "peer")), hub_url);
+            assert!(
+                bool_of(field(&results[0], "success")),
+                "round {round}, {name}"
+            );
+        }
+    }
+    converged(&nodes, &expected).unwrap_or_else(|problems| panic!("{problems}"));
+    let peers = hub.run(&["federation", "list-peers", "--json"]).ok().json();
+    assert_eq!(count(field(&peers, "count")), 0, "the hub has no peers");
+}
+
+fn have(program: &str) -> bool {
+    std::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+/// `tests/it/ark_protocol.sh` speaks ARK's Node.js protocol as its federation guide
+/// describes it, with curl, and checks every answer's shape.
+#[test]
+fn a_script_speaking_arks_protocol_gets_arks_answers() {
+    for program in ["curl", "python3", "sh"] {
+        if program != "sh" && !have(program) {
+            eprintln!("skipped: {program} is not installed");
+            return;
+        }
+    }
+    let node = {
+        let lattice = Lattice::new("script");
+        if shared_data(ARK_FILE).is_some() {
+            import(&lattice, &[ARK_FILE]);
+        }
+        Node::serve(lattice, &[], &[])
+    };
+    let peer = Node::start("script-peer");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/ark_protocol.sh");
+    let output = std::process::Command::new("sh")
+        .arg(&script)
+        .arg(node.url())
+        .arg(peer.url())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{}\n{stdout}\n{stderr}\nserver log:\n{}",
+        script.display(),
+        node.log()
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+    // The row the script posted reached the peer through the control API's sync.
+    let record = peer
+        .run(&["get", "ark_protocol_script_row", "--json"])
+        .ok()
+        .json();
+    assert_eq!(text(field(&record, "type")), "script_node");
+}
+
+/// A request the fake ARK peer received.
+struct Received {
+    method: String,
+    path: String,
+    body: Value,
+}
+
+/// Stands in for ARK's Node.js server: `/federation/info` without `protocols`,
+/// `/federation/nodes` with SQLite rows, `POST /federation/sync` recorded.
+struct FakeArk {
+    port: u16,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+const FAKE_ARK_ROWS: &str = r#"[
+  {"id":"ark_only_one","type":"command_node","language":"bash","category":"Shell",
+   "value":"List files","capabilities":"[\"list\",\"files\"]","dependencies":"[]",
+   "examples":"[\"ls -la\"]","content":"ls -la","linked_agents":"[]",
+   "created_at":"2025-11-09 10:22:32","updated_at":"2025-11-09 10:22:32",
+   "usage_count":3,"success_rate":1.0},
+  {"id":"ark_only_two","type":"library_node","language":"python","category":null,
+   "value":"Requests","capabilities":"[]","dependencies":"[\"requests\"]",
+   "examples":"[]","content":null,"linked_agents":"[]",
+   "created_at":"2025-11-10 08:00:00","updated_at":"2025-11-10 08:00:00",
+   "usage_count":0,"success_rate":1.0}
+]"#;
+
+impl FakeArk {
+    fn start() -> FakeArk {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let log = received.clone();
+        // The thread ends with the test binary; it only ever answers this test.
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let log = log.clone();
+                std::thread::spawn(move || fake_ark_connection(stream, port, &log));
+            }
+        });
+        FakeArk { port, received }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn requests(&self) -> Vec<(String, String)> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|request| (request.method.clone(), request.path.clone()))
+            .collect()
+    }
+
+    /// The `nodes` of every `POST /federation/sync`, in order.
+    fn pushes(&self) -> Vec<(String, Vec<Value>)> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|request| request.path == "/federation/sync")
+            .map(|request| {
+                (
+                    text(field(&request.body, "instanceId")).to_owned(),
+                    array(field(&request.body, "nodes")).to_vec(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Answers the requests on one connection, one at a time, until the client closes it.
+fn fake_ark_connection(mut stream: TcpStream, port: u16, log: &Mutex<Vec<Received>>) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut pending = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(end) = pending.windows(4).position(|window| window == b"\r\n\r\n") {
+                break end;
+            }
+            let mut buffer = [0; 8192];
+            match stream.read(&mut buffer) {
+                Ok(0) | Err(_) => return,
+                Ok(read) => pending.extend_from_slice(&buffer[..read]),
+            }
+        };
+        let head = String::from_utf8_lossy(&pending[..head_end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let mut request_line = lines.next().unwrap_or_default().split(' ');
+        let method = request_line.next().unwrap_or_default().to_owned();
+        let target = request_line.next().unwrap_or_default().to_owned();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|line| line.split_once(':'))
+            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+            .collect();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        };
+        let length: usize = header("content-length")
+            .and_then(|length| length.parse().ok())
+            .unwrap_or(0);
+        pending.drain(..head_end + 4);
+        while pending.len() < length {
+            let mut buffer = [0; 65536];
+            match stream.read(&mut buffer) {
+                Ok(0) | Err(_) => return,
+                Ok(read) => pending.extend_from_slice(&buffer[..read]),
+            }
+        }
+        let mut body: Vec<u8> = pending.drain(..length).collect();
+        // Express's body parser inflates gzip request bodies; so does this fake.
+        if header("content-encoding").is_some_and(|coding| coding.contains("gzip")) {
+            let mut inflated = Vec::new();
+            flate2::read::GzDecoder::new(&body[..])
+                .read_to_end(&mut inflated)
+                .unwrap();
+            body = inflated;
+        }
+        let path = target.split('?').next().unwrap_or_default().to_owned();
+        let body_json: Value = if body.is_empty() {
+            Value::Null
+        } else {
+            json::from_str(&String::from_utf8_lossy(&body)).unwrap_or(Value::Null)
+        };
+        let (status, answer) = match (method.as_str(), path.as_str()) {
+            ("GET", "/federation/info") => (
+                200,
+                format!(
+                    r#"{{"instanceId":"ark-fake-1","instanceName":"ARK-local-fake","instanceType":"local","federationMode":"p2p","listenPort":{port},"hubUrl":null,"autoSync":false,"syncInterval":300000,"peers":0,"activePeers":0,"stats":{{"totalSyncs":0,"successfulSyncs":0,"failedSyncs":0,"nodesSent":0,"nodesReceived":0,"conflictsResolved":0}},"timestamp":1762680000000}}"#
+                ),
+            ),
+            ("GET", "/federation/nodes") => (
+                200,
+                format!(r#"{{"instanceId":"ark-fake-1","count":2,"nodes":{FAKE_ARK_ROWS}}}"#),
+            ),
+            ("POST", "/federation/sync") => {
+                let total = match &body_json {
+                    Value::Object(object) => match object.get("nodes") {
+                        Some(Value::Array(nodes)) => nodes.len(),
+                        _ => 0,
+                    },
+                    _ => 0,
+                };
+                (
+                    200,
+                    format!(r#"{{"imported":{total},"conflicts":0,"total":{total}}}"#),
+                )
+            }
+            _ => (404, r#"{"error":"Not found"}"#.to_owned()),
+        };
+        log.lock().unwrap().push(Received {
+            method: method.clone(),
+            path,
+            body: body_json,
+        });
+        let reason = if status == 200 { "OK" } else { "Not Found" };
+        let response = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nX-Powered-By: Express\r\n\r\n{answer}",
+            answer.len()
+        );
+        if stream.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn is_ark_datetime(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 19
+        && bytes.iter().enumerate().all(|(index, byte)| match index {
+            4 | 7 => *byte == b'-',
+            10 => *byte == b' ',
+            13 | 16 => *byte == b':',
+            _ => byte.is_ascii_digit(),
+        })
+}
+
+/// A peer without `protocols` in its info is ARK's Node.js server: we pull its rows
+/// from `/federation/nodes` and push ours to `POST /federation/sync`, never touching
+/// `/federation/v2/*`, and the next sync pushes only what changed since.
+#[test]
+fn a_peer_without_v2_is_synced_with_arks_legacy_protocol_both_ways() {
+    let ark = FakeArk::start();
+    let node = Node::start("legacy");
+    node.run(&[
+        "add",
+        "--json",
+        r#"{"id":"ours_one","type":"template_node","value":"Ours","capabilities":["write","read"]}"#,
+    ])
+    .ok();
+    node.add_peer(&ark.url());
+
+    let answer = node.run(&["federation", "sync", "--json"]).ok().json();
+    let result = &array(field(&answer, "result"))[0];
+    assert!(
+        bool_of(field(result, "success")),
+        "{}",
+        json::to_string(result)
+    );
+    assert_eq!(count(field(result, "nodesReceived")), 2);
+    assert_eq!(count(field(result, "nodesSent")), 1);
+    let pulled = node.run(&["get", "ark_only_one", "--json"]).ok().json();
+    assert_eq!(array(field(&pulled, "capabilities")).len(), 2);
+    assert_eq!(text(field(&pulled, "category")), "Shell");
+    node.run(&["get", "ark_only_two"]).ok();
+
+    let pushes = ark.pushes();
+    assert_eq!(pushes.len(), 1, "{:?}", ark.requests());
+    let (sender, rows) = &pushes[0];
+    let status = node.run(&["federation", "status", "--json"]).ok().json();
+    assert_eq!(sender, text(field(&status, "instanceId")));
+    let ids: Vec<&str> = rows.iter().map(|row| text(field(row, "id"))).collect();
+    assert_eq!(
+        ids,
+        ["ours_one"],
+        "rows that came from the peer are not sent back"
+    );
+    let row = &rows[0];
+    let capabilities: Value = json::from_str(text(field(row, "capabilities"))).unwrap();
+    assert_eq!(
+        array(&capabilities).len(),
+        2,
+        "list fields are JSON strings"
+    );
+    for name in ["created_at", "updated_at"] {
+        let stamp = text(field(row, name));
+        assert!(is_ark_datetime(stamp), "{name} {stamp:?}");
+    }
+    let peers = node
+        .run(&["federation", "list-peers", "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        text(field(&array(field(&peers, "peers"))[0], "protocol")),
+        "legacy"
+    );
+
+    node.run(&[
+        "add",
+        "--json",
+        r#"{"id":"ours_two","type":"template_node","value":"Ours too"}"#,
+    ])
+    .ok();
+    node.run(&["federation", "sync"]).ok();
+    node.run(&["federation", "sync"]).ok();
+    let pushes = ark.pushes();
+    assert_eq!(pushes.len(), 2, "an unchanged store pushes nothing");
+    let ids: Vec<&str> = pushes[1]
+        .1
+        .iter()
+        .map(|row| text(field(row, "id")))
+        .collect();
+    assert_eq!(ids, ["ours_two"]);
+    let requests = ark.requests();
+    assert!(
+        requests
+            .iter()
+            .all(|(_, path)| !path.starts_with("/federation/v2")),
+        "{requests:?}"
+    );
+}
+
+/// The first non-loopback IPv4 address of this machine, from `hostname -I`.
+fn non_loopback_ipv4() -> Option<std::net::Ipv4Addr> {
+    let output = std::process::Command::new("hostname")
+        .arg("-I")
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .filter_map(|word| word.parse::<std::net::Ipv4Addr>().ok())
+        .find(|ip| !ip.is_loopback() && !ip.is_unspecified())
+}
+
+/// The control API from a non-loopback address: 403 without the right token, and the
+/// refused request changes nothing; the token (header or bearer) lets it through.
+#[test]
+fn the_control_api_refuses_non_loopback_callers_without_the_admin_token() {
+    let Some(ip) = non_loopback_ipv4() else {
+        eprintln!(
+            "skipped: no non-loopback IPv4 address (hostname -I); the address check is unit-tested in src/server/routes.rs"
+        );
+        return;
+    };
+    let node = Node::start_with(
+        "token",
+        &[("ARK_ADMIN_TOKEN", "s3cret-token")],
+        &["--bind", "0.0.0.0"],
+    );
+    node.run(&["add", "--id", "keep", "--type", "t", "--value", "v"])
+        .ok();
+    let address = std::net::SocketAddr::from((ip, node.port));
+    let add_peer = r#"{"peerUrl":"http://10.9.9.9:9000"}"#;
+    let delete_keep = r#"{"args":["delete","keep"]}"#;
+
+    let info = http(address, "GET", "/federation/info", &[], None);
+    assert_eq!(info.status, 200, "peers reach the federation endpoints");
+    assert_eq!(info.header("access-control-allow-origin"), Some("*"));
+    for headers in [
+        vec![],
+        vec![("X-Ark-Admin-Token", "wrong")],
+        vec![("Authorization", "Bearer wrong")],
+        vec![("Authorization", "s3cret-token")],
+    ] {
+        for (method, path, body) in [
+            ("POST", "/api/federation/peers/add", Some(add_peer)),
+            ("POST", "/api/cli", Some(delete_keep)),
+            ("POST", "/api/server/shutdown", Some("{}")),
+            ("GET", "/api/federation/status", None),
+        ] {
+            let reply = http(address, method, path, &headers, body);
+            assert_eq!(reply.status, 403, "{method} {path} with {headers:?}");
+            let _ = text(field(&reply.json(), "error"));
+        }
+    }
+    // Nothing changed: the server runs, the record is there, no peer was added.
+    assert_eq!(
+        http(address, "GET", "/federation/info", &[], None).status,
+        200
+    );
+    node.run(&["get", "keep"]).ok();
+    let peers = node
+        .run(&["federation", "list-peers", "--json"])
+        .ok()
+        .json();
+    assert_eq!(count(field(&peers, "count")), 0);
+
+    let reply = http(
+        address,
+        "POST",
+        "/api/federation/peers/add",
+        &[("X-Ark-Admin-Token", "s3cret-token")],
+        Some(add_peer),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = http(
+        address,
+        "GET",
+        "/api/federation/peers",
+        &[("Authorization", "Bearer s3cret-token")],
+        None,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(count(field(&reply.json(), "count")), 1);
+
+    // Without ARK_ADMIN_TOKEN set, no header opens the control API to other hosts.
+    let open = Node::start_with("no-token", &[], &["--bind", "0.0.0.0"]);
+    let address = std::net::SocketAddr::from((ip, open.port));
+    let reply = http(
+        address,
+        "GET",
+        "/api/federation/status",
+        &[("X-Ark-Admin-Token", "")],
+        None,
+    );
+    assert_eq!(reply.status, 403);
+    assert_eq!(
+        http(open.address(), "GET", "/api/federation/status", &[], None).status,
+        200,
+        "loopback callers need no token"
+    );
+}
+
+/// How many records the resume test pulls; ARK_IT_RESUME_RECORDS=20000 for the full
+/// size (about 30 s in a debug build, most of it signing and verifying).
+fn resume_record_count() -> usize {
+    std::env::var("ARK_IT_RESUME_RECORDS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(6000)
+}
+
+/// B pulls A's records in pages of 500 through a proxy that breaks the fifth page in
+/// the middle; A is killed (-9) at that moment and restarted on its state dir. The next
+/// sync resumes after the four committed pages.
+#[test]
+fn an_interrupted_pull_resumes_from_the_checkpoint() {
+    const PAGE: usize = 500;
+    const CUT_PAGE: usize = 5;
+    let total = resume_record_count();
+    assert!(total > CUT_PAGE * PAGE);
+    let a = Lattice::new("resume-a");
+    let mut ndjson = String::new();
+    for index in 0..total {
+        ndjson.push_str(&format!(
+            "{{\"id\":\"synthetic_{index:06}\",\"type\":\"template_node\",\"value\":\"synthetic record {index}\",\"language\":\"rust\",\"content\":\"fn record_{index}() -> u64 {{ {index} }}\"}}\n"
+        ));
+    }
+    let file = a.dir.file("synthetic.ndjson", &ndjson);
+    a.run(&["import", file.to_str().unwrap()]).ok();
+    let mut a = Node::serve(a, &[], &[]);
+    let b = Node::start("resume-b");
+    let proxy = CuttingProxy::new(a.port, "GET /federation/v2/changes", CUT_PAGE, 512);
+    b.add_peer(&proxy.url());
+
+    // The sync runs in B's server while the CLI waits for its answer.
+    let mut first_sync = Background(
+        b.command(&["federation", "sync", "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let cut = proxy.wait_cut(Duration::from_secs(60));
+    a.kill();
+    let first = first_sync.finish(Duration::from_secs(30));
+    assert!(cut, "the proxy never saw page {CUT_PAGE}: {}", first.stdout);
+    let first = first.json();
+    let first = &array(field(&first, "result"))[0];
+    assert!(
+        !bool_of(field(first, "success")),
+        "{}",
+        json::to_string(first)
+    );
+    let received_first = count(field(first, "nodesReceived"));
+    assert_eq!(
+        received_first,
+        ((CUT_PAGE - 1) * PAGE) as u64,
+        "whole pages before the cut"
+    );
+    let peers = b.run(&["federation", "list-peers", "--json"]).ok().json();
+    let checkpoint = count(field(&array(field(&peers, "peers"))[0], "pullSeq"));
+    assert_eq!(
+        checkpoint, received_first,
+        "A's change sequence is 1..=total"
+    );
+    assert_eq!(count(field(&b.stats(), "nodes")), received_first);
+
+    a.restart();
+    proxy.pass_through(a.port);
+    let pages_before = proxy.marked_requests().len();
+    assert_eq!(pages_before, CUT_PAGE);
+    let second = b.run(&["federation", "sync", "--json"]).ok().json();
+    let second = &array(field(&second, "result"))[0];
+    let received_second = count(field(second, "nodesReceived"));
+    assert_eq!(
+        received_first + received_second,
+        total as u64,
+        "{}",
+        json::to_string(second)
+    );
+    // Records already applied would count as unchanged, not received; the requests
+    // show the pull itself started at the checkpoint.
+    let pages = proxy.marked_requests().split_off(pages_before);
+    assert!(
+        pages[0].contains(&format!("after={checkpoint}&")),
+        "the second sync starts after the checkpoint: {}",
+        pages[0]
+    );
+    assert_eq!(
+        pages.len(),
+        (total - received_first as usize).div_ceil(PAGE),
+        "{pages:?}"
+    );
+    let (on_a, on_b) = (a.hashes(), b.hashes());
+    assert!(
+        on_a.len() == total && on_a == on_b,
+        "{}",
+        diff("A", &on_a, "B", &on_b)
+    );
+}
+
+/// A CLI run in the background, killed if the test ends before it does.
+struct Background(std::process::Child);
+
+impl Background {
+    /// Waits (bounded) for the run to end and collects its output.
+    fn finish(&mut self, within: Duration) -> crate::util::Run {
+        let deadline = Instant::now() + within;
+        let status = loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the CLI did not finish within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        self.0
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        self.0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        crate::util::Run {
+            code: status.code().unwrap_or(-1),
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// kill -9 leaves `server.json` behind; the CLI sees its pid is gone and opens the store
+/// itself, nothing committed is lost, and a restart on the same dir serves it all.
+#[test]
+fn a_killed_server_restarts_on_its_state_dir_with_everything_committed() {
+    let mut node = Node::start("restart");
+    for index in 0..5 {
+        node.run(&[
+            "add",
+            "--json",
+            &node_json(&format!("kept_{index}"), "committed before the kill"),
+        ])
+        .ok();
+    }
+    node.add_peer("http://127.0.0.1:9");
+    let before = node.hashes();
+    let old_pid = node.pid();
+    node.kill();
+    assert!(node.server_file().exists(), "kill -9 leaves server.json");
+
+    let status = node.run(&["federation", "status", "--json"]).ok().json();
+    assert!(
+        !bool_of(field(&status, "running")),
+        "the stale pid is not a server"
+    );
+    assert_eq!(
+        node.hashes(),
+        before,
+        "the store opens in-process with every record"
+    );
+    node.run(&[
+        "add",
+        "--json",
+        &node_json("while_down", "written without a server"),
+    ])
+    .ok();
+    let peers = node
+        .run(&["federation", "list-peers", "--json"])
+        .ok()
+        .json();
+    assert_eq!(count(field(&peers, "count")), 1);
+    // Without a server, a sync runs in the CLI's own process.
+    let other = Node::start("restart-peer");
+    let answer = node
+        .run(&["federation", "sync", "--peer", &other.url(), "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        count(field(&array(field(&answer, "result"))[0], "nodesSent")),
+        6
+    );
+    assert_eq!(other.hashes().len(), 6);
+
+    node.restart();
+    assert_ne!(node.pid(), old_pid);
+    let status = node.run(&["federation", "status", "--json"]).ok().json();
+    assert!(bool_of(field(&status, "running")));
+    assert_eq!(count(field(&status, "listenPort")), u64::from(node.port));
+    assert_eq!(count(field(&status, "nodeCount")), 6);
+    let after = node.hashes();
+    assert!(before.iter().all(|(id, hash)| after.get(id) == Some(hash)));
+    assert!(after.contains_key("while_down"));
+
+    // A graceful stop removes server.json and ends the process cleanly.
+    node.run(&["federation", "stop"]).ok();
+    let exit = node.wait_exit(Duration::from_secs(15));
+    assert!(exit.success(), "{exit}\n{}", node.log());
+    assert!(!node.server_file().exists());
+}
