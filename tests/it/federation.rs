@@ -978,3 +978,64 @@ fn a_killed_server_restarts_on_its_state_dir_with_everything_committed() {
     assert!(exit.success(), "{exit}\n{}", node.log());
     assert!(!node.server_file().exists());
 }
+
+/// Regression: after a crash, the pid in a stale `server.json` may belong to some other
+/// live process by the time the CLI runs. That must not pass for a server: every
+/// `federation` command failed to connect, and `federation start` refused to start.
+#[test]
+fn a_stale_server_file_whose_pid_was_reused_is_ignored() {
+    let lattice = Lattice::new("reused-pid");
+    lattice
+        .run(&["federation", "add-peer", "http://127.0.0.1:9"])
+        .ok();
+    // This test process is alive and is not an ark-lattice server.
+    let closed_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server_file = lattice.data_dir().join("server.json");
+    std::fs::write(
+        &server_file,
+        format!(
+            r#"{{"pid":{},"port":{closed_port},"bind":"127.0.0.1","started_at":1}}"#,
+            std::process::id()
+        ),
+    )
+    .unwrap();
+    let status = lattice.run(&["federation", "status", "--json"]).ok().json();
+    assert!(!bool_of(field(&status, "running")));
+    let peers = lattice
+        .run(&["federation", "list-peers", "--json"])
+        .ok()
+        .json();
+    assert_eq!(count(field(&peers, "count")), 1);
+
+    let run = lattice
+        .run(&["federation", "start", "--port", "0", "--bind", "127.0.0.1"])
+        .ok();
+    let info: Value = json::from_str(&std::fs::read_to_string(&server_file).unwrap()).unwrap();
+    let pid = count(field(&info, "pid"));
+    // Whatever happens below, the background server does not outlive the test.
+    let _kill = KillOnDrop(pid, lattice.data_dir());
+    assert!(run.stdout.contains("started"), "{}", run.stdout);
+    assert_ne!(pid, u64::from(std::process::id()));
+    lattice.run(&["federation", "stop"]).ok();
+    assert!(!server_file.exists());
+}
+
+/// Kills a server started in the background by `federation start` when dropped
+/// (`kill -9`), if that pid still runs `serve` on the given state dir.
+struct KillOnDrop(u64, std::path::PathBuf);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.0)).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.contains("serve") && cmdline.contains(self.1.to_str().unwrap()) {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &self.0.to_string()])
+                .output();
+        }
+    }
+}
