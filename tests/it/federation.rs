@@ -1039,3 +1039,43 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// Regression: what to push to an ARK peer was chosen by the records' `updated_at`,
+/// newer than the newest already pushed. A record that arrives later with an older
+/// `updated_at` (an ARK dump imported, or a record synced in from another instance)
+/// never reached the ARK peer.
+#[test]
+fn records_with_an_older_updated_at_still_reach_a_legacy_peer() {
+    let ark = FakeArk::start();
+    let node = Node::start("legacy-late");
+    node.add_peer(&ark.url());
+    node.run(&[
+        "add",
+        "--id",
+        "fresh",
+        "--type",
+        "t",
+        "--value",
+        "written now",
+    ])
+    .ok();
+    node.run(&["federation", "sync"]).ok();
+    let dump = node.dir.file(
+        "dump.json",
+        r#"[{"id":"from_a_dump","type":"command_node","value":"Imported later",
+             "capabilities":"[]","dependencies":"[]","examples":"[]","linked_agents":"[]",
+             "created_at":"2024-01-01 00:00:00","updated_at":"2024-01-01 00:00:00"}]"#,
+    );
+    node.run(&["import", dump.to_str().unwrap()]).ok();
+    node.run(&["federation", "sync"]).ok();
+    let pushed: Vec<Vec<String>> = ark
+        .pushes()
+        .iter()
+        .map(|(_, rows)| {
+            rows.iter()
+                .map(|row| text(field(row, "id")).to_owned())
+                .collect()
+        })
+        .collect();
+    assert_eq!(pushed, [vec!["fresh"], vec!["from_a_dump"]]);
+}
