@@ -1,6 +1,7 @@
 //! Request routing: method and path to handler, the control-API guard, CORS, and
 //! turning handler results into JSON responses.
 
+use std::net::IpAddr;
 use std::rc::Rc;
 
 use miniserde::json::{self, Number, Object, Value};
@@ -102,9 +103,14 @@ fn with_cors(response: Response) -> Response {
         )
 }
 
-/// Only loopback callers, or callers presenting the admin token, may use `/api/`.
-pub fn control_allowed(request: &Request, admin_token: Option<&str>) -> bool {
-    if is_loopback(&request.remote_addr) {
+/// Only callers on this host, or callers presenting the admin token, may use `/api/`.
+/// Callers on this host come from loopback, or, when the server listens on one address
+/// only (`bound`), from that address: the CLI has to connect there, and no other host
+/// can open a connection from an address of ours.
+pub fn control_allowed(request: &Request, bound: IpAddr, admin_token: Option<&str>) -> bool {
+    if is_loopback(&request.remote_addr)
+        || (!bound.is_unspecified() && request.remote_addr.ip() == bound)
+    {
         return true;
     }
     let Some(expected) = admin_token else {
@@ -130,7 +136,8 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
         return with_cors(Response::new(204, crate::http::Body::Full(Vec::new())));
     }
     if path.starts_with("/api/") {
-        if !control_allowed(&request, app.config.admin_token.as_deref()) {
+        let bound = app.config.federation.bind;
+        if !control_allowed(&request, bound, app.config.admin_token.as_deref()) {
             return with_cors(Response::error(
                 403,
                 "the control API is only for loopback callers or callers with the admin token (ARK_ADMIN_TOKEN)",
@@ -176,6 +183,9 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
 mod tests {
     use super::*;
 
+    /// A server listening on every address.
+    const ANY: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+
     fn request(remote: &str, headers: &[(&str, &str)]) -> Request {
         Request {
             method: "GET".into(),
@@ -192,28 +202,55 @@ mod tests {
 
     #[test]
     fn control_api_is_for_loopback_or_the_admin_token() {
-        assert!(control_allowed(&request("127.0.0.1:5000", &[]), None));
-        assert!(control_allowed(&request("[::1]:5000", &[]), None));
-        assert!(!control_allowed(&request("10.0.0.5:5000", &[]), None));
+        assert!(control_allowed(&request("127.0.0.1:5000", &[]), ANY, None));
+        assert!(control_allowed(&request("[::1]:5000", &[]), ANY, None));
+        assert!(!control_allowed(&request("10.0.0.5:5000", &[]), ANY, None));
         assert!(!control_allowed(
             &request("10.0.0.5:5000", &[]),
+            ANY,
             Some("secret")
         ));
         assert!(!control_allowed(
             &request("10.0.0.5:5000", &[("x-ark-admin-token", "wrong")]),
+            ANY,
             Some("secret")
         ));
         assert!(control_allowed(
             &request("10.0.0.5:5000", &[("x-ark-admin-token", "secret")]),
+            ANY,
             Some("secret")
         ));
         assert!(control_allowed(
             &request("10.0.0.5:5000", &[("authorization", "Bearer secret")]),
+            ANY,
             Some("secret")
         ));
         assert!(!control_allowed(
             &request("10.0.0.5:5000", &[("authorization", "Bearer secret")]),
+            ANY,
             None
         ));
+    }
+
+    #[test]
+    fn a_server_bound_to_one_address_trusts_callers_from_that_address() {
+        let bound: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(control_allowed(
+            &request("192.0.2.2:5000", &[]),
+            bound,
+            None
+        ));
+        assert!(control_allowed(
+            &request("127.0.0.1:5000", &[]),
+            bound,
+            None
+        ));
+        assert!(!control_allowed(
+            &request("192.0.2.3:5000", &[]),
+            bound,
+            None
+        ));
+        // Listening on every address, the CLI calls over loopback; nothing else is trusted.
+        assert!(!control_allowed(&request("192.0.2.2:5000", &[]), ANY, None));
     }
 }

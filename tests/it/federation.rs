@@ -1079,3 +1079,21 @@ fn records_with_an_older_updated_at_still_reach_a_legacy_peer() {
         .collect();
     assert_eq!(pushed, [vec!["fresh"], vec!["from_a_dump"]]);
 }
+
+/// Regression: a server listening on one non-loopback address is reached by the CLI on
+/// that address, so its calls come from that address, not loopback: every forwarded
+/// command and `federation stop` got 403 from the server's own CLI.
+#[test]
+fn the_cli_manages_a_server_bound_to_one_non_loopback_address() {
+    let Some(ip) = non_loopback_ipv4() else {
+        eprintln!("skipped: no non-loopback IPv4 address (hostname -I)");
+        return;
+    };
+    let mut node = Node::start_with("bound", &[], &["--bind", &ip.to_string()]);
+    node.run(&["add", "--id", "x", "--type", "t", "--value", "v"])
+        .ok();
+    let status = node.run(&["federation", "status", "--json"]).ok().json();
+    assert_eq!(count(field(&status, "nodeCount")), 1);
+    node.run(&["federation", "stop"]).ok();
+    assert!(node.wait_exit(Duration::from_secs(15)).success());
+}
