@@ -298,6 +298,10 @@ pub struct Serve {
     /// protocol, for trusted LANs) (default: $FEDERATION_TRUST)
     #[argh(option)]
     pub trust: Option<String>,
+    /// a reverse proxy on this host forwards requests here: local callers need the admin
+    /// token too (requests with Forwarded/X-Forwarded-For/X-Real-IP always do)
+    #[argh(switch)]
+    pub behind_proxy: bool,
     /// accept manifests at POST /manifest from keys we do not trust, as ARK's Python
     /// service did
     #[argh(switch)]

@@ -186,6 +186,9 @@ pub struct FederationConfig {
     pub limits: ServerLimits,
     pub client: ClientConfig,
     pub trust: TrustMode,
+    /// A reverse proxy on this host forwards every request: being local no longer
+    /// opens the control API (`--behind-proxy`, `ARK_BEHIND_PROXY`).
+    pub behind_proxy: bool,
     /// Accept `POST /manifest` from keys we do not trust (ARK's Python behaviour).
     pub open_registration: bool,
     pub peer_ttl: Duration,
@@ -363,8 +366,15 @@ impl FederationConfig {
         if peer_ttl == 0 {
             return Err(Error::Config("--peer-ttl must be at least 1 second".into()));
         }
+        let behind_proxy = flags.behind_proxy
+            || match env("ARK_BEHIND_PROXY") {
+                None => false,
+                Some(text) => parse_bool(&text)
+                    .ok_or_else(|| invalid("ARK_BEHIND_PROXY", &text, "true or false"))?,
+            };
         Ok(FederationConfig {
             trust,
+            behind_proxy,
             open_registration: flags.open_registration,
             peer_ttl: Duration::from_secs(peer_ttl),
             bind,

@@ -36,7 +36,8 @@ impl ServerInfo {
 }
 
 /// The server running on this state dir, if any. A `server.json` left behind by a
-/// process that is gone (kill -9) does not count.
+/// process that is gone (kill -9) does not count, nor one whose pid now belongs to a
+/// process that is not an ark-lattice server (pids are reused, after a reboot too).
 pub fn running_server(config: &Config) -> Option<ServerInfo> {
     let text = std::fs::read(config.data_dir.join(SERVER_FILE)).ok()?;
     let object = parse_object(&text, "server.json").ok()?;
@@ -46,9 +47,14 @@ pub fn running_server(config: &Config) -> Option<ServerInfo> {
         port: u16::try_from(fields.u64("port").ok()?).ok()?,
         bind: fields.str("bind").ok()?.parse().ok()?,
     };
-    PathBuf::from(format!("/proc/{}", info.pid))
-        .exists()
-        .then_some(info)
+    is_serving(info.pid).then_some(info)
+}
+
+/// Whether `pid` is a live process whose command line has the `serve` subcommand.
+/// A zombie has an empty command line, so it does not count either.
+fn is_serving(pid: u32) -> bool {
+    std::fs::read(PathBuf::from(format!("/proc/{pid}/cmdline")))
+        .is_ok_and(|cmdline| cmdline.split(|byte| *byte == 0).any(|arg| arg == b"serve"))
 }
 
 /// Calls the control API of the running server and returns its JSON answer.

@@ -4,7 +4,8 @@
 //! Our peer endpoints need a request signed by a trusted key whose tier allows the
 //! route (`info` < `pull` < `push`). An unknown signing key is remembered as pending and
 //! refused, so the operator can accept it after comparing fingerprints. Unsigned calls
-//! (ARK's Node.js peers) are served only in `FEDERATION_TRUST=open`, as core peers.
+//! (ARK's Node.js peers) are served only in `FEDERATION_TRUST=open`, as core peers; in
+//! that mode an unknown signing key is served as core too (and still listed as pending).
 
 use super::app::App;
 use super::routes::ApiError;
@@ -66,6 +67,8 @@ pub fn authorize(app: &App, request: &Request, access: Access) -> Result<Caller,
         message: format!("signed request refused: {error}"),
     })?;
     let tier = trust_book::note_caller(&mut app.store.borrow_mut(), verified.public_key, now)?;
+    // Open mode serves anyone as core, signed or not; a key given a tier keeps it.
+    let tier = tier.or((app.config.federation.trust == TrustMode::Open).then_some(Tier::Core));
     let Some(tier) = tier else {
         return Err(ApiError {
             status: 403,

@@ -240,11 +240,20 @@ pub async fn add_peer(
                 None => Some(None),
             }
         }
-        Ok(response) => {
+        Ok(response) if given.is_none() => {
             return Err(ApiError::bad_request(format!(
                 "{info_url} answered {}; is it an ark-lattice or ARK node?",
                 response.status
             )));
+        }
+        Ok(response) => {
+            if app.config.verbose {
+                eprintln!(
+                    "ark:federation {info_url} answered {}; pinning the given key",
+                    response.status
+                );
+            }
+            None
         }
         Err(error) if given.is_some() => {
             if app.config.verbose {

@@ -1,6 +1,7 @@
 //! Request routing: method and path to handler, the control-API guard, CORS, and
 //! turning handler results into JSON responses.
 
+use std::net::IpAddr;
 use std::rc::Rc;
 
 use miniserde::json::{self, Number, Object, Value};
@@ -128,9 +129,28 @@ fn with_cors(response: Response) -> Response {
         )
 }
 
-/// Only loopback callers, or callers presenting the admin token, may use `/api/`.
-pub fn control_allowed(request: &Request, admin_token: Option<&str>) -> bool {
-    if is_loopback(&request.remote_addr) {
+/// Only callers on this host, or callers presenting the admin token, may use `/api/`.
+/// Callers on this host come from loopback, or, when the server listens on one address
+/// only (`bound`), from that address: the CLI has to connect there, and no other host
+/// can open a connection from an address of ours.
+///
+/// A request a reverse proxy forwarded (`Forwarded`, `X-Forwarded-For`, `X-Real-IP`)
+/// comes from anywhere, however local the connection; so does every request when the
+/// server runs `--behind-proxy` (a proxy that adds no such header). Those need the token.
+pub fn control_allowed(
+    request: &Request,
+    bound: IpAddr,
+    behind_proxy: bool,
+    admin_token: Option<&str>,
+) -> bool {
+    let proxied = behind_proxy
+        || ["forwarded", "x-forwarded-for", "x-real-ip"]
+            .iter()
+            .any(|name| request.header(name).is_some());
+    if !proxied
+        && (is_loopback(&request.remote_addr)
+            || (!bound.is_unspecified() && request.remote_addr.ip() == bound))
+    {
         return true;
     }
     let Some(expected) = admin_token else {
@@ -142,6 +162,17 @@ pub fn control_allowed(request: &Request, admin_token: Option<&str>) -> bool {
             .and_then(|value| value.strip_prefix("Bearer "))
     });
     presented.is_some_and(|presented| constant_time_eq(presented.as_bytes(), expected.as_bytes()))
+}
+
+/// `control_allowed` with this server's settings.
+fn is_privileged(app: &App, request: &Request) -> bool {
+    let federation = &app.config.federation;
+    control_allowed(
+        request,
+        federation.bind,
+        federation.behind_proxy,
+        app.config.admin_token.as_deref(),
+    )
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -156,7 +187,7 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
         return with_cors(Response::new(204, crate::http::Body::Full(Vec::new())));
     }
     if path.starts_with("/api/") {
-        if !control_allowed(&request, app.config.admin_token.as_deref()) {
+        if !is_privileged(&app, &request) {
             return with_cors(Response::error(
                 403,
                 "the control API is only for loopback callers or callers with the admin token (ARK_ADMIN_TOKEN)",
@@ -169,7 +200,7 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
     }
     match (method, path) {
         ("GET" | "HEAD", "") => {
-            let privileged = control_allowed(&request, app.config.admin_token.as_deref());
+            let privileged = is_privileged(&app, &request);
             return respond_with(super::status_page::render(&app, privileged));
         }
         ("GET" | "HEAD", "/metrics") => return respond_with(super::metrics::render(&app)),
@@ -219,6 +250,9 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
 mod tests {
     use super::*;
 
+    /// A server listening on every address.
+    const ANY: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+
     fn request(remote: &str, headers: &[(&str, &str)]) -> Request {
         Request {
             method: "GET".into(),
@@ -235,28 +269,117 @@ mod tests {
 
     #[test]
     fn control_api_is_for_loopback_or_the_admin_token() {
-        assert!(control_allowed(&request("127.0.0.1:5000", &[]), None));
-        assert!(control_allowed(&request("[::1]:5000", &[]), None));
-        assert!(!control_allowed(&request("10.0.0.5:5000", &[]), None));
+        assert!(control_allowed(
+            &request("127.0.0.1:5000", &[]),
+            ANY,
+            false,
+            None
+        ));
+        assert!(control_allowed(
+            &request("[::1]:5000", &[]),
+            ANY,
+            false,
+            None
+        ));
         assert!(!control_allowed(
             &request("10.0.0.5:5000", &[]),
+            ANY,
+            false,
+            None
+        ));
+        assert!(!control_allowed(
+            &request("10.0.0.5:5000", &[]),
+            ANY,
+            false,
             Some("secret")
         ));
         assert!(!control_allowed(
             &request("10.0.0.5:5000", &[("x-ark-admin-token", "wrong")]),
+            ANY,
+            false,
             Some("secret")
         ));
         assert!(control_allowed(
             &request("10.0.0.5:5000", &[("x-ark-admin-token", "secret")]),
+            ANY,
+            false,
             Some("secret")
         ));
         assert!(control_allowed(
             &request("10.0.0.5:5000", &[("authorization", "Bearer secret")]),
+            ANY,
+            false,
             Some("secret")
         ));
         assert!(!control_allowed(
             &request("10.0.0.5:5000", &[("authorization", "Bearer secret")]),
+            ANY,
+            false,
             None
         ));
+    }
+
+    #[test]
+    fn a_server_bound_to_one_address_trusts_callers_from_that_address() {
+        let bound: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(control_allowed(
+            &request("192.0.2.2:5000", &[]),
+            bound,
+            false,
+            None
+        ));
+        assert!(control_allowed(
+            &request("127.0.0.1:5000", &[]),
+            bound,
+            false,
+            None
+        ));
+        assert!(!control_allowed(
+            &request("192.0.2.3:5000", &[]),
+            bound,
+            false,
+            None
+        ));
+        // Listening on every address, the CLI calls over loopback; nothing else is trusted.
+        assert!(!control_allowed(
+            &request("192.0.2.2:5000", &[]),
+            ANY,
+            false,
+            None
+        ));
+    }
+
+    #[test]
+    fn requests_through_a_reverse_proxy_need_the_token() {
+        let forwarded = request("127.0.0.1:5000", &[("x-forwarded-for", "203.0.113.9")]);
+        assert!(!control_allowed(&forwarded, ANY, false, None));
+        assert!(!control_allowed(
+            &request("127.0.0.1:5000", &[("forwarded", "for=203.0.113.9")]),
+            ANY,
+            false,
+            None
+        ));
+        assert!(!control_allowed(
+            &request("127.0.0.1:5000", &[("x-real-ip", "203.0.113.9")]),
+            ANY,
+            false,
+            None
+        ));
+        // A proxy that adds no header: --behind-proxy.
+        assert!(!control_allowed(
+            &request("127.0.0.1:5000", &[]),
+            ANY,
+            true,
+            None
+        ));
+        let with_token = request(
+            "127.0.0.1:5000",
+            &[
+                ("x-forwarded-for", "203.0.113.9"),
+                ("x-ark-admin-token", "secret"),
+            ],
+        );
+        assert!(control_allowed(&with_token, ANY, false, Some("secret")));
+        assert!(control_allowed(&with_token, ANY, true, Some("secret")));
     }
 }

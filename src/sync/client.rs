@@ -14,7 +14,8 @@
 //!
 //! A changed store epoch in the peer's info (wiped or restored store) resets both
 //! checkpoints. With an ARK Node.js peer, the legacy protocol is used: pull
-//! `GET /federation/nodes`, push `POST /federation/sync {nodes}`.
+//! `GET /federation/nodes`, push `POST /federation/sync {nodes}` page by page of our
+//! changes after `push_seq`.
 //!
 //! The store lives in a `RefCell` shared with the server; no borrow is held across an
 //! `.await`.
@@ -36,7 +37,7 @@ use crate::protocol::{
     Fields, PROTOCOL_V2, WireError, ark_row, legacy_origin, legacy_record, parse_object,
     record_from_wire, record_to_wire,
 };
-use crate::store::{ApplyOutcome, Body, Query, RemoteRecord, StateTable, Store, StoreError};
+use crate::store::{ApplyOutcome, Body, RemoteRecord, StateTable, Store, StoreError};
 use crate::trust::{KeyPair, PublicKey, Signature, Tier, sign_request, verify_record};
 
 /// What one sync with one peer did, in the shape of ARK's sync result.
@@ -766,34 +767,48 @@ impl Syncer {
             );
         }
         // Push what changed here since the last push, except what came from that peer.
-        let mut rows = Array::new();
-        let mut newest = state.legacy_pushed_until;
-        self.store.borrow().scan(&Query::default(), |node, meta| {
-            let updated = meta.updated_at.unwrap_or(0);
-            if updated > state.legacy_pushed_until && meta.version.origin != origin {
-                newest = newest.max(updated);
-                rows.push(ark_row(&node));
+        // The cursor is our change sequence, not `updated_at`: a record can arrive here
+        // (an import, a sync with another instance) with an `updated_at` older than
+        // what was already pushed. ARK's rows cannot carry deletes; tombstones stay.
+        loop {
+            let page = self.store.borrow().changes_since(
+                state.push_seq,
+                SYNC_BATCH_RECORDS,
+                SYNC_BATCH_BYTES,
+            )?;
+            if page.records.is_empty() {
+                break;
             }
-            true
-        })?;
-        let sent = rows.len() as u64;
-        if sent > 0 {
-            let body = object_value([
-                ("instanceId", Value::String(self.instance_id.to_hex())),
-                ("nodes", Value::Array(rows)),
-            ]);
-            self.fetch(
-                self.post_json(format!("{url}/federation/sync"), body),
-                "sync answer",
-            )
-            .await?;
+            let mut rows = Array::new();
+            let mut newest = state.legacy_pushed_until;
+            for record in &page.records {
+                if let Body::Live(node) = &record.body {
+                    if record.meta.version.origin != origin {
+                        newest = newest.max(record.meta.updated_at.unwrap_or(0));
+                        rows.push(ark_row(node));
+                    }
+                }
+            }
+            let sent = rows.len() as u64;
+            if sent > 0 {
+                let body = object_value([
+                    ("instanceId", Value::String(self.instance_id.to_hex())),
+                    ("nodes", Value::Array(rows)),
+                ]);
+                self.fetch(
+                    self.post_json(format!("{url}/federation/sync"), body),
+                    "sync answer",
+                )
+                .await?;
+            }
+            result.nodes_sent += sent;
+            state.push_seq = page.last_seq;
+            state.legacy_pushed_until = newest;
+            self.save_states(vec![(url.to_owned(), state.encode())], true)?;
+            if !page.more {
+                break;
+            }
         }
-        result.nodes_sent += sent;
-        state.legacy_pushed_until = newest;
-        self.store
-            .borrow_mut()
-            .set_state(StateTable::Peers, url, Some(&state.encode()))?;
-        self.unsaved.borrow_mut().remove(url);
         Ok(())
     }
 }

@@ -83,7 +83,8 @@ pub struct PeerState {
     pub epoch: Option<String>,
     pub pull_seq: u64,
     pub push_seq: u64,
-    /// Legacy peers: the newest `updated_at` (ms) pushed to them.
+    /// Legacy peers: the newest `updated_at` (ms) pushed to them, for the user to see;
+    /// `push_seq` decides what is pushed next, as with v2 peers.
     pub legacy_pushed_until: u64,
     pub last_attempt: Option<u64>,
     pub last_success: Option<u64>,

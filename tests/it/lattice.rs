@@ -2,35 +2,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use miniserde::json::{self, Value};
+use miniserde::json::Value;
 
-use crate::util::{Lattice, TempDir, array, count, field, shared_data, text};
-
-/// id -> type for every record of a shared data file, whatever its format.
-fn records_of(name: &str) -> Option<Vec<(String, String, Option<String>)>> {
-    let path = shared_data(name)?;
-    let document: Value = json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let mut records = Vec::new();
-    let mut take = |node: &Value, topic: Option<&str>| {
-        records.push((
-            text(field(node, "id")).to_owned(),
-            text(field(node, "type")).to_owned(),
-            topic.map(str::to_owned),
-        ));
-    };
-    match &document {
-        Value::Array(rows) => rows.iter().for_each(|row| take(row, None)),
-        Value::Object(_) => {
-            for topic in array(field(&document, "topics")) {
-                for node in array(field(topic, "nodes")) {
-                    take(node, Some(text(field(topic, "name"))));
-                }
-            }
-        }
-        _ => panic!("unexpected shape"),
-    }
-    Some(records)
-}
+use crate::util::{Lattice, TempDir, array, count, field, records_of, shared_data, text};
 
 #[test]
 fn importing_ark_sqlite_export_gives_its_469_nodes_and_type_counts() {

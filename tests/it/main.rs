@@ -1,5 +1,7 @@
 //! Integration tests: each runs the real `ark-lattice` binary against temp state dirs.
 
+mod fake_ark;
+mod federation;
 mod lattice;
 mod observe;
 mod trust;

@@ -1,10 +1,22 @@
-//! Helpers for the integration tests: temp state dirs and running the real binary.
+//! Helpers for the integration tests: temp state dirs, running the real binary, running
+//! it as a server ([`Node`]), and a plain HTTP/1.1 client for talking to it by hand.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use miniserde::json::{self, Value};
+
+/// A key to pin for a peer that is never reachable (`add-peer URL --pubkey KEY`).
+pub fn spare_key() -> String {
+    ark_lattice::trust::KeyPair::generate()
+        .unwrap()
+        .public_key()
+        .to_base64()
+}
 
 /// A temp dir removed on drop.
 pub struct TempDir {
@@ -53,6 +65,32 @@ pub fn shared_data(name: &str) -> Option<PathBuf> {
         );
         None
     }
+}
+
+/// (id, type, topic) for every record of a shared data file, whatever its format.
+pub fn records_of(name: &str) -> Option<Vec<(String, String, Option<String>)>> {
+    let path = shared_data(name)?;
+    let document: Value = json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut records = Vec::new();
+    let mut take = |node: &Value, topic: Option<&str>| {
+        records.push((
+            text(field(node, "id")).to_owned(),
+            text(field(node, "type")).to_owned(),
+            topic.map(str::to_owned),
+        ));
+    };
+    match &document {
+        Value::Array(rows) => rows.iter().for_each(|row| take(row, None)),
+        Value::Object(_) => {
+            for topic in array(field(&document, "topics")) {
+                for node in array(field(topic, "nodes")) {
+                    take(node, Some(text(field(topic, "name"))));
+                }
+            }
+        }
+        _ => panic!("unexpected shape"),
+    }
+    Some(records)
 }
 
 /// One instance's state dir, driven through the real binary.
@@ -115,6 +153,18 @@ impl Lattice {
             // tests/it/observe.rs turns discovery on with loopback-only settings.
             .env("FEDERATION_DISCOVERY", "false")
             .stdin(Stdio::null());
+        // A developer's shell may carry ARK's settings; each test sets what it needs.
+        for name in [
+            "FEDERATION_PORT",
+            "FEDERATION_MODE",
+            "FEDERATION_HUB_URL",
+            "FEDERATION_AUTO_SYNC",
+            "FEDERATION_SYNC_INTERVAL",
+            "ARK_ADMIN_TOKEN",
+            "ARK_NODE_ID",
+        ] {
+            command.env_remove(name);
+        }
         command
     }
 
@@ -186,4 +236,473 @@ pub fn count(value: &Value) -> u64 {
         Value::Number(json::Number::U64(n)) => *n,
         _ => panic!("not a count"),
     }
+}
+
+/// How long a server gets to start listening.
+const START_WAIT: Duration = Duration::from_secs(20);
+
+/// `ark-lattice serve` on port 0 with its own state dir, killed (SIGKILL) on drop.
+/// Derefs to its [`Lattice`], so CLI commands run against it (forwarded to the server).
+pub struct Node {
+    pub lattice: Lattice,
+    pub port: u16,
+    child: Option<Child>,
+    env: Vec<(String, String)>,
+    serve_args: Vec<String>,
+}
+
+impl Node {
+    /// A node listening on 127.0.0.1 with default settings.
+    pub fn start(name: &str) -> Node {
+        Node::start_with(name, &[], &[])
+    }
+
+    /// A node with extra environment for `serve` and extra `serve` flags (`--bind`
+    /// given here replaces the default 127.0.0.1).
+    pub fn start_with(name: &str, env: &[(&str, &str)], serve_args: &[&str]) -> Node {
+        Node::serve(Lattice::new(name), env, serve_args)
+    }
+
+    /// Serves a state dir prepared beforehand (an in-process import is faster than one
+    /// forwarded to the server).
+    pub fn serve(lattice: Lattice, env: &[(&str, &str)], serve_args: &[&str]) -> Node {
+        let mut node = Node {
+            lattice,
+            port: 0,
+            child: None,
+            env: env
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+            serve_args: serve_args.iter().map(|arg| arg.to_string()).collect(),
+        };
+        node.spawn();
+        node
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.lattice.dir.path.join("server.log")
+    }
+
+    /// What the server wrote to stderr, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn server_file(&self) -> PathBuf {
+        self.lattice.data_dir().join("server.json")
+    }
+
+    fn spawn(&mut self) {
+        assert!(self.child.is_none(), "the node is already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open the server log");
+        let mut args = vec!["serve", "--port", "0"];
+        if !self.serve_args.iter().any(|arg| arg == "--bind") {
+            args.extend(["--bind", "127.0.0.1"]);
+        }
+        args.extend(self.serve_args.iter().map(String::as_str));
+        let mut command = self.lattice.command(&args);
+        command
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        let mut child = command.spawn().expect("spawn ark-lattice serve");
+        let pid = child.id();
+        let deadline = Instant::now() + START_WAIT;
+        let port = loop {
+            // A server.json left by a killed server names another pid; wait for ours.
+            if let Some(port) = std::fs::read_to_string(self.server_file())
+                .ok()
+                .and_then(|text| json::from_str::<Value>(&text).ok())
+                .filter(|info| count(field(info, "pid")) == u64::from(pid))
+                .map(|info| count(field(&info, "port")) as u16)
+            {
+                break port;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("serve exited ({status}) before listening:\n{}", self.log());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "serve did not listen within {START_WAIT:?}:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        self.port = port;
+        self.child = Some(child);
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the node is running").id()
+    }
+
+    /// kill -9: no graceful shutdown, `server.json` stays behind.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same state dir (on a new port).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Waits (bounded) until the process has exited on its own, e.g. after
+    /// `federation stop`.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the node is running");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the server did not exit within {within:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn add_peer(&self, url: &str) {
+        self.run(&["federation", "add-peer", url]).ok();
+    }
+
+    /// Trusts `other`'s key as core, so `other` may sync with this node.
+    pub fn trust(&self, other: &Node) {
+        let status = other.run(&["federation", "status", "--json"]).ok().json();
+        self.run(&["trust", "add", text(field(&status, "publicKey"))])
+            .ok();
+    }
+
+    /// `federation sync --json` with every peer of the mode: the answer, whether the
+    /// syncs succeeded or not.
+    pub fn sync(&self) -> Value {
+        let run = self.run(&["federation", "sync", "--json"]);
+        assert!(
+            run.code == 0 || run.code == 1,
+            "sync: {}\n{}",
+            run.stdout,
+            run.stderr
+        );
+        run.json()
+    }
+}
+
+impl std::ops::Deref for Node {
+    type Target = Lattice;
+
+    fn deref(&self) -> &Lattice {
+        &self.lattice
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An HTTP answer read by [`http`].
+pub struct Reply {
+    pub status: u16,
+    /// Header names in lowercase.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body))
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`, no gzip), for
+/// checking the wire by hand. Bounded by a 10 s timeout.
+pub fn http(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Reply {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))
+        .unwrap_or_else(|error| panic!("connect to {address}: {error}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body.unwrap_or(""));
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .unwrap_or_else(|error| panic!("read the answer to {method} {path}: {error}"));
+    let split = raw
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let Some(line_end) = raw.windows(2).position(|window| window == b"\r\n") else {
+            return body;
+        };
+        let size_text = String::from_utf8_lossy(&raw[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+            .unwrap_or_else(|_| panic!("bad chunk size {size_text:?}"));
+        if size == 0 {
+            return body;
+        }
+        let start = line_end + 2;
+        body.extend_from_slice(&raw[start..start + size]);
+        raw = &raw[start + size + 2..];
+    }
+}
+
+/// Polls `condition` every 100 ms until it holds or `within` passes; whether it held.
+pub fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A TCP proxy in front of a server that breaks one answer in the middle, to interrupt a
+/// sync at a known point: the `cut_at`-th request whose head contains `marker` is passed
+/// on, the first `relay_bytes` of its answer are relayed, and then nothing more. The
+/// proxy reports the cut on [`CuttingProxy::wait_cut`], keeps the client connection
+/// open until the upstream side closes (the test kills the server), and refuses new
+/// connections until [`CuttingProxy::pass_through`].
+pub struct CuttingProxy {
+    pub port: u16,
+    shared: std::sync::Arc<ProxyShared>,
+    cut_signal: std::sync::mpsc::Receiver<()>,
+}
+
+struct ProxyShared {
+    upstream_port: std::sync::atomic::AtomicU16,
+    marker: Vec<u8>,
+    /// 0: never cut.
+    cut_at: AtomicUsize,
+    relay_bytes: usize,
+    seen: AtomicUsize,
+    /// The request line of every request with the marker, in order.
+    marked: std::sync::Mutex<Vec<String>>,
+    cut: std::sync::atomic::AtomicBool,
+    stop: std::sync::atomic::AtomicBool,
+    cut_sender: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+}
+
+impl CuttingProxy {
+    pub fn new(
+        upstream_port: u16,
+        marker: &str,
+        cut_at: usize,
+        relay_bytes: usize,
+    ) -> CuttingProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (sender, cut_signal) = std::sync::mpsc::channel();
+        let shared = std::sync::Arc::new(ProxyShared {
+            upstream_port: upstream_port.into(),
+            marker: marker.as_bytes().to_vec(),
+            cut_at: cut_at.into(),
+            relay_bytes,
+            seen: 0.into(),
+            marked: std::sync::Mutex::new(Vec::new()),
+            cut: false.into(),
+            stop: false.into(),
+            cut_sender: std::sync::Mutex::new(sender),
+        });
+        let accepting = shared.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if accepting.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                if accepting.cut.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let port = accepting.upstream_port.load(Ordering::SeqCst);
+                let Ok(upstream) = TcpStream::connect(("127.0.0.1", port)) else {
+                    continue;
+                };
+                let shared = accepting.clone();
+                std::thread::spawn(move || relay(shared, client, upstream));
+            }
+        });
+        CuttingProxy {
+            port,
+            shared,
+            cut_signal,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Whether the cut happened within `within`.
+    pub fn wait_cut(&self, within: Duration) -> bool {
+        self.cut_signal.recv_timeout(within).is_ok()
+    }
+
+    /// The request lines of the requests with the marker so far.
+    pub fn marked_requests(&self) -> Vec<String> {
+        self.shared.marked.lock().unwrap().clone()
+    }
+
+    /// From now on, relay everything to `upstream_port`.
+    pub fn pass_through(&self, upstream_port: u16) {
+        self.shared.cut_at.store(0, Ordering::SeqCst);
+        self.shared
+            .upstream_port
+            .store(upstream_port, Ordering::SeqCst);
+        self.shared.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for CuttingProxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wakes the accepting thread so it sees `stop`.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn relay(shared: std::sync::Arc<ProxyShared>, mut client: TcpStream, mut upstream: TcpStream) {
+    // Set when this connection carries the request to cut; answers never overlap on
+    // one connection (no pipelining), so what comes back next is that answer.
+    let cut_here = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (mut client_reader, mut upstream_writer) =
+        (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+    let requests_cut = cut_here.clone();
+    let requests_shared = shared.clone();
+    std::thread::spawn(move || {
+        let mut buffer = vec![0; 64 * 1024];
+        loop {
+            let read = match client_reader.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(read) => read,
+            };
+            let chunk = &buffer[..read];
+            let marker = &requests_shared.marker;
+            if let Some(start) = chunk
+                .windows(marker.len())
+                .position(|window| window == &marker[..])
+            {
+                let line = String::from_utf8_lossy(&chunk[start..]);
+                let line = line.split("\r\n").next().unwrap_or_default().to_owned();
+                requests_shared.marked.lock().unwrap().push(line);
+                let seen = requests_shared.seen.fetch_add(1, Ordering::SeqCst) + 1;
+                if seen == requests_shared.cut_at.load(Ordering::SeqCst) {
+                    requests_cut.store(true, Ordering::SeqCst);
+                }
+            }
+            if upstream_writer.write_all(chunk).is_err() {
+                break;
+            }
+        }
+        let _ = upstream_writer.shutdown(std::net::Shutdown::Write);
+    });
+    let mut buffer = vec![0; 64 * 1024];
+    let mut relayed_after_cut = 0;
+    loop {
+        let read = match upstream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        let mut chunk = &buffer[..read];
+        if cut_here.load(Ordering::SeqCst) {
+            let allowed = shared.relay_bytes.saturating_sub(relayed_after_cut);
+            if allowed == 0 {
+                continue;
+            }
+            chunk = &chunk[..chunk.len().min(allowed)];
+            relayed_after_cut += chunk.len();
+            if client.write_all(chunk).is_err() {
+                break;
+            }
+            if relayed_after_cut >= shared.relay_bytes {
+                shared.cut.store(true, Ordering::SeqCst);
+                let _ = shared.cut_sender.lock().unwrap().send(());
+            }
+            continue;
+        }
+        if client.write_all(chunk).is_err() {
+            break;
+        }
+    }
+    let _ = client.shutdown(std::net::Shutdown::Both);
 }
