@@ -106,6 +106,35 @@ pub fn record_from_wire(
     ))
 }
 
+/// The node types of a `types=T,U` query parameter.
+pub fn types_from_query(value: Option<&str>) -> Vec<String> {
+    value
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `T,U` for a `types=` query parameter, percent-encoded.
+pub fn types_to_query(types: &[String]) -> String {
+    let mut out = String::new();
+    for (index, name) in types.iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        for byte in name.bytes() {
+            if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+                out.push(byte as char);
+            } else {
+                out.push_str(&format!("%{byte:02X}"));
+            }
+        }
+    }
+    out
+}
+
 pub fn base64(bytes: &[u8]) -> String {
     ct_codecs::Base64::encode_to_string(bytes).expect("base64 of a small buffer")
 }

@@ -91,6 +91,8 @@ pub struct PeerState {
     /// Failures in a row; drives the backoff.
     pub failures: u32,
     pub stats: SyncStats,
+    /// Node types exchanged with this peer (`add-peer --types`); empty for all.
+    pub types: Vec<String>,
 }
 
 impl PeerState {
@@ -100,6 +102,13 @@ impl PeerState {
             added_at: now,
             ..PeerState::default()
         }
+    }
+
+    /// Whether a sync can start from the changes feed: the peer is an ark-lattice
+    /// instance and both checkpoints belong to its current store epoch (set only when a
+    /// reconciliation finished).
+    pub fn has_checkpoint(&self) -> bool {
+        self.protocol.as_deref() == Some("v2") && self.instance_id.is_some() && self.epoch.is_some()
     }
 
     /// Reachable at the last attempt.
@@ -128,6 +137,12 @@ impl PeerState {
         object.insert("failures".into(), number(u64::from(self.failures)));
         object.insert("active".into(), Value::Bool(self.is_active()));
         object.insert("stats".into(), self.stats.to_json());
+        if !self.types.is_empty() {
+            object.insert(
+                "types".into(),
+                Value::Array(self.types.iter().map(|name| text(name)).collect()),
+            );
+        }
         Value::Object(object)
     }
 
@@ -161,6 +176,15 @@ impl PeerState {
                 .unwrap_or(0)
                 .min(u64::from(u32::MAX)) as u32,
             stats,
+            types: fields
+                .opt_array("types")?
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|name| match name {
+                    Value::String(name) => Some(name.clone()),
+                    _ => None,
+                })
+                .collect(),
         })
     }
 }
@@ -193,6 +217,7 @@ mod tests {
                 nodes_received: 5,
                 conflicts_resolved: 6,
             },
+            types: vec!["template_node".into()],
         };
         assert_eq!(PeerState::decode(&state.encode()), Ok(state.clone()));
         assert!(!state.is_active());
