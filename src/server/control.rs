@@ -295,6 +295,8 @@ pub async fn add_peer(
     if !types.is_empty() {
         app.syncer.set_peer_types(&url, types)?;
     }
+    // Lets `--watch` start a long-poll to the new peer at once.
+    app.settings_changed.notify(usize::MAX);
     Ok(object([
         ("success", Value::Bool(true)),
         ("peer", text(&url)),

@@ -149,9 +149,10 @@ pub fn reconcile(app: &App, request: &Request) -> Response {
     answer().unwrap_or_else(|error| Response::error(error.status, &error.message))
 }
 
-/// `POST /federation/v2/fetch[?types=T,U][&max_bytes=B]`, body: 32-byte version digests
-/// one after another → `{records, more, missing}`: the records behind them, highest
-/// `priority` first, up to about `max_bytes`. `more` says the byte limit cut the list;
+/// `POST /federation/v2/fetch[?types=T,U][&limit=N][&max_bytes=B]`, body: 32-byte
+/// version digests one after another → `{records, more, missing}`: the records behind
+/// them, highest `priority` first, at most `limit` and about `max_bytes`. `more` says a
+/// limit cut the list;
 /// `missing` counts digests of versions we no longer hold (replaced since).
 pub fn fetch(app: &App, request: &Request) -> Result<Value, ApiError> {
     authorize(app, request, Access::Pull)?;
@@ -167,6 +168,7 @@ pub fn fetch(app: &App, request: &Request) -> Result<Value, ApiError> {
         SYNC_BATCH_BYTES as u64,
         8 * 1024 * 1024,
     )? as usize;
+    let limit = param(request, "limit", SYNC_BATCH_RECORDS as u64, 5000)?.max(1) as usize;
     let set = app
         .syncer
         .reconcile_cache
@@ -190,7 +192,7 @@ pub fn fetch(app: &App, request: &Request) -> Result<Value, ApiError> {
     let mut more = false;
     let mut kept = Vec::new();
     for record in records {
-        if bytes >= max_bytes && !kept.is_empty() {
+        if kept.len() >= limit || (bytes >= max_bytes && !kept.is_empty()) {
             more = true;
             break;
         }

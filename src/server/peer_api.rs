@@ -263,23 +263,32 @@ pub fn push(app: &App, request: &Request) -> Result<Value, ApiError> {
             Err(reason) => rejected.push(rejection(index, value, &reason)),
         }
     }
-    let outcome = app.store.borrow_mut().apply_remote(
-        &records,
-        unix_millis_now(),
-        app.config.federation.max_clock_skew.as_millis() as u64,
-        None,
-    )?;
+    let (outcome, seq_before, seq_after) = {
+        let mut store = app.store.borrow_mut();
+        let seq_before = store.last_seq();
+        let outcome = store.apply_remote(
+            &records,
+            unix_millis_now(),
+            app.config.federation.max_clock_skew.as_millis() as u64,
+            None,
+        )?;
+        (outcome, seq_before, store.last_seq())
+    };
     for (id, reason) in &outcome.rejected {
         rejected.push(super::routes::object([
             ("id", text(id)),
             ("error", text(reason)),
         ]));
     }
+    // The sequences this push took in our change log: a pusher whose pull checkpoint
+    // is `seq_before` may move it to `seq_after`, since all between is its own records.
     Ok(super::routes::object([
         ("applied", number(outcome.applied)),
         ("unchanged", number(outcome.unchanged)),
         ("stale", number(outcome.stale)),
         ("conflicts", number(outcome.conflicts)),
         ("rejected", Value::Array(rejected)),
+        ("seq_before", number(seq_before)),
+        ("seq_after", number(seq_after)),
     ]))
 }

@@ -340,6 +340,8 @@ impl Syncer {
         };
         state.stats.add(&delta);
         state.last_attempt = Some(now);
+        let batch_before = state.batch_limit;
+        state.adapt_batch(result.success);
         if result.success {
             state.last_success = Some(now);
             state.last_error = None;
@@ -352,6 +354,7 @@ impl Syncer {
         global.add(&delta);
         let durable = !result.success
             || was_failing
+            || state.batch_limit != batch_before
             || result.nodes_sent + result.nodes_received + result.conflicts > 0
             || !result.rejected.is_empty();
         self.save_states(

@@ -28,7 +28,7 @@ use super::client::{PeerSyncResult, SyncError, Syncer};
 use super::peer::PeerState;
 use super::reconcile::{ItemDigest, item_digest};
 use super::{approximate_size, by_priority, trust_book};
-use crate::config::{SYNC_BATCH_BYTES, SYNC_BATCH_RECORDS};
+use crate::config::SYNC_BATCH_BYTES;
 use crate::http::{ClientRequest, ClientResponse};
 use crate::model::{ContentHash, InstanceId, Version, encode_node};
 use crate::protocol::{Fields, parse_object, record_from_wire, record_to_wire, types_to_query};
@@ -64,6 +64,15 @@ struct Feed<'a> {
     url: &'a str,
     wait: Option<Duration>,
     info_checked: bool,
+    delivered_by_core: bool,
+}
+
+/// How to fetch records by digest from one peer.
+#[derive(Clone, Copy)]
+struct Fetch<'a> {
+    url: &'a str,
+    types: &'a str,
+    batch_records: usize,
     delivered_by_core: bool,
 }
 
@@ -214,8 +223,9 @@ impl Syncer {
         let mut wait = feed.wait.map_or(0, |wait| wait.as_secs());
         loop {
             let mut request_url = format!(
-                "{url}/federation/v2/changes?after={}&limit={SYNC_BATCH_RECORDS}&max_bytes={SYNC_BATCH_BYTES}{}",
+                "{url}/federation/v2/changes?after={}&limit={}&max_bytes={SYNC_BATCH_BYTES}{}",
                 state.pull_seq,
+                state.batch_records(),
                 types_param(state)
             );
             if wait > 0 {
@@ -264,7 +274,7 @@ impl Syncer {
         loop {
             let page = self.store.borrow().changes_since_filtered(
                 state.push_seq,
-                SYNC_BATCH_RECORDS,
+                state.batch_records(),
                 SYNC_BATCH_BYTES,
                 &filter,
             )?;
@@ -312,7 +322,8 @@ impl Syncer {
                 by_priority(&mut candidates);
                 sent = candidates.len();
                 if sent > 0 {
-                    self.push_records(url, &candidates, result).await?;
+                    self.push_records(url, &candidates, &mut state.pull_seq, result)
+                        .await?;
                 }
             }
             state.push_seq = page.last_seq;
@@ -327,11 +338,14 @@ impl Syncer {
         }
     }
 
-    /// `POST /federation/v2/push` of `records` (one batch) and what the peer said.
+    /// `POST /federation/v2/push` of `records` (one batch) and what the peer said. If
+    /// the peer's change log had nothing between `pull_seq` and our records, `pull_seq`
+    /// moves past them, so they do not come back on the next pull.
     async fn push_records(
         &self,
         url: &str,
         records: &[crate::store::Record],
+        pull_seq: &mut u64,
         result: &mut PeerSyncResult,
     ) -> Result<(), SyncError> {
         let wire: Array = records
@@ -352,6 +366,13 @@ impl Syncer {
             )
             .await?;
         let fields = Fields::new(&answer, "push answer");
+        if let (Some(before), Some(after)) =
+            (fields.opt_u64("seq_before")?, fields.opt_u64("seq_after")?)
+        {
+            if before == *pull_seq && after >= before {
+                *pull_seq = after;
+            }
+        }
         result.nodes_sent += records.len() as u64;
         result.nodes_unchanged += fields.opt_u64("unchanged")?.unwrap_or(0);
         result.conflicts += fields.opt_u64("conflicts")?.unwrap_or(0);
@@ -435,15 +456,14 @@ impl Syncer {
             differences.have.len(),
             differences.need.len()
         ));
-        self.fetch_versions(
+        let fetch = Fetch {
             url,
-            &types,
-            differences.need,
+            types: &types,
+            batch_records: state.batch_records(),
             delivered_by_core,
-            pulled,
-            result,
-        )
-        .await?;
+        };
+        self.fetch_versions(&fetch, differences.need, pulled, result)
+            .await?;
 
         // Push what the peer lacks, unless a newer version just came from it or the
         // record changed since our set was read (the feed pushes that later).
@@ -460,23 +480,25 @@ impl Syncer {
         let expected: BTreeMap<&str, Version> = ids.into_iter().collect();
         records.retain(|record| expected.get(record.id.as_str()) == Some(&record.meta.version));
         by_priority(&mut records);
+        let mut pull_seq = their_seq.unwrap_or(0);
         let mut start = 0;
         while start < records.len() {
             let mut end = start;
             let mut bytes = 0;
             while end < records.len()
-                && end - start < SYNC_BATCH_RECORDS
+                && end - start < state.batch_records()
                 && (bytes < SYNC_BATCH_BYTES || end == start)
             {
                 bytes += approximate_size(&records[end]);
                 end += 1;
             }
-            self.push_records(url, &records[start..end], result).await?;
+            self.push_records(url, &records[start..end], &mut pull_seq, result)
+                .await?;
             start = end;
         }
 
         state.epoch = Some(epoch.to_owned());
-        state.pull_seq = their_seq.unwrap_or(0);
+        state.pull_seq = pull_seq;
         state.push_seq = ours.last_seq;
         self.save_states(vec![(url.to_owned(), state.encode())], true)?;
         Ok(())
@@ -486,15 +508,21 @@ impl Syncer {
     /// first) and applies each answer in one transaction.
     async fn fetch_versions(
         &self,
-        url: &str,
-        types: &str,
+        fetch: &Fetch<'_>,
         digests: Vec<ItemDigest>,
-        delivered_by_core: bool,
         pulled: &mut PulledVersions,
         result: &mut PeerSyncResult,
     ) -> Result<(), SyncError> {
+        let Fetch {
+            url,
+            types,
+            batch_records,
+            delivered_by_core,
+        } = *fetch;
         let mut remaining: BTreeSet<ItemDigest> = digests.into_iter().collect();
-        let fetch_url = format!("{url}/federation/v2/fetch?max_bytes={SYNC_BATCH_BYTES}{types}");
+        let fetch_url = format!(
+            "{url}/federation/v2/fetch?limit={batch_records}&max_bytes={SYNC_BATCH_BYTES}{types}"
+        );
         while !remaining.is_empty() {
             let batch: Vec<ItemDigest> = remaining
                 .iter()
