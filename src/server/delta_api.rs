@@ -149,10 +149,11 @@ pub fn reconcile(app: &App, request: &Request) -> Response {
     answer().unwrap_or_else(|error| Response::error(error.status, &error.message))
 }
 
-/// `POST /federation/v2/fetch[?types=T,U][&limit=N][&max_bytes=B]`, body: 32-byte
-/// version digests one after another → `{records, more, missing}`: the records behind
-/// them, highest `priority` first, at most `limit` and about `max_bytes`. `more` says a
-/// limit cut the list;
+/// `POST /federation/v2/fetch[?types=T,U][&limit=N][&max_bytes=B][&rank=1]`, body:
+/// 32-byte version digests one after another → `{records, more, missing, ranked}`: the
+/// records behind them, highest `priority` first, at most `limit` and about
+/// `max_bytes`; `ranked` (with `rank=1`) the indices of the digests whose records have a
+/// priority, highest first. `more` says a limit cut the list;
 /// `missing` counts digests of versions we no longer hold (replaced since).
 pub fn fetch(app: &App, request: &Request) -> Result<Value, ApiError> {
     authorize(app, request, Access::Pull)?;
@@ -178,16 +179,32 @@ pub fn fetch(app: &App, request: &Request) -> Result<Value, ApiError> {
             message: error.to_string(),
         })?;
     let mut ids = Vec::new();
+    let mut index_of = std::collections::HashMap::new();
     let mut missing = 0u64;
-    for chunk in request.body.chunks_exact(32) {
+    for (index, chunk) in request.body.chunks_exact(32).enumerate() {
         let digest: ItemDigest = chunk.try_into().expect("32-byte chunk");
         match set.entry(&digest) {
-            Some(entry) => ids.push(entry.id.as_str()),
+            Some(entry) => {
+                ids.push(entry.id.as_str());
+                index_of.insert(entry.id.as_str(), index as u64);
+            }
             None => missing += 1,
         }
     }
     let mut records = app.store.borrow().records(&ids)?;
     crate::sync::by_priority(&mut records);
+    // With `rank=1` (a client's first request, listing everything it lacks) the answer
+    // also says which of the digests carry a priority, highest first, so the client
+    // can ask for those first and send only a batch of digests per request after.
+    let ranked: Array = if request.query_param("rank").as_deref() == Some("1") {
+        records
+            .iter()
+            .filter(|record| crate::sync::priority_of(record) != 0)
+            .filter_map(|record| index_of.get(record.id.as_str()).copied().map(number))
+            .collect()
+    } else {
+        Array::new()
+    };
     let mut bytes = 0usize;
     let mut more = false;
     let mut kept = Vec::new();
@@ -203,5 +220,6 @@ pub fn fetch(app: &App, request: &Request) -> Result<Value, ApiError> {
         ("records", Value::Array(records_to_wire(app, &kept))),
         ("more", Value::Bool(more)),
         ("missing", number(missing)),
+        ("ranked", Value::Array(ranked)),
     ]))
 }

@@ -519,20 +519,30 @@ impl Syncer {
             batch_records,
             delivered_by_core,
         } = *fetch;
-        let mut remaining: BTreeSet<ItemDigest> = digests.into_iter().collect();
         let fetch_url = format!(
             "{url}/federation/v2/fetch?limit={batch_records}&max_bytes={SYNC_BATCH_BYTES}{types}"
         );
+        // The first request lists everything (up to a limit) so the peer can say which
+        // records carry a priority; later ones send one batch of digests each, in the
+        // order the peer ranked them.
+        let mut remaining: Vec<ItemDigest> = digests;
+        let mut first = true;
         while !remaining.is_empty() {
-            let batch: Vec<ItemDigest> = remaining
-                .iter()
-                .take(FETCH_DIGESTS_PER_REQUEST)
-                .copied()
-                .collect();
-            let body: Vec<u8> = batch.iter().flatten().copied().collect();
+            let asked = if first {
+                remaining.len().min(FETCH_DIGESTS_PER_REQUEST)
+            } else {
+                remaining.len().min(batch_records)
+            };
+            let body: Vec<u8> = remaining[..asked].iter().flatten().copied().collect();
+            let asked_for: BTreeSet<ItemDigest> = remaining[..asked].iter().copied().collect();
+            let rank = if first && asked > batch_records {
+                "&rank=1"
+            } else {
+                ""
+            };
             let request = self
                 .signed(ClientRequest::post(
-                    &fetch_url,
+                    &format!("{fetch_url}{rank}"),
                     "application/octet-stream",
                     body,
                 ))
@@ -542,31 +552,52 @@ impl Syncer {
             let fields = Fields::new(&object, "fetch answer");
             let values = fields.array("records")?;
             let more = fields.opt_bool("more")?.unwrap_or(false);
-            let mut delivered = 0;
+            let mut delivered = BTreeSet::new();
             for (index, value) in values.iter().enumerate() {
                 let context = format!("fetched record {} from {url}", index + 1);
                 if let Ok((record, _)) = record_from_wire(value, &context) {
-                    let digest = item_digest(&record.id, &record.version, &content_hash(&record));
-                    if remaining.remove(&digest) {
-                        delivered += 1;
-                    }
+                    delivered.insert(item_digest(
+                        &record.id,
+                        &record.version,
+                        &content_hash(&record),
+                    ));
                 }
             }
             let records = self.verified_records(values, url, delivered_by_core, result);
             if !records.is_empty() {
                 self.apply_batch(url, &records, None, pulled, result)?;
             }
+            if !rank.is_empty() {
+                let ranked: Vec<usize> = fields
+                    .opt_array("ranked")?
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|index| match index {
+                        Value::Number(miniserde::json::Number::U64(index)) => Some(*index as usize),
+                        _ => None,
+                    })
+                    .filter(|index| *index < asked)
+                    .collect();
+                if !ranked.is_empty() {
+                    let mut order: Vec<ItemDigest> =
+                        ranked.iter().map(|index| remaining[*index]).collect();
+                    let front: BTreeSet<ItemDigest> = order.iter().copied().collect();
+                    order.extend(remaining.iter().filter(|digest| !front.contains(*digest)));
+                    remaining = order;
+                }
+            }
+            let progressed = remaining.iter().any(|digest| delivered.contains(digest));
             if !more {
                 // What was asked for and not delivered was replaced at the peer since;
                 // the feed brings the newer versions.
-                for digest in &batch {
-                    remaining.remove(digest);
-                }
-            } else if delivered == 0 {
+                remaining.retain(|digest| !asked_for.contains(digest));
+            } else if !progressed {
                 return Err(SyncError::Peer(format!(
                     "{url} answered a fetch with none of the records asked for"
                 )));
             }
+            remaining.retain(|digest| !delivered.contains(digest));
+            first = false;
         }
         Ok(())
     }

@@ -110,6 +110,38 @@ mod tests {
     }
 
     #[test]
+    fn higher_priority_goes_first_and_ties_keep_their_order() {
+        use crate::model::{ContentHash, Node};
+        use crate::store::{Body, Record, RecordMeta};
+        let record = |id: &str, priority: Option<i64>| Record {
+            id: id.to_owned(),
+            meta: RecordMeta {
+                version: version(1),
+                base: None,
+                seq: 1,
+                hash: ContentHash([0; 32]),
+                updated_at: None,
+                signature: None,
+            },
+            body: Body::Live(Node {
+                id: id.to_owned(),
+                priority,
+                ..Node::default()
+            }),
+        };
+        let mut records = vec![
+            record("a", None),
+            record("b", Some(5)),
+            record("c", Some(-1)),
+            record("d", None),
+            record("e", Some(9)),
+        ];
+        by_priority(&mut records);
+        let order: Vec<&str> = records.iter().map(|record| record.id.as_str()).collect();
+        assert_eq!(order, ["e", "b", "a", "d", "c"]);
+    }
+
+    #[test]
     fn backoff_doubles_and_is_capped() {
         let base = Duration::from_secs(5);
         let cap = Duration::from_secs(60);
