@@ -47,6 +47,30 @@ fn records(count: usize) -> Vec<String> {
                 _ => format!("node-{i}"),
             };
             object.insert("id".into(), Value::String(id));
+            // Real records differ in more than their id: without this, copies of one
+            // template sit next to each other in id order and a full dump compresses
+            // to a few bytes a record.
+            let token = |salt: u64| {
+                let mut state = (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ salt;
+                (0..3)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        format!("{:08x}", state as u32)
+                    })
+                    .collect::<String>()
+            };
+            for (name, salt) in [("value", 1u64), ("content", 2)] {
+                let text = match object.get(name) {
+                    Some(Value::String(text)) => text.clone(),
+                    _ => String::new(),
+                };
+                object.insert(
+                    name.into(),
+                    Value::String(format!("{text} {}", token(salt))),
+                );
+            }
             object
                 .entry("type".into())
                 .or_insert(Value::String("command_node".into()));
