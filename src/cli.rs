@@ -51,6 +51,7 @@ pub enum Command {
     Query(QueryArgs),
     Stats(Stats),
     Conflicts(Conflicts),
+    Gc(Gc),
     Serve(Serve),
     Federation(Federation),
     Keygen(Keygen),
@@ -253,6 +254,24 @@ pub struct Conflicts {
     pub json: bool,
 }
 
+/// Purge tombstones of old deletes. Tombstones are kept by default, because a peer that
+/// has not seen a delete yet would otherwise hand the deleted record back.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "gc",
+    example = "ark-lattice gc --tombstones-older-than 90",
+    note = "Only purge tombstones older than the longest time any peer may stay offline:\na peer that still holds the live record and syncs after the purge brings it\nback (it resurrects), since nothing here says it was deleted any more."
+)]
+pub struct Gc {
+    /// purge tombstones of deletes older than this many days
+    #[argh(option)]
+    pub tombstones_older_than: Option<u64>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
 /// Run the federation node in the foreground: HTTP on one thread, syncs and timers on
 /// the same loop. SIGTERM/SIGINT shut it down gracefully.
 #[derive(FromArgs, Debug, Default)]
@@ -334,6 +353,18 @@ pub struct Serve {
     /// its standard input (default: $FEDERATION_ON_EVENT)
     #[argh(option)]
     pub on_event: Option<String>,
+    /// keep a long-poll open to every peer, so their changes arrive within about a
+    /// second (default: $FEDERATION_WATCH, else off)
+    #[argh(switch)]
+    pub watch: bool,
+    /// send at most this many bytes per second over HTTP, peers and control API
+    /// together (default: $FEDERATION_MAX_SEND_RATE, else no cap)
+    #[argh(option)]
+    pub max_send_rate: Option<u64>,
+    /// receive at most this many bytes per second (default:
+    /// $FEDERATION_MAX_RECV_RATE, else no cap)
+    #[argh(option)]
+    pub max_recv_rate: Option<u64>,
 }
 
 /// Manage federation: the background server, peers and syncs.
@@ -424,6 +455,10 @@ pub struct AddPeer {
     /// core (two-way sync, default), sandbox (may pull) or external (info only)
     #[argh(option)]
     pub tier: Option<String>,
+    /// exchange only nodes of this type with the peer, both ways (repeatable; default
+    /// all types); given for a known peer, it replaces the peer's list
+    #[argh(option, long = "types")]
+    pub types: Vec<String>,
 }
 
 /// Remove a peer.

@@ -34,6 +34,13 @@ pub const SYNC_BATCH_BYTES: usize = 1024 * 1024;
 pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
 pub const BACKOFF_CAP: Duration = Duration::from_secs(15 * 60);
 
+/// The lowest bandwidth cap accepted, bytes per second: below it a single request head
+/// takes seconds.
+pub const MIN_RATE: u64 = 1024;
+/// How long a watched peer's long-poll is held (`--watch`); under the client's request
+/// timeout and the server's limit.
+pub const WATCH_WAIT: Duration = Duration::from_secs(20);
+
 /// How long a registered spoke stays in the hub's `/discover` without a heartbeat
 /// (ARK's Python service used 120 s).
 pub const DEFAULT_PEER_TTL_SECS: u64 = 120;
@@ -192,6 +199,11 @@ pub struct FederationConfig {
     /// Accept `POST /manifest` from keys we do not trust (ARK's Python behaviour).
     pub open_registration: bool,
     pub peer_ttl: Duration,
+    /// Keep a long-poll open to every sync target (`--watch`).
+    pub watch: bool,
+    /// Bandwidth caps in bytes per second (`--max-send-rate`, `--max-recv-rate`).
+    pub max_send_rate: Option<u64>,
+    pub max_recv_rate: Option<u64>,
 }
 
 impl Config {
@@ -362,6 +374,31 @@ impl FederationConfig {
                 _ => return Err(invalid("FEDERATION_TRUST", &text, "strict or open")),
             },
         };
+        let watch = flags.watch
+            || match env("FEDERATION_WATCH") {
+                None => false,
+                Some(text) => parse_bool(&text)
+                    .ok_or_else(|| invalid("FEDERATION_WATCH", &text, "true or false"))?,
+            };
+        let rate = |flag: Option<u64>, name: &str| -> Result<Option<u64>, Error> {
+            let rate = match (flag, env(name)) {
+                (Some(rate), _) => Some(rate),
+                (None, Some(text)) => Some(
+                    text.trim()
+                        .parse()
+                        .map_err(|_| invalid(name, &text, "a number of bytes per second"))?,
+                ),
+                (None, None) => None,
+            };
+            match rate {
+                Some(rate) if rate < MIN_RATE => Err(Error::Config(format!(
+                    "a rate of {rate} bytes/s ({name}) is below the {MIN_RATE} bytes/s minimum"
+                ))),
+                rate => Ok(rate),
+            }
+        };
+        let max_send_rate = rate(flags.max_send_rate, "FEDERATION_MAX_SEND_RATE")?;
+        let max_recv_rate = rate(flags.max_recv_rate, "FEDERATION_MAX_RECV_RATE")?;
         let peer_ttl = flags.peer_ttl.unwrap_or(DEFAULT_PEER_TTL_SECS);
         if peer_ttl == 0 {
             return Err(Error::Config("--peer-ttl must be at least 1 second".into()));
@@ -377,6 +414,9 @@ impl FederationConfig {
             behind_proxy,
             open_registration: flags.open_registration,
             peer_ttl: Duration::from_secs(peer_ttl),
+            watch,
+            max_send_rate,
+            max_recv_rate,
             bind,
             port,
             port_fallback: flags.port_fallback,

@@ -101,6 +101,10 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
                     if let Some(tier) = &args.tier {
                         body.push(("tier", Value::String(tier.clone())));
                     }
+                    if !args.types.is_empty() {
+                        let types = args.types.iter().cloned().map(Value::String).collect();
+                        body.push(("types", Value::Array(types)));
+                    }
                     let body = Value::Object(
                         body.into_iter()
                             .map(|(key, value)| (key.to_owned(), value))
@@ -121,6 +125,7 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
                         &args.url,
                         args.pubkey.as_deref(),
                         args.tier.as_deref(),
+                        &args.types,
                     ));
                     into_object(answer.map_err(api_error)?)
                 }

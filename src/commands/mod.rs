@@ -5,6 +5,7 @@
 //! prints what it answers, so the user never sees a lock error.
 
 mod federation;
+mod gc;
 mod lattice;
 mod output;
 mod remote;
@@ -91,6 +92,7 @@ pub fn run_lattice(command: &Command, session: &mut Session<'_>) -> Result<(), E
         Command::Query(query) => lattice::query(session, query),
         Command::Stats(stats) => lattice::stats(session, stats),
         Command::Conflicts(conflicts) => lattice::conflicts(session, conflicts),
+        Command::Gc(args) => gc::gc(session, args),
         Command::Trust(trust) => trust::run(session, &trust.command),
         Command::Serve(_) | Command::Federation(_) | Command::Keygen(_) => Err(Error::Usage(
             "serve, federation and keygen are not store commands".into(),

@@ -10,26 +10,42 @@ use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
+use smol::Timer;
 
 /// Counters shared by every connection of a server or a client.
 ///
 /// Plain `Cell`s are enough: the whole HTTP layer runs on one thread, so share it as
 /// `Rc<WireStats>`. Several servers and clients may share one instance or have their own.
+///
+/// It also carries the optional bandwidth caps (`--max-send-rate`, `--max-recv-rate`):
+/// every stream that counts into it shares them, so a cap holds for the whole process.
 #[derive(Debug, Default)]
 pub struct WireStats {
     bytes_received: Cell<u64>,
     bytes_sent: Cell<u64>,
     requests: Cell<u64>,
     connections: Cell<u64>,
+    send_limit: Option<RateLimit>,
+    receive_limit: Option<RateLimit>,
 }
 
 impl WireStats {
     /// A fresh set of counters, all zero, ready to share.
     pub fn new() -> Rc<WireStats> {
         Rc::new(WireStats::default())
+    }
+
+    /// Counters whose streams together send and receive at most the given bytes per
+    /// second (`None`: no cap).
+    pub fn with_rate_limits(send: Option<u64>, receive: Option<u64>) -> Rc<WireStats> {
+        Rc::new(WireStats {
+            send_limit: send.filter(|rate| *rate > 0).map(RateLimit::new),
+            receive_limit: receive.filter(|rate| *rate > 0).map(RateLimit::new),
+            ..WireStats::default()
+        })
     }
 
     /// Bytes read from sockets, HTTP framing included.
@@ -58,6 +74,79 @@ impl WireStats {
 
     pub(crate) fn add_connection(&self) {
         self.connections.set(self.connections.get() + 1);
+    }
+}
+
+/// A token bucket shared by every stream of a process: `rate` bytes per second, with a
+/// burst of a quarter second (at least 1 KiB). Streams take what is available before a
+/// read or write and pay for what moved after it; several streams may overdraw a little,
+/// and the debt delays the next transfer.
+#[derive(Debug)]
+struct RateLimit {
+    rate: f64,
+    burst: f64,
+    available: Cell<f64>,
+    refilled: Cell<Instant>,
+}
+
+impl RateLimit {
+    fn new(rate: u64) -> RateLimit {
+        let rate = rate as f64;
+        let burst = (rate / 4.0).max(1024.0);
+        RateLimit {
+            rate,
+            burst,
+            available: Cell::new(burst),
+            refilled: Cell::new(Instant::now()),
+        }
+    }
+
+    fn refill(&self) -> f64 {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.refilled.get()).as_secs_f64();
+        let available = (self.available.get() + elapsed * self.rate).min(self.burst);
+        self.available.set(available);
+        self.refilled.set(now);
+        available
+    }
+
+    /// How many of `wanted` bytes may move now, or how long to wait before asking again.
+    fn allowance(&self, wanted: usize) -> Result<usize, Duration> {
+        let available = self.refill();
+        let enough = (wanted as f64).min(self.burst / 2.0).max(1.0);
+        if available >= enough {
+            Ok((available as usize).min(wanted).max(1))
+        } else {
+            Err(Duration::from_secs_f64((enough - available) / self.rate))
+        }
+    }
+
+    fn spend(&self, byte_count: usize) {
+        self.available.set(self.available.get() - byte_count as f64);
+    }
+}
+
+/// Waits out a rate limit: `Ok(n)` when up to `n` bytes may move now.
+fn poll_allowance(
+    limit: Option<&RateLimit>,
+    timer: &mut Option<Timer>,
+    cx: &mut Context<'_>,
+    wanted: usize,
+) -> Poll<usize> {
+    let Some(limit) = limit else {
+        return Poll::Ready(wanted);
+    };
+    loop {
+        if let Some(waiting) = timer {
+            if Pin::new(waiting).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            *timer = None;
+        }
+        match limit.allowance(wanted) {
+            Ok(allowed) => return Poll::Ready(allowed),
+            Err(wait) => *timer = Some(Timer::after(wait)),
+        }
     }
 }
 
@@ -118,6 +207,8 @@ pub(crate) struct CountingStream<S> {
     inner: S,
     stats: Rc<WireStats>,
     activity: Option<Rc<Activity>>,
+    read_timer: Option<Timer>,
+    write_timer: Option<Timer>,
 }
 
 impl<S> CountingStream<S> {
@@ -126,6 +217,8 @@ impl<S> CountingStream<S> {
             inner,
             stats,
             activity,
+            read_timer: None,
+            write_timer: None,
         }
     }
 
@@ -146,9 +239,18 @@ impl<S: AsyncRead + Unpin> AsyncRead for CountingStream<S> {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let stats = Rc::clone(&this.stats);
+        let limit = stats.receive_limit.as_ref();
+        let allowed = match poll_allowance(limit, &mut this.read_timer, cx, buf.len()) {
+            Poll::Ready(allowed) => allowed,
+            Poll::Pending => return Poll::Pending,
+        };
+        let result = Pin::new(&mut this.inner).poll_read(cx, &mut buf[..allowed]);
         if let Poll::Ready(Ok(byte_count)) = result {
-            this.record(&this.stats.bytes_received, byte_count);
+            this.record(&stats.bytes_received, byte_count);
+            if let Some(limit) = limit {
+                limit.spend(byte_count);
+            }
         }
         result
     }
@@ -161,9 +263,18 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CountingStream<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        let stats = Rc::clone(&this.stats);
+        let limit = stats.send_limit.as_ref();
+        let allowed = match poll_allowance(limit, &mut this.write_timer, cx, buf.len()) {
+            Poll::Ready(allowed) => allowed,
+            Poll::Pending => return Poll::Pending,
+        };
+        let result = Pin::new(&mut this.inner).poll_write(cx, &buf[..allowed]);
         if let Poll::Ready(Ok(byte_count)) = result {
-            this.record(&this.stats.bytes_sent, byte_count);
+            this.record(&stats.bytes_sent, byte_count);
+            if let Some(limit) = limit {
+                limit.spend(byte_count);
+            }
         }
         result
     }
@@ -173,6 +284,14 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CountingStream<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.stats.send_limit.is_some() {
+            // Capped: one buffer at a time, through the limit in `poll_write`.
+            let first = bufs
+                .iter()
+                .find(|buf| !buf.is_empty())
+                .map_or(&[][..], |buf| &**buf);
+            return self.poll_write(cx, first);
+        }
         let this = self.get_mut();
         let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(byte_count)) = result {
@@ -213,6 +332,21 @@ mod tests {
         assert_eq!(stats.bytes_received(), 3);
         assert_eq!(stats.bytes_sent(), 7);
         assert!(activity.last_active() >= before);
+    }
+
+    #[test]
+    fn rate_limits_hold_the_byte_rate() {
+        let stats = WireStats::with_rate_limits(Some(20_000), None);
+        let mut stream = CountingStream::new(Cursor::new(Vec::new()), Rc::clone(&stats), None);
+        let started = Instant::now();
+        smol::block_on(async {
+            stream.write_all(&[7u8; 15_000]).await.unwrap();
+        });
+        // A 5,000-byte burst, then 10,000 bytes at 20,000 bytes/s.
+        let elapsed = started.elapsed();
+        assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}");
+        assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+        assert_eq!(stats.bytes_sent(), 15_000);
     }
 
     #[test]

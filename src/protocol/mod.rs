@@ -7,8 +7,13 @@ mod record;
 
 pub use fields::{Fields, WireError, json_object, parse_object};
 pub use legacy::{ark_row, legacy_origin, legacy_record};
-pub use record::{base64, record_from_wire, record_to_wire, unbase64};
+pub use record::{
+    base64, record_from_wire, record_to_wire, types_from_query, types_to_query, unbase64,
+};
 
 /// Protocol names advertised in `/federation/info` under `protocols`.
 pub const PROTOCOL_LEGACY: &str = "ark-federation-v1";
 pub const PROTOCOL_V2: &str = "ark-lattice-v2";
+/// Set reconciliation (`/federation/v2/reconcile` and `fetch`) and the long-poll and
+/// type filter on the changes feed. A v2 peer without it is synced by the feed alone.
+pub const PROTOCOL_RECONCILE: &str = "ark-lattice-reconcile-v1";

@@ -81,7 +81,10 @@ impl App {
             }
         }
         let store = Rc::new(RefCell::new(store));
-        let wire = WireStats::new();
+        let wire = WireStats::with_rate_limits(
+            config.federation.max_send_rate,
+            config.federation.max_recv_rate,
+        );
         let client = HttpClient::new(config.federation.client, wire.clone());
         let syncer = Syncer::new(
             store.clone(),

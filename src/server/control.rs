@@ -52,11 +52,21 @@ pub async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError>
         ("POST", "/api/federation/peers/add") => {
             let body = body()?;
             let fields = Fields::new(&body, "request body");
+            let types: Vec<String> = fields
+                .opt_array("types")?
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|name| match name {
+                    Value::String(name) => Some(name.clone()),
+                    _ => None,
+                })
+                .collect();
             add_peer(
                 app,
                 fields.str("peerUrl")?,
                 fields.opt_str("pubkey")?,
                 fields.opt_str("tier")?,
+                &types,
             )
             .await
         }
@@ -201,12 +211,14 @@ pub fn list_peers(app: &App) -> Result<Value, ApiError> {
 /// `POST /api/federation/peers/add {peerUrl, pubkey?, tier?}`: adds the peer and pins
 /// its public key (fetched from its `/federation/info`, or given and then checked
 /// against it) with the tier (default core). A peer that cannot be reached is added only
-/// with `pubkey`; an ARK Node.js peer (no key) is added unpinned.
+/// with `pubkey`; an ARK Node.js peer (no key) is added unpinned. Non-empty `types`
+/// limits the sync with it to those node types.
 pub async fn add_peer(
     app: &App,
     url: &str,
     pubkey: Option<&str>,
     tier: Option<&str>,
+    types: &[String],
 ) -> Result<Value, ApiError> {
     let url = normalize_peer_url(url)
         .map_err(|reason| ApiError::bad_request(format!("peer URL: {reason}")))?;
@@ -288,6 +300,11 @@ pub async fn add_peer(
         app.events
             .emit(EventKind::PeerAdded, [("peer", text(&url))]);
     }
+    if !types.is_empty() {
+        app.syncer.set_peer_types(&url, types)?;
+    }
+    // Lets `--watch` start a long-poll to the new peer at once.
+    app.settings_changed.notify(usize::MAX);
     Ok(object([
         ("success", Value::Bool(true)),
         ("peer", text(&url)),

@@ -14,6 +14,7 @@
 mod app;
 mod auth;
 mod control;
+mod delta_api;
 mod events;
 mod lan;
 mod metrics;
@@ -87,6 +88,9 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
         eprintln!("warning: could not notify systemd: {error}");
     }
     let mut tasks = vec![executor.spawn(auto_sync_loop(app.clone()))];
+    if federation.watch {
+        tasks.push(executor.spawn(watch_loop(executor, app.clone())));
+    }
     if federation.mode != crate::config::FederationMode::P2p {
         if let Some(hub) = federation.hub_url.clone() {
             tasks.push(executor.spawn(heartbeat_loop(app.clone(), hub)));
@@ -248,6 +252,8 @@ async fn auto_sync_loop(app: Rc<App>) {
         let now = unix_millis_now();
         let due: Vec<String> = targets
             .into_iter()
+            // A watched peer is synced by its long-poll already.
+            .filter(|url| !app.syncer.is_syncing(url))
             .filter(|url| match app.syncer.peer(url) {
                 Ok(Some(peer)) => {
                     let wait = backoff_delay(
@@ -263,6 +269,82 @@ async fn auto_sync_loop(app: Rc<App>) {
             })
             .collect();
         join_all(due.iter().map(|url| app.sync_peer(url))).await;
+    }
+}
+
+/// `--watch`: keeps one long-poll task per sync target, started as targets appear.
+async fn watch_loop(executor: &'static LocalExecutor<'static>, app: Rc<App>) {
+    let watched: Rc<std::cell::RefCell<std::collections::BTreeSet<String>>> = Rc::default();
+    loop {
+        match app.sync_targets() {
+            Ok(targets) => {
+                for url in targets {
+                    if watched.borrow_mut().insert(url.clone()) {
+                        let (app, watched) = (app.clone(), watched.clone());
+                        executor
+                            .spawn(async move {
+                                watch_peer(&app, &url).await;
+                                watched.borrow_mut().remove(&url);
+                            })
+                            .detach();
+                    }
+                }
+            }
+            Err(error) => eprintln!("warning: watch cannot list peers: {error}"),
+        }
+        let changed = app.settings_changed.listen();
+        future::or(changed, async {
+            Timer::after(std::time::Duration::from_secs(5)).await;
+        })
+        .await;
+    }
+}
+
+/// Syncs with one peer over and over, each sync's first pull held open by the peer
+/// until something changes there, so a change arrives within about a second. Failures
+/// back off exponentially with jitter; the task ends when the peer is removed.
+async fn watch_peer(app: &App, url: &str) {
+    loop {
+        if !app
+            .sync_targets()
+            .is_ok_and(|targets| targets.iter().any(|target| target == url))
+        {
+            return;
+        }
+        if !app.federation_enabled.get() {
+            Timer::after(std::time::Duration::from_secs(1)).await;
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let result = app
+            .syncer
+            .sync_peer_waiting(url, Some(crate::config::WATCH_WAIT))
+            .await;
+        let failures = app
+            .syncer
+            .peer(url)
+            .ok()
+            .flatten()
+            .map_or(0, |peer| peer.failures);
+        let pause = if !result.success {
+            backoff_delay(
+                failures.max(1),
+                crate::config::BACKOFF_BASE,
+                crate::config::BACKOFF_CAP,
+                fastrand::f64(),
+            )
+        } else if started.elapsed() < std::time::Duration::from_millis(500)
+            && result.nodes_received + result.nodes_sent == 0
+        {
+            // A peer that answers at once without news (one that does not hold
+            // requests) is asked again after a pause, not in a busy loop.
+            std::time::Duration::from_secs(1)
+        } else {
+            std::time::Duration::ZERO
+        };
+        if !pause.is_zero() {
+            Timer::after(pause).await;
+        }
     }
 }
 

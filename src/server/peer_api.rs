@@ -1,5 +1,6 @@
 //! The endpoints peers call: ARK's Node.js protocol (`/federation/info`, `nodes`,
-//! `sync`, `discover`) field for field, and our v2 changes feed, offer and push.
+//! `sync`, `discover`) field for field, and our v2 offer and push (the changes feed and
+//! reconciliation are in `delta_api`).
 
 use miniserde::json::{Array, Object, Value};
 
@@ -7,12 +8,11 @@ use super::app::App;
 use super::auth::authorize;
 use super::routes::{ApiError, number, text};
 use crate::config::TrustMode;
-use crate::config::{SYNC_BATCH_BYTES, SYNC_BATCH_RECORDS};
 use crate::http::Request;
 use crate::model::{Version, unix_millis_now};
 use crate::protocol::{
-    Fields, PROTOCOL_LEGACY, PROTOCOL_V2, ark_row, legacy_origin, legacy_record, parse_object,
-    record_to_wire,
+    Fields, PROTOCOL_LEGACY, PROTOCOL_RECONCILE, PROTOCOL_V2, ark_row, legacy_origin,
+    legacy_record, parse_object,
 };
 use crate::store::Query;
 use crate::sync::wanted_ids;
@@ -51,7 +51,7 @@ pub fn info(app: &App) -> Result<Value, ApiError> {
     object.insert(
         "protocols".into(),
         Value::Array(
-            [PROTOCOL_LEGACY, PROTOCOL_V2]
+            [PROTOCOL_LEGACY, PROTOCOL_V2, PROTOCOL_RECONCILE]
                 .into_iter()
                 .map(text)
                 .collect(),
@@ -218,47 +218,6 @@ pub fn discover(app: &App, request: &Request) -> Result<Value, ApiError> {
     ]))
 }
 
-/// `GET /federation/v2/changes?after=S[&limit=N][&max_bytes=B]`.
-pub fn changes(app: &App, request: &Request) -> Result<Value, ApiError> {
-    authorize(app, request, Access::Pull)?;
-    let param = |name: &str, default: u64, max: u64| -> Result<u64, ApiError> {
-        match request.query_param(name) {
-            None => Ok(default),
-            Some(text) => text
-                .parse::<u64>()
-                .map(|value| value.min(max))
-                .map_err(|_| {
-                    ApiError::bad_request(format!("{name} {text:?} is not a whole number"))
-                }),
-        }
-    };
-    let after = param("after", 0, u64::MAX)?;
-    let limit = param("limit", SYNC_BATCH_RECORDS as u64, 5000)?.max(1) as usize;
-    let max_bytes = param("max_bytes", SYNC_BATCH_BYTES as u64, 8 * 1024 * 1024)? as usize;
-    let page = app.store.borrow().changes_since(after, limit, max_bytes)?;
-    // Relayed records go out with their author's key, so receivers can check them.
-    let mut keys: std::collections::BTreeMap<crate::model::InstanceId, Option<String>> =
-        Default::default();
-    let records: Array = page
-        .records
-        .iter()
-        .map(|record| {
-            let origin = record.meta.version.origin;
-            let key = keys
-                .entry(origin)
-                .or_insert_with(|| app.syncer.author_key_for(&origin));
-            record_to_wire(record, key.as_deref())
-        })
-        .collect();
-    Ok(super::routes::object([
-        ("instanceId", text(&app.instance_id_hex())),
-        ("epoch", text(&app.epoch_hex())),
-        ("records", Value::Array(records)),
-        ("last_seq", number(page.last_seq)),
-        ("more", Value::Bool(page.more)),
-    ]))
-}
-
 /// `POST /federation/v2/offer {offers: [{id, version}]}` → `{want: [id]}`.
 pub fn offer(app: &App, request: &Request) -> Result<Value, ApiError> {
     authorize(app, request, Access::Push)?;
@@ -304,23 +263,32 @@ pub fn push(app: &App, request: &Request) -> Result<Value, ApiError> {
             Err(reason) => rejected.push(rejection(index, value, &reason)),
         }
     }
-    let outcome = app.store.borrow_mut().apply_remote(
-        &records,
-        unix_millis_now(),
-        app.config.federation.max_clock_skew.as_millis() as u64,
-        None,
-    )?;
+    let (outcome, seq_before, seq_after) = {
+        let mut store = app.store.borrow_mut();
+        let seq_before = store.last_seq();
+        let outcome = store.apply_remote(
+            &records,
+            unix_millis_now(),
+            app.config.federation.max_clock_skew.as_millis() as u64,
+            None,
+        )?;
+        (outcome, seq_before, store.last_seq())
+    };
     for (id, reason) in &outcome.rejected {
         rejected.push(super::routes::object([
             ("id", text(id)),
             ("error", text(reason)),
         ]));
     }
+    // The sequences this push took in our change log: a pusher whose pull checkpoint
+    // is `seq_before` may move it to `seq_after`, since all between is its own records.
     Ok(super::routes::object([
         ("applied", number(outcome.applied)),
         ("unchanged", number(outcome.unchanged)),
         ("stale", number(outcome.stale)),
         ("conflicts", number(outcome.conflicts)),
         ("rejected", Value::Array(rejected)),
+        ("seq_before", number(seq_before)),
+        ("seq_after", number(seq_after)),
     ]))
 }

@@ -138,6 +138,8 @@ pub struct Store {
     pub(super) clock: Clock,
     pub(super) last_seq: u64,
     pub(super) last_conflict: u64,
+    /// See [`Store::changed`].
+    pub(super) changed: event_listener::Event,
 }
 
 impl std::fmt::Debug for Store {
@@ -191,6 +193,7 @@ impl Store {
             clock: Clock::new(Hlc::default()),
             last_seq: 0,
             last_conflict: 0,
+            changed: event_listener::Event::new(),
         };
         if !store.load_meta()? {
             store.initialise()?;
@@ -390,8 +393,17 @@ impl Store {
         self.write_counters(&txn, &clock, last_seq, self.last_conflict)?;
         txn.commit().map_err(self.fail())?;
         self.clock = clock;
-        self.last_seq = last_seq;
+        self.advance_seq(last_seq);
         Ok(summary)
+    }
+
+    /// Moves the in-memory sequence after a commit and wakes long-polls if records
+    /// changed.
+    fn advance_seq(&mut self, last_seq: u64) {
+        if last_seq != self.last_seq {
+            self.last_seq = last_seq;
+            self.changed.notify(usize::MAX);
+        }
     }
 
     /// The base of a local write replacing `previous`: the last version by another
@@ -435,7 +447,7 @@ impl Store {
         self.write_counters(&txn, &clock, meta.seq, self.last_conflict)?;
         txn.commit().map_err(self.fail())?;
         self.clock = clock;
-        self.last_seq = meta.seq;
+        self.advance_seq(meta.seq);
         Ok(true)
     }
 
@@ -568,8 +580,8 @@ impl Store {
         self.write_counters(&txn, &clock, last_seq, last_conflict)?;
         txn.commit().map_err(self.fail())?;
         self.clock = clock;
-        self.last_seq = last_seq;
         self.last_conflict = last_conflict;
+        self.advance_seq(last_seq);
         Ok(outcome)
     }
 

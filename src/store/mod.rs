@@ -4,6 +4,7 @@
 //! This is the only module that imports redb. Everything above it sees [`Store`] and
 //! plain records from [`crate::model`].
 
+mod delta;
 mod error;
 mod lattice;
 mod read;
@@ -11,6 +12,7 @@ mod record;
 mod state;
 mod tables;
 
+pub use delta::{TypeFilter, VersionEntry, VersionSnapshot};
 pub use error::StoreError;
 pub use lattice::{
     ApplyOutcome, ChangePage, Conflict, Query, RemoteRecord, SCHEMA_VERSION, Signer, Stats, Store,

@@ -26,7 +26,9 @@ use std::rc::Rc;
 
 use miniserde::json::{self, Array, Number, Value};
 
+use super::delta::PulledVersions;
 use super::peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
+use super::reconcile::ReconcileCache;
 use super::trust_book;
 use crate::config::TrustMode;
 use crate::config::{SYNC_BATCH_BYTES, SYNC_BATCH_RECORDS};
@@ -34,8 +36,8 @@ use crate::http::PeerUrl;
 use crate::http::{ClientRequest, ClientResponse, HttpClient};
 use crate::model::{InstanceId, unix_millis_now};
 use crate::protocol::{
-    Fields, PROTOCOL_V2, WireError, ark_row, legacy_origin, legacy_record, parse_object,
-    record_from_wire, record_to_wire,
+    Fields, PROTOCOL_RECONCILE, PROTOCOL_V2, WireError, ark_row, legacy_origin, legacy_record,
+    parse_object, record_from_wire,
 };
 use crate::store::{ApplyOutcome, Body, RemoteRecord, StateTable, Store, StoreError};
 use crate::trust::{KeyPair, PublicKey, Signature, Tier, sign_request, verify_record};
@@ -47,6 +49,8 @@ pub struct PeerSyncResult {
     pub success: bool,
     pub nodes_sent: u64,
     pub nodes_received: u64,
+    /// Records that arrived (either way) and were already there: a re-sent batch.
+    pub nodes_unchanged: u64,
     pub conflicts: u64,
     /// Records the peer sent that we refused, with the reason.
     pub rejected: Vec<String>,
@@ -61,6 +65,7 @@ impl PeerSyncResult {
         object.insert("success".into(), Value::Bool(self.success));
         object.insert("nodesSent".into(), number(self.nodes_sent));
         object.insert("nodesReceived".into(), number(self.nodes_received));
+        object.insert("nodesUnchanged".into(), number(self.nodes_unchanged));
         object.insert("conflicts".into(), number(self.conflicts));
         if !self.rejected.is_empty() {
             let rejected: Array = self
@@ -79,9 +84,12 @@ impl PeerSyncResult {
 
 /// Why a sync stopped.
 #[derive(Debug)]
-enum SyncError {
+pub(super) enum SyncError {
     Store(StoreError),
     Peer(String),
+    /// The peer is not the store our checkpoint belongs to (another instance or a new
+    /// store epoch): start over with `/federation/info`.
+    Restart(String),
 }
 
 impl From<StoreError> for SyncError {
@@ -100,7 +108,7 @@ impl std::fmt::Display for SyncError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SyncError::Store(error) => error.fmt(f),
-            SyncError::Peer(message) => f.write_str(message),
+            SyncError::Peer(message) | SyncError::Restart(message) => f.write_str(message),
         }
     }
 }
@@ -119,7 +127,9 @@ pub struct Syncer {
     pub verbose: bool,
     in_progress: RefCell<BTreeSet<String>>,
     /// Peer-table entries not written yet (see `save_states`).
-    unsaved: RefCell<std::collections::BTreeMap<String, Vec<u8>>>,
+    pub(super) unsaved: RefCell<std::collections::BTreeMap<String, Vec<u8>>>,
+    /// Our last reconciliation set, for serving a peer's rounds and for our own.
+    pub reconcile_cache: ReconcileCache,
     last_flush: std::cell::Cell<u64>,
 }
 
@@ -147,11 +157,12 @@ impl Syncer {
             verbose,
             in_progress: RefCell::new(BTreeSet::new()),
             unsaved: RefCell::new(std::collections::BTreeMap::new()),
+            reconcile_cache: ReconcileCache::default(),
             last_flush: std::cell::Cell::new(unix_millis_now()),
         }
     }
 
-    fn log(&self, message: impl AsRef<str>) {
+    pub(super) fn log(&self, message: impl AsRef<str>) {
         if self.verbose {
             eprintln!("ark:federation {}", message.as_ref());
         }
@@ -191,7 +202,7 @@ impl Syncer {
     /// of a sync that changed nothing — wait in memory and are written at most every
     /// [`IDLE_FLUSH_MILLIS`] and at shutdown, so an idle node does not write on every
     /// sync (SD cards wear).
-    fn save_states(
+    pub(super) fn save_states(
         &self,
         entries: Vec<(String, Vec<u8>)>,
         durable: bool,
@@ -237,6 +248,22 @@ impl Syncer {
         Ok(true)
     }
 
+    /// Limits the sync with `url` to `types` (empty: all). A changed list starts the
+    /// checkpoints over, so the next sync reconciles what the new list covers.
+    pub fn set_peer_types(&self, url: &str, types: &[String]) -> Result<(), StoreError> {
+        let mut state = self
+            .peer(url)?
+            .unwrap_or_else(|| PeerState::new(url, unix_millis_now()));
+        if state.types != types {
+            state.types = types.to_vec();
+            state.epoch = None;
+            state.pull_seq = 0;
+            state.push_seq = 0;
+            self.save_states(vec![(url.to_owned(), state.encode())], true)?;
+        }
+        Ok(())
+    }
+
     /// Removes a peer; `false` if it was not there.
     pub fn remove_peer(&self, url: &str) -> Result<bool, StoreError> {
         if self.peer(url)?.is_none() {
@@ -257,8 +284,23 @@ impl Syncer {
             .unwrap_or_default())
     }
 
+    /// Whether a sync with `url` is running (a watched peer's long-poll, say).
+    pub fn is_syncing(&self, url: &str) -> bool {
+        self.in_progress.borrow().contains(url)
+    }
+
     /// Syncs with `url` (adding it as a peer if new) and records the outcome.
     pub async fn sync_peer(&self, url: &str) -> PeerSyncResult {
+        self.sync_peer_waiting(url, None).await
+    }
+
+    /// [`Syncer::sync_peer`] whose first pull, when the peer has a checkpoint, is a
+    /// long-poll held up to `wait` for a change to arrive.
+    pub async fn sync_peer_waiting(
+        &self,
+        url: &str,
+        wait: Option<std::time::Duration>,
+    ) -> PeerSyncResult {
         let mut result = PeerSyncResult {
             peer: url.to_owned(),
             ..PeerSyncResult::default()
@@ -267,7 +309,7 @@ impl Syncer {
             result.error = Some(format!("a sync with {url} is already running"));
             return result;
         }
-        let outcome = self.sync_peer_inner(url, &mut result).await;
+        let outcome = self.sync_peer_inner(url, wait, &mut result).await;
         self.in_progress.borrow_mut().remove(url);
         if let Err(error) = &outcome {
             result.error = Some(error.to_string());
@@ -299,6 +341,8 @@ impl Syncer {
         };
         state.stats.add(&delta);
         state.last_attempt = Some(now);
+        let batch_before = state.batch_limit;
+        state.adapt_batch(result.success);
         if result.success {
             state.last_success = Some(now);
             state.last_error = None;
@@ -311,6 +355,7 @@ impl Syncer {
         global.add(&delta);
         let durable = !result.success
             || was_failing
+            || state.batch_limit != batch_before
             || result.nodes_sent + result.nodes_received + result.conflicts > 0
             || !result.rejected.is_empty();
         self.save_states(
@@ -325,11 +370,32 @@ impl Syncer {
     async fn sync_peer_inner(
         &self,
         url: &str,
+        wait: Option<std::time::Duration>,
         result: &mut PeerSyncResult,
     ) -> Result<(), SyncError> {
         let now = unix_millis_now();
         let stored = self.peer(url)?;
         let mut state = stored.clone().unwrap_or_else(|| PeerState::new(url, now));
+        // With a checkpoint, the changes page is the whole steady-state sync: it carries
+        // the peer's instance id and epoch, so `/federation/info` is not needed to notice
+        // that the peer changed.
+        let mut stored = stored;
+        if state.has_checkpoint() {
+            match self
+                .sync_checkpointed(url, wait, false, &mut state, result)
+                .await
+            {
+                Err(SyncError::Restart(reason)) => {
+                    self.log(format!("{reason}; both checkpoints start over"));
+                    state.epoch = None;
+                    state.pull_seq = 0;
+                    state.push_seq = 0;
+                    self.save_states(vec![(url.to_owned(), state.encode())], true)?;
+                    stored = Some(state.clone());
+                }
+                outcome => return outcome,
+            }
+        }
         let info = self
             .fetch(self.get(&format!("{url}/federation/info")), "peer info")
             .await?;
@@ -338,13 +404,14 @@ impl Syncer {
         if peer_id == self.instance_id.to_hex() {
             return Err(SyncError::Peer(format!("{url} is this instance itself")));
         }
-        let speaks_v2 = info_fields
-            .opt_array("protocols")?
-            .is_some_and(|protocols| {
-                protocols
-                    .iter()
-                    .any(|name| matches!(name, Value::String(name) if name == PROTOCOL_V2))
-            });
+        let protocols = info_fields.opt_array("protocols")?.unwrap_or_default();
+        let speaks = |protocol: &str| {
+            protocols
+                .iter()
+                .any(|name| matches!(name, Value::String(name) if name == protocol))
+        };
+        let speaks_v2 = speaks(PROTOCOL_V2);
+        let reconciles = speaks(PROTOCOL_RECONCILE);
         state.instance_name = info_fields.opt_str("instanceName")?.map(str::to_owned);
         if state.instance_id.as_deref() != Some(peer_id.as_str()) {
             if state.instance_id.is_some() {
@@ -375,31 +442,40 @@ impl Syncer {
         }
         let peer_tier = trust_book::tier_of(&self.store.borrow(), &peer_key.instance_id())?;
         let epoch = info_fields.str("epoch")?.to_owned();
-        if state.epoch.as_deref() != Some(epoch.as_str()) {
-            if state.epoch.is_some() {
-                self.log(format!(
-                    "{url} has a new store epoch; both checkpoints start over"
-                ));
-            }
+        state.protocol = Some("v2".into());
+        if state.epoch.as_deref() != Some(epoch.as_str()) && !reconciles {
+            // A peer without reconciliation is synced by its whole feed, once.
+            state.epoch = Some(epoch.clone());
             state.pull_seq = 0;
             state.push_seq = 0;
-            state.epoch = Some(epoch.clone());
         }
-        state.protocol = Some("v2".into());
+        if state.epoch.as_deref() != Some(epoch.as_str()) {
+            // No checkpoint for this store: first contact, a restored or wiped store, or
+            // a reconciliation cut short. Reconcile the two sets instead of pulling and
+            // offering everything; it sets both checkpoints when it is done.
+            state.epoch = None;
+            state.pull_seq = 0;
+            state.push_seq = 0;
+            self.save_if_changed(stored.as_ref(), &state)?;
+            let mut pulled = PulledVersions::default();
+            self.reconcile_peer(
+                url,
+                &epoch,
+                peer_tier == Some(Tier::Core),
+                &mut state,
+                &mut pulled,
+                result,
+            )
+            .await?;
+            return self.push_feed(url, &mut state, &pulled, result).await;
+        }
         self.save_if_changed(stored.as_ref(), &state)?;
-        self.pull_v2(
-            url,
-            &epoch,
-            peer_tier == Some(Tier::Core),
-            &mut state,
-            result,
-        )
-        .await?;
-        self.push_v2(url, &mut state, result).await
+        self.sync_checkpointed(url, None, true, &mut state, result)
+            .await
     }
 
     /// Saves `state` durably if it differs from what was stored.
-    fn save_if_changed(
+    pub(super) fn save_if_changed(
         &self,
         stored: Option<&PeerState>,
         state: &PeerState,
@@ -416,7 +492,7 @@ impl Syncer {
     }
 
     /// Adds the signed-request headers: method, path, body hash, time and nonce.
-    fn signed(&self, mut request: ClientRequest) -> ClientRequest {
+    pub(super) fn signed(&self, mut request: ClientRequest) -> ClientRequest {
         let Ok(peer_url) = PeerUrl::parse(&request.url) else {
             // The client reports the bad URL when it sends the request.
             return request;
@@ -442,7 +518,7 @@ impl Syncer {
     }
 
     /// Sends `request` and reads a JSON object answer, or says what went wrong.
-    async fn fetch(
+    pub(super) async fn fetch(
         &self,
         request: ClientRequest,
         what: &str,
@@ -468,7 +544,7 @@ impl Syncer {
         parse_object(&response.body, &format!("{what} from {url}")).map_err(SyncError::from)
     }
 
-    fn post_json(&self, url: String, body: Value) -> ClientRequest {
+    pub(super) fn post_json(&self, url: String, body: Value) -> ClientRequest {
         self.signed(ClientRequest::post(
             &url,
             "application/json",
@@ -477,7 +553,7 @@ impl Syncer {
         .with_gzip_body()
     }
 
-    fn apply(
+    pub(super) fn apply(
         &self,
         records: &[RemoteRecord],
         peer_state: Option<(&str, &[u8])>,
@@ -488,70 +564,6 @@ impl Syncer {
             self.max_clock_skew_millis,
             peer_state,
         )
-    }
-
-    async fn pull_v2(
-        &self,
-        url: &str,
-        epoch: &str,
-        delivered_by_core: bool,
-        state: &mut PeerState,
-        result: &mut PeerSyncResult,
-    ) -> Result<(), SyncError> {
-        loop {
-            let request = self.get(&format!(
-                "{url}/federation/v2/changes?after={}&limit={SYNC_BATCH_RECORDS}&max_bytes={SYNC_BATCH_BYTES}",
-                state.pull_seq
-            ));
-            let page = self.fetch(request, "changes page").await?;
-            let fields = Fields::new(&page, "changes page");
-            if fields.str("epoch")? != epoch {
-                return Err(SyncError::Peer(format!(
-                    "{url} changed its store epoch during the sync; it starts over next time"
-                )));
-            }
-            let last_seq = fields.u64("last_seq")?;
-            let more = fields.opt_bool("more")?.unwrap_or(false);
-            let mut records = Vec::new();
-            for (index, value) in fields.array("records")?.iter().enumerate() {
-                match self.verified_record(
-                    value,
-                    &format!("record {} from {url}", index + 1),
-                    delivered_by_core,
-                ) {
-                    Ok(record) => records.push(record),
-                    Err(reason) => result.rejected.push(reason),
-                }
-            }
-            if records.is_empty() && last_seq == state.pull_seq && !more {
-                // Nothing new: no transaction, nothing written.
-                return Ok(());
-            }
-            let mut next = state.clone();
-            next.pull_seq = last_seq;
-            let outcome = self.apply(&records, Some((url, &next.encode())))?;
-            // The transaction wrote the newer state; an older copy must not follow it.
-            self.unsaved.borrow_mut().remove(url);
-            *state = next;
-            result.nodes_received += outcome.applied;
-            result.conflicts += outcome.conflicts;
-            result.rejected.extend(
-                outcome
-                    .rejected
-                    .iter()
-                    .map(|(id, reason)| format!("{id}: {reason}")),
-            );
-            self.log(format!(
-                "pulled {} record(s) from {url} up to seq {last_seq}: {} applied, {} unchanged, {} stale",
-                records.len(),
-                outcome.applied,
-                outcome.unchanged,
-                outcome.stale
-            ));
-            if !more {
-                return Ok(());
-            }
-        }
     }
 
     /// Reads a wire record and decides whether to accept it: its author signature must
@@ -632,103 +644,6 @@ impl Syncer {
             .ok()
             .flatten()
             .map(|key| key.to_base64())
-    }
-
-    async fn push_v2(
-        &self,
-        url: &str,
-        state: &mut PeerState,
-        result: &mut PeerSyncResult,
-    ) -> Result<(), SyncError> {
-        let ours = Value::String(self.instance_id.to_hex());
-        loop {
-            let page = self.store.borrow().changes_since(
-                state.push_seq,
-                SYNC_BATCH_RECORDS,
-                SYNC_BATCH_BYTES,
-            )?;
-            if page.records.is_empty() {
-                return Ok(());
-            }
-            let offers: Array = page
-                .records
-                .iter()
-                .map(|record| {
-                    let mut offer = miniserde::json::Object::new();
-                    offer.insert("id".into(), Value::String(record.id.clone()));
-                    offer.insert(
-                        "version".into(),
-                        Value::String(record.meta.version.to_wire()),
-                    );
-                    Value::Object(offer)
-                })
-                .collect();
-            let body = object_value([
-                ("instanceId", ours.clone()),
-                ("offers", Value::Array(offers)),
-            ]);
-            let answer = self
-                .fetch(
-                    self.post_json(format!("{url}/federation/v2/offer"), body),
-                    "offer answer",
-                )
-                .await?;
-            let want: BTreeSet<String> = Fields::new(&answer, "offer answer")
-                .array("want")?
-                .iter()
-                .filter_map(|id| match id {
-                    Value::String(id) => Some(id.clone()),
-                    _ => None,
-                })
-                .collect();
-            let records: Array = page
-                .records
-                .iter()
-                .filter(|record| want.contains(&record.id))
-                .map(|record| {
-                    let key = self.author_key_for(&record.meta.version.origin);
-                    record_to_wire(record, key.as_deref())
-                })
-                .collect();
-            let sent = records.len() as u64;
-            if sent > 0 {
-                let body = object_value([
-                    ("instanceId", ours.clone()),
-                    ("records", Value::Array(records)),
-                ]);
-                let answer = self
-                    .fetch(
-                        self.post_json(format!("{url}/federation/v2/push"), body),
-                        "push answer",
-                    )
-                    .await?;
-                let fields = Fields::new(&answer, "push answer");
-                result.conflicts += fields.opt_u64("conflicts")?.unwrap_or(0);
-                for refused in fields.opt_array("rejected")?.unwrap_or_default() {
-                    let reason = match refused {
-                        Value::Object(entry) => match entry.get("error") {
-                            Some(Value::String(reason)) => reason.clone(),
-                            _ => "no reason given".to_owned(),
-                        },
-                        _ => "no reason given".to_owned(),
-                    };
-                    result
-                        .rejected
-                        .push(format!("{url} refused a record: {reason}"));
-                }
-            }
-            result.nodes_sent += sent;
-            state.push_seq = page.last_seq;
-            self.save_states(vec![(url.to_owned(), state.encode())], true)?;
-            self.log(format!(
-                "offered {} record(s) to {url}, it wanted {sent}; pushed up to our seq {}",
-                page.records.len(),
-                page.last_seq
-            ));
-            if !page.more {
-                return Ok(());
-            }
-        }
     }
 
     async fn sync_legacy(

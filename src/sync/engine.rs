@@ -5,6 +5,48 @@
 use std::time::Duration;
 
 use crate::model::Version;
+use crate::store::{Body, Record};
+
+/// Orders records highest `priority` first (no priority counts as 0, tombstones too),
+/// keeping the given order among equals, so a link that drops mid-transfer has already
+/// delivered what matters most.
+pub fn by_priority(records: &mut [Record]) {
+    records.sort_by_key(|record| std::cmp::Reverse(priority_of(record)));
+}
+
+pub fn priority_of(record: &Record) -> i64 {
+    match &record.body {
+        Body::Live(node) => node.priority.unwrap_or(0),
+        Body::Deleted { .. } => 0,
+    }
+}
+
+/// About how many bytes a record takes on the wire before compression, for batching
+/// by size.
+pub fn approximate_size(record: &Record) -> usize {
+    const ENVELOPE: usize = 400;
+    match &record.body {
+        Body::Live(node) => {
+            let lists: usize = node
+                .lists()
+                .iter()
+                .map(|(_, items)| items.iter().map(|item| item.len() + 3).sum::<usize>())
+                .sum();
+            ENVELOPE
+                + node.id.len()
+                + node.node_type.len()
+                + node.value.len()
+                + node.content.as_ref().map_or(0, String::len)
+                + lists
+                + node
+                    .extra
+                    .iter()
+                    .map(|(key, value)| key.len() + value.len() + 4)
+                    .sum::<usize>()
+        }
+        Body::Deleted { .. } => ENVELOPE,
+    }
+}
 
 /// The ids whose offered version we should fetch: those we lack, and those newer than
 /// ours. An equal or older version is never sent again, which also stops echoes in a
@@ -65,6 +107,38 @@ mod tests {
             _ => None,
         };
         assert_eq!(wanted_ids(&offers, local), ["missing", "newer"]);
+    }
+
+    #[test]
+    fn higher_priority_goes_first_and_ties_keep_their_order() {
+        use crate::model::{ContentHash, Node};
+        use crate::store::{Body, Record, RecordMeta};
+        let record = |id: &str, priority: Option<i64>| Record {
+            id: id.to_owned(),
+            meta: RecordMeta {
+                version: version(1),
+                base: None,
+                seq: 1,
+                hash: ContentHash([0; 32]),
+                updated_at: None,
+                signature: None,
+            },
+            body: Body::Live(Node {
+                id: id.to_owned(),
+                priority,
+                ..Node::default()
+            }),
+        };
+        let mut records = vec![
+            record("a", None),
+            record("b", Some(5)),
+            record("c", Some(-1)),
+            record("d", None),
+            record("e", Some(9)),
+        ];
+        by_priority(&mut records);
+        let order: Vec<&str> = records.iter().map(|record| record.id.as_str()).collect();
+        assert_eq!(order, ["e", "b", "a", "d", "c"]);
     }
 
     #[test]

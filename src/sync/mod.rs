@@ -2,10 +2,12 @@
 //! (`engine`), and running a sync against a peer over HTTP (`client`).
 
 mod client;
+mod delta;
 mod engine;
 mod peer;
+pub mod reconcile;
 pub mod trust_book;
 
 pub use client::{PeerSyncResult, Syncer};
-pub use engine::{backoff_delay, jittered, wanted_ids};
+pub use engine::{approximate_size, backoff_delay, by_priority, jittered, priority_of, wanted_ids};
 pub use peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};

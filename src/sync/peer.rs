@@ -7,7 +7,11 @@
 
 use miniserde::json::{self, Number, Object, Value};
 
+use crate::config::SYNC_BATCH_RECORDS;
 use crate::protocol::{Fields, WireError, parse_object};
+
+/// The smallest batch the adaptive batch size goes down to.
+const MIN_BATCH_RECORDS: usize = 20;
 
 /// The peer-table key holding the instance-wide totals. Peer keys are URLs, which
 /// never start with `~`.
@@ -92,6 +96,12 @@ pub struct PeerState {
     /// Failures in a row; drives the backoff.
     pub failures: u32,
     pub stats: SyncStats,
+    /// Node types exchanged with this peer (`add-peer --types`); empty for all.
+    pub types: Vec<String>,
+    /// Records per batch with this peer; 0 for the default. Halved after each failed
+    /// sync and doubled back after each good one, so a link that keeps dropping still
+    /// completes batches.
+    pub batch_limit: u64,
 }
 
 impl PeerState {
@@ -101,6 +111,35 @@ impl PeerState {
             added_at: now,
             ..PeerState::default()
         }
+    }
+
+    /// Whether a sync can start from the changes feed: the peer is an ark-lattice
+    /// instance and both checkpoints belong to its current store epoch (set only when a
+    /// reconciliation finished).
+    pub fn has_checkpoint(&self) -> bool {
+        self.protocol.as_deref() == Some("v2") && self.instance_id.is_some() && self.epoch.is_some()
+    }
+
+    /// Records per batch with this peer now.
+    pub fn batch_records(&self) -> usize {
+        match self.batch_limit {
+            0 => SYNC_BATCH_RECORDS,
+            limit => (limit as usize).clamp(MIN_BATCH_RECORDS, SYNC_BATCH_RECORDS),
+        }
+    }
+
+    /// Adapts the batch size to how the last sync went.
+    pub fn adapt_batch(&mut self, success: bool) {
+        let current = self.batch_records() as u64;
+        self.batch_limit = if success {
+            if current * 2 >= SYNC_BATCH_RECORDS as u64 {
+                0
+            } else {
+                current * 2
+            }
+        } else {
+            (current / 2).max(MIN_BATCH_RECORDS as u64)
+        };
     }
 
     /// Reachable at the last attempt.
@@ -129,6 +168,15 @@ impl PeerState {
         object.insert("failures".into(), number(u64::from(self.failures)));
         object.insert("active".into(), Value::Bool(self.is_active()));
         object.insert("stats".into(), self.stats.to_json());
+        if self.batch_limit != 0 {
+            object.insert("batchLimit".into(), number(self.batch_limit));
+        }
+        if !self.types.is_empty() {
+            object.insert(
+                "types".into(),
+                Value::Array(self.types.iter().map(|name| text(name)).collect()),
+            );
+        }
         Value::Object(object)
     }
 
@@ -162,6 +210,16 @@ impl PeerState {
                 .unwrap_or(0)
                 .min(u64::from(u32::MAX)) as u32,
             stats,
+            batch_limit: fields.opt_u64("batchLimit")?.unwrap_or(0),
+            types: fields
+                .opt_array("types")?
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|name| match name {
+                    Value::String(name) => Some(name.clone()),
+                    _ => None,
+                })
+                .collect(),
         })
     }
 }
@@ -194,10 +252,26 @@ mod tests {
                 nodes_received: 5,
                 conflicts_resolved: 6,
             },
+            types: vec!["template_node".into()],
+            batch_limit: 125,
         };
         assert_eq!(PeerState::decode(&state.encode()), Ok(state.clone()));
         assert!(!state.is_active());
         assert_eq!(SyncStats::decode(&state.stats.encode()), Ok(state.stats));
         assert!(PeerState::decode(b"{}").is_err());
+        let mut state = state;
+        state.adapt_batch(false);
+        assert_eq!(state.batch_records(), 62);
+        for _ in 0..10 {
+            state.adapt_batch(false);
+        }
+        assert_eq!(state.batch_records(), MIN_BATCH_RECORDS);
+        for _ in 0..10 {
+            state.adapt_batch(true);
+        }
+        assert_eq!(
+            (state.batch_limit, state.batch_records()),
+            (0, SYNC_BATCH_RECORDS)
+        );
     }
 }

@@ -623,6 +623,13 @@ impl CuttingProxy {
         self.shared.marked.lock().unwrap().clone()
     }
 
+    /// Cuts the `nth` marked request from now on (counting only requests after this
+    /// call).
+    pub fn arm(&self, nth: usize) {
+        let seen = self.shared.seen.load(Ordering::SeqCst);
+        self.shared.cut_at.store(seen + nth, Ordering::SeqCst);
+    }
+
     /// From now on, relay everything to `upstream_port`.
     pub fn pass_through(&self, upstream_port: u16) {
         self.shared.cut_at.store(0, Ordering::SeqCst);

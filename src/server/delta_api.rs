@@ -1,0 +1,225 @@
+//! The delta-sync endpoints peers call: the changes feed with long-poll and type
+//! filter, set reconciliation rounds, and fetching records by version digest. The
+//! decisions live in `sync::reconcile`; this file reads requests and writes answers.
+//!
+//! # Implementation
+//!
+//! A long-poll (`wait=SECONDS`) holds no thread and no store borrow: the handler reads
+//! a page, and if it is empty takes a listener from the store's change event, lets go
+//! of the store and awaits the listener, the deadline or shutdown, whichever comes
+//! first, on the one application thread like every other request.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+use miniserde::json::{Array, Value};
+use smol::Timer;
+
+use super::app::App;
+use super::auth::authorize;
+use super::routes::{ApiError, number, object, text};
+use crate::config::{SYNC_BATCH_BYTES, SYNC_BATCH_RECORDS};
+use crate::http::{Body, Request, Response};
+use crate::model::InstanceId;
+use crate::protocol::{record_to_wire, types_from_query};
+use crate::store::{ChangePage, Record, TypeFilter};
+use crate::sync::reconcile::ItemDigest;
+use crate::trust::Access;
+
+/// The longest a changes request may be held open. Below the client's default request
+/// timeout (30 s), so a held request never looks like a dead peer.
+pub const MAX_WAIT: Duration = Duration::from_secs(25);
+
+/// Reads a whole-number query parameter, capped at `max`.
+fn param(request: &Request, name: &str, default: u64, max: u64) -> Result<u64, ApiError> {
+    match request.query_param(name) {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<u64>()
+            .map(|value| value.min(max))
+            .map_err(|_| ApiError::bad_request(format!("{name} {text:?} is not a whole number"))),
+    }
+}
+
+fn filter_of(request: &Request) -> TypeFilter {
+    TypeFilter::only(&types_from_query(request.query_param("types").as_deref()))
+}
+
+/// `GET /federation/v2/changes?after=S[&limit=N][&max_bytes=B][&types=T,U][&wait=SECONDS]`
+/// → `{instanceId, epoch, records, last_seq, more}`. With `wait`, an empty page is held
+/// until a change arrives or the wait (at most [`MAX_WAIT`]) is over.
+pub async fn changes(app: &Rc<App>, request: &Request) -> Result<Value, ApiError> {
+    authorize(app, request, Access::Pull)?;
+    let after = param(request, "after", 0, u64::MAX)?;
+    let limit = param(request, "limit", SYNC_BATCH_RECORDS as u64, 5000)?.max(1) as usize;
+    let max_bytes = param(
+        request,
+        "max_bytes",
+        SYNC_BATCH_BYTES as u64,
+        8 * 1024 * 1024,
+    )? as usize;
+    let wait = Duration::from_secs(param(request, "wait", 0, MAX_WAIT.as_secs())?);
+    let filter = filter_of(request);
+    let deadline = Instant::now() + wait;
+    loop {
+        // The listener is taken before the read, so a change committed between the
+        // read and the wait still wakes us.
+        let changed = app.store.borrow().changed().listen();
+        let page = app
+            .store
+            .borrow()
+            .changes_since_filtered(after, limit, max_bytes, &filter)?;
+        let waiting = page.records.is_empty() && !page.more && page.last_seq == after;
+        if !waiting || Instant::now() >= deadline || app.shutdown_requested.get() {
+            return Ok(page_json(app, &page));
+        }
+        let shutdown = app.shutdown.listen();
+        let woken = future::or(
+            async {
+                changed.await;
+                true
+            },
+            future::or(
+                async {
+                    shutdown.await;
+                    false
+                },
+                async {
+                    Timer::at(deadline).await;
+                    false
+                },
+            ),
+        )
+        .await;
+        if !woken {
+            return Ok(page_json(app, &page));
+        }
+    }
+}
+
+fn page_json(app: &App, page: &ChangePage) -> Value {
+    object([
+        ("instanceId", text(&app.instance_id_hex())),
+        ("epoch", text(&app.epoch_hex())),
+        ("records", Value::Array(records_to_wire(app, &page.records))),
+        ("last_seq", number(page.last_seq)),
+        ("more", Value::Bool(page.more)),
+    ])
+}
+
+/// Records for the wire, each with its author's key so receivers can check it.
+fn records_to_wire(app: &App, records: &[Record]) -> Array {
+    let mut keys: std::collections::BTreeMap<InstanceId, Option<String>> = Default::default();
+    records
+        .iter()
+        .map(|record| {
+            let origin = record.meta.version.origin;
+            let key = keys
+                .entry(origin)
+                .or_insert_with(|| app.syncer.author_key_for(&origin));
+            record_to_wire(record, key.as_deref())
+        })
+        .collect()
+}
+
+/// `POST /federation/v2/reconcile[?types=T,U]`, body: a negentropy message
+/// (`application/octet-stream`) → the answer, with our instance id, store epoch and
+/// change sequence in `x-ark-instance`, `x-ark-epoch` and `x-ark-last-seq`.
+pub fn reconcile(app: &App, request: &Request) -> Response {
+    let answer = || -> Result<Response, ApiError> {
+        authorize(app, request, Access::Pull)?;
+        let set = app
+            .syncer
+            .reconcile_cache
+            .get(&app.store, &filter_of(request))
+            .map_err(|error| ApiError {
+                status: 500,
+                message: error.to_string(),
+            })?;
+        let message = set
+            .answer(&request.body)
+            .map_err(|error| ApiError::bad_request(error.to_string()))?;
+        Ok(Response::new(200, Body::Full(message))
+            .with_header("content-type", "application/octet-stream")
+            .with_header("x-ark-instance", &app.instance_id_hex())
+            .with_header("x-ark-epoch", &app.epoch_hex())
+            .with_header("x-ark-last-seq", &set.last_seq.to_string()))
+    };
+    answer().unwrap_or_else(|error| Response::error(error.status, &error.message))
+}
+
+/// `POST /federation/v2/fetch[?types=T,U][&limit=N][&max_bytes=B][&rank=1]`, body:
+/// 32-byte version digests one after another → `{records, more, missing, ranked}`: the
+/// records behind them, highest `priority` first, at most `limit` and about
+/// `max_bytes`; `ranked` (with `rank=1`) the indices of the digests whose records have a
+/// priority, highest first. `more` says a limit cut the list;
+/// `missing` counts digests of versions we no longer hold (replaced since).
+pub fn fetch(app: &App, request: &Request) -> Result<Value, ApiError> {
+    authorize(app, request, Access::Pull)?;
+    if request.body.len() % 32 != 0 {
+        return Err(ApiError::bad_request(format!(
+            "fetch body of {} bytes is not a list of 32-byte digests",
+            request.body.len()
+        )));
+    }
+    let max_bytes = param(
+        request,
+        "max_bytes",
+        SYNC_BATCH_BYTES as u64,
+        8 * 1024 * 1024,
+    )? as usize;
+    let limit = param(request, "limit", SYNC_BATCH_RECORDS as u64, 5000)?.max(1) as usize;
+    let set = app
+        .syncer
+        .reconcile_cache
+        .get(&app.store, &filter_of(request))
+        .map_err(|error| ApiError {
+            status: 500,
+            message: error.to_string(),
+        })?;
+    let mut ids = Vec::new();
+    let mut index_of = std::collections::HashMap::new();
+    let mut missing = 0u64;
+    for (index, chunk) in request.body.chunks_exact(32).enumerate() {
+        let digest: ItemDigest = chunk.try_into().expect("32-byte chunk");
+        match set.entry(&digest) {
+            Some(entry) => {
+                ids.push(entry.id.as_str());
+                index_of.insert(entry.id.as_str(), index as u64);
+            }
+            None => missing += 1,
+        }
+    }
+    let mut records = app.store.borrow().records(&ids)?;
+    crate::sync::by_priority(&mut records);
+    // With `rank=1` (a client's first request, listing everything it lacks) the answer
+    // also says which of the digests carry a priority, highest first, so the client
+    // can ask for those first and send only a batch of digests per request after.
+    let ranked: Array = if request.query_param("rank").as_deref() == Some("1") {
+        records
+            .iter()
+            .filter(|record| crate::sync::priority_of(record) != 0)
+            .filter_map(|record| index_of.get(record.id.as_str()).copied().map(number))
+            .collect()
+    } else {
+        Array::new()
+    };
+    let mut bytes = 0usize;
+    let mut more = false;
+    let mut kept = Vec::new();
+    for record in records {
+        if kept.len() >= limit || (bytes >= max_bytes && !kept.is_empty()) {
+            more = true;
+            break;
+        }
+        bytes += crate::sync::approximate_size(&record);
+        kept.push(record);
+    }
+    Ok(object([
+        ("records", Value::Array(records_to_wire(app, &kept))),
+        ("more", Value::Bool(more)),
+        ("missing", number(missing)),
+        ("ranked", Value::Array(ranked)),
+    ]))
+}

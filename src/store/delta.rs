@@ -1,0 +1,270 @@
+//! What delta sync needs from the store: the version of every record for set
+//! reconciliation, records fetched by id, a change feed filtered by node type, the
+//! change notification long-polls wait on, and the purge of old tombstones.
+//!
+//! What the versions mean for reconciliation (digests, ranges, frames) is left to
+//! `sync::reconcile`; the store only reads and writes.
+
+use redb::{ReadableDatabase, ReadableTable};
+
+use super::error::StoreError;
+use super::lattice::{ChangePage, Store};
+use super::record::{self, Body, Record};
+use super::tables::{CHANGES, NODES, TOMBSTONES};
+use crate::model::{ContentHash, Version};
+
+/// One record's identity for reconciliation: which version of which content it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionEntry {
+    pub id: String,
+    pub version: Version,
+    pub hash: ContentHash,
+}
+
+/// Every record version a filter selects, read in one snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct VersionSnapshot {
+    pub entries: Vec<VersionEntry>,
+    /// The change sequence the snapshot covers: later changes have higher sequences.
+    pub last_seq: u64,
+}
+
+/// Which records a peer exchanges: every type, or only some (`--types`). Tombstones
+/// keep no type, so they pass every filter; a peer stores a few tombstones of types it
+/// does not sync rather than miss a delete.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TypeFilter {
+    pub types: Vec<String>,
+}
+
+impl TypeFilter {
+    pub fn all() -> TypeFilter {
+        TypeFilter::default()
+    }
+
+    pub fn only(types: &[String]) -> TypeFilter {
+        TypeFilter {
+            types: types.to_vec(),
+        }
+    }
+
+    pub fn is_all(&self) -> bool {
+        self.types.is_empty()
+    }
+
+    pub fn admits_type(&self, node_type: &str) -> bool {
+        self.is_all() || self.types.iter().any(|wanted| wanted == node_type)
+    }
+
+    pub fn admits(&self, record: &Record) -> bool {
+        match &record.body {
+            Body::Live(node) => self.admits_type(&node.node_type),
+            Body::Deleted { .. } => true,
+        }
+    }
+}
+
+/// The node type written second in the canonical bytes (after the marker and the id),
+/// read without decoding the rest of the node.
+fn canonical_type(canonical: &[u8]) -> Option<&str> {
+    let rest = canonical.get(5..)?;
+    let id_length = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    let rest = rest.get(4 + id_length..)?;
+    let type_length = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    std::str::from_utf8(rest.get(4..4 + type_length)?).ok()
+}
+
+impl Store {
+    /// The version and content hash of every live record and tombstone `filter`
+    /// admits, with the sequence they are current at.
+    pub fn version_snapshot(&self, filter: &TypeFilter) -> Result<VersionSnapshot, StoreError> {
+        let read = self.read()?;
+        let mut snapshot = VersionSnapshot {
+            entries: Vec::new(),
+            last_seq: self.last_seq,
+        };
+        for (table, live) in [(NODES, true), (TOMBSTONES, false)] {
+            let table = read.open_table(table).map_err(self.fail())?;
+            for entry in table.iter().map_err(self.fail())? {
+                let (id, value) = entry.map_err(self.fail())?;
+                let (meta, body) = record::decode(value.value())
+                    .map_err(|reason| self.damaged(id.value(), reason))?;
+                if live && !filter.is_all() {
+                    let node_type = canonical_type(body)
+                        .ok_or_else(|| self.damaged(id.value(), "unreadable node type"))?;
+                    if !filter.admits_type(node_type) {
+                        continue;
+                    }
+                }
+                snapshot.entries.push(VersionEntry {
+                    id: id.value().to_owned(),
+                    version: meta.version,
+                    hash: meta.hash,
+                });
+            }
+        }
+        Ok(snapshot)
+    }
+
+    /// The current records of `ids` (live or tombstone), in the order given; ids with no
+    /// record are left out.
+    pub fn records(&self, ids: &[&str]) -> Result<Vec<Record>, StoreError> {
+        let read = self.read()?;
+        let nodes = read.open_table(NODES).map_err(self.fail())?;
+        let tombstones = read.open_table(TOMBSTONES).map_err(self.fail())?;
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(value) = nodes.get(*id).map_err(self.fail())? {
+                let (node, meta) = record::decode_live(value.value())
+                    .map_err(|reason| self.damaged(id, reason))?;
+                found.push(Record {
+                    id: (*id).to_owned(),
+                    meta,
+                    body: Body::Live(node),
+                });
+            } else if let Some(value) = tombstones.get(*id).map_err(self.fail())? {
+                let (meta, deleted_at) = record::decode_tombstone(value.value())
+                    .map_err(|reason| self.damaged(id, reason))?;
+                found.push(Record {
+                    id: (*id).to_owned(),
+                    meta,
+                    body: Body::Deleted { deleted_at },
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// [`Store::changes_since`] for the records `filter` admits. Records it leaves out
+    /// still move `last_seq`, so a checkpoint passes over them; at most `20 × limit`
+    /// change entries are looked at per page, so a filter that admits little cannot
+    /// make one request scan the whole log.
+    pub fn changes_since_filtered(
+        &self,
+        after_seq: u64,
+        limit: usize,
+        max_bytes: usize,
+        filter: &TypeFilter,
+    ) -> Result<ChangePage, StoreError> {
+        if filter.is_all() {
+            return self.changes_since(after_seq, limit, max_bytes);
+        }
+        let read = self.read()?;
+        let changes = read.open_table(CHANGES).map_err(self.fail())?;
+        let nodes = read.open_table(NODES).map_err(self.fail())?;
+        let tombstones = read.open_table(TOMBSTONES).map_err(self.fail())?;
+        let mut page = ChangePage {
+            last_seq: after_seq,
+            ..ChangePage::default()
+        };
+        let mut bytes = 0;
+        let scan_limit = limit.saturating_mul(20).max(1);
+        for (looked_at, entry) in changes
+            .range(after_seq.saturating_add(1)..)
+            .map_err(self.fail())?
+            .enumerate()
+        {
+            let (seq, id) = entry.map_err(self.fail())?;
+            if page.records.len() >= limit
+                || (bytes >= max_bytes && !page.records.is_empty())
+                || looked_at >= scan_limit
+            {
+                page.more = true;
+                break;
+            }
+            let id = id.value();
+            let record = if let Some(value) = nodes.get(id).map_err(self.fail())? {
+                let (_, body) =
+                    record::decode(value.value()).map_err(|reason| self.damaged(id, reason))?;
+                let node_type =
+                    canonical_type(body).ok_or_else(|| self.damaged(id, "unreadable node type"))?;
+                page.last_seq = seq.value();
+                if !filter.admits_type(node_type) {
+                    continue;
+                }
+                bytes += value.value().len();
+                let (node, meta) = record::decode_live(value.value())
+                    .map_err(|reason| self.damaged(id, reason))?;
+                Record {
+                    id: id.to_owned(),
+                    meta,
+                    body: Body::Live(node),
+                }
+            } else if let Some(value) = tombstones.get(id).map_err(self.fail())? {
+                bytes += value.value().len();
+                let (meta, deleted_at) = record::decode_tombstone(value.value())
+                    .map_err(|reason| self.damaged(id, reason))?;
+                page.last_seq = seq.value();
+                Record {
+                    id: id.to_owned(),
+                    meta,
+                    body: Body::Deleted { deleted_at },
+                }
+            } else {
+                return Err(self.damaged(id, format!("change {} points at no record", seq.value())));
+            };
+            page.records.push(record);
+        }
+        Ok(page)
+    }
+
+    /// Notified after every commit that changed records (local writes, deletes and
+    /// applied peer versions). A long-poll takes a listener from it, lets go of the store
+    /// and waits; the listener does not borrow the store.
+    pub fn changed(&self) -> &event_listener::Event {
+        &self.changed
+    }
+
+    /// Removes tombstones whose delete is older than `before_millis` (unix ms), with
+    /// their change-log entries, in one transaction. Returns how many were removed.
+    ///
+    /// A peer that still holds the live record and has not seen the delete will hand the
+    /// record back: with the tombstone gone, nothing here says it was deleted.
+    pub fn purge_tombstones(&mut self, before_millis: u64) -> Result<u64, StoreError> {
+        let mut doomed = Vec::new();
+        {
+            let read = self.db.begin_read().map_err(self.fail())?;
+            let tombstones = read.open_table(TOMBSTONES).map_err(self.fail())?;
+            for entry in tombstones.iter().map_err(self.fail())? {
+                let (id, value) = entry.map_err(self.fail())?;
+                let (meta, deleted_at) = record::decode_tombstone(value.value())
+                    .map_err(|reason| self.damaged(id.value(), reason))?;
+                if deleted_at < before_millis {
+                    doomed.push((id.value().to_owned(), meta.seq));
+                }
+            }
+        }
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let txn = self.db.begin_write().map_err(self.fail())?;
+        {
+            let mut tombstones = txn.open_table(TOMBSTONES).map_err(self.fail())?;
+            let mut changes = txn.open_table(CHANGES).map_err(self.fail())?;
+            for (id, seq) in &doomed {
+                tombstones.remove(id.as_str()).map_err(self.fail())?;
+                changes.remove(*seq).map_err(self.fail())?;
+            }
+        }
+        txn.commit().map_err(self.fail())?;
+        Ok(doomed.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Node, encode_node};
+
+    #[test]
+    fn the_node_type_is_read_from_canonical_bytes() {
+        let node = Node {
+            id: "some-id".into(),
+            node_type: "template_node".into(),
+            value: "v".into(),
+            ..Node::default()
+        };
+        assert_eq!(canonical_type(&encode_node(&node)), Some("template_node"));
+        assert_eq!(canonical_type(b"ARKN1\0\0"), None);
+    }
+}
