@@ -146,9 +146,6 @@ impl Store {
         max_bytes: usize,
         filter: &TypeFilter,
     ) -> Result<ChangePage, StoreError> {
-        if filter.is_all() {
-            return self.changes_since(after_seq, limit, max_bytes);
-        }
         let read = self.read()?;
         let changes = read.open_table(CHANGES).map_err(self.fail())?;
         let nodes = read.open_table(NODES).map_err(self.fail())?;
@@ -174,13 +171,15 @@ impl Store {
             }
             let id = id.value();
             let record = if let Some(value) = nodes.get(id).map_err(self.fail())? {
-                let (_, body) =
-                    record::decode(value.value()).map_err(|reason| self.damaged(id, reason))?;
-                let node_type =
-                    canonical_type(body).ok_or_else(|| self.damaged(id, "unreadable node type"))?;
                 page.last_seq = seq.value();
-                if !filter.admits_type(node_type) {
-                    continue;
+                if !filter.is_all() {
+                    let (_, body) =
+                        record::decode(value.value()).map_err(|reason| self.damaged(id, reason))?;
+                    let node_type = canonical_type(body)
+                        .ok_or_else(|| self.damaged(id, "unreadable node type"))?;
+                    if !filter.admits_type(node_type) {
+                        continue;
+                    }
                 }
                 bytes += value.value().len();
                 let (node, meta) = record::decode_live(value.value())

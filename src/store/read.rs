@@ -10,7 +10,7 @@ use redb::{
 use super::error::StoreError;
 use super::lattice::{ChangePage, Conflict, Index, Query, Stats, Store};
 use super::record::{self, Body, Record, RecordMeta};
-use super::tables::{BY_CATEGORY, BY_LANGUAGE, BY_TYPE, CHANGES, CONFLICTS, NODES, TOMBSTONES};
+use super::tables::{BY_CATEGORY, BY_LANGUAGE, BY_TYPE, CONFLICTS, NODES, TOMBSTONES};
 use crate::model::{Hlc, InstanceId, Node, Version};
 
 impl Store {
@@ -129,50 +129,12 @@ impl Store {
         limit: usize,
         max_bytes: usize,
     ) -> Result<ChangePage, StoreError> {
-        let read = self.read()?;
-        let changes = read.open_table(CHANGES).map_err(self.fail())?;
-        let nodes = read.open_table(NODES).map_err(self.fail())?;
-        let tombstones = read.open_table(TOMBSTONES).map_err(self.fail())?;
-        let mut page = ChangePage {
-            last_seq: after_seq,
-            ..ChangePage::default()
-        };
-        let mut bytes = 0;
-        for entry in changes
-            .range(after_seq.saturating_add(1)..)
-            .map_err(self.fail())?
-        {
-            let (seq, id) = entry.map_err(self.fail())?;
-            if page.records.len() >= limit || (bytes >= max_bytes && !page.records.is_empty()) {
-                page.more = true;
-                break;
-            }
-            let id = id.value();
-            let record = if let Some(value) = nodes.get(id).map_err(self.fail())? {
-                bytes += value.value().len();
-                let (node, meta) = record::decode_live(value.value())
-                    .map_err(|reason| self.damaged(id, reason))?;
-                Record {
-                    id: id.to_owned(),
-                    meta,
-                    body: Body::Live(node),
-                }
-            } else if let Some(value) = tombstones.get(id).map_err(self.fail())? {
-                bytes += value.value().len();
-                let (meta, deleted_at) = record::decode_tombstone(value.value())
-                    .map_err(|reason| self.damaged(id, reason))?;
-                Record {
-                    id: id.to_owned(),
-                    meta,
-                    body: Body::Deleted { deleted_at },
-                }
-            } else {
-                return Err(self.damaged(id, format!("change {} points at no record", seq.value())));
-            };
-            page.last_seq = seq.value();
-            page.records.push(record);
-        }
-        Ok(page)
+        self.changes_since_filtered(
+            after_seq,
+            limit,
+            max_bytes,
+            &super::delta::TypeFilter::all(),
+        )
     }
 
     /// Counts by type, language and category, and the size of the store file.

@@ -33,7 +33,7 @@ use super::trust_book;
 use crate::config::TrustMode;
 use crate::config::{SYNC_BATCH_BYTES, SYNC_BATCH_RECORDS};
 use crate::http::PeerUrl;
-use crate::http::{ClientRequest, ClientResponse, HttpClient};
+use crate::http::{ClientRequest, HttpClient};
 use crate::model::{InstanceId, unix_millis_now};
 use crate::protocol::{
     Fields, PROTOCOL_RECONCILE, PROTOCOL_V2, WireError, ark_row, legacy_origin, legacy_record,
@@ -523,24 +523,8 @@ impl Syncer {
         request: ClientRequest,
         what: &str,
     ) -> Result<miniserde::json::Object, SyncError> {
-        let method = request.method.clone();
         let url = request.url.clone();
-        let response: ClientResponse = self
-            .client
-            .send(request)
-            .await
-            .map_err(|error| SyncError::Peer(error.to_string()))?;
-        if !(200..300).contains(&response.status) {
-            let snippet: String = String::from_utf8_lossy(&response.body)
-                .chars()
-                .take(200)
-                .collect();
-            return Err(SyncError::Peer(format!(
-                "{method} {url} answered {}: {}",
-                response.status,
-                snippet.trim()
-            )));
-        }
+        let response = self.send_ok(request).await?;
         parse_object(&response.body, &format!("{what} from {url}")).map_err(SyncError::from)
     }
 

@@ -95,7 +95,10 @@ fn content_hash(record: &RemoteRecord) -> ContentHash {
 impl Syncer {
     /// Sends `request`; a non-2xx answer is an error naming the status and the start of
     /// the body.
-    async fn send_ok(&self, request: ClientRequest) -> Result<ClientResponse, SyncError> {
+    pub(super) async fn send_ok(
+        &self,
+        request: ClientRequest,
+    ) -> Result<ClientResponse, SyncError> {
         let method = request.method.clone();
         let url = request.url.clone();
         let response = self
