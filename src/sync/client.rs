@@ -126,12 +126,17 @@ pub struct Syncer {
     pub max_clock_skew_millis: u64,
     pub verbose: bool,
     in_progress: RefCell<BTreeSet<String>>,
+    /// Notified when any sync ends, for syncs waiting their turn with the same peer.
+    sync_done: event_listener::Event,
     /// Peer-table entries not written yet (see `save_states`).
     pub(super) unsaved: RefCell<std::collections::BTreeMap<String, Vec<u8>>>,
     /// Our last reconciliation set, for serving a peer's rounds and for our own.
     pub reconcile_cache: ReconcileCache,
     last_flush: std::cell::Cell<u64>,
 }
+
+/// How long a sync waits for another sync with the same peer to finish.
+const SYNC_WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// How long the counters of idle syncs may wait in memory before they are written.
 pub const IDLE_FLUSH_MILLIS: u64 = 15 * 60 * 1000;
@@ -156,6 +161,7 @@ impl Syncer {
             max_clock_skew_millis,
             verbose,
             in_progress: RefCell::new(BTreeSet::new()),
+            sync_done: event_listener::Event::new(),
             unsaved: RefCell::new(std::collections::BTreeMap::new()),
             reconcile_cache: ReconcileCache::default(),
             last_flush: std::cell::Cell::new(unix_millis_now()),
@@ -305,12 +311,27 @@ impl Syncer {
             peer: url.to_owned(),
             ..PeerSyncResult::default()
         };
-        if !self.in_progress.borrow_mut().insert(url.to_owned()) {
-            result.error = Some(format!("a sync with {url} is already running"));
-            return result;
+        // One sync per peer at a time: checkpoints are read at the start and written as
+        // batches commit. A sync asked for while another runs (a manual sync during
+        // auto-sync) waits for it and then runs, rather than failing; a long-poll
+        // (`wait`) gives way instead, since the running sync brings the same changes.
+        let deadline = std::time::Instant::now() + SYNC_WAIT_LIMIT;
+        while !self.in_progress.borrow_mut().insert(url.to_owned()) {
+            if wait.is_some() || std::time::Instant::now() >= deadline {
+                result.error = Some(format!("a sync with {url} is already running"));
+                return result;
+            }
+            let done = self.sync_done.listen();
+            if self.in_progress.borrow().contains(url) {
+                futures_lite::future::or(done, async {
+                    smol::Timer::at(deadline).await;
+                })
+                .await;
+            }
         }
         let outcome = self.sync_peer_inner(url, wait, &mut result).await;
         self.in_progress.borrow_mut().remove(url);
+        self.sync_done.notify(usize::MAX);
         if let Err(error) = &outcome {
             result.error = Some(error.to_string());
             self.log(format!("sync with {url} failed: {error}"));

@@ -990,3 +990,43 @@ fn the_cli_manages_a_server_bound_to_one_non_loopback_address() {
     node.run(&["federation", "stop"]).ok();
     assert!(node.wait_exit(Duration::from_secs(15)).success());
 }
+
+/// Two syncs with the same peer at once (a manual sync during auto-sync): the second
+/// waits for the first and then runs, instead of failing with "already running".
+#[test]
+fn a_second_sync_with_the_same_peer_waits_for_the_first() {
+    let a = Lattice::new("overlap-a");
+    let mut ndjson = String::new();
+    for index in 0..4000 {
+        ndjson.push_str(&format!(
+            "{{\"id\":\"overlap_{index:05}\",\"type\":\"template_node\",\"value\":\"record {index}\"}}\n"
+        ));
+    }
+    let file = a.dir.file("overlap.ndjson", &ndjson);
+    a.run(&["import", file.to_str().unwrap()]).ok();
+    let a = Node::serve(a, &[], &[]);
+    let b = Node::start("overlap-b");
+    a.trust(&b);
+    b.trust(&a);
+    b.add_peer(&a.url());
+    let mut first = Background(
+        b.command(&["federation", "sync", "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let second = b.run(&["federation", "sync", "--json"]);
+    let first = first.finish(Duration::from_secs(60));
+    for (name, run) in [("first", &first), ("second", &second)] {
+        assert_eq!(run.code, 0, "{name}: {}{}", run.stdout, run.stderr);
+    }
+    let received = |run: &crate::util::Run| {
+        count(field(
+            &array(field(&run.json(), "result"))[0],
+            "nodesReceived",
+        ))
+    };
+    assert_eq!(received(&first) + received(&second), 4000);
+    assert_eq!(count(field(&b.stats(), "nodes")), 4000);
+}
