@@ -334,12 +334,18 @@ fn http(
     (status, payload)
 }
 
-fn signed(key: &KeyPair, method: &str, path: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+fn signed(
+    key: &KeyPair,
+    audience: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    sign_request(key, method, path, body, now)
+    sign_request(key, method, path, body, now, audience)
         .unwrap()
         .pairs()
         .iter()
@@ -642,6 +648,11 @@ fn bench_size(n: usize, changes: &[usize], deadline: Instant) -> Vec<Row> {
     // Baselines: ARK's hash-list method and the full dump, asked by a sandbox key.
     let key = KeyPair::generate().unwrap();
     b.run_via_api_trust(&key);
+    let b_id = text(field(
+        &b.api("GET", "/api/federation/status", ""),
+        "instanceId",
+    ))
+    .to_owned();
     let listing = {
         let (_, body) = http(
             a.port,
@@ -674,7 +685,7 @@ fn bench_size(n: usize, changes: &[usize], deadline: Instant) -> Vec<Row> {
         &b,
         &proxy,
         |port| {
-            let mut headers = signed(&key, "POST", "/sync", body.as_bytes());
+            let mut headers = signed(&key, &b_id, "POST", "/sync", body.as_bytes());
             headers.push(("content-type", "application/json".into()));
             headers.push(("accept-encoding", "gzip".into()));
             http(port, "POST", "/sync", body.as_bytes(), &headers)
@@ -686,7 +697,7 @@ fn bench_size(n: usize, changes: &[usize], deadline: Instant) -> Vec<Row> {
         &b,
         &proxy,
         |port| {
-            let mut headers = signed(&key, "GET", "/federation/nodes", b"");
+            let mut headers = signed(&key, &b_id, "GET", "/federation/nodes", b"");
             headers.push(("accept-encoding", "gzip".into()));
             http(port, "GET", "/federation/nodes", b"", &headers)
         },
@@ -725,6 +736,11 @@ fn propagation(samples: usize) -> Vec<Duration> {
     );
     let key = KeyPair::generate().unwrap();
     b.run_via_api_trust(&key);
+    let b_id = text(field(
+        &b.api("GET", "/api/federation/status", ""),
+        "instanceId",
+    ))
+    .to_owned();
     // Wait for b's watcher to copy a's records.
     let deadline = Instant::now() + Duration::from_secs(60);
     while number(field(
@@ -752,7 +768,7 @@ fn propagation(samples: usize) -> Vec<Duration> {
             number(field(&stats, "last_seq"))
         };
         let path = format!("/federation/v2/changes?after={seq}&wait=10");
-        let headers = signed(&key, "GET", &path, b"");
+        let headers = signed(&key, &b_id, "GET", &path, b"");
         let b_port = b.port;
         let waiter = thread::spawn(move || {
             let (status, _) = http(b_port, "GET", &path, b"", &headers);

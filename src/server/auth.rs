@@ -66,6 +66,27 @@ pub fn authorize(app: &App, request: &Request, access: Access) -> Result<Caller,
         status: 401,
         message: format!("signed request refused: {error}"),
     })?;
+    // A request names the instance it is for, so it cannot be replayed to another;
+    // without a name (a caller that has not read our info yet) it may only read info.
+    let own_id = app.instance_id_hex();
+    if verified.audience.is_empty() && access != Access::Info {
+        return Err(ApiError {
+            status: 401,
+            message: format!(
+                "signed request refused: {} {} names no audience (header x-ark-audience)",
+                request.method, request.path
+            ),
+        });
+    }
+    if !verified.audience.is_empty() && verified.audience != own_id {
+        return Err(ApiError {
+            status: 401,
+            message: format!(
+                "signed request refused: it is addressed to instance {}, not this one",
+                verified.audience
+            ),
+        });
+    }
     let tier = trust_book::note_caller(&mut app.store.borrow_mut(), verified.public_key, now)?;
     // Open mode serves anyone as core, signed or not; a key given a tier keeps it.
     let tier = tier.or((app.config.federation.trust == TrustMode::Open).then_some(Tier::Core));

@@ -512,18 +512,28 @@ impl Syncer {
         self.signed(ClientRequest::get(url))
     }
 
-    /// Adds the signed-request headers: method, path, body hash, time and nonce.
+    /// Adds the signed-request headers: method, path, body hash, time, nonce, and the
+    /// audience — the peer's instance id once known, so the request is no good to any
+    /// other instance.
     pub(super) fn signed(&self, mut request: ClientRequest) -> ClientRequest {
         let Ok(peer_url) = PeerUrl::parse(&request.url) else {
             // The client reports the bad URL when it sends the request.
             return request;
         };
+        let base = request.url.split("/federation/").next().unwrap_or_default();
+        let audience = self
+            .peer(base)
+            .ok()
+            .flatten()
+            .and_then(|peer| peer.instance_id)
+            .unwrap_or_default();
         match sign_request(
             &self.key,
             &request.method,
             peer_url.path_and_query(),
             &request.body,
             unix_millis_now(),
+            &audience,
         ) {
             Ok(headers) => {
                 for (name, value) in headers.pairs() {

@@ -22,7 +22,8 @@ pub use record::{RecordError, record_signing_bytes, sign_record, verify_record};
 pub use registry::{TrustEntry, TrustEntryError};
 pub use replay::{DEFAULT_MAX_NONCES, REPLAY_WINDOW_MILLIS, ReplayError, ReplayGuard};
 pub use request::{
-    HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, RequestError, SignedHeaders,
-    VerifiedRequest, body_sha256, new_nonce, sign_request, signing_bytes, verify_request,
+    HEADER_AUDIENCE, HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, RequestError,
+    SignedHeaders, VerifiedRequest, body_sha256, new_nonce, sign_request, signing_bytes,
+    verify_request,
 };
 pub use tier::{Access, Tier, TierError};

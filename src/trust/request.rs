@@ -10,6 +10,7 @@
 //! | `X-Ark-Timestamp` | unix milliseconds when signed, decimal                     |
 //! | `X-Ark-Nonce`     | 16 to 64 characters of `A-Z a-z 0-9 - _`, fresh per request |
 //! | `X-Ark-Signature` | Ed25519 signature over [`signing_bytes`], standard base64  |
+//! | `X-Ark-Audience`  | the instance id (hex) the request is for; empty when the caller does not know it yet |
 //!
 //! The body is not sent in a header: the receiver hashes the body it got.
 //!
@@ -23,11 +24,13 @@
 //! 32 bytes                             SHA-256 of the body (of nothing for no body)
 //! u64 BE                               timestamp, unix milliseconds
 //! u32 BE length, nonce
+//! u32 BE length, audience              the recipient's instance id (hex), or empty
 //! ```
 //!
 //! Every variable field is length-prefixed, so no two different requests have the same
-//! bytes. The recipient is not part of them: within the replay window a peer that
-//! received a request could replay it to a third instance that has not seen its nonce.
+//! bytes. The audience binds a request to its recipient: a peer that received a request
+//! cannot replay it to a third instance, which refuses a request addressed to another.
+//! The server decides what an empty audience may still do (`info` only).
 
 use std::fmt;
 
@@ -41,6 +44,7 @@ pub const HEADER_KEY: &str = "x-ark-key";
 pub const HEADER_TIMESTAMP: &str = "x-ark-timestamp";
 pub const HEADER_NONCE: &str = "x-ark-nonce";
 pub const HEADER_SIGNATURE: &str = "x-ark-signature";
+pub const HEADER_AUDIENCE: &str = "x-ark-audience";
 
 const DOMAIN: &[u8] = b"ark-lattice/request/v1\0";
 
@@ -51,9 +55,17 @@ pub fn signing_bytes(
     body_sha256: &[u8; 32],
     timestamp_millis: u64,
     nonce: &str,
+    audience: &str,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(
-        DOMAIN.len() + 3 * 4 + method.len() + path_and_query.len() + 32 + 8 + nonce.len(),
+        DOMAIN.len()
+            + 4 * 4
+            + method.len()
+            + path_and_query.len()
+            + 32
+            + 8
+            + nonce.len()
+            + audience.len(),
     );
     out.extend_from_slice(DOMAIN);
     push_with_length(&mut out, method.as_bytes());
@@ -61,6 +73,7 @@ pub fn signing_bytes(
     out.extend_from_slice(body_sha256);
     out.extend_from_slice(&timestamp_millis.to_be_bytes());
     push_with_length(&mut out, nonce.as_bytes());
+    push_with_length(&mut out, audience.as_bytes());
     out
 }
 
@@ -89,26 +102,30 @@ pub struct SignedHeaders {
     pub timestamp: String,
     pub nonce: String,
     pub signature: String,
+    pub audience: String,
 }
 
 impl SignedHeaders {
-    pub fn pairs(&self) -> [(&'static str, &str); 4] {
+    pub fn pairs(&self) -> [(&'static str, &str); 5] {
         [
             (HEADER_KEY, &self.key),
             (HEADER_TIMESTAMP, &self.timestamp),
             (HEADER_NONCE, &self.nonce),
             (HEADER_SIGNATURE, &self.signature),
+            (HEADER_AUDIENCE, &self.audience),
         ]
     }
 }
 
-/// Signs a request about to be sent, with a fresh nonce.
+/// Signs a request about to be sent to `audience` (the recipient's instance id in hex,
+/// or empty when not known yet), with a fresh nonce.
 pub fn sign_request(
     key_pair: &KeyPair,
     method: &str,
     path_and_query: &str,
     body: &[u8],
     timestamp_millis: u64,
+    audience: &str,
 ) -> Result<SignedHeaders, KeyError> {
     let nonce = new_nonce()?;
     let message = signing_bytes(
@@ -117,21 +134,25 @@ pub fn sign_request(
         &body_sha256(body),
         timestamp_millis,
         &nonce,
+        audience,
     );
     Ok(SignedHeaders {
         key: key_pair.public_key().to_base64(),
         timestamp: timestamp_millis.to_string(),
         nonce,
         signature: key_pair.sign(&message).to_base64(),
+        audience: audience.to_owned(),
     })
 }
 
 /// Who sent a request whose signature checked out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedRequest {
     pub public_key: PublicKey,
     pub instance_id: InstanceId,
     pub timestamp_millis: u64,
+    /// The recipient the caller signed for; empty when it did not name one.
+    pub audience: String,
 }
 
 /// A signed request was refused.
@@ -189,12 +210,14 @@ pub fn verify_request<'a>(
     guard
         .check_fresh(nonce, timestamp_millis, now_millis)
         .map_err(RequestError::Replay)?;
+    let audience = header(HEADER_AUDIENCE).unwrap_or("");
     let message = signing_bytes(
         method,
         path_and_query,
         &body_sha256(body),
         timestamp_millis,
         nonce,
+        audience,
     );
     verify(&public_key, &message, &signature).map_err(RequestError::BadSignature)?;
     guard
@@ -204,6 +227,7 @@ pub fn verify_request<'a>(
         public_key,
         instance_id: public_key.instance_id(),
         timestamp_millis,
+        audience: audience.to_owned(),
     })
 }
 
@@ -222,6 +246,7 @@ mod tests {
             &body_hash,
             0x0102,
             "abcdefghijklmnop",
+            "ab12",
         );
         let mut expected = b"ark-lattice/request/v1\0".to_vec();
         expected.extend_from_slice(&[0, 0, 0, 3]);
@@ -232,6 +257,8 @@ mod tests {
         expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1, 2]);
         expected.extend_from_slice(&[0, 0, 0, 16]);
         expected.extend_from_slice(b"abcdefghijklmnop");
+        expected.extend_from_slice(&[0, 0, 0, 4]);
+        expected.extend_from_slice(b"ab12");
         assert_eq!(bytes, expected);
         assert_eq!(
             hex(&body_hash),
@@ -239,8 +266,8 @@ mod tests {
         );
         // Moving a byte between fields changes the bytes: the lengths keep them apart.
         assert_ne!(
-            signing_bytes("GET", "/a", &body_hash, 1, "n"),
-            signing_bytes("GET/", "a", &body_hash, 1, "n")
+            signing_bytes("GET", "/a", &body_hash, 1, "n", ""),
+            signing_bytes("GET/", "a", &body_hash, 1, "n", "")
         );
     }
 
@@ -258,7 +285,7 @@ mod tests {
     fn signed_request_verifies_once() {
         let key_pair = KeyPair::generate().unwrap();
         let body = br#"{"nodes": []}"#;
-        let signed = sign_request(&key_pair, "POST", "/v2/push", body, NOW).unwrap();
+        let signed = sign_request(&key_pair, "POST", "/v2/push", body, NOW, "").unwrap();
         let mut guard = ReplayGuard::default();
         let verified = verify_request(
             headers_of(&signed),
@@ -305,7 +332,7 @@ mod tests {
             assert_eq!(result.unwrap_err().to_string(), expected);
         }
         let key_pair = KeyPair::generate().unwrap();
-        let signed = sign_request(&key_pair, "POST", "/v2/push", b"body", NOW).unwrap();
+        let signed = sign_request(&key_pair, "POST", "/v2/push", b"body", NOW, "").unwrap();
         let mut guard = ReplayGuard::default();
         let mismatch =
             "header x-ark-signature: signature does not match the message and public key";

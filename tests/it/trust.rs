@@ -121,12 +121,18 @@ fn http(
     (status, body)
 }
 
-fn signed(key: &KeyPair, method: &str, path: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+fn signed(
+    key: &KeyPair,
+    audience: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    let headers = sign_request(key, method, path, body, now).unwrap();
+    let headers = sign_request(key, method, path, body, now, audience).unwrap();
     headers
         .pairs()
         .iter()
@@ -322,7 +328,13 @@ fn delta_sync_returns_exactly_the_records_whose_hash_differs() {
         "POST",
         "/sync",
         body.as_bytes(),
-        &signed(&client, "POST", "/sync", body.as_bytes()),
+        &signed(
+            &client,
+            &server.instance_id(),
+            "POST",
+            "/sync",
+            body.as_bytes(),
+        ),
     );
     assert_eq!(status, 200, "{answer}");
     let answer: Value = json::from_str(&answer).unwrap();
@@ -589,9 +601,23 @@ fn tiers_limit_what_peers_may_do_and_replays_are_refused() {
         .run(&["trust", "add", &caller.public_key().to_base64()])
         .ok();
     let path = "/federation/v2/changes?after=0";
-    let headers = signed(&caller, "GET", path, b"");
+    let headers = signed(&caller, &origin.instance_id(), "GET", path, b"");
     assert_eq!(http(origin.port, "GET", path, b"", &headers).0, 200);
     let (status, body) = http(origin.port, "GET", path, b"", &headers);
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("nonce") || body.contains("replay"), "{body}");
+    // Nor can an instance that received it replay it to a third one that trusts the
+    // caller too: the request names the instance it was for.
+    sandbox
+        .lattice
+        .run(&["trust", "add", &caller.public_key().to_base64()])
+        .ok();
+    let (status, body) = http(sandbox.port, "GET", path, b"", &headers);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("addressed to instance"), "{body}");
+    // A request naming no instance may read info, not pull.
+    let anonymous = signed(&caller, "", "GET", path, b"");
+    let (status, body) = http(origin.port, "GET", path, b"", &anonymous);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("names no audience"), "{body}");
 }
