@@ -181,6 +181,8 @@ impl Node {
             .arg(&self.dir)
             .args(args)
             .env_remove("DEBUG")
+            // Bench servers announce nothing on the machine's network.
+            .env("FEDERATION_DISCOVERY", "false")
             .stdin(Stdio::null());
         command
     }

@@ -246,6 +246,9 @@ impl Server {
         for name in CLEARED_ENV {
             command.env_remove(name);
         }
+        // Bench servers announce nothing on the machine's network (LAN beacons are on
+        // by default for local instances).
+        command.env("FEDERATION_DISCOVERY", "false");
         command.envs(env.iter().copied());
         command.arg("--data-dir").arg(data_dir);
         if verbose {

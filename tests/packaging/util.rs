@@ -96,6 +96,9 @@ pub fn clean_command(program: impl AsRef<OsStr>) -> Command {
     ] {
         command.env_remove(variable);
     }
+    // Test servers announce nothing on the machine's network (LAN beacons are on by
+    // default for local instances).
+    command.env("FEDERATION_DISCOVERY", "false");
     command.stdin(Stdio::null());
     command
 }
