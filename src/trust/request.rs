@@ -10,7 +10,7 @@
 //! | `X-Ark-Timestamp` | unix milliseconds when signed, decimal                     |
 //! | `X-Ark-Nonce`     | 16 to 64 characters of `A-Z a-z 0-9 - _`, fresh per request |
 //! | `X-Ark-Signature` | Ed25519 signature over [`signing_bytes`], standard base64  |
-//! | `X-Ark-Audience`  | the instance id (hex) the request is for; empty when the caller does not know it yet |
+//! | `X-Ark-Audience`  | the instance id (hex, or a prefix of it) the request is for; empty when the caller does not know it yet |
 //!
 //! The body is not sent in a header: the receiver hashes the body it got.
 //!
@@ -24,7 +24,7 @@
 //! 32 bytes                             SHA-256 of the body (of nothing for no body)
 //! u64 BE                               timestamp, unix milliseconds
 //! u32 BE length, nonce
-//! u32 BE length, audience              the recipient's instance id (hex), or empty
+//! u32 BE length, audience              the recipient's instance id (hex or a prefix), or empty
 //! ```
 //!
 //! Every variable field is length-prefixed, so no two different requests have the same
