@@ -398,22 +398,7 @@ impl HttpClient {
             self.put_idle(peer);
         }
 
-        let wire_framing = [
-            header::CONTENT_LENGTH,
-            header::CONTENT_ENCODING,
-            header::TRANSFER_ENCODING,
-        ];
-        let headers = parts
-            .headers
-            .iter()
-            .filter(|(name, _)| !wire_framing.contains(name))
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_owned(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = super::message::body_headers(&parts.headers);
         Ok(ClientResponse {
             status: parts.status.as_u16(),
             headers,

@@ -436,23 +436,7 @@ impl Exchange {
             }
         };
 
-        // These describe the bytes on the wire, not the body the handler gets.
-        let wire_framing = [
-            header::CONTENT_LENGTH,
-            header::CONTENT_ENCODING,
-            header::TRANSFER_ENCODING,
-        ];
-        let headers = parts
-            .headers
-            .iter()
-            .filter(|(name, _)| !wire_framing.contains(name))
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_owned(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = super::message::body_headers(&parts.headers);
         Ok(Request {
             method: parts.method.as_str().to_owned(),
             path: parts.uri.path().to_owned(),
