@@ -222,6 +222,28 @@ pub fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&decoded).into_owned()
 }
 
+/// The headers of a message as our plain pairs, without the ones that describe the bytes
+/// on the wire (length, content and transfer encoding), which no longer hold for the
+/// collected, decompressed body handed on.
+pub(crate) fn body_headers(headers: &hyper::HeaderMap) -> Vec<(String, String)> {
+    use hyper::header;
+    let wire_framing = [
+        header::CONTENT_LENGTH,
+        header::CONTENT_ENCODING,
+        header::TRANSFER_ENCODING,
+    ];
+    headers
+        .iter()
+        .filter(|(name, _)| !wire_framing.contains(name))
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,26 +305,4 @@ mod tests {
         assert!(sender.is_closed());
         assert_eq!(smol::block_on(sender.send(b"x".to_vec())), Err(ClientGone));
     }
-}
-
-/// The headers of a message as our plain pairs, without the ones that describe the bytes
-/// on the wire (length, content and transfer encoding), which no longer hold for the
-/// collected, decompressed body handed on.
-pub(crate) fn body_headers(headers: &hyper::HeaderMap) -> Vec<(String, String)> {
-    use hyper::header;
-    let wire_framing = [
-        header::CONTENT_LENGTH,
-        header::CONTENT_ENCODING,
-        header::TRANSFER_ENCODING,
-    ];
-    headers
-        .iter()
-        .filter(|(name, _)| !wire_framing.contains(name))
-        .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
 }
