@@ -151,9 +151,9 @@ pub fn reconcile(app: &App, request: &Request) -> Response {
 
 /// `POST /federation/v2/fetch[?types=T,U][&limit=N][&max_bytes=B][&rank=1]`, body:
 /// 32-byte version digests one after another → `{records, more, missing, ranked}`: the
-/// records behind them, highest `priority` first, at most `limit` and about
-/// `max_bytes`; `ranked` (with `rank=1`) the indices of the digests whose records have a
-/// priority, highest first. `more` says a limit cut the list;
+/// records behind them, highest `priority` first and then by id, at most `limit` and
+/// about `max_bytes`; `ranked` (with `rank=1`) the indices of all the digests in that
+/// order. `more` says a limit cut the list;
 /// `missing` counts digests of versions we no longer hold (replaced since).
 pub fn fetch(app: &App, request: &Request) -> Result<Value, ApiError> {
     authorize(app, request, Access::Pull)?;
@@ -192,14 +192,20 @@ pub fn fetch(app: &App, request: &Request) -> Result<Value, ApiError> {
         }
     }
     let mut records = app.store.borrow().records(&ids)?;
-    crate::sync::by_priority(&mut records);
+    // Highest priority first, then in id order: a receiver inserting in key order
+    // rewrites far fewer B-tree pages than one inserting at random (the digests come in
+    // hash order).
+    records.sort_by(|a, b| {
+        crate::sync::priority_of(b)
+            .cmp(&crate::sync::priority_of(a))
+            .then_with(|| a.id.cmp(&b.id))
+    });
     // With `rank=1` (a client's first request, listing everything it lacks) the answer
-    // also says which of the digests carry a priority, highest first, so the client
-    // can ask for those first and send only a batch of digests per request after.
+    // also gives that order for all the digests, so the client asks for them in it and
+    // sends only a batch of digests per request after.
     let ranked: Array = if request.query_param("rank").as_deref() == Some("1") {
         records
             .iter()
-            .filter(|record| crate::sync::priority_of(record) != 0)
             .filter_map(|record| index_of.get(record.id.as_str()).copied().map(number))
             .collect()
     } else {
