@@ -138,18 +138,7 @@ pub fn sync(app: &App, request: &Request) -> Result<Value, ApiError> {
                 Err(error) => rejected.push(rejection(index, row, &error.to_string())),
             }
         }
-        let outcome = app.store.borrow_mut().apply_remote(
-            &records,
-            unix_millis_now(),
-            app.config.federation.max_clock_skew.as_millis() as u64,
-            None,
-        )?;
-        for (id, reason) in &outcome.rejected {
-            rejected.push(super::routes::object([
-                ("id", text(id)),
-                ("error", text(reason)),
-            ]));
-        }
+        let outcome = apply_reporting(app, &records, &mut rejected)?;
         return Ok(super::routes::object([
             ("imported", number(outcome.applied)),
             ("conflicts", number(outcome.conflicts)),
@@ -170,6 +159,23 @@ pub fn sync(app: &App, request: &Request) -> Result<Value, ApiError> {
         ("timestamp", number(unix_millis_now())),
         ("nodes", Value::Array(rows)),
     ]))
+}
+
+/// Applies records a peer sent, with the syncer's clock-skew rule, and adds the ones the
+/// store refused to `rejected` as `{id, error}`.
+fn apply_reporting(
+    app: &App,
+    records: &[crate::store::RemoteRecord],
+    rejected: &mut Array,
+) -> Result<crate::store::ApplyOutcome, ApiError> {
+    let outcome = app.syncer.apply(records, None)?;
+    for (id, reason) in &outcome.rejected {
+        rejected.push(super::routes::object([
+            ("id", text(id)),
+            ("error", text(reason)),
+        ]));
+    }
+    Ok(outcome)
 }
 
 fn rejection(index: usize, row: &Value, reason: &str) -> Value {
@@ -263,23 +269,10 @@ pub fn push(app: &App, request: &Request) -> Result<Value, ApiError> {
             Err(reason) => rejected.push(rejection(index, value, &reason)),
         }
     }
-    let (outcome, seq_before, seq_after) = {
-        let mut store = app.store.borrow_mut();
-        let seq_before = store.last_seq();
-        let outcome = store.apply_remote(
-            &records,
-            unix_millis_now(),
-            app.config.federation.max_clock_skew.as_millis() as u64,
-            None,
-        )?;
-        (outcome, seq_before, store.last_seq())
-    };
-    for (id, reason) in &outcome.rejected {
-        rejected.push(super::routes::object([
-            ("id", text(id)),
-            ("error", text(reason)),
-        ]));
-    }
+    // No `.await` between these three: nothing else writes in between.
+    let seq_before = app.store.borrow().last_seq();
+    let outcome = apply_reporting(app, &records, &mut rejected)?;
+    let seq_after = app.store.borrow().last_seq();
     // The sequences this push took in our change log: a pusher whose pull checkpoint
     // is `seq_before` may move it to `seq_after`, since all between is its own records.
     Ok(super::routes::object([

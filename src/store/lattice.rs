@@ -516,8 +516,8 @@ impl Store {
                 signature: remote.signature,
             };
             if let Some((local, local_body)) = &previous {
-                let same_content = local.hash == hash
-                    && local_body_is_deleted(local_body) == remote_is_deleted(&remote.body);
+                let same_content =
+                    local.hash == hash && local_body.is_deleted() == remote.body.is_deleted();
                 let related = |newer: &RecordMeta, older: &RecordMeta| {
                     same_content
                         || newer.version.origin == older.version.origin
@@ -704,14 +704,6 @@ impl RemoteRecord {
             Body::Deleted { deleted_at } => Some(*deleted_at),
         }
     }
-}
-
-fn local_body_is_deleted(body: &Body) -> bool {
-    matches!(body, Body::Deleted { .. })
-}
-
-fn remote_is_deleted(body: &Body) -> bool {
-    matches!(body, Body::Deleted { .. })
 }
 
 fn open_error(path: &Path, error: redb::DatabaseError) -> StoreError {

@@ -51,6 +51,12 @@ pub enum Body {
     Deleted { deleted_at: u64 },
 }
 
+impl Body {
+    pub fn is_deleted(&self) -> bool {
+        matches!(self, Body::Deleted { .. })
+    }
+}
+
 /// One record as the store and the change feed see it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
@@ -61,7 +67,7 @@ pub struct Record {
 
 impl Record {
     pub fn is_deleted(&self) -> bool {
-        matches!(self.body, Body::Deleted { .. })
+        self.body.is_deleted()
     }
 
     pub fn node(&self) -> Option<&Node> {

@@ -574,7 +574,7 @@ impl Syncer {
         .with_gzip_body()
     }
 
-    pub(super) fn apply(
+    pub fn apply(
         &self,
         records: &[RemoteRecord],
         peer_state: Option<(&str, &[u8])>,
