@@ -1005,7 +1005,9 @@ fn a_second_sync_with_the_same_peer_waits_for_the_first() {
     let file = a.dir.file("overlap.ndjson", &ndjson);
     a.run(&["import", file.to_str().unwrap()]).ok();
     let a = Node::serve(a, &[], &[]);
-    let b = Node::start("overlap-b");
+    // A slow link for B, so its first sync is surely still running when the second
+    // one is asked for.
+    let b = Node::start_with("overlap-b", &[], &["--max-recv-rate", "65536"]);
     a.trust(&b);
     b.trust(&a);
     b.add_peer(&a.url());
@@ -1016,8 +1018,18 @@ fn a_second_sync_with_the_same_peer_waits_for_the_first() {
             .spawn()
             .unwrap(),
     );
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
     let second = b.run(&["federation", "sync", "--json"]);
+    let waited = started.elapsed();
     let first = first.finish(Duration::from_secs(60));
+    assert!(
+        first.stdout.contains("\"success\":true"),
+        "the first sync ran: {}",
+        first.stdout
+    );
+    // It waited for the first sync rather than failing at once.
+    assert!(waited > Duration::from_millis(300), "{waited:?}");
     for (name, run) in [("first", &first), ("second", &second)] {
         assert_eq!(run.code, 0, "{name}: {}{}", run.stdout, run.stderr);
     }
