@@ -357,8 +357,8 @@ pub struct Serve {
     /// second (default: $FEDERATION_WATCH, else off)
     #[argh(switch)]
     pub watch: bool,
-    /// send at most this many bytes per second over HTTP, peers and control API
-    /// together (default: $FEDERATION_MAX_SEND_RATE, else no cap)
+    /// send at most this many bytes per second to peers; loopback callers such as the
+    /// CLI are not capped (default: $FEDERATION_MAX_SEND_RATE, else no cap)
     #[argh(option)]
     pub max_send_rate: Option<u64>,
     /// receive at most this many bytes per second (default:

@@ -409,6 +409,10 @@ impl FederationConfig {
                 Some(text) => parse_bool(&text)
                     .ok_or_else(|| invalid("ARK_BEHIND_PROXY", &text, "true or false"))?,
             };
+        let limits = ServerLimits {
+            uncapped_loopback: !behind_proxy,
+            ..limits
+        };
         Ok(FederationConfig {
             trust,
             behind_proxy,

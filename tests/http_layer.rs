@@ -43,6 +43,7 @@ fn test_limits() -> ServerLimits {
         max_body_bytes: 64 * 1024,
         // The clients here are on loopback; 0 keeps `max_body_bytes` in force for them.
         max_loopback_body_bytes: 0,
+        uncapped_loopback: true,
         max_head_bytes: 8 * 1024,
         gzip_threshold: 1024,
         shutdown_grace: Duration::from_secs(2),

@@ -58,6 +58,7 @@ use super::wire::{Activity, CountingStream, InFlight, WireStats};
 /// | `max_connections` | 32 |
 /// | `max_body_bytes` | 4 MiB |
 /// | `max_loopback_body_bytes` | 256 MiB |
+/// | `uncapped_loopback` | true |
 /// | `max_head_bytes` | 16 KiB |
 /// | `gzip_threshold` | 1 KiB |
 /// | `shutdown_grace` | 10 s |
@@ -87,6 +88,10 @@ pub struct ServerLimits {
     /// The body limit for callers on this machine (the CLI sending an import to the
     /// server that holds the store), which are not the peers the limit guards against.
     pub max_loopback_body_bytes: usize,
+    /// Leave callers on loopback (the CLI talking to its server) out of the process's
+    /// bandwidth caps. Off behind a reverse proxy, whose traffic also comes from
+    /// loopback.
+    pub uncapped_loopback: bool,
     /// Largest request head; hyper answers 431 beyond it.
     pub max_head_bytes: usize,
     /// Full response bodies larger than this are gzip-compressed for clients that accept
@@ -106,6 +111,7 @@ impl Default for ServerLimits {
             max_connections: 32,
             max_body_bytes: 4 * 1024 * 1024,
             max_loopback_body_bytes: 256 * 1024 * 1024,
+            uncapped_loopback: true,
             max_head_bytes: 16 * 1024,
             gzip_threshold: 1024,
             shutdown_grace: Duration::from_secs(10),
@@ -273,6 +279,11 @@ impl Connection {
         self.stats.add_connection();
         let activity = Activity::new();
         let io = CountingStream::new(stream, Rc::clone(&self.stats), Some(Rc::clone(&activity)));
+        let io = if self.limits.uncapped_loopback && is_loopback(&self.remote_addr) {
+            io.uncapped()
+        } else {
+            io
+        };
         let exchange = Rc::new(Exchange {
             limits: self.limits,
             stats: Rc::clone(&self.stats),

@@ -207,6 +207,8 @@ pub(crate) struct CountingStream<S> {
     inner: S,
     stats: Rc<WireStats>,
     activity: Option<Rc<Activity>>,
+    /// Whether the process's bandwidth caps apply to this stream.
+    capped: bool,
     read_timer: Option<Timer>,
     write_timer: Option<Timer>,
 }
@@ -217,9 +219,17 @@ impl<S> CountingStream<S> {
             inner,
             stats,
             activity,
+            capped: true,
             read_timer: None,
             write_timer: None,
         }
+    }
+
+    /// Counts the bytes but leaves the bandwidth caps out: for callers on this machine,
+    /// whose bytes never cross the metered link the caps protect.
+    pub(crate) fn uncapped(mut self) -> Self {
+        self.capped = false;
+        self
     }
 
     fn record(&self, counter: &Cell<u64>, byte_count: usize) {
@@ -240,7 +250,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for CountingStream<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let stats = Rc::clone(&this.stats);
-        let limit = stats.receive_limit.as_ref();
+        let limit = stats.receive_limit.as_ref().filter(|_| this.capped);
         let allowed = match poll_allowance(limit, &mut this.read_timer, cx, buf.len()) {
             Poll::Ready(allowed) => allowed,
             Poll::Pending => return Poll::Pending,
@@ -264,7 +274,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CountingStream<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let stats = Rc::clone(&this.stats);
-        let limit = stats.send_limit.as_ref();
+        let limit = stats.send_limit.as_ref().filter(|_| this.capped);
         let allowed = match poll_allowance(limit, &mut this.write_timer, cx, buf.len()) {
             Poll::Ready(allowed) => allowed,
             Poll::Pending => return Poll::Pending,
@@ -284,7 +294,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CountingStream<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        if self.stats.send_limit.is_some() {
+        if self.stats.send_limit.is_some() && self.capped {
             // Capped: one buffer at a time, through the limit in `poll_write`.
             let first = bufs
                 .iter()
@@ -347,6 +357,29 @@ mod tests {
         assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}");
         assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
         assert_eq!(stats.bytes_sent(), 15_000);
+    }
+
+    #[test]
+    fn an_uncapped_stream_is_counted_but_not_limited() {
+        let stats = WireStats::with_rate_limits(Some(1_000), Some(1_000));
+        let mut stream =
+            CountingStream::new(Cursor::new(vec![1u8; 50_000]), Rc::clone(&stats), None).uncapped();
+        let started = Instant::now();
+        smol::block_on(async {
+            let mut buf = vec![0u8; 50_000];
+            stream.read_exact(&mut buf).await.unwrap();
+            stream.write_all(&buf).await.unwrap();
+        });
+        // Capped at 1,000 bytes/s both ways this would take over a minute.
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            (stats.bytes_received(), stats.bytes_sent()),
+            (50_000, 50_000)
+        );
     }
 
     #[test]
