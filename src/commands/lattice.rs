@@ -278,8 +278,8 @@ fn write_export(
 pub fn add(session: &mut Session<'_>, args: &cli::Add) -> Result<(), Error> {
     let mut node = match &args.json {
         Some(text) => {
-            let value: Value = json::from_str(text)
-                .map_err(|_| Error::Usage("--json is not valid JSON".into()))?;
+            let value: Value = crate::model::parse_json(text)
+                .map_err(|error| Error::Usage(format!("--json {error}")))?;
             Node::from_json(&value)
                 .map_err(|error| Error::Usage(format!("invalid node: {error}")))?
         }

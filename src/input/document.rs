@@ -18,11 +18,11 @@
 
 use std::fmt;
 
-use miniserde::json::{self, Object, Value};
+use miniserde::json::{Object, Value};
 
 use super::error::{DocumentError, Location, RecordError, RecordProblem, TopicsProblem};
-use super::syntax::{SyntaxError, locate_error};
-use crate::model::{LIMITS, Node};
+use super::syntax::{SyntaxError, error_at, locate_error};
+use crate::model::{JsonError, LIMITS, MAX_JSON_DEPTH, Node, parse_json};
 
 /// The input formats, as detected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,13 +104,26 @@ pub fn parse_document(source: &str, text: &str) -> Result<Document, DocumentErro
             records,
         });
     }
-    match json::from_str::<Value>(text) {
+    match parse_json(text) {
         Ok(value) => from_value(source, value),
         Err(_) if looks_like_ndjson(text) => Ok(ndjson(source, text)),
-        Err(_) => Err(DocumentError::Malformed {
+        Err(error) => Err(DocumentError::Malformed {
             source: source.to_owned(),
-            error: locate_error(text),
+            error: syntax_error(text, error),
         }),
+    }
+}
+
+/// Where and why `text` was refused. Too deep a text may be valid JSON otherwise, so
+/// the scanner is not asked.
+fn syntax_error(text: &str, error: JsonError) -> SyntaxError {
+    match error {
+        JsonError::TooDeep { byte_offset } => error_at(
+            text,
+            byte_offset,
+            format!("arrays and objects nest deeper than {MAX_JSON_DEPTH} levels"),
+        ),
+        JsonError::Syntax => locate_error(text),
     }
 }
 
@@ -165,7 +178,7 @@ fn array_records(source: &str, text: &str) -> Option<Vec<Result<Node, RecordErro
     }
     let mut records = Vec::new();
     let mut push = |element: &str| {
-        let value = json::from_str::<Value>(element).ok()?;
+        let value = parse_json(element).ok()?;
         let index = records.len() + 1;
         records.push(record(source, &value, None, || Location::Record(index)));
         Some(())
@@ -280,27 +293,27 @@ fn looks_like_ndjson(text: &str) -> bool {
     let (Some((_, first)), Some((second_number, second))) = (lines.next(), lines.next()) else {
         return false;
     };
-    if json::from_str::<Value>(first).is_ok() {
+    if parse_json(first).is_ok() {
         return true;
     }
     first
         .trim_start_matches(is_json_whitespace)
         .starts_with('{')
-        && matches!(json::from_str::<Value>(second), Ok(Value::Object(_)))
+        && matches!(parse_json(second), Ok(Value::Object(_)))
         && locate_error(text).line <= second_number
 }
 
 fn ndjson(source: &str, text: &str) -> Document {
     let records = non_blank_lines(text)
-        .map(|(line_number, line)| match json::from_str::<Value>(line) {
+        .map(|(line_number, line)| match parse_json(line) {
             Ok(value) => record(source, &value, None, || Location::Line(line_number)),
-            Err(_) => Err(RecordError {
+            Err(error) => Err(RecordError {
                 source: source.to_owned(),
                 location: Location::Line(line_number),
                 id: None,
                 problem: RecordProblem::Syntax(SyntaxError {
                     line: line_number,
-                    ..locate_error(line)
+                    ..syntax_error(line, error)
                 }),
             }),
         })

@@ -49,6 +49,18 @@ pub fn locate_error(text: &str) -> SyntaxError {
     }
 }
 
+/// A syntax error at a byte offset of `text` that the caller found itself, such as
+/// nesting past [`crate::model::MAX_JSON_DEPTH`]. The offset must be on a character
+/// boundary.
+pub fn error_at(text: &str, offset: usize, message: String) -> SyntaxError {
+    let (line, column) = line_and_column(text, offset.min(text.len()));
+    SyntaxError {
+        line,
+        column,
+        message,
+    }
+}
+
 /// 1-based line and character column of a byte offset.
 fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text.as_bytes()[..offset];

@@ -3,11 +3,16 @@
 
 mod canonical;
 mod clock;
+mod json;
 mod node;
 mod time;
 
 pub use canonical::{CanonicalError, ContentHash, decode_node, encode_node};
 pub use clock::{Clock, Hlc, InstanceId, Version};
 pub use clock::{hex, parse_hex};
-pub use node::{FieldError, LIMITS, Limits, Node, NodeList, Shape};
-pub use time::{format_rfc3339, format_sqlite, parse_timestamp, unix_millis_now};
+pub use json::{JsonError, MAX_JSON_DEPTH, parse_json};
+pub use node::{FieldError, LIMITS, Limits, Node, NodeList, Shape, validate_id};
+pub use time::{
+    MAX_TIMESTAMP_MILLIS, check_timestamp, format_rfc3339, format_sqlite, parse_timestamp,
+    unix_millis_now,
+};

@@ -6,6 +6,7 @@ use std::fmt;
 
 use miniserde::json::{self, Array, Number, Object, Value};
 
+use super::json::{JsonError, parse_json};
 use super::time::{format_rfc3339, format_sqlite, parse_timestamp, timestamp_from_number};
 
 /// Size limits on one record; every input path checks them.
@@ -146,19 +147,7 @@ impl Node {
     /// Checks the limits and the id rules. Every constructor path ends here.
     pub fn validate(&self) -> Result<(), FieldError> {
         let limits = LIMITS;
-        let id_chars = self.id.chars().count();
-        if id_chars == 0 || id_chars > limits.id_chars {
-            return Err(FieldError::new(
-                "id",
-                format!(
-                    "must be 1 to {} characters, got {id_chars}",
-                    limits.id_chars
-                ),
-            ));
-        }
-        if self.id.chars().any(char::is_control) {
-            return Err(FieldError::new("id", "contains a control character"));
-        }
+        validate_id(&self.id)?;
         if self.node_type.trim().is_empty() {
             return Err(FieldError::new("type", "is empty"));
         }
@@ -231,7 +220,7 @@ impl Node {
         let mut object = Object::new();
         for (key, text) in &self.extra {
             // The text was written by miniserde from a parsed value, so it parses again.
-            let value = json::from_str::<Value>(text).unwrap_or(Value::Null);
+            let value = parse_json(text).unwrap_or(Value::Null);
             object.insert(key.clone(), value);
         }
         let string = |text: &str| Value::String(text.to_owned());
@@ -280,6 +269,25 @@ impl Node {
         }
         object
     }
+}
+
+/// The id rules, for live records and tombstones alike: 1 to [`Limits::id_chars`]
+/// characters, none of them a control character.
+pub fn validate_id(id: &str) -> Result<(), FieldError> {
+    let id_chars = id.chars().count();
+    if id_chars == 0 || id_chars > LIMITS.id_chars {
+        return Err(FieldError::new(
+            "id",
+            format!(
+                "must be 1 to {} characters, got {id_chars}",
+                LIMITS.id_chars
+            ),
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(FieldError::new("id", "contains a control character"));
+    }
+    Ok(())
 }
 
 fn check_length(field: &str, text: &str, limit: usize) -> Result<(), FieldError> {
@@ -331,8 +339,13 @@ fn list(field: &str, value: &Value) -> Result<NodeList, FieldError> {
         Value::Array(array) => array,
         Value::String(text) if text.trim().is_empty() => return Ok(Vec::new()),
         Value::String(text) => {
-            parsed = json::from_str::<Value>(text).map_err(|_| {
-                FieldError::new(field, "is a string that does not hold a JSON array")
+            parsed = parse_json(text).map_err(|error| match error {
+                JsonError::TooDeep { .. } => {
+                    FieldError::new(field, format!("is a string that {error}"))
+                }
+                JsonError::Syntax => {
+                    FieldError::new(field, "is a string that does not hold a JSON array")
+                }
             })?;
             match &parsed {
                 Value::Array(array) => array,

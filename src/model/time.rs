@@ -11,6 +11,21 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// timestamp is ambiguous.
 const MILLIS_THRESHOLD: u64 = 100_000_000_000;
 
+/// The latest timestamp accepted on input: 9999-12-31T23:59:59.999Z. Anything later
+/// would be written back with a five-digit year, which no reader (this one included)
+/// takes, so a record holding it could not be exported and imported again (issue 10).
+pub const MAX_TIMESTAMP_MILLIS: u64 = 253_402_300_799_999;
+
+/// Refuses timestamps past [`MAX_TIMESTAMP_MILLIS`].
+pub fn check_timestamp(millis: u64) -> Result<u64, String> {
+    if millis > MAX_TIMESTAMP_MILLIS {
+        return Err(format!(
+            "timestamp {millis} is after 9999-12-31T23:59:59.999Z ({MAX_TIMESTAMP_MILLIS} ms)"
+        ));
+    }
+    Ok(millis)
+}
+
 /// The wall clock in unix milliseconds; 0 if the clock is before 1970.
 pub fn unix_millis_now() -> u64 {
     SystemTime::now()
@@ -20,11 +35,11 @@ pub fn unix_millis_now() -> u64 {
 }
 
 /// Reads a number of seconds or milliseconds since the epoch.
-fn from_unix_number(number: u64) -> u64 {
+fn from_unix_number(number: u64) -> Option<u64> {
     if number >= MILLIS_THRESHOLD {
-        number
+        Some(number)
     } else {
-        number * 1000
+        number.checked_mul(1000)
     }
 }
 
@@ -34,14 +49,18 @@ pub fn parse_timestamp(text: &str) -> Result<u64, String> {
     if !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()) {
         return text
             .parse::<u64>()
-            .map(from_unix_number)
-            .map_err(|_| format!("timestamp {text:?} is out of range"));
+            .ok()
+            .and_then(from_unix_number)
+            .ok_or_else(|| format!("timestamp {text:?} is out of range"))
+            .and_then(check_timestamp);
     }
-    parse_datetime(text).ok_or_else(|| {
-        format!(
-            "timestamp {text:?} is not unix seconds/milliseconds, RFC 3339 or YYYY-MM-DD HH:MM:SS"
-        )
-    })
+    parse_datetime(text)
+        .ok_or_else(|| {
+            format!(
+                "timestamp {text:?} is not unix seconds/milliseconds, RFC 3339 or YYYY-MM-DD HH:MM:SS"
+            )
+        })
+        .and_then(check_timestamp)
 }
 
 /// Reads a numeric timestamp (seconds or milliseconds).
@@ -51,9 +70,9 @@ pub(crate) fn timestamp_from_number(number: f64) -> Result<u64, String> {
     }
     let whole = number as u64;
     if whole >= MILLIS_THRESHOLD {
-        Ok(whole)
+        check_timestamp(whole)
     } else {
-        Ok((number * 1000.0).round() as u64)
+        check_timestamp((number * 1000.0).round() as u64)
     }
 }
 
@@ -91,7 +110,7 @@ fn parse_datetime(text: &str) -> Option<u64> {
     {
         return None;
     }
-    let mut rest = &text[19..];
+    let mut rest = text.get(19..)?;
     let mut millis = 0u64;
     if let Some(fraction) = rest.strip_prefix('.') {
         let length = fraction
@@ -105,28 +124,25 @@ fn parse_datetime(text: &str) -> Option<u64> {
         millis = first_three.parse::<u64>().ok()? * 10u64.pow(3 - first_three.len() as u32);
         rest = &fraction[length..];
     }
-    let offset_seconds: i64 = match rest {
-        "" | "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes()[0] {
-                b'+' => 1,
-                b'-' => -1,
+    let offset_seconds: i64 = match rest.as_bytes() {
+        b"" | b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), offset @ ..] => {
+            // Bytes, not `str` slices: an offset of multi-byte characters such as `+€1`
+            // once split one and panicked (issue 10).
+            let (hours, minutes) = match offset {
+                [h1, h2, b':', m1, m2] | [h1, h2, m1, m2] => {
+                    (two_digits(*h1, *h2)?, two_digits(*m1, *m2)?)
+                }
+                [h1, h2] => (two_digits(*h1, *h2)?, 0),
                 _ => return None,
             };
-            let offset = &rest[1..];
-            let (hours, minutes) = match offset.len() {
-                5 if offset.as_bytes()[2] == b':' => (&offset[0..2], &offset[3..5]),
-                4 => (&offset[0..2], &offset[2..4]),
-                2 => (&offset[0..2], "00"),
-                _ => return None,
-            };
-            let hours: i64 = hours.parse().ok()?;
-            let minutes: i64 = minutes.parse().ok()?;
             if hours > 23 || minutes > 59 {
                 return None;
             }
+            let sign = if *sign == b'+' { 1 } else { -1 };
             sign * (hours * 3600 + minutes * 60)
         }
+        _ => return None,
     };
     let days = days_from_civil(year, month, day);
     let seconds = days * 86_400 + (hour * 3600 + minute * 60 + second) as i64 - offset_seconds;
@@ -134,6 +150,15 @@ fn parse_datetime(text: &str) -> Option<u64> {
         return None;
     }
     Some(seconds as u64 * 1000 + millis)
+}
+
+/// The number of two ASCII digits.
+fn two_digits(tens: u8, ones: u8) -> Option<i64> {
+    if tens.is_ascii_digit() && ones.is_ascii_digit() {
+        Some(i64::from(tens - b'0') * 10 + i64::from(ones - b'0'))
+    } else {
+        None
+    }
 }
 
 fn is_leap(year: i64) -> bool {
@@ -258,6 +283,41 @@ mod tests {
         check("2024-01-31X12:00:00", None);
         check("2024-01-31T12:00:00+25:00", None);
         check("1969-12-31 23:59:59", None);
+        check("2024-01-31T12:00:00++1", None);
+        check("2024-01-31T12:00:00+1:00", None);
+    }
+
+    /// Issue 10: multi-byte characters in the offset panicked ("not a char boundary").
+    #[test]
+    fn multi_byte_offsets_are_refused_not_a_panic() {
+        for input in [
+            "2024-01-31T12:00:00+€1",
+            "2024-01-31T12:00:00+aéb",
+            "2024-01-31T12:00:00+é:00",
+            "2024-01-31T12:00:00-0€",
+            "2024-01-31T12:00:00.€",
+            "2024-01-31T12:00:00.5€",
+            "2024-01-31T12:00:0€",
+            "€€€€€€€€€€€€€€€€€€€€€",
+        ] {
+            check(input, None);
+        }
+    }
+
+    /// Issue 10: what could not be written back and read again is refused on input.
+    #[test]
+    fn timestamps_past_year_9999_are_refused() {
+        check("9999-12-31T23:59:59.999Z", Some(MAX_TIMESTAMP_MILLIS));
+        check("9999-12-31T23:59:59-01:00", None);
+        check("253402300799999", Some(MAX_TIMESTAMP_MILLIS));
+        check("253402300800000", None);
+        check("18446744073709551615", None);
+        check("99999999999", Some(99_999_999_999_000));
+        assert!(timestamp_from_number(1e15 - 1.0).is_err());
+        assert_eq!(
+            parse_timestamp(&format_rfc3339(MAX_TIMESTAMP_MILLIS)),
+            Ok(MAX_TIMESTAMP_MILLIS)
+        );
     }
 
     #[test]

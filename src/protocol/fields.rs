@@ -4,6 +4,8 @@ use std::fmt;
 
 use miniserde::json::{self, Number, Object, Value};
 
+use crate::model::parse_json;
+
 /// A wire message that is not what the protocol says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WireError(pub String);
@@ -19,10 +21,10 @@ impl std::error::Error for WireError {}
 /// Parses `bytes` as a JSON object; `what` names the message in errors.
 pub fn parse_object(bytes: &[u8], what: &str) -> Result<Object, WireError> {
     let text = std::str::from_utf8(bytes).map_err(|_| WireError(format!("{what} is not UTF-8")))?;
-    match json::from_str::<Value>(text) {
+    match parse_json(text) {
         Ok(Value::Object(object)) => Ok(object),
         Ok(_) => Err(WireError(format!("{what} is not a JSON object"))),
-        Err(_) => Err(WireError(format!("{what} is not valid JSON"))),
+        Err(error) => Err(WireError(format!("{what} {error}"))),
     }
 }
 

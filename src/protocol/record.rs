@@ -12,7 +12,7 @@
 use miniserde::json::{Number, Object, Value};
 
 use super::fields::{Fields, WireError};
-use crate::model::{ContentHash, Node, Shape, Version};
+use crate::model::{ContentHash, LIMITS, Node, Shape, Version, check_timestamp, validate_id};
 use crate::store::{Body, Record, RemoteRecord};
 
 /// Writes a stored record for the wire. `author_key` is the base64 public key of the
@@ -55,8 +55,13 @@ pub fn record_from_wire(
 ) -> Result<(RemoteRecord, Option<String>), WireError> {
     let fields = Fields::of(value, context)?;
     let id = fields.str("id")?.to_owned();
+    // An id too long to be valid is cut in messages, so it cannot flood a log.
+    let shown_id = match id.char_indices().nth(LIMITS.id_chars) {
+        None => format!("{id:?}"),
+        Some((cut, _)) => format!("{:?}…", &id[..cut]),
+    };
     let field_error = |name: &str, reason: String| {
-        WireError(format!("{context} ({id:?}): field `{name}`: {reason}"))
+        WireError(format!("{context} ({shown_id}): field `{name}`: {reason}"))
     };
     let version = Version::from_wire(fields.str("version")?)
         .map_err(|reason| field_error("version", reason))?;
@@ -86,10 +91,16 @@ pub fn record_from_wire(
             }
             Body::Live(node)
         }
-        (None, Some(deleted_at)) => Body::Deleted { deleted_at },
+        (None, Some(deleted_at)) => {
+            // A tombstone carries no node, so its id and time are checked here, by the
+            // same rules as a live record's (issue 10).
+            validate_id(&id).map_err(|error| field_error("id", error.reason))?;
+            check_timestamp(deleted_at).map_err(|reason| field_error("deleted_at", reason))?;
+            Body::Deleted { deleted_at }
+        }
         _ => {
             return Err(WireError(format!(
-                "{context} ({id:?}): needs exactly one of `node` and `deleted_at`"
+                "{context} ({shown_id}): needs exactly one of `node` and `deleted_at`"
             )));
         }
     };
@@ -216,5 +227,41 @@ mod tests {
             r#"{"id":"x","version":"1.0@0101010101010101010101010101010101010101010101010101010101010101","node":{"id":"y","type":"t","value":"v"}}"#,
             "has id",
         );
+    }
+
+    /// Issue 10: tombstones with ids no live record may have, or a `deleted_at` that
+    /// could not be written back, were stored.
+    #[test]
+    fn tombstones_are_checked_like_live_records() {
+        let tombstone = |id: &str, deleted_at: u64| {
+            let mut object = Object::new();
+            object.insert("id".into(), Value::String(id.to_owned()));
+            object.insert(
+                "version".into(),
+                Value::String(format!("1.0@{}", "01".repeat(32))),
+            );
+            object.insert("deleted_at".into(), Value::Number(Number::U64(deleted_at)));
+            record_from_wire(&Value::Object(object), "record 3")
+        };
+        assert!(tombstone("x", 1_706_702_400_123).is_ok());
+        let long = "é".repeat(10_000);
+        for (id, deleted_at, expected) in [
+            ("", 1, "field `id`: must be 1 to 200 characters, got 0"),
+            (long.as_str(), 1, "got 10000"),
+            ("a\0b", 1, "control character"),
+            (
+                "x",
+                u64::MAX,
+                "field `deleted_at`: timestamp 18446744073709551615 is after",
+            ),
+        ] {
+            let error = tombstone(id, deleted_at).unwrap_err().0;
+            assert!(error.contains(expected), "{error}");
+            assert!(
+                error.len() < 1000,
+                "the message floods: {} bytes",
+                error.len()
+            );
+        }
     }
 }

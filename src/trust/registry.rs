@@ -95,7 +95,7 @@ impl TrustEntry {
 
     pub fn decode(bytes: &[u8]) -> Result<TrustEntry, TrustEntryError> {
         let text = std::str::from_utf8(bytes).map_err(|_| TrustEntryError("not UTF-8".into()))?;
-        let Ok(Value::Object(object)) = json::from_str::<Value>(text) else {
+        let Ok(Value::Object(object)) = crate::model::parse_json(text) else {
             return Err(TrustEntryError("not a JSON object".into()));
         };
         let string = |name: &str| match object.get(name) {
