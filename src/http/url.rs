@@ -80,10 +80,11 @@ impl PeerUrl {
             },
         };
 
-        if path_and_query
-            .chars()
-            .any(|c| c.is_ascii_whitespace() || c.is_ascii_control())
-        {
+        // Visible ASCII only, as in a request line: anything else is sent
+        // percent-encoded. Non-ASCII whitespace let `normalize_peer_url` trim a URL it
+        // had written itself, so the same peer could be stored twice (fuzz target
+        // `peer_url`).
+        if !path_and_query.bytes().all(|byte| byte.is_ascii_graphic()) {
             return Err(error(UrlProblem::InvalidPath));
         }
         let path_and_query = match path_and_query {
@@ -177,7 +178,7 @@ impl fmt::Display for UrlError {
             UrlProblem::InvalidPath => {
                 write!(
                     f,
-                    "peer url {url:?} has spaces or control characters in its path"
+                    "peer url {url:?} has spaces, control or non-ASCII characters in its path (percent-encode them)"
                 )
             }
         }
@@ -211,6 +212,19 @@ mod tests {
         check("http://[::1]:9000/a#frag", Ok(("::1", 9000, "/a")));
         check("http://[fe80::1]", Ok(("fe80::1", 80, "/")));
         check("  http://host/  ", Ok(("host", 80, "/")));
+    }
+
+    /// Found by `make fuzz` (target `peer_url`, crash-b4678302): a path ending in a
+    /// no-break space normalised to a URL that normalised again to another.
+    #[test]
+    fn fuzz_peer_url_crash_b4678302_non_ascii_path() {
+        let crash = "http://p/\u{fffd}`\u{a0}\u{a0}\u{81}\u{a0}/";
+        check(crash, Err(UrlProblem::InvalidPath));
+        check("http://p/caf\u{e9}", Err(UrlProblem::InvalidPath));
+        check("http://p/caf%C3%A9", Ok(("p", 80, "/caf%C3%A9")));
+        let normal = crate::config::normalize_peer_url(" http://p/a/\u{a0}").unwrap();
+        assert_eq!(normal, "http://p/a");
+        assert_eq!(crate::config::normalize_peer_url(&normal), Ok(normal));
     }
 
     #[test]
