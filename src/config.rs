@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::cli::{Args, Command, Serve};
 use crate::error::Error;
 use crate::http::{ClientConfig, PeerUrl, ServerLimits};
+use crate::model::{LIMITS, RECORD_ENVELOPE_BYTES};
 
 /// The state dir when neither `--data-dir` nor `LATTICE_PATH` is given.
 pub const DEFAULT_DATA_DIR: &str = "ark-lattice-data";
@@ -28,8 +29,36 @@ pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 300_000;
 /// Versions further ahead of our clock than this are refused.
 pub const DEFAULT_MAX_CLOCK_SKEW_SECS: u64 = 300;
 /// Records and bytes per sync batch, each batch one transaction and one checkpoint.
+/// Bytes are counted by `model::wire_record_bytes`; a batch stops once it holds
+/// `SYNC_BATCH_BYTES`, so it carries at most that plus one record.
 pub const SYNC_BATCH_RECORDS: usize = 500;
 pub const SYNC_BATCH_BYTES: usize = 1024 * 1024;
+
+// The record limits, one set (issue 10): any record valid for import fits a push and a
+// pull page, so no accepted record can wedge a sync. The chain, checked by the test
+// `record_limits_fit_every_message`:
+//
+//   record JSON      <= LIMITS.record_json_bytes                       2 MiB
+//   record on wire   <= MAX_RECORD_WIRE_BYTES (+ envelope, id again)   2 MiB + 1202
+//   push body        <= MAX_PUSH_BODY_BYTES   (a batch + one record)   3 MiB + 2226
+//                    <= the smallest --max-body-kb accepted            3075 KiB
+//                    <= ServerLimits::default().max_body_bytes         4 MiB
+//   pull/fetch page  <= MAX_PAGE_BYTES + MAX_RECORD_WIRE_BYTES + 1 KiB 10 MiB + 2226
+//                    <= ClientConfig::default().max_response_bytes     16 MiB
+
+/// The most bytes one valid record takes on the v2 wire: its JSON at the limit, the
+/// envelope, and the id a second time (200 characters of up to 4 bytes, quoted).
+pub const MAX_RECORD_WIRE_BYTES: usize =
+    LIMITS.record_json_bytes + RECORD_ENVELOPE_BYTES + 4 * LIMITS.id_chars + 2;
+/// What a push body's own fields (`instanceId`, brackets) add to its records, rounded up.
+pub const MESSAGE_ENVELOPE_BYTES: usize = 1024;
+/// The largest push body this node sends: a batch of [`SYNC_BATCH_BYTES`] plus the one
+/// record that crossed it. A server must accept bodies this large.
+pub const MAX_PUSH_BODY_BYTES: usize =
+    SYNC_BATCH_BYTES + MAX_RECORD_WIRE_BYTES + MESSAGE_ENVELOPE_BYTES;
+/// The most `max_bytes` a `changes` or `fetch` request may ask for.
+pub const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
+const _: () = assert!(SYNC_BATCH_BYTES <= MAX_PAGE_BYTES);
 /// Backoff after failed syncs with a peer: doubling from the base, capped.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
 pub const BACKOFF_CAP: Duration = Duration::from_secs(15 * 60);
@@ -361,10 +390,14 @@ impl FederationConfig {
                 .map_or(defaults.max_body_bytes, |kb| kb * 1024),
             ..defaults
         };
-        if limits.max_connections == 0 || limits.max_body_bytes == 0 {
-            return Err(Error::Config(
-                "--max-connections and --max-body-kb must be above 0".into(),
-            ));
+        if limits.max_connections == 0 {
+            return Err(Error::Config("--max-connections must be above 0".into()));
+        }
+        if limits.max_body_bytes < MAX_PUSH_BODY_BYTES {
+            return Err(Error::Config(format!(
+                "--max-body-kb must be at least {}: peers push up to {MAX_PUSH_BODY_BYTES} bytes at once (a batch and one record of the largest size)",
+                MAX_PUSH_BODY_BYTES.div_ceil(1024)
+            )));
         }
         let trust = match flags.trust.clone().or_else(|| env("FEDERATION_TRUST")) {
             None => TrustMode::Strict,
@@ -582,6 +615,30 @@ mod tests {
                 .map(|(_, value)| value.to_string())
         };
         Config::from_args(&args, &lookup)
+    }
+
+    /// Issue 10: a valid 6.4 MB record made every later push answer 413, and a 17.5 MB
+    /// one wedged pulls. Every limit a record passes through is derived from one.
+    #[test]
+    fn record_limits_fit_every_message() {
+        assert_eq!(MAX_RECORD_WIRE_BYTES, 2 * 1024 * 1024 + 1202);
+        assert_eq!(MAX_PUSH_BODY_BYTES, 3 * 1024 * 1024 + 2226);
+        assert!(MAX_PUSH_BODY_BYTES <= ServerLimits::default().max_body_bytes);
+        let largest_page = MAX_PAGE_BYTES + MAX_RECORD_WIRE_BYTES + MESSAGE_ENVELOPE_BYTES;
+        assert!(largest_page <= ClientConfig::default().max_response_bytes);
+    }
+
+    #[test]
+    fn body_limits_below_the_largest_push_are_refused() {
+        let error = config(&["serve", "--max-body-kb", "3074"], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("--max-body-kb must be at least 3075"),
+            "{error}"
+        );
+        let config = config(&["serve", "--max-body-kb", "3075"], &[]).unwrap();
+        assert_eq!(config.federation.limits.max_body_bytes, 3075 * 1024);
     }
 
     #[test]

@@ -11,7 +11,10 @@ pub use canonical::{CanonicalError, ContentHash, decode_node, encode_node};
 pub use clock::{Clock, Hlc, InstanceId, Version};
 pub use clock::{hex, parse_hex};
 pub use json::{JsonError, MAX_JSON_DEPTH, parse_json};
-pub use node::{FieldError, LIMITS, Limits, Node, NodeList, Shape, validate_id};
+pub use node::{
+    FieldError, LIMITS, Limits, Node, NodeList, RECORD_ENVELOPE_BYTES, Shape, json_string_bytes,
+    validate_id, wire_record_bytes,
+};
 pub use time::{
     MAX_TIMESTAMP_MILLIS, check_timestamp, format_rfc3339, format_sqlite, parse_timestamp,
     unix_millis_now,

@@ -19,6 +19,10 @@ pub struct Limits {
     pub list_items: usize,
     pub list_item_bytes: usize,
     pub extra_bytes: usize,
+    /// The whole record as compact JSON in our shape ([`Node::json_bytes`]). This is
+    /// what makes every record that is valid here fit a push and a pull page: the
+    /// request and response limits in `config` are derived from it (issue 10).
+    pub record_json_bytes: usize,
 }
 
 /// The documented limits (README "Input formats").
@@ -30,7 +34,33 @@ pub const LIMITS: Limits = Limits {
     list_items: 1000,
     list_item_bytes: 4096,
     extra_bytes: 64 * 1024,
+    record_json_bytes: 2 * 1024 * 1024,
 };
+
+/// The most a record's v2 wire form (`protocol::record_to_wire`: id, version, base,
+/// signature, author key, or `deleted_at`) adds to its node's JSON, besides the id
+/// written a second time: checked against the worst case in `protocol`'s tests.
+pub const RECORD_ENVELOPE_BYTES: usize = 400;
+
+/// An upper bound of the bytes of one record on our v2 wire: its envelope, the id and
+/// the node's JSON (none for a tombstone). Pages and pushes are cut by it.
+pub fn wire_record_bytes(id: &str, node: Option<&Node>) -> usize {
+    RECORD_ENVELOPE_BYTES + json_string_bytes(id) + node.map_or(0, Node::json_bytes)
+}
+
+/// The length of `text` as a JSON string the way miniserde writes it: quoted, with
+/// `"` and `\` and the short escapes as two bytes and other control characters as six.
+pub fn json_string_bytes(text: &str) -> usize {
+    let escapes: usize = text
+        .bytes()
+        .map(|byte| match byte {
+            b'"' | b'\\' | 0x08 | 0x09 | 0x0a | 0x0c | 0x0d => 1,
+            0x00..=0x1f => 5,
+            _ => 0,
+        })
+        .sum();
+    text.len() + escapes + 2
+}
 
 /// Fields that carry sync metadata in our own output. They are dropped on input rather
 /// than kept as unknown fields, so that re-importing an API answer changes nothing.
@@ -187,6 +217,16 @@ impl Node {
                 return Err(FieldError::new("success_rate", "is not a finite number"));
             }
         }
+        let json_bytes = self.json_bytes();
+        if json_bytes > limits.record_json_bytes {
+            return Err(FieldError::new(
+                "(record)",
+                format!(
+                    "is {json_bytes} bytes as JSON, the limit is {} (the largest record a push or a pull page carries)",
+                    limits.record_json_bytes
+                ),
+            ));
+        }
         let extra_bytes: usize = self
             .extra
             .iter()
@@ -202,6 +242,53 @@ impl Node {
             ));
         }
         Ok(())
+    }
+
+    /// The length of `json::to_string(&Value::Object(self.to_json(Shape::Native)))`,
+    /// computed without writing it.
+    pub fn json_bytes(&self) -> usize {
+        // Each member costs its key, a colon and its value; members are separated by
+        // commas and wrapped in braces.
+        let mut members = 0_usize;
+        let mut bytes = 2_usize;
+        let mut member = |key: &str, value_bytes: usize| {
+            members += 1;
+            bytes += json_string_bytes(key) + 1 + value_bytes;
+        };
+        let optional = |text: &Option<String>| text.as_deref().map_or(4, json_string_bytes);
+        for (key, text) in &self.extra {
+            member(key, text.len());
+        }
+        member("id", json_string_bytes(&self.id));
+        member("type", json_string_bytes(&self.node_type));
+        member("value", json_string_bytes(&self.value));
+        member("language", optional(&self.language));
+        member("category", optional(&self.category));
+        member("content", optional(&self.content));
+        for (name, items) in self.lists() {
+            let items_bytes: usize = items.iter().map(|item| json_string_bytes(item)).sum();
+            member(name, 2 + items_bytes + items.len().saturating_sub(1));
+        }
+        for (name, millis) in [
+            ("created_at", self.created_at),
+            ("updated_at", self.updated_at),
+        ] {
+            member(
+                name,
+                millis.map_or(4, |millis| format_rfc3339(millis).len() + 2),
+            );
+        }
+        let number_bytes = |number: Number| json::to_string(&Value::Number(number)).len();
+        if let Some(count) = self.usage_count {
+            member("usage_count", number_bytes(Number::U64(count)));
+        }
+        if let Some(rate) = self.success_rate {
+            member("success_rate", number_bytes(Number::F64(rate)));
+        }
+        if let Some(priority) = self.priority {
+            member("priority", number_bytes(Number::I64(priority)));
+        }
+        bytes + members.saturating_sub(1)
     }
 
     /// The four list fields with their ARK names, in canonical order.
@@ -490,6 +577,49 @@ mod tests {
             r#"{"id":"a","type":"t","value":"v","language":null,"content":null}"#,
             None,
         );
+    }
+
+    #[test]
+    fn json_bytes_is_the_length_of_the_json() {
+        for text in [
+            r#"{"id":"a","type":"t","value":"v"}"#,
+            r#"{"id":"a\"\\é","type":"t\u00e9","value":"\u0001\n\t\b\f\r\u001f","content":"x","language":null,"capabilities":["a","b\u0000"],"examples":[],"created_at":"2024-01-31T12:00:00.5Z","updated_at":1706702400,"usage_count":12,"success_rate":0.8333333333333334,"priority":-3,"stars":[1,{"a":null}],"z\u0002":"q"}"#,
+            r#"{"id":"a","type":"t","value":"v","success_rate":1e300,"priority":9223372036854775807}"#,
+        ] {
+            let node = parse(text).unwrap();
+            let written = json::to_string(&Value::Object(node.to_json(Shape::Native)));
+            assert_eq!(node.json_bytes(), written.len(), "{written}");
+        }
+    }
+
+    /// Issue 10: one record valid here must fit every push and pull page, so the whole
+    /// record has a limit, counted as JSON (control characters cost six bytes each).
+    #[test]
+    fn records_over_the_json_limit_are_refused_by_size() {
+        let base = parse(r#"{"id":"big","type":"t","value":"v","content":""}"#).unwrap();
+        let room = LIMITS.record_json_bytes - base.json_bytes();
+        let mut largest = base.clone();
+        // Content is capped at 1 MiB, so the rest goes into list items of 4 KiB.
+        let content_bytes = LIMITS.content_bytes;
+        largest.content = Some("c".repeat(content_bytes));
+        let mut left = room - content_bytes;
+        while left > 0 {
+            // An item costs its bytes, two quotes and a comma (none for the first).
+            let overhead = if largest.examples.is_empty() { 2 } else { 3 };
+            let item = (left - overhead).min(LIMITS.list_item_bytes);
+            largest.examples.push("e".repeat(item));
+            left -= item + overhead;
+        }
+        assert_eq!(largest.json_bytes(), LIMITS.record_json_bytes);
+        assert_eq!(largest.validate(), Ok(()));
+        let mut over = largest.clone();
+        over.value.push('v');
+        let error = over.validate().unwrap_err();
+        assert_eq!(error.field, "(record)");
+        assert!(error.reason.contains("2097153 bytes as JSON"), "{error}");
+        let mut escaped = base;
+        escaped.content = Some("\u{1}".repeat(LIMITS.content_bytes));
+        assert!(escaped.validate().unwrap_err().reason.contains("as JSON"));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use smol::Timer;
 use super::app::App;
 use super::auth::authorize;
 use super::routes::{ApiError, number, object, text};
-use crate::config::{SYNC_BATCH_BYTES, SYNC_BATCH_RECORDS};
+use crate::config::{MAX_PAGE_BYTES, MAX_RECORD_WIRE_BYTES, SYNC_BATCH_BYTES, SYNC_BATCH_RECORDS};
 use crate::http::{Body, Request, Response};
 use crate::model::InstanceId;
 use crate::protocol::{record_to_wire, types_from_query};
@@ -57,7 +57,7 @@ pub async fn changes(app: &Rc<App>, request: &Request) -> Result<Value, ApiError
         request,
         "max_bytes",
         SYNC_BATCH_BYTES as u64,
-        8 * 1024 * 1024,
+        MAX_PAGE_BYTES as u64,
     )? as usize;
     let wait = Duration::from_secs(param(request, "wait", 0, MAX_WAIT.as_secs())?);
     let filter = filter_of(request);
@@ -108,11 +108,14 @@ fn page_json(app: &App, page: &ChangePage) -> Value {
     ])
 }
 
-/// Records for the wire, each with its author's key so receivers can check it.
+/// Records for the wire, each with its author's key so receivers can check it. A
+/// record over [`MAX_RECORD_WIRE_BYTES`] (stored before that limit existed) is left
+/// out: no peer would accept it, and it could push the page past what a client reads.
 fn records_to_wire(app: &App, records: &[Record]) -> Array {
     let mut keys: std::collections::BTreeMap<InstanceId, Option<String>> = Default::default();
     records
         .iter()
+        .filter(|record| crate::sync::wire_size(record) <= MAX_RECORD_WIRE_BYTES)
         .map(|record| {
             let origin = record.meta.version.origin;
             let key = keys
@@ -167,7 +170,7 @@ pub fn fetch(app: &App, request: &Request) -> Result<Value, ApiError> {
         request,
         "max_bytes",
         SYNC_BATCH_BYTES as u64,
-        8 * 1024 * 1024,
+        MAX_PAGE_BYTES as u64,
     )? as usize;
     let limit = param(request, "limit", SYNC_BATCH_RECORDS as u64, 5000)?.max(1) as usize;
     let set = app
@@ -219,7 +222,7 @@ pub fn fetch(app: &App, request: &Request) -> Result<Value, ApiError> {
             more = true;
             break;
         }
-        bytes += crate::sync::approximate_size(&record);
+        bytes += crate::sync::wire_size(&record);
         kept.push(record);
     }
     Ok(object([

@@ -36,6 +36,8 @@ use smol::{LocalExecutor, Timer};
 pub use app::{App, SERVER_FILE};
 pub use control::{DiscoverOptions, add_peer, discover, list_peers, remove_peer, status, sync};
 pub use events::{Event, EventBus, EventKind};
+/// The route dispatcher, for the fuzz target that feeds it arbitrary requests.
+pub use routes::handle as dispatch;
 pub use routes::{ApiError, control_allowed};
 
 use crate::config::Config;

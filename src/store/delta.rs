@@ -11,7 +11,7 @@ use super::error::StoreError;
 use super::lattice::{ChangePage, Store};
 use super::record::{self, Body, Record};
 use super::tables::{CHANGES, NODES, TOMBSTONES};
-use crate::model::{ContentHash, Version};
+use crate::model::{ContentHash, Version, wire_record_bytes};
 
 /// One record's identity for reconciliation: which version of which content it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,16 +181,16 @@ impl Store {
                         continue;
                     }
                 }
-                bytes += value.value().len();
                 let (node, meta) = record::decode_live(value.value())
                     .map_err(|reason| self.damaged(id, reason))?;
+                bytes += wire_record_bytes(id, Some(&node));
                 Record {
                     id: id.to_owned(),
                     meta,
                     body: Body::Live(node),
                 }
             } else if let Some(value) = tombstones.get(id).map_err(self.fail())? {
-                bytes += value.value().len();
+                bytes += wire_record_bytes(id, None);
                 let (meta, deleted_at) = record::decode_tombstone(value.value())
                     .map_err(|reason| self.damaged(id, reason))?;
                 page.last_seq = seq.value();

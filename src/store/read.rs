@@ -121,8 +121,9 @@ impl Store {
         Ok(())
     }
 
-    /// Changes after sequence `after_seq`, at most `limit` records and about `max_bytes`
-    /// of stored bytes (at least one record is returned if any is pending).
+    /// Changes after sequence `after_seq`, at most `limit` records and `max_bytes` as
+    /// counted by [`crate::model::wire_record_bytes`] plus one record: the page stops
+    /// once it holds `max_bytes` (at least one record is returned if any is pending).
     pub fn changes_since(
         &self,
         after_seq: u64,

@@ -27,8 +27,8 @@ use miniserde::json::{Array, Value};
 use super::client::{PeerSyncResult, SyncError, Syncer};
 use super::peer::PeerState;
 use super::reconcile::{ItemDigest, item_digest};
-use super::{approximate_size, by_priority, trust_book};
-use crate::config::SYNC_BATCH_BYTES;
+use super::{by_priority, trust_book, wire_size};
+use crate::config::{MAX_RECORD_WIRE_BYTES, SYNC_BATCH_BYTES};
 use crate::http::{ClientRequest, ClientResponse};
 use crate::model::{ContentHash, InstanceId, Version, encode_node};
 use crate::protocol::{Fields, parse_object, record_from_wire, record_to_wire, types_to_query};
@@ -341,10 +341,46 @@ impl Syncer {
         }
     }
 
+    /// Pushes `records` in bodies of at most [`SYNC_BATCH_BYTES`] plus one record, so
+    /// every body fits [`crate::config::MAX_PUSH_BODY_BYTES`], the least any peer accepts. A record
+    /// too large for any peer (stored before the record limit existed) is reported
+    /// and not sent, rather than failing every push after it (issue 10).
+    async fn push_records(
+        &self,
+        url: &str,
+        records: &[crate::store::Record],
+        pull_seq: &mut u64,
+        result: &mut PeerSyncResult,
+    ) -> Result<(), SyncError> {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for record in records {
+            let size = wire_size(record);
+            if size > MAX_RECORD_WIRE_BYTES {
+                result.rejected.push(format!(
+                    "record {:?} takes {size} bytes on the wire, over the limit of {MAX_RECORD_WIRE_BYTES}; not sent to {url}",
+                    record.id
+                ));
+                continue;
+            }
+            if bytes >= SYNC_BATCH_BYTES {
+                self.push_batch(url, &batch, pull_seq, result).await?;
+                batch.clear();
+                bytes = 0;
+            }
+            bytes += size;
+            batch.push(record.clone());
+        }
+        if !batch.is_empty() {
+            self.push_batch(url, &batch, pull_seq, result).await?;
+        }
+        Ok(())
+    }
+
     /// `POST /federation/v2/push` of `records` (one batch) and what the peer said. If
     /// the peer's change log had nothing between `pull_seq` and our records, `pull_seq`
     /// moves past them, so they do not come back on the next pull.
-    async fn push_records(
+    async fn push_batch(
         &self,
         url: &str,
         records: &[crate::store::Record],
@@ -492,7 +528,7 @@ impl Syncer {
                 && end - start < state.batch_records()
                 && (bytes < SYNC_BATCH_BYTES || end == start)
             {
-                bytes += approximate_size(&records[end]);
+                bytes += wire_size(&records[end]);
                 end += 1;
             }
             self.push_records(url, &records[start..end], &mut pull_seq, result)

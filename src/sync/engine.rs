@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::model::Version;
+use crate::model::{Version, wire_record_bytes};
 use crate::store::{Body, Record};
 
 /// Orders records highest `priority` first (no priority counts as 0, tombstones too),
@@ -21,31 +21,14 @@ pub fn priority_of(record: &Record) -> i64 {
     }
 }
 
-/// About how many bytes a record takes on the wire before compression, for batching
-/// by size.
-pub fn approximate_size(record: &Record) -> usize {
-    const ENVELOPE: usize = 400;
-    match &record.body {
-        Body::Live(node) => {
-            let lists: usize = node
-                .lists()
-                .iter()
-                .map(|(_, items)| items.iter().map(|item| item.len() + 3).sum::<usize>())
-                .sum();
-            ENVELOPE
-                + node.id.len()
-                + node.node_type.len()
-                + node.value.len()
-                + node.content.as_ref().map_or(0, String::len)
-                + lists
-                + node
-                    .extra
-                    .iter()
-                    .map(|(key, value)| key.len() + value.len() + 4)
-                    .sum::<usize>()
-        }
-        Body::Deleted { .. } => ENVELOPE,
-    }
+/// An upper bound of the bytes a record takes on the v2 wire before compression, for
+/// batching by size: pages and pushes cut by it stay inside the limits in `config`.
+pub fn wire_size(record: &Record) -> usize {
+    let node = match &record.body {
+        Body::Live(node) => Some(node),
+        Body::Deleted { .. } => None,
+    };
+    wire_record_bytes(&record.id, node)
 }
 
 /// The ids whose offered version we should fetch: those we lack, and those newer than

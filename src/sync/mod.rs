@@ -9,5 +9,5 @@ pub mod reconcile;
 pub mod trust_book;
 
 pub use client::{AUDIENCE_DIGITS, PeerSyncResult, Syncer};
-pub use engine::{approximate_size, backoff_delay, by_priority, jittered, priority_of, wanted_ids};
+pub use engine::{backoff_delay, by_priority, jittered, priority_of, wanted_ids, wire_size};
 pub use peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
