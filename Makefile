@@ -29,7 +29,7 @@ BIN ?= target/release/ark-lattice
 SIZE_TARGET ?= aarch64-unknown-linux-musl
 SIZE_BUDGET ?= 2500000
 
-.PHONY: build run test check fmt clippy bench size dist cross install uninstall
+.PHONY: build run test check fmt clippy bench size dist cross install uninstall fuzz
 
 build:
 	$(CARGO) build --release
@@ -64,6 +64,15 @@ check:
 bench:
 	$(CARGO) bench --bench '*'
 	$(MAKE) --no-print-directory size
+
+# Every cargo-fuzz target (fuzz/, a workspace of its own built with nightly) for
+# FUZZ_SECONDS each, one after another, on corpora seeded from SHARED_DATA; prints runs,
+# coverage and crashes per target and fails if any crashed (inputs in fuzz/artifacts/).
+# FUZZ_TARGETS picks some, e.g. FUZZ_TARGETS="timestamp routes".
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?=
+fuzz:
+	SHARED_DATA=$(SHARED_DATA) fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # The size budget: the static binary for the smallest machines, and how many crates
 # it is built from.

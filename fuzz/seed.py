@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Seeds each fuzz target's corpus from the real ARK data (`../shared/data` unless
+given) and from the shapes of the protocol messages. Existing corpus files are kept:
+seeds are named by their SHA-256, so seeding twice adds nothing.
+
+usage: fuzz/seed.py SHARED_DATA_DIR CORPUS_DIR
+"""
+import hashlib
+import json
+import os
+import sys
+
+data_dir, corpus_dir = sys.argv[1], sys.argv[2]
+
+
+def add(target, content):
+    if isinstance(content, str):
+        content = content.encode()
+    directory = os.path.join(corpus_dir, target)
+    os.makedirs(directory, exist_ok=True)
+    name = hashlib.sha256(content).hexdigest()[:16]
+    with open(os.path.join(directory, name), "wb") as out:
+        out.write(content)
+
+
+def rows():
+    """Every record of the shared data files, as the files hold them."""
+    found = []
+    for name in sorted(os.listdir(data_dir)) if os.path.isdir(data_dir) else []:
+        if not name.endswith(".json"):
+            continue
+        path = os.path.join(data_dir, name)
+        with open(path, "rb") as handle:
+            raw = handle.read()
+        # Whole documents only when small: libFuzzer works best on inputs of a few KiB.
+        add("import_document", raw[:16384])
+        document = json.loads(raw)
+        if isinstance(document, list):
+            found.extend(document)
+        elif isinstance(document, dict):
+            for topic in document.get("topics", []):
+                found.extend(topic.get("nodes", []))
+    return found
+
+
+records = rows()
+if not records:
+    print(f"no data in {data_dir}; seeding from the built-in shapes only", file=sys.stderr)
+    records = [{"id": "a", "type": "t", "value": "v", "created_at": "2024-01-31 12:00:00"}]
+
+origin = "01" * 32
+for index, row in enumerate(records[::8]):
+    text = json.dumps(row)
+    add("node_from_json", text)
+    add("legacy_row", text)
+    add("import_document", text + "\n" + text + "\n")
+    wire = {
+        "id": row.get("id"),
+        "version": f"1706702400123.{index}@{origin}",
+        "base": None,
+        "signature": "A" * 86 + "==",
+        "author_key": "A" * 43 + "=",
+        "node": row,
+    }
+    add("wire_record", json.dumps({"instanceId": origin, "records": [wire]}))
+    add(
+        "wire_record",
+        json.dumps({"id": row.get("id"), "version": wire["version"], "deleted_at": 1706702400123}),
+    )
+    for field in ("created_at", "updated_at"):
+        if isinstance(row.get(field), str):
+            add("timestamp", row[field])
+
+add("legacy_row", json.dumps(records[:5]))
+for text in [
+    "2024-01-31T12:00:00Z",
+    "2024-01-31T12:00:00.123+02:00",
+    "2024-01-31T11:00:00-0100",
+    "2024-01-31 12:00:00",
+    "1706702400",
+    "1706702400123",
+    "9999-12-31T23:59:59.999Z",
+]:
+    add("timestamp", text)
+
+manifest = {
+    "node_id": "ARK-local-abc",
+    "instance_id": origin,
+    "version": "1.0",
+    "last_updated": "2024-01-31T12:00:00Z",
+    "node_count": 2,
+    "manifest_hash": "sha256:" + "0" * 64,
+    "listen_port": 9000,
+    "nodes": [{"id": "a", "hash": "sha256:" + "1" * 64, "score": 0.1, "big": 18446744073709551616}],
+}
+body = {"manifest": manifest, "signature": "A" * 86 + "==", "pubkey": "A" * 43 + "="}
+add("manifest", json.dumps(body))
+add("manifest", json.dumps(manifest))
+
+add(
+    "signed_request",
+    "\n".join(
+        ["A" * 43 + "=", "1706702400000", "abcdefghijklmnop", "0123456789abcdef", "A" * 86 + "==", "{}"]
+    ),
+)
+
+beacon = {
+    "type": "beacon",
+    "peer_id": origin,
+    "peer_name": "ARK-local-abc",
+    "address": "192.168.1.20",
+    "port": 9000,
+    "trust_tier": "discovered",
+    "key_fingerprint": "abcd1234",
+    "capabilities": ["lattice", "v2"],
+    "version": "0.1.0",
+    "timestamp": 1706702400123,
+    "public_key": "A" * 43 + "=",
+    "signature": "A" * 86 + "==",
+}
+add("beacon", json.dumps(beacon))
+del beacon["public_key"], beacon["signature"]
+add("beacon", json.dumps(beacon))
+
+# Negentropy v1 messages: the protocol byte, then ranges.
+add("negentropy", bytes([0x61]))
+add("negentropy", bytes([0x61, 0x00, 0x00, 0x02, 0x00]))
+add("negentropy", bytes([0x61, 0x00, 0x00, 0x01]) + bytes(16))
+
+for url in [
+    "http://192.168.1.20:9000",
+    "http://peer.lan",
+    "http://[::1]:9000/",
+    "HTTP://Peer.Example:80/ark?x=1#f",
+    "peer.lan:9000",
+]:
+    add("peer_url", url)
+
+page = json.dumps({"instanceId": origin, "records": [], "last_seq": 0})
+for request in [
+    "GET /federation/info\n\n",
+    "GET /federation/v2/changes?after=0&limit=5&max_bytes=100&types=a,b\n\n",
+    "POST /federation/sync\ncontent-type: application/json\n\n"
+    + json.dumps({"instanceId": "peer", "nodes": records[:3]}),
+    "POST /federation/v2/push\nx-ark-key: " + "A" * 43 + "=\n\n" + page,
+    "POST /manifest\n\n" + json.dumps(body),
+    "POST /sync\n\n" + json.dumps({"manifest_hash": "sha256:00", "hashes": ["a"]}),
+    "GET /discover\n\n",
+    "GET /federation/nodes?since=0\n\n",
+    "POST /federation/v2/fetch?rank=1\n\n" + "x" * 32,
+    "POST /federation/v2/reconcile\n\n\x61",
+    "GET /\n\n",
+    "GET /metrics\n\n",
+    "OPTIONS /api/cli\n\n",
+]:
+    add("routes", request)
