@@ -37,6 +37,10 @@ pub const LIMITS: Limits = Limits {
     record_json_bytes: 2 * 1024 * 1024,
 };
 
+/// `"2024-01-31T12:00:00.123Z"` with its quotes: the longest a timestamp is written,
+/// as years past 9999 are refused on input.
+const WIDEST_TIMESTAMP_BYTES: usize = 26;
+
 /// The most a record's v2 wire form (`protocol::record_to_wire`: id, version, base,
 /// signature, author key, or `deleted_at`) adds to its node's JSON, besides the id
 /// written a second time: checked against the worst case in `protocol`'s tests.
@@ -217,12 +221,12 @@ impl Node {
                 return Err(FieldError::new("success_rate", "is not a finite number"));
             }
         }
-        let json_bytes = self.json_bytes();
+        let json_bytes = self.limited_json_bytes();
         if json_bytes > limits.record_json_bytes {
             return Err(FieldError::new(
                 "(record)",
                 format!(
-                    "is {json_bytes} bytes as JSON, the limit is {} (the largest record a push or a pull page carries)",
+                    "is {json_bytes} bytes as JSON (timestamps counted at their longest), the limit is {} (the largest record a push or a pull page carries)",
                     limits.record_json_bytes
                 ),
             ));
@@ -247,6 +251,17 @@ impl Node {
     /// The length of `json::to_string(&Value::Object(self.to_json(Shape::Native)))`,
     /// computed without writing it.
     pub fn json_bytes(&self) -> usize {
+        self.json_bytes_counting(false)
+    }
+
+    /// What [`Limits::record_json_bytes`] limits: [`Node::json_bytes`] with both
+    /// timestamps counted at their longest (`"2024-01-31T12:00:00.123Z"`), present or
+    /// not, so a record that passes still passes once an import or a write stamps it.
+    pub fn limited_json_bytes(&self) -> usize {
+        self.json_bytes_counting(true)
+    }
+
+    fn json_bytes_counting(&self, widest_timestamps: bool) -> usize {
         // Each member costs its key, a colon and its value; members are separated by
         // commas and wrapped in braces.
         let mut members = 0_usize;
@@ -273,10 +288,12 @@ impl Node {
             ("created_at", self.created_at),
             ("updated_at", self.updated_at),
         ] {
-            member(
-                name,
-                millis.map_or(4, |millis| format_rfc3339(millis).len() + 2),
-            );
+            let value_bytes = match millis {
+                _ if widest_timestamps => WIDEST_TIMESTAMP_BYTES,
+                None => 4,
+                Some(millis) => format_rfc3339(millis).len() + 2,
+            };
+            member(name, value_bytes);
         }
         let number_bytes = |number: Number| json::to_string(&Value::Number(number)).len();
         if let Some(count) = self.usage_count {
@@ -597,7 +614,7 @@ mod tests {
     #[test]
     fn records_over_the_json_limit_are_refused_by_size() {
         let base = parse(r#"{"id":"big","type":"t","value":"v","content":""}"#).unwrap();
-        let room = LIMITS.record_json_bytes - base.json_bytes();
+        let room = LIMITS.record_json_bytes - base.limited_json_bytes();
         let mut largest = base.clone();
         // Content is capped at 1 MiB, so the rest goes into list items of 4 KiB.
         let content_bytes = LIMITS.content_bytes;
@@ -610,8 +627,14 @@ mod tests {
             largest.examples.push("e".repeat(item));
             left -= item + overhead;
         }
-        assert_eq!(largest.json_bytes(), LIMITS.record_json_bytes);
+        assert_eq!(largest.limited_json_bytes(), LIMITS.record_json_bytes);
         assert_eq!(largest.validate(), Ok(()));
+        // Stamping it, as an import does, keeps it valid.
+        let mut stamped = largest.clone();
+        stamped.created_at = Some(1_706_702_400_123);
+        stamped.updated_at = Some(crate::model::MAX_TIMESTAMP_MILLIS);
+        assert_eq!(stamped.json_bytes(), LIMITS.record_json_bytes);
+        assert_eq!(stamped.validate(), Ok(()));
         let mut over = largest.clone();
         over.value.push('v');
         let error = over.validate().unwrap_err();

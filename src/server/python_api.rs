@@ -41,8 +41,9 @@ fn fastapi_error(status: u16, message: &str) -> Response {
 
 /// `POST /manifest {manifest, signature, pubkey}`.
 pub fn register(app: &App, request: &Request) -> Response {
-    let Ok(body) = parse_object(&request.body, "manifest registration") else {
-        return fastapi_error(400, "missing fields");
+    let body = match parse_object(&request.body, "manifest registration") {
+        Ok(body) => body,
+        Err(error) => return fastapi_error(400, &error.to_string()),
     };
     let (
         Some(Value::Object(manifest)),

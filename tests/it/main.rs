@@ -2,6 +2,7 @@
 
 mod delta;
 mod fake_ark;
+mod hostile;
 mod federation;
 mod lattice;
 mod observe;
