@@ -12,8 +12,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     for node in document.nodes() {
-        let bytes = encode_node(node);
-        assert_eq!(decode_node(&bytes).as_ref(), Ok(node), "canonical round trip");
+        // `updated_at` says when, not what: the canonical bytes leave it out.
+        let content = Node {
+            updated_at: None,
+            ..node.clone()
+        };
+        assert_eq!(decode_node(&encode_node(node)), Ok(content), "canonical round trip");
         let json = Value::Object(node.to_json(Shape::Native));
         let again = Node::from_json(&json).expect("an accepted node reads back from its JSON");
         assert_eq!(again.id, node.id);

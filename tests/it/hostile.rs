@@ -152,8 +152,15 @@ fn issue_10_tombstones_with_bad_ids_or_deleted_at_are_refused() {
             .join(",")
     );
     let path = "/federation/v2/push";
-    let headers = sign_request(&caller, "POST", path, body.as_bytes(), now_millis(), &audience)
-        .unwrap();
+    let headers = sign_request(
+        &caller,
+        "POST",
+        path,
+        body.as_bytes(),
+        now_millis(),
+        &audience,
+    )
+    .unwrap();
     let headers: Vec<(&str, &str)> = headers.pairs().to_vec();
     let reply = http(node.address(), "POST", path, &headers, Some(&body));
     assert_eq!(reply.status, 200, "{}", reply.body);

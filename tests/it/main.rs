@@ -2,8 +2,8 @@
 
 mod delta;
 mod fake_ark;
-mod hostile;
 mod federation;
+mod hostile;
 mod lattice;
 mod observe;
 mod trust;
