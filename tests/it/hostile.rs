@@ -215,7 +215,7 @@ fn record_file(node: &Node, name: &str, record: &Record) -> String {
 /// The size of what `get --json` prints for `id`, or `None` when it is not stored.
 fn stored(node: &Node, id: &str) -> Option<usize> {
     let run = node.run(&["get", id, "--json"]);
-    (run.code == 0).then(|| run.stdout.len())
+    (run.code == 0).then_some(run.stdout.len())
 }
 
 #[test]
