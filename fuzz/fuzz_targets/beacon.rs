@@ -2,7 +2,7 @@
 //! what it encodes to must decode again.
 #![no_main]
 
-use ark_lattice::discovery::Beacon;
+use ark_lattice::discovery::{Beacon, MAX_BEACON_BYTES};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -11,6 +11,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = beacon.verify();
     let _ = beacon.signing_bytes();
+    // Decoding fills in ARK's defaults, so a beacon near the size limit may encode to
+    // more than the limit; anything within it must decode again.
     let encoded = beacon.encode();
-    assert!(Beacon::decode(&encoded).is_ok(), "a decoded beacon re-encodes");
+    if encoded.len() <= MAX_BEACON_BYTES {
+        assert!(Beacon::decode(&encoded).is_ok(), "a decoded beacon re-encodes");
+    }
 });

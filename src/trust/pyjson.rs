@@ -44,7 +44,9 @@
 //!
 //! The writer walks the value with an explicit stack rather than recursion: miniserde
 //! itself parses arbitrarily deep nesting without recursion, and a peer must not be able
-//! to overflow our stack with `[[[[...]]]]`.
+//! to overflow our stack with `[[[[...]]]]`. The `/manifest` handler clones the value
+//! first, which does recurse; that is safe because every body is read through
+//! `model::parse_json`, which refuses nesting deeper than 128 (issue 10).
 
 use std::collections::btree_map;
 use std::fmt::Write;
