@@ -172,6 +172,13 @@ impl Lattice {
         Run::from(self.command(args).output().expect("run ark-lattice"))
     }
 
+    /// A run with extra environment (e.g. `ARK_STORE_WAIT`).
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut command = self.command(args);
+        command.envs(env.iter().copied());
+        Run::from(command.output().expect("run ark-lattice"))
+    }
+
     pub fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Run {
         use std::io::Write;
         let mut child = self
@@ -228,6 +235,13 @@ pub fn array(value: &Value) -> &[Value] {
     match value {
         Value::Array(array) => array,
         _ => panic!("not an array"),
+    }
+}
+
+pub fn bool_of(value: &Value) -> bool {
+    match value {
+        Value::Bool(flag) => *flag,
+        _ => panic!("not a bool"),
     }
 }
 
