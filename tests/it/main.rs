@@ -6,5 +6,6 @@ mod federation;
 mod lattice;
 mod observe;
 mod restarts;
+mod soak;
 mod trust;
 mod util;

@@ -366,6 +366,11 @@ impl Node {
         self.child.as_ref().expect("the node is running").id()
     }
 
+    /// Whether the server was started and not killed since.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// kill -9: no graceful shutdown, `server.json` stays behind.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
