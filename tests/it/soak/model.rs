@@ -188,21 +188,25 @@ impl Model {
                 }
             }
             // Deletes all carry the same (empty) content, so a delete that lost to a
-            // newer concurrent delete is no conflict: its effect is kept by the other.
-            let newest_kept_delete = kept
-                .iter()
-                .filter(|version| {
-                    matches!(
-                        self.writes.get(*version).map(|write| &write.held),
-                        Some(Held::Deleted { .. })
-                    )
-                })
-                .max();
+            // newer concurrent delete is no conflict: its effect is kept by the other,
+            // and what its author wrote before it is kept as much as it is.
+            let is_delete = |version: &Version| {
+                matches!(
+                    self.writes.get(version).map(|write| &write.held),
+                    Some(Held::Deleted { .. })
+                )
+            };
+            if let Some(newest_delete) = kept.iter().filter(|v| is_delete(v)).max().cloned() {
+                for write in &writes {
+                    let version = write.held.version();
+                    if is_delete(version) && *version < newest_delete {
+                        self.history_of(version, &mut kept);
+                    }
+                }
+            }
             for write in writes {
                 let version = write.held.version();
-                let covered = matches!(write.held, Held::Deleted { .. })
-                    && newest_kept_delete.is_some_and(|delete| delete > version);
-                if !kept.contains(version) && !covered {
+                if !kept.contains(version) {
                     violations.push(format!(
                         "{id}: acknowledged write {version} on node {} is neither in the history of the final version nor in that of a logged conflict; {id} was written as:\n{}",
                         write.node,
