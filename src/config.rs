@@ -780,4 +780,29 @@ mod tests {
         assert!(config(&[], &[("DEBUG", "ark:federation")]).unwrap().verbose);
         assert!(!config(&[], &[("DEBUG", "express")]).unwrap().verbose);
     }
+
+    #[test]
+    fn store_wait_and_clock_offset_are_read_and_checked() {
+        let defaults = config(&[], &[]).unwrap();
+        assert_eq!(
+            defaults.store_wait,
+            Duration::from_secs(DEFAULT_STORE_WAIT_SECS)
+        );
+        assert_eq!(defaults.clock_offset_millis, 0);
+        let set = config(
+            &[],
+            &[("ARK_STORE_WAIT", "0"), ("ARK_CLOCK_OFFSET_MS", "-180000")],
+        )
+        .unwrap();
+        assert_eq!(set.store_wait, Duration::ZERO);
+        assert_eq!(set.clock_offset_millis, -180_000);
+        for (name, value) in [
+            ("ARK_STORE_WAIT", "soon"),
+            ("ARK_CLOCK_OFFSET_MS", "5s"),
+            ("ARK_CLOCK_OFFSET_MS", "86400001"),
+        ] {
+            let error = config(&[], &[(name, value)]).unwrap_err().to_string();
+            assert!(error.contains(name), "{error}");
+        }
+    }
 }

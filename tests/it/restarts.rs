@@ -48,22 +48,7 @@ impl Holder {
         )
         .unwrap();
         drop(stdin);
-        let output = self.0.wait_with_output().unwrap();
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-}
-
-/// `Run` of a finished child with piped output.
-fn finish(child: Child) -> Run {
-    let output = child.wait_with_output().unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        Run::from(self.0.wait_with_output().unwrap())
     }
 }
 
@@ -143,7 +128,7 @@ fn cli_commands_wait_for_a_held_store_and_for_a_starting_server() {
     });
     let node = Node::serve(lattice, &[], &[]);
     assert_eq!(releasing.join().unwrap().code, 0);
-    let add = finish(waiting_add);
+    let add = Run::from(waiting_add.wait_with_output().unwrap());
     assert_eq!(add.code, 0, "{}", add.stderr);
     assert!(add.stderr.contains("waiting up to"), "{}", add.stderr);
     let hashes = node.hashes();

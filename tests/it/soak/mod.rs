@@ -129,15 +129,7 @@ impl SoakNode {
 
     fn cli(&self, args: &[&str]) -> Run {
         let output = self.command(args).output().expect("run ark-lattice");
-        run_of(output)
-    }
-}
-
-fn run_of(output: std::process::Output) -> Run {
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        Run::from(output)
     }
 }
 
@@ -259,8 +251,14 @@ impl Soak {
         }
     }
 
-    fn record(&mut self, step: usize, write: Write) {
+    fn record(&mut self, step: usize, id: &str, node: usize, held: Held, parent: Option<Version>) {
         self.tally.writes += 1;
+        let write = Write {
+            id: id.to_owned(),
+            node,
+            held,
+            parent,
+        };
         if let Err(problem) = self.model.record(write) {
             self.violation(step, problem);
         }
@@ -288,15 +286,9 @@ impl Soak {
                     }
                 }
                 (0, _) => match self.held(node, id) {
-                    Ok(Some(held @ Held::Deleted { .. })) => self.record(
-                        step,
-                        Write {
-                            id: id.to_owned(),
-                            node,
-                            held,
-                            parent,
-                        },
-                    ),
+                    Ok(Some(held @ Held::Deleted { .. })) => {
+                        self.record(step, id, node, held, parent)
+                    }
                     other => self.violation(
                         step,
                         format!("{id} on {}: deleted, then reads {other:?}", NAMES[node]),
@@ -327,15 +319,7 @@ impl Soak {
         }
         match self.held(node, id) {
             Ok(Some(held @ Held::Live { .. })) if matches!(&held, Held::Live { value: got, .. } if *got == value) => {
-                self.record(
-                    step,
-                    Write {
-                        id: id.to_owned(),
-                        node,
-                        held,
-                        parent,
-                    },
-                )
+                self.record(step, id, node, held, parent)
             }
             other => self.violation(
                 step,
@@ -394,7 +378,7 @@ impl Soak {
         std::thread::sleep(Duration::from_millis(self.rng.below(25) as u64));
         self.tally.kills_mid_write += 1;
         self.kill(step, node);
-        let run = run_of(child.wait_with_output().unwrap());
+        let run = Run::from(child.wait_with_output().unwrap());
         let after = match self.held(node, id) {
             Ok(after) => after,
             Err(problem) => return self.violation(step, problem),
@@ -412,15 +396,7 @@ impl Soak {
         }
         if let (true, Some(held)) = (applied, after) {
             let parent = before.map(|held| held.version().clone());
-            self.record(
-                step,
-                Write {
-                    id: id.to_owned(),
-                    node,
-                    held,
-                    parent,
-                },
-            );
+            self.record(step, id, node, held, parent);
         }
     }
 
@@ -459,7 +435,7 @@ impl Soak {
         self.tally.kills_mid_sync += 1;
         self.tally.syncs += 1;
         self.kill(step, victim);
-        let run = run_of(child.wait_with_output().unwrap());
+        let run = Run::from(child.wait_with_output().unwrap());
         if ![0, 1, 6].contains(&run.code) {
             self.violation(
                 step,
