@@ -149,6 +149,15 @@ struct Soak {
     model: Model,
     tally: Tally,
     violations: Vec<String>,
+    /// The wall clock when the current operation started, unix milliseconds.
+    step_started: u64,
+}
+
+fn wall_clock_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 impl Soak {
@@ -210,6 +219,7 @@ impl Soak {
             model: Model::default(),
             tally: Tally::default(),
             violations: Vec::new(),
+            step_started: 0,
         }
     }
 
@@ -253,6 +263,22 @@ impl Soak {
 
     fn record(&mut self, step: usize, id: &str, node: usize, held: Held, parent: Option<Version>) {
         self.tally.writes += 1;
+        // The fast clock is in effect: a version is at least the wall clock plus the
+        // offset when the operation started.
+        if node == CLOCK_AHEAD_NODE
+            && held.version().millis < self.step_started + self.settings.clock_ahead_ms
+        {
+            self.violation(
+                step,
+                format!(
+                    "{} wrote {} although its clock runs {} ms ahead of {}",
+                    NAMES[node],
+                    held.version(),
+                    self.settings.clock_ahead_ms,
+                    self.step_started
+                ),
+            );
+        }
         let write = Write {
             id: id.to_owned(),
             node,
@@ -470,6 +496,7 @@ impl Soak {
     }
 
     fn step(&mut self, step: usize) {
+        self.step_started = wall_clock_millis();
         let id = format!("soak_{:02}", self.rng.below(ID_POOL));
         let roll = self.rng.below(100);
         let running = self.running();
