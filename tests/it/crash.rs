@@ -2,10 +2,10 @@
 //! the side that sends it and on the side that applies it. Each time the store opens
 //! again, holds only whole batches, and the next run converges with nothing lost.
 //!
-//! [`kill_repeatedly`] is the place for the next crash test of this kind: a command
-//! that rewrites the store (the record-signature migration of issue #11, once it
-//! lands) is started on a copy of a prepared state dir, killed at spread-out moments,
-//! and the store must open and finish the work on the next run.
+//! The kill during the record-signature migration (issue #11) belongs here once that
+//! migration lands: prepare a state dir the migration must rewrite, run the command
+//! that migrates it through [`kill_repeatedly`], check after each kill that every
+//! record is either migrated or untouched, and that the next run finishes the work.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;

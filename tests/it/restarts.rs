@@ -85,7 +85,10 @@ fn serve_gives_up_after_the_wait_and_refuses_a_store_another_server_holds() {
     let lattice = Lattice::new("serve-gives-up");
     let holder = Holder::start(&lattice);
     let started = Instant::now();
-    let run = lattice.run_with_env(&["serve", "--port", "0"], &[("ARK_STORE_WAIT", "1")]);
+    let run = lattice.run_with_env(
+        &["serve", "--port", "0", "--bind", "127.0.0.1"],
+        &[("ARK_STORE_WAIT", "1")],
+    );
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(started.elapsed() >= Duration::from_secs(1));
     assert!(run.stderr.contains("waiting up to 1 s"), "{}", run.stderr);

@@ -581,13 +581,13 @@ impl Soak {
         for slot in 0..ID_POOL {
             let id = format!("soak_{slot:02}");
             let mut seen: Option<Option<Held>> = None;
-            for node in 0..self.nodes.len() {
+            for (node, name) in NAMES.iter().enumerate() {
                 let held = self.held(node, &id)?;
                 match &seen {
                     Some(first) if first != &held => {
                         return Err(format!(
-                            "{id}: {} holds {first:?}, {} holds {held:?}",
-                            NAMES[0], NAMES[node]
+                            "{id}: {} holds {first:?}, {name} holds {held:?}",
+                            NAMES[0]
                         ));
                     }
                     Some(_) => {}
