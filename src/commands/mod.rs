@@ -73,20 +73,13 @@ pub fn run(args: Args, argv: &[String], config: &Config, out: &mut Output) -> Re
             {
                 // A script must know whether to check before repeating the call
                 // (every store command is safe to repeat, so it may simply repeat it).
-                out.json(&miniserde::json::Value::Object(
-                    [
-                        (
-                            "error".to_owned(),
-                            miniserde::json::Value::String(message.clone()),
-                        ),
-                        (
-                            "may_have_applied".to_owned(),
-                            miniserde::json::Value::Bool(*may_have_applied),
-                        ),
-                    ]
-                    .into_iter()
-                    .collect(),
-                ))?;
+                out.json(&output::object([
+                    ("error", output::string(message.clone())),
+                    (
+                        "may_have_applied",
+                        miniserde::json::Value::Bool(*may_have_applied),
+                    ),
+                ]))?;
                 out.flush()?;
             }
             result
