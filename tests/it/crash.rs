@@ -73,7 +73,7 @@ fn kill_during_import_leaves_whole_batches_and_the_next_import_completes() {
     let started = Instant::now();
     timing.run(&["import", path]).ok();
     let full = started.elapsed();
-    let delays: Vec<Duration> = (1..=4).map(|fifth| full * fifth / 5).collect();
+    let delays: Vec<Duration> = (1..=4).map(|sixth| full * sixth / 6).collect();
     let mut partial_seen = false;
     let killed = kill_repeatedly(&lattice, &["import", path], &delays, &mut |lattice| {
         let nodes = count(field(&lattice.stats(), "nodes"));
