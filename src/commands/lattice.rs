@@ -286,7 +286,8 @@ pub fn add(session: &mut Session<'_>, args: &cli::Add) -> Result<(), Error> {
         None => node_from_flags(args)?,
     };
     let now = unix_millis_now();
-    let existing = session.store.get(&node.id)?;
+    // A damaged record counts as none: the write replaces it.
+    let existing = session.store.records(&[node.id.as_str()])?.pop();
     if node.created_at.is_none() {
         node.created_at = Some(match existing.as_ref().and_then(|record| record.node()) {
             Some(previous) => previous.created_at.unwrap_or(now),

@@ -69,7 +69,9 @@ pub fn run(args: Args, argv: &[String], config: &Config, out: &mut Output) -> Re
                     err: &mut err,
                     read_input: &lattice::read_input,
                 };
-                run_lattice(&command, &mut session)
+                let outcome = run_lattice(&command, &mut session);
+                crate::sync::move_aside_damaged(&mut store);
+                outcome
             }
             Err(Error::Store(StoreError::Locked { path })) => match running_server(config) {
                 Some(server) => remote::forward(config, &server, argv, &command, out),

@@ -87,6 +87,10 @@ pub async fn counted(app: Rc<App>, request: Request) -> Response {
     let counters = app.clone();
     let response = routes::handle(app, request).await;
     counters.http_requests.add(route, response.status);
+    // Damaged records the request came across were skipped; move them aside now.
+    if let Ok(mut store) = counters.store.try_borrow_mut() {
+        crate::sync::move_aside_damaged(&mut store);
+    }
     response
 }
 
