@@ -13,6 +13,10 @@ pub mod exit {
     pub const STORE_BUSY: i32 = 3;
     pub const NOT_FOUND: i32 = 4;
     pub const INVALID_RECORDS: i32 = 5;
+    /// The store is damaged: `verify` found damage, or the store cannot be used as it is
+    /// (damaged pages, an empty file). `serve` exits with it too, and the systemd unit
+    /// does not restart on it.
+    pub const STORE_DAMAGED: i32 = 6;
 }
 
 #[derive(Debug)]
@@ -35,6 +39,8 @@ pub enum Error {
     InvalidRecords {
         invalid: u64,
     },
+    /// `verify` found damage (already printed in its report).
+    StoreDamaged(String),
     /// Anything else, already phrased for the user.
     Other(String),
     /// The failure was already printed (by the server that ran the command); exit with
@@ -49,6 +55,12 @@ impl Error {
         match self {
             Error::Config(_) | Error::Usage(_) => exit::USAGE,
             Error::Store(StoreError::Locked { .. }) => exit::STORE_BUSY,
+            Error::StoreDamaged(_)
+            | Error::Store(
+                StoreError::Damaged { .. }
+                | StoreError::DamagedPages { .. }
+                | StoreError::Empty { .. },
+            ) => exit::STORE_DAMAGED,
             Error::NotFound(_) => exit::NOT_FOUND,
             Error::InvalidRecords { .. } => exit::INVALID_RECORDS,
             Error::Reported { code } => *code,
@@ -69,7 +81,7 @@ impl fmt::Display for Error {
             Error::InvalidRecords { invalid } => {
                 write!(f, "{invalid} invalid record(s) were skipped (see above)")
             }
-            Error::Other(message) => f.write_str(message),
+            Error::Other(message) | Error::StoreDamaged(message) => f.write_str(message),
             Error::Reported { code } => write!(f, "failed with exit code {code}"),
         }
     }

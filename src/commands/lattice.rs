@@ -545,6 +545,12 @@ pub fn stats(session: &mut Session<'_>, args: &cli::Stats) -> Result<(), Error> 
     session
         .out
         .line(format!("conflicts   {}", stats.conflicts))?;
+    if stats.damaged > 0 {
+        session.out.line(format!(
+            "damaged     {} (moved aside; see `ark-lattice verify`)",
+            stats.damaged
+        ))?;
+    }
     for (title, map) in [
         ("by type", &stats.by_type),
         ("by language", &stats.by_language),
@@ -593,6 +599,7 @@ pub fn stats_json(stats: &Stats) -> Value {
         ("nodes", number(stats.nodes)),
         ("tombstones", number(stats.tombstones)),
         ("conflicts", number(stats.conflicts)),
+        ("damaged", number(stats.damaged)),
         ("last_seq", number(stats.last_seq)),
         ("store_bytes", number(stats.file_bytes)),
         ("by_type", counts(&stats.by_type)),

@@ -118,6 +118,8 @@ pub struct Stats {
     pub nodes: u64,
     pub tombstones: u64,
     pub conflicts: u64,
+    /// Records moved aside as damaged (see `store::damage`).
+    pub damaged: u64,
     pub last_seq: u64,
     pub file_bytes: u64,
     pub by_type: BTreeMap<String, u64>,

@@ -17,8 +17,8 @@ pub use damage::{DamagedRecord, RecordCheck, RecordTable, SignatureCheck, Signat
 pub use delta::{TypeFilter, VersionEntry, VersionSnapshot};
 pub use error::StoreError;
 pub use lattice::{
-    ApplyOutcome, ChangePage, Conflict, Query, RemoteRecord, SCHEMA_VERSION, Signer, Stats, Store,
-    StoreOptions, WriteSummary,
+    ApplyOutcome, ChangePage, Conflict, PageCheck, Query, RemoteRecord, SCHEMA_VERSION, Signer,
+    Stats, Store, StoreOptions, WriteSummary,
 };
 pub use record::{Body, Record, RecordMeta};
 pub use state::StateTable;

@@ -172,6 +172,7 @@ impl Store {
                 .map_err(self.fail())?
                 .len()
                 .map_err(self.fail())?,
+            damaged: self.moved_aside()?,
             last_seq: self.last_seq,
             file_bytes: std::fs::metadata(&self.path)
                 .map(|meta| meta.len())
