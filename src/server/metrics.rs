@@ -248,6 +248,18 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
         store_stats.tombstones,
     );
     out.single(
+        "ark_lattice_damaged_records_found_total",
+        "counter",
+        "Stored records found damaged (bytes not matching their content hash) since start; each was skipped, not served.",
+        app.store.borrow().damaged_found(),
+    );
+    out.single(
+        "ark_lattice_store_damaged_records",
+        "gauge",
+        "Records moved aside as damaged over the store's life, kept in its damaged table.",
+        store_stats.damaged,
+    );
+    out.single(
         "ark_lattice_store_size_bytes",
         "gauge",
         "Size of the store file.",

@@ -3,6 +3,7 @@
 mod delta;
 mod fake_ark;
 mod federation;
+mod integrity;
 mod lattice;
 mod observe;
 mod trust;
