@@ -152,12 +152,11 @@ fn own_key(config: &Config) -> Option<PublicKey> {
 fn check_records(store: &Store, own: &Option<PublicKey>) -> Result<RecordCheck, Error> {
     let keys: RefCell<HashMap<InstanceId, Option<PublicKey>>> = RefCell::new(HashMap::new());
     if let Some(own) = own {
-        keys.borrow_mut()
-            .insert(own.instance_id(), Some(own.clone()));
+        keys.borrow_mut().insert(own.instance_id(), Some(*own));
     }
     let key_of = |origin: &InstanceId| -> Option<PublicKey> {
         if let Some(known) = keys.borrow().get(origin) {
-            return known.clone();
+            return *known;
         }
         let learned = store
             .state(StateTable::AuthorKeys, &origin.to_hex())
@@ -170,7 +169,7 @@ fn check_records(store: &Store, own: &Option<PublicKey>) -> Result<RecordCheck, 
                 .flatten()
                 .map(|entry| entry.public_key)
         });
-        keys.borrow_mut().insert(*origin, key.clone());
+        keys.borrow_mut().insert(*origin, key);
         key
     };
     let check = |_id: &str, canonical: &[u8], meta: &RecordMeta| {

@@ -252,6 +252,7 @@ mod tests {
             last_success: Some(40),
             last_error: Some("timeout".into()),
             failures: 2,
+            repairs: 7,
             stats: SyncStats {
                 total_syncs: 3,
                 successful_syncs: 1,
