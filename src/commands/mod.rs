@@ -22,6 +22,7 @@ use crate::trust::KeyPair;
 pub use lattice::{conflicts_json, stats_json};
 pub use output::{Output, node_with_meta};
 pub use remote::{ServerInfo, running_server};
+pub use verify::check_before_serving;
 
 /// The instance key file inside the state dir.
 pub const KEY_FILE: &str = "identity.key";
@@ -104,7 +105,7 @@ pub fn run(args: Args, argv: &[String], config: &Config, out: &mut Output) -> Re
         Command::Federation(federation) => federation::run(config, &federation.command, out),
         Command::Keygen(keygen) => trust::keygen(keygen, out),
         Command::Verify(args) if !args.skip_page_check => {
-            match verify::verify_offline(config, args, argv, out) {
+            match verify::verify_offline(config, args, out) {
                 Err(Error::Store(StoreError::Locked { path })) => match running_server(config) {
                     Some(server) => remote::forward(config, &server, argv, &command, out),
                     None => Err(Error::Store(StoreError::Locked { path })),

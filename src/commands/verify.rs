@@ -9,7 +9,9 @@
 //! (`verify --skip-page-check --json`): if a damaged page ends the child, the report
 //! says so instead of ending with it. When the child moved damaged records aside, the
 //! pages are checked again: a record rewritten elsewhere takes its damaged page out of
-//! the tree.
+//! the tree. `serve` goes the same way before it listens ([`check_before_serving`]), so
+//! a node whose only damage is inside records starts again by itself and fetches them
+//! from its peers.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -19,10 +21,12 @@ use miniserde::json::{self, Value};
 use super::output::{number, object, string};
 use super::{Session, open_store};
 use crate::cli;
-use crate::config::Config;
+use crate::config::{Config, KeySource};
 use crate::error::Error;
 use crate::model::InstanceId;
-use crate::store::{PageCheck, RecordCheck, RecordMeta, SignatureCheck, StateTable, Store};
+use crate::store::{
+    PageCheck, RecordCheck, RecordMeta, SignatureCheck, StateTable, Store, StoreError,
+};
 use crate::sync::trust_book;
 use crate::trust::{PublicKey, Signature, verify_record};
 
@@ -50,13 +54,11 @@ pub fn verify(session: &mut Session<'_>, args: &cli::Verify) -> Result<(), Error
     print(session.out, &report, args.json)
 }
 
-/// `verify` from the CLI when no server holds the store. `argv` is the command line
-/// (without the program name), to run the child with the same settings. A store held
-/// by a server is an error the caller answers by forwarding the command.
+/// `verify` from the CLI when no server holds the store. A store held by a server is
+/// an error the caller answers by forwarding the command.
 pub fn verify_offline(
     config: &Config,
     args: &cli::Verify,
-    argv: &[String],
     out: &mut super::Output,
 ) -> Result<(), Error> {
     let (mut store, _) = open_store(config)?;
@@ -74,31 +76,80 @@ pub fn verify_offline(
         return print(out, &report, args.json);
     }
     drop(store);
-    let records = read_records_in_child(argv);
-    let moved = match &records {
-        Value::Object(fields) => fields
-            .get("damaged")
-            .is_some_and(|list| matches!(list, Value::Array(list) if !list.is_empty())),
-        _ => false,
-    };
-    let pages_after = if moved {
-        let (mut store, _) = open_store(config)?;
-        Some(pages_json(Some(&store.check_pages()?)))
-    } else {
-        None
-    };
+    let (records, pages_after) = move_aside_in_child(config)?;
     let report = Report {
         store: path,
         pages: pages_json(Some(&pages)),
-        pages_after,
+        pages_after: pages_after.as_ref().map(|pages| pages_json(Some(pages))),
         records,
     };
     print(out, &report, args.json)
 }
 
-/// Runs `verify --skip-page-check --json` as a child and returns its `records` part, or
-/// why the records could not be read.
-fn read_records_in_child(argv: &[String]) -> Value {
+/// What `serve` does before it opens the store for good: redb's page check, and when
+/// it fails, what `verify` does (damaged records moved aside by a child, the pages
+/// checked again). Refuses the store if pages stay damaged.
+pub fn check_before_serving(config: &Config) -> Result<(), Error> {
+    let started = std::time::Instant::now();
+    let (mut store, _) = open_store(config)?;
+    let path = store.path().to_owned();
+    let reason = match store.check_pages()? {
+        PageCheck::Clean => None,
+        PageCheck::Repaired => {
+            eprintln!(
+                "notice: store {}: redb found and repaired an inconsistency in its pages",
+                path.display()
+            );
+            None
+        }
+        PageCheck::Damaged(reason) => Some(reason),
+    };
+    drop(store);
+    if config.verbose {
+        eprintln!(
+            "store pages checked in {} ms",
+            started.elapsed().as_millis()
+        );
+    }
+    let Some(reason) = reason else {
+        return Ok(());
+    };
+    eprintln!(
+        "warning: store {} failed redb's page check ({reason}); reading every record to move damaged ones aside",
+        path.display()
+    );
+    let (records, pages_after) = move_aside_in_child(config)?;
+    if pages_after == Some(PageCheck::Clean) {
+        let moved = match field(&records, "damaged") {
+            Some(Value::Array(list)) => list.len(),
+            _ => 0,
+        };
+        eprintln!(
+            "notice: store {}: {moved} damaged record(s) moved aside and the pages check clean again; the next sync fetches the records from peers",
+            path.display()
+        );
+        return Ok(());
+    }
+    Err(Error::Store(StoreError::DamagedPages { path, reason }))
+}
+
+/// Reads every record in a child process, which moves damaged ones aside; when it
+/// moved any, checks the pages again. Returns the child's `records` report and the
+/// second page check.
+fn move_aside_in_child(config: &Config) -> Result<(Value, Option<PageCheck>), Error> {
+    let records = read_records_in_child(config);
+    let moved = matches!(field(&records, "damaged"), Some(Value::Array(list)) if !list.is_empty());
+    if !moved {
+        return Ok((records, None));
+    }
+    let (mut store, _) = open_store(config)?;
+    Ok((records, Some(store.check_pages()?)))
+}
+
+/// Runs `verify --skip-page-check --json` as a child on the same state dir, key and
+/// cache (the environment is passed on), and returns its `records` part, or why the
+/// records could not be read.
+fn read_records_in_child(config: &Config) -> Value {
     let not_read = |reason: String| {
         object([
             ("status", string("not_read")),
@@ -110,12 +161,17 @@ fn read_records_in_child(argv: &[String]) -> Value {
         Ok(program) => program,
         Err(error) => return not_read(format!("cannot find this program to read them: {error}")),
     };
-    let output = std::process::Command::new(program)
-        .args(
-            argv.iter()
-                .filter(|arg| !matches!(arg.as_str(), "--json" | "--skip-page-check")),
-        )
-        .args(["--skip-page-check", "--json"])
+    let mut command = std::process::Command::new(program);
+    command
+        .arg("--data-dir")
+        .arg(&config.data_dir)
+        .arg("--cache-mb")
+        .arg((config.cache_bytes / (1024 * 1024)).max(1).to_string());
+    if let KeySource::File(path) = &config.key_source {
+        command.arg("--key-file").arg(path);
+    }
+    let output = command
+        .args(["verify", "--skip-page-check", "--json"])
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
         .output();
@@ -346,7 +402,10 @@ fn print(out: &mut super::Output, report: &Report, as_json: bool) -> Result<(), 
     }
     let mut problems = Vec::new();
     if !pages_now_ok {
-        problems.push("damaged pages".to_owned());
+        problems.push(
+            "damaged pages that are not records (move the file away and sync it again from a peer)"
+                .to_owned(),
+        );
     }
     if !records_read {
         problems.push("records that could not be read".to_owned());

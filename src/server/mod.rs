@@ -49,42 +49,14 @@ const PORT_FALLBACK_TRIES: u16 = 10;
 
 /// Runs the server until a signal or a shutdown request.
 pub fn serve(config: &Config) -> Result<(), Error> {
+    // A plain open trusts the file, and a page damaged outside redb would stop the node
+    // at the first request that reads it, under systemd again and again: check first.
+    crate::commands::check_before_serving(config)?;
     let app = App::open(config)?;
-    check_store_pages(&app)?;
     crate::commands::storage_panics_are_handled_elsewhere();
     // The executor lives as long as the process; leaking it lets tasks be `'static`.
     let executor: &'static LocalExecutor<'static> = Box::leak(Box::new(LocalExecutor::new()));
     smol::block_on(executor.run(run(executor, app)))
-}
-
-/// redb's check of every page, before anything is served: a plain open trusts the
-/// file, and a page damaged outside redb would otherwise stop the node at the first
-/// request that reads it, under systemd again and again. A damaged store is refused
-/// with exit code 6, on which the unit does not restart.
-fn check_store_pages(app: &App) -> Result<(), Error> {
-    let started = std::time::Instant::now();
-    let outcome = app.store.borrow_mut().check_pages()?;
-    let path = app.config.store_path();
-    match outcome {
-        crate::store::PageCheck::Clean => {}
-        crate::store::PageCheck::Repaired => eprintln!(
-            "notice: store {}: redb found and repaired an inconsistency in its pages",
-            path.display()
-        ),
-        crate::store::PageCheck::Damaged(reason) => {
-            return Err(Error::Store(crate::store::StoreError::DamagedPages {
-                path,
-                reason,
-            }));
-        }
-    }
-    if app.config.verbose {
-        eprintln!(
-            "store pages checked in {} ms",
-            started.elapsed().as_millis()
-        );
-    }
-    Ok(())
 }
 
 async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<(), Error> {

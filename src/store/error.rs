@@ -61,10 +61,10 @@ impl fmt::Display for StoreError {
             ),
             StoreError::DamagedPages { path, reason } => write!(
                 f,
-                "store {} is damaged: {reason}; run `ark-lattice verify` to see what is damaged \
-                 (`verify --repair` moves damaged records aside so peers bring them back); if \
-                 pages other than records are damaged, move the file away and fetch the lattice \
-                 again from a peer with `ark-lattice federation sync` (see README, \"A damaged store\")",
+                "store {} is damaged (redb's page check: {reason}); run `ark-lattice verify` to see \
+                 what is damaged (it moves damaged records aside, and peers bring them back); if \
+                 other pages are damaged, move the file away and fetch the lattice again from a \
+                 peer with `ark-lattice federation sync` (see README, \"A damaged store\")",
                 path.display()
             ),
             StoreError::Storage { path, source } => {

@@ -108,6 +108,10 @@ fn a_flipped_bit_in_a_record_is_not_served_and_comes_back_from_a_peer() {
         .ok();
     b.run(&["federation", "sync"]).ok();
     let good = a.hashes();
+    // `verify` on a store a server holds runs in the server.
+    let report = a.run(&["verify", "--json"]).ok().json();
+    assert!(matches!(field(&report, "ok"), Value::Bool(true)));
+    assert_eq!(count(field(field(&report, "records"), "signed")), 200);
     assert_eq!(b.hashes(), good);
 
     // `e` -> `g`: the record still decodes, only its hash tells.
@@ -144,22 +148,18 @@ fn a_flipped_bit_in_a_record_is_not_served_and_comes_back_from_a_peer() {
     assert_eq!(count(field(records, "signed")), 200);
 }
 
-#[test]
-fn verify_names_a_flipped_record_and_serve_refuses_the_store_until_it_is_moved_aside() {
-    let lattice = lattice_with_needle("integrity-verify");
+/// A store with [`NEEDLE`]'s record damaged by one flipped bit, `e` -> `g`.
+fn lattice_with_flipped_bit(name: &str) -> Lattice {
+    let lattice = lattice_with_needle(name);
     let path = store_file(&lattice);
     let at = find_once(&path, NEEDLE) + 1;
     rewrite(&path, |bytes| bytes[at] ^= 0x02);
+    lattice
+}
 
-    // redb's page checksums see the flip too: serve refuses the file, with advice.
-    let serve = serve_expecting_exit(&lattice);
-    assert_clear_damage_error(&serve, &path, "serve");
-    assert!(
-        serve.stderr.contains("ark-lattice verify"),
-        "{}",
-        serve.stderr
-    );
-
+#[test]
+fn verify_names_a_flipped_record_and_moves_it_aside() {
+    let lattice = lattice_with_flipped_bit("integrity-verify");
     let run = lattice.run(&["verify", "--json"]);
     assert_eq!(run.code, 6, "{}\n{}", run.stdout, run.stderr);
     let report = run.json();
@@ -174,9 +174,28 @@ fn verify_names_a_flipped_record_and_serve_refuses_the_store_until_it_is_moved_a
         text(field(field(&report, "pages_after_moving_aside"), "status")),
         "clean"
     );
-    lattice.run(&["verify"]).ok();
-    let node = Node::serve(lattice, &[], &[]);
-    assert_eq!(count(field(&node.stats(), "nodes")), 199);
+    let again = lattice.run(&["verify"]).ok();
+    assert!(again.stdout.contains("damaged     0"), "{}", again.stdout);
+}
+
+#[test]
+fn serve_moves_a_flipped_record_aside_before_it_starts() {
+    // redb's page checksums see the flip: serve reads the records, moves the damaged one
+    // aside (which rewrites its page) and starts on a store that checks clean.
+    let node = Node::serve(lattice_with_flipped_bit("integrity-serve"), &[], &[]);
+    let log = node.log();
+    assert!(log.contains("failed redb's page check"), "{log}");
+    assert!(log.contains("\"record-7\" in table nodes"), "{log}");
+    assert!(log.contains("1 damaged record(s) moved aside"), "{log}");
+    let stats = node.stats();
+    assert_eq!(count(field(&stats, "nodes")), 199);
+    assert_eq!(count(field(&stats, "damaged")), 1);
+    let metrics = crate::util::http(node.address(), "GET", "/metrics", &[], None);
+    assert!(
+        metrics.body.contains("ark_lattice_store_damaged_records 1"),
+        "{}",
+        metrics.body
+    );
 }
 
 #[test]
