@@ -400,6 +400,12 @@ fn print(out: &mut super::Output, report: &Report, as_json: bool) -> Result<(), 
     if ok {
         return Ok(());
     }
+    if as_json {
+        // The report says it all; the exit code tells scripts.
+        return Err(Error::Reported {
+            code: crate::error::exit::STORE_DAMAGED,
+        });
+    }
     let mut problems = Vec::new();
     if !pages_now_ok {
         problems.push(
