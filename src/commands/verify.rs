@@ -150,13 +150,7 @@ fn move_aside_in_child(config: &Config) -> Result<(Value, Option<PageCheck>), Er
 /// cache (the environment is passed on), and returns its `records` part, or why the
 /// records could not be read.
 fn read_records_in_child(config: &Config) -> Value {
-    let not_read = |reason: String| {
-        object([
-            ("status", string("not_read")),
-            ("reason", string(reason)),
-            ("damaged", Value::Array(Default::default())),
-        ])
-    };
+    let not_read = |reason: String| records_json(&Err(reason));
     let program = match std::env::current_exe() {
         Ok(program) => program,
         Err(error) => return not_read(format!("cannot find this program to read them: {error}")),
@@ -418,7 +412,7 @@ fn print(out: &mut super::Output, report: &Report, as_json: bool) -> Result<(), 
     }
     if !damaged.is_empty() {
         problems.push(format!(
-            "{} damaged record(s), moved aside to be fetched again from a peer at the next sync",
+            "{} damaged record(s) (those whose bytes do not match their content hash were moved aside, to be fetched again from a peer at the next sync)",
             damaged.len()
         ));
     }

@@ -30,10 +30,19 @@ fn find_once(path: &Path, needle: &str) -> usize {
     found[0]
 }
 
-fn rewrite(path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
-    let mut bytes = std::fs::read(path).unwrap();
-    change(&mut bytes);
-    std::fs::write(path, bytes).unwrap();
+/// Overwrites `bytes` at `at` in place, as damage on disk would (a server may have the
+/// file open).
+fn overwrite(path: &Path, at: usize, bytes: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.seek(SeekFrom::Start(at as u64)).unwrap();
+    file.write_all(bytes).unwrap();
+}
+
+/// Flips one bit of the byte after the start of [`NEEDLE`]: `e` -> `g`.
+fn flip_needle_bit(path: &Path) {
+    let at = find_once(path, NEEDLE) + 1;
+    overwrite(path, at, &[b'e' ^ 0x02]);
 }
 
 /// A store with 200 records, one of which holds [`NEEDLE`].
@@ -115,9 +124,7 @@ fn a_flipped_bit_in_a_record_is_not_served_and_comes_back_from_a_peer() {
     assert_eq!(b.hashes(), good);
 
     // `e` -> `g`: the record still decodes, only its hash tells.
-    let path = store_file(&b);
-    let at = find_once(&path, NEEDLE) + 1;
-    rewrite(&path, |bytes| bytes[at] ^= 0x02);
+    flip_needle_bit(&store_file(&b));
 
     // Not served: left out of an export, with a report naming the record.
     let export = b.run(&["export", "--format", "ndjson"]).ok();
@@ -151,9 +158,7 @@ fn a_flipped_bit_in_a_record_is_not_served_and_comes_back_from_a_peer() {
 /// A store with [`NEEDLE`]'s record damaged by one flipped bit, `e` -> `g`.
 fn lattice_with_flipped_bit(name: &str) -> Lattice {
     let lattice = lattice_with_needle(name);
-    let path = store_file(&lattice);
-    let at = find_once(&path, NEEDLE) + 1;
-    rewrite(&path, |bytes| bytes[at] ^= 0x02);
+    flip_needle_bit(&store_file(&lattice));
     lattice
 }
 
@@ -203,15 +208,16 @@ fn four_kib_of_garbage_in_a_store_page_is_a_clear_error_not_an_abort() {
     let lattice = lattice_with_needle("integrity-garbage");
     let path = store_file(&lattice);
     let page = find_once(&path, NEEDLE) / 4096 * 4096;
-    rewrite(&path, |bytes| {
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        for byte in &mut bytes[page..page + 4096] {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let garbage: Vec<u8> = (0..4096)
+        .map(|_| {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            *byte = state as u8;
-        }
-    });
+            state as u8
+        })
+        .collect();
+    overwrite(&path, page, &garbage);
 
     // Commands that read the damaged page end with one line naming the file. `stats`
     // reads only counts kept elsewhere in release builds, so it may also just answer;
@@ -251,4 +257,45 @@ fn a_zero_byte_store_file_is_refused_with_advice_not_replaced() {
         assert!(run.stderr.contains("federation sync"), "{}", run.stderr);
     }
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+}
+
+#[test]
+fn a_record_damaged_under_a_running_server_is_not_served_counted_and_fetched_again() {
+    let a = Node::serve(lattice_with_needle("integrity-live-a"), &[], &[]);
+    let mut b = Node::start("integrity-live-b");
+    b.add_peer(&a.url());
+    a.trust(&b);
+    b.sync();
+    let good = a.hashes();
+    assert_eq!(b.hashes(), good);
+    // A new process, so no page of the record is in redb's cache; then the bit flips
+    // on disk under it.
+    b.restart();
+    flip_needle_bit(&store_file(&b));
+
+    let reply = crate::util::http(b.address(), "GET", "/api/lattice/nodes/record-7", &[], None);
+    assert_ne!(reply.status, 200, "{}", reply.body);
+    assert!(!reply.body.contains("needlg"), "{}", reply.body);
+    assert!(reply.body.contains("damaged"), "{}", reply.body);
+    // Moved aside after that request: forwarded commands no longer find it.
+    assert_eq!(b.run(&["get", "record-7"]).code, 4);
+    let metrics = crate::util::http(b.address(), "GET", "/metrics", &[], None).body;
+    assert!(
+        metrics.contains("ark_lattice_damaged_records_found_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ark_lattice_store_damaged_records 1"),
+        "{metrics}"
+    );
+    assert!(
+        b.log().contains("\"record-7\" in table nodes"),
+        "{}",
+        b.log()
+    );
+
+    let result = b.sync();
+    let result = &array(field(&result, "result"))[0];
+    assert_eq!(count(field(result, "nodesReceived")), 1);
+    assert_eq!(b.hashes(), good);
 }
