@@ -137,7 +137,20 @@ impl ExportFormat {
 /// Topic name for nodes without a category in the topics export.
 const UNCATEGORIZED: &str = "uncategorized";
 
+/// Writes every intact node. Damaged ones are left out and reported; the export then
+/// ends with exit code 6, so a backup script sees it is incomplete.
 pub fn export(session: &mut Session<'_>, args: &cli::Export) -> Result<(), Error> {
+    let damaged_before = session.store.damaged_found();
+    export_intact(session, args)?;
+    match session.store.damaged_found() - damaged_before {
+        0 => Ok(()),
+        left_out => Err(Error::StoreDamaged(format!(
+            "the export left out {left_out} damaged record(s) (reported above); they are fetched again from a peer at the next sync"
+        ))),
+    }
+}
+
+fn export_intact(session: &mut Session<'_>, args: &cli::Export) -> Result<(), Error> {
     let format = ExportFormat::parse(&args.format)?;
     match &args.output {
         None => {

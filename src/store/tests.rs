@@ -497,3 +497,38 @@ fn a_peer_version_replaces_a_damaged_record() {
     assert_eq!(store.quarantine_damaged(NOW).unwrap().len(), 1);
     assert_eq!(store.stats().unwrap().damaged, 1);
 }
+
+#[test]
+fn verify_reports_a_bad_signature_but_moves_only_damaged_bytes_aside() {
+    let mut temp = TempStore::new("verify-signatures");
+    let store = temp.store();
+    store
+        .write_nodes(&[node("a", "first"), node("b", "second")], NOW)
+        .unwrap();
+    damage(store, "b", |bytes| {
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+    });
+    let check = store
+        .verify_records(&|id, _, _| {
+            if id == "a" {
+                SignatureCheck::Invalid("made by another key".into())
+            } else {
+                SignatureCheck::Valid
+            }
+        })
+        .unwrap();
+    let found: Vec<(&str, &str)> = check
+        .damaged
+        .iter()
+        .map(|record| (record.id.as_str(), record.table.name()))
+        .collect();
+    assert_eq!(found, [("a", "nodes"), ("b", "nodes")]);
+    assert!(check.damaged[0].reason.contains("another key"));
+    assert_eq!((check.nodes, check.changes, check.signed), (2, 2, 0));
+    // Only the record whose bytes changed leaves the lattice.
+    let moved = store.quarantine_damaged(NOW).unwrap();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].id, "b");
+    assert!(store.get("a").unwrap().is_some());
+}

@@ -127,7 +127,13 @@ fn a_flipped_bit_in_a_record_is_not_served_and_comes_back_from_a_peer() {
     flip_needle_bit(&store_file(&b));
 
     // Not served: left out of an export, with a report naming the record.
-    let export = b.run(&["export", "--format", "ndjson"]).ok();
+    let export = b.run(&["export", "--format", "ndjson"]);
+    assert_eq!(export.code, 6, "{}", export.stderr);
+    assert!(
+        export.stderr.contains("left out 1 damaged"),
+        "{}",
+        export.stderr
+    );
     assert!(!export.stdout.contains("record-7\""), "{}", export.stdout);
     assert!(!export.stdout.contains("needlg"), "{}", export.stdout);
     assert!(
