@@ -194,10 +194,11 @@ impl Store {
         let txn = self.db.begin_write().map_err(self.fail())?;
         let mut removed_any = false;
         for damaged in found {
+            // One replaced by a peer's version since is mended, not moved.
             if self.move_aside_in(&txn, &damaged, now)? {
                 removed_any = true;
+                handled.push(damaged);
             }
-            handled.push(damaged);
         }
         let last_seq = self.last_seq + u64::from(removed_any);
         let repairs = self.repairs + u64::from(removed_any);
@@ -230,9 +231,12 @@ impl Store {
         now: u64,
     ) -> Result<(), StoreError> {
         let mut log = self.damage.borrow_mut();
+        let noted = log.found.len();
         log.found
             .retain(|known| !(known.table == damaged.table && known.id == damaged.id));
-        log.total += 1;
+        if log.found.len() == noted {
+            log.total += 1;
+        }
         drop(log);
         self.move_aside_in(txn, &damaged, now)?;
         self.damage.borrow_mut().moved.push(damaged);
