@@ -356,14 +356,21 @@ impl FederationConfig {
         let defaults = ServerLimits::default();
         let limits = ServerLimits {
             max_connections: flags.max_connections.unwrap_or(defaults.max_connections),
+            max_connections_per_address: flags
+                .max_connections_per_address
+                .unwrap_or(defaults.max_connections_per_address),
             max_body_bytes: flags
                 .max_body_kb
                 .map_or(defaults.max_body_bytes, |kb| kb * 1024),
             ..defaults
         };
-        if limits.max_connections == 0 || limits.max_body_bytes == 0 {
+        if limits.max_connections == 0
+            || limits.max_connections_per_address == 0
+            || limits.max_body_bytes == 0
+        {
             return Err(Error::Config(
-                "--max-connections and --max-body-kb must be above 0".into(),
+                "--max-connections, --max-connections-per-address and --max-body-kb must be above 0"
+                    .into(),
             ));
         }
         let trust = match flags.trust.clone().or_else(|| env("FEDERATION_TRUST")) {
@@ -411,6 +418,14 @@ impl FederationConfig {
             };
         let limits = ServerLimits {
             uncapped_loopback: !behind_proxy,
+            // Behind a proxy every caller arrives from the proxy's address, so a share
+            // per address would cap the whole node; the proxy (which buffers request
+            // heads) is where callers are told apart. Body limits are the same as ever.
+            max_connections_per_address: if behind_proxy {
+                limits.max_connections
+            } else {
+                limits.max_connections_per_address
+            },
             ..limits
         };
         Ok(FederationConfig {
