@@ -75,6 +75,20 @@ pub const DEFAULT_BEACON_INTERVAL_SECS: u64 = 60;
 /// A peer whose beacon was not heard for this many intervals has expired (ARK's 300 s
 /// at its 60 s interval).
 pub const BEACON_EXPIRY_INTERVALS: u32 = 5;
+/// Most peers kept from LAN beacons. Anyone on the LAN can send beacons under made-up
+/// ids (issue 10: 10,000 of them), so the table is capped; beyond it the peer heard
+/// least recently (unsigned ones first) makes room.
+pub const MAX_LAN_PEERS: usize = 256;
+/// Most pending trust entries (keys that signed a request but nobody accepted) kept in
+/// the store; beyond it the ones seen least recently are dropped. Unknown keys are
+/// written in one transaction every `PENDING_FLUSH_INTERVAL`, not one per request.
+pub const MAX_PENDING_TRUST: usize = 256;
+pub const PENDING_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+/// The open registry (`--open-registration`): most spokes registered at once, and the
+/// largest manifest summary (the manifest without its node list) kept for one, so
+/// `/discover` stays under `MAX_REGISTRATIONS × MAX_REGISTRATION_BYTES` (2 MiB).
+pub const MAX_REGISTRATIONS: usize = 512;
+pub const MAX_REGISTRATION_BYTES: usize = 4096;
 
 /// ARK's federation modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -100,6 +100,13 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
     if let Some(command) = &app.config.on_event {
         tasks.push(app.events.start_hooks(executor, command.clone()));
     }
+    let pending_app = app.clone();
+    tasks.push(executor.spawn(async move {
+        loop {
+            Timer::after(crate::config::PENDING_FLUSH_INTERVAL).await;
+            pending_app.flush_pending_callers();
+        }
+    }));
     let keep_alive_app = app.clone();
     tasks.push(executor.spawn(async move {
         loop {
@@ -131,6 +138,9 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
         })
         .await;
         eprintln!("shutting down: finishing in-flight requests");
+        // Held long-polls wait on this; without it a signal left them to their
+        // timeout (issue 10: 10 s to stop with one held).
+        shutdown_app.request_shutdown();
         // Event streams never finish by themselves; ending them lets shutdown proceed.
         shutdown_app.events.close_subscribers();
     };
@@ -147,6 +157,7 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
     .await;
     let _ = notifier.stopping();
     drop(tasks);
+    app.flush_pending_callers();
     if let Err(error) = app.syncer.flush() {
         eprintln!("warning: could not save the last sync statistics: {error}");
     }
