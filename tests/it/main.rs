@@ -1,8 +1,10 @@
 //! Integration tests: each runs the real `ark-lattice` binary against temp state dirs.
 
+mod attacks;
 mod delta;
 mod fake_ark;
 mod federation;
+mod hostile;
 mod lattice;
 mod observe;
 mod trust;
