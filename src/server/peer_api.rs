@@ -12,8 +12,8 @@ use crate::config::TrustMode;
 use crate::http::Request;
 use crate::model::{Version, unix_millis_now};
 use crate::protocol::{
-    Fields, PROTOCOL_LEGACY, PROTOCOL_RECONCILE, PROTOCOL_V2, ark_row, legacy_origin,
-    legacy_record, parse_object,
+    Fields, PROTOCOL_LEGACY, PROTOCOL_RECONCILE, PROTOCOL_V2, SplitObject, ark_row, legacy_origin,
+    legacy_record, parse_object, parse_piece, split_object,
 };
 use crate::store::Query;
 use crate::sync::wanted_ids;
@@ -106,16 +106,21 @@ pub fn nodes(app: &App, request: &Request) -> Result<Value, ApiError> {
 /// `POST /federation/sync`: with `nodes`, apply them with last-writer-wins and answer
 /// `{imported, conflicts, total}`; without, answer the nodes changed since `since`.
 pub async fn sync(app: &App, request: &Request) -> Result<Value, ApiError> {
-    let body = if request.body.iter().all(u8::is_ascii_whitespace) {
-        Object::new()
+    let split = if request.body.iter().all(u8::is_ascii_whitespace) {
+        SplitObject {
+            fields: Object::new(),
+            elements: None,
+        }
     } else {
-        parse_object(&request.body, "sync request")?
+        split_object(&request.body, "nodes", "sync request")?
     };
-    let fields = Fields::new(&body, "sync request");
+    let fields = Fields::new(&split.fields, "sync request");
+    // `nodes` that is not an array is refused here, as ever.
+    fields.opt_array("nodes")?;
     let sender = fields
         .opt_str("instanceId")?
         .unwrap_or("unknown-ark-instance");
-    let pushing = fields.opt_array("nodes")?.is_some();
+    let pushing = split.elements.is_some();
     authorize(
         app,
         request,
@@ -129,20 +134,16 @@ pub async fn sync(app: &App, request: &Request) -> Result<Value, ApiError> {
                     .into(),
         });
     }
-    if let Some(rows) = fields.opt_array("nodes")? {
+    if let Some(rows) = &split.elements {
         let origin = legacy_origin(sender);
-        let mut records = Vec::new();
         let mut rejected = Array::new();
-        for (index, row) in rows.iter().enumerate() {
-            if index % APPLY_CHUNK == APPLY_CHUNK - 1 {
-                future::yield_now().await;
-            }
-            match legacy_record(row, origin) {
-                Ok(record) => records.push(record),
-                Err(error) => rejected.push(rejection(index, row, &error.to_string())),
-            }
-        }
-        let (outcome, _) = apply_in_chunks(app, &records, &mut rejected).await?;
+        let (outcome, _) = apply_in_chunks(
+            app,
+            rows,
+            |_, row| legacy_record(row, origin).map_err(|error| error.to_string()),
+            &mut rejected,
+        )
+        .await?;
         return Ok(super::routes::object([
             ("imported", number(outcome.applied)),
             ("conflicts", number(outcome.conflicts)),
@@ -165,31 +166,45 @@ pub async fn sync(app: &App, request: &Request) -> Result<Value, ApiError> {
     ]))
 }
 
-/// Records applied in one transaction, and verified, between yields to the executor. A
-/// push of thousands of records is applied in chunks so the requests that arrive
-/// meanwhile are served between them (issue 10: a 100k-record push held the thread for
-/// 9 s); about 250 signature checks or writes take a few milliseconds on a Pi 4.
+/// Records parsed, checked and applied in one transaction between yields to the
+/// executor. A push of thousands of records is taken in chunks so the requests that
+/// arrive meanwhile are served between them (issue 10: a 100k-record push held the
+/// thread for 9 s), and only one chunk is ever parsed into memory at a time.
 const APPLY_CHUNK: usize = 250;
 
-/// Applies records a peer sent in chunks of [`APPLY_CHUNK`], yielding between them, with
-/// the syncer's clock-skew rule, and adds the ones the store refused to `rejected` as
-/// `{id, error}`. Also returns the change sequence before and after, when nothing else
-/// wrote in between: then every sequence in that range is one of these records.
+/// Parses the pushed `elements` (cut out by `split_object`), turns each into a record
+/// with `read` (index, element), and applies them, [`APPLY_CHUNK`] at a time with a yield
+/// between chunks, with the syncer's clock-skew rule. Elements that are not JSON, that
+/// `read` refuses or that the store refuses are added to `rejected`. Also returns the
+/// change sequence before and after, when nothing else wrote in between: then every
+/// sequence in that range is one of these records.
 async fn apply_in_chunks(
     app: &App,
-    records: &[crate::store::RemoteRecord],
+    elements: &[&[u8]],
+    mut read: impl FnMut(usize, &Value) -> Result<crate::store::RemoteRecord, String>,
     rejected: &mut Array,
 ) -> Result<(crate::store::ApplyOutcome, Option<(u64, u64)>), ApiError> {
     let mut total = crate::store::ApplyOutcome::default();
     let seq_before = app.store.borrow().last_seq();
     let mut seq_after = seq_before;
     let mut interleaved = false;
-    for (index, chunk) in records.chunks(APPLY_CHUNK).enumerate() {
-        if index > 0 {
+    for (chunk_index, chunk) in elements.chunks(APPLY_CHUNK).enumerate() {
+        if chunk_index > 0 {
             future::yield_now().await;
             interleaved |= app.store.borrow().last_seq() != seq_after;
         }
-        let outcome = app.syncer.apply(chunk, None)?;
+        let mut records = Vec::with_capacity(chunk.len());
+        for (offset, element) in chunk.iter().enumerate() {
+            let index = chunk_index * APPLY_CHUNK + offset;
+            match parse_piece(element) {
+                None => rejected.push(rejection(index, &Value::Null, "is not valid JSON")),
+                Some(value) => match read(index, &value) {
+                    Ok(record) => records.push(record),
+                    Err(reason) => rejected.push(rejection(index, &value, &reason)),
+                },
+            }
+        }
+        let outcome = app.syncer.apply(&records, None)?;
         seq_after = app.store.borrow().last_seq();
         total.applied += outcome.applied;
         total.unchanged += outcome.unchanged;
@@ -284,23 +299,23 @@ pub fn offer(app: &App, request: &Request) -> Result<Value, ApiError> {
 pub async fn push(app: &App, request: &Request) -> Result<Value, ApiError> {
     let caller = authorize(app, request, Access::Push)?;
     let delivered_by_core = caller.tier == Tier::Core;
-    let body = parse_object(&request.body, "push")?;
-    let fields = Fields::new(&body, "push");
-    let mut records = Vec::new();
+    let split = split_object(&request.body, "records", "push")?;
+    let Some(elements) = &split.elements else {
+        // Missing or not an array: the usual error naming the field.
+        Fields::new(&split.fields, "push").array("records")?;
+        return Err(ApiError::bad_request("push: `records` is missing"));
+    };
     let mut rejected = Array::new();
-    for (index, value) in fields.array("records")?.iter().enumerate() {
-        if index % APPLY_CHUNK == APPLY_CHUNK - 1 {
-            future::yield_now().await;
-        }
-        match app
-            .syncer
-            .verified_record(value, &format!("record {}", index + 1), delivered_by_core)
-        {
-            Ok(record) => records.push(record),
-            Err(reason) => rejected.push(rejection(index, value, &reason)),
-        }
-    }
-    let (outcome, sequences) = apply_in_chunks(app, &records, &mut rejected).await?;
+    let (outcome, sequences) = apply_in_chunks(
+        app,
+        elements,
+        |index, value| {
+            app.syncer
+                .verified_record(value, &format!("record {}", index + 1), delivered_by_core)
+        },
+        &mut rejected,
+    )
+    .await?;
     let mut answer = Object::new();
     answer.insert("applied".into(), number(outcome.applied));
     answer.insert("unchanged".into(), number(outcome.unchanged));
