@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use attacks::{
     ATTACKER, LEGIT, LatencyProbe, allow_open_files, gzip, gzip_bomb, hold_long_polls,
     legacy_push_body, median_and_max, memory_and_threads, request_from, send_beacons, stall_heads,
-    untrusted_key_flood,
+    terminate, untrusted_key_flood,
 };
 use support::{Server, TempDir};
 
@@ -252,11 +252,7 @@ fn sigterm_with_long_polls() -> Row {
     std::thread::sleep(Duration::from_millis(500));
     let (peak_kib, _, threads) = memory_and_threads(server.pid);
     let started = Instant::now();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &server.pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    terminate(server.pid);
     let proc_dir = format!("/proc/{}", server.pid);
     // The process is our child: it stays a zombie (its /proc/PID/status says so) until
     // `Server` reaps it on drop.

@@ -172,9 +172,14 @@ pub async fn sync(app: &App, request: &Request) -> Result<Value, ApiError> {
 /// thread for 9 s), and only one chunk is ever parsed into memory at a time.
 const APPLY_CHUNK: usize = 250;
 
+/// Records parsed and checked between yields: a chunk's signature checks take longer
+/// than its one commit, so they are split further.
+const YIELD_EVERY: usize = 50;
+
 /// Parses the pushed `elements` (cut out by `split_object`), turns each into a record
-/// with `read` (index, element), and applies them, [`APPLY_CHUNK`] at a time with a yield
-/// between chunks, with the syncer's clock-skew rule. Elements that are not JSON, that
+/// with `read` (index, element), and applies them [`APPLY_CHUNK`] at a time, yielding
+/// every [`YIELD_EVERY`] records and after each commit, with the syncer's clock-skew
+/// rule. Elements that are not JSON, that
 /// `read` refuses or that the store refuses are added to `rejected`. Also returns the
 /// change sequence before and after, when nothing else wrote in between: then every
 /// sequence in that range is one of these records.
@@ -189,13 +194,12 @@ async fn apply_in_chunks(
     let mut seq_after = seq_before;
     let mut interleaved = false;
     for (chunk_index, chunk) in elements.chunks(APPLY_CHUNK).enumerate() {
-        if chunk_index > 0 {
-            future::yield_now().await;
-            interleaved |= app.store.borrow().last_seq() != seq_after;
-        }
         let mut records = Vec::with_capacity(chunk.len());
         for (offset, element) in chunk.iter().enumerate() {
             let index = chunk_index * APPLY_CHUNK + offset;
+            if index > 0 && index % YIELD_EVERY == 0 {
+                future::yield_now().await;
+            }
             match parse_piece(element) {
                 None => rejected.push(rejection(index, &Value::Null, "is not valid JSON")),
                 Some(value) => match read(index, &value) {
@@ -204,6 +208,9 @@ async fn apply_in_chunks(
                 },
             }
         }
+        // No `.await` from here to the apply: a write seen now is one that came
+        // between our chunks.
+        interleaved |= app.store.borrow().last_seq() != seq_after;
         let outcome = app.syncer.apply(&records, None)?;
         seq_after = app.store.borrow().last_seq();
         total.applied += outcome.applied;

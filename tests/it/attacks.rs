@@ -47,6 +47,13 @@ pub fn allow_open_files(wanted: u64) {
     }
 }
 
+/// Sends SIGTERM to `pid`, as systemd does to stop the unit.
+pub fn terminate(pid: u32) {
+    use rustix::process::{Pid, Signal, kill_process};
+    let pid = Pid::from_raw(pid as i32).expect("a real pid");
+    kill_process(pid, Signal::TERM).expect("send SIGTERM");
+}
+
 /// Opens `count` connections from [`ATTACKER`] that each send half a request head and
 /// then nothing. The server may close some at once (that is the point); the streams
 /// are returned open or not, so the attack holds what it can.

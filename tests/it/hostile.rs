@@ -12,7 +12,7 @@ use miniserde::json::{self, Value};
 use crate::attacks::{
     ATTACKER, LEGIT, LatencyProbe, allow_open_files, gzip, gzip_bomb, hold_long_polls,
     legacy_push_body, median_and_max, memory_and_threads, request_from, send_beacons, stall_heads,
-    untrusted_key_flood,
+    terminate, untrusted_key_flood,
 };
 use crate::util::{Node, TempDir, count, field};
 
@@ -231,11 +231,7 @@ fn sigterm_ends_a_hundred_held_long_polls_at_once() {
     let mut polls = hold_long_polls(node.address(), 100, 0);
     std::thread::sleep(Duration::from_millis(500));
     let started = Instant::now();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &node.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    terminate(node.pid());
     let status = node.wait_exit(Duration::from_secs(10));
     let stopped_after = started.elapsed();
     assert!(status.success(), "{status}");
