@@ -102,6 +102,7 @@ fn a_gzip_bomb_from_any_source_is_refused_within_a_few_megabytes() {
         let (status, _) =
             request_from(LEGIT, target.address(), "GET", "/health", &[], b"").unwrap();
         assert_eq!(status, 200);
+        assert_eq!(metric(target, "ark_lattice_http_panics_total"), 0.0);
     }
 }
 
