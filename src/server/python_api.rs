@@ -328,3 +328,48 @@ pub fn delta(app: &App, request: &Request) -> Result<Value, ApiError> {
         ("nodes", Value::Array(nodes)),
     ]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trust::KeyPair;
+
+    fn registration(index: u32, trusted: bool) -> Registration {
+        let mut seed = [3u8; 32];
+        seed[..4].copy_from_slice(&index.to_be_bytes());
+        Registration {
+            public_key: KeyPair::from_seed(seed).unwrap().public_key(),
+            summary: Object::new(),
+            node_count: 0,
+            url: None,
+            last_seen: u64::from(index),
+            trusted,
+        }
+    }
+
+    #[test]
+    fn the_registry_keeps_its_cap_and_trusted_spokes_first() {
+        let mut registry = BTreeMap::new();
+        let cap = MAX_REGISTRATIONS as u32;
+        for index in 0..cap {
+            register_within_cap(&mut registry, registration(index, index == 0)).unwrap();
+        }
+        // An untrusted newcomer replaces the untrusted spoke heard least recently.
+        register_within_cap(&mut registry, registration(cap, false)).unwrap();
+        assert_eq!(registry.len(), MAX_REGISTRATIONS);
+        assert!(
+            registry.values().any(|entry| entry.last_seen == 0),
+            "trusted kept"
+        );
+        assert!(!registry.values().any(|entry| entry.last_seen == 1));
+        // All trusted: an untrusted newcomer is refused, a trusted one gets in.
+        let mut registry: BTreeMap<String, Registration> = (0..cap)
+            .map(|index| registration(index, true))
+            .map(|entry| (entry.public_key.to_base64(), entry))
+            .collect();
+        assert!(register_within_cap(&mut registry, registration(cap, false)).is_err());
+        register_within_cap(&mut registry, registration(cap + 1, true)).unwrap();
+        assert_eq!(registry.len(), MAX_REGISTRATIONS);
+        assert!(!registry.values().any(|entry| entry.last_seen == 0));
+    }
+}

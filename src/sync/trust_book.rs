@@ -198,3 +198,62 @@ pub fn flush_pending(
     store.set_states(StateTable::Trust, &batch)?;
     Ok(dropped)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+    use crate::trust::KeyPair;
+
+    fn key(seed: u8, index: u8) -> PublicKey {
+        let mut bytes = [seed; 32];
+        bytes[0] = index;
+        KeyPair::from_seed(bytes).unwrap().public_key()
+    }
+
+    #[test]
+    fn unknown_keys_are_written_in_batches_and_the_least_recent_dropped() {
+        let dir = std::env::temp_dir().join(format!("ark-trust-book-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut store = Store::open(
+            &dir.join("lattice.redb"),
+            &StoreOptions::default(),
+            InstanceId([1; 32]),
+        )
+        .unwrap();
+        let trusted = key(7, 0);
+        trust(&mut store, trusted, Tier::Core, None, "cli").unwrap();
+        let mut pending = PendingCallers::new(4);
+        for index in 0..6u8 {
+            let tier =
+                note_caller(&mut store, &mut pending, key(9, index), u64::from(index)).unwrap();
+            assert_eq!(tier, None);
+        }
+        // Nothing written yet; only the four seen most recently are kept in memory.
+        assert_eq!(entries(&store).unwrap().len(), 1);
+        assert_eq!(pending.len(), 4);
+        assert_eq!(
+            note_caller(&mut store, &mut pending, trusted, 100).unwrap(),
+            Some(Tier::Core)
+        );
+        assert_eq!(flush_pending(&mut store, &mut pending, 3).unwrap(), 1);
+        assert!(pending.is_empty());
+        let stored = entries(&store).unwrap();
+        let waiting: Vec<&TrustEntry> = stored.iter().filter(|entry| entry.pending).collect();
+        assert_eq!(waiting.len(), 3);
+        for index in 3..6 {
+            assert!(
+                waiting
+                    .iter()
+                    .any(|entry| entry.public_key == key(9, index))
+            );
+        }
+        assert!(
+            stored
+                .iter()
+                .any(|entry| entry.public_key == trusted && !entry.pending)
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
