@@ -1,9 +1,11 @@
 //! Integration tests: each runs the real `ark-lattice` binary against temp state dirs.
 
+mod attacks;
 mod crash;
 mod delta;
 mod fake_ark;
 mod federation;
+mod hostile;
 mod integrity;
 mod lattice;
 mod observe;
