@@ -16,6 +16,13 @@ case "$shared" in /*) ;; *) shared="$root/$shared" ;; esac
 
 if (($#)); then targets=("$@"); else mapfile -t targets < <(cargo +nightly fuzz list); fi
 python3 seed.py "$shared" corpus
+# Inputs that once crashed a target run first, every time.
+for input in regressions/*-crash-*; do
+    [ -e "$input" ] || continue
+    name=$(basename "$input")
+    mkdir -p "corpus/${name%%-crash-*}"
+    cp "$input" "corpus/${name%%-crash-*}/$name"
+done
 cargo +nightly fuzz build -O
 
 mkdir -p logs

@@ -18,6 +18,11 @@ pub const DEFAULT_DATA_DIR: &str = "ark-lattice-data";
 pub const STORE_FILE: &str = "lattice.redb";
 /// redb page cache when neither `--cache-mb` nor `ARK_CACHE_MB` is given.
 pub const DEFAULT_CACHE_MB: u64 = 16;
+/// How long `serve` and store commands wait for a store another process holds (a CLI
+/// command finishing, a server starting) when `ARK_STORE_WAIT` is not given.
+pub const DEFAULT_STORE_WAIT_SECS: u64 = 30;
+/// The largest `ARK_CLOCK_OFFSET_MS`, either way: a day.
+pub const MAX_CLOCK_OFFSET_MILLIS: i64 = 24 * 60 * 60 * 1000;
 /// Records per import transaction: one fsync per batch, not per record.
 pub const IMPORT_BATCH: usize = 2000;
 
@@ -104,6 +109,20 @@ pub const DEFAULT_BEACON_INTERVAL_SECS: u64 = 60;
 /// A peer whose beacon was not heard for this many intervals has expired (ARK's 300 s
 /// at its 60 s interval).
 pub const BEACON_EXPIRY_INTERVALS: u32 = 5;
+/// Most peers kept from LAN beacons. Anyone on the LAN can send beacons under made-up
+/// ids (issue 10: 10,000 of them), so the table is capped; beyond it the peer heard
+/// least recently (unsigned ones first) makes room.
+pub const MAX_LAN_PEERS: usize = 256;
+/// Most pending trust entries (keys that signed a request but nobody accepted) kept in
+/// the store; beyond it the ones seen least recently are dropped. Unknown keys are
+/// written in one transaction every `PENDING_FLUSH_INTERVAL`, not one per request.
+pub const MAX_PENDING_TRUST: usize = 256;
+pub const PENDING_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+/// The open registry (`--open-registration`): most spokes registered at once, and the
+/// largest manifest summary (the manifest without its node list) kept for one, so
+/// `/discover` stays under `MAX_REGISTRATIONS × MAX_REGISTRATION_BYTES` (2 MiB).
+pub const MAX_REGISTRATIONS: usize = 512;
+pub const MAX_REGISTRATION_BYTES: usize = 4096;
 
 /// ARK's federation modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,6 +209,11 @@ pub struct Config {
     pub discovery: DiscoveryConfig,
     /// `--on-event` / `FEDERATION_ON_EVENT`: a shell command run for each event.
     pub on_event: Option<String>,
+    /// `ARK_STORE_WAIT` (seconds): how long to wait for a store held by another process.
+    pub store_wait: Duration,
+    /// `ARK_CLOCK_OFFSET_MS`: milliseconds added to this process's wall clock, so tests
+    /// can run a node whose clock is ahead (or behind) without touching the machine's.
+    pub clock_offset_millis: i64,
 }
 
 /// LAN discovery settings. Defaults: on for `local` and `pi` instances, off for `cloud`
@@ -311,6 +335,25 @@ impl Config {
             redis_url_ignored: env("REDIS_URL").is_some_and(|url| !url.is_empty()),
             discovery,
             on_event,
+            store_wait: Duration::from_secs(match env("ARK_STORE_WAIT") {
+                Some(text) => text.trim().parse().map_err(|_| {
+                    Error::Config(format!("ARK_STORE_WAIT={text:?} is not a whole number of seconds"))
+                })?,
+                None => DEFAULT_STORE_WAIT_SECS,
+            }),
+            clock_offset_millis: match env("ARK_CLOCK_OFFSET_MS") {
+                Some(text) => text
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|offset: &i64| offset.abs() <= MAX_CLOCK_OFFSET_MILLIS)
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "ARK_CLOCK_OFFSET_MS={text:?} is not a number of milliseconds within ±{MAX_CLOCK_OFFSET_MILLIS}"
+                        ))
+                    })?,
+                None => 0,
+            },
         })
     }
 
@@ -385,13 +428,18 @@ impl FederationConfig {
         let defaults = ServerLimits::default();
         let limits = ServerLimits {
             max_connections: flags.max_connections.unwrap_or(defaults.max_connections),
+            max_connections_per_address: flags
+                .max_connections_per_address
+                .unwrap_or(defaults.max_connections_per_address),
             max_body_bytes: flags
                 .max_body_kb
                 .map_or(defaults.max_body_bytes, |kb| kb * 1024),
             ..defaults
         };
-        if limits.max_connections == 0 {
-            return Err(Error::Config("--max-connections must be above 0".into()));
+        if limits.max_connections == 0 || limits.max_connections_per_address == 0 {
+            return Err(Error::Config(
+                "--max-connections and --max-connections-per-address must be above 0".into(),
+            ));
         }
         if limits.max_body_bytes < MAX_PUSH_BODY_BYTES {
             return Err(Error::Config(format!(
@@ -444,6 +492,14 @@ impl FederationConfig {
             };
         let limits = ServerLimits {
             uncapped_loopback: !behind_proxy,
+            // Behind a proxy every caller arrives from the proxy's address, so a share
+            // per address would cap the whole node; the proxy (which buffers request
+            // heads) is where callers are told apart. Body limits are the same as ever.
+            max_connections_per_address: if behind_proxy {
+                limits.max_connections
+            } else {
+                limits.max_connections_per_address
+            },
             ..limits
         };
         Ok(FederationConfig {
@@ -807,5 +863,30 @@ mod tests {
     fn debug_scope_turns_on_verbose_logging() {
         assert!(config(&[], &[("DEBUG", "ark:federation")]).unwrap().verbose);
         assert!(!config(&[], &[("DEBUG", "express")]).unwrap().verbose);
+    }
+
+    #[test]
+    fn store_wait_and_clock_offset_are_read_and_checked() {
+        let defaults = config(&[], &[]).unwrap();
+        assert_eq!(
+            defaults.store_wait,
+            Duration::from_secs(DEFAULT_STORE_WAIT_SECS)
+        );
+        assert_eq!(defaults.clock_offset_millis, 0);
+        let set = config(
+            &[],
+            &[("ARK_STORE_WAIT", "0"), ("ARK_CLOCK_OFFSET_MS", "-180000")],
+        )
+        .unwrap();
+        assert_eq!(set.store_wait, Duration::ZERO);
+        assert_eq!(set.clock_offset_millis, -180_000);
+        for (name, value) in [
+            ("ARK_STORE_WAIT", "soon"),
+            ("ARK_CLOCK_OFFSET_MS", "5s"),
+            ("ARK_CLOCK_OFFSET_MS", "86400001"),
+        ] {
+            let error = config(&[], &[(name, value)]).unwrap_err().to_string();
+            assert!(error.contains(name), "{error}");
+        }
     }
 }

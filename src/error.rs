@@ -13,6 +13,13 @@ pub mod exit {
     pub const STORE_BUSY: i32 = 3;
     pub const NOT_FOUND: i32 = 4;
     pub const INVALID_RECORDS: i32 = 5;
+    /// The store is damaged: `verify` found damage, or the store cannot be used as it is
+    /// (damaged pages, an empty file). `serve` exits with it too, and the systemd unit
+    /// does not restart on it.
+    pub const STORE_DAMAGED: i32 = 6;
+    /// The request reached the running server but its answer was lost: it may have
+    /// been applied. Every store command is safe to repeat.
+    pub const MAY_HAVE_APPLIED: i32 = 7;
 }
 
 #[derive(Debug)]
@@ -35,6 +42,14 @@ pub enum Error {
     InvalidRecords {
         invalid: u64,
     },
+    /// The running server could not be asked (`may_have_applied` false: nothing was
+    /// sent), or the request was sent and the answer lost (true).
+    Server {
+        message: String,
+        may_have_applied: bool,
+    },
+    /// `verify` found damage (already printed in its report).
+    StoreDamaged(String),
     /// Anything else, already phrased for the user.
     Other(String),
     /// The failure was already printed (by the server that ran the command); exit with
@@ -49,9 +64,19 @@ impl Error {
         match self {
             Error::Config(_) | Error::Usage(_) => exit::USAGE,
             Error::Store(StoreError::Locked { .. }) => exit::STORE_BUSY,
+            Error::StoreDamaged(_)
+            | Error::Store(
+                StoreError::Damaged { .. }
+                | StoreError::DamagedPages { .. }
+                | StoreError::Empty { .. },
+            ) => exit::STORE_DAMAGED,
             Error::NotFound(_) => exit::NOT_FOUND,
             Error::InvalidRecords { .. } => exit::INVALID_RECORDS,
             Error::Reported { code } => *code,
+            Error::Server {
+                may_have_applied: true,
+                ..
+            } => exit::MAY_HAVE_APPLIED,
             _ => exit::FAILURE,
         }
     }
@@ -69,7 +94,17 @@ impl fmt::Display for Error {
             Error::InvalidRecords { invalid } => {
                 write!(f, "{invalid} invalid record(s) were skipped (see above)")
             }
-            Error::Other(message) => f.write_str(message),
+            Error::Server {
+                message,
+                may_have_applied,
+            } => {
+                f.write_str(message)?;
+                if *may_have_applied {
+                    f.write_str(" (the request was sent: it may have been applied)")?;
+                }
+                Ok(())
+            }
+            Error::Other(message) | Error::StoreDamaged(message) => f.write_str(message),
             Error::Reported { code } => write!(f, "failed with exit code {code}"),
         }
     }

@@ -9,7 +9,9 @@ mod gc;
 mod lattice;
 mod output;
 mod remote;
+mod store_wait;
 mod trust;
+mod verify;
 
 use crate::cli::{Args, Command};
 use crate::config::{Config, KeySource};
@@ -21,6 +23,7 @@ use crate::trust::KeyPair;
 pub use lattice::{conflicts_json, stats_json};
 pub use output::{Output, node_with_meta};
 pub use remote::{ServerInfo, running_server};
+pub use verify::check_before_serving;
 
 /// The instance key file inside the state dir.
 pub const KEY_FILE: &str = "identity.key";
@@ -47,9 +50,53 @@ impl std::fmt::Debug for Session<'_> {
     }
 }
 
+/// Whether a panic inside the storage library ends the process with a clear error (see
+/// [`exit_on_storage_panic`]).
+static EXIT_ON_STORAGE_PANIC: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Makes a panic inside redb end the process with one line naming the store file and
+/// exit code 6, instead of a backtrace and an abort. redb may panic on a page damaged
+/// outside it (a plain open trusts the file); a CLI command then has nothing better to
+/// do than to say so. `serve` turns this off once its page check passed (see
+/// [`storage_panics_are_handled_elsewhere`]), so a later panic is left to the request
+/// handling.
+pub fn exit_on_storage_panic(config: &Config) {
+    use std::sync::atomic::Ordering;
+    EXIT_ON_STORAGE_PANIC.store(true, Ordering::SeqCst);
+    let store_path = config.store_path();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let in_storage = info.location().is_some_and(|location| {
+            let file = location.file();
+            file.contains("/redb-") || file.contains("/redb/")
+        });
+        if !in_storage || !EXIT_ON_STORAGE_PANIC.load(Ordering::SeqCst) {
+            return previous(info);
+        }
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        eprintln!(
+            "error: store {} is damaged: the storage library stopped on it ({message}); run `ark-lattice verify`, and see README, \"A damaged store\"",
+            store_path.display()
+        );
+        std::process::exit(crate::error::exit::STORE_DAMAGED);
+    }));
+}
+
+/// See [`exit_on_storage_panic`].
+pub fn storage_panics_are_handled_elsewhere() {
+    EXIT_ON_STORAGE_PANIC.store(false, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Runs the command given on the command line. `argv` is the command line without the
 /// program name, forwarded as is when a server holds the store.
 pub fn run(args: Args, argv: &[String], config: &Config, out: &mut Output) -> Result<(), Error> {
+    crate::model::set_clock_offset(config.clock_offset_millis);
     let Some(command) = args.command else {
         return Err(Error::Usage(
             "no command given; run `ark-lattice --help` for the list".into(),
@@ -59,8 +106,54 @@ pub fn run(args: Args, argv: &[String], config: &Config, out: &mut Output) -> Re
         Command::Serve(_) => crate::server::serve(config),
         Command::Federation(federation) => federation::run(config, &federation.command, out),
         Command::Keygen(keygen) => trust::keygen(keygen, out),
-        _ => match open_store(config) {
-            Ok((mut store, _)) => {
+        Command::Verify(args) if !args.skip_page_check => {
+            match verify::verify_offline(config, args, out) {
+                Err(Error::Store(StoreError::Locked { path })) => match running_server(config) {
+                    Some(server) => remote::forward(config, &server, argv, &command, out),
+                    None => Err(Error::Store(StoreError::Locked { path })),
+                },
+                outcome => outcome,
+            }
+        }
+        _ => {
+            let result = run_store_command(&command, argv, config, out);
+            if let (
+                Err(Error::Server {
+                    message,
+                    may_have_applied,
+                }),
+                true,
+            ) = (&result, remote::wants_json(&command))
+            {
+                // A script must know whether to check before repeating the call
+                // (every store command is safe to repeat, so it may simply repeat it).
+                out.json(&output::object([
+                    ("error", output::string(message.clone())),
+                    (
+                        "may_have_applied",
+                        miniserde::json::Value::Bool(*may_have_applied),
+                    ),
+                ]))?;
+                out.flush()?;
+            }
+            result
+        }
+    }
+}
+
+/// Runs a store command here, or on the server that holds the store. A server that
+/// could not be reached at all (it died after writing `server.json`) is not the end:
+/// the store is then free, or a restarted server will hold it, within the same wait.
+fn run_store_command(
+    command: &Command,
+    argv: &[String],
+    config: &Config,
+    out: &mut Output,
+) -> Result<(), Error> {
+    let deadline = std::time::Instant::now() + config.store_wait;
+    loop {
+        match store_wait::open_waiting(config, Some(deadline), || open_store(config))? {
+            store_wait::Holder::Opened((mut store, _)) => {
                 let mut err = Output::stderr();
                 let mut session = Session {
                     store: &mut store,
@@ -69,14 +162,22 @@ pub fn run(args: Args, argv: &[String], config: &Config, out: &mut Output) -> Re
                     err: &mut err,
                     read_input: &lattice::read_input,
                 };
-                run_lattice(&command, &mut session)
+                let outcome = run_lattice(command, &mut session);
+                crate::sync::move_aside_damaged(&mut store);
+                return outcome;
             }
-            Err(Error::Store(StoreError::Locked { path })) => match running_server(config) {
-                Some(server) => remote::forward(config, &server, argv, &command, out),
-                None => Err(Error::Store(StoreError::Locked { path })),
-            },
-            Err(error) => Err(error),
-        },
+            store_wait::Holder::Server(server) => {
+                match remote::forward(config, &server, argv, command, out) {
+                    Err(Error::Server {
+                        may_have_applied: false,
+                        ..
+                    }) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                    result => return result,
+                }
+            }
+        }
     }
 }
 
@@ -91,6 +192,7 @@ pub fn run_lattice(command: &Command, session: &mut Session<'_>) -> Result<(), E
         Command::List(list) => lattice::list(session, list),
         Command::Query(query) => lattice::query(session, query),
         Command::Stats(stats) => lattice::stats(session, stats),
+        Command::Verify(args) => verify::verify(session, args),
         Command::Conflicts(conflicts) => lattice::conflicts(session, conflicts),
         Command::Gc(args) => gc::gc(session, args),
         Command::Trust(trust) => trust::run(session, &trust.command),
@@ -111,6 +213,23 @@ pub fn identity(config: &Config) -> Result<KeyPair, Error> {
             .map_err(|error| Error::Config(format!("ARK_FED_PRIVKEY: {error}"))),
         KeySource::StateDir => KeyPair::load_or_create(&config.data_dir.join(KEY_FILE))
             .map_err(|error| Error::Other(error.to_string())),
+    }
+}
+
+/// Opens the store for `serve`: waits (bounded) while a CLI command holds it, and
+/// refuses at once when another server does.
+pub fn open_store_for_server(config: &Config) -> Result<(Store, InstanceId), Error> {
+    match store_wait::open_waiting(config, None, || open_store(config))? {
+        store_wait::Holder::Opened(opened) => Ok(opened),
+        store_wait::Holder::Server(server) => {
+            eprintln!(
+                "ark-lattice (pid {}) already serves this store on port {}",
+                server.pid, server.port
+            );
+            Err(Error::Store(StoreError::Locked {
+                path: config.store_path(),
+            }))
+        }
     }
 }
 

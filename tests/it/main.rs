@@ -1,10 +1,16 @@
 //! Integration tests: each runs the real `ark-lattice` binary against temp state dirs.
 
+mod attacks;
+mod crash;
 mod delta;
 mod fake_ark;
 mod federation;
 mod hostile;
+mod hostile_input;
+mod integrity;
 mod lattice;
 mod observe;
+mod restarts;
+mod soak;
 mod trust;
 mod util;
