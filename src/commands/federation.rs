@@ -29,7 +29,7 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
         FederationCommand::Stop(_) => stop(config, server, out),
         FederationCommand::Status(args) => {
             let status = match &server {
-                Some(server) => call(config, server, "GET", "/api/federation/status", None)?,
+                Some(server) => call(config, server, "GET", "/api/v2/federation/status", None)?,
                 None => in_process(config, server::status)?,
             };
             if args.json {
@@ -46,7 +46,13 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
                         .map_or(Value::Object(Object::new()), |peer| {
                             object([("peerUrl", Value::String(peer.clone()))])
                         });
-                    call(config, server, "POST", "/api/federation/sync", Some(body))?
+                    call(
+                        config,
+                        server,
+                        "POST",
+                        "/api/v2/federation/sync",
+                        Some(body),
+                    )?
                 }
                 None => {
                     let app = App::open(config)?;
@@ -114,7 +120,7 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
                         config,
                         server,
                         "POST",
-                        "/api/federation/peers/add",
+                        "/api/v2/federation/peers/add",
                         Some(body),
                     )?
                 }
@@ -151,7 +157,7 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
                     config,
                     server,
                     "DELETE",
-                    &format!("/api/federation/peers/{}", percent_encode(&args.url)),
+                    &format!("/api/v2/federation/peers/{}", percent_encode(&args.url)),
                     None,
                 )?,
                 None => in_process(config, |app| server::remove_peer(app, &args.url))?,
@@ -161,7 +167,7 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
         }
         FederationCommand::ListPeers(args) => {
             let answer = match &server {
-                Some(server) => call(config, server, "GET", "/api/federation/peers", None)?,
+                Some(server) => call(config, server, "GET", "/api/v2/federation/peers", None)?,
                 None => in_process(config, server::list_peers)?,
             };
             if args.json {
@@ -195,7 +201,7 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
                         config,
                         server,
                         "POST",
-                        "/api/federation/discover",
+                        "/api/v2/federation/discover",
                         Some(Value::Object(body)),
                     )?
                 }
@@ -235,9 +241,9 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
                 ));
             };
             let path = if on {
-                "/api/federation/auto-sync/start"
+                "/api/v2/federation/auto-sync/start"
             } else {
-                "/api/federation/auto-sync/stop"
+                "/api/v2/federation/auto-sync/stop"
             };
             let answer = call(
                 config,
@@ -513,10 +519,14 @@ fn print_status(out: &mut Output, status: &Object) -> Result<(), Error> {
         field_u64(&value, "syncInterval")
     ))?;
     out.line(format!("nodes        {}", field_u64(&value, "nodeCount")))?;
+    let count = |name: &str| match status.get(name) {
+        Some(Value::Array(urls)) => urls.len(),
+        _ => 0,
+    };
     out.line(format!(
         "peers        {} ({} active)",
-        field_u64(&value, "peers"),
-        field_u64(&value, "activePeers")
+        count("peers"),
+        count("activePeers")
     ))?;
     if let Some(stats) = status.get("stats") {
         out.line(format!(
@@ -524,7 +534,7 @@ fn print_status(out: &mut Output, status: &Object) -> Result<(), Error> {
             field_u64(stats, "totalSyncs"),
             field_u64(stats, "successfulSyncs"),
             field_u64(stats, "failedSyncs"),
-            field_u64(stats, "nodesSent"),
+            field_u64(stats, "nodesShared"),
             field_u64(stats, "nodesReceived"),
             field_u64(stats, "conflictsResolved")
         ))?;

@@ -1,10 +1,15 @@
 //! Wire formats: how records, peers and results look as JSON on ARK's legacy endpoints
 //! and on our own v2 endpoints. Pure conversions; no I/O.
 
+mod ark;
 mod fields;
 mod legacy;
 mod record;
 
+pub use ark::{
+    ArkStats, ControlAnswer, InstanceInfo, LatticeInfo, NodeList, NodesSince, PeerDirectory,
+    PeerSummary, PeerSyncReport, ReceiveResult, SyncReport, not_found,
+};
 pub use fields::{Fields, WireError, json_object, parse_object};
 pub use legacy::{ark_row, legacy_origin, legacy_record};
 pub use record::{

@@ -12,6 +12,7 @@
 //! store write is a synchronous transaction, so none is left half done.
 
 mod app;
+mod ark_api;
 mod auth;
 mod control;
 mod delta_api;

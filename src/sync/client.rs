@@ -36,8 +36,8 @@ use crate::http::PeerUrl;
 use crate::http::{ClientRequest, HttpClient};
 use crate::model::{InstanceId, unix_millis_now};
 use crate::protocol::{
-    Fields, PROTOCOL_RECONCILE, PROTOCOL_V2, WireError, ark_row, legacy_origin, legacy_record,
-    parse_object, record_from_wire,
+    InstanceInfo, NodeList, PROTOCOL_RECONCILE, PROTOCOL_V2, ReceiveResult, WireError, ark_row,
+    legacy_origin, legacy_record, parse_object, record_from_wire,
 };
 use crate::store::{ApplyOutcome, Body, RemoteRecord, StateTable, Store, StoreError};
 use crate::trust::{KeyPair, PublicKey, Signature, Tier, sign_request, verify_record};
@@ -423,20 +423,14 @@ impl Syncer {
         let info = self
             .fetch(self.get(&format!("{url}/federation/info")), "peer info")
             .await?;
-        let info_fields = Fields::new(&info, "peer info");
-        let peer_id = info_fields.str("instanceId")?.to_owned();
+        let info = InstanceInfo::from_json(&info, &format!("peer info from {url}"))?;
+        let peer_id = info.instance_id.clone();
         if peer_id == self.instance_id.to_hex() {
             return Err(SyncError::Peer(format!("{url} is this instance itself")));
         }
-        let protocols = info_fields.opt_array("protocols")?.unwrap_or_default();
-        let speaks = |protocol: &str| {
-            protocols
-                .iter()
-                .any(|name| matches!(name, Value::String(name) if name == protocol))
-        };
-        let speaks_v2 = speaks(PROTOCOL_V2);
-        let reconciles = speaks(PROTOCOL_RECONCILE);
-        state.instance_name = info_fields.opt_str("instanceName")?.map(str::to_owned);
+        let speaks_v2 = info.speaks(PROTOCOL_V2);
+        let reconciles = info.speaks(PROTOCOL_RECONCILE);
+        state.instance_name = Some(info.instance_name.clone()).filter(|name| !name.is_empty());
         if state.instance_id.as_deref() != Some(peer_id.as_str()) {
             if state.instance_id.is_some() {
                 self.log(format!("{url} is now instance {peer_id}; starting over"));
@@ -457,15 +451,21 @@ impl Syncer {
             return self.sync_legacy(url, &peer_id, &mut state, result).await;
         }
         // An ark-lattice peer's id is the hash of its key, so the key it shows must match.
-        let peer_key = PublicKey::from_base64(info_fields.str("publicKey")?)
-            .map_err(|error| SyncError::Peer(format!("{url}: public key: {error}")))?;
+        let missing = |name: &str| SyncError::Peer(format!("{url}: its info has no `{name}`"));
+        let peer_key = PublicKey::from_base64(
+            info.lattice
+                .public_key
+                .as_deref()
+                .ok_or_else(|| missing("publicKey"))?,
+        )
+        .map_err(|error| SyncError::Peer(format!("{url}: public key: {error}")))?;
         if peer_key.instance_id().to_hex() != peer_id {
             return Err(SyncError::Peer(format!(
                 "{url}: its instance id does not belong to its public key"
             )));
         }
         let peer_tier = trust_book::tier_of(&self.store.borrow(), &peer_key.instance_id())?;
-        let epoch = info_fields.str("epoch")?.to_owned();
+        let epoch = info.lattice.epoch.clone().ok_or_else(|| missing("epoch"))?;
         state.protocol = Some("v2".into());
         if state.epoch.as_deref() != Some(epoch.as_str()) && !reconciles {
             // A peer without reconciliation is synced by its whole feed, once.
@@ -678,12 +678,9 @@ impl Syncer {
         let answer = self
             .fetch(self.get(&format!("{url}/federation/nodes")), "node list")
             .await?;
+        let list = NodeList::from_json(&answer, &format!("node list from {url}"))?;
         let mut records = Vec::new();
-        for (index, row) in Fields::new(&answer, "node list")
-            .array("nodes")?
-            .iter()
-            .enumerate()
-        {
+        for (index, row) in list.nodes.iter().enumerate() {
             match legacy_record(row, origin) {
                 Ok(record) => records.push(record),
                 Err(error) => result
@@ -731,11 +728,13 @@ impl Syncer {
                     ("instanceId", Value::String(self.instance_id.to_hex())),
                     ("nodes", Value::Array(rows)),
                 ]);
-                self.fetch(
-                    self.post_json(format!("{url}/federation/sync"), body),
-                    "sync answer",
-                )
-                .await?;
+                let answer = self
+                    .fetch(
+                        self.post_json(format!("{url}/federation/sync"), body),
+                        "sync answer",
+                    )
+                    .await?;
+                ReceiveResult::from_json(&answer, &format!("sync answer from {url}"))?;
             }
             result.nodes_sent += sent;
             state.push_seq = page.last_seq;

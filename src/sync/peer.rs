@@ -38,6 +38,18 @@ impl SyncStats {
         self.conflicts_resolved += other.conflicts_resolved;
     }
 
+    /// The counters as ARK's `stats` names them.
+    pub fn to_ark(&self) -> crate::protocol::ArkStats {
+        crate::protocol::ArkStats {
+            total_syncs: self.total_syncs,
+            successful_syncs: self.successful_syncs,
+            failed_syncs: self.failed_syncs,
+            nodes_received: self.nodes_received,
+            nodes_shared: self.nodes_sent,
+            conflicts_resolved: self.conflicts_resolved,
+        }
+    }
+
     /// ARK's field names.
     pub fn to_json(&self) -> Value {
         let number = |n: u64| Value::Number(Number::U64(n));

@@ -146,7 +146,7 @@ fn fake_ark_connection(mut stream: TcpStream, port: u16, log: &Mutex<Vec<Receive
             ("GET", "/federation/info") => (
                 200,
                 format!(
-                    r#"{{"instanceId":"ark-fake-1","instanceName":"ARK-local-fake","instanceType":"local","federationMode":"p2p","listenPort":{port},"hubUrl":null,"autoSync":false,"syncInterval":300000,"peers":0,"activePeers":0,"stats":{{"totalSyncs":0,"successfulSyncs":0,"failedSyncs":0,"nodesSent":0,"nodesReceived":0,"conflictsResolved":0}},"timestamp":1762680000000}}"#
+                    r#"{{"instanceId":"ark-fake-1","instanceName":"ARK-local-fake","instanceType":"local","federationMode":"p2p","listenPort":{port},"hubUrl":null,"autoSync":false,"syncInterval":300000,"peers":[],"activePeers":[],"stats":{{"totalSyncs":0,"successfulSyncs":0,"failedSyncs":0,"nodesReceived":0,"nodesShared":0,"conflictsResolved":0}},"timestamp":1762680000000}}"#
                 ),
             ),
             ("GET", "/federation/nodes") => (

@@ -1,0 +1,287 @@
+//! ARK's routes answer ARK's shapes: every key ARK's code writes, with ARK's JSON type,
+//! as ARK's CLI and peers read them (issue 12). The shapes below are written from ARK's
+//! `lattice-federation.cjs` and backend, not from our encoder.
+
+use miniserde::json::Value;
+
+use crate::fake_ark::FakeArk;
+use crate::util::{Node, array, field, http, text};
+
+/// A JSON type as ARK's code writes it.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Text,
+    Number,
+    Bool,
+    TextOrNull,
+    /// An array of URL strings.
+    Urls,
+    Object,
+    Array,
+}
+
+fn is(kind: Kind, value: &Value) -> bool {
+    match (kind, value) {
+        (Kind::Text | Kind::TextOrNull, Value::String(_)) => true,
+        (Kind::TextOrNull, Value::Null) => true,
+        (Kind::Number, Value::Number(_)) => true,
+        (Kind::Bool, Value::Bool(_)) => true,
+        (Kind::Object, Value::Object(_)) => true,
+        (Kind::Array, Value::Array(_)) => true,
+        (Kind::Urls, Value::Array(items)) => {
+            items.iter().all(|item| matches!(item, Value::String(_)))
+        }
+        _ => false,
+    }
+}
+
+/// Asserts that `value` has every key of `shape` with its type.
+fn check(route: &str, value: &Value, shape: &[(&str, Kind)]) {
+    let Value::Object(object) = value else {
+        panic!("{route}: not an object: {value:?}")
+    };
+    for (key, kind) in shape {
+        let found = object
+            .get(*key)
+            .unwrap_or_else(|| panic!("{route}: no `{key}` in {value:?}"));
+        assert!(
+            is(*kind, found),
+            "{route}: `{key}` is not {kind:?}: {found:?}"
+        );
+    }
+}
+
+const STATS: &[(&str, Kind)] = &[
+    ("totalSyncs", Kind::Number),
+    ("successfulSyncs", Kind::Number),
+    ("failedSyncs", Kind::Number),
+    ("nodesReceived", Kind::Number),
+    ("nodesShared", Kind::Number),
+    ("conflictsResolved", Kind::Number),
+];
+
+const INFO: &[(&str, Kind)] = &[
+    ("instanceId", Kind::Text),
+    ("instanceName", Kind::Text),
+    ("instanceType", Kind::Text),
+    ("federationMode", Kind::Text),
+    ("listenPort", Kind::Number),
+    ("hubUrl", Kind::TextOrNull),
+    ("autoSync", Kind::Bool),
+    ("syncInterval", Kind::Number),
+    ("peers", Kind::Urls),
+    ("activePeers", Kind::Urls),
+    ("stats", Kind::Object),
+    ("timestamp", Kind::Number),
+];
+
+fn check_info(route: &str, info: &Value) {
+    check(route, info, INFO);
+    check(&format!("{route} stats"), field(info, "stats"), STATS);
+}
+
+fn call(node: &Node, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    let reply = http(node.address(), method, path, &[], body);
+    let json = reply.json();
+    (reply.status, json)
+}
+
+#[test]
+fn ark_routes_answer_arks_shapes() {
+    let ark = FakeArk::start();
+    let node = Node::start_with("ark-shapes", &[("FEDERATION_TRUST", "open")], &[]);
+    node.add_peer(&ark.url());
+
+    let (status, info) = call(&node, "GET", "/federation/info", None);
+    assert_eq!(status, 200);
+    check_info("GET /federation/info", &info);
+    assert_eq!(array(field(&info, "peers")).len(), 1);
+
+    let (status, directory) = call(&node, "GET", "/federation/discover", None);
+    assert_eq!(status, 200);
+    check(
+        "GET /federation/discover",
+        &directory,
+        &[
+            ("instanceId", Kind::Text),
+            ("peers", Kind::Urls),
+            ("activePeers", Kind::Urls),
+            ("timestamp", Kind::Number),
+        ],
+    );
+
+    let (status, pulled) = call(&node, "POST", "/federation/sync", Some("{\"since\":0}"));
+    assert_eq!(status, 200);
+    check(
+        "POST /federation/sync (pull)",
+        &pulled,
+        &[
+            ("instanceId", Kind::Text),
+            ("timestamp", Kind::Number),
+            ("nodes", Kind::Array),
+        ],
+    );
+    let push = r#"{"instanceId":"ark-x","nodes":[{"id":"n1","type":"t","value":"v"}]}"#;
+    let (status, received) = call(&node, "POST", "/federation/sync", Some(push));
+    assert_eq!(status, 200, "{received:?}");
+    check(
+        "POST /federation/sync (push)",
+        &received,
+        &[
+            ("imported", Kind::Number),
+            ("conflicts", Kind::Number),
+            ("total", Kind::Number),
+        ],
+    );
+
+    let (status, answer) = call(&node, "GET", "/api/federation/status", None);
+    assert_eq!(status, 200);
+    check(
+        "GET /api/federation/status",
+        &answer,
+        &[
+            ("status", Kind::Text),
+            ("info", Kind::Object),
+            ("isRunning", Kind::Bool),
+            ("activePeers", Kind::Urls),
+            ("stats", Kind::Object),
+        ],
+    );
+    check_info("status info", field(&answer, "info"));
+    check("status stats", field(&answer, "stats"), STATS);
+    assert_eq!(text(field(&answer, "status")), "ok");
+
+    let (status, answer) = call(&node, "POST", "/api/federation/stop", Some("{}"));
+    assert_eq!(status, 200);
+    check(
+        "POST /api/federation/stop",
+        &answer,
+        &[("status", Kind::Text)],
+    );
+    assert_eq!(text(field(&answer, "status")), "stopped");
+    let (status, answer) = call(&node, "POST", "/api/federation/start", Some("{}"));
+    assert_eq!(status, 200);
+    check(
+        "POST /api/federation/start",
+        &answer,
+        &[
+            ("status", Kind::Text),
+            ("port", Kind::Number),
+            ("instanceId", Kind::Text),
+            ("instanceName", Kind::Text),
+        ],
+    );
+    assert_eq!(text(field(&answer, "status")), "started");
+
+    let (status, answer) = call(&node, "POST", "/api/federation/peers/add", Some("{}"));
+    assert_eq!(status, 400);
+    assert_eq!(text(field(&answer, "error")), "peerUrl is required");
+    let second = FakeArk::start();
+    let body = format!(r#"{{"peerUrl":"{}"}}"#, second.url());
+    let (status, answer) = call(&node, "POST", "/api/federation/peers/add", Some(&body));
+    assert_eq!(status, 200, "{answer:?}");
+    let change = [
+        ("status", Kind::Text),
+        ("peerUrl", Kind::Text),
+        ("totalPeers", Kind::Number),
+    ];
+    check("POST /api/federation/peers/add", &answer, &change);
+    assert_eq!(text(field(&answer, "status")), "added");
+
+    let (status, answer) = call(&node, "GET", "/api/federation/peers", None);
+    assert_eq!(status, 200);
+    check(
+        "GET /api/federation/peers",
+        &answer,
+        &[
+            ("peers", Kind::Urls),
+            ("activePeers", Kind::Urls),
+            ("totalPeers", Kind::Number),
+        ],
+    );
+
+    let (status, answer) = call(&node, "POST", "/api/federation/sync", Some("{}"));
+    assert_eq!(status, 200, "{answer:?}");
+    check(
+        "POST /api/federation/sync",
+        &answer,
+        &[("status", Kind::Text), ("result", Kind::Array)],
+    );
+    for result in array(field(&answer, "result")) {
+        check(
+            "POST /api/federation/sync result",
+            result,
+            &[
+                ("peerUrl", Kind::Text),
+                ("success", Kind::Bool),
+                ("result", Kind::Object),
+                ("peer", Kind::Text),
+                ("nodesSent", Kind::Number),
+                ("nodesReceived", Kind::Number),
+            ],
+        );
+        check(
+            "sync counts",
+            field(result, "result"),
+            &[("sent", Kind::Number), ("received", Kind::Number)],
+        );
+    }
+    let (status, answer) = call(&node, "POST", "/api/federation/sync", Some(&body));
+    assert_eq!(status, 200, "{answer:?}");
+    check(
+        "POST /api/federation/sync {peerUrl}",
+        field(&answer, "result"),
+        &[("sent", Kind::Number), ("received", Kind::Number)],
+    );
+    // A failure is ARK's 500 {error}.
+    let (status, answer) = call(
+        &node,
+        "POST",
+        "/api/federation/sync",
+        Some(r#"{"peerUrl":"http://127.0.0.1:9"}"#),
+    );
+    assert_eq!(status, 500);
+    check("failed sync", &answer, &[("error", Kind::Text)]);
+
+    let (status, answer) = call(&node, "POST", "/api/federation/discover", Some("{}"));
+    assert_eq!(status, 200, "{answer:?}");
+    check(
+        "POST /api/federation/discover",
+        &answer,
+        &[
+            ("status", Kind::Text),
+            ("peers", Kind::Urls),
+            ("totalPeers", Kind::Number),
+        ],
+    );
+
+    let (status, answer) = call(&node, "POST", "/api/federation/auto-sync/start", Some("{}"));
+    assert_eq!(status, 200);
+    check(
+        "POST /api/federation/auto-sync/start",
+        &answer,
+        &[("status", Kind::Text), ("interval", Kind::Number)],
+    );
+    assert_eq!(text(field(&answer, "status")), "auto-sync started");
+    let (status, answer) = call(&node, "POST", "/api/federation/auto-sync/stop", Some("{}"));
+    assert_eq!(status, 200);
+    assert_eq!(text(field(&answer, "status")), "auto-sync stopped");
+
+    let encoded = second.url().replace(':', "%3A").replace('/', "%2F");
+    let (status, answer) = call(
+        &node,
+        "DELETE",
+        &format!("/api/federation/peers/{encoded}"),
+        None,
+    );
+    assert_eq!(status, 200, "{answer:?}");
+    check("DELETE /api/federation/peers/:url", &answer, &change);
+    assert_eq!(text(field(&answer, "status")), "removed");
+
+    for path in ["/api/federation/nope", "/api/nothing", "/nothing/here"] {
+        let (status, answer) = call(&node, "GET", path, None);
+        assert_eq!(status, 404, "{path}");
+        assert_eq!(text(field(&answer, "error")), "Not Found");
+        assert_eq!(text(field(&answer, "path")), path);
+    }
+}
