@@ -389,20 +389,32 @@ pub enum FederationCommand {
     AutoSync(AutoSync),
 }
 
-/// Start `serve` in the background unless it is already running.
-#[derive(FromArgs, Debug)]
-#[argh(
-    subcommand,
-    name = "start",
-    example = "ark-lattice federation start --port 9000"
-)]
+/// Start `serve` in the background unless it is already running. It takes every flag
+/// of `serve` (`--port`, `--port-fallback`, `--mode`, `--no-discovery`, ...) and passes
+/// them on; `ark-lattice serve --help` lists them.
+#[derive(Debug)]
 pub struct FederationStart {
-    /// port to listen on (default: $FEDERATION_PORT, else 9000)
-    #[argh(option)]
-    pub port: Option<u16>,
-    /// address to listen on (default 0.0.0.0)
-    #[argh(option)]
-    pub bind: Option<String>,
+    /// The flags, read as `serve` reads them, so a bad one is reported here.
+    pub serve: Serve,
+    /// The flags as given, for the server started in the background.
+    pub args: Vec<String>,
+}
+
+impl FromArgs for FederationStart {
+    fn from_args(command_name: &[&str], args: &[&str]) -> Result<Self, argh::EarlyExit> {
+        Ok(FederationStart {
+            serve: Serve::from_args(command_name, args)?,
+            args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+        })
+    }
+}
+
+impl argh::SubCommand for FederationStart {
+    const COMMAND: &'static argh::CommandInfo = &argh::CommandInfo {
+        name: "start",
+        short: &'\0',
+        description: "Start the federation server in the background; takes serve's flags.",
+    };
 }
 
 /// Stop the background server gracefully.
@@ -506,17 +518,27 @@ pub struct Discover {
     pub json: bool,
 }
 
-/// Turn auto-sync on or off in the running server.
+/// Turn auto-sync on or off. The setting and interval outlive a restart.
 #[derive(FromArgs, Debug)]
 #[argh(
     subcommand,
     name = "auto-sync",
-    example = "ark-lattice federation auto-sync on"
+    example = "ark-lattice federation auto-sync --start",
+    example = "ark-lattice federation auto-sync off"
 )]
 pub struct AutoSync {
-    /// on or off
+    /// turn it on (as `on`)
+    #[argh(switch)]
+    pub start: bool,
+    /// turn it off (as `off`)
+    #[argh(switch)]
+    pub stop: bool,
+    /// sync every this many milliseconds from now on
+    #[argh(option)]
+    pub interval: Option<u64>,
+    /// on or off (or use --start/--stop)
     #[argh(positional)]
-    pub state: String,
+    pub state: Option<String>,
 }
 
 /// Make an Ed25519 key pair, printed as ARK's PyNaCl snippet printed it.

@@ -226,7 +226,17 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
             out.flush()
         }
         FederationCommand::AutoSync(args) => {
-            let on = match args.state.as_str() {
+            let state = match (args.start, args.stop, args.state.as_deref()) {
+                (true, false, None) => "on",
+                (false, true, None) => "off",
+                (false, false, Some(state)) => state,
+                _ => {
+                    return Err(Error::Usage(
+                        "auto-sync takes one of --start, --stop, on or off".into(),
+                    ));
+                }
+            };
+            let on = match state {
                 "on" | "start" => true,
                 "off" | "stop" => false,
                 other => {
@@ -235,27 +245,34 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
                     )));
                 }
             };
-            let Some(server) = &server else {
-                return Err(Error::Usage(
-                    "auto-sync runs in the server; start it with `ark-lattice federation start` (or set FEDERATION_AUTO_SYNC=true)".into(),
-                ));
+            let answer = match &server {
+                Some(server) => {
+                    let path = if on {
+                        "/api/v2/federation/auto-sync/start"
+                    } else {
+                        "/api/v2/federation/auto-sync/stop"
+                    };
+                    let mut body = Object::new();
+                    if let Some(interval) = args.interval {
+                        body.insert(
+                            "interval".into(),
+                            Value::Number(miniserde::json::Number::U64(interval)),
+                        );
+                    }
+                    call(config, server, "POST", path, Some(Value::Object(body)))?
+                }
+                // Saved for the server's next start.
+                None => in_process(config, |app| server::set_auto_sync(app, on, args.interval))?,
             };
-            let path = if on {
-                "/api/v2/federation/auto-sync/start"
-            } else {
-                "/api/v2/federation/auto-sync/stop"
-            };
-            let answer = call(
-                config,
-                server,
-                "POST",
-                path,
-                Some(Value::Object(Object::new())),
-            )?;
             out.line(format!(
-                "auto-sync is {} (every {} ms)",
+                "auto-sync is {} (every {} ms){}",
                 if on { "on" } else { "off" },
-                field_u64(&Value::Object(answer), "syncInterval")
+                field_u64(&Value::Object(answer), "syncInterval"),
+                if server.is_none() && on {
+                    "; it runs while the server runs (`ark-lattice federation start`)"
+                } else {
+                    ""
+                }
             ))?;
             out.flush()
         }
@@ -583,13 +600,11 @@ fn start(
         source,
     })?;
     let mut command = std::process::Command::new(executable);
-    command.arg("--data-dir").arg(&config.data_dir).arg("serve");
-    if let Some(port) = args.port {
-        command.arg("--port").arg(port.to_string());
-    }
-    if let Some(bind) = &args.bind {
-        command.arg("--bind").arg(bind);
-    }
+    command
+        .arg("--data-dir")
+        .arg(&config.data_dir)
+        .arg("serve")
+        .args(&args.args);
     // Its own process group, so a Ctrl-C in this terminal does not reach it.
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let mut child = command

@@ -38,7 +38,7 @@ pub async fn handle(app: &App, request: &Request, path: &str) -> Option<Result<V
                 Ok(None) => return Some(Err(ApiError::bad_request("peerUrl is required"))),
                 Err(error) => return Some(Err(error)),
             };
-            add_peer(app, &url).await
+            add_peer(app, request, &url).await
         }
         ("DELETE", path) if path.starts_with("/api/federation/peers/") => {
             let encoded = &request.path["/api/federation/peers/".len()..];
@@ -103,8 +103,18 @@ fn total_peers(app: &App) -> Result<u64, ApiError> {
     Ok(app.syncer.peers()?.len() as u64)
 }
 
-async fn add_peer(app: &App, url: &str) -> Result<ControlAnswer, ApiError> {
-    control::add_peer(app, url, None, None, &[]).await?;
+/// Our `pubkey` and `tier` may come along, as on our own route.
+async fn add_peer(app: &App, request: &Request, url: &str) -> Result<ControlAnswer, ApiError> {
+    let body = parse_object(&request.body, "request body")?;
+    let fields = Fields::new(&body, "request body");
+    control::add_peer(
+        app,
+        url,
+        fields.opt_str("pubkey")?,
+        fields.opt_str("tier")?,
+        &[],
+    )
+    .await?;
     Ok(ControlAnswer::PeerChanged {
         added: true,
         peer_url: normalize_peer_url(url).unwrap_or_else(|_| url.to_owned()),

@@ -490,6 +490,8 @@ pub fn set_auto_sync(app: &App, on: bool, interval: Option<u64>) -> Result<Value
         app.sync_interval_ms.set(interval);
     }
     app.auto_sync.set(on);
+    app.syncer
+        .save_auto_sync_setting(on, app.sync_interval_ms.get())?;
     app.settings_changed.notify(usize::MAX);
     Ok(object([
         ("success", Value::Bool(true)),

@@ -43,6 +43,16 @@ const ROUTES: &[&str] = &[
     "/api/federation/conflicts",
     "/api/federation/auto-sync/start",
     "/api/federation/auto-sync/stop",
+    "/api/v2/federation/status",
+    "/api/v2/federation/start",
+    "/api/v2/federation/stop",
+    "/api/v2/federation/peers",
+    "/api/v2/federation/peers/add",
+    "/api/v2/federation/sync",
+    "/api/v2/federation/discover",
+    "/api/v2/federation/conflicts",
+    "/api/v2/federation/auto-sync/start",
+    "/api/v2/federation/auto-sync/stop",
     "/api/lattice/stats",
     "/api/lattice/nodes",
     "/api/server/shutdown",
@@ -58,6 +68,9 @@ pub fn route_label(path: &str) -> &'static str {
     }
     if path.starts_with("/api/federation/peers/") {
         return "/api/federation/peers/{url}";
+    }
+    if path.starts_with("/api/v2/federation/peers/") {
+        return "/api/v2/federation/peers/{url}";
     }
     if path.starts_with("/api/lattice/nodes/") {
         return "/api/lattice/nodes/{id}";

@@ -135,6 +135,9 @@ pub struct Syncer {
     last_flush: std::cell::Cell<u64>,
 }
 
+/// The peer-table key of the persisted auto-sync setting (peer keys are URLs, never `~…`).
+const AUTO_SYNC_KEY: &str = "~auto-sync";
+
 /// Hex digits of the recipient's instance id a signed request names.
 pub const AUDIENCE_DIGITS: usize = 16;
 
@@ -245,6 +248,39 @@ impl Syncer {
         self.store
             .borrow_mut()
             .set_states(StateTable::Peers, &entries)
+    }
+
+    /// Auto-sync on or off and its interval (ms) as last set by `auto-sync` (the CLI or
+    /// the control API), if ever: they outlive a restart, as ARK users expect of a
+    /// setting they changed.
+    pub fn auto_sync_setting(&self) -> Result<Option<(bool, u64)>, StoreError> {
+        let Some(bytes) = self.load_state(AUTO_SYNC_KEY)? else {
+            return Ok(None);
+        };
+        let Ok(object) = parse_object(&bytes, "stored auto-sync setting") else {
+            return Ok(None);
+        };
+        let fields = crate::protocol::Fields::new(&object, "stored auto-sync setting");
+        Ok(
+            match (fields.opt_bool("autoSync"), fields.opt_u64("syncInterval")) {
+                (Ok(Some(on)), Ok(Some(interval))) => Some((on, interval)),
+                _ => None,
+            },
+        )
+    }
+
+    pub fn save_auto_sync_setting(&self, on: bool, interval: u64) -> Result<(), StoreError> {
+        let value = object_value([
+            ("autoSync", Value::Bool(on)),
+            ("syncInterval", Value::Number(Number::U64(interval))),
+        ]);
+        self.save_states(
+            vec![(
+                AUTO_SYNC_KEY.to_owned(),
+                json::to_string(&value).into_bytes(),
+            )],
+            true,
+        )
     }
 
     /// Adds a peer; `false` if it was already there.
