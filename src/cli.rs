@@ -378,7 +378,7 @@ pub struct Federation {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
 pub enum FederationCommand {
-    Start(FederationStart),
+    Start(Box<FederationStart>),
     Stop(FederationStop),
     Status(FederationStatus),
     Sync(FederationSync),

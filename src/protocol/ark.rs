@@ -384,7 +384,7 @@ impl NodeList {
 pub enum ControlAnswer {
     /// `GET …/status`.
     Status {
-        info: InstanceInfo,
+        info: Box<InstanceInfo>,
         is_running: bool,
     },
     /// `POST …/start`.

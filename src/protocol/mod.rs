@@ -11,7 +11,9 @@ pub use ark::{
     PeerSummary, PeerSyncReport, ReceiveResult, SyncReport, not_found,
 };
 pub use fields::{Fields, WireError, json_object, parse_object};
-pub use legacy::{ark_row, legacy_origin, legacy_record};
+pub use legacy::{
+    ARK_COLUMNS, ark_columns, ark_row, keep_what_ark_cannot_hold, legacy_origin, legacy_record,
+};
 pub use record::{
     base64, record_from_wire, record_to_wire, types_from_query, types_to_query, unbase64,
 };

@@ -82,7 +82,7 @@ fn peer_url(request: &Request) -> Result<Option<String>, ApiError> {
 
 fn status(app: &App) -> Result<ControlAnswer, ApiError> {
     Ok(ControlAnswer::Status {
-        info: super::peer_api::instance_info(app)?,
+        info: Box::new(super::peer_api::instance_info(app)?),
         is_running: app.listen_port.get() != 0 && app.federation_enabled.get(),
     })
 }

@@ -13,9 +13,7 @@
 //!    answered.
 //!
 //! A changed store epoch in the peer's info (wiped or restored store) resets both
-//! checkpoints. With an ARK Node.js peer, the legacy protocol is used: pull
-//! `GET /federation/nodes`, push `POST /federation/sync {nodes}` page by page of our
-//! changes after `push_seq`.
+//! checkpoints. With an ARK Node.js peer, the legacy protocol is used (`legacy.rs`).
 //!
 //! The store lives in a `RefCell` shared with the server; no borrow is held across an
 //! `.await`.
@@ -31,13 +29,11 @@ use super::peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
 use super::reconcile::ReconcileCache;
 use super::trust_book;
 use crate::config::TrustMode;
-use crate::config::{SYNC_BATCH_BYTES, SYNC_BATCH_RECORDS};
 use crate::http::PeerUrl;
 use crate::http::{ClientRequest, HttpClient};
 use crate::model::{InstanceId, unix_millis_now};
 use crate::protocol::{
-    InstanceInfo, NodeList, PROTOCOL_RECONCILE, PROTOCOL_V2, ReceiveResult, WireError, ark_row,
-    legacy_origin, legacy_record, parse_object, record_from_wire,
+    InstanceInfo, PROTOCOL_RECONCILE, PROTOCOL_V2, WireError, parse_object, record_from_wire,
 };
 use crate::store::{ApplyOutcome, Body, RemoteRecord, StateTable, Store, StoreError};
 use crate::trust::{KeyPair, PublicKey, Signature, Tier, sign_request, verify_record};
@@ -202,7 +198,7 @@ impl Syncer {
     }
 
     /// A peer-table entry, as last saved or as still waiting to be saved.
-    fn load_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(super) fn load_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some(bytes) = self.unsaved.borrow().get(key) {
             return Ok(Some(bytes.clone()));
         }
@@ -601,13 +597,20 @@ impl Syncer {
         parse_object(&response.body, &format!("{what} from {url}")).map_err(SyncError::from)
     }
 
+    /// A signed JSON POST to an ark-lattice peer, gzipped: our server advertises
+    /// `ark-lattice-v2`, which inflates request bodies.
     pub(super) fn post_json(&self, url: String, body: Value) -> ClientRequest {
+        self.post_json_plain(url, body).with_gzip_body()
+    }
+
+    /// A JSON POST as ARK sends it: ARK's server reads the raw bytes as JSON, so the
+    /// body is never compressed.
+    pub(super) fn post_json_plain(&self, url: String, body: Value) -> ClientRequest {
         self.signed(ClientRequest::post(
             &url,
             "application/json",
             json::to_string(&body).into_bytes(),
         ))
-        .with_gzip_body()
     }
 
     pub fn apply(
@@ -702,89 +705,9 @@ impl Syncer {
             .flatten()
             .map(|key| key.to_base64())
     }
-
-    async fn sync_legacy(
-        &self,
-        url: &str,
-        peer_id: &str,
-        state: &mut PeerState,
-        result: &mut PeerSyncResult,
-    ) -> Result<(), SyncError> {
-        let origin = legacy_origin(peer_id);
-        let answer = self
-            .fetch(self.get(&format!("{url}/federation/nodes")), "node list")
-            .await?;
-        let list = NodeList::from_json(&answer, &format!("node list from {url}"))?;
-        let mut records = Vec::new();
-        for (index, row) in list.nodes.iter().enumerate() {
-            match legacy_record(row, origin) {
-                Ok(record) => records.push(record),
-                Err(error) => result
-                    .rejected
-                    .push(format!("node {} from {url}: {error}", index + 1)),
-            }
-        }
-        for batch in records.chunks(SYNC_BATCH_RECORDS) {
-            let outcome = self.apply(batch, None)?;
-            result.nodes_received += outcome.applied;
-            result.conflicts += outcome.conflicts;
-            result.rejected.extend(
-                outcome
-                    .rejected
-                    .iter()
-                    .map(|(id, reason)| format!("{id}: {reason}")),
-            );
-        }
-        // Push what changed here since the last push, except what came from that peer.
-        // The cursor is our change sequence, not `updated_at`: a record can arrive here
-        // (an import, a sync with another instance) with an `updated_at` older than
-        // what was already pushed. ARK's rows cannot carry deletes; tombstones stay.
-        loop {
-            let page = self.store.borrow().changes_since(
-                state.push_seq,
-                SYNC_BATCH_RECORDS,
-                SYNC_BATCH_BYTES,
-            )?;
-            if page.records.is_empty() {
-                break;
-            }
-            let mut rows = Array::new();
-            let mut newest = state.legacy_pushed_until;
-            for record in &page.records {
-                if let Body::Live(node) = &record.body {
-                    if record.meta.version.origin != origin {
-                        newest = newest.max(record.meta.updated_at.unwrap_or(0));
-                        rows.push(ark_row(node));
-                    }
-                }
-            }
-            let sent = rows.len() as u64;
-            if sent > 0 {
-                let body = object_value([
-                    ("instanceId", Value::String(self.instance_id.to_hex())),
-                    ("nodes", Value::Array(rows)),
-                ]);
-                let answer = self
-                    .fetch(
-                        self.post_json(format!("{url}/federation/sync"), body),
-                        "sync answer",
-                    )
-                    .await?;
-                ReceiveResult::from_json(&answer, &format!("sync answer from {url}"))?;
-            }
-            result.nodes_sent += sent;
-            state.push_seq = page.last_seq;
-            state.legacy_pushed_until = newest;
-            self.save_states(vec![(url.to_owned(), state.encode())], true)?;
-            if !page.more {
-                break;
-            }
-        }
-        Ok(())
-    }
 }
 
-fn object_value<const N: usize>(pairs: [(&str, Value); N]) -> Value {
+pub(super) fn object_value<const N: usize>(pairs: [(&str, Value); N]) -> Value {
     Value::Object(
         pairs
             .into_iter()

@@ -5,7 +5,7 @@
 use miniserde::json::Value;
 
 use crate::fake_ark::FakeArk;
-use crate::util::{Node, array, field, http, text};
+use crate::util::{Node, array, count, field, http, text};
 
 /// A JSON type as ARK's code writes it.
 #[derive(Debug, Clone, Copy)]
@@ -284,4 +284,110 @@ fn ark_routes_answer_arks_shapes() {
         assert_eq!(text(field(&answer, "error")), "Not Found");
         assert_eq!(text(field(&answer, "path")), path);
     }
+}
+
+/// Issue 12: pushes above ~1 KiB were gzipped and ARK answered 400; ARK's echo of our
+/// row (ten columns, its defaults, receipt times) replaced ours on the next pull; the
+/// same conflict was logged on every sync; rows whose list text is no JSON array were
+/// refused on every sync.
+#[test]
+fn an_ark_peer_gets_plain_json_and_its_echo_never_overwrites_ours() {
+    let ark = FakeArk::with_rows(
+        r#"[{"id":"odd_object","type":"t","value":"ARK wrote this","capabilities":"[object Object]",
+             "dependencies":"[]","examples":"[]","linked_agents":"[]","language":null,"category":null,
+             "content":null,"created_at":"2025-11-09 10:22:32","updated_at":"2025-11-09 10:22:32",
+             "usage_count":0,"success_rate":1.0},
+            {"id":"odd_text","type":"t","value":"Hand-edited","capabilities":"alpha, beta",
+             "dependencies":null,"examples":"[]","linked_agents":"[]","language":null,"category":null,
+             "content":null,"created_at":"2025-11-09 10:22:32","updated_at":"2025-11-09 10:22:32",
+             "usage_count":0,"success_rate":1.0}]"#,
+    );
+    let node = Node::start_with("ark-echo", &[("FEDERATION_TRUST", "open")], &[]);
+    let content = "x".repeat(4096);
+    let ours = format!(
+        r#"{{"id":"ours","type":"t","value":"Ours","content":"{content}","usage_count":7,"success_rate":0.25,"priority":3}}"#
+    );
+    node.run(&["add", "--json", &ours]).ok();
+    node.add_peer(&ark.url());
+
+    for round in 1..=3 {
+        let answer = node.sync();
+        let result = &array(field(&answer, "result"))[0];
+        assert!(
+            matches!(field(result, "success"), Value::Bool(true)),
+            "round {round}: {}",
+            miniserde::json::to_string(result)
+        );
+    }
+    assert!(
+        ark.push_statuses().iter().all(|status| *status == 200),
+        "{:?}",
+        ark.push_statuses()
+    );
+    let stored = ark.row("ours").expect("ARK stored our row");
+    assert_eq!(text(field(&stored, "content")).len(), 4096);
+
+    let kept = node.run(&["get", "ours", "--json"]).ok().json();
+    assert_eq!(count(field(&kept, "usage_count")), 7);
+    assert!(matches!(field(&kept, "success_rate"), Value::Number(_)));
+    assert_eq!(
+        miniserde::json::to_string(field(&kept, "success_rate")),
+        "0.25"
+    );
+    let conflicts = node.run(&["conflicts", "--json"]).ok().json();
+    assert_eq!(
+        count(field(&conflicts, "count")),
+        0,
+        "an echo is no conflict"
+    );
+
+    // Rows ARK holds with list text that is no JSON array are kept, and go back as
+    // they were.
+    for (id, list) in [
+        ("odd_object", "[object Object]"),
+        ("odd_text", "alpha, beta"),
+    ] {
+        let row = http(node.address(), "GET", "/federation/nodes", &[], None).json();
+        let found = array(field(&row, "nodes"))
+            .iter()
+            .find(|row| text(field(row, "id")) == id)
+            .unwrap_or_else(|| panic!("{id} was dropped"))
+            .clone();
+        assert_eq!(text(field(&found, "capabilities")), list);
+    }
+
+    // An edit at ARK arrives, and what ARK cannot hold stays ours.
+    // ARK's timestamps have whole seconds: its edit must be a second past ours.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    ark.edit("ours", "value", "Edited at ARK");
+    for _ in 0..3 {
+        node.sync();
+    }
+    let edited = node.run(&["get", "ours", "--json"]).ok().json();
+    assert_eq!(text(field(&edited, "value")), "Edited at ARK");
+    assert_eq!(count(field(&edited, "usage_count")), 7);
+    assert_eq!(count(field(&edited, "priority")), 3);
+
+    // An edit at ARK older than ours loses, and is logged once however often it comes.
+    node.run(&[
+        "add",
+        "--json",
+        r#"{"id":"odd_text","type":"t","value":"Ours is newer"}"#,
+    ])
+    .ok();
+    let Value::Object(_) = ark.row("odd_text").unwrap() else {
+        panic!()
+    };
+    let before = count(field(
+        &node.run(&["conflicts", "--json"]).ok().json(),
+        "count",
+    ));
+    for _ in 0..3 {
+        node.sync();
+    }
+    let after = count(field(
+        &node.run(&["conflicts", "--json"]).ok().json(),
+        "count",
+    ));
+    assert!(after <= before + 1, "{before} -> {after}");
 }
