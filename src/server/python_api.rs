@@ -19,7 +19,7 @@ use crate::model::{ContentHash, format_rfc3339, hex, unix_millis_now};
 use crate::protocol::{Fields, parse_object};
 use crate::store::Query;
 use crate::sync::trust_book;
-use crate::trust::{Access, PublicKey, Signature, python_json_dumps_sorted, verify};
+use crate::trust::{Access, PublicKey, python_json_dumps_sorted, verify_registration};
 
 /// A spoke registered at this hub.
 #[derive(Debug, Clone)]
@@ -39,35 +39,17 @@ fn fastapi_error(status: u16, message: &str) -> Response {
     Response::json(status, miniserde::json::to_string(&body))
 }
 
-/// `POST /manifest {manifest, signature, pubkey}`.
+/// `POST /manifest {manifest, signature, pubkey}`, checked as ARK's service checks it
+/// (`trust::verify_registration`).
 pub fn register(app: &App, request: &Request) -> Response {
-    let Ok(body) = parse_object(&request.body, "manifest registration") else {
-        return fastapi_error(400, "missing fields");
+    let (manifest, public_key) = match verify_registration(&request.body) {
+        Ok(registration) => match registration.manifest.to_value() {
+            Value::Object(manifest) => (manifest, registration.public_key),
+            _ => return fastapi_error(400, "manifest must be a JSON object"),
+        },
+        Err(error) => return fastapi_error(error.status(), &error.to_string()),
     };
-    let (
-        Some(Value::Object(manifest)),
-        Some(Value::String(signature)),
-        Some(Value::String(pubkey)),
-    ) = (
-        body.get("manifest"),
-        body.get("signature"),
-        body.get("pubkey"),
-    )
-    else {
-        return fastapi_error(400, "missing fields");
-    };
-    let public_key = match PublicKey::from_base64(pubkey) {
-        Ok(key) => key,
-        Err(error) => return fastapi_error(400, &format!("invalid pubkey: {error}")),
-    };
-    let signature = match Signature::from_base64(signature) {
-        Ok(signature) => signature,
-        Err(error) => return fastapi_error(401, &format!("invalid signature: {error}")),
-    };
-    let signed_bytes = python_json_dumps_sorted(&Value::Object(manifest.clone()));
-    if verify(&public_key, signed_bytes.as_bytes(), &signature).is_err() {
-        return fastapi_error(401, "invalid signature");
-    }
+    let manifest = &manifest;
     let trusted =
         match trust_book::note_caller(&mut app.store.borrow_mut(), public_key, unix_millis_now()) {
             Ok(tier) => tier.is_some(),

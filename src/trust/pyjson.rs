@@ -20,6 +20,9 @@
 //!
 //! # Where miniserde loses what Python keeps
 //!
+//! Manifests that peers sign are therefore read by `pyvalue`, which keeps all of the
+//! following; this writer serves values built here (our own manifest).
+//!
 //! Python's `json.loads` keeps integers of any size and parses floats with correct
 //! rounding; miniserde does neither, so these documents do *not* reproduce (a signature
 //! over them fails to verify, it never verifies wrongly):
@@ -123,7 +126,7 @@ fn write_number(out: &mut String, number: &Number) {
 }
 
 /// Python's `float.__repr__`, which `json.dumps` uses for finite floats.
-fn write_float(out: &mut String, value: f64) {
+pub(super) fn write_float(out: &mut String, value: f64) {
     if value.is_nan() {
         out.push_str("NaN");
         return;
@@ -132,18 +135,8 @@ fn write_float(out: &mut String, value: f64) {
         out.push_str(if value > 0.0 { "Infinity" } else { "-Infinity" });
         return;
     }
-    // Rust's `{:e}` gives the same shortest round-trip digits as Python's repr (both pick
-    // the closest of the shortest candidates), as `d.ddde<exp>`; only the layout differs.
-    let scientific = format!("{value:e}");
-    let (mantissa, exponent) = scientific
-        .split_once('e')
-        .expect("LowerExp output of a finite float has an exponent");
-    let exponent: i32 = exponent.parse().expect("LowerExp exponent is an integer");
-    let (sign, mantissa) = match mantissa.strip_prefix('-') {
-        Some(rest) => ("-", rest),
-        None => ("", mantissa),
-    };
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let sign = if value.is_sign_negative() { "-" } else { "" };
+    let (digits, exponent) = shortest_digits(value.abs());
     out.push_str(sign);
     if (-4..16).contains(&exponent) {
         if exponent < 0 {
@@ -171,6 +164,75 @@ fn write_float(out: &mut String, value: f64) {
         let exponent_sign = if exponent < 0 { '-' } else { '+' };
         write!(out, "e{exponent_sign}{:02}", exponent.unsigned_abs()).unwrap_or(());
     }
+}
+
+/// The digits and decimal exponent of Python's `repr` of a finite `value >= 0`: the
+/// fewest digits that read back as `value`, and of those the closest to it, a tie
+/// going to the even last digit (`568085739059748.25` is `568085739059748.2`).
+///
+/// Rust's `{:e}` gives the fewest digits and the closest, but breaks an exact tie
+/// upwards; so a neighbour one unit away in the last digit that also reads back is
+/// weighed against the exact value.
+fn shortest_digits(value: f64) -> (String, i32) {
+    let (digits, exponent) = split_exp(&format!("{value:e}"));
+    if value == 0.0 || digits.len() > 17 {
+        return (digits, exponent);
+    }
+    let Ok(shortest) = digits.parse::<u64>() else {
+        return (digits, exponent);
+    };
+    let width = digits.len();
+    let reads_back = |candidate: u64| {
+        let text = candidate.to_string();
+        text.len() == width
+            && format!("{}.{}e{exponent}", &text[..1], &text[1..])
+                .parse::<f64>()
+                .is_ok_and(|parsed| parsed == value)
+    };
+    for neighbour in [shortest.checked_sub(1), shortest.checked_add(1)]
+        .into_iter()
+        .flatten()
+    {
+        if !reads_back(neighbour) {
+            continue;
+        }
+        // The midpoint of the two, one digit longer, against the exact value.
+        let lower = shortest.min(neighbour);
+        let midpoint = format!("{lower}5");
+        let (exact, exact_exponent) = split_exp(&format!("{value:.800e}"));
+        let ordering = compare_decimals(&exact, exact_exponent, &midpoint, exponent);
+        let upper = lower + 1;
+        let closest = match ordering {
+            std::cmp::Ordering::Less => lower,
+            std::cmp::Ordering::Greater => upper,
+            std::cmp::Ordering::Equal if lower % 2 == 0 => lower,
+            std::cmp::Ordering::Equal => upper,
+        };
+        let text = closest.to_string();
+        let trimmed = text.trim_end_matches('0');
+        return (trimmed.to_owned(), exponent);
+    }
+    (digits, exponent)
+}
+
+/// `d.ddde<exp>` as the digits without the point and the exponent of the first digit.
+fn split_exp(scientific: &str) -> (String, i32) {
+    let (mantissa, exponent) = scientific
+        .split_once('e')
+        .expect("LowerExp output of a finite float has an exponent");
+    let exponent: i32 = exponent.parse().expect("LowerExp exponent is an integer");
+    let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
+    (digits, exponent)
+}
+
+/// Compares two positive decimals given as digits (first one non-zero) and the
+/// exponent of their first digit.
+fn compare_decimals(a: &str, a_exponent: i32, b: &str, b_exponent: i32) -> std::cmp::Ordering {
+    a_exponent.cmp(&b_exponent).then_with(|| {
+        let length = a.len().max(b.len());
+        let padded = |digits: &str| format!("{digits:0<length$}");
+        padded(a).cmp(&padded(b))
+    })
 }
 
 /// A JSON string as Python writes it with `ensure_ascii=True`.
