@@ -4,6 +4,7 @@
 mod ark;
 mod fields;
 mod legacy;
+mod python;
 mod record;
 
 pub use ark::{
@@ -14,6 +15,7 @@ pub use fields::{Fields, WireError, json_object, parse_object};
 pub use legacy::{
     ARK_COLUMNS, ark_columns, ark_row, keep_what_ark_cannot_hold, legacy_origin, legacy_record,
 };
+pub use python::{DeltaAnswer, DeltaRequest};
 pub use record::{
     base64, record_from_wire, record_to_wire, types_from_query, types_to_query, unbase64,
 };

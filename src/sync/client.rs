@@ -452,9 +452,30 @@ impl Syncer {
                 outcome => return outcome,
             }
         }
-        let info = self
-            .fetch(self.get(&format!("{url}/federation/info")), "peer info")
-            .await?;
+        let info_url = format!("{url}/federation/info");
+        let response = self
+            .client
+            .send(self.get(&info_url))
+            .await
+            .map_err(|error| SyncError::Peer(error.to_string()))?;
+        if response.status == 404 {
+            // ARK's Python federation service (a hub in the guide) has no such route.
+            if self.trust_mode == TrustMode::Strict {
+                return Err(SyncError::Peer(format!(
+                    "{url} has no /federation/info: ARK's Python service sends unsigned nodes, taken only with FEDERATION_TRUST=open"
+                )));
+            }
+            state.protocol = Some("python".into());
+            self.save_if_changed(stored.as_ref(), &state)?;
+            return self.sync_python(url, result).await;
+        }
+        if !(200..300).contains(&response.status) {
+            return Err(SyncError::Peer(format!(
+                "GET {info_url} answered {}",
+                response.status
+            )));
+        }
+        let info = parse_object(&response.body, &format!("peer info from {info_url}"))?;
         let info = InstanceInfo::from_json(&info, &format!("peer info from {url}"))?;
         let peer_id = info.instance_id.clone();
         if peer_id == self.instance_id.to_hex() {

@@ -1,4 +1,5 @@
-//! Sync with an ARK Node.js peer, which speaks only ARK's unsigned protocol: pull
+//! Sync with ARK's own services. ARK's Python federation service is only pulled from
+//! (`sync_python`). An ARK Node.js peer speaks only ARK's unsigned protocol: pull
 //! `GET /federation/nodes`, push `POST /federation/sync {nodes}` page by page of our
 //! changes after `push_seq`, with plain JSON bodies as ARK sends them.
 //!
@@ -19,8 +20,8 @@ use super::peer::PeerState;
 use super::{PeerSyncResult, Syncer};
 use crate::config::{SYNC_BATCH_BYTES, SYNC_BATCH_RECORDS};
 use crate::protocol::{
-    NodeList, ReceiveResult, ark_columns, ark_row, keep_what_ark_cannot_hold, legacy_origin,
-    legacy_record, parse_object,
+    DeltaAnswer, DeltaRequest, NodeList, ReceiveResult, ark_columns, ark_row,
+    keep_what_ark_cannot_hold, legacy_origin, legacy_record, parse_object,
 };
 use crate::store::{Body, RemoteRecord, StoreError};
 
@@ -156,11 +157,24 @@ impl Syncer {
     }
 
     fn ark_rows_seen(&self, url: &str) -> Result<BTreeMap<String, String>, StoreError> {
-        let Some(bytes) = self.load_state(&seen_key(url))? else {
+        self.load_text_map(&seen_key(url))
+    }
+
+    fn save_ark_rows_seen(
+        &self,
+        url: &str,
+        seen: &BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        self.save_text_map(&seen_key(url), seen)
+    }
+
+    /// A map of text kept in the peer table under `key`.
+    fn load_text_map(&self, key: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        let Some(bytes) = self.load_state(key)? else {
             return Ok(BTreeMap::new());
         };
         // A damaged entry costs one full look at every row, nothing else.
-        let Ok(object) = parse_object(&bytes, "ARK row digests") else {
+        let Ok(object) = parse_object(&bytes, key) else {
             return Ok(BTreeMap::new());
         };
         Ok(object
@@ -172,16 +186,72 @@ impl Syncer {
             .collect())
     }
 
-    fn save_ark_rows_seen(
-        &self,
-        url: &str,
-        seen: &BTreeMap<String, String>,
-    ) -> Result<(), StoreError> {
-        let object: miniserde::json::Object = seen
+    fn save_text_map(&self, key: &str, map: &BTreeMap<String, String>) -> Result<(), StoreError> {
+        let object: miniserde::json::Object = map
             .iter()
             .map(|(id, digest)| (id.clone(), Value::String(digest.clone())))
             .collect();
         let bytes = json::to_string(&Value::Object(object)).into_bytes();
-        self.save_states(vec![(seen_key(url), bytes)], true)
+        self.save_states(vec![(key.to_owned(), bytes)], true)
+    }
+
+    /// Pulls from ARK's Python federation service, which has no `/federation/info` and
+    /// takes no records: `POST /sync {manifest_hash, nodes: [{id, hash}]}` with the
+    /// hashes it gave us last time answers the nodes that changed since, as records
+    /// versioned by their `updated_at` (ARK's order). Its hashes are opaque to us.
+    pub(super) async fn sync_python(
+        &self,
+        url: &str,
+        result: &mut PeerSyncResult,
+    ) -> Result<(), SyncError> {
+        let hashes_key = format!("~python-hashes:{url}");
+        let mut hashes = self.load_text_map(&hashes_key)?;
+        let body = DeltaRequest {
+            manifest_hash: None,
+            nodes: hashes
+                .iter()
+                .map(|(id, hash)| (id.clone(), hash.clone()))
+                .collect(),
+        }
+        .to_json();
+        let answer = self
+            .fetch(
+                self.post_json_plain(format!("{url}/sync"), body),
+                "delta from the Python service",
+            )
+            .await?;
+        let context = format!("delta from {url}");
+        let delta = DeltaAnswer::from_json(&answer, &context)?;
+        let origin = legacy_origin(url);
+        let mut records = Vec::new();
+        for (index, node) in delta.nodes.iter().enumerate() {
+            match legacy_record(node, origin) {
+                Ok(record) => {
+                    if let Value::Object(fields) = node {
+                        if let Some(Value::String(hash)) = fields.get("hash") {
+                            hashes.insert(record.id.clone(), hash.clone());
+                        }
+                    }
+                    records.push(record);
+                }
+                Err(error) => result
+                    .rejected
+                    .push(format!("node {} from {url}: {error}", index + 1)),
+            }
+        }
+        for batch in records.chunks(SYNC_BATCH_RECORDS) {
+            let outcome = self.apply(batch, None)?;
+            result.nodes_received += outcome.applied;
+            result.nodes_unchanged += outcome.unchanged;
+            result.conflicts += outcome.conflicts;
+            result.rejected.extend(
+                outcome
+                    .rejected
+                    .iter()
+                    .map(|(id, reason)| format!("{id}: {reason}")),
+            );
+        }
+        self.save_text_map(&hashes_key, &hashes)?;
+        Ok(())
     }
 }

@@ -2,10 +2,12 @@
 //! as ARK's CLI and peers read them (issue 12). The shapes below are written from ARK's
 //! `lattice-federation.cjs` and backend, not from our encoder.
 
+use std::time::Duration;
+
 use miniserde::json::Value;
 
-use crate::fake_ark::FakeArk;
-use crate::util::{Node, array, count, field, http, text};
+use crate::fake_ark::{FakeArk, FakePython};
+use crate::util::{Node, array, count, eventually, field, http, text};
 
 /// A JSON type as ARK's code writes it.
 #[derive(Debug, Clone, Copy)]
@@ -390,4 +392,104 @@ fn an_ark_peer_gets_plain_json_and_its_echo_never_overwrites_ours() {
         "count",
     ));
     assert!(after <= before + 1, "{before} -> {after}");
+}
+
+/// Issue 12: a spoke of ARK's Python service registered a manifest holding `"nodes":
+/// []`, which that service cannot store (500), then asked it for `/federation/info`,
+/// which it does not have. Now it registers scalar fields and pulls through `/sync`,
+/// sending back the service's own hashes so the second pull is empty.
+#[test]
+fn a_spoke_registers_at_and_pulls_from_arks_python_service() {
+    let hub = FakePython::start();
+    let hub_url = hub.url();
+    let spoke = Node::start_with(
+        "python-spoke",
+        &[
+            ("FEDERATION_MODE", "hub"),
+            ("FEDERATION_HUB_URL", hub_url.as_str()),
+            ("FEDERATION_TRUST", "open"),
+        ],
+        &[],
+    );
+    let registered = eventually(Duration::from_secs(15), || {
+        hub.requests()
+            .iter()
+            .any(|(method, path, status)| method == "POST" && path == "/manifest" && *status == 200)
+    });
+    assert!(registered, "{:?}\n{}", hub.requests(), spoke.log());
+    for (round, expected) in [(1, 2), (2, 0)] {
+        let answer = spoke.sync();
+        let results = array(field(&answer, "result"));
+        assert_eq!(results.len(), 1);
+        assert!(
+            matches!(field(&results[0], "success"), Value::Bool(true)),
+            "round {round}: {}",
+            miniserde::json::to_string(&results[0])
+        );
+        assert_eq!(
+            count(field(&results[0], "nodesReceived")),
+            expected,
+            "round {round}"
+        );
+    }
+    let pulled = spoke.run(&["get", "py_one", "--json"]).ok().json();
+    assert_eq!(text(field(&pulled, "language")), "python");
+    assert!(
+        hub.requests()
+            .iter()
+            .all(|(_, path, status)| *status != 500 || path != "/manifest"),
+        "{:?}",
+        hub.requests()
+    );
+}
+
+/// The guide's `/sync` example, hashes that are not ours: 200 with the full delta.
+#[test]
+fn the_guides_sync_example_gets_the_full_delta() {
+    let node = Node::start_with("guide-sync", &[("FEDERATION_TRUST", "open")], &[]);
+    node.run(&["add", "--id", "node-1", "--type", "t", "--value", "v"])
+        .ok();
+    node.run(&["add", "--id", "node-3", "--type", "t", "--value", "w"])
+        .ok();
+    let body = r#"{"manifest_hash":"abc123","nodes":[{"id":"node-1","hash":"def456"},{"id":"node-2","hash":"ghi789"}]}"#;
+    let (status, answer) = call(&node, "POST", "/sync", Some(body));
+    assert_eq!(status, 200, "{answer:?}");
+    assert_eq!(count(field(&answer, "delta_count")), 2);
+    // Our own hashes, in either spelling, are recognised.
+    let hashes = node.hashes();
+    let ours = &hashes["node-1"];
+    for spelling in [ours.clone(), ours.trim_start_matches("sha256:").to_owned()] {
+        let body = format!(r#"{{"nodes":[{{"id":"node-1","hash":"{spelling}"}}]}}"#);
+        let (status, answer) = call(&node, "POST", "/sync", Some(&body));
+        assert_eq!(status, 200);
+        assert_eq!(count(field(&answer, "delta_count")), 1, "{spelling}");
+    }
+}
+
+/// A spoke whose hub is ARK's Node.js server syncs through `/federation/*`.
+#[test]
+fn a_spoke_syncs_with_an_ark_nodejs_hub() {
+    let hub = FakeArk::start();
+    let hub_url = hub.url();
+    let spoke = Node::start_with(
+        "node-spoke",
+        &[
+            ("FEDERATION_MODE", "hub"),
+            ("FEDERATION_HUB_URL", hub_url.as_str()),
+            ("FEDERATION_TRUST", "open"),
+        ],
+        &[],
+    );
+    spoke
+        .run(&["add", "--id", "mine", "--type", "t", "--value", "v"])
+        .ok();
+    let answer = spoke.sync();
+    let result = &array(field(&answer, "result"))[0];
+    assert!(
+        matches!(field(result, "success"), Value::Bool(true)),
+        "{}",
+        miniserde::json::to_string(result)
+    );
+    assert_eq!(count(field(result, "nodesReceived")), 2);
+    assert!(hub.row("mine").is_some(), "pushed to the hub");
 }

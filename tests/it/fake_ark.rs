@@ -14,7 +14,7 @@ use miniserde::json::{self, Value};
 
 use crate::util::{array, field, text};
 
-/// A request the fake ARK peer received.
+/// A request a fake ARK service received.
 pub struct Received {
     method: String,
     path: String,
@@ -148,10 +148,25 @@ impl FakeArk {
 
 /// Answers the requests on one connection, one at a time, until the client closes it.
 fn fake_ark_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     port: u16,
     log: &Mutex<Vec<Received>>,
     table: &Mutex<Vec<Value>>,
+) {
+    serve_connection(stream, log, &|method, path, parsed| {
+        node_answer(port, table, method, path, parsed)
+    });
+}
+
+/// How a fake answers `(method, path, JSON body)`: status and body.
+type Responder<'a> = dyn Fn(&str, &str, Option<&Value>) -> (u16, String) + 'a;
+
+/// Answers the requests on one connection with `answer(method, path, body)`, logging
+/// each, until the client closes it.
+pub fn serve_connection(
+    mut stream: TcpStream,
+    log: &Mutex<Vec<Received>>,
+    answer: &Responder<'_>,
 ) {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -202,49 +217,7 @@ fn fake_ark_connection(
             .ok()
             .and_then(|text| json::from_str(text).ok());
         let body_json = parsed.clone().unwrap_or(Value::Null);
-        let (status, answer) = match (method.as_str(), path.as_str()) {
-            ("GET", "/federation/info") => (
-                200,
-                format!(
-                    r#"{{"instanceId":"ark-fake-1","instanceName":"ARK-local-fake","instanceType":"local","federationMode":"p2p","listenPort":{port},"hubUrl":null,"autoSync":false,"syncInterval":60000,"peers":[],"activePeers":[],"stats":{{"totalSyncs":0,"successfulSyncs":0,"failedSyncs":0,"nodesReceived":0,"nodesShared":0,"conflictsResolved":0}},"timestamp":1762680000000}}"#
-                ),
-            ),
-            ("GET", "/federation/nodes") => {
-                let rows = Value::Array(table.lock().unwrap().iter().cloned().collect());
-                let count = array(&rows).len();
-                (
-                    200,
-                    format!(
-                        r#"{{"instanceId":"ark-fake-1","count":{count},"nodes":{}}}"#,
-                        json::to_string(&rows)
-                    ),
-                )
-            }
-            ("POST", "/federation/sync") => match &parsed {
-                None => (
-                    400,
-                    r#"{"error":"Unexpected token in JSON at position 0"}"#.to_owned(),
-                ),
-                Some(request) => match request {
-                    Value::Object(object) => match object.get("nodes") {
-                        Some(Value::Array(nodes)) => {
-                            let sender = match object.get("instanceId") {
-                                Some(Value::String(id)) => id.clone(),
-                                _ => String::new(),
-                            };
-                            (200, receive_nodes(table, nodes, &sender))
-                        }
-                        _ => (
-                            200,
-                            r#"{"instanceId":"ark-fake-1","timestamp":1762680000000,"nodes":[]}"#
-                                .to_owned(),
-                        ),
-                    },
-                    _ => (400, r#"{"error":"not an object"}"#.to_owned()),
-                },
-            },
-            _ => (404, r#"{"error":"Not found"}"#.to_owned()),
-        };
+        let (status, answer) = answer(&method, &path, parsed.as_ref());
         log.lock().unwrap().push(Received {
             method: method.clone(),
             path,
@@ -254,7 +227,8 @@ fn fake_ark_connection(
         let reason = match status {
             200 => "OK",
             400 => "Bad Request",
-            _ => "Not Found",
+            404 => "Not Found",
+            _ => "Internal Server Error",
         };
         let response = format!(
             "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nX-Powered-By: Express\r\n\r\n{answer}",
@@ -340,4 +314,175 @@ fn sqlite_now() -> String {
             .unwrap()
             .as_millis() as u64,
     )
+}
+
+/// ARK's Node.js federation server's routes.
+fn node_answer(
+    port: u16,
+    table: &Mutex<Vec<Value>>,
+    method: &str,
+    path: &str,
+    parsed: Option<&Value>,
+) -> (u16, String) {
+    match (method, path) {
+        ("GET", "/federation/info") => (
+            200,
+            format!(
+                r#"{{"instanceId":"ark-fake-1","instanceName":"ARK-local-fake","instanceType":"local","federationMode":"p2p","listenPort":{port},"hubUrl":null,"autoSync":false,"syncInterval":60000,"peers":[],"activePeers":[],"stats":{{"totalSyncs":0,"successfulSyncs":0,"failedSyncs":0,"nodesReceived":0,"nodesShared":0,"conflictsResolved":0}},"timestamp":1762680000000}}"#
+            ),
+        ),
+        ("GET", "/federation/nodes") => {
+            let rows = Value::Array(table.lock().unwrap().iter().cloned().collect());
+            let count = array(&rows).len();
+            (
+                200,
+                format!(
+                    r#"{{"instanceId":"ark-fake-1","count":{count},"nodes":{}}}"#,
+                    json::to_string(&rows)
+                ),
+            )
+        }
+        ("POST", "/federation/sync") => match parsed {
+            None => (
+                400,
+                r#"{"error":"Unexpected token in JSON at position 0"}"#.to_owned(),
+            ),
+            Some(request) => match request {
+                Value::Object(object) => match object.get("nodes") {
+                    Some(Value::Array(nodes)) => {
+                        let sender = match object.get("instanceId") {
+                            Some(Value::String(id)) => id.clone(),
+                            _ => String::new(),
+                        };
+                        (200, receive_nodes(table, nodes, &sender))
+                    }
+                    _ => (
+                        200,
+                        r#"{"instanceId":"ark-fake-1","timestamp":1762680000000,"nodes":[]}"#
+                            .to_owned(),
+                    ),
+                },
+                _ => (400, r#"{"error":"not an object"}"#.to_owned()),
+            },
+        },
+        _ => (404, r#"{"error":"Not found"}"#.to_owned()),
+    }
+}
+
+/// Stands in for ARK's Python federation service (FastAPI + Redis): `POST /manifest`
+/// stores the manifest's fields in a Redis hash, which takes scalars only (a list or
+/// object is a 500), `POST /sync` answers the nodes whose hash differs, each with its
+/// bare hex SHA-256, and there is no `/federation/*` (404).
+pub struct FakePython {
+    port: u16,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+const FAKE_PYTHON_NODES: &str = r#"[
+  {"id":"py_one","type":"framework_node","value":"Flask basic","language":"python",
+   "capabilities":["web"],"updated_at":"2025-11-09 10:22:32"},
+  {"id":"py_two","type":"component_node","value":"React form","language":"javascript",
+   "updated_at":"2025-11-09 10:22:32"}
+]"#;
+
+impl FakePython {
+    pub fn start() -> FakePython {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let log = received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let log = log.clone();
+                std::thread::spawn(move || serve_connection(stream, &log, &python_answer));
+            }
+        });
+        FakePython { port, received }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `(method, path, status)` of every request, in order.
+    pub fn requests(&self) -> Vec<(String, String, u16)> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|request| (request.method.clone(), request.path.clone(), request.status))
+            .collect()
+    }
+}
+
+fn python_answer(method: &str, path: &str, parsed: Option<&Value>) -> (u16, String) {
+    use sha2::Digest;
+    match (method, path, parsed) {
+        ("POST", "/manifest", Some(body)) => {
+            let manifest = field(body, "manifest");
+            let Value::Object(fields) = manifest else {
+                return (400, r#"{"detail":"missing fields"}"#.to_owned());
+            };
+            if fields.is_empty() {
+                return (400, r#"{"detail":"missing fields"}"#.to_owned());
+            }
+            if fields
+                .values()
+                .any(|value| matches!(value, Value::Array(_) | Value::Object(_)))
+            {
+                // redis-py: "Invalid input of type: 'list'".
+                return (500, "Internal Server Error".to_owned());
+            }
+            let node_id = match fields.get("node_id") {
+                Some(Value::String(id)) => id.clone(),
+                _ => String::new(),
+            };
+            (
+                200,
+                format!(
+                    r#"{{"status":"registered","node_id":{}}}"#,
+                    json::to_string(&node_id)
+                ),
+            )
+        }
+        ("POST", "/sync", Some(body)) => {
+            let known: Vec<(String, String)> = match field(body, "nodes") {
+                Value::Array(entries) => entries
+                    .iter()
+                    .map(|entry| {
+                        (
+                            text(field(entry, "id")).to_owned(),
+                            text(field(entry, "hash")).to_owned(),
+                        )
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let nodes: Value = json::from_str(FAKE_PYTHON_NODES).unwrap();
+            let mut delta = Vec::new();
+            for node in array(&nodes) {
+                let hash = ark_lattice::model::hex(&sha2::Sha256::digest(
+                    json::to_string(node).as_bytes(),
+                ));
+                let id = text(field(node, "id")).to_owned();
+                if !known.contains(&(id, hash.clone())) {
+                    let Value::Object(mut with_hash) = node.clone() else {
+                        panic!()
+                    };
+                    with_hash.insert("hash".into(), Value::String(hash));
+                    delta.push(Value::Object(with_hash));
+                }
+            }
+            (
+                200,
+                format!(
+                    r#"{{"delta_count":{},"nodes":{}}}"#,
+                    delta.len(),
+                    json::to_string(&Value::Array(delta.into_iter().collect()))
+                ),
+            )
+        }
+        ("GET", "/discover", _) => (200, r#"{"peers":[],"count":0}"#.to_owned()),
+        _ => (404, r#"{"detail":"Not Found"}"#.to_owned()),
+    }
 }
