@@ -163,11 +163,7 @@ type Responder<'a> = dyn Fn(&str, &str, Option<&Value>) -> (u16, String) + 'a;
 
 /// Answers the requests on one connection with `answer(method, path, body)`, logging
 /// each, until the client closes it.
-pub fn serve_connection(
-    mut stream: TcpStream,
-    log: &Mutex<Vec<Received>>,
-    answer: &Responder<'_>,
-) {
+pub fn serve_connection(mut stream: TcpStream, log: &Mutex<Vec<Received>>, answer: &Responder<'_>) {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();

@@ -4,6 +4,7 @@ mod ark;
 mod delta;
 mod fake_ark;
 mod federation;
+mod guide;
 mod lattice;
 mod observe;
 mod trust;
