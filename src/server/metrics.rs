@@ -20,10 +20,12 @@ use crate::http::{Request, Response};
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Paths that are their own route label.
-const ROUTES: &[&str] = &[
+pub(super) const ROUTES: &[&str] = &[
     "/",
     "/health",
     "/metrics",
+    "/docs",
+    "/openapi.json",
     "/federation/info",
     "/federation/nodes",
     "/federation/sync",

@@ -16,6 +16,7 @@ mod ark_api;
 mod auth;
 mod control;
 mod delta_api;
+mod docs;
 mod events;
 mod lan;
 mod metrics;

@@ -221,6 +221,8 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
             return respond_with(super::status_page::render(&app, privileged));
         }
         ("GET" | "HEAD", "/metrics") => return respond_with(super::metrics::render(&app)),
+        ("GET" | "HEAD", "/docs") => return super::docs::page(),
+        ("GET" | "HEAD", "/openapi.json") => return with_cors(super::docs::openapi()),
         _ => {}
     }
     if path.starts_with("/federation/") && !app.federation_enabled.get() {

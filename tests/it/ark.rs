@@ -493,3 +493,51 @@ fn a_spoke_syncs_with_an_ark_nodejs_hub() {
     assert_eq!(count(field(result, "nodesReceived")), 2);
     assert!(hub.row("mine").is_some(), "pushed to the hub");
 }
+
+/// ARK's Python service had `/docs`; ours is one self-contained page, and
+/// `/openapi.json` lists every ARK route.
+#[test]
+fn docs_and_openapi_describe_every_route() {
+    let node = Node::start("docs");
+    let page = http(node.address(), "GET", "/docs", &[], None);
+    assert_eq!(page.status, 200);
+    assert!(
+        page.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    for outside in ["src=", "https://", "@import", "url("] {
+        assert!(!page.body.contains(outside), "{outside}");
+    }
+    let (status, document) = call(&node, "GET", "/openapi.json", None);
+    assert_eq!(status, 200);
+    let paths = field(&document, "paths");
+    for (method, path) in [
+        ("get", "/federation/info"),
+        ("get", "/federation/discover"),
+        ("post", "/federation/sync"),
+        ("get", "/federation/nodes"),
+        ("get", "/api/federation/status"),
+        ("post", "/api/federation/start"),
+        ("post", "/api/federation/stop"),
+        ("get", "/api/federation/peers"),
+        ("post", "/api/federation/peers/add"),
+        ("delete", "/api/federation/peers/{url}"),
+        ("post", "/api/federation/sync"),
+        ("post", "/api/federation/discover"),
+        ("post", "/api/federation/auto-sync/start"),
+        ("post", "/api/federation/auto-sync/stop"),
+        ("post", "/manifest"),
+        ("get", "/discover"),
+        ("post", "/sync"),
+    ] {
+        let operation = field(field(paths, path), method);
+        let _ = field(field(operation, "responses"), "200");
+        assert!(
+            page.body
+                .contains(&path.replace('{', "&#123;").replace('}', "&#125;"))
+                || page.body.contains(path),
+            "{path} on /docs"
+        );
+    }
+}
