@@ -301,7 +301,7 @@ pub struct Serve {
     /// sync with peers periodically (default: $FEDERATION_AUTO_SYNC, else off)
     #[argh(switch)]
     pub auto_sync: bool,
-    /// auto-sync interval in milliseconds (default: $FEDERATION_SYNC_INTERVAL, else 300000)
+    /// auto-sync interval in milliseconds (default: $FEDERATION_SYNC_INTERVAL, else 60000)
     #[argh(option)]
     pub sync_interval: Option<u64>,
     /// refuse versions more than this many seconds ahead of our clock (default 300)
