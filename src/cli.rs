@@ -402,8 +402,17 @@ pub struct FederationStart {
 
 impl FromArgs for FederationStart {
     fn from_args(command_name: &[&str], args: &[&str]) -> Result<Self, argh::EarlyExit> {
+        let serve = Serve::from_args(command_name, args).map_err(|mut early_exit| {
+            // `--help` describes serve; say what start does with its flags.
+            early_exit.output = early_exit.output.replacen(
+                "Run the federation node in the foreground:",
+                "Start the federation node in the background with these flags (as `serve`):",
+                1,
+            );
+            early_exit
+        })?;
         Ok(FederationStart {
-            serve: Serve::from_args(command_name, args)?,
+            serve,
             args: args.iter().map(|arg| (*arg).to_owned()).collect(),
         })
     }

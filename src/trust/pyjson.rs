@@ -433,7 +433,11 @@ mod tests {
                 } else {
                     std::cmp::Ordering::Greater
                 };
-                assert_eq!(compare_exact(value, head, place), expected, "{value:e} {width}");
+                assert_eq!(
+                    compare_exact(value, head, place),
+                    expected,
+                    "{value:e} {width}"
+                );
                 assert_eq!(
                     compare_exact(value, head + 1, place),
                     std::cmp::Ordering::Less,

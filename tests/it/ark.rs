@@ -541,3 +541,49 @@ fn docs_and_openapi_describe_every_route() {
         );
     }
 }
+
+/// The biggest and deepest manifests a peer can send: refused with a clear status,
+/// within a wide bound, and the node keeps answering.
+#[test]
+fn hostile_manifests_are_refused_in_bounded_time() {
+    let node = Node::start("hostile-manifest");
+    let floats: Vec<String> = (0..150_000u64)
+        .map(|index| format!("{}", (index as f64) * 1.000_000_000_000_000_2 + 0.1))
+        .collect();
+    let big = format!(
+        r#"{{"manifest":{{"node_id":"x","values":[{}]}},"signature":"{}","pubkey":"{}"}}"#,
+        floats.join(","),
+        "A".repeat(86) + "==",
+        crate::util::spare_key()
+    );
+    assert!(big.len() < 4 << 20, "{} bytes", big.len());
+    let deep = format!(
+        r#"{{"manifest":{{"a":{}1{}}},"signature":"x","pubkey":"y"}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let huge_int = format!(
+        r#"{{"manifest":{{"a":{}}},"signature":"x","pubkey":"y"}}"#,
+        "9".repeat(100_000)
+    );
+    for (name, body, status) in [
+        ("big", &big, 401),
+        ("deep", &deep, 400),
+        ("huge int", &huge_int, 400),
+    ] {
+        let started = std::time::Instant::now();
+        let reply = http(node.address(), "POST", "/manifest", &[], Some(body));
+        let took = started.elapsed();
+        assert_eq!(reply.status, status, "{name}: {}", reply.body);
+        assert!(took < Duration::from_secs(30), "{name} took {took:?}");
+        eprintln!(
+            "{name} manifest ({} bytes): {} in {took:?}",
+            body.len(),
+            reply.status
+        );
+    }
+    assert_eq!(
+        http(node.address(), "GET", "/health", &[], None).status,
+        200
+    );
+}

@@ -327,3 +327,38 @@ fn scenario_4_multi_region_deployment() {
     assert_eq!(peers.len(), 2, "the US hub once, and the AP hub: {peers:?}");
     assert!(us.has("eu_gdpr_helper") && ap.has("eu_gdpr_helper"));
 }
+
+/// `auto-sync --start|--stop` (and `on|off`) outlive a restart, interval included, and
+/// `federation start` takes serve's flags, as the guide and its error messages say.
+#[test]
+fn auto_sync_settings_outlive_a_restart_and_start_takes_serves_flags() {
+    let node = Instance::new("guide-settings", &[("FEDERATION_PORT", "0")]);
+    let saved = node
+        .run(&["federation", "auto-sync", "--start", "--interval", "5000"])
+        .ok();
+    assert!(saved.stdout.contains("auto-sync is on"), "{}", saved.stdout);
+    node.run(&[
+        "federation",
+        "start",
+        "--bind",
+        "127.0.0.1",
+        "--port-fallback",
+        "--mode",
+        "p2p",
+        "--no-discovery",
+    ])
+    .ok();
+    let status = node.status();
+    assert!(matches!(field(&status, "autoSync"), Value::Bool(true)));
+    assert_eq!(count(field(&status, "syncInterval")), 5000);
+    node.run(&["federation", "auto-sync", "off"]).ok();
+    node.run(&["federation", "stop"]).ok();
+    node.start();
+    let status = node.status();
+    assert!(matches!(field(&status, "autoSync"), Value::Bool(false)));
+    assert_eq!(count(field(&status, "syncInterval")), 5000);
+    let bad = node.run(&["federation", "start", "--no-such-flag"]);
+    assert_ne!(bad.code, 0);
+    let both = node.run(&["federation", "auto-sync", "--start", "--stop"]);
+    assert_eq!(both.code, 2, "{}", both.stderr);
+}
