@@ -310,10 +310,19 @@ impl Syncer {
         if self.peer(url)?.is_none() {
             return Ok(false);
         }
-        self.unsaved.borrow_mut().remove(url);
+        // With it go what we kept about an ARK peer's rows (`legacy.rs`).
+        let keys = super::legacy::peer_keys(url);
+        let mut entries: Vec<(&str, Option<&[u8]>)> = vec![(url, None)];
+        entries.extend(keys.iter().map(|key| (key.as_str(), None)));
+        {
+            let mut unsaved = self.unsaved.borrow_mut();
+            for (key, _) in &entries {
+                unsaved.remove(*key);
+            }
+        }
         self.store
             .borrow_mut()
-            .set_state(StateTable::Peers, url, None)?;
+            .set_states(StateTable::Peers, &entries)?;
         Ok(true)
     }
 

@@ -30,6 +30,16 @@ fn seen_key(url: &str) -> String {
     format!("~ark-rows:{url}")
 }
 
+/// The peer-table key of the hashes ARK's Python service gave us.
+fn hashes_key(url: &str) -> String {
+    format!("~python-hashes:{url}")
+}
+
+/// Every peer-table key this module keeps for `url`, removed with the peer.
+pub(super) fn peer_keys(url: &str) -> [String; 2] {
+    [seen_key(url), hashes_key(url)]
+}
+
 /// A digest of what ARK holds of a row: 64 bits of SHA-256, as hex.
 fn digest(columns: &str) -> String {
     let hash = Sha256::digest(columns.as_bytes());
@@ -204,7 +214,7 @@ impl Syncer {
         url: &str,
         result: &mut PeerSyncResult,
     ) -> Result<(), SyncError> {
-        let hashes_key = format!("~python-hashes:{url}");
+        let hashes_key = hashes_key(url);
         let mut hashes = self.load_text_map(&hashes_key)?;
         let body = DeltaRequest {
             manifest_hash: None,
