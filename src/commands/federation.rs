@@ -14,8 +14,9 @@ use crate::cli::{FederationCommand, FederationStart};
 use crate::config::Config;
 use crate::error::Error;
 use crate::model::format_rfc3339;
-use crate::protocol::Fields;
+use crate::protocol::{Fields, LatticeStatus};
 use crate::server::{self, ApiError, App};
+use crate::sync::PeerState;
 
 /// How long `federation start` and `stop` wait for the server.
 const START_STOP_WAIT: Duration = Duration::from_secs(15);
@@ -382,10 +383,19 @@ fn time(millis: u64) -> String {
 }
 
 fn print_peers(out: &mut Output, answer: &Object) -> Result<(), Error> {
-    let peers = match answer.get("peers") {
-        Some(Value::Array(peers)) => peers.to_vec(),
-        _ => Vec::new(),
-    };
+    let entries = Fields::new(answer, "peer list")
+        .array("peers")
+        .map_err(|error| Error::Other(error.0))?;
+    let peers = entries
+        .iter()
+        .map(|entry| match entry {
+            Value::Object(object) => PeerState::from_json(object, "peer list entry"),
+            _ => Err(crate::protocol::WireError(
+                "peer list entry is not an object".into(),
+            )),
+        })
+        .collect::<Result<Vec<PeerState>, _>>()
+        .map_err(|error| Error::Other(error.0))?;
     if peers.is_empty() {
         return out.line("no peers (add one with `ark-lattice federation add-peer URL`)");
     }
@@ -394,20 +404,20 @@ fn print_peers(out: &mut Output, answer: &Object) -> Result<(), Error> {
         "PEER", "STATE", "PROTO", "LAST SYNC", "LAST ERROR"
     ))?;
     for peer in &peers {
-        let state = if field_bool(peer, "active") == Some(true) {
+        let state = if peer.is_active() {
             "active"
-        } else if field_u64(peer, "failures") > 0 {
+        } else if peer.failures > 0 {
             "failing"
         } else {
             "new"
         };
         out.line(format!(
             "{:<34} {:<8} {:<8} {:<24} {}",
-            field_str(peer, "url").unwrap_or("?"),
+            peer.url,
             state,
-            field_str(peer, "protocol").unwrap_or("-"),
-            time(field_u64(peer, "lastSync")),
-            field_str(peer, "lastError").unwrap_or("-")
+            peer.protocol.as_deref().unwrap_or("-"),
+            time(peer.last_success.unwrap_or(0)),
+            peer.last_error.as_deref().unwrap_or("-")
         ))?;
     }
     Ok(())
@@ -503,64 +513,57 @@ fn print_discovered(out: &mut Output, answer: &Object, add: bool) -> Result<(), 
 }
 
 fn print_status(out: &mut Output, status: &Object) -> Result<(), Error> {
-    let value = Value::Object(status.clone());
-    let text = |name: &str| field_str(&value, name).unwrap_or("-").to_owned();
+    let status =
+        LatticeStatus::from_json(status, "status answer").map_err(|error| Error::Other(error.0))?;
+    let info = &status.info;
+    let lattice = &info.lattice;
+    let or_dash = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
     out.line(format!(
         "instance     {} ({})",
-        text("instanceName"),
-        text("instanceId")
+        info.instance_name, info.instance_id
     ))?;
-    out.line(format!("public key   {}", text("publicKey")))?;
-    out.line(format!("fingerprint  {}", text("fingerprint")))?;
-    let running = field_bool(&value, "running") == Some(true);
+    out.line(format!("public key   {}", or_dash(&lattice.public_key)))?;
+    out.line(format!("fingerprint  {}", or_dash(&lattice.fingerprint)))?;
     out.line(format!(
         "server       {}",
-        if running {
-            format!("running on port {}", field_u64(&value, "listenPort"))
+        if status.running {
+            format!("running on port {}", info.listen_port)
         } else {
             "not running".to_owned()
         }
     ))?;
     out.line(format!(
         "mode         {} (hub: {})",
-        text("federationMode"),
-        text("hubUrl")
+        info.federation_mode,
+        or_dash(&info.hub_url)
     ))?;
     out.line(format!(
         "auto-sync    {} (every {} ms)",
-        if field_bool(&value, "autoSync") == Some(true) {
-            "on"
-        } else {
-            "off"
-        },
-        field_u64(&value, "syncInterval")
+        if info.auto_sync { "on" } else { "off" },
+        info.sync_interval
     ))?;
-    out.line(format!("nodes        {}", field_u64(&value, "nodeCount")))?;
-    let count = |name: &str| match status.get(name) {
-        Some(Value::Array(urls)) => urls.len(),
-        _ => 0,
-    };
+    out.line(format!(
+        "nodes        {}",
+        lattice.node_count.unwrap_or_default()
+    ))?;
     out.line(format!(
         "peers        {} ({} active)",
-        count("peers"),
-        count("activePeers")
+        info.peers.len(),
+        info.active_peers.len()
     ))?;
-    if let Some(stats) = status.get("stats") {
-        out.line(format!(
-            "syncs        {} ({} ok, {} failed); nodes sent {}, received {}; conflicts resolved {}",
-            field_u64(stats, "totalSyncs"),
-            field_u64(stats, "successfulSyncs"),
-            field_u64(stats, "failedSyncs"),
-            field_u64(stats, "nodesShared"),
-            field_u64(stats, "nodesReceived"),
-            field_u64(stats, "conflictsResolved")
-        ))?;
-    }
-    if let Some(Value::Object(list)) = status.get("peerList") {
-        out.line("")?;
-        print_peers(out, list)?;
-    }
-    if let Some(warning) = field_str(&value, "clockWarning") {
+    let stats = &info.stats;
+    out.line(format!(
+        "syncs        {} ({} ok, {} failed); nodes sent {}, received {}; conflicts resolved {}",
+        stats.total_syncs,
+        stats.successful_syncs,
+        stats.failed_syncs,
+        stats.nodes_shared,
+        stats.nodes_received,
+        stats.conflicts_resolved
+    ))?;
+    out.line("")?;
+    print_peers(out, &status.peer_list)?;
+    if let Some(warning) = &status.clock_warning {
         eprintln!("warning: {warning}");
     }
     out.flush()

@@ -2,6 +2,7 @@
 //! and on our own v2 endpoints. Pure conversions; no I/O.
 
 mod ark;
+mod control;
 mod fields;
 mod legacy;
 mod python;
@@ -11,6 +12,7 @@ pub use ark::{
     ArkStats, ControlAnswer, InstanceInfo, LatticeInfo, NodeList, NodesSince, PeerDirectory,
     PeerSummary, PeerSyncReport, ReceiveResult, SyncReport, not_found,
 };
+pub use control::LatticeStatus;
 pub use fields::{Fields, WireError, json_object, parse_object};
 pub use legacy::{
     ARK_COLUMNS, ark_columns, ark_row, keep_what_ark_cannot_hold, legacy_origin, legacy_record,

@@ -19,7 +19,7 @@ use crate::config::normalize_peer_url;
 use crate::error::Error;
 use crate::http::{Request, percent_decode};
 use crate::model::{format_rfc3339, unix_millis_now};
-use crate::protocol::{Fields, InstanceInfo, PeerDirectory, parse_object};
+use crate::protocol::{Fields, InstanceInfo, LatticeStatus, PeerDirectory, parse_object};
 use crate::store::Query;
 use crate::sync::trust_book;
 use crate::trust::{PublicKey, Tier};
@@ -174,31 +174,31 @@ pub async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError>
     }
 }
 
-/// `GET /api/federation/status`.
+/// `GET /api/v2/federation/status`.
 pub fn status(app: &App) -> Result<Value, ApiError> {
-    let mut info = match super::peer_api::info(app)? {
-        Value::Object(object) => object,
-        _ => unreachable!("info is an object"),
-    };
-    info.insert("enabled".into(), Value::Bool(app.federation_enabled.get()));
-    info.insert("running".into(), Value::Bool(app.listen_port.get() != 0));
-    info.insert("startedAt".into(), number(app.started_at));
-    info.insert("bytesSent".into(), number(app.wire.bytes_sent()));
-    info.insert("bytesReceived".into(), number(app.wire.bytes_received()));
-    info.insert("peerList".into(), list_peers(app)?);
     let newest_seen = app.store.borrow().clock_high_water().millis();
     let now = unix_millis_now();
-    if newest_seen > now + 60_000 {
-        info.insert(
-            "clockWarning".into(),
-            text(&format!(
-                "the local clock ({}) is behind versions already seen ({}); set the time (NTP) so new writes are not ordered by the counter alone",
-                format_rfc3339(now),
-                format_rfc3339(newest_seen)
-            )),
-        );
+    let clock_warning = (newest_seen > now + 60_000).then(|| {
+        format!(
+            "the local clock ({}) is behind versions already seen ({}); set the time (NTP) so new writes are not ordered by the counter alone",
+            format_rfc3339(now),
+            format_rfc3339(newest_seen)
+        )
+    });
+    let Value::Object(peer_list) = list_peers(app)? else {
+        unreachable!("the peer list is an object")
+    };
+    Ok(LatticeStatus {
+        info: super::peer_api::instance_info(app)?,
+        enabled: app.federation_enabled.get(),
+        running: app.listen_port.get() != 0,
+        started_at: app.started_at,
+        bytes_sent: app.wire.bytes_sent(),
+        bytes_received: app.wire.bytes_received(),
+        peer_list,
+        clock_warning,
     }
-    Ok(Value::Object(info))
+    .to_json())
 }
 
 /// `GET /api/federation/peers`.

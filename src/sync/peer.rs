@@ -198,10 +198,16 @@ impl PeerState {
 
     pub fn decode(bytes: &[u8]) -> Result<PeerState, WireError> {
         let object = parse_object(bytes, "stored peer state")?;
-        let fields = Fields::new(&object, "stored peer state");
+        PeerState::from_json(&object, "stored peer state")
+    }
+
+    /// Reads what `to_json` wrote: the stored entry, and a peer in the peer list our
+    /// CLI reads from `GET /api/v2/federation/peers`.
+    pub fn from_json(object: &Object, context: &str) -> Result<PeerState, WireError> {
+        let fields = Fields::new(object, context);
         let owned = |value: Option<&str>| value.map(str::to_owned);
         let stats = match fields.get("stats") {
-            Some(value) => SyncStats::from_json(&Fields::of(value, "stored peer stats")?)?,
+            Some(value) => SyncStats::from_json(&Fields::of(value, context)?)?,
             None => SyncStats::default(),
         };
         Ok(PeerState {
