@@ -75,8 +75,10 @@ fn peer_url(request: &Request) -> Result<Option<String>, ApiError> {
         return Ok(None);
     }
     let body = parse_object(&request.body, "request body")?;
+    // ARK's `if (!peerUrl)`: empty text is no URL either.
     Ok(Fields::new(&body, "request body")
         .opt_str("peerUrl")?
+        .filter(|url| !url.is_empty())
         .map(str::to_owned))
 }
 

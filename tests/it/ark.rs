@@ -175,6 +175,11 @@ fn ark_routes_answer_arks_shapes() {
     );
     assert_eq!(text(field(&answer, "status")), "started");
 
+    for empty in ["{}", r#"{"peerUrl":""}"#] {
+        let (status, answer) = call(&node, "POST", "/api/federation/peers/add", Some(empty));
+        assert_eq!(status, 400, "{empty}");
+        assert_eq!(text(field(&answer, "error")), "peerUrl is required");
+    }
     let (status, answer) = call(&node, "POST", "/api/federation/peers/add", Some("{}"));
     assert_eq!(status, 400);
     assert_eq!(text(field(&answer, "error")), "peerUrl is required");
