@@ -1,11 +1,14 @@
 //! Integration tests: each runs the real `ark-lattice` binary against temp state dirs.
 
 mod ark;
+mod crash;
 mod delta;
 mod fake_ark;
 mod federation;
 mod guide;
 mod lattice;
 mod observe;
+mod restarts;
+mod soak;
 mod trust;
 mod util;
