@@ -1,10 +1,12 @@
 //! Integration tests: each runs the real `ark-lattice` binary against temp state dirs.
 
+mod ark;
 mod attacks;
 mod crash;
 mod delta;
 mod fake_ark;
 mod federation;
+mod guide;
 mod hostile;
 mod hostile_input;
 mod integrity;
