@@ -290,6 +290,10 @@ impl Node {
         member("category", optional(&self.category));
         member("content", optional(&self.content));
         for (name, items) in self.lists() {
+            if items.is_empty() && self.extra.contains_key(name) {
+                // Written from `extra`, as `to_json` does.
+                continue;
+            }
             let items_bytes: usize = items.iter().map(|item| json_string_bytes(item)).sum();
             member(name, 2 + items_bytes + items.len().saturating_sub(1));
         }
@@ -681,6 +685,7 @@ mod tests {
             r#"{"id":"a","type":"t","value":"v"}"#,
             r#"{"id":"a\"\\é","type":"t\u00e9","value":"\u0001\n\t\b\f\r\u001f","content":"x","language":null,"capabilities":["a","b\u0000"],"examples":[],"created_at":"2024-01-31T12:00:00.5Z","updated_at":1706702400,"usage_count":12,"success_rate":0.8333333333333334,"priority":-3,"stars":[1,{"a":null}],"z\u0002":"q"}"#,
             r#"{"id":"a","type":"t","value":"v","success_rate":1e300,"priority":9223372036854775807}"#,
+            r#"{"id":"a","type":"t","value":"v","examples":"alpha, beta","capabilities":"[object Object]"}"#,
         ] {
             let node = parse(text).unwrap();
             let written = json::to_string(&Value::Object(node.to_json(Shape::Native)));
