@@ -1,6 +1,7 @@
 //! The HTTP layer: a hardened HTTP/1.1 server and a keep-alive client, both on hyper and
-//! smol, single-threaded, with gzip and byte counters. Routes, handlers and the sync
-//! protocol live elsewhere and see only the plain types re-exported here.
+//! smol, single-threaded, with gzip, byte counters and (feature `tls`) HTTPS. Routes,
+//! handlers and the sync protocol live elsewhere and see only the plain types
+//! re-exported here.
 
 mod body;
 mod client;
@@ -8,6 +9,9 @@ mod client_types;
 mod gzip;
 mod message;
 mod server;
+mod stream;
+#[cfg(feature = "tls")]
+mod tls;
 mod url;
 mod wire;
 
@@ -16,6 +20,9 @@ pub use client_types::{ClientConfig, ClientError, ClientRequest, ClientResponse}
 pub use message::{
     Body, BodySender, BodyStream, ClientGone, Request, Response, TrySendError, percent_decode,
 };
-pub use server::{ServerLimits, is_loopback, serve};
+pub use server::{ServerLimits, is_loopback, serve, serve_on};
+pub use stream::Transport;
+#[cfg(feature = "tls")]
+pub use tls::{Fingerprint, PeerTrust, SYSTEM_CA_BUNDLES, ServerTls, TlsError};
 pub use url::{PeerUrl, UrlError, UrlProblem};
 pub use wire::WireStats;

@@ -20,6 +20,11 @@
 //! usually shorter, idle timeout is ours: a per-connection timer watches the time of
 //! the last byte and the number of unfinished requests, and calls hyper's
 //! `graceful_shutdown` when both say the connection is idle.
+//!
+//! A TLS server ([`serve_on`] with [`Transport::Tls`]) runs the handshake in the
+//! connection's task, holding its connection slot, and gives it `header_read_timeout`
+//! to finish; hyper's own head timer starts after it. So a stalled handshake is dropped
+//! like a stalled head, and counts against the cap like any connection.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -45,6 +50,7 @@ use smol_hyper::rt::{FuturesIo, SmolTimer};
 use super::body::{ReadOutcome, ResponseBody, read_body};
 use super::gzip::{GunzipError, accepts_gzip, gunzip_limited, gzip, is_gzip_encoding};
 use super::message::{Body, Request, Response};
+use super::stream::Transport;
 use super::wire::{Activity, CountingStream, InFlight, WireStats};
 
 /// Limits and timeouts of one server. `ServerLimits::default()` is sized for a 512 MB
@@ -173,6 +179,27 @@ where
     H: Fn(Request) -> F + 'static,
     F: Future<Output = Response> + 'static,
 {
+    let transport = Transport::Plain;
+    serve_on(
+        executor, listener, transport, limits, stats, handler, shutdown,
+    )
+    .await
+}
+
+/// [`serve`] speaking `transport` (plain HTTP or HTTPS) on every accepted connection.
+pub async fn serve_on<H, F>(
+    executor: &LocalExecutor<'_>,
+    listener: TcpListener,
+    transport: Transport,
+    limits: ServerLimits,
+    stats: Rc<WireStats>,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()>
+where
+    H: Fn(Request) -> F + 'static,
+    F: Future<Output = Response> + 'static,
+{
     let limits = limits.clamped();
     let handler = Rc::new(handler);
     let connection_slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -213,6 +240,7 @@ where
         };
         let connection = Connection {
             builder: builder.clone(),
+            transport: transport.clone(),
             limits,
             stats: Rc::clone(&stats),
             remote_addr,
@@ -260,6 +288,7 @@ fn is_out_of_descriptors(error: &io::Error) -> bool {
 /// One accepted connection and what it needs to run.
 struct Connection {
     builder: http1::Builder,
+    transport: Transport,
     limits: ServerLimits,
     stats: Rc<WireStats>,
     remote_addr: SocketAddr,
@@ -284,10 +313,15 @@ impl Connection {
         } else {
             io
         };
+        let handshake_timeout = self.limits.header_read_timeout;
+        let Some(io) = self.transport.accept(io, handshake_timeout).await else {
+            return;
+        };
         let exchange = Rc::new(Exchange {
             limits: self.limits,
             stats: Rc::clone(&self.stats),
             remote_addr: self.remote_addr,
+            secure: io.is_secure(),
         });
         let service_activity = Rc::clone(&activity);
         let service = service_fn(move |request| {
@@ -347,6 +381,7 @@ struct Exchange {
     limits: ServerLimits,
     stats: Rc<WireStats>,
     remote_addr: SocketAddr,
+    secure: bool,
 }
 
 impl Exchange {
@@ -455,6 +490,7 @@ impl Exchange {
             headers,
             body,
             remote_addr: self.remote_addr,
+            secure: self.secure,
         })
     }
 

@@ -51,6 +51,8 @@ pub struct App {
     pub http_requests: HttpCounters,
     /// Peers heard by LAN beacon.
     pub lan_peers: RefCell<LanPeers>,
+    /// Addresses already warned about sending the admin token over plain HTTP.
+    pub token_in_clear_from: RefCell<std::collections::BTreeSet<std::net::IpAddr>>,
 }
 
 impl std::fmt::Debug for App {
@@ -86,6 +88,8 @@ impl App {
             config.federation.max_recv_rate,
         );
         let client = HttpClient::new(config.federation.client, wire.clone());
+        #[cfg(feature = "tls")]
+        let client = client.with_trust(config.tls.peer_trust.clone());
         let syncer = Syncer::new(
             store.clone(),
             client,
@@ -114,6 +118,7 @@ impl App {
             events,
             http_requests: HttpCounters::default(),
             lan_peers: RefCell::new(LanPeers::new()),
+            token_in_clear_from: RefCell::new(std::collections::BTreeSet::new()),
         }))
     }
 

@@ -9,7 +9,8 @@
 //! beacon, the event-stream keep-alive and the `--on-event` hooks. At idle nothing
 //! runs between timer ticks. SIGTERM, SIGINT or `POST /api/server/shutdown`
 //! stops accepting, lets in-flight requests finish, and removes `server.json`; every
-//! store write is a synchronous transaction, so none is left half done.
+//! store write is a synchronous transaction, so none is left half done. With
+//! `--tls-cert` it serves HTTPS only, and SIGHUP re-reads the certificate and key.
 
 mod app;
 mod auth;
@@ -40,6 +41,7 @@ pub use routes::{ApiError, control_allowed};
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::http::Transport;
 use crate::model::unix_millis_now;
 use crate::sync::{backoff_delay, jittered};
 use crate::systemd::Notifier;
@@ -62,11 +64,21 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
         .local_addr()
         .map_err(|source| Error::Other(format!("cannot read the listening address: {source}")))?;
     app.listen_port.set(local.port());
+    let transport = transport(&app.config)?;
     let server_file = app.config.data_dir.join(SERVER_FILE);
-    write_server_file(&server_file, local)?;
+    write_server_file(&server_file, local, &transport)?;
     eprintln!(
-        "Federation server started on port {} ({} {}, mode {}, store {})",
+        "Federation server started on port {}{} ({} {}, mode {}, store {})",
         local.port(),
+        match &transport {
+            Transport::Plain => String::new(),
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => format!(
+                " with HTTPS (certificate {}, {})",
+                tls.cert_path().display(),
+                tls.fingerprint()
+            ),
+        },
         app.instance_name(),
         app.key.public_key().fingerprint(),
         federation.mode,
@@ -116,6 +128,10 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
             }
         }));
     }
+    #[cfg(feature = "tls")]
+    if let Transport::Tls(tls) = &transport {
+        tasks.push(executor.spawn(reload_on_hangup(tls.clone(), server_file.clone(), local)?));
+    }
     let signals =
         async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int]);
     let mut signals =
@@ -136,9 +152,10 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
     };
     let handler_app = app.clone();
     let handler = move |request| metrics::counted(handler_app.clone(), request);
-    let served = crate::http::serve(
+    let served = crate::http::serve_on(
         executor,
         listener,
+        transport,
         federation.limits,
         app.wire.clone(),
         handler,
@@ -199,10 +216,64 @@ async fn bind(
     )))
 }
 
-/// Writes `server.json` atomically: the pid and where to reach the server.
-fn write_server_file(path: &Path, local: SocketAddr) -> Result<(), Error> {
+/// Plain HTTP, or HTTPS with the configured certificate (read here, so a bad file
+/// stops the start with its name).
+fn transport(config: &Config) -> Result<Transport, Error> {
+    match &config.tls.server_files {
+        None => Ok(Transport::Plain),
+        #[cfg(feature = "tls")]
+        Some((cert, key)) => crate::http::ServerTls::load(cert, key)
+            .map(|tls| Transport::Tls(Rc::new(tls)))
+            .map_err(|error| Error::Config(format!("--tls-cert/--tls-key: {error}"))),
+        #[cfg(not(feature = "tls"))]
+        Some(_) => unreachable!("config refuses --tls-cert without the tls feature"),
+    }
+}
+
+/// Re-reads the certificate and key on every SIGHUP, so a renewed certificate needs no
+/// restart; a file that does not load leaves the old certificate in use. `server.json`
+/// is rewritten with the new fingerprint, which the CLI pins.
+#[cfg(feature = "tls")]
+fn reload_on_hangup(
+    tls: Rc<crate::http::ServerTls>,
+    server_file: PathBuf,
+    local: SocketAddr,
+) -> Result<impl Future<Output = ()>, Error> {
+    let mut hangups = async_signal::Signals::new([async_signal::Signal::Hup])
+        .map_err(|source| Error::Other(format!("cannot watch for SIGHUP: {source}")))?;
+    Ok(async move {
+        while hangups.next().await.is_some() {
+            match tls.reload() {
+                Ok(fingerprint) => {
+                    let transport = Transport::Tls(tls.clone());
+                    if let Err(error) = write_server_file(&server_file, local, &transport) {
+                        eprintln!("warning: {error}");
+                    }
+                    eprintln!(
+                        "SIGHUP: reloaded the TLS certificate {} ({fingerprint})",
+                        tls.cert_path().display()
+                    );
+                }
+                Err(error) => eprintln!(
+                    "warning: SIGHUP: could not reload the TLS certificate, keeping the one \
+                     in use ({}): {error}",
+                    tls.fingerprint()
+                ),
+            }
+        }
+    })
+}
+
+/// Writes `server.json` atomically: the pid, where to reach the server and, for HTTPS,
+/// the certificate's fingerprint (the CLI pins it, whatever name the certificate has).
+fn write_server_file(path: &Path, local: SocketAddr, transport: &Transport) -> Result<(), Error> {
+    let tls = match transport {
+        Transport::Plain => String::new(),
+        #[cfg(feature = "tls")]
+        Transport::Tls(tls) => format!(",\"tls\":\"{}\"", tls.fingerprint()),
+    };
     let text = format!(
-        "{{\"pid\":{},\"port\":{},\"bind\":\"{}\",\"started_at\":{}}}\n",
+        "{{\"pid\":{},\"port\":{},\"bind\":\"{}\",\"started_at\":{}{tls}}}\n",
         std::process::id(),
         local.port(),
         local.ip(),
