@@ -332,7 +332,11 @@ pub fn describe_handshake_error(url: &str, error: &io::Error) -> String {
                 if presented.is_empty() {
                     "no host at all".to_owned()
                 } else {
-                    presented.join(", ")
+                    presented
+                        .iter()
+                        .map(|name| plain_name(name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 }
             )),
             CertificateError::UnknownIssuer => certificate(
@@ -359,6 +363,20 @@ pub fn describe_handshake_error(url: &str, error: &io::Error) -> String {
         }
         other => format!("TLS handshake with {url} failed: {other}"),
     }
+}
+
+/// `hub.example` out of rustls's `DnsName("hub.example")`, `10.0.0.5` out of
+/// `IpAddress(10.0.0.5)`; anything else as it is.
+fn plain_name(presented: &str) -> &str {
+    presented
+        .strip_prefix("DnsName(\"")
+        .and_then(|rest| rest.strip_suffix("\")"))
+        .or_else(|| {
+            presented
+                .strip_prefix("IpAddress(")
+                .and_then(|rest| rest.strip_suffix(')'))
+        })
+        .unwrap_or(presented)
 }
 
 fn unix_time(time: UnixTime) -> String {
@@ -466,6 +484,13 @@ mod tests {
             let error = Fingerprint::parse(bad).unwrap_err();
             assert!(error.contains("64 hex digits"), "{bad:?}: {error}");
         }
+    }
+
+    #[test]
+    fn presented_names_read_plainly() {
+        assert_eq!(plain_name("DnsName(\"hub.example\")"), "hub.example");
+        assert_eq!(plain_name("IpAddress(10.0.0.5)"), "10.0.0.5");
+        assert_eq!(plain_name("URI(x)"), "URI(x)");
     }
 
     #[test]

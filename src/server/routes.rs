@@ -170,11 +170,7 @@ const TOKEN_WARNINGS: usize = 64;
 /// Logs, once per address, a control-API request that carries the admin token over
 /// plain HTTP from another machine: anyone on the path has read the token.
 fn warn_if_token_in_clear(app: &App, request: &Request) {
-    let has_token = request.header("x-ark-admin-token").is_some()
-        || request
-            .header("authorization")
-            .is_some_and(|value| value.starts_with("Bearer "));
-    if !has_token || request.secure || is_loopback(&request.remote_addr) {
+    if !token_in_clear(request) {
         return;
     }
     let mut warned = app.token_in_clear_from.borrow_mut();
@@ -186,6 +182,15 @@ fn warn_if_token_in_clear(app: &App, request: &Request) {
             request.path
         );
     }
+}
+
+/// Whether `request` carries the admin token over plain HTTP from another machine.
+fn token_in_clear(request: &Request) -> bool {
+    let has_token = request.header("x-ark-admin-token").is_some()
+        || request
+            .header("authorization")
+            .is_some_and(|value| value.starts_with("Bearer "));
+    has_token && !request.secure && !is_loopback(&request.remote_addr)
 }
 
 /// `control_allowed` with this server's settings.
@@ -300,6 +305,21 @@ mod tests {
             remote_addr: remote.parse().unwrap(),
             secure: false,
         }
+    }
+
+    #[test]
+    fn the_admin_token_in_clear_is_noticed_only_over_plain_http_from_elsewhere() {
+        let token = [("x-ark-admin-token", "secret")];
+        let bearer = [("authorization", "Bearer secret")];
+        assert!(token_in_clear(&request("10.0.0.5:5000", &token)));
+        assert!(token_in_clear(&request("10.0.0.5:5000", &bearer)));
+        assert!(!token_in_clear(&request("10.0.0.5:5000", &[])));
+        assert!(!token_in_clear(&request("127.0.0.1:5000", &token)));
+        let secure = Request {
+            secure: true,
+            ..request("10.0.0.5:5000", &token)
+        };
+        assert!(!token_in_clear(&secure));
     }
 
     #[test]

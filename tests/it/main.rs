@@ -5,5 +5,8 @@ mod fake_ark;
 mod federation;
 mod lattice;
 mod observe;
+mod pki;
+#[cfg(feature = "tls")]
+mod tls;
 mod trust;
 mod util;
