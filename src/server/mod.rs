@@ -128,10 +128,8 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
             }
         }));
     }
-    #[cfg(feature = "tls")]
-    if let Transport::Tls(tls) = &transport {
-        tasks.push(executor.spawn(reload_on_hangup(tls.clone(), server_file.clone(), local)?));
-    }
+    let hangups = reload_on_hangup(transport.clone(), server_file.clone(), local)?;
+    tasks.push(executor.spawn(hangups));
     let signals =
         async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int]);
     let mut signals =
@@ -232,10 +230,12 @@ fn transport(config: &Config) -> Result<Transport, Error> {
 
 /// Re-reads the certificate and key on every SIGHUP, so a renewed certificate needs no
 /// restart; a file that does not load leaves the old certificate in use. `server.json`
-/// is rewritten with the new fingerprint, which the CLI pins.
-#[cfg(feature = "tls")]
+/// is rewritten with the new fingerprint, which the CLI pins. Without TLS a SIGHUP only
+/// says so: its default action would end the process, and systemd would take that for
+/// a clean exit and not restart it.
+#[cfg_attr(not(feature = "tls"), allow(unused_variables))]
 fn reload_on_hangup(
-    tls: Rc<crate::http::ServerTls>,
+    transport: Transport,
     server_file: PathBuf,
     local: SocketAddr,
 ) -> Result<impl Future<Output = ()>, Error> {
@@ -243,22 +243,27 @@ fn reload_on_hangup(
         .map_err(|source| Error::Other(format!("cannot watch for SIGHUP: {source}")))?;
     Ok(async move {
         while hangups.next().await.is_some() {
-            match tls.reload() {
-                Ok(fingerprint) => {
-                    let transport = Transport::Tls(tls.clone());
-                    if let Err(error) = write_server_file(&server_file, local, &transport) {
-                        eprintln!("warning: {error}");
-                    }
-                    eprintln!(
-                        "SIGHUP: reloaded the TLS certificate {} ({fingerprint})",
-                        tls.cert_path().display()
-                    );
+            match &transport {
+                Transport::Plain => {
+                    eprintln!("SIGHUP: nothing to reload (no --tls-cert; serving plain HTTP)")
                 }
-                Err(error) => eprintln!(
-                    "warning: SIGHUP: could not reload the TLS certificate, keeping the one \
-                     in use ({}): {error}",
-                    tls.fingerprint()
-                ),
+                #[cfg(feature = "tls")]
+                Transport::Tls(tls) => match tls.reload() {
+                    Ok(fingerprint) => {
+                        if let Err(error) = write_server_file(&server_file, local, &transport) {
+                            eprintln!("warning: {error}");
+                        }
+                        eprintln!(
+                            "SIGHUP: reloaded the TLS certificate {} ({fingerprint})",
+                            tls.cert_path().display()
+                        );
+                    }
+                    Err(error) => eprintln!(
+                        "warning: SIGHUP: could not reload the TLS certificate, keeping the \
+                         one in use ({}): {error}",
+                        tls.fingerprint()
+                    ),
+                },
             }
         }
     })
