@@ -465,20 +465,18 @@ fn cross_aarch64_node_under_qemu_syncs_both_ways_with_a_native_node() {
 }
 
 /// A Pi reaching its cloud hub over HTTPS: the aarch64 binary under qemu, trusting a
-/// private CA by `--ca-file`, pulls ARK's data from a native hub that serves HTTPS and
-/// pushes a record of its own; the TLS crypto (ring's aarch64 code) runs emulated.
+/// private CA by `--ca-file`, pulls a thousand records from a native hub that serves
+/// HTTPS and pushes one of its own; the TLS crypto (ring's aarch64 code) runs emulated.
+/// The records are made here, so the test needs no shared data.
 #[cfg(feature = "tls")]
 #[test]
 fn cross_aarch64_node_under_qemu_syncs_over_https_with_a_native_hub() {
     use crate::pki::{TestCa, Validity};
 
+    const RECORDS: u64 = 1000;
     let test = "cross_aarch64_node_under_qemu_syncs_over_https_with_a_native_hub";
     if !cross_tests_enabled(test) {
         return;
-    }
-    let shared_nodes = shared_nodes();
-    if !shared_nodes.exists() {
-        return skip(test, &format!("{} is missing", shared_nodes.display()));
     }
     let emulated_binary = match cross_binary("aarch64-unknown-linux-musl") {
         Ok(found) => found,
@@ -499,7 +497,16 @@ fn cross_aarch64_node_under_qemu_syncs_over_https_with_a_native_hub() {
         emulated: Some(emulated_binary),
     };
 
-    hub.run(&["import", shared_nodes.to_str().unwrap()]);
+    let records: String = (0..RECORDS)
+        .map(|index| {
+            format!(
+                "{{\"id\":\"hub_{index:04}\",\"type\":\"template_node\",\"value\":\"record {index}\",\"content\":\"fn record_{index}() {{}}\"}}\n"
+            )
+        })
+        .collect();
+    let records_file = directory.path().join("records.ndjson");
+    std::fs::write(&records_file, records).unwrap();
+    hub.run(&["import", records_file.to_str().unwrap()]);
     let serve_args = cert.serve_args();
     let serve_args: Vec<&str> = serve_args.iter().map(String::as_str).collect();
     let hub_server = hub.serve_with(&serve_args);
@@ -519,11 +526,11 @@ fn cross_aarch64_node_under_qemu_syncs_over_https_with_a_native_hub() {
     let result = spoke.sync_with(&["--ca-file", &ca_file]);
     assert_eq!(
         number_field(&result, "nodesReceived"),
-        Some(SHARED_NODE_COUNT)
+        Some(RECORDS)
     );
     assert_eq!(number_field(&result, "nodesSent"), Some(1));
     let spoke_hashes = spoke.hashes();
-    assert_eq!(spoke_hashes.len() as u64, SHARED_NODE_COUNT + 1);
+    assert_eq!(spoke_hashes.len() as u64, RECORDS + 1);
     assert_eq!(spoke_hashes, hub.hashes());
     hub.stop(hub_server);
 }
