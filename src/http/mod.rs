@@ -23,6 +23,6 @@ pub use message::{
 pub use server::{ServerLimits, is_loopback, serve, serve_on};
 pub use stream::Transport;
 #[cfg(feature = "tls")]
-pub use tls::{Fingerprint, PeerTrust, SYSTEM_CA_BUNDLES, ServerTls, TlsError};
+pub use tls::{Fingerprint, PeerTrust, ServerTls, TlsError};
 pub use url::{PeerUrl, UrlError, UrlProblem};
 pub use wire::WireStats;

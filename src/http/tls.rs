@@ -36,7 +36,7 @@ use crate::model::format_rfc3339;
 /// Where the system keeps its CA bundle, most common first: Debian, Ubuntu, Raspberry
 /// Pi OS, Arch and Alpine with `ca-certificates`; Fedora and RHEL; openSUSE; Alpine and
 /// the BSDs without it.
-pub const SYSTEM_CA_BUNDLES: &[&str] = &[
+const SYSTEM_CA_BUNDLES: &[&str] = &[
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/tls/certs/ca-bundle.crt",
     "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
@@ -69,11 +69,11 @@ impl Fingerprint {
     /// -sha256` prints; case does not matter.
     pub fn parse(text: &str) -> Result<Fingerprint, String> {
         let trimmed = text.trim();
-        let hex = trimmed
+        let lower = trimmed.to_ascii_lowercase();
+        let hex = lower
             .strip_prefix("sha256:")
-            .or_else(|| trimmed.strip_prefix("SHA256:"))
-            .or_else(|| trimmed.strip_prefix("sha256 Fingerprint="))
-            .unwrap_or(trimmed);
+            .or_else(|| lower.strip_prefix("sha256 fingerprint="))
+            .unwrap_or(&lower);
         let digits: Vec<u8> = hex.bytes().filter(|byte| *byte != b':').collect();
         let mut bytes = [0u8; 32];
         let valid = digits.len() == 64
@@ -471,6 +471,7 @@ mod tests {
             format!(" SHA256:{} ", hex.to_ascii_uppercase()),
             colons.clone(),
             format!("sha256 Fingerprint={colons}"),
+            format!("SHA256 Fingerprint={colons}"),
         ] {
             assert_eq!(Fingerprint::parse(&text), Ok(expected), "{text:?}");
         }

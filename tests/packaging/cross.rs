@@ -524,10 +524,7 @@ fn cross_aarch64_node_under_qemu_syncs_over_https_with_a_native_hub() {
         "Written on aarch64, pushed over HTTPS",
     ]);
     let result = spoke.sync_with(&["--ca-file", &ca_file]);
-    assert_eq!(
-        number_field(&result, "nodesReceived"),
-        Some(RECORDS)
-    );
+    assert_eq!(number_field(&result, "nodesReceived"), Some(RECORDS));
     assert_eq!(number_field(&result, "nodesSent"), Some(1));
     let spoke_hashes = spoke.hashes();
     assert_eq!(spoke_hashes.len() as u64, RECORDS + 1);
