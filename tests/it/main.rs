@@ -1,11 +1,14 @@
 //! Integration tests: each runs the real `ark-lattice` binary against temp state dirs.
 
+mod crash;
 mod delta;
 mod fake_ark;
 mod federation;
 mod lattice;
 mod observe;
 mod pki;
+mod restarts;
+mod soak;
 #[cfg(feature = "tls")]
 mod tls;
 mod trust;
