@@ -62,6 +62,7 @@ pub enum Command {
     List(List),
     Query(QueryArgs),
     Stats(Stats),
+    Verify(Verify),
     Conflicts(Conflicts),
     Gc(Gc),
     Serve(Serve),
@@ -250,6 +251,26 @@ pub struct Stats {
     pub json: bool,
 }
 
+/// Check the whole store: redb's check of every page, then every record's content hash,
+/// id and signature. Damaged records are moved aside (kept in the store's `damaged`
+/// table) so the next sync fetches them again from a peer. Exits with 6 on damage.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "verify",
+    example = "ark-lattice verify --json",
+    note = "While `serve` holds the store, the check runs in the server and pauses it for as long as the check takes."
+)]
+pub struct Verify {
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+    /// skip redb's page check and only read the records (what `verify` runs in a child
+    /// process when the page check failed, so a damaged page cannot stop the report)
+    #[argh(switch)]
+    pub skip_page_check: bool,
+}
+
 /// Show the conflict log: versions that lost to a concurrent edit, kept so nothing is lost.
 #[derive(FromArgs, Debug)]
 #[argh(
@@ -320,15 +341,20 @@ pub struct Serve {
     /// sync with peers periodically (default: $FEDERATION_AUTO_SYNC, else off)
     #[argh(switch)]
     pub auto_sync: bool,
-    /// auto-sync interval in milliseconds (default: $FEDERATION_SYNC_INTERVAL, else 300000)
+    /// auto-sync interval in milliseconds (default: $FEDERATION_SYNC_INTERVAL, else 60000)
     #[argh(option)]
     pub sync_interval: Option<u64>,
     /// refuse versions more than this many seconds ahead of our clock (default 300)
     #[argh(option)]
     pub max_clock_skew: Option<u64>,
-    /// most concurrent HTTP connections; more wait in the accept queue (default 32)
+    /// most concurrent HTTP connections; beyond it the longest-stalled connection of
+    /// the busiest address is closed (default 256)
     #[argh(option)]
     pub max_connections: Option<usize>,
+    /// most concurrent HTTP connections from one address (an IPv6 /64 counts as one);
+    /// beyond it that address's longest-stalled connection is closed (default 32)
+    #[argh(option)]
+    pub max_connections_per_address: Option<usize>,
     /// largest request body in KiB; larger gets 413 (default 4096)
     #[argh(option)]
     pub max_body_kb: Option<usize>,
@@ -397,7 +423,7 @@ pub struct Federation {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
 pub enum FederationCommand {
-    Start(FederationStart),
+    Start(Box<FederationStart>),
     Stop(FederationStop),
     Status(FederationStatus),
     Sync(FederationSync),
@@ -408,27 +434,41 @@ pub enum FederationCommand {
     AutoSync(AutoSync),
 }
 
-/// Start `serve` in the background unless it is already running.
-#[derive(FromArgs, Debug)]
-#[argh(
-    subcommand,
-    name = "start",
-    example = "ark-lattice federation start --port 9000"
-)]
+/// Start `serve` in the background unless it is already running. It takes every flag
+/// of `serve` (`--port`, `--port-fallback`, `--mode`, `--no-discovery`, ...) and passes
+/// them on; `ark-lattice serve --help` lists them.
+#[derive(Debug)]
 pub struct FederationStart {
-    /// port to listen on (default: $FEDERATION_PORT, else 9000)
-    #[argh(option)]
-    pub port: Option<u16>,
-    /// address to listen on (default 0.0.0.0)
-    #[argh(option)]
-    pub bind: Option<String>,
-    /// serve HTTPS with this PEM certificate chain (with --tls-key; re-read on SIGHUP)
-    /// (default: $ARK_TLS_CERT, else plain HTTP)
-    #[argh(option)]
-    pub tls_cert: Option<String>,
-    /// the PEM private key of --tls-cert (default: $ARK_TLS_KEY)
-    #[argh(option)]
-    pub tls_key: Option<String>,
+    /// The flags, read as `serve` reads them, so a bad one is reported here.
+    pub serve: Serve,
+    /// The flags as given, for the server started in the background.
+    pub args: Vec<String>,
+}
+
+impl FromArgs for FederationStart {
+    fn from_args(command_name: &[&str], args: &[&str]) -> Result<Self, argh::EarlyExit> {
+        let serve = Serve::from_args(command_name, args).map_err(|mut early_exit| {
+            // `--help` describes serve; say what start does with its flags.
+            early_exit.output = early_exit.output.replacen(
+                "Run the federation node in the foreground:",
+                "Start the federation node in the background with these flags (as `serve`):",
+                1,
+            );
+            early_exit
+        })?;
+        Ok(FederationStart {
+            serve,
+            args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+        })
+    }
+}
+
+impl argh::SubCommand for FederationStart {
+    const COMMAND: &'static argh::CommandInfo = &argh::CommandInfo {
+        name: "start",
+        short: &'\0',
+        description: "Start the federation server in the background; takes serve's flags.",
+    };
 }
 
 /// Stop the background server gracefully.
@@ -532,17 +572,27 @@ pub struct Discover {
     pub json: bool,
 }
 
-/// Turn auto-sync on or off in the running server.
+/// Turn auto-sync on or off. The setting and interval outlive a restart.
 #[derive(FromArgs, Debug)]
 #[argh(
     subcommand,
     name = "auto-sync",
-    example = "ark-lattice federation auto-sync on"
+    example = "ark-lattice federation auto-sync --start",
+    example = "ark-lattice federation auto-sync off"
 )]
 pub struct AutoSync {
-    /// on or off
+    /// turn it on (as `on`)
+    #[argh(switch)]
+    pub start: bool,
+    /// turn it off (as `off`)
+    #[argh(switch)]
+    pub stop: bool,
+    /// sync every this many milliseconds from now on
+    #[argh(option)]
+    pub interval: Option<u64>,
+    /// on or off (or use --start/--stop)
     #[argh(positional)]
-    pub state: String,
+    pub state: Option<String>,
 }
 
 /// Make an Ed25519 key pair, printed as ARK's PyNaCl snippet printed it.

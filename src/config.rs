@@ -30,8 +30,8 @@ pub const IMPORT_BATCH: usize = 2000;
 /// The federation port when neither `--port` nor `FEDERATION_PORT` is given (ARK's).
 pub const DEFAULT_PORT: u16 = 9000;
 /// Auto-sync interval when neither `--sync-interval` nor `FEDERATION_SYNC_INTERVAL` is
-/// given: five minutes, in milliseconds.
-pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 300_000;
+/// given: ARK's one minute, in milliseconds.
+pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 60_000;
 /// Versions further ahead of our clock than this are refused.
 pub const DEFAULT_MAX_CLOCK_SKEW_SECS: u64 = 300;
 /// Records and bytes per sync batch, each batch one transaction and one checkpoint.
@@ -82,13 +82,29 @@ pub const DEFAULT_BEACON_INTERVAL_SECS: u64 = 60;
 /// A peer whose beacon was not heard for this many intervals has expired (ARK's 300 s
 /// at its 60 s interval).
 pub const BEACON_EXPIRY_INTERVALS: u32 = 5;
+/// Most peers kept from LAN beacons. Anyone on the LAN can send beacons under made-up
+/// ids (issue 10: 10,000 of them), so the table is capped; beyond it the peer heard
+/// least recently (unsigned ones first) makes room.
+pub const MAX_LAN_PEERS: usize = 256;
+/// Most pending trust entries (keys that signed a request but nobody accepted) kept in
+/// the store; beyond it the ones seen least recently are dropped. Unknown keys are
+/// written in one transaction every `PENDING_FLUSH_INTERVAL`, not one per request.
+pub const MAX_PENDING_TRUST: usize = 256;
+pub const PENDING_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+/// The open registry (`--open-registration`): most spokes registered at once, and the
+/// largest manifest summary (the manifest without its node list) kept for one, so
+/// `/discover` stays under `MAX_REGISTRATIONS × MAX_REGISTRATION_BYTES` (2 MiB).
+pub const MAX_REGISTRATIONS: usize = 512;
+pub const MAX_REGISTRATION_BYTES: usize = 4096;
 
 /// ARK's federation modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FederationMode {
     /// Sync with every peer.
     P2p,
-    /// Sync only with the hub.
+    /// With a hub URL, a spoke: sync only with the hub. Without one, this instance is
+    /// the hub (the guide's cloud hub sets `FEDERATION_MODE=hub` alone): it syncs with
+    /// every peer and keeps the registry of spokes.
     Hub,
     /// The hub and direct peers.
     Hybrid,
@@ -337,8 +353,13 @@ impl Config {
             None => InstanceType::Local,
         };
         let default_serve = Serve::default();
+        // `federation start` takes serve's flags, and reports a bad one before it starts.
         let serve_flags = match &args.command {
             Some(Command::Serve(flags)) => flags,
+            Some(Command::Federation(federation)) => match &federation.command {
+                crate::cli::FederationCommand::Start(start) => &start.serve,
+                _ => &default_serve,
+            },
             _ => &default_serve,
         };
         let federation = FederationConfig::from_flags(serve_flags, env)?;
@@ -440,11 +461,6 @@ impl FederationConfig {
             ),
             None => None,
         };
-        if mode != FederationMode::P2p && hub_url.is_none() {
-            return Err(Error::Config(format!(
-                "federation mode {mode} needs a hub: set FEDERATION_HUB_URL or --hub-url"
-            )));
-        }
         let auto_sync = flags.auto_sync
             || match env("FEDERATION_AUTO_SYNC") {
                 None => false,
@@ -470,14 +486,21 @@ impl FederationConfig {
         let defaults = ServerLimits::default();
         let limits = ServerLimits {
             max_connections: flags.max_connections.unwrap_or(defaults.max_connections),
+            max_connections_per_address: flags
+                .max_connections_per_address
+                .unwrap_or(defaults.max_connections_per_address),
             max_body_bytes: flags
                 .max_body_kb
                 .map_or(defaults.max_body_bytes, |kb| kb * 1024),
             ..defaults
         };
-        if limits.max_connections == 0 || limits.max_body_bytes == 0 {
+        if limits.max_connections == 0
+            || limits.max_connections_per_address == 0
+            || limits.max_body_bytes == 0
+        {
             return Err(Error::Config(
-                "--max-connections and --max-body-kb must be above 0".into(),
+                "--max-connections, --max-connections-per-address and --max-body-kb must be above 0"
+                    .into(),
             ));
         }
         let trust = match flags.trust.clone().or_else(|| env("FEDERATION_TRUST")) {
@@ -525,6 +548,14 @@ impl FederationConfig {
             };
         let limits = ServerLimits {
             uncapped_loopback: !behind_proxy,
+            // Behind a proxy every caller arrives from the proxy's address, so a share
+            // per address would cap the whole node; the proxy (which buffers request
+            // heads) is where callers are told apart. Body limits are the same as ever.
+            max_connections_per_address: if behind_proxy {
+                limits.max_connections
+            } else {
+                limits.max_connections_per_address
+            },
             ..limits
         };
         Ok(FederationConfig {
@@ -762,10 +793,16 @@ mod tests {
         assert_eq!(federation.hub_url.as_deref(), Some("http://hub.lan:9000"));
         assert!(federation.auto_sync);
         assert_eq!(federation.sync_interval, Duration::from_secs(60));
-        let error = config(&[], &[("FEDERATION_MODE", "hub")])
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("FEDERATION_HUB_URL"), "{error}");
+        // The guide's hub sets the mode alone; its spokes set the hub's URL alone.
+        let hub = config(&[], &[("FEDERATION_MODE", "hub")])
+            .unwrap()
+            .federation;
+        assert_eq!((hub.mode, hub.hub_url), (FederationMode::Hub, None));
+        let spoke = config(&[], &[("FEDERATION_HUB_URL", "http://hub:9000")])
+            .unwrap()
+            .federation;
+        assert_eq!(spoke.mode, FederationMode::P2p);
+        assert_eq!(spoke.sync_interval, Duration::from_millis(60_000));
         let error = config(&[], &[("FEDERATION_PORT", "99999")])
             .unwrap_err()
             .to_string();

@@ -3,6 +3,7 @@
 //! handlers and the sync protocol live elsewhere and see only the plain types
 //! re-exported here.
 
+mod admission;
 mod body;
 mod client;
 mod client_types;
@@ -20,8 +21,8 @@ pub use client_types::{ClientConfig, ClientError, ClientRequest, ClientResponse}
 pub use message::{
     Body, BodySender, BodyStream, ClientGone, Request, Response, TrySendError, percent_decode,
 };
-pub use server::{ServerLimits, is_loopback, serve, serve_on};
-pub use stream::Transport;
+pub use server::{ServerLimits, is_loopback, serve, serve_streams};
+pub use stream::{MaybeTls, Secured, Transport};
 #[cfg(feature = "tls")]
 pub use tls::{Fingerprint, PeerTrust, ServerTls, TlsError};
 pub use url::{PeerUrl, UrlError, UrlProblem};

@@ -1,18 +1,19 @@
 //! The stream hyper reads and writes: a plain TCP stream or TLS over one, so the server's
-//! accept logic and the client's pool hold one type either way. The byte counters sit
-//! below TLS (`MaybeTls<CountingStream<TcpStream>>`), so they count what crosses the
-//! wire, handshakes and record overhead included. Certificates are left to `tls`.
+//! accept logic and the client's pool hold one type either way. On the client the byte
+//! counters sit below TLS (`MaybeTls<CountingStream<TcpStream>>`) and count what crosses
+//! the wire; the server counts above it (`CountingStream<MaybeTls<TcpStream>>`, since
+//! `serve_streams` wraps what `prepare` returns), so its figures leave out handshakes
+//! and record overhead. Certificates are left to `tls`.
 
 use std::io;
 use std::pin::Pin;
 #[cfg(feature = "tls")]
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use futures_lite::io::{AsyncRead, AsyncWrite};
 #[cfg(feature = "tls")]
-use {super::tls::ServerTls, futures_lite::future, smol::Timer};
+use super::tls::ServerTls;
+use futures_lite::io::{AsyncRead, AsyncWrite};
 
 /// A connection's byte stream, with or without TLS.
 #[derive(Debug)]
@@ -24,9 +25,19 @@ pub enum MaybeTls<S> {
     Server(Box<futures_rustls::server::TlsStream<S>>),
 }
 
-impl<S> MaybeTls<S> {
-    /// Whether the bytes are encrypted.
-    pub fn is_secure(&self) -> bool {
+/// A stream that knows whether it is TLS, so the server can tell its handlers.
+pub trait Secured {
+    fn is_secure(&self) -> bool;
+}
+
+impl Secured for smol::net::TcpStream {
+    fn is_secure(&self) -> bool {
+        false
+    }
+}
+
+impl<S> Secured for MaybeTls<S> {
+    fn is_secure(&self) -> bool {
         !matches!(self, MaybeTls::Plain(_))
     }
 }
@@ -92,28 +103,18 @@ pub enum Transport {
 
 impl Transport {
     /// The stream hyper gets for an accepted connection: `stream` itself, or `stream`
-    /// after a TLS handshake that must finish within `handshake_timeout`. `None` when
-    /// the handshake failed or stalled; the connection is then dropped.
-    #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
-    pub(crate) async fn accept<S>(
-        &self,
-        stream: S,
-        handshake_timeout: Duration,
-    ) -> Option<MaybeTls<S>>
+    /// after a TLS handshake; the `prepare` of `serve_streams`, whose head deadline
+    /// bounds the handshake.
+    pub async fn prepare<S>(&self, stream: S) -> io::Result<MaybeTls<S>>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         match self {
-            Transport::Plain => Some(MaybeTls::Plain(stream)),
+            Transport::Plain => Ok(MaybeTls::Plain(stream)),
             #[cfg(feature = "tls")]
             Transport::Tls(tls) => {
-                let handshake = tls.acceptor().accept(stream);
-                future::or(async { handshake.await.ok() }, async {
-                    Timer::after(handshake_timeout).await;
-                    None
-                })
-                .await
-                .map(|stream| MaybeTls::Server(Box::new(stream)))
+                let stream = tls.acceptor().accept(stream).await?;
+                Ok(MaybeTls::Server(Box::new(stream)))
             }
         }
     }

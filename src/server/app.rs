@@ -53,6 +53,8 @@ pub struct App {
     pub lan_peers: RefCell<LanPeers>,
     /// Addresses already warned about sending the admin token over plain HTTP.
     pub token_in_clear_from: RefCell<std::collections::BTreeSet<std::net::IpAddr>>,
+    /// Unknown keys that signed a request, written to the store in batches.
+    pub pending_callers: RefCell<crate::sync::trust_book::PendingCallers>,
 }
 
 impl std::fmt::Debug for App {
@@ -99,6 +101,10 @@ impl App {
             config.verbose,
         );
         let events = EventBus::new(key.public_key().instance_id().to_hex(), config.verbose);
+        let (auto_sync, sync_interval_ms) = syncer.auto_sync_setting()?.unwrap_or((
+            config.federation.auto_sync,
+            config.federation.sync_interval.as_millis() as u64,
+        ));
         Ok(Rc::new(App {
             config: config.clone(),
             store,
@@ -108,8 +114,8 @@ impl App {
             started_at: unix_millis_now(),
             listen_port: Cell::new(0),
             federation_enabled: Cell::new(true),
-            auto_sync: Cell::new(config.federation.auto_sync),
-            sync_interval_ms: Cell::new(config.federation.sync_interval.as_millis() as u64),
+            auto_sync: Cell::new(auto_sync),
+            sync_interval_ms: Cell::new(sync_interval_ms),
             settings_changed: event_listener::Event::new(),
             shutdown: event_listener::Event::new(),
             shutdown_requested: Cell::new(false),
@@ -117,7 +123,10 @@ impl App {
             registry: RefCell::new(std::collections::BTreeMap::new()),
             events,
             http_requests: HttpCounters::default(),
-            lan_peers: RefCell::new(LanPeers::new()),
+            lan_peers: RefCell::new(LanPeers::new(crate::config::MAX_LAN_PEERS)),
+            pending_callers: RefCell::new(crate::sync::trust_book::PendingCallers::new(
+                crate::config::MAX_PENDING_TRUST,
+            )),
             token_in_clear_from: RefCell::new(std::collections::BTreeSet::new()),
         }))
     }
@@ -134,21 +143,23 @@ impl App {
         hex(&self.store.borrow().epoch())
     }
 
-    /// The peers this instance syncs with in its mode: every peer (p2p), the hub only
-    /// (hub), or the hub and every peer (hybrid).
+    /// The peers this instance syncs with in its mode: the hub only (a spoke: hub mode
+    /// with a hub URL), or every peer and the hub when there is one (p2p, hybrid, and
+    /// the hub itself: hub mode without a hub URL).
     pub fn sync_targets(&self) -> Result<Vec<String>, Error> {
         let federation = &self.config.federation;
-        let mut targets: Vec<String> = match federation.mode {
-            FederationMode::Hub => Vec::new(),
-            FederationMode::P2p | FederationMode::Hybrid => self
-                .syncer
+        let spoke = federation.mode == FederationMode::Hub && federation.hub_url.is_some();
+        let mut targets: Vec<String> = if spoke {
+            Vec::new()
+        } else {
+            self.syncer
                 .peers()?
                 .into_iter()
                 .map(|peer| peer.url)
-                .collect(),
+                .collect()
         };
         if let Some(hub) = &federation.hub_url {
-            if federation.mode != FederationMode::P2p && !targets.contains(hub) {
+            if !targets.contains(hub) {
                 targets.insert(0, hub.clone());
             }
         }
@@ -189,6 +200,23 @@ impl App {
             );
         }
         result
+    }
+
+    /// Writes the unknown keys noted since the last call as pending trust entries.
+    pub fn flush_pending_callers(&self) {
+        let result = crate::sync::trust_book::flush_pending(
+            &mut self.store.borrow_mut(),
+            &mut self.pending_callers.borrow_mut(),
+            crate::config::MAX_PENDING_TRUST,
+        );
+        match result {
+            Ok(dropped) if dropped > 0 && self.config.verbose => eprintln!(
+                "ark:trust dropped {dropped} pending key(s) seen least recently (at most {} are kept)",
+                crate::config::MAX_PENDING_TRUST
+            ),
+            Ok(_) => {}
+            Err(error) => eprintln!("warning: cannot save pending trust entries: {error}"),
+        }
     }
 
     pub fn request_shutdown(&self) {

@@ -20,10 +20,12 @@ use crate::http::{Request, Response};
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Paths that are their own route label.
-const ROUTES: &[&str] = &[
+pub(super) const ROUTES: &[&str] = &[
     "/",
     "/health",
     "/metrics",
+    "/docs",
+    "/openapi.json",
     "/federation/info",
     "/federation/nodes",
     "/federation/sync",
@@ -43,6 +45,16 @@ const ROUTES: &[&str] = &[
     "/api/federation/conflicts",
     "/api/federation/auto-sync/start",
     "/api/federation/auto-sync/stop",
+    "/api/v2/federation/status",
+    "/api/v2/federation/start",
+    "/api/v2/federation/stop",
+    "/api/v2/federation/peers",
+    "/api/v2/federation/peers/add",
+    "/api/v2/federation/sync",
+    "/api/v2/federation/discover",
+    "/api/v2/federation/conflicts",
+    "/api/v2/federation/auto-sync/start",
+    "/api/v2/federation/auto-sync/stop",
     "/api/lattice/stats",
     "/api/lattice/nodes",
     "/api/server/shutdown",
@@ -58,6 +70,9 @@ pub fn route_label(path: &str) -> &'static str {
     }
     if path.starts_with("/api/federation/peers/") {
         return "/api/federation/peers/{url}";
+    }
+    if path.starts_with("/api/v2/federation/peers/") {
+        return "/api/v2/federation/peers/{url}";
     }
     if path.starts_with("/api/lattice/nodes/") {
         return "/api/lattice/nodes/{id}";
@@ -87,6 +102,10 @@ pub async fn counted(app: Rc<App>, request: Request) -> Response {
     let counters = app.clone();
     let response = routes::handle(app, request).await;
     counters.http_requests.add(route, response.status);
+    // Damaged records the request came across were skipped; move them aside now.
+    if let Ok(mut store) = counters.store.try_borrow_mut() {
+        crate::sync::move_aside_damaged(&mut store);
+    }
     response
 }
 
@@ -188,6 +207,24 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
         app.wire.bytes_received(),
     );
     out.single(
+        "ark_lattice_http_panics_total",
+        "counter",
+        "Requests whose handler panicked; each was answered 500 and logged.",
+        app.wire.panics(),
+    );
+    out.single(
+        "ark_lattice_http_connections_shed_total",
+        "counter",
+        "Stalled connections closed to make room: over the per-address share or the total cap.",
+        app.wire.connections_shed(),
+    );
+    out.single(
+        "ark_lattice_http_connections_refused_total",
+        "counter",
+        "Connections closed at accept because their address held its share, all busy.",
+        app.wire.connections_refused(),
+    );
+    out.single(
         "ark_lattice_peers",
         "gauge",
         "Peers in the peer list.",
@@ -242,6 +279,18 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
         "gauge",
         "Deleted nodes kept as tombstones so the delete reaches peers.",
         store_stats.tombstones,
+    );
+    out.single(
+        "ark_lattice_damaged_records_found_total",
+        "counter",
+        "Stored records found damaged (bytes not matching their content hash) since start; each was skipped, not served.",
+        app.store.borrow().damaged_found(),
+    );
+    out.single(
+        "ark_lattice_store_damaged_records",
+        "gauge",
+        "Records moved aside as damaged over the store's life, kept in its damaged table.",
+        store_stats.damaged,
     );
     out.single(
         "ark_lattice_store_size_bytes",

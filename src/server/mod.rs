@@ -13,9 +13,11 @@
 //! `--tls-cert` it serves HTTPS only, and SIGHUP re-reads the certificate and key.
 
 mod app;
+mod ark_api;
 mod auth;
 mod control;
 mod delta_api;
+mod docs;
 mod events;
 mod lan;
 mod metrics;
@@ -35,7 +37,9 @@ use futures_lite::{StreamExt, future};
 use smol::{LocalExecutor, Timer};
 
 pub use app::{App, SERVER_FILE};
-pub use control::{DiscoverOptions, add_peer, discover, list_peers, remove_peer, status, sync};
+pub use control::{
+    DiscoverOptions, add_peer, discover, list_peers, remove_peer, set_auto_sync, status, sync,
+};
 pub use events::{Event, EventBus, EventKind};
 pub use routes::{ApiError, control_allowed};
 
@@ -51,7 +55,11 @@ const PORT_FALLBACK_TRIES: u16 = 10;
 
 /// Runs the server until a signal or a shutdown request.
 pub fn serve(config: &Config) -> Result<(), Error> {
+    // A plain open trusts the file, and a page damaged outside redb would stop the node
+    // at the first request that reads it, under systemd again and again: check first.
+    crate::commands::check_before_serving(config)?;
     let app = App::open(config)?;
+    crate::commands::storage_panics_are_handled_elsewhere();
     // The executor lives as long as the process; leaking it lets tasks be `'static`.
     let executor: &'static LocalExecutor<'static> = Box::leak(Box::new(LocalExecutor::new()));
     smol::block_on(executor.run(run(executor, app)))
@@ -103,15 +111,20 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
     if federation.watch {
         tasks.push(executor.spawn(watch_loop(executor, app.clone())));
     }
-    if federation.mode != crate::config::FederationMode::P2p {
-        if let Some(hub) = federation.hub_url.clone() {
-            tasks.push(executor.spawn(heartbeat_loop(app.clone(), hub)));
-        }
+    if let Some(hub) = federation.hub_url.clone() {
+        tasks.push(executor.spawn(heartbeat_loop(app.clone(), hub)));
     }
     tasks.extend(lan::start(executor, &app));
     if let Some(command) = &app.config.on_event {
         tasks.push(app.events.start_hooks(executor, command.clone()));
     }
+    let pending_app = app.clone();
+    tasks.push(executor.spawn(async move {
+        loop {
+            Timer::after(crate::config::PENDING_FLUSH_INTERVAL).await;
+            pending_app.flush_pending_callers();
+        }
+    }));
     let keep_alive_app = app.clone();
     tasks.push(executor.spawn(async move {
         loop {
@@ -145,23 +158,36 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
         })
         .await;
         eprintln!("shutting down: finishing in-flight requests");
+        // Held long-polls wait on this; without it a signal left them to their
+        // timeout (issue 10: 10 s to stop with one held).
+        shutdown_app.request_shutdown();
         // Event streams never finish by themselves; ending them lets shutdown proceed.
         shutdown_app.events.close_subscribers();
     };
     let handler_app = app.clone();
     let handler = move |request| metrics::counted(handler_app.clone(), request);
-    let served = crate::http::serve_on(
-        executor,
-        listener,
-        transport,
-        federation.limits,
-        app.wire.clone(),
-        handler,
-        shutdown,
-    )
-    .await;
+    // The accept loop runs as a task of its own, not inside the executor's main future:
+    // the executor polls its main future only between batches of 200 task runs, so a
+    // handler that yields between chunks of work (a large push) would otherwise keep
+    // new connections waiting for 200 of its chunks (issue 10).
+    let prepare = move |stream| {
+        let transport = transport.clone();
+        async move { transport.prepare(stream).await }
+    };
+    let served = executor
+        .spawn(crate::http::serve_streams(
+            executor,
+            listener,
+            federation.limits,
+            app.wire.clone(),
+            handler,
+            shutdown,
+            prepare,
+        ))
+        .await;
     let _ = notifier.stopping();
     drop(tasks);
+    app.flush_pending_callers();
     if let Err(error) = app.syncer.flush() {
         eprintln!("warning: could not save the last sync statistics: {error}");
     }
@@ -186,7 +212,7 @@ async fn bind(
         let Some(candidate) = port.checked_add(offset) else {
             break;
         };
-        match smol::net::TcpListener::bind((ip, candidate)).await {
+        match listen((ip, candidate).into()) {
             Ok(listener) => {
                 if offset > 0 {
                     eprintln!(
@@ -267,6 +293,28 @@ fn reload_on_hangup(
             }
         }
     })
+}
+
+/// Connections the kernel completes and queues before we accept them. std's 128 fills
+/// within milliseconds when one address opens thousands of connections (issue 10), and
+/// then everyone's SYNs are dropped and retried a second later; the accept loop takes
+/// them off the queue as fast as they come, so a deeper queue only absorbs bursts. The
+/// kernel caps it at `net.core.somaxconn` (4096 on current Linux).
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// A listening TCP socket with [`LISTEN_BACKLOG`], set up as std's `bind` does
+/// (`SO_REUSEADDR`, dual-stack for `::`).
+fn listen(addr: SocketAddr) -> std::io::Result<smol::net::TcpListener> {
+    use rustix::net::{AddressFamily, SocketType, sockopt};
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::INET,
+        SocketAddr::V6(_) => AddressFamily::INET6,
+    };
+    let socket = rustix::net::socket(family, SocketType::STREAM, None)?;
+    sockopt::set_socket_reuseaddr(&socket, true)?;
+    rustix::net::bind(&socket, &addr)?;
+    rustix::net::listen(&socket, LISTEN_BACKLOG)?;
+    smol::net::TcpListener::try_from(std::net::TcpListener::from(socket))
 }
 
 /// Writes `server.json` atomically: the pid, where to reach the server and, for HTTPS,

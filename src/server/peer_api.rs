@@ -1,7 +1,8 @@
 //! The endpoints peers call: ARK's Node.js protocol (`/federation/info`, `nodes`,
-//! `sync`, `discover`) field for field, and our v2 offer and push (the changes feed and
+//! `sync`, `discover`) in the shapes of `protocol::ark`, and our v2 offer and push (the changes feed and
 //! reconciliation are in `delta_api`).
 
+use futures_lite::future;
 use miniserde::json::{Array, Object, Value};
 
 use super::app::App;
@@ -11,61 +12,53 @@ use crate::config::TrustMode;
 use crate::http::Request;
 use crate::model::{Version, unix_millis_now};
 use crate::protocol::{
-    Fields, PROTOCOL_LEGACY, PROTOCOL_RECONCILE, PROTOCOL_V2, ark_row, legacy_origin,
-    legacy_record, parse_object,
+    Fields, InstanceInfo, LatticeInfo, NodeList, NodesSince, PROTOCOL_LEGACY, PROTOCOL_RECONCILE,
+    PROTOCOL_V2, PeerDirectory, PeerSummary, ReceiveResult, SplitObject, ark_row, legacy_origin,
+    legacy_record, parse_object, parse_piece, split_object,
 };
 use crate::store::Query;
 use crate::sync::wanted_ids;
 use crate::trust::{Access, Tier};
 
-/// `GET /federation/info`: ARK's fields plus ours (protocols, epoch, key, node count).
-pub fn info(app: &App) -> Result<Value, ApiError> {
+/// What `GET /federation/info` and `GET /api/federation/status` report: ARK's fields
+/// plus ours (protocols, epoch, key, node count).
+pub fn instance_info(app: &App) -> Result<InstanceInfo, ApiError> {
     let peers = app.syncer.peers()?;
     let federation = &app.config.federation;
     let node_count = app.store.borrow().stats()?.nodes;
-    let mut object = Object::new();
-    object.insert("instanceId".into(), text(&app.instance_id_hex()));
-    object.insert("instanceName".into(), text(&app.instance_name()));
-    object.insert(
-        "instanceType".into(),
-        text(&app.config.instance_type.to_string()),
-    );
-    object.insert("federationMode".into(), text(&federation.mode.to_string()));
-    object.insert(
-        "listenPort".into(),
-        number(u64::from(app.listen_port.get())),
-    );
-    object.insert(
-        "hubUrl".into(),
-        federation.hub_url.as_deref().map_or(Value::Null, text),
-    );
-    object.insert("autoSync".into(), Value::Bool(app.auto_sync.get()));
-    object.insert("syncInterval".into(), number(app.sync_interval_ms.get()));
-    object.insert("peers".into(), number(peers.len() as u64));
-    object.insert(
-        "activePeers".into(),
-        number(peers.iter().filter(|peer| peer.is_active()).count() as u64),
-    );
-    object.insert("stats".into(), app.syncer.global_stats()?.to_json());
-    object.insert("timestamp".into(), number(unix_millis_now()));
-    object.insert(
-        "protocols".into(),
-        Value::Array(
-            [PROTOCOL_LEGACY, PROTOCOL_V2, PROTOCOL_RECONCILE]
-                .into_iter()
-                .map(text)
-                .collect(),
-        ),
-    );
-    object.insert("epoch".into(), text(&app.epoch_hex()));
-    object.insert("nodeCount".into(), number(node_count));
-    object.insert("publicKey".into(), text(&app.key.public_key().to_base64()));
-    object.insert(
-        "fingerprint".into(),
-        text(&app.key.public_key().fingerprint()),
-    );
-    object.insert("version".into(), text(env!("CARGO_PKG_VERSION")));
-    Ok(Value::Object(object))
+    Ok(InstanceInfo {
+        instance_id: app.instance_id_hex(),
+        instance_name: app.instance_name(),
+        instance_type: app.config.instance_type.to_string(),
+        federation_mode: federation.mode.to_string(),
+        listen_port: u64::from(app.listen_port.get()),
+        hub_url: federation.hub_url.clone(),
+        auto_sync: app.auto_sync.get(),
+        sync_interval: app.sync_interval_ms.get(),
+        peers: peers.iter().map(|peer| peer.url.clone()).collect(),
+        active_peers: peers
+            .iter()
+            .filter(|peer| peer.is_active())
+            .map(|peer| peer.url.clone())
+            .collect(),
+        stats: app.syncer.global_stats()?.to_ark(),
+        timestamp: unix_millis_now(),
+        lattice: LatticeInfo {
+            protocols: [PROTOCOL_LEGACY, PROTOCOL_V2, PROTOCOL_RECONCILE]
+                .map(str::to_owned)
+                .to_vec(),
+            epoch: Some(app.epoch_hex()),
+            public_key: Some(app.key.public_key().to_base64()),
+            fingerprint: Some(app.key.public_key().fingerprint()),
+            node_count: Some(node_count),
+            version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+        },
+    })
+}
+
+/// `GET /federation/info`.
+pub fn info(app: &App) -> Result<Value, ApiError> {
+    Ok(instance_info(app)?.to_json())
 }
 
 /// `GET /federation/nodes[?type=T][&limit=N][&after=ID]`: nodes as ARK's SQLite rows.
@@ -89,32 +82,36 @@ pub fn nodes(app: &App, request: &Request) -> Result<Value, ApiError> {
         ..Query::default()
     };
     let found = app.store.borrow().query(&query)?;
-    let rows: Array = found.iter().map(|(node, _)| ark_row(node)).collect();
-    let mut object = Object::new();
-    object.insert("instanceId".into(), text(&app.instance_id_hex()));
-    object.insert("count".into(), number(rows.len() as u64));
-    if limit.is_some_and(|limit| found.len() == limit) {
-        if let Some((last, _)) = found.last() {
-            object.insert("next".into(), text(&last.id));
-        }
+    let next = found
+        .last()
+        .filter(|_| limit.is_some_and(|limit| found.len() == limit))
+        .map(|(last, _)| last.id.clone());
+    Ok(NodeList {
+        instance_id: app.instance_id_hex(),
+        nodes: found.iter().map(|(node, _)| ark_row(node)).collect(),
+        next,
     }
-    object.insert("nodes".into(), Value::Array(rows));
-    Ok(Value::Object(object))
+    .to_json())
 }
 
 /// `POST /federation/sync`: with `nodes`, apply them with last-writer-wins and answer
 /// `{imported, conflicts, total}`; without, answer the nodes changed since `since`.
-pub fn sync(app: &App, request: &Request) -> Result<Value, ApiError> {
-    let body = if request.body.iter().all(u8::is_ascii_whitespace) {
-        Object::new()
+pub async fn sync(app: &App, request: &Request) -> Result<Value, ApiError> {
+    let split = if request.body.iter().all(u8::is_ascii_whitespace) {
+        SplitObject {
+            fields: Object::new(),
+            elements: None,
+        }
     } else {
-        parse_object(&request.body, "sync request")?
+        split_object(&request.body, "nodes", "sync request")?
     };
-    let fields = Fields::new(&body, "sync request");
+    let fields = Fields::new(&split.fields, "sync request");
+    // `nodes` that is not an array is refused here, as ever.
+    fields.opt_array("nodes")?;
     let sender = fields
         .opt_str("instanceId")?
         .unwrap_or("unknown-ark-instance");
-    let pushing = fields.opt_array("nodes")?.is_some();
+    let pushing = split.elements.is_some();
     authorize(
         app,
         request,
@@ -128,23 +125,23 @@ pub fn sync(app: &App, request: &Request) -> Result<Value, ApiError> {
                     .into(),
         });
     }
-    if let Some(rows) = fields.opt_array("nodes")? {
+    if let Some(rows) = &split.elements {
         let origin = legacy_origin(sender);
-        let mut records = Vec::new();
         let mut rejected = Array::new();
-        for (index, row) in rows.iter().enumerate() {
-            match legacy_record(row, origin) {
-                Ok(record) => records.push(record),
-                Err(error) => rejected.push(rejection(index, row, &error.to_string())),
-            }
+        let (outcome, _) = apply_in_chunks(
+            app,
+            rows,
+            |_, row| legacy_record(row, origin).map_err(|error| error.to_string()),
+            &mut rejected,
+        )
+        .await?;
+        return Ok(ReceiveResult {
+            imported: outcome.applied,
+            conflicts: outcome.conflicts,
+            total: rows.len() as u64,
+            rejected,
         }
-        let outcome = apply_reporting(app, &records, &mut rejected)?;
-        return Ok(super::routes::object([
-            ("imported", number(outcome.applied)),
-            ("conflicts", number(outcome.conflicts)),
-            ("total", number(rows.len() as u64)),
-            ("rejected", Value::Array(rejected)),
-        ]));
+        .to_json());
     }
     let since = fields.opt_u64("since")?.unwrap_or(0);
     let mut rows = Array::new();
@@ -154,28 +151,74 @@ pub fn sync(app: &App, request: &Request) -> Result<Value, ApiError> {
         }
         true
     })?;
-    Ok(super::routes::object([
-        ("instanceId", text(&app.instance_id_hex())),
-        ("timestamp", number(unix_millis_now())),
-        ("nodes", Value::Array(rows)),
-    ]))
+    Ok(NodesSince {
+        instance_id: app.instance_id_hex(),
+        timestamp: unix_millis_now(),
+        nodes: rows,
+    }
+    .to_json())
 }
 
-/// Applies records a peer sent, with the syncer's clock-skew rule, and adds the ones the
-/// store refused to `rejected` as `{id, error}`.
-fn apply_reporting(
+/// Records parsed, checked and applied in one transaction between yields to the
+/// executor. A push of thousands of records is taken in chunks so the requests that
+/// arrive meanwhile are served between them (issue 10: a 100k-record push held the
+/// thread for 9 s), and only one chunk is ever parsed into memory at a time.
+const APPLY_CHUNK: usize = 250;
+
+/// Records parsed and checked between yields: a chunk's signature checks take longer
+/// than its one commit, so they are split further.
+const YIELD_EVERY: usize = 50;
+
+/// Parses the pushed `elements` (cut out by `split_object`), turns each into a record
+/// with `read` (index, element), and applies them [`APPLY_CHUNK`] at a time, yielding
+/// every [`YIELD_EVERY`] records and after each commit, with the syncer's clock-skew
+/// rule. Elements that are not JSON, that
+/// `read` refuses or that the store refuses are added to `rejected`. Also returns the
+/// change sequence before and after, when nothing else wrote in between: then every
+/// sequence in that range is one of these records.
+async fn apply_in_chunks(
     app: &App,
-    records: &[crate::store::RemoteRecord],
+    elements: &[&[u8]],
+    mut read: impl FnMut(usize, &Value) -> Result<crate::store::RemoteRecord, String>,
     rejected: &mut Array,
-) -> Result<crate::store::ApplyOutcome, ApiError> {
-    let outcome = app.syncer.apply(records, None)?;
-    for (id, reason) in &outcome.rejected {
+) -> Result<(crate::store::ApplyOutcome, Option<(u64, u64)>), ApiError> {
+    let mut total = crate::store::ApplyOutcome::default();
+    let seq_before = app.store.borrow().last_seq();
+    let mut seq_after = seq_before;
+    let mut interleaved = false;
+    for (chunk_index, chunk) in elements.chunks(APPLY_CHUNK).enumerate() {
+        let mut records = Vec::with_capacity(chunk.len());
+        for (offset, element) in chunk.iter().enumerate() {
+            let index = chunk_index * APPLY_CHUNK + offset;
+            if index > 0 && index % YIELD_EVERY == 0 {
+                future::yield_now().await;
+            }
+            match parse_piece(element) {
+                None => rejected.push(rejection(index, &Value::Null, "is not valid JSON")),
+                Some(value) => match read(index, &value) {
+                    Ok(record) => records.push(record),
+                    Err(reason) => rejected.push(rejection(index, &value, &reason)),
+                },
+            }
+        }
+        // No `.await` from here to the apply: a write seen now is one that came
+        // between our chunks.
+        interleaved |= app.store.borrow().last_seq() != seq_after;
+        let outcome = app.syncer.apply(&records, None)?;
+        seq_after = app.store.borrow().last_seq();
+        total.applied += outcome.applied;
+        total.unchanged += outcome.unchanged;
+        total.stale += outcome.stale;
+        total.conflicts += outcome.conflicts;
+        total.rejected.extend(outcome.rejected);
+    }
+    for (id, reason) in &total.rejected {
         rejected.push(super::routes::object([
             ("id", text(id)),
             ("error", text(reason)),
         ]));
     }
-    Ok(outcome)
+    Ok((total, (!interleaved).then_some((seq_before, seq_after))))
 }
 
 fn rejection(index: usize, row: &Value, reason: &str) -> Value {
@@ -197,31 +240,28 @@ fn rejection(index: usize, row: &Value, reason: &str) -> Value {
 pub fn discover(app: &App, request: &Request) -> Result<Value, ApiError> {
     authorize(app, request, Access::Info)?;
     let peers = app.syncer.peers()?;
-    let active = peers.iter().filter(|peer| peer.is_active()).count() as u64;
-    let list: Array = peers
-        .iter()
-        .map(|peer| {
-            super::routes::object([
-                ("url", text(&peer.url)),
-                (
-                    "instanceId",
-                    peer.instance_id.as_deref().map_or(Value::Null, text),
-                ),
-                (
-                    "instanceName",
-                    peer.instance_name.as_deref().map_or(Value::Null, text),
-                ),
-                ("active", Value::Bool(peer.is_active())),
-                ("lastSync", peer.last_success.map_or(Value::Null, number)),
-            ])
-        })
-        .collect();
-    Ok(super::routes::object([
-        ("instanceId", text(&app.instance_id_hex())),
-        ("peers", Value::Array(list)),
-        ("activePeers", number(active)),
-        ("timestamp", number(unix_millis_now())),
-    ]))
+    let url_of = |peer: &crate::sync::PeerState| peer.url.clone();
+    Ok(PeerDirectory {
+        instance_id: app.instance_id_hex(),
+        peers: peers.iter().map(url_of).collect(),
+        active_peers: peers
+            .iter()
+            .filter(|peer| peer.is_active())
+            .map(url_of)
+            .collect(),
+        timestamp: unix_millis_now(),
+        details: peers
+            .iter()
+            .map(|peer| PeerSummary {
+                url: peer.url.clone(),
+                instance_id: peer.instance_id.clone(),
+                instance_name: peer.instance_name.clone(),
+                active: peer.is_active(),
+                last_sync: peer.last_success,
+            })
+            .collect(),
+    }
+    .to_json())
 }
 
 /// `POST /federation/v2/offer {offers: [{id, version}]}` → `{want: [id]}`.
@@ -237,13 +277,15 @@ pub fn offer(app: &App, request: &Request) -> Result<Value, ApiError> {
             .map_err(|reason| ApiError::bad_request(format!("{context}: {reason}")))?;
         offers.push((offer.str("id")?.to_owned(), version));
     }
-    let store = app.store.borrow();
-    let mut local = std::collections::BTreeMap::new();
-    for (id, _) in &offers {
-        if let Some(record) = store.get(id)? {
-            local.insert(id.as_str(), record.meta.version);
-        }
-    }
+    // A damaged record is left out of what we hold, so an offer of it is wanted.
+    let ids: Vec<&str> = offers.iter().map(|(id, _)| id.as_str()).collect();
+    let local: std::collections::BTreeMap<String, Version> = app
+        .store
+        .borrow()
+        .records(&ids)?
+        .into_iter()
+        .map(|record| (record.id, record.meta.version))
+        .collect();
     let want: Array = wanted_ids(&offers, |id| local.get(id).copied())
         .into_iter()
         .map(text)
@@ -253,35 +295,39 @@ pub fn offer(app: &App, request: &Request) -> Result<Value, ApiError> {
 
 /// `POST /federation/v2/push {records: [...]}`: verify and apply; invalid records are
 /// listed in the answer and the valid ones still apply.
-pub fn push(app: &App, request: &Request) -> Result<Value, ApiError> {
+pub async fn push(app: &App, request: &Request) -> Result<Value, ApiError> {
     let caller = authorize(app, request, Access::Push)?;
     let delivered_by_core = caller.tier == Tier::Core;
-    let body = parse_object(&request.body, "push")?;
-    let fields = Fields::new(&body, "push");
-    let mut records = Vec::new();
+    let split = split_object(&request.body, "records", "push")?;
+    let Some(elements) = &split.elements else {
+        // Missing or not an array: the usual error naming the field.
+        Fields::new(&split.fields, "push").array("records")?;
+        return Err(ApiError::bad_request("push: `records` is missing"));
+    };
     let mut rejected = Array::new();
-    for (index, value) in fields.array("records")?.iter().enumerate() {
-        match app
-            .syncer
-            .verified_record(value, &format!("record {}", index + 1), delivered_by_core)
-        {
-            Ok(record) => records.push(record),
-            Err(reason) => rejected.push(rejection(index, value, &reason)),
-        }
-    }
-    // No `.await` between these three: nothing else writes in between.
-    let seq_before = app.store.borrow().last_seq();
-    let outcome = apply_reporting(app, &records, &mut rejected)?;
-    let seq_after = app.store.borrow().last_seq();
+    let (outcome, sequences) = apply_in_chunks(
+        app,
+        elements,
+        |index, value| {
+            app.syncer
+                .verified_record(value, &format!("record {}", index + 1), delivered_by_core)
+        },
+        &mut rejected,
+    )
+    .await?;
+    let mut answer = Object::new();
+    answer.insert("applied".into(), number(outcome.applied));
+    answer.insert("unchanged".into(), number(outcome.unchanged));
+    answer.insert("stale".into(), number(outcome.stale));
+    answer.insert("conflicts".into(), number(outcome.conflicts));
+    answer.insert("rejected".into(), Value::Array(rejected));
     // The sequences this push took in our change log: a pusher whose pull checkpoint
     // is `seq_before` may move it to `seq_after`, since all between is its own records.
-    Ok(super::routes::object([
-        ("applied", number(outcome.applied)),
-        ("unchanged", number(outcome.unchanged)),
-        ("stale", number(outcome.stale)),
-        ("conflicts", number(outcome.conflicts)),
-        ("rejected", Value::Array(rejected)),
-        ("seq_before", number(seq_before)),
-        ("seq_after", number(seq_after)),
-    ]))
+    // When another write came between two chunks that is not so, and they are left
+    // out: the pusher then pulls its own records back, which costs bytes, not data.
+    if let Some((seq_before, seq_after)) = sequences {
+        answer.insert("seq_before".into(), number(seq_before));
+        answer.insert("seq_after".into(), number(seq_after));
+    }
+    Ok(Value::Object(answer))
 }

@@ -14,12 +14,13 @@ use sha2::{Digest, Sha256};
 use super::app::App;
 use super::auth::authorize;
 use super::routes::{ApiError, number, object, text};
+use crate::config::{MAX_REGISTRATION_BYTES, MAX_REGISTRATIONS};
 use crate::http::{Request, Response};
-use crate::model::{ContentHash, format_rfc3339, hex, unix_millis_now};
-use crate::protocol::{Fields, parse_object};
+use crate::model::{format_rfc3339, hex, unix_millis_now};
+use crate::protocol::{DeltaAnswer, DeltaRequest, Fields, parse_object};
 use crate::store::Query;
 use crate::sync::trust_book;
-use crate::trust::{Access, PublicKey, Signature, python_json_dumps_sorted, verify};
+use crate::trust::{Access, PublicKey, python_json_dumps_sorted, verify_registration};
 
 /// A spoke registered at this hub.
 #[derive(Debug, Clone)]
@@ -31,6 +32,8 @@ pub struct Registration {
     /// `http://<caller address>:<listen_port>` when the manifest names its port.
     pub url: Option<String>,
     pub last_seen: u64,
+    /// Signed by a key with a tier here, not merely admitted by `--open-registration`.
+    pub trusted: bool,
 }
 
 /// FastAPI answered errors as `{"detail": ...}`; we send that and our `error`.
@@ -39,40 +42,26 @@ fn fastapi_error(status: u16, message: &str) -> Response {
     Response::json(status, miniserde::json::to_string(&body))
 }
 
-/// `POST /manifest {manifest, signature, pubkey}`.
+/// `POST /manifest {manifest, signature, pubkey}`, checked as ARK's service checks it
+/// (`trust::verify_registration`).
 pub fn register(app: &App, request: &Request) -> Response {
-    let Ok(body) = parse_object(&request.body, "manifest registration") else {
-        return fastapi_error(400, "missing fields");
+    let (manifest, public_key) = match verify_registration(&request.body) {
+        Ok(registration) => match registration.manifest.to_value() {
+            Value::Object(manifest) => (manifest, registration.public_key),
+            _ => return fastapi_error(400, "manifest must be a JSON object"),
+        },
+        Err(error) => return fastapi_error(error.status(), &error.to_string()),
     };
-    let (
-        Some(Value::Object(manifest)),
-        Some(Value::String(signature)),
-        Some(Value::String(pubkey)),
-    ) = (
-        body.get("manifest"),
-        body.get("signature"),
-        body.get("pubkey"),
-    )
-    else {
-        return fastapi_error(400, "missing fields");
+    let manifest = &manifest;
+    let trusted = match trust_book::note_caller(
+        &mut app.store.borrow_mut(),
+        &mut app.pending_callers.borrow_mut(),
+        public_key,
+        unix_millis_now(),
+    ) {
+        Ok(tier) => tier.is_some(),
+        Err(error) => return fastapi_error(500, &error.to_string()),
     };
-    let public_key = match PublicKey::from_base64(pubkey) {
-        Ok(key) => key,
-        Err(error) => return fastapi_error(400, &format!("invalid pubkey: {error}")),
-    };
-    let signature = match Signature::from_base64(signature) {
-        Ok(signature) => signature,
-        Err(error) => return fastapi_error(401, &format!("invalid signature: {error}")),
-    };
-    let signed_bytes = python_json_dumps_sorted(&Value::Object(manifest.clone()));
-    if verify(&public_key, signed_bytes.as_bytes(), &signature).is_err() {
-        return fastapi_error(401, "invalid signature");
-    }
-    let trusted =
-        match trust_book::note_caller(&mut app.store.borrow_mut(), public_key, unix_millis_now()) {
-            Ok(tier) => tier.is_some(),
-            Err(error) => return fastapi_error(500, &error.to_string()),
-        };
     if !trusted && !app.config.federation.open_registration {
         return fastapi_error(
             403,
@@ -110,16 +99,26 @@ pub fn register(app: &App, request: &Request) -> Response {
         .filter(|(key, _)| key.as_str() != "nodes")
         .map(|(key, value)| (key.clone(), value.clone()))
         .collect();
-    app.registry.borrow_mut().insert(
-        public_key.to_base64(),
-        Registration {
-            public_key,
-            summary,
-            node_count,
-            url,
-            last_seen: unix_millis_now(),
-        },
-    );
+    let summary_bytes = miniserde::json::to_string(&summary).len();
+    if summary_bytes > MAX_REGISTRATION_BYTES {
+        return fastapi_error(
+            413,
+            &format!(
+                "manifest without its nodes is {summary_bytes} bytes; at most {MAX_REGISTRATION_BYTES} are kept per spoke"
+            ),
+        );
+    }
+    let registration = Registration {
+        public_key,
+        summary,
+        node_count,
+        url,
+        last_seen: unix_millis_now(),
+        trusted,
+    };
+    if let Err(full) = register_within_cap(&mut app.registry.borrow_mut(), registration) {
+        return fastapi_error(503, &full);
+    }
     if app.config.verbose {
         eprintln!(
             "ark:federation registered {node_id:?} ({})",
@@ -133,6 +132,38 @@ pub fn register(app: &App, request: &Request) -> Response {
             ("node_id", text(&node_id)),
         ])),
     )
+}
+
+/// Adds or refreshes a registration, keeping at most [`MAX_REGISTRATIONS`]: at the cap a
+/// new spoke takes the place of the untrusted one heard from least recently (a trusted
+/// one only when all are trusted, and never for an untrusted newcomer).
+fn register_within_cap(
+    registry: &mut BTreeMap<String, Registration>,
+    registration: Registration,
+) -> Result<(), String> {
+    let key = registration.public_key.to_base64();
+    if !registry.contains_key(&key) && registry.len() >= MAX_REGISTRATIONS {
+        let oldest = |trusted: bool| {
+            registry
+                .iter()
+                .filter(|(_, entry)| entry.trusted == trusted)
+                .min_by_key(|(_, entry)| entry.last_seen)
+                .map(|(key, _)| key.clone())
+        };
+        let evicted = match oldest(false) {
+            Some(key) => Some(key),
+            None if registration.trusted => oldest(true),
+            None => None,
+        };
+        let Some(evicted) = evicted else {
+            return Err(format!(
+                "the registry is full ({MAX_REGISTRATIONS} trusted spokes); try again later"
+            ));
+        };
+        registry.remove(&evicted);
+    }
+    registry.insert(key, registration);
+    Ok(())
 }
 
 /// Drops registrations older than the TTL; returns what is left.
@@ -171,7 +202,8 @@ pub fn discover(app: &App) -> Result<Value, ApiError> {
 }
 
 /// Our manifest in ARK's structure. With `full`, every node is listed; a heartbeat
-/// sends only the summary (`node_count`, `manifest_hash`) to keep it small.
+/// sends only scalar fields (`node_count`, `lattice_hash`, ...), which is also all that
+/// ARK's Python service can store.
 pub fn manifest(app: &App, full: bool) -> Result<Object, ApiError> {
     let mut nodes = Array::new();
     let mut newest = 0u64;
@@ -211,7 +243,11 @@ pub fn manifest(app: &App, full: bool) -> Result<Object, ApiError> {
         "lattice_hash".into(),
         text(&format!("sha256:{}", hex(&hasher.finalize()))),
     );
-    manifest.insert("nodes".into(), Value::Array(nodes));
+    // ARK's Python service stores a manifest's fields in Redis, which holds scalars
+    // only: the heartbeat leaves the list out (issue 12).
+    if full {
+        manifest.insert("nodes".into(), Value::Array(nodes));
+    }
     Ok(manifest)
 }
 
@@ -245,37 +281,71 @@ pub fn own_manifest(app: &App, request: &Request) -> Result<Value, ApiError> {
 pub fn delta(app: &App, request: &Request) -> Result<Value, ApiError> {
     authorize(app, request, Access::Pull)?;
     let body = parse_object(&request.body, "sync request")?;
-    let fields = Fields::new(&body, "sync request");
-    if let Some(theirs) = fields.opt_str("manifest_hash")? {
-        if theirs == manifest_hash(&manifest(app, true)?) {
-            return Ok(object([
-                ("delta_count", number(0)),
-                ("nodes", Value::Array(Array::new())),
-            ]));
+    let asked = DeltaRequest::from_json(&body, "sync request")?;
+    if let Some(theirs) = &asked.manifest_hash {
+        if *theirs == manifest_hash(&manifest(app, true)?) {
+            return Ok(DeltaAnswer::default().to_json());
         }
     }
-    let mut known: BTreeMap<String, ContentHash> = BTreeMap::new();
-    for (index, entry) in fields
-        .opt_array("nodes")?
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        let context = format!("sync request node {}", index + 1);
-        let entry = Fields::of(entry, &context)?;
-        let hash = ContentHash::parse(entry.str("hash")?)
-            .map_err(|reason| ApiError::bad_request(format!("{context}: {reason}")))?;
-        known.insert(entry.str("id")?.to_owned(), hash);
-    }
+    // Opaque strings: a hash in either of our spellings matches; any other (ARK's
+    // file hashes, the guide's "def456") does not, and the node is sent.
+    let known: BTreeMap<String, String> = asked.nodes.into_iter().collect();
     let mut nodes = Array::new();
     app.store.borrow().scan(&Query::default(), |node, meta| {
-        if known.get(&node.id) != Some(&meta.hash) {
+        let theirs = known.get(&node.id).map(String::as_str);
+        let prefixed = meta.hash.to_prefixed();
+        let same = theirs.is_some_and(|theirs| {
+            theirs == prefixed || Some(theirs) == prefixed.strip_prefix("sha256:")
+        });
+        if !same {
             nodes.push(crate::commands::node_with_meta(&node, &meta));
         }
         true
     })?;
-    Ok(object([
-        ("delta_count", number(nodes.len() as u64)),
-        ("nodes", Value::Array(nodes)),
-    ]))
+    Ok(DeltaAnswer { nodes }.to_json())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trust::KeyPair;
+
+    fn registration(index: u32, trusted: bool) -> Registration {
+        let mut seed = [3u8; 32];
+        seed[..4].copy_from_slice(&index.to_be_bytes());
+        Registration {
+            public_key: KeyPair::from_seed(seed).unwrap().public_key(),
+            summary: Object::new(),
+            node_count: 0,
+            url: None,
+            last_seen: u64::from(index),
+            trusted,
+        }
+    }
+
+    #[test]
+    fn the_registry_keeps_its_cap_and_trusted_spokes_first() {
+        let mut registry = BTreeMap::new();
+        let cap = MAX_REGISTRATIONS as u32;
+        for index in 0..cap {
+            register_within_cap(&mut registry, registration(index, index == 0)).unwrap();
+        }
+        // An untrusted newcomer replaces the untrusted spoke heard least recently.
+        register_within_cap(&mut registry, registration(cap, false)).unwrap();
+        assert_eq!(registry.len(), MAX_REGISTRATIONS);
+        assert!(
+            registry.values().any(|entry| entry.last_seen == 0),
+            "trusted kept"
+        );
+        assert!(!registry.values().any(|entry| entry.last_seen == 1));
+        // All trusted: an untrusted newcomer is refused, a trusted one gets in.
+        let mut registry: BTreeMap<String, Registration> = (0..cap)
+            .map(|index| registration(index, true))
+            .map(|entry| (entry.public_key.to_base64(), entry))
+            .collect();
+        assert!(register_within_cap(&mut registry, registration(cap, false)).is_err());
+        register_within_cap(&mut registry, registration(cap + 1, true)).unwrap();
+        assert_eq!(registry.len(), MAX_REGISTRATIONS);
+        assert!(!registry.values().any(|entry| entry.last_seen == 0));
+    }
 }

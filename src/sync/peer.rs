@@ -38,6 +38,18 @@ impl SyncStats {
         self.conflicts_resolved += other.conflicts_resolved;
     }
 
+    /// The counters as ARK's `stats` names them.
+    pub fn to_ark(&self) -> crate::protocol::ArkStats {
+        crate::protocol::ArkStats {
+            total_syncs: self.total_syncs,
+            successful_syncs: self.successful_syncs,
+            failed_syncs: self.failed_syncs,
+            nodes_received: self.nodes_received,
+            nodes_shared: self.nodes_sent,
+            conflicts_resolved: self.conflicts_resolved,
+        }
+    }
+
     /// ARK's field names.
     pub fn to_json(&self) -> Value {
         let number = |n: u64| Value::Number(Number::U64(n));
@@ -102,6 +114,10 @@ pub struct PeerState {
     /// sync and doubled back after each good one, so a link that keeps dropping still
     /// completes batches.
     pub batch_limit: u64,
+    /// Our store's repair count (`Store::repairs`) when the checkpoints were set. When
+    /// damaged records were moved aside since, the checkpoints lie past them, so the next
+    /// sync reconciles to fetch them again.
+    pub repairs: u64,
 }
 
 impl PeerState {
@@ -171,6 +187,9 @@ impl PeerState {
         if self.batch_limit != 0 {
             object.insert("batchLimit".into(), number(self.batch_limit));
         }
+        if self.repairs != 0 {
+            object.insert("repairs".into(), number(self.repairs));
+        }
         if !self.types.is_empty() {
             object.insert(
                 "types".into(),
@@ -186,10 +205,16 @@ impl PeerState {
 
     pub fn decode(bytes: &[u8]) -> Result<PeerState, WireError> {
         let object = parse_object(bytes, "stored peer state")?;
-        let fields = Fields::new(&object, "stored peer state");
+        PeerState::from_json(&object, "stored peer state")
+    }
+
+    /// Reads what `to_json` wrote: the stored entry, and a peer in the peer list our
+    /// CLI reads from `GET /api/v2/federation/peers`.
+    pub fn from_json(object: &Object, context: &str) -> Result<PeerState, WireError> {
+        let fields = Fields::new(object, context);
         let owned = |value: Option<&str>| value.map(str::to_owned);
         let stats = match fields.get("stats") {
-            Some(value) => SyncStats::from_json(&Fields::of(value, "stored peer stats")?)?,
+            Some(value) => SyncStats::from_json(&Fields::of(value, context)?)?,
             None => SyncStats::default(),
         };
         Ok(PeerState {
@@ -211,6 +236,7 @@ impl PeerState {
                 .min(u64::from(u32::MAX)) as u32,
             stats,
             batch_limit: fields.opt_u64("batchLimit")?.unwrap_or(0),
+            repairs: fields.opt_u64("repairs")?.unwrap_or(0),
             types: fields
                 .opt_array("types")?
                 .unwrap_or_default()
@@ -244,6 +270,7 @@ mod tests {
             last_success: Some(40),
             last_error: Some("timeout".into()),
             failures: 2,
+            repairs: 7,
             stats: SyncStats {
                 total_syncs: 3,
                 successful_syncs: 1,

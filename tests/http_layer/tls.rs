@@ -1,6 +1,6 @@
-//! The HTTP layer's limits over TLS: a stalled handshake is dropped after the head
-//! timeout and holds its connection slot until then; body limits and byte counts hold
-//! for HTTPS as for plain HTTP; the handler learns the connection was TLS.
+//! The HTTP layer's limits over TLS: a stalled handshake is closed at the head deadline
+//! and shed like a stalled head when its address is over its share; body limits hold for
+//! HTTPS as for plain HTTP; the handler learns the connection was TLS.
 
 use super::*;
 use crate::pki::{TestCa, Validity};
@@ -46,32 +46,34 @@ fn https_url(server: &TestServer, path: &str) -> String {
 }
 
 #[test]
-fn a_stalled_handshake_is_dropped_after_the_head_timeout_and_holds_its_slot_until_then() {
+fn a_stalled_handshake_is_closed_at_the_head_deadline_and_shed_for_a_real_client() {
     run(|executor| async move {
         let limits = ServerLimits {
             header_read_timeout: Duration::from_millis(400),
             max_connections: 1,
+            max_connections_per_address: 1,
             ..test_limits()
         };
         let https = start_https(&executor, limits, "stall").await;
-        // The first bytes of a ClientHello, then nothing.
+        // The first bytes of a ClientHello, then nothing: closed at the head deadline.
+        let hello_start = [0x16, 0x03, 0x01, 0x02, 0x00];
         let mut stalled = TcpStream::connect(https.server.addr).await.unwrap();
-        stalled
-            .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00])
-            .await
-            .unwrap();
-        Timer::after(Duration::from_millis(50)).await;
+        stalled.write_all(&hello_start).await.unwrap();
+        let closed = time_until_closed(&mut stalled, Duration::from_secs(3)).await;
+        assert!(
+            closed.is_some_and(|after| after >= Duration::from_millis(300)),
+            "{closed:?}"
+        );
 
-        let started = Instant::now();
+        // It holds the address's only slot until a real client comes, which sheds it.
+        let mut stalled = TcpStream::connect(https.server.addr).await.unwrap();
+        stalled.write_all(&hello_start).await.unwrap();
+        Timer::after(Duration::from_millis(50)).await;
         let url = https_url(&https.server, "/scheme");
         let answer = https.client.get(&url).await.unwrap();
-        let waited = started.elapsed();
         assert_eq!(answer.body, b"https");
-        // The only slot was the stalled handshake's until its timeout.
-        assert!(waited >= Duration::from_millis(250), "{waited:?}");
-        let closed = time_until_closed(&mut stalled, Duration::from_secs(3)).await;
+        let closed = time_until_closed(&mut stalled, Duration::from_millis(300)).await;
         assert!(closed.is_some(), "the stalled handshake is still open");
-        assert_eq!(https.server.stats.connections(), 2);
         https.server.shut_down().await;
     });
 }
@@ -93,15 +95,16 @@ fn bodies_are_limited_and_bytes_counted_over_https() {
         let fits = ClientRequest::post(&url, "text/plain", vec![b'y'; 1024]);
         let echoed = https.client.send(fits).await.unwrap();
         assert_eq!(echoed.body, vec![b'y'; 1024]);
-        // One connection carried both, and the counters saw the encrypted bytes: more
-        // than the 9 KiB of bodies, handshake and record overhead included.
+        // One connection carried both. The server counts the HTTP bytes (above TLS),
+        // the client what crossed the wire: its figures add the handshake and the
+        // record overhead.
         assert_eq!(https.server.stats.connections(), 1);
         let received = https.server.stats.bytes_received();
-        assert!(received > 9 * 1024 + 500, "{received}");
-        assert_eq!(received, https.client_stats.bytes_sent());
-        assert_eq!(
-            https.server.stats.bytes_sent(),
-            https.client_stats.bytes_received()
+        assert!(received > 9 * 1024, "{received}");
+        let sent_on_the_wire = https.client_stats.bytes_sent();
+        assert!(
+            sent_on_the_wire > received + 100,
+            "{sent_on_the_wire} {received}"
         );
 
         // Plain HTTP to the TLS port gets no answer, only a closed connection.

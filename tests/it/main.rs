@@ -1,9 +1,14 @@
 //! Integration tests: each runs the real `ark-lattice` binary against temp state dirs.
 
+mod ark;
+mod attacks;
 mod crash;
 mod delta;
 mod fake_ark;
 mod federation;
+mod guide;
+mod hostile;
+mod integrity;
 mod lattice;
 mod observe;
 mod pki;
