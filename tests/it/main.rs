@@ -12,7 +12,10 @@ mod hostile_input;
 mod integrity;
 mod lattice;
 mod observe;
+mod pki;
 mod restarts;
 mod soak;
+#[cfg(feature = "tls")]
+mod tls;
 mod trust;
 mod util;
