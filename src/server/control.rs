@@ -36,6 +36,8 @@ pub async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError>
         ("GET", "/api/federation/status") => status(app),
         ("POST", "/api/federation/start") => {
             app.federation_enabled.set(true);
+            // Wakes the auto-sync loop, which waits while federation is stopped.
+            app.settings_changed.notify(usize::MAX);
             Ok(object([
                 ("success", Value::Bool(true)),
                 ("enabled", Value::Bool(true)),
@@ -43,6 +45,7 @@ pub async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError>
         }
         ("POST", "/api/federation/stop") => {
             app.federation_enabled.set(false);
+            app.settings_changed.notify(usize::MAX);
             Ok(object([
                 ("success", Value::Bool(true)),
                 ("enabled", Value::Bool(false)),
