@@ -50,6 +50,7 @@ pub enum Command {
     List(List),
     Query(QueryArgs),
     Stats(Stats),
+    Verify(Verify),
     Conflicts(Conflicts),
     Gc(Gc),
     Serve(Serve),
@@ -236,6 +237,26 @@ pub struct Stats {
     /// print JSON
     #[argh(switch)]
     pub json: bool,
+}
+
+/// Check the whole store: redb's check of every page, then every record's content hash,
+/// id and signature. Damaged records are moved aside (kept in the store's `damaged`
+/// table) so the next sync fetches them again from a peer. Exits with 6 on damage.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "verify",
+    example = "ark-lattice verify --json",
+    note = "While `serve` holds the store, the check runs in the server and pauses it for as long as the check takes."
+)]
+pub struct Verify {
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+    /// skip redb's page check and only read the records (what `verify` runs in a child
+    /// process when the page check failed, so a damaged page cannot stop the report)
+    #[argh(switch)]
+    pub skip_page_check: bool,
 }
 
 /// Show the conflict log: versions that lost to a concurrent edit, kept so nothing is lost.

@@ -137,7 +137,20 @@ impl ExportFormat {
 /// Topic name for nodes without a category in the topics export.
 const UNCATEGORIZED: &str = "uncategorized";
 
+/// Writes every intact node. Damaged ones are left out and reported; the export then
+/// ends with exit code 6, so a backup script sees it is incomplete.
 pub fn export(session: &mut Session<'_>, args: &cli::Export) -> Result<(), Error> {
+    let damaged_before = session.store.damaged_found();
+    export_intact(session, args)?;
+    match session.store.damaged_found() - damaged_before {
+        0 => Ok(()),
+        left_out => Err(Error::StoreDamaged(format!(
+            "the export left out {left_out} damaged record(s) (reported above); they are fetched again from a peer at the next sync"
+        ))),
+    }
+}
+
+fn export_intact(session: &mut Session<'_>, args: &cli::Export) -> Result<(), Error> {
     let format = ExportFormat::parse(&args.format)?;
     match &args.output {
         None => {
@@ -286,7 +299,8 @@ pub fn add(session: &mut Session<'_>, args: &cli::Add) -> Result<(), Error> {
         None => node_from_flags(args)?,
     };
     let now = unix_millis_now();
-    let existing = session.store.get(&node.id)?;
+    // A damaged record counts as none: the write replaces it.
+    let existing = session.store.records(&[node.id.as_str()])?.pop();
     if node.created_at.is_none() {
         node.created_at = Some(match existing.as_ref().and_then(|record| record.node()) {
             Some(previous) => previous.created_at.unwrap_or(now),
@@ -563,6 +577,12 @@ pub fn stats(session: &mut Session<'_>, args: &cli::Stats) -> Result<(), Error> 
     session
         .out
         .line(format!("conflicts   {}", stats.conflicts))?;
+    if stats.damaged > 0 {
+        session.out.line(format!(
+            "damaged     {} (moved aside; see `ark-lattice verify`)",
+            stats.damaged
+        ))?;
+    }
     for (title, map) in [
         ("by type", &stats.by_type),
         ("by language", &stats.by_language),
@@ -615,6 +635,7 @@ pub fn stats_json(stats: &Stats) -> Value {
         ("nodes", number(stats.nodes)),
         ("tombstones", number(stats.tombstones)),
         ("conflicts", number(stats.conflicts)),
+        ("damaged", number(stats.damaged)),
         ("last_seq", number(stats.last_seq)),
         ("store_bytes", number(stats.file_bytes)),
         ("by_type", counts(&stats.by_type)),

@@ -182,7 +182,12 @@ pub fn forward(
         .unwrap_or(1) as i32;
     eprint!("{stderr}");
     match command {
-        Command::Export(export) if export.output.is_some() && code == 0 => {
+        // An export that left out damaged records (exit 6) is still written: it holds
+        // every intact record.
+        Command::Export(export)
+            if export.output.is_some()
+                && (code == 0 || code == crate::error::exit::STORE_DAMAGED) =>
+        {
             let path = PathBuf::from(export.output.as_deref().unwrap_or_default());
             let temporary = path.with_extension("partial");
             std::fs::write(&temporary, stdout)
@@ -217,6 +222,7 @@ pub fn wants_json(command: &Command) -> bool {
         Command::Stats(args) => args.json,
         Command::Conflicts(args) => args.json,
         Command::Gc(args) => args.json,
+        Command::Verify(args) => args.json,
         Command::Trust(trust) => match &trust.command {
             TrustCommand::List(args) => args.json,
             TrustCommand::Pending(args) => args.json,

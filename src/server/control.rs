@@ -576,7 +576,9 @@ fn cli(app: &App, request: &Request) -> Result<Value, ApiError> {
     let exit_code = match result {
         Ok(()) => 0,
         Err(error) => {
-            let _ = err.line(format!("error: {error}"));
+            if !matches!(error, Error::Reported { .. }) {
+                let _ = err.line(format!("error: {error}"));
+            }
             error.exit_code()
         }
     };

@@ -87,6 +87,10 @@ pub async fn counted(app: Rc<App>, request: Request) -> Response {
     let counters = app.clone();
     let response = routes::handle(app, request).await;
     counters.http_requests.add(route, response.status);
+    // Damaged records the request came across were skipped; move them aside now.
+    if let Ok(mut store) = counters.store.try_borrow_mut() {
+        crate::sync::move_aside_damaged(&mut store);
+    }
     response
 }
 
@@ -242,6 +246,18 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
         "gauge",
         "Deleted nodes kept as tombstones so the delete reaches peers.",
         store_stats.tombstones,
+    );
+    out.single(
+        "ark_lattice_damaged_records_found_total",
+        "counter",
+        "Stored records found damaged (bytes not matching their content hash) since start; each was skipped, not served.",
+        app.store.borrow().damaged_found(),
+    );
+    out.single(
+        "ark_lattice_store_damaged_records",
+        "gauge",
+        "Records moved aside as damaged over the store's life, kept in its damaged table.",
+        store_stats.damaged,
     );
     out.single(
         "ark_lattice_store_size_bytes",

@@ -50,7 +50,11 @@ const PORT_FALLBACK_TRIES: u16 = 10;
 
 /// Runs the server until a signal or a shutdown request.
 pub fn serve(config: &Config) -> Result<(), Error> {
+    // A plain open trusts the file, and a page damaged outside redb would stop the node
+    // at the first request that reads it, under systemd again and again: check first.
+    crate::commands::check_before_serving(config)?;
     let app = App::open(config)?;
+    crate::commands::storage_panics_are_handled_elsewhere();
     // The executor lives as long as the process; leaking it lets tasks be `'static`.
     let executor: &'static LocalExecutor<'static> = Box::leak(Box::new(LocalExecutor::new()));
     smol::block_on(executor.run(run(executor, app)))

@@ -237,13 +237,15 @@ pub fn offer(app: &App, request: &Request) -> Result<Value, ApiError> {
             .map_err(|reason| ApiError::bad_request(format!("{context}: {reason}")))?;
         offers.push((offer.str("id")?.to_owned(), version));
     }
-    let store = app.store.borrow();
-    let mut local = std::collections::BTreeMap::new();
-    for (id, _) in &offers {
-        if let Some(record) = store.get(id)? {
-            local.insert(id.as_str(), record.meta.version);
-        }
-    }
+    // A damaged record is left out of what we hold, so an offer of it is wanted.
+    let ids: Vec<&str> = offers.iter().map(|(id, _)| id.as_str()).collect();
+    let local: std::collections::BTreeMap<String, Version> = app
+        .store
+        .borrow()
+        .records(&ids)?
+        .into_iter()
+        .map(|record| (record.id, record.meta.version))
+        .collect();
     let want: Array = wanted_ids(&offers, |id| local.get(id).copied())
         .into_iter()
         .map(text)

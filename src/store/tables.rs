@@ -29,6 +29,10 @@ pub(crate) const TRUST: TableDefinition<'_, &str, &[u8]> = TableDefinition::new(
 pub(crate) const AUTHOR_KEYS: TableDefinition<'_, &str, &[u8]> =
     TableDefinition::new("author_keys");
 
+/// id -> a record moved aside as damaged: u8 table, u64 time, u32 reason length,
+/// reason, the stored bytes as found. Written only by `store::damage`.
+pub(crate) const DAMAGED: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("damaged");
+
 pub(crate) mod meta_keys {
     pub const SCHEMA: &str = "schema_version";
     pub const INSTANCE_ID: &str = "instance_id";
@@ -36,4 +40,6 @@ pub(crate) mod meta_keys {
     pub const CLOCK: &str = "clock_high_water";
     pub const LAST_SEQ: &str = "last_seq";
     pub const LAST_CONFLICT: &str = "last_conflict";
+    /// How many times damaged records were moved aside (`store::damage`).
+    pub const REPAIRS: &str = "repairs";
 }

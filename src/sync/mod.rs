@@ -6,6 +6,7 @@ mod delta;
 mod engine;
 mod peer;
 pub mod reconcile;
+mod repair;
 pub mod trust_book;
 
 pub use client::{AUDIENCE_DIGITS, PeerSyncResult, Syncer};
@@ -14,3 +15,4 @@ pub use engine::{
     wanted_ids,
 };
 pub use peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
+pub use repair::move_aside_damaged;

@@ -102,6 +102,10 @@ pub struct PeerState {
     /// sync and doubled back after each good one, so a link that keeps dropping still
     /// completes batches.
     pub batch_limit: u64,
+    /// Our store's repair count (`Store::repairs`) when the checkpoints were set. When
+    /// damaged records were moved aside since, the checkpoints lie past them, so the next
+    /// sync reconciles to fetch them again.
+    pub repairs: u64,
 }
 
 impl PeerState {
@@ -171,6 +175,9 @@ impl PeerState {
         if self.batch_limit != 0 {
             object.insert("batchLimit".into(), number(self.batch_limit));
         }
+        if self.repairs != 0 {
+            object.insert("repairs".into(), number(self.repairs));
+        }
         if !self.types.is_empty() {
             object.insert(
                 "types".into(),
@@ -211,6 +218,7 @@ impl PeerState {
                 .min(u64::from(u32::MAX)) as u32,
             stats,
             batch_limit: fields.opt_u64("batchLimit")?.unwrap_or(0),
+            repairs: fields.opt_u64("repairs")?.unwrap_or(0),
             types: fields
                 .opt_array("types")?
                 .unwrap_or_default()
@@ -244,6 +252,7 @@ mod tests {
             last_success: Some(40),
             last_error: Some("timeout".into()),
             failures: 2,
+            repairs: 7,
             stats: SyncStats {
                 total_syncs: 3,
                 successful_syncs: 1,

@@ -5,6 +5,7 @@ mod crash;
 mod delta;
 mod fake_ark;
 mod federation;
+mod integrity;
 mod lattice;
 mod observe;
 mod restarts;
