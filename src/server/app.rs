@@ -51,6 +51,8 @@ pub struct App {
     pub http_requests: HttpCounters,
     /// Peers heard by LAN beacon.
     pub lan_peers: RefCell<LanPeers>,
+    /// The last `/federation/info` answer, for as long as what it shows is unchanged.
+    pub info_cache: RefCell<Option<super::peer_api::CachedInfo>>,
 }
 
 impl std::fmt::Debug for App {
@@ -114,6 +116,7 @@ impl App {
             events,
             http_requests: HttpCounters::default(),
             lan_peers: RefCell::new(LanPeers::new()),
+            info_cache: RefCell::new(None),
         }))
     }
 
