@@ -328,9 +328,14 @@ pub struct Serve {
     /// refuse versions more than this many seconds ahead of our clock (default 300)
     #[argh(option)]
     pub max_clock_skew: Option<u64>,
-    /// most concurrent HTTP connections; more wait in the accept queue (default 32)
+    /// most concurrent HTTP connections; beyond it the longest-stalled connection of
+    /// the busiest address is closed (default 256)
     #[argh(option)]
     pub max_connections: Option<usize>,
+    /// most concurrent HTTP connections from one address (an IPv6 /64 counts as one);
+    /// beyond it that address's longest-stalled connection is closed (default 32)
+    #[argh(option)]
+    pub max_connections_per_address: Option<usize>,
     /// largest request body in KiB; larger gets 413 (default 4096)
     #[argh(option)]
     pub max_body_kb: Option<usize>,

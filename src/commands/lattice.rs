@@ -19,6 +19,30 @@ use crate::model::{Node, Shape, format_rfc3339, unix_millis_now};
 use crate::store::{Body, Conflict, Deletion, Query, RecordMeta, Stats, Store, WriteSummary};
 
 pub fn import(session: &mut Session<'_>, args: &cli::Import) -> Result<(), Error> {
+    let store = &mut *session.store;
+    let mut write = |batch: &[Node]| -> Result<WriteSummary, Error> {
+        Ok(store.write_nodes(batch, unix_millis_now())?)
+    };
+    import_with(
+        args,
+        session.config.verbose,
+        session.read_input,
+        session.out,
+        session.err,
+        &mut write,
+    )
+}
+
+/// `import`, with each batch of valid nodes (at most [`IMPORT_BATCH`]) handed to
+/// `write`: the store here, or a running server that holds it (`remote`).
+pub fn import_with(
+    args: &cli::Import,
+    verbose: bool,
+    read_input: super::ReadInput<'_>,
+    out: &mut Output,
+    err: &mut Output,
+    write: &mut dyn FnMut(&[Node]) -> Result<WriteSummary, Error>,
+) -> Result<(), Error> {
     if args.files.is_empty() {
         return Err(Error::Usage(
             "import needs at least one FILE (or - for standard input)".into(),
@@ -28,10 +52,10 @@ pub fn import(session: &mut Session<'_>, args: &cli::Import) -> Result<(), Error
     let mut invalid = 0u64;
     let mut unreadable = Vec::new();
     for file in &args.files {
-        let (source, bytes) = match (session.read_input)(file) {
+        let (source, bytes) = match read_input(file) {
             Ok(read) => read,
             Err(error) => {
-                session.err.line(format!("error: {error}"))?;
+                err.line(format!("error: {error}"))?;
                 unreadable.push(file.clone());
                 continue;
             }
@@ -39,24 +63,24 @@ pub fn import(session: &mut Session<'_>, args: &cli::Import) -> Result<(), Error
         let document = match input::parse_bytes(&source, &bytes) {
             Ok(document) => document,
             Err(error) => {
-                session.err.line(format!("error: {error}"))?;
+                err.line(format!("error: {error}"))?;
                 unreadable.push(file.clone());
                 continue;
             }
         };
         for error in document.errors() {
-            session.err.line(format!("invalid: {error}"))?;
+            err.line(format!("invalid: {error}"))?;
             invalid += 1;
         }
         let nodes: Vec<&Node> = document.nodes().collect();
         for batch in nodes.chunks(IMPORT_BATCH) {
             let batch: Vec<Node> = batch.iter().map(|node| (*node).clone()).collect();
-            let summary = session.store.write_nodes(&batch, unix_millis_now())?;
+            let summary = write(&batch)?;
             totals.created += summary.created;
             totals.updated += summary.updated;
             totals.unchanged += summary.unchanged;
-            if session.config.verbose {
-                session.err.line(format!(
+            if verbose {
+                err.line(format!(
                     "ark:import {source}: committed a batch of {}",
                     batch.len()
                 ))?;
@@ -64,7 +88,7 @@ pub fn import(session: &mut Session<'_>, args: &cli::Import) -> Result<(), Error
         }
     }
     if args.json {
-        session.out.json(&object([
+        out.json(&object([
             ("imported", number(totals.created)),
             ("updated", number(totals.updated)),
             ("unchanged", number(totals.unchanged)),
@@ -72,12 +96,12 @@ pub fn import(session: &mut Session<'_>, args: &cli::Import) -> Result<(), Error
             ("unreadable_files", number(unreadable.len() as u64)),
         ]))?;
     } else {
-        session.out.line(format!(
+        out.line(format!(
             "imported {}, updated {}, unchanged {}, invalid {}",
             totals.created, totals.updated, totals.unchanged, invalid
         ))?;
     }
-    session.out.flush()?;
+    out.flush()?;
     if !unreadable.is_empty() {
         return Err(Error::Input(format!(
             "could not read {} of {} file(s): {}",

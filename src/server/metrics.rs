@@ -192,6 +192,24 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
         app.wire.bytes_received(),
     );
     out.single(
+        "ark_lattice_http_panics_total",
+        "counter",
+        "Requests whose handler panicked; each was answered 500 and logged.",
+        app.wire.panics(),
+    );
+    out.single(
+        "ark_lattice_http_connections_shed_total",
+        "counter",
+        "Stalled connections closed to make room: over the per-address share or the total cap.",
+        app.wire.connections_shed(),
+    );
+    out.single(
+        "ark_lattice_http_connections_refused_total",
+        "counter",
+        "Connections closed at accept because their address held its share, all busy.",
+        app.wire.connections_refused(),
+    );
+    out.single(
         "ark_lattice_peers",
         "gauge",
         "Peers in the peer list.",

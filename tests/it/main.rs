@@ -1,10 +1,12 @@
 //! Integration tests: each runs the real `ark-lattice` binary against temp state dirs.
 
+mod attacks;
 mod auto_sync;
 mod crash;
 mod delta;
 mod fake_ark;
 mod federation;
+mod hostile;
 mod integrity;
 mod lattice;
 mod observe;
