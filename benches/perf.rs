@@ -25,7 +25,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Memory, Server, TempDir, binary, cli, env_number, median, synthetic_node};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use support::{
+    CountingProxy, Memory, Server, TempDir, binary, cli, cli_json, env_number, field_u64, median,
+    sync_result, synthetic_node, trust_each_other,
+};
 
 /// Connections the load client keeps open, as the issue's `wrk -c16`.
 const CONNECTIONS: usize = 16;
@@ -36,10 +41,23 @@ const HTTP_NODES: usize = 10_000;
 fn main() {
     let only = std::env::var("ARK_BENCH_PERF_ONLY").unwrap_or_default();
     let runs = env_number("ARK_BENCH_PERF_RUNS", 3).max(1) as usize;
-    let _nodes = env_number("ARK_BENCH_PERF_NODES", 100_000) as usize;
+    let nodes = env_number("ARK_BENCH_PERF_NODES", 100_000) as usize;
     println!("binary: {}", binary().display());
     if only.is_empty() || only == "http" {
         http_rates(runs);
+    }
+    if only.is_empty() || only == "import" || only == "copy" {
+        let work = TempDir::new("perf-data");
+        let file = work.path.join("records.json");
+        let (bytes, gzip_bytes) = write_array(&file, nodes);
+        let import_seconds = if only != "copy" {
+            Some(import_figures(&work.path, &file, nodes, bytes, runs))
+        } else {
+            None
+        };
+        if only != "import" {
+            copy_figures(&work.path, &file, nodes, gzip_bytes, import_seconds);
+        }
     }
 }
 
@@ -158,16 +176,192 @@ fn write_ndjson(path: &Path, count: usize) -> u64 {
     bytes
 }
 
-#[allow(dead_code)]
-fn peak_of(pid: u32) -> u64 {
-    Memory::of(pid).peak_kib
+/// `count` synthetic records as one JSON array (as `sqlite3 -json` writes them), and
+/// its size and the size of the records' gzip.
+fn write_array(path: &Path, count: usize) -> (u64, u64) {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    let mut gzip = GzEncoder::new(Vec::new(), Compression::default());
+    let mut bytes = 0;
+    file.write_all(b"[\n").expect("write");
+    for index in 0..count {
+        let line = synthetic_node(index, 0);
+        let record = line.trim_end();
+        gzip.write_all(record.as_bytes()).expect("gzip");
+        let separator = if index + 1 < count { ",\n" } else { "\n" };
+        file.write_all(record.as_bytes()).expect("write");
+        file.write_all(separator.as_bytes()).expect("write");
+        bytes += (record.len() + separator.len()) as u64;
+    }
+    file.write_all(b"]\n").expect("write");
+    file.flush().expect("flush");
+    let gzip_bytes = gzip.finish().expect("gzip").len() as u64;
+    (bytes + 4, gzip_bytes)
 }
 
-#[allow(dead_code)]
-fn spawn_quiet(command: &mut Command) -> std::process::Child {
-    command
+/// Runs a command to its end, reading its peak RSS (VmHWM) every 5 ms; the wall time
+/// and the highest peak seen, in KiB.
+fn timed_with_peak(command: &mut Command) -> (Duration, u64) {
+    let started = Instant::now();
+    let mut child = command
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn")
+        .expect("spawn");
+    let mut peak = 0;
+    loop {
+        peak = peak.max(Memory::of(child.id()).peak_kib);
+        if let Some(status) = child.try_wait().expect("poll") {
+            let elapsed = started.elapsed();
+            if !status.success() {
+                let mut stderr = String::new();
+                let _ = child
+                    .stderr
+                    .take()
+                    .map(|mut pipe| pipe.read_to_string(&mut stderr));
+                panic!("{command:?} failed ({status}): {stderr}");
+            }
+            return (elapsed, peak);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn import_command(data_dir: &Path, file: &Path) -> Command {
+    let mut command = Command::new(binary());
+    command
+        .env_remove("LATTICE_PATH")
+        .env_remove("ARK_CACHE_MB")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("import")
+        .arg(file);
+    command
+}
+
+/// Imports the array into fresh stores `runs` times; the median time in seconds.
+fn import_figures(work: &Path, file: &Path, nodes: usize, bytes: u64, runs: usize) -> f64 {
+    let (mut times, mut peaks) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        let data_dir = work.join(format!("import-{run}"));
+        let (elapsed, peak) = timed_with_peak(&mut import_command(&data_dir, file));
+        times.push(elapsed.as_secs_f64());
+        peaks.push(peak as f64);
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    let (seconds, peak) = (median(&times), median(&peaks));
+    println!();
+    println!(
+        "import of {nodes} synthetic records, one JSON array of {:.1} MB, into an empty store (`ark-lattice import FILE`, no server); medians of {runs} runs",
+        bytes as f64 / 1e6
+    );
+    println!(
+        "{:<22} | {:>10} | {:>17} | {:<40}",
+        "figure", "measured", "goal", "issue #13 reference (before, 41 MB array)"
+    );
+    println!("{}", "-".repeat(100));
+    println!(
+        "{:<22} | {:>8.2} s | {:>12} {} | {:<40}",
+        "wall time",
+        seconds,
+        "<= 3 s",
+        verdict(seconds <= 3.0),
+        "4.3 s"
+    );
+    println!(
+        "{:<22} | {:>7.1} MB | {:>12} {} | {:<40}",
+        "peak RSS (VmHWM)",
+        peak / 1024.0,
+        "<= 32 MB",
+        verdict(peak / 1024.0 <= 32.0),
+        "168 MB"
+    );
+    println!("reproduce: ARK_BENCH_PERF_ONLY=import cargo bench --bench perf");
+    seconds
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "ok  " } else { "OVER" }
+}
+
+/// The first copy of the array's records from a node that holds them to an empty node,
+/// through a counting proxy: time, peak RSS of both nodes, bytes both ways.
+fn copy_figures(
+    work: &Path,
+    file: &Path,
+    nodes: usize,
+    gzip_bytes: u64,
+    import_seconds: Option<f64>,
+) {
+    let a_dir = work.join("copy-a");
+    let b_dir = work.join("copy-b");
+    timed_with_peak(&mut import_command(&a_dir, file));
+    cli(&b_dir, &["stats"]);
+    trust_each_other(&a_dir, &b_dir);
+    let a = Server::start_quiet(&a_dir, &[]);
+    let proxy = CountingProxy::start(a.port);
+    let b = Server::start_quiet(&b_dir, &[]);
+    cli(&b_dir, &["federation", "add-peer", &proxy.url()]);
+    let before = proxy.traffic();
+    let started = Instant::now();
+    let answer = cli_json(&b_dir, &["federation", "sync", "--json"]);
+    let elapsed = started.elapsed().as_secs_f64();
+    sync_result(&answer);
+    let traffic = proxy.traffic().since(&before);
+    let received = field_u64(&cli_json(&b_dir, &["stats", "--json"]), &["nodes"]);
+    assert_eq!(received as usize, nodes, "the copy is incomplete");
+    let (a_peak, b_peak) = (a.memory().peak_kib, b.memory().peak_kib);
+    let moved = traffic.to_server + traffic.to_client;
+    let budget = (gzip_bytes + 64 * nodes as u64) * 6 / 5;
+    println!();
+    println!(
+        "first copy of {nodes} records to an empty peer (`federation sync` on the empty node, through a counting proxy; one run)"
+    );
+    println!(
+        "{:<32} | {:>14} | {:>22} | {:<40}",
+        "figure", "measured", "goal", "issue #13 reference (before)"
+    );
+    println!("{}", "-".repeat(118));
+    let time_goal = import_seconds.map_or("2x the import".to_owned(), |seconds| {
+        format!(
+            "<= {:.2} s {}",
+            2.0 * seconds,
+            verdict(elapsed <= 2.0 * seconds)
+        )
+    });
+    println!(
+        "{:<32} | {:>12.2} s | {:>22} | {:<40}",
+        "wall time", elapsed, time_goal, "25.2 s (6x the import)"
+    );
+    println!(
+        "{:<32} | {:>11.1} MB | {:>17} {} | {:<40}",
+        "peak RSS of the serving node",
+        a_peak as f64 / 1024.0,
+        "<= 32 MB",
+        verdict(a_peak <= 32 * 1024),
+        "129 MB"
+    );
+    println!(
+        "{:<32} | {:>11.1} MB | {:>17} {} | {:<40}",
+        "peak RSS of the pulling node",
+        b_peak as f64 / 1024.0,
+        "<= 32 MB",
+        verdict(b_peak <= 32 * 1024),
+        "44 MB"
+    );
+    println!(
+        "{:<32} | {:>12} B | {:>17} {} | {:<40}",
+        "bytes both ways (with headers)",
+        moved,
+        budget,
+        verdict(moved <= budget),
+        "20k: 5.18 MB, baseline 2.56 MB"
+    );
+    println!(
+        "budget: 1.2 x (gzip of the records {gzip_bytes} B + 64 B x {nodes}); {} B up, {} B down on {} connection(s)",
+        traffic.to_server, traffic.to_client, traffic.connections
+    );
+    println!(
+        "reproduce: cargo bench --bench perf (ARK_BENCH_PERF_ONLY=copy for this table alone, without the time goal)"
+    );
 }

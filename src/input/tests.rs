@@ -30,12 +30,44 @@ fn render(input: &[u8]) -> String {
     }
 }
 
+/// The same rendering of what [`RecordStream`] hands out, read in small pieces. A
+/// document that breaks off partway renders as its error alone, as a whole-document
+/// parse reports it.
+fn render_stream(input: &[u8]) -> String {
+    let reader = std::io::BufReader::with_capacity(7, input);
+    let stream = match RecordStream::new(SOURCE, reader) {
+        Ok(stream) => stream,
+        Err(error) => return error.to_string(),
+    };
+    let format = stream.format();
+    let mut records = Vec::new();
+    for item in stream {
+        match item {
+            Err(error) => return error.to_string(),
+            Ok(Ok(node)) => records.push(match &node.category {
+                Some(category) => format!("{}/{category}", node.id),
+                None => node.id.clone(),
+            }),
+            Ok(Err(error)) => records.push(error.to_string()),
+        }
+    }
+    format!("{format}: {}", records.join(" | "))
+}
+
+/// Checks a whole-document parse, and that streaming reads the same records and the
+/// same error at the same place.
 fn check(input: impl AsRef<[u8]>, expected: &str) {
     let input = input.as_ref();
     assert_eq!(
         render(input),
         expected,
         "input: {:?}",
+        String::from_utf8_lossy(input)
+    );
+    assert_eq!(
+        render_stream(input),
+        expected,
+        "streamed input: {:?}",
         String::from_utf8_lossy(input)
     );
 }

@@ -585,10 +585,13 @@ fn cli(app: &App, request: &Request) -> Result<Value, ApiError> {
     if let crate::cli::Command::Export(export) = &mut command {
         export.output = None;
     }
-    let read_input = |file: &str| -> Result<(String, Vec<u8>), Error> {
+    let read_input = |file: &str| -> Result<(String, Box<dyn std::io::Read>), Error> {
         files
             .get(file)
-            .map(|bytes| (file.to_owned(), bytes.clone()))
+            .map(|bytes| {
+                let reader: Box<dyn std::io::Read> = Box::new(std::io::Cursor::new(bytes.clone()));
+                (file.to_owned(), reader)
+            })
             .ok_or_else(|| Error::Usage(format!("{file} was not sent with the request")))
     };
     let (mut out, stdout) = Output::capture();
