@@ -4,6 +4,7 @@
 mod client;
 mod delta;
 mod engine;
+mod legacy;
 mod peer;
 pub mod reconcile;
 mod repair;

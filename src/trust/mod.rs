@@ -8,7 +8,9 @@
 
 mod keyfile;
 mod keys;
+mod manifest;
 mod pyjson;
+mod pyvalue;
 mod record;
 mod registry;
 mod replay;
@@ -17,7 +19,9 @@ mod tier;
 
 pub use keyfile::KeyFileError;
 pub use keys::{KeyError, KeyPair, PublicKey, Signature, VerifyError, verify};
+pub use manifest::{Registration, RegistrationError, verify_registration};
 pub use pyjson::python_json_dumps_sorted;
+pub use pyvalue::{PyJsonError, PyValue, b64decode, parse as parse_python_json};
 pub use record::{RecordError, record_signing_bytes, sign_record, verify_record};
 pub use registry::{TrustEntry, TrustEntryError};
 pub use replay::{DEFAULT_MAX_NONCES, REPLAY_WINDOW_MILLIS, ReplayError, ReplayGuard};

@@ -1,11 +1,13 @@
 //! Integration tests: each runs the real `ark-lattice` binary against temp state dirs.
 
+mod ark;
 mod attacks;
 mod auto_sync;
 mod crash;
 mod delta;
 mod fake_ark;
 mod federation;
+mod guide;
 mod hostile;
 mod integrity;
 mod lattice;
