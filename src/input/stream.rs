@@ -112,10 +112,20 @@ impl<R: BufRead> RecordStream<R> {
                 .take(MAX_ELEMENT_BYTES as u64)
                 .read_until(b'\n', &mut head)
                 .map_err(io_error)?;
-            if first_line_is_a_value(&head) && has_more(&mut reader) {
-                let mut lines = LineReader::new(reader, line, prefix.len() + head.len());
-                lines.pending = Some((line, head));
-                return stream(Format::Ndjson, State::Lines(lines));
+            if first_line_is_a_value(&head) {
+                let (more, blank_bytes, blank_lines, indentation) = skip_whitespace(&mut reader);
+                if more {
+                    let mut lines = LineReader::new(
+                        reader,
+                        line + blank_lines,
+                        prefix.len() + head.len() + blank_bytes,
+                    );
+                    lines.pending = Some((line, head));
+                    lines.indentation = indentation;
+                    return stream(Format::Ndjson, State::Lines(lines));
+                }
+                // One value and blank lines: a single object, read whole below.
+                head.extend(std::iter::repeat_n(b' ', blank_bytes));
             }
         }
         if first == Some(b'[') {
@@ -151,24 +161,37 @@ fn first_line_is_a_value(line: &[u8]) -> bool {
     std::str::from_utf8(line).is_ok_and(|text| json::from_str::<Value>(text).is_ok())
 }
 
-/// Whether anything but whitespace follows.
-fn has_more(reader: &mut impl BufRead) -> bool {
+/// Whether anything but whitespace follows. The whitespace before it is consumed: its
+/// length and newlines are returned, and the blanks after its last newline (the next
+/// line's indentation), so line numbers, columns and offsets stay right.
+fn skip_whitespace(reader: &mut impl BufRead) -> (bool, usize, usize, Vec<u8>) {
+    let (mut bytes, mut newlines, mut indentation) = (0, 0, Vec::new());
     loop {
         let Ok(buffer) = reader.fill_buf() else {
-            return false;
+            return (false, bytes, newlines, indentation);
         };
         if buffer.is_empty() {
-            return false;
+            return (false, bytes, newlines, indentation);
         }
-        match buffer
+        let blank = buffer
             .iter()
             .position(|&byte| !is_json_whitespace(char::from(byte)))
-        {
-            Some(_) => return true,
-            None => {
-                let length = buffer.len();
-                reader.consume(length);
+            .unwrap_or(buffer.len());
+        match buffer[..blank].iter().rposition(|&byte| byte == b'\n') {
+            Some(newline) => {
+                newlines += buffer[..=newline]
+                    .iter()
+                    .filter(|&&byte| byte == b'\n')
+                    .count();
+                indentation = buffer[newline + 1..blank].to_vec();
             }
+            None => indentation.extend_from_slice(&buffer[..blank]),
+        }
+        bytes += blank;
+        let more = blank < buffer.len();
+        reader.consume(blank);
+        if more {
+            return (true, bytes, newlines, indentation);
         }
     }
 }
@@ -346,15 +369,7 @@ impl<R: BufRead> ArrayScanner<R> {
     /// Reads more into the buffer, dropping what was handed out; `false` at the end.
     fn fill(&mut self) -> Result<bool, DocumentError> {
         if self.position - self.element_start > MAX_ELEMENT_BYTES {
-            return Err(self.malformed(
-                self.element_line,
-                self.element_column,
-                format!(
-                    "record {} is longer than {} MiB",
-                    self.count + 1,
-                    MAX_ELEMENT_BYTES / (1024 * 1024)
-                ),
-            ));
+            return Err(self.too_long());
         }
         if self.element_start > 0 {
             self.buffer.drain(..self.element_start);
@@ -389,6 +404,9 @@ impl<R: BufRead> ArrayScanner<R> {
     /// ended it (`,` or `]`), named in an error at its end as a parse of the whole
     /// document would.
     fn element(&mut self, end: usize, delimiter: Option<u8>) -> StreamItem {
+        if end - self.element_start > MAX_ELEMENT_BYTES {
+            return Err(self.too_long());
+        }
         self.count += 1;
         let index = self.count;
         let bytes = &self.buffer[self.element_start..end];
@@ -455,6 +473,18 @@ impl<R: BufRead> ArrayScanner<R> {
         }
     }
 
+    fn too_long(&self) -> DocumentError {
+        self.malformed(
+            self.element_line,
+            self.element_column,
+            format!(
+                "record {} is longer than {} MiB",
+                self.count + 1,
+                MAX_ELEMENT_BYTES / (1024 * 1024)
+            ),
+        )
+    }
+
     fn malformed(&self, line: usize, column: usize, message: String) -> DocumentError {
         DocumentError::Malformed {
             source: self.source.clone(),
@@ -477,6 +507,8 @@ struct LineReader<R> {
     offset: usize,
     /// The first line, read during detection.
     pending: Option<(usize, Vec<u8>)>,
+    /// The start of the second line, read during detection (counted in `offset`).
+    indentation: Vec<u8>,
 }
 
 impl<R: BufRead> LineReader<R> {
@@ -487,6 +519,7 @@ impl<R: BufRead> LineReader<R> {
             line_number,
             offset,
             pending: None,
+            indentation: Vec::new(),
         }
     }
 
@@ -495,12 +528,13 @@ impl<R: BufRead> LineReader<R> {
             let (number, line) = match self.pending.take() {
                 Some(pending) => pending,
                 None => {
-                    let mut line = Vec::new();
+                    let mut line = std::mem::take(&mut self.indentation);
+                    let carried = line.len();
                     let read = (&mut self.reader)
                         .take(MAX_ELEMENT_BYTES as u64 + 1)
                         .read_until(b'\n', &mut line);
                     match read {
-                        Ok(0) => return None,
+                        Ok(0) if carried == 0 => return None,
                         Ok(read) => self.offset += read,
                         Err(error) => {
                             return Some(Err(DocumentError::Malformed {
