@@ -12,7 +12,10 @@ mod hostile;
 mod integrity;
 mod lattice;
 mod observe;
+mod pki;
 mod restarts;
 mod soak;
+#[cfg(feature = "tls")]
+mod tls;
 mod trust;
 mod util;
