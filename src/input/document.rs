@@ -116,7 +116,7 @@ pub fn parse_document(source: &str, text: &str) -> Result<Document, DocumentErro
 
 /// Where and why `text` was refused. Too deep a text may be valid JSON otherwise, so
 /// the scanner is not asked.
-fn syntax_error(text: &str, error: JsonError) -> SyntaxError {
+pub(super) fn syntax_error(text: &str, error: JsonError) -> SyntaxError {
     match error {
         JsonError::TooDeep { byte_offset } => error_at(
             text,
@@ -338,7 +338,7 @@ fn non_blank_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
 /// `category` field at all; an explicit `null` stays null, so a topics export of a node
 /// without a category reads back unchanged. `location` is a closure so that the happy
 /// path builds no location.
-fn record(
+pub(super) fn record(
     source: &str,
     value: &Value,
     category: Option<&str>,
@@ -388,6 +388,6 @@ fn json_type(value: Option<&Value>) -> Option<&'static str> {
     })
 }
 
-fn is_json_whitespace(character: char) -> bool {
+pub(super) fn is_json_whitespace(character: char) -> bool {
     matches!(character, ' ' | '\n' | '\t' | '\r')
 }

@@ -154,6 +154,8 @@ pub struct Store {
     pub(super) last_conflict: u64,
     /// See [`Store::repairs`].
     pub(super) repairs: u64,
+    /// See [`Store::writes`].
+    pub(super) writes: u64,
     /// See [`Store::changed`].
     pub(super) changed: event_listener::Event,
     /// Damaged records reads came across (see `store::damage`).
@@ -235,6 +237,7 @@ impl Store {
             last_seq: 0,
             last_conflict: 0,
             repairs: 0,
+            writes: 0,
             changed: event_listener::Event::new(),
             damage: Default::default(),
         };
@@ -279,6 +282,13 @@ impl Store {
     /// store was wiped or restored and must not trust its checkpoint.
     pub fn epoch(&self) -> [u8; 16] {
         self.epoch
+    }
+
+    /// Write transactions committed since the store was opened: anything read from it
+    /// may have changed when this has, and nothing has when it has not (for answers
+    /// cached in memory).
+    pub fn writes(&self) -> u64 {
+        self.writes
     }
 
     pub fn last_seq(&self) -> u64 {
@@ -399,6 +409,7 @@ impl Store {
                 .map_err(self.fail())?;
         }
         txn.commit().map_err(self.fail())?;
+        self.writes += 1;
         self.epoch = epoch;
         Ok(())
     }
@@ -468,6 +479,7 @@ impl Store {
         }
         self.write_counters(&txn, &clock, last_seq, self.last_conflict)?;
         txn.commit().map_err(self.fail())?;
+        self.writes += 1;
         self.clock = clock;
         self.advance_seq(last_seq);
         Ok(summary)
@@ -525,6 +537,7 @@ impl Store {
         )?;
         self.write_counters(&txn, &clock, meta.seq, self.last_conflict)?;
         txn.commit().map_err(self.fail())?;
+        self.writes += 1;
         self.clock = clock;
         self.advance_seq(meta.seq);
         Ok(Deletion::Deleted)
@@ -658,6 +671,7 @@ impl Store {
         }
         self.write_counters(&txn, &clock, last_seq, last_conflict)?;
         txn.commit().map_err(self.fail())?;
+        self.writes += 1;
         self.clock = clock;
         self.last_conflict = last_conflict;
         self.advance_seq(last_seq);

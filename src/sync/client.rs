@@ -129,6 +129,8 @@ pub struct Syncer {
     /// Our last reconciliation set, for serving a peer's rounds and for our own.
     pub reconcile_cache: ReconcileCache,
     last_flush: std::cell::Cell<u64>,
+    /// See [`Syncer::state_changes`].
+    state_changes: std::cell::Cell<u64>,
 }
 
 /// The peer-table key of the persisted auto-sync setting (peer keys are URLs, never `~…`).
@@ -167,6 +169,7 @@ impl Syncer {
             unsaved: RefCell::new(std::collections::BTreeMap::new()),
             reconcile_cache: ReconcileCache::default(),
             last_flush: std::cell::Cell::new(unix_millis_now()),
+            state_changes: std::cell::Cell::new(0),
         }
     }
 
@@ -216,6 +219,7 @@ impl Syncer {
         durable: bool,
     ) -> Result<(), StoreError> {
         let now = unix_millis_now();
+        self.state_changes.set(self.state_changes.get() + 1);
         {
             let mut unsaved = self.unsaved.borrow_mut();
             for (key, bytes) in entries {
@@ -226,6 +230,12 @@ impl Syncer {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// How many times peer states or sync totals were saved, in memory or in the store:
+    /// with [`Store::writes`], what tells a cached answer that reads them is stale.
+    pub fn state_changes(&self) -> u64 {
+        self.state_changes.get()
     }
 
     /// Writes every entry waiting in memory, in one transaction.

@@ -2,6 +2,7 @@
 
 mod ark;
 mod attacks;
+mod auto_sync;
 mod crash;
 mod delta;
 mod fake_ark;
