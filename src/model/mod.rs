@@ -2,11 +2,13 @@
 //! hybrid logical clock, and timestamp formats. Nothing here does I/O.
 
 mod canonical;
+mod claim;
 mod clock;
 mod node;
 mod time;
 
 pub use canonical::{CanonicalError, ContentHash, decode_node, encode_node};
+pub use claim::{ClaimedContent, RecordClaim, RecordSignature, SignatureFormat};
 pub use clock::{Clock, Hlc, InstanceId, Version};
 pub use clock::{hex, parse_hex};
 pub use node::{FieldError, LIMITS, Limits, Node, NodeList, Shape};

@@ -19,10 +19,15 @@ use super::tables::{
     AUTHOR_KEYS, BY_CATEGORY, BY_LANGUAGE, BY_TYPE, CHANGES, CONFLICTS, META, NODES, PEERS,
     TOMBSTONES, TRUST, meta_keys,
 };
-use crate::model::{Clock, ContentHash, Hlc, InstanceId, Node, Version, encode_node};
+use crate::model::{
+    ClaimedContent, Clock, ContentHash, Hlc, InstanceId, Node, RecordClaim, RecordSignature,
+    Version, encode_node,
+};
 
-/// The schema this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema this build writes. Schema 1 (records signed in format 1 only) is read
+/// too, and migrated when a signer is set (see [`Store::set_signer`]).
+pub const SCHEMA_VERSION: u32 = 2;
+pub(super) const SCHEMA_FORMAT_1_SIGNATURES: u32 = 1;
 
 /// How the store is opened.
 #[derive(Debug, Clone)]
@@ -56,7 +61,7 @@ pub struct RemoteRecord {
     pub base: Option<Version>,
     /// The hash the sender claims; checked against the node's canonical bytes.
     pub hash: Option<ContentHash>,
-    pub signature: Option<[u8; 64]>,
+    pub signature: Option<RecordSignature>,
     /// The author's public key, once the caller has verified the signature with it;
     /// remembered so this instance can relay the record with its key.
     pub author_key: Option<[u8; 32]>,
@@ -124,9 +129,9 @@ pub struct Stats {
     pub by_category: BTreeMap<String, u64>,
 }
 
-/// Signs a local write: given the canonical bytes (empty for a tombstone) and the new
-/// version, returns the author's signature. Set by the caller, which owns the key.
-pub type Signer = Box<dyn Fn(&[u8], &Version) -> [u8; 64]>;
+/// Signs a local write: given what the signature covers (see `trust::record`), returns
+/// the author's format 2 signature. Set by the caller, which owns the key.
+pub type Signer = Box<dyn Fn(&RecordClaim<'_>) -> [u8; 64]>;
 
 /// The lattice store. Single-threaded: writes take `&mut self`.
 pub struct Store {
@@ -138,6 +143,9 @@ pub struct Store {
     pub(super) clock: Clock,
     pub(super) last_seq: u64,
     pub(super) last_conflict: u64,
+    /// The file is of schema 1: this instance's records carry format 1 signatures until
+    /// a signer is set and re-signs them.
+    pub(super) needs_resigning: bool,
     /// See [`Store::changed`].
     pub(super) changed: event_listener::Event,
 }
@@ -193,6 +201,7 @@ impl Store {
             clock: Clock::new(Hlc::default()),
             last_seq: 0,
             last_conflict: 0,
+            needs_resigning: false,
             changed: event_listener::Event::new(),
         };
         if !store.load_meta()? {
@@ -201,13 +210,34 @@ impl Store {
         Ok(store)
     }
 
-    /// Signs every local write from now on.
-    pub fn set_signer(&mut self, signer: Signer) {
+    /// Signs every local write from now on. A schema 1 store is migrated first: this
+    /// instance's records are re-signed in format 2 and the schema becomes 2, in one
+    /// transaction, so a crash leaves either the old store or the migrated one.
+    pub fn set_signer(&mut self, signer: Signer) -> Result<(), StoreError> {
         self.signer = Some(signer);
+        if self.needs_resigning {
+            self.resign_own_records()?;
+            self.needs_resigning = false;
+        }
+        Ok(())
     }
 
-    fn sign(&self, canonical: &[u8], version: &Version) -> Option<[u8; 64]> {
-        self.signer.as_ref().map(|sign| sign(canonical, version))
+    pub(super) fn sign(
+        &self,
+        id: &str,
+        content: ClaimedContent,
+        version: Version,
+        base: Option<Version>,
+    ) -> Option<RecordSignature> {
+        let claim = RecordClaim {
+            id,
+            content,
+            version,
+            base,
+        };
+        self.signer
+            .as_ref()
+            .map(|sign| RecordSignature::v2(sign(&claim)))
     }
 
     pub fn path(&self) -> &Path {
@@ -269,7 +299,8 @@ impl Store {
             path: self.path.clone(),
             found: "of an unknown format".into(),
         })?);
-        if schema != SCHEMA_VERSION {
+        let needs_resigning = schema == SCHEMA_FORMAT_1_SIGNATURES;
+        if !needs_resigning && schema != SCHEMA_VERSION {
             return Err(StoreError::Schema {
                 path: self.path.clone(),
                 found: schema.to_string(),
@@ -292,6 +323,7 @@ impl Store {
             .ok_or_else(|| self.damaged(meta_keys::EPOCH, "missing or not 16 bytes"))?;
         (self.clock, self.last_seq, self.last_conflict, self.epoch) =
             (clock, last_seq, last_conflict, epoch);
+        self.needs_resigning = needs_resigning;
         Ok(true)
     }
 
@@ -375,7 +407,11 @@ impl Store {
                 seq: last_seq,
                 hash,
                 updated_at: Some(node.updated_at.unwrap_or(now)),
-                signature: self.sign(&canonical, &version),
+                signature: None,
+            };
+            let meta = RecordMeta {
+                signature: self.sign(&node.id, ClaimedContent::Live(hash), version, meta.base),
+                ..meta
             };
             match previous {
                 Some((_, Body::Live(_))) => summary.updated += 1,
@@ -434,7 +470,16 @@ impl Store {
             seq: self.last_seq + 1,
             hash: ContentHash::of(b""),
             updated_at: Some(now),
-            signature: self.sign(&[], &version),
+            signature: None,
+        };
+        let meta = RecordMeta {
+            signature: self.sign(
+                id,
+                ClaimedContent::Deleted { deleted_at: now },
+                version,
+                meta.base,
+            ),
+            ..meta
         };
         self.replace_in(
             &txn,

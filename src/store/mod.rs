@@ -7,6 +7,7 @@
 mod delta;
 mod error;
 mod lattice;
+mod migrate;
 mod read;
 mod record;
 mod state;

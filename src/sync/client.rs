@@ -34,13 +34,17 @@ use crate::config::TrustMode;
 use crate::config::{SYNC_BATCH_BYTES, SYNC_BATCH_RECORDS};
 use crate::http::PeerUrl;
 use crate::http::{ClientRequest, HttpClient};
-use crate::model::{InstanceId, unix_millis_now};
+use crate::model::{
+    ClaimedContent, ContentHash, InstanceId, RecordClaim, SignatureFormat, unix_millis_now,
+};
 use crate::protocol::{
     Fields, PROTOCOL_RECONCILE, PROTOCOL_V2, WireError, ark_row, legacy_origin, legacy_record,
     parse_object, record_from_wire,
 };
 use crate::store::{ApplyOutcome, Body, RemoteRecord, StateTable, Store, StoreError};
-use crate::trust::{KeyPair, PublicKey, Signature, Tier, sign_request, verify_record};
+use crate::trust::{
+    KeyPair, PublicKey, RecordError, Signature, Tier, sign_request, verify_record, verify_record_v1,
+};
 
 /// What one sync with one peer did, in the shape of ARK's sync result.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -608,16 +612,51 @@ impl Syncer {
                 .known_author_key(&origin)
                 .map_err(|error| error.to_string())?,
         };
-        match (&record.signature, key) {
+        match (record.signature, key) {
             (Some(signature), Some(key)) => {
-                let canonical = match &record.body {
-                    Body::Live(node) => crate::model::encode_node(node),
-                    Body::Deleted { .. } => Vec::new(),
-                };
-                let signature = Signature::from_bytes(signature)
+                let bytes = Signature::from_bytes(&signature.bytes)
                     .map_err(|error| format!("{context}: {error}"))?;
-                verify_record(&key, &canonical, &record.version, &signature)
-                    .map_err(|error| format!("{context} ({:?}): {error}", record.id))?;
+                let refused = |error: RecordError| format!("{context} ({:?}): {error}", record.id);
+                match (signature.format, &record.body) {
+                    (SignatureFormat::V2, body) => {
+                        let content = match body {
+                            Body::Live(node) => ClaimedContent::Live(ContentHash::of(
+                                &crate::model::encode_node(node),
+                            )),
+                            Body::Deleted { deleted_at } => ClaimedContent::Deleted {
+                                deleted_at: *deleted_at,
+                            },
+                        };
+                        let claim = RecordClaim {
+                            id: &record.id,
+                            content,
+                            version: record.version,
+                            base: record.base,
+                        };
+                        verify_record(&key, &claim, &bytes).map_err(refused)?;
+                    }
+                    // An older node's signature pins a live record's content, id
+                    // included, but not its base: the base is dropped, so at worst a
+                    // clean update is logged as a conflict, never a conflict hidden.
+                    (SignatureFormat::V1, Body::Live(node)) => {
+                        verify_record_v1(
+                            &key,
+                            &crate::model::encode_node(node),
+                            &record.version,
+                            &bytes,
+                        )
+                        .map_err(refused)?;
+                        record.base = None;
+                    }
+                    // A format 1 tombstone signs the hash of nothing: it could be moved
+                    // onto any id, so it never deletes anything here.
+                    (SignatureFormat::V1, Body::Deleted { .. }) => {
+                        return Err(format!(
+                            "{context} ({:?}): a delete signed in format 1 (by an older node) does not name the record it deletes; it is refused until its author signs it in format 2",
+                            record.id
+                        ));
+                    }
+                }
                 record.author_key = Some(*key.as_bytes());
             }
             _ if self.trust_mode == TrustMode::Open => {}

@@ -5,5 +5,6 @@ mod fake_ark;
 mod federation;
 mod lattice;
 mod observe;
+mod signatures;
 mod trust;
 mod util;
