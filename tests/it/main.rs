@@ -3,6 +3,7 @@
 mod delta;
 mod fake_ark;
 mod federation;
+mod flood;
 mod lattice;
 mod observe;
 mod signatures;

@@ -60,6 +60,10 @@ impl Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn status(&self) -> Value {
         self.lattice
             .run(&["federation", "status", "--json"])
