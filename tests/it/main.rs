@@ -1,5 +1,6 @@
 //! Integration tests: each runs the real `ark-lattice` binary against temp state dirs.
 
+mod cross_origin;
 mod delta;
 mod fake_ark;
 mod federation;

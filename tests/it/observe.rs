@@ -6,13 +6,13 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use miniserde::json::Value;
 
-use crate::util::{Lattice, Run, TempDir, array, field, text};
+use crate::util::{Lattice, Run, TempDir, array, chromium, field, text};
 
 /// How long a test waits for something that should take a moment.
 const WAIT: Duration = Duration::from_secs(15);
@@ -600,17 +600,6 @@ print(f"parsed {len(families)} families, {samples} samples")
     println!("prometheus_client: {}", stdout.trim());
 }
 
-fn chromium() -> Option<PathBuf> {
-    ["chromium", "chromium-browser"].iter().find_map(|name| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {name}")])
-            .output()
-            .ok()
-            .filter(|output| output.status.success())
-            .map(|output| PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
-    })
-}
-
 fn run_chromium(
     chromium: &Path,
     profile: &Path,
@@ -732,7 +721,7 @@ fn a_reconnecting_event_stream_gets_the_events_after_its_last_event_id() {
     stream.set_read_timeout(Some(WAIT)).unwrap();
     write!(
         stream,
-        "GET /api/federation/events HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 0\r\n\r\n"
+        "GET /api/federation/events HTTP/1.1\r\nHost: 127.0.0.1\r\nLast-Event-ID: 0\r\n\r\n"
     )
     .unwrap();
     let mut received = String::new();
