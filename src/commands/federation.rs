@@ -80,6 +80,7 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
                             field_u64(result, "conflicts")
                         ))?,
                     }
+                    print_held(out, result, &format!("{peer}: "))?;
                 }
                 out.flush()?;
             }
@@ -533,10 +534,25 @@ fn print_status(out: &mut Output, status: &Object) -> Result<(), Error> {
         out.line("")?;
         print_peers(out, list)?;
     }
+    print_held(out, &value, "")?;
     if let Some(warning) = field_str(&value, "clockWarning") {
         eprintln!("warning: {warning}");
     }
     out.flush()
+}
+
+/// The `heldMessages` of a sync result or status: what is held and what to run.
+fn print_held(out: &mut Output, value: &Value, prefix: &str) -> Result<(), Error> {
+    if let Value::Object(object) = value {
+        if let Some(Value::Array(messages)) = object.get("heldMessages") {
+            for message in messages {
+                if let Value::String(message) = message {
+                    out.line(format!("{prefix}{message}"))?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Starts `serve` in the background unless it is running, and waits until it listens.

@@ -179,6 +179,12 @@ pub fn status(app: &App) -> Result<Value, ApiError> {
     info.insert("bytesSent".into(), number(app.wire.bytes_sent()));
     info.insert("bytesReceived".into(), number(app.wire.bytes_received()));
     info.insert("peerList".into(), list_peers(app)?);
+    let held = app.syncer.held_counts()?;
+    info.insert("held".into(), held.reasons_json());
+    if held.total() > 0 {
+        let messages = held.lines().into_iter().map(Value::String).collect();
+        info.insert("heldMessages".into(), Value::Array(messages));
+    }
     let newest_seen = app.store.borrow().clock_high_water().millis();
     let now = unix_millis_now();
     if newest_seen > now + 60_000 {

@@ -256,6 +256,19 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
         app.lan_peers.borrow().len(),
     );
     out.family(
+        "ark_lattice_held_records",
+        "gauge",
+        "Received records held back, by reason (untrusted_author, clock_ahead); applied when the reason goes away.",
+    );
+    let held = app.syncer.held_counts()?;
+    for reason in crate::sync::held::HoldReason::ALL {
+        out.sample(
+            "ark_lattice_held_records",
+            &[("reason", reason.name())],
+            held.by_reason.get(&reason).copied().unwrap_or(0),
+        );
+    }
+    out.family(
         "ark_lattice_events_total",
         "counter",
         "Federation events emitted since start, by type.",

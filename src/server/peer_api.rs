@@ -15,6 +15,7 @@ use crate::protocol::{
     legacy_record, parse_object,
 };
 use crate::store::Query;
+use crate::sync::held::{Held, Refusal};
 use crate::sync::wanted_ids;
 use crate::trust::{Access, Tier};
 
@@ -138,7 +139,7 @@ pub fn sync(app: &App, request: &Request) -> Result<Value, ApiError> {
                 Err(error) => rejected.push(rejection(index, row, &error.to_string())),
             }
         }
-        let outcome = apply_reporting(app, &records, &mut rejected)?;
+        let outcome = apply_reporting(app, &records, &[], &mut rejected)?;
         return Ok(super::routes::object([
             ("imported", number(outcome.applied)),
             ("conflicts", number(outcome.conflicts)),
@@ -166,9 +167,10 @@ pub fn sync(app: &App, request: &Request) -> Result<Value, ApiError> {
 fn apply_reporting(
     app: &App,
     records: &[crate::store::RemoteRecord],
+    held: &[Held],
     rejected: &mut Array,
 ) -> Result<crate::store::ApplyOutcome, ApiError> {
-    let outcome = app.syncer.apply(records, None)?;
+    let outcome = app.syncer.apply(records, None, held)?;
     for (id, reason) in &outcome.rejected {
         rejected.push(super::routes::object([
             ("id", text(id)),
@@ -260,18 +262,25 @@ pub fn push(app: &App, request: &Request) -> Result<Value, ApiError> {
     let fields = Fields::new(&body, "push");
     let mut records = Vec::new();
     let mut rejected = Array::new();
+    let mut held = Vec::new();
+    let pusher = caller
+        .instance_id
+        .map_or_else(|| "an unsigned peer".to_owned(), |id| id.short());
     for (index, value) in fields.array("records")?.iter().enumerate() {
-        match app
-            .syncer
-            .verified_record(value, &format!("record {}", index + 1), delivered_by_core)
-        {
+        match app.syncer.verified_record(
+            value,
+            &format!("record {}", index + 1),
+            &format!("push from {pusher}"),
+            delivered_by_core,
+        ) {
             Ok(record) => records.push(record),
-            Err(reason) => rejected.push(rejection(index, value, &reason)),
+            Err(Refusal::Refused(reason)) => rejected.push(rejection(index, value, &reason)),
+            Err(Refusal::Held(record)) => held.push(*record),
         }
     }
     // No `.await` between these three: nothing else writes in between.
     let seq_before = app.store.borrow().last_seq();
-    let outcome = apply_reporting(app, &records, &mut rejected)?;
+    let outcome = apply_reporting(app, &records, &held, &mut rejected)?;
     let seq_after = app.store.borrow().last_seq();
     // The sequences this push took in our change log: a pusher whose pull checkpoint
     // is `seq_before` may move it to `seq_after`, since all between is its own records.
@@ -281,6 +290,7 @@ pub fn push(app: &App, request: &Request) -> Result<Value, ApiError> {
         ("stale", number(outcome.stale)),
         ("conflicts", number(outcome.conflicts)),
         ("rejected", Value::Array(rejected)),
+        ("held", number(held.len() as u64)),
         ("seq_before", number(seq_before)),
         ("seq_after", number(seq_after)),
     ]))

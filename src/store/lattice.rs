@@ -16,7 +16,7 @@ use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, W
 use super::error::StoreError;
 use super::record::{self, Body, Record, RecordMeta};
 use super::tables::{
-    AUTHOR_KEYS, BY_CATEGORY, BY_LANGUAGE, BY_TYPE, CHANGES, CONFLICTS, META, NODES, PEERS,
+    AUTHOR_KEYS, BY_CATEGORY, BY_LANGUAGE, BY_TYPE, CHANGES, CONFLICTS, HELD, META, NODES, PEERS,
     TOMBSTONES, TRUST, meta_keys,
 };
 use crate::model::{
@@ -343,6 +343,7 @@ impl Store {
             txn.open_table(PEERS).map_err(self.fail())?;
             txn.open_table(TRUST).map_err(self.fail())?;
             txn.open_table(AUTHOR_KEYS).map_err(self.fail())?;
+            txn.open_table(HELD).map_err(self.fail())?;
             for index in INDEXES {
                 txn.open_multimap_table(index).map_err(self.fail())?;
             }
@@ -508,6 +509,21 @@ impl Store {
         max_skew_millis: u64,
         peer_state: Option<(&str, &[u8])>,
     ) -> Result<ApplyOutcome, StoreError> {
+        self.apply_remote_holding(records, now, max_skew_millis, peer_state, &[])
+    }
+
+    /// [`Store::apply_remote`] that also saves (`Some`) or forgets (`None`) entries of
+    /// the held-records table in the same transaction, so a checkpoint never moves past
+    /// a record without it being held, and a released record leaves the table as it is
+    /// applied.
+    pub fn apply_remote_holding(
+        &mut self,
+        records: &[RemoteRecord],
+        now: u64,
+        max_skew_millis: u64,
+        peer_state: Option<(&str, &[u8])>,
+        held_changes: &[(&str, Option<&[u8]>)],
+    ) -> Result<ApplyOutcome, StoreError> {
         let mut outcome = ApplyOutcome::default();
         let mut clock = self.clock.clone();
         let mut last_seq = self.last_seq;
@@ -621,6 +637,15 @@ impl Store {
         if let Some((peer, state)) = peer_state {
             let mut peers = txn.open_table(PEERS).map_err(self.fail())?;
             peers.insert(peer, state).map_err(self.fail())?;
+        }
+        if !held_changes.is_empty() {
+            let mut held = txn.open_table(HELD).map_err(self.fail())?;
+            for (id, value) in held_changes {
+                match value {
+                    Some(value) => held.insert(*id, *value).map_err(self.fail())?,
+                    None => held.remove(*id).map_err(self.fail())?,
+                };
+            }
         }
         self.write_counters(&txn, &clock, last_seq, last_conflict)?;
         txn.commit().map_err(self.fail())?;

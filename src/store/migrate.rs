@@ -1,5 +1,6 @@
 //! The schema 1 to 2 migration: this instance's records get format 2 signatures
-//! (`trust::record`), in one transaction with the schema change, so a crash leaves the
+//! (`trust::record`) and the held-records table is made, in one transaction with the
+//! schema change, so a crash leaves the
 //! old store or the migrated one and the migration runs again on the next open. Also a
 //! test-only way back, so tests can make the store an older build left.
 
@@ -8,7 +9,7 @@ use redb::ReadableTable;
 use super::error::StoreError;
 use super::lattice::{SCHEMA_FORMAT_1_SIGNATURES, SCHEMA_VERSION, Store};
 use super::record::{self, RecordMeta};
-use super::tables::{META, NODES, TOMBSTONES, meta_keys};
+use super::tables::{HELD, META, NODES, TOMBSTONES, meta_keys};
 use crate::model::{ClaimedContent, RecordSignature, SignatureFormat, Version};
 
 /// The body of a stored record as a signer sees it.
@@ -101,6 +102,8 @@ impl Store {
             }
         }
         {
+            // Schema 2 also has the held-records table.
+            txn.open_table(HELD).map_err(self.fail())?;
             let mut meta = txn.open_table(META).map_err(self.fail())?;
             meta.insert(meta_keys::SCHEMA, &schema.to_be_bytes()[..])
                 .map_err(self.fail())?;

@@ -29,6 +29,10 @@ pub(crate) const TRUST: TableDefinition<'_, &str, &[u8]> = TableDefinition::new(
 pub(crate) const AUTHOR_KEYS: TableDefinition<'_, &str, &[u8]> =
     TableDefinition::new("author_keys");
 
+/// Record id -> a received version held back for a reason that can go away (its author
+/// not trusted yet, its clock ahead), owned by `sync` as opaque bytes.
+pub(crate) const HELD: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("held");
+
 pub(crate) mod meta_keys {
     pub const SCHEMA: &str = "schema_version";
     pub const INSTANCE_ID: &str = "instance_id";

@@ -27,6 +27,7 @@ use std::rc::Rc;
 use miniserde::json::{self, Array, Number, Value};
 
 use super::delta::PulledVersions;
+use super::held::{Held, HeldCounts, HoldReason, Refusal};
 use super::peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
 use super::reconcile::ReconcileCache;
 use super::trust_book;
@@ -58,6 +59,9 @@ pub struct PeerSyncResult {
     pub conflicts: u64,
     /// Records the peer sent that we refused, with the reason.
     pub rejected: Vec<String>,
+    /// Records from this peer held back for a reason that can go away, after the sync
+    /// (`sync::held`).
+    pub held: HeldCounts,
     pub error: Option<String>,
 }
 
@@ -78,6 +82,11 @@ impl PeerSyncResult {
                 .map(|reason| Value::String(reason.clone()))
                 .collect();
             object.insert("rejected".into(), Value::Array(rejected));
+        }
+        if self.held.total() > 0 {
+            object.insert("held".into(), self.held.reasons_json());
+            let messages: Array = self.held.lines().into_iter().map(Value::String).collect();
+            object.insert("heldMessages".into(), Value::Array(messages));
         }
         if let Some(error) = &self.error {
             object.insert("error".into(), Value::String(error.clone()));
@@ -337,6 +346,12 @@ impl Syncer {
             }
         }
         let outcome = self.sync_peer_inner(url, wait, &mut result).await;
+        // Everything held from this peer, not only what this sync held: a sync keeps
+        // saying what waits, and what to run, until it is applied.
+        match self.held_counts_from(Some(url)) {
+            Ok(counts) => result.held = counts,
+            Err(error) => eprintln!("warning: cannot count held records: {error}"),
+        }
         self.in_progress.borrow_mut().remove(url);
         self.sync_done.notify(usize::MAX);
         if let Err(error) = &outcome {
@@ -401,6 +416,9 @@ impl Syncer {
         wait: Option<std::time::Duration>,
         result: &mut PeerSyncResult,
     ) -> Result<(), SyncError> {
+        // Records held back by earlier syncs whose reason went away (a key accepted, the
+        // clock caught up) are applied first; they count as received.
+        result.nodes_received += self.release_held()?;
         let now = unix_millis_now();
         let stored = self.peer(url)?;
         let mut state = stored.clone().unwrap_or_else(|| PeerState::new(url, now));
@@ -578,29 +596,92 @@ impl Syncer {
         .with_gzip_body()
     }
 
+    /// Applies verified records and holds `held` ones, in one transaction with
+    /// `peer_state` (a checkpoint that moves past them).
     pub fn apply(
         &self,
         records: &[RemoteRecord],
         peer_state: Option<(&str, &[u8])>,
+        held: &[Held],
     ) -> Result<ApplyOutcome, StoreError> {
-        self.store.borrow_mut().apply_remote(
+        let entries = self.held_entries(held)?;
+        let changes: Vec<(&str, Option<&[u8]>)> = entries
+            .iter()
+            .map(|(id, bytes)| (id.as_str(), Some(bytes.as_slice())))
+            .collect();
+        self.store.borrow_mut().apply_remote_holding(
             records,
             unix_millis_now(),
             self.max_clock_skew_millis,
             peer_state,
+            &changes,
         )
     }
 
     /// Reads a wire record and decides whether to accept it: its author signature must
     /// verify with the author's key (sent along, or known from earlier records), and the
     /// author must be trusted for writing unless a core peer delivered it. In open trust
-    /// mode unsigned records pass (ARK's peers sign nothing).
+    /// mode unsigned records pass (ARK's peers sign nothing). A record refused for a
+    /// reason that can go away (author not trusted yet, clock ahead) is
+    /// [`Refusal::Held`], to be kept and checked again (`sync::held`).
     pub fn verified_record(
         &self,
         value: &Value,
         context: &str,
+        peer: &str,
         delivered_by_core: bool,
-    ) -> Result<RemoteRecord, String> {
+    ) -> Result<RemoteRecord, Refusal> {
+        let record = self
+            .signed_record(value, context)
+            .map_err(Refusal::Refused)?;
+        let origin = record.version.origin;
+        let author_fingerprint = record
+            .author_key
+            .and_then(|key| PublicKey::from_bytes(&key).ok())
+            .map_or_else(|| origin.short(), |key| key.fingerprint());
+        let hold = |reason: HoldReason, message: String| {
+            Refusal::Held(Box::new(Held {
+                id: record.id.clone(),
+                version: record.version,
+                reason,
+                author_fingerprint: author_fingerprint.clone(),
+                message,
+                peer: peer.to_owned(),
+                delivered_by_core,
+                record: value.clone(),
+            }))
+        };
+        if self.trust_mode == TrustMode::Strict && !delivered_by_core && origin != self.instance_id
+        {
+            let author_tier = trust_book::tier_of(&self.store.borrow(), &origin)
+                .map_err(|error| Refusal::Refused(error.to_string()))?;
+            if author_tier != Some(Tier::Core) {
+                return Err(hold(
+                    HoldReason::UntrustedAuthor,
+                    format!(
+                        "{context} ({:?}): its author {author_fingerprint} is not trusted for writing here; held until it is",
+                        record.id
+                    ),
+                ));
+            }
+        }
+        let now = unix_millis_now();
+        if record.version.hlc.millis() > now.saturating_add(self.max_clock_skew_millis) {
+            return Err(hold(
+                HoldReason::ClockAhead,
+                format!(
+                    "{context} ({:?}): version clock {} is more than {} s ahead of ours; held until our clock catches up",
+                    record.id,
+                    crate::model::format_rfc3339(record.version.hlc.millis()),
+                    self.max_clock_skew_millis / 1000
+                ),
+            ));
+        }
+        Ok(record)
+    }
+
+    /// A wire record whose signature checks out (or, in open mode, an unsigned one).
+    fn signed_record(&self, value: &Value, context: &str) -> Result<RemoteRecord, String> {
         let (mut record, author_key) = record_from_wire(value, context).map_err(|error| error.0)?;
         let origin = record.version.origin;
         let key = match &author_key {
@@ -668,18 +749,6 @@ impl Syncer {
             }
             (None, _) => return Err(format!("{context} ({:?}): unsigned record", record.id)),
         }
-        if self.trust_mode == TrustMode::Strict && !delivered_by_core && origin != self.instance_id
-        {
-            let author_tier = trust_book::tier_of(&self.store.borrow(), &origin)
-                .map_err(|error| error.to_string())?;
-            if author_tier != Some(Tier::Core) {
-                return Err(format!(
-                    "{context} ({:?}): its author {} is not trusted for writing here",
-                    record.id,
-                    origin.short()
-                ));
-            }
-        }
         Ok(record)
     }
 
@@ -731,7 +800,7 @@ impl Syncer {
             }
         }
         for batch in records.chunks(SYNC_BATCH_RECORDS) {
-            let outcome = self.apply(batch, None)?;
+            let outcome = self.apply(batch, None, &[])?;
             result.nodes_received += outcome.applied;
             result.conflicts += outcome.conflicts;
             result.rejected.extend(

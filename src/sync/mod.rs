@@ -4,6 +4,7 @@
 mod client;
 mod delta;
 mod engine;
+pub mod held;
 mod peer;
 pub mod reconcile;
 pub mod trust_book;

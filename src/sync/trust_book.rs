@@ -95,3 +95,28 @@ pub fn note_caller(
         }
     }
 }
+
+/// Lists `key` as pending (so `trust accept` finds it) unless it has an entry already.
+/// `source` says how it was met (`"record"`: it wrote records held here).
+pub fn note_pending(
+    store: &mut Store,
+    key: PublicKey,
+    source: &str,
+    now: u64,
+) -> Result<(), StoreError> {
+    if entry(store, &key.instance_id())?.is_some() {
+        return Ok(());
+    }
+    save(
+        store,
+        &TrustEntry {
+            public_key: key,
+            name: None,
+            tier: Tier::Core,
+            pending: true,
+            added_at: now,
+            last_seen: None,
+            source: source.to_owned(),
+        },
+    )
+}

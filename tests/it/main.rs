@@ -5,6 +5,7 @@ mod delta;
 mod fake_ark;
 mod federation;
 mod flood;
+mod held;
 mod lattice;
 mod observe;
 mod signatures;

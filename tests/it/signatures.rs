@@ -156,16 +156,7 @@ fn forged_tombstones_pulled_from_a_sandbox_peer_are_refused() {
         .lattice
         .run(&["trust", "add", &author.public_key().to_base64()])
         .ok();
-    puller
-        .lattice
-        .run(&[
-            "federation",
-            "add-peer",
-            &format!("http://127.0.0.1:{port}"),
-            "--pubkey",
-            &peer_key.public_key().to_base64(),
-        ])
-        .ok();
+    puller.add_fake_peer(port, &peer_key);
     puller
         .lattice
         .run(&[

@@ -60,6 +60,19 @@ impl Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Adds a [`fake_peer`] on `port` as a peer, pinning its key.
+    pub fn add_fake_peer(&self, port: u16, key: &KeyPair) {
+        self.lattice
+            .run(&[
+                "federation",
+                "add-peer",
+                &format!("http://127.0.0.1:{port}"),
+                "--pubkey",
+                &key.public_key().to_base64(),
+            ])
+            .ok();
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
