@@ -132,6 +132,10 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
                 }
             };
             let url = field_str_of(&answer, "peer");
+            if let Some(Value::String(message)) = answer.get("message") {
+                out.line(message)?;
+                return out.flush();
+            }
             if field_bool_of(&answer, "added") == Some(true) {
                 out.line(format!("Added peer {url}"))?;
             } else {
@@ -142,6 +146,9 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
                     "Pinned its key {fingerprint} as {}; compare it with `ark-lattice federation status` there",
                     field_str_of(&answer, "tier")
                 ))?,
+                _ if field_bool_of(&answer, "keyPinnedAtFirstContact") == Some(true) => out.line(
+                    "It cannot be reached now; the key it shows at the first sync will be pinned (compare it then with `ark-lattice federation status` there)",
+                )?,
                 _ => out.line("It has no key (an ARK Node.js peer): sync with it needs FEDERATION_TRUST=open")?,
             }
             out.flush()
@@ -368,7 +375,7 @@ fn print_peers(out: &mut Output, answer: &Object) -> Result<(), Error> {
         return out.line("no peers (add one with `ark-lattice federation add-peer URL`)");
     }
     out.line(format!(
-        "{:<34} {:<8} {:<8} {:<24} {}",
+        "{:<34} {:<20} {:<8} {:<24} {}",
         "PEER", "STATE", "PROTO", "LAST SYNC", "LAST ERROR"
     ))?;
     for peer in &peers {
@@ -379,8 +386,14 @@ fn print_peers(out: &mut Output, answer: &Object) -> Result<(), Error> {
         } else {
             "new"
         };
+        // Added offline: which key it is will be learned (and pinned) at first contact.
+        let state = if field_bool(peer, "keyPinnedAtFirstContact") == Some(true) {
+            "key-at-first-contact"
+        } else {
+            state
+        };
         out.line(format!(
-            "{:<34} {:<8} {:<8} {:<24} {}",
+            "{:<34} {:<20} {:<8} {:<24} {}",
             field_str(peer, "url").unwrap_or("?"),
             state,
             field_str(peer, "protocol").unwrap_or("-"),

@@ -135,12 +135,21 @@ impl App {
         let federation = &self.config.federation;
         let mut targets: Vec<String> = match federation.mode {
             FederationMode::Hub => Vec::new(),
-            FederationMode::P2p | FederationMode::Hybrid => self
-                .syncer
-                .peers()?
-                .into_iter()
-                .map(|peer| peer.url)
-                .collect(),
+            FederationMode::P2p | FederationMode::Hybrid => {
+                // Peers that turned out to be one node under two names (added before
+                // add-peer refused that) are synced once.
+                let mut seen = std::collections::BTreeSet::new();
+                self.syncer
+                    .peers()?
+                    .into_iter()
+                    .filter(|peer| {
+                        peer.instance_id
+                            .as_ref()
+                            .is_none_or(|id| seen.insert(id.clone()))
+                    })
+                    .map(|peer| peer.url)
+                    .collect()
+            }
         };
         if let Some(hub) = &federation.hub_url {
             if federation.mode != FederationMode::P2p && !targets.contains(hub) {

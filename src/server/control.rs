@@ -273,18 +273,23 @@ pub async fn add_peer(
             }
             None
         }
-        Err(error) if given.is_some() => {
+        Err(error) => {
+            // Unreachable now (a Pi configured before it is on the network): with a key
+            // given, that key is pinned; without, the one it shows at first contact.
             if app.config.verbose {
-                eprintln!("ark:federation {url} unreachable ({error}); pinning the given key");
+                eprintln!(
+                    "ark:federation {url} unreachable ({error}); {}",
+                    if given.is_some() {
+                        "pinning the given key"
+                    } else {
+                        "its key will be pinned at first contact"
+                    }
+                );
             }
             None
         }
-        Err(error) => {
-            return Err(ApiError::bad_request(format!(
-                "cannot fetch the key of {url}: {error}; start it first or give its key with --pubkey"
-            )));
-        }
     };
+    let pin_at_first_contact = given.is_none() && reported.is_none();
     let key = match (given, reported) {
         (Some(given), Some(Some(reported))) if given != reported => {
             return Err(ApiError::bad_request(format!(
@@ -298,10 +303,32 @@ pub async fn add_peer(
         (None, None) => None,
     };
     if let Some(key) = key {
+        // One node is one peer, whatever name reaches it (localhost, 127.0.0.1, its
+        // LAN address): a second URL for the same key would sync the same data twice.
+        if let Some(existing) = app.syncer.peer_with_id(&url, &key.instance_id())? {
+            return Ok(object([
+                ("success", Value::Bool(true)),
+                ("peer", text(&existing)),
+                ("added", Value::Bool(false)),
+                (
+                    "message",
+                    text(&format!(
+                        "{url} is the same node (key {}) as peer {existing}; not added again",
+                        key.fingerprint()
+                    )),
+                ),
+                ("fingerprint", text(&key.fingerprint())),
+                ("publicKey", text(&key.to_base64())),
+            ]));
+        }
         let mut store = app.store.borrow_mut();
         trust_book::trust(&mut store, key, tier, None, "peer")?;
     }
-    let added = app.syncer.add_peer(&url)?;
+    let added = app.syncer.add_peer(
+        &url,
+        key.map(|key| key.instance_id()).as_ref(),
+        pin_at_first_contact,
+    )?;
     if added {
         app.events
             .emit(EventKind::PeerAdded, [("peer", text(&url))]);
@@ -324,6 +351,7 @@ pub async fn add_peer(
             key.map_or(Value::Null, |key| text(&key.to_base64())),
         ),
         ("tier", key.map_or(Value::Null, |_| text(tier.name()))),
+        ("keyPinnedAtFirstContact", Value::Bool(pin_at_first_contact)),
     ]))
 }
 
@@ -348,10 +376,18 @@ pub fn remove_peer(app: &App, url: &str) -> Result<Value, ApiError> {
 /// concurrently, and answers ARK's `{status: "synced", result: [...]}`.
 pub async fn sync(app: &App, peer: Option<&str>) -> Result<Value, ApiError> {
     let targets = match peer {
-        Some(peer) => vec![
-            normalize_peer_url(peer)
-                .map_err(|reason| ApiError::bad_request(format!("peer URL: {reason}")))?,
-        ],
+        Some(peer) => {
+            let url = normalize_peer_url(peer)
+                .map_err(|reason| ApiError::bad_request(format!("peer URL: {reason}")))?;
+            // A sync never adds a peer: a typo would otherwise stay as a failing peer.
+            let is_hub = app.config.federation.hub_url.as_deref() == Some(url.as_str());
+            if !is_hub && app.syncer.peer(&url)?.is_none() {
+                return Err(ApiError::not_found(format!(
+                    "{url} is not a peer; add it first with `ark-lattice federation add-peer {url}`"
+                )));
+            }
+            vec![url]
+        }
         None => app.sync_targets()?,
     };
     let results = super::join_all(targets.iter().map(|url| app.sync_peer(url))).await;
@@ -459,11 +495,26 @@ pub async fn discover(app: &App, options: &DiscoverOptions) -> Result<Value, Api
     .await?;
     let mut added = Array::new();
     if add {
+        // Added as `add-peer` adds: the key is pinned, the one a signed beacon showed
+        // (checked against the peer's info) or the one its info shows (issue 11: peers
+        // added unpinned stayed failing on both sides).
         let own = format!("http://127.0.0.1:{}", app.listen_port.get());
-        for url in found.keys().chain(lan.addable.iter()) {
-            if *url != own && app.syncer.add_peer(url)? {
-                app.events.emit(EventKind::PeerAdded, [("peer", text(url))]);
-                added.push(text(url));
+        let candidates = found
+            .keys()
+            .map(|url| (url.clone(), None))
+            .chain(lan.addable.iter().cloned());
+        for (url, key) in candidates {
+            if url == own || known.contains(&url) {
+                continue;
+            }
+            match add_peer(app, &url, key.as_deref(), None, &[]).await {
+                Ok(Value::Object(answer)) => {
+                    if matches!(answer.get("added"), Some(Value::Bool(true))) {
+                        added.push(text(&url));
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => errors.push(text(&format!("{url}: {}", error.message))),
             }
         }
     }

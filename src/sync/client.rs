@@ -260,14 +260,38 @@ impl Syncer {
             .set_states(StateTable::Peers, &entries)
     }
 
-    /// Adds a peer; `false` if it was already there.
-    pub fn add_peer(&self, url: &str) -> Result<bool, StoreError> {
+    /// Adds a peer; `false` if it was already there. `instance_id` is the peer's, when
+    /// its key is known; with `pin_at_first_contact`, the key it shows at the first
+    /// sync is pinned.
+    pub fn add_peer(
+        &self,
+        url: &str,
+        instance_id: Option<&InstanceId>,
+        pin_at_first_contact: bool,
+    ) -> Result<bool, StoreError> {
         if self.peer(url)?.is_some() {
             return Ok(false);
         }
-        let state = PeerState::new(url, unix_millis_now());
+        let mut state = PeerState::new(url, unix_millis_now());
+        state.instance_id = instance_id.map(InstanceId::to_hex);
+        state.pin_at_first_contact = pin_at_first_contact;
         self.save_states(vec![(url.to_owned(), state.encode())], true)?;
         Ok(true)
+    }
+
+    /// Another peer (by URL) that is the instance `instance_id`, if any: the same node
+    /// under another name (`localhost` and `127.0.0.1`), to be kept as one peer.
+    pub fn peer_with_id(
+        &self,
+        url: &str,
+        instance_id: &InstanceId,
+    ) -> Result<Option<String>, StoreError> {
+        let hex = instance_id.to_hex();
+        Ok(self
+            .peers()?
+            .into_iter()
+            .find(|peer| peer.url != url && peer.instance_id.as_deref() == Some(hex.as_str()))
+            .map(|peer| peer.url))
     }
 
     /// Limits the sync with `url` to `types` (empty: all). A changed list starts the
@@ -485,6 +509,18 @@ impl Syncer {
             return Err(SyncError::Peer(format!(
                 "{url}: its instance id does not belong to its public key"
             )));
+        }
+        if state.pin_at_first_contact {
+            // Added offline: this first answer's key is the one the operator meant.
+            let mut store = self.store.borrow_mut();
+            if trust_book::tier_of(&store, &peer_key.instance_id())?.is_none() {
+                trust_book::trust(&mut store, peer_key, Tier::Core, None, "peer")?;
+            }
+            self.log(format!(
+                "{url}: pinned its key {} at first contact",
+                peer_key.fingerprint()
+            ));
+            state.pin_at_first_contact = false;
         }
         let peer_tier = trust_book::tier_of(&self.store.borrow(), &peer_key.instance_id())?;
         let epoch = info_fields.str("epoch")?.to_owned();

@@ -102,6 +102,9 @@ pub struct PeerState {
     /// sync and doubled back after each good one, so a link that keeps dropping still
     /// completes batches.
     pub batch_limit: u64,
+    /// Added while unreachable and without a key: the key its `/federation/info` shows
+    /// at the first contact is pinned (trusted as core), as `add-peer` would have.
+    pub pin_at_first_contact: bool,
 }
 
 impl PeerState {
@@ -171,6 +174,9 @@ impl PeerState {
         if self.batch_limit != 0 {
             object.insert("batchLimit".into(), number(self.batch_limit));
         }
+        if self.pin_at_first_contact {
+            object.insert("keyPinnedAtFirstContact".into(), Value::Bool(true));
+        }
         if !self.types.is_empty() {
             object.insert(
                 "types".into(),
@@ -211,6 +217,7 @@ impl PeerState {
                 .min(u64::from(u32::MAX)) as u32,
             stats,
             batch_limit: fields.opt_u64("batchLimit")?.unwrap_or(0),
+            pin_at_first_contact: fields.opt_bool("keyPinnedAtFirstContact")?.unwrap_or(false),
             types: fields
                 .opt_array("types")?
                 .unwrap_or_default()
@@ -254,6 +261,7 @@ mod tests {
             },
             types: vec!["template_node".into()],
             batch_limit: 125,
+            pin_at_first_contact: true,
         };
         assert_eq!(PeerState::decode(&state.encode()), Ok(state.clone()));
         assert!(!state.is_active());

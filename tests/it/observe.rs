@@ -237,17 +237,17 @@ fn two_nodes_find_each_other_by_unicast_beacon_and_add_trusts_after_sync() {
     let entry = find_url(entries(&entry_before, "lan"), &b.url()).unwrap();
     assert!(!flag(entry, "trusted") && !flag(entry, "known"));
 
-    // --add adds the signed peer to the peer list; trust stays the operator's call.
+    // --add adds the signed peer and pins the key its beacon showed, as add-peer does
+    // (issue 11: peers added unpinned stayed failing on both sides).
     let added = a.discover(&["--add"]);
     let added_urls: Vec<&str> = entries(&added, "addedPeers").iter().map(text).collect();
     assert_eq!(added_urls, vec![b.url().as_str()]);
     let after_add = a.discover(&[]);
     let entry = find_url(entries(&after_add, "lan"), &b.url()).unwrap();
     assert!(
-        flag(entry, "known") && !flag(entry, "trusted"),
-        "added, not trusted"
+        flag(entry, "known") && flag(entry, "trusted"),
+        "added and pinned"
     );
-    a.trust(&b);
     b.trust(&a);
     a.run(&["federation", "sync"]).ok();
     let after = a.discover(&[]);
