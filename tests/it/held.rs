@@ -15,10 +15,6 @@ use miniserde::json::{self, Value};
 use crate::trust::{Server, fake_peer, http};
 use crate::util::{array, count, field, text};
 
-fn fingerprint_of(server: &Server) -> String {
-    text(field(&server.status(), "fingerprint")).to_owned()
-}
-
 #[test]
 fn records_of_an_untrusted_author_are_held_then_applied_after_trust_accept() {
     let a = Server::start("held-a", &[], &[]);
@@ -39,7 +35,7 @@ fn records_of_an_untrusted_author_are_held_then_applied_after_trust_accept() {
     // A lets B pull; B knows A's address but does not trust A's key yet.
     a.lattice.run(&["trust", "add", &b.public_key()]).ok();
     b.lattice.run(&["federation", "add-peer", &a.url()]).ok();
-    let a_fingerprint = fingerprint_of(&a);
+    let a_fingerprint = a.fingerprint();
     b.lattice.run(&["trust", "remove", &a_fingerprint]).ok();
 
     let run = b.lattice.run(&["federation", "sync"]).ok();

@@ -11,3 +11,4 @@ mod observe;
 mod signatures;
 mod trust;
 mod util;
+mod workflows;

@@ -734,3 +734,82 @@ fn a_reconnecting_event_stream_gets_the_events_after_its_last_event_id() {
     assert!(received.contains("200 OK"), "{received}");
     assert!(a.log().contains("Federation server started"));
 }
+
+/// The guide's "Scenario 2: Office Network with Multiple Developers": three nodes, each
+/// discovers the others (`federation discover --add`) with auto-sync on, and every
+/// record reaches every node with no other command (issue 11: discovered peers were
+/// added without their keys, and nothing synced).
+#[test]
+fn three_nodes_that_discover_and_add_each_other_converge_by_auto_sync() {
+    let ports = [free_udp_port(), free_udp_port(), free_udp_port()];
+    let nodes: Vec<ServeNode> = (0..3)
+        .map(|index| {
+            let mut args = vec![
+                "--beacon-port".to_owned(),
+                ports[index].to_string(),
+                "--beacon-interval".into(),
+                "1".into(),
+                "--auto-sync".into(),
+                "--sync-interval".into(),
+                "500".into(),
+            ];
+            for (other, port) in ports.iter().enumerate() {
+                if other != index {
+                    args.push("--beacon-unicast".into());
+                    args.push(format!("127.0.0.1:{port}"));
+                }
+            }
+            let node = ServeNode::start(
+                &format!("office-{index}"),
+                &args.iter().map(String::as_str).collect::<Vec<_>>(),
+                DISCOVERY_ON,
+            );
+            node.run(&[
+                "add",
+                "--id",
+                &format!("written_on_{index}"),
+                "--type",
+                "template_node",
+                "--value",
+                "shared with the team",
+            ])
+            .ok();
+            node
+        })
+        .collect();
+    for node in &nodes {
+        for other in &nodes {
+            if other.port != node.port {
+                wait_for("a beacon from each other node", || {
+                    find_url(entries(&node.discover(&[]), "lan"), &other.url()).is_some()
+                });
+            }
+        }
+    }
+    for node in &nodes {
+        let added = node.discover(&["--add"]);
+        assert_eq!(
+            entries(&added, "addedPeers").len(),
+            2,
+            "{}",
+            miniserde::json::to_string(&added)
+        );
+    }
+    for node in &nodes {
+        for index in 0..3 {
+            let id = format!("written_on_{index}");
+            wait_for(&format!("{id} on {}", node.url()), || {
+                node.run(&["get", &id]).code == 0
+            });
+        }
+    }
+    for node in &nodes {
+        let status = node.run(&["federation", "status", "--json"]).ok().json();
+        let held = field(&status, "held");
+        assert_eq!(
+            crate::util::count(field(held, "untrusted_author")),
+            0,
+            "nothing held"
+        );
+    }
+}

@@ -29,7 +29,10 @@ impl Server {
     }
 
     pub fn start_on(lattice: Lattice, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut full = vec!["serve", "--port", "0", "--bind", "127.0.0.1"];
+        let mut full = vec!["serve", "--bind", "127.0.0.1"];
+        if !args.contains(&"--port") {
+            full.extend_from_slice(&["--port", "0"]);
+        }
         full.extend_from_slice(args);
         let mut command = lattice.command(&full);
         command.stdout(Stdio::null()).stderr(Stdio::null());
@@ -86,6 +89,10 @@ impl Server {
 
     pub fn public_key(&self) -> String {
         text(field(&self.status(), "publicKey")).to_owned()
+    }
+
+    pub fn fingerprint(&self) -> String {
+        text(field(&self.status(), "fingerprint")).to_owned()
     }
 
     pub fn instance_id(&self) -> String {
