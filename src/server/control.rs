@@ -628,7 +628,21 @@ fn cli(app: &App, request: &Request) -> Result<Value, ApiError> {
     };
     drop(out);
     drop(err);
-    let stdout = String::from_utf8_lossy(&stdout.borrow()).into_owned();
+    drop(store);
+    let mut stdout = String::from_utf8_lossy(&stdout.borrow()).into_owned();
+    // A key just trusted (or removed) changes which held records may apply: they are
+    // applied now, not at the next sync.
+    if exit_code == 0 && matches!(command, crate::cli::Command::Trust(_)) {
+        match app.syncer.release_held() {
+            Ok(0) => {}
+            Ok(applied) => stdout.push_str(&format!(
+                "applied {applied} held record(s) whose reason to wait is gone\n"
+            )),
+            Err(error) => stdout.push_str(&format!(
+                "held records are applied at the next sync ({error})\n"
+            )),
+        }
+    }
     let stderr = String::from_utf8_lossy(&stderr.borrow()).into_owned();
     Ok(object([
         ("stdout", text(&stdout)),
