@@ -255,6 +255,12 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
         "Peers currently heard by LAN beacon.",
         app.lan_peers.borrow().len(),
     );
+    out.single(
+        "ark_lattice_records_refused_total",
+        "counter",
+        "Received records refused since start: bad or missing signature (a changed id, deletion time, base or content), malformed, or a delete signed in format 1.",
+        app.syncer.refused_records.get(),
+    );
     out.family(
         "ark_lattice_held_records",
         "gauge",

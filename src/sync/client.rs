@@ -145,6 +145,9 @@ pub struct Syncer {
     pub(super) unsaved: RefCell<std::collections::BTreeMap<String, Vec<u8>>>,
     /// Our last reconciliation set, for serving a peer's rounds and for our own.
     pub reconcile_cache: ReconcileCache,
+    /// Received records refused for good since start (forged, malformed, unsigned, a
+    /// format 1 tombstone), for `/metrics`.
+    pub refused_records: std::cell::Cell<u64>,
     last_flush: std::cell::Cell<u64>,
 }
 
@@ -180,6 +183,7 @@ impl Syncer {
             sync_done: event_listener::Event::new(),
             unsaved: RefCell::new(std::collections::BTreeMap::new()),
             reconcile_cache: ReconcileCache::default(),
+            refused_records: std::cell::Cell::new(0),
             last_flush: std::cell::Cell::new(unix_millis_now()),
         }
     }
@@ -667,9 +671,10 @@ impl Syncer {
         peer: &str,
         delivered_by_core: bool,
     ) -> Result<RemoteRecord, Refusal> {
-        let record = self
-            .signed_record(value, context)
-            .map_err(Refusal::Refused)?;
+        let record = self.signed_record(value, context).map_err(|reason| {
+            self.refused_records.set(self.refused_records.get() + 1);
+            Refusal::Refused(reason)
+        })?;
         let origin = record.version.origin;
         let author_fingerprint = record
             .author_key

@@ -143,6 +143,11 @@ fn forged_tombstones_pushed_by_a_core_peer_are_refused() {
     assert!(answer.contains("signature does not match"), "{answer}");
     assert!(answer.contains("signed in format 1"), "{answer}");
     assert_targets_intact(&receiver, &answer);
+    let (_, metrics) = http(receiver.port, "GET", "/metrics", b"", &[]);
+    assert!(
+        metrics.contains("ark_lattice_records_refused_total 4"),
+        "{metrics}"
+    );
 }
 
 #[test]
