@@ -29,7 +29,7 @@ BIN ?= target/release/ark-lattice
 SIZE_TARGET ?= aarch64-unknown-linux-musl
 SIZE_BUDGET ?= 2500000
 
-.PHONY: build run test check fmt clippy bench size dist cross install uninstall
+.PHONY: build run test check fmt clippy bench soak size dist cross install uninstall
 
 build:
 	$(CARGO) build --release
@@ -43,9 +43,21 @@ run: build
 	./target/release/ark-lattice --data-dir $(DATA_DIR) serve
 
 # Benches are not run here (they take minutes and measure release builds); clippy
-# --all-targets still builds them.
+# --all-targets still builds them. The randomized convergence test runs its short
+# version (300 operations) here; `make soak` runs it at length.
 test:
 	$(CARGO) test --lib --bins --tests
+
+# The randomized convergence test at length: five nodes, SOAK_OPS random operations
+# with kills and partitions, one clock SOAK_CLOCK_AHEAD_MS ahead; prints its seed and
+# table. Replay a run with ARK_SOAK_SEED=<seed> make soak (and the same SOAK_* values).
+SOAK_OPS ?= 3000
+SOAK_EPOCH_OPS ?= 150
+SOAK_CLOCK_AHEAD_MS ?= 180000
+soak:
+	ARK_SOAK_OPS=$(SOAK_OPS) ARK_SOAK_EPOCH_OPS=$(SOAK_EPOCH_OPS) \
+		ARK_SOAK_CLOCK_AHEAD_MS=$(SOAK_CLOCK_AHEAD_MS) \
+		$(CARGO) test --test it soak:: -- --nocapture
 
 fmt:
 	$(CARGO) fmt --all

@@ -17,6 +17,11 @@ pub const DEFAULT_DATA_DIR: &str = "ark-lattice-data";
 pub const STORE_FILE: &str = "lattice.redb";
 /// redb page cache when neither `--cache-mb` nor `ARK_CACHE_MB` is given.
 pub const DEFAULT_CACHE_MB: u64 = 16;
+/// How long `serve` and store commands wait for a store another process holds (a CLI
+/// command finishing, a server starting) when `ARK_STORE_WAIT` is not given.
+pub const DEFAULT_STORE_WAIT_SECS: u64 = 30;
+/// The largest `ARK_CLOCK_OFFSET_MS`, either way: a day.
+pub const MAX_CLOCK_OFFSET_MILLIS: i64 = 24 * 60 * 60 * 1000;
 /// Records per import transaction: one fsync per batch, not per record.
 pub const IMPORT_BATCH: usize = 2000;
 
@@ -161,6 +166,11 @@ pub struct Config {
     pub discovery: DiscoveryConfig,
     /// `--on-event` / `FEDERATION_ON_EVENT`: a shell command run for each event.
     pub on_event: Option<String>,
+    /// `ARK_STORE_WAIT` (seconds): how long to wait for a store held by another process.
+    pub store_wait: Duration,
+    /// `ARK_CLOCK_OFFSET_MS`: milliseconds added to this process's wall clock, so tests
+    /// can run a node whose clock is ahead (or behind) without touching the machine's.
+    pub clock_offset_millis: i64,
 }
 
 /// LAN discovery settings. Defaults: on for `local` and `pi` instances, off for `cloud`
@@ -282,6 +292,25 @@ impl Config {
             redis_url_ignored: env("REDIS_URL").is_some_and(|url| !url.is_empty()),
             discovery,
             on_event,
+            store_wait: Duration::from_secs(match env("ARK_STORE_WAIT") {
+                Some(text) => text.trim().parse().map_err(|_| {
+                    Error::Config(format!("ARK_STORE_WAIT={text:?} is not a whole number of seconds"))
+                })?,
+                None => DEFAULT_STORE_WAIT_SECS,
+            }),
+            clock_offset_millis: match env("ARK_CLOCK_OFFSET_MS") {
+                Some(text) => text
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|offset: &i64| offset.abs() <= MAX_CLOCK_OFFSET_MILLIS)
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "ARK_CLOCK_OFFSET_MS={text:?} is not a number of milliseconds within ±{MAX_CLOCK_OFFSET_MILLIS}"
+                        ))
+                    })?,
+                None => 0,
+            },
         })
     }
 
@@ -750,5 +779,30 @@ mod tests {
     fn debug_scope_turns_on_verbose_logging() {
         assert!(config(&[], &[("DEBUG", "ark:federation")]).unwrap().verbose);
         assert!(!config(&[], &[("DEBUG", "express")]).unwrap().verbose);
+    }
+
+    #[test]
+    fn store_wait_and_clock_offset_are_read_and_checked() {
+        let defaults = config(&[], &[]).unwrap();
+        assert_eq!(
+            defaults.store_wait,
+            Duration::from_secs(DEFAULT_STORE_WAIT_SECS)
+        );
+        assert_eq!(defaults.clock_offset_millis, 0);
+        let set = config(
+            &[],
+            &[("ARK_STORE_WAIT", "0"), ("ARK_CLOCK_OFFSET_MS", "-180000")],
+        )
+        .unwrap();
+        assert_eq!(set.store_wait, Duration::ZERO);
+        assert_eq!(set.clock_offset_millis, -180_000);
+        for (name, value) in [
+            ("ARK_STORE_WAIT", "soon"),
+            ("ARK_CLOCK_OFFSET_MS", "5s"),
+            ("ARK_CLOCK_OFFSET_MS", "86400001"),
+        ] {
+            let error = config(&[], &[(name, value)]).unwrap_err().to_string();
+            assert!(error.contains(name), "{error}");
+        }
     }
 }

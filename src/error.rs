@@ -13,6 +13,9 @@ pub mod exit {
     pub const STORE_BUSY: i32 = 3;
     pub const NOT_FOUND: i32 = 4;
     pub const INVALID_RECORDS: i32 = 5;
+    /// The request reached the running server but its answer was lost: it may have
+    /// been applied. Every store command is safe to repeat.
+    pub const MAY_HAVE_APPLIED: i32 = 6;
 }
 
 #[derive(Debug)]
@@ -35,6 +38,12 @@ pub enum Error {
     InvalidRecords {
         invalid: u64,
     },
+    /// The running server could not be asked (`may_have_applied` false: nothing was
+    /// sent), or the request was sent and the answer lost (true).
+    Server {
+        message: String,
+        may_have_applied: bool,
+    },
     /// Anything else, already phrased for the user.
     Other(String),
     /// The failure was already printed (by the server that ran the command); exit with
@@ -52,6 +61,10 @@ impl Error {
             Error::NotFound(_) => exit::NOT_FOUND,
             Error::InvalidRecords { .. } => exit::INVALID_RECORDS,
             Error::Reported { code } => *code,
+            Error::Server {
+                may_have_applied: true,
+                ..
+            } => exit::MAY_HAVE_APPLIED,
             _ => exit::FAILURE,
         }
     }
@@ -68,6 +81,16 @@ impl fmt::Display for Error {
             Error::NotFound(what) => write!(f, "{what} not found"),
             Error::InvalidRecords { invalid } => {
                 write!(f, "{invalid} invalid record(s) were skipped (see above)")
+            }
+            Error::Server {
+                message,
+                may_have_applied,
+            } => {
+                f.write_str(message)?;
+                if *may_have_applied {
+                    f.write_str(" (the request was sent: it may have been applied)")?;
+                }
+                Ok(())
             }
             Error::Other(message) => f.write_str(message),
             Error::Reported { code } => write!(f, "failed with exit code {code}"),

@@ -617,7 +617,9 @@ fn start(
         .stderr(log_for_stderr)
         .spawn()
         .map_err(|source| Error::Other(format!("cannot start the server: {source}")))?;
-    let deadline = Instant::now() + START_STOP_WAIT;
+    // The server may first wait for a store a CLI command holds.
+    let waited = START_STOP_WAIT + config.store_wait;
+    let deadline = Instant::now() + waited;
     loop {
         if let Some(server) = running_server(config).filter(|server| server.pid == child.id()) {
             out.line(format!("Federation server started on port {}", server.port))?;
@@ -632,7 +634,7 @@ fn start(
         if Instant::now() > deadline {
             return Err(Error::Other(format!(
                 "the server did not start within {} s; see {}",
-                START_STOP_WAIT.as_secs(),
+                waited.as_secs(),
                 log_path.display()
             )));
         }

@@ -16,7 +16,7 @@ use crate::config::IMPORT_BATCH;
 use crate::error::Error;
 use crate::input;
 use crate::model::{Node, Shape, SignatureFormat, format_rfc3339, unix_millis_now};
-use crate::store::{Body, Conflict, Query, RecordMeta, Stats, Store, WriteSummary};
+use crate::store::{Body, Conflict, Deletion, Query, RecordMeta, Stats, Store, WriteSummary};
 
 pub fn import(session: &mut Session<'_>, args: &cli::Import) -> Result<(), Error> {
     if args.files.is_empty() {
@@ -349,6 +349,16 @@ pub fn get(session: &mut Session<'_>, args: &cli::Get) -> Result<(), Error> {
     let node = match &record.body {
         Body::Live(node) => node,
         Body::Deleted { deleted_at } => {
+            // Scripts learn which delete they see (and that it is not just missing);
+            // the exit code stays "not found".
+            if args.json {
+                session.out.json(&object([
+                    ("id", string(args.id.clone())),
+                    ("deleted_at", string(format_rfc3339(*deleted_at))),
+                    ("version", string(record.meta.version.to_wire())),
+                ]))?;
+                session.out.flush()?;
+            }
             return Err(Error::NotFound(format!(
                 "node {:?} (deleted at {})",
                 args.id,
@@ -443,13 +453,22 @@ fn provenance_json(meta: &RecordMeta) -> Value {
 }
 
 pub fn delete(session: &mut Session<'_>, args: &cli::Delete) -> Result<(), Error> {
-    if !session.store.delete(&args.id, unix_millis_now())? {
-        return Err(Error::NotFound(format!("node {:?}", args.id)));
-    }
+    // A delete repeated after its answer was lost finds the tombstone: that is
+    // success, said as such (issue #16).
+    let already = match session.store.delete(&args.id, unix_millis_now())? {
+        Deletion::Deleted => false,
+        Deletion::AlreadyDeleted => true,
+        Deletion::NotFound => return Err(Error::NotFound(format!("node {:?}", args.id))),
+    };
     if args.json {
+        session.out.json(&object([
+            ("deleted", string(args.id.clone())),
+            ("already_deleted", Value::Bool(already)),
+        ]))?;
+    } else if already {
         session
             .out
-            .json(&object([("deleted", string(args.id.clone()))]))?;
+            .line(format!("{} was already deleted; nothing to do", args.id))?;
     } else {
         session.out.line(format!(
             "deleted {} (a tombstone carries the delete to peers)",
@@ -568,9 +587,13 @@ pub fn stats(session: &mut Session<'_>, args: &cli::Stats) -> Result<(), Error> 
 }
 
 pub fn conflicts(session: &mut Session<'_>, args: &cli::Conflicts) -> Result<(), Error> {
-    let conflicts = session.store.conflicts(args.limit)?;
+    // `--limit 0` means all, as for `list`.
+    let conflicts = session
+        .store
+        .conflicts((args.limit > 0).then_some(args.limit))?;
+    let total = session.store.conflict_count()?;
     if args.json {
-        session.out.json(&conflicts_json(&conflicts))?;
+        session.out.json(&conflicts_json(&conflicts, total))?;
         return session.out.flush();
     }
     for conflict in &conflicts {
@@ -590,7 +613,7 @@ pub fn conflicts(session: &mut Session<'_>, args: &cli::Conflicts) -> Result<(),
     }
     session
         .out
-        .line(format!("{} conflict(s) shown", conflicts.len()))?;
+        .line(format!("{} of {total} conflict(s) shown", conflicts.len()))?;
     session.out.flush()
 }
 
@@ -608,8 +631,9 @@ pub fn stats_json(stats: &Stats) -> Value {
     ])
 }
 
-/// The conflict log as `{count, conflicts: [...]}`, for `--json` and the API.
-pub fn conflicts_json(conflicts: &[Conflict]) -> Value {
+/// The conflict log as `{count, conflicts: [...]}`, for `--json` and the API: `count`
+/// is how many the log holds, `conflicts` the newest of them as asked.
+pub fn conflicts_json(conflicts: &[Conflict], total: u64) -> Value {
     let list: Array = conflicts
         .iter()
         .map(|conflict| {
@@ -633,8 +657,5 @@ pub fn conflicts_json(conflicts: &[Conflict]) -> Value {
             Value::Object(entry)
         })
         .collect();
-    object([
-        ("count", number(list.len() as u64)),
-        ("conflicts", Value::Array(list)),
-    ])
+    object([("count", number(total)), ("conflicts", Value::Array(list))])
 }

@@ -9,6 +9,7 @@ mod gc;
 mod lattice;
 mod output;
 mod remote;
+mod store_wait;
 mod trust;
 
 use crate::cli::{Args, Command};
@@ -50,6 +51,7 @@ impl std::fmt::Debug for Session<'_> {
 /// Runs the command given on the command line. `argv` is the command line without the
 /// program name, forwarded as is when a server holds the store.
 pub fn run(args: Args, argv: &[String], config: &Config, out: &mut Output) -> Result<(), Error> {
+    crate::model::set_clock_offset(config.clock_offset_millis);
     let Some(command) = args.command else {
         return Err(Error::Usage(
             "no command given; run `ark-lattice --help` for the list".into(),
@@ -59,8 +61,45 @@ pub fn run(args: Args, argv: &[String], config: &Config, out: &mut Output) -> Re
         Command::Serve(_) => crate::server::serve(config),
         Command::Federation(federation) => federation::run(config, &federation.command, out),
         Command::Keygen(keygen) => trust::keygen(keygen, out),
-        _ => match open_store(config) {
-            Ok((mut store, _)) => {
+        _ => {
+            let result = run_store_command(&command, argv, config, out);
+            if let (
+                Err(Error::Server {
+                    message,
+                    may_have_applied,
+                }),
+                true,
+            ) = (&result, remote::wants_json(&command))
+            {
+                // A script must know whether to check before repeating the call
+                // (every store command is safe to repeat, so it may simply repeat it).
+                out.json(&output::object([
+                    ("error", output::string(message.clone())),
+                    (
+                        "may_have_applied",
+                        miniserde::json::Value::Bool(*may_have_applied),
+                    ),
+                ]))?;
+                out.flush()?;
+            }
+            result
+        }
+    }
+}
+
+/// Runs a store command here, or on the server that holds the store. A server that
+/// could not be reached at all (it died after writing `server.json`) is not the end:
+/// the store is then free, or a restarted server will hold it, within the same wait.
+fn run_store_command(
+    command: &Command,
+    argv: &[String],
+    config: &Config,
+    out: &mut Output,
+) -> Result<(), Error> {
+    let deadline = std::time::Instant::now() + config.store_wait;
+    loop {
+        match store_wait::open_waiting(config, Some(deadline), || open_store(config))? {
+            store_wait::Holder::Opened((mut store, _)) => {
                 let mut err = Output::stderr();
                 let mut session = Session {
                     store: &mut store,
@@ -69,14 +108,20 @@ pub fn run(args: Args, argv: &[String], config: &Config, out: &mut Output) -> Re
                     err: &mut err,
                     read_input: &lattice::read_input,
                 };
-                run_lattice(&command, &mut session)
+                return run_lattice(command, &mut session);
             }
-            Err(Error::Store(StoreError::Locked { path })) => match running_server(config) {
-                Some(server) => remote::forward(config, &server, argv, &command, out),
-                None => Err(Error::Store(StoreError::Locked { path })),
-            },
-            Err(error) => Err(error),
-        },
+            store_wait::Holder::Server(server) => {
+                match remote::forward(config, &server, argv, command, out) {
+                    Err(Error::Server {
+                        may_have_applied: false,
+                        ..
+                    }) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                    result => return result,
+                }
+            }
+        }
     }
 }
 
@@ -111,6 +156,23 @@ pub fn identity(config: &Config) -> Result<KeyPair, Error> {
             .map_err(|error| Error::Config(format!("ARK_FED_PRIVKEY: {error}"))),
         KeySource::StateDir => KeyPair::load_or_create(&config.data_dir.join(KEY_FILE))
             .map_err(|error| Error::Other(error.to_string())),
+    }
+}
+
+/// Opens the store for `serve`: waits (bounded) while a CLI command holds it, and
+/// refuses at once when another server does.
+pub fn open_store_for_server(config: &Config) -> Result<(Store, InstanceId), Error> {
+    match store_wait::open_waiting(config, None, || open_store(config))? {
+        store_wait::Holder::Opened(opened) => Ok(opened),
+        store_wait::Holder::Server(server) => {
+            eprintln!(
+                "ark-lattice (pid {}) already serves this store on port {}",
+                server.pid, server.port
+            );
+            Err(Error::Store(StoreError::Locked {
+                path: config.store_path(),
+            }))
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use super::Output;
 use crate::cli::Command;
 use crate::config::Config;
 use crate::error::Error;
-use crate::http::{ClientConfig, ClientRequest, HttpClient, WireStats};
+use crate::http::{ClientConfig, ClientError, ClientRequest, HttpClient, WireStats};
 use crate::protocol::{Fields, parse_object};
 use crate::server::SERVER_FILE;
 
@@ -85,10 +85,22 @@ pub fn call(
     };
     let client = HttpClient::new(client_config, WireStats::new());
     let response = smol::block_on(client.send(request)).map_err(|error| {
-        Error::Other(format!(
-            "cannot reach the running server (pid {}): {error}",
-            server.pid
-        ))
+        let may_have_applied = was_sent(&error);
+        let message = if may_have_applied {
+            format!(
+                "lost the answer of the running server (pid {}): {error}",
+                server.pid
+            )
+        } else {
+            format!(
+                "cannot reach the running server (pid {}): {error}",
+                server.pid
+            )
+        };
+        Error::Server {
+            message,
+            may_have_applied,
+        }
     })?;
     let answer = parse_object(
         &response.body,
@@ -107,6 +119,25 @@ pub fn call(
         });
     }
     Ok(answer)
+}
+
+/// Whether a failed request may have reached the server: everything after the
+/// connection was made counts, since the server may have read the whole request and
+/// committed before the connection broke (issue #16: 10 of 31 calls cut by a kill had
+/// been applied).
+fn was_sent(error: &ClientError) -> bool {
+    match error {
+        ClientError::Url(_)
+        | ClientError::InvalidRequest { .. }
+        | ClientError::Resolve { .. }
+        | ClientError::Connect { .. }
+        | ClientError::ConnectTimeout { .. } => false,
+        ClientError::Timeout { .. }
+        | ClientError::ConnectionLost { .. }
+        | ClientError::MalformedResponse { .. }
+        | ClientError::BodyTooLarge { .. }
+        | ClientError::BadGzip { .. } => true,
+    }
 }
 
 /// Sends a lattice command to the running server and prints what it answers, exactly
@@ -171,4 +202,30 @@ pub fn forward(
         return Err(Error::Reported { code });
     }
     Ok(())
+}
+
+/// Whether the command asked for JSON output (`--json` as a switch; `add --json`
+/// carries the record instead).
+pub fn wants_json(command: &Command) -> bool {
+    use crate::cli::TrustCommand;
+    match command {
+        Command::Import(args) => args.json,
+        Command::Get(args) => args.json,
+        Command::Delete(args) => args.json,
+        Command::List(args) => args.json,
+        Command::Query(args) => args.json,
+        Command::Stats(args) => args.json,
+        Command::Conflicts(args) => args.json,
+        Command::Gc(args) => args.json,
+        Command::Trust(trust) => match &trust.command {
+            TrustCommand::List(args) => args.json,
+            TrustCommand::Pending(args) => args.json,
+            TrustCommand::Add(_) | TrustCommand::Remove(_) | TrustCommand::Accept(_) => false,
+        },
+        Command::Add(_)
+        | Command::Export(_)
+        | Command::Serve(_)
+        | Command::Federation(_)
+        | Command::Keygen(_) => false,
+    }
 }

@@ -12,4 +12,4 @@ pub use claim::{ClaimedContent, RecordClaim, RecordSignature, SignatureFormat};
 pub use clock::{Clock, Hlc, InstanceId, Version};
 pub use clock::{hex, parse_hex};
 pub use node::{FieldError, LIMITS, Limits, Node, NodeList, Shape};
-pub use time::{format_rfc3339, format_sqlite, parse_timestamp, unix_millis_now};
+pub use time::{format_rfc3339, format_sqlite, parse_timestamp, set_clock_offset, unix_millis_now};

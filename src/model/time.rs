@@ -4,6 +4,7 @@
 //! RFC 3339 (`2024-01-31T12:00:00Z`, `+02:00` offsets, fractional seconds) and SQLite's
 //! `YYYY-MM-DD HH:MM:SS` (taken as UTC, as SQLite's `CURRENT_TIMESTAMP` is).
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Numbers at or above this are taken as milliseconds, below it as seconds. 10^11
@@ -11,12 +12,23 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// timestamp is ambiguous.
 const MILLIS_THRESHOLD: u64 = 100_000_000_000;
 
-/// The wall clock in unix milliseconds; 0 if the clock is before 1970.
+/// Milliseconds added to every wall-clock reading of this process.
+static CLOCK_OFFSET_MILLIS: AtomicI64 = AtomicI64::new(0);
+
+/// Shifts this process's wall clock (`ARK_CLOCK_OFFSET_MS`), so a test can run one node
+/// with its clock ahead of the others. Set once at startup, before any reading.
+pub fn set_clock_offset(millis: i64) {
+    CLOCK_OFFSET_MILLIS.store(millis, Ordering::Relaxed);
+}
+
+/// The wall clock in unix milliseconds, shifted by [`set_clock_offset`]; 0 if the
+/// clock is before 1970.
 pub fn unix_millis_now() -> u64 {
-    SystemTime::now()
+    let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as u64)
-        .unwrap_or(0)
+        .unwrap_or(0);
+    millis.saturating_add_signed(CLOCK_OFFSET_MILLIS.load(Ordering::Relaxed))
 }
 
 /// Reads a number of seconds or milliseconds since the epoch.

@@ -8,7 +8,7 @@ use miniserde::json::{Number, Value};
 
 use super::events::{EventBus, EventKind};
 use super::metrics::HttpCounters;
-use crate::commands::open_store;
+use crate::commands::open_store_for_server;
 use crate::config::{Config, FederationMode};
 use crate::discovery::LanPeers;
 use crate::error::Error;
@@ -65,7 +65,7 @@ impl std::fmt::Debug for App {
 impl App {
     /// Opens the store and the key in the state dir.
     pub fn open(config: &Config) -> Result<Rc<App>, Error> {
-        let (mut store, _) = open_store(config)?;
+        let (mut store, _) = open_store_for_server(config)?;
         let key = crate::commands::identity(config)?;
         if let Some(trusted) = &config.trusted_key {
             let public_key = PublicKey::from_base64(trusted)

@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::http::{Request, percent_decode};
 use crate::model::{format_rfc3339, unix_millis_now};
 use crate::protocol::{Fields, parse_object};
-use crate::store::Query;
+use crate::store::{Deletion, Query};
 use crate::sync::trust_book;
 use crate::trust::{PublicKey, Tier};
 
@@ -154,10 +154,16 @@ pub async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError>
         }
         ("DELETE", path) if path.starts_with("/api/lattice/nodes/") => {
             let id = percent_decode(&request.path["/api/lattice/nodes/".len()..]);
-            if app.store.borrow_mut().delete(&id, unix_millis_now())? {
-                Ok(object([("deleted", text(&id))]))
-            } else {
-                Err(ApiError::not_found(format!("node {id:?} not found")))
+            let deletion = app.store.borrow_mut().delete(&id, unix_millis_now())?;
+            match deletion {
+                Deletion::Deleted | Deletion::AlreadyDeleted => Ok(object([
+                    ("deleted", text(&id)),
+                    (
+                        "already_deleted",
+                        Value::Bool(deletion == Deletion::AlreadyDeleted),
+                    ),
+                ])),
+                Deletion::NotFound => Err(ApiError::not_found(format!("node {id:?} not found"))),
             }
         }
         (method, _) => Err(ApiError::not_found(format!(
@@ -559,8 +565,10 @@ fn conflicts(app: &App, request: &Request) -> Result<Value, ApiError> {
         .query_param("limit")
         .and_then(|limit| limit.parse().ok())
         .unwrap_or(50);
+    let store = app.store.borrow();
     Ok(crate::commands::conflicts_json(
-        &app.store.borrow().conflicts(limit)?,
+        &store.conflicts((limit > 0).then_some(limit))?,
+        store.conflict_count()?,
     ))
 }
 

@@ -252,7 +252,7 @@ pub fn render(app: &App, privileged: bool) -> Result<Response, ApiError> {
             html.push_str("</tbody></table>");
         }
         html.push_str("</section><section id=\"conflicts\"><h2>Recent conflicts</h2>");
-        let conflicts = app.store.borrow().conflicts(10)?;
+        let conflicts = app.store.borrow().conflicts(Some(10))?;
         if conflicts.is_empty() {
             html.push_str("<p class=\"muted\">No conflicts: no concurrent edits collided.</p>");
         } else {

@@ -45,6 +45,17 @@ impl Default for StoreOptions {
     }
 }
 
+/// What [`Store::delete`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    /// The live node was replaced by a tombstone.
+    Deleted,
+    /// A tombstone was there already; nothing was written.
+    AlreadyDeleted,
+    /// The id was never stored here (or its tombstone was purged).
+    NotFound,
+}
+
 /// What a batch of local writes did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteSummary {
@@ -453,13 +464,16 @@ impl Store {
         }
     }
 
-    /// Deletes `id`, leaving a tombstone. `false` if there was no live node.
-    pub fn delete(&mut self, id: &str, now: u64) -> Result<bool, StoreError> {
+    /// Deletes `id`, leaving a tombstone. Deleting a tombstone changes nothing, so a
+    /// retried delete (say, after the answer to the first was lost) is not an error.
+    pub fn delete(&mut self, id: &str, now: u64) -> Result<Deletion, StoreError> {
         let mut clock = self.clock.clone();
         let txn = self.db.begin_write().map_err(self.fail())?;
         let previous = self.current_in(&txn, id)?;
-        let Some((previous_meta, Body::Live(_))) = &previous else {
-            return Ok(false);
+        let previous_meta = match &previous {
+            Some((meta, Body::Live(_))) => meta,
+            Some((_, Body::Deleted { .. })) => return Ok(Deletion::AlreadyDeleted),
+            None => return Ok(Deletion::NotFound),
         };
         let version = Version {
             hlc: clock.tick(now),
@@ -494,7 +508,7 @@ impl Store {
         txn.commit().map_err(self.fail())?;
         self.clock = clock;
         self.advance_seq(meta.seq);
-        Ok(true)
+        Ok(Deletion::Deleted)
     }
 
     /// Applies versions from a peer with last-writer-wins: the higher version wins, ties

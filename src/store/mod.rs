@@ -16,8 +16,8 @@ mod tables;
 pub use delta::{TypeFilter, VersionEntry, VersionSnapshot};
 pub use error::StoreError;
 pub use lattice::{
-    ApplyOutcome, ChangePage, Conflict, Query, RemoteRecord, SCHEMA_VERSION, Signer, Stats, Store,
-    StoreOptions, WriteSummary,
+    ApplyOutcome, ChangePage, Conflict, Deletion, Query, RemoteRecord, SCHEMA_VERSION, Signer,
+    Stats, Store, StoreOptions, WriteSummary,
 };
 pub use record::{Body, Record, RecordMeta};
 pub use state::StateTable;

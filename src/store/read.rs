@@ -175,12 +175,14 @@ impl Store {
         })
     }
 
-    /// The newest `limit` entries of the conflict log, newest first.
-    pub fn conflicts(&self, limit: usize) -> Result<Vec<Conflict>, StoreError> {
+    /// The newest `limit` entries of the conflict log (all of them for `None`), newest
+    /// first.
+    pub fn conflicts(&self, limit: Option<usize>) -> Result<Vec<Conflict>, StoreError> {
         let read = self.read()?;
         let table = read.open_table(CONFLICTS).map_err(self.fail())?;
         let mut found = Vec::new();
-        for entry in table.iter().map_err(self.fail())?.rev().take(limit) {
+        let entries = table.iter().map_err(self.fail())?.rev();
+        for entry in entries.take(limit.unwrap_or(usize::MAX)) {
             let (number, value) = entry.map_err(self.fail())?;
             let key = format!("conflict {}", number.value());
             let conflict = decode_conflict(number.value(), value.value())
@@ -188,6 +190,13 @@ impl Store {
             found.push(conflict);
         }
         Ok(found)
+    }
+
+    /// How many entries the conflict log holds.
+    pub fn conflict_count(&self) -> Result<u64, StoreError> {
+        let read = self.read()?;
+        let table = read.open_table(CONFLICTS).map_err(self.fail())?;
+        table.len().map_err(self.fail())
     }
 }
 

@@ -144,9 +144,15 @@ fn delete_leaves_a_tombstone_in_the_change_feed() {
     store
         .write_nodes(&[node("a", "1"), node("b", "2")], NOW)
         .unwrap();
-    assert!(store.delete("a", NOW + 1).unwrap());
-    assert!(!store.delete("a", NOW + 2).unwrap());
-    assert!(!store.delete("missing", NOW + 2).unwrap());
+    assert_eq!(store.delete("a", NOW + 1).unwrap(), Deletion::Deleted);
+    assert_eq!(
+        store.delete("a", NOW + 2).unwrap(),
+        Deletion::AlreadyDeleted
+    );
+    assert_eq!(
+        store.delete("missing", NOW + 2).unwrap(),
+        Deletion::NotFound
+    );
     assert!(store.get("a").unwrap().unwrap().is_deleted());
     let stats = store.stats().unwrap();
     assert_eq!((stats.nodes, stats.tombstones), (1, 1));
@@ -238,7 +244,7 @@ fn concurrent_edits_keep_the_loser_in_the_conflict_log() {
     let outcome = store.apply_remote(&[theirs], NOW, SKEW, None).unwrap();
     assert_eq!((outcome.applied, outcome.conflicts), (1, 1));
     assert_eq!(value_of(store, "a").as_deref(), Some("remote edit"));
-    let conflicts = store.conflicts(10).unwrap();
+    let conflicts = store.conflicts(Some(10)).unwrap();
     assert_eq!(conflicts.len(), 1);
     assert_eq!(conflicts[0].loser.node().unwrap().value, "local edit");
     assert_eq!(conflicts[0].loser.meta.version.origin, ME);

@@ -15,8 +15,8 @@ use miniserde::json::{self, Value};
 
 use crate::fake_ark::FakeArk;
 use crate::util::{
-    CuttingProxy, Lattice, Node, array, count, eventually, field, http, records_of, shared_data,
-    spare_key, text,
+    CuttingProxy, Lattice, Node, array, bool_of, count, eventually, field, http, records_of,
+    shared_data, spare_key, text,
 };
 
 const ARK_FILE: &str = "ark-lattice-nodes.json";
@@ -125,13 +125,6 @@ fn sync_rounds(
         }
     }
     Err(last)
-}
-
-fn bool_of(value: &Value) -> bool {
-    match value {
-        Value::Bool(flag) => *flag,
-        _ => panic!("not a bool"),
-    }
 }
 
 /// A line of three: A and C know only B; B knows both.

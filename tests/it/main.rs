@@ -1,5 +1,6 @@
 //! Integration tests: each runs the real `ark-lattice` binary against temp state dirs.
 
+mod crash;
 mod cross_origin;
 mod delta;
 mod fake_ark;
@@ -8,7 +9,9 @@ mod flood;
 mod held;
 mod lattice;
 mod observe;
+mod restarts;
 mod signatures;
+mod soak;
 mod trust;
 mod util;
 mod workflows;

@@ -106,7 +106,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(output: Output) -> Run {
+    pub fn from(output: Output) -> Run {
         Run {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -172,6 +172,13 @@ impl Lattice {
         Run::from(self.command(args).output().expect("run ark-lattice"))
     }
 
+    /// A run with extra environment (e.g. `ARK_STORE_WAIT`).
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut command = self.command(args);
+        command.envs(env.iter().copied());
+        Run::from(command.output().expect("run ark-lattice"))
+    }
+
     pub fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Run {
         use std::io::Write;
         let mut child = self
@@ -228,6 +235,13 @@ pub fn array(value: &Value) -> &[Value] {
     match value {
         Value::Array(array) => array,
         _ => panic!("not an array"),
+    }
+}
+
+pub fn bool_of(value: &Value) -> bool {
+    match value {
+        Value::Bool(flag) => *flag,
+        _ => panic!("not a bool"),
     }
 }
 
@@ -350,6 +364,11 @@ impl Node {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("the node is running").id()
+    }
+
+    /// Whether the server was started and not killed since.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// kill -9: no graceful shutdown, `server.json` stays behind.
