@@ -50,6 +50,7 @@ pub enum Command {
     List(List),
     Query(QueryArgs),
     Stats(Stats),
+    Verify(Verify),
     Conflicts(Conflicts),
     Gc(Gc),
     Serve(Serve),
@@ -238,6 +239,26 @@ pub struct Stats {
     pub json: bool,
 }
 
+/// Check the whole store: redb's check of every page, then every record's content hash,
+/// id and signature. Damaged records are moved aside (kept in the store's `damaged`
+/// table) so the next sync fetches them again from a peer. Exits with 6 on damage.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "verify",
+    example = "ark-lattice verify --json",
+    note = "While `serve` holds the store, the check runs in the server and pauses it for as long as the check takes."
+)]
+pub struct Verify {
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+    /// skip redb's page check and only read the records (what `verify` runs in a child
+    /// process when the page check failed, so a damaged page cannot stop the report)
+    #[argh(switch)]
+    pub skip_page_check: bool,
+}
+
 /// Show the conflict log: versions that lost to a concurrent edit, kept so nothing is lost.
 #[derive(FromArgs, Debug)]
 #[argh(
@@ -307,9 +328,14 @@ pub struct Serve {
     /// refuse versions more than this many seconds ahead of our clock (default 300)
     #[argh(option)]
     pub max_clock_skew: Option<u64>,
-    /// most concurrent HTTP connections; more wait in the accept queue (default 32)
+    /// most concurrent HTTP connections; beyond it the longest-stalled connection of
+    /// the busiest address is closed (default 256)
     #[argh(option)]
     pub max_connections: Option<usize>,
+    /// most concurrent HTTP connections from one address (an IPv6 /64 counts as one);
+    /// beyond it that address's longest-stalled connection is closed (default 32)
+    #[argh(option)]
+    pub max_connections_per_address: Option<usize>,
     /// largest request body in KiB; larger gets 413 (default 4096)
     #[argh(option)]
     pub max_body_kb: Option<usize>,

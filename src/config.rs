@@ -80,6 +80,20 @@ pub const DEFAULT_BEACON_INTERVAL_SECS: u64 = 60;
 /// A peer whose beacon was not heard for this many intervals has expired (ARK's 300 s
 /// at its 60 s interval).
 pub const BEACON_EXPIRY_INTERVALS: u32 = 5;
+/// Most peers kept from LAN beacons. Anyone on the LAN can send beacons under made-up
+/// ids (issue 10: 10,000 of them), so the table is capped; beyond it the peer heard
+/// least recently (unsigned ones first) makes room.
+pub const MAX_LAN_PEERS: usize = 256;
+/// Most pending trust entries (keys that signed a request but nobody accepted) kept in
+/// the store; beyond it the ones seen least recently are dropped. Unknown keys are
+/// written in one transaction every `PENDING_FLUSH_INTERVAL`, not one per request.
+pub const MAX_PENDING_TRUST: usize = 256;
+pub const PENDING_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+/// The open registry (`--open-registration`): most spokes registered at once, and the
+/// largest manifest summary (the manifest without its node list) kept for one, so
+/// `/discover` stays under `MAX_REGISTRATIONS × MAX_REGISTRATION_BYTES` (2 MiB).
+pub const MAX_REGISTRATIONS: usize = 512;
+pub const MAX_REGISTRATION_BYTES: usize = 4096;
 
 /// ARK's federation modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -385,14 +399,21 @@ impl FederationConfig {
         let defaults = ServerLimits::default();
         let limits = ServerLimits {
             max_connections: flags.max_connections.unwrap_or(defaults.max_connections),
+            max_connections_per_address: flags
+                .max_connections_per_address
+                .unwrap_or(defaults.max_connections_per_address),
             max_body_bytes: flags
                 .max_body_kb
                 .map_or(defaults.max_body_bytes, |kb| kb * 1024),
             ..defaults
         };
-        if limits.max_connections == 0 || limits.max_body_bytes == 0 {
+        if limits.max_connections == 0
+            || limits.max_connections_per_address == 0
+            || limits.max_body_bytes == 0
+        {
             return Err(Error::Config(
-                "--max-connections and --max-body-kb must be above 0".into(),
+                "--max-connections, --max-connections-per-address and --max-body-kb must be above 0"
+                    .into(),
             ));
         }
         let trust = match flags.trust.clone().or_else(|| env("FEDERATION_TRUST")) {
@@ -440,6 +461,14 @@ impl FederationConfig {
             };
         let limits = ServerLimits {
             uncapped_loopback: !behind_proxy,
+            // Behind a proxy every caller arrives from the proxy's address, so a share
+            // per address would cap the whole node; the proxy (which buffers request
+            // heads) is where callers are told apart. Body limits are the same as ever.
+            max_connections_per_address: if behind_proxy {
+                limits.max_connections
+            } else {
+                limits.max_connections_per_address
+            },
             ..limits
         };
         Ok(FederationConfig {

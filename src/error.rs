@@ -13,9 +13,13 @@ pub mod exit {
     pub const STORE_BUSY: i32 = 3;
     pub const NOT_FOUND: i32 = 4;
     pub const INVALID_RECORDS: i32 = 5;
+    /// The store is damaged: `verify` found damage, or the store cannot be used as it is
+    /// (damaged pages, an empty file). `serve` exits with it too, and the systemd unit
+    /// does not restart on it.
+    pub const STORE_DAMAGED: i32 = 6;
     /// The request reached the running server but its answer was lost: it may have
     /// been applied. Every store command is safe to repeat.
-    pub const MAY_HAVE_APPLIED: i32 = 6;
+    pub const MAY_HAVE_APPLIED: i32 = 7;
 }
 
 #[derive(Debug)]
@@ -44,6 +48,8 @@ pub enum Error {
         message: String,
         may_have_applied: bool,
     },
+    /// `verify` found damage (already printed in its report).
+    StoreDamaged(String),
     /// Anything else, already phrased for the user.
     Other(String),
     /// The failure was already printed (by the server that ran the command); exit with
@@ -58,6 +64,12 @@ impl Error {
         match self {
             Error::Config(_) | Error::Usage(_) => exit::USAGE,
             Error::Store(StoreError::Locked { .. }) => exit::STORE_BUSY,
+            Error::StoreDamaged(_)
+            | Error::Store(
+                StoreError::Damaged { .. }
+                | StoreError::DamagedPages { .. }
+                | StoreError::Empty { .. },
+            ) => exit::STORE_DAMAGED,
             Error::NotFound(_) => exit::NOT_FOUND,
             Error::InvalidRecords { .. } => exit::INVALID_RECORDS,
             Error::Reported { code } => *code,
@@ -92,7 +104,7 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
-            Error::Other(message) => f.write_str(message),
+            Error::Other(message) | Error::StoreDamaged(message) => f.write_str(message),
             Error::Reported { code } => write!(f, "failed with exit code {code}"),
         }
     }

@@ -44,6 +44,7 @@ fn main() {
     let env = |name: &str| std::env::var(name).ok();
     let result = Config::from_args(&args, &env).and_then(|config| {
         let mut out = Output::stdout();
+        commands::exit_on_storage_panic(&config);
         commands::run(args, &argv[1..], &config, &mut out)
     });
     if let Err(error) = result {

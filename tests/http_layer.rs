@@ -40,9 +40,8 @@ fn test_limits() -> ServerLimits {
         idle_timeout: Duration::from_secs(5),
         body_read_timeout: Duration::from_secs(5),
         max_connections: 8,
+        max_connections_per_address: 8,
         max_body_bytes: 64 * 1024,
-        // The clients here are on loopback; 0 keeps `max_body_bytes` in force for them.
-        max_loopback_body_bytes: 0,
         uncapped_loopback: true,
         max_head_bytes: 8 * 1024,
         gzip_threshold: 1024,
@@ -103,6 +102,7 @@ async fn handle(request: Request, stream_slot: StreamSlot) -> Response {
             Timer::after(Duration::from_millis(300)).await;
             Response::text(200, "done")
         }
+        ("GET", "/panic") => panic!("a handler bug"),
         ("GET", "/hang") => {
             future::pending::<()>().await;
             unreachable!()
@@ -293,26 +293,22 @@ fn oversized_body_gets_413_naming_the_limit_and_the_connection_survives() {
 }
 
 #[test]
-fn loopback_callers_get_their_own_body_limit() {
+fn a_panicking_handler_gets_500_and_the_server_keeps_serving() {
     run(|executor| async move {
-        let limits = ServerLimits {
-            max_body_bytes: 1024,
-            max_loopback_body_bytes: 64 * 1024,
-            ..test_limits()
-        };
-        let server = start(&executor, limits).await;
+        let server = start(&executor, test_limits()).await;
         let (client, _) = quick_client();
-        let local_import =
-            ClientRequest::post(&server.url("/echo"), "text/plain", vec![b'x'; 32 * 1024]);
-        assert_eq!(client.send(local_import).await.unwrap().status, 200);
-        let too_big =
-            ClientRequest::post(&server.url("/echo"), "text/plain", vec![b'x'; 128 * 1024]);
-        let refused = client.send(too_big).await.unwrap();
-        assert_eq!(refused.status, 413);
+        let answer = client.get(&server.url("/panic")).await.unwrap();
+        assert_eq!(answer.status, 500);
         assert!(
-            String::from_utf8(refused.body)
-                .unwrap()
-                .contains("65536 bytes")
+            String::from_utf8_lossy(&answer.body).contains("internal error"),
+            "{:?}",
+            answer.body
+        );
+        assert_eq!(server.stats.panics(), 1);
+        let answer = client.get(&server.url("/hello")).await.unwrap();
+        assert_eq!(
+            (answer.status, answer.body.as_slice()),
+            (200, &b"hello"[..])
         );
         server.shut_down().await;
     });
@@ -474,46 +470,145 @@ fn idle_timeout_closes_a_kept_alive_connection() {
     });
 }
 
+/// A connection to `server` from the loopback address `source` (127.0.0.0/8 is all
+/// this machine, so each address there is another source to the server).
+fn connect_from(source: [u8; 4], server: SocketAddr) -> TcpStream {
+    use rustix::net::{AddressFamily, SocketAddrV4, SocketType, bind, connect, socket};
+    let socket = socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+    bind(&socket, &SocketAddrV4::new(source.into(), 0)).unwrap();
+    connect(&socket, &server).unwrap();
+    TcpStream::try_from(std::net::TcpStream::from(socket)).unwrap()
+}
+
 #[test]
-fn connections_beyond_the_cap_wait_until_one_closes() {
+fn one_address_holding_stalled_heads_does_not_shut_out_another() {
     run(|executor| async move {
         let limits = ServerLimits {
-            max_connections: 2,
+            max_connections: 8,
+            max_connections_per_address: 3,
             ..test_limits()
         };
         let server = start(&executor, limits).await;
-        let mut first = TcpStream::connect(server.addr).await.unwrap();
-        let mut second = TcpStream::connect(server.addr).await.unwrap();
-        for stream in [&mut first, &mut second] {
-            stream.write_all(SIMPLE_GET).await.unwrap();
-            read_until(stream, &mut Vec::new(), b"hello", Duration::from_secs(2)).await;
+        let mut stalled = Vec::new();
+        for _ in 0..40 {
+            let mut stream = connect_from([127, 0, 0, 1], server.addr);
+            stream
+                .write_all(b"GET /hello HTTP/1.1\r\nHo")
+                .await
+                .unwrap();
+            stalled.push(stream);
         }
-
-        // The kernel completes the handshake (listen backlog), but nobody serves it.
-        let mut third = TcpStream::connect(server.addr).await.unwrap();
-        third.write_all(SIMPLE_GET).await.unwrap();
-        let mut buf = [0u8; 64];
-        let early = future::or(async { Some(third.read(&mut buf).await) }, async {
-            Timer::after(Duration::from_millis(300)).await;
-            None
-        })
-        .await;
-        assert!(
-            early.is_none(),
-            "third connection answered while two were open: {early:?}"
-        );
-        assert_eq!(server.stats.connections(), 2);
-
-        drop(first);
+        let started = Instant::now();
+        let mut other = connect_from([127, 0, 0, 2], server.addr);
+        other.write_all(SIMPLE_GET).await.unwrap();
         read_until(
-            &mut third,
+            &mut other,
             &mut Vec::new(),
             b"hello",
-            Duration::from_secs(2),
+            Duration::from_secs(1),
         )
         .await;
-        assert_eq!(server.stats.connections(), 3);
-        drop(second);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        // The stalling address itself still gets in: its oldest stalled head gives way.
+        let mut again = connect_from([127, 0, 0, 1], server.addr);
+        again.write_all(SIMPLE_GET).await.unwrap();
+        read_until(
+            &mut again,
+            &mut Vec::new(),
+            b"hello",
+            Duration::from_secs(1),
+        )
+        .await;
+        assert!(
+            server.stats.connections_shed() >= 37,
+            "{}",
+            server.stats.connections_shed()
+        );
+        let mut open = 0;
+        for stream in &mut stalled {
+            if time_until_closed(stream, Duration::from_millis(20))
+                .await
+                .is_none()
+            {
+                open += 1;
+            }
+        }
+        assert!(
+            open <= 3,
+            "{open} stalled connections of one address still open"
+        );
+        server.shut_down().await;
+    });
+}
+
+#[test]
+fn an_address_whose_connections_are_all_busy_is_refused_more() {
+    run(|executor| async move {
+        let limits = ServerLimits {
+            max_connections_per_address: 2,
+            shutdown_grace: Duration::from_millis(200),
+            ..test_limits()
+        };
+        let server = start(&executor, limits).await;
+        let mut busy = Vec::new();
+        for _ in 0..2 {
+            let mut stream = connect_from([127, 0, 0, 3], server.addr);
+            stream
+                .write_all(b"GET /hang HTTP/1.1\r\nHost: test\r\n\r\n")
+                .await
+                .unwrap();
+            busy.push(stream);
+        }
+        Timer::after(Duration::from_millis(100)).await;
+        let mut third = connect_from([127, 0, 0, 3], server.addr);
+        let closed = time_until_closed(&mut third, Duration::from_secs(2)).await;
+        assert!(
+            closed.is_some(),
+            "a third connection from a busy address was kept"
+        );
+        assert_eq!(server.stats.connections_refused(), 1);
+        let mut other = connect_from([127, 0, 0, 4], server.addr);
+        other.write_all(SIMPLE_GET).await.unwrap();
+        read_until(
+            &mut other,
+            &mut Vec::new(),
+            b"hello",
+            Duration::from_secs(1),
+        )
+        .await;
+        server.shut_down().await;
+    });
+}
+
+#[test]
+fn the_head_deadline_counts_from_accept() {
+    run(|executor| async move {
+        let limits = ServerLimits {
+            header_read_timeout: Duration::from_millis(300),
+            ..test_limits()
+        };
+        let server = start(&executor, limits).await;
+        // A client that trickles its head byte by byte is closed at the deadline all
+        // the same.
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        let started = Instant::now();
+        for byte in b"GET /hello HTTP/1.1\r\nHost: t" {
+            if stream.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            Timer::after(Duration::from_millis(30)).await;
+            if started.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+        }
+        let closed = time_until_closed(&mut stream, Duration::from_secs(2)).await;
+        let total = started.elapsed();
+        assert!(closed.is_some(), "still open after {total:?}");
+        assert!(total < Duration::from_secs(2), "{total:?}");
         server.shut_down().await;
     });
 }

@@ -738,8 +738,8 @@ pub fn synthetic_node(index: usize, revision: u32) -> String {
 }
 
 /// Imports the nodes `indexes` at `revision` into a running node through the CLI, in
-/// files of at most `IMPORT_FILE_NODES` records: a running server takes the file in one
-/// request body, which is capped (4 MiB by default, base64-encoded on the way).
+/// files of at most `IMPORT_FILE_NODES` records, so no temp file grows large (the CLI
+/// sends each to the server in requests of at most 1 MiB).
 pub fn import_nodes(
     work_dir: &Path,
     data_dir: &Path,

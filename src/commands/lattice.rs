@@ -19,6 +19,30 @@ use crate::model::{Node, Shape, SignatureFormat, format_rfc3339, unix_millis_now
 use crate::store::{Body, Conflict, Deletion, Query, RecordMeta, Stats, Store, WriteSummary};
 
 pub fn import(session: &mut Session<'_>, args: &cli::Import) -> Result<(), Error> {
+    let store = &mut *session.store;
+    let mut write = |batch: &[Node]| -> Result<WriteSummary, Error> {
+        Ok(store.write_nodes(batch, unix_millis_now())?)
+    };
+    import_with(
+        args,
+        session.config.verbose,
+        session.read_input,
+        session.out,
+        session.err,
+        &mut write,
+    )
+}
+
+/// `import`, with each batch of valid nodes (at most [`IMPORT_BATCH`]) handed to
+/// `write`: the store here, or a running server that holds it (`remote`).
+pub fn import_with(
+    args: &cli::Import,
+    verbose: bool,
+    read_input: super::ReadInput<'_>,
+    out: &mut Output,
+    err: &mut Output,
+    write: &mut dyn FnMut(&[Node]) -> Result<WriteSummary, Error>,
+) -> Result<(), Error> {
     if args.files.is_empty() {
         return Err(Error::Usage(
             "import needs at least one FILE (or - for standard input)".into(),
@@ -28,10 +52,10 @@ pub fn import(session: &mut Session<'_>, args: &cli::Import) -> Result<(), Error
     let mut invalid = 0u64;
     let mut unreadable = Vec::new();
     for file in &args.files {
-        let (source, bytes) = match (session.read_input)(file) {
+        let (source, bytes) = match read_input(file) {
             Ok(read) => read,
             Err(error) => {
-                session.err.line(format!("error: {error}"))?;
+                err.line(format!("error: {error}"))?;
                 unreadable.push(file.clone());
                 continue;
             }
@@ -39,24 +63,24 @@ pub fn import(session: &mut Session<'_>, args: &cli::Import) -> Result<(), Error
         let document = match input::parse_bytes(&source, &bytes) {
             Ok(document) => document,
             Err(error) => {
-                session.err.line(format!("error: {error}"))?;
+                err.line(format!("error: {error}"))?;
                 unreadable.push(file.clone());
                 continue;
             }
         };
         for error in document.errors() {
-            session.err.line(format!("invalid: {error}"))?;
+            err.line(format!("invalid: {error}"))?;
             invalid += 1;
         }
         let nodes: Vec<&Node> = document.nodes().collect();
         for batch in nodes.chunks(IMPORT_BATCH) {
             let batch: Vec<Node> = batch.iter().map(|node| (*node).clone()).collect();
-            let summary = session.store.write_nodes(&batch, unix_millis_now())?;
+            let summary = write(&batch)?;
             totals.created += summary.created;
             totals.updated += summary.updated;
             totals.unchanged += summary.unchanged;
-            if session.config.verbose {
-                session.err.line(format!(
+            if verbose {
+                err.line(format!(
                     "ark:import {source}: committed a batch of {}",
                     batch.len()
                 ))?;
@@ -64,7 +88,7 @@ pub fn import(session: &mut Session<'_>, args: &cli::Import) -> Result<(), Error
         }
     }
     if args.json {
-        session.out.json(&object([
+        out.json(&object([
             ("imported", number(totals.created)),
             ("updated", number(totals.updated)),
             ("unchanged", number(totals.unchanged)),
@@ -72,12 +96,12 @@ pub fn import(session: &mut Session<'_>, args: &cli::Import) -> Result<(), Error
             ("unreadable_files", number(unreadable.len() as u64)),
         ]))?;
     } else {
-        session.out.line(format!(
+        out.line(format!(
             "imported {}, updated {}, unchanged {}, invalid {}",
             totals.created, totals.updated, totals.unchanged, invalid
         ))?;
     }
-    session.out.flush()?;
+    out.flush()?;
     if !unreadable.is_empty() {
         return Err(Error::Input(format!(
             "could not read {} of {} file(s): {}",
@@ -137,7 +161,20 @@ impl ExportFormat {
 /// Topic name for nodes without a category in the topics export.
 const UNCATEGORIZED: &str = "uncategorized";
 
+/// Writes every intact node. Damaged ones are left out and reported; the export then
+/// ends with exit code 6, so a backup script sees it is incomplete.
 pub fn export(session: &mut Session<'_>, args: &cli::Export) -> Result<(), Error> {
+    let damaged_before = session.store.damaged_found();
+    export_intact(session, args)?;
+    match session.store.damaged_found() - damaged_before {
+        0 => Ok(()),
+        left_out => Err(Error::StoreDamaged(format!(
+            "the export left out {left_out} damaged record(s) (reported above); they are fetched again from a peer at the next sync"
+        ))),
+    }
+}
+
+fn export_intact(session: &mut Session<'_>, args: &cli::Export) -> Result<(), Error> {
     let format = ExportFormat::parse(&args.format)?;
     match &args.output {
         None => {
@@ -286,7 +323,8 @@ pub fn add(session: &mut Session<'_>, args: &cli::Add) -> Result<(), Error> {
         None => node_from_flags(args)?,
     };
     let now = unix_millis_now();
-    let existing = session.store.get(&node.id)?;
+    // A damaged record counts as none: the write replaces it.
+    let existing = session.store.records(&[node.id.as_str()])?.pop();
     if node.created_at.is_none() {
         node.created_at = Some(match existing.as_ref().and_then(|record| record.node()) {
             Some(previous) => previous.created_at.unwrap_or(now),
@@ -571,6 +609,12 @@ pub fn stats(session: &mut Session<'_>, args: &cli::Stats) -> Result<(), Error> 
     session
         .out
         .line(format!("conflicts   {}", stats.conflicts))?;
+    if stats.damaged > 0 {
+        session.out.line(format!(
+            "damaged     {} (moved aside; see `ark-lattice verify`)",
+            stats.damaged
+        ))?;
+    }
     for (title, map) in [
         ("by type", &stats.by_type),
         ("by language", &stats.by_language),
@@ -623,6 +667,7 @@ pub fn stats_json(stats: &Stats) -> Value {
         ("nodes", number(stats.nodes)),
         ("tombstones", number(stats.tombstones)),
         ("conflicts", number(stats.conflicts)),
+        ("damaged", number(stats.damaged)),
         ("last_seq", number(stats.last_seq)),
         ("store_bytes", number(stats.file_bytes)),
         ("by_type", counts(&stats.by_type)),

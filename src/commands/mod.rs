@@ -11,6 +11,7 @@ mod output;
 mod remote;
 mod store_wait;
 mod trust;
+mod verify;
 
 use crate::cli::{Args, Command};
 use crate::config::{Config, KeySource};
@@ -22,6 +23,7 @@ use crate::trust::KeyPair;
 pub use lattice::{conflicts_json, stats_json};
 pub use output::{Output, node_with_meta};
 pub use remote::{ServerInfo, running_server};
+pub use verify::check_before_serving;
 
 /// The instance key file inside the state dir.
 pub const KEY_FILE: &str = "identity.key";
@@ -48,6 +50,49 @@ impl std::fmt::Debug for Session<'_> {
     }
 }
 
+/// Whether a panic inside the storage library ends the process with a clear error (see
+/// [`exit_on_storage_panic`]).
+static EXIT_ON_STORAGE_PANIC: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Makes a panic inside redb end the process with one line naming the store file and
+/// exit code 6, instead of a backtrace and an abort. redb may panic on a page damaged
+/// outside it (a plain open trusts the file); a CLI command then has nothing better to
+/// do than to say so. `serve` turns this off once its page check passed (see
+/// [`storage_panics_are_handled_elsewhere`]), so a later panic is left to the request
+/// handling.
+pub fn exit_on_storage_panic(config: &Config) {
+    use std::sync::atomic::Ordering;
+    EXIT_ON_STORAGE_PANIC.store(true, Ordering::SeqCst);
+    let store_path = config.store_path();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let in_storage = info.location().is_some_and(|location| {
+            let file = location.file();
+            file.contains("/redb-") || file.contains("/redb/")
+        });
+        if !in_storage || !EXIT_ON_STORAGE_PANIC.load(Ordering::SeqCst) {
+            return previous(info);
+        }
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        eprintln!(
+            "error: store {} is damaged: the storage library stopped on it ({message}); run `ark-lattice verify`, and see README, \"A damaged store\"",
+            store_path.display()
+        );
+        std::process::exit(crate::error::exit::STORE_DAMAGED);
+    }));
+}
+
+/// See [`exit_on_storage_panic`].
+pub fn storage_panics_are_handled_elsewhere() {
+    EXIT_ON_STORAGE_PANIC.store(false, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Runs the command given on the command line. `argv` is the command line without the
 /// program name, forwarded as is when a server holds the store.
 pub fn run(args: Args, argv: &[String], config: &Config, out: &mut Output) -> Result<(), Error> {
@@ -61,6 +106,15 @@ pub fn run(args: Args, argv: &[String], config: &Config, out: &mut Output) -> Re
         Command::Serve(_) => crate::server::serve(config),
         Command::Federation(federation) => federation::run(config, &federation.command, out),
         Command::Keygen(keygen) => trust::keygen(keygen, out),
+        Command::Verify(args) if !args.skip_page_check => {
+            match verify::verify_offline(config, args, out) {
+                Err(Error::Store(StoreError::Locked { path })) => match running_server(config) {
+                    Some(server) => remote::forward(config, &server, argv, &command, out),
+                    None => Err(Error::Store(StoreError::Locked { path })),
+                },
+                outcome => outcome,
+            }
+        }
         _ => {
             let result = run_store_command(&command, argv, config, out);
             if let (
@@ -108,7 +162,9 @@ fn run_store_command(
                     err: &mut err,
                     read_input: &lattice::read_input,
                 };
-                return run_lattice(command, &mut session);
+                let outcome = run_lattice(command, &mut session);
+                crate::sync::move_aside_damaged(&mut store);
+                return outcome;
             }
             store_wait::Holder::Server(server) => {
                 match remote::forward(config, &server, argv, command, out) {
@@ -136,6 +192,7 @@ pub fn run_lattice(command: &Command, session: &mut Session<'_>) -> Result<(), E
         Command::List(list) => lattice::list(session, list),
         Command::Query(query) => lattice::query(session, query),
         Command::Stats(stats) => lattice::stats(session, stats),
+        Command::Verify(args) => verify::verify(session, args),
         Command::Conflicts(conflicts) => lattice::conflicts(session, conflicts),
         Command::Gc(args) => gc::gc(session, args),
         Command::Trust(trust) => trust::run(session, &trust.command),

@@ -11,8 +11,10 @@ use crate::cli::Command;
 use crate::config::Config;
 use crate::error::Error;
 use crate::http::{ClientConfig, ClientError, ClientRequest, HttpClient, WireStats};
+use crate::model::{Node, Shape};
 use crate::protocol::{Fields, parse_object};
 use crate::server::SERVER_FILE;
+use crate::store::WriteSummary;
 
 /// A server found through its `server.json`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +142,68 @@ fn was_sent(error: &ClientError) -> bool {
     }
 }
 
+/// The most node JSON sent in one `POST /api/lattice/nodes`: well inside the server's
+/// body limit (4 MiB by default, the same for every caller), so an import of any size
+/// travels as a stream of bounded requests, and the server's loop runs other requests
+/// between them.
+const IMPORT_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// `import` into the store a running server holds: the files are read and checked
+/// here, and the valid nodes sent in requests of at most [`IMPORT_REQUEST_BYTES`]
+/// (issue 10: one request with every file needed a 256 MiB body limit for loopback).
+fn forward_import(
+    config: &Config,
+    server: &ServerInfo,
+    import: &crate::cli::Import,
+    out: &mut Output,
+) -> Result<(), Error> {
+    let mut err = Output::stderr();
+    let mut write = |batch: &[Node]| -> Result<WriteSummary, Error> {
+        let mut totals = WriteSummary::default();
+        let mut pending: Vec<Value> = Vec::new();
+        let mut pending_bytes = 0;
+        let mut send = |nodes: Vec<Value>| -> Result<(), Error> {
+            let body = Value::Object(
+                [(
+                    "nodes".to_owned(),
+                    Value::Array(nodes.into_iter().collect()),
+                )]
+                .into_iter()
+                .collect(),
+            );
+            let answer = call(config, server, "POST", "/api/lattice/nodes", Some(body))?;
+            let fields = Fields::new(&answer, "the server's answer");
+            let count = |name| fields.u64(name).map_err(|error| Error::Other(error.0));
+            totals.created += count("created")?;
+            totals.updated += count("updated")?;
+            totals.unchanged += count("unchanged")?;
+            Ok(())
+        };
+        for node in batch {
+            let value = Value::Object(node.to_json(Shape::Native));
+            let size = json::to_string(&value).len();
+            if !pending.is_empty() && pending_bytes + size > IMPORT_REQUEST_BYTES {
+                send(std::mem::take(&mut pending))?;
+                pending_bytes = 0;
+            }
+            pending_bytes += size;
+            pending.push(value);
+        }
+        if !pending.is_empty() {
+            send(pending)?;
+        }
+        Ok(totals)
+    };
+    super::lattice::import_with(
+        import,
+        config.verbose,
+        &super::lattice::read_input,
+        out,
+        &mut err,
+        &mut write,
+    )
+}
+
 /// Sends a lattice command to the running server and prints what it answers, exactly
 /// as if it had run here. Input files are read here and sent along; `export -o` is
 /// written here.
@@ -150,13 +214,10 @@ pub fn forward(
     command: &Command,
     out: &mut Output,
 ) -> Result<(), Error> {
-    let mut files = Object::new();
     if let Command::Import(import) = command {
-        for file in &import.files {
-            let (_, bytes) = super::lattice::read_input(file)?;
-            files.insert(file.clone(), Value::String(crate::protocol::base64(&bytes)));
-        }
+        return forward_import(config, server, import, out);
     }
+    let files = Object::new();
     let args = argv.iter().map(|arg| Value::String(arg.clone())).collect();
     let body = Value::Object(
         [
@@ -182,7 +243,12 @@ pub fn forward(
         .unwrap_or(1) as i32;
     eprint!("{stderr}");
     match command {
-        Command::Export(export) if export.output.is_some() && code == 0 => {
+        // An export that left out damaged records (exit 6) is still written: it holds
+        // every intact record.
+        Command::Export(export)
+            if export.output.is_some()
+                && (code == 0 || code == crate::error::exit::STORE_DAMAGED) =>
+        {
             let path = PathBuf::from(export.output.as_deref().unwrap_or_default());
             let temporary = path.with_extension("partial");
             std::fs::write(&temporary, stdout)
@@ -217,6 +283,7 @@ pub fn wants_json(command: &Command) -> bool {
         Command::Stats(args) => args.json,
         Command::Conflicts(args) => args.json,
         Command::Gc(args) => args.json,
+        Command::Verify(args) => args.json,
         Command::Trust(trust) => match &trust.command {
             TrustCommand::List(args) => args.json,
             TrustCommand::Pending(args) => args.json,

@@ -32,14 +32,19 @@ pub enum Heard {
     Refused(String),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LanPeers {
     peers: BTreeMap<String, LanPeer>,
+    max_peers: usize,
 }
 
 impl LanPeers {
-    pub fn new() -> LanPeers {
-        LanPeers::default()
+    /// An empty table that keeps at most `max_peers` peers.
+    pub fn new(max_peers: usize) -> LanPeers {
+        LanPeers {
+            peers: BTreeMap::new(),
+            max_peers: max_peers.max(1),
+        }
     }
 
     /// Records a beacon from `source` heard at `now` (ms).
@@ -78,6 +83,9 @@ impl LanPeers {
         }
         let url = format!("http://{}:{}", source.ip(), beacon.port);
         let first_seen = self.peers.get(&beacon.peer_id).map(|peer| peer.first_seen);
+        if first_seen.is_none() && self.peers.len() >= self.max_peers {
+            self.make_room();
+        }
         let heard = if first_seen.is_some() {
             Heard::Again
         } else {
@@ -97,6 +105,26 @@ impl LanPeers {
         heard
     }
 
+    /// Drops the peer heard least recently, preferring an unsigned one: a signed
+    /// beacon at least proves its sender holds the key its id names.
+    fn make_room(&mut self) {
+        let oldest = |signed: bool| {
+            self.peers
+                .iter()
+                .filter(|(_, peer)| peer.signed == signed)
+                .min_by_key(|(_, peer)| peer.last_seen)
+                .map(|(id, _)| id.clone())
+        };
+        if let Some(id) = oldest(false).or_else(|| oldest(true)) {
+            self.peers.remove(&id);
+        }
+    }
+
+    /// The peer listed under `peer_id`.
+    pub fn get(&self, peer_id: &str) -> Option<&LanPeer> {
+        self.peers.get(peer_id)
+    }
+
     /// Removes and returns the peers not heard for more than `max_age` ms.
     pub fn expire(&mut self, now: u64, max_age: u64) -> Vec<LanPeer> {
         let stale: Vec<String> = self
@@ -111,7 +139,7 @@ impl LanPeers {
             .collect()
     }
 
-    /// Every listed peer, by id.
+    /// Every listed peer, by id: at most the table's cap.
     pub fn list(&self) -> Vec<LanPeer> {
         self.peers.values().cloned().collect()
     }
@@ -141,7 +169,7 @@ mod tests {
 
     #[test]
     fn peers_are_new_then_heard_again_then_expire() {
-        let mut peers = LanPeers::new();
+        let mut peers = LanPeers::new(16);
         let beacon = signed(1_000, 9000);
         assert_eq!(
             peers.hear(beacon.clone(), &Verification::Signed, source(), 1_000),
@@ -167,7 +195,7 @@ mod tests {
 
     #[test]
     fn forged_unsigned_and_replayed_beacons_are_refused() {
-        let mut peers = LanPeers::new();
+        let mut peers = LanPeers::new(16);
         let invalid = Verification::Invalid("mismatch".into());
         assert!(matches!(
             peers.hear(signed(1, 9000), &invalid, source(), 1),
@@ -187,5 +215,22 @@ mod tests {
             Heard::Refused(_)
         ));
         assert_eq!(peers.list()[0].url, "http://10.0.0.2:9000");
+    }
+
+    #[test]
+    fn a_flood_of_made_up_ids_stays_within_the_cap_and_keeps_signed_peers() {
+        let mut peers = LanPeers::new(8);
+        peers.hear(signed(1, 9000), &Verification::Signed, source(), 1);
+        for index in 0..10_000u64 {
+            let mut fake = signed(index, 9000);
+            fake.peer_id = format!("{index:064x}");
+            fake.public_key = None;
+            fake.signature = None;
+            let heard = peers.hear(fake, &Verification::Unsigned, source(), 2 + index);
+            assert_eq!(heard, Heard::New);
+        }
+        assert_eq!(peers.len(), 8);
+        let signed_id = signed(1, 9000).peer_id;
+        assert!(peers.get(&signed_id).is_some(), "the signed peer was kept");
     }
 }

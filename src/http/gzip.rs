@@ -30,19 +30,35 @@ impl fmt::Display for GunzipError {
 
 /// Decompresses `compressed`, refusing to produce more than `limit` bytes.
 ///
-/// The cap is what makes a "gzip bomb" (a few KiB that inflate to gigabytes) harmless:
-/// decoding stops one byte past the limit instead of allocating the whole output.
+/// The cap is what makes a "gzip bomb" (1 MB that inflates to 1 GiB) harmless: decoding
+/// stops at the first chunk past the limit, and the output buffer grows by doubling only
+/// up to `limit`, never beyond, so the most it holds is `limit` bytes (issue 10).
 /// Concatenated gzip members are accepted, as RFC 1952 allows.
 pub(crate) fn gunzip_limited(compressed: &[u8], limit: usize) -> Result<Vec<u8>, GunzipError> {
-    let mut decoder = MultiGzDecoder::new(compressed).take(limit as u64 + 1);
-    let mut decompressed = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
-    decoder
-        .read_to_end(&mut decompressed)
-        .map_err(GunzipError::Malformed)?;
-    if decompressed.len() > limit {
-        return Err(GunzipError::TooLarge(limit));
+    const CHUNK_BYTES: usize = 16 * 1024;
+    let mut decoder = MultiGzDecoder::new(compressed);
+    let mut decompressed = Vec::new();
+    let mut chunk = [0u8; CHUNK_BYTES];
+    loop {
+        let read = match decoder.read(&mut chunk) {
+            Ok(0) => return Ok(decompressed),
+            Ok(read) => read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(GunzipError::Malformed(error)),
+        };
+        let needed = decompressed.len() + read;
+        if needed > limit {
+            return Err(GunzipError::TooLarge(limit));
+        }
+        if needed > decompressed.capacity() {
+            let grown = (decompressed.capacity() * 2)
+                .max(CHUNK_BYTES * 4)
+                .min(limit)
+                .max(needed);
+            decompressed.reserve_exact(grown - decompressed.len());
+        }
+        decompressed.extend_from_slice(&chunk[..read]);
     }
-    Ok(decompressed)
 }
 
 /// Compresses `plain` at the default level, which on JSON gives most of the saving of
@@ -101,6 +117,19 @@ mod tests {
             Err(GunzipError::TooLarge(1_048_576)) => {}
             other => panic!("expected TooLarge, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn output_never_grows_past_the_limit() {
+        let plain = vec![b'a'; 300_000];
+        let output = gunzip_limited(&gzip(&plain), 300_000).unwrap();
+        assert_eq!(output, plain);
+        assert!(output.capacity() <= 300_000, "{}", output.capacity());
+        let bomb = gzip(&vec![0u8; 64 * 1024 * 1024]);
+        assert!(matches!(
+            gunzip_limited(&bomb, 4 * 1024 * 1024),
+            Err(GunzipError::TooLarge(4_194_304))
+        ));
     }
 
     #[test]

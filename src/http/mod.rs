@@ -2,6 +2,7 @@
 //! smol, single-threaded, with gzip and byte counters. Routes, handlers and the sync
 //! protocol live elsewhere and see only the plain types re-exported here.
 
+mod admission;
 mod body;
 mod client;
 mod client_types;
@@ -16,6 +17,6 @@ pub use client_types::{ClientConfig, ClientError, ClientRequest, ClientResponse}
 pub use message::{
     Body, BodySender, BodyStream, ClientGone, Request, Response, TrySendError, percent_decode,
 };
-pub use server::{ServerLimits, is_loopback, serve};
+pub use server::{ServerLimits, is_loopback, serve, serve_streams};
 pub use url::{PeerUrl, UrlError, UrlProblem};
 pub use wire::WireStats;

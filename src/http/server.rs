@@ -8,9 +8,10 @@
 //! the `LocalExecutor` it is given, so handlers may hold `Rc<RefCell<..>>`; hyper's
 //! HTTP/1 connection needs no executor of its own. Timers come from async-io's reactor.
 //!
-//! The connection cap is a semaphore taken *before* `accept`: beyond the cap, new
-//! connections wait in the kernel's accept queue (the listen backlog) rather than being
-//! accepted and refused, and no memory or task is spent on them until a slot frees up.
+//! Every connection is accepted at once and admitted by `admission`'s table: a cap per
+//! address and one in total, kept by closing the longest-stalled connection of the
+//! address over its share. The accept loop never waits for a slot, so no source can
+//! keep the others in the listen backlog.
 //!
 //! hyper 1.12's `header_read_timeout` starts when hyper begins reading a request head:
 //! at accept for the first request, and again as soon as a kept-alive connection goes
@@ -19,29 +20,36 @@
 //! `hyper_header_read_timeout_also_closes_idle_keep_alive` pin this down). The separate,
 //! usually shorter, idle timeout is ours: a per-connection timer watches the time of
 //! the last byte and the number of unfinished requests, and calls hyper's
-//! `graceful_shutdown` when both say the connection is idle.
+//! `graceful_shutdown` when both say the connection is idle. A second timer of ours is
+//! the head deadline: it counts from accept, so it also covers whatever `prepare` does
+//! with the stream before hyper sees it (a TLS handshake).
+//!
+//! A panic in a handler is caught around the handler's future (the release profile
+//! unwinds for this): the request is answered 500, counted in [`WireStats::panics`]
+//! and logged. One anywhere else in a connection ends only that connection.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::panic::AssertUnwindSafe;
 use std::pin::{Pin, pin};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures_lite::future;
+use futures_lite::io::{AsyncRead, AsyncWrite};
+use futures_lite::{FutureExt, future};
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{HeaderMap, StatusCode};
-use smol::channel::{self, Receiver};
-use smol::lock::{Semaphore, SemaphoreGuardArc};
+use smol::channel::Receiver;
 use smol::net::{TcpListener, TcpStream};
 use smol::{LocalExecutor, Timer};
 use smol_hyper::rt::{FuturesIo, SmolTimer};
 
+use super::admission::{AdmissionGuard, Admitted, ConnectionTable};
 use super::body::{ReadOutcome, ResponseBody, read_body};
 use super::gzip::{GunzipError, accepts_gzip, gunzip_limited, gzip, is_gzip_encoding};
 use super::message::{Body, Request, Response};
@@ -55,21 +63,23 @@ use super::wire::{Activity, CountingStream, InFlight, WireStats};
 /// | `header_read_timeout` | 10 s |
 /// | `idle_timeout` | 5 s |
 /// | `body_read_timeout` | 30 s |
-/// | `max_connections` | 32 |
+/// | `max_connections` | 256 |
+/// | `max_connections_per_address` | 32 |
 /// | `max_body_bytes` | 4 MiB |
-/// | `max_loopback_body_bytes` | 256 MiB |
 /// | `uncapped_loopback` | true |
 /// | `max_head_bytes` | 16 KiB |
 /// | `gzip_threshold` | 1 KiB |
 /// | `shutdown_grace` | 10 s |
 ///
-/// Worst-case body memory is about `max_connections × 2 × max_body_bytes` (a gzip body
-/// and its decompressed form), 256 MiB with the defaults; real sync traffic is far below.
+/// Bodies are read one at a time per connection, so body memory is at most about
+/// `max_connections × 2 × max_body_bytes` (a gzip body and its decompressed form); one
+/// address can hold `max_connections_per_address × 2 × max_body_bytes` (256 MiB with
+/// the defaults, and only by uploading that much within `body_read_timeout`).
 #[derive(Debug, Clone, Copy)]
 pub struct ServerLimits {
     /// Time allowed for a whole request head (request line and headers) to arrive,
-    /// counted from accept or from the end of the previous response. Slow-header
-    /// ("slowloris") clients are dropped after it.
+    /// counted from accept (a TLS handshake included) or from the end of the previous
+    /// response. Slow-header ("slowloris") clients are dropped after it.
     pub header_read_timeout: Duration,
     /// A kept-alive connection with no request in flight and no bytes moving is closed
     /// after this long. Short, because every open connection holds one of
@@ -80,14 +90,17 @@ pub struct ServerLimits {
     /// Time allowed for a request body to arrive once its head has; 408 after it.
     /// Generous, since a Pi on Wi-Fi may upload a few MiB slowly.
     pub body_read_timeout: Duration,
-    /// Connections served at once; further ones wait in the listen backlog.
+    /// Connections held at once. At the cap, a new connection takes the place of the
+    /// longest-stalled one (no request in flight) of the address holding the most;
+    /// when every connection is serving a request, it is closed at once.
     pub max_connections: usize,
+    /// Connections held at once from one address (IPv4) or /64 network (IPv6). Beyond
+    /// it the address's own longest-stalled connection is closed, so one address
+    /// cannot crowd out the others however many connections it opens.
+    pub max_connections_per_address: usize,
     /// Largest request body, counted on the wire and again after gzip decoding;
     /// 413 beyond it. Room for a few maximum-size records per request.
     pub max_body_bytes: usize,
-    /// The body limit for callers on this machine (the CLI sending an import to the
-    /// server that holds the store), which are not the peers the limit guards against.
-    pub max_loopback_body_bytes: usize,
     /// Leave callers on loopback (the CLI talking to its server) out of the process's
     /// bandwidth caps. Off behind a reverse proxy, whose traffic also comes from
     /// loopback.
@@ -108,9 +121,9 @@ impl Default for ServerLimits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(5),
             body_read_timeout: Duration::from_secs(30),
-            max_connections: 32,
+            max_connections: 256,
+            max_connections_per_address: 32,
             max_body_bytes: 4 * 1024 * 1024,
-            max_loopback_body_bytes: 256 * 1024 * 1024,
             uncapped_loopback: true,
             max_head_bytes: 16 * 1024,
             gzip_threshold: 1024,
@@ -173,11 +186,42 @@ where
     H: Fn(Request) -> F + 'static,
     F: Future<Output = Response> + 'static,
 {
+    serve_streams(
+        executor,
+        listener,
+        limits,
+        stats,
+        handler,
+        shutdown,
+        |stream| async move { Ok(stream) },
+    )
+    .await
+}
+
+/// [`serve`], with each accepted stream turned into the one HTTP runs over by `prepare`
+/// (for TLS, the handshake). `prepare` runs inside the connection's head deadline, so a
+/// client that stalls in it is closed like one that stalls in its request head, and is
+/// shed the same way when its source is over its cap.
+pub async fn serve_streams<H, F, P, PF, S>(
+    executor: &LocalExecutor<'_>,
+    listener: TcpListener,
+    limits: ServerLimits,
+    stats: Rc<WireStats>,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+    prepare: P,
+) -> io::Result<()>
+where
+    H: Fn(Request) -> F + 'static,
+    F: Future<Output = Response> + 'static,
+    P: Fn(TcpStream) -> PF + 'static,
+    PF: Future<Output = io::Result<S>> + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
     let limits = limits.clamped();
     let handler = Rc::new(handler);
-    let connection_slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    // Dropping `stop_sender` tells every connection to shut down: their `recv` fails.
-    let (stop_sender, stop_receiver) = channel::bounded::<()>(1);
+    let prepare = Rc::new(prepare);
+    let table = ConnectionTable::new(limits.max_connections, limits.max_connections_per_address);
     let mut builder = http1::Builder::new();
     builder
         .timer(SmolTimer::new())
@@ -192,13 +236,10 @@ where
                 shutdown.as_mut().await;
                 None
             },
-            async {
-                let slot = connection_slots.acquire_arc().await;
-                Some((slot, listener.accept().await))
-            },
+            async { Some(listener.accept().await) },
         )
         .await;
-        let Some((slot, accepted)) = accepted else {
+        let Some(accepted) = accepted else {
             break;
         };
         let (stream, remote_addr) = match accepted {
@@ -211,31 +252,34 @@ where
             }
             Err(error) => return Err(error),
         };
+        let activity = Activity::new();
+        let admitted = table.admit(&remote_addr, Rc::clone(&activity));
+        stats.set_admission_counts(table.shed_count(), table.refused_count());
+        let (closed, admission) = match admitted {
+            Admitted::Yes(closed, guard) => (closed, guard),
+            // Dropping the stream closes it: its source holds its share, all busy.
+            Admitted::Refused => continue,
+        };
         let connection = Connection {
             builder: builder.clone(),
             limits,
             stats: Rc::clone(&stats),
             remote_addr,
-            stop: stop_receiver.clone(),
-            _slot: slot,
+            activity,
+            closed,
+            _admission: admission,
         };
+        let prepared = prepare(stream);
         executor
-            .spawn(connection.run(stream, Rc::clone(&handler)))
+            .spawn(connection.run(prepared, Rc::clone(&handler)))
             .detach();
     }
 
     drop(listener);
-    drop(stop_sender);
-    // Every connection gives its slot back by `shutdown_grace` at the latest (it closes
-    // itself then), so holding all slots means every connection is gone. The margin only
-    // covers timer jitter.
-    let all_slots = async {
-        let mut slots = Vec::with_capacity(limits.max_connections);
-        for _ in 0..limits.max_connections.max(1) {
-            slots.push(connection_slots.acquire().await);
-        }
-    };
-    future::or(all_slots, async {
+    table.close_all();
+    // Every connection leaves the table by `shutdown_grace` at the latest (it closes
+    // itself then). The margin only covers timer jitter.
+    future::or(table.emptied(), async {
         Timer::after(limits.shutdown_grace + Duration::from_millis(100)).await;
     })
     .await;
@@ -263,21 +307,56 @@ struct Connection {
     limits: ServerLimits,
     stats: Rc<WireStats>,
     remote_addr: SocketAddr,
-    stop: Receiver<()>,
-    /// Held for the life of the connection; see the connection cap in the module docs.
-    _slot: SemaphoreGuardArc,
+    activity: Rc<Activity>,
+    /// Fails when the connection was shed or the server is shutting down.
+    closed: Receiver<()>,
+    /// Keeps the connection in the server's table while it lives.
+    _admission: AdmissionGuard,
 }
 
 impl Connection {
-    async fn run<H, F>(self, stream: TcpStream, handler: Rc<H>)
+    async fn run<H, F, PF, S>(self, prepared: PF, handler: Rc<H>)
     where
         H: Fn(Request) -> F + 'static,
         F: Future<Output = Response> + 'static,
+        PF: Future<Output = io::Result<S>>,
+        S: AsyncRead + AsyncWrite + Unpin,
     {
-        // Small request/response exchanges would otherwise wait on Nagle's algorithm.
-        let _ = stream.set_nodelay(true);
         self.stats.add_connection();
-        let activity = Activity::new();
+        let head_deadline = self.activity.waiting_since() + self.limits.header_read_timeout;
+        // Shed, shut down or out of time before the stream was even ready: nothing to
+        // answer, so the connection just closes.
+        let stream = future::or(
+            async { prepared.await.ok() },
+            future::or(
+                async {
+                    let _ = self.closed.recv().await;
+                    None
+                },
+                async {
+                    Timer::at(head_deadline).await;
+                    None
+                },
+            ),
+        )
+        .await;
+        let Some(stream) = stream else {
+            return;
+        };
+        // A panic in hyper or in our glue ends this connection, not the server.
+        let served = AssertUnwindSafe(self.serve_http(stream, handler)).catch_unwind();
+        if served.await.is_err() {
+            self.stats.add_panic();
+        }
+    }
+
+    async fn serve_http<H, F, S>(&self, stream: S, handler: Rc<H>)
+    where
+        H: Fn(Request) -> F + 'static,
+        F: Future<Output = Response> + 'static,
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let activity = Rc::clone(&self.activity);
         let io = CountingStream::new(stream, Rc::clone(&self.stats), Some(Rc::clone(&activity)));
         let io = if self.limits.uncapped_loopback && is_loopback(&self.remote_addr) {
             io.uncapped()
@@ -297,9 +376,13 @@ impl Connection {
             async move { Ok::<_, Infallible>(exchange.respond(request, &*handler, in_flight).await) }
         });
         let mut connection = pin!(self.builder.serve_connection(FuturesIo::new(io), service));
-        let mut stop_signal = pin!(self.stop.recv());
+        let mut stop_signal = pin!(self.closed.recv());
         let idle_timeout = self.limits.idle_timeout;
+        let header_read_timeout = self.limits.header_read_timeout;
         let mut idle_timer = Timer::at(activity.last_active() + idle_timeout);
+        // Our own head deadline, counted from accept (or the end of the last response)
+        // like hyper's, but also covering `prepare` and not reset by hyper.
+        let mut head_timer = Timer::at(activity.waiting_since() + header_read_timeout);
         let mut drain_deadline: Option<Timer> = None;
         let mut closing = false;
 
@@ -310,10 +393,27 @@ impl Connection {
                 if connection.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(());
                 }
+                if Pin::new(&mut head_timer).poll(cx).is_ready() {
+                    let head_deadline = activity.waiting_since() + header_read_timeout;
+                    if activity.is_busy() {
+                        head_timer.set_at(Instant::now() + header_read_timeout);
+                    } else if Instant::now() >= head_deadline {
+                        // No complete head in time: close without a word, as hyper would.
+                        return Poll::Ready(());
+                    } else {
+                        head_timer.set_at(head_deadline);
+                    }
+                    continue;
+                }
                 if !closing {
                     if stop_signal.as_mut().poll(cx).is_ready() {
                         closing = true;
                         connection.as_mut().graceful_shutdown();
+                        if !activity.is_busy() {
+                            // Shed or shutting down while waiting for a head: there
+                            // is no answer to finish, so close now.
+                            return Poll::Ready(());
+                        }
                         drain_deadline = Some(Timer::after(self.limits.shutdown_grace));
                         continue;
                     }
@@ -364,7 +464,27 @@ impl Exchange {
         let accepts_gzip =
             header_values(request.headers(), header::ACCEPT_ENCODING).any(accepts_gzip);
         let response = match self.read_request(request).await {
-            Ok(request) => handler(request).await,
+            Ok(request) => {
+                let method = request.method.clone();
+                let path = request.path.clone();
+                // A panic in a handler or below it (a damaged store page made redb
+                // panic, issue 10) ends this request with a 500; the node keeps serving.
+                // Borrows of shared state are released as the panic unwinds.
+                match AssertUnwindSafe(handler(request)).catch_unwind().await {
+                    Ok(response) => response,
+                    Err(payload) => {
+                        self.stats.add_panic();
+                        eprintln!(
+                            "error: {method} {path} panicked ({}); answered 500",
+                            panic_message(payload.as_ref())
+                        );
+                        closing(Response::error(
+                            500,
+                            "internal error while handling the request; it was logged",
+                        ))
+                    }
+                }
+            }
             Err(refusal) => refusal,
         };
         self.to_hyper(response, accepts_gzip, in_flight)
@@ -376,11 +496,9 @@ impl Exchange {
         request: hyper::Request<hyper::body::Incoming>,
     ) -> Result<Request, Response> {
         let limits = &self.limits;
-        let max_body_bytes = if is_loopback(&self.remote_addr) {
-            limits.max_body_bytes.max(limits.max_loopback_body_bytes)
-        } else {
-            limits.max_body_bytes
-        };
+        // The same limit for every caller, on this machine or not: a reverse proxy on
+        // the host forwards everyone's bodies from loopback (issue 10).
+        let max_body_bytes = limits.max_body_bytes;
         let (parts, mut incoming) = request.into_parts();
         let deadline = Instant::now() + limits.body_read_timeout;
         let wire_body = match read_body(&mut incoming, max_body_bytes, deadline).await {
@@ -515,6 +633,15 @@ impl Exchange {
         *hyper_response.headers_mut() = header_map;
         hyper_response
     }
+}
+
+/// The text a panic was raised with, when it was a string.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
 }
 
 /// Marks a response as the last on its connection, for answers sent while the request

@@ -28,6 +28,9 @@ pub struct WireStats {
     bytes_sent: Cell<u64>,
     requests: Cell<u64>,
     connections: Cell<u64>,
+    connections_shed: Cell<u64>,
+    connections_refused: Cell<u64>,
+    panics: Cell<u64>,
     send_limit: Option<RateLimit>,
     receive_limit: Option<RateLimit>,
 }
@@ -66,6 +69,31 @@ impl WireStats {
     /// TCP connections accepted (server) or opened (client).
     pub fn connections(&self) -> u64 {
         self.connections.get()
+    }
+
+    /// Connections closed to make room for another (server): stalled ones of an
+    /// address over its share, or of the busiest address when the server was full.
+    pub fn connections_shed(&self) -> u64 {
+        self.connections_shed.get()
+    }
+
+    /// Connections closed at once because their address held its share, all busy.
+    pub fn connections_refused(&self) -> u64 {
+        self.connections_refused.get()
+    }
+
+    /// Requests (or connections) that ended in a panic, caught and answered 500.
+    pub fn panics(&self) -> u64 {
+        self.panics.get()
+    }
+
+    pub(crate) fn set_admission_counts(&self, shed: u64, refused: u64) {
+        self.connections_shed.set(shed);
+        self.connections_refused.set(refused);
+    }
+
+    pub(crate) fn add_panic(&self) {
+        self.panics.set(self.panics.get() + 1);
     }
 
     pub(crate) fn add_request(&self) {
@@ -159,13 +187,18 @@ fn poll_allowance(
 pub(crate) struct Activity {
     last_active: Cell<Instant>,
     in_flight: Cell<usize>,
+    /// Since when the connection has had no request in flight: it is waiting for a
+    /// request head (from accept, or from the end of the last response).
+    waiting_since: Cell<Instant>,
 }
 
 impl Activity {
     pub(crate) fn new() -> Rc<Activity> {
+        let now = Instant::now();
         Rc::new(Activity {
-            last_active: Cell::new(Instant::now()),
+            last_active: Cell::new(now),
             in_flight: Cell::new(0),
+            waiting_since: Cell::new(now),
         })
     }
 
@@ -179,6 +212,12 @@ impl Activity {
 
     pub(crate) fn is_busy(&self) -> bool {
         self.in_flight.get() > 0
+    }
+
+    /// When the connection last started waiting for a request head; meaningful while
+    /// it is not busy.
+    pub(crate) fn waiting_since(&self) -> Instant {
+        self.waiting_since.get()
     }
 
     /// Marks a request in flight until the returned guard is dropped.
@@ -195,8 +234,12 @@ pub(crate) struct InFlight(Rc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.set(self.0.in_flight.get() - 1);
+        let in_flight = self.0.in_flight.get() - 1;
+        self.0.in_flight.set(in_flight);
         self.0.touch();
+        if in_flight == 0 {
+            self.0.waiting_since.set(Instant::now());
+        }
     }
 }
 

@@ -4,12 +4,14 @@
 mod fields;
 mod legacy;
 mod record;
+mod split;
 
 pub use fields::{Fields, WireError, json_object, parse_object};
 pub use legacy::{ark_row, legacy_origin, legacy_record};
 pub use record::{
     base64, record_from_wire, record_to_wire, types_from_query, types_to_query, unbase64,
 };
+pub use split::{SplitObject, parse_piece, split_object};
 
 /// Protocol names advertised in `/federation/info` under `protocols`.
 pub const PROTOCOL_LEGACY: &str = "ark-federation-v1";

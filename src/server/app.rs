@@ -51,6 +51,8 @@ pub struct App {
     pub http_requests: HttpCounters,
     /// Peers heard by LAN beacon.
     pub lan_peers: RefCell<LanPeers>,
+    /// Unknown keys that signed a request, written to the store in batches.
+    pub pending_callers: RefCell<crate::sync::trust_book::PendingCallers>,
 }
 
 impl std::fmt::Debug for App {
@@ -113,7 +115,10 @@ impl App {
             registry: RefCell::new(std::collections::BTreeMap::new()),
             events,
             http_requests: HttpCounters::default(),
-            lan_peers: RefCell::new(LanPeers::new()),
+            lan_peers: RefCell::new(LanPeers::new(crate::config::MAX_LAN_PEERS)),
+            pending_callers: RefCell::new(crate::sync::trust_book::PendingCallers::new(
+                crate::config::MAX_PENDING_TRUST,
+            )),
         }))
     }
 
@@ -193,6 +198,23 @@ impl App {
             );
         }
         result
+    }
+
+    /// Writes the unknown keys noted since the last call as pending trust entries.
+    pub fn flush_pending_callers(&self) {
+        let result = crate::sync::trust_book::flush_pending(
+            &mut self.store.borrow_mut(),
+            &mut self.pending_callers.borrow_mut(),
+            crate::config::MAX_PENDING_TRUST,
+        );
+        match result {
+            Ok(dropped) if dropped > 0 && self.config.verbose => eprintln!(
+                "ark:trust dropped {dropped} pending key(s) seen least recently (at most {} are kept)",
+                crate::config::MAX_PENDING_TRUST
+            ),
+            Ok(_) => {}
+            Err(error) => eprintln!("warning: cannot save pending trust entries: {error}"),
+        }
     }
 
     pub fn request_shutdown(&self) {

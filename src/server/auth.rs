@@ -91,7 +91,12 @@ pub fn authorize(app: &App, request: &Request, access: Access) -> Result<Caller,
             ),
         });
     }
-    let tier = trust_book::note_caller(&mut app.store.borrow_mut(), verified.public_key, now)?;
+    let tier = trust_book::note_caller(
+        &mut app.store.borrow_mut(),
+        &mut app.pending_callers.borrow_mut(),
+        verified.public_key,
+        now,
+    )?;
     // Open mode serves anyone as core, signed or not; a key given a tier keeps it.
     let tier = tier.or((app.config.federation.trust == TrustMode::Open).then_some(Tier::Core));
     let Some(tier) = tier else {

@@ -141,6 +141,7 @@ pub async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError>
                 ("nodes", Value::Array(nodes)),
             ]))
         }
+        ("POST", "/api/lattice/nodes") => write_nodes(app, &body()?),
         ("GET", path) if path.starts_with("/api/lattice/nodes/") => {
             let id = percent_decode(&request.path["/api/lattice/nodes/".len()..]);
             let record = app.store.borrow().get(&id)?;
@@ -572,10 +573,38 @@ fn conflicts(app: &App, request: &Request) -> Result<Value, ApiError> {
     ))
 }
 
+/// `POST /api/lattice/nodes {nodes: [node, ...]}` → `{created, updated, unchanged}`:
+/// writes the nodes as local changes in one transaction. The CLI's `import` sends a
+/// large file here in requests of about 1 MiB. Every node is checked as on import; one
+/// that fails is refused with the request, naming its index.
+fn write_nodes(app: &App, body: &miniserde::json::Object) -> Result<Value, ApiError> {
+    let fields = Fields::new(body, "request body");
+    let nodes = fields
+        .array("nodes")?
+        .iter()
+        .enumerate()
+        .map(|(index, value)| {
+            crate::model::Node::from_json(value)
+                .map_err(|error| ApiError::bad_request(format!("nodes[{index}]: {error}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let summary = app
+        .store
+        .borrow_mut()
+        .write_nodes(&nodes, unix_millis_now())?;
+    Ok(object([
+        ("created", number(summary.created)),
+        ("updated", number(summary.updated)),
+        ("unchanged", number(summary.unchanged)),
+    ]))
+}
+
 /// `POST /api/cli {args: [...], files: {name: base64}}` → `{stdout, stderr, exit_code}`.
 /// Runs a lattice command exactly as the CLI would, on the store this server holds.
 /// Files named on the command line come in the request, read by the CLI beforehand.
 fn cli(app: &App, request: &Request) -> Result<Value, ApiError> {
+    // `trust list` and friends should see the keys noted moments ago.
+    app.flush_pending_callers();
     let body = parse_object(&request.body, "cli request")?;
     let fields = Fields::new(&body, "cli request");
     let args: Vec<String> = fields
@@ -630,7 +659,9 @@ fn cli(app: &App, request: &Request) -> Result<Value, ApiError> {
     let exit_code = match result {
         Ok(()) => 0,
         Err(error) => {
-            let _ = err.line(format!("error: {error}"));
+            if !matches!(error, Error::Reported { .. }) {
+                let _ = err.line(format!("error: {error}"));
+            }
             error.exit_code()
         }
     };

@@ -88,6 +88,9 @@ async fn beacon_loop(app: Rc<App>, socket: smol::net::UdpSocket) {
                 Timer::after(Duration::from_millis(200)).await;
             }
             Some(Ok((length, source))) => {
+                // While datagrams keep coming the receive never waits, so without this
+                // a beacon flood would hold the thread and every request behind it.
+                future::yield_now().await;
                 let new = hear(&app, &buffer[..length], source);
                 if new && last_answer.is_none_or(|at| at.elapsed() >= ANSWER_AT_MOST_EVERY) {
                     last_answer = Some(Instant::now());
@@ -158,12 +161,9 @@ fn hear(app: &App, bytes: &[u8], source: SocketAddr) -> bool {
             .hear(beacon.clone(), &verification, source, unix_millis_now());
     match heard {
         Heard::New => {
-            let listed = app
-                .lan_peers
-                .borrow()
-                .list()
-                .into_iter()
-                .find(|peer| peer.beacon.peer_id == beacon.peer_id);
+            // One entry, not a copy of the whole table per beacon (issue 10: 10,000
+            // made-up ids cost 18 s of CPU that way).
+            let listed = app.lan_peers.borrow().get(&beacon.peer_id).cloned();
             if let Some(peer) = listed {
                 let entry = lan_peer_json(app, &peer);
                 if app.config.verbose {

@@ -87,6 +87,10 @@ pub async fn counted(app: Rc<App>, request: Request) -> Response {
     let counters = app.clone();
     let response = routes::handle(app, request).await;
     counters.http_requests.add(route, response.status);
+    // Damaged records the request came across were skipped; move them aside now.
+    if let Ok(mut store) = counters.store.try_borrow_mut() {
+        crate::sync::move_aside_damaged(&mut store);
+    }
     response
 }
 
@@ -188,6 +192,24 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
         app.wire.bytes_received(),
     );
     out.single(
+        "ark_lattice_http_panics_total",
+        "counter",
+        "Requests whose handler panicked; each was answered 500 and logged.",
+        app.wire.panics(),
+    );
+    out.single(
+        "ark_lattice_http_connections_shed_total",
+        "counter",
+        "Stalled connections closed to make room: over the per-address share or the total cap.",
+        app.wire.connections_shed(),
+    );
+    out.single(
+        "ark_lattice_http_connections_refused_total",
+        "counter",
+        "Connections closed at accept because their address held its share, all busy.",
+        app.wire.connections_refused(),
+    );
+    out.single(
         "ark_lattice_peers",
         "gauge",
         "Peers in the peer list.",
@@ -242,6 +264,18 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
         "gauge",
         "Deleted nodes kept as tombstones so the delete reaches peers.",
         store_stats.tombstones,
+    );
+    out.single(
+        "ark_lattice_damaged_records_found_total",
+        "counter",
+        "Stored records found damaged (bytes not matching their content hash) since start; each was skipped, not served.",
+        app.store.borrow().damaged_found(),
+    );
+    out.single(
+        "ark_lattice_store_damaged_records",
+        "gauge",
+        "Records moved aside as damaged over the store's life, kept in its damaged table.",
+        store_stats.damaged,
     );
     out.single(
         "ark_lattice_store_size_bytes",

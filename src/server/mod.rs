@@ -49,7 +49,11 @@ const PORT_FALLBACK_TRIES: u16 = 10;
 
 /// Runs the server until a signal or a shutdown request.
 pub fn serve(config: &Config) -> Result<(), Error> {
+    // A plain open trusts the file, and a page damaged outside redb would stop the node
+    // at the first request that reads it, under systemd again and again: check first.
+    crate::commands::check_before_serving(config)?;
     let app = App::open(config)?;
+    crate::commands::storage_panics_are_handled_elsewhere();
     // The executor lives as long as the process; leaking it lets tasks be `'static`.
     let executor: &'static LocalExecutor<'static> = Box::leak(Box::new(LocalExecutor::new()));
     smol::block_on(executor.run(run(executor, app)))
@@ -100,6 +104,13 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
     if let Some(command) = &app.config.on_event {
         tasks.push(app.events.start_hooks(executor, command.clone()));
     }
+    let pending_app = app.clone();
+    tasks.push(executor.spawn(async move {
+        loop {
+            Timer::after(crate::config::PENDING_FLUSH_INTERVAL).await;
+            pending_app.flush_pending_callers();
+        }
+    }));
     let keep_alive_app = app.clone();
     tasks.push(executor.spawn(async move {
         loop {
@@ -131,22 +142,31 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
         })
         .await;
         eprintln!("shutting down: finishing in-flight requests");
+        // Held long-polls wait on this; without it a signal left them to their
+        // timeout (issue 10: 10 s to stop with one held).
+        shutdown_app.request_shutdown();
         // Event streams never finish by themselves; ending them lets shutdown proceed.
         shutdown_app.events.close_subscribers();
     };
     let handler_app = app.clone();
     let handler = move |request| metrics::counted(handler_app.clone(), request);
-    let served = crate::http::serve(
-        executor,
-        listener,
-        federation.limits,
-        app.wire.clone(),
-        handler,
-        shutdown,
-    )
-    .await;
+    // The accept loop runs as a task of its own, not inside the executor's main future:
+    // the executor polls its main future only between batches of 200 task runs, so a
+    // handler that yields between chunks of work (a large push) would otherwise keep
+    // new connections waiting for 200 of its chunks (issue 10).
+    let served = executor
+        .spawn(crate::http::serve(
+            executor,
+            listener,
+            federation.limits,
+            app.wire.clone(),
+            handler,
+            shutdown,
+        ))
+        .await;
     let _ = notifier.stopping();
     drop(tasks);
+    app.flush_pending_callers();
     if let Err(error) = app.syncer.flush() {
         eprintln!("warning: could not save the last sync statistics: {error}");
     }
@@ -171,7 +191,7 @@ async fn bind(
         let Some(candidate) = port.checked_add(offset) else {
             break;
         };
-        match smol::net::TcpListener::bind((ip, candidate)).await {
+        match listen((ip, candidate).into()) {
             Ok(listener) => {
                 if offset > 0 {
                     eprintln!(
@@ -197,6 +217,28 @@ async fn bind(
     Err(Error::Other(format!(
         "cannot listen on {ip}:{candidate}: {error}"
     )))
+}
+
+/// Connections the kernel completes and queues before we accept them. std's 128 fills
+/// within milliseconds when one address opens thousands of connections (issue 10), and
+/// then everyone's SYNs are dropped and retried a second later; the accept loop takes
+/// them off the queue as fast as they come, so a deeper queue only absorbs bursts. The
+/// kernel caps it at `net.core.somaxconn` (4096 on current Linux).
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// A listening TCP socket with [`LISTEN_BACKLOG`], set up as std's `bind` does
+/// (`SO_REUSEADDR`, dual-stack for `::`).
+fn listen(addr: SocketAddr) -> std::io::Result<smol::net::TcpListener> {
+    use rustix::net::{AddressFamily, SocketType, sockopt};
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::INET,
+        SocketAddr::V6(_) => AddressFamily::INET6,
+    };
+    let socket = rustix::net::socket(family, SocketType::STREAM, None)?;
+    sockopt::set_socket_reuseaddr(&socket, true)?;
+    rustix::net::bind(&socket, &addr)?;
+    rustix::net::listen(&socket, LISTEN_BACKLOG)?;
+    smol::net::TcpListener::try_from(std::net::TcpListener::from(socket))
 }
 
 /// Writes `server.json` atomically: the pid and where to reach the server.

@@ -2,6 +2,7 @@
 //! `sync`, `discover`) field for field, and our v2 offer and push (the changes feed and
 //! reconciliation are in `delta_api`).
 
+use futures_lite::future;
 use miniserde::json::{Array, Object, Value};
 
 use super::app::App;
@@ -11,11 +12,11 @@ use crate::config::TrustMode;
 use crate::http::Request;
 use crate::model::{Version, unix_millis_now};
 use crate::protocol::{
-    Fields, PROTOCOL_LEGACY, PROTOCOL_RECONCILE, PROTOCOL_V2, ark_row, legacy_origin,
-    legacy_record, parse_object,
+    Fields, PROTOCOL_LEGACY, PROTOCOL_RECONCILE, PROTOCOL_V2, SplitObject, ark_row, legacy_origin,
+    legacy_record, parse_object, parse_piece, split_object,
 };
 use crate::store::Query;
-use crate::sync::held::{Held, Refusal};
+use crate::sync::held::Refusal;
 use crate::sync::wanted_ids;
 use crate::trust::{Access, Tier};
 
@@ -105,17 +106,22 @@ pub fn nodes(app: &App, request: &Request) -> Result<Value, ApiError> {
 
 /// `POST /federation/sync`: with `nodes`, apply them with last-writer-wins and answer
 /// `{imported, conflicts, total}`; without, answer the nodes changed since `since`.
-pub fn sync(app: &App, request: &Request) -> Result<Value, ApiError> {
-    let body = if request.body.iter().all(u8::is_ascii_whitespace) {
-        Object::new()
+pub async fn sync(app: &App, request: &Request) -> Result<Value, ApiError> {
+    let split = if request.body.iter().all(u8::is_ascii_whitespace) {
+        SplitObject {
+            fields: Object::new(),
+            elements: None,
+        }
     } else {
-        parse_object(&request.body, "sync request")?
+        split_object(&request.body, "nodes", "sync request")?
     };
-    let fields = Fields::new(&body, "sync request");
+    let fields = Fields::new(&split.fields, "sync request");
+    // `nodes` that is not an array is refused here, as ever.
+    fields.opt_array("nodes")?;
     let sender = fields
         .opt_str("instanceId")?
         .unwrap_or("unknown-ark-instance");
-    let pushing = fields.opt_array("nodes")?.is_some();
+    let pushing = split.elements.is_some();
     authorize(
         app,
         request,
@@ -129,17 +135,18 @@ pub fn sync(app: &App, request: &Request) -> Result<Value, ApiError> {
                     .into(),
         });
     }
-    if let Some(rows) = fields.opt_array("nodes")? {
+    if let Some(rows) = &split.elements {
         let origin = legacy_origin(sender);
-        let mut records = Vec::new();
         let mut rejected = Array::new();
-        for (index, row) in rows.iter().enumerate() {
-            match legacy_record(row, origin) {
-                Ok(record) => records.push(record),
-                Err(error) => rejected.push(rejection(index, row, &error.to_string())),
-            }
-        }
-        let outcome = apply_reporting(app, &records, &[], &mut rejected)?;
+        let (outcome, _, _) = apply_in_chunks(
+            app,
+            rows,
+            |_, row| {
+                legacy_record(row, origin).map_err(|error| Refusal::Refused(error.to_string()))
+            },
+            &mut rejected,
+        )
+        .await?;
         return Ok(super::routes::object([
             ("imported", number(outcome.applied)),
             ("conflicts", number(outcome.conflicts)),
@@ -162,22 +169,76 @@ pub fn sync(app: &App, request: &Request) -> Result<Value, ApiError> {
     ]))
 }
 
-/// Applies records a peer sent, with the syncer's clock-skew rule, and adds the ones the
-/// store refused to `rejected` as `{id, error}`.
-fn apply_reporting(
+/// Records parsed, checked and applied in one transaction between yields to the
+/// executor. A push of thousands of records is taken in chunks so the requests that
+/// arrive meanwhile are served between them (issue 10: a 100k-record push held the
+/// thread for 9 s), and only one chunk is ever parsed into memory at a time.
+const APPLY_CHUNK: usize = 250;
+
+/// Records parsed and checked between yields: a chunk's signature checks take longer
+/// than its one commit, so they are split further.
+const YIELD_EVERY: usize = 50;
+
+/// Parses the pushed `elements` (cut out by `split_object`), turns each into a record
+/// with `read` (index, element), and applies them [`APPLY_CHUNK`] at a time, yielding
+/// every [`YIELD_EVERY`] records and after each commit, with the syncer's clock-skew
+/// rule. Elements that are not JSON, that
+/// `read` refuses or that the store refuses are added to `rejected`. Also returns the
+/// change sequence before and after, when nothing else wrote in between: then every
+/// sequence in that range is one of these records.
+async fn apply_in_chunks(
     app: &App,
-    records: &[crate::store::RemoteRecord],
-    held: &[Held],
+    elements: &[&[u8]],
+    mut read: impl FnMut(usize, &Value) -> Result<crate::store::RemoteRecord, Refusal>,
     rejected: &mut Array,
-) -> Result<crate::store::ApplyOutcome, ApiError> {
-    let outcome = app.syncer.apply(records, None, held)?;
-    for (id, reason) in &outcome.rejected {
+) -> Result<(crate::store::ApplyOutcome, u64, Option<(u64, u64)>), ApiError> {
+    let mut total = crate::store::ApplyOutcome::default();
+    let seq_before = app.store.borrow().last_seq();
+    let mut seq_after = seq_before;
+    let mut interleaved = false;
+    let mut held_count = 0;
+    for (chunk_index, chunk) in elements.chunks(APPLY_CHUNK).enumerate() {
+        let mut records = Vec::with_capacity(chunk.len());
+        let mut held = Vec::new();
+        for (offset, element) in chunk.iter().enumerate() {
+            let index = chunk_index * APPLY_CHUNK + offset;
+            if index > 0 && index % YIELD_EVERY == 0 {
+                future::yield_now().await;
+            }
+            match parse_piece(element) {
+                None => rejected.push(rejection(index, &Value::Null, "is not valid JSON")),
+                Some(value) => match read(index, &value) {
+                    Ok(record) => records.push(record),
+                    Err(Refusal::Refused(reason)) => {
+                        rejected.push(rejection(index, &value, &reason))
+                    }
+                    Err(Refusal::Held(record)) => held.push(*record),
+                },
+            }
+        }
+        // No `.await` from here to the apply: a write seen now is one that came
+        // between our chunks.
+        interleaved |= app.store.borrow().last_seq() != seq_after;
+        let outcome = app.syncer.apply(&records, None, &held)?;
+        held_count += held.len() as u64;
+        seq_after = app.store.borrow().last_seq();
+        total.applied += outcome.applied;
+        total.unchanged += outcome.unchanged;
+        total.stale += outcome.stale;
+        total.conflicts += outcome.conflicts;
+        total.rejected.extend(outcome.rejected);
+    }
+    for (id, reason) in &total.rejected {
         rejected.push(super::routes::object([
             ("id", text(id)),
             ("error", text(reason)),
         ]));
     }
-    Ok(outcome)
+    Ok((
+        total,
+        held_count,
+        (!interleaved).then_some((seq_before, seq_after)),
+    ))
 }
 
 fn rejection(index: usize, row: &Value, reason: &str) -> Value {
@@ -239,13 +300,15 @@ pub fn offer(app: &App, request: &Request) -> Result<Value, ApiError> {
             .map_err(|reason| ApiError::bad_request(format!("{context}: {reason}")))?;
         offers.push((offer.str("id")?.to_owned(), version));
     }
-    let store = app.store.borrow();
-    let mut local = std::collections::BTreeMap::new();
-    for (id, _) in &offers {
-        if let Some(record) = store.get(id)? {
-            local.insert(id.as_str(), record.meta.version);
-        }
-    }
+    // A damaged record is left out of what we hold, so an offer of it is wanted.
+    let ids: Vec<&str> = offers.iter().map(|(id, _)| id.as_str()).collect();
+    let local: std::collections::BTreeMap<String, Version> = app
+        .store
+        .borrow()
+        .records(&ids)?
+        .into_iter()
+        .map(|record| (record.id, record.meta.version))
+        .collect();
     let want: Array = wanted_ids(&offers, |id| local.get(id).copied())
         .into_iter()
         .map(text)
@@ -255,43 +318,50 @@ pub fn offer(app: &App, request: &Request) -> Result<Value, ApiError> {
 
 /// `POST /federation/v2/push {records: [...]}`: verify and apply; invalid records are
 /// listed in the answer and the valid ones still apply.
-pub fn push(app: &App, request: &Request) -> Result<Value, ApiError> {
+pub async fn push(app: &App, request: &Request) -> Result<Value, ApiError> {
     let caller = authorize(app, request, Access::Push)?;
     let delivered_by_core = caller.tier == Tier::Core;
-    let body = parse_object(&request.body, "push")?;
-    let fields = Fields::new(&body, "push");
-    let mut records = Vec::new();
+    let split = split_object(&request.body, "records", "push")?;
+    let Some(elements) = &split.elements else {
+        // Missing or not an array: the usual error naming the field.
+        Fields::new(&split.fields, "push").array("records")?;
+        return Err(ApiError::bad_request("push: `records` is missing"));
+    };
     let mut rejected = Array::new();
-    let mut held = Vec::new();
-    let pusher = caller
-        .instance_id
-        .map_or_else(|| "an unsigned peer".to_owned(), |id| id.short());
-    for (index, value) in fields.array("records")?.iter().enumerate() {
-        match app.syncer.verified_record(
-            value,
-            &format!("record {}", index + 1),
-            &format!("push from {pusher}"),
-            delivered_by_core,
-        ) {
-            Ok(record) => records.push(record),
-            Err(Refusal::Refused(reason)) => rejected.push(rejection(index, value, &reason)),
-            Err(Refusal::Held(record)) => held.push(*record),
-        }
-    }
-    // No `.await` between these three: nothing else writes in between.
-    let seq_before = app.store.borrow().last_seq();
-    let outcome = apply_reporting(app, &records, &held, &mut rejected)?;
-    let seq_after = app.store.borrow().last_seq();
+    let peer = format!(
+        "push from {}",
+        caller
+            .instance_id
+            .map_or_else(|| "an unsigned peer".to_owned(), |id| id.short())
+    );
+    let (outcome, held, sequences) = apply_in_chunks(
+        app,
+        elements,
+        |index, value| {
+            app.syncer.verified_record(
+                value,
+                &format!("record {}", index + 1),
+                &peer,
+                delivered_by_core,
+            )
+        },
+        &mut rejected,
+    )
+    .await?;
+    let mut answer = Object::new();
+    answer.insert("applied".into(), number(outcome.applied));
+    answer.insert("unchanged".into(), number(outcome.unchanged));
+    answer.insert("stale".into(), number(outcome.stale));
+    answer.insert("conflicts".into(), number(outcome.conflicts));
+    answer.insert("rejected".into(), Value::Array(rejected));
+    answer.insert("held".into(), number(held));
     // The sequences this push took in our change log: a pusher whose pull checkpoint
     // is `seq_before` may move it to `seq_after`, since all between is its own records.
-    Ok(super::routes::object([
-        ("applied", number(outcome.applied)),
-        ("unchanged", number(outcome.unchanged)),
-        ("stale", number(outcome.stale)),
-        ("conflicts", number(outcome.conflicts)),
-        ("rejected", Value::Array(rejected)),
-        ("held", number(held.len() as u64)),
-        ("seq_before", number(seq_before)),
-        ("seq_after", number(seq_after)),
-    ]))
+    // When another write came between two chunks that is not so, and they are left
+    // out: the pusher then pulls its own records back, which costs bytes, not data.
+    if let Some((seq_before, seq_after)) = sequences {
+        answer.insert("seq_before".into(), number(seq_before));
+        answer.insert("seq_after".into(), number(seq_after));
+    }
+    Ok(Value::Object(answer))
 }

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use super::app::App;
 use super::auth::authorize;
 use super::routes::{ApiError, number, object, text};
+use crate::config::{MAX_REGISTRATION_BYTES, MAX_REGISTRATIONS};
 use crate::http::{Request, Response};
 use crate::model::{ContentHash, format_rfc3339, hex, unix_millis_now};
 use crate::protocol::{Fields, parse_object};
@@ -31,6 +32,8 @@ pub struct Registration {
     /// `http://<caller address>:<listen_port>` when the manifest names its port.
     pub url: Option<String>,
     pub last_seen: u64,
+    /// Signed by a key with a tier here, not merely admitted by `--open-registration`.
+    pub trusted: bool,
 }
 
 /// FastAPI answered errors as `{"detail": ...}`; we send that and our `error`.
@@ -68,11 +71,15 @@ pub fn register(app: &App, request: &Request) -> Response {
     if verify(&public_key, signed_bytes.as_bytes(), &signature).is_err() {
         return fastapi_error(401, "invalid signature");
     }
-    let trusted =
-        match trust_book::note_caller(&mut app.store.borrow_mut(), public_key, unix_millis_now()) {
-            Ok(tier) => tier.is_some(),
-            Err(error) => return fastapi_error(500, &error.to_string()),
-        };
+    let trusted = match trust_book::note_caller(
+        &mut app.store.borrow_mut(),
+        &mut app.pending_callers.borrow_mut(),
+        public_key,
+        unix_millis_now(),
+    ) {
+        Ok(tier) => tier.is_some(),
+        Err(error) => return fastapi_error(500, &error.to_string()),
+    };
     if !trusted && !app.config.federation.open_registration {
         return fastapi_error(
             403,
@@ -110,16 +117,26 @@ pub fn register(app: &App, request: &Request) -> Response {
         .filter(|(key, _)| key.as_str() != "nodes")
         .map(|(key, value)| (key.clone(), value.clone()))
         .collect();
-    app.registry.borrow_mut().insert(
-        public_key.to_base64(),
-        Registration {
-            public_key,
-            summary,
-            node_count,
-            url,
-            last_seen: unix_millis_now(),
-        },
-    );
+    let summary_bytes = miniserde::json::to_string(&summary).len();
+    if summary_bytes > MAX_REGISTRATION_BYTES {
+        return fastapi_error(
+            413,
+            &format!(
+                "manifest without its nodes is {summary_bytes} bytes; at most {MAX_REGISTRATION_BYTES} are kept per spoke"
+            ),
+        );
+    }
+    let registration = Registration {
+        public_key,
+        summary,
+        node_count,
+        url,
+        last_seen: unix_millis_now(),
+        trusted,
+    };
+    if let Err(full) = register_within_cap(&mut app.registry.borrow_mut(), registration) {
+        return fastapi_error(503, &full);
+    }
     if app.config.verbose {
         eprintln!(
             "ark:federation registered {node_id:?} ({})",
@@ -133,6 +150,38 @@ pub fn register(app: &App, request: &Request) -> Response {
             ("node_id", text(&node_id)),
         ])),
     )
+}
+
+/// Adds or refreshes a registration, keeping at most [`MAX_REGISTRATIONS`]: at the cap a
+/// new spoke takes the place of the untrusted one heard from least recently (a trusted
+/// one only when all are trusted, and never for an untrusted newcomer).
+fn register_within_cap(
+    registry: &mut BTreeMap<String, Registration>,
+    registration: Registration,
+) -> Result<(), String> {
+    let key = registration.public_key.to_base64();
+    if !registry.contains_key(&key) && registry.len() >= MAX_REGISTRATIONS {
+        let oldest = |trusted: bool| {
+            registry
+                .iter()
+                .filter(|(_, entry)| entry.trusted == trusted)
+                .min_by_key(|(_, entry)| entry.last_seen)
+                .map(|(key, _)| key.clone())
+        };
+        let evicted = match oldest(false) {
+            Some(key) => Some(key),
+            None if registration.trusted => oldest(true),
+            None => None,
+        };
+        let Some(evicted) = evicted else {
+            return Err(format!(
+                "the registry is full ({MAX_REGISTRATIONS} trusted spokes); try again later"
+            ));
+        };
+        registry.remove(&evicted);
+    }
+    registry.insert(key, registration);
+    Ok(())
 }
 
 /// Drops registrations older than the TTL; returns what is left.
@@ -278,4 +327,49 @@ pub fn delta(app: &App, request: &Request) -> Result<Value, ApiError> {
         ("delta_count", number(nodes.len() as u64)),
         ("nodes", Value::Array(nodes)),
     ]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trust::KeyPair;
+
+    fn registration(index: u32, trusted: bool) -> Registration {
+        let mut seed = [3u8; 32];
+        seed[..4].copy_from_slice(&index.to_be_bytes());
+        Registration {
+            public_key: KeyPair::from_seed(seed).unwrap().public_key(),
+            summary: Object::new(),
+            node_count: 0,
+            url: None,
+            last_seen: u64::from(index),
+            trusted,
+        }
+    }
+
+    #[test]
+    fn the_registry_keeps_its_cap_and_trusted_spokes_first() {
+        let mut registry = BTreeMap::new();
+        let cap = MAX_REGISTRATIONS as u32;
+        for index in 0..cap {
+            register_within_cap(&mut registry, registration(index, index == 0)).unwrap();
+        }
+        // An untrusted newcomer replaces the untrusted spoke heard least recently.
+        register_within_cap(&mut registry, registration(cap, false)).unwrap();
+        assert_eq!(registry.len(), MAX_REGISTRATIONS);
+        assert!(
+            registry.values().any(|entry| entry.last_seen == 0),
+            "trusted kept"
+        );
+        assert!(!registry.values().any(|entry| entry.last_seen == 1));
+        // All trusted: an untrusted newcomer is refused, a trusted one gets in.
+        let mut registry: BTreeMap<String, Registration> = (0..cap)
+            .map(|index| registration(index, true))
+            .map(|entry| (entry.public_key.to_base64(), entry))
+            .collect();
+        assert!(register_within_cap(&mut registry, registration(cap, false)).is_err());
+        register_within_cap(&mut registry, registration(cap + 1, true)).unwrap();
+        assert_eq!(registry.len(), MAX_REGISTRATIONS);
+        assert!(!registry.values().any(|entry| entry.last_seen == 0));
+    }
 }

@@ -7,6 +7,7 @@
 
 use redb::{ReadableDatabase, ReadableTable};
 
+use super::damage::{RecordTable, check_live, check_tombstone};
 use super::error::StoreError;
 use super::lattice::{ChangePage, Store};
 use super::record::{self, Body, Record};
@@ -77,6 +78,9 @@ fn canonical_type(canonical: &[u8]) -> Option<&str> {
 impl Store {
     /// The version and content hash of every live record and tombstone `filter`
     /// admits, with the sequence they are current at.
+    ///
+    /// Each live body is hashed and checked against its stored content hash: a damaged
+    /// record is left out (and noted), so reconciliation sees it missing and fetches it.
     pub fn version_snapshot(&self, filter: &TypeFilter) -> Result<VersionSnapshot, StoreError> {
         let read = self.read()?;
         let mut snapshot = VersionSnapshot {
@@ -87,11 +91,37 @@ impl Store {
             let table = read.open_table(table).map_err(self.fail())?;
             for entry in table.iter().map_err(self.fail())? {
                 let (id, value) = entry.map_err(self.fail())?;
-                let (meta, body) = record::decode(value.value())
-                    .map_err(|reason| self.damaged(id.value(), reason))?;
+                let table_name = if live {
+                    RecordTable::Nodes
+                } else {
+                    RecordTable::Tombstones
+                };
+                let (meta, body) = match record::decode(value.value()) {
+                    Ok(decoded) => decoded,
+                    Err(reason) => {
+                        self.note_damage(table_name, id.value(), reason);
+                        continue;
+                    }
+                };
+                let hash_of_body = if live {
+                    ContentHash::of(body)
+                } else {
+                    ContentHash::of(b"")
+                };
+                if hash_of_body != meta.hash {
+                    let reason = format!(
+                        "its bytes hash to {}, not to its content hash {}",
+                        hash_of_body.to_prefixed(),
+                        meta.hash.to_prefixed()
+                    );
+                    self.note_damage(table_name, id.value(), reason);
+                    continue;
+                }
                 if live && !filter.is_all() {
-                    let node_type = canonical_type(body)
-                        .ok_or_else(|| self.damaged(id.value(), "unreadable node type"))?;
+                    let Some(node_type) = canonical_type(body) else {
+                        self.note_damage(table_name, id.value(), "unreadable node type");
+                        continue;
+                    };
                     if !filter.admits_type(node_type) {
                         continue;
                     }
@@ -107,7 +137,7 @@ impl Store {
     }
 
     /// The current records of `ids` (live or tombstone), in the order given; ids with no
-    /// record are left out.
+    /// record, or a damaged one (noted), are left out.
     pub fn records(&self, ids: &[&str]) -> Result<Vec<Record>, StoreError> {
         let read = self.read()?;
         let nodes = read.open_table(NODES).map_err(self.fail())?;
@@ -115,16 +145,26 @@ impl Store {
         let mut found = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(value) = nodes.get(*id).map_err(self.fail())? {
-                let (node, meta) = record::decode_live(value.value())
-                    .map_err(|reason| self.damaged(id, reason))?;
+                let (node, meta) = match check_live(id, value.value()) {
+                    Ok(decoded) => decoded,
+                    Err(reason) => {
+                        self.note_damage(RecordTable::Nodes, id, reason);
+                        continue;
+                    }
+                };
                 found.push(Record {
                     id: (*id).to_owned(),
                     meta,
                     body: Body::Live(node),
                 });
             } else if let Some(value) = tombstones.get(*id).map_err(self.fail())? {
-                let (meta, deleted_at) = record::decode_tombstone(value.value())
-                    .map_err(|reason| self.damaged(id, reason))?;
+                let (meta, deleted_at) = match check_tombstone(value.value()) {
+                    Ok(decoded) => decoded,
+                    Err(reason) => {
+                        self.note_damage(RecordTable::Tombstones, id, reason);
+                        continue;
+                    }
+                };
                 found.push(Record {
                     id: (*id).to_owned(),
                     meta,
@@ -136,7 +176,8 @@ impl Store {
     }
 
     /// [`Store::changes_since`] for the records `filter` admits. Records it leaves out
-    /// still move `last_seq`, so a checkpoint passes over them; at most `20 × limit`
+    /// (and damaged ones, which are noted) still move `last_seq`, so a checkpoint passes
+    /// over them; at most `20 × limit`
     /// change entries are looked at per page, so a filter that admits little cannot
     /// make one request scan the whole log.
     pub fn changes_since_filtered(
@@ -172,28 +213,32 @@ impl Store {
             let id = id.value();
             let record = if let Some(value) = nodes.get(id).map_err(self.fail())? {
                 page.last_seq = seq.value();
-                if !filter.is_all() {
-                    let (_, body) =
-                        record::decode(value.value()).map_err(|reason| self.damaged(id, reason))?;
-                    let node_type = canonical_type(body)
-                        .ok_or_else(|| self.damaged(id, "unreadable node type"))?;
-                    if !filter.admits_type(node_type) {
+                let (node, meta) = match check_live(id, value.value()) {
+                    Ok(decoded) => decoded,
+                    Err(reason) => {
+                        self.note_damage(RecordTable::Nodes, id, reason);
                         continue;
                     }
+                };
+                if !filter.admits_type(&node.node_type) {
+                    continue;
                 }
                 bytes += value.value().len();
-                let (node, meta) = record::decode_live(value.value())
-                    .map_err(|reason| self.damaged(id, reason))?;
                 Record {
                     id: id.to_owned(),
                     meta,
                     body: Body::Live(node),
                 }
             } else if let Some(value) = tombstones.get(id).map_err(self.fail())? {
-                bytes += value.value().len();
-                let (meta, deleted_at) = record::decode_tombstone(value.value())
-                    .map_err(|reason| self.damaged(id, reason))?;
                 page.last_seq = seq.value();
+                let (meta, deleted_at) = match check_tombstone(value.value()) {
+                    Ok(decoded) => decoded,
+                    Err(reason) => {
+                        self.note_damage(RecordTable::Tombstones, id, reason);
+                        continue;
+                    }
+                };
+                bytes += value.value().len();
                 Record {
                     id: id.to_owned(),
                     meta,

@@ -17,6 +17,10 @@ pub enum StoreError {
     Schema { path: PathBuf, found: String },
     /// The file is not a readable redb database, or redb needs an upgrade step.
     Unreadable { path: PathBuf, reason: String },
+    /// The store file exists but is empty: a lost store, not a new one.
+    Empty { path: PathBuf },
+    /// redb's page check found pages that do not match their checksums.
+    DamagedPages { path: PathBuf, reason: String },
     /// A storage operation failed after the store was open.
     Storage { path: PathBuf, source: redb::Error },
     /// A stored record cannot be decoded.
@@ -47,6 +51,22 @@ impl fmt::Display for StoreError {
             StoreError::Unreadable { path, reason } => {
                 write!(f, "store {} cannot be read: {reason}", path.display())
             }
+            StoreError::Empty { path } => write!(
+                f,
+                "store {} is an empty file (0 bytes), so it holds no lattice and was left as it is; \
+                 if this node never held data, delete the file and start again; if it did, restore \
+                 the file from a backup, or delete it and run `ark-lattice federation sync` with a \
+                 peer to fetch the lattice again",
+                path.display()
+            ),
+            StoreError::DamagedPages { path, reason } => write!(
+                f,
+                "store {} is damaged (redb's page check: {reason}); run `ark-lattice verify` to see \
+                 what is damaged (it moves damaged records aside, and peers bring them back); if \
+                 other pages are damaged, move the file away and fetch the lattice again from a \
+                 peer with `ark-lattice federation sync` (see README, \"A damaged store\")",
+                path.display()
+            ),
             StoreError::Storage { path, source } => {
                 write!(f, "store {}: {source}", path.display())
             }

@@ -13,11 +13,12 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, WriteTransaction};
 
+use super::damage::{DamageLog, DamagedRecord, RecordTable, check_live, check_tombstone};
 use super::error::StoreError;
 use super::record::{self, Body, Record, RecordMeta};
 use super::tables::{
-    AUTHOR_KEYS, BY_CATEGORY, BY_LANGUAGE, BY_TYPE, CHANGES, CONFLICTS, HELD, META, NODES, PEERS,
-    TOMBSTONES, TRUST, meta_keys,
+    AUTHOR_KEYS, BY_CATEGORY, BY_LANGUAGE, BY_TYPE, CHANGES, CONFLICTS, DAMAGED, HELD, META, NODES,
+    PEERS, TOMBSTONES, TRUST, meta_keys,
 };
 use crate::model::{
     ClaimedContent, Clock, ContentHash, Hlc, InstanceId, Node, RecordClaim, RecordSignature,
@@ -133,6 +134,8 @@ pub struct Stats {
     pub nodes: u64,
     pub tombstones: u64,
     pub conflicts: u64,
+    /// Records moved aside as damaged (see `store::damage`).
+    pub damaged: u64,
     pub last_seq: u64,
     pub file_bytes: u64,
     pub by_type: BTreeMap<String, u64>,
@@ -157,8 +160,23 @@ pub struct Store {
     /// The file is of schema 1: this instance's records carry format 1 signatures until
     /// a signer is set and re-signs them.
     pub(super) needs_resigning: bool,
+    /// See [`Store::repairs`].
+    pub(super) repairs: u64,
     /// See [`Store::changed`].
     pub(super) changed: event_listener::Event,
+    /// Damaged records reads came across (see `store::damage`).
+    pub(super) damage: std::cell::RefCell<DamageLog>,
+}
+
+/// What redb's check of every page found (see [`Store::check_pages`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageCheck {
+    /// Every page of the committed trees matches its checksum.
+    Clean,
+    /// Something was off (leaked pages, an interrupted commit) and redb repaired it.
+    Repaired,
+    /// Pages do not match their checksums and redb cannot repair them.
+    Damaged(String),
 }
 
 impl std::fmt::Debug for Store {
@@ -183,11 +201,15 @@ fn index_keys(node: &Node) -> [Option<&str>; 3] {
     ]
 }
 
-const INDEXES: [Index; 3] = [BY_TYPE, BY_LANGUAGE, BY_CATEGORY];
+pub(super) const INDEXES: [Index; 3] = [BY_TYPE, BY_LANGUAGE, BY_CATEGORY];
 
 impl Store {
     /// Opens the store file at `path`, creating it (and its directory) on first use.
     /// `instance_id` is recorded at creation and used as the author of local writes.
+    ///
+    /// An existing empty file is refused rather than made into a new store: a store
+    /// file is never empty once made, so a 0-byte one is a lost store (a full disk, a
+    /// bad restore), and starting over on it would hide that.
     pub fn open(
         path: &Path,
         options: &StoreOptions,
@@ -198,6 +220,14 @@ impl Store {
                 path: path.to_owned(),
                 source,
             })?;
+        }
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_file() && meta.len() == 0 => {
+                return Err(StoreError::Empty {
+                    path: path.to_owned(),
+                });
+            }
+            _ => {}
         }
         let db = Database::builder()
             .set_cache_size(options.cache_bytes)
@@ -213,12 +243,28 @@ impl Store {
             last_seq: 0,
             last_conflict: 0,
             needs_resigning: false,
+            repairs: 0,
             changed: event_listener::Event::new(),
+            damage: Default::default(),
         };
         if !store.load_meta()? {
             store.initialise()?;
         }
         Ok(store)
+    }
+
+    /// Runs redb's check of every page against its checksum (and its repair of what can
+    /// be repaired). Reads the whole file; needs no transaction to be open. After
+    /// [`PageCheck::Damaged`] this handle writes nothing more: drop it.
+    pub fn check_pages(&mut self) -> Result<PageCheck, StoreError> {
+        match self.db.check_integrity() {
+            Ok(true) => Ok(PageCheck::Clean),
+            Ok(false) => Ok(PageCheck::Repaired),
+            Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason))) => {
+                Ok(PageCheck::Damaged(reason))
+            }
+            Err(error) => Err((self.fail())(error)),
+        }
     }
 
     /// Signs every local write from now on. A schema 1 store is migrated first: this
@@ -289,6 +335,22 @@ impl Store {
         }
     }
 
+    /// Notes a damaged record a read came across and returns the error for a caller
+    /// that asked for that record by id.
+    pub(super) fn damaged_record(
+        &self,
+        table: RecordTable,
+        id: &str,
+        reason: String,
+    ) -> StoreError {
+        self.note_damage(table, id, reason.clone());
+        StoreError::Damaged {
+            path: self.path.clone(),
+            key: id.to_owned(),
+            reason: format!("{reason}; it is not served, and is fetched again at the next sync"),
+        }
+    }
+
     /// Reads the metadata of an existing store; `false` when the store is new.
     fn load_meta(&mut self) -> Result<bool, StoreError> {
         let read = self.db.begin_read().map_err(self.fail())?;
@@ -329,12 +391,14 @@ impl Store {
         let clock = Clock::new(Hlc(u64_of(meta_keys::CLOCK)?));
         let last_seq = u64_of(meta_keys::LAST_SEQ)?;
         let last_conflict = u64_of(meta_keys::LAST_CONFLICT)?;
+        let repairs = u64_of(meta_keys::REPAIRS)?;
         let epoch = get(meta_keys::EPOCH)?
             .and_then(|bytes| bytes.try_into().ok())
             .ok_or_else(|| self.damaged(meta_keys::EPOCH, "missing or not 16 bytes"))?;
         (self.clock, self.last_seq, self.last_conflict, self.epoch) =
             (clock, last_seq, last_conflict, epoch);
         self.needs_resigning = needs_resigning;
+        self.repairs = repairs;
         Ok(true)
     }
 
@@ -355,6 +419,7 @@ impl Store {
             txn.open_table(TRUST).map_err(self.fail())?;
             txn.open_table(AUTHOR_KEYS).map_err(self.fail())?;
             txn.open_table(HELD).map_err(self.fail())?;
+            txn.open_table(DAMAGED).map_err(self.fail())?;
             for index in INDEXES {
                 txn.open_multimap_table(index).map_err(self.fail())?;
             }
@@ -372,7 +437,7 @@ impl Store {
     }
 
     /// Persists the clock and sequence counters inside `txn`.
-    fn write_counters(
+    pub(super) fn write_counters(
         &self,
         txn: &WriteTransaction,
         clock: &Clock,
@@ -399,7 +464,7 @@ impl Store {
         for node in nodes {
             let canonical = encode_node(node);
             let hash = ContentHash::of(&canonical);
-            let previous = self.current_in(&txn, &node.id)?;
+            let previous = self.current_in(&txn, &node.id, now)?;
             if let Some((meta, Body::Live(_))) = &previous {
                 if meta.hash == hash {
                     summary.unchanged += 1;
@@ -447,7 +512,7 @@ impl Store {
 
     /// Moves the in-memory sequence after a commit and wakes long-polls if records
     /// changed.
-    fn advance_seq(&mut self, last_seq: u64) {
+    pub(super) fn advance_seq(&mut self, last_seq: u64) {
         if last_seq != self.last_seq {
             self.last_seq = last_seq;
             self.changed.notify(usize::MAX);
@@ -469,7 +534,7 @@ impl Store {
     pub fn delete(&mut self, id: &str, now: u64) -> Result<Deletion, StoreError> {
         let mut clock = self.clock.clone();
         let txn = self.db.begin_write().map_err(self.fail())?;
-        let previous = self.current_in(&txn, id)?;
+        let previous = self.current_in(&txn, id, now)?;
         let previous_meta = match &previous {
             Some((meta, Body::Live(_))) => meta,
             Some((_, Body::Deleted { .. })) => return Ok(Deletion::AlreadyDeleted),
@@ -581,7 +646,7 @@ impl Store {
                     continue;
                 }
             }
-            let previous = self.current_in(&txn, &remote.id)?;
+            let previous = self.current_in(&txn, &remote.id, now)?;
             let incoming_meta = RecordMeta {
                 version: remote.version,
                 base: remote.base,
@@ -670,22 +735,41 @@ impl Store {
     }
 
     /// The current record for `id` inside a write transaction: live node or tombstone.
+    /// A damaged one is moved aside and counts as none, so the write replaces it (this
+    /// is how a version fetched again from a peer repairs it).
     fn current_in(
         &self,
         txn: &WriteTransaction,
         id: &str,
+        now: u64,
     ) -> Result<Option<(RecordMeta, Body)>, StoreError> {
-        let nodes = txn.open_table(NODES).map_err(self.fail())?;
-        if let Some(value) = nodes.get(id).map_err(self.fail())? {
-            let (node, meta) =
-                record::decode_live(value.value()).map_err(|reason| self.damaged(id, reason))?;
-            return Ok(Some((meta, Body::Live(node))));
-        }
-        let tombstones = txn.open_table(TOMBSTONES).map_err(self.fail())?;
-        if let Some(value) = tombstones.get(id).map_err(self.fail())? {
-            let (meta, deleted_at) = record::decode_tombstone(value.value())
-                .map_err(|reason| self.damaged(id, reason))?;
-            return Ok(Some((meta, Body::Deleted { deleted_at })));
+        let live = {
+            let nodes = txn.open_table(NODES).map_err(self.fail())?;
+            let value = nodes.get(id).map_err(self.fail())?;
+            value.map(|value| check_live(id, value.value()))
+        };
+        let damaged = match live {
+            Some(Ok((node, meta))) => return Ok(Some((meta, Body::Live(node)))),
+            Some(Err(reason)) => Some((RecordTable::Nodes, reason)),
+            None => {
+                let tombstones = txn.open_table(TOMBSTONES).map_err(self.fail())?;
+                let value = tombstones.get(id).map_err(self.fail())?;
+                match value.map(|value| check_tombstone(value.value())) {
+                    Some(Ok((meta, deleted_at))) => {
+                        return Ok(Some((meta, Body::Deleted { deleted_at })));
+                    }
+                    Some(Err(reason)) => Some((RecordTable::Tombstones, reason)),
+                    None => None,
+                }
+            }
+        };
+        if let Some((table, reason)) = damaged {
+            let record = DamagedRecord {
+                table,
+                id: id.to_owned(),
+                reason,
+            };
+            self.move_aside_now(txn, record, now)?;
         }
         Ok(None)
     }

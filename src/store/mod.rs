@@ -4,6 +4,7 @@
 //! This is the only module that imports redb. Everything above it sees [`Store`] and
 //! plain records from [`crate::model`].
 
+mod damage;
 mod delta;
 mod error;
 mod lattice;
@@ -13,11 +14,14 @@ mod record;
 mod state;
 mod tables;
 
+pub use damage::{
+    DamagedRecord, RecordCheck, RecordTable, SignatureCheck, SignatureChecker, StoredBody,
+};
 pub use delta::{TypeFilter, VersionEntry, VersionSnapshot};
 pub use error::StoreError;
 pub use lattice::{
-    ApplyOutcome, ChangePage, Conflict, Deletion, Query, RemoteRecord, SCHEMA_VERSION, Signer,
-    Stats, Store, StoreOptions, WriteSummary,
+    ApplyOutcome, ChangePage, Conflict, Deletion, PageCheck, Query, RemoteRecord, SCHEMA_VERSION,
+    Signer, Stats, Store, StoreOptions, WriteSummary,
 };
 pub use record::{Body, Record, RecordMeta};
 pub use state::StateTable;

@@ -7,9 +7,10 @@ use redb::{
     ReadTransaction, ReadableDatabase, ReadableMultimapTable, ReadableTable, ReadableTableMetadata,
 };
 
+use super::damage::{RecordTable, check_live, check_tombstone};
 use super::error::StoreError;
 use super::lattice::{ChangePage, Conflict, Index, Query, Stats, Store};
-use super::record::{self, Body, Record, RecordMeta};
+use super::record::{Body, Record, RecordMeta};
 use super::tables::{BY_CATEGORY, BY_LANGUAGE, BY_TYPE, CONFLICTS, NODES, TOMBSTONES};
 use crate::model::{Hlc, InstanceId, Node, Version};
 
@@ -18,13 +19,14 @@ impl Store {
         self.db.begin_read().map_err(self.fail())
     }
 
-    /// The live node or tombstone stored for `id`.
+    /// The live node or tombstone stored for `id`. A damaged record is an error (and
+    /// noted, see `store::damage`), never handed out.
     pub fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {
         let read = self.read()?;
         let nodes = read.open_table(NODES).map_err(self.fail())?;
         if let Some(value) = nodes.get(id).map_err(self.fail())? {
-            let (node, meta) =
-                record::decode_live(value.value()).map_err(|reason| self.damaged(id, reason))?;
+            let (node, meta) = check_live(id, value.value())
+                .map_err(|reason| self.damaged_record(RecordTable::Nodes, id, reason))?;
             return Ok(Some(Record {
                 id: id.to_owned(),
                 meta,
@@ -33,8 +35,8 @@ impl Store {
         }
         let tombstones = read.open_table(TOMBSTONES).map_err(self.fail())?;
         if let Some(value) = tombstones.get(id).map_err(self.fail())? {
-            let (meta, deleted_at) = record::decode_tombstone(value.value())
-                .map_err(|reason| self.damaged(id, reason))?;
+            let (meta, deleted_at) = check_tombstone(value.value())
+                .map_err(|reason| self.damaged_record(RecordTable::Tombstones, id, reason))?;
             return Ok(Some(Record {
                 id: id.to_owned(),
                 meta,
@@ -56,7 +58,7 @@ impl Store {
 
     /// Calls `visit` for each live node matching `query` in id order until it returns
     /// `false` or `query.limit` nodes were visited. Uses an index when the query names a
-    /// type, language or category.
+    /// type, language or category. Damaged records are skipped and noted.
     pub fn scan(
         &self,
         query: &Query,
@@ -71,8 +73,13 @@ impl Store {
             if visited >= limit {
                 return Ok(false);
             }
-            let (node, meta) =
-                record::decode_live(bytes).map_err(|reason| self.damaged(id, reason))?;
+            let (node, meta) = match check_live(id, bytes) {
+                Ok(found) => found,
+                Err(reason) => {
+                    self.note_damage(RecordTable::Nodes, id, reason);
+                    return Ok(true);
+                }
+            };
             if matches(&node, query, search.as_deref()) {
                 visited += 1;
                 return Ok(visit(node, meta) && visited < limit);
@@ -165,6 +172,7 @@ impl Store {
                 .map_err(self.fail())?
                 .len()
                 .map_err(self.fail())?,
+            damaged: self.moved_aside()?,
             last_seq: self.last_seq,
             file_bytes: std::fs::metadata(&self.path)
                 .map(|meta| meta.len())
@@ -184,10 +192,11 @@ impl Store {
         let entries = table.iter().map_err(self.fail())?.rev();
         for entry in entries.take(limit.unwrap_or(usize::MAX)) {
             let (number, value) = entry.map_err(self.fail())?;
-            let key = format!("conflict {}", number.value());
-            let conflict = decode_conflict(number.value(), value.value())
-                .map_err(|reason| self.damaged(&key, reason))?;
-            found.push(conflict);
+            // The conflict log is local history, not part of the lattice: a damaged entry
+            // is left out here and reported by `verify`.
+            if let Ok(conflict) = decode_conflict(number.value(), value.value()) {
+                found.push(conflict);
+            }
         }
         Ok(found)
     }
@@ -216,7 +225,7 @@ fn matches(node: &Node, query: &Query, search_lower: Option<&str>) -> bool {
         })
 }
 
-fn decode_conflict(number: u64, bytes: &[u8]) -> Result<Conflict, String> {
+pub(super) fn decode_conflict(number: u64, bytes: &[u8]) -> Result<Conflict, String> {
     let take = |range: std::ops::Range<usize>| bytes.get(range).ok_or("truncated conflict entry");
     let resolved_at = u64::from_be_bytes(take(0..8)?.try_into().expect("8 bytes"));
     let winner = Version {
@@ -231,10 +240,10 @@ fn decode_conflict(number: u64, bytes: &[u8]) -> Result<Conflict, String> {
     let rest = &bytes[52 + id_length..];
     let (kind, value) = rest.split_first().ok_or("truncated conflict entry")?;
     let (meta, body) = if *kind == 0 {
-        let (node, meta) = record::decode_live(value)?;
+        let (node, meta) = check_live(&id, value)?;
         (meta, Body::Live(node))
     } else {
-        let (meta, deleted_at) = record::decode_tombstone(value)?;
+        let (meta, deleted_at) = check_tombstone(value)?;
         (meta, Body::Deleted { deleted_at })
     };
     Ok(Conflict {

@@ -12,9 +12,9 @@
 //! body: canonical node bytes (nodes table) or u64 deleted_at (tombstones table)
 //! ```
 //!
-//! The content hash is stored, not recomputed, so change feeds and reconciliation read
-//! it without hashing; `Store` checks it against the bytes when a record is decoded for
-//! export.
+//! The content hash is stored, not recomputed, so reconciliation reads it without
+//! hashing; every read that hands out a record's body checks the body against it first
+//! (`store::damage`).
 //!
 //! Flag `SIGNATURE_V2` (8) says the signature is of format 2 (see `trust::record`);
 //! without it, a signature is of format 1, as every signature in a schema 1 store was.
@@ -120,6 +120,15 @@ pub(crate) fn encode(meta: &RecordMeta, body: &[u8]) -> Vec<u8> {
 fn put_version(out: &mut Vec<u8>, version: &Version) {
     out.extend_from_slice(&version.hlc.0.to_be_bytes());
     out.extend_from_slice(&version.origin.0);
+}
+
+/// The length of a stored value with this metadata and a body of `body_len` bytes.
+pub(crate) fn encoded_len(meta: &RecordMeta, body_len: usize) -> usize {
+    FIXED_HEADER
+        + if meta.base.is_some() { 40 } else { 0 }
+        + if meta.updated_at.is_some() { 8 } else { 0 }
+        + if meta.signature.is_some() { 64 } else { 0 }
+        + body_len
 }
 
 /// Splits a stored value into its metadata and body bytes.

@@ -32,6 +32,9 @@ pub(crate) const AUTHOR_KEYS: TableDefinition<'_, &str, &[u8]> =
 /// Record id -> a received version held back for a reason that can go away (its author
 /// not trusted yet, its clock ahead), owned by `sync` as opaque bytes.
 pub(crate) const HELD: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("held");
+/// id -> a record moved aside as damaged: u8 table, u64 time, u32 reason length,
+/// reason, the stored bytes as found. Written only by `store::damage`.
+pub(crate) const DAMAGED: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("damaged");
 
 pub(crate) mod meta_keys {
     pub const SCHEMA: &str = "schema_version";
@@ -40,4 +43,6 @@ pub(crate) mod meta_keys {
     pub const CLOCK: &str = "clock_high_water";
     pub const LAST_SEQ: &str = "last_seq";
     pub const LAST_CONFLICT: &str = "last_conflict";
+    /// How many times damaged records were moved aside (`store::damage`).
+    pub const REPAIRS: &str = "repairs";
 }

@@ -400,3 +400,141 @@ fn a_file_that_is_not_a_store_is_refused() {
         "{error}"
     );
 }
+
+/// Overwrites the stored bytes of `id` with `change` applied, through redb, as a bit
+/// flipped on disk would leave them.
+fn damage(store: &Store, id: &str, change: impl FnOnce(&mut Vec<u8>)) {
+    use redb::ReadableTable;
+    let txn = store.db.begin_write().unwrap();
+    {
+        let mut nodes = txn.open_table(super::tables::NODES).unwrap();
+        let mut bytes = nodes.get(id).unwrap().unwrap().value().to_vec();
+        change(&mut bytes);
+        nodes.insert(id, bytes.as_slice()).unwrap();
+    }
+    txn.commit().unwrap();
+}
+
+#[test]
+fn a_damaged_record_is_never_handed_out_and_is_moved_aside_once() {
+    let mut temp = TempStore::new("damaged-record");
+    let store = temp.store();
+    store
+        .write_nodes(&[node("a", "first"), node("b", "second")], NOW)
+        .unwrap();
+    let repairs = store.repairs();
+    damage(store, "a", |bytes| {
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+    });
+
+    assert!(matches!(store.get("a"), Err(StoreError::Damaged { .. })));
+    assert_eq!(store.records(&["a", "b"]).unwrap().len(), 1);
+    let ids = |records: Vec<Record>| records.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.changes_since(0, 10, 1 << 20).unwrap().records),
+        ["b"]
+    );
+    let listed: Vec<String> = store
+        .query(&Query::default())
+        .unwrap()
+        .into_iter()
+        .map(|(node, _)| node.id)
+        .collect();
+    assert_eq!(listed, ["b"]);
+    let snapshot = store.version_snapshot(&TypeFilter::all()).unwrap();
+    assert_eq!(snapshot.entries.len(), 1);
+    // Found by five reads, counted once.
+    assert_eq!(store.damaged_found(), 1);
+
+    let seq = store.last_seq();
+    let handled = store.quarantine_damaged(NOW).unwrap();
+    assert_eq!(handled.len(), 1);
+    assert_eq!(handled[0].id, "a");
+    assert_eq!(handled[0].table, RecordTable::Nodes);
+    assert_eq!(store.repairs(), repairs + 1);
+    assert_eq!(store.last_seq(), seq + 1);
+    assert!(store.get("a").unwrap().is_none());
+    assert!(
+        store
+            .query(&Query {
+                node_type: Some("template_node".into()),
+                ..Query::default()
+            })
+            .unwrap()
+            .iter()
+            .all(|(node, _)| node.id == "b")
+    );
+    assert_eq!(store.stats().unwrap().damaged, 1);
+    // Nothing more to do, and the count stays across a reopen.
+    assert!(store.quarantine_damaged(NOW).unwrap().is_empty());
+    temp.reopen();
+    assert_eq!(temp.store().repairs(), repairs + 1);
+    let check = temp
+        .store()
+        .verify_records(&|_, _, _| SignatureCheck::Valid)
+        .unwrap();
+    assert!(check.damaged.is_empty(), "{:?}", check.damaged);
+    assert_eq!(check.moved_aside, 1);
+}
+
+#[test]
+fn a_peer_version_replaces_a_damaged_record() {
+    let mut temp = TempStore::new("damaged-replaced");
+    let store = temp.store();
+    store.write_nodes(&[node("a", "first")], NOW).unwrap();
+    // The id inside the body changed: it no longer matches the hash (nor the key).
+    damage(store, "a", |bytes| {
+        let at = bytes.windows(5).position(|w| w == b"ARKN1").unwrap() + 9;
+        bytes[at] = b'z';
+    });
+    let fresh = remote("a", "first", NOW + 1, PEER, None);
+    let outcome = store.apply_remote(&[fresh], NOW + 2, SKEW, None).unwrap();
+    assert_eq!(outcome.applied, 1);
+    let record = store.get("a").unwrap().unwrap();
+    assert_eq!(record.node().unwrap().value, "first");
+    assert_eq!(record.meta.version.origin, PEER);
+    // One change entry for the id, and the write reported what it moved aside.
+    assert_eq!(
+        store.changes_since(0, 10, 1 << 20).unwrap().records.len(),
+        1
+    );
+    assert!(store.has_damage_to_handle());
+    assert_eq!(store.quarantine_damaged(NOW).unwrap().len(), 1);
+    assert_eq!(store.stats().unwrap().damaged, 1);
+}
+
+#[test]
+fn verify_reports_a_bad_signature_but_moves_only_damaged_bytes_aside() {
+    let mut temp = TempStore::new("verify-signatures");
+    let store = temp.store();
+    store
+        .write_nodes(&[node("a", "first"), node("b", "second")], NOW)
+        .unwrap();
+    damage(store, "b", |bytes| {
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+    });
+    let check = store
+        .verify_records(&|id, _, _| {
+            if id == "a" {
+                SignatureCheck::Invalid("made by another key".into())
+            } else {
+                SignatureCheck::Valid
+            }
+        })
+        .unwrap();
+    let found: Vec<(&str, &str)> = check
+        .damaged
+        .iter()
+        .map(|record| (record.id.as_str(), record.table.name()))
+        .collect();
+    assert_eq!(found, [("a", "nodes"), ("b", "nodes")]);
+    assert!(check.damaged[0].reason.contains("another key"));
+    assert_eq!((check.nodes, check.changes, check.signed), (2, 2, 0));
+    // Only the record whose bytes changed leaves the lattice.
+    let moved = store.quarantine_damaged(NOW).unwrap();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].id, "b");
+    assert!(store.get("a").unwrap().is_some());
+}

@@ -360,6 +360,9 @@ impl Syncer {
         // auto-sync) waits for it and then runs, rather than failing; a long-poll
         // (`wait`) gives way instead, since the running sync brings the same changes.
         let deadline = std::time::Instant::now() + SYNC_WAIT_LIMIT;
+        // Damaged records found since the last sync are moved aside first, so this sync
+        // already fetches them again.
+        super::move_aside_damaged(&mut self.store.borrow_mut());
         while !self.in_progress.borrow_mut().insert(url.to_owned()) {
             if wait.is_some() || std::time::Instant::now() >= deadline {
                 result.error = Some(format!("a sync with {url} is already running"));
@@ -395,6 +398,7 @@ impl Syncer {
         if let Err(error) = self.record_outcome(url, &result) {
             eprintln!("warning: could not save sync statistics for {url}: {error}");
         }
+        super::move_aside_damaged(&mut self.store.borrow_mut());
         result
     }
 
@@ -454,6 +458,13 @@ impl Syncer {
         // the peer's instance id and epoch, so `/federation/info` is not needed to notice
         // that the peer changed.
         let mut stored = stored;
+        let repairs = self.store.borrow().repairs();
+        if state.has_checkpoint() && state.repairs != repairs {
+            self.log(format!(
+                "damaged records were moved aside since the checkpoints with {url} were set; reconciling"
+            ));
+            state.epoch = None;
+        }
         if state.has_checkpoint() {
             match self
                 .sync_checkpointed(url, wait, false, &mut state, result)
@@ -530,10 +541,12 @@ impl Syncer {
         let epoch = info_fields.str("epoch")?.to_owned();
         state.protocol = Some("v2".into());
         if state.epoch.as_deref() != Some(epoch.as_str()) && !reconciles {
-            // A peer without reconciliation is synced by its whole feed, once.
+            // A peer without reconciliation is synced by its whole feed, once (and again
+            // after damaged records were moved aside here).
             state.epoch = Some(epoch.clone());
             state.pull_seq = 0;
             state.push_seq = 0;
+            state.repairs = repairs;
         }
         if state.epoch.as_deref() != Some(epoch.as_str()) {
             // No checkpoint for this store: first contact, a restored or wiped store, or

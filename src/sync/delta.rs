@@ -420,6 +420,9 @@ impl Syncer {
         result: &mut PeerSyncResult,
     ) -> Result<(), SyncError> {
         let filter = TypeFilter::only(&state.types);
+        // Read before the set: a record moved aside after it is missing from a set that
+        // still counts it, so the next sync must reconcile again.
+        let repairs = self.store.borrow().repairs();
         let ours = self
             .reconcile_cache
             .get(&self.store, &filter)
@@ -515,6 +518,7 @@ impl Syncer {
         }
 
         state.epoch = Some(epoch.to_owned());
+        state.repairs = repairs;
         state.pull_seq = pull_seq;
         state.push_seq = ours.last_seq;
         self.save_states(vec![(url.to_owned(), state.encode())], true)?;

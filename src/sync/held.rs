@@ -195,6 +195,7 @@ impl Syncer {
     /// sync prints (`trust accept`) finds it.
     pub(super) fn held_entries(&self, held: &[Held]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let mut entries: BTreeMap<String, &Held> = BTreeMap::new();
+        let mut authors = std::collections::BTreeSet::new();
         for record in held {
             let stored = self.store.borrow().state(StateTable::Held, &record.id)?;
             let kept = stored
@@ -212,13 +213,18 @@ impl Syncer {
                     .and_then(|(_, key)| key)
                     .and_then(|key| PublicKey::from_base64(&key).ok());
                 if let Some(key) = key {
-                    trust_book::note_pending(
-                        &mut self.store.borrow_mut(),
-                        key,
-                        "record",
-                        unix_millis_now(),
-                    )?;
+                    authors.insert(key.to_base64());
                 }
+            }
+        }
+        for key in authors {
+            if let Ok(key) = PublicKey::from_base64(&key) {
+                trust_book::note_pending(
+                    &mut self.store.borrow_mut(),
+                    key,
+                    "record",
+                    unix_millis_now(),
+                )?;
             }
         }
         Ok(entries

@@ -105,6 +105,10 @@ pub struct PeerState {
     /// Added while unreachable and without a key: the key its `/federation/info` shows
     /// at the first contact is pinned (trusted as core), as `add-peer` would have.
     pub pin_at_first_contact: bool,
+    /// Our store's repair count (`Store::repairs`) when the checkpoints were set. When
+    /// damaged records were moved aside since, the checkpoints lie past them, so the next
+    /// sync reconciles to fetch them again.
+    pub repairs: u64,
 }
 
 impl PeerState {
@@ -177,6 +181,9 @@ impl PeerState {
         if self.pin_at_first_contact {
             object.insert("keyPinnedAtFirstContact".into(), Value::Bool(true));
         }
+        if self.repairs != 0 {
+            object.insert("repairs".into(), number(self.repairs));
+        }
         if !self.types.is_empty() {
             object.insert(
                 "types".into(),
@@ -218,6 +225,7 @@ impl PeerState {
             stats,
             batch_limit: fields.opt_u64("batchLimit")?.unwrap_or(0),
             pin_at_first_contact: fields.opt_bool("keyPinnedAtFirstContact")?.unwrap_or(false),
+            repairs: fields.opt_u64("repairs")?.unwrap_or(0),
             types: fields
                 .opt_array("types")?
                 .unwrap_or_default()
@@ -251,6 +259,7 @@ mod tests {
             last_success: Some(40),
             last_error: Some("timeout".into()),
             failures: 2,
+            repairs: 7,
             stats: SyncStats {
                 total_syncs: 3,
                 successful_syncs: 1,

@@ -1,5 +1,6 @@
 //! Integration tests: each runs the real `ark-lattice` binary against temp state dirs.
 
+mod attacks;
 mod crash;
 mod cross_origin;
 mod delta;
@@ -7,6 +8,8 @@ mod fake_ark;
 mod federation;
 mod flood;
 mod held;
+mod hostile;
+mod integrity;
 mod lattice;
 mod observe;
 mod restarts;

@@ -221,7 +221,7 @@ fn a_cut_cli_call_says_whether_it_may_have_been_applied() {
 
     pointing_at(cut_port);
     let run = node.run_with_env(&["delete", "x", "--json"], &[("ARK_STORE_WAIT", "1")]);
-    assert_eq!(run.code, 6, "{}", run.stderr);
+    assert_eq!(run.code, 7, "{}", run.stderr);
     let answer = run.json();
     assert!(bool_of(field(&answer, "may_have_applied")));
     assert!(text(field(&answer, "error")).contains("lost the answer"));

@@ -111,6 +111,7 @@ fn systemd_unit_has_the_settings_the_service_relies_on() {
             "DynamicUser=yes",
             "StateDirectory=ark-lattice",
             "Restart=on-failure",
+            "RestartPreventExitStatus=6",
             "WatchdogSec=30",
             "NoNewPrivileges=yes",
             "ProtectSystem=strict",

@@ -411,7 +411,7 @@ impl Soak {
         };
         let applied = matches!(&after, Some(Held::Live { value: got, .. }) if *got == value);
         match (run.code, applied) {
-            (0, true) | (6, _) | (1, false) => {}
+            (0, true) | (7, _) | (1, false) => {}
             (code, applied) => self.violation(
                 step,
                 format!(
@@ -462,7 +462,7 @@ impl Soak {
         self.tally.syncs += 1;
         self.kill(step, victim);
         let run = Run::from(child.wait_with_output().unwrap());
-        if ![0, 1, 6].contains(&run.code) {
+        if ![0, 1, 7].contains(&run.code) {
             self.violation(
                 step,
                 format!(
