@@ -322,7 +322,7 @@ pub struct Serve {
     /// sync with peers periodically (default: $FEDERATION_AUTO_SYNC, else off)
     #[argh(switch)]
     pub auto_sync: bool,
-    /// auto-sync interval in milliseconds (default: $FEDERATION_SYNC_INTERVAL, else 300000)
+    /// auto-sync interval in milliseconds (default: $FEDERATION_SYNC_INTERVAL, else 60000)
     #[argh(option)]
     pub sync_interval: Option<u64>,
     /// refuse versions more than this many seconds ahead of our clock (default 300)
@@ -404,7 +404,7 @@ pub struct Federation {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
 pub enum FederationCommand {
-    Start(FederationStart),
+    Start(Box<FederationStart>),
     Stop(FederationStop),
     Status(FederationStatus),
     Sync(FederationSync),
@@ -415,20 +415,41 @@ pub enum FederationCommand {
     AutoSync(AutoSync),
 }
 
-/// Start `serve` in the background unless it is already running.
-#[derive(FromArgs, Debug)]
-#[argh(
-    subcommand,
-    name = "start",
-    example = "ark-lattice federation start --port 9000"
-)]
+/// Start `serve` in the background unless it is already running. It takes every flag
+/// of `serve` (`--port`, `--port-fallback`, `--mode`, `--no-discovery`, ...) and passes
+/// them on; `ark-lattice serve --help` lists them.
+#[derive(Debug)]
 pub struct FederationStart {
-    /// port to listen on (default: $FEDERATION_PORT, else 9000)
-    #[argh(option)]
-    pub port: Option<u16>,
-    /// address to listen on (default 0.0.0.0)
-    #[argh(option)]
-    pub bind: Option<String>,
+    /// The flags, read as `serve` reads them, so a bad one is reported here.
+    pub serve: Serve,
+    /// The flags as given, for the server started in the background.
+    pub args: Vec<String>,
+}
+
+impl FromArgs for FederationStart {
+    fn from_args(command_name: &[&str], args: &[&str]) -> Result<Self, argh::EarlyExit> {
+        let serve = Serve::from_args(command_name, args).map_err(|mut early_exit| {
+            // `--help` describes serve; say what start does with its flags.
+            early_exit.output = early_exit.output.replacen(
+                "Run the federation node in the foreground:",
+                "Start the federation node in the background with these flags (as `serve`):",
+                1,
+            );
+            early_exit
+        })?;
+        Ok(FederationStart {
+            serve,
+            args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+        })
+    }
+}
+
+impl argh::SubCommand for FederationStart {
+    const COMMAND: &'static argh::CommandInfo = &argh::CommandInfo {
+        name: "start",
+        short: &'\0',
+        description: "Start the federation server in the background; takes serve's flags.",
+    };
 }
 
 /// Stop the background server gracefully.
@@ -532,17 +553,27 @@ pub struct Discover {
     pub json: bool,
 }
 
-/// Turn auto-sync on or off in the running server.
+/// Turn auto-sync on or off. The setting and interval outlive a restart.
 #[derive(FromArgs, Debug)]
 #[argh(
     subcommand,
     name = "auto-sync",
-    example = "ark-lattice federation auto-sync on"
+    example = "ark-lattice federation auto-sync --start",
+    example = "ark-lattice federation auto-sync off"
 )]
 pub struct AutoSync {
-    /// on or off
+    /// turn it on (as `on`)
+    #[argh(switch)]
+    pub start: bool,
+    /// turn it off (as `off`)
+    #[argh(switch)]
+    pub stop: bool,
+    /// sync every this many milliseconds from now on
+    #[argh(option)]
+    pub interval: Option<u64>,
+    /// on or off (or use --start/--stop)
     #[argh(positional)]
-    pub state: String,
+    pub state: Option<String>,
 }
 
 /// Make an Ed25519 key pair, printed as ARK's PyNaCl snippet printed it.

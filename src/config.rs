@@ -28,8 +28,8 @@ pub const IMPORT_BATCH: usize = 2000;
 /// The federation port when neither `--port` nor `FEDERATION_PORT` is given (ARK's).
 pub const DEFAULT_PORT: u16 = 9000;
 /// Auto-sync interval when neither `--sync-interval` nor `FEDERATION_SYNC_INTERVAL` is
-/// given: five minutes, in milliseconds.
-pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 300_000;
+/// given: ARK's one minute, in milliseconds.
+pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 60_000;
 /// Versions further ahead of our clock than this are refused.
 pub const DEFAULT_MAX_CLOCK_SKEW_SECS: u64 = 300;
 /// Records and bytes per sync batch, each batch one transaction and one checkpoint.
@@ -100,7 +100,9 @@ pub const MAX_REGISTRATION_BYTES: usize = 4096;
 pub enum FederationMode {
     /// Sync with every peer.
     P2p,
-    /// Sync only with the hub.
+    /// With a hub URL, a spoke: sync only with the hub. Without one, this instance is
+    /// the hub (the guide's cloud hub sets `FEDERATION_MODE=hub` alone): it syncs with
+    /// every peer and keeps the registry of spokes.
     Hub,
     /// The hub and direct peers.
     Hybrid,
@@ -268,8 +270,13 @@ impl Config {
             None => InstanceType::Local,
         };
         let default_serve = Serve::default();
+        // `federation start` takes serve's flags, and reports a bad one before it starts.
         let serve_flags = match &args.command {
             Some(Command::Serve(flags)) => flags,
+            Some(Command::Federation(federation)) => match &federation.command {
+                crate::cli::FederationCommand::Start(start) => &start.serve,
+                _ => &default_serve,
+            },
             _ => &default_serve,
         };
         let federation = FederationConfig::from_flags(serve_flags, env)?;
@@ -369,11 +376,6 @@ impl FederationConfig {
             ),
             None => None,
         };
-        if mode != FederationMode::P2p && hub_url.is_none() {
-            return Err(Error::Config(format!(
-                "federation mode {mode} needs a hub: set FEDERATION_HUB_URL or --hub-url"
-            )));
-        }
         let auto_sync = flags.auto_sync
             || match env("FEDERATION_AUTO_SYNC") {
                 None => false,
@@ -706,10 +708,16 @@ mod tests {
         assert_eq!(federation.hub_url.as_deref(), Some("http://hub.lan:9000"));
         assert!(federation.auto_sync);
         assert_eq!(federation.sync_interval, Duration::from_secs(60));
-        let error = config(&[], &[("FEDERATION_MODE", "hub")])
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("FEDERATION_HUB_URL"), "{error}");
+        // The guide's hub sets the mode alone; its spokes set the hub's URL alone.
+        let hub = config(&[], &[("FEDERATION_MODE", "hub")])
+            .unwrap()
+            .federation;
+        assert_eq!((hub.mode, hub.hub_url), (FederationMode::Hub, None));
+        let spoke = config(&[], &[("FEDERATION_HUB_URL", "http://hub:9000")])
+            .unwrap()
+            .federation;
+        assert_eq!(spoke.mode, FederationMode::P2p);
+        assert_eq!(spoke.sync_interval, Duration::from_millis(60_000));
         let error = config(&[], &[("FEDERATION_PORT", "99999")])
             .unwrap_err()
             .to_string();

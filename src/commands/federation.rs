@@ -14,8 +14,9 @@ use crate::cli::{FederationCommand, FederationStart};
 use crate::config::Config;
 use crate::error::Error;
 use crate::model::format_rfc3339;
-use crate::protocol::Fields;
+use crate::protocol::{Fields, LatticeStatus};
 use crate::server::{self, ApiError, App};
+use crate::sync::PeerState;
 
 /// How long `federation start` and `stop` wait for the server.
 const START_STOP_WAIT: Duration = Duration::from_secs(15);
@@ -29,7 +30,7 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
         FederationCommand::Stop(_) => stop(config, server, out),
         FederationCommand::Status(args) => {
             let status = match &server {
-                Some(server) => call(config, server, "GET", "/api/federation/status", None)?,
+                Some(server) => call(config, server, "GET", "/api/v2/federation/status", None)?,
                 None => in_process(config, server::status)?,
             };
             if args.json {
@@ -46,7 +47,13 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
                         .map_or(Value::Object(Object::new()), |peer| {
                             object([("peerUrl", Value::String(peer.clone()))])
                         });
-                    call(config, server, "POST", "/api/federation/sync", Some(body))?
+                    call(
+                        config,
+                        server,
+                        "POST",
+                        "/api/v2/federation/sync",
+                        Some(body),
+                    )?
                 }
                 None => {
                     let app = App::open(config)?;
@@ -115,7 +122,7 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
                         config,
                         server,
                         "POST",
-                        "/api/federation/peers/add",
+                        "/api/v2/federation/peers/add",
                         Some(body),
                     )?
                 }
@@ -159,7 +166,7 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
                     config,
                     server,
                     "DELETE",
-                    &format!("/api/federation/peers/{}", percent_encode(&args.url)),
+                    &format!("/api/v2/federation/peers/{}", percent_encode(&args.url)),
                     None,
                 )?,
                 None => in_process(config, |app| server::remove_peer(app, &args.url))?,
@@ -169,7 +176,7 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
         }
         FederationCommand::ListPeers(args) => {
             let answer = match &server {
-                Some(server) => call(config, server, "GET", "/api/federation/peers", None)?,
+                Some(server) => call(config, server, "GET", "/api/v2/federation/peers", None)?,
                 None => in_process(config, server::list_peers)?,
             };
             if args.json {
@@ -203,7 +210,7 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
                         config,
                         server,
                         "POST",
-                        "/api/federation/discover",
+                        "/api/v2/federation/discover",
                         Some(Value::Object(body)),
                     )?
                 }
@@ -228,7 +235,17 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
             out.flush()
         }
         FederationCommand::AutoSync(args) => {
-            let on = match args.state.as_str() {
+            let state = match (args.start, args.stop, args.state.as_deref()) {
+                (true, false, None) => "on",
+                (false, true, None) => "off",
+                (false, false, Some(state)) => state,
+                _ => {
+                    return Err(Error::Usage(
+                        "auto-sync takes one of --start, --stop, on or off".into(),
+                    ));
+                }
+            };
+            let on = match state {
                 "on" | "start" => true,
                 "off" | "stop" => false,
                 other => {
@@ -237,27 +254,34 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
                     )));
                 }
             };
-            let Some(server) = &server else {
-                return Err(Error::Usage(
-                    "auto-sync runs in the server; start it with `ark-lattice federation start` (or set FEDERATION_AUTO_SYNC=true)".into(),
-                ));
+            let answer = match &server {
+                Some(server) => {
+                    let path = if on {
+                        "/api/v2/federation/auto-sync/start"
+                    } else {
+                        "/api/v2/federation/auto-sync/stop"
+                    };
+                    let mut body = Object::new();
+                    if let Some(interval) = args.interval {
+                        body.insert(
+                            "interval".into(),
+                            Value::Number(miniserde::json::Number::U64(interval)),
+                        );
+                    }
+                    call(config, server, "POST", path, Some(Value::Object(body)))?
+                }
+                // Saved for the server's next start.
+                None => in_process(config, |app| server::set_auto_sync(app, on, args.interval))?,
             };
-            let path = if on {
-                "/api/federation/auto-sync/start"
-            } else {
-                "/api/federation/auto-sync/stop"
-            };
-            let answer = call(
-                config,
-                server,
-                "POST",
-                path,
-                Some(Value::Object(Object::new())),
-            )?;
             out.line(format!(
-                "auto-sync is {} (every {} ms)",
+                "auto-sync is {} (every {} ms){}",
                 if on { "on" } else { "off" },
-                field_u64(&Value::Object(answer), "syncInterval")
+                field_u64(&Value::Object(answer), "syncInterval"),
+                if server.is_none() && on {
+                    "; it runs while the server runs (`ark-lattice federation start`)"
+                } else {
+                    ""
+                }
             ))?;
             out.flush()
         }
@@ -367,10 +391,19 @@ fn time(millis: u64) -> String {
 }
 
 fn print_peers(out: &mut Output, answer: &Object) -> Result<(), Error> {
-    let peers = match answer.get("peers") {
-        Some(Value::Array(peers)) => peers.to_vec(),
-        _ => Vec::new(),
-    };
+    let entries = Fields::new(answer, "peer list")
+        .array("peers")
+        .map_err(|error| Error::Other(error.0))?;
+    let peers = entries
+        .iter()
+        .map(|entry| match entry {
+            Value::Object(object) => PeerState::from_json(object, "peer list entry"),
+            _ => Err(crate::protocol::WireError(
+                "peer list entry is not an object".into(),
+            )),
+        })
+        .collect::<Result<Vec<PeerState>, _>>()
+        .map_err(|error| Error::Other(error.0))?;
     if peers.is_empty() {
         return out.line("no peers (add one with `ark-lattice federation add-peer URL`)");
     }
@@ -379,26 +412,26 @@ fn print_peers(out: &mut Output, answer: &Object) -> Result<(), Error> {
         "PEER", "STATE", "PROTO", "LAST SYNC", "LAST ERROR"
     ))?;
     for peer in &peers {
-        let state = if field_bool(peer, "active") == Some(true) {
+        let state = if peer.is_active() {
             "active"
-        } else if field_u64(peer, "failures") > 0 {
+        } else if peer.failures > 0 {
             "failing"
         } else {
             "new"
         };
         // Added offline: which key it is will be learned (and pinned) at first contact.
-        let state = if field_bool(peer, "keyPinnedAtFirstContact") == Some(true) {
+        let state = if peer.pin_at_first_contact {
             "key-at-first-contact"
         } else {
             state
         };
         out.line(format!(
             "{:<34} {:<20} {:<8} {:<24} {}",
-            field_str(peer, "url").unwrap_or("?"),
+            peer.url,
             state,
-            field_str(peer, "protocol").unwrap_or("-"),
-            time(field_u64(peer, "lastSync")),
-            field_str(peer, "lastError").unwrap_or("-")
+            peer.protocol.as_deref().unwrap_or("-"),
+            time(peer.last_success.unwrap_or(0)),
+            peer.last_error.as_deref().unwrap_or("-")
         ))?;
     }
     Ok(())
@@ -494,61 +527,60 @@ fn print_discovered(out: &mut Output, answer: &Object, add: bool) -> Result<(), 
 }
 
 fn print_status(out: &mut Output, status: &Object) -> Result<(), Error> {
-    let value = Value::Object(status.clone());
-    let text = |name: &str| field_str(&value, name).unwrap_or("-").to_owned();
+    let status =
+        LatticeStatus::from_json(status, "status answer").map_err(|error| Error::Other(error.0))?;
+    let info = &status.info;
+    let lattice = &info.lattice;
+    let or_dash = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
     out.line(format!(
         "instance     {} ({})",
-        text("instanceName"),
-        text("instanceId")
+        info.instance_name, info.instance_id
     ))?;
-    out.line(format!("public key   {}", text("publicKey")))?;
-    out.line(format!("fingerprint  {}", text("fingerprint")))?;
-    let running = field_bool(&value, "running") == Some(true);
+    out.line(format!("public key   {}", or_dash(&lattice.public_key)))?;
+    out.line(format!("fingerprint  {}", or_dash(&lattice.fingerprint)))?;
     out.line(format!(
         "server       {}",
-        if running {
-            format!("running on port {}", field_u64(&value, "listenPort"))
+        if status.running {
+            format!("running on port {}", info.listen_port)
         } else {
             "not running".to_owned()
         }
     ))?;
     out.line(format!(
         "mode         {} (hub: {})",
-        text("federationMode"),
-        text("hubUrl")
+        info.federation_mode,
+        or_dash(&info.hub_url)
     ))?;
     out.line(format!(
         "auto-sync    {} (every {} ms)",
-        if field_bool(&value, "autoSync") == Some(true) {
-            "on"
-        } else {
-            "off"
-        },
-        field_u64(&value, "syncInterval")
+        if info.auto_sync { "on" } else { "off" },
+        info.sync_interval
     ))?;
-    out.line(format!("nodes        {}", field_u64(&value, "nodeCount")))?;
+    out.line(format!(
+        "nodes        {}",
+        lattice.node_count.unwrap_or_default()
+    ))?;
     out.line(format!(
         "peers        {} ({} active)",
-        field_u64(&value, "peers"),
-        field_u64(&value, "activePeers")
+        info.peers.len(),
+        info.active_peers.len()
     ))?;
-    if let Some(stats) = status.get("stats") {
-        out.line(format!(
-            "syncs        {} ({} ok, {} failed); nodes sent {}, received {}; conflicts resolved {}",
-            field_u64(stats, "totalSyncs"),
-            field_u64(stats, "successfulSyncs"),
-            field_u64(stats, "failedSyncs"),
-            field_u64(stats, "nodesSent"),
-            field_u64(stats, "nodesReceived"),
-            field_u64(stats, "conflictsResolved")
-        ))?;
+    let stats = &info.stats;
+    out.line(format!(
+        "syncs        {} ({} ok, {} failed); nodes sent {}, received {}; conflicts resolved {}",
+        stats.total_syncs,
+        stats.successful_syncs,
+        stats.failed_syncs,
+        stats.nodes_shared,
+        stats.nodes_received,
+        stats.conflicts_resolved
+    ))?;
+    out.line("")?;
+    print_peers(out, &status.peer_list)?;
+    for message in &status.held_messages {
+        out.line(message)?;
     }
-    if let Some(Value::Object(list)) = status.get("peerList") {
-        out.line("")?;
-        print_peers(out, list)?;
-    }
-    print_held(out, &value, "")?;
-    if let Some(warning) = field_str(&value, "clockWarning") {
+    if let Some(warning) = &status.clock_warning {
         eprintln!("warning: {warning}");
     }
     out.flush()
@@ -602,13 +634,11 @@ fn start(
         source,
     })?;
     let mut command = std::process::Command::new(executable);
-    command.arg("--data-dir").arg(&config.data_dir).arg("serve");
-    if let Some(port) = args.port {
-        command.arg("--port").arg(port.to_string());
-    }
-    if let Some(bind) = &args.bind {
-        command.arg("--bind").arg(bind);
-    }
+    command
+        .arg("--data-dir")
+        .arg(&config.data_dir)
+        .arg("serve")
+        .args(&args.args);
     // Its own process group, so a Ctrl-C in this terminal does not reach it.
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let mut child = command

@@ -10,10 +10,9 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures_lite::future;
-use miniserde::json::Value;
 
 use crate::http::{ClientConfig, ClientRequest, HttpClient};
-use crate::protocol::{Fields, parse_object};
+use crate::protocol::{InstanceInfo, parse_object};
 use crate::trust::PublicKey;
 
 /// Probes in flight at once: a /24 in two rounds of connect timeouts at most.
@@ -99,38 +98,20 @@ pub struct ScanHit {
 /// Reads a `/federation/info` answer.
 pub fn read_info(url: &str, body: &[u8]) -> Option<ScanHit> {
     let object = parse_object(body, "peer info").ok()?;
-    let fields = Fields::new(&object, "peer info");
-    let instance_id = fields.str("instanceId").ok()?.to_owned();
-    let public_key = fields.opt_str("publicKey").ok().flatten();
-    let verified = public_key
+    let info = InstanceInfo::from_json(&object, "peer info").ok()?;
+    let verified = info
+        .lattice
+        .public_key
+        .as_deref()
         .and_then(|key| PublicKey::from_base64(key).ok())
-        .is_some_and(|key| key.instance_id().to_hex() == instance_id);
-    let protocols = fields
-        .opt_array("protocols")
-        .ok()
-        .flatten()
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|value| match value {
-            Value::String(name) => Some(name.clone()),
-            _ => None,
-        })
-        .collect();
+        .is_some_and(|key| key.instance_id().to_hex() == info.instance_id);
     Some(ScanHit {
         url: url.to_owned(),
-        instance_id,
-        instance_name: fields
-            .opt_str("instanceName")
-            .ok()
-            .flatten()
-            .map(str::to_owned),
-        fingerprint: fields
-            .opt_str("fingerprint")
-            .ok()
-            .flatten()
-            .map(str::to_owned),
+        instance_name: Some(info.instance_name).filter(|name| !name.is_empty()),
+        instance_id: info.instance_id,
+        fingerprint: info.lattice.fingerprint,
         verified,
-        protocols,
+        protocols: info.lattice.protocols,
     })
 }
 

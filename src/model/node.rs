@@ -115,10 +115,18 @@ impl Node {
                 "language" => node.language = optional_string(key, field)?,
                 "category" => node.category = optional_string(key, field)?,
                 "content" => node.content = optional_string(key, field)?,
-                "capabilities" => node.capabilities = list(key, field)?,
-                "dependencies" => node.dependencies = list(key, field)?,
-                "examples" => node.examples = list(key, field)?,
-                "linked_agents" => node.linked_agents = list(key, field)?,
+                "capabilities" | "dependencies" | "examples" | "linked_agents" => {
+                    match list(key, field) {
+                        Ok(items) => *node.list_mut(key) = items,
+                        // ARK's rows hold list text that is no JSON array ("[object
+                        // Object]", "alpha, beta"): kept as it is, and written back
+                        // unchanged, rather than refusing the row (issue 12).
+                        Err(_) if matches!(field, Value::String(_)) => {
+                            node.extra.insert(key.clone(), json::to_string(field));
+                        }
+                        Err(error) => return Err(error),
+                    }
+                }
                 "created_at" => node.created_at = timestamp(key, field)?,
                 "updated_at" => node.updated_at = timestamp(key, field)?,
                 "usage_count" => node.usage_count = count(key, field)?,
@@ -225,6 +233,15 @@ impl Node {
         ]
     }
 
+    fn list_mut(&mut self, name: &str) -> &mut NodeList {
+        match name {
+            "capabilities" => &mut self.capabilities,
+            "dependencies" => &mut self.dependencies,
+            "examples" => &mut self.examples,
+            _ => &mut self.linked_agents,
+        }
+    }
+
     /// Writes the record as a JSON object in the given shape. Unknown fields come back
     /// as they were read.
     pub fn to_json(&self, shape: Shape) -> Object {
@@ -243,6 +260,10 @@ impl Node {
         object.insert("category".into(), optional(&self.category));
         object.insert("content".into(), optional(&self.content));
         for (name, items) in self.lists() {
+            if items.is_empty() && self.extra.contains_key(name) {
+                // List text that was no JSON array, as it was read.
+                continue;
+            }
             let array: Array = items.iter().map(|item| string(item)).collect();
             let value = match shape {
                 Shape::Native => Value::Array(array),
@@ -461,10 +482,6 @@ mod tests {
             Some(("capabilities", "item 0")),
         );
         check(
-            r#"{"id":"a","type":"t","value":"v","examples":"{"}"#,
-            Some(("examples", "JSON array")),
-        );
-        check(
             r#"{"id":"a","type":"t","value":"v","created_at":"soon"}"#,
             Some(("created_at", "timestamp")),
         );
@@ -476,6 +493,42 @@ mod tests {
         check(
             r#"{"id":"a","type":"t","value":"v","language":null,"content":null}"#,
             None,
+        );
+    }
+
+    /// ARK writes `"[object Object]"` into list columns, and hand-edited rows hold
+    /// `"alpha, beta"`: such rows are kept, and their text goes back unchanged.
+    #[test]
+    fn list_text_that_is_no_json_array_is_kept_as_it_is() {
+        for text in ["[object Object]", "alpha, beta", "{", "[1, 2]", "\"x\""] {
+            let row = Value::Object(
+                [
+                    ("id", Value::String("a".into())),
+                    ("type", Value::String("t".into())),
+                    ("value", Value::String("v".into())),
+                    ("examples", Value::String(text.into())),
+                ]
+                .into_iter()
+                .map(|(key, value)| (key.to_owned(), value))
+                .collect(),
+            );
+            let node = Node::from_json(&row).unwrap_or_else(|error| panic!("{text}: {error}"));
+            assert!(node.examples.is_empty());
+            for shape in [Shape::ArkRow, Shape::Native] {
+                let written = node.to_json(shape);
+                assert!(
+                    matches!(written.get("examples"), Some(Value::String(back)) if back == text),
+                    "{text} in {shape:?}"
+                );
+                let again = Node::from_json(&Value::Object(written)).unwrap();
+                assert_eq!(again.extra, node.extra);
+            }
+        }
+        let plain = parse(r#"{"id":"a","type":"t","value":"v"}"#).unwrap();
+        let odd = parse(r#"{"id":"a","type":"t","value":"v","examples":"alpha, beta"}"#).unwrap();
+        assert_ne!(
+            crate::model::encode_node(&plain),
+            crate::model::encode_node(&odd)
         );
     }
 

@@ -1,13 +1,24 @@
 //! Wire formats: how records, peers and results look as JSON on ARK's legacy endpoints
 //! and on our own v2 endpoints. Pure conversions; no I/O.
 
+mod ark;
+mod control;
 mod fields;
 mod legacy;
+mod python;
 mod record;
 mod split;
 
+pub use ark::{
+    ArkStats, ControlAnswer, InstanceInfo, LatticeInfo, NodeList, NodesSince, PeerDirectory,
+    PeerSummary, PeerSyncReport, ReceiveResult, SyncReport, not_found,
+};
+pub use control::LatticeStatus;
 pub use fields::{Fields, WireError, json_object, parse_object};
-pub use legacy::{ark_row, legacy_origin, legacy_record};
+pub use legacy::{
+    ARK_COLUMNS, ark_columns, ark_row, keep_what_ark_cannot_hold, legacy_origin, legacy_record,
+};
+pub use python::{DeltaAnswer, DeltaRequest};
 pub use record::{
     base64, record_from_wire, record_to_wire, types_from_query, types_to_query, unbase64,
 };

@@ -97,6 +97,10 @@ impl App {
             config.verbose,
         );
         let events = EventBus::new(key.public_key().instance_id().to_hex(), config.verbose);
+        let (auto_sync, sync_interval_ms) = syncer.auto_sync_setting()?.unwrap_or((
+            config.federation.auto_sync,
+            config.federation.sync_interval.as_millis() as u64,
+        ));
         Ok(Rc::new(App {
             config: config.clone(),
             store,
@@ -106,8 +110,8 @@ impl App {
             started_at: unix_millis_now(),
             listen_port: Cell::new(0),
             federation_enabled: Cell::new(true),
-            auto_sync: Cell::new(config.federation.auto_sync),
-            sync_interval_ms: Cell::new(config.federation.sync_interval.as_millis() as u64),
+            auto_sync: Cell::new(auto_sync),
+            sync_interval_ms: Cell::new(sync_interval_ms),
             settings_changed: event_listener::Event::new(),
             shutdown: event_listener::Event::new(),
             shutdown_requested: Cell::new(false),
@@ -134,30 +138,31 @@ impl App {
         hex(&self.store.borrow().epoch())
     }
 
-    /// The peers this instance syncs with in its mode: every peer (p2p), the hub only
-    /// (hub), or the hub and every peer (hybrid).
+    /// The peers this instance syncs with in its mode: the hub only (a spoke: hub mode
+    /// with a hub URL), or every peer and the hub when there is one (p2p, hybrid, and
+    /// the hub itself: hub mode without a hub URL).
     pub fn sync_targets(&self) -> Result<Vec<String>, Error> {
         let federation = &self.config.federation;
-        let mut targets: Vec<String> = match federation.mode {
-            FederationMode::Hub => Vec::new(),
-            FederationMode::P2p | FederationMode::Hybrid => {
-                // Peers that turned out to be one node under two names (added before
-                // add-peer refused that) are synced once.
-                let mut seen = std::collections::BTreeSet::new();
-                self.syncer
-                    .peers()?
-                    .into_iter()
-                    .filter(|peer| {
-                        peer.instance_id
-                            .as_ref()
-                            .is_none_or(|id| seen.insert(id.clone()))
-                    })
-                    .map(|peer| peer.url)
-                    .collect()
-            }
+        let spoke = federation.mode == FederationMode::Hub && federation.hub_url.is_some();
+        let mut targets: Vec<String> = if spoke {
+            Vec::new()
+        } else {
+            // Peers that turned out to be one node under two names (added before
+            // add-peer refused that) are synced once.
+            let mut seen = std::collections::BTreeSet::new();
+            self.syncer
+                .peers()?
+                .into_iter()
+                .filter(|peer| {
+                    peer.instance_id
+                        .as_ref()
+                        .is_none_or(|id| seen.insert(id.clone()))
+                })
+                .map(|peer| peer.url)
+                .collect()
         };
         if let Some(hub) = &federation.hub_url {
-            if federation.mode != FederationMode::P2p && !targets.contains(hub) {
+            if !targets.contains(hub) {
                 targets.insert(0, hub.clone());
             }
         }

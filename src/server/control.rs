@@ -1,5 +1,6 @@
-//! The control API (`/api/...`, loopback or admin token only): ARK's
-//! `/api/federation/*` routes, lattice routes for scripts, and `/api/cli`, which runs a
+//! The control API (`/api/...`, loopback or admin token only): our federation routes
+//! under `/api/v2/federation/*` (ARK's own, `/api/federation/*`, are in `ark_api`, and
+//! run these operations), lattice routes for scripts, and `/api/cli`, which runs a
 //! lattice command for the CLI while this server holds the store.
 //!
 //! The federation operations are plain functions of [`App`], so the CLI runs the very
@@ -18,13 +19,22 @@ use crate::config::normalize_peer_url;
 use crate::error::Error;
 use crate::http::{Request, percent_decode};
 use crate::model::{format_rfc3339, unix_millis_now};
-use crate::protocol::{Fields, parse_object};
+use crate::protocol::{Fields, InstanceInfo, LatticeStatus, PeerDirectory, parse_object};
 use crate::store::{Deletion, Query};
 use crate::sync::trust_book;
 use crate::trust::{PublicKey, Tier};
 
 pub async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError> {
     let path = request.path.trim_end_matches('/');
+    if let Some(answer) = super::ark_api::handle(app, request, path).await {
+        return answer;
+    }
+    // Our own routes, with the richer answers our CLI reads, are ARK's under `/api/v2/`.
+    let raw_path = match request.path.strip_prefix("/api/v2/federation/") {
+        Some(rest) => format!("/api/federation/{rest}"),
+        None => request.path.clone(),
+    };
+    let path = raw_path.trim_end_matches('/');
     let body = || -> Result<miniserde::json::Object, ApiError> {
         if request.body.iter().all(u8::is_ascii_whitespace) {
             Ok(miniserde::json::Object::new())
@@ -71,7 +81,7 @@ pub async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError>
             .await
         }
         ("DELETE", path) if path.starts_with("/api/federation/peers/") => {
-            let encoded = &request.path["/api/federation/peers/".len()..];
+            let encoded = &raw_path["/api/federation/peers/".len()..];
             remove_peer(app, &percent_decode(encoded))
         }
         ("POST", "/api/federation/sync") => {
@@ -167,44 +177,44 @@ pub async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError>
                 Deletion::NotFound => Err(ApiError::not_found(format!("node {id:?} not found"))),
             }
         }
-        (method, _) => Err(ApiError::not_found(format!(
-            "no control route for {method} {}",
-            request.path
-        ))),
+        _ => Err(ApiError::no_route()),
     }
 }
 
-/// `GET /api/federation/status`.
+/// `GET /api/v2/federation/status`.
 pub fn status(app: &App) -> Result<Value, ApiError> {
-    let mut info = match super::peer_api::info(app)? {
-        Value::Object(object) => object,
-        _ => unreachable!("info is an object"),
-    };
-    info.insert("enabled".into(), Value::Bool(app.federation_enabled.get()));
-    info.insert("running".into(), Value::Bool(app.listen_port.get() != 0));
-    info.insert("startedAt".into(), number(app.started_at));
-    info.insert("bytesSent".into(), number(app.wire.bytes_sent()));
-    info.insert("bytesReceived".into(), number(app.wire.bytes_received()));
-    info.insert("peerList".into(), list_peers(app)?);
     let held = app.syncer.held_counts()?;
-    info.insert("held".into(), held.reasons_json());
-    if held.total() > 0 {
-        let messages = held.lines().into_iter().map(Value::String).collect();
-        info.insert("heldMessages".into(), Value::Array(messages));
-    }
     let newest_seen = app.store.borrow().clock_high_water().millis();
     let now = unix_millis_now();
-    if newest_seen > now + 60_000 {
-        info.insert(
-            "clockWarning".into(),
-            text(&format!(
-                "the local clock ({}) is behind versions already seen ({}); set the time (NTP) so new writes are not ordered by the counter alone",
-                format_rfc3339(now),
-                format_rfc3339(newest_seen)
-            )),
-        );
+    let clock_warning = (newest_seen > now + 60_000).then(|| {
+        format!(
+            "the local clock ({}) is behind versions already seen ({}); set the time (NTP) so new writes are not ordered by the counter alone",
+            format_rfc3339(now),
+            format_rfc3339(newest_seen)
+        )
+    });
+    let Value::Object(peer_list) = list_peers(app)? else {
+        unreachable!("the peer list is an object")
+    };
+    Ok(LatticeStatus {
+        info: super::peer_api::instance_info(app)?,
+        enabled: app.federation_enabled.get(),
+        running: app.listen_port.get() != 0,
+        started_at: app.started_at,
+        bytes_sent: app.wire.bytes_sent(),
+        bytes_received: app.wire.bytes_received(),
+        peer_list,
+        clock_warning,
+        held: crate::sync::held::HoldReason::ALL
+            .iter()
+            .map(|reason| {
+                let count = held.by_reason.get(reason).copied().unwrap_or(0);
+                (reason.name().to_owned(), count)
+            })
+            .collect(),
+        held_messages: held.lines(),
     }
-    Ok(Value::Object(info))
+    .to_json())
 }
 
 /// `GET /api/federation/peers`.
@@ -251,14 +261,14 @@ pub async fn add_peer(
     let info_url = format!("{url}/federation/info");
     let reported = match app.syncer.client.send(app.syncer.get(&info_url)).await {
         Ok(response) if response.status == 200 => {
-            let info = parse_object(&response.body, &info_url)?;
-            let fields = Fields::new(&info, &info_url);
-            if fields.opt_str("instanceId")? == Some(app.instance_id_hex().as_str()) {
+            let info =
+                InstanceInfo::from_json(&parse_object(&response.body, &info_url)?, &info_url)?;
+            if info.instance_id == app.instance_id_hex() {
                 return Err(ApiError::bad_request(format!(
                     "{url} is this instance itself"
                 )));
             }
-            match fields.opt_str("publicKey")? {
+            match info.lattice.public_key.as_deref() {
                 Some(text) => Some(Some(PublicKey::from_base64(text).map_err(|error| {
                     ApiError::bad_request(format!("{url} reports a bad public key: {error}"))
                 })?)),
@@ -457,24 +467,18 @@ pub async fn discover(app: &App, options: &DiscoverOptions) -> Result<Value, Api
                 continue;
             }
         };
-        let Ok(Some(peers)) = Fields::new(&answer, &url).opt_array("peers") else {
+        let Ok(directory) = PeerDirectory::from_json(&answer, &url) else {
             continue;
         };
-        for peer in peers {
-            let (peer_url, instance_id) = match peer {
-                Value::String(peer_url) => (peer_url.clone(), None),
-                Value::Object(entry) => match entry.get("url") {
-                    Some(Value::String(peer_url)) => (
-                        peer_url.clone(),
-                        match entry.get("instanceId") {
-                            Some(Value::String(id)) => Some(id.clone()),
-                            _ => None,
-                        },
-                    ),
-                    _ => continue,
-                },
-                _ => continue,
-            };
+        let entries = directory.peers.iter().map(|url| {
+            let id = directory
+                .details
+                .iter()
+                .find(|peer| peer.url == *url)
+                .and_then(|peer| peer.instance_id.clone());
+            (url.clone(), id)
+        });
+        for (peer_url, instance_id) in entries {
             let Ok(peer_url) = normalize_peer_url(&peer_url) else {
                 continue;
             };
@@ -543,7 +547,7 @@ pub async fn discover(app: &App, options: &DiscoverOptions) -> Result<Value, Api
     ]))
 }
 
-fn set_auto_sync(app: &App, on: bool, interval: Option<u64>) -> Result<Value, ApiError> {
+pub fn set_auto_sync(app: &App, on: bool, interval: Option<u64>) -> Result<Value, ApiError> {
     if let Some(interval) = interval {
         if interval < 100 {
             return Err(ApiError::bad_request(format!(
@@ -553,6 +557,8 @@ fn set_auto_sync(app: &App, on: bool, interval: Option<u64>) -> Result<Value, Ap
         app.sync_interval_ms.set(interval);
     }
     app.auto_sync.set(on);
+    app.syncer
+        .save_auto_sync_setting(on, app.sync_interval_ms.get())?;
     app.settings_changed.notify(usize::MAX);
     Ok(object([
         ("success", Value::Bool(true)),

@@ -20,10 +20,12 @@ use crate::http::{Request, Response};
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Paths that are their own route label.
-const ROUTES: &[&str] = &[
+pub(super) const ROUTES: &[&str] = &[
     "/",
     "/health",
     "/metrics",
+    "/docs",
+    "/openapi.json",
     "/federation/info",
     "/federation/nodes",
     "/federation/sync",
@@ -43,6 +45,16 @@ const ROUTES: &[&str] = &[
     "/api/federation/conflicts",
     "/api/federation/auto-sync/start",
     "/api/federation/auto-sync/stop",
+    "/api/v2/federation/status",
+    "/api/v2/federation/start",
+    "/api/v2/federation/stop",
+    "/api/v2/federation/peers",
+    "/api/v2/federation/peers/add",
+    "/api/v2/federation/sync",
+    "/api/v2/federation/discover",
+    "/api/v2/federation/conflicts",
+    "/api/v2/federation/auto-sync/start",
+    "/api/v2/federation/auto-sync/stop",
     "/api/lattice/stats",
     "/api/lattice/nodes",
     "/api/server/shutdown",
@@ -58,6 +70,9 @@ pub fn route_label(path: &str) -> &'static str {
     }
     if path.starts_with("/api/federation/peers/") {
         return "/api/federation/peers/{url}";
+    }
+    if path.starts_with("/api/v2/federation/peers/") {
+        return "/api/v2/federation/peers/{url}";
     }
     if path.starts_with("/api/lattice/nodes/") {
         return "/api/lattice/nodes/{id}";

@@ -12,9 +12,11 @@
 //! store write is a synchronous transaction, so none is left half done.
 
 mod app;
+mod ark_api;
 mod auth;
 mod control;
 mod delta_api;
+mod docs;
 mod events;
 mod lan;
 mod metrics;
@@ -34,7 +36,9 @@ use futures_lite::{StreamExt, future};
 use smol::{LocalExecutor, Timer};
 
 pub use app::{App, SERVER_FILE};
-pub use control::{DiscoverOptions, add_peer, discover, list_peers, remove_peer, status, sync};
+pub use control::{
+    DiscoverOptions, add_peer, discover, list_peers, remove_peer, set_auto_sync, status, sync,
+};
 pub use events::{Event, EventBus, EventKind};
 pub use routes::{ApiError, control_allowed};
 
@@ -95,10 +99,8 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
     if federation.watch {
         tasks.push(executor.spawn(watch_loop(executor, app.clone())));
     }
-    if federation.mode != crate::config::FederationMode::P2p {
-        if let Some(hub) = federation.hub_url.clone() {
-            tasks.push(executor.spawn(heartbeat_loop(app.clone(), hub)));
-        }
+    if let Some(hub) = federation.hub_url.clone() {
+        tasks.push(executor.spawn(heartbeat_loop(app.clone(), hub)));
     }
     tasks.extend(lan::start(executor, &app));
     if let Some(command) = &app.config.on_event {

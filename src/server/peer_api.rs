@@ -1,5 +1,5 @@
 //! The endpoints peers call: ARK's Node.js protocol (`/federation/info`, `nodes`,
-//! `sync`, `discover`) field for field, and our v2 offer and push (the changes feed and
+//! `sync`, `discover`) in the shapes of `protocol::ark`, and our v2 offer and push (the changes feed and
 //! reconciliation are in `delta_api`).
 
 use futures_lite::future;
@@ -12,7 +12,8 @@ use crate::config::TrustMode;
 use crate::http::Request;
 use crate::model::{Version, unix_millis_now};
 use crate::protocol::{
-    Fields, PROTOCOL_LEGACY, PROTOCOL_RECONCILE, PROTOCOL_V2, SplitObject, ark_row, legacy_origin,
+    Fields, InstanceInfo, LatticeInfo, NodeList, NodesSince, PROTOCOL_LEGACY, PROTOCOL_RECONCILE,
+    PROTOCOL_V2, PeerDirectory, PeerSummary, ReceiveResult, SplitObject, ark_row, legacy_origin,
     legacy_record, parse_object, parse_piece, split_object,
 };
 use crate::store::Query;
@@ -20,54 +21,45 @@ use crate::sync::held::Refusal;
 use crate::sync::wanted_ids;
 use crate::trust::{Access, Tier};
 
-/// `GET /federation/info`: ARK's fields plus ours (protocols, epoch, key, node count).
-pub fn info(app: &App) -> Result<Value, ApiError> {
+/// What `GET /federation/info` and `GET /api/federation/status` report: ARK's fields
+/// plus ours (protocols, epoch, key, node count).
+pub fn instance_info(app: &App) -> Result<InstanceInfo, ApiError> {
     let peers = app.syncer.peers()?;
     let federation = &app.config.federation;
     let node_count = app.store.borrow().stats()?.nodes;
-    let mut object = Object::new();
-    object.insert("instanceId".into(), text(&app.instance_id_hex()));
-    object.insert("instanceName".into(), text(&app.instance_name()));
-    object.insert(
-        "instanceType".into(),
-        text(&app.config.instance_type.to_string()),
-    );
-    object.insert("federationMode".into(), text(&federation.mode.to_string()));
-    object.insert(
-        "listenPort".into(),
-        number(u64::from(app.listen_port.get())),
-    );
-    object.insert(
-        "hubUrl".into(),
-        federation.hub_url.as_deref().map_or(Value::Null, text),
-    );
-    object.insert("autoSync".into(), Value::Bool(app.auto_sync.get()));
-    object.insert("syncInterval".into(), number(app.sync_interval_ms.get()));
-    object.insert("peers".into(), number(peers.len() as u64));
-    object.insert(
-        "activePeers".into(),
-        number(peers.iter().filter(|peer| peer.is_active()).count() as u64),
-    );
-    object.insert("stats".into(), app.syncer.global_stats()?.to_json());
-    object.insert("timestamp".into(), number(unix_millis_now()));
-    object.insert(
-        "protocols".into(),
-        Value::Array(
-            [PROTOCOL_LEGACY, PROTOCOL_V2, PROTOCOL_RECONCILE]
-                .into_iter()
-                .map(text)
-                .collect(),
-        ),
-    );
-    object.insert("epoch".into(), text(&app.epoch_hex()));
-    object.insert("nodeCount".into(), number(node_count));
-    object.insert("publicKey".into(), text(&app.key.public_key().to_base64()));
-    object.insert(
-        "fingerprint".into(),
-        text(&app.key.public_key().fingerprint()),
-    );
-    object.insert("version".into(), text(env!("CARGO_PKG_VERSION")));
-    Ok(Value::Object(object))
+    Ok(InstanceInfo {
+        instance_id: app.instance_id_hex(),
+        instance_name: app.instance_name(),
+        instance_type: app.config.instance_type.to_string(),
+        federation_mode: federation.mode.to_string(),
+        listen_port: u64::from(app.listen_port.get()),
+        hub_url: federation.hub_url.clone(),
+        auto_sync: app.auto_sync.get(),
+        sync_interval: app.sync_interval_ms.get(),
+        peers: peers.iter().map(|peer| peer.url.clone()).collect(),
+        active_peers: peers
+            .iter()
+            .filter(|peer| peer.is_active())
+            .map(|peer| peer.url.clone())
+            .collect(),
+        stats: app.syncer.global_stats()?.to_ark(),
+        timestamp: unix_millis_now(),
+        lattice: LatticeInfo {
+            protocols: [PROTOCOL_LEGACY, PROTOCOL_V2, PROTOCOL_RECONCILE]
+                .map(str::to_owned)
+                .to_vec(),
+            epoch: Some(app.epoch_hex()),
+            public_key: Some(app.key.public_key().to_base64()),
+            fingerprint: Some(app.key.public_key().fingerprint()),
+            node_count: Some(node_count),
+            version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+        },
+    })
+}
+
+/// `GET /federation/info`.
+pub fn info(app: &App) -> Result<Value, ApiError> {
+    Ok(instance_info(app)?.to_json())
 }
 
 /// `GET /federation/nodes[?type=T][&limit=N][&after=ID]`: nodes as ARK's SQLite rows.
@@ -91,17 +83,16 @@ pub fn nodes(app: &App, request: &Request) -> Result<Value, ApiError> {
         ..Query::default()
     };
     let found = app.store.borrow().query(&query)?;
-    let rows: Array = found.iter().map(|(node, _)| ark_row(node)).collect();
-    let mut object = Object::new();
-    object.insert("instanceId".into(), text(&app.instance_id_hex()));
-    object.insert("count".into(), number(rows.len() as u64));
-    if limit.is_some_and(|limit| found.len() == limit) {
-        if let Some((last, _)) = found.last() {
-            object.insert("next".into(), text(&last.id));
-        }
+    let next = found
+        .last()
+        .filter(|_| limit.is_some_and(|limit| found.len() == limit))
+        .map(|(last, _)| last.id.clone());
+    Ok(NodeList {
+        instance_id: app.instance_id_hex(),
+        nodes: found.iter().map(|(node, _)| ark_row(node)).collect(),
+        next,
     }
-    object.insert("nodes".into(), Value::Array(rows));
-    Ok(Value::Object(object))
+    .to_json())
 }
 
 /// `POST /federation/sync`: with `nodes`, apply them with last-writer-wins and answer
@@ -147,12 +138,13 @@ pub async fn sync(app: &App, request: &Request) -> Result<Value, ApiError> {
             &mut rejected,
         )
         .await?;
-        return Ok(super::routes::object([
-            ("imported", number(outcome.applied)),
-            ("conflicts", number(outcome.conflicts)),
-            ("total", number(rows.len() as u64)),
-            ("rejected", Value::Array(rejected)),
-        ]));
+        return Ok(ReceiveResult {
+            imported: outcome.applied,
+            conflicts: outcome.conflicts,
+            total: rows.len() as u64,
+            rejected,
+        }
+        .to_json());
     }
     let since = fields.opt_u64("since")?.unwrap_or(0);
     let mut rows = Array::new();
@@ -162,11 +154,12 @@ pub async fn sync(app: &App, request: &Request) -> Result<Value, ApiError> {
         }
         true
     })?;
-    Ok(super::routes::object([
-        ("instanceId", text(&app.instance_id_hex())),
-        ("timestamp", number(unix_millis_now())),
-        ("nodes", Value::Array(rows)),
-    ]))
+    Ok(NodesSince {
+        instance_id: app.instance_id_hex(),
+        timestamp: unix_millis_now(),
+        nodes: rows,
+    }
+    .to_json())
 }
 
 /// Records parsed, checked and applied in one transaction between yields to the
@@ -260,31 +253,28 @@ fn rejection(index: usize, row: &Value, reason: &str) -> Value {
 pub fn discover(app: &App, request: &Request) -> Result<Value, ApiError> {
     authorize(app, request, Access::Info)?;
     let peers = app.syncer.peers()?;
-    let active = peers.iter().filter(|peer| peer.is_active()).count() as u64;
-    let list: Array = peers
-        .iter()
-        .map(|peer| {
-            super::routes::object([
-                ("url", text(&peer.url)),
-                (
-                    "instanceId",
-                    peer.instance_id.as_deref().map_or(Value::Null, text),
-                ),
-                (
-                    "instanceName",
-                    peer.instance_name.as_deref().map_or(Value::Null, text),
-                ),
-                ("active", Value::Bool(peer.is_active())),
-                ("lastSync", peer.last_success.map_or(Value::Null, number)),
-            ])
-        })
-        .collect();
-    Ok(super::routes::object([
-        ("instanceId", text(&app.instance_id_hex())),
-        ("peers", Value::Array(list)),
-        ("activePeers", number(active)),
-        ("timestamp", number(unix_millis_now())),
-    ]))
+    let url_of = |peer: &crate::sync::PeerState| peer.url.clone();
+    Ok(PeerDirectory {
+        instance_id: app.instance_id_hex(),
+        peers: peers.iter().map(url_of).collect(),
+        active_peers: peers
+            .iter()
+            .filter(|peer| peer.is_active())
+            .map(url_of)
+            .collect(),
+        timestamp: unix_millis_now(),
+        details: peers
+            .iter()
+            .map(|peer| PeerSummary {
+                url: peer.url.clone(),
+                instance_id: peer.instance_id.clone(),
+                instance_name: peer.instance_name.clone(),
+                active: peer.is_active(),
+                last_sync: peer.last_success,
+            })
+            .collect(),
+    }
+    .to_json())
 }
 
 /// `POST /federation/v2/offer {offers: [{id, version}]}` → `{want: [id]}`.

@@ -16,11 +16,11 @@ use super::auth::authorize;
 use super::routes::{ApiError, number, object, text};
 use crate::config::{MAX_REGISTRATION_BYTES, MAX_REGISTRATIONS};
 use crate::http::{Request, Response};
-use crate::model::{ContentHash, format_rfc3339, hex, unix_millis_now};
-use crate::protocol::{Fields, parse_object};
+use crate::model::{format_rfc3339, hex, unix_millis_now};
+use crate::protocol::{DeltaAnswer, DeltaRequest, Fields, parse_object};
 use crate::store::Query;
 use crate::sync::trust_book;
-use crate::trust::{Access, PublicKey, Signature, python_json_dumps_sorted, verify};
+use crate::trust::{Access, PublicKey, python_json_dumps_sorted, verify_registration};
 
 /// A spoke registered at this hub.
 #[derive(Debug, Clone)]
@@ -42,35 +42,17 @@ fn fastapi_error(status: u16, message: &str) -> Response {
     Response::json(status, miniserde::json::to_string(&body))
 }
 
-/// `POST /manifest {manifest, signature, pubkey}`.
+/// `POST /manifest {manifest, signature, pubkey}`, checked as ARK's service checks it
+/// (`trust::verify_registration`).
 pub fn register(app: &App, request: &Request) -> Response {
-    let Ok(body) = parse_object(&request.body, "manifest registration") else {
-        return fastapi_error(400, "missing fields");
+    let (manifest, public_key) = match verify_registration(&request.body) {
+        Ok(registration) => match registration.manifest.to_value() {
+            Value::Object(manifest) => (manifest, registration.public_key),
+            _ => return fastapi_error(400, "manifest must be a JSON object"),
+        },
+        Err(error) => return fastapi_error(error.status(), &error.to_string()),
     };
-    let (
-        Some(Value::Object(manifest)),
-        Some(Value::String(signature)),
-        Some(Value::String(pubkey)),
-    ) = (
-        body.get("manifest"),
-        body.get("signature"),
-        body.get("pubkey"),
-    )
-    else {
-        return fastapi_error(400, "missing fields");
-    };
-    let public_key = match PublicKey::from_base64(pubkey) {
-        Ok(key) => key,
-        Err(error) => return fastapi_error(400, &format!("invalid pubkey: {error}")),
-    };
-    let signature = match Signature::from_base64(signature) {
-        Ok(signature) => signature,
-        Err(error) => return fastapi_error(401, &format!("invalid signature: {error}")),
-    };
-    let signed_bytes = python_json_dumps_sorted(&Value::Object(manifest.clone()));
-    if verify(&public_key, signed_bytes.as_bytes(), &signature).is_err() {
-        return fastapi_error(401, "invalid signature");
-    }
+    let manifest = &manifest;
     let trusted = match trust_book::note_caller(
         &mut app.store.borrow_mut(),
         &mut app.pending_callers.borrow_mut(),
@@ -220,7 +202,8 @@ pub fn discover(app: &App) -> Result<Value, ApiError> {
 }
 
 /// Our manifest in ARK's structure. With `full`, every node is listed; a heartbeat
-/// sends only the summary (`node_count`, `manifest_hash`) to keep it small.
+/// sends only scalar fields (`node_count`, `lattice_hash`, ...), which is also all that
+/// ARK's Python service can store.
 pub fn manifest(app: &App, full: bool) -> Result<Object, ApiError> {
     let mut nodes = Array::new();
     let mut newest = 0u64;
@@ -260,7 +243,11 @@ pub fn manifest(app: &App, full: bool) -> Result<Object, ApiError> {
         "lattice_hash".into(),
         text(&format!("sha256:{}", hex(&hasher.finalize()))),
     );
-    manifest.insert("nodes".into(), Value::Array(nodes));
+    // ARK's Python service stores a manifest's fields in Redis, which holds scalars
+    // only: the heartbeat leaves the list out (issue 12).
+    if full {
+        manifest.insert("nodes".into(), Value::Array(nodes));
+    }
     Ok(manifest)
 }
 
@@ -294,39 +281,28 @@ pub fn own_manifest(app: &App, request: &Request) -> Result<Value, ApiError> {
 pub fn delta(app: &App, request: &Request) -> Result<Value, ApiError> {
     authorize(app, request, Access::Pull)?;
     let body = parse_object(&request.body, "sync request")?;
-    let fields = Fields::new(&body, "sync request");
-    if let Some(theirs) = fields.opt_str("manifest_hash")? {
-        if theirs == manifest_hash(&manifest(app, true)?) {
-            return Ok(object([
-                ("delta_count", number(0)),
-                ("nodes", Value::Array(Array::new())),
-            ]));
+    let asked = DeltaRequest::from_json(&body, "sync request")?;
+    if let Some(theirs) = &asked.manifest_hash {
+        if *theirs == manifest_hash(&manifest(app, true)?) {
+            return Ok(DeltaAnswer::default().to_json());
         }
     }
-    let mut known: BTreeMap<String, ContentHash> = BTreeMap::new();
-    for (index, entry) in fields
-        .opt_array("nodes")?
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        let context = format!("sync request node {}", index + 1);
-        let entry = Fields::of(entry, &context)?;
-        let hash = ContentHash::parse(entry.str("hash")?)
-            .map_err(|reason| ApiError::bad_request(format!("{context}: {reason}")))?;
-        known.insert(entry.str("id")?.to_owned(), hash);
-    }
+    // Opaque strings: a hash in either of our spellings matches; any other (ARK's
+    // file hashes, the guide's "def456") does not, and the node is sent.
+    let known: BTreeMap<String, String> = asked.nodes.into_iter().collect();
     let mut nodes = Array::new();
     app.store.borrow().scan(&Query::default(), |node, meta| {
-        if known.get(&node.id) != Some(&meta.hash) {
+        let theirs = known.get(&node.id).map(String::as_str);
+        let prefixed = meta.hash.to_prefixed();
+        let same = theirs.is_some_and(|theirs| {
+            theirs == prefixed || Some(theirs) == prefixed.strip_prefix("sha256:")
+        });
+        if !same {
             nodes.push(crate::commands::node_with_meta(&node, &meta));
         }
         true
     })?;
-    Ok(object([
-        ("delta_count", number(nodes.len() as u64)),
-        ("nodes", Value::Array(nodes)),
-    ]))
+    Ok(DeltaAnswer { nodes }.to_json())
 }
 
 #[cfg(test)]

@@ -14,6 +14,9 @@ use crate::http::{Request, Response, is_loopback};
 use crate::protocol::WireError;
 use crate::store::StoreError;
 
+/// The message of [`ApiError::no_route`], answered with the request's path.
+const NO_ROUTE: &str = "Not Found";
+
 /// A handler failure: the HTTP status and a message for `{"error": ...}`.
 #[derive(Debug)]
 pub struct ApiError {
@@ -26,6 +29,14 @@ impl ApiError {
         ApiError {
             status: 400,
             message: message.into(),
+        }
+    }
+
+    /// A route this server does not have: ARK's 404 `{error: "Not Found", path}`.
+    pub fn no_route() -> ApiError {
+        ApiError {
+            status: 404,
+            message: NO_ROUTE.into(),
         }
     }
 
@@ -83,9 +94,12 @@ pub fn object<const N: usize>(pairs: [(&str, Value); N]) -> Value {
     )
 }
 
-fn respond(result: Result<Value, ApiError>) -> Response {
+fn respond(result: Result<Value, ApiError>, path: &str) -> Response {
     match result {
         Ok(value) => Response::json(200, json::to_string(&value)),
+        Err(error) if error.status == 404 && error.message == NO_ROUTE => {
+            Response::json(404, json::to_string(&crate::protocol::not_found(path)))
+        }
         Err(error) => Response::error(error.status, &error.message),
     }
 }
@@ -273,7 +287,7 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
         if method == "GET" && path == "/api/federation/events" {
             return event_stream(&app, &request);
         }
-        return respond(control::handle(&app, &request).await);
+        return respond(control::handle(&app, &request).await, &request.path);
     }
     if method == "OPTIONS" {
         return with_cors(Response::new(204, crate::http::Body::Full(Vec::new())));
@@ -284,6 +298,8 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
             return respond_with(super::status_page::render(&app, privileged));
         }
         ("GET" | "HEAD", "/metrics") => return respond_with(super::metrics::render(&app)),
+        ("GET" | "HEAD", "/docs") => return super::docs::page(),
+        ("GET" | "HEAD", "/openapi.json") => return with_cors(super::docs::openapi()),
         _ => {}
     }
     if path.starts_with("/federation/") && !app.federation_enabled.get() {
@@ -314,10 +330,7 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
             ("status", text("ok")),
             ("instanceId", text(&app.instance_id_hex())),
         ])),
-        _ => Err(ApiError::not_found(format!(
-            "no route for {method} {}",
-            request.path
-        ))),
+        _ => Err(ApiError::no_route()),
     };
     if app.config.verbose {
         eprintln!(
@@ -330,9 +343,9 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
     // Our signed peer protocol is never called from a browser; its answers skip the
     // CORS headers, about 170 bytes on every request of a metered link.
     if path.starts_with("/federation/v2/") && path != "/federation/v2/manifest" {
-        return respond(result);
+        return respond(result, &request.path);
     }
-    with_cors(respond(result))
+    with_cors(respond(result, &request.path))
 }
 
 #[cfg(test)]

@@ -422,7 +422,8 @@ fn draw(html: &mut String, app: &App, peers: &[PeerState], lan: &[crate::discove
         "<span style=\"color:#2f9e5b\">●</span> active &nbsp; <span style=\"color:#d64545\">●</span> failing &nbsp; \
          <span style=\"color:#8a96a3\">●</span> not synced yet &nbsp; <span style=\"color:#3b7dd8\">●</span> heard on the LAN, not a peer",
     );
-    if app.config.federation.mode == FederationMode::Hub {
+    if app.config.federation.mode == FederationMode::Hub && app.config.federation.hub_url.is_some()
+    {
         html.push_str(" · hub mode: syncs with the hub only");
     }
     html.push_str("</p>");

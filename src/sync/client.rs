@@ -13,9 +13,7 @@
 //!    answered.
 //!
 //! A changed store epoch in the peer's info (wiped or restored store) resets both
-//! checkpoints. With an ARK Node.js peer, the legacy protocol is used: pull
-//! `GET /federation/nodes`, push `POST /federation/sync {nodes}` page by page of our
-//! changes after `push_seq`.
+//! checkpoints. With an ARK Node.js peer, the legacy protocol is used (`legacy.rs`).
 //!
 //! The store lives in a `RefCell` shared with the server; no borrow is held across an
 //! `.await`.
@@ -32,15 +30,13 @@ use super::peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
 use super::reconcile::ReconcileCache;
 use super::trust_book;
 use crate::config::TrustMode;
-use crate::config::{SYNC_BATCH_BYTES, SYNC_BATCH_RECORDS};
 use crate::http::PeerUrl;
 use crate::http::{ClientRequest, HttpClient};
 use crate::model::{
     ClaimedContent, ContentHash, InstanceId, RecordClaim, SignatureFormat, unix_millis_now,
 };
 use crate::protocol::{
-    Fields, PROTOCOL_RECONCILE, PROTOCOL_V2, WireError, ark_row, legacy_origin, legacy_record,
-    parse_object, record_from_wire,
+    InstanceInfo, PROTOCOL_RECONCILE, PROTOCOL_V2, WireError, parse_object, record_from_wire,
 };
 use crate::store::{ApplyOutcome, Body, RemoteRecord, StateTable, Store, StoreError};
 use crate::trust::{
@@ -151,6 +147,9 @@ pub struct Syncer {
     last_flush: std::cell::Cell<u64>,
 }
 
+/// The peer-table key of the persisted auto-sync setting (peer keys are URLs, never `~…`).
+const AUTO_SYNC_KEY: &str = "~auto-sync";
+
 /// Hex digits of the recipient's instance id a signed request names.
 pub const AUDIENCE_DIGITS: usize = 16;
 
@@ -216,7 +215,7 @@ impl Syncer {
     }
 
     /// A peer-table entry, as last saved or as still waiting to be saved.
-    fn load_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(super) fn load_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some(bytes) = self.unsaved.borrow().get(key) {
             return Ok(Some(bytes.clone()));
         }
@@ -262,6 +261,39 @@ impl Syncer {
         self.store
             .borrow_mut()
             .set_states(StateTable::Peers, &entries)
+    }
+
+    /// Auto-sync on or off and its interval (ms) as last set by `auto-sync` (the CLI or
+    /// the control API), if ever: they outlive a restart, as ARK users expect of a
+    /// setting they changed.
+    pub fn auto_sync_setting(&self) -> Result<Option<(bool, u64)>, StoreError> {
+        let Some(bytes) = self.load_state(AUTO_SYNC_KEY)? else {
+            return Ok(None);
+        };
+        let Ok(object) = parse_object(&bytes, "stored auto-sync setting") else {
+            return Ok(None);
+        };
+        let fields = crate::protocol::Fields::new(&object, "stored auto-sync setting");
+        Ok(
+            match (fields.opt_bool("autoSync"), fields.opt_u64("syncInterval")) {
+                (Ok(Some(on)), Ok(Some(interval))) => Some((on, interval)),
+                _ => None,
+            },
+        )
+    }
+
+    pub fn save_auto_sync_setting(&self, on: bool, interval: u64) -> Result<(), StoreError> {
+        let value = object_value([
+            ("autoSync", Value::Bool(on)),
+            ("syncInterval", Value::Number(Number::U64(interval))),
+        ]);
+        self.save_states(
+            vec![(
+                AUTO_SYNC_KEY.to_owned(),
+                json::to_string(&value).into_bytes(),
+            )],
+            true,
+        )
     }
 
     /// Adds a peer; `false` if it was already there. `instance_id` is the peer's, when
@@ -319,10 +351,19 @@ impl Syncer {
         if self.peer(url)?.is_none() {
             return Ok(false);
         }
-        self.unsaved.borrow_mut().remove(url);
+        // With it go what we kept about an ARK peer's rows (`legacy.rs`).
+        let keys = super::legacy::peer_keys(url);
+        let mut entries: Vec<(&str, Option<&[u8]>)> = vec![(url, None)];
+        entries.extend(keys.iter().map(|key| (key.as_str(), None)));
+        {
+            let mut unsaved = self.unsaved.borrow_mut();
+            for (key, _) in &entries {
+                unsaved.remove(*key);
+            }
+        }
         self.store
             .borrow_mut()
-            .set_state(StateTable::Peers, url, None)?;
+            .set_states(StateTable::Peers, &entries)?;
         Ok(true)
     }
 
@@ -481,23 +522,38 @@ impl Syncer {
                 outcome => return outcome,
             }
         }
-        let info = self
-            .fetch(self.get(&format!("{url}/federation/info")), "peer info")
-            .await?;
-        let info_fields = Fields::new(&info, "peer info");
-        let peer_id = info_fields.str("instanceId")?.to_owned();
+        let info_url = format!("{url}/federation/info");
+        let response = self
+            .client
+            .send(self.get(&info_url))
+            .await
+            .map_err(|error| SyncError::Peer(error.to_string()))?;
+        if response.status == 404 {
+            // ARK's Python federation service (a hub in the guide) has no such route.
+            if self.trust_mode == TrustMode::Strict {
+                return Err(SyncError::Peer(format!(
+                    "{url} has no /federation/info: ARK's Python service sends unsigned nodes, taken only with FEDERATION_TRUST=open"
+                )));
+            }
+            state.protocol = Some("python".into());
+            self.save_if_changed(stored.as_ref(), &state)?;
+            return self.sync_python(url, result).await;
+        }
+        if !(200..300).contains(&response.status) {
+            return Err(SyncError::Peer(format!(
+                "GET {info_url} answered {}",
+                response.status
+            )));
+        }
+        let info = parse_object(&response.body, &format!("peer info from {info_url}"))?;
+        let info = InstanceInfo::from_json(&info, &format!("peer info from {url}"))?;
+        let peer_id = info.instance_id.clone();
         if peer_id == self.instance_id.to_hex() {
             return Err(SyncError::Peer(format!("{url} is this instance itself")));
         }
-        let protocols = info_fields.opt_array("protocols")?.unwrap_or_default();
-        let speaks = |protocol: &str| {
-            protocols
-                .iter()
-                .any(|name| matches!(name, Value::String(name) if name == protocol))
-        };
-        let speaks_v2 = speaks(PROTOCOL_V2);
-        let reconciles = speaks(PROTOCOL_RECONCILE);
-        state.instance_name = info_fields.opt_str("instanceName")?.map(str::to_owned);
+        let speaks_v2 = info.speaks(PROTOCOL_V2);
+        let reconciles = info.speaks(PROTOCOL_RECONCILE);
+        state.instance_name = Some(info.instance_name.clone()).filter(|name| !name.is_empty());
         if state.instance_id.as_deref() != Some(peer_id.as_str()) {
             if state.instance_id.is_some() {
                 self.log(format!("{url} is now instance {peer_id}; starting over"));
@@ -518,8 +574,14 @@ impl Syncer {
             return self.sync_legacy(url, &peer_id, &mut state, result).await;
         }
         // An ark-lattice peer's id is the hash of its key, so the key it shows must match.
-        let peer_key = PublicKey::from_base64(info_fields.str("publicKey")?)
-            .map_err(|error| SyncError::Peer(format!("{url}: public key: {error}")))?;
+        let missing = |name: &str| SyncError::Peer(format!("{url}: its info has no `{name}`"));
+        let peer_key = PublicKey::from_base64(
+            info.lattice
+                .public_key
+                .as_deref()
+                .ok_or_else(|| missing("publicKey"))?,
+        )
+        .map_err(|error| SyncError::Peer(format!("{url}: public key: {error}")))?;
         if peer_key.instance_id().to_hex() != peer_id {
             return Err(SyncError::Peer(format!(
                 "{url}: its instance id does not belong to its public key"
@@ -538,7 +600,7 @@ impl Syncer {
             state.pin_at_first_contact = false;
         }
         let peer_tier = trust_book::tier_of(&self.store.borrow(), &peer_key.instance_id())?;
-        let epoch = info_fields.str("epoch")?.to_owned();
+        let epoch = info.lattice.epoch.clone().ok_or_else(|| missing("epoch"))?;
         state.protocol = Some("v2".into());
         if state.epoch.as_deref() != Some(epoch.as_str()) && !reconciles {
             // A peer without reconciliation is synced by its whole feed, once (and again
@@ -640,13 +702,20 @@ impl Syncer {
         parse_object(&response.body, &format!("{what} from {url}")).map_err(SyncError::from)
     }
 
+    /// A signed JSON POST to an ark-lattice peer, gzipped: our server advertises
+    /// `ark-lattice-v2`, which inflates request bodies.
     pub(super) fn post_json(&self, url: String, body: Value) -> ClientRequest {
+        self.post_json_plain(url, body).with_gzip_body()
+    }
+
+    /// A JSON POST as ARK sends it: ARK's server reads the raw bytes as JSON, so the
+    /// body is never compressed.
+    pub(super) fn post_json_plain(&self, url: String, body: Value) -> ClientRequest {
         self.signed(ClientRequest::post(
             &url,
             "application/json",
             json::to_string(&body).into_bytes(),
         ))
-        .with_gzip_body()
     }
 
     /// Applies verified records and holds `held` ones, in one transaction with
@@ -828,90 +897,9 @@ impl Syncer {
             .flatten()
             .map(|key| key.to_base64())
     }
-
-    async fn sync_legacy(
-        &self,
-        url: &str,
-        peer_id: &str,
-        state: &mut PeerState,
-        result: &mut PeerSyncResult,
-    ) -> Result<(), SyncError> {
-        let origin = legacy_origin(peer_id);
-        let answer = self
-            .fetch(self.get(&format!("{url}/federation/nodes")), "node list")
-            .await?;
-        let mut records = Vec::new();
-        for (index, row) in Fields::new(&answer, "node list")
-            .array("nodes")?
-            .iter()
-            .enumerate()
-        {
-            match legacy_record(row, origin) {
-                Ok(record) => records.push(record),
-                Err(error) => result
-                    .rejected
-                    .push(format!("node {} from {url}: {error}", index + 1)),
-            }
-        }
-        for batch in records.chunks(SYNC_BATCH_RECORDS) {
-            let outcome = self.apply(batch, None, &[])?;
-            result.nodes_received += outcome.applied;
-            result.conflicts += outcome.conflicts;
-            result.rejected.extend(
-                outcome
-                    .rejected
-                    .iter()
-                    .map(|(id, reason)| format!("{id}: {reason}")),
-            );
-        }
-        // Push what changed here since the last push, except what came from that peer.
-        // The cursor is our change sequence, not `updated_at`: a record can arrive here
-        // (an import, a sync with another instance) with an `updated_at` older than
-        // what was already pushed. ARK's rows cannot carry deletes; tombstones stay.
-        loop {
-            let page = self.store.borrow().changes_since(
-                state.push_seq,
-                SYNC_BATCH_RECORDS,
-                SYNC_BATCH_BYTES,
-            )?;
-            if page.records.is_empty() {
-                break;
-            }
-            let mut rows = Array::new();
-            let mut newest = state.legacy_pushed_until;
-            for record in &page.records {
-                if let Body::Live(node) = &record.body {
-                    if record.meta.version.origin != origin {
-                        newest = newest.max(record.meta.updated_at.unwrap_or(0));
-                        rows.push(ark_row(node));
-                    }
-                }
-            }
-            let sent = rows.len() as u64;
-            if sent > 0 {
-                let body = object_value([
-                    ("instanceId", Value::String(self.instance_id.to_hex())),
-                    ("nodes", Value::Array(rows)),
-                ]);
-                self.fetch(
-                    self.post_json(format!("{url}/federation/sync"), body),
-                    "sync answer",
-                )
-                .await?;
-            }
-            result.nodes_sent += sent;
-            state.push_seq = page.last_seq;
-            state.legacy_pushed_until = newest;
-            self.save_states(vec![(url.to_owned(), state.encode())], true)?;
-            if !page.more {
-                break;
-            }
-        }
-        Ok(())
-    }
 }
 
-fn object_value<const N: usize>(pairs: [(&str, Value); N]) -> Value {
+pub(super) fn object_value<const N: usize>(pairs: [(&str, Value); N]) -> Value {
     Value::Object(
         pairs
             .into_iter()

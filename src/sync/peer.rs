@@ -38,6 +38,18 @@ impl SyncStats {
         self.conflicts_resolved += other.conflicts_resolved;
     }
 
+    /// The counters as ARK's `stats` names them.
+    pub fn to_ark(&self) -> crate::protocol::ArkStats {
+        crate::protocol::ArkStats {
+            total_syncs: self.total_syncs,
+            successful_syncs: self.successful_syncs,
+            failed_syncs: self.failed_syncs,
+            nodes_received: self.nodes_received,
+            nodes_shared: self.nodes_sent,
+            conflicts_resolved: self.conflicts_resolved,
+        }
+    }
+
     /// ARK's field names.
     pub fn to_json(&self) -> Value {
         let number = |n: u64| Value::Number(Number::U64(n));
@@ -199,10 +211,16 @@ impl PeerState {
 
     pub fn decode(bytes: &[u8]) -> Result<PeerState, WireError> {
         let object = parse_object(bytes, "stored peer state")?;
-        let fields = Fields::new(&object, "stored peer state");
+        PeerState::from_json(&object, "stored peer state")
+    }
+
+    /// Reads what `to_json` wrote: the stored entry, and a peer in the peer list our
+    /// CLI reads from `GET /api/v2/federation/peers`.
+    pub fn from_json(object: &Object, context: &str) -> Result<PeerState, WireError> {
+        let fields = Fields::new(object, context);
         let owned = |value: Option<&str>| value.map(str::to_owned);
         let stats = match fields.get("stats") {
-            Some(value) => SyncStats::from_json(&Fields::of(value, "stored peer stats")?)?,
+            Some(value) => SyncStats::from_json(&Fields::of(value, context)?)?,
             None => SyncStats::default(),
         };
         Ok(PeerState {

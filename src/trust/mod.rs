@@ -8,7 +8,9 @@
 
 mod keyfile;
 mod keys;
+mod manifest;
 mod pyjson;
+mod pyvalue;
 mod record;
 mod registry;
 mod replay;
@@ -17,7 +19,9 @@ mod tier;
 
 pub use keyfile::KeyFileError;
 pub use keys::{KeyError, KeyPair, PublicKey, Signature, VerifyError, verify};
+pub use manifest::{Registration, RegistrationError, verify_registration};
 pub use pyjson::python_json_dumps_sorted;
+pub use pyvalue::{PyJsonError, PyValue, b64decode, parse as parse_python_json};
 pub use record::{
     RecordError, record_signing_bytes, record_signing_bytes_v1, sign_record, sign_record_v1,
     verify_record, verify_record_v1,

@@ -20,6 +20,9 @@
 //!
 //! # Where miniserde loses what Python keeps
 //!
+//! Manifests that peers sign are therefore read by `pyvalue`, which keeps all of the
+//! following; this writer serves values built here (our own manifest).
+//!
 //! Python's `json.loads` keeps integers of any size and parses floats with correct
 //! rounding; miniserde does neither, so these documents do *not* reproduce (a signature
 //! over them fails to verify, it never verifies wrongly):
@@ -123,7 +126,7 @@ fn write_number(out: &mut String, number: &Number) {
 }
 
 /// Python's `float.__repr__`, which `json.dumps` uses for finite floats.
-fn write_float(out: &mut String, value: f64) {
+pub(super) fn write_float(out: &mut String, value: f64) {
     if value.is_nan() {
         out.push_str("NaN");
         return;
@@ -132,18 +135,8 @@ fn write_float(out: &mut String, value: f64) {
         out.push_str(if value > 0.0 { "Infinity" } else { "-Infinity" });
         return;
     }
-    // Rust's `{:e}` gives the same shortest round-trip digits as Python's repr (both pick
-    // the closest of the shortest candidates), as `d.ddde<exp>`; only the layout differs.
-    let scientific = format!("{value:e}");
-    let (mantissa, exponent) = scientific
-        .split_once('e')
-        .expect("LowerExp output of a finite float has an exponent");
-    let exponent: i32 = exponent.parse().expect("LowerExp exponent is an integer");
-    let (sign, mantissa) = match mantissa.strip_prefix('-') {
-        Some(rest) => ("-", rest),
-        None => ("", mantissa),
-    };
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let sign = if value.is_sign_negative() { "-" } else { "" };
+    let (digits, exponent) = shortest_digits(value.abs());
     out.push_str(sign);
     if (-4..16).contains(&exponent) {
         if exponent < 0 {
@@ -170,6 +163,147 @@ fn write_float(out: &mut String, value: f64) {
         }
         let exponent_sign = if exponent < 0 { '-' } else { '+' };
         write!(out, "e{exponent_sign}{:02}", exponent.unsigned_abs()).unwrap_or(());
+    }
+}
+
+/// The digits and decimal exponent of Python's `repr` of a finite `value >= 0`: the
+/// fewest digits that read back as `value`, and of those the closest to it, a tie
+/// going to the even last digit (`568085739059748.25` is `568085739059748.2`).
+///
+/// Rust's `{:e}` gives the fewest digits and the closest, but breaks an exact tie
+/// upwards; so a neighbour one unit away in the last digit that also reads back is
+/// weighed against the exact value.
+fn shortest_digits(value: f64) -> (String, i32) {
+    let (digits, exponent) = split_exp(&format!("{value:e}"));
+    if value == 0.0 || digits.len() > 17 {
+        return (digits, exponent);
+    }
+    let Ok(shortest) = digits.parse::<u64>() else {
+        return (digits, exponent);
+    };
+    let width = digits.len();
+    let reads_back = |candidate: u64| {
+        let text = candidate.to_string();
+        text.len() == width
+            && format!("{}.{}e{exponent}", &text[..1], &text[1..])
+                .parse::<f64>()
+                .is_ok_and(|parsed| parsed == value)
+    };
+    for neighbour in [shortest.checked_sub(1), shortest.checked_add(1)]
+        .into_iter()
+        .flatten()
+    {
+        if !reads_back(neighbour) {
+            continue;
+        }
+        // The midpoint of the two, one digit longer, against the exact value.
+        let lower = shortest.min(neighbour);
+        let midpoint_exponent = exponent - width as i32;
+        let ordering = compare_exact(value, lower * 10 + 5, midpoint_exponent);
+        let upper = lower + 1;
+        let closest = match ordering {
+            std::cmp::Ordering::Less => lower,
+            std::cmp::Ordering::Greater => upper,
+            std::cmp::Ordering::Equal if lower % 2 == 0 => lower,
+            std::cmp::Ordering::Equal => upper,
+        };
+        let text = closest.to_string();
+        let trimmed = text.trim_end_matches('0');
+        return (trimmed.to_owned(), exponent);
+    }
+    (digits, exponent)
+}
+
+/// `d.ddde<exp>` as the digits without the point and the exponent of the first digit.
+fn split_exp(scientific: &str) -> (String, i32) {
+    let (mantissa, exponent) = scientific
+        .split_once('e')
+        .expect("LowerExp output of a finite float has an exponent");
+    let exponent: i32 = exponent.parse().expect("LowerExp exponent is an integer");
+    let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
+    (digits, exponent)
+}
+
+/// Compares a finite `value > 0` with `digits · 10^exponent`, exactly: both sides
+/// scaled to integers (a few hundred 32-bit words at most) and compared. A microsecond
+/// or two, where formatting the value's exact decimal expansion took fifteen.
+fn compare_exact(value: f64, digits: u64, exponent: i32) -> std::cmp::Ordering {
+    let bits = value.to_bits();
+    let biased = ((bits >> 52) & 0x7ff) as i32;
+    let fraction = bits & ((1 << 52) - 1);
+    let (mantissa, binary_exponent) = if biased == 0 {
+        (fraction, -1074)
+    } else {
+        (fraction | (1 << 52), biased - 1075)
+    };
+    // value = mantissa · 2^binary_exponent, other = digits · 10^exponent; multiply both
+    // by 2^shift2 · 10^shift10 so that every power is whole.
+    let shift2 = (-binary_exponent).max(0) as u32;
+    let shift10 = (-exponent).max(0) as u32;
+    let mut left = Big::from(mantissa);
+    left.shl((binary_exponent + shift2 as i32) as u32);
+    left.mul_pow10(shift10);
+    let mut right = Big::from(digits);
+    right.mul_pow10((exponent + shift10 as i32) as u32);
+    right.shl(shift2);
+    left.cmp(&right)
+}
+
+/// An unsigned integer as little-endian 32-bit words, with just what `compare_exact`
+/// needs.
+struct Big(Vec<u32>);
+
+impl Big {
+    fn from(value: u64) -> Big {
+        Big(vec![value as u32, (value >> 32) as u32])
+    }
+
+    fn mul_small(&mut self, factor: u32) {
+        let mut carry = 0u64;
+        for word in &mut self.0 {
+            let product = u64::from(*word) * u64::from(factor) + carry;
+            *word = product as u32;
+            carry = product >> 32;
+        }
+        if carry > 0 {
+            self.0.push(carry as u32);
+        }
+    }
+
+    fn mul_pow10(&mut self, mut power: u32) {
+        while power >= 9 {
+            self.mul_small(1_000_000_000);
+            power -= 9;
+        }
+        self.mul_small(10u32.pow(power));
+    }
+
+    fn shl(&mut self, bits: u32) {
+        let (words, bits) = ((bits / 32) as usize, bits % 32);
+        if bits > 0 {
+            let mut carry = 0u32;
+            for word in &mut self.0 {
+                let shifted = (*word << bits) | carry;
+                carry = *word >> (32 - bits);
+                *word = shifted;
+            }
+            if carry > 0 {
+                self.0.push(carry);
+            }
+        }
+        self.0.splice(0..0, std::iter::repeat_n(0, words));
+    }
+
+    fn cmp(&self, other: &Big) -> std::cmp::Ordering {
+        let significant =
+            |words: &[u32]| words.len() - words.iter().rev().take_while(|w| **w == 0).count();
+        let (a, b) = (
+            &self.0[..significant(&self.0)],
+            &other.0[..significant(&other.0)],
+        );
+        a.len()
+            .cmp(&b.len())
+            .then_with(|| a.iter().rev().cmp(b.iter().rev()))
     }
 }
 
@@ -274,6 +408,52 @@ mod tests {
         for (input, expected) in TABLE {
             check(input, expected);
         }
+    }
+
+    /// `compare_exact` against the value's exact decimal expansion, which Rust's
+    /// formatter writes out in full with enough precision.
+    #[test]
+    fn exact_comparison_agrees_with_the_full_expansion() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..3000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let value = f64::from_bits(state >> 1);
+            if !value.is_finite() || value == 0.0 {
+                continue;
+            }
+            let (digits, exponent) = split_exp(&format!("{value:.800e}"));
+            for width in [1usize, 5, 16, 17, 18] {
+                let head: u64 = digits[..width].parse().unwrap();
+                let rest_is_zero = digits[width..].bytes().all(|digit| digit == b'0');
+                let place = exponent - width as i32 + 1;
+                let expected = if rest_is_zero {
+                    std::cmp::Ordering::Equal
+                } else {
+                    std::cmp::Ordering::Greater
+                };
+                assert_eq!(
+                    compare_exact(value, head, place),
+                    expected,
+                    "{value:e} {width}"
+                );
+                assert_eq!(
+                    compare_exact(value, head + 1, place),
+                    std::cmp::Ordering::Less,
+                    "{value:e} {width} +1"
+                );
+            }
+        }
+        // An exact tie: this double is 568085739059748.25, halfway between .2 and .3.
+        let tie = f64::from_bits(4_827_899_886_826_279_202);
+        assert_eq!(
+            compare_exact(tie, 56808573905974825, -2),
+            std::cmp::Ordering::Equal
+        );
+        let mut written = String::new();
+        write_float(&mut written, tie);
+        assert_eq!(written, "568085739059748.2");
     }
 
     #[test]

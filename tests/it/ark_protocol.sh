@@ -49,6 +49,8 @@ import json, re, sys
 d = json.load(open(sys.argv[1]))
 def is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
+def urls(value):
+    return isinstance(value, list) and all(isinstance(url, str) for url in value)
 def has(obj, *names):
     return isinstance(obj, dict) and all(name in obj for name in names)
 sys.exit(0 if eval(sys.argv[2]) else 1)
@@ -72,7 +74,7 @@ request GET /federation/info
 expect_status 200
 expect_header access-control-allow-origin '\*'
 check "instance fields" 'has(d, "instanceId", "instanceName", "instanceType", "federationMode", "listenPort", "hubUrl", "autoSync", "syncInterval", "peers", "activePeers", "stats", "timestamp")'
-check "field types" 'isinstance(d["instanceId"], str) and isinstance(d["instanceName"], str) and d["instanceType"] in ("local", "cloud", "pi") and d["federationMode"] in ("p2p", "hub", "hybrid") and is_int(d["listenPort"]) and (d["hubUrl"] is None or isinstance(d["hubUrl"], str)) and isinstance(d["autoSync"], bool) and is_int(d["syncInterval"]) and is_int(d["peers"]) and is_int(d["activePeers"])'
+check "field types" 'isinstance(d["instanceId"], str) and isinstance(d["instanceName"], str) and d["instanceType"] in ("local", "cloud", "pi") and d["federationMode"] in ("p2p", "hub", "hybrid") and is_int(d["listenPort"]) and (d["hubUrl"] is None or isinstance(d["hubUrl"], str)) and isinstance(d["autoSync"], bool) and is_int(d["syncInterval"]) and urls(d["peers"]) and urls(d["activePeers"])'
 check "stats counters" 'all(is_int(d["stats"].get(name)) for name in ("totalSyncs", "successfulSyncs", "failedSyncs", "nodesSent", "nodesReceived", "conflictsResolved"))'
 check "timestamp in milliseconds" 'is_int(d["timestamp"]) and d["timestamp"] > 10**12'
 PORT=$(python3 -c 'import urllib.parse, sys; print(urllib.parse.urlparse(sys.argv[1]).port)' "$BASE")
@@ -111,7 +113,7 @@ check "nothing changed after now" 'd["nodes"] == []'
 # --- GET /federation/discover ----------------------------------------------------
 request GET /federation/discover
 expect_status 200
-check "discover fields" 'has(d, "instanceId", "peers", "activePeers", "timestamp") and isinstance(d["peers"], list) and is_int(d["activePeers"]) and is_int(d["timestamp"])'
+check "discover fields" 'has(d, "instanceId", "peers", "activePeers", "timestamp") and urls(d["peers"]) and urls(d["activePeers"]) and is_int(d["timestamp"])'
 
 # --- CORS preflight and unknown paths --------------------------------------------
 request OPTIONS /federation/sync
@@ -127,10 +129,10 @@ check "error message" 'isinstance(d.get("error"), str) and d["error"] != ""'
 # --- the control API -------------------------------------------------------------
 request POST /api/federation/peers/add "{\"peerUrl\":\"$PEER\"}"
 expect_status 200
-check "peer added" 'd.get("success") is True'
+check "peer added" 'd.get("status") == "added" and d.get("peerUrl") == "'"$PEER"'" and is_int(d.get("totalPeers"))'
 request GET /api/federation/peers
 expect_status 200
-check "peer listed" "isinstance(d.get('peers'), list) and any(p.get('url') == '$PEER' for p in d['peers'])"
+check "peer listed" "urls(d.get('peers')) and '$PEER' in d['peers'] and is_int(d.get('totalPeers'))"
 
 request POST /api/federation/sync '{}'
 expect_status 200
@@ -142,7 +144,7 @@ request DELETE "/api/federation/peers/$(urlencode "$PEER")"
 expect_status 200
 request GET /api/federation/peers
 expect_status 200
-check "peer removed" "not any(p.get('url') == '$PEER' for p in d['peers'])"
+check "peer removed" "'$PEER' not in d['peers']"
 
 if [ "$FAILURES" -gt 0 ]; then
     echo "$FAILURES of $CHECKS checks failed" >&2

@@ -577,7 +577,7 @@ fn the_control_api_refuses_non_loopback_callers_without_the_admin_token() {
         None,
     );
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(count(field(&reply.json(), "count")), 1);
+    assert_eq!(count(field(&reply.json(), "totalPeers")), 1);
 
     // Without ARK_ADMIN_TOKEN set, no header opens the control API to other hosts.
     let open = Node::start_with("no-token", &[], &["--bind", "0.0.0.0"]);

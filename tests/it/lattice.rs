@@ -306,8 +306,10 @@ fn invalid_inputs_are_reported_and_only_valid_records_change_the_store() {
             valid: 0,
         },
         BadInput {
-            name: "list-string.json",
-            contents: r#"[{"id":"x","type":"t","value":"v","examples":"[1,2]"}]"#,
+            // List text that is no JSON array of strings is kept as text (ARK's rows
+            // hold such text); a list given as an array must hold strings.
+            name: "list-items.json",
+            contents: r#"[{"id":"x","type":"t","value":"v","examples":[1,2]}]"#,
             error: "`examples`",
             valid: 0,
         },

@@ -1,5 +1,6 @@
 //! Integration tests: each runs the real `ark-lattice` binary against temp state dirs.
 
+mod ark;
 mod attacks;
 mod crash;
 mod cross_origin;
@@ -7,6 +8,7 @@ mod delta;
 mod fake_ark;
 mod federation;
 mod flood;
+mod guide;
 mod held;
 mod hostile;
 mod integrity;

@@ -554,7 +554,7 @@ fn metrics_parse_with_the_prometheus_client_parser() {
         &format!("ark_lattice_peer_up{{peer=\"{}\"}} 1", b.url()),
         "ark_lattice_peer_last_success_timestamp_seconds{peer=",
         "ark_lattice_events_total{type=\"sync-complete\"} 1",
-        "ark_lattice_http_requests_total{route=\"/api/federation/sync\",status=\"200\"} 1",
+        "ark_lattice_http_requests_total{route=\"/api/v2/federation/sync\",status=\"200\"} 1",
     ] {
         assert!(body.contains(expected), "{expected} missing in\n{body}");
     }

@@ -1,0 +1,197 @@
+//! ARK's backend routes, `/api/federation/*`, answering what ARK's CLI and scripts read
+//! (`protocol::ControlAnswer`). They run the same operations as our own routes under
+//! `/api/v2/federation/*` (`control`), whose richer answers our CLI reads.
+//!
+//! As ARK's backend does, a failure answers 500 `{error}`; the one exception is
+//! `peers/add` without `peerUrl`, 400 `{error: "peerUrl is required"}`.
+
+use miniserde::json::Value;
+
+use super::app::App;
+use super::control::{self, DiscoverOptions};
+use super::routes::ApiError;
+use crate::config::normalize_peer_url;
+use crate::http::{Request, percent_decode};
+use crate::protocol::{ControlAnswer, Fields, PeerSyncReport, SyncReport, parse_object};
+
+/// Answers an ARK route, or `None` when `path` is not one of ARK's.
+pub async fn handle(app: &App, request: &Request, path: &str) -> Option<Result<Value, ApiError>> {
+    let method = request.method.as_str();
+    let answer = match (method, path) {
+        ("GET", "/api/federation/status") => status(app),
+        ("POST", "/api/federation/start") => {
+            app.federation_enabled.set(true);
+            Ok(ControlAnswer::Started {
+                port: u64::from(app.listen_port.get()),
+                instance_id: app.instance_id_hex(),
+                instance_name: app.instance_name(),
+            })
+        }
+        ("POST", "/api/federation/stop") => {
+            app.federation_enabled.set(false);
+            Ok(ControlAnswer::Stopped)
+        }
+        ("GET", "/api/federation/peers") => peers(app),
+        ("POST", "/api/federation/peers/add") => {
+            let url = match peer_url(request) {
+                Ok(Some(url)) => url,
+                Ok(None) => return Some(Err(ApiError::bad_request("peerUrl is required"))),
+                Err(error) => return Some(Err(error)),
+            };
+            add_peer(app, request, &url).await
+        }
+        ("DELETE", path) if path.starts_with("/api/federation/peers/") => {
+            let encoded = &request.path["/api/federation/peers/".len()..];
+            remove_peer(app, &percent_decode(encoded))
+        }
+        ("POST", "/api/federation/sync") => match peer_url(request) {
+            Ok(peer) => sync(app, peer.as_deref()).await,
+            Err(error) => Err(error),
+        },
+        ("POST", "/api/federation/discover") => discover(app).await,
+        ("POST", "/api/federation/auto-sync/start") => {
+            control::set_auto_sync(app, true, None).map(|_| ControlAnswer::AutoSyncStarted {
+                interval: app.sync_interval_ms.get(),
+            })
+        }
+        ("POST", "/api/federation/auto-sync/stop") => {
+            control::set_auto_sync(app, false, None).map(|_| ControlAnswer::AutoSyncStopped)
+        }
+        _ => return None,
+    };
+    Some(
+        answer
+            .map(|answer| answer.to_json())
+            .map_err(|error| ApiError {
+                status: 500,
+                message: error.message,
+            }),
+    )
+}
+
+/// `peerUrl` of the request body, if the body has one.
+fn peer_url(request: &Request) -> Result<Option<String>, ApiError> {
+    if request.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let body = parse_object(&request.body, "request body")?;
+    // ARK's `if (!peerUrl)`: empty text is no URL either.
+    Ok(Fields::new(&body, "request body")
+        .opt_str("peerUrl")?
+        .filter(|url| !url.is_empty())
+        .map(str::to_owned))
+}
+
+fn status(app: &App) -> Result<ControlAnswer, ApiError> {
+    Ok(ControlAnswer::Status {
+        info: Box::new(super::peer_api::instance_info(app)?),
+        is_running: app.listen_port.get() != 0 && app.federation_enabled.get(),
+    })
+}
+
+fn peers(app: &App) -> Result<ControlAnswer, ApiError> {
+    let peers = app.syncer.peers()?;
+    Ok(ControlAnswer::Peers {
+        peers: peers.iter().map(|peer| peer.url.clone()).collect(),
+        active_peers: peers
+            .iter()
+            .filter(|peer| peer.is_active())
+            .map(|peer| peer.url.clone())
+            .collect(),
+    })
+}
+
+fn total_peers(app: &App) -> Result<u64, ApiError> {
+    Ok(app.syncer.peers()?.len() as u64)
+}
+
+/// Our `pubkey` and `tier` may come along, as on our own route.
+async fn add_peer(app: &App, request: &Request, url: &str) -> Result<ControlAnswer, ApiError> {
+    let body = parse_object(&request.body, "request body")?;
+    let fields = Fields::new(&body, "request body");
+    control::add_peer(
+        app,
+        url,
+        fields.opt_str("pubkey")?,
+        fields.opt_str("tier")?,
+        &[],
+    )
+    .await?;
+    Ok(ControlAnswer::PeerChanged {
+        added: true,
+        peer_url: normalize_peer_url(url).unwrap_or_else(|_| url.to_owned()),
+        total_peers: total_peers(app)?,
+    })
+}
+
+fn remove_peer(app: &App, url: &str) -> Result<ControlAnswer, ApiError> {
+    control::remove_peer(app, url)?;
+    Ok(ControlAnswer::PeerChanged {
+        added: false,
+        peer_url: normalize_peer_url(url).unwrap_or_else(|_| url.to_owned()),
+        total_peers: total_peers(app)?,
+    })
+}
+
+/// ARK's `syncWithAllPeers` (a list) or `syncWithPeer` (its counts; a failure is 500).
+async fn sync(app: &App, peer: Option<&str>) -> Result<ControlAnswer, ApiError> {
+    let targets = match peer {
+        Some(peer) => vec![
+            normalize_peer_url(peer)
+                .map_err(|reason| ApiError::bad_request(format!("peer URL: {reason}")))?,
+        ],
+        None => app.sync_targets()?,
+    };
+    let results = super::join_all(targets.iter().map(|url| app.sync_peer(url))).await;
+    let reports: Vec<PeerSyncReport> = results
+        .into_iter()
+        .map(|result| PeerSyncReport {
+            peer_url: result.peer,
+            sent: result.nodes_sent,
+            received: result.nodes_received,
+            error: if result.success {
+                None
+            } else {
+                Some(result.error.unwrap_or_else(|| "sync failed".into()))
+            },
+        })
+        .collect();
+    if peer.is_none() {
+        return Ok(ControlAnswer::Synced(SyncReport::All(reports)));
+    }
+    let one = reports.into_iter().next().unwrap_or_default();
+    if let Some(error) = one.error {
+        return Err(ApiError {
+            status: 500,
+            message: error,
+        });
+    }
+    Ok(ControlAnswer::Synced(SyncReport::One(one)))
+}
+
+/// ARK's `discoverPeers` adds every node it finds; here, every one that can be synced
+/// with (see `control::discover`).
+async fn discover(app: &App) -> Result<ControlAnswer, ApiError> {
+    let options = DiscoverOptions {
+        add: true,
+        ..DiscoverOptions::default()
+    };
+    let answer = control::discover(app, &options).await?;
+    let added = match &answer {
+        Value::Object(object) => match object.get("addedPeers") {
+            Some(Value::Array(urls)) => urls
+                .iter()
+                .filter_map(|url| match url {
+                    Value::String(url) => Some(url.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    Ok(ControlAnswer::Discovered {
+        peers: added,
+        total_peers: total_peers(app)?,
+    })
+}

@@ -1,0 +1,786 @@
+//! `GET /docs` (an HTML page with no outside assets) and `GET /openapi.json` (OpenAPI
+//! 3.0): every route with its request and answer shapes. ARK's Python service had
+//! FastAPI's `/docs`; ARK users look there first. The answers of ARK's routes are
+//! built from the `protocol` types themselves, so the page cannot drift from the wire.
+
+use miniserde::json::{self, Object, Value};
+
+use crate::http::Response;
+use crate::protocol::{
+    ArkStats, ControlAnswer, DeltaAnswer, DeltaRequest, InstanceInfo, NodeList, PeerDirectory,
+    PeerSyncReport, ReceiveResult, SyncReport,
+};
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone who reaches the port.
+    Public,
+    /// Peers; signed requests from trusted keys, or anyone with `FEDERATION_TRUST=open`.
+    Peer,
+    /// This host (loopback) or the admin token.
+    Control,
+}
+
+/// A JSON example: written out, or built from a protocol type.
+#[derive(Clone, Copy)]
+pub enum Example {
+    None,
+    Text(&'static str),
+    Built(fn() -> Value),
+}
+
+pub struct RouteDoc {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+    pub summary: &'static str,
+    pub request: Example,
+    pub answer: Example,
+}
+
+const fn route(
+    method: &'static str,
+    path: &'static str,
+    access: Access,
+    summary: &'static str,
+    request: Example,
+    answer: Example,
+) -> RouteDoc {
+    RouteDoc {
+        method,
+        path,
+        access,
+        summary,
+        request,
+        answer,
+    }
+}
+
+const URL: &str = "http://192.168.1.100:9000";
+
+fn sample_info() -> InstanceInfo {
+    InstanceInfo {
+        instance_id: "5f0c…64 hex".into(),
+        instance_name: "ARK-local-5f0c1a2b".into(),
+        instance_type: "local".into(),
+        federation_mode: "p2p".into(),
+        listen_port: 9000,
+        hub_url: None,
+        auto_sync: true,
+        sync_interval: 60_000,
+        peers: vec![URL.into()],
+        active_peers: vec![URL.into()],
+        stats: ArkStats {
+            total_syncs: 42,
+            successful_syncs: 41,
+            failed_syncs: 1,
+            nodes_received: 203,
+            nodes_shared: 150,
+            conflicts_resolved: 5,
+        },
+        timestamp: 1_762_683_752_000,
+        lattice: crate::protocol::LatticeInfo {
+            protocols: vec![
+                crate::protocol::PROTOCOL_LEGACY.into(),
+                crate::protocol::PROTOCOL_V2.into(),
+                crate::protocol::PROTOCOL_RECONCILE.into(),
+            ],
+            epoch: Some("9c1e…32 hex".into()),
+            public_key: Some("base64 Ed25519 key".into()),
+            fingerprint: Some("SHA256:5f0c-1a2b-3c4d-5e6f".into()),
+            node_count: Some(1234),
+            version: Some(env!("CARGO_PKG_VERSION").into()),
+        },
+    }
+}
+
+fn sample_row() -> Value {
+    json::from_str(
+        r#"{"id":"python_flask_basic","type":"framework_node","language":"python","category":"Web","value":"Flask app","capabilities":"[\"web\"]","dependencies":"[\"flask\"]","examples":"[]","content":null,"linked_agents":"[]","created_at":"2025-11-09 10:22:32","updated_at":"2025-11-09 10:22:32","usage_count":3,"success_rate":1.0}"#,
+    )
+    .unwrap_or(Value::Null)
+}
+
+fn report(sent: u64, received: u64) -> PeerSyncReport {
+    PeerSyncReport {
+        peer_url: URL.into(),
+        sent,
+        received,
+        error: None,
+    }
+}
+
+/// Every route, in the order the page lists them.
+pub const ROUTES: &[RouteDoc] = &[
+    route(
+        "GET",
+        "/",
+        Access::Public,
+        "status page (HTML, inline SVG)",
+        Example::None,
+        Example::None,
+    ),
+    route(
+        "GET",
+        "/docs",
+        Access::Public,
+        "this page",
+        Example::None,
+        Example::None,
+    ),
+    route(
+        "GET",
+        "/openapi.json",
+        Access::Public,
+        "these routes as OpenAPI 3.0",
+        Example::None,
+        Example::None,
+    ),
+    route(
+        "GET",
+        "/health",
+        Access::Public,
+        "liveness",
+        Example::None,
+        Example::Text(r#"{"status":"ok","instanceId":"5f0c…"}"#),
+    ),
+    route(
+        "GET",
+        "/metrics",
+        Access::Public,
+        "Prometheus text format",
+        Example::None,
+        Example::None,
+    ),
+    // ARK's Node.js federation server.
+    route(
+        "GET",
+        "/federation/info",
+        Access::Public,
+        "ARK's instance info, plus our protocols, epoch and key",
+        Example::None,
+        Example::Built(|| sample_info().to_json()),
+    ),
+    route(
+        "GET",
+        "/federation/nodes",
+        Access::Peer,
+        "every node as ARK's SQLite row (?type=&limit=&after=)",
+        Example::None,
+        Example::Built(|| {
+            NodeList {
+                instance_id: "5f0c…".into(),
+                nodes: [sample_row()].into_iter().collect(),
+                next: None,
+            }
+            .to_json()
+        }),
+    ),
+    route(
+        "POST",
+        "/federation/sync",
+        Access::Peer,
+        "ARK's sync: with `nodes`, receive them (receiveNodes); without, answer the nodes changed since `since`",
+        Example::Text(
+            r#"{"instanceId":"ark-1","since":0,"nodes":[{"id":"python_flask_basic","type":"framework_node","value":"Flask app"}]}"#,
+        ),
+        Example::Built(|| {
+            ReceiveResult {
+                imported: 1,
+                conflicts: 0,
+                total: 1,
+                rejected: Default::default(),
+            }
+            .to_json()
+        }),
+    ),
+    route(
+        "GET",
+        "/federation/discover",
+        Access::Peer,
+        "the peers we know",
+        Example::None,
+        Example::Built(|| {
+            PeerDirectory {
+                instance_id: "5f0c…".into(),
+                peers: vec![URL.into()],
+                active_peers: vec![URL.into()],
+                timestamp: 1_762_683_752_000,
+                details: Vec::new(),
+            }
+            .to_json()
+        }),
+    ),
+    // ARK's Python federation service.
+    route(
+        "POST",
+        "/manifest",
+        Access::Peer,
+        "register a signed manifest (PyNaCl over json.dumps(manifest, sort_keys=True))",
+        Example::Text(
+            r#"{"manifest":{"node_id":"ark-1","last_updated":1699564800},"signature":"base64","pubkey":"base64"}"#,
+        ),
+        Example::Text(r#"{"status":"registered","node_id":"ark-1"}"#),
+    ),
+    route(
+        "GET",
+        "/discover",
+        Access::Peer,
+        "live registered spokes",
+        Example::None,
+        Example::Text(
+            r#"{"peers":[{"node_id":"ark-1","url":"http://192.168.1.100:9000","last_seen":1762683752000}],"count":1}"#,
+        ),
+    ),
+    route(
+        "POST",
+        "/sync",
+        Access::Peer,
+        "delta: the nodes whose hash (an opaque string) differs",
+        Example::Built(|| {
+            DeltaRequest {
+                manifest_hash: Some("abc123".into()),
+                nodes: vec![("node-1".into(), "def456".into())],
+            }
+            .to_json()
+        }),
+        Example::Built(|| {
+            DeltaAnswer {
+                nodes: Default::default(),
+            }
+            .to_json()
+        }),
+    ),
+    // Our signed protocol.
+    route(
+        "GET",
+        "/federation/v2/manifest",
+        Access::Peer,
+        "our signed full manifest",
+        Example::None,
+        Example::Text(
+            r#"{"manifest":{"node_id":"ARK-local-5f0c1a2b","nodes":[{"id":"…","type":"…","hash":"sha256:…","updated_at":"…"}]},"signature":"base64","pubkey":"base64"}"#,
+        ),
+    ),
+    route(
+        "GET",
+        "/federation/v2/changes",
+        Access::Peer,
+        "changes feed (?after=&limit=&max_bytes=&types=&wait=)",
+        Example::None,
+        Example::Text(
+            r#"{"instanceId":"…","epoch":"…","records":[{"id":"…","version":"1762683752000.0@5f0c…","hash":"sha256:…","signature":"base64","node":{}}],"last_seq":12,"more":false}"#,
+        ),
+    ),
+    route(
+        "POST",
+        "/federation/v2/offer",
+        Access::Peer,
+        "which of these versions do you want",
+        Example::Text(
+            r#"{"offers":[{"id":"python_flask_basic","version":"1762683752000.0@5f0c…"}]}"#,
+        ),
+        Example::Text(r#"{"want":["python_flask_basic"]}"#),
+    ),
+    route(
+        "POST",
+        "/federation/v2/push",
+        Access::Peer,
+        "signed records to apply",
+        Example::Text(
+            r#"{"records":[{"id":"…","version":"…","hash":"sha256:…","signature":"base64","node":{}}]}"#,
+        ),
+        Example::Text(
+            r#"{"applied":1,"unchanged":0,"stale":0,"conflicts":0,"rejected":[],"seq_before":11,"seq_after":12}"#,
+        ),
+    ),
+    route(
+        "POST",
+        "/federation/v2/reconcile",
+        Access::Peer,
+        "one negentropy round (application/octet-stream both ways)",
+        Example::None,
+        Example::None,
+    ),
+    route(
+        "POST",
+        "/federation/v2/fetch",
+        Access::Peer,
+        "records by 32-byte version digests (octet-stream body)",
+        Example::None,
+        Example::Text(r#"{"records":[],"more":false,"missing":0,"ranked":[]}"#),
+    ),
+    // ARK's backend API.
+    route(
+        "GET",
+        "/api/federation/status",
+        Access::Control,
+        "ARK's status",
+        Example::None,
+        Example::Built(|| {
+            ControlAnswer::Status {
+                info: Box::new(sample_info()),
+                is_running: true,
+            }
+            .to_json()
+        }),
+    ),
+    route(
+        "POST",
+        "/api/federation/start",
+        Access::Control,
+        "turn the federation endpoints on",
+        Example::None,
+        Example::Built(|| {
+            ControlAnswer::Started {
+                port: 9000,
+                instance_id: "5f0c…".into(),
+                instance_name: "ARK-local-5f0c1a2b".into(),
+            }
+            .to_json()
+        }),
+    ),
+    route(
+        "POST",
+        "/api/federation/stop",
+        Access::Control,
+        "turn the federation endpoints off",
+        Example::None,
+        Example::Built(|| ControlAnswer::Stopped.to_json()),
+    ),
+    route(
+        "GET",
+        "/api/federation/peers",
+        Access::Control,
+        "the peer list",
+        Example::None,
+        Example::Built(|| {
+            ControlAnswer::Peers {
+                peers: vec![URL.into()],
+                active_peers: Vec::new(),
+            }
+            .to_json()
+        }),
+    ),
+    route(
+        "POST",
+        "/api/federation/peers/add",
+        Access::Control,
+        "add a peer (400 without peerUrl)",
+        Example::Text(r#"{"peerUrl":"http://192.168.1.100:9000"}"#),
+        Example::Built(|| {
+            ControlAnswer::PeerChanged {
+                added: true,
+                peer_url: URL.into(),
+                total_peers: 3,
+            }
+            .to_json()
+        }),
+    ),
+    route(
+        "DELETE",
+        "/api/federation/peers/{url}",
+        Access::Control,
+        "remove a peer (URL-encoded)",
+        Example::None,
+        Example::Built(|| {
+            ControlAnswer::PeerChanged {
+                added: false,
+                peer_url: URL.into(),
+                total_peers: 2,
+            }
+            .to_json()
+        }),
+    ),
+    route(
+        "POST",
+        "/api/federation/sync",
+        Access::Control,
+        "sync now: every peer (a list), or `peerUrl` (its counts; a failure is 500)",
+        Example::Text(r#"{"peerUrl":"http://192.168.1.100:9000"}"#),
+        Example::Built(|| ControlAnswer::Synced(SyncReport::All(vec![report(15, 23)])).to_json()),
+    ),
+    route(
+        "POST",
+        "/api/federation/discover",
+        Access::Control,
+        "find and add peers",
+        Example::None,
+        Example::Built(|| {
+            ControlAnswer::Discovered {
+                peers: vec![URL.into()],
+                total_peers: 3,
+            }
+            .to_json()
+        }),
+    ),
+    route(
+        "POST",
+        "/api/federation/auto-sync/start",
+        Access::Control,
+        "auto-sync on (kept across restarts)",
+        Example::None,
+        Example::Built(|| ControlAnswer::AutoSyncStarted { interval: 60_000 }.to_json()),
+    ),
+    route(
+        "POST",
+        "/api/federation/auto-sync/stop",
+        Access::Control,
+        "auto-sync off (kept across restarts)",
+        Example::None,
+        Example::Built(|| ControlAnswer::AutoSyncStopped.to_json()),
+    ),
+    route(
+        "GET",
+        "/api/federation/events",
+        Access::Control,
+        "Server-Sent Events (Last-Event-ID replays)",
+        Example::None,
+        Example::None,
+    ),
+    route(
+        "GET",
+        "/api/federation/conflicts",
+        Access::Control,
+        "the conflict log (?limit=)",
+        Example::None,
+        Example::Text(r#"{"count":0,"conflicts":[]}"#),
+    ),
+    // Our control API, read by our CLI.
+    route(
+        "GET",
+        "/api/v2/federation/status",
+        Access::Control,
+        "status with keys, counters, peer details",
+        Example::None,
+        Example::Text(
+            r#"{"instanceId":"…","publicKey":"…","running":true,"enabled":true,"peerList":{"count":1,"peers":[]},"bytesSent":0,"bytesReceived":0}"#,
+        ),
+    ),
+    route(
+        "POST",
+        "/api/v2/federation/start",
+        Access::Control,
+        "federation endpoints on",
+        Example::None,
+        Example::Text(r#"{"success":true,"enabled":true}"#),
+    ),
+    route(
+        "POST",
+        "/api/v2/federation/stop",
+        Access::Control,
+        "federation endpoints off",
+        Example::None,
+        Example::Text(r#"{"success":true,"enabled":false}"#),
+    ),
+    route(
+        "GET",
+        "/api/v2/federation/peers",
+        Access::Control,
+        "peers with checkpoints, errors, counters",
+        Example::None,
+        Example::Text(
+            r#"{"count":1,"peers":[{"url":"…","protocol":"v2","active":true,"lastSync":1762683752000,"stats":{}}]}"#,
+        ),
+    ),
+    route(
+        "POST",
+        "/api/v2/federation/peers/add",
+        Access::Control,
+        "add a peer and pin its key",
+        Example::Text(
+            r#"{"peerUrl":"http://192.168.1.100:9000","pubkey":"base64 (optional)","tier":"core","types":["security_node"]}"#,
+        ),
+        Example::Text(
+            r#"{"success":true,"peer":"…","added":true,"fingerprint":"SHA256:…","publicKey":"…","tier":"core"}"#,
+        ),
+    ),
+    route(
+        "DELETE",
+        "/api/v2/federation/peers/{url}",
+        Access::Control,
+        "remove a peer",
+        Example::None,
+        Example::Text(r#"{"success":true,"peer":"…","removed":true}"#),
+    ),
+    route(
+        "POST",
+        "/api/v2/federation/sync",
+        Access::Control,
+        "sync now, with per-peer details",
+        Example::Text(r#"{"peerUrl":"http://192.168.1.100:9000"}"#),
+        Example::Text(
+            r#"{"status":"synced","result":[{"peer":"…","success":true,"nodesSent":1,"nodesReceived":2,"nodesUnchanged":0,"conflicts":0}]}"#,
+        ),
+    ),
+    route(
+        "POST",
+        "/api/v2/federation/discover",
+        Access::Control,
+        "peers of peers, LAN beacons, optional scan",
+        Example::Text(r#"{"add":false,"scan":false,"subnet":"192.168.1.0/24","scanPort":9000}"#),
+        Example::Text(
+            r#"{"count":0,"peers":[],"lan":[],"scanned":[],"scan":null,"addedPeers":[],"errors":[]}"#,
+        ),
+    ),
+    route(
+        "POST",
+        "/api/v2/federation/auto-sync/start",
+        Access::Control,
+        "auto-sync on, optionally every `interval` ms",
+        Example::Text(r#"{"interval":60000}"#),
+        Example::Text(r#"{"success":true,"autoSync":true,"syncInterval":60000}"#),
+    ),
+    route(
+        "POST",
+        "/api/v2/federation/auto-sync/stop",
+        Access::Control,
+        "auto-sync off",
+        Example::None,
+        Example::Text(r#"{"success":true,"autoSync":false,"syncInterval":60000}"#),
+    ),
+    route(
+        "GET",
+        "/api/v2/federation/conflicts",
+        Access::Control,
+        "the conflict log (?limit=)",
+        Example::None,
+        Example::Text(r#"{"count":0,"conflicts":[]}"#),
+    ),
+    route(
+        "POST",
+        "/api/cli",
+        Access::Control,
+        "run a lattice command on the store this server holds",
+        Example::Text(r#"{"args":["query","--type","security_node"],"files":{}}"#),
+        Example::Text(r#"{"stdout":"…","stderr":"","exit_code":0}"#),
+    ),
+    route(
+        "GET",
+        "/api/lattice/stats",
+        Access::Control,
+        "store counts",
+        Example::None,
+        Example::Text(r#"{"nodes":1234,"deleted":0,"conflicts":0}"#),
+    ),
+    route(
+        "GET",
+        "/api/lattice/nodes",
+        Access::Control,
+        "query nodes (?type=&language=&category=&capability=&search=&after=&limit=)",
+        Example::None,
+        Example::Text(
+            r#"{"count":1,"nodes":[{"id":"…","type":"…","value":"…","hash":"sha256:…","version":"…","seq":1}]}"#,
+        ),
+    ),
+    route(
+        "GET",
+        "/api/lattice/nodes/{id}",
+        Access::Control,
+        "one node",
+        Example::None,
+        Example::None,
+    ),
+    route(
+        "DELETE",
+        "/api/lattice/nodes/{id}",
+        Access::Control,
+        "delete a node (a tombstone that syncs)",
+        Example::None,
+        Example::Text(r#"{"deleted":"…"}"#),
+    ),
+    route(
+        "POST",
+        "/api/server/shutdown",
+        Access::Control,
+        "stop gracefully",
+        Example::None,
+        Example::Text(r#"{"success":true,"stopping":true}"#),
+    ),
+];
+
+fn example_text(example: Example) -> Option<String> {
+    match example {
+        Example::None => None,
+        Example::Text(text) => Some(text.to_owned()),
+        Example::Built(build) => Some(json::to_string(&build())),
+    }
+}
+
+fn example_value(example: Example) -> Option<Value> {
+    match example {
+        Example::None => None,
+        Example::Text(text) => json::from_str(text).ok(),
+        Example::Built(build) => Some(build()),
+    }
+}
+
+fn object(pairs: Vec<(&str, Value)>) -> Value {
+    Value::Object(
+        pairs
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value))
+            .collect(),
+    )
+}
+
+fn text(value: &str) -> Value {
+    Value::String(value.to_owned())
+}
+
+/// `GET /openapi.json`.
+pub fn openapi() -> Response {
+    let mut paths = Object::new();
+    for doc in ROUTES {
+        let mut operation = vec![
+            ("summary", text(doc.summary)),
+            (
+                "tags",
+                Value::Array(
+                    [match doc.access {
+                        Access::Public => "public",
+                        Access::Peer => "peers",
+                        Access::Control => "control (loopback or admin token)",
+                    }]
+                    .into_iter()
+                    .map(text)
+                    .collect(),
+                ),
+            ),
+        ];
+        if let Some(example) = example_value(doc.request) {
+            operation.push((
+                "requestBody",
+                object(vec![(
+                    "content",
+                    object(vec![(
+                        "application/json",
+                        object(vec![("example", example)]),
+                    )]),
+                )]),
+            ));
+        }
+        let mut ok = vec![("description", text("OK"))];
+        if let Some(example) = example_value(doc.answer) {
+            ok.push((
+                "content",
+                object(vec![(
+                    "application/json",
+                    object(vec![("example", example)]),
+                )]),
+            ));
+        }
+        let error = object(vec![(
+            "description",
+            text(
+                "{\"error\": \"...\"}; unknown routes: 404 {\"error\": \"Not Found\", \"path\": \"...\"}",
+            ),
+        )]);
+        operation.push((
+            "responses",
+            object(vec![("200", object(ok)), ("default", error)]),
+        ));
+        let entry = paths
+            .entry(doc.path.to_owned())
+            .or_insert_with(|| Value::Object(Object::new()));
+        if let Value::Object(methods) = entry {
+            methods.insert(doc.method.to_ascii_lowercase(), object(operation));
+        }
+    }
+    let document = object(vec![
+        ("openapi", text("3.0.3")),
+        (
+            "info",
+            object(vec![
+                ("title", text("ark-lattice")),
+                ("version", text(env!("CARGO_PKG_VERSION"))),
+            ]),
+        ),
+        ("paths", Value::Object(paths)),
+    ]);
+    Response::json(200, json::to_string(&document))
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// `GET /docs`: one page, its style inline, nothing fetched from elsewhere.
+pub fn page() -> Response {
+    let mut html = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>ark-lattice API</title>\
+         <style>body{font:14px system-ui,sans-serif;margin:2em;max-width:1100px;color:#1d2630}\
+         table{border-collapse:collapse;width:100%}td,th{border-top:1px solid #dde3ea;padding:6px;vertical-align:top;text-align:left}\
+         code,pre{font:12px ui-monospace,monospace}pre{white-space:pre-wrap;word-break:break-all;margin:0;background:#f4f6f8;padding:4px}\
+         .m{font-weight:600}.a{color:#6b7683}</style></head><body><h1>ark-lattice API</h1>\
+         <p>Every route this node serves, with example request and answer bodies \
+         (also as <a href=\"/openapi.json\">OpenAPI 3.0</a>). Errors answer <code>{\"error\": \"...\"}</code>; \
+         an unknown route answers 404 <code>{\"error\": \"Not Found\", \"path\": \"...\"}</code>.</p>\
+         <table><tr><th>route</th><th>who</th><th>request</th><th>answer</th></tr>",
+    );
+    for doc in ROUTES {
+        let access = match doc.access {
+            Access::Public => "anyone",
+            Access::Peer => "peers",
+            Access::Control => "this host / admin token",
+        };
+        let block = |example| {
+            example_text(example)
+                .map_or_else(String::new, |text| format!("<pre>{}</pre>", escape(&text)))
+        };
+        html.push_str(&format!(
+            "<tr><td><span class=\"m\">{}</span> <code>{}</code><br><span class=\"a\">{}</span></td><td>{access}</td><td>{}</td><td>{}</td></tr>",
+            doc.method,
+            escape(doc.path),
+            escape(doc.summary),
+            block(doc.request),
+            block(doc.answer),
+        ));
+    }
+    html.push_str("</table></body></html>");
+    Response::new(200, crate::http::Body::Full(html.into_bytes()))
+        .with_header("content-type", "text/html; charset=utf-8")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_example_is_json_and_the_page_fetches_nothing() {
+        for doc in ROUTES {
+            for example in [doc.request, doc.answer] {
+                if let Example::Text(text) = example {
+                    assert!(
+                        json::from_str::<Value>(text).is_ok(),
+                        "{} {}: {text}",
+                        doc.method,
+                        doc.path
+                    );
+                }
+            }
+        }
+        let crate::http::Body::Full(page) = page().body else {
+            panic!("a full body")
+        };
+        let page = String::from_utf8(page).unwrap();
+        for outside in ["src=", "http://cdn", "https://", "@import", "url("] {
+            assert!(!page.contains(outside), "{outside}");
+        }
+    }
+
+    /// Every route the metrics know by name is documented.
+    #[test]
+    fn every_named_route_is_documented() {
+        for path in super::super::metrics::ROUTES {
+            assert!(
+                ROUTES.iter().any(|doc| doc.path == *path),
+                "{path} is not in /docs"
+            );
+        }
+    }
+}
