@@ -5,11 +5,15 @@
 //! on A, and A syncing back from B; ARK's full dump (`GET /federation/nodes`) is the
 //! baseline. Prints wall time, CPU time, requests, bytes on the wire and disk writes,
 //! then both servers' memory (VmRSS sampled every 20 ms during the syncs, and VmHWM);
-//! medians over several runs, every figure measured in the same run.
+//! medians over several runs, every figure measured in the same run. The same runs are
+//! then repeated with A serving HTTPS (a certificate from a CA the bench makes, which B
+//! trusts with `ARK_CA_FILE`), and a last table sets HTTPS next to plain HTTP.
 //!
 //! Reproduce: `make bench` (or `cargo bench --bench sync`). `ARK_BENCH_NODES`,
 //! `ARK_BENCH_UPDATES` and `ARK_BENCH_RUNS` change the size, the updates and the runs.
 
+#[path = "../tests/it/pki.rs"]
+mod pki;
 mod support;
 
 use std::time::{Duration, Instant};
@@ -93,26 +97,91 @@ struct RunFigures {
     b_store_bytes: u64,
 }
 
-fn run_once(work: &TempDir, run: usize, node_count: usize, update_count: usize) -> RunFigures {
-    let a_dir = work.path.join(format!("run{run}-a"));
-    let b_dir = work.path.join(format!("run{run}-b"));
+/// Plain HTTP, or HTTPS with these `serve` and client settings (environment names).
+#[derive(Debug, Default)]
+struct Transport {
+    name: &'static str,
+    /// For A: the certificate and key; for B: the CA file.
+    a_env: Vec<(&'static str, String)>,
+    b_env: Vec<(&'static str, String)>,
+}
+
+impl Transport {
+    fn plain() -> Transport {
+        Transport {
+            name: "http",
+            ..Transport::default()
+        }
+    }
+
+    fn https(work: &TempDir) -> Transport {
+        let ca = pki::TestCa::new(&work.path, "bench");
+        let cert = ca.issue(&work.path, "a", &["127.0.0.1"], pki::Validity::Current);
+        let path = |file: &std::path::Path| file.display().to_string();
+        Transport {
+            name: "https",
+            a_env: vec![
+                ("ARK_TLS_CERT", path(&cert.cert_file)),
+                ("ARK_TLS_KEY", path(&cert.key_file)),
+            ],
+            b_env: vec![("ARK_CA_FILE", path(&ca.file))],
+        }
+    }
+
+    fn is_tls(&self) -> bool {
+        !self.a_env.is_empty()
+    }
+
+    /// The URL of a node reached through `proxy`.
+    fn url(&self, proxy: &CountingProxy) -> String {
+        let url = proxy.url();
+        match self.is_tls() {
+            true => url.replacen("http://", "https://", 1),
+            false => url,
+        }
+    }
+}
+
+fn env_of<'a>(pairs: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    pairs
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect()
+}
+
+fn run_once(
+    work: &TempDir,
+    run: usize,
+    node_count: usize,
+    update_count: usize,
+    transport: &Transport,
+) -> RunFigures {
+    let a_dir = work.path.join(format!("run{run}-{}-a", transport.name));
+    let b_dir = work.path.join(format!("run{run}-{}-b", transport.name));
     let mut figures = RunFigures::default();
 
     // Open trust mode only so the ARK baseline below can fetch the full dump unsigned, as
     // an ARK Node.js peer would; the two nodes' own requests are signed and checked.
-    let a = Server::start(&a_dir, &[("FEDERATION_TRUST", "open")]);
+    let mut a_env = env_of(&transport.a_env);
+    a_env.push(("FEDERATION_TRUST", "open"));
+    // B is both the syncer and, for the reverse sync, the answerer: it serves as A does
+    // and trusts A's CA.
+    let mut b_env = env_of(&transport.b_env);
+    b_env.extend(env_of(&transport.a_env));
+    a_env.extend(env_of(&transport.b_env));
+    let a = Server::start(&a_dir, &a_env);
     // Let the executor settle to its idle state before reading memory.
     std::thread::sleep(Duration::from_millis(100));
     figures.a_started = a.memory();
     figures.import_bytes = import_nodes(&work.path, &a_dir, 0..node_count, 0);
     figures.a_imported = a.memory();
 
-    let b = Server::start(&b_dir, &[]);
+    let b = Server::start(&b_dir, &b_env);
     std::thread::sleep(Duration::from_millis(100));
     figures.b_started = b.memory();
     trust_each_other(&a_dir, &b_dir);
     let to_a = CountingProxy::start(a.port);
-    cli(&b_dir, &["federation", "add-peer", &to_a.url()]);
+    cli(&b_dir, &["federation", "add-peer", &transport.url(&to_a)]);
 
     figures.syncs[FIRST] = measure_sync(&a, &b, &to_a);
     assert_eq!(figures.syncs[FIRST].nodes_received, node_count as u64);
@@ -135,10 +204,14 @@ fn run_once(work: &TempDir, run: usize, node_count: usize, update_count: usize) 
 
     // Nothing is new to A, but B's change feed now lists everything it received.
     let to_b = CountingProxy::start(b.port);
-    cli(&a_dir, &["federation", "add-peer", &to_b.url()]);
+    cli(&a_dir, &["federation", "add-peer", &transport.url(&to_b)]);
     figures.syncs[REVERSE] = measure_sync(&b, &a, &to_b);
     assert_eq!(figures.syncs[REVERSE].nodes_received, 0);
     figures.a_after_all = a.memory();
+    if transport.is_tls() {
+        // The ARK baseline is plain HTTP; it was measured in the plain runs.
+        return figures;
+    }
 
     let plain = http_get(a.port, "/federation/nodes", false);
     let gzip = http_get(a.port, "/federation/nodes", true);
@@ -158,7 +231,11 @@ fn main() {
     support::binary();
     let work = TempDir::new("sync");
     let figures: Vec<RunFigures> = (0..runs)
-        .map(|run| run_once(&work, run, node_count, update_count))
+        .map(|run| run_once(&work, run, node_count, update_count, &Transport::plain()))
+        .collect();
+    let https = Transport::https(&work);
+    let https_figures: Vec<RunFigures> = (0..runs)
+        .map(|run| run_once(&work, run, node_count, update_count, &https))
         .collect();
     let pick = |get: &dyn Fn(&RunFigures) -> u64| -> u64 {
         median_u64(&figures.iter().map(get).collect::<Vec<_>>())
@@ -340,4 +417,64 @@ fn main() {
     for (node, moment, rss, peak) in rows {
         println!("| {node:<4} | {moment:<46} | {rss:>6} | {peak:>6} |");
     }
+
+    print_https_table(&figures, &https_figures, node_count, update_count, runs);
+}
+
+/// The four syncs over plain HTTP and over HTTPS side by side.
+fn print_https_table(
+    plain: &[RunFigures],
+    https: &[RunFigures],
+    node_count: usize,
+    update_count: usize,
+    runs: usize,
+) {
+    let pick = |figures: &[RunFigures], index: usize, get: &dyn Fn(&SyncFigures) -> f64| {
+        let values: Vec<f64> = figures.iter().map(|run| get(&run.syncs[index])).collect();
+        median(&values)
+    };
+    println!();
+    println!(
+        "HTTPS next to plain HTTP: the same runs with A and B serving HTTPS (TLS 1.3, ECDSA P-256 \
+         certificate from a CA B trusts by ARK_CA_FILE); medians of {runs} runs each"
+    );
+    println!();
+    println!(
+        "| sync                                 | http ms | https ms | http bytes | https bytes | bytes + | http cpu ms | https cpu ms |"
+    );
+    println!(
+        "|--------------------------------------|---------|----------|------------|-------------|---------|-------------|--------------|"
+    );
+    let names = [
+        format!("B from A: first, {node_count} new"),
+        "B from A: again, nothing changed".to_owned(),
+        format!("B from A: after {update_count} updates on A"),
+        "A from B: back, nothing new to A".to_owned(),
+    ];
+    for (index, name) in names.iter().enumerate() {
+        let millis = |figures| pick(figures, index, &|sync| sync.seconds * 1000.0);
+        let bytes = |figures| {
+            pick(figures, index, &|sync| {
+                (sync.traffic.to_server + sync.traffic.to_client) as f64
+            })
+        };
+        let cpu = |figures| {
+            pick(figures, index, &|sync| {
+                (sync.answerer_cpu_millis + sync.syncer_cpu_millis) as f64
+            })
+        };
+        let (plain_bytes, https_bytes) = (bytes(plain), bytes(https));
+        println!(
+            "| {name:<36} | {:>7.1} | {:>8.1} | {plain_bytes:>10.0} | {https_bytes:>11.0} | {:>6.1}% | {:>11.0} | {:>12.0} |",
+            millis(plain),
+            millis(https),
+            (https_bytes / plain_bytes - 1.0) * 100.0,
+            cpu(plain),
+            cpu(https),
+        );
+    }
+    println!(
+        "bytes: up + down through the counting proxy (TLS handshakes and record overhead included); \
+         cpu ms: both servers' utime+stime over the call"
+    );
 }

@@ -7,7 +7,8 @@ use argh::FromArgs;
 #[derive(FromArgs, Debug)]
 #[argh(
     note = "Environment: LATTICE_PATH (state dir), ARK_INSTANCE_TYPE (local|cloud|pi),
-ARK_CACHE_MB (store cache). Flags win over environment, environment over defaults.
+ARK_CACHE_MB (store cache), ARK_CA_FILE and ARK_TLS_PIN (https:// peers).
+Flags win over environment, environment over defaults.
 
 Exit codes: 0 ok, 1 failure, 2 bad usage or configuration, 3 store in use by
 another process, 4 record not found, 5 import finished with invalid records."
@@ -30,6 +31,17 @@ pub struct Args {
     /// identity.key in the state dir, made on first use)
     #[argh(option)]
     pub key_file: Option<String>,
+
+    /// trust only the CAs in this PEM file for https:// peers and hubs, instead of
+    /// the system's (default: $ARK_CA_FILE)
+    #[argh(option)]
+    pub ca_file: Option<String>,
+
+    /// trust https:// peers by the SHA-256 fingerprint of their certificate
+    /// (sha256:<hex>, as `serve --tls-cert` prints it; repeatable) instead of by CA
+    /// (default: $ARK_TLS_PIN, comma-separated)
+    #[argh(option)]
+    pub tls_pin: Vec<String>,
 
     /// print the version and exit
     #[argh(switch)]
@@ -310,6 +322,13 @@ pub struct Serve {
     /// address to listen on (default 0.0.0.0)
     #[argh(option)]
     pub bind: Option<String>,
+    /// serve HTTPS with this PEM certificate chain (with --tls-key; re-read on SIGHUP)
+    /// (default: $ARK_TLS_CERT, else plain HTTP)
+    #[argh(option)]
+    pub tls_cert: Option<String>,
+    /// the PEM private key of --tls-cert (default: $ARK_TLS_KEY)
+    #[argh(option)]
+    pub tls_key: Option<String>,
     /// when the port is busy, try the next ones instead of failing
     #[argh(switch)]
     pub port_fallback: bool,

@@ -10,6 +10,8 @@ use std::time::Duration;
 use crate::cli::{Args, Command, Serve};
 use crate::error::Error;
 use crate::http::{ClientConfig, PeerUrl, ServerLimits};
+#[cfg(feature = "tls")]
+use crate::http::{Fingerprint, PeerTrust};
 
 /// The state dir when neither `--data-dir` nor `LATTICE_PATH` is given.
 pub const DEFAULT_DATA_DIR: &str = "ark-lattice-data";
@@ -182,11 +184,92 @@ pub struct Config {
     pub discovery: DiscoveryConfig,
     /// `--on-event` / `FEDERATION_ON_EVENT`: a shell command run for each event.
     pub on_event: Option<String>,
+    pub tls: TlsConfig,
     /// `ARK_STORE_WAIT` (seconds): how long to wait for a store held by another process.
     pub store_wait: Duration,
     /// `ARK_CLOCK_OFFSET_MS`: milliseconds added to this process's wall clock, so tests
     /// can run a node whose clock is ahead (or behind) without touching the machine's.
     pub clock_offset_millis: i64,
+}
+
+/// HTTPS settings: which certificates `https://` peers may present (`--ca-file`,
+/// `--tls-pin`; default the system's CAs) and the server's own (`serve --tls-cert`,
+/// `--tls-key`; default none, plain HTTP).
+#[derive(Debug, Clone, Default)]
+pub struct TlsConfig {
+    #[cfg(feature = "tls")]
+    pub peer_trust: PeerTrust,
+    /// The server's certificate chain and private key files.
+    pub server_files: Option<(PathBuf, PathBuf)>,
+}
+
+impl TlsConfig {
+    pub fn from_flags(
+        args: &Args,
+        serve: &Serve,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<TlsConfig, Error> {
+        let env = |name: &str| env(name).filter(|value| !value.trim().is_empty());
+        let ca_file = args.ca_file.clone().or_else(|| env("ARK_CA_FILE"));
+        let pins: Vec<String> = if args.tls_pin.is_empty() {
+            env("ARK_TLS_PIN")
+                .map(|text| text.split(',').map(str::to_owned).collect())
+                .unwrap_or_default()
+        } else {
+            args.tls_pin.clone()
+        };
+        let cert = serve.tls_cert.clone().or_else(|| env("ARK_TLS_CERT"));
+        let key = serve.tls_key.clone().or_else(|| env("ARK_TLS_KEY"));
+        let server_files = match (cert, key) {
+            (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(Error::Config(
+                    "--tls-cert (ARK_TLS_CERT) needs --tls-key (ARK_TLS_KEY)".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(Error::Config(
+                    "--tls-key (ARK_TLS_KEY) needs --tls-cert (ARK_TLS_CERT)".into(),
+                ));
+            }
+        };
+        #[cfg(feature = "tls")]
+        {
+            let peer_trust = match (ca_file, pins.is_empty()) {
+                (Some(_), false) => {
+                    return Err(Error::Config(
+                        "give either a CA file (--ca-file, ARK_CA_FILE) or pinned \
+                         certificates (--tls-pin, ARK_TLS_PIN), not both"
+                            .into(),
+                    ));
+                }
+                (Some(path), true) => PeerTrust::CaFile(PathBuf::from(path)),
+                (None, false) => PeerTrust::Pinned(
+                    pins.iter()
+                        .map(|pin| Fingerprint::parse(pin))
+                        .collect::<Result<_, _>>()
+                        .map_err(|reason| Error::Config(format!("--tls-pin: {reason}")))?,
+                ),
+                (None, true) => PeerTrust::SystemRoots,
+            };
+            Ok(TlsConfig {
+                peer_trust,
+                server_files,
+            })
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            if ca_file.is_some() || !pins.is_empty() || server_files.is_some() {
+                return Err(Error::Config(
+                    "this ark-lattice was built without TLS (cargo feature `tls`): \
+                     --ca-file, --tls-pin, --tls-cert and --tls-key are not available"
+                        .into(),
+                ));
+            }
+            Ok(TlsConfig { server_files })
+        }
+    }
 }
 
 /// LAN discovery settings. Defaults: on for `local` and `pi` instances, off for `cloud`
@@ -280,6 +363,7 @@ impl Config {
             _ => &default_serve,
         };
         let federation = FederationConfig::from_flags(serve_flags, env)?;
+        let tls = TlsConfig::from_flags(args, serve_flags, env)?;
         let discovery = DiscoveryConfig::from_flags(serve_flags, env, instance_type)?;
         let on_event = serve_flags
             .on_event
@@ -313,6 +397,7 @@ impl Config {
             redis_url_ignored: env("REDIS_URL").is_some_and(|url| !url.is_empty()),
             discovery,
             on_event,
+            tls,
             store_wait: Duration::from_secs(match env("ARK_STORE_WAIT") {
                 Some(text) => text.trim().parse().map_err(|_| {
                     Error::Config(format!("ARK_STORE_WAIT={text:?} is not a whole number of seconds"))
@@ -613,12 +698,12 @@ impl DiscoveryConfig {
     }
 }
 
-/// Validates a peer URL and writes it one way (`http://host:port`, no trailing slash),
+/// Validates a peer URL and writes it one way (`http[s]://host:port`, no trailing slash),
 /// so the same peer is never listed twice.
 pub fn normalize_peer_url(text: &str) -> Result<String, String> {
     let url = PeerUrl::parse(text.trim()).map_err(|error| error.to_string())?;
     let path = url.path_and_query().trim_end_matches('/');
-    Ok(format!("http://{}{path}", url.authority()))
+    Ok(format!("{}://{}{path}", url.scheme(), url.authority()))
 }
 
 fn parse_bool(text: &str) -> Option<bool> {
@@ -722,16 +807,71 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("FEDERATION_PORT"), "{error}");
-        let error = config(
+        let hub = config(
             &[],
             &[
                 ("FEDERATION_HUB_URL", "https://hub"),
                 ("FEDERATION_MODE", "hub"),
             ],
+        );
+        if cfg!(feature = "tls") {
+            let hub_url = hub.unwrap().federation.hub_url;
+            assert_eq!(hub_url.as_deref(), Some("https://hub"));
+        } else {
+            let error = hub.unwrap_err().to_string();
+            assert!(error.contains("TLS"), "{error}");
+        }
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_settings() {
+        let tls = |argv: &[&str], env: &[(&str, &str)]| config(argv, env).map(|c| c.tls);
+        let plain = tls(&[], &[]).unwrap();
+        assert_eq!(plain.peer_trust, PeerTrust::SystemRoots);
+        assert_eq!(plain.server_files, None);
+        assert_eq!(
+            tls(&[], &[("ARK_CA_FILE", "/etc/ark/ca.pem")])
+                .unwrap()
+                .peer_trust,
+            PeerTrust::CaFile("/etc/ark/ca.pem".into())
+        );
+        let pin = format!("sha256:{}", "ab".repeat(32));
+        let other = format!("sha256:{}", "cd".repeat(32));
+        let pins = tls(&[], &[("ARK_TLS_PIN", &format!("{pin}, {other}"))]).unwrap();
+        assert_eq!(
+            pins.peer_trust,
+            PeerTrust::Pinned(vec![
+                Fingerprint::parse(&pin).unwrap(),
+                Fingerprint::parse(&other).unwrap()
+            ])
+        );
+        // The flag wins over the variable.
+        let flag = tls(&["--tls-pin", &other], &[("ARK_TLS_PIN", &pin)]).unwrap();
+        let expected = vec![Fingerprint::parse(&other).unwrap()];
+        assert_eq!(flag.peer_trust, PeerTrust::Pinned(expected));
+        let served = tls(
+            &["serve", "--tls-cert", "/c.pem"],
+            &[("ARK_TLS_KEY", "/k.pem")],
         )
-        .unwrap_err()
-        .to_string();
-        assert!(error.contains("TLS"), "{error}");
+        .unwrap();
+        assert_eq!(
+            served.server_files,
+            Some(("/c.pem".into(), "/k.pem".into()))
+        );
+
+        let error = |argv: &[&str], env: &[(&str, &str)]| tls(argv, env).unwrap_err().to_string();
+        let both = error(&["--ca-file", "/ca.pem", "--tls-pin", &pin], &[]);
+        assert!(both.contains("not both"), "{both}");
+        let bad_pin = error(&["--tls-pin", "sha256:abc"], &[]);
+        assert!(
+            bad_pin.contains("--tls-pin") && bad_pin.contains("64 hex"),
+            "{bad_pin}"
+        );
+        let no_key = error(&[], &[("ARK_TLS_CERT", "/c.pem")]);
+        assert!(no_key.contains("needs --tls-key"), "{no_key}");
+        let no_cert = error(&["serve", "--tls-key", "/k.pem"], &[]);
+        assert!(no_cert.contains("needs --tls-cert"), "{no_cert}");
     }
 
     #[test]
@@ -745,6 +885,12 @@ mod tests {
                 .unwrap()
                 .starts_with("http://pi.local")
         );
+        if cfg!(feature = "tls") {
+            assert_eq!(
+                normalize_peer_url("HTTPS://Hub.Example:443/"),
+                Ok("https://hub.example".into())
+            );
+        }
         assert!(normalize_peer_url("ftp://x").is_err());
         assert!(normalize_peer_url("not a url").is_err());
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ark_lattice::http::{
     Body, BodySender, ClientConfig, ClientError, ClientRequest, HttpClient, Request, Response,
-    ServerLimits, WireStats, is_loopback, serve,
+    ServerLimits, Transport, WireStats, is_loopback, serve_streams,
 };
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
@@ -94,6 +94,7 @@ async fn handle(request: Request, stream_slot: StreamSlot) -> Response {
         }
         ("GET", "/big") => Response::new(200, Body::Full(big_text())),
         ("GET", "/query") => Response::text(200, request.query_param("q").unwrap_or_default()),
+        ("GET", "/scheme") => Response::text(200, if request.secure { "https" } else { "http" }),
         ("GET", "/whoami") => Response::text(
             200,
             format!("loopback={}", is_loopback(&request.remote_addr)),
@@ -117,6 +118,10 @@ async fn handle(request: Request, stream_slot: StreamSlot) -> Response {
 }
 
 async fn start(executor: &Executor, limits: ServerLimits) -> TestServer {
+    start_on(executor, Transport::Plain, limits).await
+}
+
+async fn start_on(executor: &Executor, transport: Transport, limits: ServerLimits) -> TestServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stats = WireStats::new();
@@ -130,13 +135,18 @@ async fn start(executor: &Executor, limits: ServerLimits) -> TestServer {
     let server_executor = Rc::clone(executor);
     let server_stats = Rc::clone(&stats);
     let task = executor.spawn(async move {
-        serve(
+        let prepare = move |stream| {
+            let transport = transport.clone();
+            async move { transport.prepare(stream).await }
+        };
+        serve_streams(
             &server_executor,
             listener,
             limits,
             server_stats,
             handler,
             shutdown,
+            prepare,
         )
         .await
     });
@@ -900,8 +910,17 @@ fn client_errors_name_the_url_and_the_problem() {
             format!("request to {} timed out after 100 ms", server.url("/slow"))
         );
 
-        let https = limited.get("https://peer.example/").await.unwrap_err();
-        assert!(https.to_string().contains("reverse proxy"), "{https}");
+        // https:// to a plain HTTP server: the handshake fails, naming the URL.
+        let https_url = format!("https://{}/hello", server.addr);
+        #[cfg(feature = "tls")]
+        let limited = limited.with_trust(ark_lattice::http::PeerTrust::Pinned(Vec::new()));
+        let https = limited.get(&https_url).await.unwrap_err();
+        let expected = if cfg!(feature = "tls") {
+            format!("{https_url} did not answer in TLS")
+        } else {
+            "built without TLS".to_owned()
+        };
+        assert!(https.to_string().contains(&expected), "{https}");
 
         let addr = server.addr;
         server.shut_down().await;
@@ -991,3 +1010,11 @@ fn a_request_lost_on_a_reused_connection_is_retried_only_when_safe() {
     check("PUT", true);
     check("POST", false);
 }
+
+#[cfg(feature = "tls")]
+#[path = "it/pki.rs"]
+mod pki;
+
+#[cfg(feature = "tls")]
+#[path = "http_layer/tls.rs"]
+mod tls;

@@ -22,17 +22,40 @@ pub struct ServerInfo {
     pub pid: u32,
     pub port: u16,
     pub bind: IpAddr,
+    /// The fingerprint of the server's certificate when it serves HTTPS.
+    pub tls: Option<String>,
 }
 
 impl ServerInfo {
     /// Where the CLI reaches the server: loopback unless it listens on one address only.
     pub fn base_url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         match self.bind {
             ip if ip.is_unspecified() || ip.is_loopback() => {
-                format!("http://127.0.0.1:{}", self.port)
+                format!("{scheme}://127.0.0.1:{}", self.port)
             }
-            IpAddr::V4(ip) => format!("http://{ip}:{}", self.port),
-            IpAddr::V6(ip) => format!("http://[{ip}]:{}", self.port),
+            IpAddr::V4(ip) => format!("{scheme}://{ip}:{}", self.port),
+            IpAddr::V6(ip) => format!("{scheme}://[{ip}]:{}", self.port),
+        }
+    }
+
+    /// A client for the server: an HTTPS server is trusted by the fingerprint it wrote
+    /// to `server.json`, since its certificate names the host peers use, not loopback.
+    fn client(&self, config: ClientConfig) -> Result<HttpClient, Error> {
+        let client = HttpClient::new(config, WireStats::new());
+        match &self.tls {
+            None => Ok(client),
+            #[cfg(feature = "tls")]
+            Some(fingerprint) => {
+                let pin = crate::http::Fingerprint::parse(fingerprint)
+                    .map_err(|reason| Error::Other(format!("server.json: {reason}")))?;
+                Ok(client.with_trust(crate::http::PeerTrust::Pinned(vec![pin])))
+            }
+            #[cfg(not(feature = "tls"))]
+            Some(_) => Err(Error::Other(
+                "the running server speaks HTTPS, and this ark-lattice was built without TLS"
+                    .into(),
+            )),
         }
     }
 }
@@ -48,6 +71,7 @@ pub fn running_server(config: &Config) -> Option<ServerInfo> {
         pid: u32::try_from(fields.u64("pid").ok()?).ok()?,
         port: u16::try_from(fields.u64("port").ok()?).ok()?,
         bind: fields.str("bind").ok()?.parse().ok()?,
+        tls: fields.str("tls").ok().map(str::to_owned),
     };
     is_serving(info.pid).then_some(info)
 }
@@ -85,7 +109,7 @@ pub fn call(
         request_timeout: std::time::Duration::from_secs(600),
         ..ClientConfig::default()
     };
-    let client = HttpClient::new(client_config, WireStats::new());
+    let client = server.client(client_config)?;
     let response = smol::block_on(client.send(request)).map_err(|error| {
         let may_have_applied = was_sent(&error);
         let message = if may_have_applied {
@@ -133,7 +157,9 @@ fn was_sent(error: &ClientError) -> bool {
         | ClientError::InvalidRequest { .. }
         | ClientError::Resolve { .. }
         | ClientError::Connect { .. }
-        | ClientError::ConnectTimeout { .. } => false,
+        | ClientError::ConnectTimeout { .. }
+        // The TLS handshake comes before any byte of the request.
+        | ClientError::Tls { .. } => false,
         ClientError::Timeout { .. }
         | ClientError::ConnectionLost { .. }
         | ClientError::MalformedResponse { .. }

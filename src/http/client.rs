@@ -12,6 +12,11 @@
 //! once on a fresh connection when that is safe: always if hyper never sent it, and for
 //! idempotent methods otherwise. The whole exchange, retry included, is bounded by
 //! `request_timeout`.
+//!
+//! An `https://` URL gets a TLS handshake (feature `tls`) between the TCP connect and
+//! hyper, within `connect_timeout`; which certificates are trusted is the client's
+//! [`PeerTrust`], turned into rustls settings the first time an `https://` URL is used.
+//! Pooled connections are kept per scheme, host and port.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -33,13 +38,17 @@ use smol_hyper::rt::FuturesIo;
 
 use super::client_types::{ClientConfig, ClientError, ClientRequest, ClientResponse};
 use super::gzip::{GunzipError, gunzip_limited, gzip, is_gzip_encoding};
+use super::stream::MaybeTls;
+#[cfg(feature = "tls")]
+use super::tls::{PeerTrust, client_config, describe_handshake_error};
 use super::url::PeerUrl;
 use super::wire::{CountingStream, WireStats};
 
-type Stream = FuturesIo<CountingStream<TcpStream>>;
+type Stream = FuturesIo<MaybeTls<CountingStream<TcpStream>>>;
 
 /// One open connection: hyper's sending half and the connection future it needs polled.
 struct PeerConnection {
+    secure: bool,
     host_and_port: (String, u16),
     sender: SendRequest<Full<Bytes>>,
     connection: Connection<Stream, Full<Bytes>>,
@@ -63,6 +72,11 @@ pub struct HttpClient {
     config: ClientConfig,
     stats: Rc<WireStats>,
     idle: RefCell<Vec<PeerConnection>>,
+    #[cfg(feature = "tls")]
+    trust: PeerTrust,
+    /// Made from `trust` on the first `https://` request, then shared by every one.
+    #[cfg(feature = "tls")]
+    tls: RefCell<Option<std::sync::Arc<rustls::ClientConfig>>>,
 }
 
 /// A prepared request, rebuilt into a hyper request for each attempt.
@@ -85,7 +99,19 @@ impl HttpClient {
             config,
             stats,
             idle: RefCell::new(Vec::new()),
+            #[cfg(feature = "tls")]
+            trust: PeerTrust::default(),
+            #[cfg(feature = "tls")]
+            tls: RefCell::new(None),
         }
+    }
+
+    /// The same client trusting `trust` for `https://` peers instead of the system's CAs.
+    #[cfg(feature = "tls")]
+    pub fn with_trust(mut self, trust: PeerTrust) -> HttpClient {
+        self.trust = trust;
+        self.tls = RefCell::new(None);
+        self
     }
 
     pub async fn get(&self, url: &str) -> Result<ClientResponse, ClientError> {
@@ -183,7 +209,8 @@ impl HttpClient {
                 let timeout = self.config.idle_connection_timeout;
                 idle.retain(|connection| connection.idle_since.elapsed() < timeout);
                 let index = idle.iter().rposition(|connection| {
-                    connection.host_and_port.0 == url.host()
+                    connection.secure == url.is_secure()
+                        && connection.host_and_port.0 == url.host()
                         && connection.host_and_port.1 == url.port()
                 })?;
                 idle.swap_remove(index)
@@ -202,15 +229,11 @@ impl HttpClient {
 
     fn put_idle(&self, mut connection: PeerConnection) {
         let mut idle = self.idle.borrow_mut();
-        let same_peer = idle
-            .iter()
-            .filter(|other| other.host_and_port == connection.host_and_port)
-            .count();
-        if same_peer >= self.config.max_idle_per_host {
-            if let Some(oldest) = idle
-                .iter()
-                .position(|other| other.host_and_port == connection.host_and_port)
-            {
+        let same_peer = |other: &PeerConnection| {
+            other.secure == connection.secure && other.host_and_port == connection.host_and_port
+        };
+        if idle.iter().filter(|other| same_peer(other)).count() >= self.config.max_idle_per_host {
+            if let Some(oldest) = idle.iter().position(same_peer) {
                 idle.remove(oldest);
             }
         }
@@ -222,7 +245,14 @@ impl HttpClient {
 
     async fn connect(&self, url: &PeerUrl) -> Result<PeerConnection, ClientError> {
         let timeout = self.config.connect_timeout;
-        let stream = future::or(self.open_stream(url), async {
+        let connect_and_handshake = async {
+            let stream = self.open_stream(url).await?;
+            let _ = stream.set_nodelay(true);
+            self.stats.add_connection();
+            let counting = CountingStream::new(stream, Rc::clone(&self.stats), None);
+            self.secure(url, counting).await
+        };
+        let stream = future::or(connect_and_handshake, async {
             Timer::after(timeout).await;
             Err(ClientError::ConnectTimeout {
                 url: url.to_string(),
@@ -230,9 +260,7 @@ impl HttpClient {
             })
         })
         .await?;
-        let _ = stream.set_nodelay(true);
-        self.stats.add_connection();
-        let io = FuturesIo::new(CountingStream::new(stream, Rc::clone(&self.stats), None));
+        let io = FuturesIo::new(stream);
         let (sender, connection) = http1::Builder::new().handshake(io).await.map_err(|error| {
             ClientError::ConnectionLost {
                 url: url.to_string(),
@@ -240,12 +268,49 @@ impl HttpClient {
             }
         })?;
         Ok(PeerConnection {
+            secure: url.is_secure(),
             host_and_port: (url.host().to_owned(), url.port()),
             sender,
             connection,
             idle_since: Instant::now(),
             reused: false,
         })
+    }
+
+    /// `stream` as it is for `http://`, or after a TLS handshake for `https://`.
+    async fn secure(
+        &self,
+        url: &PeerUrl,
+        stream: CountingStream<TcpStream>,
+    ) -> Result<MaybeTls<CountingStream<TcpStream>>, ClientError> {
+        if !url.is_secure() {
+            return Ok(MaybeTls::Plain(stream));
+        }
+        #[cfg(feature = "tls")]
+        {
+            let tls_error = |detail: String| ClientError::Tls {
+                url: url.to_string(),
+                detail,
+            };
+            let config = match &*self.tls.borrow() {
+                Some(config) => std::sync::Arc::clone(config),
+                None => client_config(&self.trust)
+                    .map_err(|error| tls_error(format!("cannot check {url}: {error}")))?,
+            };
+            self.tls.replace(Some(std::sync::Arc::clone(&config)));
+            let name = rustls::pki_types::ServerName::try_from(url.host().to_owned())
+                .map_err(|_| tls_error(format!("{url} has no valid TLS server name")))?;
+            let connector = futures_rustls::TlsConnector::from(config);
+            match connector.connect(name, stream).await {
+                Ok(stream) => Ok(MaybeTls::Client(Box::new(stream))),
+                Err(error) => Err(tls_error(describe_handshake_error(
+                    &url.to_string(),
+                    &error,
+                ))),
+            }
+        }
+        #[cfg(not(feature = "tls"))]
+        unreachable!("PeerUrl refuses https:// without the tls feature")
     }
 
     async fn open_stream(&self, url: &PeerUrl) -> Result<TcpStream, ClientError> {

@@ -156,12 +156,19 @@ pub enum ClientError {
         url: String,
         detail: String,
     },
+    /// The TLS handshake failed, or the trusted certificates could not be read; the
+    /// detail names the URL and says why.
+    Tls {
+        url: String,
+        detail: String,
+    },
 }
 
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClientError::Url(error) => error.fmt(f),
+            ClientError::Tls { detail, .. } => f.write_str(detail),
             ClientError::InvalidRequest { url, detail } => {
                 write!(f, "invalid request to {url}: {detail}")
             }

@@ -20,6 +20,8 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub remote_addr: SocketAddr,
+    /// The connection is TLS.
+    pub secure: bool,
 }
 
 impl Request {
@@ -256,6 +258,7 @@ mod tests {
             headers: vec![("x-one".into(), "1".into())],
             body: Vec::new(),
             remote_addr: "127.0.0.1:1".parse().unwrap(),
+            secure: false,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The HTTP layer: a hardened HTTP/1.1 server and a keep-alive client, both on hyper and
-//! smol, single-threaded, with gzip and byte counters. Routes, handlers and the sync
-//! protocol live elsewhere and see only the plain types re-exported here.
+//! smol, single-threaded, with gzip, byte counters and (feature `tls`) HTTPS. Routes,
+//! handlers and the sync protocol live elsewhere and see only the plain types
+//! re-exported here.
 
 mod admission;
 mod body;
@@ -9,6 +10,9 @@ mod client_types;
 mod gzip;
 mod message;
 mod server;
+mod stream;
+#[cfg(feature = "tls")]
+mod tls;
 mod url;
 mod wire;
 
@@ -18,5 +22,8 @@ pub use message::{
     Body, BodySender, BodyStream, ClientGone, Request, Response, TrySendError, percent_decode,
 };
 pub use server::{ServerLimits, is_loopback, serve, serve_streams};
+pub use stream::{MaybeTls, Secured, Transport};
+#[cfg(feature = "tls")]
+pub use tls::{Fingerprint, PeerTrust, ServerTls, TlsError};
 pub use url::{PeerUrl, UrlError, UrlProblem};
 pub use wire::WireStats;

@@ -22,7 +22,9 @@
 //! the last byte and the number of unfinished requests, and calls hyper's
 //! `graceful_shutdown` when both say the connection is idle. A second timer of ours is
 //! the head deadline: it counts from accept, so it also covers whatever `prepare` does
-//! with the stream before hyper sees it (a TLS handshake).
+//! with the stream before hyper sees it (a TLS handshake: [`Transport::prepare`]
+//! is the `prepare` of an HTTPS server). A stream that says it is TLS ([`Secured`])
+//! makes its requests [`Request::secure`].
 //!
 //! A panic in a handler is caught around the handler's future (the release profile
 //! unwinds for this): the request is answered 500, counted in [`WireStats::panics`]
@@ -53,6 +55,9 @@ use super::admission::{AdmissionGuard, Admitted, ConnectionTable};
 use super::body::{ReadOutcome, ResponseBody, read_body};
 use super::gzip::{GunzipError, accepts_gzip, gunzip_limited, gzip, is_gzip_encoding};
 use super::message::{Body, Request, Response};
+use super::stream::Secured;
+#[cfg(doc)]
+use super::stream::Transport;
 use super::wire::{Activity, CountingStream, InFlight, WireStats};
 
 /// Limits and timeouts of one server. `ServerLimits::default()` is sized for a 512 MB
@@ -216,7 +221,7 @@ where
     F: Future<Output = Response> + 'static,
     P: Fn(TcpStream) -> PF + 'static,
     PF: Future<Output = io::Result<S>> + 'static,
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Secured + Unpin + 'static,
 {
     let limits = limits.clamped();
     let handler = Rc::new(handler);
@@ -320,7 +325,7 @@ impl Connection {
         H: Fn(Request) -> F + 'static,
         F: Future<Output = Response> + 'static,
         PF: Future<Output = io::Result<S>>,
-        S: AsyncRead + AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Secured + Unpin,
     {
         self.stats.add_connection();
         let head_deadline = self.activity.waiting_since() + self.limits.header_read_timeout;
@@ -354,8 +359,9 @@ impl Connection {
     where
         H: Fn(Request) -> F + 'static,
         F: Future<Output = Response> + 'static,
-        S: AsyncRead + AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Secured + Unpin,
     {
+        let secure = stream.is_secure();
         let activity = Rc::clone(&self.activity);
         let io = CountingStream::new(stream, Rc::clone(&self.stats), Some(Rc::clone(&activity)));
         let io = if self.limits.uncapped_loopback && is_loopback(&self.remote_addr) {
@@ -367,6 +373,7 @@ impl Connection {
             limits: self.limits,
             stats: Rc::clone(&self.stats),
             remote_addr: self.remote_addr,
+            secure,
         });
         let service_activity = Rc::clone(&activity);
         let service = service_fn(move |request| {
@@ -447,6 +454,8 @@ struct Exchange {
     limits: ServerLimits,
     stats: Rc<WireStats>,
     remote_addr: SocketAddr,
+    /// The connection is TLS.
+    secure: bool,
 }
 
 impl Exchange {
@@ -573,6 +582,7 @@ impl Exchange {
             headers,
             body,
             remote_addr: self.remote_addr,
+            secure: self.secure,
         })
     }
 

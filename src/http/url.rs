@@ -1,16 +1,18 @@
-//! Peer URLs: `http://host[:port][/path][?query]` and nothing more. Resolving the host
-//! and connecting are left to the client.
+//! Peer URLs: `http[s]://host[:port][/path][?query]` and nothing more. Resolving the
+//! host, connecting and TLS are left to the client.
 //!
-//! A full URL parser would be a large dependency for the one shape peers use. `https://`
-//! is refused with an explanation instead of being half-supported: TLS, where wanted, is
-//! terminated by a reverse proxy in front of a node.
+//! A full URL parser would be a large dependency for the one shape peers use. A binary
+//! built without the `tls` feature refuses `https://` with an explanation instead of
+//! failing at connect time.
 
 use std::fmt;
 use std::net::Ipv6Addr;
 
-/// A parsed `http://` URL.
+/// A parsed `http://` or `https://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerUrl {
+    /// `https://`: the connection is TLS.
+    secure: bool,
     /// A name or an IP address; an IPv6 address without its brackets.
     host: String,
     port: u16,
@@ -19,7 +21,8 @@ pub struct PeerUrl {
 }
 
 impl PeerUrl {
-    /// Parses `http://host[:port][/path][?query][#fragment]`; the port defaults to 80.
+    /// Parses `http[s]://host[:port][/path][?query][#fragment]`; the port defaults to 80
+    /// or 443.
     pub fn parse(url: &str) -> Result<PeerUrl, UrlError> {
         let error = |problem| UrlError {
             url: url.to_owned(),
@@ -29,10 +32,11 @@ impl PeerUrl {
         let Some((scheme, rest)) = trimmed.split_once("://") else {
             return Err(error(UrlProblem::MissingScheme));
         };
-        if scheme.eq_ignore_ascii_case("https") {
+        let secure = scheme.eq_ignore_ascii_case("https");
+        if secure && !cfg!(feature = "tls") {
             return Err(error(UrlProblem::Https));
         }
-        if !scheme.eq_ignore_ascii_case("http") {
+        if !secure && !scheme.eq_ignore_ascii_case("http") {
             return Err(error(UrlProblem::UnsupportedScheme(scheme.to_owned())));
         }
 
@@ -73,7 +77,7 @@ impl PeerUrl {
             return Err(error(UrlProblem::InvalidHost));
         }
         let port = match port {
-            None => 80,
+            None => default_port(secure),
             Some(port) => match port.parse::<u16>() {
                 Ok(port) if port != 0 => port,
                 _ => return Err(error(UrlProblem::InvalidPort)),
@@ -92,10 +96,21 @@ impl PeerUrl {
             path => path.to_owned(),
         };
         Ok(PeerUrl {
+            secure,
             host: host.to_ascii_lowercase(),
             port,
             path_and_query,
         })
+    }
+
+    /// Whether this is an `https://` URL.
+    pub fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    /// `https` or `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.secure { "https" } else { "http" }
     }
 
     /// The host name or IP address (IPv6 without brackets).
@@ -112,14 +127,15 @@ impl PeerUrl {
         &self.path_and_query
     }
 
-    /// The value for a `Host` header: the host, bracketed if IPv6, and the port unless 80.
+    /// The value for a `Host` header: the host, bracketed if IPv6, and the port unless it
+    /// is the scheme's default.
     pub fn authority(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
             self.host.clone()
         };
-        if self.port == 80 {
+        if self.port == default_port(self.secure) {
             host
         } else {
             format!("{host}:{}", self.port)
@@ -129,8 +145,18 @@ impl PeerUrl {
 
 impl fmt::Display for PeerUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}{}", self.authority(), self.path_and_query)
+        write!(
+            f,
+            "{}://{}{}",
+            self.scheme(),
+            self.authority(),
+            self.path_and_query
+        )
     }
+}
+
+fn default_port(secure: bool) -> u16 {
+    if secure { 443 } else { 80 }
 }
 
 /// A URL that [`PeerUrl::parse`] refused, and why.
@@ -157,19 +183,18 @@ impl fmt::Display for UrlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let url = &self.url;
         match &self.problem {
-            UrlProblem::MissingScheme => write!(f, "peer url {url:?} must start with http://"),
+            UrlProblem::MissingScheme => {
+                write!(f, "peer url {url:?} must start with http:// or https://")
+            }
             UrlProblem::Https => write!(
                 f,
-                "peer url {url:?} uses https, which ark-lattice does not speak: TLS is \
-                 terminated by a reverse proxy, so reach the peer over http:// or through a \
-                 local tunnel"
+                "peer url {url:?} uses https, but this ark-lattice was built without TLS \
+                 (cargo feature `tls`): use a release binary, or reach the peer over http://"
             ),
-            UrlProblem::UnsupportedScheme(scheme) => {
-                write!(
-                    f,
-                    "peer url {url:?} has scheme {scheme:?}; only http:// is supported"
-                )
-            }
+            UrlProblem::UnsupportedScheme(scheme) => write!(
+                f,
+                "peer url {url:?} has scheme {scheme:?}; only http:// and https:// are supported"
+            ),
             UrlProblem::UserInfo => write!(f, "peer url {url:?} must not contain user:password@"),
             UrlProblem::MissingHost => write!(f, "peer url {url:?} has no host"),
             UrlProblem::InvalidHost => write!(f, "peer url {url:?} has an invalid host"),
@@ -214,8 +239,31 @@ mod tests {
     }
 
     #[test]
+    fn https() {
+        if cfg!(feature = "tls") {
+            check("https://hub.example", Ok(("hub.example", 443, "/")));
+            check(
+                "HTTPS://hub.example:8443/x",
+                Ok(("hub.example", 8443, "/x")),
+            );
+            let url = PeerUrl::parse("https://hub.example:443/").unwrap();
+            assert!(url.is_secure());
+            assert_eq!(url.authority(), "hub.example");
+            assert_eq!(url.to_string(), "https://hub.example/");
+            let url = PeerUrl::parse("https://hub.example:80/").unwrap();
+            assert_eq!(url.to_string(), "https://hub.example:80/");
+        } else {
+            check("https://peer.example", Err(UrlProblem::Https));
+            let message = PeerUrl::parse("https://peer.example")
+                .unwrap_err()
+                .to_string();
+            assert!(message.contains("without TLS"), "{message}");
+        }
+        assert!(!PeerUrl::parse("http://a/").unwrap().is_secure());
+    }
+
+    #[test]
     fn refused_shapes() {
-        check("https://peer.example", Err(UrlProblem::Https));
         check("host:80", Err(UrlProblem::MissingScheme));
         check(
             "ftp://host",
@@ -231,16 +279,6 @@ mod tests {
         check("http://host:99999/", Err(UrlProblem::InvalidPort));
         check("http://host:8a/", Err(UrlProblem::InvalidPort));
         check("http://host/a b", Err(UrlProblem::InvalidPath));
-    }
-
-    #[test]
-    fn https_error_explains_the_reverse_proxy() {
-        let message = PeerUrl::parse("https://peer.example")
-            .unwrap_err()
-            .to_string();
-        assert!(message.contains("\"https://peer.example\""), "{message}");
-        assert!(message.contains("reverse proxy"), "{message}");
-        assert!(message.contains("local tunnel"), "{message}");
     }
 
     #[test]

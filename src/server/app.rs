@@ -51,6 +51,8 @@ pub struct App {
     pub http_requests: HttpCounters,
     /// Peers heard by LAN beacon.
     pub lan_peers: RefCell<LanPeers>,
+    /// Addresses already warned about sending the admin token over plain HTTP.
+    pub token_in_clear_from: RefCell<std::collections::BTreeSet<std::net::IpAddr>>,
     /// Unknown keys that signed a request, written to the store in batches.
     pub pending_callers: RefCell<crate::sync::trust_book::PendingCallers>,
 }
@@ -88,6 +90,8 @@ impl App {
             config.federation.max_recv_rate,
         );
         let client = HttpClient::new(config.federation.client, wire.clone());
+        #[cfg(feature = "tls")]
+        let client = client.with_trust(config.tls.peer_trust.clone());
         let syncer = Syncer::new(
             store.clone(),
             client,
@@ -123,6 +127,7 @@ impl App {
             pending_callers: RefCell::new(crate::sync::trust_book::PendingCallers::new(
                 crate::config::MAX_PENDING_TRUST,
             )),
+            token_in_clear_from: RefCell::new(std::collections::BTreeSet::new()),
         }))
     }
 

@@ -9,7 +9,8 @@
 //! beacon, the event-stream keep-alive and the `--on-event` hooks. At idle nothing
 //! runs between timer ticks. SIGTERM, SIGINT or `POST /api/server/shutdown`
 //! stops accepting, lets in-flight requests finish, and removes `server.json`; every
-//! store write is a synchronous transaction, so none is left half done.
+//! store write is a synchronous transaction, so none is left half done. With
+//! `--tls-cert` it serves HTTPS only, and SIGHUP re-reads the certificate and key.
 
 mod app;
 mod ark_api;
@@ -44,6 +45,7 @@ pub use routes::{ApiError, control_allowed};
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::http::Transport;
 use crate::model::unix_millis_now;
 use crate::sync::{backoff_delay, jittered};
 use crate::systemd::Notifier;
@@ -70,11 +72,21 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
         .local_addr()
         .map_err(|source| Error::Other(format!("cannot read the listening address: {source}")))?;
     app.listen_port.set(local.port());
+    let transport = transport(&app.config)?;
     let server_file = app.config.data_dir.join(SERVER_FILE);
-    write_server_file(&server_file, local)?;
+    write_server_file(&server_file, local, &transport)?;
     eprintln!(
-        "Federation server started on port {} ({} {}, mode {}, store {})",
+        "Federation server started on port {}{} ({} {}, mode {}, store {})",
         local.port(),
+        match &transport {
+            Transport::Plain => String::new(),
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => format!(
+                " with HTTPS (certificate {}, {})",
+                tls.cert_path().display(),
+                tls.fingerprint()
+            ),
+        },
         app.instance_name(),
         app.key.public_key().fingerprint(),
         federation.mode,
@@ -129,6 +141,8 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
             }
         }));
     }
+    let hangups = reload_on_hangup(transport.clone(), server_file.clone(), local)?;
+    tasks.push(executor.spawn(hangups));
     let signals =
         async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int]);
     let mut signals =
@@ -156,14 +170,19 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
     // the executor polls its main future only between batches of 200 task runs, so a
     // handler that yields between chunks of work (a large push) would otherwise keep
     // new connections waiting for 200 of its chunks (issue 10).
+    let prepare = move |stream| {
+        let transport = transport.clone();
+        async move { transport.prepare(stream).await }
+    };
     let served = executor
-        .spawn(crate::http::serve(
+        .spawn(crate::http::serve_streams(
             executor,
             listener,
             federation.limits,
             app.wire.clone(),
             handler,
             shutdown,
+            prepare,
         ))
         .await;
     let _ = notifier.stopping();
@@ -221,6 +240,61 @@ async fn bind(
     )))
 }
 
+/// Plain HTTP, or HTTPS with the configured certificate (read here, so a bad file
+/// stops the start with its name).
+fn transport(config: &Config) -> Result<Transport, Error> {
+    match &config.tls.server_files {
+        None => Ok(Transport::Plain),
+        #[cfg(feature = "tls")]
+        Some((cert, key)) => crate::http::ServerTls::load(cert, key)
+            .map(|tls| Transport::Tls(Rc::new(tls)))
+            .map_err(|error| Error::Config(format!("--tls-cert/--tls-key: {error}"))),
+        #[cfg(not(feature = "tls"))]
+        Some(_) => unreachable!("config refuses --tls-cert without the tls feature"),
+    }
+}
+
+/// Re-reads the certificate and key on every SIGHUP, so a renewed certificate needs no
+/// restart; a file that does not load leaves the old certificate in use. `server.json`
+/// is rewritten with the new fingerprint, which the CLI pins. Without TLS a SIGHUP only
+/// says so: its default action would end the process, and systemd would take that for
+/// a clean exit and not restart it.
+#[cfg_attr(not(feature = "tls"), allow(unused_variables))]
+fn reload_on_hangup(
+    transport: Transport,
+    server_file: PathBuf,
+    local: SocketAddr,
+) -> Result<impl Future<Output = ()>, Error> {
+    let mut hangups = async_signal::Signals::new([async_signal::Signal::Hup])
+        .map_err(|source| Error::Other(format!("cannot watch for SIGHUP: {source}")))?;
+    Ok(async move {
+        while hangups.next().await.is_some() {
+            match &transport {
+                Transport::Plain => {
+                    eprintln!("SIGHUP: nothing to reload (no --tls-cert; serving plain HTTP)")
+                }
+                #[cfg(feature = "tls")]
+                Transport::Tls(tls) => match tls.reload() {
+                    Ok(fingerprint) => {
+                        if let Err(error) = write_server_file(&server_file, local, &transport) {
+                            eprintln!("warning: {error}");
+                        }
+                        eprintln!(
+                            "SIGHUP: reloaded the TLS certificate {} ({fingerprint})",
+                            tls.cert_path().display()
+                        );
+                    }
+                    Err(error) => eprintln!(
+                        "warning: SIGHUP: could not reload the TLS certificate, keeping the \
+                         one in use ({}): {error}",
+                        tls.fingerprint()
+                    ),
+                },
+            }
+        }
+    })
+}
+
 /// Connections the kernel completes and queues before we accept them. std's 128 fills
 /// within milliseconds when one address opens thousands of connections (issue 10), and
 /// then everyone's SYNs are dropped and retried a second later; the accept loop takes
@@ -243,10 +317,16 @@ fn listen(addr: SocketAddr) -> std::io::Result<smol::net::TcpListener> {
     smol::net::TcpListener::try_from(std::net::TcpListener::from(socket))
 }
 
-/// Writes `server.json` atomically: the pid and where to reach the server.
-fn write_server_file(path: &Path, local: SocketAddr) -> Result<(), Error> {
+/// Writes `server.json` atomically: the pid, where to reach the server and, for HTTPS,
+/// the certificate's fingerprint (the CLI pins it, whatever name the certificate has).
+fn write_server_file(path: &Path, local: SocketAddr, transport: &Transport) -> Result<(), Error> {
+    let tls = match transport {
+        Transport::Plain => String::new(),
+        #[cfg(feature = "tls")]
+        Transport::Tls(tls) => format!(",\"tls\":\"{}\"", tls.fingerprint()),
+    };
     let text = format!(
-        "{{\"pid\":{},\"port\":{},\"bind\":\"{}\",\"started_at\":{}}}\n",
+        "{{\"pid\":{},\"port\":{},\"bind\":\"{}\",\"started_at\":{}{tls}}}\n",
         std::process::id(),
         local.port(),
         local.ip(),

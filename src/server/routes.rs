@@ -251,6 +251,35 @@ fn host_is_an_address(host: &str) -> bool {
     name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok()
 }
 
+/// Addresses warned about at most; beyond them the warning would only fill the log.
+const TOKEN_WARNINGS: usize = 64;
+
+/// Logs, once per address, a control-API request that carries the admin token over
+/// plain HTTP from another machine: anyone on the path has read the token.
+fn warn_if_token_in_clear(app: &App, request: &Request) {
+    if !token_in_clear(request) {
+        return;
+    }
+    let mut warned = app.token_in_clear_from.borrow_mut();
+    let address = request.remote_addr.ip();
+    if warned.len() < TOKEN_WARNINGS && warned.insert(address) {
+        eprintln!(
+            "warning: {address} sent the admin token over plain HTTP to {}: it travels in \
+             clear; serve HTTPS (--tls-cert) or put a TLS proxy in front",
+            request.path
+        );
+    }
+}
+
+/// Whether `request` carries the admin token over plain HTTP from another machine.
+fn token_in_clear(request: &Request) -> bool {
+    let has_token = request.header("x-ark-admin-token").is_some()
+        || request
+            .header("authorization")
+            .is_some_and(|value| value.starts_with("Bearer "));
+    has_token && !request.secure && !is_loopback(&request.remote_addr)
+}
+
 /// `control_allowed` with this server's settings.
 fn is_privileged(app: &App, request: &Request) -> bool {
     let federation = &app.config.federation;
@@ -271,6 +300,7 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
     let method = request.method.as_str();
     let path = request.path.trim_end_matches('/');
     if path.starts_with("/api/") || path == "/api" {
+        warn_if_token_in_clear(&app, &request);
         if !is_privileged(&app, &request) {
             return Response::error(
                 403,
@@ -366,7 +396,23 @@ mod tests {
                 .collect(),
             body: Vec::new(),
             remote_addr: remote.parse().unwrap(),
+            secure: false,
         }
+    }
+
+    #[test]
+    fn the_admin_token_in_clear_is_noticed_only_over_plain_http_from_elsewhere() {
+        let token = [("x-ark-admin-token", "secret")];
+        let bearer = [("authorization", "Bearer secret")];
+        assert!(token_in_clear(&request("10.0.0.5:5000", &token)));
+        assert!(token_in_clear(&request("10.0.0.5:5000", &bearer)));
+        assert!(!token_in_clear(&request("10.0.0.5:5000", &[])));
+        assert!(!token_in_clear(&request("127.0.0.1:5000", &token)));
+        let secure = Request {
+            secure: true,
+            ..request("10.0.0.5:5000", &token)
+        };
+        assert!(!token_in_clear(&secure));
     }
 
     #[test]

@@ -14,9 +14,12 @@ mod hostile;
 mod integrity;
 mod lattice;
 mod observe;
+mod pki;
 mod restarts;
 mod signatures;
 mod soak;
+#[cfg(feature = "tls")]
+mod tls;
 mod trust;
 mod util;
 mod workflows;

@@ -162,6 +162,10 @@ impl Lattice {
             "FEDERATION_SYNC_INTERVAL",
             "ARK_ADMIN_TOKEN",
             "ARK_NODE_ID",
+            "ARK_CA_FILE",
+            "ARK_TLS_PIN",
+            "ARK_TLS_CERT",
+            "ARK_TLS_KEY",
         ] {
             command.env_remove(name);
         }

@@ -325,7 +325,14 @@ impl Instance {
 
     /// Starts `serve` on 127.0.0.1 port 0 and waits until it listens.
     fn serve(&self) -> ServerProcess {
-        let command = self.command(&["serve", "--port", "0", "--bind", "127.0.0.1"]);
+        self.serve_with(&[])
+    }
+
+    /// `serve` with extra flags.
+    fn serve_with(&self, flags: &[&str]) -> ServerProcess {
+        let mut args = vec!["serve", "--port", "0", "--bind", "127.0.0.1"];
+        args.extend(flags);
+        let command = self.command(&args);
         let log = self.data_dir.with_extension("log");
         let mut server = ServerProcess::spawn(command, &self.data_dir, &log);
         server.wait_listening(self.limit());
@@ -352,7 +359,14 @@ impl Instance {
     /// `federation sync --json` with every peer; panics unless each sync succeeded.
     /// Returns how many nodes this instance received.
     fn sync(&self) -> u64 {
-        let output = self.run(&["federation", "sync", "--json"]);
+        number_field(&self.sync_with(&[]), "nodesReceived").expect("nodesReceived")
+    }
+
+    /// `sync` with global flags before the command; the one peer's result.
+    fn sync_with(&self, global_flags: &[&str]) -> Value {
+        let mut args = global_flags.to_vec();
+        args.extend(["federation", "sync", "--json"]);
+        let output = self.run(&args);
         let answer = parse_json(&output.stdout);
         let Some(Value::Array(results)) = field(&answer, "result") else {
             panic!("{}: sync answered {}", self.name, text(&output.stdout));
@@ -365,7 +379,7 @@ impl Instance {
             self.name,
             text(&output.stdout)
         );
-        number_field(result, "nodesReceived").expect("nodesReceived")
+        result.clone()
     }
 
     /// `federation stop`, then the server must exit cleanly on its own.
@@ -448,4 +462,72 @@ fn cross_aarch64_node_under_qemu_syncs_both_ways_with_a_native_node() {
 
     emulated.stop(emulated_server);
     native.stop(native_server);
+}
+
+/// A Pi reaching its cloud hub over HTTPS: the aarch64 binary under qemu, trusting a
+/// private CA by `--ca-file`, pulls a thousand records from a native hub that serves
+/// HTTPS and pushes one of its own; the TLS crypto (ring's aarch64 code) runs emulated.
+/// The records are made here, so the test needs no shared data.
+#[cfg(feature = "tls")]
+#[test]
+fn cross_aarch64_node_under_qemu_syncs_over_https_with_a_native_hub() {
+    use crate::pki::{TestCa, Validity};
+
+    const RECORDS: u64 = 1000;
+    let test = "cross_aarch64_node_under_qemu_syncs_over_https_with_a_native_hub";
+    if !cross_tests_enabled(test) {
+        return;
+    }
+    let emulated_binary = match cross_binary("aarch64-unknown-linux-musl") {
+        Ok(found) => found,
+        Err(reason) => return skip(test, reason),
+    };
+    let directory = TempDir::new("qemu-https");
+    let ca = TestCa::new(directory.path(), "hub");
+    let cert = ca.issue(directory.path(), "hub", &["localhost"], Validity::Current);
+    let ca_file = ca.file.display().to_string();
+    let hub = Instance {
+        name: "native hub",
+        data_dir: directory.path().join("hub"),
+        emulated: None,
+    };
+    let spoke = Instance {
+        name: "aarch64 spoke under qemu",
+        data_dir: directory.path().join("spoke"),
+        emulated: Some(emulated_binary),
+    };
+
+    let records: String = (0..RECORDS)
+        .map(|index| {
+            format!(
+                "{{\"id\":\"hub_{index:04}\",\"type\":\"template_node\",\"value\":\"record {index}\",\"content\":\"fn record_{index}() {{}}\"}}\n"
+            )
+        })
+        .collect();
+    let records_file = directory.path().join("records.ndjson");
+    std::fs::write(&records_file, records).unwrap();
+    hub.run(&["import", records_file.to_str().unwrap()]);
+    let serve_args = cert.serve_args();
+    let serve_args: Vec<&str> = serve_args.iter().map(String::as_str).collect();
+    let hub_server = hub.serve_with(&serve_args);
+    let hub_url = format!("https://localhost:{}", hub_server.port);
+    hub.trust(&spoke);
+    spoke.trust(&hub);
+    spoke.run(&["--ca-file", &ca_file, "federation", "add-peer", &hub_url]);
+    spoke.run(&[
+        "add",
+        "--id",
+        "qemu_https_written_on_the_pi",
+        "--type",
+        "template_node",
+        "--value",
+        "Written on aarch64, pushed over HTTPS",
+    ]);
+    let result = spoke.sync_with(&["--ca-file", &ca_file]);
+    assert_eq!(number_field(&result, "nodesReceived"), Some(RECORDS));
+    assert_eq!(number_field(&result, "nodesSent"), Some(1));
+    let spoke_hashes = spoke.hashes();
+    assert_eq!(spoke_hashes.len() as u64, RECORDS + 1);
+    assert_eq!(spoke_hashes, hub.hashes());
+    hub.stop(hub_server);
 }

@@ -13,5 +13,8 @@
 mod clock;
 mod cross;
 mod notify;
+#[cfg(feature = "tls")]
+#[path = "../it/pki.rs"]
+mod pki;
 mod unit;
 mod util;

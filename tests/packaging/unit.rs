@@ -107,6 +107,7 @@ fn systemd_unit_has_the_settings_the_service_relies_on() {
         &[
             "Type=notify",
             "ExecStart=/usr/local/bin/ark-lattice serve",
+            "ExecReload=/bin/kill -HUP $MAINPID",
             "EnvironmentFile=-/etc/default/ark-lattice",
             "DynamicUser=yes",
             "StateDirectory=ark-lattice",
@@ -141,6 +142,10 @@ fn systemd_unit_has_the_settings_the_service_relies_on() {
         "FEDERATION_SYNC_INTERVAL",
         "ARK_INSTANCE_TYPE",
         "LATTICE_PATH",
+        "ARK_CA_FILE",
+        "ARK_TLS_PIN",
+        "ARK_TLS_CERT",
+        "ARK_TLS_KEY",
     ] {
         assert!(
             defaults.contains(&format!("#{variable}=")),

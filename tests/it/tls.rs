@@ -1,0 +1,308 @@
+//! HTTPS between nodes, with a CA and certificates each test makes (tests/it/pki.rs): a
+//! spoke syncs with a hub trusting a CA file or a pinned fingerprint; wrong names,
+//! expired certificates and unknown CAs are refused with errors that say so; SIGHUP
+//! puts a renewed certificate in use and keeps the old one when the new files are bad.
+
+use std::time::Duration;
+
+use crate::pki::{ServerCert, TestCa, Validity};
+use crate::util::{Lattice, Node, TempDir, array, count, eventually, field, spare_key, text};
+
+const RECORDS: usize = 25;
+
+/// A hub serving HTTPS with `cert`, holding `RECORDS` records.
+fn start_hub(name: &str, cert: &ServerCert, env: &[(&str, &str)]) -> Node {
+    let lattice = Lattice::new(name);
+    let mut ndjson = String::new();
+    for index in 0..RECORDS {
+        ndjson.push_str(&format!(
+            "{{\"id\":\"tls_{index:03}\",\"type\":\"template_node\",\"value\":\"record {index}\"}}\n"
+        ));
+    }
+    let file = lattice.dir.file("records.ndjson", &ndjson);
+    lattice.import(&file).ok();
+    let args = cert.serve_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Node::serve(lattice, env, &args)
+}
+
+fn https_url(node: &Node, host: &str) -> String {
+    format!("https://{host}:{}", node.port)
+}
+
+/// Adds a peer without asking it for its key, which would already fail on a refused
+/// certificate; `key` is its public key, or any key when the sync is meant to fail.
+fn add_peer_with_key(node: &Node, url: &str, key: &str) {
+    node.run(&["federation", "add-peer", url, "--pubkey", key])
+        .ok();
+}
+
+fn public_key(node: &Node) -> String {
+    let status = node.run(&["federation", "status", "--json"]).ok().json();
+    text(field(&status, "publicKey")).to_owned()
+}
+
+/// The one sync result of `spoke`'s `federation sync`.
+fn sync_once(spoke: &Node) -> miniserde::json::Value {
+    let answer = spoke.sync();
+    let results = array(field(&answer, "result"));
+    assert_eq!(results.len(), 1, "{}", miniserde::json::to_string(&answer));
+    results[0].clone()
+}
+
+fn sync_error(spoke: &Node) -> String {
+    let result = sync_once(spoke);
+    assert!(
+        matches!(
+            field(&result, "success"),
+            miniserde::json::Value::Bool(false)
+        ),
+        "the sync should fail: {}",
+        miniserde::json::to_string(&result)
+    );
+    text(field(&result, "error")).to_owned()
+}
+
+#[test]
+fn a_spoke_syncs_with_a_hub_over_https_trusting_a_ca_file() {
+    let pki = TempDir::new("tls-ca-file");
+    let ca = TestCa::new(&pki.path, "hub");
+    let cert = ca.issue(
+        &pki.path,
+        "hub",
+        &["localhost", "127.0.0.1"],
+        Validity::Current,
+    );
+    let hub = start_hub("tls-ca-hub", &cert, &[]);
+    assert!(hub.log().contains(&cert.fingerprint), "{}", hub.log());
+    let ca_file = ca.file.display().to_string();
+    let spoke = Node::start_with("tls-ca-spoke", &[("ARK_CA_FILE", &ca_file)], &[]);
+    // The CLI reaches the HTTPS hub through server.json's fingerprint.
+    hub.trust(&spoke);
+    spoke.trust(&hub);
+    spoke.add_peer(&https_url(&hub, "localhost"));
+    let result = sync_once(&spoke);
+    assert_eq!(
+        count(field(&result, "nodesReceived")),
+        RECORDS as u64,
+        "{}",
+        miniserde::json::to_string(&result)
+    );
+    assert_eq!(spoke.hashes(), hub.hashes());
+    // Both ways: a record written on the spoke reaches the hub.
+    spoke
+        .run(&[
+            "add",
+            "--id",
+            "from_spoke",
+            "--type",
+            "template_node",
+            "--value",
+            "v",
+        ])
+        .ok();
+    let result = sync_once(&spoke);
+    assert_eq!(count(field(&result, "nodesSent")), 1);
+    assert!(hub.hashes().contains_key("from_spoke"));
+}
+
+#[test]
+fn a_spoke_in_hub_mode_syncs_with_an_https_hub_by_pinned_fingerprint() {
+    let pki = TempDir::new("tls-pin");
+    let ca = TestCa::new(&pki.path, "private");
+    // The name does not matter to a pin: the certificate names another host.
+    let cert = ca.issue(&pki.path, "hub", &["hub.example"], Validity::Current);
+    let hub = start_hub("tls-pin-hub", &cert, &[]);
+    let hub_url = https_url(&hub, "127.0.0.1");
+    let spoke = Node::start_with(
+        "tls-pin-spoke",
+        &[
+            ("FEDERATION_MODE", "hub"),
+            ("FEDERATION_HUB_URL", &hub_url),
+            ("ARK_TLS_PIN", &cert.fingerprint),
+        ],
+        &[],
+    );
+    hub.trust(&spoke);
+    spoke.trust(&hub);
+    let result = sync_once(&spoke);
+    assert_eq!(text(field(&result, "peer")), hub_url);
+    assert_eq!(
+        count(field(&result, "nodesReceived")),
+        RECORDS as u64,
+        "{}",
+        miniserde::json::to_string(&result)
+    );
+
+    // Another certificate, even one the same CA signed, is not the pinned one.
+    let other = ca.issue(&pki.path, "other", &["hub.example"], Validity::Current);
+    let stranger = start_hub("tls-pin-stranger", &other, &[]);
+    let spoke = Node::start_with(
+        "tls-pin-refused",
+        &[("ARK_TLS_PIN", &cert.fingerprint)],
+        &[],
+    );
+    add_peer_with_key(&spoke, &https_url(&stranger, "127.0.0.1"), &spare_key());
+    let error = sync_error(&spoke);
+    assert!(
+        error.contains(&other.fingerprint) && error.contains("not among the pinned"),
+        "{error}"
+    );
+}
+
+#[test]
+fn wrong_names_expired_certificates_and_unknown_cas_are_refused_with_clear_errors() {
+    let pki = TempDir::new("tls-refused");
+    let ca = TestCa::new(&pki.path, "trusted");
+    let ca_file = ca.file.display().to_string();
+    let spoke = Node::start_with("tls-refused-spoke", &[("ARK_CA_FILE", &ca_file)], &[]);
+
+    let check = |name: &str, cert: &ServerCert, expected: &[&str]| {
+        let hub = start_hub(name, cert, &[]);
+        let url = https_url(&hub, "localhost");
+        add_peer_with_key(&spoke, &url, &spare_key());
+        let error = sync_error(&spoke);
+        spoke.run(&["federation", "remove-peer", &url]).ok();
+        for part in expected {
+            assert!(error.contains(part), "{name}: {error:?} lacks {part:?}");
+        }
+        assert!(error.contains(&url), "{name}: {error:?} names no URL");
+        // Nothing arrived.
+        assert!(spoke.hashes().is_empty(), "{name}");
+    };
+    let wrong_name = ca.issue(&pki.path, "wrong-name", &["hub.example"], Validity::Current);
+    check(
+        "tls-wrong-name",
+        &wrong_name,
+        &["is not valid for \"localhost\": it names hub.example"],
+    );
+    let expired = ca.issue(&pki.path, "expired", &["localhost"], Validity::Expired);
+    check(
+        "tls-expired",
+        &expired,
+        &["expired at 2021-01-01T00:00:00Z (the time here is 20"],
+    );
+    let stranger_ca = TestCa::new(&pki.path, "stranger");
+    let unknown = stranger_ca.issue(&pki.path, "unknown", &["localhost"], Validity::Current);
+    check(
+        "tls-unknown-ca",
+        &unknown,
+        &[
+            "self-signed or signed by a CA that is not trusted",
+            "--ca-file",
+        ],
+    );
+
+    // A plain HTTP node at an https:// URL.
+    let plain = Node::start("tls-plain-peer");
+    let url = https_url(&plain, "localhost");
+    add_peer_with_key(&spoke, &url, &spare_key());
+    let error = sync_error(&spoke);
+    assert!(error.contains("did not answer in TLS"), "{error}");
+}
+
+#[test]
+fn sighup_puts_a_renewed_certificate_in_use_and_keeps_the_old_one_on_bad_files() {
+    let pki = TempDir::new("tls-reload");
+    let ca = TestCa::new(&pki.path, "reload");
+    let first = ca.issue(&pki.path, "first", &["localhost"], Validity::Current);
+    let renewed = ca.issue(&pki.path, "renewed", &["localhost"], Validity::Current);
+    // The hub serves from fixed paths, as with a certificate renewed in place.
+    let live = ServerCert {
+        cert_file: pki.path.join("live.pem"),
+        key_file: pki.path.join("live.key"),
+        fingerprint: first.fingerprint.clone(),
+    };
+    std::fs::copy(&first.cert_file, &live.cert_file).unwrap();
+    std::fs::copy(&first.key_file, &live.key_file).unwrap();
+    let hub = start_hub("tls-reload-hub", &live, &[]);
+    let spoke = Node::start_with(
+        "tls-reload-spoke",
+        &[("ARK_TLS_PIN", &renewed.fingerprint)],
+        &[],
+    );
+    hub.trust(&spoke);
+    spoke.trust(&hub);
+    add_peer_with_key(&spoke, &https_url(&hub, "localhost"), &public_key(&hub));
+    let error = sync_error(&spoke);
+    assert!(error.contains(&first.fingerprint), "{error}");
+
+    let hang_up = || {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &hub.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    std::fs::copy(&renewed.cert_file, &live.cert_file).unwrap();
+    std::fs::copy(&renewed.key_file, &live.key_file).unwrap();
+    hang_up();
+    assert!(
+        eventually(Duration::from_secs(10), || hub.log().contains(&format!(
+            "reloaded the TLS certificate {}",
+            live.cert_file.display()
+        ))),
+        "{}",
+        hub.log()
+    );
+    let result = sync_once(&spoke);
+    assert_eq!(
+        count(field(&result, "nodesReceived")),
+        RECORDS as u64,
+        "{}",
+        miniserde::json::to_string(&result)
+    );
+    // The CLI follows the new fingerprint through server.json.
+    let server_json = std::fs::read_to_string(hub.server_file()).unwrap();
+    assert!(server_json.contains(&renewed.fingerprint), "{server_json}");
+    hub.run(&["federation", "status", "--json"]).ok();
+
+    // A half-written renewal: the key is not the certificate's. The renewed one stays.
+    std::fs::copy(&first.key_file, &live.key_file).unwrap();
+    hang_up();
+    assert!(
+        eventually(Duration::from_secs(10), || hub.log().contains(
+            "could not reload the TLS certificate, keeping the one in use"
+        )),
+        "{}",
+        hub.log()
+    );
+    let result = sync_once(&spoke);
+    assert!(
+        matches!(
+            field(&result, "success"),
+            miniserde::json::Value::Bool(true)
+        ),
+        "{}",
+        miniserde::json::to_string(&result)
+    );
+}
+
+#[test]
+fn serve_refuses_to_start_with_an_unusable_certificate() {
+    let pki = TempDir::new("tls-bad-files");
+    let ca = TestCa::new(&pki.path, "bad");
+    let cert = ca.issue(&pki.path, "good", &["localhost"], Validity::Current);
+    let other = ca.issue(&pki.path, "other", &["localhost"], Validity::Current);
+    let lattice = Lattice::new("tls-bad-files");
+    let check = |cert_file: &std::path::Path, key_file: &std::path::Path, expected: &str| {
+        let run = lattice.run(&[
+            "serve",
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--tls-cert",
+            cert_file.to_str().unwrap(),
+            "--tls-key",
+            key_file.to_str().unwrap(),
+        ]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(run.stderr.contains(expected), "{}", run.stderr);
+    };
+    let missing = pki.path.join("missing.pem");
+    check(&missing, &cert.key_file, "missing.pem");
+    check(&cert.key_file, &cert.key_file, "has no PEM certificate");
+    check(&cert.cert_file, &cert.cert_file, "has no PEM private key");
+    check(&cert.cert_file, &other.key_file, "other.key");
+}
