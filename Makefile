@@ -75,8 +75,9 @@ check:
 # Each bench prints a table and the command that reproduces it: import throughput,
 # a 10k-node sync between two nodes (time, wire bytes, memory), disk wear per sync
 # (with 30 s of idle auto-sync), delta sync on the wire, and a node under attack
-# (hostile: legit latency, RSS and threads per attack). Cargo builds the release binary
-# the benches start.
+# (hostile: legit latency, RSS and threads per attack), and issue 13's figures (perf:
+# /federation/info against /health, import of 100k records, first copy). Cargo builds
+# the release binary the benches start.
 bench:
 	$(CARGO) bench --bench '*'
 	$(MAKE) --no-print-directory size

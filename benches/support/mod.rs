@@ -56,8 +56,12 @@ const CLEARED_ENV: &[&str] = &[
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The release binary; exits with a clear message when it is missing.
+/// `ARK_BENCH_BINARY` names another build to measure (say, one from before a change).
 pub fn binary() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_ark-lattice"));
+    let path = std::env::var_os("ARK_BENCH_BINARY").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_ark-lattice")),
+        PathBuf::from,
+    );
     if !path.exists() {
         eprintln!(
             "error: the release binary {} is missing; build it with `cargo build --release` or run `make bench`",

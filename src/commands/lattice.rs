@@ -51,8 +51,23 @@ pub fn import_with(
     let mut totals = WriteSummary::default();
     let mut invalid = 0u64;
     let mut unreadable = Vec::new();
+    let mut batch: Vec<Node> = Vec::with_capacity(IMPORT_BATCH);
+    let mut commit = |batch: &mut Vec<Node>, source: &str, err: &mut Output| {
+        let summary = write(batch)?;
+        totals.created += summary.created;
+        totals.updated += summary.updated;
+        totals.unchanged += summary.unchanged;
+        if verbose {
+            err.line(format!(
+                "ark:import {source}: committed a batch of {}",
+                batch.len()
+            ))?;
+        }
+        batch.clear();
+        Ok::<(), Error>(())
+    };
     for file in &args.files {
-        let (source, bytes) = match read_input(file) {
+        let (source, reader) = match read_input(file) {
             Ok(read) => read,
             Err(error) => {
                 err.line(format!("error: {error}"))?;
@@ -60,31 +75,51 @@ pub fn import_with(
                 continue;
             }
         };
-        let document = match input::parse_bytes(&source, &bytes) {
-            Ok(document) => document,
+        let reader = std::io::BufReader::with_capacity(64 * 1024, reader);
+        let records = match input::RecordStream::new(&source, reader) {
+            Ok(records) => records,
             Err(error) => {
                 err.line(format!("error: {error}"))?;
                 unreadable.push(file.clone());
                 continue;
             }
         };
-        for error in document.errors() {
-            err.line(format!("invalid: {error}"))?;
-            invalid += 1;
-        }
-        let nodes: Vec<&Node> = document.nodes().collect();
-        for batch in nodes.chunks(IMPORT_BATCH) {
-            let batch: Vec<Node> = batch.iter().map(|node| (*node).clone()).collect();
-            let summary = write(&batch)?;
-            totals.created += summary.created;
-            totals.updated += summary.updated;
-            totals.unchanged += summary.unchanged;
-            if verbose {
-                err.line(format!(
-                    "ark:import {source}: committed a batch of {}",
-                    batch.len()
-                ))?;
+        // Records are read, checked and committed a batch at a time: the document is
+        // never held whole (issue #13). A document that breaks off partway has its
+        // records before the break imported, and is reported as unreadable.
+        let mut read = 0u64;
+        for item in records {
+            match item {
+                Ok(Ok(node)) => {
+                    read += 1;
+                    batch.push(node);
+                    if batch.len() == IMPORT_BATCH {
+                        commit(&mut batch, &source, err)?;
+                    }
+                }
+                Ok(Err(error)) => {
+                    read += 1;
+                    err.line(format!("invalid: {error}"))?;
+                    invalid += 1;
+                }
+                Err(error) => {
+                    if !batch.is_empty() {
+                        commit(&mut batch, &source, err)?;
+                    }
+                    if read > 0 {
+                        err.line(format!(
+                            "error: {error} (the {read} record(s) before it were read and the valid ones imported)"
+                        ))?;
+                    } else {
+                        err.line(format!("error: {error}"))?;
+                    }
+                    unreadable.push(file.clone());
+                    break;
+                }
             }
+        }
+        if !batch.is_empty() {
+            commit(&mut batch, &source, err)?;
         }
     }
     if args.json {
@@ -116,23 +151,16 @@ pub fn import_with(
     Ok(())
 }
 
-/// Reads a file, or standard input for `-`.
-pub fn read_input(file: &str) -> Result<(String, Vec<u8>), Error> {
+/// Opens a file, or standard input for `-`.
+pub fn read_input(file: &str) -> Result<(String, Box<dyn Read>), Error> {
     if file == "-" || file == "/dev/stdin" {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .map_err(|source| Error::File {
-                path: "standard input".into(),
-                source,
-            })?;
-        return Ok(("<stdin>".to_owned(), bytes));
+        return Ok(("<stdin>".to_owned(), Box::new(std::io::stdin())));
     }
-    let bytes = std::fs::read(file).map_err(|source| Error::File {
+    let opened = std::fs::File::open(file).map_err(|source| Error::File {
         path: PathBuf::from(file),
         source,
     })?;
-    Ok((file.to_owned(), bytes))
+    Ok((file.to_owned(), Box::new(opened)))
 }
 
 /// The export formats.

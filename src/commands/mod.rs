@@ -28,8 +28,9 @@ pub use verify::check_before_serving;
 /// The instance key file inside the state dir.
 pub const KEY_FILE: &str = "identity.key";
 
-/// Reads an input file by the name given on the command line.
-pub type ReadInput<'a> = &'a dyn Fn(&str) -> Result<(String, Vec<u8>), Error>;
+/// Opens an input file by the name given on the command line: its name for messages
+/// and a reader, so an import reads it record by record.
+pub type ReadInput<'a> = &'a dyn Fn(&str) -> Result<(String, Box<dyn std::io::Read>), Error>;
 
 /// What a lattice command works with.
 pub struct Session<'a> {

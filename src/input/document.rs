@@ -325,7 +325,7 @@ fn non_blank_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
 /// `category` field at all; an explicit `null` stays null, so a topics export of a node
 /// without a category reads back unchanged. `location` is a closure so that the happy
 /// path builds no location.
-fn record(
+pub(super) fn record(
     source: &str,
     value: &Value,
     category: Option<&str>,
@@ -375,6 +375,6 @@ fn json_type(value: Option<&Value>) -> Option<&'static str> {
     })
 }
 
-fn is_json_whitespace(character: char) -> bool {
+pub(super) fn is_json_whitespace(character: char) -> bool {
     matches!(character, ' ' | '\n' | '\t' | '\r')
 }

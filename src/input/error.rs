@@ -6,7 +6,8 @@ use std::fmt;
 use super::syntax::SyntaxError;
 use crate::model::FieldError;
 
-/// A document that cannot be read at all; none of its records are imported.
+/// A document that cannot be read, at all or from some point on: a stream
+/// ([`RecordStream`](super::RecordStream)) has handed out the records before that point.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DocumentError {
     /// The bytes are not UTF-8. `line` is 1-based and counts the newlines before

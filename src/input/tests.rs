@@ -30,12 +30,44 @@ fn render(input: &[u8]) -> String {
     }
 }
 
+/// The same rendering of what [`RecordStream`] hands out, read in small pieces. A
+/// document that breaks off partway renders as its error alone, as a whole-document
+/// parse reports it.
+fn render_stream(input: &[u8]) -> String {
+    let reader = std::io::BufReader::with_capacity(7, input);
+    let stream = match RecordStream::new(SOURCE, reader) {
+        Ok(stream) => stream,
+        Err(error) => return error.to_string(),
+    };
+    let format = stream.format();
+    let mut records = Vec::new();
+    for item in stream {
+        match item {
+            Err(error) => return error.to_string(),
+            Ok(Ok(node)) => records.push(match &node.category {
+                Some(category) => format!("{}/{category}", node.id),
+                None => node.id.clone(),
+            }),
+            Ok(Err(error)) => records.push(error.to_string()),
+        }
+    }
+    format!("{format}: {}", records.join(" | "))
+}
+
+/// Checks a whole-document parse, and that streaming reads the same records and the
+/// same error at the same place.
 fn check(input: impl AsRef<[u8]>, expected: &str) {
     let input = input.as_ref();
     assert_eq!(
         render(input),
         expected,
         "input: {:?}",
+        String::from_utf8_lossy(input)
+    );
+    assert_eq!(
+        render_stream(input),
+        expected,
+        "streamed input: {:?}",
         String::from_utf8_lossy(input)
     );
 }
@@ -119,15 +151,20 @@ fn arrays_split_into_elements_only_where_the_json_says() {
 
 #[test]
 fn ndjson_skips_bad_lines_and_keeps_the_rest() {
-    check(
-        format!(
-            "{}\n{{\"id\": \"b\", \"type\"\n{}",
-            record("a"),
-            record("c")
-        ),
-        "NDJSON: a | in.json: line 2: malformed JSON at column 19: \
-         expected ':', found end of input | c",
-    );
+    // Blank lines and indentation count, streamed or not.
+    for (before_bad_line, line, column) in [("\n", 2, 19), ("\n\n\n  ", 4, 21)] {
+        check(
+            format!(
+                "{}{before_bad_line}{{\"id\": \"b\", \"type\"\n{}",
+                record("a"),
+                record("c")
+            ),
+            &format!(
+                "NDJSON: a | in.json: line {line}: malformed JSON at column {column}: \
+                 expected ':', found end of input | c"
+            ),
+        );
+    }
     // The first line itself is the broken one.
     check(
         format!("{{\"id\": \"a\",\n{}\n{}", record("b"), record("c")),
@@ -366,4 +403,18 @@ fn large_ndjson_and_arrays_parse_in_one_pass() {
             started.elapsed()
         );
     }
+}
+
+#[test]
+fn a_streamed_element_longer_than_the_bound_stops_the_document() {
+    let mut input = br#"[{"id":"a","type":"t","value":""#.to_vec();
+    input.resize(input.len() + MAX_ELEMENT_BYTES + 1, b'x');
+    input.extend_from_slice(br#""}]"#);
+    let items: Vec<StreamItem> = RecordStream::new(SOURCE, &input[..]).unwrap().collect();
+    assert_eq!(items.len(), 1);
+    let error = items[0].as_ref().unwrap_err().to_string();
+    assert_eq!(
+        error,
+        "in.json: malformed JSON at line 1, column 2: record 1 is longer than 24 MiB"
+    );
 }

@@ -55,6 +55,8 @@ pub struct App {
     pub token_in_clear_from: RefCell<std::collections::BTreeSet<std::net::IpAddr>>,
     /// Unknown keys that signed a request, written to the store in batches.
     pub pending_callers: RefCell<crate::sync::trust_book::PendingCallers>,
+    /// The last `/federation/info` answer, for as long as what it shows is unchanged.
+    pub info_cache: RefCell<Option<super::peer_api::CachedInfo>>,
 }
 
 impl std::fmt::Debug for App {
@@ -128,6 +130,7 @@ impl App {
                 crate::config::MAX_PENDING_TRUST,
             )),
             token_in_clear_from: RefCell::new(std::collections::BTreeSet::new()),
+            info_cache: RefCell::new(None),
         }))
     }
 

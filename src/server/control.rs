@@ -46,6 +46,8 @@ pub async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError>
         ("GET", "/api/federation/status") => status(app),
         ("POST", "/api/federation/start") => {
             app.federation_enabled.set(true);
+            // Wakes the auto-sync loop, which waits while federation is stopped.
+            app.settings_changed.notify(usize::MAX);
             Ok(object([
                 ("success", Value::Bool(true)),
                 ("enabled", Value::Bool(true)),
@@ -53,6 +55,7 @@ pub async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError>
         }
         ("POST", "/api/federation/stop") => {
             app.federation_enabled.set(false);
+            app.settings_changed.notify(usize::MAX);
             Ok(object([
                 ("success", Value::Bool(true)),
                 ("enabled", Value::Bool(false)),
@@ -645,10 +648,13 @@ fn cli(app: &App, request: &Request) -> Result<Value, ApiError> {
     if let crate::cli::Command::Export(export) = &mut command {
         export.output = None;
     }
-    let read_input = |file: &str| -> Result<(String, Vec<u8>), Error> {
+    let read_input = |file: &str| -> Result<(String, Box<dyn std::io::Read>), Error> {
         files
             .get(file)
-            .map(|bytes| (file.to_owned(), bytes.clone()))
+            .map(|bytes| {
+                let reader: Box<dyn std::io::Read> = Box::new(std::io::Cursor::new(bytes.clone()));
+                (file.to_owned(), reader)
+            })
             .ok_or_else(|| Error::Usage(format!("{file} was not sent with the request")))
     };
     let (mut out, stdout) = Output::capture();

@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
+use std::time::Instant;
 
 use futures_lite::{StreamExt, future};
 use smol::{LocalExecutor, Timer};
@@ -47,7 +48,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::http::Transport;
 use crate::model::unix_millis_now;
-use crate::sync::{backoff_delay, jittered};
+use crate::sync::{AutoSyncSchedule, backoff_delay};
 use crate::systemd::Notifier;
 
 /// How many ports after the configured one `--port-fallback` tries.
@@ -341,58 +342,66 @@ fn write_server_file(path: &Path, local: SocketAddr, transport: &Transport) -> R
         })
 }
 
-/// Syncs with the mode's targets every interval (±10% jitter) while auto-sync is on,
-/// skipping peers still in their backoff after failures.
+/// Syncs with the mode's targets at start, then every interval (±10% jitter), while
+/// auto-sync is on; a peer whose sync failed is retried after its backoff (5 s
+/// doubling, capped at 15 minutes) rather than at the next interval. The decisions are
+/// [`AutoSyncSchedule`]'s; this loop waits and runs the syncs.
 async fn auto_sync_loop(app: Rc<App>) {
+    let mut schedule = AutoSyncSchedule::default();
+    let mut interval_ms = app.sync_interval_ms.get();
     loop {
         let changed = app.settings_changed.listen();
-        if !app.auto_sync.get() {
+        if !app.auto_sync.get() || !app.federation_enabled.get() {
             changed.await;
+            // Switched on (or federation started again): a round at once.
+            schedule.round_now();
             continue;
         }
-        let interval = std::time::Duration::from_millis(app.sync_interval_ms.get());
-        let delay = jittered(interval, fastrand::f64());
+        let wake = schedule.next_wake(Instant::now());
         let woken = future::or(
             async {
                 changed.await;
                 true
             },
             async {
-                Timer::after(delay).await;
+                Timer::at(wake).await;
                 false
             },
         )
         .await;
-        if woken || !app.auto_sync.get() || !app.federation_enabled.get() {
+        if woken {
+            // A new interval applies from now, starting with a round.
+            if app.sync_interval_ms.get() != interval_ms {
+                interval_ms = app.sync_interval_ms.get();
+                schedule.round_now();
+            }
             continue;
         }
         let targets = match app.sync_targets() {
             Ok(targets) => targets,
             Err(error) => {
                 eprintln!("warning: auto-sync cannot list peers: {error}");
+                // Not at once again: the next try waits like a failed sync.
+                Timer::after(crate::config::BACKOFF_BASE).await;
                 continue;
             }
         };
-        let now = unix_millis_now();
-        let due: Vec<String> = targets
+        let interval = std::time::Duration::from_millis(interval_ms);
+        let due: Vec<String> = schedule
+            .due(Instant::now(), &targets, interval, fastrand::f64())
             .into_iter()
             // A watched peer is synced by its long-poll already.
             .filter(|url| !app.syncer.is_syncing(url))
-            .filter(|url| match app.syncer.peer(url) {
-                Ok(Some(peer)) => {
-                    let wait = backoff_delay(
-                        peer.failures,
-                        crate::config::BACKOFF_BASE,
-                        crate::config::BACKOFF_CAP,
-                        fastrand::f64(),
-                    );
-                    peer.last_attempt
-                        .is_none_or(|last| last + wait.as_millis() as u64 <= now)
-                }
-                _ => true,
-            })
             .collect();
-        join_all(due.iter().map(|url| app.sync_peer(url))).await;
+        let results = join_all(due.iter().map(|url| app.sync_peer(url))).await;
+        let now = Instant::now();
+        for (url, result) in due.iter().zip(results) {
+            let failures = match app.syncer.peer(url) {
+                Ok(Some(peer)) => peer.failures,
+                _ => u32::from(!result.success),
+            };
+            schedule.record(url, failures, now, fastrand::f64());
+        }
     }
 }
 

@@ -24,6 +24,10 @@ use crate::trust::{Access, Tier};
 /// What `GET /federation/info` and `GET /api/federation/status` report: ARK's fields
 /// plus ours (protocols, epoch, key, node count).
 pub fn instance_info(app: &App) -> Result<InstanceInfo, ApiError> {
+    instance_info_at(app, unix_millis_now())
+}
+
+fn instance_info_at(app: &App, timestamp: u64) -> Result<InstanceInfo, ApiError> {
     let peers = app.syncer.peers()?;
     let federation = &app.config.federation;
     let node_count = app.store.borrow().stats()?.nodes;
@@ -43,7 +47,7 @@ pub fn instance_info(app: &App) -> Result<InstanceInfo, ApiError> {
             .map(|peer| peer.url.clone())
             .collect(),
         stats: app.syncer.global_stats()?.to_ark(),
-        timestamp: unix_millis_now(),
+        timestamp,
         lattice: LatticeInfo {
             protocols: [PROTOCOL_LEGACY, PROTOCOL_V2, PROTOCOL_RECONCILE]
                 .map(str::to_owned)
@@ -60,6 +64,74 @@ pub fn instance_info(app: &App) -> Result<InstanceInfo, ApiError> {
 /// `GET /federation/info`.
 pub fn info(app: &App) -> Result<Value, ApiError> {
     Ok(instance_info(app)?.to_json())
+}
+
+/// A `/federation/info` answer as JSON text, split around its timestamp, and what it
+/// was made from.
+#[derive(Debug)]
+pub struct CachedInfo {
+    made_from: InfoInputs,
+    before_timestamp: String,
+    after_timestamp: String,
+}
+
+/// Everything a `/federation/info` answer shows that can change while the server runs,
+/// besides the time: the store (counts, peers, sync totals), peer states and totals
+/// still in memory, and the settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct InfoInputs {
+    store_writes: u64,
+    state_changes: u64,
+    auto_sync: bool,
+    sync_interval_ms: u64,
+    listen_port: u16,
+}
+
+/// Stands for the timestamp while an answer is made for the cache; no count reaches it.
+const TIMESTAMP_PLACEHOLDER: u64 = u64::MAX;
+
+/// `GET /federation/info` as JSON text. Making the answer reads the store (node count,
+/// peers, sync totals) and made this route 3× slower than `/health` (issue #13), so
+/// the text is kept until one of its [`InfoInputs`] changes, and only the timestamp is
+/// written per request.
+pub fn info_json(app: &App) -> Result<String, ApiError> {
+    let inputs = InfoInputs {
+        store_writes: app.store.borrow().writes(),
+        state_changes: app.syncer.state_changes(),
+        auto_sync: app.auto_sync.get(),
+        sync_interval_ms: app.sync_interval_ms.get(),
+        listen_port: app.listen_port.get(),
+    };
+    let mut cache = app.info_cache.borrow_mut();
+    if cache
+        .as_ref()
+        .is_none_or(|cached| cached.made_from != inputs)
+    {
+        let text =
+            miniserde::json::to_string(&instance_info_at(app, TIMESTAMP_PLACEHOLDER)?.to_json());
+        let placeholder = TIMESTAMP_PLACEHOLDER.to_string();
+        // A name or URL chosen to hold the placeholder's digits would make the split
+        // ambiguous; such an answer is made afresh every time.
+        if text.matches(placeholder.as_str()).count() != 1 {
+            *cache = None;
+            return Ok(miniserde::json::to_string(&info(app)?));
+        }
+        let (before, after) = text
+            .split_once(placeholder.as_str())
+            .expect("the placeholder occurs once");
+        *cache = Some(CachedInfo {
+            made_from: inputs,
+            before_timestamp: before.to_owned(),
+            after_timestamp: after.to_owned(),
+        });
+    }
+    let cached = cache.as_ref().expect("made above");
+    Ok(format!(
+        "{}{}{}",
+        cached.before_timestamp,
+        unix_millis_now(),
+        cached.after_timestamp
+    ))
 }
 
 /// `GET /federation/nodes[?type=T][&limit=N][&after=ID]`: nodes as ARK's SQLite rows.

@@ -104,6 +104,16 @@ fn respond(result: Result<Value, ApiError>, path: &str) -> Response {
     }
 }
 
+/// With `-v`, one `ark:http` line per request answered.
+fn log_request(app: &App, request: &Request, status: u16) {
+    if app.config.verbose {
+        eprintln!(
+            "ark:http {} {} {} -> {status}",
+            request.remote_addr, request.method, request.path
+        );
+    }
+}
+
 fn respond_with(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(|error| Response::error(error.status, &error.message))
 }
@@ -341,6 +351,14 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
     if (method, path) == ("POST", "/manifest") {
         return with_cors(python_api::register(&app, &request));
     }
+    if (method, path) == ("GET", "/federation/info") {
+        let response = match peer_api::info_json(&app) {
+            Ok(json) => Response::json(200, json),
+            Err(error) => Response::error(error.status, &error.message),
+        };
+        log_request(&app, &request, response.status);
+        return with_cors(response);
+    }
     if (method, path) == ("POST", "/federation/v2/reconcile") {
         return delta_api::reconcile(&app, &request);
     }
@@ -348,7 +366,6 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
         ("GET", "/discover") => python_api::discover(&app),
         ("POST", "/sync") => python_api::delta(&app, &request),
         ("GET", "/federation/v2/manifest") => python_api::own_manifest(&app, &request),
-        ("GET", "/federation/info") => peer_api::info(&app),
         ("GET", "/federation/nodes") => peer_api::nodes(&app, &request),
         ("POST", "/federation/sync") => peer_api::sync(&app, &request).await,
         ("GET", "/federation/discover") => peer_api::discover(&app, &request),
@@ -362,14 +379,11 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
         ])),
         _ => Err(ApiError::no_route()),
     };
-    if app.config.verbose {
-        eprintln!(
-            "ark:http {} {method} {} -> {}",
-            request.remote_addr,
-            request.path,
-            result.as_ref().map_or_else(|error| error.status, |_| 200)
-        );
-    }
+    log_request(
+        &app,
+        &request,
+        result.as_ref().map_or_else(|error| error.status, |_| 200),
+    );
     // Our signed peer protocol is never called from a browser; its answers skip the
     // CORS headers, about 170 bytes on every request of a metered link.
     if path.starts_with("/federation/v2/") && path != "/federation/v2/manifest" {

@@ -219,6 +219,7 @@ impl Store {
                 .map_err(self.fail())?;
         }
         txn.commit().map_err(self.fail())?;
+        self.writes += 1;
         self.repairs = repairs;
         self.advance_seq(last_seq);
         Ok(handled)

@@ -291,6 +291,7 @@ impl Store {
             }
         }
         txn.commit().map_err(self.fail())?;
+        self.writes += 1;
         Ok(doomed.len() as u64)
     }
 }

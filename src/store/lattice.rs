@@ -162,6 +162,8 @@ pub struct Store {
     pub(super) needs_resigning: bool,
     /// See [`Store::repairs`].
     pub(super) repairs: u64,
+    /// See [`Store::writes`].
+    pub(super) writes: u64,
     /// See [`Store::changed`].
     pub(super) changed: event_listener::Event,
     /// Damaged records reads came across (see `store::damage`).
@@ -244,6 +246,7 @@ impl Store {
             last_conflict: 0,
             needs_resigning: false,
             repairs: 0,
+            writes: 0,
             changed: event_listener::Event::new(),
             damage: Default::default(),
         };
@@ -309,6 +312,13 @@ impl Store {
     /// store was wiped or restored and must not trust its checkpoint.
     pub fn epoch(&self) -> [u8; 16] {
         self.epoch
+    }
+
+    /// Write transactions committed since the store was opened: anything read from it
+    /// may have changed when this has, and nothing has when it has not (for answers
+    /// cached in memory).
+    pub fn writes(&self) -> u64 {
+        self.writes
     }
 
     pub fn last_seq(&self) -> u64 {
@@ -432,6 +442,7 @@ impl Store {
                 .map_err(self.fail())?;
         }
         txn.commit().map_err(self.fail())?;
+        self.writes += 1;
         self.epoch = epoch;
         Ok(())
     }
@@ -505,6 +516,7 @@ impl Store {
         }
         self.write_counters(&txn, &clock, last_seq, self.last_conflict)?;
         txn.commit().map_err(self.fail())?;
+        self.writes += 1;
         self.clock = clock;
         self.advance_seq(last_seq);
         Ok(summary)
@@ -571,6 +583,7 @@ impl Store {
         )?;
         self.write_counters(&txn, &clock, meta.seq, self.last_conflict)?;
         txn.commit().map_err(self.fail())?;
+        self.writes += 1;
         self.clock = clock;
         self.advance_seq(meta.seq);
         Ok(Deletion::Deleted)
@@ -728,6 +741,7 @@ impl Store {
         }
         self.write_counters(&txn, &clock, last_seq, last_conflict)?;
         txn.commit().map_err(self.fail())?;
+        self.writes += 1;
         self.clock = clock;
         self.last_conflict = last_conflict;
         self.advance_seq(last_seq);

@@ -74,7 +74,9 @@ impl Store {
                 }
             }
         }
-        txn.commit().map_err(self.fail())
+        txn.commit().map_err(self.fail())?;
+        self.writes += 1;
+        Ok(())
     }
 
     /// Saves or forgets one key.

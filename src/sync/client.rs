@@ -145,6 +145,8 @@ pub struct Syncer {
     /// format 1 tombstone), for `/metrics`.
     pub refused_records: std::cell::Cell<u64>,
     last_flush: std::cell::Cell<u64>,
+    /// See [`Syncer::state_changes`].
+    state_changes: std::cell::Cell<u64>,
 }
 
 /// The peer-table key of the persisted auto-sync setting (peer keys are URLs, never `~…`).
@@ -184,6 +186,7 @@ impl Syncer {
             reconcile_cache: ReconcileCache::default(),
             refused_records: std::cell::Cell::new(0),
             last_flush: std::cell::Cell::new(unix_millis_now()),
+            state_changes: std::cell::Cell::new(0),
         }
     }
 
@@ -233,6 +236,7 @@ impl Syncer {
         durable: bool,
     ) -> Result<(), StoreError> {
         let now = unix_millis_now();
+        self.state_changes.set(self.state_changes.get() + 1);
         {
             let mut unsaved = self.unsaved.borrow_mut();
             for (key, bytes) in entries {
@@ -243,6 +247,12 @@ impl Syncer {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// How many times peer states or sync totals were saved, in memory or in the store:
+    /// with [`Store::writes`], what tells a cached answer that reads them is stale.
+    pub fn state_changes(&self) -> u64 {
+        self.state_changes.get()
     }
 
     /// Writes every entry waiting in memory, in one transaction.

@@ -1,8 +1,9 @@
 //! The pure decisions of a sync: which offered records to ask for, how long to back off
-//! after failures, and jitter for timers. No I/O, no clock: callers pass `now` and the
-//! random numbers in, so the rules test deterministically.
+//! after failures, jitter for timers and when auto-sync runs. No I/O, no clock: callers
+//! pass `now` and the random numbers in, so the rules test deterministically.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use crate::model::Version;
 use crate::store::{Body, Record};
@@ -78,6 +79,77 @@ pub fn backoff_delay(failures: u32, base: Duration, cap: Duration, random_unit: 
 /// `interval` moved by up to ±10%, by `random_unit` in [0, 1].
 pub fn jittered(interval: Duration, random_unit: f64) -> Duration {
     interval.mul_f64(0.9 + 0.2 * random_unit.clamp(0.0, 1.0))
+}
+
+/// When auto-sync runs, as a state machine over `now`: a round over every target at
+/// start (and when auto-sync is switched on), then one every interval with jitter; a
+/// target whose sync failed is retried on its own after its backoff instead of waiting
+/// for the next round, and is left out of rounds until then.
+#[derive(Debug, Default)]
+pub struct AutoSyncSchedule {
+    /// The next round over every target; `None` means now.
+    next_round: Option<Instant>,
+    /// Targets whose last sync failed, and when to try each again.
+    retry_at: BTreeMap<String, Instant>,
+}
+
+impl AutoSyncSchedule {
+    /// Makes the next round start now (at start, and when auto-sync is switched on).
+    pub fn round_now(&mut self) {
+        self.next_round = None;
+    }
+
+    /// The targets to sync at `now` (`targets` in their order), starting a round when
+    /// one is due; the next round then comes `interval` (±10% by `random_unit`) later.
+    /// Targets no longer listed are forgotten.
+    pub fn due(
+        &mut self,
+        now: Instant,
+        targets: &[String],
+        interval: Duration,
+        random_unit: f64,
+    ) -> Vec<String> {
+        self.retry_at.retain(|url, _| targets.contains(url));
+        let round = self.next_round.is_none_or(|at| at <= now);
+        if round {
+            self.next_round = Some(now + jittered(interval, random_unit));
+        }
+        targets
+            .iter()
+            .filter(|url| match self.retry_at.get(*url) {
+                Some(at) => *at <= now,
+                None => round,
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Records how a sync with `url` ended at `now`; `failures` is its count of failures
+    /// in a row after it, which sets the backoff (5 s doubling, capped at 15 minutes,
+    /// shortened by up to half by `random_unit`).
+    pub fn record(&mut self, url: &str, failures: u32, now: Instant, random_unit: f64) {
+        if failures == 0 {
+            self.retry_at.remove(url);
+        } else {
+            let wait = backoff_delay(
+                failures,
+                crate::config::BACKOFF_BASE,
+                crate::config::BACKOFF_CAP,
+                random_unit,
+            );
+            self.retry_at.insert(url.to_owned(), now + wait);
+        }
+    }
+
+    /// When something is next due: the next round or the earliest retry.
+    pub fn next_wake(&self, now: Instant) -> Instant {
+        self.retry_at
+            .values()
+            .copied()
+            .chain([self.next_round.unwrap_or(now)])
+            .min()
+            .unwrap_or(now)
+    }
 }
 
 #[cfg(test)]
@@ -166,5 +238,53 @@ mod tests {
         assert_eq!(jittered(interval, 0.0), Duration::from_secs(90));
         assert_eq!(jittered(interval, 1.0), Duration::from_secs(110));
         assert_eq!(jittered(interval, 7.0), Duration::from_secs(110));
+    }
+
+    #[test]
+    fn auto_sync_starts_with_a_round_and_retries_failures_on_their_own() {
+        let start = Instant::now();
+        let targets = vec!["a".to_owned(), "b".to_owned()];
+        let interval = Duration::from_secs(300);
+        let mut schedule = AutoSyncSchedule::default();
+        assert_eq!(start, schedule.next_wake(start));
+        assert_eq!(targets, schedule.due(start, &targets, interval, 0.5));
+        assert_eq!(start + interval, schedule.next_wake(start));
+        // "b" failed once: retried 5 s later (no jitter at 1.0), alone.
+        schedule.record("a", 0, start, 1.0);
+        schedule.record("b", 1, start, 1.0);
+        let retry = start + Duration::from_secs(5);
+        assert_eq!(retry, schedule.next_wake(start));
+        assert!(
+            schedule
+                .due(retry - Duration::from_millis(1), &targets, interval, 0.5)
+                .is_empty()
+        );
+        assert_eq!(
+            vec!["b".to_owned()],
+            schedule.due(retry, &targets, interval, 0.5)
+        );
+        // Failing again doubles the wait; half of it at the most jitter.
+        schedule.record("b", 2, retry, 0.0);
+        assert_eq!(retry + Duration::from_secs(5), schedule.next_wake(retry));
+        schedule.record("b", 2, retry, 1.0);
+        assert_eq!(retry + Duration::from_secs(10), schedule.next_wake(retry));
+        // A round skips the target still backing off; a removed target is forgotten.
+        schedule.record("b", 20, retry, 1.0);
+        let round = start + interval;
+        assert_eq!(
+            vec!["a".to_owned()],
+            schedule.due(round, &targets, interval, 0.5)
+        );
+        assert!(
+            schedule
+                .due(round, &["a".to_owned()], interval, 0.5)
+                .is_empty()
+        );
+        assert_eq!(round + interval, schedule.next_wake(round));
+        schedule.round_now();
+        assert_eq!(
+            vec!["a".to_owned()],
+            schedule.due(round, &["a".to_owned()], interval, 0.5)
+        );
     }
 }

@@ -12,6 +12,9 @@ mod repair;
 pub mod trust_book;
 
 pub use client::{AUDIENCE_DIGITS, PeerSyncResult, Syncer};
-pub use engine::{approximate_size, backoff_delay, by_priority, jittered, priority_of, wanted_ids};
+pub use engine::{
+    AutoSyncSchedule, approximate_size, backoff_delay, by_priority, jittered, priority_of,
+    wanted_ids,
+};
 pub use peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
 pub use repair::move_aside_damaged;

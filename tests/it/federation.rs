@@ -1042,3 +1042,30 @@ fn a_second_sync_with_the_same_peer_waits_for_the_first() {
     assert_eq!(received(&first) + received(&second), 4000);
     assert_eq!(count(field(&b.stats(), "nodes")), 4000);
 }
+
+/// `/federation/info` is answered from memory (issue #13), so it must follow every
+/// change of what it shows: records, peers, sync totals, settings and the time.
+#[test]
+fn federation_info_follows_every_change() {
+    let a = Node::start("info-a");
+    let b = Node::start("info-b");
+    let info = || http(a.address(), "GET", "/federation/info", &[], None).json();
+    let first = info();
+    assert_eq!(count(field(&first, "nodeCount")), 0);
+    a.run(&["add", "--id", "one", "--type", "t", "--value", "v"])
+        .ok();
+    assert_eq!(count(field(&info(), "nodeCount")), 1);
+    a.add_peer(&b.url());
+    b.add_peer(&a.url());
+    assert_eq!(array(field(&info(), "peers")).len(), 1);
+    a.sync();
+    let synced = info();
+    assert_eq!(array(field(&synced, "activePeers")).len(), 1);
+    assert_eq!(count(field(field(&synced, "stats"), "totalSyncs")), 1);
+    a.run(&["federation", "auto-sync", "on"]).ok();
+    assert!(bool_of(field(&info(), "autoSync")));
+    a.run(&["delete", "one"]).ok();
+    let last = info();
+    assert_eq!(count(field(&last, "nodeCount")), 0);
+    assert!(count(field(&last, "timestamp")) > count(field(&first, "timestamp")));
+}

@@ -2,6 +2,7 @@
 
 mod ark;
 mod attacks;
+mod auto_sync;
 mod crash;
 mod cross_origin;
 mod delta;
