@@ -256,7 +256,8 @@ impl Node {
 
     /// A control-API call on loopback; returns the JSON answer.
     fn api(&self, method: &str, path: &str, body: &str) -> Value {
-        let (_, answer) = http(self.port, method, path, body.as_bytes(), &[]);
+        let json = [("content-type", "application/json".to_owned())];
+        let (_, answer) = http(self.port, method, path, body.as_bytes(), &json);
         json::from_str(&String::from_utf8_lossy(&answer)).unwrap_or(Value::Null)
     }
 }
@@ -781,7 +782,13 @@ fn propagation(samples: usize) -> Vec<Duration> {
         let add = format!(
             r#"{{"args":["add","--id","latency-{sample}","--type","command_node","--value","v"],"files":{{}}}}"#
         );
-        http(a.port, "POST", "/api/cli", add.as_bytes(), &[]);
+        http(
+            a.port,
+            "POST",
+            "/api/cli",
+            add.as_bytes(),
+            &[("content-type", "application/json".to_owned())],
+        );
         let (status, arrived) = waiter.join().unwrap();
         if status == 200 {
             latencies.push(arrived.saturating_duration_since(started));

@@ -87,6 +87,7 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
                             field_u64(result, "conflicts")
                         ))?,
                     }
+                    print_held(out, result, &format!("{peer}: "))?;
                 }
                 out.flush()?;
             }
@@ -138,6 +139,10 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
                 }
             };
             let url = field_str_of(&answer, "peer");
+            if let Some(Value::String(message)) = answer.get("message") {
+                out.line(message)?;
+                return out.flush();
+            }
             if field_bool_of(&answer, "added") == Some(true) {
                 out.line(format!("Added peer {url}"))?;
             } else {
@@ -148,6 +153,9 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
                     "Pinned its key {fingerprint} as {}; compare it with `ark-lattice federation status` there",
                     field_str_of(&answer, "tier")
                 ))?,
+                _ if field_bool_of(&answer, "keyPinnedAtFirstContact") == Some(true) => out.line(
+                    "It cannot be reached now; the key it shows at the first sync will be pinned (compare it then with `ark-lattice federation status` there)",
+                )?,
                 _ => out.line("It has no key (an ARK Node.js peer): sync with it needs FEDERATION_TRUST=open")?,
             }
             out.flush()
@@ -400,7 +408,7 @@ fn print_peers(out: &mut Output, answer: &Object) -> Result<(), Error> {
         return out.line("no peers (add one with `ark-lattice federation add-peer URL`)");
     }
     out.line(format!(
-        "{:<34} {:<8} {:<8} {:<24} {}",
+        "{:<34} {:<20} {:<8} {:<24} {}",
         "PEER", "STATE", "PROTO", "LAST SYNC", "LAST ERROR"
     ))?;
     for peer in &peers {
@@ -411,8 +419,14 @@ fn print_peers(out: &mut Output, answer: &Object) -> Result<(), Error> {
         } else {
             "new"
         };
+        // Added offline: which key it is will be learned (and pinned) at first contact.
+        let state = if peer.pin_at_first_contact {
+            "key-at-first-contact"
+        } else {
+            state
+        };
         out.line(format!(
-            "{:<34} {:<8} {:<8} {:<24} {}",
+            "{:<34} {:<20} {:<8} {:<24} {}",
             peer.url,
             state,
             peer.protocol.as_deref().unwrap_or("-"),
@@ -563,10 +577,27 @@ fn print_status(out: &mut Output, status: &Object) -> Result<(), Error> {
     ))?;
     out.line("")?;
     print_peers(out, &status.peer_list)?;
+    for message in &status.held_messages {
+        out.line(message)?;
+    }
     if let Some(warning) = &status.clock_warning {
         eprintln!("warning: {warning}");
     }
     out.flush()
+}
+
+/// The `heldMessages` of a sync result or status: what is held and what to run.
+fn print_held(out: &mut Output, value: &Value, prefix: &str) -> Result<(), Error> {
+    if let Value::Object(object) = value {
+        if let Some(Value::Array(messages)) = object.get("heldMessages") {
+            for message in messages {
+                if let Value::String(message) = message {
+                    out.line(format!("{prefix}{message}"))?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Starts `serve` in the background unless it is running, and waits until it listens.

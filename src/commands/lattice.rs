@@ -15,7 +15,7 @@ use crate::cli;
 use crate::config::IMPORT_BATCH;
 use crate::error::Error;
 use crate::input;
-use crate::model::{Node, Shape, format_rfc3339, unix_millis_now};
+use crate::model::{Node, Shape, SignatureFormat, format_rfc3339, unix_millis_now};
 use crate::store::{Body, Conflict, Deletion, Query, RecordMeta, Stats, Store, WriteSummary};
 
 pub fn import(session: &mut Session<'_>, args: &cli::Import) -> Result<(), Error> {
@@ -484,10 +484,10 @@ pub fn get(session: &mut Session<'_>, args: &cli::Get) -> Result<(), Error> {
         session.out.line(format!(
             "{:<14}{}",
             "signature",
-            if record.meta.signature.is_some() {
-                "present"
-            } else {
-                "none"
+            match record.meta.signature.map(|signature| signature.format) {
+                Some(SignatureFormat::V2) => "format 2",
+                Some(SignatureFormat::V1) => "format 1 (an older node's: id and base not covered)",
+                None => "none",
             }
         ))?;
     }
@@ -507,6 +507,14 @@ fn provenance_json(meta: &RecordMeta) -> Value {
         ),
         ("version", string(meta.version.to_wire())),
         ("signed", Value::Bool(meta.signature.is_some())),
+        (
+            "signature_format",
+            match meta.signature.map(|signature| signature.format) {
+                Some(SignatureFormat::V2) => Value::Number(miniserde::json::Number::U64(2)),
+                Some(SignatureFormat::V1) => Value::Number(miniserde::json::Number::U64(1)),
+                None => Value::Null,
+            },
+        ),
     ])
 }
 

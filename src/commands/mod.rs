@@ -246,10 +246,10 @@ pub fn open_store(config: &Config) -> Result<(Store, InstanceId), Error> {
         cache_bytes: config.cache_bytes,
     };
     let mut store = Store::open(&config.store_path(), &options, instance_id)?;
-    store.set_signer(Box::new(move |canonical, version| {
-        *crate::trust::sign_record(&key, canonical, version)
+    store.set_signer(Box::new(move |claim| {
+        *crate::trust::sign_record(&key, claim)
             .expect("the store signs only as its own instance")
             .as_bytes()
-    }));
+    }))?;
     Ok((store, instance_id))
 }

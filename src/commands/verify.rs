@@ -23,12 +23,12 @@ use super::{Session, open_store};
 use crate::cli;
 use crate::config::{Config, KeySource};
 use crate::error::Error;
-use crate::model::InstanceId;
+use crate::model::{ClaimedContent, InstanceId, RecordClaim, SignatureFormat};
 use crate::store::{
-    PageCheck, RecordCheck, RecordMeta, SignatureCheck, StateTable, Store, StoreError,
+    PageCheck, RecordCheck, RecordMeta, SignatureCheck, StateTable, Store, StoreError, StoredBody,
 };
 use crate::sync::trust_book;
-use crate::trust::{PublicKey, Signature, verify_record};
+use crate::trust::{PublicKey, Signature, verify_record, verify_record_v1};
 
 /// `verify` in this process, on a store a session holds (the CLI's own, or the
 /// server's when the command was forwarded to it).
@@ -193,6 +193,11 @@ fn read_records_in_child(config: &Config) -> Value {
     }
 }
 
+fn signature_format(meta: &RecordMeta) -> SignatureFormat {
+    meta.signature
+        .map_or(SignatureFormat::V2, |signature| signature.format)
+}
+
 fn own_key(config: &Config) -> Option<PublicKey> {
     super::identity(config).ok().map(|key| key.public_key())
 }
@@ -222,19 +227,41 @@ fn check_records(store: &Store, own: &Option<PublicKey>) -> Result<RecordCheck, 
         keys.borrow_mut().insert(*origin, key);
         key
     };
-    let check = |_id: &str, canonical: &[u8], meta: &RecordMeta| {
+    let check = |id: &str, body: StoredBody<'_>, meta: &RecordMeta| {
         let Some(signature) = &meta.signature else {
             return SignatureCheck::Unchecked;
         };
         let Some(key) = key_of(&meta.version.origin) else {
             return SignatureCheck::Unchecked;
         };
-        match Signature::from_bytes(signature)
+        // Each signature is checked in the format it was made in (see
+        // `trust::record`); stored format 1 tombstones are other authors' records kept
+        // as they came, and their format 1 bytes are the version over nothing.
+        let verified = |signature: &Signature| match (signature_format(meta), body) {
+            (SignatureFormat::V2, body) => {
+                let content = match body {
+                    StoredBody::Live(_) => ClaimedContent::Live(meta.hash),
+                    StoredBody::Deleted { deleted_at } => ClaimedContent::Deleted { deleted_at },
+                };
+                let claim = RecordClaim {
+                    id,
+                    content,
+                    version: meta.version,
+                    base: meta.base,
+                };
+                verify_record(&key, &claim, signature)
+            }
+            (SignatureFormat::V1, StoredBody::Live(canonical)) => {
+                verify_record_v1(&key, canonical, &meta.version, signature)
+            }
+            (SignatureFormat::V1, StoredBody::Deleted { .. }) => {
+                verify_record_v1(&key, &[], &meta.version, signature)
+            }
+        };
+        match Signature::from_bytes(&signature.bytes)
             .map_err(|error| error.to_string())
-            .and_then(|signature| {
-                verify_record(&key, canonical, &meta.version, &signature)
-                    .map_err(|error| error.to_string())
-            }) {
+            .and_then(|signature| verified(&signature).map_err(|error| error.to_string()))
+        {
             Ok(()) => SignatureCheck::Valid,
             Err(reason) => SignatureCheck::Invalid(reason),
         }

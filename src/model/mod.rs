@@ -2,12 +2,14 @@
 //! hybrid logical clock, and timestamp formats. Nothing here does I/O.
 
 mod canonical;
+mod claim;
 mod clock;
 mod json;
 mod node;
 mod time;
 
 pub use canonical::{CanonicalError, ContentHash, decode_node, encode_node};
+pub use claim::{ClaimedContent, RecordClaim, RecordSignature, SignatureFormat};
 pub use clock::{Clock, Hlc, InstanceId, Version};
 pub use clock::{hex, parse_hex};
 pub use json::{JsonError, MAX_JSON_DEPTH, parse_json, too_deep_at};

@@ -20,6 +20,11 @@ pub struct LatticeStatus {
     /// `GET /api/v2/federation/peers`, as is.
     pub peer_list: Object,
     pub clock_warning: Option<String>,
+    /// Records held back, by reason (`untrusted_author`, `clock_ahead`): see
+    /// `sync::held`.
+    pub held: Vec<(String, u64)>,
+    /// What is held and what to run, one line per cause.
+    pub held_messages: Vec<String>,
 }
 
 impl LatticeStatus {
@@ -36,6 +41,16 @@ impl LatticeStatus {
         object.insert("peerList".into(), Value::Object(self.peer_list.clone()));
         if let Some(warning) = &self.clock_warning {
             object.insert("clockWarning".into(), Value::String(warning.clone()));
+        }
+        let held: Object = self
+            .held
+            .iter()
+            .map(|(reason, count)| (reason.clone(), number(*count)))
+            .collect();
+        object.insert("held".into(), Value::Object(held));
+        if !self.held_messages.is_empty() {
+            let messages = self.held_messages.iter().cloned().map(Value::String);
+            object.insert("heldMessages".into(), Value::Array(messages.collect()));
         }
         Value::Object(object)
     }
@@ -59,6 +74,25 @@ impl LatticeStatus {
                 _ => return Err(WireError(format!("{context}: field `peerList` is missing"))),
             },
             clock_warning: fields.opt_str("clockWarning")?.map(str::to_owned),
+            held: match fields.get("held") {
+                Some(Value::Object(held)) => held
+                    .iter()
+                    .filter_map(|(reason, count)| match count {
+                        Value::Number(Number::U64(count)) => Some((reason.clone(), *count)),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            },
+            held_messages: fields
+                .opt_array("heldMessages")?
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|message| match message {
+                    Value::String(message) => Some(message.clone()),
+                    _ => None,
+                })
+                .collect(),
         })
     }
 }

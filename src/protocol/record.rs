@@ -1,18 +1,24 @@
 //! Records on our v2 endpoints: the node in its native shape plus the version, base,
-//! content hash (not sent: the receiver computes it) and the author's signature and key, so any relay can forward a record
-//! exactly as its author wrote it.
+//! content hash (not sent: the receiver computes it) and the author's signature and key,
+//! so any relay can forward a record exactly as its author wrote it.
 //!
 //! ```json
 //! {"id": "x", "version": "1706702400123.0@<origin hex>", "base": null,
-//!  "signature": "<base64>", "author_key": "<base64>",
+//!  "signature": "<base64>", "signature_format": 2, "author_key": "<base64>",
 //!  "node": {...}}                       // a live record
 //! {"id": "x", ..., "deleted_at": 1706702400123}   // a tombstone, no "node"
 //! ```
+//!
+//! `signature_format` is absent for format 1 signatures (older nodes send no such
+//! field); `trust::record` describes both formats.
 
 use miniserde::json::{Number, Object, Value};
 
 use super::fields::{Fields, WireError};
-use crate::model::{ContentHash, LIMITS, Node, Shape, Version, check_timestamp, validate_id};
+use crate::model::{
+    ContentHash, LIMITS, Node, RecordSignature, Shape, SignatureFormat, Version, check_timestamp,
+    validate_id,
+};
 use crate::store::{Body, Record, RemoteRecord};
 
 /// Writes a stored record for the wire. `author_key` is the base64 public key of the
@@ -32,7 +38,10 @@ pub fn record_to_wire(record: &Record, author_key: Option<&str>) -> Value {
     // No "hash": the receiver computes it from the node, and the signature covers the
     // content. 64 hex digits of it cost about 35 bytes a record even after gzip.
     if let Some(signature) = &record.meta.signature {
-        object.insert("signature".into(), text(&base64(signature)));
+        object.insert("signature".into(), text(&base64(&signature.bytes)));
+        if signature.format == SignatureFormat::V2 {
+            object.insert("signature_format".into(), Value::Number(Number::U64(2)));
+        }
     }
     if let Some(key) = author_key {
         object.insert("author_key".into(), text(key));
@@ -80,6 +89,20 @@ pub fn record_from_wire(
                 .and_then(|bytes| <[u8; 64]>::try_from(bytes).ok())
                 .ok_or_else(|| field_error("signature", "is not 64 bytes of base64".into()))?,
         ),
+    };
+    let signature = match (signature, fields.opt_u64("signature_format")?) {
+        (None, _) => None,
+        (Some(bytes), None | Some(1)) => Some(RecordSignature {
+            format: SignatureFormat::V1,
+            bytes,
+        }),
+        (Some(bytes), Some(2)) => Some(RecordSignature::v2(bytes)),
+        (Some(_), Some(other)) => {
+            return Err(field_error(
+                "signature_format",
+                format!("{other} is not a known format (1 or 2)"),
+            ));
+        }
     };
     let author_key = fields.opt_str("author_key")?.map(str::to_owned);
     let body = match (fields.get("node"), fields.opt_u64("deleted_at")?) {
@@ -162,6 +185,7 @@ mod tests {
     use super::*;
     use crate::model::{Hlc, InstanceId};
     use crate::store::RecordMeta;
+    use miniserde::json;
 
     fn record(body: Body) -> Record {
         Record {
@@ -178,7 +202,7 @@ mod tests {
                 seq: 12,
                 hash: ContentHash([6; 32]),
                 updated_at: Some(1000),
-                signature: Some([7; 64]),
+                signature: Some(RecordSignature::v2([7; 64])),
             },
             body,
         }
@@ -202,6 +226,17 @@ mod tests {
             assert_eq!(remote.base, original.meta.base);
             assert_eq!(remote.hash, None, "receivers compute the hash");
             assert_eq!(remote.signature, original.meta.signature);
+            let mut older = original.clone();
+            older.meta.signature = Some(RecordSignature {
+                format: SignatureFormat::V1,
+                bytes: [7; 64],
+            });
+            let wire = record_to_wire(&older, None);
+            assert!(json::to_string(&wire).find("signature_format").is_none());
+            assert_eq!(
+                record_from_wire(&wire, "record 1").unwrap().0.signature,
+                older.meta.signature
+            );
             assert_eq!(remote.body, original.body);
         }
     }
@@ -222,6 +257,13 @@ mod tests {
         check(
             r#"{"id":"x","version":"1.0@0101010101010101010101010101010101010101010101010101010101010101"}"#,
             "exactly one of",
+        );
+        check(
+            &format!(
+                r#"{{"id":"x","version":"1.0@0101010101010101010101010101010101010101010101010101010101010101","signature":"{}","signature_format":3,"deleted_at":1}}"#,
+                base64(&[0; 64])
+            ),
+            "`signature_format`: 3 is not a known format",
         );
         check(
             r#"{"id":"x","version":"1.0@0101010101010101010101010101010101010101010101010101010101010101","node":{"id":"y","type":"t","value":"v"}}"#,

@@ -155,9 +155,17 @@ impl App {
         let mut targets: Vec<String> = if spoke {
             Vec::new()
         } else {
+            // Peers that turned out to be one node under two names (added before
+            // add-peer refused that) are synced once.
+            let mut seen = std::collections::BTreeSet::new();
             self.syncer
                 .peers()?
                 .into_iter()
+                .filter(|peer| {
+                    peer.instance_id
+                        .as_ref()
+                        .is_none_or(|id| seen.insert(id.clone()))
+                })
                 .map(|peer| peer.url)
                 .collect()
         };

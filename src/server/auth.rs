@@ -3,7 +3,9 @@
 //!
 //! Our peer endpoints need a request signed by a trusted key whose tier allows the
 //! route (`info` < `pull` < `push`). An unknown signing key is remembered as pending and
-//! refused, so the operator can accept it after comparing fingerprints. Unsigned calls
+//! refused, so the operator can accept it after comparing fingerprints. The nonce of a
+//! request is remembered (replay guard) only once the key's tier allows the route, so
+//! refused keys cannot fill the guard and lock trusted peers out. Unsigned calls
 //! (ARK's Node.js peers) are served only in `FEDERATION_TRUST=open`, as core peers; in
 //! that mode an unknown signing key is served as core too (and still listed as pending).
 
@@ -13,7 +15,7 @@ use crate::config::TrustMode;
 use crate::http::Request;
 use crate::model::{InstanceId, unix_millis_now};
 use crate::sync::trust_book;
-use crate::trust::{Access, HEADER_SIGNATURE, Tier, verify_request};
+use crate::trust::{Access, HEADER_SIGNATURE, RequestError, Tier, verify_request};
 
 /// An authorised caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +61,7 @@ pub fn authorize(app: &App, request: &Request, access: Access) -> Result<Caller,
         &request.method,
         &path_and_query,
         &request.body,
-        &mut app.replay_guard.borrow_mut(),
+        &app.replay_guard.borrow(),
         now,
     )
     .map_err(|error| ApiError {
@@ -98,11 +100,15 @@ pub fn authorize(app: &App, request: &Request, access: Access) -> Result<Caller,
     // Open mode serves anyone as core, signed or not; a key given a tier keeps it.
     let tier = tier.or((app.config.federation.trust == TrustMode::Open).then_some(Tier::Core));
     let Some(tier) = tier else {
+        // The message reaches the caller's operator: it names the node where the key
+        // must be accepted (this one), by name and fingerprint, and the whole command.
         return Err(ApiError {
             status: 403,
             message: format!(
-                "key {} is not trusted here; if it is expected, run `ark-lattice trust accept {}` on this instance",
+                "key {} is not trusted by {} (key {}); if it is expected, run on that node: ark-lattice trust accept {}",
                 verified.public_key.fingerprint(),
+                app.instance_name(),
+                app.key.public_key().fingerprint(),
                 verified.public_key.fingerprint()
             ),
         });
@@ -118,6 +124,15 @@ pub fn authorize(app: &App, request: &Request, access: Access) -> Result<Caller,
             ),
         });
     }
+    verified
+        .accept_once(&mut app.replay_guard.borrow_mut(), now)
+        .map_err(|error| ApiError {
+            status: match &error {
+                RequestError::Replay(replay) if replay.is_busy() => 429,
+                _ => 401,
+            },
+            message: format!("signed request refused: {error}"),
+        })?;
     Ok(Caller {
         instance_id: Some(verified.instance_id),
         tier,

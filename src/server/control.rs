@@ -186,6 +186,7 @@ pub async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError>
 
 /// `GET /api/v2/federation/status`.
 pub fn status(app: &App) -> Result<Value, ApiError> {
+    let held = app.syncer.held_counts()?;
     let newest_seen = app.store.borrow().clock_high_water().millis();
     let now = unix_millis_now();
     let clock_warning = (newest_seen > now + 60_000).then(|| {
@@ -207,6 +208,14 @@ pub fn status(app: &App) -> Result<Value, ApiError> {
         bytes_received: app.wire.bytes_received(),
         peer_list,
         clock_warning,
+        held: crate::sync::held::HoldReason::ALL
+            .iter()
+            .map(|reason| {
+                let count = held.by_reason.get(reason).copied().unwrap_or(0);
+                (reason.name().to_owned(), count)
+            })
+            .collect(),
+        held_messages: held.lines(),
     }
     .to_json())
 }
@@ -284,18 +293,23 @@ pub async fn add_peer(
             }
             None
         }
-        Err(error) if given.is_some() => {
+        Err(error) => {
+            // Unreachable now (a Pi configured before it is on the network): with a key
+            // given, that key is pinned; without, the one it shows at first contact.
             if app.config.verbose {
-                eprintln!("ark:federation {url} unreachable ({error}); pinning the given key");
+                eprintln!(
+                    "ark:federation {url} unreachable ({error}); {}",
+                    if given.is_some() {
+                        "pinning the given key"
+                    } else {
+                        "its key will be pinned at first contact"
+                    }
+                );
             }
             None
         }
-        Err(error) => {
-            return Err(ApiError::bad_request(format!(
-                "cannot fetch the key of {url}: {error}; start it first or give its key with --pubkey"
-            )));
-        }
     };
+    let pin_at_first_contact = given.is_none() && reported.is_none();
     let key = match (given, reported) {
         (Some(given), Some(Some(reported))) if given != reported => {
             return Err(ApiError::bad_request(format!(
@@ -309,10 +323,32 @@ pub async fn add_peer(
         (None, None) => None,
     };
     if let Some(key) = key {
+        // One node is one peer, whatever name reaches it (localhost, 127.0.0.1, its
+        // LAN address): a second URL for the same key would sync the same data twice.
+        if let Some(existing) = app.syncer.peer_with_id(&url, &key.instance_id())? {
+            return Ok(object([
+                ("success", Value::Bool(true)),
+                ("peer", text(&existing)),
+                ("added", Value::Bool(false)),
+                (
+                    "message",
+                    text(&format!(
+                        "{url} is the same node (key {}) as peer {existing}; not added again",
+                        key.fingerprint()
+                    )),
+                ),
+                ("fingerprint", text(&key.fingerprint())),
+                ("publicKey", text(&key.to_base64())),
+            ]));
+        }
         let mut store = app.store.borrow_mut();
         trust_book::trust(&mut store, key, tier, None, "peer")?;
     }
-    let added = app.syncer.add_peer(&url)?;
+    let added = app.syncer.add_peer(
+        &url,
+        key.map(|key| key.instance_id()).as_ref(),
+        pin_at_first_contact,
+    )?;
     if added {
         app.events
             .emit(EventKind::PeerAdded, [("peer", text(&url))]);
@@ -335,6 +371,7 @@ pub async fn add_peer(
             key.map_or(Value::Null, |key| text(&key.to_base64())),
         ),
         ("tier", key.map_or(Value::Null, |_| text(tier.name()))),
+        ("keyPinnedAtFirstContact", Value::Bool(pin_at_first_contact)),
     ]))
 }
 
@@ -359,10 +396,18 @@ pub fn remove_peer(app: &App, url: &str) -> Result<Value, ApiError> {
 /// concurrently, and answers ARK's `{status: "synced", result: [...]}`.
 pub async fn sync(app: &App, peer: Option<&str>) -> Result<Value, ApiError> {
     let targets = match peer {
-        Some(peer) => vec![
-            normalize_peer_url(peer)
-                .map_err(|reason| ApiError::bad_request(format!("peer URL: {reason}")))?,
-        ],
+        Some(peer) => {
+            let url = normalize_peer_url(peer)
+                .map_err(|reason| ApiError::bad_request(format!("peer URL: {reason}")))?;
+            // A sync never adds a peer: a typo would otherwise stay as a failing peer.
+            let is_hub = app.config.federation.hub_url.as_deref() == Some(url.as_str());
+            if !is_hub && app.syncer.peer(&url)?.is_none() {
+                return Err(ApiError::not_found(format!(
+                    "{url} is not a peer; add it first with `ark-lattice federation add-peer {url}`"
+                )));
+            }
+            vec![url]
+        }
         None => app.sync_targets()?,
     };
     let results = super::join_all(targets.iter().map(|url| app.sync_peer(url))).await;
@@ -464,11 +509,26 @@ pub async fn discover(app: &App, options: &DiscoverOptions) -> Result<Value, Api
     .await?;
     let mut added = Array::new();
     if add {
+        // Added as `add-peer` adds: the key is pinned, the one a signed beacon showed
+        // (checked against the peer's info) or the one its info shows (issue 11: peers
+        // added unpinned stayed failing on both sides).
         let own = format!("http://127.0.0.1:{}", app.listen_port.get());
-        for url in found.keys().chain(lan.addable.iter()) {
-            if *url != own && app.syncer.add_peer(url)? {
-                app.events.emit(EventKind::PeerAdded, [("peer", text(url))]);
-                added.push(text(url));
+        let candidates = found
+            .keys()
+            .map(|url| (url.clone(), None))
+            .chain(lan.addable.iter().cloned());
+        for (url, key) in candidates {
+            if url == own || known.contains(&url) {
+                continue;
+            }
+            match add_peer(app, &url, key.as_deref(), None, &[]).await {
+                Ok(Value::Object(answer)) => {
+                    if matches!(answer.get("added"), Some(Value::Bool(true))) {
+                        added.push(text(&url));
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => errors.push(text(&format!("{url}: {}", error.message))),
             }
         }
     }
@@ -619,7 +679,21 @@ fn cli(app: &App, request: &Request) -> Result<Value, ApiError> {
     };
     drop(out);
     drop(err);
-    let stdout = String::from_utf8_lossy(&stdout.borrow()).into_owned();
+    drop(store);
+    let mut stdout = String::from_utf8_lossy(&stdout.borrow()).into_owned();
+    // A key just trusted (or removed) changes which held records may apply: they are
+    // applied now, not at the next sync.
+    if exit_code == 0 && matches!(command, crate::cli::Command::Trust(_)) {
+        match app.syncer.release_held() {
+            Ok(0) => {}
+            Ok(applied) => stdout.push_str(&format!(
+                "applied {applied} held record(s) whose reason to wait is gone\n"
+            )),
+            Err(error) => stdout.push_str(&format!(
+                "held records are applied at the next sync ({error})\n"
+            )),
+        }
+    }
     let stderr = String::from_utf8_lossy(&stderr.borrow()).into_owned();
     Ok(object([
         ("stdout", text(&stdout)),

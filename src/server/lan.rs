@@ -292,10 +292,10 @@ pub struct LanFindings {
     pub beacons: Vec<Value>,
     pub scanned: Vec<Value>,
     pub scan_summary: Value,
-    /// URLs `--add` may add: signed beacons (an unsigned ARK beacon names the port of
-    /// ARK's Python sync service, which does not speak this HTTP protocol) and
-    /// everything that answered `/federation/info`.
-    pub addable: Vec<String>,
+    /// URLs `--add` may add, with the key a signed beacon showed: signed beacons (an
+    /// unsigned ARK beacon names the port of ARK's Python sync service, which does not
+    /// speak this HTTP protocol) and everything that answered `/federation/info`.
+    pub addable: Vec<(String, Option<String>)>,
 }
 
 /// Lists the peers heard by beacon and, when asked, scans `subnet` (else this
@@ -312,7 +312,9 @@ pub async fn find(
     };
     for peer in app.lan_peers.borrow().list() {
         if peer.signed {
-            findings.addable.push(peer.url.clone());
+            findings
+                .addable
+                .push((peer.url.clone(), peer.beacon.public_key.clone()));
         }
         findings.beacons.push(lan_peer_json(app, &peer));
     }
@@ -369,7 +371,7 @@ pub async fn find(
                 ],
             );
         }
-        findings.addable.push(hit.url.clone());
+        findings.addable.push((hit.url.clone(), None));
         findings.scanned.push(entry);
     }
     findings.scan_summary = object([

@@ -304,6 +304,25 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
         "Peers currently heard by LAN beacon.",
         app.lan_peers.borrow().len(),
     );
+    out.single(
+        "ark_lattice_records_refused_total",
+        "counter",
+        "Received records refused since start: bad or missing signature (a changed id, deletion time, base or content), malformed, or a delete signed in format 1.",
+        app.syncer.refused_records.get(),
+    );
+    out.family(
+        "ark_lattice_held_records",
+        "gauge",
+        "Received records held back, by reason (untrusted_author, clock_ahead); applied when the reason goes away.",
+    );
+    let held = app.syncer.held_counts()?;
+    for reason in crate::sync::held::HoldReason::ALL {
+        out.sample(
+            "ark_lattice_held_records",
+            &[("reason", reason.name())],
+            held.by_reason.get(&reason).copied().unwrap_or(0),
+        );
+    }
     out.family(
         "ark_lattice_events_total",
         "counter",

@@ -17,6 +17,7 @@ use crate::protocol::{
     legacy_record, parse_object, parse_piece, split_object,
 };
 use crate::store::Query;
+use crate::sync::held::Refusal;
 use crate::sync::wanted_ids;
 use crate::trust::{Access, Tier};
 
@@ -200,10 +201,12 @@ pub async fn sync(app: &App, request: &Request) -> Result<Value, ApiError> {
     if let Some(rows) = &split.elements {
         let origin = legacy_origin(sender);
         let mut rejected = Array::new();
-        let (outcome, _) = apply_in_chunks(
+        let (outcome, _, _) = apply_in_chunks(
             app,
             rows,
-            |_, row| legacy_record(row, origin).map_err(|error| error.to_string()),
+            |_, row| {
+                legacy_record(row, origin).map_err(|error| Refusal::Refused(error.to_string()))
+            },
             &mut rejected,
         )
         .await?;
@@ -251,15 +254,17 @@ const YIELD_EVERY: usize = 50;
 async fn apply_in_chunks(
     app: &App,
     elements: &[&[u8]],
-    mut read: impl FnMut(usize, &Value) -> Result<crate::store::RemoteRecord, String>,
+    mut read: impl FnMut(usize, &Value) -> Result<crate::store::RemoteRecord, Refusal>,
     rejected: &mut Array,
-) -> Result<(crate::store::ApplyOutcome, Option<(u64, u64)>), ApiError> {
+) -> Result<(crate::store::ApplyOutcome, u64, Option<(u64, u64)>), ApiError> {
     let mut total = crate::store::ApplyOutcome::default();
     let seq_before = app.store.borrow().last_seq();
     let mut seq_after = seq_before;
     let mut interleaved = false;
+    let mut held_count = 0;
     for (chunk_index, chunk) in elements.chunks(APPLY_CHUNK).enumerate() {
         let mut records = Vec::with_capacity(chunk.len());
+        let mut held = Vec::new();
         for (offset, element) in chunk.iter().enumerate() {
             let index = chunk_index * APPLY_CHUNK + offset;
             if index > 0 && index % YIELD_EVERY == 0 {
@@ -269,14 +274,18 @@ async fn apply_in_chunks(
                 None => rejected.push(rejection(index, &Value::Null, "is not valid JSON")),
                 Some(value) => match read(index, &value) {
                     Ok(record) => records.push(record),
-                    Err(reason) => rejected.push(rejection(index, &value, &reason)),
+                    Err(Refusal::Refused(reason)) => {
+                        rejected.push(rejection(index, &value, &reason))
+                    }
+                    Err(Refusal::Held(record)) => held.push(*record),
                 },
             }
         }
         // No `.await` from here to the apply: a write seen now is one that came
         // between our chunks.
         interleaved |= app.store.borrow().last_seq() != seq_after;
-        let outcome = app.syncer.apply(&records, None)?;
+        let outcome = app.syncer.apply(&records, None, &held)?;
+        held_count += held.len() as u64;
         seq_after = app.store.borrow().last_seq();
         total.applied += outcome.applied;
         total.unchanged += outcome.unchanged;
@@ -290,7 +299,11 @@ async fn apply_in_chunks(
             ("error", text(reason)),
         ]));
     }
-    Ok((total, (!interleaved).then_some((seq_before, seq_after))))
+    Ok((
+        total,
+        held_count,
+        (!interleaved).then_some((seq_before, seq_after)),
+    ))
 }
 
 fn rejection(index: usize, row: &Value, reason: &str) -> Value {
@@ -377,12 +390,22 @@ pub async fn push(app: &App, request: &Request) -> Result<Value, ApiError> {
         return Err(ApiError::bad_request("push: `records` is missing"));
     };
     let mut rejected = Array::new();
-    let (outcome, sequences) = apply_in_chunks(
+    let peer = format!(
+        "push from {}",
+        caller
+            .instance_id
+            .map_or_else(|| "an unsigned peer".to_owned(), |id| id.short())
+    );
+    let (outcome, held, sequences) = apply_in_chunks(
         app,
         elements,
         |index, value| {
-            app.syncer
-                .verified_record(value, &format!("record {}", index + 1), delivered_by_core)
+            app.syncer.verified_record(
+                value,
+                &format!("record {}", index + 1),
+                &peer,
+                delivered_by_core,
+            )
         },
         &mut rejected,
     )
@@ -393,6 +416,7 @@ pub async fn push(app: &App, request: &Request) -> Result<Value, ApiError> {
     answer.insert("stale".into(), number(outcome.stale));
     answer.insert("conflicts".into(), number(outcome.conflicts));
     answer.insert("rejected".into(), Value::Array(rejected));
+    answer.insert("held".into(), number(held));
     // The sequences this push took in our change log: a pusher whose pull checkpoint
     // is `seq_before` may move it to `seq_after`, since all between is its own records.
     // When another write came between two chunks that is not so, and they are left

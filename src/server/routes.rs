@@ -1,5 +1,6 @@
-//! Request routing: method and path to handler, the control-API guard, CORS, and
-//! turning handler results into JSON responses.
+//! Request routing: method and path to handler, the control-API guard (who may call,
+//! and refusing web pages of other origins), CORS for ARK's peer routes, and turning
+//! handler results into JSON responses.
 
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -139,7 +140,9 @@ fn event_stream(app: &App, request: &Request) -> Response {
     }
 }
 
-/// ARK's Node.js server used the `cors` middleware with its defaults.
+/// ARK's Node.js server used the `cors` middleware with its defaults; ARK's peer
+/// routes keep it. The control API (`/api/...`) answers no CORS at all, so no web page
+/// of another origin can read it (issue 11).
 fn with_cors(response: Response) -> Response {
     response
         .with_header("access-control-allow-origin", "*")
@@ -177,6 +180,12 @@ pub fn control_allowed(
     {
         return true;
     }
+    token_presented(request, admin_token)
+}
+
+/// Whether the request carries the admin token (`X-Ark-Admin-Token` or a bearer
+/// `Authorization`), compared in constant time.
+pub fn token_presented(request: &Request, admin_token: Option<&str>) -> bool {
     let Some(expected) = admin_token else {
         return false;
     };
@@ -186,6 +195,70 @@ pub fn control_allowed(
             .and_then(|value| value.strip_prefix("Bearer "))
     });
     presented.is_some_and(|presented| constant_time_eq(presented.as_bytes(), expected.as_bytes()))
+}
+
+/// Why a control-API request that passed [`control_allowed`] is still refused: it
+/// looks like a web page of another origin made the operator's browser send it (issue
+/// 11: a `text/plain` POST from any page ran `add`). Browsers say where a request comes
+/// from (`Sec-Fetch-Site`, `Origin`), cannot send a cross-origin `application/json`
+/// POST without a preflight (which gets no CORS answer here), and a page that rebinds
+/// its DNS name to 127.0.0.1 still sends its own name as `Host`.
+pub fn cross_origin_refusal(request: &Request, token: bool) -> Option<String> {
+    if let Some(site) = request.header("sec-fetch-site") {
+        if !matches!(site, "same-origin" | "none") {
+            return Some(format!(
+                "it was sent by a web page of another site (Sec-Fetch-Site: {site})"
+            ));
+        }
+    }
+    let host = request.header("host").unwrap_or("");
+    if let Some(origin) = request.header("origin") {
+        let own = ["http://", "https://"].iter().any(|scheme| {
+            origin
+                .strip_prefix(scheme)
+                .is_some_and(|rest| !host.is_empty() && rest.eq_ignore_ascii_case(host))
+        });
+        if !own {
+            return Some(format!(
+                "its Origin {origin:?} is not this node's own (Host {host:?})"
+            ));
+        }
+    }
+    if token {
+        return None;
+    }
+    if !host_is_an_address(host) {
+        return Some(format!(
+            "Host {host:?} is not localhost or an IP address; other names need the admin token"
+        ));
+    }
+    // A page can send GET, HEAD and POST without a preflight; every other method needs
+    // one, which gets no CORS answer here. So a POST must say it is JSON, which a page
+    // cannot say without a preflight either.
+    let state_changing = request.method == "POST";
+    let content_type = request.header("content-type").unwrap_or("");
+    let json = content_type
+        .split(';')
+        .next()
+        .is_some_and(|kind| kind.trim().eq_ignore_ascii_case("application/json"));
+    if state_changing && !json {
+        return Some(format!(
+            "{} needs Content-Type: application/json (got {content_type:?}) or the admin token",
+            request.method
+        ));
+    }
+    None
+}
+
+/// `localhost` or an IP literal, with or without a port: names a DNS-rebinding page
+/// cannot own.
+fn host_is_an_address(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok()
 }
 
 /// Addresses warned about at most; beyond them the warning would only fill the log.
@@ -236,24 +309,28 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub async fn handle(app: Rc<App>, request: Request) -> Response {
     let method = request.method.as_str();
     let path = request.path.trim_end_matches('/');
-    if method == "OPTIONS" {
-        return with_cors(Response::new(204, crate::http::Body::Full(Vec::new())));
-    }
-    if path.starts_with("/api/") {
+    if path.starts_with("/api/") || path == "/api" {
         warn_if_token_in_clear(&app, &request);
         if !is_privileged(&app, &request) {
-            return with_cors(Response::error(
+            return Response::error(
                 403,
                 "the control API is only for loopback callers or callers with the admin token (ARK_ADMIN_TOKEN)",
-            ));
+            );
+        }
+        let token = token_presented(&request, app.config.admin_token.as_deref());
+        if let Some(reason) = cross_origin_refusal(&request, token) {
+            return Response::error(403, &format!("control API request refused: {reason}"));
+        }
+        if method == "OPTIONS" {
+            return Response::error(403, "the control API answers no cross-origin requests");
         }
         if method == "GET" && path == "/api/federation/events" {
             return event_stream(&app, &request);
         }
-        return with_cors(respond(
-            control::handle(&app, &request).await,
-            &request.path,
-        ));
+        return respond(control::handle(&app, &request).await, &request.path);
+    }
+    if method == "OPTIONS" {
+        return with_cors(Response::new(204, crate::http::Body::Full(Vec::new())));
     }
     match (method, path) {
         ("GET" | "HEAD", "") => {
@@ -466,5 +543,111 @@ mod tests {
         );
         assert!(control_allowed(&with_token, ANY, false, Some("secret")));
         assert!(control_allowed(&with_token, ANY, true, Some("secret")));
+    }
+
+    fn control_call(method: &str, headers: &[(&str, &str)]) -> Request {
+        Request {
+            method: method.into(),
+            path: "/api/cli".into(),
+            ..request("127.0.0.1:5000", headers)
+        }
+    }
+
+    #[test]
+    fn control_calls_from_web_pages_of_other_origins_are_refused() {
+        fn check(method: &str, headers: &[(&str, &str)], token: bool, expected: Option<&str>) {
+            let refusal = cross_origin_refusal(&control_call(method, headers), token);
+            match (refusal, expected) {
+                (None, None) => {}
+                (Some(reason), Some(expected)) => {
+                    assert!(reason.contains(expected), "{headers:?}: {reason}")
+                }
+                (refusal, expected) => panic!("{headers:?}: {refusal:?}, expected {expected:?}"),
+            }
+        }
+        let json = ("content-type", "application/json");
+        let host = ("host", "127.0.0.1:9000");
+        // The CLI: JSON, an address as Host, no Origin.
+        check("POST", &[json, host], false, None);
+        check("GET", &[host], false, None);
+        check(
+            "POST",
+            &[
+                ("content-type", "application/json; charset=utf-8"),
+                ("host", "[::1]:9000"),
+            ],
+            false,
+            None,
+        );
+        check("POST", &[json, ("host", "localhost:9000")], false, None);
+        // What a page can send without a preflight: a form or text/plain POST.
+        check(
+            "POST",
+            &[("content-type", "text/plain"), host],
+            false,
+            Some("needs Content-Type: application/json"),
+        );
+        check(
+            "POST",
+            &[("content-type", "application/x-www-form-urlencoded"), host],
+            false,
+            Some("needs Content-Type"),
+        );
+        check("POST", &[host], false, Some("needs Content-Type"));
+        // Other methods need a preflight, which no page gets an answer to.
+        check("DELETE", &[host], false, None);
+        // The token makes the content type free, not the origin.
+        check("POST", &[("content-type", "text/plain"), host], true, None);
+        check(
+            "POST",
+            &[json, host, ("origin", "https://evil.example")],
+            true,
+            Some("Origin"),
+        );
+        check(
+            "POST",
+            &[json, host, ("origin", "https://evil.example")],
+            false,
+            Some("is not this node's own"),
+        );
+        check(
+            "POST",
+            &[json, host, ("origin", "null")],
+            false,
+            Some("Origin"),
+        );
+        check(
+            "POST",
+            &[json, host, ("origin", "http://127.0.0.1:9000")],
+            false,
+            None,
+        );
+        check(
+            "GET",
+            &[host, ("sec-fetch-site", "cross-site")],
+            false,
+            Some("Sec-Fetch-Site: cross-site"),
+        );
+        check(
+            "GET",
+            &[host, ("sec-fetch-site", "same-site")],
+            false,
+            Some("another site"),
+        );
+        check(
+            "GET",
+            &[host, ("sec-fetch-site", "same-origin")],
+            false,
+            None,
+        );
+        check("GET", &[host, ("sec-fetch-site", "none")], false, None);
+        // A page whose DNS name was rebound to 127.0.0.1 sends its own name.
+        check(
+            "GET",
+            &[("host", "evil.example:9000")],
+            false,
+            Some("is not localhost or an IP address"),
+        );
+        check("GET", &[("host", "evil.example:9000")], true, None);
     }
 }

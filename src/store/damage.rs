@@ -106,9 +106,18 @@ pub enum SignatureCheck {
     Invalid(String),
 }
 
-/// Checks the signature of a record: its id, canonical bytes (empty for a tombstone)
-/// and metadata.
-pub type SignatureChecker<'a> = &'a dyn Fn(&str, &[u8], &RecordMeta) -> SignatureCheck;
+/// What a stored record holds besides its metadata, as a signature check needs it.
+#[derive(Debug, Clone, Copy)]
+pub enum StoredBody<'a> {
+    /// A live record's canonical bytes.
+    Live(&'a [u8]),
+    Deleted {
+        deleted_at: u64,
+    },
+}
+
+/// Checks the signature of a record: its id, body and metadata.
+pub type SignatureChecker<'a> = &'a dyn Fn(&str, StoredBody<'_>, &RecordMeta) -> SignatureCheck;
 
 /// Checks a live record's stored bytes: the body hashes to the stored content hash and
 /// decodes to a node with the id it is stored under.
@@ -349,19 +358,20 @@ impl Store {
             });
         };
         let mut sequences = std::collections::HashMap::new();
-        let signature = |check: &mut RecordCheck, id: &str, body: &[u8], meta: &RecordMeta| {
-            match check_signature(id, body, meta) {
-                SignatureCheck::Valid => {
-                    check.signed += 1;
-                    None
+        let signature =
+            |check: &mut RecordCheck, id: &str, body: StoredBody<'_>, meta: &RecordMeta| {
+                match check_signature(id, body, meta) {
+                    SignatureCheck::Valid => {
+                        check.signed += 1;
+                        None
+                    }
+                    SignatureCheck::Unchecked => {
+                        check.unchecked_signatures += 1;
+                        None
+                    }
+                    SignatureCheck::Invalid(reason) => Some(format!("signature: {reason}")),
                 }
-                SignatureCheck::Unchecked => {
-                    check.unchecked_signatures += 1;
-                    None
-                }
-                SignatureCheck::Invalid(reason) => Some(format!("signature: {reason}")),
-            }
-        };
+            };
         let nodes = read.open_table(NODES).map_err(self.fail())?;
         for entry in nodes.iter().map_err(self.fail())? {
             let (id, value) = entry.map_err(self.fail())?;
@@ -375,7 +385,7 @@ impl Store {
                 Ok((_, meta)) => {
                     sequences.insert(id.to_owned(), meta.seq);
                     let body = record::decode(bytes).map(|(_, body)| body).unwrap_or(&[]);
-                    if let Some(reason) = signature(&mut check, id, body, &meta) {
+                    if let Some(reason) = signature(&mut check, id, StoredBody::Live(body), &meta) {
                         damaged(&mut check, RecordTable::Nodes, id, reason);
                     }
                 }
@@ -391,9 +401,10 @@ impl Store {
                     self.note_damage(RecordTable::Tombstones, id, reason.clone());
                     damaged(&mut check, RecordTable::Tombstones, id, reason);
                 }
-                Ok((meta, _)) => {
+                Ok((meta, deleted_at)) => {
                     sequences.insert(id.to_owned(), meta.seq);
-                    if let Some(reason) = signature(&mut check, id, &[], &meta) {
+                    let body = StoredBody::Deleted { deleted_at };
+                    if let Some(reason) = signature(&mut check, id, body, &meta) {
                         damaged(&mut check, RecordTable::Tombstones, id, reason);
                     }
                 }

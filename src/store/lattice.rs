@@ -17,13 +17,18 @@ use super::damage::{DamageLog, DamagedRecord, RecordTable, check_live, check_tom
 use super::error::StoreError;
 use super::record::{self, Body, Record, RecordMeta};
 use super::tables::{
-    AUTHOR_KEYS, BY_CATEGORY, BY_LANGUAGE, BY_TYPE, CHANGES, CONFLICTS, DAMAGED, META, NODES,
+    AUTHOR_KEYS, BY_CATEGORY, BY_LANGUAGE, BY_TYPE, CHANGES, CONFLICTS, DAMAGED, HELD, META, NODES,
     PEERS, TOMBSTONES, TRUST, meta_keys,
 };
-use crate::model::{Clock, ContentHash, Hlc, InstanceId, Node, Version, encode_node};
+use crate::model::{
+    ClaimedContent, Clock, ContentHash, Hlc, InstanceId, Node, RecordClaim, RecordSignature,
+    Version, encode_node,
+};
 
-/// The schema this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema this build writes. Schema 1 (records signed in format 1 only) is read
+/// too, and migrated when a signer is set (see [`Store::set_signer`]).
+pub const SCHEMA_VERSION: u32 = 2;
+pub(super) const SCHEMA_FORMAT_1_SIGNATURES: u32 = 1;
 
 /// How the store is opened.
 #[derive(Debug, Clone)]
@@ -68,7 +73,7 @@ pub struct RemoteRecord {
     pub base: Option<Version>,
     /// The hash the sender claims; checked against the node's canonical bytes.
     pub hash: Option<ContentHash>,
-    pub signature: Option<[u8; 64]>,
+    pub signature: Option<RecordSignature>,
     /// The author's public key, once the caller has verified the signature with it;
     /// remembered so this instance can relay the record with its key.
     pub author_key: Option<[u8; 32]>,
@@ -138,9 +143,9 @@ pub struct Stats {
     pub by_category: BTreeMap<String, u64>,
 }
 
-/// Signs a local write: given the canonical bytes (empty for a tombstone) and the new
-/// version, returns the author's signature. Set by the caller, which owns the key.
-pub type Signer = Box<dyn Fn(&[u8], &Version) -> [u8; 64]>;
+/// Signs a local write: given what the signature covers (see `trust::record`), returns
+/// the author's format 2 signature. Set by the caller, which owns the key.
+pub type Signer = Box<dyn Fn(&RecordClaim<'_>) -> [u8; 64]>;
 
 /// The lattice store. Single-threaded: writes take `&mut self`.
 pub struct Store {
@@ -152,6 +157,9 @@ pub struct Store {
     pub(super) clock: Clock,
     pub(super) last_seq: u64,
     pub(super) last_conflict: u64,
+    /// The file is of schema 1: this instance's records carry format 1 signatures until
+    /// a signer is set and re-signs them.
+    pub(super) needs_resigning: bool,
     /// See [`Store::repairs`].
     pub(super) repairs: u64,
     /// See [`Store::writes`].
@@ -236,6 +244,7 @@ impl Store {
             clock: Clock::new(Hlc::default()),
             last_seq: 0,
             last_conflict: 0,
+            needs_resigning: false,
             repairs: 0,
             writes: 0,
             changed: event_listener::Event::new(),
@@ -261,13 +270,34 @@ impl Store {
         }
     }
 
-    /// Signs every local write from now on.
-    pub fn set_signer(&mut self, signer: Signer) {
+    /// Signs every local write from now on. A schema 1 store is migrated first: this
+    /// instance's records are re-signed in format 2 and the schema becomes 2, in one
+    /// transaction, so a crash leaves either the old store or the migrated one.
+    pub fn set_signer(&mut self, signer: Signer) -> Result<(), StoreError> {
         self.signer = Some(signer);
+        if self.needs_resigning {
+            self.resign_own_records()?;
+            self.needs_resigning = false;
+        }
+        Ok(())
     }
 
-    fn sign(&self, canonical: &[u8], version: &Version) -> Option<[u8; 64]> {
-        self.signer.as_ref().map(|sign| sign(canonical, version))
+    pub(super) fn sign(
+        &self,
+        id: &str,
+        content: ClaimedContent,
+        version: Version,
+        base: Option<Version>,
+    ) -> Option<RecordSignature> {
+        let claim = RecordClaim {
+            id,
+            content,
+            version,
+            base,
+        };
+        self.signer
+            .as_ref()
+            .map(|sign| RecordSignature::v2(sign(&claim)))
     }
 
     pub fn path(&self) -> &Path {
@@ -352,7 +382,8 @@ impl Store {
             path: self.path.clone(),
             found: "of an unknown format".into(),
         })?);
-        if schema != SCHEMA_VERSION {
+        let needs_resigning = schema == SCHEMA_FORMAT_1_SIGNATURES;
+        if !needs_resigning && schema != SCHEMA_VERSION {
             return Err(StoreError::Schema {
                 path: self.path.clone(),
                 found: schema.to_string(),
@@ -376,6 +407,7 @@ impl Store {
             .ok_or_else(|| self.damaged(meta_keys::EPOCH, "missing or not 16 bytes"))?;
         (self.clock, self.last_seq, self.last_conflict, self.epoch) =
             (clock, last_seq, last_conflict, epoch);
+        self.needs_resigning = needs_resigning;
         self.repairs = repairs;
         Ok(true)
     }
@@ -396,6 +428,7 @@ impl Store {
             txn.open_table(PEERS).map_err(self.fail())?;
             txn.open_table(TRUST).map_err(self.fail())?;
             txn.open_table(AUTHOR_KEYS).map_err(self.fail())?;
+            txn.open_table(HELD).map_err(self.fail())?;
             txn.open_table(DAMAGED).map_err(self.fail())?;
             for index in INDEXES {
                 txn.open_multimap_table(index).map_err(self.fail())?;
@@ -462,7 +495,11 @@ impl Store {
                 seq: last_seq,
                 hash,
                 updated_at: Some(node.updated_at.unwrap_or(now)),
-                signature: self.sign(&canonical, &version),
+                signature: None,
+            };
+            let meta = RecordMeta {
+                signature: self.sign(&node.id, ClaimedContent::Live(hash), version, meta.base),
+                ..meta
             };
             match previous {
                 Some((_, Body::Live(_))) => summary.updated += 1,
@@ -525,7 +562,16 @@ impl Store {
             seq: self.last_seq + 1,
             hash: ContentHash::of(b""),
             updated_at: Some(now),
-            signature: self.sign(&[], &version),
+            signature: None,
+        };
+        let meta = RecordMeta {
+            signature: self.sign(
+                id,
+                ClaimedContent::Deleted { deleted_at: now },
+                version,
+                meta.base,
+            ),
+            ..meta
         };
         self.replace_in(
             &txn,
@@ -554,6 +600,21 @@ impl Store {
         now: u64,
         max_skew_millis: u64,
         peer_state: Option<(&str, &[u8])>,
+    ) -> Result<ApplyOutcome, StoreError> {
+        self.apply_remote_holding(records, now, max_skew_millis, peer_state, &[])
+    }
+
+    /// [`Store::apply_remote`] that also saves (`Some`) or forgets (`None`) entries of
+    /// the held-records table in the same transaction, so a checkpoint never moves past
+    /// a record without it being held, and a released record leaves the table as it is
+    /// applied.
+    pub fn apply_remote_holding(
+        &mut self,
+        records: &[RemoteRecord],
+        now: u64,
+        max_skew_millis: u64,
+        peer_state: Option<(&str, &[u8])>,
+        held_changes: &[(&str, Option<&[u8]>)],
     ) -> Result<ApplyOutcome, StoreError> {
         let mut outcome = ApplyOutcome::default();
         let mut clock = self.clock.clone();
@@ -668,6 +729,15 @@ impl Store {
         if let Some((peer, state)) = peer_state {
             let mut peers = txn.open_table(PEERS).map_err(self.fail())?;
             peers.insert(peer, state).map_err(self.fail())?;
+        }
+        if !held_changes.is_empty() {
+            let mut held = txn.open_table(HELD).map_err(self.fail())?;
+            for (id, value) in held_changes {
+                match value {
+                    Some(value) => held.insert(*id, *value).map_err(self.fail())?,
+                    None => held.remove(*id).map_err(self.fail())?,
+                };
+            }
         }
         self.write_counters(&txn, &clock, last_seq, last_conflict)?;
         txn.commit().map_err(self.fail())?;

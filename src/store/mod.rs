@@ -8,12 +8,15 @@ mod damage;
 mod delta;
 mod error;
 mod lattice;
+mod migrate;
 mod read;
 mod record;
 mod state;
 mod tables;
 
-pub use damage::{DamagedRecord, RecordCheck, RecordTable, SignatureCheck, SignatureChecker};
+pub use damage::{
+    DamagedRecord, RecordCheck, RecordTable, SignatureCheck, SignatureChecker, StoredBody,
+};
 pub use delta::{TypeFilter, VersionEntry, VersionSnapshot};
 pub use error::StoreError;
 pub use lattice::{

@@ -15,13 +15,19 @@
 //! The content hash is stored, not recomputed, so reconciliation reads it without
 //! hashing; every read that hands out a record's body checks the body against it first
 //! (`store::damage`).
+//!
+//! Flag `SIGNATURE_V2` (8) says the signature is of format 2 (see `trust::record`);
+//! without it, a signature is of format 1, as every signature in a schema 1 store was.
 
-use crate::model::{self, ContentHash, Hlc, InstanceId, Node, Version};
+use crate::model::{
+    self, ContentHash, Hlc, InstanceId, Node, RecordSignature, SignatureFormat, Version,
+};
 
 const FORMAT: u8 = 1;
 const FLAG_BASE: u8 = 1;
 const FLAG_UPDATED_AT: u8 = 2;
 const FLAG_SIGNATURE: u8 = 4;
+const FLAG_SIGNATURE_V2: u8 = 8;
 const FIXED_HEADER: usize = 2 + 8 + 32 + 8 + 32;
 
 /// Sync metadata of one record version.
@@ -38,7 +44,7 @@ pub struct RecordMeta {
     /// When the content was last written, unix milliseconds.
     pub updated_at: Option<u64>,
     /// The author's Ed25519 signature over the record and its version.
-    pub signature: Option<[u8; 64]>,
+    pub signature: Option<RecordSignature>,
 }
 
 /// A live node or the tombstone a delete left.
@@ -87,8 +93,11 @@ pub(crate) fn encode(meta: &RecordMeta, body: &[u8]) -> Vec<u8> {
     if meta.updated_at.is_some() {
         flags |= FLAG_UPDATED_AT;
     }
-    if meta.signature.is_some() {
+    if let Some(signature) = &meta.signature {
         flags |= FLAG_SIGNATURE;
+        if signature.format == SignatureFormat::V2 {
+            flags |= FLAG_SIGNATURE_V2;
+        }
     }
     out.push(FORMAT);
     out.push(flags);
@@ -102,7 +111,7 @@ pub(crate) fn encode(meta: &RecordMeta, body: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&updated_at.to_be_bytes());
     }
     if let Some(signature) = &meta.signature {
-        out.extend_from_slice(signature);
+        out.extend_from_slice(&signature.bytes);
     }
     out.extend_from_slice(body);
     out
@@ -144,7 +153,15 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(RecordMeta, &[u8]), &'static str> 
         None
     };
     let signature = if flags & FLAG_SIGNATURE != 0 {
-        Some(reader.array()?)
+        let format = if flags & FLAG_SIGNATURE_V2 != 0 {
+            SignatureFormat::V2
+        } else {
+            SignatureFormat::V1
+        };
+        Some(RecordSignature {
+            format,
+            bytes: reader.array()?,
+        })
     } else {
         None
     };
@@ -212,7 +229,7 @@ mod tests {
             hlc: Hlc(42),
             origin: InstanceId([7; 32]),
         };
-        for flags in 0..8u8 {
+        for flags in 0..16u8 {
             let meta = RecordMeta {
                 version,
                 base: (flags & 1 != 0).then_some(Version {
@@ -222,7 +239,14 @@ mod tests {
                 seq: 9,
                 hash: ContentHash([3; 32]),
                 updated_at: (flags & 2 != 0).then_some(1234),
-                signature: (flags & 4 != 0).then_some([5; 64]),
+                signature: (flags & 4 != 0).then_some(RecordSignature {
+                    format: if flags & 8 != 0 {
+                        SignatureFormat::V2
+                    } else {
+                        SignatureFormat::V1
+                    },
+                    bytes: [5; 64],
+                }),
             };
             let bytes = encode(&meta, b"body");
             assert_eq!(decode(&bytes), Ok((meta, &b"body"[..])));

@@ -1,11 +1,11 @@
 //! Small keyed tables the layers above own as opaque bytes: per-peer sync state, the
-//! trust store, and the public keys of record authors.
+//! trust store, the public keys of record authors and the records held back.
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::error::StoreError;
 use super::lattice::Store;
-use super::tables::{AUTHOR_KEYS, PEERS, TRUST};
+use super::tables::{AUTHOR_KEYS, HELD, PEERS, TRUST};
 
 /// Which state table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +16,8 @@ pub enum StateTable {
     Trust,
     /// Instance id (hex) -> the author's public key, learned from verified records.
     AuthorKeys,
+    /// Record id -> a received version held back, owned by `sync::held`.
+    Held,
 }
 
 impl StateTable {
@@ -24,6 +26,7 @@ impl StateTable {
             StateTable::Peers => PEERS,
             StateTable::Trust => TRUST,
             StateTable::AuthorKeys => AUTHOR_KEYS,
+            StateTable::Held => HELD,
         }
     }
 }

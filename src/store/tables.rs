@@ -29,6 +29,9 @@ pub(crate) const TRUST: TableDefinition<'_, &str, &[u8]> = TableDefinition::new(
 pub(crate) const AUTHOR_KEYS: TableDefinition<'_, &str, &[u8]> =
     TableDefinition::new("author_keys");
 
+/// Record id -> a received version held back for a reason that can go away (its author
+/// not trusted yet, its clock ahead), owned by `sync` as opaque bytes.
+pub(crate) const HELD: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("held");
 /// id -> a record moved aside as damaged: u8 table, u64 time, u32 reason length,
 /// reason, the stored bytes as found. Written only by `store::damage`.
 pub(crate) const DAMAGED: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("damaged");

@@ -25,18 +25,23 @@ use std::rc::Rc;
 use miniserde::json::{self, Array, Number, Value};
 
 use super::delta::PulledVersions;
+use super::held::{Held, HeldCounts, HoldReason, Refusal};
 use super::peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
 use super::reconcile::ReconcileCache;
 use super::trust_book;
 use crate::config::TrustMode;
 use crate::http::PeerUrl;
 use crate::http::{ClientRequest, HttpClient};
-use crate::model::{InstanceId, unix_millis_now};
+use crate::model::{
+    ClaimedContent, ContentHash, InstanceId, RecordClaim, SignatureFormat, unix_millis_now,
+};
 use crate::protocol::{
     InstanceInfo, PROTOCOL_RECONCILE, PROTOCOL_V2, WireError, parse_object, record_from_wire,
 };
 use crate::store::{ApplyOutcome, Body, RemoteRecord, StateTable, Store, StoreError};
-use crate::trust::{KeyPair, PublicKey, Signature, Tier, sign_request, verify_record};
+use crate::trust::{
+    KeyPair, PublicKey, RecordError, Signature, Tier, sign_request, verify_record, verify_record_v1,
+};
 
 /// What one sync with one peer did, in the shape of ARK's sync result.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,6 +55,9 @@ pub struct PeerSyncResult {
     pub conflicts: u64,
     /// Records the peer sent that we refused, with the reason.
     pub rejected: Vec<String>,
+    /// Records from this peer held back for a reason that can go away, after the sync
+    /// (`sync::held`).
+    pub held: HeldCounts,
     pub error: Option<String>,
 }
 
@@ -70,6 +78,11 @@ impl PeerSyncResult {
                 .map(|reason| Value::String(reason.clone()))
                 .collect();
             object.insert("rejected".into(), Value::Array(rejected));
+        }
+        if self.held.total() > 0 {
+            object.insert("held".into(), self.held.reasons_json());
+            let messages: Array = self.held.lines().into_iter().map(Value::String).collect();
+            object.insert("heldMessages".into(), Value::Array(messages));
         }
         if let Some(error) = &self.error {
             object.insert("error".into(), Value::String(error.clone()));
@@ -128,6 +141,9 @@ pub struct Syncer {
     pub(super) unsaved: RefCell<std::collections::BTreeMap<String, Vec<u8>>>,
     /// Our last reconciliation set, for serving a peer's rounds and for our own.
     pub reconcile_cache: ReconcileCache,
+    /// Received records refused for good since start (forged, malformed, unsigned, a
+    /// format 1 tombstone), for `/metrics`.
+    pub refused_records: std::cell::Cell<u64>,
     last_flush: std::cell::Cell<u64>,
     /// See [`Syncer::state_changes`].
     state_changes: std::cell::Cell<u64>,
@@ -168,6 +184,7 @@ impl Syncer {
             sync_done: event_listener::Event::new(),
             unsaved: RefCell::new(std::collections::BTreeMap::new()),
             reconcile_cache: ReconcileCache::default(),
+            refused_records: std::cell::Cell::new(0),
             last_flush: std::cell::Cell::new(unix_millis_now()),
             state_changes: std::cell::Cell::new(0),
         }
@@ -289,14 +306,38 @@ impl Syncer {
         )
     }
 
-    /// Adds a peer; `false` if it was already there.
-    pub fn add_peer(&self, url: &str) -> Result<bool, StoreError> {
+    /// Adds a peer; `false` if it was already there. `instance_id` is the peer's, when
+    /// its key is known; with `pin_at_first_contact`, the key it shows at the first
+    /// sync is pinned.
+    pub fn add_peer(
+        &self,
+        url: &str,
+        instance_id: Option<&InstanceId>,
+        pin_at_first_contact: bool,
+    ) -> Result<bool, StoreError> {
         if self.peer(url)?.is_some() {
             return Ok(false);
         }
-        let state = PeerState::new(url, unix_millis_now());
+        let mut state = PeerState::new(url, unix_millis_now());
+        state.instance_id = instance_id.map(InstanceId::to_hex);
+        state.pin_at_first_contact = pin_at_first_contact;
         self.save_states(vec![(url.to_owned(), state.encode())], true)?;
         Ok(true)
+    }
+
+    /// Another peer (by URL) that is the instance `instance_id`, if any: the same node
+    /// under another name (`localhost` and `127.0.0.1`), to be kept as one peer.
+    pub fn peer_with_id(
+        &self,
+        url: &str,
+        instance_id: &InstanceId,
+    ) -> Result<Option<String>, StoreError> {
+        let hex = instance_id.to_hex();
+        Ok(self
+            .peers()?
+            .into_iter()
+            .find(|peer| peer.url != url && peer.instance_id.as_deref() == Some(hex.as_str()))
+            .map(|peer| peer.url))
     }
 
     /// Limits the sync with `url` to `types` (empty: all). A changed list starts the
@@ -387,6 +428,12 @@ impl Syncer {
             }
         }
         let outcome = self.sync_peer_inner(url, wait, &mut result).await;
+        // Everything held from this peer, not only what this sync held: a sync keeps
+        // saying what waits, and what to run, until it is applied.
+        match self.held_counts_from(Some(url)) {
+            Ok(counts) => result.held = counts,
+            Err(error) => eprintln!("warning: cannot count held records: {error}"),
+        }
         self.in_progress.borrow_mut().remove(url);
         self.sync_done.notify(usize::MAX);
         if let Err(error) = &outcome {
@@ -452,6 +499,9 @@ impl Syncer {
         wait: Option<std::time::Duration>,
         result: &mut PeerSyncResult,
     ) -> Result<(), SyncError> {
+        // Records held back by earlier syncs whose reason went away (a key accepted, the
+        // clock caught up) are applied first; they count as received.
+        result.nodes_received += self.release_held()?;
         let now = unix_millis_now();
         let stored = self.peer(url)?;
         let mut state = stored.clone().unwrap_or_else(|| PeerState::new(url, now));
@@ -546,6 +596,18 @@ impl Syncer {
             return Err(SyncError::Peer(format!(
                 "{url}: its instance id does not belong to its public key"
             )));
+        }
+        if state.pin_at_first_contact {
+            // Added offline: this first answer's key is the one the operator meant.
+            let mut store = self.store.borrow_mut();
+            if trust_book::tier_of(&store, &peer_key.instance_id())?.is_none() {
+                trust_book::trust(&mut store, peer_key, Tier::Core, None, "peer")?;
+            }
+            self.log(format!(
+                "{url}: pinned its key {} at first contact",
+                peer_key.fingerprint()
+            ));
+            state.pin_at_first_contact = false;
         }
         let peer_tier = trust_book::tier_of(&self.store.borrow(), &peer_key.instance_id())?;
         let epoch = info.lattice.epoch.clone().ok_or_else(|| missing("epoch"))?;
@@ -666,29 +728,93 @@ impl Syncer {
         ))
     }
 
+    /// Applies verified records and holds `held` ones, in one transaction with
+    /// `peer_state` (a checkpoint that moves past them).
     pub fn apply(
         &self,
         records: &[RemoteRecord],
         peer_state: Option<(&str, &[u8])>,
+        held: &[Held],
     ) -> Result<ApplyOutcome, StoreError> {
-        self.store.borrow_mut().apply_remote(
+        let entries = self.held_entries(held)?;
+        let changes: Vec<(&str, Option<&[u8]>)> = entries
+            .iter()
+            .map(|(id, bytes)| (id.as_str(), Some(bytes.as_slice())))
+            .collect();
+        self.store.borrow_mut().apply_remote_holding(
             records,
             unix_millis_now(),
             self.max_clock_skew_millis,
             peer_state,
+            &changes,
         )
     }
 
     /// Reads a wire record and decides whether to accept it: its author signature must
     /// verify with the author's key (sent along, or known from earlier records), and the
     /// author must be trusted for writing unless a core peer delivered it. In open trust
-    /// mode unsigned records pass (ARK's peers sign nothing).
+    /// mode unsigned records pass (ARK's peers sign nothing). A record refused for a
+    /// reason that can go away (author not trusted yet, clock ahead) is
+    /// [`Refusal::Held`], to be kept and checked again (`sync::held`).
     pub fn verified_record(
         &self,
         value: &Value,
         context: &str,
+        peer: &str,
         delivered_by_core: bool,
-    ) -> Result<RemoteRecord, String> {
+    ) -> Result<RemoteRecord, Refusal> {
+        let record = self.signed_record(value, context).map_err(|reason| {
+            self.refused_records.set(self.refused_records.get() + 1);
+            Refusal::Refused(reason)
+        })?;
+        let origin = record.version.origin;
+        let author_fingerprint = record
+            .author_key
+            .and_then(|key| PublicKey::from_bytes(&key).ok())
+            .map_or_else(|| origin.short(), |key| key.fingerprint());
+        let hold = |reason: HoldReason, message: String| {
+            Refusal::Held(Box::new(Held {
+                id: record.id.clone(),
+                version: record.version,
+                reason,
+                author_fingerprint: author_fingerprint.clone(),
+                message,
+                peer: peer.to_owned(),
+                delivered_by_core,
+                record: value.clone(),
+            }))
+        };
+        if self.trust_mode == TrustMode::Strict && !delivered_by_core && origin != self.instance_id
+        {
+            let author_tier = trust_book::tier_of(&self.store.borrow(), &origin)
+                .map_err(|error| Refusal::Refused(error.to_string()))?;
+            if author_tier != Some(Tier::Core) {
+                return Err(hold(
+                    HoldReason::UntrustedAuthor,
+                    format!(
+                        "{context} ({:?}): its author {author_fingerprint} is not trusted for writing here; held until it is",
+                        record.id
+                    ),
+                ));
+            }
+        }
+        let now = unix_millis_now();
+        if record.version.hlc.millis() > now.saturating_add(self.max_clock_skew_millis) {
+            return Err(hold(
+                HoldReason::ClockAhead,
+                format!(
+                    "{context} ({:?}): version clock {} is more than {} s ahead of ours; held until our clock catches up",
+                    record.id,
+                    crate::model::format_rfc3339(record.version.hlc.millis()),
+                    self.max_clock_skew_millis / 1000
+                ),
+            ));
+        }
+        Ok(record)
+    }
+
+    /// A wire record whose signature checks out (or, in open mode, an unsigned one).
+    fn signed_record(&self, value: &Value, context: &str) -> Result<RemoteRecord, String> {
         let (mut record, author_key) = record_from_wire(value, context).map_err(|error| error.0)?;
         let origin = record.version.origin;
         let key = match &author_key {
@@ -700,16 +826,51 @@ impl Syncer {
                 .known_author_key(&origin)
                 .map_err(|error| error.to_string())?,
         };
-        match (&record.signature, key) {
+        match (record.signature, key) {
             (Some(signature), Some(key)) => {
-                let canonical = match &record.body {
-                    Body::Live(node) => crate::model::encode_node(node),
-                    Body::Deleted { .. } => Vec::new(),
-                };
-                let signature = Signature::from_bytes(signature)
+                let bytes = Signature::from_bytes(&signature.bytes)
                     .map_err(|error| format!("{context}: {error}"))?;
-                verify_record(&key, &canonical, &record.version, &signature)
-                    .map_err(|error| format!("{context} ({:?}): {error}", record.id))?;
+                let refused = |error: RecordError| format!("{context} ({:?}): {error}", record.id);
+                match (signature.format, &record.body) {
+                    (SignatureFormat::V2, body) => {
+                        let content = match body {
+                            Body::Live(node) => ClaimedContent::Live(ContentHash::of(
+                                &crate::model::encode_node(node),
+                            )),
+                            Body::Deleted { deleted_at } => ClaimedContent::Deleted {
+                                deleted_at: *deleted_at,
+                            },
+                        };
+                        let claim = RecordClaim {
+                            id: &record.id,
+                            content,
+                            version: record.version,
+                            base: record.base,
+                        };
+                        verify_record(&key, &claim, &bytes).map_err(refused)?;
+                    }
+                    // An older node's signature pins a live record's content, id
+                    // included, but not its base: the base is dropped, so at worst a
+                    // clean update is logged as a conflict, never a conflict hidden.
+                    (SignatureFormat::V1, Body::Live(node)) => {
+                        verify_record_v1(
+                            &key,
+                            &crate::model::encode_node(node),
+                            &record.version,
+                            &bytes,
+                        )
+                        .map_err(refused)?;
+                        record.base = None;
+                    }
+                    // A format 1 tombstone signs the hash of nothing: it could be moved
+                    // onto any id, so it never deletes anything here.
+                    (SignatureFormat::V1, Body::Deleted { .. }) => {
+                        return Err(format!(
+                            "{context} ({:?}): a delete signed in format 1 (by an older node) does not name the record it deletes; it is refused until its author signs it in format 2",
+                            record.id
+                        ));
+                    }
+                }
                 record.author_key = Some(*key.as_bytes());
             }
             _ if self.trust_mode == TrustMode::Open => {}
@@ -720,18 +881,6 @@ impl Syncer {
                 ));
             }
             (None, _) => return Err(format!("{context} ({:?}): unsigned record", record.id)),
-        }
-        if self.trust_mode == TrustMode::Strict && !delivered_by_core && origin != self.instance_id
-        {
-            let author_tier = trust_book::tier_of(&self.store.borrow(), &origin)
-                .map_err(|error| error.to_string())?;
-            if author_tier != Some(Tier::Core) {
-                return Err(format!(
-                    "{context} ({:?}): its author {} is not trusted for writing here",
-                    record.id,
-                    origin.short()
-                ));
-            }
         }
         Ok(record)
     }

@@ -25,6 +25,7 @@ use std::time::Duration;
 use miniserde::json::{Array, Value};
 
 use super::client::{PeerSyncResult, SyncError, Syncer};
+use super::held::{Held, MAX_HELD, Refusal};
 use super::peer::PeerState;
 use super::reconcile::{ItemDigest, item_digest};
 use super::{by_priority, trust_book, wire_size};
@@ -154,26 +155,31 @@ impl Syncer {
         self.push_feed(url, state, &pulled, result).await
     }
 
-    /// Verifies the records of a page, reporting the refused ones in `result`.
+    /// Verifies the records of a page, reporting the refused ones in `result` and
+    /// returning those to hold with the verified ones (the sync reports what is held
+    /// from the peer when it ends).
     fn verified_records(
         &self,
         values: &[Value],
         url: &str,
         delivered_by_core: bool,
         result: &mut PeerSyncResult,
-    ) -> Vec<RemoteRecord> {
+    ) -> (Vec<RemoteRecord>, Vec<Held>) {
         let mut records = Vec::with_capacity(values.len());
+        let mut held = Vec::new();
         for (index, value) in values.iter().enumerate() {
             match self.verified_record(
                 value,
                 &format!("record {} from {url}", index + 1),
+                url,
                 delivered_by_core,
             ) {
                 Ok(record) => records.push(record),
-                Err(reason) => result.rejected.push(reason),
+                Err(Refusal::Refused(reason)) => result.rejected.push(reason),
+                Err(Refusal::Held(record)) => held.push(*record),
             }
         }
-        records
+        (records, held)
     }
 
     /// Applies verified records in one transaction, with `state` when a checkpoint moves
@@ -181,13 +187,21 @@ impl Syncer {
     fn apply_batch(
         &self,
         url: &str,
-        records: &[RemoteRecord],
+        (records, held): &(Vec<RemoteRecord>, Vec<Held>),
         state: Option<&PeerState>,
         pulled: &mut PulledVersions,
         result: &mut PeerSyncResult,
     ) -> Result<(), SyncError> {
+        if !held.is_empty() && self.held_count()? + held.len() > MAX_HELD {
+            return Err(SyncError::Peer(format!(
+                "{} records from {url} would be held, and {MAX_HELD} is the most this node holds; \
+                 nothing past them is applied until held records are released (trust their authors: \
+                 ark-lattice trust pending, then trust accept)",
+                held.len()
+            )));
+        }
         let encoded = state.map(PeerState::encode);
-        let outcome = self.apply(records, encoded.as_deref().map(|bytes| (url, bytes)))?;
+        let outcome = self.apply(records, encoded.as_deref().map(|bytes| (url, bytes)), held)?;
         if state.is_some() {
             // The transaction wrote the newer state; an older copy must not follow it.
             self.unsaved.borrow_mut().remove(url);
@@ -247,15 +261,15 @@ impl Syncer {
             }
             let last_seq = fields.u64("last_seq")?;
             let more = fields.opt_bool("more")?.unwrap_or(false);
-            let records =
+            let batch =
                 self.verified_records(fields.array("records")?, url, delivered_by_core, result);
-            if records.is_empty() && last_seq == state.pull_seq && !more {
+            if batch.0.is_empty() && batch.1.is_empty() && last_seq == state.pull_seq && !more {
                 // Nothing new: no transaction, nothing written.
                 return Ok(());
             }
             let mut next = state.clone();
             next.pull_seq = last_seq;
-            self.apply_batch(url, &records, Some(&next), pulled, result)?;
+            self.apply_batch(url, &batch, Some(&next), pulled, result)?;
             *state = next;
             if !more {
                 return Ok(());
@@ -606,9 +620,9 @@ impl Syncer {
                     ));
                 }
             }
-            let records = self.verified_records(values, url, delivered_by_core, result);
-            if !records.is_empty() {
-                self.apply_batch(url, &records, None, pulled, result)?;
+            let batch = self.verified_records(values, url, delivered_by_core, result);
+            if !batch.0.is_empty() || !batch.1.is_empty() {
+                self.apply_batch(url, &batch, None, pulled, result)?;
             }
             if !rank.is_empty() {
                 let ranked: Vec<usize> = fields

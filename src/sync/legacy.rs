@@ -77,7 +77,7 @@ impl Syncer {
             }
         }
         for batch in records.chunks(SYNC_BATCH_RECORDS) {
-            let outcome = self.apply(batch, None)?;
+            let outcome = self.apply(batch, None, &[])?;
             result.nodes_received += outcome.applied;
             result.conflicts += outcome.conflicts;
             result.rejected.extend(
@@ -250,7 +250,7 @@ impl Syncer {
             }
         }
         for batch in records.chunks(SYNC_BATCH_RECORDS) {
-            let outcome = self.apply(batch, None)?;
+            let outcome = self.apply(batch, None, &[])?;
             result.nodes_received += outcome.applied;
             result.nodes_unchanged += outcome.unchanged;
             result.conflicts += outcome.conflicts;

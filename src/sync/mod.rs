@@ -4,6 +4,7 @@
 mod client;
 mod delta;
 mod engine;
+pub mod held;
 mod legacy;
 mod peer;
 pub mod reconcile;

@@ -114,6 +114,9 @@ pub struct PeerState {
     /// sync and doubled back after each good one, so a link that keeps dropping still
     /// completes batches.
     pub batch_limit: u64,
+    /// Added while unreachable and without a key: the key its `/federation/info` shows
+    /// at the first contact is pinned (trusted as core), as `add-peer` would have.
+    pub pin_at_first_contact: bool,
     /// Our store's repair count (`Store::repairs`) when the checkpoints were set. When
     /// damaged records were moved aside since, the checkpoints lie past them, so the next
     /// sync reconciles to fetch them again.
@@ -187,6 +190,9 @@ impl PeerState {
         if self.batch_limit != 0 {
             object.insert("batchLimit".into(), number(self.batch_limit));
         }
+        if self.pin_at_first_contact {
+            object.insert("keyPinnedAtFirstContact".into(), Value::Bool(true));
+        }
         if self.repairs != 0 {
             object.insert("repairs".into(), number(self.repairs));
         }
@@ -236,6 +242,7 @@ impl PeerState {
                 .min(u64::from(u32::MAX)) as u32,
             stats,
             batch_limit: fields.opt_u64("batchLimit")?.unwrap_or(0),
+            pin_at_first_contact: fields.opt_bool("keyPinnedAtFirstContact")?.unwrap_or(false),
             repairs: fields.opt_u64("repairs")?.unwrap_or(0),
             types: fields
                 .opt_array("types")?
@@ -281,6 +288,7 @@ mod tests {
             },
             types: vec!["template_node".into()],
             batch_limit: 125,
+            pin_at_first_contact: true,
         };
         assert_eq!(PeerState::decode(&state.encode()), Ok(state.clone()));
         assert!(!state.is_active());

@@ -145,6 +145,37 @@ pub fn note_caller(
     }
 }
 
+/// Lists `key` as pending (so `trust accept` finds it) unless it has an entry already
+/// or [`crate::config::MAX_PENDING_TRUST`] keys are pending. `source` says how it was
+/// met (`"record"`: it wrote records held here).
+pub fn note_pending(
+    store: &mut Store,
+    key: PublicKey,
+    source: &str,
+    now: u64,
+) -> Result<(), StoreError> {
+    if entry(store, &key.instance_id())?.is_some() {
+        return Ok(());
+    }
+    // The same cap as for callers: a flood of authors cannot grow the trust table.
+    let pending = entries(store)?.iter().filter(|entry| entry.pending).count();
+    if pending >= crate::config::MAX_PENDING_TRUST {
+        return Ok(());
+    }
+    save(
+        store,
+        &TrustEntry {
+            public_key: key,
+            name: None,
+            tier: Tier::Core,
+            pending: true,
+            added_at: now,
+            last_seen: None,
+            source: source.to_owned(),
+        },
+    )
+}
+
 /// Writes the keys noted in `pending` as pending entries, in one transaction, keeping at
 /// most `max_stored` pending entries in the store: the ones seen least recently are
 /// dropped (trusted entries are never touched). Returns how many were dropped.

@@ -41,6 +41,12 @@ pub enum KeyFileError {
     AlreadyExists {
         path: PathBuf,
     },
+    /// Owned by another user, who can read or replace it.
+    NotOwned {
+        path: PathBuf,
+        owner: u32,
+        user: u32,
+    },
     NoRandomness(KeyError),
 }
 
@@ -62,6 +68,13 @@ impl fmt::Display for KeyFileError {
                 f,
                 "key file {path} is accessible by group or others (mode {mode:04o}); \
                  fix it with `chmod 600 {path}`",
+                path = path.display()
+            ),
+            KeyFileError::NotOwned { path, owner, user } => write!(
+                f,
+                "key file {path} belongs to user {owner}, not to this user ({user}); its \
+                 owner could read or replace it; run as its owner or fix it with \
+                 `chown {user} {path}`",
                 path = path.display()
             ),
             KeyFileError::AlreadyExists { path } => write!(
@@ -170,6 +183,17 @@ fn check_private(path: &Path, file: &fs::File) -> Result<(), KeyFileError> {
         path: path.to_owned(),
         source,
     })?;
+    // Another user owning the file can read it, or swap in a key of their choosing,
+    // whatever its mode says (issue 11).
+    let owner = std::os::unix::fs::MetadataExt::uid(&metadata);
+    let user = rustix::process::geteuid().as_raw();
+    if owner != user {
+        return Err(KeyFileError::NotOwned {
+            path: path.to_owned(),
+            owner,
+            user,
+        });
+    }
     let mode = metadata.permissions().mode() & 0o7777;
     // Execute bits for group/others leak nothing, so only read and write are refused.
     if mode & 0o066 != 0 {
@@ -280,6 +304,34 @@ mod tests {
         }
         fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
         assert!(KeyPair::load(&path).is_ok());
+        fs::remove_dir_all(directory).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_file_owned_by_another_user_is_refused() {
+        let user = rustix::process::geteuid().as_raw();
+        let directory = temporary_directory("owner");
+        let path = if user == 0 {
+            // Root can give a private key file away, as a careless `sudo` setup might.
+            let path = directory.join("instance.key");
+            KeyPair::generate().unwrap().save(&path).unwrap();
+            std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+            path
+        } else {
+            // Anyone else: a file root owns.
+            PathBuf::from("/etc/hostname")
+        };
+        let owner = std::os::unix::fs::MetadataExt::uid(&fs::metadata(&path).unwrap());
+        assert_ne!(owner, user);
+        assert_eq!(
+            KeyPair::load(&path).unwrap_err().to_string(),
+            format!(
+                "key file {path} belongs to user {owner}, not to this user ({user}); its owner \
+                 could read or replace it; run as its owner or fix it with `chown {user} {path}`",
+                path = path.display()
+            )
+        );
         fs::remove_dir_all(directory).unwrap();
     }
 

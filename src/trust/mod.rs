@@ -22,7 +22,10 @@ pub use keys::{KeyError, KeyPair, PublicKey, Signature, VerifyError, verify};
 pub use manifest::{Registration, RegistrationError, verify_registration};
 pub use pyjson::python_json_dumps_sorted;
 pub use pyvalue::{PyJsonError, PyValue, b64decode, parse as parse_python_json};
-pub use record::{RecordError, record_signing_bytes, sign_record, verify_record};
+pub use record::{
+    RecordError, record_signing_bytes, record_signing_bytes_v1, sign_record, sign_record_v1,
+    verify_record, verify_record_v1,
+};
 pub use registry::{TrustEntry, TrustEntryError};
 pub use replay::{DEFAULT_MAX_NONCES, REPLAY_WINDOW_MILLIS, ReplayError, ReplayGuard};
 pub use request::{

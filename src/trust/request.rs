@@ -153,6 +153,27 @@ pub struct VerifiedRequest {
     pub timestamp_millis: u64,
     /// The recipient the caller signed for; empty when it did not name one.
     pub audience: String,
+    pub nonce: String,
+}
+
+impl VerifiedRequest {
+    /// Accepts this request once: remembers its nonce, refusing one already seen.
+    /// Called only once the caller decided to serve the request (the key is trusted
+    /// for the route), so keys that are refused anyway take no room in the guard.
+    pub fn accept_once(
+        &self,
+        guard: &mut ReplayGuard,
+        now_millis: u64,
+    ) -> Result<(), RequestError> {
+        guard
+            .check(
+                &self.instance_id,
+                &self.nonce,
+                self.timestamp_millis,
+                now_millis,
+            )
+            .map_err(RequestError::Replay)
+    }
 }
 
 /// A signed request was refused.
@@ -183,18 +204,18 @@ impl fmt::Display for RequestError {
 impl std::error::Error for RequestError {}
 
 /// Checks a received request: headers present and well-formed, timestamp in the window,
-/// signature valid for the key it names, nonce not seen before. `header` looks a header
-/// up by its lowercase name.
+/// signature valid for the key it names. `header` looks a header up by its lowercase
+/// name.
 ///
-/// The nonce is recorded only after the signature checks out, so unsigned junk cannot
-/// fill the guard. Whether the key belongs to a trusted peer is for the caller to decide
-/// from the returned instance id.
+/// Nothing is remembered here: whether the key belongs to a trusted peer is for the
+/// caller to decide from the returned instance id, and then
+/// [`VerifiedRequest::accept_once`] refuses a nonce seen before.
 pub fn verify_request<'a>(
     header: impl Fn(&str) -> Option<&'a str>,
     method: &str,
     path_and_query: &str,
     body: &[u8],
-    guard: &mut ReplayGuard,
+    guard: &ReplayGuard,
     now_millis: u64,
 ) -> Result<VerifiedRequest, RequestError> {
     let required = |name: &'static str| header(name).ok_or(RequestError::MissingHeader(name));
@@ -220,14 +241,12 @@ pub fn verify_request<'a>(
         audience,
     );
     verify(&public_key, &message, &signature).map_err(RequestError::BadSignature)?;
-    guard
-        .check(nonce, timestamp_millis, now_millis)
-        .map_err(RequestError::Replay)?;
     Ok(VerifiedRequest {
         public_key,
         instance_id: public_key.instance_id(),
         timestamp_millis,
         audience: audience.to_owned(),
+        nonce: nonce.to_owned(),
     })
 }
 
@@ -286,26 +305,28 @@ mod tests {
         let key_pair = KeyPair::generate().unwrap();
         let body = br#"{"nodes": []}"#;
         let signed = sign_request(&key_pair, "POST", "/v2/push", body, NOW, "").unwrap();
-        let mut guard = ReplayGuard::default();
+        let guard = ReplayGuard::default();
         let verified = verify_request(
             headers_of(&signed),
             "POST",
             "/v2/push",
             body,
-            &mut guard,
+            &guard,
             NOW + 1000,
         )
         .unwrap();
         assert_eq!(verified.public_key, key_pair.public_key());
         assert_eq!(verified.instance_id, key_pair.public_key().instance_id());
         assert_eq!(verified.timestamp_millis, NOW);
-        let mut stale_guard = ReplayGuard::default();
+        let mut guard = guard;
+        verified.accept_once(&mut guard, NOW + 1000).unwrap();
+        let stale_guard = ReplayGuard::default();
         let stale = verify_request(
             headers_of(&signed),
             "POST",
             "/v2/push",
             body,
-            &mut stale_guard,
+            &stale_guard,
             NOW + 10 * 60_000,
         );
         assert_eq!(
@@ -317,11 +338,12 @@ mod tests {
             "POST",
             "/v2/push",
             body,
-            &mut guard,
+            &guard,
             NOW + 2000,
-        );
+        )
+        .unwrap();
         assert_eq!(
-            replayed,
+            replayed.accept_once(&mut guard, NOW + 2000),
             Err(RequestError::Replay(ReplayError::NonceReused))
         );
     }
@@ -333,7 +355,7 @@ mod tests {
         }
         let key_pair = KeyPair::generate().unwrap();
         let signed = sign_request(&key_pair, "POST", "/v2/push", b"body", NOW, "").unwrap();
-        let mut guard = ReplayGuard::default();
+        let guard = ReplayGuard::default();
         let mismatch =
             "header x-ark-signature: signature does not match the message and public key";
         check(
@@ -342,7 +364,7 @@ mod tests {
                 "POST",
                 "/v2/push",
                 b"bodY",
-                &mut guard,
+                &guard,
                 NOW,
             ),
             mismatch,
@@ -353,20 +375,13 @@ mod tests {
                 "POST",
                 "/v2/pull",
                 b"body",
-                &mut guard,
+                &guard,
                 NOW,
             ),
             mismatch,
         );
         check(
-            verify_request(
-                headers_of(&signed),
-                "PUT",
-                "/v2/push",
-                b"body",
-                &mut guard,
-                NOW,
-            ),
+            verify_request(headers_of(&signed), "PUT", "/v2/push", b"body", &guard, NOW),
             mismatch,
         );
         // Another key cannot claim the signature.
@@ -378,7 +393,7 @@ mod tests {
                 "POST",
                 "/v2/push",
                 b"body",
-                &mut guard,
+                &guard,
                 NOW,
             ),
             mismatch,
@@ -386,20 +401,13 @@ mod tests {
         let mut later = signed.clone();
         later.timestamp = (NOW + 1).to_string();
         check(
-            verify_request(
-                headers_of(&later),
-                "POST",
-                "/v2/push",
-                b"body",
-                &mut guard,
-                NOW,
-            ),
+            verify_request(headers_of(&later), "POST", "/v2/push", b"body", &guard, NOW),
             mismatch,
         );
         // Failed attempts leave no nonce behind, so the genuine request still passes.
         assert!(guard.is_empty());
         check(
-            verify_request(|_| None, "POST", "/v2/push", b"body", &mut guard, NOW),
+            verify_request(|_| None, "POST", "/v2/push", b"body", &guard, NOW),
             "missing header x-ark-key",
         );
         let mut bad_time = signed.clone();
@@ -410,7 +418,7 @@ mod tests {
                 "POST",
                 "/v2/push",
                 b"body",
-                &mut guard,
+                &guard,
                 NOW,
             ),
             "header x-ark-timestamp is \"yesterday\", expected unix milliseconds",
@@ -423,7 +431,7 @@ mod tests {
                 "POST",
                 "/v2/push",
                 b"body",
-                &mut guard,
+                &guard,
                 NOW,
             ),
             "header x-ark-key: public key is 3 bytes, expected 32",
@@ -434,7 +442,7 @@ mod tests {
                 "POST",
                 "/v2/push",
                 b"body",
-                &mut guard,
+                &guard,
                 NOW
             )
             .is_ok()

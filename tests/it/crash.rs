@@ -2,10 +2,10 @@
 //! the side that sends it and on the side that applies it. Each time the store opens
 //! again, holds only whole batches, and the next run converges with nothing lost.
 //!
-//! The kill during the record-signature migration (issue #11) belongs here once that
-//! migration lands: prepare a state dir the migration must rewrite, run the command
-//! that migrates it through [`kill_repeatedly`], check after each kill that every
-//! record is either migrated or untouched, and that the next run finishes the work.
+//! And during the record-signature migration (issue #11): a store rewritten as a schema
+//! 1 build left it, the command that migrates it killed at several points, every record
+//! of this instance found either all migrated or all untouched, and the next run
+//! finishing the work.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -215,4 +215,94 @@ fn kill_the_applying_side_during_a_pushed_batch() {
 #[test]
 fn kill_the_sending_side_during_a_pushed_batch() {
     kill_mid_sync("POST /federation/v2/push", 2, Victim::Initiator);
+}
+
+/// The signature formats of this instance's records `ids`, read with the library (which
+/// does not migrate a store opened without a signer).
+fn signature_formats(
+    lattice: &Lattice,
+    key: &ark_lattice::trust::KeyPair,
+    ids: &[String],
+) -> BTreeMap<String, u64> {
+    use ark_lattice::model::SignatureFormat;
+    let store = ark_lattice::store::Store::open(
+        &lattice.data_dir().join("lattice.redb"),
+        &ark_lattice::store::StoreOptions::default(),
+        key.public_key().instance_id(),
+    )
+    .expect("the store opens after a kill");
+    let mut formats = BTreeMap::new();
+    for id in ids {
+        let record = store.get(id).unwrap().expect("no record is lost");
+        let name = match record.meta.signature.map(|signature| signature.format) {
+            Some(SignatureFormat::V1) => "format 1",
+            Some(SignatureFormat::V2) => "format 2",
+            None => "unsigned",
+        };
+        *formats.entry(name.to_owned()).or_insert(0) += 1;
+    }
+    formats
+}
+
+/// Makes the store in `lattice` what a schema 1 build left: format 1 signatures.
+fn rewrite_as_schema_1(lattice: &Lattice, key: &ark_lattice::trust::KeyPair) {
+    let mut store = ark_lattice::store::Store::open(
+        &lattice.data_dir().join("lattice.redb"),
+        &ark_lattice::store::StoreOptions::default(),
+        key.public_key().instance_id(),
+    )
+    .unwrap();
+    store
+        .rewrite_as_schema_1(&|bytes, version| {
+            *ark_lattice::trust::sign_record_v1(key, bytes, version)
+                .unwrap()
+                .as_bytes()
+        })
+        .unwrap();
+}
+
+#[test]
+fn kill_during_the_signature_migration_leaves_the_old_store_or_the_migrated_one() {
+    const TOTAL: usize = 4_000;
+    let lattice = Lattice::new("crash-migrate");
+    let file = lattice
+        .dir
+        .file("records.ndjson", &records("signed", TOTAL));
+    lattice.run(&["import", file.to_str().unwrap()]).ok();
+    let key = ark_lattice::trust::KeyPair::load(&lattice.data_dir().join("identity.key")).unwrap();
+    let ids: Vec<String> = (0..TOTAL)
+        .map(|index| format!("signed_{index:05}"))
+        .collect();
+    let all = |format: &str| BTreeMap::from([(format.to_owned(), TOTAL as u64)]);
+    // How long a whole migration takes here spreads the kills over it.
+    rewrite_as_schema_1(&lattice, &key);
+    let started = Instant::now();
+    lattice.run(&["stats"]).ok();
+    let full = started.elapsed();
+    assert_eq!(signature_formats(&lattice, &key, &ids), all("format 2"));
+    let mut outcomes = BTreeMap::new();
+    for sixth in 1..=5 {
+        rewrite_as_schema_1(&lattice, &key);
+        let mut child = lattice
+            .command(&["stats"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ark-lattice");
+        std::thread::sleep(full * sixth / 6);
+        let _ = child.kill();
+        let _ = child.wait();
+        let formats = signature_formats(&lattice, &key, &ids);
+        assert!(
+            formats == all("format 1") || formats == all("format 2"),
+            "a kill at {sixth}/6 of the migration left {formats:?}"
+        );
+        *outcomes
+            .entry(formats.into_keys().next().unwrap())
+            .or_insert(0) += 1;
+        // The next run finishes the work.
+        lattice.run(&["stats"]).ok();
+        assert_eq!(signature_formats(&lattice, &key, &ids), all("format 2"));
+    }
+    println!("migration of {TOTAL} records took {full:?}; kills left {outcomes:?}");
 }

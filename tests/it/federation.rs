@@ -831,7 +831,14 @@ fn a_killed_server_restarts_on_its_state_dir_with_everything_committed() {
     // Without a server, a sync runs in the CLI's own process.
     let other = Node::start("restart-peer");
     other.trust(&node);
-    node.trust(&other);
+    // `sync --peer` syncs a peer; it never adds one (issue 11).
+    let refused = node.run(&["federation", "sync", "--peer", &other.url()]);
+    assert!(
+        refused.stderr.contains("is not a peer; add it first"),
+        "{}",
+        refused.stderr
+    );
+    node.run(&["federation", "add-peer", &other.url()]).ok();
     let answer = node
         .run(&["federation", "sync", "--peer", &other.url(), "--json"])
         .ok()

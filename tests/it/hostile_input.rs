@@ -5,7 +5,9 @@
 
 use std::time::SystemTime;
 
-use ark_lattice::model::{Hlc, LIMITS, Node as Record, Shape, Version};
+use ark_lattice::model::{
+    ClaimedContent, Hlc, LIMITS, Node as Record, RecordClaim, RecordSignature, Shape, Version,
+};
 use ark_lattice::protocol::record_to_wire;
 use ark_lattice::store::{Body, Record as StoredRecord, RecordMeta};
 use ark_lattice::trust::{KeyPair, sign_record, sign_request};
@@ -125,6 +127,14 @@ fn issue_10_tombstones_with_bad_ids_or_deleted_at_are_refused() {
         origin: caller.public_key().instance_id(),
     };
     let tombstone = |id: &str, deleted_at: u64| {
+        // Signed correctly over what it claims, so only the id or the time can refuse it.
+        let claim = RecordClaim {
+            id,
+            content: ClaimedContent::Deleted { deleted_at },
+            version,
+            base: None,
+        };
+        let signature = sign_record(&caller, &claim).unwrap();
         let record = StoredRecord {
             id: id.to_owned(),
             meta: RecordMeta {
@@ -133,7 +143,7 @@ fn issue_10_tombstones_with_bad_ids_or_deleted_at_are_refused() {
                 seq: 1,
                 hash: ark_lattice::model::ContentHash::of(b""),
                 updated_at: None,
-                signature: Some(*sign_record(&caller, b"", &version).unwrap().as_bytes()),
+                signature: Some(RecordSignature::v2(*signature.as_bytes())),
             },
             body: Body::Deleted { deleted_at },
         };

@@ -6,13 +6,13 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use miniserde::json::Value;
 
-use crate::util::{Lattice, Run, TempDir, array, field, text};
+use crate::util::{Lattice, Run, TempDir, array, chromium, field, text};
 
 /// How long a test waits for something that should take a moment.
 const WAIT: Duration = Duration::from_secs(15);
@@ -237,17 +237,17 @@ fn two_nodes_find_each_other_by_unicast_beacon_and_add_trusts_after_sync() {
     let entry = find_url(entries(&entry_before, "lan"), &b.url()).unwrap();
     assert!(!flag(entry, "trusted") && !flag(entry, "known"));
 
-    // --add adds the signed peer to the peer list; trust stays the operator's call.
+    // --add adds the signed peer and pins the key its beacon showed, as add-peer does
+    // (issue 11: peers added unpinned stayed failing on both sides).
     let added = a.discover(&["--add"]);
     let added_urls: Vec<&str> = entries(&added, "addedPeers").iter().map(text).collect();
     assert_eq!(added_urls, vec![b.url().as_str()]);
     let after_add = a.discover(&[]);
     let entry = find_url(entries(&after_add, "lan"), &b.url()).unwrap();
     assert!(
-        flag(entry, "known") && !flag(entry, "trusted"),
-        "added, not trusted"
+        flag(entry, "known") && flag(entry, "trusted"),
+        "added and pinned"
     );
-    a.trust(&b);
     b.trust(&a);
     a.run(&["federation", "sync"]).ok();
     let after = a.discover(&[]);
@@ -600,17 +600,6 @@ print(f"parsed {len(families)} families, {samples} samples")
     println!("prometheus_client: {}", stdout.trim());
 }
 
-fn chromium() -> Option<PathBuf> {
-    ["chromium", "chromium-browser"].iter().find_map(|name| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {name}")])
-            .output()
-            .ok()
-            .filter(|output| output.status.success())
-            .map(|output| PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
-    })
-}
-
 fn run_chromium(
     chromium: &Path,
     profile: &Path,
@@ -732,7 +721,7 @@ fn a_reconnecting_event_stream_gets_the_events_after_its_last_event_id() {
     stream.set_read_timeout(Some(WAIT)).unwrap();
     write!(
         stream,
-        "GET /api/federation/events HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 0\r\n\r\n"
+        "GET /api/federation/events HTTP/1.1\r\nHost: 127.0.0.1\r\nLast-Event-ID: 0\r\n\r\n"
     )
     .unwrap();
     let mut received = String::new();
@@ -744,4 +733,83 @@ fn a_reconnecting_event_stream_gets_the_events_after_its_last_event_id() {
     }
     assert!(received.contains("200 OK"), "{received}");
     assert!(a.log().contains("Federation server started"));
+}
+
+/// The guide's "Scenario 2: Office Network with Multiple Developers": three nodes, each
+/// discovers the others (`federation discover --add`) with auto-sync on, and every
+/// record reaches every node with no other command (issue 11: discovered peers were
+/// added without their keys, and nothing synced).
+#[test]
+fn three_nodes_that_discover_and_add_each_other_converge_by_auto_sync() {
+    let ports = [free_udp_port(), free_udp_port(), free_udp_port()];
+    let nodes: Vec<ServeNode> = (0..3)
+        .map(|index| {
+            let mut args = vec![
+                "--beacon-port".to_owned(),
+                ports[index].to_string(),
+                "--beacon-interval".into(),
+                "1".into(),
+                "--auto-sync".into(),
+                "--sync-interval".into(),
+                "500".into(),
+            ];
+            for (other, port) in ports.iter().enumerate() {
+                if other != index {
+                    args.push("--beacon-unicast".into());
+                    args.push(format!("127.0.0.1:{port}"));
+                }
+            }
+            let node = ServeNode::start(
+                &format!("office-{index}"),
+                &args.iter().map(String::as_str).collect::<Vec<_>>(),
+                DISCOVERY_ON,
+            );
+            node.run(&[
+                "add",
+                "--id",
+                &format!("written_on_{index}"),
+                "--type",
+                "template_node",
+                "--value",
+                "shared with the team",
+            ])
+            .ok();
+            node
+        })
+        .collect();
+    for node in &nodes {
+        for other in &nodes {
+            if other.port != node.port {
+                wait_for("a beacon from each other node", || {
+                    find_url(entries(&node.discover(&[]), "lan"), &other.url()).is_some()
+                });
+            }
+        }
+    }
+    for node in &nodes {
+        let added = node.discover(&["--add"]);
+        assert_eq!(
+            entries(&added, "addedPeers").len(),
+            2,
+            "{}",
+            miniserde::json::to_string(&added)
+        );
+    }
+    for node in &nodes {
+        for index in 0..3 {
+            let id = format!("written_on_{index}");
+            wait_for(&format!("{id} on {}", node.url()), || {
+                node.run(&["get", &id]).code == 0
+            });
+        }
+    }
+    for node in &nodes {
+        let status = node.run(&["federation", "status", "--json"]).ok().json();
+        let held = field(&status, "held");
+        assert_eq!(
+            crate::util::count(field(held, "untrusted_author")),
+            0,
+            "nothing held"
+        );
+    }
 }

@@ -6,7 +6,9 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ark_lattice::model::{Hlc, Node, Version};
+use ark_lattice::model::{
+    ClaimedContent, ContentHash, Hlc, Node, RecordClaim, RecordSignature, Version, encode_node,
+};
 use ark_lattice::protocol::record_to_wire;
 use ark_lattice::store::{Body, Record, RecordMeta};
 use ark_lattice::trust::{KeyPair, sign_record, sign_request};
@@ -15,19 +17,22 @@ use miniserde::json::{self, Value};
 use crate::util::{Lattice, array, count, field, shared_data, text};
 
 /// A `serve` process on 127.0.0.1, killed on drop.
-struct Server {
-    lattice: Lattice,
+pub struct Server {
+    pub lattice: Lattice,
     child: Child,
-    port: u16,
+    pub port: u16,
 }
 
 impl Server {
-    fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+    pub fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         Server::start_on(Lattice::new(name), args, env)
     }
 
-    fn start_on(lattice: Lattice, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut full = vec!["serve", "--port", "0", "--bind", "127.0.0.1"];
+    pub fn start_on(lattice: Lattice, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut full = vec!["serve", "--bind", "127.0.0.1"];
+        if !args.contains(&"--port") {
+            full.extend_from_slice(&["--port", "0"]);
+        }
         full.extend_from_slice(args);
         let mut command = lattice.command(&full);
         command.stdout(Stdio::null()).stderr(Stdio::null());
@@ -54,27 +59,48 @@ impl Server {
         }
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    fn status(&self) -> Value {
+    /// Adds a [`fake_peer`] on `port` as a peer, pinning its key.
+    pub fn add_fake_peer(&self, port: u16, key: &KeyPair) {
+        self.lattice
+            .run(&[
+                "federation",
+                "add-peer",
+                &format!("http://127.0.0.1:{port}"),
+                "--pubkey",
+                &key.public_key().to_base64(),
+            ])
+            .ok();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn status(&self) -> Value {
         self.lattice
             .run(&["federation", "status", "--json"])
             .ok()
             .json()
     }
 
-    fn public_key(&self) -> String {
+    pub fn public_key(&self) -> String {
         text(field(&self.status(), "publicKey")).to_owned()
     }
 
-    fn instance_id(&self) -> String {
+    pub fn fingerprint(&self) -> String {
+        text(field(&self.status(), "fingerprint")).to_owned()
+    }
+
+    pub fn instance_id(&self) -> String {
         text(field(&self.status(), "instanceId")).to_owned()
     }
 
     /// Runs `federation sync --json` and returns the first peer result.
-    fn sync(&self) -> Value {
+    pub fn sync(&self) -> Value {
         let run = self.lattice.run(&["federation", "sync", "--json"]);
         let answer = run.json();
         array(field(&answer, "result"))[0].clone()
@@ -89,7 +115,7 @@ impl Drop for Server {
 }
 
 /// A raw HTTP/1.1 request; returns status and body.
-fn http(
+pub fn http(
     port: u16,
     method: &str,
     path: &str,
@@ -121,7 +147,7 @@ fn http(
     (status, body)
 }
 
-fn signed(
+pub fn signed(
     key: &KeyPair,
     audience: &str,
     method: &str,
@@ -450,53 +476,23 @@ fn a_record_reaches_spoke_b_through_the_hub_with_its_authors_signature() {
     assert!(urls.contains(&spoke_b.url().as_str()), "{urls:?}");
 }
 
-/// A hub that relays a record its author signed, with the value changed.
-fn tampering_hub(author: &KeyPair, hub_key: &KeyPair) -> (u16, std::thread::JoinHandle<()>) {
+/// A peer that serves `records` (wire JSON) as its whole changes feed, as `peer_key`.
+pub fn fake_peer(peer_key: &KeyPair, records: &[String]) -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let node = Node {
-        id: "tampered".into(),
-        node_type: "t".into(),
-        value: "what the author wrote".into(),
-        ..Node::default()
-    };
-    let version = Version {
-        hlc: Hlc::from_parts(1_700_000_000_000, 0),
-        origin: author.public_key().instance_id(),
-    };
-    let canonical = ark_lattice::model::encode_node(&node);
-    let signature = sign_record(author, &canonical, &version).unwrap();
-    let altered = Node {
-        value: "what the hub says".into(),
-        ..node
-    };
-    let record = Record {
-        id: "tampered".into(),
-        meta: RecordMeta {
-            version,
-            base: None,
-            seq: 1,
-            hash: ark_lattice::model::ContentHash::of(&ark_lattice::model::encode_node(&altered)),
-            updated_at: None,
-            signature: Some(*signature.as_bytes()),
-        },
-        body: Body::Live(altered),
-    };
-    let record = json::to_string(&record_to_wire(
-        &record,
-        Some(&author.public_key().to_base64()),
-    ));
-    let public = hub_key.public_key();
+    let public = peer_key.public_key();
     let info = format!(
-        r#"{{"instanceId":"{}","instanceName":"evil-hub","protocols":["ark-federation-v1","ark-lattice-v2"],"epoch":"00","publicKey":"{}"}}"#,
+        r#"{{"instanceId":"{}","instanceName":"fake-peer","protocols":["ark-federation-v1","ark-lattice-v2"],"epoch":"00","publicKey":"{}"}}"#,
         public.instance_id().to_hex(),
         public.to_base64()
     );
     let changes = format!(
-        r#"{{"instanceId":"x","epoch":"00","records":[{record}],"last_seq":1,"more":false}}"#
+        r#"{{"instanceId":"{}","epoch":"00","records":[{}],"last_seq":1,"more":false}}"#,
+        public.instance_id().to_hex(),
+        records.join(",")
     );
-    let handle = std::thread::spawn(move || {
-        for stream in listener.incoming().take(4) {
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(32) {
             let Ok(mut stream) = stream else { continue };
             let mut buffer = [0u8; 8192];
             let read = stream.read(&mut buffer).unwrap_or(0);
@@ -515,14 +511,56 @@ fn tampering_hub(author: &KeyPair, hub_key: &KeyPair) -> (u16, std::thread::Join
             );
         }
     });
-    (port, handle)
+    port
+}
+
+/// A hub that relays a record its author signed, with the value changed.
+fn tampering_hub(author: &KeyPair, hub_key: &KeyPair) -> u16 {
+    let node = Node {
+        id: "tampered".into(),
+        node_type: "t".into(),
+        value: "what the author wrote".into(),
+        ..Node::default()
+    };
+    let version = Version {
+        hlc: Hlc::from_parts(1_700_000_000_000, 0),
+        origin: author.public_key().instance_id(),
+    };
+    let claim = RecordClaim {
+        id: "tampered",
+        content: ClaimedContent::Live(ContentHash::of(&encode_node(&node))),
+        version,
+        base: None,
+    };
+    let signature = sign_record(author, &claim).unwrap();
+    let altered = Node {
+        value: "what the hub says".into(),
+        ..node
+    };
+    let record = Record {
+        id: "tampered".into(),
+        meta: RecordMeta {
+            version,
+            base: None,
+            seq: 1,
+            hash: ContentHash::of(&encode_node(&altered)),
+            updated_at: None,
+            signature: Some(RecordSignature::v2(*signature.as_bytes())),
+        },
+        body: Body::Live(altered),
+    };
+    let record = json::to_string(&record_to_wire(
+        &record,
+        Some(&author.public_key().to_base64()),
+    ));
+    fake_peer(hub_key, &[record])
 }
 
 #[test]
 fn a_hub_that_alters_a_record_is_caught() {
     let author = KeyPair::generate().unwrap();
     let hub_key = KeyPair::generate().unwrap();
-    let (port, _hub) = tampering_hub(&author, &hub_key);
+    let port = tampering_hub(&author, &hub_key);
     let spoke = Lattice::new("tamper-spoke");
     spoke
         .run(&[

@@ -736,3 +736,15 @@ fn relay(shared: std::sync::Arc<ProxyShared>, mut client: TcpStream, mut upstrea
     }
     let _ = client.shutdown(std::net::Shutdown::Both);
 }
+
+/// Chromium's path, if it is installed (`.ci/run` installs it).
+pub fn chromium() -> Option<PathBuf> {
+    ["chromium", "chromium-browser"].iter().find_map(|name| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {name}")])
+            .output()
+            .ok()
+            .filter(|output| output.status.success())
+            .map(|output| PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
+    })
+}

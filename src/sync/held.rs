@@ -1,0 +1,370 @@
+//! Records held back: a received version refused for a reason that can go away — its
+//! author is not trusted here yet, or its clock is ahead of ours — is kept in the store's
+//! held table with its reason instead of being dropped, and applied when the reason is
+//! gone (issue 11, "records are dropped while sync reports success, for good").
+//!
+//! # Implementation
+//!
+//! An entry is the record as it arrived on the wire (signature and author key
+//! included), so releasing it runs exactly the checks a fresh arrival runs. One entry per
+//! record id, the highest version held. Entries are written in the transaction that
+//! moves the checkpoint past them, and removed in the one that applies them, so a crash
+//! never loses one. Deciding what to hold is `Syncer::verified_record`'s; this module
+//! is the entry, its bytes, and the syncer's holding and releasing. Releasing runs at
+//! the start of every sync, so a trust accepted or a clock caught up takes effect at
+//! the next sync (manual or automatic).
+
+use std::collections::BTreeMap;
+
+use miniserde::json::{self, Object, Value};
+
+use super::client::Syncer;
+use super::trust_book;
+use crate::model::{Version, unix_millis_now};
+use crate::protocol::{Fields, parse_object, record_from_wire};
+use crate::store::{StateTable, StoreError};
+use crate::trust::PublicKey;
+
+/// The most records held at once. Beyond it a page with more to hold is not applied,
+/// and its checkpoint does not move, until some are released or dropped (so none is
+/// skipped for good, and a sandbox peer cannot fill the disk).
+pub const MAX_HELD: usize = 100_000;
+
+/// Why a record is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum HoldReason {
+    /// Its author is not trusted for writing here and no core peer delivered it.
+    UntrustedAuthor,
+    /// Its version clock is more than the allowed skew ahead of ours.
+    ClockAhead,
+}
+
+impl HoldReason {
+    pub const ALL: [HoldReason; 2] = [HoldReason::UntrustedAuthor, HoldReason::ClockAhead];
+
+    /// The name in JSON answers and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            HoldReason::UntrustedAuthor => "untrusted_author",
+            HoldReason::ClockAhead => "clock_ahead",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<HoldReason> {
+        HoldReason::ALL
+            .into_iter()
+            .find(|reason| reason.name() == name)
+    }
+}
+
+/// A record held back, with what is needed to check it again.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub id: String,
+    pub version: Version,
+    pub reason: HoldReason,
+    /// The author's key fingerprint (`SHA256:…`), for the command that trusts it.
+    pub author_fingerprint: String,
+    /// Why, for people.
+    pub message: String,
+    /// The peer it came from, and whether that peer was core-trusted then.
+    pub peer: String,
+    pub delivered_by_core: bool,
+    /// The record as it arrived.
+    pub record: Value,
+}
+
+impl Held {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut object = Object::new();
+        let text = |value: &str| Value::String(value.to_owned());
+        object.insert("id".into(), text(&self.id));
+        object.insert("version".into(), text(&self.version.to_wire()));
+        object.insert("reason".into(), text(self.reason.name()));
+        object.insert("author".into(), text(&self.author_fingerprint));
+        object.insert("message".into(), text(&self.message));
+        object.insert("peer".into(), text(&self.peer));
+        object.insert("core".into(), Value::Bool(self.delivered_by_core));
+        object.insert("record".into(), self.record.clone());
+        json::to_string(&Value::Object(object)).into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Held, String> {
+        let object = parse_object(bytes, "held record").map_err(|error| error.0)?;
+        let fields = Fields::new(&object, "held record");
+        let reason = fields.str("reason").map_err(|error| error.0)?;
+        let version = fields.str("version").map_err(|error| error.0)?;
+        Ok(Held {
+            id: fields.str("id").map_err(|error| error.0)?.to_owned(),
+            version: Version::from_wire(version)?,
+            reason: HoldReason::from_name(reason)
+                .ok_or_else(|| format!("held record: unknown reason {reason:?}"))?,
+            author_fingerprint: fields.str("author").map_err(|error| error.0)?.to_owned(),
+            message: fields.str("message").map_err(|error| error.0)?.to_owned(),
+            peer: fields.str("peer").map_err(|error| error.0)?.to_owned(),
+            delivered_by_core: fields
+                .opt_bool("core")
+                .map_err(|error| error.0)?
+                .unwrap_or(false),
+            record: fields
+                .get("record")
+                .cloned()
+                .ok_or_else(|| "held record: `record` is missing".to_owned())?,
+        })
+    }
+}
+
+/// Why a received record was not applied.
+#[derive(Debug, Clone)]
+pub enum Refusal {
+    /// For good: malformed, forged, signed by the wrong key, a format 1 tombstone.
+    Refused(String),
+    /// For now: held until the reason goes away.
+    Held(Box<Held>),
+}
+
+impl Refusal {
+    pub fn message(&self) -> &str {
+        match self {
+            Refusal::Refused(message) => message,
+            Refusal::Held(held) => &held.message,
+        }
+    }
+}
+
+/// Held records counted by reason, and those from untrusted authors by author.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeldCounts {
+    pub by_reason: BTreeMap<HoldReason, u64>,
+    /// Author fingerprint -> records held because that author is not trusted.
+    pub untrusted_authors: BTreeMap<String, u64>,
+}
+
+impl HeldCounts {
+    pub fn add(&mut self, held: &Held) {
+        *self.by_reason.entry(held.reason).or_insert(0) += 1;
+        if held.reason == HoldReason::UntrustedAuthor {
+            *self
+                .untrusted_authors
+                .entry(held.author_fingerprint.clone())
+                .or_insert(0) += 1;
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.by_reason.values().sum()
+    }
+
+    /// `{"untrusted_author": N, "clock_ahead": M}`, every reason present.
+    pub fn reasons_json(&self) -> Value {
+        let mut object = Object::new();
+        for reason in HoldReason::ALL {
+            let count = self.by_reason.get(&reason).copied().unwrap_or(0);
+            object.insert(
+                reason.name().into(),
+                Value::Number(miniserde::json::Number::U64(count)),
+            );
+        }
+        Value::Object(object)
+    }
+
+    /// One line per cause, saying what to run: `held N from untrusted author SHA256:… —
+    /// run: ark-lattice trust accept SHA256:…`.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .untrusted_authors
+            .iter()
+            .map(|(author, count)| {
+                format!(
+                    "held {count} from untrusted author {author} — run: ark-lattice trust accept {author}"
+                )
+            })
+            .collect();
+        if let Some(count) = self.by_reason.get(&HoldReason::ClockAhead) {
+            lines.push(format!(
+                "held {count} whose clock is ahead of this node's — applied once the clock catches up (check the clocks)"
+            ));
+        }
+        lines
+    }
+}
+
+impl Syncer {
+    /// The held-table entries to write for `held`: one per id, the highest version. An
+    /// untrusted author's key is listed as pending (`trust pending`), so the command the
+    /// sync prints (`trust accept`) finds it.
+    pub(super) fn held_entries(&self, held: &[Held]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut entries: BTreeMap<String, &Held> = BTreeMap::new();
+        let mut authors = std::collections::BTreeSet::new();
+        for record in held {
+            let stored = self.store.borrow().state(StateTable::Held, &record.id)?;
+            let kept = stored
+                .and_then(|bytes| Held::decode(&bytes).ok())
+                .is_some_and(|stored| stored.version >= record.version);
+            let newer = entries
+                .get(&record.id)
+                .is_some_and(|other| other.version >= record.version);
+            if !kept && !newer {
+                entries.insert(record.id.clone(), record);
+            }
+            if record.reason == HoldReason::UntrustedAuthor {
+                let key = record_from_wire(&record.record, "held record")
+                    .ok()
+                    .and_then(|(_, key)| key)
+                    .and_then(|key| PublicKey::from_base64(&key).ok());
+                if let Some(key) = key {
+                    authors.insert(key.to_base64());
+                }
+            }
+        }
+        for key in authors {
+            if let Ok(key) = PublicKey::from_base64(&key) {
+                trust_book::note_pending(
+                    &mut self.store.borrow_mut(),
+                    key,
+                    "record",
+                    unix_millis_now(),
+                )?;
+            }
+        }
+        Ok(entries
+            .into_iter()
+            .map(|(id, record)| (id, record.encode()))
+            .collect())
+    }
+
+    /// Every held record.
+    pub fn held_records(&self) -> Result<Vec<Held>, StoreError> {
+        Ok(self
+            .store
+            .borrow()
+            .states(StateTable::Held)?
+            .into_iter()
+            .filter_map(|(id, bytes)| match Held::decode(&bytes) {
+                Ok(held) => Some(held),
+                Err(error) => {
+                    eprintln!("warning: held record {id}: {error}; it is ignored");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// How many records are held.
+    pub fn held_count(&self) -> Result<usize, StoreError> {
+        Ok(self.store.borrow().states(StateTable::Held)?.len())
+    }
+
+    /// Held records counted by reason.
+    pub fn held_counts(&self) -> Result<HeldCounts, StoreError> {
+        self.held_counts_from(None)
+    }
+
+    /// Held records that came from `peer` (every one with `None`), counted by reason.
+    pub fn held_counts_from(&self, peer: Option<&str>) -> Result<HeldCounts, StoreError> {
+        let mut counts = HeldCounts::default();
+        for held in self.held_records()? {
+            if peer.is_none_or(|peer| held.peer == peer) {
+                counts.add(&held);
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Checks every held record again: those whose reason went away are applied and
+    /// leave the table in one transaction, those refused for good now (say, a key
+    /// removed) leave it with a warning, the rest stay. Returns how many were applied.
+    pub fn release_held(&self) -> Result<u64, StoreError> {
+        let held = self.held_records()?;
+        if held.is_empty() {
+            return Ok(0);
+        }
+        let mut records = Vec::new();
+        let mut gone = Vec::new();
+        for entry in &held {
+            let context = format!("held record from {}", entry.peer);
+            match self.verified_record(
+                &entry.record,
+                &context,
+                &entry.peer,
+                entry.delivered_by_core,
+            ) {
+                Ok(record) => {
+                    records.push(record);
+                    gone.push(entry.id.as_str());
+                }
+                Err(Refusal::Held(_)) => {}
+                Err(Refusal::Refused(reason)) => {
+                    eprintln!("warning: {reason}; the held record is dropped");
+                    gone.push(entry.id.as_str());
+                }
+            }
+        }
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        let changes: Vec<(&str, Option<&[u8]>)> = gone.iter().map(|id| (*id, None)).collect();
+        let outcome = self.store.borrow_mut().apply_remote_holding(
+            &records,
+            unix_millis_now(),
+            self.max_clock_skew_millis,
+            None,
+            &changes,
+        )?;
+        self.log(format!(
+            "released {} held record(s): {} applied, {} unchanged, {} stale",
+            records.len(),
+            outcome.applied,
+            outcome.unchanged,
+            outcome.stale
+        ));
+        Ok(outcome.applied)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Hlc, InstanceId};
+
+    #[test]
+    fn an_entry_round_trips_and_counts_name_the_command() {
+        let held = Held {
+            id: "x".into(),
+            version: Version {
+                hlc: Hlc::from_parts(1_700_000_000_000, 3),
+                origin: InstanceId([5; 32]),
+            },
+            reason: HoldReason::UntrustedAuthor,
+            author_fingerprint: "SHA256:0505-0505-0505-0505".into(),
+            message: "not trusted".into(),
+            peer: "http://127.0.0.1:9000".into(),
+            delivered_by_core: false,
+            record: json::from_str(r#"{"id":"x","deleted_at":1}"#).unwrap(),
+        };
+        assert_eq!(
+            Held::decode(&held.encode()).unwrap().encode(),
+            held.encode()
+        );
+        assert!(Held::decode(b"{}").is_err());
+        assert!(Held::decode(b"\xff").is_err());
+        let mut counts = HeldCounts::default();
+        counts.add(&held);
+        counts.add(&Held {
+            reason: HoldReason::ClockAhead,
+            ..held
+        });
+        assert_eq!(counts.total(), 2);
+        assert_eq!(
+            counts.lines(),
+            [
+                "held 1 from untrusted author SHA256:0505-0505-0505-0505 — run: ark-lattice trust accept SHA256:0505-0505-0505-0505",
+                "held 1 whose clock is ahead of this node's — applied once the clock catches up (check the clocks)",
+            ]
+        );
+        assert_eq!(
+            json::to_string(&counts.reasons_json()),
+            r#"{"clock_ahead":1,"untrusted_author":1}"#
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! Nothing is dropped silently (issue 11): records refused for a reason that can go away
+//! are held, reported with the command that fixes it, counted in `--json`,
+//! `federation status` and `/metrics`, and applied at the next sync once the reason is
+//! gone, without removing and adding the peer again.
+
+use std::time::{Duration, Instant};
+
+use ark_lattice::model::{ClaimedContent, ContentHash, Hlc, Node, RecordClaim, RecordSignature};
+use ark_lattice::model::{Version, encode_node};
+use ark_lattice::protocol::record_to_wire;
+use ark_lattice::store::{Body, Record, RecordMeta};
+use ark_lattice::trust::{KeyPair, sign_record};
+use miniserde::json::{self, Value};
+
+use crate::trust::{Server, fake_peer, http};
+use crate::util::{array, count, field, text};
+
+#[test]
+fn records_of_an_untrusted_author_are_held_then_applied_after_trust_accept() {
+    let a = Server::start("held-a", &[], &[]);
+    let b = Server::start("held-b", &[], &[]);
+    for index in 0..50 {
+        a.lattice
+            .run(&[
+                "add",
+                "--id",
+                &format!("from_a_{index}"),
+                "--type",
+                "t",
+                "--value",
+                "v",
+            ])
+            .ok();
+    }
+    // A lets B pull; B knows A's address but does not trust A's key yet.
+    a.lattice.run(&["trust", "add", &b.public_key()]).ok();
+    b.lattice.run(&["federation", "add-peer", &a.url()]).ok();
+    let a_fingerprint = a.fingerprint();
+    b.lattice.run(&["trust", "remove", &a_fingerprint]).ok();
+
+    let run = b.lattice.run(&["federation", "sync"]).ok();
+    let expected = format!(
+        "held 50 from untrusted author {a_fingerprint} — run: ark-lattice trust accept {a_fingerprint}"
+    );
+    assert!(run.stdout.contains(&expected), "{}", run.stdout);
+    assert_eq!(b.lattice.run(&["get", "from_a_7"]).code, 4);
+    let result = b.sync();
+    assert_eq!(
+        count(field(field(&result, "held"), "untrusted_author")),
+        50,
+        "{}",
+        json::to_string(&result)
+    );
+    let status = b.status();
+    assert_eq!(count(field(field(&status, "held"), "untrusted_author")), 50);
+    let human = b.lattice.run(&["federation", "status"]).ok();
+    assert!(human.stdout.contains(&expected), "{}", human.stdout);
+    let (_, metrics) = http(b.port, "GET", "/metrics", b"", &[]);
+    assert!(
+        metrics.contains("ark_lattice_held_records{reason=\"untrusted_author\"} 50"),
+        "{metrics}"
+    );
+    // The command the sync printed works as printed (the author is listed as pending),
+    // and the held records apply at once.
+    let accepted = b.lattice.run(&["trust", "accept", &a_fingerprint]).ok();
+    assert!(
+        accepted.stdout.contains("applied 50 held record(s)"),
+        "{}",
+        accepted.stdout
+    );
+    let result = b.sync();
+    assert!(
+        matches!(field(&result, "success"), Value::Bool(true))
+            && !json::to_string(&result).contains("\"held\""),
+        "{}",
+        json::to_string(&result)
+    );
+    for index in [0, 7, 49] {
+        b.lattice.run(&["get", &format!("from_a_{index}")]).ok();
+    }
+    assert_eq!(
+        count(field(field(&b.status(), "held"), "untrusted_author")),
+        0
+    );
+}
+
+#[test]
+fn a_record_from_a_clock_ahead_is_held_until_ours_catches_up() {
+    let author = KeyPair::generate().unwrap();
+    let peer_key = KeyPair::generate().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let ahead = now + 4_000;
+    let node = Node {
+        id: "from_the_future".into(),
+        node_type: "t".into(),
+        value: "v".into(),
+        ..Node::default()
+    };
+    let version = Version {
+        hlc: Hlc::from_parts(ahead, 0),
+        origin: author.public_key().instance_id(),
+    };
+    let hash = ContentHash::of(&encode_node(&node));
+    let claim = RecordClaim {
+        id: "from_the_future",
+        content: ClaimedContent::Live(hash),
+        version,
+        base: None,
+    };
+    let signature = sign_record(&author, &claim).unwrap();
+    let record = Record {
+        id: "from_the_future".into(),
+        meta: RecordMeta {
+            version,
+            base: None,
+            seq: 1,
+            hash,
+            updated_at: None,
+            signature: Some(RecordSignature::v2(*signature.as_bytes())),
+        },
+        body: Body::Live(node),
+    };
+    let wire = json::to_string(&record_to_wire(
+        &record,
+        Some(&author.public_key().to_base64()),
+    ));
+    let port = fake_peer(&peer_key, &[wire]);
+    let b = Server::start("held-clock", &["--max-clock-skew", "1"], &[]);
+    b.add_fake_peer(port, &peer_key);
+    let result = b.sync();
+    assert_eq!(
+        count(field(field(&result, "held"), "clock_ahead")),
+        1,
+        "{}",
+        json::to_string(&result)
+    );
+    let messages = array(field(&result, "heldMessages"));
+    assert!(
+        text(&messages[0]).contains("clock is ahead"),
+        "{messages:?}"
+    );
+    assert_eq!(b.lattice.run(&["get", "from_the_future"]).code, 4);
+    // Once our clock is within the allowed second of it, the next sync applies it.
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        + 1_000
+        < ahead
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let started = Instant::now();
+    let result = b.sync();
+    assert!(
+        matches!(field(&result, "success"), Value::Bool(true)),
+        "{}",
+        json::to_string(&result)
+    );
+    b.lattice.run(&["get", "from_the_future"]).ok();
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
