@@ -223,18 +223,27 @@ impl Store {
                 source,
             })?;
         }
-        match std::fs::metadata(path) {
+        let open_existing = || {
+            Database::builder()
+                .set_cache_size(options.cache_bytes)
+                .create(path)
+                .map_err(|error| open_error(path, error))
+        };
+        let db = match std::fs::metadata(path) {
             Ok(meta) if meta.is_file() && meta.len() == 0 => {
                 return Err(StoreError::Empty {
                     path: path.to_owned(),
                 });
             }
-            _ => {}
-        }
-        let db = Database::builder()
-            .set_cache_size(options.cache_bytes)
-            .create(path)
-            .map_err(|error| open_error(path, error))?;
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                match create_new(path, options)? {
+                    Some(db) => db,
+                    // Another process made the store first; it holds it locked.
+                    None => open_existing()?,
+                }
+            }
+            _ => open_existing()?,
+        };
         let mut store = Store {
             signer: None,
             db,
@@ -885,6 +894,34 @@ impl RemoteRecord {
             Body::Live(node) => node.updated_at,
             Body::Deleted { deleted_at } => Some(*deleted_at),
         }
+    }
+}
+
+/// Makes a new store file beside `path` and links it into place, so that no other
+/// process ever sees a store file of 0 bytes at `path` (redb writes its header after
+/// creating the file): an empty file there is always a lost store, refused on open.
+/// `None` when another process linked its new store first.
+fn create_new(path: &Path, options: &StoreOptions) -> Result<Option<Database>, StoreError> {
+    let temporary = path.with_extension(format!("creating-{}", std::process::id()));
+    let db = Database::builder()
+        .set_cache_size(options.cache_bytes)
+        .create(&temporary)
+        .map_err(|error| open_error(&temporary, error))?;
+    let linked = match std::fs::hard_link(&temporary, path) {
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Ok(()) => Ok(true),
+        // A file system without hard links: a rename is not exclusive, but the window
+        // is the creation of a new store only.
+        Err(_) => std::fs::rename(&temporary, path).map(|()| true),
+    };
+    let _ = std::fs::remove_file(&temporary);
+    match linked {
+        Ok(true) => Ok(Some(db)),
+        Ok(false) => Ok(None),
+        Err(source) => Err(StoreError::Io {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 

@@ -25,17 +25,21 @@ impl Holder {
             .expect("spawn import");
         let holder = Holder(child);
         // The store is held once a command that may not wait is refused.
+        let mut last = String::new();
         let held = crate::util::eventually(Duration::from_secs(20), || {
-            lattice
+            let output = lattice
                 .command(&["stats", "--json"])
                 .env("ARK_STORE_WAIT", "0")
                 .output()
-                .unwrap()
-                .status
-                .code()
-                == Some(3)
+                .unwrap();
+            last = format!(
+                "{:?}: {}",
+                output.status.code(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            output.status.code() == Some(3)
         });
-        assert!(held, "the import never held the store");
+        assert!(held, "the import never held the store; stats said {last}");
         holder
     }
 
