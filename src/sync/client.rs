@@ -62,6 +62,20 @@ pub struct PeerSyncResult {
 }
 
 impl PeerSyncResult {
+    /// Adds what applying records a peer sent did: received, unchanged, conflicts and
+    /// the refusals with their reasons.
+    pub fn count_applied(&mut self, outcome: &ApplyOutcome) {
+        self.nodes_received += outcome.applied;
+        self.nodes_unchanged += outcome.unchanged;
+        self.conflicts += outcome.conflicts;
+        self.rejected.extend(
+            outcome
+                .rejected
+                .iter()
+                .map(|(id, reason)| format!("{id}: {reason}")),
+        );
+    }
+
     pub fn to_json(&self) -> Value {
         let mut object = miniserde::json::Object::new();
         let number = |n: u64| Value::Number(Number::U64(n));

@@ -209,15 +209,7 @@ impl Syncer {
         for record in records {
             pulled.note(record);
         }
-        result.nodes_received += outcome.applied;
-        result.nodes_unchanged += outcome.unchanged;
-        result.conflicts += outcome.conflicts;
-        result.rejected.extend(
-            outcome
-                .rejected
-                .iter()
-                .map(|(id, reason)| format!("{id}: {reason}")),
-        );
+        result.count_applied(&outcome);
         self.log(format!(
             "applied {} record(s) from {url}: {} new, {} unchanged, {} stale",
             records.len(),

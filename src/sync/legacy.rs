@@ -78,14 +78,7 @@ impl Syncer {
         }
         for batch in records.chunks(SYNC_BATCH_RECORDS) {
             let outcome = self.apply(batch, None, &[])?;
-            result.nodes_received += outcome.applied;
-            result.conflicts += outcome.conflicts;
-            result.rejected.extend(
-                outcome
-                    .rejected
-                    .iter()
-                    .map(|(id, reason)| format!("{id}: {reason}")),
-            );
+            result.count_applied(&outcome);
         }
         // After the apply: a row whose apply failed is looked at again next time.
         if seen != seen_before {
@@ -251,15 +244,7 @@ impl Syncer {
         }
         for batch in records.chunks(SYNC_BATCH_RECORDS) {
             let outcome = self.apply(batch, None, &[])?;
-            result.nodes_received += outcome.applied;
-            result.nodes_unchanged += outcome.unchanged;
-            result.conflicts += outcome.conflicts;
-            result.rejected.extend(
-                outcome
-                    .rejected
-                    .iter()
-                    .map(|(id, reason)| format!("{id}: {reason}")),
-            );
+            result.count_applied(&outcome);
         }
         self.save_text_map(&hashes_key, &hashes)?;
         Ok(())
