@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 use miniserde::json::{Object, Value};
 
 use super::Output;
-use super::remote::{ServerInfo, call, running_server};
+use super::remote::call;
 use crate::cli::{FederationCommand, FederationStart};
 use crate::config::Config;
 use crate::error::Error;
 use crate::model::format_rfc3339;
 use crate::protocol::{Fields, LatticeStatus};
 use crate::server::{self, ApiError, App};
+use crate::service::{ServerInfo, running_server};
 use crate::sync::PeerState;
 
 /// How long `federation start` and `stop` wait for the server.

@@ -8,18 +8,15 @@ use miniserde::json::{Number, Value};
 
 use super::events::{EventBus, EventKind};
 use super::metrics::HttpCounters;
-use crate::commands::open_store_for_server;
 use crate::config::{Config, FederationMode};
 use crate::discovery::LanPeers;
 use crate::error::Error;
 use crate::http::{HttpClient, WireStats};
 use crate::model::{hex, unix_millis_now};
+use crate::service::open_store_for_server;
 use crate::store::Store;
 use crate::sync::{PeerSyncResult, Syncer, trust_book};
 use crate::trust::{KeyPair, PublicKey, ReplayGuard, Tier};
-
-/// The state file a running server writes into the state dir: how the CLI finds it.
-pub const SERVER_FILE: &str = "server.json";
 
 pub struct App {
     pub config: Config,
@@ -72,7 +69,7 @@ impl App {
     /// Opens the store and the key in the state dir.
     pub fn open(config: &Config) -> Result<Rc<App>, Error> {
         let (mut store, _) = open_store_for_server(config)?;
-        let key = crate::commands::identity(config)?;
+        let key = crate::service::identity(config)?;
         if let Some(trusted) = &config.trusted_key {
             let public_key = PublicKey::from_base64(trusted)
                 .map_err(|error| Error::Config(format!("ARK_FED_PUBKEY: {error}")))?;

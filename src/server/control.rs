@@ -14,12 +14,12 @@ use miniserde::json::{Array, Value};
 use super::app::App;
 use super::events::EventKind;
 use super::routes::{ApiError, number, object, text};
-use crate::commands::{Output, Session, run_lattice};
 use crate::config::normalize_peer_url;
 use crate::error::Error;
 use crate::http::{Request, percent_decode};
 use crate::model::{format_rfc3339, unix_millis_now};
 use crate::protocol::{Fields, InstanceInfo, LatticeStatus, PeerDirectory, parse_object};
+use crate::service::{Output, Session, run_lattice};
 use crate::store::{Deletion, Query};
 use crate::sync::trust_book;
 use crate::trust::{PublicKey, Tier};
@@ -128,7 +128,7 @@ pub async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError>
         }
         ("POST", "/api/cli") => cli(app, request),
         ("GET", "/api/lattice/stats") => {
-            Ok(crate::commands::stats_json(&app.store.borrow().stats()?))
+            Ok(crate::service::stats_json(&app.store.borrow().stats()?))
         }
         ("GET", "/api/lattice/nodes") => {
             let limit = request
@@ -147,7 +147,7 @@ pub async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError>
             let found = app.store.borrow().query(&query)?;
             let nodes: Array = found
                 .iter()
-                .map(|(node, meta)| crate::commands::node_with_meta(node, meta))
+                .map(|(node, meta)| crate::service::node_with_meta(node, meta))
                 .collect();
             Ok(object([
                 ("count", number(nodes.len() as u64)),
@@ -162,7 +162,7 @@ pub async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError>
                 .as_ref()
                 .and_then(|record| record.node().map(|node| (node, &record.meta)))
             {
-                Some((node, meta)) => Ok(crate::commands::node_with_meta(node, meta)),
+                Some((node, meta)) => Ok(crate::service::node_with_meta(node, meta)),
                 None => Err(ApiError::not_found(format!("node {id:?} not found"))),
             }
         }
@@ -576,7 +576,7 @@ fn conflicts(app: &App, request: &Request) -> Result<Value, ApiError> {
         .and_then(|limit| limit.parse().ok())
         .unwrap_or(50);
     let store = app.store.borrow();
-    Ok(crate::commands::conflicts_json(
+    Ok(crate::service::conflicts_json(
         &store.conflicts((limit > 0).then_some(limit))?,
         store.conflict_count()?,
     ))

@@ -37,7 +37,8 @@ use std::time::Instant;
 use futures_lite::{StreamExt, future};
 use smol::{LocalExecutor, Timer};
 
-pub use app::{App, SERVER_FILE};
+pub use crate::service::SERVER_FILE;
+pub use app::App;
 pub use control::{
     DiscoverOptions, add_peer, discover, list_peers, remove_peer, set_auto_sync, status, sync,
 };
@@ -60,9 +61,9 @@ const PORT_FALLBACK_TRIES: u16 = 10;
 pub fn serve(config: &Config) -> Result<(), Error> {
     // A plain open trusts the file, and a page damaged outside redb would stop the node
     // at the first request that reads it, under systemd again and again: check first.
-    crate::commands::check_before_serving(config)?;
+    crate::service::check_before_serving(config)?;
     let app = App::open(config)?;
-    crate::commands::storage_panics_are_handled_elsewhere();
+    crate::service::storage_panics_are_handled_elsewhere();
     // The executor lives as long as the process; leaking it lets tasks be `'static`.
     let executor: &'static LocalExecutor<'static> = Box::leak(Box::new(LocalExecutor::new()));
     smol::block_on(executor.run(run(executor, app)))

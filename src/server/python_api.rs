@@ -298,7 +298,7 @@ pub fn delta(app: &App, request: &Request) -> Result<Value, ApiError> {
             theirs == prefixed || Some(theirs) == prefixed.strip_prefix("sha256:")
         });
         if !same {
-            nodes.push(crate::commands::node_with_meta(&node, &meta));
+            nodes.push(crate::service::node_with_meta(&node, &meta));
         }
         true
     })?;

@@ -1,0 +1,26 @@
+//! The service layer, below both `commands` (the CLI) and `server` (the HTTP node):
+//! opening an instance from its state dir and performing lattice and federation
+//! operations on it. Neither the CLI nor the server opens a store or a key any other
+//! way, and nothing here knows about argv parsing or HTTP routing.
+
+mod gc;
+mod instance;
+mod lattice;
+mod output;
+mod running;
+mod session;
+mod store_wait;
+mod trust;
+mod verify;
+
+pub use instance::{
+    KEY_FILE, exit_on_storage_panic, identity, open_store, open_store_for_server,
+    storage_panics_are_handled_elsewhere,
+};
+pub use lattice::{conflicts_json, import_with, read_input, stats_json};
+pub use output::{Output, node_with_meta, object, string};
+pub use running::{SERVER_FILE, ServerInfo, running_server};
+pub use session::{ReadInput, Session, run_lattice};
+pub(crate) use store_wait::{Holder, open_waiting};
+pub use trust::keygen;
+pub use verify::{check_before_serving, verify_offline};
