@@ -96,3 +96,385 @@ impl LatticeStatus {
         })
     }
 }
+
+fn number(n: u64) -> Value {
+    Value::Number(Number::U64(n))
+}
+
+fn text(value: &str) -> Value {
+    Value::String(value.to_owned())
+}
+
+fn optional_text(value: Option<&str>) -> Value {
+    value.map_or(Value::Null, text)
+}
+
+fn strings(values: &[String]) -> Value {
+    Value::Array(values.iter().map(|value| text(value)).collect())
+}
+
+/// The strings of an optional array field; other elements are skipped.
+fn opt_strings(fields: &Fields<'_>, name: &str) -> Result<Vec<String>, WireError> {
+    Ok(fields
+        .opt_array(name)?
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|item| match item {
+            Value::String(item) => Some(item.clone()),
+            _ => None,
+        })
+        .collect())
+}
+
+fn object_of<'a>(value: &'a Value, context: &str) -> Result<&'a Object, WireError> {
+    match value {
+        Value::Object(object) => Ok(object),
+        _ => Err(WireError(format!("{context} is not an object"))),
+    }
+}
+
+/// One peer's sync, an element of [`SyncAnswer`]'s `result`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerSyncSummary {
+    pub peer: String,
+    pub success: bool,
+    pub nodes_sent: u64,
+    pub nodes_received: u64,
+    /// Records that arrived (either way) and were already there.
+    pub nodes_unchanged: u64,
+    pub conflicts: u64,
+    /// Records the peer sent that were refused, with the reason.
+    pub rejected: Vec<String>,
+    /// Records held back, by reason, every reason listed; empty when none is held.
+    pub held: Vec<(String, u64)>,
+    /// What is held and what to run, one line per cause.
+    pub held_messages: Vec<String>,
+    pub error: Option<String>,
+}
+
+impl PeerSyncSummary {
+    pub fn to_json(&self) -> Value {
+        let mut object = Object::new();
+        object.insert("peer".into(), text(&self.peer));
+        object.insert("success".into(), Value::Bool(self.success));
+        object.insert("nodesSent".into(), number(self.nodes_sent));
+        object.insert("nodesReceived".into(), number(self.nodes_received));
+        object.insert("nodesUnchanged".into(), number(self.nodes_unchanged));
+        object.insert("conflicts".into(), number(self.conflicts));
+        if !self.rejected.is_empty() {
+            object.insert("rejected".into(), strings(&self.rejected));
+        }
+        if !self.held.is_empty() {
+            let held: Object = self
+                .held
+                .iter()
+                .map(|(reason, count)| (reason.clone(), number(*count)))
+                .collect();
+            object.insert("held".into(), Value::Object(held));
+            object.insert("heldMessages".into(), strings(&self.held_messages));
+        }
+        if let Some(error) = &self.error {
+            object.insert("error".into(), text(error));
+        }
+        Value::Object(object)
+    }
+
+    pub fn from_json(object: &Object, context: &str) -> Result<PeerSyncSummary, WireError> {
+        let fields = Fields::new(object, context);
+        let held = match fields.get("held") {
+            Some(Value::Object(held)) => held
+                .iter()
+                .filter_map(|(reason, count)| match count {
+                    Value::Number(Number::U64(count)) => Some((reason.clone(), *count)),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(PeerSyncSummary {
+            peer: fields.str("peer")?.to_owned(),
+            success: fields
+                .opt_bool("success")?
+                .ok_or_else(|| WireError(format!("{context}: field `success` is missing")))?,
+            nodes_sent: fields.opt_u64("nodesSent")?.unwrap_or(0),
+            nodes_received: fields.opt_u64("nodesReceived")?.unwrap_or(0),
+            nodes_unchanged: fields.opt_u64("nodesUnchanged")?.unwrap_or(0),
+            conflicts: fields.opt_u64("conflicts")?.unwrap_or(0),
+            rejected: opt_strings(&fields, "rejected")?,
+            held,
+            held_messages: opt_strings(&fields, "heldMessages")?,
+            error: fields.opt_str("error")?.map(str::to_owned),
+        })
+    }
+}
+
+/// `POST /api/v2/federation/sync {peerUrl?}` → ARK's `{status: "synced", result: [...]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncAnswer {
+    pub results: Vec<PeerSyncSummary>,
+}
+
+impl SyncAnswer {
+    pub fn to_json(&self) -> Value {
+        let mut object = Object::new();
+        object.insert("status".into(), text("synced"));
+        let results = self.results.iter().map(PeerSyncSummary::to_json).collect();
+        object.insert("result".into(), Value::Array(results));
+        Value::Object(object)
+    }
+
+    pub fn from_json(object: &Object, context: &str) -> Result<SyncAnswer, WireError> {
+        let results = Fields::new(object, context)
+            .array("result")?
+            .iter()
+            .map(|result| {
+                let context = format!("{context}: result");
+                PeerSyncSummary::from_json(object_of(result, &context)?, &context)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(SyncAnswer { results })
+    }
+
+    /// How many of the syncs failed.
+    pub fn failed(&self) -> usize {
+        self.results.iter().filter(|result| !result.success).count()
+    }
+}
+
+/// The key pinned for a peer that was added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedKey {
+    pub fingerprint: String,
+    pub public_key: String,
+    pub tier: String,
+}
+
+/// `POST /api/v2/federation/peers/add {peerUrl, pubkey?, tier?, types?}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerAddAnswer {
+    /// The URL reaches a node already in the list under another URL; nothing changed.
+    SameNode {
+        /// The URL already in the list.
+        peer: String,
+        message: String,
+        fingerprint: String,
+        public_key: String,
+    },
+    Added {
+        peer: String,
+        /// False when the URL was already in the list.
+        added: bool,
+        /// `None` for a peer without a key (ARK Node.js) or whose key is pinned at first
+        /// contact.
+        key: Option<PinnedKey>,
+        key_pinned_at_first_contact: bool,
+    },
+}
+
+impl PeerAddAnswer {
+    pub fn to_json(&self) -> Value {
+        let mut object = Object::new();
+        object.insert("success".into(), Value::Bool(true));
+        match self {
+            PeerAddAnswer::SameNode {
+                peer,
+                message,
+                fingerprint,
+                public_key,
+            } => {
+                object.insert("peer".into(), text(peer));
+                object.insert("added".into(), Value::Bool(false));
+                object.insert("message".into(), text(message));
+                object.insert("fingerprint".into(), text(fingerprint));
+                object.insert("publicKey".into(), text(public_key));
+            }
+            PeerAddAnswer::Added {
+                peer,
+                added,
+                key,
+                key_pinned_at_first_contact,
+            } => {
+                object.insert("peer".into(), text(peer));
+                object.insert("added".into(), Value::Bool(*added));
+                let key = key.as_ref();
+                let field = |pick: fn(&PinnedKey) -> &str| optional_text(key.map(pick));
+                object.insert("fingerprint".into(), field(|key| &key.fingerprint));
+                object.insert("publicKey".into(), field(|key| &key.public_key));
+                object.insert("tier".into(), field(|key| &key.tier));
+                object.insert(
+                    "keyPinnedAtFirstContact".into(),
+                    Value::Bool(*key_pinned_at_first_contact),
+                );
+            }
+        }
+        Value::Object(object)
+    }
+
+    pub fn from_json(object: &Object, context: &str) -> Result<PeerAddAnswer, WireError> {
+        let fields = Fields::new(object, context);
+        let peer = fields.str("peer")?.to_owned();
+        if let Some(message) = fields.opt_str("message")? {
+            return Ok(PeerAddAnswer::SameNode {
+                peer,
+                message: message.to_owned(),
+                fingerprint: fields.opt_str("fingerprint")?.unwrap_or("").to_owned(),
+                public_key: fields.opt_str("publicKey")?.unwrap_or("").to_owned(),
+            });
+        }
+        let key = match (fields.opt_str("fingerprint")?, fields.opt_str("publicKey")?) {
+            (Some(fingerprint), Some(public_key)) => Some(PinnedKey {
+                fingerprint: fingerprint.to_owned(),
+                public_key: public_key.to_owned(),
+                tier: fields.opt_str("tier")?.unwrap_or("").to_owned(),
+            }),
+            _ => None,
+        };
+        Ok(PeerAddAnswer::Added {
+            peer,
+            added: fields.opt_bool("added")?.unwrap_or(false),
+            key,
+            key_pinned_at_first_contact: fields
+                .opt_bool("keyPinnedAtFirstContact")?
+                .unwrap_or(false),
+        })
+    }
+}
+
+/// `DELETE /api/v2/federation/peers/{url}` → `{success, peer, removed}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerRemoved {
+    pub peer: String,
+}
+
+impl PeerRemoved {
+    pub fn to_json(&self) -> Value {
+        let mut object = Object::new();
+        object.insert("success".into(), Value::Bool(true));
+        object.insert("peer".into(), text(&self.peer));
+        object.insert("removed".into(), Value::Bool(true));
+        Value::Object(object)
+    }
+
+    pub fn from_json(object: &Object, context: &str) -> Result<PeerRemoved, WireError> {
+        Ok(PeerRemoved {
+            peer: Fields::new(object, context).str("peer")?.to_owned(),
+        })
+    }
+}
+
+/// `POST /api/v2/federation/auto-sync/{start,stop}` → `{success, autoSync, syncInterval}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoSyncAnswer {
+    pub auto_sync: bool,
+    pub sync_interval_ms: u64,
+}
+
+impl AutoSyncAnswer {
+    pub fn to_json(&self) -> Value {
+        let mut object = Object::new();
+        object.insert("success".into(), Value::Bool(true));
+        object.insert("autoSync".into(), Value::Bool(self.auto_sync));
+        object.insert("syncInterval".into(), number(self.sync_interval_ms));
+        Value::Object(object)
+    }
+
+    pub fn from_json(object: &Object, context: &str) -> Result<AutoSyncAnswer, WireError> {
+        let fields = Fields::new(object, context);
+        Ok(AutoSyncAnswer {
+            auto_sync: fields.opt_bool("autoSync")?.unwrap_or(false),
+            sync_interval_ms: fields.opt_u64("syncInterval")?.unwrap_or(0),
+        })
+    }
+}
+
+/// A peer named by a peer's peer list (or the hub's registry) that we do not know yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundPeer {
+    pub url: String,
+    pub instance_id: Option<String>,
+    /// The target whose list named it.
+    pub via: String,
+}
+
+/// `POST /api/v2/federation/discover {add?, scan?, subnet?, scanPort?}`.
+#[derive(Debug, Clone)]
+pub struct DiscoverAnswer {
+    pub peers: Vec<FoundPeer>,
+    /// Peers heard by LAN beacon, and those the scan found: one object each.
+    pub lan: Vec<Value>,
+    pub scanned: Vec<Value>,
+    /// `{subnet, port, probed, answered, durationMs}` of the scan, or null.
+    pub scan: Value,
+    pub discovery_enabled: bool,
+    /// A server runs, so beacons are heard.
+    pub listening: bool,
+    pub added: bool,
+    pub added_peers: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+impl DiscoverAnswer {
+    pub fn to_json(&self) -> Value {
+        let mut object = Object::new();
+        let peers = self.peers.iter().map(|peer| {
+            let mut entry = Object::new();
+            entry.insert("url".into(), text(&peer.url));
+            entry.insert(
+                "instanceId".into(),
+                optional_text(peer.instance_id.as_deref()),
+            );
+            entry.insert("via".into(), text(&peer.via));
+            Value::Object(entry)
+        });
+        object.insert("count".into(), number(self.peers.len() as u64));
+        object.insert("peers".into(), Value::Array(peers.collect()));
+        object.insert(
+            "lan".into(),
+            Value::Array(self.lan.iter().cloned().collect()),
+        );
+        object.insert(
+            "scanned".into(),
+            Value::Array(self.scanned.iter().cloned().collect()),
+        );
+        object.insert("scan".into(), self.scan.clone());
+        object.insert(
+            "discoveryEnabled".into(),
+            Value::Bool(self.discovery_enabled),
+        );
+        object.insert("listening".into(), Value::Bool(self.listening));
+        object.insert("added".into(), Value::Bool(self.added));
+        object.insert("addedPeers".into(), strings(&self.added_peers));
+        object.insert("errors".into(), strings(&self.errors));
+        Value::Object(object)
+    }
+
+    pub fn from_json(object: &Object, context: &str) -> Result<DiscoverAnswer, WireError> {
+        let fields = Fields::new(object, context);
+        let values = |name: &str| -> Result<Vec<Value>, WireError> {
+            Ok(fields.opt_array(name)?.unwrap_or_default().to_vec())
+        };
+        let peers = values("peers")?
+            .iter()
+            .map(|peer| {
+                let context = format!("{context}: peers");
+                let fields = Fields::new(object_of(peer, &context)?, &context);
+                Ok(FoundPeer {
+                    url: fields.str("url")?.to_owned(),
+                    instance_id: fields.opt_str("instanceId")?.map(str::to_owned),
+                    via: fields.opt_str("via")?.unwrap_or("?").to_owned(),
+                })
+            })
+            .collect::<Result<_, WireError>>()?;
+        Ok(DiscoverAnswer {
+            peers,
+            lan: values("lan")?,
+            scanned: values("scanned")?,
+            scan: fields.get("scan").cloned().unwrap_or(Value::Null),
+            discovery_enabled: fields.opt_bool("discoveryEnabled")?.unwrap_or(false),
+            listening: fields.opt_bool("listening")?.unwrap_or(false),
+            added: fields.opt_bool("added")?.unwrap_or(false),
+            added_peers: opt_strings(&fields, "addedPeers")?,
+            errors: opt_strings(&fields, "errors")?,
+        })
+    }
+}

@@ -234,10 +234,7 @@ pub fn manifest(app: &App, full: bool) -> Result<Object, ApiError> {
     );
     manifest.insert("version".into(), text(env!("CARGO_PKG_VERSION")));
     manifest.insert("last_updated".into(), text(&format_rfc3339(newest)));
-    manifest.insert(
-        "listen_port".into(),
-        number(u64::from(app.listen_port.get())),
-    );
+    manifest.insert("listen_port".into(), number(u64::from(app.listen_port())));
     manifest.insert("node_count".into(), number(count));
     manifest.insert(
         "lattice_hash".into(),

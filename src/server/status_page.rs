@@ -125,8 +125,8 @@ pub fn render(app: &App, privileged: bool) -> Result<Response, ApiError> {
          <dt>LAN discovery</dt><dd>{discovery}</dd>\
          <dt>Started</dt><dd>{started}</dd></dl></section>",
         id = escape(&app.instance_id_hex()),
-        port = app.listen_port.get(),
-        enabled = if app.federation_enabled.get() {
+        port = app.listen_port(),
+        enabled = if app.federation_enabled() {
             ""
         } else {
             " (federation stopped)"
@@ -135,8 +135,8 @@ pub fn render(app: &App, privileged: bool) -> Result<Response, ApiError> {
             || "none".to_owned(),
             |hub| format!("<code>{}</code>", escape(hub))
         ),
-        auto_sync = if app.auto_sync.get() {
-            format!("on, every {} s", app.sync_interval_ms.get() / 1000)
+        auto_sync = if app.auto_sync() {
+            format!("on, every {} s", app.sync_interval_ms() / 1000)
         } else {
             "off".to_owned()
         },

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 use miniserde::json::{self, Value};
 
-use super::instance::open_store;
+use super::open::open_store;
 use super::output::{number, object, string};
 use super::session::Session;
 use crate::cli;
@@ -92,7 +92,7 @@ pub fn verify_offline(
 /// checked again). Refuses the store if pages stay damaged.
 pub fn check_before_serving(config: &Config) -> Result<(), Error> {
     let started = std::time::Instant::now();
-    let (mut store, _) = super::instance::open_store_for_server(config)?;
+    let (mut store, _) = super::open::open_store_for_server(config)?;
     let path = store.path().to_owned();
     let reason = match store.check_pages()? {
         PageCheck::Clean => None,
@@ -200,7 +200,7 @@ fn signature_format(meta: &RecordMeta) -> SignatureFormat {
 }
 
 fn own_key(config: &Config) -> Option<PublicKey> {
-    super::instance::identity(config)
+    super::open::identity(config)
         .ok()
         .map(|key| key.public_key())
 }
