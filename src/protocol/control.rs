@@ -478,3 +478,99 @@ impl DiscoverAnswer {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the server writes, the CLI reads back unchanged, and the JSON is the shape
+    /// our CLI's `--json` has always printed.
+    fn round_trip_sync(answer: &SyncAnswer, expected_json: &str) {
+        let json = miniserde::json::to_string(&answer.to_json());
+        assert_eq!(json, expected_json);
+        let object: Object = miniserde::json::from_str(&json).unwrap();
+        assert_eq!(&SyncAnswer::from_json(&object, "answer").unwrap(), answer);
+    }
+
+    #[test]
+    fn sync_answers_keep_their_shape() {
+        round_trip_sync(&SyncAnswer::default(), r#"{"result":[],"status":"synced"}"#);
+        let ok = PeerSyncSummary {
+            peer: "http://127.0.0.1:8101".into(),
+            success: true,
+            nodes_sent: 2,
+            nodes_received: 3,
+            nodes_unchanged: 1,
+            conflicts: 0,
+            ..PeerSyncSummary::default()
+        };
+        let failed = PeerSyncSummary {
+            peer: "http://127.0.0.1:8102".into(),
+            rejected: vec!["a: forged".into()],
+            held: vec![("clock_ahead".into(), 0), ("untrusted_author".into(), 4)],
+            held_messages: vec!["held 4 from untrusted author SHA256:x".into()],
+            error: Some("refused".into()),
+            ..PeerSyncSummary::default()
+        };
+        round_trip_sync(
+            &SyncAnswer {
+                results: vec![ok, failed],
+            },
+            concat!(
+                r#"{"result":[{"conflicts":0,"nodesReceived":3,"nodesSent":2,"nodesUnchanged":1,"peer":"http://127.0.0.1:8101","success":true},"#,
+                r#"{"conflicts":0,"error":"refused","held":{"clock_ahead":0,"untrusted_author":4},"heldMessages":["held 4 from untrusted author SHA256:x"],"nodesReceived":0,"nodesSent":0,"nodesUnchanged":0,"peer":"http://127.0.0.1:8102","rejected":["a: forged"],"success":false}],"status":"synced"}"#
+            ),
+        );
+    }
+
+    #[test]
+    fn a_sync_result_without_success_is_refused() {
+        let object: Object =
+            miniserde::json::from_str(r#"{"status":"synced","result":[{"peer":"p"}]}"#).unwrap();
+        let error = SyncAnswer::from_json(&object, "sync answer").unwrap_err();
+        assert!(error.0.contains("`success`"), "{}", error.0);
+    }
+
+    #[test]
+    fn add_peer_answers_keep_their_shape() {
+        let cases = [
+            (
+                PeerAddAnswer::Added {
+                    peer: "http://a:1".into(),
+                    added: true,
+                    key: Some(PinnedKey {
+                        fingerprint: "SHA256:f".into(),
+                        public_key: "k".into(),
+                        tier: "core".into(),
+                    }),
+                    key_pinned_at_first_contact: false,
+                },
+                r#"{"added":true,"fingerprint":"SHA256:f","keyPinnedAtFirstContact":false,"peer":"http://a:1","publicKey":"k","success":true,"tier":"core"}"#,
+            ),
+            (
+                PeerAddAnswer::Added {
+                    peer: "http://a:1".into(),
+                    added: false,
+                    key: None,
+                    key_pinned_at_first_contact: true,
+                },
+                r#"{"added":false,"fingerprint":null,"keyPinnedAtFirstContact":true,"peer":"http://a:1","publicKey":null,"success":true,"tier":null}"#,
+            ),
+            (
+                PeerAddAnswer::SameNode {
+                    peer: "http://b:1".into(),
+                    message: "same node".into(),
+                    fingerprint: "SHA256:f".into(),
+                    public_key: "k".into(),
+                },
+                r#"{"added":false,"fingerprint":"SHA256:f","message":"same node","peer":"http://b:1","publicKey":"k","success":true}"#,
+            ),
+        ];
+        for (answer, expected) in cases {
+            let json = miniserde::json::to_string(&answer.to_json());
+            assert_eq!(json, expected);
+            let object: Object = miniserde::json::from_str(&json).unwrap();
+            assert_eq!(PeerAddAnswer::from_json(&object, "answer").unwrap(), answer);
+        }
+    }
+}

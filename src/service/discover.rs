@@ -6,35 +6,19 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use miniserde::json::{Number, Object, Value};
+use miniserde::json::{Number, Value};
 
 use super::error::OpError;
 use super::events::EventKind;
 use super::federation::{AddPeer, add_peer};
 use super::instance::Instance;
+use super::output::{number, object, string as text};
 use crate::config::normalize_peer_url;
 use crate::discovery::{self, LanPeer, ScanHit, Subnet};
 use crate::http::HttpClient;
 use crate::protocol::{
     DiscoverAnswer, FoundPeer, PeerAddAnswer, PeerDirectory, WireError, parse_object,
 };
-
-fn text(value: &str) -> Value {
-    Value::String(value.to_owned())
-}
-
-fn number(n: u64) -> Value {
-    Value::Number(Number::U64(n))
-}
-
-fn object<const N: usize>(pairs: [(&str, Value); N]) -> Value {
-    Value::Object(
-        pairs
-            .into_iter()
-            .map(|(key, value)| (key.to_owned(), value))
-            .collect::<Object>(),
-    )
-}
 
 /// A field of a JSON object, null when absent.
 pub(crate) fn field(value: &Value, name: &str) -> Value {
@@ -62,7 +46,7 @@ fn is_known_url(instance: &Instance, url: &str) -> bool {
 pub(crate) fn lan_peer_json(instance: &Instance, peer: &LanPeer) -> Value {
     // Only a signed beacon proves the id; an unsigned one could claim any.
     let trusted = peer.signed && is_trusted(instance, &peer.beacon.peer_id);
-    let capabilities: Vec<Value> = peer.beacon.capabilities.iter().map(|c| text(c)).collect();
+    let capabilities: Vec<Value> = peer.beacon.capabilities.iter().map(text).collect();
     object([
         ("source", text("beacon")),
         ("url", text(&peer.url)),
@@ -87,7 +71,7 @@ pub(crate) fn lan_peer_json(instance: &Instance, peer: &LanPeer) -> Value {
 /// A peer that answered the scan.
 fn scan_hit_json(instance: &Instance, hit: &ScanHit) -> Value {
     let trusted = hit.verified && is_trusted(instance, &hit.instance_id);
-    let protocols: Vec<Value> = hit.protocols.iter().map(|p| text(p)).collect();
+    let protocols: Vec<Value> = hit.protocols.iter().map(text).collect();
     object([
         ("source", text("scan")),
         ("url", text(&hit.url)),
@@ -197,7 +181,7 @@ async fn find_lan(
         findings.scanned.push(entry);
     }
     findings.scan_summary = object([
-        ("subnet", text(&subnet.to_string())),
+        ("subnet", text(subnet.to_string())),
         ("port", number(u64::from(port))),
         ("probed", number(hosts.len() as u64)),
         ("answered", number(findings.scanned.len() as u64)),

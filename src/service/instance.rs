@@ -312,3 +312,50 @@ impl Instance {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use argh::FromArgs;
+
+    fn instance(name: &str) -> (Instance, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("ark-instance-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let dir_text = dir.to_str().unwrap().to_owned();
+        let argv = ["--data-dir", dir_text.as_str(), "serve", "--no-discovery"];
+        let args = crate::cli::Args::from_args(&["ark-lattice"], &argv).unwrap();
+        let config = Config::from_args(&args, &|_| None).unwrap();
+        (Instance::open(&config).unwrap(), dir)
+    }
+
+    /// The instance info is kept while nothing it shows changed (a status poll reads
+    /// nothing), and made again as soon as a peer or a setting changes.
+    #[test]
+    fn the_instance_info_follows_what_it_shows() {
+        let (instance, dir) = instance("info");
+        let first = instance.info_at(1).unwrap();
+        assert_eq!(first.timestamp, 1);
+        assert!(first.peers.is_empty());
+        let writes = instance.store.borrow().writes();
+        let second = instance.info_at(2).unwrap();
+        assert_eq!(second.timestamp, 2);
+        assert_eq!(second.instance_id, first.instance_id);
+        assert_eq!(
+            instance.store.borrow().writes(),
+            writes,
+            "reading the info wrote nothing"
+        );
+        instance
+            .syncer
+            .add_peer("http://127.0.0.1:9", None, false)
+            .unwrap();
+        assert_eq!(instance.info_at(3).unwrap().peers, ["http://127.0.0.1:9"]);
+        assert!(!instance.info_at(4).unwrap().auto_sync);
+        instance.set_auto_sync(true, Some(5_000)).unwrap();
+        let info = instance.info_at(5).unwrap();
+        assert!(info.auto_sync);
+        assert_eq!(info.sync_interval, 5_000);
+        drop(instance);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
