@@ -16,21 +16,22 @@ use super::metrics::HttpCounters;
 pub struct App {
     instance: Instance,
     /// Requests a graceful shutdown.
-    pub shutdown: event_listener::Event,
+    pub(crate) shutdown: event_listener::Event,
     shutdown_requested: Cell<bool>,
     /// Nonces of signed requests seen within the replay window.
-    pub replay_guard: RefCell<ReplayGuard>,
+    pub(crate) replay_guard: RefCell<ReplayGuard>,
     /// Spokes registered at this hub (`POST /manifest`), by base64 key; kept in memory
     /// since they expire after the peer TTL anyway.
-    pub registry: RefCell<std::collections::BTreeMap<String, super::python_api::Registration>>,
+    pub(crate) registry:
+        RefCell<std::collections::BTreeMap<String, super::python_api::Registration>>,
     /// HTTP requests answered, by route and status, for `/metrics`.
-    pub http_requests: HttpCounters,
+    pub(crate) http_requests: HttpCounters,
     /// Addresses already warned about sending the admin token over plain HTTP.
-    pub token_in_clear_from: RefCell<std::collections::BTreeSet<std::net::IpAddr>>,
+    pub(crate) token_in_clear_from: RefCell<std::collections::BTreeSet<std::net::IpAddr>>,
     /// Unknown keys that signed a request, written to the store in batches.
-    pub pending_callers: RefCell<crate::sync::trust_book::PendingCallers>,
+    pub(crate) pending_callers: RefCell<crate::sync::trust_book::PendingCallers>,
     /// The last `/federation/info` answer, for as long as what it shows is unchanged.
-    pub info_cache: RefCell<Option<super::peer_api::CachedInfo>>,
+    pub(crate) info_cache: RefCell<Option<super::peer_api::CachedInfo>>,
 }
 
 /// The handlers read the instance's store, syncer and settings on every request; going

@@ -34,8 +34,7 @@ use std::time::Instant;
 use futures_lite::{StreamExt, future};
 use smol::{LocalExecutor, Timer};
 
-pub use crate::service::SERVER_FILE;
-pub use crate::service::{Event, EventBus, EventKind};
+use crate::service::SERVER_FILE;
 use crate::service::{events, join_all};
 pub use app::App;
 /// The route dispatcher, for the fuzz target that feeds it arbitrary requests.

@@ -5,7 +5,7 @@
 
 mod discover;
 mod error;
-pub mod events;
+pub(crate) mod events;
 mod federation;
 mod gc;
 mod instance;
@@ -19,24 +19,22 @@ mod store_wait;
 mod trust;
 mod verify;
 
-pub use discover::{DiscoverOptions, LanFindings, discover};
+pub(crate) use discover::{DiscoverOptions, discover};
 pub(crate) use discover::{field as beacon_field, lan_peer_json};
-pub use error::OpError;
-pub use events::{Event, EventBus, EventKind};
-pub use federation::{
+pub(crate) use error::OpError;
+pub(crate) use federation::{
     AddPeer, PeerList, add_peer, list_peers, remove_peer, set_auto_sync, status, sync,
 };
 pub(crate) use instance::InfoInputs;
 pub use instance::Instance;
-pub use join::join_all;
-pub use lattice::{conflicts_json, import_with, read_input, stats_json};
-pub use open::{
-    KEY_FILE, exit_on_storage_panic, identity, open_store, open_store_for_server,
-    storage_panics_are_handled_elsewhere,
-};
-pub use output::{Output, node_with_meta, object, string};
-pub use running::{SERVER_FILE, ServerInfo, running_server};
-pub use session::{ReadInput, Session, run_lattice};
+pub(crate) use join::join_all;
+pub(crate) use lattice::{conflicts_json, import_with, read_input, stats_json};
+pub use open::exit_on_storage_panic;
+pub(crate) use open::{open_store, storage_panics_are_handled_elsewhere};
+pub use output::Output;
+pub(crate) use output::{node_with_meta, object, string};
+pub(crate) use running::{SERVER_FILE, ServerInfo, running_server};
+pub(crate) use session::{Session, run_lattice};
 pub(crate) use store_wait::{Holder, open_waiting};
-pub use trust::keygen;
-pub use verify::{check_before_serving, verify_offline};
+pub(crate) use trust::keygen;
+pub(crate) use verify::{check_before_serving, verify_offline};
