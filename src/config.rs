@@ -643,13 +643,13 @@ impl DiscoveryConfig {
         instance_type: InstanceType,
     ) -> Result<DiscoveryConfig, Error> {
         let env = Env(env);
-        let requested = match env.get("FEDERATION_DISCOVERY") {
-            None => None,
-            Some(text) => Some(
+        let requested = env
+            .get("FEDERATION_DISCOVERY")
+            .map(|text| {
                 parse_bool(&text)
-                    .ok_or_else(|| Env::invalid("FEDERATION_DISCOVERY", &text, "true or false"))?,
-            ),
-        };
+                    .ok_or_else(|| Env::invalid("FEDERATION_DISCOVERY", &text, "true or false"))
+            })
+            .transpose()?;
         let port = env
             .number(
                 flags.beacon_port,
@@ -684,24 +684,7 @@ impl DiscoveryConfig {
             })?,
             None => Ipv4Addr::UNSPECIFIED,
         };
-        let unicast_texts: Vec<String> = if flags.beacon_unicast.is_empty() {
-            env.get("FEDERATION_BEACON_UNICAST")
-                .map(|list| list.split(',').map(|item| item.trim().to_owned()).collect())
-                .unwrap_or_default()
-        } else {
-            flags.beacon_unicast.clone()
-        };
-        let unicast = unicast_texts
-            .iter()
-            .filter(|text| !text.is_empty())
-            .map(|text| {
-                text.parse::<SocketAddr>().map_err(|_| {
-                    Error::Config(format!(
-                        "beacon unicast address {text:?} is not ip:port, e.g. 127.0.0.1:8103"
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let unicast = beacon_unicast(flags, &env)?;
         let interval_secs = env
             .number(
                 flags.beacon_interval,
@@ -743,6 +726,28 @@ impl DiscoveryConfig {
     pub fn expiry(&self) -> Duration {
         self.interval * BEACON_EXPIRY_INTERVALS
     }
+}
+
+/// `--beacon-unicast` (repeated), else `FEDERATION_BEACON_UNICAST` (comma-separated).
+fn beacon_unicast(flags: &Serve, env: &Env<'_>) -> Result<Vec<SocketAddr>, Error> {
+    let unicast_texts: Vec<String> = if flags.beacon_unicast.is_empty() {
+        env.get("FEDERATION_BEACON_UNICAST")
+            .map(|list| list.split(',').map(|item| item.trim().to_owned()).collect())
+            .unwrap_or_default()
+    } else {
+        flags.beacon_unicast.clone()
+    };
+    unicast_texts
+        .iter()
+        .filter(|text| !text.is_empty())
+        .map(|text| {
+            text.parse::<SocketAddr>().map_err(|_| {
+                Error::Config(format!(
+                    "beacon unicast address {text:?} is not ip:port, e.g. 127.0.0.1:8103"
+                ))
+            })
+        })
+        .collect()
 }
 
 /// Validates a peer URL and writes it one way (`http[s]://host:port`, no trailing slash),

@@ -18,8 +18,8 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::model::format_rfc3339;
 use crate::protocol::{
-    AutoSyncAnswer, DiscoverAnswer, LatticeStatus, PeerAddAnswer, PeerRemoved, SyncAnswer,
-    WireError,
+    AutoSyncAnswer, DiscoverAnswer, LanEntry, LatticeStatus, PeerAddAnswer, PeerRemoved,
+    SyncAnswer, WireError,
 };
 use crate::service::{
     self, AddPeer, DiscoverOptions, Instance, OpError, Output, PeerList, ServerInfo, running_server,
@@ -370,36 +370,6 @@ fn print_json(out: &mut Output, object: Object) -> Result<(), Error> {
     out.flush()
 }
 
-fn field_str<'a>(value: &'a Value, name: &str) -> Option<&'a str> {
-    match value {
-        Value::Object(object) => match object.get(name) {
-            Some(Value::String(text)) => Some(text),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-fn field_bool(value: &Value, name: &str) -> Option<bool> {
-    match value {
-        Value::Object(object) => match object.get(name) {
-            Some(Value::Bool(flag)) => Some(*flag),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-fn field_u64(value: &Value, name: &str) -> u64 {
-    match value {
-        Value::Object(object) => match object.get(name) {
-            Some(Value::Number(Number::U64(n))) => *n,
-            _ => 0,
-        },
-        _ => 0,
-    }
-}
-
 fn percent_encode(text: &str) -> String {
     let mut out = String::new();
     for byte in text.bytes() {
@@ -473,27 +443,19 @@ fn print_discovered(out: &mut Output, answer: &DiscoverAnswer, add: bool) -> Res
         "{} new peer(s) known to our peers",
         answer.peers.len()
     ))?;
-    let describe = |entry: &Value| {
-        let url = field_str(entry, "url").unwrap_or("?");
+    let describe = |entry: &LanEntry| {
+        let url = &entry.url;
         format!(
             "{url:<28} {:<24} {:<26} {:<9} {}{}{}",
-            field_str(entry, "instanceName").unwrap_or("-"),
-            field_str(entry, "fingerprint").unwrap_or("-"),
-            if field_bool(entry, "signed") == Some(true) {
-                "signed"
-            } else {
-                "unsigned"
-            },
-            if field_bool(entry, "trusted") == Some(true) {
+            entry.instance_name.as_deref().unwrap_or("-"),
+            entry.fingerprint.as_deref().unwrap_or("-"),
+            if entry.signed { "signed" } else { "unsigned" },
+            if entry.trusted {
                 "trusted"
             } else {
                 "not trusted"
             },
-            if field_bool(entry, "known") == Some(true) {
-                ", in peer list"
-            } else {
-                ""
-            },
+            if entry.known { ", in peer list" } else { "" },
             mark(url)
         )
     };
@@ -509,15 +471,15 @@ fn print_discovered(out: &mut Output, answer: &DiscoverAnswer, add: bool) -> Res
     for entry in beacons {
         out.line(format!("  {}", describe(entry)))?;
     }
-    if let Some(scan) = Some(&answer.scan).filter(|scan| !matches!(scan, Value::Null)) {
+    if let Some(scan) = &answer.scan {
         out.line("")?;
         out.line(format!(
             "scan of {} port {}: {} of {} address(es) answered in {:.1} s",
-            field_str(scan, "subnet").unwrap_or("?"),
-            field_u64(scan, "port"),
-            field_u64(scan, "answered"),
-            field_u64(scan, "probed"),
-            field_u64(scan, "durationMs") as f64 / 1000.0
+            scan.subnet,
+            scan.port,
+            scan.answered,
+            scan.probed,
+            scan.duration_ms as f64 / 1000.0
         ))?;
         for entry in &answer.scanned {
             out.line(format!("  {}", describe(entry)))?;

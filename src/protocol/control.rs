@@ -396,15 +396,159 @@ pub struct FoundPeer {
     pub via: String,
 }
 
+/// What a peer found on the local network shows, by beacon or by the scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LanEntry {
+    pub url: String,
+    pub instance_id: String,
+    pub instance_name: Option<String>,
+    pub fingerprint: Option<String>,
+    /// Its key made the beacon's signature, or its info's key hashes to its id.
+    pub signed: bool,
+    /// Signed, and its key is trusted here.
+    pub trusted: bool,
+    /// Already in the peer list.
+    pub known: bool,
+    pub source: LanSource,
+}
+
+/// How a [`LanEntry`] was found, with what only that way shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LanSource {
+    Beacon {
+        address: String,
+        port: u64,
+        capabilities: Vec<String>,
+        version: String,
+        first_seen: u64,
+        last_seen: u64,
+    },
+    Scan {
+        protocols: Vec<String>,
+    },
+}
+
+impl LanEntry {
+    pub fn to_json(&self) -> Value {
+        let mut object = Object::new();
+        object.insert("url".into(), text(&self.url));
+        object.insert("instanceId".into(), text(&self.instance_id));
+        object.insert(
+            "instanceName".into(),
+            optional_text(self.instance_name.as_deref()),
+        );
+        object.insert(
+            "fingerprint".into(),
+            optional_text(self.fingerprint.as_deref()),
+        );
+        object.insert("signed".into(), Value::Bool(self.signed));
+        object.insert("trusted".into(), Value::Bool(self.trusted));
+        object.insert("known".into(), Value::Bool(self.known));
+        match &self.source {
+            LanSource::Beacon {
+                address,
+                port,
+                capabilities,
+                version,
+                first_seen,
+                last_seen,
+            } => {
+                object.insert("source".into(), text("beacon"));
+                object.insert("address".into(), text(address));
+                object.insert("port".into(), number(*port));
+                object.insert("capabilities".into(), strings(capabilities));
+                object.insert("version".into(), text(version));
+                object.insert("firstSeen".into(), number(*first_seen));
+                object.insert("lastSeen".into(), number(*last_seen));
+            }
+            LanSource::Scan { protocols } => {
+                object.insert("source".into(), text("scan"));
+                object.insert("protocols".into(), strings(protocols));
+            }
+        }
+        Value::Object(object)
+    }
+
+    pub fn from_json(object: &Object, context: &str) -> Result<LanEntry, WireError> {
+        let fields = Fields::new(object, context);
+        let flag =
+            |name: &str| -> Result<bool, WireError> { Ok(fields.opt_bool(name)?.unwrap_or(false)) };
+        let source = match fields.str("source")? {
+            "beacon" => LanSource::Beacon {
+                address: fields.opt_str("address")?.unwrap_or("").to_owned(),
+                port: fields.opt_u64("port")?.unwrap_or(0),
+                capabilities: opt_strings(&fields, "capabilities")?,
+                version: fields.opt_str("version")?.unwrap_or("").to_owned(),
+                first_seen: fields.opt_u64("firstSeen")?.unwrap_or(0),
+                last_seen: fields.opt_u64("lastSeen")?.unwrap_or(0),
+            },
+            "scan" => LanSource::Scan {
+                protocols: opt_strings(&fields, "protocols")?,
+            },
+            other => {
+                return Err(WireError(format!(
+                    "{context}: source {other:?} is neither beacon nor scan"
+                )));
+            }
+        };
+        Ok(LanEntry {
+            url: fields.str("url")?.to_owned(),
+            instance_id: fields.opt_str("instanceId")?.unwrap_or("").to_owned(),
+            instance_name: fields.opt_str("instanceName")?.map(str::to_owned),
+            fingerprint: fields.opt_str("fingerprint")?.map(str::to_owned),
+            signed: flag("signed")?,
+            trusted: flag("trusted")?,
+            known: flag("known")?,
+            source,
+        })
+    }
+}
+
+/// What a subnet scan covered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanSummary {
+    pub subnet: String,
+    pub port: u64,
+    /// Addresses asked.
+    pub probed: u64,
+    /// Instances that answered (one per instance, however many addresses it has).
+    pub answered: u64,
+    pub duration_ms: u64,
+}
+
+impl ScanSummary {
+    pub fn to_json(&self) -> Value {
+        let mut object = Object::new();
+        object.insert("subnet".into(), text(&self.subnet));
+        object.insert("port".into(), number(self.port));
+        object.insert("probed".into(), number(self.probed));
+        object.insert("answered".into(), number(self.answered));
+        object.insert("durationMs".into(), number(self.duration_ms));
+        Value::Object(object)
+    }
+
+    pub fn from_json(object: &Object, context: &str) -> Result<ScanSummary, WireError> {
+        let fields = Fields::new(object, context);
+        Ok(ScanSummary {
+            subnet: fields.str("subnet")?.to_owned(),
+            port: fields.u64("port")?,
+            probed: fields.u64("probed")?,
+            answered: fields.u64("answered")?,
+            duration_ms: fields.u64("durationMs")?,
+        })
+    }
+}
+
 /// `POST /api/v2/federation/discover {add?, scan?, subnet?, scanPort?}`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiscoverAnswer {
     pub peers: Vec<FoundPeer>,
-    /// Peers heard by LAN beacon, and those the scan found: one object each.
-    pub lan: Vec<Value>,
-    pub scanned: Vec<Value>,
-    /// `{subnet, port, probed, answered, durationMs}` of the scan, or null.
-    pub scan: Value,
+    /// Peers heard by LAN beacon.
+    pub lan: Vec<LanEntry>,
+    /// Peers that answered the scan.
+    pub scanned: Vec<LanEntry>,
+    /// The scan, when one ran (else null).
+    pub scan: Option<ScanSummary>,
     pub discovery_enabled: bool,
     /// A server runs, so beacons are heard.
     pub listening: bool,
@@ -426,17 +570,16 @@ impl DiscoverAnswer {
             entry.insert("via".into(), text(&peer.via));
             Value::Object(entry)
         });
+        let entries =
+            |list: &[LanEntry]| Value::Array(list.iter().map(LanEntry::to_json).collect());
         object.insert("count".into(), number(self.peers.len() as u64));
         object.insert("peers".into(), Value::Array(peers.collect()));
+        object.insert("lan".into(), entries(&self.lan));
+        object.insert("scanned".into(), entries(&self.scanned));
         object.insert(
-            "lan".into(),
-            Value::Array(self.lan.iter().cloned().collect()),
+            "scan".into(),
+            self.scan.as_ref().map_or(Value::Null, ScanSummary::to_json),
         );
-        object.insert(
-            "scanned".into(),
-            Value::Array(self.scanned.iter().cloned().collect()),
-        );
-        object.insert("scan".into(), self.scan.clone());
         object.insert(
             "discoveryEnabled".into(),
             Value::Bool(self.discovery_enabled),
@@ -450,10 +593,17 @@ impl DiscoverAnswer {
 
     pub fn from_json(object: &Object, context: &str) -> Result<DiscoverAnswer, WireError> {
         let fields = Fields::new(object, context);
-        let values = |name: &str| -> Result<Vec<Value>, WireError> {
-            Ok(fields.opt_array(name)?.unwrap_or_default().to_vec())
+        let list = |name: &str| -> Result<&[Value], WireError> {
+            Ok(fields.opt_array(name)?.unwrap_or_default())
         };
-        let peers = values("peers")?
+        let entries = |name: &str| -> Result<Vec<LanEntry>, WireError> {
+            let context = format!("{context}: {name}");
+            list(name)?
+                .iter()
+                .map(|entry| LanEntry::from_json(object_of(entry, &context)?, &context))
+                .collect()
+        };
+        let peers = list("peers")?
             .iter()
             .map(|peer| {
                 let context = format!("{context}: peers");
@@ -465,11 +615,21 @@ impl DiscoverAnswer {
                 })
             })
             .collect::<Result<_, WireError>>()?;
+        let scan = match fields.get("scan") {
+            None | Some(Value::Null) => None,
+            Some(scan) => {
+                let context = format!("{context}: scan");
+                Some(ScanSummary::from_json(
+                    object_of(scan, &context)?,
+                    &context,
+                )?)
+            }
+        };
         Ok(DiscoverAnswer {
             peers,
-            lan: values("lan")?,
-            scanned: values("scanned")?,
-            scan: fields.get("scan").cloned().unwrap_or(Value::Null),
+            lan: entries("lan")?,
+            scanned: entries("scanned")?,
+            scan,
             discovery_enabled: fields.opt_bool("discoveryEnabled")?.unwrap_or(false),
             listening: fields.opt_bool("listening")?.unwrap_or(false),
             added: fields.opt_bool("added")?.unwrap_or(false),
@@ -572,5 +732,81 @@ mod tests {
             let object: Object = miniserde::json::from_str(&json).unwrap();
             assert_eq!(PeerAddAnswer::from_json(&object, "answer").unwrap(), answer);
         }
+    }
+
+    #[test]
+    fn discover_answers_keep_their_shape() {
+        let beacon = LanEntry {
+            url: "http://192.168.1.7:8101".into(),
+            instance_id: "ab".into(),
+            instance_name: Some("pi".into()),
+            fingerprint: Some("SHA256:f".into()),
+            signed: true,
+            trusted: false,
+            known: false,
+            source: LanSource::Beacon {
+                address: "192.168.1.7".into(),
+                port: 8101,
+                capabilities: vec!["sync".into()],
+                version: "1".into(),
+                first_seen: 10,
+                last_seen: 20,
+            },
+        };
+        let scanned = LanEntry {
+            url: "http://192.168.1.8:8101".into(),
+            instance_id: "cd".into(),
+            instance_name: None,
+            fingerprint: None,
+            signed: false,
+            trusted: false,
+            known: true,
+            source: LanSource::Scan {
+                protocols: vec!["ark-federation-v1".into()],
+            },
+        };
+        let answer = DiscoverAnswer {
+            peers: vec![FoundPeer {
+                url: "http://c:1".into(),
+                instance_id: None,
+                via: "http://b:1".into(),
+            }],
+            lan: vec![beacon],
+            scanned: vec![scanned],
+            scan: Some(ScanSummary {
+                subnet: "192.168.1.0/24".into(),
+                port: 8101,
+                probed: 254,
+                answered: 1,
+                duration_ms: 900,
+            }),
+            discovery_enabled: true,
+            listening: true,
+            added: false,
+            added_peers: Vec::new(),
+            errors: vec!["http://b:1/federation/discover answered 500".into()],
+        };
+        let json = miniserde::json::to_string(&answer.to_json());
+        assert_eq!(
+            json,
+            concat!(
+                r#"{"added":false,"addedPeers":[],"count":1,"discoveryEnabled":true,"errors":["http://b:1/federation/discover answered 500"],"#,
+                r#""lan":[{"address":"192.168.1.7","capabilities":["sync"],"fingerprint":"SHA256:f","firstSeen":10,"instanceId":"ab","instanceName":"pi","known":false,"lastSeen":20,"port":8101,"signed":true,"source":"beacon","trusted":false,"url":"http://192.168.1.7:8101","version":"1"}],"#,
+                r#""listening":true,"peers":[{"instanceId":null,"url":"http://c:1","via":"http://b:1"}],"#,
+                r#""scan":{"answered":1,"durationMs":900,"port":8101,"probed":254,"subnet":"192.168.1.0/24"},"#,
+                r#""scanned":[{"fingerprint":null,"instanceId":"cd","instanceName":null,"known":true,"protocols":["ark-federation-v1"],"signed":false,"source":"scan","trusted":false,"url":"http://192.168.1.8:8101"}]}"#
+            )
+        );
+        let object: Object = miniserde::json::from_str(&json).unwrap();
+        assert_eq!(
+            DiscoverAnswer::from_json(&object, "answer").unwrap(),
+            answer
+        );
+        let without_scan = DiscoverAnswer {
+            scan: None,
+            ..answer
+        };
+        let json = miniserde::json::to_string(&without_scan.to_json());
+        assert!(json.contains(r#""scan":null"#), "{json}");
     }
 }

@@ -17,7 +17,7 @@ use super::routes::{number, text};
 use crate::discovery::{self, Beacon, Heard, MAX_BEACON_BYTES};
 use crate::model::unix_millis_now;
 use crate::protocol::{PROTOCOL_LEGACY, PROTOCOL_V2};
-use crate::service::{beacon_field as field, lan_peer_json};
+use crate::service::is_trusted;
 
 /// A newcomer's beacon is answered with ours at once, but at most this often, so a
 /// burst of beacons cannot make us flood the LAN.
@@ -166,7 +166,8 @@ fn hear(app: &App, bytes: &[u8], source: SocketAddr) -> bool {
             // made-up ids cost 18 s of CPU that way).
             let listed = app.lan_peers.borrow().get(&beacon.peer_id).cloned();
             if let Some(peer) = listed {
-                let entry = lan_peer_json(app, &peer);
+                // Only a signed beacon proves the id; an unsigned one could claim any.
+                let trusted = peer.signed && is_trusted(app, &peer.beacon.peer_id);
                 if app.config.verbose {
                     eprintln!(
                         "ark:discovery heard {} at {}",
@@ -182,7 +183,7 @@ fn hear(app: &App, bytes: &[u8], source: SocketAddr) -> bool {
                         ("url", text(&peer.url)),
                         ("fingerprint", text(&peer.beacon.key_fingerprint)),
                         ("signed", Value::Bool(peer.signed)),
-                        ("trusted", field(&entry, "trusted")),
+                        ("trusted", Value::Bool(trusted)),
                     ],
                 );
             }

@@ -6,27 +6,20 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use miniserde::json::{Number, Value};
+use miniserde::json::Value;
 
 use super::error::OpError;
 use super::events::EventKind;
 use super::federation::{AddPeer, add_peer};
 use super::instance::Instance;
-use super::output::{number, object, string as text};
+use super::output::string as text;
 use crate::config::normalize_peer_url;
 use crate::discovery::{self, LanPeer, ScanHit, Subnet};
 use crate::http::HttpClient;
 use crate::protocol::{
-    DiscoverAnswer, FoundPeer, PeerAddAnswer, PeerDirectory, WireError, parse_object,
+    DiscoverAnswer, FoundPeer, LanEntry, LanSource, PeerAddAnswer, PeerDirectory, ScanSummary,
+    WireError, parse_object,
 };
-
-/// A field of a JSON object, null when absent.
-pub(crate) fn field(value: &Value, name: &str) -> Value {
-    match value {
-        Value::Object(object) => object.get(name).cloned().unwrap_or(Value::Null),
-        _ => Value::Null,
-    }
-}
 
 /// Whether we trust the instance with this id: its key is in the trust store with a
 /// tier (not merely pending). The one place that answers this for discovery.
@@ -42,61 +35,50 @@ fn is_known_url(instance: &Instance, url: &str) -> bool {
     instance.syncer.peer(url).ok().flatten().is_some()
 }
 
-/// A peer heard by beacon, for `discover`, events and the status page.
-pub(crate) fn lan_peer_json(instance: &Instance, peer: &LanPeer) -> Value {
-    // Only a signed beacon proves the id; an unsigned one could claim any.
-    let trusted = peer.signed && is_trusted(instance, &peer.beacon.peer_id);
-    let capabilities: Vec<Value> = peer.beacon.capabilities.iter().map(text).collect();
-    object([
-        ("source", text("beacon")),
-        ("url", text(&peer.url)),
-        ("instanceId", text(&peer.beacon.peer_id)),
-        ("instanceName", text(&peer.beacon.peer_name)),
-        ("address", text(&peer.beacon.address)),
-        ("port", number(u64::from(peer.beacon.port))),
-        ("fingerprint", text(&peer.beacon.key_fingerprint)),
-        ("signed", Value::Bool(peer.signed)),
-        ("trusted", Value::Bool(trusted)),
-        ("known", Value::Bool(is_known_url(instance, &peer.url))),
-        (
-            "capabilities",
-            Value::Array(capabilities.into_iter().collect()),
-        ),
-        ("version", text(&peer.beacon.version)),
-        ("firstSeen", number(peer.first_seen)),
-        ("lastSeen", number(peer.last_seen)),
-    ])
+/// A peer heard by beacon, as `discover` lists it.
+fn beacon_entry(instance: &Instance, peer: &LanPeer) -> LanEntry {
+    LanEntry {
+        url: peer.url.clone(),
+        instance_id: peer.beacon.peer_id.clone(),
+        instance_name: Some(peer.beacon.peer_name.clone()),
+        fingerprint: Some(peer.beacon.key_fingerprint.clone()),
+        signed: peer.signed,
+        // Only a signed beacon proves the id; an unsigned one could claim any.
+        trusted: peer.signed && is_trusted(instance, &peer.beacon.peer_id),
+        known: is_known_url(instance, &peer.url),
+        source: LanSource::Beacon {
+            address: peer.beacon.address.clone(),
+            port: u64::from(peer.beacon.port),
+            capabilities: peer.beacon.capabilities.clone(),
+            version: peer.beacon.version.clone(),
+            first_seen: peer.first_seen,
+            last_seen: peer.last_seen,
+        },
+    }
 }
 
 /// A peer that answered the scan.
-fn scan_hit_json(instance: &Instance, hit: &ScanHit) -> Value {
-    let trusted = hit.verified && is_trusted(instance, &hit.instance_id);
-    let protocols: Vec<Value> = hit.protocols.iter().map(text).collect();
-    object([
-        ("source", text("scan")),
-        ("url", text(&hit.url)),
-        ("instanceId", text(&hit.instance_id)),
-        (
-            "instanceName",
-            hit.instance_name.as_deref().map_or(Value::Null, text),
-        ),
-        (
-            "fingerprint",
-            hit.fingerprint.as_deref().map_or(Value::Null, text),
-        ),
-        ("signed", Value::Bool(hit.verified)),
-        ("trusted", Value::Bool(trusted)),
-        ("known", Value::Bool(is_known_url(instance, &hit.url))),
-        ("protocols", Value::Array(protocols.into_iter().collect())),
-    ])
+fn scan_entry(instance: &Instance, hit: &ScanHit) -> LanEntry {
+    LanEntry {
+        url: hit.url.clone(),
+        instance_id: hit.instance_id.clone(),
+        instance_name: hit.instance_name.clone(),
+        fingerprint: hit.fingerprint.clone(),
+        signed: hit.verified,
+        trusted: hit.verified && is_trusted(instance, &hit.instance_id),
+        known: is_known_url(instance, &hit.url),
+        source: LanSource::Scan {
+            protocols: hit.protocols.clone(),
+        },
+    }
 }
 
 /// What the LAN half of `discover` found: peers heard by beacon, and the scan's.
 #[derive(Debug, Default)]
 pub struct LanFindings {
-    pub beacons: Vec<Value>,
-    pub scanned: Vec<Value>,
-    pub scan_summary: Value,
+    pub beacons: Vec<LanEntry>,
+    pub scanned: Vec<LanEntry>,
+    pub scan_summary: Option<ScanSummary>,
     /// URLs `--add` may add, with the key a signed beacon showed: signed beacons (an
     /// unsigned ARK beacon names the port of ARK's Python sync service, which does not
     /// speak this HTTP protocol) and everything that answered `/federation/info`.
@@ -111,17 +93,14 @@ async fn find_lan(
     subnet: Option<&str>,
     port: Option<u16>,
 ) -> Result<LanFindings, OpError> {
-    let mut findings = LanFindings {
-        scan_summary: Value::Null,
-        ..LanFindings::default()
-    };
+    let mut findings = LanFindings::default();
     for peer in instance.lan_peers.borrow().list() {
         if peer.signed {
             findings
                 .addable
                 .push((peer.url.clone(), peer.beacon.public_key.clone()));
         }
-        findings.beacons.push(lan_peer_json(instance, &peer));
+        findings.beacons.push(beacon_entry(instance, &peer));
     }
     if !scan {
         return Ok(findings);
@@ -156,8 +135,8 @@ async fn find_lan(
         .iter()
         .filter(|hit| hit.instance_id != own_id && seen.insert(hit.instance_id.clone()))
     {
-        let entry = scan_hit_json(instance, hit);
-        if matches!(field(&entry, "known"), Value::Bool(false)) {
+        let entry = scan_entry(instance, hit);
+        if !entry.known {
             instance.events.emit(
                 EventKind::PeerDiscovered,
                 [
@@ -173,23 +152,20 @@ async fn find_lan(
                         hit.fingerprint.as_deref().map_or(Value::Null, text),
                     ),
                     ("signed", Value::Bool(hit.verified)),
-                    ("trusted", field(&entry, "trusted")),
+                    ("trusted", Value::Bool(entry.trusted)),
                 ],
             );
         }
         findings.addable.push((hit.url.clone(), None));
         findings.scanned.push(entry);
     }
-    findings.scan_summary = object([
-        ("subnet", text(subnet.to_string())),
-        ("port", number(u64::from(port))),
-        ("probed", number(hosts.len() as u64)),
-        ("answered", number(findings.scanned.len() as u64)),
-        (
-            "durationMs",
-            Value::Number(Number::U64(elapsed.as_millis() as u64)),
-        ),
-    ]);
+    findings.scan_summary = Some(ScanSummary {
+        subnet: subnet.to_string(),
+        port: u64::from(port),
+        probed: hosts.len() as u64,
+        answered: findings.scanned.len() as u64,
+        duration_ms: elapsed.as_millis() as u64,
+    });
     Ok(findings)
 }
 

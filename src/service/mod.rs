@@ -19,8 +19,8 @@ mod store_wait;
 mod trust;
 mod verify;
 
+pub(crate) use discover::is_trusted;
 pub(crate) use discover::{DiscoverOptions, discover};
-pub(crate) use discover::{field as beacon_field, lan_peer_json};
 pub(crate) use error::OpError;
 pub(crate) use federation::{
     AddPeer, PeerList, add_peer, list_peers, remove_peer, set_auto_sync, status, sync,
