@@ -101,7 +101,11 @@ impl App {
             config.federation.trust,
             config.federation.max_clock_skew.as_millis() as u64,
             config.verbose,
-        );
+        )
+        .with_held_limits(crate::sync::HeldLimits {
+            records: config.federation.max_held_records,
+            bytes: config.federation.max_held_bytes,
+        });
         let events = EventBus::new(key.public_key().instance_id().to_hex(), config.verbose);
         let (auto_sync, sync_interval_ms) = syncer.auto_sync_setting()?.unwrap_or((
             config.federation.auto_sync,
