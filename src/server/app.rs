@@ -142,6 +142,12 @@ impl App {
         self.syncer.instance_id.to_hex()
     }
 
+    /// Whether this node serves HTTPS (`serve --tls-cert`), so the URLs it advertises
+    /// (beacons, hub registration) and links are `https://`.
+    pub fn serves_https(&self) -> bool {
+        self.config.tls.server_files.is_some()
+    }
+
     pub fn instance_name(&self) -> String {
         self.config.instance_name(&self.syncer.instance_id.short())
     }
