@@ -26,4 +26,4 @@ pub use stream::{MaybeTls, Secured, Transport};
 #[cfg(feature = "tls")]
 pub use tls::{Fingerprint, PeerTrust, ServerTls, TlsError};
 pub use url::{PeerUrl, UrlError, UrlProblem, node_base_url};
-pub use wire::WireStats;
+pub use wire::{CountingStream, WireStats};

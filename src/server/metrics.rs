@@ -197,13 +197,13 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
     out.single(
         "ark_lattice_bytes_sent_total",
         "counter",
-        "HTTP bytes sent on the wire, server and client, since start.",
+        "Bytes sent on the wire, server and client, since start: HTTP framing and, over HTTPS, handshakes and TLS records included.",
         app.wire.bytes_sent(),
     );
     out.single(
         "ark_lattice_bytes_received_total",
         "counter",
-        "HTTP bytes received on the wire, server and client, since start.",
+        "Bytes received on the wire, server and client, since start: HTTP framing and, over HTTPS, handshakes and TLS records included.",
         app.wire.bytes_received(),
     );
     out.single(
