@@ -218,7 +218,10 @@ impl Syncer {
         &self,
         held: &'a [Held],
     ) -> Result<Vec<(&'a Held, Vec<u8>)>, StoreError> {
+        // Id -> the entry to write; kept in arrival order, which `held_room` drops by
+        // when a batch alone passes the bounds.
         let mut entries: BTreeMap<&str, &Held> = BTreeMap::new();
+        let mut order: Vec<&str> = Vec::new();
         let mut authors = std::collections::BTreeSet::new();
         for record in held {
             let stored = self.store.borrow().state(StateTable::Held, &record.id)?;
@@ -228,8 +231,8 @@ impl Syncer {
             let newer = entries
                 .get(record.id.as_str())
                 .is_some_and(|other| other.version >= record.version);
-            if !kept && !newer {
-                entries.insert(&record.id, record);
+            if !kept && !newer && entries.insert(&record.id, record).is_none() {
+                order.push(&record.id);
             }
             if record.reason == HoldReason::UntrustedAuthor {
                 let key = record_from_wire(&record.record, "held record")
@@ -251,9 +254,12 @@ impl Syncer {
                 )?;
             }
         }
-        Ok(entries
-            .into_values()
-            .map(|record| (record, record.encode()))
+        Ok(order
+            .into_iter()
+            .map(|id| {
+                let record = entries[id];
+                (record, record.encode())
+            })
             .collect())
     }
 
