@@ -108,6 +108,9 @@ fn bodies_are_limited_and_bytes_counted_over_https() {
         // Besides the echoed 1 KiB, the server sent its certificate in the handshake
         // (this test's is over 400 bytes) and the 413 answer.
         assert!(sent > 1024 + 800, "{sent}");
+        println!(
+            "over TLS the server counted {received} B received and {sent} B sent, the client's figures exactly (reproduce: cargo test --test http_layer bodies_are_limited -- --nocapture)"
+        );
 
         // Plain HTTP to the TLS port gets no answer, only a closed connection.
         let mut plain = TcpStream::connect(https.server.addr).await.unwrap();
