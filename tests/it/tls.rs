@@ -376,6 +376,20 @@ fn a_node_serving_https_is_heard_scanned_registered_and_added_as_https() {
         "no https beacon heard: {:?}",
         urls(&discover(&[]), "lan")
     );
+    // The status pages say so: the listener's links the node as https://, the node's
+    // own says it serves HTTPS.
+    let page = crate::util::http(s.address(), "GET", "/", &[], None).body;
+    assert!(page.contains(&expected), "{page}");
+    let own_page = smol::block_on(async {
+        use ark_lattice::http::{ClientConfig, HttpClient, PeerTrust, WireStats};
+        HttpClient::new(ClientConfig::default(), WireStats::new())
+            .with_trust(PeerTrust::CaFile(ca.file.clone()))
+            .get(&format!("{expected}/"))
+            .await
+            .unwrap()
+    });
+    let own_page = String::from_utf8(own_page.body).unwrap();
+    assert!(own_page.contains("port ") && own_page.contains("HTTPS"));
     // The hub's registry lists the spoke with the scheme its manifest names.
     let registered = || {
         let reply = crate::util::http(registry.address(), "GET", "/discover", &[], None);
