@@ -16,7 +16,7 @@ use super::events::EventKind;
 use super::routes::{number, text};
 use crate::discovery::{self, Beacon, Heard, MAX_BEACON_BYTES};
 use crate::model::unix_millis_now;
-use crate::protocol::{PROTOCOL_LEGACY, PROTOCOL_V2};
+use crate::protocol::{CAPABILITY_HTTPS, PROTOCOL_LEGACY, PROTOCOL_V2};
 use crate::service::is_trusted;
 
 /// A newcomer's beacon is answered with ours at once, but at most this often, so a
@@ -106,12 +106,16 @@ async fn beacon_loop(app: Rc<App>, socket: smol::net::UdpSocket) {
 pub fn our_beacon(app: &App, destination: SocketAddr) -> Beacon {
     let address = discovery::local_ipv4(&app.config.discovery, destination)
         .map_or_else(|| "0.0.0.0".to_owned(), |ip| ip.to_string());
+    let mut capabilities = vec![PROTOCOL_LEGACY, PROTOCOL_V2];
+    if app.serves_https() {
+        capabilities.push(CAPABILITY_HTTPS);
+    }
     Beacon::signed(
         &app.key,
         &app.instance_name(),
         &address,
         app.listen_port(),
-        &[PROTOCOL_LEGACY, PROTOCOL_V2],
+        &capabilities,
         unix_millis_now(),
     )
 }

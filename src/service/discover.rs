@@ -124,6 +124,9 @@ async fn find_lan(
         listening => listening,
     });
     let client = HttpClient::new(discovery::scan_client_config(), instance.wire.clone());
+    // A node serving HTTPS is checked as a peer's certificate is (CA file, pins).
+    #[cfg(feature = "tls")]
+    let client = client.with_trust(instance.config.tls.peer_trust.clone());
     let hosts = subnet.hosts();
     let started = Instant::now();
     let hits = discovery::scan(&client, &hosts, port, discovery::SCAN_CONCURRENCY).await;
@@ -208,7 +211,11 @@ pub async fn discover(
         // Added as `add-peer` adds: the key is pinned, the one a signed beacon showed
         // (checked against the peer's info) or the one its info shows (issue 11: peers
         // added unpinned stayed failing on both sides).
-        let own = format!("http://127.0.0.1:{}", instance.listen_port());
+        let own = crate::http::node_base_url(
+            instance.serves_https(),
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            instance.listen_port(),
+        );
         let candidates = found
             .keys()
             .map(|url| (url.clone(), None))
