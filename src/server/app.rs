@@ -102,6 +102,12 @@ impl App {
             config.federation.max_clock_skew.as_millis() as u64,
             config.verbose,
         );
+        // `FEDERATION_HUB_URL` names the hub as `add-peer` names a peer, so the hub's key
+        // is pinned the same way: the key it shows at the first sync (issue 12: the
+        // guide's Pi sets only the hub URL and must take the hub's records).
+        if let Some(hub) = &config.federation.hub_url {
+            syncer.pin_at_first_contact(hub)?;
+        }
         let events = EventBus::new(key.public_key().instance_id().to_hex(), config.verbose);
         let (auto_sync, sync_interval_ms) = syncer.auto_sync_setting()?.unwrap_or((
             config.federation.auto_sync,

@@ -30,7 +30,7 @@ pub fn start(executor: &'static LocalExecutor<'static>, app: &Rc<App>) -> Option
     if !config.enabled {
         return None;
     }
-    match discovery::open(config) {
+    match discovery::open(config, app.config.federation.bind) {
         Ok(socket) => {
             let mode = if config.unicast.is_empty() {
                 format!("multicast {}:{}", config.group, config.port)

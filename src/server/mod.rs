@@ -344,8 +344,8 @@ fn write_server_file(path: &Path, local: SocketAddr, transport: &Transport) -> R
         })
 }
 
-/// Syncs with the mode's targets at start, then every interval (±10% jitter), while
-/// auto-sync is on; a peer whose sync failed is retried after its backoff (5 s
+/// Syncs with the mode's targets at start, then every interval (±10% jitter) and a
+/// second after each local write, while auto-sync is on; a peer whose sync failed is retried after its backoff (5 s
 /// doubling, capped at 15 minutes) rather than at the next interval. The decisions are
 /// [`AutoSyncSchedule`]'s; this loop waits and runs the syncs.
 async fn auto_sync_loop(app: Rc<App>) {
@@ -360,17 +360,32 @@ async fn auto_sync_loop(app: Rc<App>) {
             continue;
         }
         let wake = schedule.next_wake(Instant::now());
+        let local_change = app.store.borrow().local_changed().listen();
         let woken = future::or(
             async {
                 changed.await;
-                true
+                Some(true)
             },
-            async {
-                Timer::at(wake).await;
-                false
-            },
+            future::or(
+                async {
+                    Timer::at(wake).await;
+                    Some(false)
+                },
+                async {
+                    local_change.await;
+                    None
+                },
+            ),
         )
         .await;
+        let Some(woken) = woken else {
+            // A write of our own: pushed within a second rather than at the next
+            // interval (the guide: "Developer A adds new React hooks, automatically
+            // syncs to B and C"); the second gathers a burst of writes into one round.
+            Timer::after(crate::config::LOCAL_CHANGE_SYNC_DELAY).await;
+            schedule.round_now();
+            continue;
+        };
         if woken {
             // A new interval applies from now, starting with a round.
             if app.sync_interval_ms.get() != interval_ms {
