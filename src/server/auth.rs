@@ -45,8 +45,12 @@ fn access_name(access: Access) -> &'static str {
 fn local_reader(app: &App, request: &Request) -> bool {
     let federation = &app.config.federation;
     let admin_token = app.config.admin_token.as_deref();
-    control_allowed(request, federation.bind, federation.behind_proxy, admin_token)
-        && cross_origin_refusal(request, token_presented(request, admin_token)).is_none()
+    control_allowed(
+        request,
+        federation.bind,
+        federation.behind_proxy,
+        admin_token,
+    ) && cross_origin_refusal(request, token_presented(request, admin_token)).is_none()
 }
 
 /// Checks that the caller of `request` may use a route needing `access`.

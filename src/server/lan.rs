@@ -92,9 +92,17 @@ async fn beacon_loop(app: Rc<App>, socket: smol::net::UdpSocket) {
                 // a beacon flood would hold the thread and every request behind it.
                 future::yield_now().await;
                 let new = hear(&app, &buffer[..length], source);
-                if new && last_answer.is_none_or(|at| at.elapsed() >= ANSWER_AT_MOST_EVERY) {
-                    last_answer = Some(Instant::now());
-                    send_beacon(&app, &socket, &destinations, &mut send_warned).await;
+                match last_answer {
+                    Some(at) if new && at.elapsed() < ANSWER_AT_MOST_EVERY => {
+                        // Not lost, only later: nodes started within a second of each
+                        // other would otherwise wait a whole interval to hear us.
+                        next_beacon = next_beacon.min(at + ANSWER_AT_MOST_EVERY);
+                    }
+                    _ if new => {
+                        last_answer = Some(Instant::now());
+                        send_beacon(&app, &socket, &destinations, &mut send_warned).await;
+                    }
+                    _ => {}
                 }
             }
         }

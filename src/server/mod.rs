@@ -76,6 +76,10 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
         .map_err(|source| Error::Other(format!("cannot read the listening address: {source}")))?;
     app.listen_port.set(local.port());
     let transport = transport(&app.config)?;
+    // The beacon socket is bound before the server says it runs, so a node started
+    // right after this one is heard: its first beacon would otherwise find no socket
+    // here, and the next comes a beacon interval later (60 s).
+    let lan_task = lan::start(executor, &app);
     let server_file = app.config.data_dir.join(SERVER_FILE);
     write_server_file(&server_file, local, &transport)?;
     eprintln!(
@@ -117,7 +121,7 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
     if let Some(hub) = federation.hub_url.clone() {
         tasks.push(executor.spawn(heartbeat_loop(app.clone(), hub)));
     }
-    tasks.extend(lan::start(executor, &app));
+    tasks.extend(lan_task);
     if let Some(command) = &app.config.on_event {
         tasks.push(app.events.start_hooks(executor, command.clone()));
     }

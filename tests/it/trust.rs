@@ -377,9 +377,18 @@ fn delta_sync_returns_exactly_the_records_whose_hash_differs() {
     // page of another site, and without the JSON content type a page cannot send
     // unasked. An unsigned push is refused from this host too.
     let json = ("content-type", "application/json".to_owned());
-    let (status, answer) = http(server.port, "POST", "/sync", body.as_bytes(), &[json.clone()]);
+    let (status, answer) = http(
+        server.port,
+        "POST",
+        "/sync",
+        body.as_bytes(),
+        &[json.clone()],
+    );
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(http(server.port, "GET", "/federation/nodes", b"", &[]).0, 200);
+    assert_eq!(
+        http(server.port, "GET", "/federation/nodes", b"", &[]).0,
+        200
+    );
     for (name, value) in [
         ("x-forwarded-for", "203.0.113.9"),
         ("origin", "https://pages.example"),
