@@ -382,7 +382,7 @@ fn delta_sync_returns_exactly_the_records_whose_hash_differs() {
         "POST",
         "/sync",
         body.as_bytes(),
-        &[json.clone()],
+        std::slice::from_ref(&json),
     );
     assert_eq!(status, 200, "{answer}");
     assert_eq!(
