@@ -80,8 +80,6 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
     // right after this one is heard: its first beacon would otherwise find no socket
     // here, and the next comes a beacon interval later (60 s).
     let lan_task = lan::start(executor, &app);
-    let server_file = app.config.data_dir.join(SERVER_FILE);
-    write_server_file(&server_file, local, &transport)?;
     eprintln!(
         "Federation server started on port {}{} ({} {}, mode {}, store {})",
         local.port(),
@@ -104,12 +102,23 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
             "warning: FEDERATION_TRUST=open: unsigned callers are served as core peers and unsigned records accepted; use this only on a trusted LAN with old ARK peers"
         );
     }
+    if app.config.federation.auto_sync && !app.auto_sync.get() {
+        // Only a flag or FEDERATION_AUTO_SYNC=true turns the setting on, so it was asked
+        // for, and the saved `auto-sync --stop` wins: say so rather than stay silent.
+        eprintln!(
+            "notice: auto-sync stays off: `federation auto-sync --stop` saved that, and it wins over FEDERATION_AUTO_SYNC and --auto-sync; switch it on with `ark-lattice federation auto-sync --start`"
+        );
+    }
     if app.config.redis_url_ignored {
         eprintln!(
             "notice: REDIS_URL is ignored; state lives in the embedded store at {}",
             app.config.store_path().display()
         );
     }
+    // Written after the warnings: `federation start` waits for this file, then shows
+    // the warnings this start wrote to the log.
+    let server_file = app.config.data_dir.join(SERVER_FILE);
+    write_server_file(&server_file, local, &transport)?;
     let notifier = Notifier::from_env();
     if let Err(error) = notifier.ready() {
         eprintln!("warning: could not notify systemd: {error}");

@@ -488,6 +488,12 @@ fn the_guides_curl_examples_work_as_printed() {
         "{}",
         run.stdout
     );
+    // What the server says about the guide's settings reaches the one who started it.
+    assert!(
+        run.stderr.contains("notice: REDIS_URL is ignored"),
+        "{}",
+        run.stderr
+    );
     for id in ["python_flask_basic", "react_component_form", "node-1"] {
         add(&node, id, "framework_node");
     }
