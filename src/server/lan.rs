@@ -69,6 +69,9 @@ async fn beacon_loop(app: Rc<App>, socket: smol::net::UdpSocket) {
     loop {
         if Instant::now() >= next_beacon {
             send_beacon(&app, &socket, &destinations, &mut send_warned).await;
+            // A deferred answer goes out here too: counted, so a flood of newcomers gets
+            // one beacon a second, not an answer and a deferred one.
+            last_answer = Some(Instant::now());
             next_beacon = Instant::now() + config.interval;
             expire(&app, expiry);
         }

@@ -44,26 +44,32 @@ const BEACON_PORT: u16 = 8103;
 /// The scenarios listen on fixed ports of the same addresses: one at a time.
 static FIXED_PORTS: Mutex<()> = Mutex::new(());
 
-/// Takes the fixed ports for a scenario on `addresses`, or `None` (printed; a failure
-/// under `CI=true`) when a port is held by another program.
-fn take_ports(addresses: &[Ipv4Addr], ports: &[u16]) -> Option<std::sync::MutexGuard<'static, ()>> {
+/// Takes the fixed ports for a scenario on `addresses` (`port`, and the beacon port
+/// when `beacons`), or `None` (printed; a failure under `CI=true`) when one is held by
+/// another program.
+fn take_ports(
+    addresses: &[Ipv4Addr],
+    port: u16,
+    beacons: bool,
+) -> Option<std::sync::MutexGuard<'static, ()>> {
     let guard = FIXED_PORTS
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     for address in addresses {
-        for port in ports {
-            let tcp = TcpListener::bind(SocketAddrV4::new(*address, *port)).map(drop);
-            let udp = UdpSocket::bind(SocketAddrV4::new(*address, BEACON_PORT)).map(drop);
-            if let Err(error) = tcp.and(udp) {
-                let reason = format!(
-                    "the guide's ports ({port}/tcp, {BEACON_PORT}/udp) on {address} are taken: {error}"
-                );
-                if std::env::var("CI").as_deref() == Ok("true") {
-                    panic!("{reason}");
-                }
-                eprintln!("skipped: {reason}");
-                return None;
+        let tcp = TcpListener::bind(SocketAddrV4::new(*address, port)).map(drop);
+        let udp = match beacons {
+            true => UdpSocket::bind(SocketAddrV4::new(*address, BEACON_PORT)).map(drop),
+            false => Ok(()),
+        };
+        if let Err(error) = tcp.and(udp) {
+            let reason = format!(
+                "the guide's ports ({port}/tcp, {BEACON_PORT}/udp) on {address} are taken: {error}"
+            );
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("{reason}");
             }
+            eprintln!("skipped: {reason}");
+            return None;
         }
     }
     Some(guard)
@@ -251,7 +257,7 @@ fn add(instance: &Instance, id: &str, node_type: &str) {
 #[test]
 fn scenario_1_developer_laptop_and_cloud_server() {
     let addresses = [loopback(2), loopback(3)];
-    let Some(_ports) = take_ports(&addresses, &[GUIDE_PORT]) else {
+    let Some(_ports) = take_ports(&addresses, GUIDE_PORT, true) else {
         return;
     };
     let local = Instance::new(
@@ -301,7 +307,7 @@ fn scenario_1_developer_laptop_and_cloud_server() {
 #[test]
 fn scenario_2_office_network_with_multiple_developers() {
     let addresses = [loopback(2), loopback(3), loopback(4)];
-    let Some(_ports) = take_ports(&addresses, &[GUIDE_PORT]) else {
+    let Some(_ports) = take_ports(&addresses, GUIDE_PORT, true) else {
         return;
     };
     let developers: Vec<Instance> = ["guide2-a", "guide2-b", "guide2-c"]
@@ -353,7 +359,7 @@ fn scenario_2_office_network_with_multiple_developers() {
 #[test]
 fn scenario_3_edge_computing_with_raspberry_pi() {
     let addresses = [loopback(2), loopback(3)];
-    let Some(_ports) = take_ports(&addresses, &[GUIDE_PORT]) else {
+    let Some(_ports) = take_ports(&addresses, GUIDE_PORT, true) else {
         return;
     };
     let hub = Instance::new(
@@ -399,7 +405,7 @@ fn scenario_3_edge_computing_with_raspberry_pi() {
 #[test]
 fn scenario_4_multi_region_deployment() {
     let addresses = [loopback(2), loopback(3), loopback(4), loopback(5)];
-    let Some(_ports) = take_ports(&addresses, &[GUIDE_PORT]) else {
+    let Some(_ports) = take_ports(&addresses, GUIDE_PORT, true) else {
         return;
     };
     let us = Instance::new(
@@ -464,7 +470,7 @@ fn the_guides_curl_examples_work_as_printed() {
         return;
     }
     let address = Ipv4Addr::LOCALHOST;
-    let Some(_ports) = take_ports(&[address], &[9001]) else {
+    let Some(_ports) = take_ports(&[address], 9001, false) else {
         return;
     };
     let node = Instance::new(
@@ -551,7 +557,7 @@ fn auto_sync_settings_outlive_a_restart_and_start_takes_serves_flags() {
         "guide-settings",
         address,
         &[address],
-        &[("FEDERATION_PORT", "0")],
+        &[("FEDERATION_PORT", "0"), ("FEDERATION_DISCOVERY", "false")],
     );
     let saved = node
         .run(&["federation", "auto-sync", "--start", "--interval", "5000"])
