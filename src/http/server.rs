@@ -485,7 +485,7 @@ impl Exchange {
                         self.stats.add_panic();
                         eprintln!(
                             "error: {method} {path} panicked ({}); answered 500",
-                            panic_message(payload.as_ref())
+                            crate::panics::message(payload.as_ref())
                         );
                         closing(Response::error(
                             500,
@@ -643,15 +643,6 @@ impl Exchange {
         *hyper_response.headers_mut() = header_map;
         hyper_response
     }
-}
-
-/// The text a panic was raised with, when it was a string.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("no message")
 }
 
 /// Marks a response as the last on its connection, for answers sent while the request
