@@ -39,6 +39,7 @@ fn test_limits() -> ServerLimits {
         header_read_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(5),
         body_read_timeout: Duration::from_secs(5),
+        body_progress_timeout: Duration::from_secs(5),
         max_connections: 8,
         max_connections_per_address: 8,
         max_body_bytes: 64 * 1024,
@@ -591,6 +592,124 @@ fn an_address_whose_connections_are_all_busy_is_refused_more() {
             Duration::from_secs(1),
         )
         .await;
+        server.shut_down().await;
+    });
+}
+
+/// A connection from `source` that sends a head announcing a 1000-byte body to
+/// `/echo`, then 10 bytes of it, then nothing.
+async fn stalled_upload(source: [u8; 4], server: SocketAddr) -> TcpStream {
+    let mut stream = connect_from(source, server);
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 1000\r\n\r\nten bytes.")
+        .await
+        .unwrap();
+    stream
+}
+
+#[test]
+fn uploads_waiting_for_their_body_are_shed_like_stalled_heads() {
+    run(|executor| async move {
+        let limits = ServerLimits {
+            max_connections: 8,
+            max_connections_per_address: 3,
+            ..test_limits()
+        };
+        let server = start(&executor, limits).await;
+        // One address over its share, then three addresses filling the server.
+        let mut uploads = Vec::new();
+        for _ in 0..40 {
+            uploads.push(stalled_upload([127, 0, 0, 1], server.addr).await);
+        }
+        for source in [[127, 0, 0, 3], [127, 0, 0, 4]] {
+            for _ in 0..3 {
+                uploads.push(stalled_upload(source, server.addr).await);
+            }
+        }
+        Timer::after(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        let mut other = connect_from([127, 0, 0, 2], server.addr);
+        other.write_all(SIMPLE_GET).await.unwrap();
+        read_until(
+            &mut other,
+            &mut Vec::new(),
+            b"hello",
+            Duration::from_secs(1),
+        )
+        .await;
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(server.stats.connections_refused(), 0);
+        assert!(
+            server.stats.connections_shed() >= 38,
+            "{}",
+            server.stats.connections_shed()
+        );
+        let mut open = 0;
+        for stream in &mut uploads[..40] {
+            if time_until_closed(stream, Duration::from_millis(20))
+                .await
+                .is_none()
+            {
+                open += 1;
+            }
+        }
+        assert!(open <= 3, "{open} uploads of one address still open");
+        server.shut_down().await;
+    });
+}
+
+#[test]
+fn a_body_that_stops_arriving_gets_408_but_a_slow_one_that_moves_is_read() {
+    run(|executor| async move {
+        let limits = ServerLimits {
+            body_read_timeout: Duration::from_secs(5),
+            body_progress_timeout: Duration::from_millis(300),
+            ..test_limits()
+        };
+        let server = start(&executor, limits).await;
+        let started = Instant::now();
+        let mut stopped = stalled_upload([127, 0, 0, 1], server.addr).await;
+        let mut received = Vec::new();
+        read_until(
+            &mut stopped,
+            &mut received,
+            b"body_progress_timeout",
+            Duration::from_secs(3),
+        )
+        .await;
+        assert!(
+            received.starts_with(b"HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&received)
+        );
+        assert!(started.elapsed() < Duration::from_secs(3));
+
+        // A byte every 100 ms for 1.2 s: slow, but never 300 ms without progress.
+        let mut slow = connect_from([127, 0, 0, 1], server.addr);
+        slow.write_all(b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 12\r\n\r\n")
+            .await
+            .unwrap();
+        for byte in b"twelve bytes" {
+            Timer::after(Duration::from_millis(100)).await;
+            slow.write_all(&[*byte]).await.unwrap();
+        }
+        let mut received = Vec::new();
+        read_until(
+            &mut slow,
+            &mut received,
+            b"twelve bytes",
+            Duration::from_secs(2),
+        )
+        .await;
+        assert!(
+            received.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&received)
+        );
         server.shut_down().await;
     });
 }
