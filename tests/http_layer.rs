@@ -492,6 +492,39 @@ fn connect_from(source: [u8; 4], server: SocketAddr) -> TcpStream {
     TcpStream::try_from(std::net::TcpStream::from(socket)).unwrap()
 }
 
+/// `GET /hello` on a new connection from `source`, answered within a second.
+async fn answered_within_a_second(source: [u8; 4], server: SocketAddr) {
+    let started = Instant::now();
+    let mut stream = connect_from(source, server);
+    stream.write_all(SIMPLE_GET).await.unwrap();
+    read_until(
+        &mut stream,
+        &mut Vec::new(),
+        b"hello",
+        Duration::from_secs(1),
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// How many of `streams` the server has not closed.
+async fn still_open(streams: &mut [TcpStream]) -> usize {
+    let mut open = 0;
+    for stream in streams {
+        if time_until_closed(stream, Duration::from_millis(20))
+            .await
+            .is_none()
+        {
+            open += 1;
+        }
+    }
+    open
+}
+
 #[test]
 fn one_address_holding_stalled_heads_does_not_shut_out_another() {
     run(|executor| async move {
@@ -510,45 +543,15 @@ fn one_address_holding_stalled_heads_does_not_shut_out_another() {
                 .unwrap();
             stalled.push(stream);
         }
-        let started = Instant::now();
-        let mut other = connect_from([127, 0, 0, 2], server.addr);
-        other.write_all(SIMPLE_GET).await.unwrap();
-        read_until(
-            &mut other,
-            &mut Vec::new(),
-            b"hello",
-            Duration::from_secs(1),
-        )
-        .await;
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "{:?}",
-            started.elapsed()
-        );
+        answered_within_a_second([127, 0, 0, 2], server.addr).await;
         // The stalling address itself still gets in: its oldest stalled head gives way.
-        let mut again = connect_from([127, 0, 0, 1], server.addr);
-        again.write_all(SIMPLE_GET).await.unwrap();
-        read_until(
-            &mut again,
-            &mut Vec::new(),
-            b"hello",
-            Duration::from_secs(1),
-        )
-        .await;
+        answered_within_a_second([127, 0, 0, 1], server.addr).await;
         assert!(
             server.stats.connections_shed() >= 37,
             "{}",
             server.stats.connections_shed()
         );
-        let mut open = 0;
-        for stream in &mut stalled {
-            if time_until_closed(stream, Duration::from_millis(20))
-                .await
-                .is_none()
-            {
-                open += 1;
-            }
-        }
+        let open = still_open(&mut stalled).await;
         assert!(
             open <= 3,
             "{open} stalled connections of one address still open"
@@ -627,36 +630,14 @@ fn uploads_waiting_for_their_body_are_shed_like_stalled_heads() {
             }
         }
         Timer::after(Duration::from_millis(100)).await;
-        let started = Instant::now();
-        let mut other = connect_from([127, 0, 0, 2], server.addr);
-        other.write_all(SIMPLE_GET).await.unwrap();
-        read_until(
-            &mut other,
-            &mut Vec::new(),
-            b"hello",
-            Duration::from_secs(1),
-        )
-        .await;
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "{:?}",
-            started.elapsed()
-        );
+        answered_within_a_second([127, 0, 0, 2], server.addr).await;
         assert_eq!(server.stats.connections_refused(), 0);
         assert!(
             server.stats.connections_shed() >= 38,
             "{}",
             server.stats.connections_shed()
         );
-        let mut open = 0;
-        for stream in &mut uploads[..40] {
-            if time_until_closed(stream, Duration::from_millis(20))
-                .await
-                .is_none()
-            {
-                open += 1;
-            }
-        }
+        let open = still_open(&mut uploads[..40]).await;
         assert!(open <= 3, "{open} uploads of one address still open");
         server.shut_down().await;
     });
