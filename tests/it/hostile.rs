@@ -258,7 +258,7 @@ fn a_large_push_is_applied_in_chunks_while_requests_are_served() {
     let node = Node::start_with("big-push", &[("FEDERATION_TRUST", "open")], &[]);
     let headers = [("Content-Type", "application/json")];
     // What fits in the body limit (4 MiB) is applied, in chunks between other requests;
-    // 12,000 records make 48 chunks (the bench pushes as many as fit).
+    // 12,000 records make 48 chunks or more (the bench pushes as many as fit).
     let body = legacy_push_body(12_000);
     assert!(body.len() < 4 * 1024 * 1024);
     let probe = LatencyProbe::start(node.address(), Duration::from_millis(5));
