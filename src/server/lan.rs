@@ -16,7 +16,7 @@ use super::routes::{ApiError, number, object, text};
 use crate::discovery::{self, Beacon, Heard, LanPeer, MAX_BEACON_BYTES, ScanHit, Subnet};
 use crate::http::HttpClient;
 use crate::model::unix_millis_now;
-use crate::protocol::{PROTOCOL_LEGACY, PROTOCOL_V2};
+use crate::protocol::{CAPABILITY_HTTPS, PROTOCOL_LEGACY, PROTOCOL_V2};
 
 /// A newcomer's beacon is answered with ours at once, but at most this often, so a
 /// burst of beacons cannot make us flood the LAN.
@@ -30,7 +30,7 @@ pub fn start(executor: &'static LocalExecutor<'static>, app: &Rc<App>) -> Option
     if !config.enabled {
         return None;
     }
-    match discovery::open(config) {
+    match discovery::open(config, app.config.federation.bind) {
         Ok(socket) => {
             let mode = if config.unicast.is_empty() {
                 format!("multicast {}:{}", config.group, config.port)
@@ -69,6 +69,9 @@ async fn beacon_loop(app: Rc<App>, socket: smol::net::UdpSocket) {
     loop {
         if Instant::now() >= next_beacon {
             send_beacon(&app, &socket, &destinations, &mut send_warned).await;
+            // A deferred answer goes out here too: counted, so a flood of newcomers gets
+            // one beacon a second, not an answer and a deferred one.
+            last_answer = Some(Instant::now());
             next_beacon = Instant::now() + config.interval;
             expire(&app, expiry);
         }
@@ -92,9 +95,17 @@ async fn beacon_loop(app: Rc<App>, socket: smol::net::UdpSocket) {
                 // a beacon flood would hold the thread and every request behind it.
                 future::yield_now().await;
                 let new = hear(&app, &buffer[..length], source);
-                if new && last_answer.is_none_or(|at| at.elapsed() >= ANSWER_AT_MOST_EVERY) {
-                    last_answer = Some(Instant::now());
-                    send_beacon(&app, &socket, &destinations, &mut send_warned).await;
+                match last_answer {
+                    Some(at) if new && at.elapsed() < ANSWER_AT_MOST_EVERY => {
+                        // Not lost, only later: nodes started within a second of each
+                        // other would otherwise wait a whole interval to hear us.
+                        next_beacon = next_beacon.min(at + ANSWER_AT_MOST_EVERY);
+                    }
+                    _ if new => {
+                        last_answer = Some(Instant::now());
+                        send_beacon(&app, &socket, &destinations, &mut send_warned).await;
+                    }
+                    _ => {}
                 }
             }
         }
@@ -105,12 +116,16 @@ async fn beacon_loop(app: Rc<App>, socket: smol::net::UdpSocket) {
 pub fn our_beacon(app: &App, destination: SocketAddr) -> Beacon {
     let address = discovery::local_ipv4(&app.config.discovery, destination)
         .map_or_else(|| "0.0.0.0".to_owned(), |ip| ip.to_string());
+    let mut capabilities = vec![PROTOCOL_LEGACY, PROTOCOL_V2];
+    if app.serves_https() {
+        capabilities.push(CAPABILITY_HTTPS);
+    }
     Beacon::signed(
         &app.key,
         &app.instance_name(),
         &address,
         app.listen_port.get(),
-        &[PROTOCOL_LEGACY, PROTOCOL_V2],
+        &capabilities,
         unix_millis_now(),
     )
 }
@@ -339,6 +354,9 @@ pub async fn find(
         listening => listening,
     });
     let client = HttpClient::new(discovery::scan_client_config(), app.wire.clone());
+    // A node serving HTTPS is checked as a peer's certificate is (CA file, pins).
+    #[cfg(feature = "tls")]
+    let client = client.with_trust(app.config.tls.peer_trust.clone());
     let hosts = subnet.hosts();
     let started = Instant::now();
     let hits = discovery::scan(&client, &hosts, port, discovery::SCAN_CONCURRENCY).await;

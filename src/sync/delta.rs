@@ -25,7 +25,7 @@ use std::time::Duration;
 use miniserde::json::{Array, Value};
 
 use super::client::{PeerSyncResult, SyncError, Syncer};
-use super::held::{Held, MAX_HELD, Refusal};
+use super::held::{Held, Refusal};
 use super::peer::PeerState;
 use super::reconcile::{ItemDigest, item_digest};
 use super::{by_priority, trust_book, wire_size};
@@ -108,10 +108,19 @@ impl Syncer {
             .await
             .map_err(|error| SyncError::Peer(error.to_string()))?;
         if !(200..300).contains(&response.status) {
-            let snippet: String = String::from_utf8_lossy(&response.body)
-                .chars()
-                .take(200)
-                .collect();
+            // A peer's `{"error": ...}` is shown whole, up to 1000 characters: its end
+            // often names the command that fixes it (`trust accept SHA256:...`).
+            let error = crate::protocol::parse_object(&response.body, "error answer")
+                .ok()
+                .and_then(|object| match object.get("error") {
+                    Some(Value::String(error)) => Some(error.clone()),
+                    _ => None,
+                });
+            let (text, limit) = match error {
+                Some(error) => (error, 1000),
+                None => (String::from_utf8_lossy(&response.body).into_owned(), 200),
+            };
+            let snippet: String = text.chars().take(limit).collect();
             return Err(SyncError::Peer(format!(
                 "{method} {url} answered {}: {}",
                 response.status,
@@ -192,14 +201,6 @@ impl Syncer {
         pulled: &mut PulledVersions,
         result: &mut PeerSyncResult,
     ) -> Result<(), SyncError> {
-        if !held.is_empty() && self.held_count()? + held.len() > MAX_HELD {
-            return Err(SyncError::Peer(format!(
-                "{} records from {url} would be held, and {MAX_HELD} is the most this node holds; \
-                 nothing past them is applied until held records are released (trust their authors: \
-                 ark-lattice trust pending, then trust accept)",
-                held.len()
-            )));
-        }
         let encoded = state.map(PeerState::encode);
         let outcome = self.apply(records, encoded.as_deref().map(|bytes| (url, bytes)), held)?;
         if state.is_some() {
@@ -451,6 +452,7 @@ impl Syncer {
         // Read before the set: a record moved aside after it is missing from a set that
         // still counts it, so the next sync must reconcile again.
         let repairs = self.store.borrow().repairs();
+        let held_drops = self.held_usage()?.2.drops;
         let ours = self
             .reconcile_cache
             .get(&self.store, &filter)
@@ -547,9 +549,11 @@ impl Syncer {
 
         state.epoch = Some(epoch.to_owned());
         state.repairs = repairs;
+        state.held_drops = held_drops;
         state.pull_seq = pull_seq;
         state.push_seq = ours.last_seq;
         self.save_states(vec![(url.to_owned(), state.encode())], true)?;
+        self.note_refetched()?;
         Ok(())
     }
 
