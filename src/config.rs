@@ -124,8 +124,9 @@ pub const MAX_LAN_PEERS: usize = 256;
 pub const MAX_PENDING_TRUST: usize = 256;
 pub const PENDING_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 /// The open registry (`--open-registration`): most spokes registered at once, and the
-/// largest manifest summary (the manifest without its node list) kept for one, so
-/// `/discover` stays under `MAX_REGISTRATIONS × MAX_REGISTRATION_BYTES` (2 MiB).
+/// bound on what `/discover` lists for one (the manifest without its node list, plus
+/// its key, fingerprint, URL and times, and a comma), so `/discover` stays under
+/// `MAX_REGISTRATIONS × MAX_REGISTRATION_BYTES` (2 MiB).
 pub const MAX_REGISTRATIONS: usize = 512;
 pub const MAX_REGISTRATION_BYTES: usize = 4096;
 /// The held table's bounds (`sync::held_room`; `ARK_MAX_HELD_RECORDS`,

@@ -16,6 +16,8 @@
 //! - [`discovery`]: LAN beacons and the subnet scan.
 //! - [`trust`]: keys, signatures and trust tiers; the only module that imports
 //!   ed25519-compact.
+//! - [`panics`]: panics in a running node's own work (syncs, timer loops) caught,
+//!   logged and counted.
 
 pub mod cli;
 pub mod commands;
@@ -25,6 +27,7 @@ pub mod error;
 pub mod http;
 pub mod input;
 pub mod model;
+pub mod panics;
 pub mod protocol;
 pub mod server;
 pub mod service;

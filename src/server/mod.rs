@@ -118,24 +118,36 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
     if let Err(error) = notifier.ready() {
         eprintln!("warning: could not notify systemd: {error}");
     }
-    let mut tasks = vec![executor.spawn(auto_sync_loop(app.clone()))];
+    let sync_app = app.clone();
+    let mut tasks = vec![executor.spawn(supervised("auto-sync", move || {
+        auto_sync_loop(sync_app.clone())
+    }))];
     if federation.watch {
-        tasks.push(executor.spawn(watch_loop(executor, app.clone())));
+        let watch_app = app.clone();
+        tasks.push(executor.spawn(supervised("watch", move || {
+            watch_loop(executor, watch_app.clone())
+        })));
     }
     if let Some(hub) = federation.hub_url.clone() {
-        tasks.push(executor.spawn(heartbeat_loop(app.clone(), hub)));
+        let heartbeat_app = app.clone();
+        tasks.push(executor.spawn(supervised("hub heartbeat", move || {
+            heartbeat_loop(heartbeat_app.clone(), hub.clone())
+        })));
     }
     tasks.extend(lan_task);
     if let Some(command) = &app.config.on_event {
         tasks.push(app.events.start_hooks(executor, command.clone()));
     }
     let pending_app = app.clone();
-    tasks.push(executor.spawn(async move {
-        loop {
-            Timer::after(crate::config::PENDING_FLUSH_INTERVAL).await;
-            pending_app.flush_pending_callers();
+    tasks.push(executor.spawn(supervised("pending trust flush", move || {
+        let pending_app = pending_app.clone();
+        async move {
+            loop {
+                Timer::after(crate::config::PENDING_FLUSH_INTERVAL).await;
+                pending_app.flush_pending_callers();
+            }
         }
-    }));
+    })));
     let keep_alive_app = app.clone();
     tasks.push(executor.spawn(async move {
         loop {
@@ -350,6 +362,16 @@ fn write_server_file(path: &Path, local: SocketAddr, transport: &Transport) -> R
             path: path.to_owned(),
             source,
         })
+}
+
+/// Runs the loop `start` makes, and starts it again [`crate::config::BACKOFF_BASE`]
+/// after a panic (logged and counted by [`crate::panics::contained`]). A panic in a
+/// task otherwise ends it silently: auto-sync would stop for good after one round met
+/// a damaged store page (issue 10).
+async fn supervised<F: Future<Output = ()>>(what: &'static str, start: impl Fn() -> F) {
+    while crate::panics::contained(what, start()).await.is_err() {
+        Timer::after(crate::config::BACKOFF_BASE).await;
+    }
 }
 
 /// Syncs with the mode's targets at start, then every interval (±10% jitter) and a

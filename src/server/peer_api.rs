@@ -2,7 +2,6 @@
 //! `sync`, `discover`) in the shapes of `protocol::ark`, and our v2 offer and push (the changes feed and
 //! reconciliation are in `delta_api`).
 
-use futures_lite::future;
 use miniserde::json::{Array, Object, Value};
 
 use super::app::App;
@@ -181,20 +180,22 @@ pub async fn sync(app: &App, request: &Request) -> Result<Value, ApiError> {
     .to_json())
 }
 
-/// Records parsed, checked and applied in one transaction between yields to the
-/// executor. A push of thousands of records is taken in chunks so the requests that
-/// arrive meanwhile are served between them (issue 10: a 100k-record push held the
-/// thread for 9 s), and only one chunk is ever parsed into memory at a time.
+/// Most records parsed, checked and applied in one transaction. A push of thousands of
+/// records is taken in chunks so the requests that arrive meanwhile are served between
+/// them (issue 10: a 100k-record push held the thread for 9 s), and only one chunk is
+/// ever parsed into memory at a time.
 const APPLY_CHUNK: usize = 250;
 
-/// Records parsed and checked between yields: a chunk's signature checks take longer
-/// than its one commit, so they are split further.
-const YIELD_EVERY: usize = 50;
+/// Work a push does between two pauses. A legit request that arrives meanwhile waits
+/// about this long, plus its own time, or the time of one commit.
+const SLICE: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Parses the pushed `elements` (cut out by `split_object`), turns each into a record
-/// with `read` (index, element), and applies them [`APPLY_CHUNK`] at a time, yielding
-/// every [`YIELD_EVERY`] records and after each commit, with the syncer's clock-skew
-/// rule. Elements that are not JSON, that
+/// with `read` (index, element), and applies them in chunks of [`APPLY_CHUNK`], pausing
+/// after every [`SLICE`] of work and after each commit (see [`Slices`]), with the
+/// syncer's clock-skew rule. Chunks are not cut shorter by time: each commit waits
+/// out an `fdatasync` whatever its size, so more commits only mean more such waits
+/// (measured: cutting at 20 ms of checking raised the longest legit wait). Elements that are not JSON, that
 /// `read` refuses or that the store refuses are added to `rejected`. Also returns the
 /// change sequence before and after, when nothing else wrote in between: then every
 /// sequence in that range is one of these records.
@@ -209,14 +210,14 @@ async fn apply_in_chunks(
     let mut seq_after = seq_before;
     let mut interleaved = false;
     let mut held_count = 0;
-    for (chunk_index, chunk) in elements.chunks(APPLY_CHUNK).enumerate() {
-        let mut records = Vec::with_capacity(chunk.len());
+    let mut slices = Slices::start();
+    let mut start = 0;
+    while start < elements.len() {
+        let end = (start + APPLY_CHUNK).min(elements.len());
+        let mut records = Vec::with_capacity(end - start);
         let mut held = Vec::new();
-        for (offset, element) in chunk.iter().enumerate() {
-            let index = chunk_index * APPLY_CHUNK + offset;
-            if index > 0 && index % YIELD_EVERY == 0 {
-                future::yield_now().await;
-            }
+        for (index, element) in elements.iter().enumerate().take(end).skip(start) {
+            slices.pause_if_due().await;
             match parse_piece(element) {
                 None => rejected.push(rejection(index, &Value::Null, "is not valid JSON")),
                 Some(value) => match read(index, &value) {
@@ -228,6 +229,7 @@ async fn apply_in_chunks(
                 },
             }
         }
+        start = end;
         // No `.await` from here to the apply: a write seen now is one that came
         // between our chunks.
         interleaved |= app.store.borrow().last_seq() != seq_after;
@@ -239,6 +241,7 @@ async fn apply_in_chunks(
         total.stale += outcome.stale;
         total.conflicts += outcome.conflicts;
         total.rejected.extend(outcome.rejected);
+        slices.pause().await;
     }
     for (id, reason) in &total.rejected {
         rejected.push(super::routes::object([
@@ -251,6 +254,40 @@ async fn apply_in_chunks(
         held_count,
         (!interleaved).then_some((seq_before, seq_after)),
     ))
+}
+
+/// Cuts a long piece of work on the server's one thread into slices of about
+/// [`SLICE`], with a pause between them that lets the other tasks *and* the reactor run.
+///
+/// `yield_now` is not enough: it only puts the task at the back of the executor's
+/// queue, and the executor asks the reactor for new I/O only every 200 task runs
+/// (async-executor's batch), so a handler yielding that way kept new requests unread
+/// for 200 of its slices (issue 10: a legit request waited 51–130 ms during a push).
+/// A timer is due only once the reactor has run, which reads every ready socket.
+struct Slices {
+    started: std::time::Instant,
+}
+
+/// How long a pause between slices sleeps when nothing else is waiting to run.
+const PAUSE: std::time::Duration = std::time::Duration::from_micros(100);
+
+impl Slices {
+    fn start() -> Slices {
+        Slices {
+            started: std::time::Instant::now(),
+        }
+    }
+
+    async fn pause_if_due(&mut self) {
+        if self.started.elapsed() >= SLICE {
+            self.pause().await;
+        }
+    }
+
+    async fn pause(&mut self) {
+        smol::Timer::after(PAUSE).await;
+        self.started = std::time::Instant::now();
+    }
 }
 
 fn rejection(index: usize, row: &Value, reason: &str) -> Value {

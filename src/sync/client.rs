@@ -110,6 +110,8 @@ pub(super) enum SyncError {
     /// The peer is not the store our checkpoint belongs to (another instance or a new
     /// store epoch): start over with `/federation/info`.
     Restart(String),
+    /// Something below the sync panicked; the message is the panic's.
+    Panicked(String),
 }
 
 impl From<StoreError> for SyncError {
@@ -129,6 +131,10 @@ impl std::fmt::Display for SyncError {
         match self {
             SyncError::Store(error) => error.fmt(f),
             SyncError::Peer(message) | SyncError::Restart(message) => f.write_str(message),
+            SyncError::Panicked(message) => write!(
+                f,
+                "internal error during the sync ({message}); if it was the store, `ark-lattice verify` names the damage"
+            ),
         }
     }
 }
@@ -475,7 +481,13 @@ impl Syncer {
                 .await;
             }
         }
-        let outcome = self.sync_peer_inner(url, wait, &mut result).await;
+        // A panic (redb on a damaged page, issue 10) fails this sync like any error:
+        // the peer's in-progress mark below must go, or every later sync with it waits.
+        let work = self.sync_peer_inner(url, wait, &mut result);
+        let outcome = match crate::panics::contained(&format!("sync with {url}"), work).await {
+            Ok(outcome) => outcome,
+            Err(message) => Err(SyncError::Panicked(message)),
+        };
         // Everything held from this peer, not only what this sync held: a sync keeps
         // saying what waits, and what to run, until it is applied.
         match self.held_counts_from(Some(url)) {
