@@ -2,8 +2,10 @@
 //! (`engine`), and running a sync against a peer over HTTP (`client`).
 
 mod client;
+mod copy;
 mod delta;
 mod engine;
+mod first_copy;
 pub mod held;
 mod legacy;
 mod peer;
