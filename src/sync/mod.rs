@@ -15,7 +15,8 @@ pub mod trust_book;
 
 pub use client::{AUDIENCE_DIGITS, PeerSyncResult, Syncer};
 pub use engine::{
-    AutoSyncSchedule, backoff_delay, by_priority, jittered, priority_of, wanted_ids, wire_size,
+    AutoSyncSchedule, backoff_delay, by_priority, jittered, priority_of, rank_by_priority,
+    wanted_ids, wire_size,
 };
 pub use peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
 pub use repair::move_aside_damaged;
