@@ -2,6 +2,8 @@
 //! from the copy's checkpoint to the end, page by page, each page verified record by
 //! record and applied in one transaction together with the checkpoint.
 
+use futures_lite::future;
+
 use super::client::{PeerSyncResult, SyncError, Syncer};
 use super::delta::{PulledVersions, types_param};
 use super::first_copy::{CopyProgress, PageStep};
@@ -32,14 +34,19 @@ impl Syncer {
             copy.seq
         ));
         let types = types_param(state);
-        while !copy.done {
-            let request_url = format!(
-                "{url}/federation/v2/changes?after={}&limit={}&max_bytes={SYNC_BATCH_BYTES}{types}",
-                copy.seq,
-                state.batch_records(),
-            );
-            let page = self.fetch(self.get(&request_url), "changes page").await?;
-            let fields = Fields::new(&page, "changes page");
+        let batch_records = state.batch_records();
+        let page_url = |seq: u64| {
+            format!(
+                "{url}/federation/v2/changes?after={seq}&limit={batch_records}&max_bytes={SYNC_BATCH_BYTES}{types}"
+            )
+        };
+        let mut page = if copy.done {
+            None
+        } else {
+            Some(self.fetch(self.get(&page_url(copy.seq)), "changes page").await?)
+        };
+        while let Some(current) = page.take() {
+            let fields = Fields::new(&current, "changes page");
             if Some(fields.str("instanceId")?) != state.instance_id.as_deref()
                 || fields.str("epoch")? != epoch
             {
@@ -59,7 +66,6 @@ impl Syncer {
                     values.len(),
                 )
                 .map_err(|error| SyncError::Peer(format!("{url}: {error}")))?;
-            let batch = self.verified_records(values, url, delivered_by_core, result);
             let mut next = copy.clone();
             match step {
                 PageStep::Next { seq } => next.seq = seq,
@@ -68,23 +74,40 @@ impl Syncer {
                     next.done = true;
                 }
             }
-            let mut next_state = state.clone();
-            next_state.copy = Some(next.clone());
-            // The page's new records take our next sequence numbers, in one transaction
-            // on this thread: what lies between `before` and `after` is the copy's.
-            let before = self.store.borrow().last_seq();
-            self.apply_batch(
-                url,
-                &batch,
-                Some(&next_state),
-                &mut PulledVersions::default(),
-                result,
-            )?;
-            let after = self.store.borrow().last_seq();
-            next.note_applied(before, after);
-            copy = next;
-            *state = next_state;
-            state.copy = Some(copy.clone());
+            let apply = async {
+                let batch = self.verified_records(values, url, delivered_by_core, result);
+                let mut next_state = state.clone();
+                next_state.copy = Some(next.clone());
+                // The page's new records take our next sequence numbers, in one
+                // transaction on this thread: what lies between `before` and `after` is
+                // the copy's.
+                let before = self.store.borrow().last_seq();
+                self.apply_batch(
+                    url,
+                    &batch,
+                    Some(&next_state),
+                    &mut PulledVersions::default(),
+                    result,
+                )?;
+                let after = self.store.borrow().last_seq();
+                next.note_applied(before, after);
+                next_state.copy = Some(next.clone());
+                *state = next_state;
+                Ok::<_, SyncError>(())
+            };
+            // The next page is asked for before this one is verified and applied, so the
+            // peer reads and compresses it while we work: the request goes out when
+            // `zip` first polls it, then the work runs to its end.
+            if let PageStep::Next { seq } = step {
+                let (fetched, applied) =
+                    future::zip(self.fetch(self.get(&page_url(seq)), "changes page"), apply)
+                        .await;
+                applied?;
+                page = Some(fetched?);
+            } else {
+                apply.await?;
+            }
+            copy = state.copy.clone().unwrap_or_default();
         }
         self.log(format!(
             "first copy of {url} done at its sequence {}; offering ours",
