@@ -309,9 +309,11 @@ fn copy_figures(
     let b = Server::start_quiet(&b_dir, &[]);
     cli(&b_dir, &["federation", "add-peer", &proxy.url()]);
     let before = proxy.traffic();
+    let cpu_before = (a.cpu_millis(), b.cpu_millis());
     let started = Instant::now();
     let answer = cli_json(&b_dir, &["federation", "sync", "--json"]);
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = (a.cpu_millis() - cpu_before.0, b.cpu_millis() - cpu_before.1);
     sync_result(&answer);
     let traffic = proxy.traffic().since(&before);
     let received = field_u64(&cli_json(&b_dir, &["stats", "--json"]), &["nodes"]);
@@ -364,6 +366,11 @@ fn copy_figures(
     println!(
         "budget: 1.2 x (gzip of the records {gzip_bytes} B + 64 B x {nodes}); {} B up, {} B down on {} connection(s)",
         traffic.to_server, traffic.to_client, traffic.connections
+    );
+    println!(
+        "CPU time of the copy (utime + stime): serving node {:.2} s, pulling node {:.2} s",
+        cpu.0 as f64 / 1000.0,
+        cpu.1 as f64 / 1000.0
     );
     println!(
         "time goal: 2 x the import of the same data ({import_seconds:.2} s: the import table's median, or with ARK_BENCH_PERF_ONLY=copy the serving node's import in this run)"

@@ -43,7 +43,10 @@ impl Syncer {
         let mut page = if copy.done {
             None
         } else {
-            Some(self.fetch(self.get(&page_url(copy.seq)), "changes page").await?)
+            Some(
+                self.fetch(self.get(&page_url(copy.seq)), "changes page")
+                    .await?,
+            )
         };
         while let Some(current) = page.take() {
             let fields = Fields::new(&current, "changes page");
@@ -100,8 +103,7 @@ impl Syncer {
             // `zip` first polls it, then the work runs to its end.
             if let PageStep::Next { seq } = step {
                 let (fetched, applied) =
-                    future::zip(self.fetch(self.get(&page_url(seq)), "changes page"), apply)
-                        .await;
+                    future::zip(self.fetch(self.get(&page_url(seq)), "changes page"), apply).await;
                 applied?;
                 page = Some(fetched?);
             } else {
