@@ -27,7 +27,12 @@ impl Syncer {
     ) -> Result<(), SyncError> {
         let mut copy = match state.copy.take() {
             Some(copy) if copy.epoch == epoch && !copy.done => copy,
-            _ => CopyProgress::new(epoch),
+            _ => {
+                // Held records dropped for room before the copy began come again with
+                // it (`sync::held_room`); those dropped during it are fetched later.
+                state.held_drops = self.held_usage()?.2.drops;
+                CopyProgress::new(epoch)
+            }
         };
         self.log(format!(
             "first copy of {url}'s lattice: its feed after sequence {}",
@@ -121,6 +126,7 @@ impl Syncer {
         state.repairs = repairs;
         state.copy = Some(copy);
         self.save_states(vec![(url.to_owned(), state.encode())], true)?;
+        self.note_refetched()?;
         Ok(())
     }
 }

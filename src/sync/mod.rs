@@ -7,6 +7,7 @@ mod delta;
 mod engine;
 mod first_copy;
 pub mod held;
+mod held_room;
 mod legacy;
 mod peer;
 pub mod reconcile;
@@ -18,5 +19,6 @@ pub use engine::{
     AutoSyncSchedule, backoff_delay, by_priority, jittered, priority_of, rank_by_priority,
     wanted_ids, wire_size,
 };
+pub use held_room::{HeldLimits, HeldMarker};
 pub use peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
 pub use repair::move_aside_damaged;

@@ -125,6 +125,10 @@ pub struct PeerState {
     /// A first copy of the peer's feed under way, or read to its end and not yet pushed
     /// past (`sync::first_copy`).
     pub copy: Option<CopyProgress>,
+    /// Our count of held records dropped for room (`sync::held_room`) when the
+    /// checkpoints were set. When more were dropped since, the next sync with room to
+    /// hold again reconciles to fetch them again.
+    pub held_drops: u64,
 }
 
 impl PeerState {
@@ -203,6 +207,9 @@ impl PeerState {
         if let Some(copy) = &self.copy {
             object.insert("copy".into(), copy_to_json(copy));
         }
+        if self.held_drops != 0 {
+            object.insert("heldDrops".into(), number(self.held_drops));
+        }
         if !self.types.is_empty() {
             object.insert(
                 "types".into(),
@@ -255,6 +262,7 @@ impl PeerState {
                 Some(Value::Null) | None => None,
                 Some(value) => Some(copy_from_json(&Fields::of(value, context)?)?),
             },
+            held_drops: fields.opt_u64("heldDrops")?.unwrap_or(0),
             types: fields
                 .opt_array("types")?
                 .unwrap_or_default()
@@ -335,6 +343,7 @@ mod tests {
             last_error: Some("timeout".into()),
             failures: 2,
             repairs: 7,
+            held_drops: 3,
             stats: SyncStats {
                 total_syncs: 3,
                 successful_syncs: 1,
