@@ -31,6 +31,8 @@ pub(super) const ROUTES: &[&str] = &[
     "/federation/sync",
     "/federation/discover",
     "/federation/v2/changes",
+    "/federation/v2/reconcile",
+    "/federation/v2/fetch",
     "/federation/v2/offer",
     "/federation/v2/push",
     "/api/cli",

@@ -175,6 +175,39 @@ impl Store {
         Ok(found)
     }
 
+    /// The `priority` each of `ids` is ranked by (0 when absent, and for tombstones), or
+    /// `None` for an id with no record or a damaged one (noted). One record is decoded at
+    /// a time and none is kept, so ranking many records costs a number each.
+    pub fn priorities(&self, ids: &[&str]) -> Result<Vec<Option<i64>>, StoreError> {
+        let read = self.read()?;
+        let nodes = read.open_table(NODES).map_err(self.fail())?;
+        let tombstones = read.open_table(TOMBSTONES).map_err(self.fail())?;
+        let mut priorities = Vec::with_capacity(ids.len());
+        for id in ids {
+            let priority = if let Some(value) = nodes.get(*id).map_err(self.fail())? {
+                match check_live(id, value.value()) {
+                    Ok((node, _)) => Some(node.priority.unwrap_or(0)),
+                    Err(reason) => {
+                        self.note_damage(RecordTable::Nodes, id, reason);
+                        None
+                    }
+                }
+            } else if let Some(value) = tombstones.get(*id).map_err(self.fail())? {
+                match check_tombstone(value.value()) {
+                    Ok(_) => Some(0),
+                    Err(reason) => {
+                        self.note_damage(RecordTable::Tombstones, id, reason);
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            priorities.push(priority);
+        }
+        Ok(priorities)
+    }
+
     /// [`Store::changes_since`] for the records `filter` admits. Records it leaves out
     /// (and damaged ones, which are noted) still move `last_seq`, so a checkpoint passes
     /// over them; at most `20 × limit`

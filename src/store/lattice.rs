@@ -641,6 +641,7 @@ impl Store {
         let mut clock = self.clock.clone();
         let mut last_seq = self.last_seq;
         let mut last_conflict = self.last_conflict;
+        let mut key_written = None;
         let txn = self.db.begin_write().map_err(self.fail())?;
         for remote in records {
             if remote.version.hlc.millis() > now.saturating_add(max_skew_millis) {
@@ -740,10 +741,15 @@ impl Store {
                 remote.body.clone(),
                 &canonical,
             )?;
+            // A page from one author carries the same key with every record: written
+            // once per transaction, not once per record.
             if let Some(key) = &remote.author_key {
-                let mut keys = txn.open_table(AUTHOR_KEYS).map_err(self.fail())?;
-                keys.insert(remote.version.origin.to_hex().as_str(), &key[..])
-                    .map_err(self.fail())?;
+                if key_written != Some((remote.version.origin, *key)) {
+                    let mut keys = txn.open_table(AUTHOR_KEYS).map_err(self.fail())?;
+                    keys.insert(remote.version.origin.to_hex().as_str(), &key[..])
+                        .map_err(self.fail())?;
+                    key_written = Some((remote.version.origin, *key));
+                }
             }
             outcome.applied += 1;
         }

@@ -145,6 +145,21 @@ impl Store {
         )
     }
 
+    /// Live records and tombstones: what a first contact compares with the peer's count
+    /// (`sync::first_copy`), without counting the indexes as [`Store::stats`] does.
+    pub fn record_count(&self) -> Result<u64, StoreError> {
+        let read = self.read()?;
+        let mut count = 0;
+        for table in [NODES, TOMBSTONES] {
+            count += read
+                .open_table(table)
+                .map_err(self.fail())?
+                .len()
+                .map_err(self.fail())?;
+        }
+        Ok(count)
+    }
+
     /// Counts by type, language and category, and the size of the store file.
     pub fn stats(&self) -> Result<Stats, StoreError> {
         let read = self.read()?;

@@ -25,6 +25,7 @@ use std::rc::Rc;
 use miniserde::json::{self, Number, Value};
 
 use super::delta::PulledVersions;
+use super::first_copy::{FirstContact, first_contact};
 use super::held::{Held, HeldCounts, HoldReason, Refusal};
 use super::peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
 use super::reconcile::ReconcileCache;
@@ -403,6 +404,7 @@ impl Syncer {
         if state.types != types {
             state.types = types.to_vec();
             state.epoch = None;
+            state.copy = None;
             state.pull_seq = 0;
             state.push_seq = 0;
             self.save_states(vec![(url.to_owned(), state.encode())], true)?;
@@ -690,11 +692,35 @@ impl Syncer {
         }
         if state.epoch.as_deref() != Some(epoch.as_str()) {
             // No checkpoint for this store: first contact, a restored or wiped store, or
-            // a reconciliation cut short. Reconcile the two sets instead of pulling and
-            // offering everything; it sets both checkpoints when it is done.
+            // a reconciliation or copy cut short. A store that holds little of the
+            // peer's copies its feed (resumably); others reconcile the two sets instead
+            // of pulling and offering everything. Either sets both checkpoints when done.
             state.epoch = None;
             state.pull_seq = 0;
             state.push_seq = 0;
+            let local_records = self.store.borrow().record_count()?;
+            let mode = first_contact(
+                local_records,
+                info.lattice.node_count,
+                state.copy.as_ref(),
+                &epoch,
+            );
+            if mode == FirstContact::Copy {
+                self.save_if_changed(stored.as_ref(), &state)?;
+                self.copy_peer(
+                    url,
+                    &epoch,
+                    peer_tier == Some(Tier::Core),
+                    repairs,
+                    &mut state,
+                    result,
+                )
+                .await?;
+                return self
+                    .push_feed(url, &mut state, &PulledVersions::default(), result)
+                    .await;
+            }
+            state.copy = None;
             self.save_if_changed(stored.as_ref(), &state)?;
             let mut pulled = PulledVersions::default();
             self.reconcile_peer(

@@ -78,7 +78,7 @@ struct Fetch<'a> {
 }
 
 /// `&types=T,U` for a peer limited to some node types, else nothing.
-fn types_param(state: &PeerState) -> String {
+pub(super) fn types_param(state: &PeerState) -> String {
     if state.types.is_empty() {
         String::new()
     } else {
@@ -167,7 +167,7 @@ impl Syncer {
     /// Verifies the records of a page, reporting the refused ones in `result` and
     /// returning those to hold with the verified ones (the sync reports what is held
     /// from the peer when it ends).
-    fn verified_records(
+    pub(super) fn verified_records(
         &self,
         values: &[Value],
         url: &str,
@@ -193,7 +193,7 @@ impl Syncer {
 
     /// Applies verified records in one transaction, with `state` when a checkpoint moves
     /// with them, and adds the outcome to `result`.
-    fn apply_batch(
+    pub(super) fn apply_batch(
         &self,
         url: &str,
         (records, held): &(Vec<RemoteRecord>, Vec<Held>),
@@ -282,6 +282,11 @@ impl Syncer {
         let ours = Value::String(self.instance_id.to_hex());
         let filter = TypeFilter::only(&state.types);
         loop {
+            // After a first copy, our changes that the copy itself wrote are skipped.
+            let copied = state.copy.clone().filter(|copy| copy.done);
+            if let Some(copy) = &copied {
+                state.push_seq = copy.skip_from(state.push_seq);
+            }
             let page = self.store.borrow().changes_since_filtered(
                 state.push_seq,
                 state.batch_records(),
@@ -289,12 +294,25 @@ impl Syncer {
                 &filter,
             )?;
             if page.last_seq == state.push_seq {
+                if let Some(copy) = copied {
+                    // The skip moved the checkpoint: keep it, and forget the copy once
+                    // pushed past it, so this is written once after a copy.
+                    if copy.pushed_past(state.push_seq) {
+                        state.copy = None;
+                    }
+                    self.save_states(vec![(url.to_owned(), state.encode())], true)?;
+                }
                 return Ok(());
             }
             let mut candidates: Vec<_> = page
                 .records
                 .into_iter()
                 .filter(|record| !pulled.contains(&record.id, &record.meta.version))
+                .filter(|record| {
+                    !copied
+                        .as_ref()
+                        .is_some_and(|copy| copy.wrote(record.meta.seq))
+                })
                 .collect();
             let mut sent = 0;
             if !candidates.is_empty() {
@@ -337,6 +355,9 @@ impl Syncer {
                 }
             }
             state.push_seq = page.last_seq;
+            if copied.is_some_and(|copy| copy.pushed_past(state.push_seq)) {
+                state.copy = None;
+            }
             self.save_states(vec![(url.to_owned(), state.encode())], true)?;
             self.log(format!(
                 "pushed {sent} record(s) to {url} up to our seq {}",

@@ -22,6 +22,21 @@ pub fn priority_of(record: &Record) -> i64 {
     }
 }
 
+/// The positions of `ids` that have a priority (`None`: no record), highest priority
+/// first and then in id order: a receiver inserting in key order rewrites far fewer
+/// B-tree pages than one inserting at random (digests come in hash order).
+pub fn rank_by_priority(ids: &[&str], priorities: &[Option<i64>]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..ids.len().min(priorities.len()))
+        .filter(|position| priorities[*position].is_some())
+        .collect();
+    order.sort_by(|a, b| {
+        priorities[*b]
+            .cmp(&priorities[*a])
+            .then_with(|| ids[*a].cmp(ids[*b]))
+    });
+    order
+}
+
 /// An upper bound of the bytes a record takes on the v2 wire before compression, for
 /// batching by size: pages and pushes cut by it stay inside the limits in `config`.
 pub fn wire_size(record: &Record) -> usize {
@@ -162,6 +177,14 @@ mod tests {
             _ => None,
         };
         assert_eq!(wanted_ids(&offers, local), ["missing", "newer"]);
+    }
+
+    #[test]
+    fn ranking_needs_only_priorities_and_leaves_out_missing_records() {
+        let ids = ["d", "c", "b", "a", "gone"];
+        let priorities = [Some(0), Some(5), Some(0), Some(-1), None];
+        assert_eq!(rank_by_priority(&ids, &priorities), vec![1, 2, 0, 3]);
+        assert!(rank_by_priority(&[], &[]).is_empty());
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! (`engine`), and running a sync against a peer over HTTP (`client`).
 
 mod client;
+mod copy;
 mod delta;
 mod engine;
+mod first_copy;
 pub mod held;
 mod held_room;
 mod legacy;
@@ -14,7 +16,8 @@ pub mod trust_book;
 
 pub use client::{AUDIENCE_DIGITS, PeerSyncResult, Syncer};
 pub use engine::{
-    AutoSyncSchedule, backoff_delay, by_priority, jittered, priority_of, wanted_ids, wire_size,
+    AutoSyncSchedule, backoff_delay, by_priority, jittered, priority_of, rank_by_priority,
+    wanted_ids, wire_size,
 };
 pub use held_room::{HeldLimits, HeldMarker};
 pub use peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};

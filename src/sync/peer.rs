@@ -7,6 +7,7 @@
 
 use miniserde::json::{self, Number, Object, Value};
 
+use super::first_copy::CopyProgress;
 use crate::config::SYNC_BATCH_RECORDS;
 use crate::protocol::{Fields, WireError, parse_object};
 
@@ -121,6 +122,9 @@ pub struct PeerState {
     /// damaged records were moved aside since, the checkpoints lie past them, so the next
     /// sync reconciles to fetch them again.
     pub repairs: u64,
+    /// A first copy of the peer's feed under way, or read to its end and not yet pushed
+    /// past (`sync::first_copy`).
+    pub copy: Option<CopyProgress>,
     /// Our count of held records dropped for room (`sync::held_room`) when the
     /// checkpoints were set. When more were dropped since, the next sync with room to
     /// hold again reconciles to fetch them again.
@@ -200,6 +204,9 @@ impl PeerState {
         if self.repairs != 0 {
             object.insert("repairs".into(), number(self.repairs));
         }
+        if let Some(copy) = &self.copy {
+            object.insert("copy".into(), copy_to_json(copy));
+        }
         if self.held_drops != 0 {
             object.insert("heldDrops".into(), number(self.held_drops));
         }
@@ -251,6 +258,10 @@ impl PeerState {
             batch_limit: fields.opt_u64("batchLimit")?.unwrap_or(0),
             pin_at_first_contact: fields.opt_bool("keyPinnedAtFirstContact")?.unwrap_or(false),
             repairs: fields.opt_u64("repairs")?.unwrap_or(0),
+            copy: match fields.get("copy") {
+                Some(Value::Null) | None => None,
+                Some(value) => Some(copy_from_json(&Fields::of(value, context)?)?),
+            },
             held_drops: fields.opt_u64("heldDrops")?.unwrap_or(0),
             types: fields
                 .opt_array("types")?
@@ -263,6 +274,52 @@ impl PeerState {
                 .collect(),
         })
     }
+}
+
+fn copy_to_json(copy: &CopyProgress) -> Value {
+    let number = |n: u64| Value::Number(Number::U64(n));
+    let mut object = Object::new();
+    object.insert("epoch".into(), Value::String(copy.epoch.clone()));
+    object.insert("seq".into(), number(copy.seq));
+    object.insert("done".into(), Value::Bool(copy.done));
+    object.insert(
+        "applied".into(),
+        Value::Array(
+            copy.applied
+                .iter()
+                .map(|(first, last)| {
+                    Value::Array(vec![number(*first), number(*last)].into_iter().collect())
+                })
+                .collect(),
+        ),
+    );
+    Value::Object(object)
+}
+
+/// Reads what `copy_to_json` wrote. A range that does not read as two ascending numbers
+/// is dropped: its records are then offered, never one of ours skipped.
+fn copy_from_json(fields: &Fields<'_>) -> Result<CopyProgress, WireError> {
+    let number = |value: &Value| match value {
+        Value::Number(Number::U64(n)) => Some(*n),
+        _ => None,
+    };
+    let applied = fields
+        .opt_array("applied")?
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|range| match range {
+            Value::Array(pair) if pair.len() == 2 => {
+                Some((number(&pair[0])?, number(&pair[1])?)).filter(|(first, last)| first <= last)
+            }
+            _ => None,
+        })
+        .collect();
+    Ok(CopyProgress {
+        epoch: fields.str("epoch")?.to_owned(),
+        seq: fields.opt_u64("seq")?.unwrap_or(0),
+        done: fields.opt_bool("done")?.unwrap_or(false),
+        applied,
+    })
 }
 
 #[cfg(test)]
@@ -298,6 +355,12 @@ mod tests {
             types: vec!["template_node".into()],
             batch_limit: 125,
             pin_at_first_contact: true,
+            copy: Some(CopyProgress {
+                epoch: "00ff".into(),
+                seq: 900,
+                done: true,
+                applied: vec![(3, 500), (502, 903)],
+            }),
         };
         assert_eq!(PeerState::decode(&state.encode()), Ok(state.clone()));
         assert!(!state.is_active());

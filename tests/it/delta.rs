@@ -16,14 +16,14 @@ use miniserde::json::{self, Value};
 use crate::util::{Lattice, array, count, field, text};
 
 /// A `serve` process on 127.0.0.1, killed on drop.
-struct Server {
-    lattice: Lattice,
+pub(crate) struct Server {
+    pub(crate) lattice: Lattice,
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Server {
-    fn start(name: &str, args: &[&str]) -> Server {
+    pub(crate) fn start(name: &str, args: &[&str]) -> Server {
         Server::start_on(Lattice::new(name), args)
     }
 
@@ -63,22 +63,22 @@ impl Server {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    fn run(&self, args: &[&str]) -> crate::util::Run {
+    pub(crate) fn run(&self, args: &[&str]) -> crate::util::Run {
         self.lattice.run(args)
     }
 
     /// Runs `federation sync --json` and returns the first peer result.
-    fn sync(&self) -> Value {
+    pub(crate) fn sync(&self) -> Value {
         let run = self.run(&["federation", "sync", "--json"]);
         let answer = run.json();
         array(field(&answer, "result"))[0].clone()
     }
 
-    fn node_count(&self) -> u64 {
+    pub(crate) fn node_count(&self) -> u64 {
         count(field(&self.lattice.stats(), "nodes"))
     }
 }
@@ -105,7 +105,7 @@ impl Drop for Server {
 }
 
 /// `count` records `<prefix>-<i>` of `node_type`, as NDJSON, imported into `server`.
-fn import(server: &Server, prefix: &str, count: usize, node_type: &str) {
+pub(crate) fn import(server: &Server, prefix: &str, count: usize, node_type: &str) {
     let mut ndjson = String::new();
     for i in 0..count {
         ndjson.push_str(&format!(
@@ -121,13 +121,13 @@ fn import(server: &Server, prefix: &str, count: usize, node_type: &str) {
 }
 
 /// `a` syncs with `b` through `via` (a proxy URL, or `b` itself); both trust each other.
-fn connect(a: &Server, b: &Server, via: &str) {
+pub(crate) fn connect(a: &Server, b: &Server, via: &str) {
     b.run(&["federation", "add-peer", &a.url()]).ok();
     a.run(&["federation", "add-peer", via]).ok();
 }
 
 /// Syncs `a` until a sync succeeds; returns every result. Bounded by `attempts`.
-fn sync_until_done(a: &Server, attempts: usize) -> Vec<Value> {
+pub(crate) fn sync_until_done(a: &Server, attempts: usize) -> Vec<Value> {
     let mut results = Vec::new();
     for _ in 0..attempts {
         let result = a.sync();
@@ -147,7 +147,7 @@ fn sync_until_done(a: &Server, attempts: usize) -> Vec<Value> {
     );
 }
 
-fn total(results: &[Value], name: &str) -> u64 {
+pub(crate) fn total(results: &[Value], name: &str) -> u64 {
     results
         .iter()
         .map(|result| count(field(result, name)))
@@ -156,13 +156,13 @@ fn total(results: &[Value], name: &str) -> u64 {
 
 /// What a fault-injecting proxy does to every connection.
 #[derive(Debug, Clone, Copy, Default)]
-struct Faults {
+pub(crate) struct Faults {
     /// Close the connection once this many bytes (both ways) went through it.
-    cut_after: Option<usize>,
+    pub(crate) cut_after: Option<usize>,
     /// One-way delay added to every chunk.
-    latency: Duration,
+    pub(crate) latency: Duration,
     /// Bytes per second, each direction.
-    rate: Option<u64>,
+    pub(crate) rate: Option<u64>,
 }
 
 /// Byte, connection and request counters of a proxy.
@@ -177,14 +177,14 @@ struct ProxyStats {
 
 /// A TCP proxy on 127.0.0.1 in front of `target`, written for these tests: it counts
 /// bytes and requests and injects [`Faults`]. Stops accepting on drop.
-struct FaultProxy {
+pub(crate) struct FaultProxy {
     port: u16,
     stats: Arc<ProxyStats>,
     stop: Arc<AtomicBool>,
 }
 
 impl FaultProxy {
-    fn start(target: u16, faults: Faults) -> FaultProxy {
+    pub(crate) fn start(target: u16, faults: Faults) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let stats = Arc::new(ProxyStats::default());
@@ -222,11 +222,11 @@ impl FaultProxy {
         FaultProxy { port, stats, stop }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.stats.bytes_up.load(Ordering::SeqCst) + self.stats.bytes_down.load(Ordering::SeqCst)
     }
 

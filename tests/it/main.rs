@@ -8,6 +8,7 @@ mod cross_origin;
 mod delta;
 mod fake_ark;
 mod federation;
+mod first_copy;
 mod flood;
 mod guide;
 mod held;

@@ -1,0 +1,132 @@
+//! Runs the first copy of a peer's lattice (`first_copy` decides): its changes feed
+//! from the copy's checkpoint to the end, page by page, each page verified record by
+//! record and applied in one transaction together with the checkpoint.
+
+use futures_lite::future;
+
+use super::client::{PeerSyncResult, SyncError, Syncer};
+use super::delta::{PulledVersions, types_param};
+use super::first_copy::{CopyProgress, PageStep};
+use super::peer::PeerState;
+use crate::config::SYNC_BATCH_BYTES;
+use crate::protocol::Fields;
+
+impl Syncer {
+    /// Pulls the peer's feed into our store from where an earlier copy of the same peer
+    /// store stopped (or from the start), then sets both checkpoints: pull at the end of
+    /// the feed, push at 0 with the copy's own records skipped (`push_feed` offers the
+    /// rest). `repairs` is our store's repair count read before the copy began.
+    pub(super) async fn copy_peer(
+        &self,
+        url: &str,
+        epoch: &str,
+        delivered_by_core: bool,
+        repairs: u64,
+        state: &mut PeerState,
+        result: &mut PeerSyncResult,
+    ) -> Result<(), SyncError> {
+        let mut copy = match state.copy.take() {
+            Some(copy) if copy.epoch == epoch && !copy.done => copy,
+            _ => {
+                // Held records dropped for room before the copy began come again with
+                // it (`sync::held_room`); those dropped during it are fetched later.
+                state.held_drops = self.held_usage()?.2.drops;
+                CopyProgress::new(epoch)
+            }
+        };
+        self.log(format!(
+            "first copy of {url}'s lattice: its feed after sequence {}",
+            copy.seq
+        ));
+        let types = types_param(state);
+        let batch_records = state.batch_records();
+        let page_url = |seq: u64| {
+            format!(
+                "{url}/federation/v2/changes?after={seq}&limit={batch_records}&max_bytes={SYNC_BATCH_BYTES}{types}"
+            )
+        };
+        let mut page = if copy.done {
+            None
+        } else {
+            Some(
+                self.fetch(self.get(&page_url(copy.seq)), "changes page")
+                    .await?,
+            )
+        };
+        while let Some(current) = page.take() {
+            let fields = Fields::new(&current, "changes page");
+            if Some(fields.str("instanceId")?) != state.instance_id.as_deref()
+                || fields.str("epoch")? != epoch
+            {
+                // The copy so far belongs to a store that is gone; the next sync starts
+                // from its info again.
+                state.copy = None;
+                self.save_states(vec![(url.to_owned(), state.encode())], true)?;
+                return Err(SyncError::Peer(format!(
+                    "{url} changed its instance or store epoch during the first copy; it starts over next time"
+                )));
+            }
+            let values = fields.array("records")?;
+            let step = copy
+                .step(
+                    fields.u64("last_seq")?,
+                    fields.opt_bool("more")?.unwrap_or(false),
+                    values.len(),
+                )
+                .map_err(|error| SyncError::Peer(format!("{url}: {error}")))?;
+            let mut next = copy.clone();
+            match step {
+                PageStep::Next { seq } => next.seq = seq,
+                PageStep::Last { seq } => {
+                    next.seq = seq;
+                    next.done = true;
+                }
+            }
+            let apply = async {
+                let batch = self.verified_records(values, url, delivered_by_core, result);
+                let mut next_state = state.clone();
+                next_state.copy = Some(next.clone());
+                // The page's new records take our next sequence numbers, in one
+                // transaction on this thread: what lies between `before` and `after` is
+                // the copy's.
+                let before = self.store.borrow().last_seq();
+                self.apply_batch(
+                    url,
+                    &batch,
+                    Some(&next_state),
+                    &mut PulledVersions::default(),
+                    result,
+                )?;
+                let after = self.store.borrow().last_seq();
+                next.note_applied(before, after);
+                next_state.copy = Some(next.clone());
+                *state = next_state;
+                Ok::<_, SyncError>(())
+            };
+            // The next page is asked for before this one is verified and applied, so the
+            // peer reads and compresses it while we work: the request goes out when
+            // `zip` first polls it, then the work runs to its end.
+            if let PageStep::Next { seq } = step {
+                let (fetched, applied) =
+                    future::zip(self.fetch(self.get(&page_url(seq)), "changes page"), apply).await;
+                applied?;
+                page = Some(fetched?);
+            } else {
+                apply.await?;
+            }
+            copy = state.copy.clone().unwrap_or_default();
+        }
+        self.log(format!(
+            "first copy of {url} done at its sequence {}; offering ours",
+            copy.seq
+        ));
+        state.epoch = Some(epoch.to_owned());
+        state.pull_seq = copy.seq;
+        state.push_seq = 0;
+        state.repairs = repairs;
+        state.copy = Some(copy);
+        self.save_states(vec![(url.to_owned(), state.encode())], true)?;
+        self.note_refetched()?;
+        Ok(())
+    }
+}
