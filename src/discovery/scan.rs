@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures_lite::future;
 
 use crate::http::{ClientConfig, ClientRequest, HttpClient};
-use crate::protocol::{InstanceInfo, parse_object};
+use crate::protocol::{InstanceInfo, Route, parse_object};
 use crate::trust::PublicKey;
 
 /// Probes in flight at once: a /24 in two rounds of connect timeouts at most.
@@ -133,7 +133,7 @@ pub async fn scan(
             };
             next.set(index + 1);
             let url = format!("http://{host}:{port}");
-            let request = ClientRequest::get(&format!("{url}/federation/info"));
+            let request = ClientRequest::get(&Route::Info.url(&url));
             if let Ok(response) = client.send(request).await {
                 if response.status == 200 {
                     if let Some(hit) = read_info(&url, &response.body) {

@@ -19,7 +19,7 @@ use crate::config::normalize_peer_url;
 use crate::error::Error;
 use crate::http::{Request, percent_decode};
 use crate::model::{format_rfc3339, unix_millis_now};
-use crate::protocol::{Fields, InstanceInfo, LatticeStatus, PeerDirectory, parse_object};
+use crate::protocol::{Fields, InstanceInfo, LatticeStatus, PeerDirectory, Route, parse_object};
 use crate::store::{Deletion, Query};
 use crate::sync::trust_book;
 use crate::trust::{PublicKey, Tier};
@@ -261,7 +261,7 @@ pub async fn add_peer(
                 .map_err(|error| ApiError::bad_request(format!("--pubkey: {error}")))?,
         ),
     };
-    let info_url = format!("{url}/federation/info");
+    let info_url = Route::Info.url(&url);
     let reported = match app.syncer.client.send(app.syncer.get(&info_url)).await {
         Ok(response) if response.status == 200 => {
             let info =
@@ -449,10 +449,10 @@ pub async fn discover(app: &App, options: &DiscoverOptions) -> Result<Value, Api
     let mut sources: Vec<(String, String)> = app
         .sync_targets()?
         .into_iter()
-        .map(|target| (format!("{target}/federation/discover"), target))
+        .map(|target| (Route::ArkDiscover.url(&target), target))
         .collect();
     if let Some(hub) = &app.config.federation.hub_url {
-        sources.push((format!("{hub}/discover"), hub.clone()));
+        sources.push((Route::PythonDiscover.url(hub), hub.clone()));
     }
     for (url, target) in sources {
         let answer = match app.syncer.client.send(app.syncer.get(&url)).await {

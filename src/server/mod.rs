@@ -488,7 +488,7 @@ async fn watch_peer(app: &App, url: &str) {
 async fn heartbeat_loop(app: Rc<App>, hub: String) {
     let mut failing = false;
     loop {
-        let url = format!("{hub}/manifest");
+        let url = crate::protocol::Route::Manifest.url(&hub);
         let result = match python_api::signed_manifest(&app, false) {
             Ok(body) => {
                 let request = crate::http::ClientRequest::post(

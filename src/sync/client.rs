@@ -36,7 +36,7 @@ use crate::model::{
     ClaimedContent, ContentHash, InstanceId, RecordClaim, SignatureFormat, unix_millis_now,
 };
 use crate::protocol::{
-    InstanceInfo, PROTOCOL_RECONCILE, PROTOCOL_V2, WireError, parse_object, record_from_wire,
+    InstanceInfo, PROTOCOL_RECONCILE, PROTOCOL_V2, Route, WireError, parse_object, record_from_wire,
 };
 use crate::store::{ApplyOutcome, Body, RemoteRecord, StateTable, Store, StoreError};
 use crate::trust::{
@@ -546,7 +546,7 @@ impl Syncer {
                 outcome => return outcome,
             }
         }
-        let info_url = format!("{url}/federation/info");
+        let info_url = Route::Info.url(url);
         let response = self
             .client
             .send(self.get(&info_url))

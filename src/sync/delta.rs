@@ -32,7 +32,9 @@ use super::{by_priority, trust_book, wire_size};
 use crate::config::{MAX_RECORD_WIRE_BYTES, SYNC_BATCH_BYTES};
 use crate::http::{ClientRequest, ClientResponse};
 use crate::model::{ContentHash, InstanceId, Version, encode_node};
-use crate::protocol::{Fields, parse_object, record_from_wire, record_to_wire, types_to_query};
+use crate::protocol::{
+    Fields, Route, parse_object, record_from_wire, record_to_wire, types_to_query,
+};
 use crate::store::{Body, RemoteRecord, TypeFilter};
 use crate::trust::Tier;
 
@@ -232,7 +234,8 @@ impl Syncer {
         let mut wait = feed.wait.map_or(0, |wait| wait.as_secs());
         loop {
             let mut request_url = format!(
-                "{url}/federation/v2/changes?after={}&limit={}&max_bytes={SYNC_BATCH_BYTES}{}",
+                "{}?after={}&limit={}&max_bytes={SYNC_BATCH_BYTES}{}",
+                Route::Changes.url(url),
                 state.pull_seq,
                 state.batch_records(),
                 types_param(state)
@@ -314,10 +317,7 @@ impl Syncer {
                     ("offers", Value::Array(offers)),
                 ]);
                 let answer = self
-                    .fetch(
-                        self.post_json(format!("{url}/federation/v2/offer"), body),
-                        "offer answer",
-                    )
+                    .fetch(self.post_json(Route::Offer.url(url), body), "offer answer")
                     .await?;
                 let want: BTreeSet<String> = Fields::new(&answer, "offer answer")
                     .array("want")?
@@ -405,10 +405,7 @@ impl Syncer {
             ("records", Value::Array(wire)),
         ]);
         let answer = self
-            .fetch(
-                self.post_json(format!("{url}/federation/v2/push"), body),
-                "push answer",
-            )
+            .fetch(self.post_json(Route::Push.url(url), body), "push answer")
             .await?;
         let fields = Fields::new(&answer, "push answer");
         if let (Some(before), Some(after)) =
@@ -459,7 +456,7 @@ impl Syncer {
         let query = types
             .strip_prefix('&')
             .map_or(String::new(), |types| format!("?{types}"));
-        let reconcile_url = format!("{url}/federation/v2/reconcile{query}");
+        let reconcile_url = format!("{}{query}", Route::Reconcile.url(url));
         let bad =
             |error: super::reconcile::ReconcileError| SyncError::Peer(format!("{url}: {error}"));
         let (mut initiator, mut message) = ours.initiate().map_err(bad)?;
@@ -569,7 +566,8 @@ impl Syncer {
             delivered_by_core,
         } = *fetch;
         let fetch_url = format!(
-            "{url}/federation/v2/fetch?limit={batch_records}&max_bytes={SYNC_BATCH_BYTES}{types}"
+            "{}?limit={batch_records}&max_bytes={SYNC_BATCH_BYTES}{types}",
+            Route::Fetch.url(url)
         );
         // The first request lists everything (up to a limit) so the peer can say which
         // records carry a priority; later ones send one batch of digests each, in the

@@ -18,6 +18,7 @@ mod lattice;
 mod observe;
 mod pki;
 mod restarts;
+mod routes;
 mod signatures;
 mod soak;
 #[cfg(feature = "tls")]
