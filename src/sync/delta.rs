@@ -104,21 +104,17 @@ impl Syncer {
     ) -> Result<ClientResponse, SyncError> {
         let method = request.method.clone();
         let url = request.url.clone();
-        let response = self
-            .client
-            .send(request)
-            .await
-            .map_err(|error| SyncError::Peer(error.to_string()))?;
+        let response = self.client.send(request).await?;
         if !(200..300).contains(&response.status) {
             let snippet: String = String::from_utf8_lossy(&response.body)
                 .chars()
                 .take(200)
                 .collect();
-            return Err(SyncError::Peer(format!(
-                "{method} {url} answered {}: {}",
-                response.status,
-                snippet.trim()
-            )));
+            return Err(SyncError::Status {
+                request: format!("{method} {url}"),
+                status: response.status,
+                detail: snippet.trim().to_owned(),
+            });
         }
         Ok(response)
     }
@@ -195,7 +191,7 @@ impl Syncer {
         result: &mut PeerSyncResult,
     ) -> Result<(), SyncError> {
         if !held.is_empty() && self.held_count()? + held.len() > MAX_HELD {
-            return Err(SyncError::Peer(format!(
+            return Err(SyncError::Invalid(format!(
                 "{} records from {url} would be held, and {MAX_HELD} is the most this node holds; \
                  nothing past them is applied until held records are released (trust their authors: \
                  ark-lattice trust pending, then trust accept)",
@@ -451,14 +447,19 @@ impl Syncer {
         let ours = self
             .reconcile_cache
             .get(&self.store, &filter)
-            .map_err(|error| SyncError::Peer(error.to_string()))?;
+            .map_err(|error| match error {
+                super::reconcile::CacheError::Store(error) => SyncError::Store(error),
+                super::reconcile::CacheError::Reconcile(error) => {
+                    SyncError::Invalid(error.to_string())
+                }
+            })?;
         let types = types_param(state);
         let query = types
             .strip_prefix('&')
             .map_or(String::new(), |types| format!("?{types}"));
         let reconcile_url = format!("{}{query}", Route::Reconcile.url(url));
         let bad =
-            |error: super::reconcile::ReconcileError| SyncError::Peer(format!("{url}: {error}"));
+            |error: super::reconcile::ReconcileError| SyncError::Invalid(format!("{url}: {error}"));
         let (mut initiator, mut message) = ours.initiate().map_err(bad)?;
         let mut their_seq = None;
         loop {
@@ -472,20 +473,20 @@ impl Syncer {
             let answer = self.send_ok(request).await?;
             let header = |name: &str| {
                 answer.header(name).ok_or_else(|| {
-                    SyncError::Peer(format!("the reconcile answer from {url} lacks {name}"))
+                    SyncError::Invalid(format!("the reconcile answer from {url} lacks {name}"))
                 })
             };
             if Some(header("x-ark-instance")?) != state.instance_id.as_deref()
                 || header("x-ark-epoch")? != epoch
             {
-                return Err(SyncError::Peer(format!(
+                return Err(SyncError::Invalid(format!(
                     "{url} changed its instance or store epoch during the sync; it starts over next time"
                 )));
             }
             if their_seq.is_none() {
                 let seq = header("x-ark-last-seq")?;
                 their_seq = Some(seq.parse::<u64>().map_err(|_| {
-                    SyncError::Peer(format!("{url}: x-ark-last-seq {seq:?} is not a number"))
+                    SyncError::Invalid(format!("{url}: x-ark-last-seq {seq:?} is not a number"))
                 })?);
             }
             match initiator.receive(&answer.body).map_err(bad)? {
@@ -639,7 +640,7 @@ impl Syncer {
                 // the feed brings the newer versions.
                 remaining.retain(|digest| !asked_for.contains(digest));
             } else if !progressed {
-                return Err(SyncError::Peer(format!(
+                return Err(SyncError::Invalid(format!(
                     "{url} answered a fetch with none of the records asked for"
                 )));
             }

@@ -4,6 +4,7 @@
 mod client;
 mod delta;
 mod engine;
+mod error;
 pub mod held;
 mod legacy;
 mod peer;
@@ -13,7 +14,8 @@ pub mod trust_book;
 
 pub use client::{AUDIENCE_DIGITS, PeerSyncResult, Syncer};
 pub use engine::{
-    AutoSyncSchedule, backoff_delay, by_priority, jittered, priority_of, wanted_ids, wire_size,
+    AutoSyncSchedule, FailureKind, backoff_delay, by_priority, jittered, priority_of, retry_delay,
+    wanted_ids, wire_size,
 };
 pub use peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
 pub use repair::move_aside_damaged;

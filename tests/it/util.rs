@@ -546,6 +546,78 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     }
 }
 
+/// A peer that answers every request with an empty answer of `status` (or closes the
+/// connection without answering, for `None`), and notes when each sync began (its
+/// `GET /federation/info`). Stopped on drop.
+pub struct CannedPeer {
+    pub port: u16,
+    info_requests: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CannedPeer {
+    pub fn start(status: Option<&'static str>) -> CannedPeer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let info_requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (noted, stopped) = (info_requests.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut head = Vec::new();
+                let mut buffer = [0; 4096];
+                while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+                    match stream.read(&mut buffer) {
+                        Ok(0) | Err(_) => break,
+                        Ok(read) => head.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                if head.starts_with(b"GET /federation/info ") {
+                    noted.lock().unwrap().push(Instant::now());
+                }
+                if let Some(status) = status {
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                }
+            }
+        });
+        CannedPeer {
+            port,
+            info_requests,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// When each `GET /federation/info` arrived.
+    pub fn attempts(&self) -> Vec<Instant> {
+        self.info_requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for CannedPeer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept loop so it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Polls `condition` every 100 ms until it holds or `within` passes; whether it held.
 pub fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
