@@ -17,6 +17,7 @@ mod integrity;
 mod lattice;
 mod observe;
 mod pki;
+mod raw_http;
 mod restarts;
 mod routes;
 mod signatures;
