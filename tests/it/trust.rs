@@ -81,6 +81,17 @@ impl Server {
         let answer = run.json();
         array(field(&answer, "result"))[0].clone()
     }
+
+    pub fn node_count(&self) -> u64 {
+        count(field(&self.lattice.stats(), "nodes"))
+    }
+
+    /// Kills the process and hands back its state dir.
+    pub fn stop(self) -> Lattice {
+        let Server(mut node) = self;
+        node.kill();
+        std::mem::replace(&mut node.lattice, Lattice::new("stopped"))
+    }
 }
 
 /// A raw HTTP/1.1 request to 127.0.0.1:`port`; returns status and body.
