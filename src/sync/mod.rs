@@ -6,6 +6,7 @@ mod delta;
 mod engine;
 mod error;
 pub mod held;
+mod held_room;
 mod legacy;
 mod peer;
 pub mod reconcile;
@@ -17,5 +18,6 @@ pub use engine::{
     AutoSyncSchedule, FailureKind, backoff_delay, by_priority, jittered, priority_of, retry_delay,
     wanted_ids, wire_size,
 };
+pub use held_room::{HeldLimits, HeldMarker};
 pub use peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
 pub use repair::move_aside_damaged;
