@@ -100,8 +100,8 @@ impl FailureKind {
 /// `kind`: an unreachable peer (or another failure) backs off from
 /// [`BACKOFF_BASE`](crate::config::BACKOFF_BASE), a failing one from
 /// [`BACKOFF_PEER_FAILING_BASE`](crate::config::BACKOFF_PEER_FAILING_BASE), both
-/// doubling up to the cap; a peer that refused us waits for the next round,
-/// `interval` (±10%), whatever the count.
+/// doubling up to the cap; a peer that refused us waits `interval` (±10%), whatever
+/// the count (auto-sync asks it at every round instead: [`AutoSyncSchedule::record`]).
 pub fn retry_delay(
     kind: FailureKind,
     failures: u32,
@@ -183,7 +183,10 @@ impl AutoSyncSchedule {
         now: Instant,
         random_unit: f64,
     ) {
-        if failures == 0 {
+        // A peer that refused us is not retried on its own: it is asked at every round,
+        // including the one a local write starts, since the other side's operator may
+        // have trusted our key meanwhile.
+        if failures == 0 || failed == FailureKind::Refused {
             self.retry_at.remove(url);
         } else {
             let wait = retry_delay(failed, failures, interval, random_unit);
@@ -335,6 +338,14 @@ mod tests {
         let soon = start + Duration::from_secs(5);
         assert_eq!(
             vec!["gone".to_owned()],
+            schedule.due(soon, &targets, interval, 1.0)
+        );
+        // A round (a local write starts one) asks the refusing peer again, and skips
+        // the one still backing off.
+        schedule.record("gone", 2, FailureKind::Unreachable, interval, soon, 1.0);
+        schedule.round_now();
+        assert_eq!(
+            vec!["refused".to_owned()],
             schedule.due(soon, &targets, interval, 1.0)
         );
     }
