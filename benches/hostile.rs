@@ -5,8 +5,8 @@
 //! state dir.
 //!
 //! Reproduce: `make bench`, or `cargo bench --bench hostile [-- NAME]` where NAME picks
-//! rows by the start of their key (`stalled`, `bomb`, `beacons`, `keys`, `push`,
-//! `sigterm`).
+//! rows by the start of their key (`stalled`, `trickle`, `bomb`, `beacons`, `keys`,
+//! `registry`, `push`, `split`, `sigterm`).
 
 #[path = "../tests/it/attacks.rs"]
 mod attacks;
@@ -14,13 +14,13 @@ mod attacks;
 mod raw_http;
 mod support;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use attacks::{
     ATTACKER, LEGIT, LatencyProbe, allow_open_files, gzip, gzip_bomb, hold_long_polls,
-    legacy_push_body, median_and_max, memory_and_threads, request_from, send_beacons, stall_heads,
-    terminate, untrusted_key_flood,
+    legacy_push_body, legacy_push_body_from, median_and_max, memory_and_threads, request_from,
+    send_beacons, stall_heads, terminate, trickle_uploads, untrusted_key_flood,
 };
 use support::{Server, TempDir};
 
@@ -51,8 +51,20 @@ fn measure(
     settle: Duration,
     run: impl FnOnce(&Server) -> String,
 ) -> Row {
+    measure_serving(key, attack, env, &[], settle, run)
+}
+
+/// [`measure`] with extra `serve` flags.
+fn measure_serving(
+    key: &'static str,
+    attack: &str,
+    env: &[(&str, &str)],
+    serve_args: &[&str],
+    settle: Duration,
+    run: impl FnOnce(&Server) -> String,
+) -> Row {
     let dir = TempDir::new(key);
-    let server = Server::start_quiet(&dir.path.join("node"), env);
+    let server = Server::start_quiet_with(&dir.path.join("node"), env, serve_args);
     // One request first, so start-up allocations are not counted as the attack's.
     request_from(LEGIT, address(&server), "GET", "/health", &[], b"").unwrap();
     let (_, rss_before_kib, _) = memory_and_threads(server.pid);
@@ -186,7 +198,7 @@ fn untrusted_keys() -> Row {
         Duration::from_millis(200),
         |server| {
             let started = Instant::now();
-            let statuses = untrusted_key_flood(address(server), 10_000, 4);
+            let statuses = untrusted_key_flood(address(server), 10_000, 4, 0);
             let took = started.elapsed();
             let answered: Vec<String> = statuses
                 .iter()
@@ -203,16 +215,79 @@ fn untrusted_keys() -> Row {
     )
 }
 
-fn big_push() -> Row {
+fn trickled_uploads() -> Row {
+    allow_open_files(8192);
     measure(
-        "push",
-        "push of 45,000 records (largest under 4 MiB), then 100,000 (gzip)",
-        &[("FEDERATION_TRUST", "open")],
+        "trickle",
+        "400 uploads at 1 byte/s from 10 addresses",
+        &[],
         Duration::from_millis(200),
         |server| {
-            let body = legacy_push_body(45_000);
+            let sources: Vec<Ipv4Addr> = std::iter::once(ATTACKER)
+                .chain((3..12).map(|last| Ipv4Addr::new(127, 0, 0, last)))
+                .collect();
+            let trickle = trickle_uploads(address(server), &sources, 40);
+            std::thread::sleep(Duration::from_secs(5));
+            let (_, metrics) =
+                request_from(LEGIT, address(server), "GET", "/metrics", &[], b"").unwrap();
+            let counter = |name: &str| {
+                metrics
+                    .lines()
+                    .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+                    .unwrap_or("?")
+                    .to_owned()
+            };
+            let connected = trickle.connected;
+            let open = trickle.finish();
+            format!(
+                "{connected} connected, {} shed, {} refused; {open} open after 5 s",
+                counter("ark_lattice_http_connections_shed_total"),
+                counter("ark_lattice_http_connections_refused_total")
+            )
+        },
+    )
+}
+
+fn open_registrations() -> Row {
+    measure_serving(
+        "registry",
+        "10,000 keys register 3.7 KB manifests (--open-registration)",
+        &[],
+        &["--open-registration"],
+        Duration::from_millis(200),
+        |server| {
             let started = Instant::now();
-            let (status, _) = request_from(
+            let statuses = untrusted_key_flood(address(server), 10_000, 4, 3_700);
+            let took = started.elapsed();
+            let answered: Vec<String> = statuses
+                .iter()
+                .map(|(status, count)| format!("{count}×{status}"))
+                .collect();
+            let (_, discover) =
+                request_from(LEGIT, address(server), "GET", "/discover", &[], b"").unwrap();
+            let listed = discover
+                .split_once("\"count\":")
+                .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+                .unwrap_or("?")
+                .to_owned();
+            format!(
+                "{} in {:.1} s; {listed} listed, /discover {:.2} MB",
+                answered.join(" "),
+                took.as_secs_f64(),
+                discover.len() as f64 / 1e6
+            )
+        },
+    )
+}
+
+/// Pushes `bodies` to `/federation/sync` one after another; their statuses and the
+/// time they took together.
+fn push_bodies(server: &Server, bodies: &[String]) -> (Vec<u16>, Duration) {
+    let started = Instant::now();
+    let statuses = bodies
+        .iter()
+        .map(|body| {
+            request_from(
                 ATTACKER,
                 address(server),
                 "POST",
@@ -220,8 +295,48 @@ fn big_push() -> Row {
                 &[("Content-Type", "application/json")],
                 body.as_bytes(),
             )
-            .unwrap();
-            let applied_in = started.elapsed();
+            .map_or(0, |(status, _)| status)
+        })
+        .collect();
+    (statuses, started.elapsed())
+}
+
+/// The most rows of [`legacy_push_body`] that fit the default 4 MiB body limit.
+const LARGEST_PUSH: usize = 53_373;
+
+fn split_push() -> Row {
+    measure(
+        "split",
+        "100,000 records as 2 pushes of 50,000, back to back",
+        &[("FEDERATION_TRUST", "open")],
+        Duration::from_millis(200),
+        |server| {
+            let bodies = [
+                legacy_push_body_from(0, 50_000),
+                legacy_push_body_from(50_000, 50_000),
+            ];
+            let (statuses, took) = push_bodies(server, &bodies);
+            let statuses: Vec<String> = statuses.iter().map(u16::to_string).collect();
+            format!(
+                "{} in {:.2} s ({:.1} MB each)",
+                statuses.join(", "),
+                took.as_secs_f64(),
+                bodies[0].len() as f64 / 1e6
+            )
+        },
+    )
+}
+
+fn big_push() -> Row {
+    measure(
+        "push",
+        "push of 53,373 records (the most under 4 MiB), then 100,000 in one body (gzip)",
+        &[("FEDERATION_TRUST", "open")],
+        Duration::from_millis(200),
+        |server| {
+            let body = legacy_push_body(LARGEST_PUSH);
+            assert!(body.len() <= 4 * 1024 * 1024, "{} bytes", body.len());
+            let (status, applied_in) = push_bodies(server, std::slice::from_ref(&body));
             let big = gzip(legacy_push_body(100_000).as_bytes());
             let started = Instant::now();
             let (big_status, _) = request_from(
@@ -237,9 +352,10 @@ fn big_push() -> Row {
             )
             .unwrap();
             format!(
-                "{status} in {:.2} s ({} MB); 100k: {big_status} in {:.2} s",
+                "{} in {:.2} s ({:.1} MB); 100k: {big_status} in {:.2} s",
+                status[0],
                 applied_in.as_secs_f64(),
-                body.len() / 1_000_000,
+                body.len() as f64 / 1e6,
                 started.elapsed().as_secs_f64()
             )
         },
@@ -282,12 +398,15 @@ fn main() {
         .skip(1)
         .filter(|arg| !arg.starts_with("--"))
         .collect();
-    let rows: [(&str, Attack); 6] = [
+    let rows: [(&str, Attack); 9] = [
         ("stalled", stalled_heads),
+        ("trickle", trickled_uploads),
         ("bomb", gzip_bombs),
         ("beacons", beacon_flood),
         ("keys", untrusted_keys),
+        ("registry", open_registrations),
         ("push", big_push),
+        ("split", split_push),
         ("sigterm", sigterm_with_long_polls),
     ];
     println!(

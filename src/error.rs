@@ -68,6 +68,7 @@ impl Error {
             | Error::Store(
                 StoreError::Damaged { .. }
                 | StoreError::DamagedPages { .. }
+                | StoreError::Unrepairable { .. }
                 | StoreError::Empty { .. },
             ) => exit::STORE_DAMAGED,
             Error::NotFound(_) => exit::NOT_FOUND,

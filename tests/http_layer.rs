@@ -39,6 +39,7 @@ fn test_limits() -> ServerLimits {
         header_read_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(5),
         body_read_timeout: Duration::from_secs(5),
+        body_progress_timeout: Duration::from_secs(5),
         max_connections: 8,
         max_connections_per_address: 8,
         max_body_bytes: 64 * 1024,
@@ -487,6 +488,39 @@ fn connect_from(source: [u8; 4], server: SocketAddr) -> TcpStream {
     TcpStream::try_from(attacks::connect_from(source.into(), server).unwrap()).unwrap()
 }
 
+/// `GET /hello` on a new connection from `source`, answered within a second.
+async fn answered_within_a_second(source: [u8; 4], server: SocketAddr) {
+    let started = Instant::now();
+    let mut stream = connect_from(source, server);
+    stream.write_all(SIMPLE_GET).await.unwrap();
+    read_until(
+        &mut stream,
+        &mut Vec::new(),
+        b"hello",
+        Duration::from_secs(1),
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// How many of `streams` the server has not closed.
+async fn still_open(streams: &mut [TcpStream]) -> usize {
+    let mut open = 0;
+    for stream in streams {
+        if time_until_closed(stream, Duration::from_millis(20))
+            .await
+            .is_none()
+        {
+            open += 1;
+        }
+    }
+    open
+}
+
 #[test]
 fn one_address_holding_stalled_heads_does_not_shut_out_another() {
     run(|executor| async move {
@@ -505,45 +539,15 @@ fn one_address_holding_stalled_heads_does_not_shut_out_another() {
                 .unwrap();
             stalled.push(stream);
         }
-        let started = Instant::now();
-        let mut other = connect_from([127, 0, 0, 2], server.addr);
-        other.write_all(SIMPLE_GET).await.unwrap();
-        read_until(
-            &mut other,
-            &mut Vec::new(),
-            b"hello",
-            Duration::from_secs(1),
-        )
-        .await;
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "{:?}",
-            started.elapsed()
-        );
+        answered_within_a_second([127, 0, 0, 2], server.addr).await;
         // The stalling address itself still gets in: its oldest stalled head gives way.
-        let mut again = connect_from([127, 0, 0, 1], server.addr);
-        again.write_all(SIMPLE_GET).await.unwrap();
-        read_until(
-            &mut again,
-            &mut Vec::new(),
-            b"hello",
-            Duration::from_secs(1),
-        )
-        .await;
+        answered_within_a_second([127, 0, 0, 1], server.addr).await;
         assert!(
             server.stats.connections_shed() >= 37,
             "{}",
             server.stats.connections_shed()
         );
-        let mut open = 0;
-        for stream in &mut stalled {
-            if time_until_closed(stream, Duration::from_millis(20))
-                .await
-                .is_none()
-            {
-                open += 1;
-            }
-        }
+        let open = still_open(&mut stalled).await;
         assert!(
             open <= 3,
             "{open} stalled connections of one address still open"
@@ -587,6 +591,102 @@ fn an_address_whose_connections_are_all_busy_is_refused_more() {
             Duration::from_secs(1),
         )
         .await;
+        server.shut_down().await;
+    });
+}
+
+/// A connection from `source` that sends a head announcing a 1000-byte body to
+/// `/echo`, then 10 bytes of it, then nothing.
+async fn stalled_upload(source: [u8; 4], server: SocketAddr) -> TcpStream {
+    let mut stream = connect_from(source, server);
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 1000\r\n\r\nten bytes.")
+        .await
+        .unwrap();
+    stream
+}
+
+#[test]
+fn uploads_waiting_for_their_body_are_shed_like_stalled_heads() {
+    run(|executor| async move {
+        let limits = ServerLimits {
+            max_connections: 8,
+            max_connections_per_address: 3,
+            ..test_limits()
+        };
+        let server = start(&executor, limits).await;
+        // One address over its share, then three addresses filling the server.
+        let mut uploads = Vec::new();
+        for _ in 0..40 {
+            uploads.push(stalled_upload([127, 0, 0, 1], server.addr).await);
+        }
+        for source in [[127, 0, 0, 3], [127, 0, 0, 4]] {
+            for _ in 0..3 {
+                uploads.push(stalled_upload(source, server.addr).await);
+            }
+        }
+        Timer::after(Duration::from_millis(100)).await;
+        answered_within_a_second([127, 0, 0, 2], server.addr).await;
+        assert_eq!(server.stats.connections_refused(), 0);
+        assert!(
+            server.stats.connections_shed() >= 38,
+            "{}",
+            server.stats.connections_shed()
+        );
+        let open = still_open(&mut uploads[..40]).await;
+        assert!(open <= 3, "{open} uploads of one address still open");
+        server.shut_down().await;
+    });
+}
+
+#[test]
+fn a_body_that_stops_arriving_gets_408_but_a_slow_one_that_moves_is_read() {
+    run(|executor| async move {
+        let limits = ServerLimits {
+            body_read_timeout: Duration::from_secs(5),
+            body_progress_timeout: Duration::from_millis(300),
+            ..test_limits()
+        };
+        let server = start(&executor, limits).await;
+        let started = Instant::now();
+        let mut stopped = stalled_upload([127, 0, 0, 1], server.addr).await;
+        let mut received = Vec::new();
+        read_until(
+            &mut stopped,
+            &mut received,
+            b"body_progress_timeout",
+            Duration::from_secs(3),
+        )
+        .await;
+        assert!(
+            received.starts_with(b"HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&received)
+        );
+        assert!(started.elapsed() < Duration::from_secs(3));
+
+        // A byte every 100 ms for 1.2 s: slow, but never 300 ms without progress.
+        let mut slow = connect_from([127, 0, 0, 1], server.addr);
+        slow.write_all(b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 12\r\n\r\n")
+            .await
+            .unwrap();
+        for byte in b"twelve bytes" {
+            Timer::after(Duration::from_millis(100)).await;
+            slow.write_all(&[*byte]).await.unwrap();
+        }
+        let mut received = Vec::new();
+        read_until(
+            &mut slow,
+            &mut received,
+            b"twelve bytes",
+            Duration::from_secs(2),
+        )
+        .await;
+        assert!(
+            received.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&received)
+        );
         server.shut_down().await;
     });
 }

@@ -238,15 +238,25 @@ impl Server {
     /// Starts a node with `-v` on `data_dir` with extra environment (e.g. auto-sync
     /// settings), and waits until it has written `server.json`.
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Server {
-        Server::start_with(data_dir, env, true)
+        Server::start_with(data_dir, env, true, &[])
     }
 
     /// The same without `-v`: the node writes nothing to stderr while it syncs.
     pub fn start_quiet(data_dir: &Path, env: &[(&str, &str)]) -> Server {
-        Server::start_with(data_dir, env, false)
+        Server::start_with(data_dir, env, false, &[])
     }
 
-    fn start_with(data_dir: &Path, env: &[(&str, &str)], verbose: bool) -> Server {
+    /// [`Server::start_quiet`] with extra `serve` flags.
+    pub fn start_quiet_with(data_dir: &Path, env: &[(&str, &str)], serve_args: &[&str]) -> Server {
+        Server::start_with(data_dir, env, false, serve_args)
+    }
+
+    fn start_with(
+        data_dir: &Path,
+        env: &[(&str, &str)],
+        verbose: bool,
+        serve_args: &[&str],
+    ) -> Server {
         std::fs::create_dir_all(data_dir).expect("create the node's state dir");
         let server_file = data_dir.join("server.json");
         let _ = std::fs::remove_file(&server_file);
@@ -264,6 +274,7 @@ impl Server {
         }
         let mut child = command
             .args(["serve", "--port", "0", "--bind", "127.0.0.1"])
+            .args(serve_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -8,14 +8,16 @@
 //! never finishes a head hold every slot: everyone else waits in the listen backlog
 //! (issue 10: 2,000 stalled connections from one address kept other callers out for
 //! minutes). Here every connection is accepted at once and registered in a table with
-//! its source and its [`Activity`]. A connection is *stalled* when it has no request in
-//! flight: it is waiting for a head (a half-sent one, or the next one on a kept-alive
-//! connection). When a new connection would put its source over
+//! its source and its [`Activity`]. A connection is *stalled* when it waits on its
+//! client: for a head (a half-sent one, or the next one on a kept-alive connection),
+//! stalled since the last request ended; or for the rest of a request body (an upload
+//! sent a byte a second is as cheap to hold as a half-sent head), stalled since its
+//! last byte. When a new connection would put its source over
 //! `max_connections_per_address`, the oldest stalled connection of that source is
 //! closed; when it would put the server over `max_connections`, the oldest stalled one
-//! of the source holding the most connections goes. Connections serving a request are
-//! never shed; if there is nothing to shed, the new connection is refused (closed at
-//! once), so a source can only crowd out itself.
+//! of the source holding the most connections goes. Connections whose request the node
+//! is working on or answering are never shed; if there is nothing to shed, the new
+//! connection is refused (closed at once), so a source can only crowd out itself.
 //!
 //! The table is a plain `Vec` scanned at each accept: it holds at most
 //! `max_connections` entries (hundreds), and a scan of that size costs microseconds.
@@ -202,22 +204,26 @@ impl ConnectionTable {
     }
 
     /// Closes the connection of `source` (any source for `None`) that has waited
-    /// longest for a request head; false if every one is serving a request.
+    /// longest on its client (see [`Activity::stalled_since`]); false if the node is
+    /// working on a request on every one.
     fn shed_oldest_stalled(&self, source: Option<Source>) -> bool {
         let mut entries = self.entries.borrow_mut();
         let oldest = entries
             .iter()
             .enumerate()
             .filter(|(_, entry)| source.is_none_or(|source| entry.source == source))
-            .filter(|(_, entry)| !entry.activity.is_busy())
-            .min_by_key(|(_, entry)| entry.activity.waiting_since())
+            .filter_map(|(index, entry)| Some((index, entry.activity.stalled_since()?)))
+            .min_by_key(|(_, since)| *since)
             .map(|(index, _)| index);
         let Some(index) = oldest else {
             return false;
         };
         // Off the table now, so the new connection takes its place at once; the task
         // ends when it next runs and its guard finds nothing to remove.
+        // A message, not just the channel closing (as at shutdown): a shed connection
+        // reading a body closes at once instead of finishing its request.
         let entry = entries.swap_remove(index);
+        let _ = entry.close.try_send(());
         entry.close.close();
         self.shed.set(self.shed.get() + 1);
         drop(entries);
@@ -291,6 +297,26 @@ mod tests {
         ));
         assert!(!first.is_closed());
         assert_eq!(table.refused_count(), 1);
+    }
+
+    #[test]
+    fn a_connection_waiting_for_its_body_is_shed_but_one_being_answered_is_not() {
+        let table = ConnectionTable::new(10, 2);
+        let (uploading, _g1, upload) = admitted(&table, "10.0.0.1:1");
+        let (answering, _g2, answer) = admitted(&table, "10.0.0.1:2");
+        let upload_request = upload.start_request();
+        let _reading = upload_request.reading_body();
+        let _answer_request = answer.start_request();
+        let (_third, _g3, _) = admitted(&table, "10.0.0.1:3");
+        assert!(
+            uploading.is_closed(),
+            "the upload waiting for bytes was shed"
+        );
+        assert!(!answering.is_closed());
+        assert!(matches!(
+            table.admit(&addr("10.0.0.1:4"), Activity::new()),
+            Admitted::Yes(..)
+        ));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_lite::{Stream, future};
 use http_body_util::BodyExt;
@@ -36,15 +36,19 @@ pub(crate) enum ReadOutcome {
         drained: bool,
     },
     TimedOut,
+    /// No part of the body arrived for the progress timeout.
+    Stalled,
     /// The client broke off or sent bad chunk framing.
     Failed(hyper::Error),
 }
 
-/// Reads a whole request body of at most `limit` bytes, giving up at `deadline`.
+/// Reads a whole request body of at most `limit` bytes, giving up at `deadline`, or
+/// when nothing arrives for `progress_timeout`.
 pub(crate) async fn read_body(
     incoming: &mut Incoming,
     limit: usize,
     deadline: Instant,
+    progress_timeout: Duration,
 ) -> ReadOutcome {
     let declared = incoming.size_hint().exact().map(|length| length as usize);
     if declared.is_some_and(|length| length > limit.saturating_add(LINGER_DRAIN_BYTES)) {
@@ -54,13 +58,16 @@ pub(crate) async fn read_body(
     let mut body = Vec::with_capacity(if too_large { 0 } else { declared.unwrap_or(0) });
     let mut discarded = 0usize;
     loop {
+        let stalled_at = Instant::now() + progress_timeout;
+        let give_up = deadline.min(stalled_at);
         let next = future::or(async { Some(incoming.frame().await) }, async {
-            Timer::at(deadline).await;
+            Timer::at(give_up).await;
             None
         })
         .await;
         let frame = match next {
             None if too_large => return ReadOutcome::TooLarge { drained: false },
+            None if give_up < deadline => return ReadOutcome::Stalled,
             None => return ReadOutcome::TimedOut,
             Some(None) => break,
             Some(Some(Err(_))) if too_large => return ReadOutcome::TooLarge { drained: false },

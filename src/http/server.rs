@@ -68,6 +68,7 @@ use super::wire::{Activity, CountingStream, InFlight, WireStats};
 /// | `header_read_timeout` | 10 s |
 /// | `idle_timeout` | 5 s |
 /// | `body_read_timeout` | 30 s |
+/// | `body_progress_timeout` | 10 s |
 /// | `max_connections` | 256 |
 /// | `max_connections_per_address` | 32 |
 /// | `max_body_bytes` | 4 MiB |
@@ -95,6 +96,10 @@ pub struct ServerLimits {
     /// Time allowed for a request body to arrive once its head has; 408 after it.
     /// Generous, since a Pi on Wi-Fi may upload a few MiB slowly.
     pub body_read_timeout: Duration,
+    /// Time allowed between two pieces of a request body; 408 after it. A body that
+    /// stops arriving is given up on before `body_read_timeout`; one that trickles is
+    /// ended by that, or shed like a stalled head when its address needs the slot.
+    pub body_progress_timeout: Duration,
     /// Connections held at once. At the cap, a new connection takes the place of the
     /// longest-stalled one (no request in flight) of the address holding the most;
     /// when every connection is serving a request, it is closed at once.
@@ -126,6 +131,7 @@ impl Default for ServerLimits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(5),
             body_read_timeout: Duration::from_secs(30),
+            body_progress_timeout: Duration::from_secs(10),
             max_connections: 256,
             max_connections_per_address: 32,
             max_body_bytes: 4 * 1024 * 1024,
@@ -148,6 +154,7 @@ impl ServerLimits {
             header_read_timeout: self.header_read_timeout.min(PRACTICALLY_NEVER),
             idle_timeout: self.idle_timeout.min(PRACTICALLY_NEVER),
             body_read_timeout: self.body_read_timeout.min(PRACTICALLY_NEVER),
+            body_progress_timeout: self.body_progress_timeout.min(PRACTICALLY_NEVER),
             shutdown_grace: self.shutdown_grace.min(PRACTICALLY_NEVER),
             ..self
         }
@@ -417,12 +424,14 @@ impl Connection {
                     continue;
                 }
                 if !closing {
-                    if stop_signal.as_mut().poll(cx).is_ready() {
+                    if let Poll::Ready(signal) = stop_signal.as_mut().poll(cx) {
                         closing = true;
                         connection.as_mut().graceful_shutdown();
-                        if !activity.is_busy() {
-                            // Shed or shutting down while waiting for a head: there
-                            // is no answer to finish, so close now.
+                        // A message means shed (the channel only closing, shutdown).
+                        let shed = signal.is_ok();
+                        if !activity.is_busy() || (shed && activity.is_reading_body()) {
+                            // Waiting for a head, or shed while waiting for a body:
+                            // there is no answer to finish, so close now.
                             return Poll::Ready(());
                         }
                         drain_deadline = Some(Timer::after(self.limits.shutdown_grace));
@@ -476,7 +485,10 @@ impl Exchange {
         self.stats.add_request();
         let accepts_gzip =
             header_values(request.headers(), header::ACCEPT_ENCODING).any(accepts_gzip);
-        let response = match self.read_request(request).await {
+        let reading_body = in_flight.reading_body();
+        let read = self.read_request(request).await;
+        drop(reading_body);
+        let response = match read {
             Ok(request) => {
                 let method = request.method.clone();
                 let path = request.path.clone();
@@ -489,7 +501,7 @@ impl Exchange {
                         self.stats.add_panic();
                         eprintln!(
                             "error: {method} {path} panicked ({}); answered 500",
-                            panic_message(payload.as_ref())
+                            crate::panics::message(payload.as_ref())
                         );
                         closing(Response::error(
                             500,
@@ -514,7 +526,13 @@ impl Exchange {
         let max_body_bytes = limits.max_body_bytes;
         let (parts, mut incoming) = request.into_parts();
         let deadline = Instant::now() + limits.body_read_timeout;
-        let wire_body = match read_body(&mut incoming, max_body_bytes, deadline).await {
+        let read = read_body(
+            &mut incoming,
+            max_body_bytes,
+            deadline,
+            limits.body_progress_timeout,
+        );
+        let wire_body = match read.await {
             ReadOutcome::Complete(body) => body,
             ReadOutcome::TooLarge { drained } => {
                 let response = Response::error(
@@ -531,6 +549,15 @@ impl Exchange {
                     &format!(
                         "request body not received within {} ms (body_read_timeout)",
                         limits.body_read_timeout.as_millis()
+                    ),
+                )));
+            }
+            ReadOutcome::Stalled => {
+                return Err(closing(Response::error(
+                    408,
+                    &format!(
+                        "no byte of the request body arrived for {} ms (body_progress_timeout)",
+                        limits.body_progress_timeout.as_millis()
                     ),
                 )));
             }
@@ -649,15 +676,6 @@ impl Exchange {
     }
 }
 
-/// The text a panic was raised with, when it was a string.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("no message")
-}
-
 /// Marks a response as the last on its connection, for answers sent while the request
 /// body was left unread: the stream is out of step and cannot carry another request.
 fn closing(response: Response) -> Response {
@@ -681,6 +699,7 @@ mod tests {
             header_read_timeout: Duration::MAX,
             idle_timeout: Duration::MAX,
             body_read_timeout: Duration::MAX,
+            body_progress_timeout: Duration::MAX,
             shutdown_grace: Duration::MAX,
             ..ServerLimits::default()
         }
@@ -690,6 +709,7 @@ mod tests {
             limits.header_read_timeout,
             limits.idle_timeout,
             limits.body_read_timeout,
+            limits.body_progress_timeout,
             limits.shutdown_grace + Duration::from_millis(100),
         ] {
             assert!(now.checked_add(duration).is_some(), "{duration:?}");

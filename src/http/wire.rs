@@ -191,6 +191,9 @@ pub(crate) struct Activity {
     /// Since when the connection has had no request in flight: it is waiting for a
     /// request head (from accept, or from the end of the last response).
     waiting_since: Cell<Instant>,
+    /// A request's body is being read: the request is in flight, but it is the
+    /// client, not the node, that has the next move.
+    reading_body: Cell<bool>,
 }
 
 impl Activity {
@@ -200,6 +203,7 @@ impl Activity {
             last_active: Cell::new(now),
             in_flight: Cell::new(0),
             waiting_since: Cell::new(now),
+            reading_body: Cell::new(false),
         })
     }
 
@@ -221,6 +225,25 @@ impl Activity {
         self.waiting_since.get()
     }
 
+    /// Since when the connection has been waiting on its client, if it is: for a
+    /// request head since the end of the last request, or for more of a request body
+    /// since the last byte arrived. `None` while the node is working on a request or
+    /// sending its answer. The connection table sheds the oldest of these first.
+    pub(crate) fn stalled_since(&self) -> Option<Instant> {
+        if !self.is_busy() {
+            Some(self.waiting_since.get())
+        } else if self.reading_body.get() {
+            Some(self.last_active.get())
+        } else {
+            None
+        }
+    }
+
+    /// Whether a request body is being read (see [`Activity::stalled_since`]).
+    pub(crate) fn is_reading_body(&self) -> bool {
+        self.reading_body.get()
+    }
+
     /// Marks a request in flight until the returned guard is dropped.
     pub(crate) fn start_request(self: &Rc<Self>) -> InFlight {
         self.in_flight.set(self.in_flight.get() + 1);
@@ -232,6 +255,24 @@ impl Activity {
 /// Keeps its connection out of the idle state while alive; see [`Activity`].
 #[derive(Debug)]
 pub(crate) struct InFlight(Rc<Activity>);
+
+impl InFlight {
+    /// Marks the request's body as being read until the returned guard is dropped.
+    pub(crate) fn reading_body(&self) -> ReadingBody {
+        self.0.reading_body.set(true);
+        ReadingBody(Rc::clone(&self.0))
+    }
+}
+
+/// Marks a body being read while alive; see [`InFlight::reading_body`].
+#[derive(Debug)]
+pub(crate) struct ReadingBody(Rc<Activity>);
+
+impl Drop for ReadingBody {
+    fn drop(&mut self) {
+        self.0.reading_body.set(false);
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {

@@ -153,6 +153,12 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
         app.wire.panics(),
     );
     out.single(
+        "ark_lattice_task_panics_total",
+        "counter",
+        "Panics in the node's own work (syncs, timer loops), each logged; that work failed and the node went on.",
+        crate::panics::caught(),
+    );
+    out.single(
         "ark_lattice_http_connections_shed_total",
         "counter",
         "Stalled connections closed to make room: over the per-address share or the total cap.",

@@ -2,7 +2,6 @@
 //! `sync`, `discover`) in the shapes of `protocol::ark`, and our v2 offer and push (the changes feed and
 //! reconciliation are in `delta_api`).
 
-use futures_lite::future;
 use miniserde::json::{Array, Object, Value};
 
 use super::app::App;
@@ -12,53 +11,19 @@ use crate::config::TrustMode;
 use crate::http::Request;
 use crate::model::{Version, unix_millis_now};
 use crate::protocol::{
-    Fields, InstanceInfo, LatticeInfo, NodeList, NodesSince, PROTOCOL_LEGACY, PROTOCOL_RECONCILE,
-    PROTOCOL_V2, PeerDirectory, PeerSummary, ReceiveResult, SplitObject, ark_row, legacy_origin,
-    legacy_record, parse_object, parse_piece, split_object,
+    Fields, InstanceInfo, NodeList, NodesSince, PeerDirectory, PeerSummary, ReceiveResult,
+    SplitObject, ark_row, legacy_origin, legacy_record, parse_object, parse_piece, split_object,
 };
+use crate::service::InfoInputs;
 use crate::store::Query;
 use crate::sync::held::Refusal;
 use crate::sync::wanted_ids;
 use crate::trust::{Access, Tier};
 
 /// What `GET /federation/info` and `GET /api/federation/status` report: ARK's fields
-/// plus ours (protocols, epoch, key, node count).
+/// plus ours (protocols, epoch, key, node count); see `Instance::info_at`.
 pub fn instance_info(app: &App) -> Result<InstanceInfo, ApiError> {
-    instance_info_at(app, unix_millis_now())
-}
-
-fn instance_info_at(app: &App, timestamp: u64) -> Result<InstanceInfo, ApiError> {
-    let peers = app.syncer.peers()?;
-    let federation = &app.config.federation;
-    let node_count = app.store.borrow().stats()?.nodes;
-    Ok(InstanceInfo {
-        instance_id: app.instance_id_hex(),
-        instance_name: app.instance_name(),
-        instance_type: app.config.instance_type.to_string(),
-        federation_mode: federation.mode.to_string(),
-        listen_port: u64::from(app.listen_port.get()),
-        hub_url: federation.hub_url.clone(),
-        auto_sync: app.auto_sync.get(),
-        sync_interval: app.sync_interval_ms.get(),
-        peers: peers.iter().map(|peer| peer.url.clone()).collect(),
-        active_peers: peers
-            .iter()
-            .filter(|peer| peer.is_active())
-            .map(|peer| peer.url.clone())
-            .collect(),
-        stats: app.syncer.global_stats()?.to_ark(),
-        timestamp,
-        lattice: LatticeInfo {
-            protocols: [PROTOCOL_LEGACY, PROTOCOL_V2, PROTOCOL_RECONCILE]
-                .map(str::to_owned)
-                .to_vec(),
-            epoch: Some(app.epoch_hex()),
-            public_key: Some(app.key.public_key().to_base64()),
-            fingerprint: Some(app.key.public_key().fingerprint()),
-            node_count: Some(node_count),
-            version: Some(env!("CARGO_PKG_VERSION").to_owned()),
-        },
-    })
+    Ok(app.info_at(unix_millis_now())?)
 }
 
 /// `GET /federation/info`.
@@ -75,18 +40,6 @@ pub struct CachedInfo {
     after_timestamp: String,
 }
 
-/// Everything a `/federation/info` answer shows that can change while the server runs,
-/// besides the time: the store (counts, peers, sync totals), peer states and totals
-/// still in memory, and the settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct InfoInputs {
-    store_writes: u64,
-    state_changes: u64,
-    auto_sync: bool,
-    sync_interval_ms: u64,
-    listen_port: u16,
-}
-
 /// Stands for the timestamp while an answer is made for the cache; no count reaches it.
 const TIMESTAMP_PLACEHOLDER: u64 = u64::MAX;
 
@@ -95,20 +48,13 @@ const TIMESTAMP_PLACEHOLDER: u64 = u64::MAX;
 /// the text is kept until one of its [`InfoInputs`] changes, and only the timestamp is
 /// written per request.
 pub fn info_json(app: &App) -> Result<String, ApiError> {
-    let inputs = InfoInputs {
-        store_writes: app.store.borrow().writes(),
-        state_changes: app.syncer.state_changes(),
-        auto_sync: app.auto_sync.get(),
-        sync_interval_ms: app.sync_interval_ms.get(),
-        listen_port: app.listen_port.get(),
-    };
+    let inputs = app.info_inputs();
     let mut cache = app.info_cache.borrow_mut();
     if cache
         .as_ref()
         .is_none_or(|cached| cached.made_from != inputs)
     {
-        let text =
-            miniserde::json::to_string(&instance_info_at(app, TIMESTAMP_PLACEHOLDER)?.to_json());
+        let text = miniserde::json::to_string(&app.info_at(TIMESTAMP_PLACEHOLDER)?.to_json());
         let placeholder = TIMESTAMP_PLACEHOLDER.to_string();
         // A name or URL chosen to hold the placeholder's digits would make the split
         // ambiguous; such an answer is made afresh every time.
@@ -234,20 +180,22 @@ pub async fn sync(app: &App, request: &Request) -> Result<Value, ApiError> {
     .to_json())
 }
 
-/// Records parsed, checked and applied in one transaction between yields to the
-/// executor. A push of thousands of records is taken in chunks so the requests that
-/// arrive meanwhile are served between them (issue 10: a 100k-record push held the
-/// thread for 9 s), and only one chunk is ever parsed into memory at a time.
+/// Most records parsed, checked and applied in one transaction. A push of thousands of
+/// records is taken in chunks so the requests that arrive meanwhile are served between
+/// them (issue 10: a 100k-record push held the thread for 9 s), and only one chunk is
+/// ever parsed into memory at a time.
 const APPLY_CHUNK: usize = 250;
 
-/// Records parsed and checked between yields: a chunk's signature checks take longer
-/// than its one commit, so they are split further.
-const YIELD_EVERY: usize = 50;
+/// Work a push does between two pauses. A legit request that arrives meanwhile waits
+/// about this long, plus its own time, or the time of one commit.
+const SLICE: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Parses the pushed `elements` (cut out by `split_object`), turns each into a record
-/// with `read` (index, element), and applies them [`APPLY_CHUNK`] at a time, yielding
-/// every [`YIELD_EVERY`] records and after each commit, with the syncer's clock-skew
-/// rule. Elements that are not JSON, that
+/// with `read` (index, element), and applies them in chunks of [`APPLY_CHUNK`], pausing
+/// after every [`SLICE`] of work and after each commit (see [`Slices`]), with the
+/// syncer's clock-skew rule. Chunks are not cut shorter by time: each commit waits
+/// out an `fdatasync` whatever its size, so more commits only mean more such waits
+/// (measured: cutting at 20 ms of checking raised the longest legit wait). Elements that are not JSON, that
 /// `read` refuses or that the store refuses are added to `rejected`. Also returns the
 /// change sequence before and after, when nothing else wrote in between: then every
 /// sequence in that range is one of these records.
@@ -262,14 +210,14 @@ async fn apply_in_chunks(
     let mut seq_after = seq_before;
     let mut interleaved = false;
     let mut held_count = 0;
-    for (chunk_index, chunk) in elements.chunks(APPLY_CHUNK).enumerate() {
-        let mut records = Vec::with_capacity(chunk.len());
+    let mut slices = Slices::start();
+    let mut start = 0;
+    while start < elements.len() {
+        let end = (start + APPLY_CHUNK).min(elements.len());
+        let mut records = Vec::with_capacity(end - start);
         let mut held = Vec::new();
-        for (offset, element) in chunk.iter().enumerate() {
-            let index = chunk_index * APPLY_CHUNK + offset;
-            if index > 0 && index % YIELD_EVERY == 0 {
-                future::yield_now().await;
-            }
+        for (index, element) in elements.iter().enumerate().take(end).skip(start) {
+            slices.pause_if_due().await;
             match parse_piece(element) {
                 None => rejected.push(rejection(index, &Value::Null, "is not valid JSON")),
                 Some(value) => match read(index, &value) {
@@ -281,6 +229,7 @@ async fn apply_in_chunks(
                 },
             }
         }
+        start = end;
         // No `.await` from here to the apply: a write seen now is one that came
         // between our chunks.
         interleaved |= app.store.borrow().last_seq() != seq_after;
@@ -292,6 +241,7 @@ async fn apply_in_chunks(
         total.stale += outcome.stale;
         total.conflicts += outcome.conflicts;
         total.rejected.extend(outcome.rejected);
+        slices.pause().await;
     }
     for (id, reason) in &total.rejected {
         rejected.push(super::routes::object([
@@ -304,6 +254,40 @@ async fn apply_in_chunks(
         held_count,
         (!interleaved).then_some((seq_before, seq_after)),
     ))
+}
+
+/// Cuts a long piece of work on the server's one thread into slices of about
+/// [`SLICE`], with a pause between them that lets the other tasks *and* the reactor run.
+///
+/// `yield_now` is not enough: it only puts the task at the back of the executor's
+/// queue, and the executor asks the reactor for new I/O only every 200 task runs
+/// (async-executor's batch), so a handler yielding that way kept new requests unread
+/// for 200 of its slices (issue 10: a legit request waited 51–130 ms during a push).
+/// A timer is due only once the reactor has run, which reads every ready socket.
+struct Slices {
+    started: std::time::Instant,
+}
+
+/// How long a pause between slices sleeps when nothing else is waiting to run.
+const PAUSE: std::time::Duration = std::time::Duration::from_micros(100);
+
+impl Slices {
+    fn start() -> Slices {
+        Slices {
+            started: std::time::Instant::now(),
+        }
+    }
+
+    async fn pause_if_due(&mut self) {
+        if self.started.elapsed() >= SLICE {
+            self.pause().await;
+        }
+    }
+
+    async fn pause(&mut self) {
+        smol::Timer::after(PAUSE).await;
+        self.started = std::time::Instant::now();
+    }
 }
 
 fn rejection(index: usize, row: &Value, reason: &str) -> Value {

@@ -97,15 +97,6 @@ pub fn register(app: &App, request: &Request) -> Response {
         .filter(|(key, _)| key.as_str() != "nodes")
         .map(|(key, value)| (key.clone(), value.clone()))
         .collect();
-    let summary_bytes = miniserde::json::to_string(&summary).len();
-    if summary_bytes > MAX_REGISTRATION_BYTES {
-        return fastapi_error(
-            413,
-            &format!(
-                "manifest without its nodes is {summary_bytes} bytes; at most {MAX_REGISTRATION_BYTES} are kept per spoke"
-            ),
-        );
-    }
     let registration = Registration {
         public_key,
         summary,
@@ -114,6 +105,18 @@ pub fn register(app: &App, request: &Request) -> Response {
         last_seen: unix_millis_now(),
         trusted,
     };
+    // Measured as `/discover` lists it, with what is added there, so the listing of
+    // every spoke stays within its bound; the comma between entries counts too, and
+    // the byte kept back holds the listing's own brackets and count.
+    let listed_bytes = miniserde::json::to_string(&discover_entry(&registration)).len() + 1;
+    if listed_bytes >= MAX_REGISTRATION_BYTES {
+        return fastapi_error(
+            413,
+            &format!(
+                "manifest without its nodes is {listed_bytes} bytes as `/discover` lists it; fewer than {MAX_REGISTRATION_BYTES} are kept per spoke"
+            ),
+        );
+    }
     if let Err(full) = register_within_cap(&mut app.registry.borrow_mut(), registration) {
         return fastapi_error(503, &full);
     }
@@ -173,26 +176,26 @@ pub fn live_registrations(app: &App) -> Vec<Registration> {
     registry.values().cloned().collect()
 }
 
+/// One spoke as `/discover` lists it: its manifest's fields and what we know of it.
+fn discover_entry(registration: &Registration) -> Value {
+    let mut entry = registration.summary.clone();
+    entry.insert("pubkey".into(), text(&registration.public_key.to_base64()));
+    entry.insert(
+        "fingerprint".into(),
+        text(&registration.public_key.fingerprint()),
+    );
+    entry.insert("node_count".into(), number(registration.node_count));
+    entry.insert(
+        "url".into(),
+        registration.url.as_deref().map_or(Value::Null, text),
+    );
+    entry.insert("last_seen".into(), number(registration.last_seen / 1000));
+    Value::Object(entry)
+}
+
 /// `GET /discover` → `{peers: [...], count}`: live registered spokes.
 pub fn discover(app: &App) -> Result<Value, ApiError> {
-    let peers: Array = live_registrations(app)
-        .into_iter()
-        .map(|registration| {
-            let mut entry = registration.summary.clone();
-            entry.insert("pubkey".into(), text(&registration.public_key.to_base64()));
-            entry.insert(
-                "fingerprint".into(),
-                text(&registration.public_key.fingerprint()),
-            );
-            entry.insert("node_count".into(), number(registration.node_count));
-            entry.insert(
-                "url".into(),
-                registration.url.as_deref().map_or(Value::Null, text),
-            );
-            entry.insert("last_seen".into(), number(registration.last_seen / 1000));
-            Value::Object(entry)
-        })
-        .collect();
+    let peers: Array = live_registrations(app).iter().map(discover_entry).collect();
     Ok(object([
         ("count", number(peers.len() as u64)),
         ("peers", Value::Array(peers)),
@@ -232,10 +235,7 @@ pub fn manifest(app: &App, full: bool) -> Result<Object, ApiError> {
     );
     manifest.insert("version".into(), text(env!("CARGO_PKG_VERSION")));
     manifest.insert("last_updated".into(), text(&format_rfc3339(newest)));
-    manifest.insert(
-        "listen_port".into(),
-        number(u64::from(app.listen_port.get())),
-    );
+    manifest.insert("listen_port".into(), number(u64::from(app.listen_port())));
     if app.serves_https() {
         manifest.insert(MANIFEST_LISTEN_SCHEME.into(), text("https"));
     }
@@ -299,7 +299,7 @@ pub fn delta(app: &App, request: &Request) -> Result<Value, ApiError> {
             theirs == prefixed || Some(theirs) == prefixed.strip_prefix("sha256:")
         });
         if !same {
-            nodes.push(crate::commands::node_with_meta(&node, &meta));
+            nodes.push(crate::service::node_with_meta(&node, &meta));
         }
         true
     })?;

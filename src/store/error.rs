@@ -21,6 +21,9 @@ pub enum StoreError {
     Empty { path: PathBuf },
     /// redb's page check found pages that do not match their checksums.
     DamagedPages { path: PathBuf, reason: String },
+    /// redb found the file damaged when opening it and could not repair it (a store
+    /// that was not closed cleanly is repaired at open, which reads every page).
+    Unrepairable { path: PathBuf, reason: String },
     /// A storage operation failed after the store was open.
     Storage {
         path: PathBuf,
@@ -68,6 +71,13 @@ impl fmt::Display for StoreError {
                  what is damaged (it moves damaged records aside, and peers bring them back); if \
                  other pages are damaged, move the file away and fetch the lattice again from a \
                  peer with `ark-lattice federation sync` (see README, \"A damaged store\")",
+                path.display()
+            ),
+            StoreError::Unrepairable { path, reason } => write!(
+                f,
+                "store {} is damaged and redb could not repair it when opening it ({reason}); \
+                 move the file away and fetch the lattice again from a peer with \
+                 `ark-lattice federation sync`, or restore a backup (see README, \"A damaged store\")",
                 path.display()
             ),
             StoreError::Storage { path, source } => {

@@ -948,6 +948,11 @@ fn open_error(path: &Path, error: redb::DatabaseError) -> StoreError {
                 StoreError::Io { path, source }
             }
         }
+        // Found when redb repairs a store that was not closed cleanly: a damaged page
+        // (issue 10), which no later start will repair either.
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason)) => {
+            StoreError::Unrepairable { path, reason }
+        }
         redb::DatabaseError::UpgradeRequired(version) => StoreError::Unreadable {
             path,
             reason: format!("it uses redb file format {version}, which this build cannot read"),

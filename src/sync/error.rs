@@ -27,6 +27,8 @@ pub(super) enum SyncError {
     /// The peer is not the store our checkpoint belongs to (another instance or a new
     /// store epoch): start over with `/federation/info`.
     Restart(String),
+    /// Something below the sync panicked; the message is the panic's.
+    Panicked(String),
 }
 
 impl SyncError {
@@ -47,9 +49,10 @@ impl SyncError {
                 | ClientError::BadGzip { .. } => FailureKind::Other,
             },
             SyncError::Status { status, .. } => FailureKind::of_status(*status),
-            SyncError::Store(_) | SyncError::Invalid(_) | SyncError::Restart(_) => {
-                FailureKind::Other
-            }
+            SyncError::Store(_)
+            | SyncError::Invalid(_)
+            | SyncError::Restart(_)
+            | SyncError::Panicked(_) => FailureKind::Other,
         }
     }
 }
@@ -88,6 +91,10 @@ impl fmt::Display for SyncError {
                 detail,
             } => write!(f, "{request} answered {status}: {detail}"),
             SyncError::Invalid(message) | SyncError::Restart(message) => f.write_str(message),
+            SyncError::Panicked(message) => write!(
+                f,
+                "internal error during the sync ({message}); if it was the store, `ark-lattice verify` names the damage"
+            ),
         }
     }
 }

@@ -69,6 +69,58 @@ pub fn stall_heads(server: SocketAddr, count: usize) -> Vec<TcpStream> {
     streams
 }
 
+/// Uploads that trickle: from each of `sources`, `per_source` connections that send a
+/// `POST` head announcing a 1 MB body, then one byte of it a second from a thread,
+/// until [`Trickle::finish`].
+pub struct Trickle {
+    stop: Arc<AtomicBool>,
+    worker: JoinHandle<usize>,
+    pub connected: usize,
+}
+
+pub fn trickle_uploads(server: SocketAddr, sources: &[Ipv4Addr], per_source: usize) -> Trickle {
+    let mut streams = Vec::new();
+    for source in sources {
+        for _ in 0..per_source {
+            let Ok(mut stream) = connect_from(*source, server) else {
+                continue;
+            };
+            let head = format!(
+                "POST /federation/v2/push HTTP/1.1\r\nHost: {server}\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n["
+            );
+            if stream.write_all(head.as_bytes()).is_ok() {
+                streams.push(stream);
+            }
+        }
+    }
+    let connected = streams.len();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = stop.clone();
+    let worker = std::thread::spawn(move || {
+        let mut open = streams.len();
+        while !stopping.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_secs(1));
+            streams.retain_mut(|stream| stream.write_all(b" ").is_ok());
+            open = streams.len();
+        }
+        open
+    });
+    Trickle {
+        stop,
+        worker,
+        connected,
+    }
+}
+
+impl Trickle {
+    /// Stops trickling; how many uploads could still be written to at the end (a
+    /// closed connection takes a write or two to show).
+    pub fn finish(self) -> usize {
+        self.stop.store(true, Ordering::SeqCst);
+        self.worker.join().unwrap()
+    }
+}
+
 /// A gzip body that inflates to `decompressed_bytes` zeros: 1 MiB-of-zeros gzip members
 /// concatenated (RFC 1952 allows several members), about 1 KiB of wire per MiB.
 pub fn gzip_bomb(decompressed_bytes: u64) -> Vec<u8> {
@@ -137,10 +189,16 @@ pub fn send_beacons(port: u16, count: usize) {
     }
 }
 
-/// A `POST /manifest` body signed by `key` as ARK's Python client signs it.
-pub fn signed_manifest(key: &KeyPair, index: usize) -> String {
+/// A `POST /manifest` body signed by `key` as ARK's Python client signs it, with a
+/// `notes` field of `padding` bytes (none for 0).
+pub fn signed_manifest(key: &KeyPair, index: usize, padding: usize) -> String {
+    let notes = if padding == 0 {
+        String::new()
+    } else {
+        format!(r#","notes":"{}""#, "n".repeat(padding))
+    };
     let manifest: Value = json::from_str(&format!(
-        r#"{{"node_id":"stranger-{index}","node_count":0,"version":"5.0.0","listen_port":{}}}"#,
+        r#"{{"node_id":"stranger-{index}","node_count":0,"version":"5.0.0","listen_port":{}{notes}}}"#,
         2000 + index % 60_000
     ))
     .unwrap();
@@ -153,12 +211,13 @@ pub fn signed_manifest(key: &KeyPair, index: usize) -> String {
     )
 }
 
-/// Registers `count` manifests signed by distinct new keys, over `threads` threads;
-/// returns how many answers had each status.
+/// Registers `count` manifests signed by distinct new keys (with `padding` bytes of
+/// notes each), over `threads` threads; returns how many answers had each status.
 pub fn untrusted_key_flood(
     server: SocketAddr,
     count: usize,
     threads: usize,
+    padding: usize,
 ) -> std::collections::BTreeMap<u16, usize> {
     let workers: Vec<JoinHandle<Vec<u16>>> = (0..threads)
         .map(|worker| {
@@ -167,7 +226,7 @@ pub fn untrusted_key_flood(
                     .step_by(threads)
                     .map(|index| {
                         let key = KeyPair::generate().unwrap();
-                        let body = signed_manifest(&key, index);
+                        let body = signed_manifest(&key, index, padding);
                         request_from(ATTACKER, server, "POST", "/manifest", &[], body.as_bytes())
                             .map_or(0, |(status, _)| status)
                     })
@@ -187,10 +246,15 @@ pub fn untrusted_key_flood(
 /// A `POST /federation/sync` body (ARK's protocol, open trust) pushing `count` tiny
 /// rows, about 100 bytes each.
 pub fn legacy_push_body(count: usize) -> String {
+    legacy_push_body_from(0, count)
+}
+
+/// [`legacy_push_body`] with rows `first..first + count`, for a push split in parts.
+pub fn legacy_push_body_from(first: usize, count: usize) -> String {
     let mut body = String::with_capacity(count * 110 + 64);
     body.push_str(r#"{"instanceId":"pusher","nodes":["#);
-    for index in 0..count {
-        if index > 0 {
+    for index in first..first + count {
+        if index > first {
             body.push(',');
         }
         body.push_str(&format!(

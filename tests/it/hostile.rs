@@ -4,15 +4,15 @@
 //! tests run a debug build on a shared machine; `benches/hostile.rs` measures the
 //! release build).
 
-use std::net::UdpSocket;
+use std::net::{Ipv4Addr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use miniserde::json::{self, Value};
 
 use crate::attacks::{
     ATTACKER, LEGIT, LatencyProbe, allow_open_files, gzip, gzip_bomb, hold_long_polls,
-    legacy_push_body, median_and_max, memory_and_threads, request_from, send_beacons, stall_heads,
-    terminate, untrusted_key_flood,
+    legacy_push_body, median_and_max, memory_and_threads, request_from, send_beacons,
+    signed_manifest, stall_heads, terminate, trickle_uploads, untrusted_key_flood,
 };
 use crate::util::{Node, TempDir, count, field};
 
@@ -62,6 +62,40 @@ fn stalled_heads_from_one_address_leave_another_served_at_once() {
     // The attacker's own address still gets in.
     let (status, _) = request_from(ATTACKER, node.address(), "GET", "/health", &[], b"").unwrap();
     assert_eq!(status, 200);
+}
+
+#[test]
+fn trickled_uploads_from_many_addresses_leave_another_served_at_once() {
+    allow_open_files(8192);
+    let node = Node::start("trickled-uploads");
+    let probe = LatencyProbe::start(node.address(), Duration::from_millis(20));
+    // Ten addresses, 40 uploads each at a byte a second: over each address's share of
+    // 32 and, at 400, over the node's 256 connections.
+    let sources: Vec<Ipv4Addr> = std::iter::once(ATTACKER)
+        .chain((3..12).map(|last| Ipv4Addr::new(127, 0, 0, last)))
+        .collect();
+    let trickle = trickle_uploads(node.address(), &sources, 40);
+    std::thread::sleep(Duration::from_secs(3));
+    let started = Instant::now();
+    let (status, _) = request_from(LEGIT, node.address(), "GET", "/health", &[], b"").unwrap();
+    let waited = started.elapsed();
+    let latencies = probe.finish();
+    assert_eq!(status, 200);
+    assert!(waited < Duration::from_secs(1), "{waited:?}");
+    assert_quick(
+        &latencies,
+        Duration::from_secs(1),
+        "while 400 uploads trickled",
+    );
+    assert_eq!(trickle.connected, 400);
+    let shed = metric(&node, "ark_lattice_http_connections_shed_total");
+    assert!(shed >= 144.0, "{shed} shed");
+    assert_eq!(
+        metric(&node, "ark_lattice_http_connections_refused_total"),
+        0.0
+    );
+    let still_open = trickle.finish();
+    assert!(still_open <= 256, "{still_open} uploads still open");
 }
 
 #[test]
@@ -164,14 +198,14 @@ fn ten_thousand_fake_beacons_stay_within_the_table_cap_and_keep_requests_quick()
     );
 }
 
-#[test]
-fn ten_thousand_untrusted_keys_leave_a_bounded_pending_list() {
-    let node = Node::start("key-flood");
+/// 10,000 manifests signed by new keys (with `padding` bytes of notes), each answered
+/// `status`, while legit requests stay quick.
+fn flood_with_keys(node: &Node, padding: usize, status: u16) {
     let probe = LatencyProbe::start(node.address(), Duration::from_millis(20));
-    let statuses = untrusted_key_flood(node.address(), 10_000, 4);
+    let statuses = untrusted_key_flood(node.address(), 10_000, 4, padding);
     let latencies = probe.finish();
     assert_eq!(
-        statuses.get(&403).copied().unwrap_or(0),
+        statuses.get(&status).copied().unwrap_or(0),
         10_000,
         "{statuses:?}"
     );
@@ -180,6 +214,12 @@ fn ten_thousand_untrusted_keys_leave_a_bounded_pending_list() {
         Duration::from_secs(1),
         "during 10,000 registrations",
     );
+}
+
+#[test]
+fn ten_thousand_untrusted_keys_leave_a_bounded_pending_list() {
+    let node = Node::start("key-flood");
+    flood_with_keys(&node, 0, 403);
     let pending = node.run(&["trust", "pending", "--json"]).ok().json();
     let listed = count(field(&pending, "count"));
     assert!(
@@ -189,11 +229,47 @@ fn ten_thousand_untrusted_keys_leave_a_bounded_pending_list() {
 }
 
 #[test]
+fn ten_thousand_open_registrations_keep_the_registry_and_discover_bounded() {
+    // Issue 10: "`--open-registration` keeps registrations without bound (648 MB peak
+    // serving `/discover`)". Each manifest here is near the 4 KiB kept per spoke.
+    let node = Node::start_with("open-registry", &[], &["--open-registration"]);
+    request_from(LEGIT, node.address(), "GET", "/health", &[], b"").unwrap();
+    let (_, rss_before, _) = memory_and_threads(node.pid());
+    flood_with_keys(&node, 3_700, 200);
+    let (status, discover) =
+        request_from(LEGIT, node.address(), "GET", "/discover", &[], b"").unwrap();
+    assert_eq!(status, 200, "{discover}");
+    assert!(
+        discover.len() < 2 * 1024 * 1024,
+        "/discover is {} bytes",
+        discover.len()
+    );
+    let listed = count(field(&json::from_str::<Value>(&discover).unwrap(), "count"));
+    assert!(listed > 0 && listed <= 512, "{listed} spokes listed");
+    let (peak, _, _) = memory_and_threads(node.pid());
+    let grown_kib = peak.saturating_sub(rss_before);
+    assert!(grown_kib < 32 * 1024, "peak RSS grew by {grown_kib} KiB");
+    // A manifest over the 4 KiB kept per spoke is refused.
+    let key = ark_lattice::trust::KeyPair::generate().unwrap();
+    let body = signed_manifest(&key, 0, 4_100);
+    let (status, answer) = request_from(
+        LEGIT,
+        node.address(),
+        "POST",
+        "/manifest",
+        &[],
+        body.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(status, 413, "{answer}");
+}
+
+#[test]
 fn a_large_push_is_applied_in_chunks_while_requests_are_served() {
     let node = Node::start_with("big-push", &[("FEDERATION_TRUST", "open")], &[]);
     let headers = [("Content-Type", "application/json")];
     // What fits in the body limit (4 MiB) is applied, in chunks between other requests;
-    // 12,000 records make 48 chunks (the bench pushes as many as fit).
+    // 12,000 records make 48 chunks or more (the bench pushes as many as fit).
     let body = legacy_push_body(12_000);
     assert!(body.len() < 4 * 1024 * 1024);
     let probe = LatencyProbe::start(node.address(), Duration::from_millis(5));

@@ -19,15 +19,20 @@ fn store_file(lattice: &Lattice) -> PathBuf {
 
 /// Where `needle` is in the file; it must be there exactly once.
 fn find_once(path: &Path, needle: &str) -> usize {
+    let found = find_all(path, needle);
+    assert_eq!(found.len(), 1, "{needle:?} is in the store {found:?}");
+    found[0]
+}
+
+/// Every place `needle` is in the file.
+fn find_all(path: &Path, needle: &str) -> Vec<usize> {
     let bytes = std::fs::read(path).unwrap();
-    let found: Vec<usize> = bytes
+    bytes
         .windows(needle.len())
         .enumerate()
         .filter(|(_, window)| *window == needle.as_bytes())
         .map(|(at, _)| at)
-        .collect();
-    assert_eq!(found.len(), 1, "{needle:?} is in the store {found:?}");
-    found[0]
+        .collect()
 }
 
 /// Overwrites `bytes` at `at` in place, as damage on disk would (a server may have the
@@ -209,11 +214,9 @@ fn serve_moves_a_flipped_record_aside_before_it_starts() {
     );
 }
 
-#[test]
-fn four_kib_of_garbage_in_a_store_page_is_a_clear_error_not_an_abort() {
-    let lattice = lattice_with_needle("integrity-garbage");
-    let path = store_file(&lattice);
-    let page = find_once(&path, NEEDLE) / 4096 * 4096;
+/// Overwrites the 4 KiB page holding [`NEEDLE`] with garbage; returns where it starts.
+fn garble_needle_page(path: &Path) -> usize {
+    let page = find_once(path, NEEDLE) / 4096 * 4096;
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     let garbage: Vec<u8> = (0..4096)
         .map(|_| {
@@ -223,7 +226,15 @@ fn four_kib_of_garbage_in_a_store_page_is_a_clear_error_not_an_abort() {
             state as u8
         })
         .collect();
-    overwrite(&path, page, &garbage);
+    overwrite(path, page, &garbage);
+    page
+}
+
+#[test]
+fn four_kib_of_garbage_in_a_store_page_is_a_clear_error_not_an_abort() {
+    let lattice = lattice_with_needle("integrity-garbage");
+    let path = store_file(&lattice);
+    garble_needle_page(&path);
 
     // Commands that read the damaged page end with one line naming the file. `stats`
     // reads only counts kept elsewhere in release builds, so it may also just answer;
@@ -304,4 +315,98 @@ fn a_record_damaged_under_a_running_server_is_not_served_counted_and_fetched_aga
     let result = &array(field(&result, "result"))[0];
     assert_eq!(count(field(result, "nodesReceived")), 1);
     assert_eq!(b.hashes(), good);
+}
+
+/// A sample of `/metrics`.
+fn metric(node: &Node, name: &str) -> f64 {
+    let metrics = crate::util::http(node.address(), "GET", "/metrics", &[], None).body;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{metrics}"))
+}
+
+#[test]
+fn a_garbled_store_page_under_a_running_node_fails_only_what_reads_it() {
+    // Issue 10: "4 KiB of garbage in one store page: `serve` starts, then aborts on the
+    // first request". Here the page is garbled under a node that is serving (after a
+    // restart, so redb has none of it cached), and redb panics on it.
+    let mut a = Node::serve(lattice_with_needle("integrity-garbled-a"), &[], &[]);
+    let b = Node::start("integrity-garbled-b");
+    a.add_peer(&b.url());
+    a.restart();
+    b.add_peer(&a.url());
+    let path = store_file(&a);
+    let page = garble_needle_page(&path);
+    // A record whose bytes lie outside the garbled page, to show reads elsewhere work.
+    let elsewhere = (100..200)
+        .find(|i| {
+            let found = find_all(&path, &format!("value {i}"));
+            !found.is_empty() && found.iter().all(|at| at / 4096 != page / 4096)
+        })
+        .expect("a record outside the garbled page");
+
+    let reply = crate::util::http(a.address(), "GET", "/api/lattice/nodes/record-7", &[], None);
+    assert_eq!(reply.status, 500, "{}", reply.body);
+    assert!(reply.body.contains("internal error"), "{}", reply.body);
+    assert!(
+        a.log().contains("GET /api/lattice/nodes/record-7 panicked"),
+        "{}",
+        a.log()
+    );
+    // A write that meets the page fails the same way.
+    let update = format!(
+        r#"{{"nodes":[{{"id":"record-7","type":"framework_node","value":"{NEEDLE} again"}}]}}"#
+    );
+    let reply = crate::util::http(
+        a.address(),
+        "POST",
+        "/api/lattice/nodes",
+        &[],
+        Some(&update),
+    );
+    assert_eq!(reply.status, 500, "{}", reply.body);
+    assert!(metric(&a, "ark_lattice_http_panics_total") >= 2.0);
+
+    // Everything else is still answered.
+    for _ in 0..3 {
+        let health = crate::util::http(a.address(), "GET", "/health", &[], None);
+        assert_eq!(health.status, 200, "{}", health.body);
+        let route = format!("/api/lattice/nodes/record-{elsewhere}");
+        let other = crate::util::http(a.address(), "GET", &route, &[], None);
+        assert_eq!(other.status, 200, "{}", other.body);
+    }
+
+    // A sync this node runs (its first with b reads every record) fails with a clear
+    // error, counted; the next one is not wedged behind it ("already running").
+    for _ in 0..2 {
+        let run = a.run(&["federation", "sync", "--json"]);
+        assert_ne!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+        let output = format!("{}{}", run.stdout, run.stderr);
+        assert!(output.contains("ark-lattice verify"), "{output}");
+        assert!(!output.contains("already running"), "{output}");
+    }
+    assert!(metric(&a, "ark_lattice_task_panics_total") >= 2.0);
+    // A peer's sync with this node is answered an error, not a cut connection.
+    let run = b.run(&["federation", "sync", "--json"]);
+    let output = format!("{}{}", run.stdout, run.stderr);
+    assert!(output.contains("500"), "{output}");
+    assert!(a.is_running(), "{}", a.log());
+    assert_eq!(
+        crate::util::http(a.address(), "GET", "/health", &[], None).status,
+        200
+    );
+
+    // `verify`, run while the node serves (in the node) and after it stopped, names
+    // the file and exits non-zero; a new `serve` refuses the store with exit code 6,
+    // which the systemd unit does not restart: no crash loop.
+    let live = a.run(&["verify"]);
+    assert_ne!(live.code, 0, "{}\n{}", live.stdout, live.stderr);
+    let said = format!("{}{}", live.stdout, live.stderr);
+    assert!(said.contains(&path.display().to_string()), "{said}");
+    assert!(a.is_running(), "{}", a.log());
+    a.kill();
+    assert_clear_damage_error(&a.run(&["verify"]), &path, "verify");
+    assert_clear_damage_error(&serve_expecting_exit(&a), &path, "serve");
 }
