@@ -187,7 +187,7 @@ async fn reported_key(
     url: &str,
     key_given: bool,
 ) -> Result<Option<Option<PublicKey>>, OpError> {
-    let info_url = Route::Info.url(&url);
+    let info_url = Route::Info.url(url);
     let verbose = instance.config.verbose;
     match instance
         .syncer
