@@ -17,8 +17,8 @@ use crate::config::normalize_peer_url;
 use crate::discovery::{self, LanPeer, ScanHit, Subnet};
 use crate::http::HttpClient;
 use crate::protocol::{
-    DiscoverAnswer, FoundPeer, LanEntry, LanSource, PeerAddAnswer, PeerDirectory, ScanSummary,
-    Route, WireError, parse_object,
+    DiscoverAnswer, FoundPeer, LanEntry, LanSource, PeerAddAnswer, PeerDirectory, Route,
+    ScanSummary, WireError, parse_object,
 };
 
 /// Whether we trust the instance with this id: its key is in the trust store with a
