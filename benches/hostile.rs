@@ -10,6 +10,8 @@
 
 #[path = "../tests/it/attacks.rs"]
 mod attacks;
+#[path = "../tests/it/raw_http.rs"]
+mod raw_http;
 mod support;
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};

@@ -72,6 +72,9 @@ pub const LOCAL_CHANGE_SYNC_DELAY: Duration = Duration::from_secs(1);
 /// Backoff after failed syncs with a peer: doubling from the base, capped.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
 pub const BACKOFF_CAP: Duration = Duration::from_secs(15 * 60);
+/// The base of the backoff after a peer answered 5xx or 429: it is up but failing or
+/// overloaded, and asking every few seconds adds to its load.
+pub const BACKOFF_PEER_FAILING_BASE: Duration = Duration::from_secs(30);
 
 /// The lowest bandwidth cap accepted, bytes per second: below it a single request head
 /// takes seconds.

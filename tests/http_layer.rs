@@ -485,11 +485,7 @@ fn idle_timeout_closes_a_kept_alive_connection() {
 /// A connection to `server` from the loopback address `source` (127.0.0.0/8 is all
 /// this machine, so each address there is another source to the server).
 fn connect_from(source: [u8; 4], server: SocketAddr) -> TcpStream {
-    use rustix::net::{AddressFamily, SocketAddrV4, SocketType, bind, connect, socket};
-    let socket = socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
-    bind(&socket, &SocketAddrV4::new(source.into(), 0)).unwrap();
-    connect(&socket, &server).unwrap();
-    TcpStream::try_from(std::net::TcpStream::from(socket)).unwrap()
+    TcpStream::try_from(attacks::connect_from(source.into(), server).unwrap()).unwrap()
 }
 
 /// `GET /hello` on a new connection from `source`, answered within a second.
@@ -1112,8 +1108,12 @@ fn a_request_lost_on_a_reused_connection_is_retried_only_when_safe() {
 }
 
 #[cfg(feature = "tls")]
+#[path = "it/attacks.rs"]
+mod attacks;
 #[path = "it/pki.rs"]
 mod pki;
+#[path = "it/raw_http.rs"]
+mod raw_http;
 
 #[cfg(feature = "tls")]
 #[path = "http_layer/tls.rs"]

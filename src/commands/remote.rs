@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::http::{ClientConfig, ClientError, ClientRequest};
 use crate::model::{Node, Shape};
-use crate::protocol::{Fields, parse_object};
+use crate::protocol::{Fields, Route, parse_object};
 use crate::service::{Output, ServerInfo};
 use crate::store::WriteSummary;
 
@@ -128,7 +128,13 @@ fn forward_import(
                 .into_iter()
                 .collect(),
             );
-            let answer = call(config, server, "POST", "/api/lattice/nodes", Some(body))?;
+            let answer = call(
+                config,
+                server,
+                Route::WriteNodes.method(),
+                Route::WriteNodes.path(),
+                Some(body),
+            )?;
             let fields = Fields::new(&answer, "the server's answer");
             let count = |name| fields.u64(name).map_err(|error| Error::Other(error.0));
             totals.created += count("created")?;
@@ -184,7 +190,13 @@ pub fn forward(
         .into_iter()
         .collect(),
     );
-    let answer = call(config, server, "POST", "/api/cli", Some(body))?;
+    let answer = call(
+        config,
+        server,
+        Route::Cli.method(),
+        Route::Cli.path(),
+        Some(body),
+    )?;
     let fields = Fields::new(&answer, "the server's answer");
     let stdout = fields
         .opt_str("stdout")

@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures_lite::future;
 
 use crate::http::{ClientConfig, ClientError, ClientRequest, HttpClient, node_base_url};
-use crate::protocol::{InstanceInfo, parse_object};
+use crate::protocol::{InstanceInfo, Route, parse_object};
 use crate::trust::PublicKey;
 
 /// Probes in flight at once: a /24 in two rounds of connect timeouts at most.
@@ -137,7 +137,7 @@ pub async fn scan(
             // costs one attempt.
             for secure in [false, true] {
                 let url = node_base_url(secure, IpAddr::V4(*host), port);
-                let request = ClientRequest::get(&format!("{url}/federation/info"));
+                let request = ClientRequest::get(&Route::Info.url(&url));
                 match client.send(request).await {
                     Ok(response) => {
                         if response.status == 200 {

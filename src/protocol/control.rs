@@ -150,6 +150,9 @@ pub struct PeerSyncSummary {
     /// What is held and what to run, one line per cause.
     pub held_messages: Vec<String>,
     pub error: Option<String>,
+    /// Why a failed sync failed, for the retry policy: `unreachable`, `peer_failing`,
+    /// `refused` or `other` (`sync::engine::FailureKind`).
+    pub failure_kind: Option<String>,
 }
 
 impl PeerSyncSummary {
@@ -175,6 +178,9 @@ impl PeerSyncSummary {
         }
         if let Some(error) = &self.error {
             object.insert("error".into(), text(error));
+        }
+        if let Some(kind) = &self.failure_kind {
+            object.insert("failureKind".into(), text(kind));
         }
         Value::Object(object)
     }
@@ -204,6 +210,7 @@ impl PeerSyncSummary {
             held,
             held_messages: opt_strings(&fields, "heldMessages")?,
             error: fields.opt_str("error")?.map(str::to_owned),
+            failure_kind: fields.opt_str("failureKind")?.map(str::to_owned),
         })
     }
 }

@@ -7,6 +7,7 @@ mod fields;
 mod legacy;
 mod python;
 mod record;
+mod routes;
 mod split;
 
 pub use ark::{
@@ -25,6 +26,7 @@ pub use python::{DeltaAnswer, DeltaRequest};
 pub use record::{
     base64, record_from_wire, record_to_wire, types_from_query, types_to_query, unbase64,
 };
+pub use routes::{Access, OTHER_LABEL, ROUTES, Route};
 pub use split::{SplitObject, parse_piece, split_object};
 
 /// Protocol names advertised in `/federation/info` under `protocols`.

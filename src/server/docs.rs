@@ -7,20 +7,9 @@ use miniserde::json::{self, Object, Value};
 
 use crate::http::Response;
 use crate::protocol::{
-    ArkStats, ControlAnswer, DeltaAnswer, DeltaRequest, InstanceInfo, NodeList, PeerDirectory,
-    PeerSyncReport, ReceiveResult, SyncReport,
+    Access, ArkStats, ControlAnswer, DeltaAnswer, DeltaRequest, InstanceInfo, NodeList,
+    PeerDirectory, PeerSyncReport, ROUTES, ReceiveResult, Route, SyncReport,
 };
-
-/// Who may call a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Anyone who reaches the port.
-    Public,
-    /// Peers; signed requests from trusted keys, or anyone with `FEDERATION_TRUST=open`.
-    Peer,
-    /// This host (loopback) or the admin token.
-    Control,
-}
 
 /// A JSON example: written out, or built from a protocol type.
 #[derive(Clone, Copy)]
@@ -30,27 +19,15 @@ pub enum Example {
     Built(fn() -> Value),
 }
 
+/// What the page says of one route of the table.
 pub struct RouteDoc {
-    pub method: &'static str,
-    pub path: &'static str,
-    pub access: Access,
     pub summary: &'static str,
     pub request: Example,
     pub answer: Example,
 }
 
-const fn route(
-    method: &'static str,
-    path: &'static str,
-    access: Access,
-    summary: &'static str,
-    request: Example,
-    answer: Example,
-) -> RouteDoc {
+const fn doc(summary: &'static str, request: Example, answer: Example) -> RouteDoc {
     RouteDoc {
-        method,
-        path,
-        access,
         summary,
         request,
         answer,
@@ -111,494 +88,350 @@ fn report(sent: u64, received: u64) -> PeerSyncReport {
     }
 }
 
-/// Every route, in the order the page lists them.
-pub const ROUTES: &[RouteDoc] = &[
-    route(
-        "GET",
-        "/",
-        Access::Public,
-        "status page (HTML, inline SVG)",
-        Example::None,
-        Example::None,
-    ),
-    route(
-        "GET",
-        "/docs",
-        Access::Public,
-        "this page",
-        Example::None,
-        Example::None,
-    ),
-    route(
-        "GET",
-        "/openapi.json",
-        Access::Public,
-        "these routes as OpenAPI 3.0",
-        Example::None,
-        Example::None,
-    ),
-    route(
-        "GET",
-        "/health",
-        Access::Public,
-        "liveness",
-        Example::None,
-        Example::Text(r#"{"status":"ok","instanceId":"5f0c…"}"#),
-    ),
-    route(
-        "GET",
-        "/metrics",
-        Access::Public,
-        "Prometheus text format",
-        Example::None,
-        Example::None,
-    ),
-    // ARK's Node.js federation server.
-    route(
-        "GET",
-        "/federation/info",
-        Access::Public,
-        "ARK's instance info, plus our protocols, epoch and key",
-        Example::None,
-        Example::Built(|| sample_info().to_json()),
-    ),
-    route(
-        "GET",
-        "/federation/nodes",
-        Access::Peer,
-        "every node as ARK's SQLite row (?type=&limit=&after=)",
-        Example::None,
-        Example::Built(|| {
-            NodeList {
-                instance_id: "5f0c…".into(),
-                nodes: [sample_row()].into_iter().collect(),
-                next: None,
-            }
-            .to_json()
-        }),
-    ),
-    route(
-        "POST",
-        "/federation/sync",
-        Access::Peer,
-        "ARK's sync: with `nodes`, receive them (receiveNodes); without, answer the nodes changed since `since`",
-        Example::Text(
-            r#"{"instanceId":"ark-1","since":0,"nodes":[{"id":"python_flask_basic","type":"framework_node","value":"Flask app"}]}"#,
+/// What `/docs` says of a route: every route has its entry, or this does not compile.
+fn describe(route: Route) -> RouteDoc {
+    match route {
+        Route::StatusPage => doc(
+            "status page (HTML, inline SVG)",
+            Example::None,
+            Example::None,
         ),
-        Example::Built(|| {
-            ReceiveResult {
-                imported: 1,
-                conflicts: 0,
-                total: 1,
-                rejected: Default::default(),
-            }
-            .to_json()
-        }),
-    ),
-    route(
-        "GET",
-        "/federation/discover",
-        Access::Peer,
-        "the peers we know",
-        Example::None,
-        Example::Built(|| {
-            PeerDirectory {
-                instance_id: "5f0c…".into(),
-                peers: vec![URL.into()],
-                active_peers: vec![URL.into()],
-                timestamp: 1_762_683_752_000,
-                details: Vec::new(),
-            }
-            .to_json()
-        }),
-    ),
-    // ARK's Python federation service.
-    route(
-        "POST",
-        "/manifest",
-        Access::Peer,
-        "register a signed manifest (PyNaCl over json.dumps(manifest, sort_keys=True))",
-        Example::Text(
-            r#"{"manifest":{"node_id":"ark-1","last_updated":1699564800},"signature":"base64","pubkey":"base64"}"#,
+        Route::Docs => doc("this page", Example::None, Example::None),
+        Route::OpenApi => doc("these routes as OpenAPI 3.0", Example::None, Example::None),
+        Route::Health => doc(
+            "liveness",
+            Example::None,
+            Example::Text(r#"{"status":"ok","instanceId":"5f0c…"}"#),
         ),
-        Example::Text(r#"{"status":"registered","node_id":"ark-1"}"#),
-    ),
-    route(
-        "GET",
-        "/discover",
-        Access::Peer,
-        "live registered spokes",
-        Example::None,
-        Example::Text(
-            r#"{"peers":[{"node_id":"ark-1","url":"http://192.168.1.100:9000","last_seen":1762683752000}],"count":1}"#,
+        Route::Metrics => doc("Prometheus text format", Example::None, Example::None),
+        // ARK's Node.js federation server.
+        Route::Info => doc(
+            "ARK's instance info, plus our protocols, epoch and key",
+            Example::None,
+            Example::Built(|| sample_info().to_json()),
         ),
-    ),
-    route(
-        "POST",
-        "/sync",
-        Access::Peer,
-        "delta: the nodes whose hash (an opaque string) differs",
-        Example::Built(|| {
-            DeltaRequest {
-                manifest_hash: Some("abc123".into()),
-                nodes: vec![("node-1".into(), "def456".into())],
-            }
-            .to_json()
-        }),
-        Example::Built(|| {
-            DeltaAnswer {
-                nodes: Default::default(),
-            }
-            .to_json()
-        }),
-    ),
-    // Our signed protocol.
-    route(
-        "GET",
-        "/federation/v2/manifest",
-        Access::Peer,
-        "our signed full manifest",
-        Example::None,
-        Example::Text(
-            r#"{"manifest":{"node_id":"ARK-local-5f0c1a2b","nodes":[{"id":"…","type":"…","hash":"sha256:…","updated_at":"…"}]},"signature":"base64","pubkey":"base64"}"#,
+        Route::Nodes => doc(
+            "every node as ARK's SQLite row (?type=&limit=&after=)",
+            Example::None,
+            Example::Built(|| {
+                NodeList {
+                    instance_id: "5f0c…".into(),
+                    nodes: [sample_row()].into_iter().collect(),
+                    next: None,
+                }
+                .to_json()
+            }),
         ),
-    ),
-    route(
-        "GET",
-        "/federation/v2/changes",
-        Access::Peer,
-        "changes feed (?after=&limit=&max_bytes=&types=&wait=)",
-        Example::None,
-        Example::Text(
-            r#"{"instanceId":"…","epoch":"…","records":[{"id":"…","version":"1762683752000.0@5f0c…","hash":"sha256:…","signature":"base64","node":{}}],"last_seq":12,"more":false}"#,
+        Route::ArkSync => doc(
+            "ARK's sync: with `nodes`, receive them (receiveNodes); without, answer the nodes changed since `since`",
+            Example::Text(
+                r#"{"instanceId":"ark-1","since":0,"nodes":[{"id":"python_flask_basic","type":"framework_node","value":"Flask app"}]}"#,
+            ),
+            Example::Built(|| {
+                ReceiveResult {
+                    imported: 1,
+                    conflicts: 0,
+                    total: 1,
+                    rejected: Default::default(),
+                }
+                .to_json()
+            }),
         ),
-    ),
-    route(
-        "POST",
-        "/federation/v2/offer",
-        Access::Peer,
-        "which of these versions do you want",
-        Example::Text(
-            r#"{"offers":[{"id":"python_flask_basic","version":"1762683752000.0@5f0c…"}]}"#,
+        Route::ArkDiscover => doc(
+            "the peers we know",
+            Example::None,
+            Example::Built(|| {
+                PeerDirectory {
+                    instance_id: "5f0c…".into(),
+                    peers: vec![URL.into()],
+                    active_peers: vec![URL.into()],
+                    timestamp: 1_762_683_752_000,
+                    details: Vec::new(),
+                }
+                .to_json()
+            }),
         ),
-        Example::Text(r#"{"want":["python_flask_basic"]}"#),
-    ),
-    route(
-        "POST",
-        "/federation/v2/push",
-        Access::Peer,
-        "signed records to apply",
-        Example::Text(
-            r#"{"records":[{"id":"…","version":"…","hash":"sha256:…","signature":"base64","node":{}}]}"#,
+        // ARK's Python federation service.
+        Route::Manifest => doc(
+            "register a signed manifest (PyNaCl over json.dumps(manifest, sort_keys=True))",
+            Example::Text(
+                r#"{"manifest":{"node_id":"ark-1","last_updated":1699564800},"signature":"base64","pubkey":"base64"}"#,
+            ),
+            Example::Text(r#"{"status":"registered","node_id":"ark-1"}"#),
         ),
-        Example::Text(
-            r#"{"applied":1,"unchanged":0,"stale":0,"conflicts":0,"rejected":[],"seq_before":11,"seq_after":12}"#,
+        Route::PythonDiscover => doc(
+            "live registered spokes",
+            Example::None,
+            Example::Text(
+                r#"{"peers":[{"node_id":"ark-1","url":"http://192.168.1.100:9000","last_seen":1762683752000}],"count":1}"#,
+            ),
         ),
-    ),
-    route(
-        "POST",
-        "/federation/v2/reconcile",
-        Access::Peer,
-        "one negentropy round (application/octet-stream both ways)",
-        Example::None,
-        Example::None,
-    ),
-    route(
-        "POST",
-        "/federation/v2/fetch",
-        Access::Peer,
-        "records by 32-byte version digests (octet-stream body)",
-        Example::None,
-        Example::Text(r#"{"records":[],"more":false,"missing":0,"ranked":[]}"#),
-    ),
-    // ARK's backend API.
-    route(
-        "GET",
-        "/api/federation/status",
-        Access::Control,
-        "ARK's status",
-        Example::None,
-        Example::Built(|| {
-            ControlAnswer::Status {
-                info: Box::new(sample_info()),
-                is_running: true,
-            }
-            .to_json()
-        }),
-    ),
-    route(
-        "POST",
-        "/api/federation/start",
-        Access::Control,
-        "turn the federation endpoints on",
-        Example::None,
-        Example::Built(|| {
-            ControlAnswer::Started {
-                port: 9000,
-                instance_id: "5f0c…".into(),
-                instance_name: "ARK-local-5f0c1a2b".into(),
-            }
-            .to_json()
-        }),
-    ),
-    route(
-        "POST",
-        "/api/federation/stop",
-        Access::Control,
-        "turn the federation endpoints off",
-        Example::None,
-        Example::Built(|| ControlAnswer::Stopped.to_json()),
-    ),
-    route(
-        "GET",
-        "/api/federation/peers",
-        Access::Control,
-        "the peer list",
-        Example::None,
-        Example::Built(|| {
-            ControlAnswer::Peers {
-                peers: vec![URL.into()],
-                active_peers: Vec::new(),
-            }
-            .to_json()
-        }),
-    ),
-    route(
-        "POST",
-        "/api/federation/peers/add",
-        Access::Control,
-        "add a peer (400 without peerUrl)",
-        Example::Text(r#"{"peerUrl":"http://192.168.1.100:9000"}"#),
-        Example::Built(|| {
-            ControlAnswer::PeerChanged {
-                added: true,
-                peer_url: URL.into(),
-                total_peers: 3,
-            }
-            .to_json()
-        }),
-    ),
-    route(
-        "DELETE",
-        "/api/federation/peers/{url}",
-        Access::Control,
-        "remove a peer (URL-encoded)",
-        Example::None,
-        Example::Built(|| {
-            ControlAnswer::PeerChanged {
-                added: false,
-                peer_url: URL.into(),
-                total_peers: 2,
-            }
-            .to_json()
-        }),
-    ),
-    route(
-        "POST",
-        "/api/federation/sync",
-        Access::Control,
-        "sync now: every peer (a list), or `peerUrl` (its counts; a failure is 500)",
-        Example::Text(r#"{"peerUrl":"http://192.168.1.100:9000"}"#),
-        Example::Built(|| ControlAnswer::Synced(SyncReport::All(vec![report(15, 23)])).to_json()),
-    ),
-    route(
-        "POST",
-        "/api/federation/discover",
-        Access::Control,
-        "find and add peers",
-        Example::None,
-        Example::Built(|| {
-            ControlAnswer::Discovered {
-                peers: vec![URL.into()],
-                total_peers: 3,
-            }
-            .to_json()
-        }),
-    ),
-    route(
-        "POST",
-        "/api/federation/auto-sync/start",
-        Access::Control,
-        "auto-sync on (kept across restarts)",
-        Example::None,
-        Example::Built(|| ControlAnswer::AutoSyncStarted { interval: 60_000 }.to_json()),
-    ),
-    route(
-        "POST",
-        "/api/federation/auto-sync/stop",
-        Access::Control,
-        "auto-sync off (kept across restarts)",
-        Example::None,
-        Example::Built(|| ControlAnswer::AutoSyncStopped.to_json()),
-    ),
-    route(
-        "GET",
-        "/api/federation/events",
-        Access::Control,
-        "Server-Sent Events (Last-Event-ID replays)",
-        Example::None,
-        Example::None,
-    ),
-    route(
-        "GET",
-        "/api/federation/conflicts",
-        Access::Control,
-        "the conflict log (?limit=)",
-        Example::None,
-        Example::Text(r#"{"count":0,"conflicts":[]}"#),
-    ),
-    // Our control API, read by our CLI.
-    route(
-        "GET",
-        "/api/v2/federation/status",
-        Access::Control,
-        "status with keys, counters, peer details",
-        Example::None,
-        Example::Text(
-            r#"{"instanceId":"…","publicKey":"…","running":true,"enabled":true,"peerList":{"count":1,"peers":[]},"bytesSent":0,"bytesReceived":0}"#,
+        Route::PythonSync => doc(
+            "delta: the nodes whose hash (an opaque string) differs",
+            Example::Built(|| {
+                DeltaRequest {
+                    manifest_hash: Some("abc123".into()),
+                    nodes: vec![("node-1".into(), "def456".into())],
+                }
+                .to_json()
+            }),
+            Example::Built(|| {
+                DeltaAnswer {
+                    nodes: Default::default(),
+                }
+                .to_json()
+            }),
         ),
-    ),
-    route(
-        "POST",
-        "/api/v2/federation/start",
-        Access::Control,
-        "federation endpoints on",
-        Example::None,
-        Example::Text(r#"{"success":true,"enabled":true}"#),
-    ),
-    route(
-        "POST",
-        "/api/v2/federation/stop",
-        Access::Control,
-        "federation endpoints off",
-        Example::None,
-        Example::Text(r#"{"success":true,"enabled":false}"#),
-    ),
-    route(
-        "GET",
-        "/api/v2/federation/peers",
-        Access::Control,
-        "peers with checkpoints, errors, counters",
-        Example::None,
-        Example::Text(
-            r#"{"count":1,"peers":[{"url":"…","protocol":"v2","active":true,"lastSync":1762683752000,"stats":{}}]}"#,
+        // Our signed protocol.
+        Route::OwnManifest => doc(
+            "our signed full manifest",
+            Example::None,
+            Example::Text(
+                r#"{"manifest":{"node_id":"ARK-local-5f0c1a2b","nodes":[{"id":"…","type":"…","hash":"sha256:…","updated_at":"…"}]},"signature":"base64","pubkey":"base64"}"#,
+            ),
         ),
-    ),
-    route(
-        "POST",
-        "/api/v2/federation/peers/add",
-        Access::Control,
-        "add a peer and pin its key",
-        Example::Text(
-            r#"{"peerUrl":"http://192.168.1.100:9000","pubkey":"base64 (optional)","tier":"core","types":["security_node"]}"#,
+        Route::Changes => doc(
+            "changes feed (?after=&limit=&max_bytes=&types=&wait=)",
+            Example::None,
+            Example::Text(
+                r#"{"instanceId":"…","epoch":"…","records":[{"id":"…","version":"1762683752000.0@5f0c…","hash":"sha256:…","signature":"base64","node":{}}],"last_seq":12,"more":false}"#,
+            ),
         ),
-        Example::Text(
-            r#"{"success":true,"peer":"…","added":true,"fingerprint":"SHA256:…","publicKey":"…","tier":"core"}"#,
+        Route::Offer => doc(
+            "which of these versions do you want",
+            Example::Text(
+                r#"{"offers":[{"id":"python_flask_basic","version":"1762683752000.0@5f0c…"}]}"#,
+            ),
+            Example::Text(r#"{"want":["python_flask_basic"]}"#),
         ),
-    ),
-    route(
-        "DELETE",
-        "/api/v2/federation/peers/{url}",
-        Access::Control,
-        "remove a peer",
-        Example::None,
-        Example::Text(r#"{"success":true,"peer":"…","removed":true}"#),
-    ),
-    route(
-        "POST",
-        "/api/v2/federation/sync",
-        Access::Control,
-        "sync now, with per-peer details",
-        Example::Text(r#"{"peerUrl":"http://192.168.1.100:9000"}"#),
-        Example::Text(
-            r#"{"status":"synced","result":[{"peer":"…","success":true,"nodesSent":1,"nodesReceived":2,"nodesUnchanged":0,"conflicts":0}]}"#,
+        Route::Push => doc(
+            "signed records to apply",
+            Example::Text(
+                r#"{"records":[{"id":"…","version":"…","hash":"sha256:…","signature":"base64","node":{}}]}"#,
+            ),
+            Example::Text(
+                r#"{"applied":1,"unchanged":0,"stale":0,"conflicts":0,"rejected":[],"seq_before":11,"seq_after":12}"#,
+            ),
         ),
-    ),
-    route(
-        "POST",
-        "/api/v2/federation/discover",
-        Access::Control,
-        "peers of peers, LAN beacons, optional scan",
-        Example::Text(r#"{"add":false,"scan":false,"subnet":"192.168.1.0/24","scanPort":9000}"#),
-        Example::Text(
-            r#"{"count":0,"peers":[],"lan":[],"scanned":[],"scan":null,"addedPeers":[],"errors":[]}"#,
+        Route::Reconcile => doc(
+            "one negentropy round (application/octet-stream both ways)",
+            Example::None,
+            Example::None,
         ),
-    ),
-    route(
-        "POST",
-        "/api/v2/federation/auto-sync/start",
-        Access::Control,
-        "auto-sync on, optionally every `interval` ms",
-        Example::Text(r#"{"interval":60000}"#),
-        Example::Text(r#"{"success":true,"autoSync":true,"syncInterval":60000}"#),
-    ),
-    route(
-        "POST",
-        "/api/v2/federation/auto-sync/stop",
-        Access::Control,
-        "auto-sync off",
-        Example::None,
-        Example::Text(r#"{"success":true,"autoSync":false,"syncInterval":60000}"#),
-    ),
-    route(
-        "GET",
-        "/api/v2/federation/conflicts",
-        Access::Control,
-        "the conflict log (?limit=)",
-        Example::None,
-        Example::Text(r#"{"count":0,"conflicts":[]}"#),
-    ),
-    route(
-        "POST",
-        "/api/cli",
-        Access::Control,
-        "run a lattice command on the store this server holds",
-        Example::Text(r#"{"args":["query","--type","security_node"],"files":{}}"#),
-        Example::Text(r#"{"stdout":"…","stderr":"","exit_code":0}"#),
-    ),
-    route(
-        "GET",
-        "/api/lattice/stats",
-        Access::Control,
-        "store counts",
-        Example::None,
-        Example::Text(r#"{"nodes":1234,"deleted":0,"conflicts":0}"#),
-    ),
-    route(
-        "GET",
-        "/api/lattice/nodes",
-        Access::Control,
-        "query nodes (?type=&language=&category=&capability=&search=&after=&limit=)",
-        Example::None,
-        Example::Text(
-            r#"{"count":1,"nodes":[{"id":"…","type":"…","value":"…","hash":"sha256:…","version":"…","seq":1}]}"#,
+        Route::Fetch => doc(
+            "records by 32-byte version digests (octet-stream body)",
+            Example::None,
+            Example::Text(r#"{"records":[],"more":false,"missing":0,"ranked":[]}"#),
         ),
-    ),
-    route(
-        "GET",
-        "/api/lattice/nodes/{id}",
-        Access::Control,
-        "one node",
-        Example::None,
-        Example::None,
-    ),
-    route(
-        "DELETE",
-        "/api/lattice/nodes/{id}",
-        Access::Control,
-        "delete a node (a tombstone that syncs)",
-        Example::None,
-        Example::Text(r#"{"deleted":"…"}"#),
-    ),
-    route(
-        "POST",
-        "/api/server/shutdown",
-        Access::Control,
-        "stop gracefully",
-        Example::None,
-        Example::Text(r#"{"success":true,"stopping":true}"#),
-    ),
-];
+        // ARK's backend API.
+        Route::ArkStatus => doc(
+            "ARK's status",
+            Example::None,
+            Example::Built(|| {
+                ControlAnswer::Status {
+                    info: Box::new(sample_info()),
+                    is_running: true,
+                }
+                .to_json()
+            }),
+        ),
+        Route::ArkStart => doc(
+            "turn the federation endpoints on",
+            Example::None,
+            Example::Built(|| {
+                ControlAnswer::Started {
+                    port: 9000,
+                    instance_id: "5f0c…".into(),
+                    instance_name: "ARK-local-5f0c1a2b".into(),
+                }
+                .to_json()
+            }),
+        ),
+        Route::ArkStop => doc(
+            "turn the federation endpoints off",
+            Example::None,
+            Example::Built(|| ControlAnswer::Stopped.to_json()),
+        ),
+        Route::ArkPeers => doc(
+            "the peer list",
+            Example::None,
+            Example::Built(|| {
+                ControlAnswer::Peers {
+                    peers: vec![URL.into()],
+                    active_peers: Vec::new(),
+                }
+                .to_json()
+            }),
+        ),
+        Route::ArkAddPeer => doc(
+            "add a peer (400 without peerUrl)",
+            Example::Text(r#"{"peerUrl":"http://192.168.1.100:9000"}"#),
+            Example::Built(|| {
+                ControlAnswer::PeerChanged {
+                    added: true,
+                    peer_url: URL.into(),
+                    total_peers: 3,
+                }
+                .to_json()
+            }),
+        ),
+        Route::ArkRemovePeer => doc(
+            "remove a peer (URL-encoded)",
+            Example::None,
+            Example::Built(|| {
+                ControlAnswer::PeerChanged {
+                    added: false,
+                    peer_url: URL.into(),
+                    total_peers: 2,
+                }
+                .to_json()
+            }),
+        ),
+        Route::ArkSyncNow => doc(
+            "sync now: every peer (a list), or `peerUrl` (its counts; a failure is 500)",
+            Example::Text(r#"{"peerUrl":"http://192.168.1.100:9000"}"#),
+            Example::Built(|| {
+                ControlAnswer::Synced(SyncReport::All(vec![report(15, 23)])).to_json()
+            }),
+        ),
+        Route::ArkDiscoverPeers => doc(
+            "find and add peers",
+            Example::None,
+            Example::Built(|| {
+                ControlAnswer::Discovered {
+                    peers: vec![URL.into()],
+                    total_peers: 3,
+                }
+                .to_json()
+            }),
+        ),
+        Route::ArkAutoSyncStart => doc(
+            "auto-sync on (kept across restarts)",
+            Example::None,
+            Example::Built(|| ControlAnswer::AutoSyncStarted { interval: 60_000 }.to_json()),
+        ),
+        Route::ArkAutoSyncStop => doc(
+            "auto-sync off (kept across restarts)",
+            Example::None,
+            Example::Built(|| ControlAnswer::AutoSyncStopped.to_json()),
+        ),
+        Route::Events => doc(
+            "Server-Sent Events (Last-Event-ID replays)",
+            Example::None,
+            Example::None,
+        ),
+        Route::ArkConflicts => doc(
+            "the conflict log (?limit=)",
+            Example::None,
+            Example::Text(r#"{"count":0,"conflicts":[]}"#),
+        ),
+        // Our control API, read by our CLI.
+        Route::Status => doc(
+            "status with keys, counters, peer details",
+            Example::None,
+            Example::Text(
+                r#"{"instanceId":"…","publicKey":"…","running":true,"enabled":true,"peerList":{"count":1,"peers":[]},"bytesSent":0,"bytesReceived":0}"#,
+            ),
+        ),
+        Route::Start => doc(
+            "federation endpoints on",
+            Example::None,
+            Example::Text(r#"{"success":true,"enabled":true}"#),
+        ),
+        Route::Stop => doc(
+            "federation endpoints off",
+            Example::None,
+            Example::Text(r#"{"success":true,"enabled":false}"#),
+        ),
+        Route::Peers => doc(
+            "peers with checkpoints, errors, counters",
+            Example::None,
+            Example::Text(
+                r#"{"count":1,"peers":[{"url":"…","protocol":"v2","active":true,"lastSync":1762683752000,"stats":{}}]}"#,
+            ),
+        ),
+        Route::AddPeer => doc(
+            "add a peer and pin its key",
+            Example::Text(
+                r#"{"peerUrl":"http://192.168.1.100:9000","pubkey":"base64 (optional)","tier":"core","types":["security_node"]}"#,
+            ),
+            Example::Text(
+                r#"{"success":true,"peer":"…","added":true,"fingerprint":"SHA256:…","publicKey":"…","tier":"core"}"#,
+            ),
+        ),
+        Route::RemovePeer => doc(
+            "remove a peer",
+            Example::None,
+            Example::Text(r#"{"success":true,"peer":"…","removed":true}"#),
+        ),
+        Route::SyncNow => doc(
+            "sync now, with per-peer details",
+            Example::Text(r#"{"peerUrl":"http://192.168.1.100:9000"}"#),
+            Example::Text(
+                r#"{"status":"synced","result":[{"peer":"…","success":true,"nodesSent":1,"nodesReceived":2,"nodesUnchanged":0,"conflicts":0}]}"#,
+            ),
+        ),
+        Route::DiscoverPeers => doc(
+            "peers of peers, LAN beacons, optional scan",
+            Example::Text(
+                r#"{"add":false,"scan":false,"subnet":"192.168.1.0/24","scanPort":9000}"#,
+            ),
+            Example::Text(
+                r#"{"count":0,"peers":[],"lan":[],"scanned":[],"scan":null,"addedPeers":[],"errors":[]}"#,
+            ),
+        ),
+        Route::AutoSyncStart => doc(
+            "auto-sync on, optionally every `interval` ms",
+            Example::Text(r#"{"interval":60000}"#),
+            Example::Text(r#"{"success":true,"autoSync":true,"syncInterval":60000}"#),
+        ),
+        Route::AutoSyncStop => doc(
+            "auto-sync off",
+            Example::None,
+            Example::Text(r#"{"success":true,"autoSync":false,"syncInterval":60000}"#),
+        ),
+        Route::Conflicts => doc(
+            "the conflict log (?limit=)",
+            Example::None,
+            Example::Text(r#"{"count":0,"conflicts":[]}"#),
+        ),
+        Route::Cli => doc(
+            "run a lattice command on the store this server holds",
+            Example::Text(r#"{"args":["query","--type","security_node"],"files":{}}"#),
+            Example::Text(r#"{"stdout":"…","stderr":"","exit_code":0}"#),
+        ),
+        Route::LatticeStats => doc(
+            "store counts",
+            Example::None,
+            Example::Text(r#"{"nodes":1234,"deleted":0,"conflicts":0}"#),
+        ),
+        Route::QueryNodes => doc(
+            "query nodes (?type=&language=&category=&capability=&search=&after=&limit=)",
+            Example::None,
+            Example::Text(
+                r#"{"count":1,"nodes":[{"id":"…","type":"…","value":"…","hash":"sha256:…","version":"…","seq":1}]}"#,
+            ),
+        ),
+        Route::WriteNodes => doc(
+            "write nodes as `import` does through a running server (requests of at most 1 MiB)",
+            Example::Text(
+                r#"{"nodes":[{"id":"python_flask_basic","type":"framework_node","value":"Flask app"}]}"#,
+            ),
+            Example::Text(r#"{"created":1,"updated":0,"unchanged":0}"#),
+        ),
+        Route::GetNode => doc("one node", Example::None, Example::None),
+        Route::DeleteNode => doc(
+            "delete a node (a tombstone that syncs)",
+            Example::None,
+            Example::Text(r#"{"deleted":"…"}"#),
+        ),
+        Route::Shutdown => doc(
+            "stop gracefully",
+            Example::None,
+            Example::Text(r#"{"success":true,"stopping":true}"#),
+        ),
+    }
+}
 
 fn example_text(example: Example) -> Option<String> {
     match example {
@@ -632,13 +465,14 @@ fn text(value: &str) -> Value {
 /// `GET /openapi.json`.
 pub fn openapi() -> Response {
     let mut paths = Object::new();
-    for doc in ROUTES {
+    for route in ROUTES {
+        let doc = describe(*route);
         let mut operation = vec![
             ("summary", text(doc.summary)),
             (
                 "tags",
                 Value::Array(
-                    [match doc.access {
+                    [match route.access() {
                         Access::Public => "public",
                         Access::Peer => "peers",
                         Access::Control => "control (loopback or admin token)",
@@ -682,10 +516,10 @@ pub fn openapi() -> Response {
             object(vec![("200", object(ok)), ("default", error)]),
         ));
         let entry = paths
-            .entry(doc.path.to_owned())
+            .entry(route.path().to_owned())
             .or_insert_with(|| Value::Object(Object::new()));
         if let Value::Object(methods) = entry {
-            methods.insert(doc.method.to_ascii_lowercase(), object(operation));
+            methods.insert(route.method().to_ascii_lowercase(), object(operation));
         }
     }
     let document = object(vec![
@@ -722,8 +556,9 @@ pub fn page() -> Response {
          an unknown route answers 404 <code>{\"error\": \"Not Found\", \"path\": \"...\"}</code>.</p>\
          <table><tr><th>route</th><th>who</th><th>request</th><th>answer</th></tr>",
     );
-    for doc in ROUTES {
-        let access = match doc.access {
+    for route in ROUTES {
+        let doc = describe(*route);
+        let access = match route.access() {
             Access::Public => "anyone",
             Access::Peer => "peers",
             Access::Control => "this host / admin token",
@@ -734,8 +569,8 @@ pub fn page() -> Response {
         };
         html.push_str(&format!(
             "<tr><td><span class=\"m\">{}</span> <code>{}</code><br><span class=\"a\">{}</span></td><td>{access}</td><td>{}</td><td>{}</td></tr>",
-            doc.method,
-            escape(doc.path),
+            route.method(),
+            escape(route.path()),
             escape(doc.summary),
             block(doc.request),
             block(doc.answer),
@@ -752,14 +587,15 @@ mod tests {
 
     #[test]
     fn every_example_is_json_and_the_page_fetches_nothing() {
-        for doc in ROUTES {
+        for route in ROUTES {
+            let doc = describe(*route);
             for example in [doc.request, doc.answer] {
                 if let Example::Text(text) = example {
                     assert!(
                         json::from_str::<Value>(text).is_ok(),
                         "{} {}: {text}",
-                        doc.method,
-                        doc.path
+                        route.method(),
+                        route.path()
                     );
                 }
             }
@@ -773,14 +609,38 @@ mod tests {
         }
     }
 
-    /// Every route the metrics know by name is documented.
+    /// `/openapi.json` lists every route of the table under its path and method, and
+    /// `/docs` names each.
     #[test]
-    fn every_named_route_is_documented() {
-        for path in super::super::metrics::ROUTES {
+    fn every_route_is_documented() {
+        let crate::http::Body::Full(document) = openapi().body else {
+            panic!("a full body")
+        };
+        let document: Value = json::from_str(std::str::from_utf8(&document).unwrap()).unwrap();
+        let Value::Object(document) = document else {
+            panic!("an object")
+        };
+        let Some(Value::Object(paths)) = document.get("paths") else {
+            panic!("paths")
+        };
+        let crate::http::Body::Full(page) = page().body else {
+            panic!("a full body")
+        };
+        let page = String::from_utf8(page).unwrap();
+        for route in ROUTES {
+            let method = route.method().to_ascii_lowercase();
             assert!(
-                ROUTES.iter().any(|doc| doc.path == *path),
-                "{path} is not in /docs"
+                matches!(paths.get(route.path()), Some(Value::Object(methods)) if methods.contains_key(&method)),
+                "{} {} is not in /openapi.json",
+                route.method(),
+                route.path()
             );
+            let row = format!(
+                "<span class=\"m\">{}</span> <code>{}</code>",
+                route.method(),
+                escape(route.path())
+            );
+            assert!(page.contains(&row), "{row} is not in /docs");
         }
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! Sync counters come from the totals kept in the store (so they survive restarts,
 //! like ARK's `stats`); byte and request counters count since this process started.
-//! Route labels are fixed strings, never raw paths, so a client cannot make up new
-//! series.
+//! Route labels are the paths of the route table (`protocol::Route::label_of`), never
+//! raw paths, so a client cannot make up new series.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -15,72 +15,10 @@ use super::app::App;
 use super::events::EventKind;
 use super::routes::{self, ApiError};
 use crate::http::{Request, Response};
+use crate::protocol::Route;
 
 /// The content type Prometheus expects for the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Paths that are their own route label.
-pub(super) const ROUTES: &[&str] = &[
-    "/",
-    "/health",
-    "/metrics",
-    "/docs",
-    "/openapi.json",
-    "/federation/info",
-    "/federation/nodes",
-    "/federation/sync",
-    "/federation/discover",
-    "/federation/v2/changes",
-    "/federation/v2/reconcile",
-    "/federation/v2/fetch",
-    "/federation/v2/offer",
-    "/federation/v2/push",
-    "/api/cli",
-    "/api/federation/status",
-    "/api/federation/start",
-    "/api/federation/stop",
-    "/api/federation/peers",
-    "/api/federation/peers/add",
-    "/api/federation/sync",
-    "/api/federation/discover",
-    "/api/federation/events",
-    "/api/federation/conflicts",
-    "/api/federation/auto-sync/start",
-    "/api/federation/auto-sync/stop",
-    "/api/v2/federation/status",
-    "/api/v2/federation/start",
-    "/api/v2/federation/stop",
-    "/api/v2/federation/peers",
-    "/api/v2/federation/peers/add",
-    "/api/v2/federation/sync",
-    "/api/v2/federation/discover",
-    "/api/v2/federation/conflicts",
-    "/api/v2/federation/auto-sync/start",
-    "/api/v2/federation/auto-sync/stop",
-    "/api/lattice/stats",
-    "/api/lattice/nodes",
-    "/api/server/shutdown",
-];
-
-/// The route label of a path: a known route, a pattern for routes with a parameter,
-/// or `other`.
-pub fn route_label(path: &str) -> &'static str {
-    let trimmed = path.trim_end_matches('/');
-    let path = if trimmed.is_empty() { "/" } else { trimmed };
-    if let Some(route) = ROUTES.iter().find(|route| **route == path) {
-        return route;
-    }
-    if path.starts_with("/api/federation/peers/") {
-        return "/api/federation/peers/{url}";
-    }
-    if path.starts_with("/api/v2/federation/peers/") {
-        return "/api/v2/federation/peers/{url}";
-    }
-    if path.starts_with("/api/lattice/nodes/") {
-        return "/api/lattice/nodes/{id}";
-    }
-    "other"
-}
 
 /// Requests answered, by route label and status.
 #[derive(Debug, Default)]
@@ -100,7 +38,7 @@ impl HttpCounters {
 
 /// Routes one request and counts it.
 pub async fn counted(app: Rc<App>, request: Request) -> Response {
-    let route = route_label(&request.path);
+    let route = Route::label_of(&request.path);
     let counters = app.clone();
     let response = routes::handle(app, request).await;
     counters.http_requests.add(route, response.status);
@@ -397,22 +335,6 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn route_labels_are_fixed_strings() {
-        fn check(path: &str, expected: &str) {
-            assert_eq!(route_label(path), expected, "{path}");
-        }
-        check("/", "/");
-        check("", "/");
-        check("/federation/info/", "/federation/info");
-        check(
-            "/api/federation/peers/http%3A%2F%2Fx",
-            "/api/federation/peers/{url}",
-        );
-        check("/api/lattice/nodes/some-id", "/api/lattice/nodes/{id}");
-        check("/wp-admin/setup.php", "other");
-    }
 
     #[test]
     fn label_values_are_escaped() {

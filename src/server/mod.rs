@@ -45,7 +45,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::http::Transport;
 use crate::model::unix_millis_now;
-use crate::sync::{AutoSyncSchedule, backoff_delay};
+use crate::sync::{AutoSyncSchedule, FailureKind, retry_delay};
 use crate::systemd::Notifier;
 
 /// How many ports after the configured one `--port-fallback` tries.
@@ -375,8 +375,10 @@ async fn supervised<F: Future<Output = ()>>(what: &'static str, start: impl Fn()
 }
 
 /// Syncs with the mode's targets at start, then every interval (±10% jitter) and a
-/// second after each local write, while auto-sync is on; a peer whose sync failed is retried after its backoff (5 s
-/// doubling, capped at 15 minutes) rather than at the next interval. The decisions are
+/// second after each local write, while auto-sync is on; a peer whose sync failed is
+/// retried after a wait set by the kind of failure (`sync::retry_delay`: an unreachable
+/// peer from 5 s, a failing one from 30 s, doubling, capped at 15 minutes; a refusing
+/// one at the next round). The decisions are
 /// [`AutoSyncSchedule`]'s; this loop waits and runs the syncs.
 async fn auto_sync_loop(app: Rc<App>) {
     let mut schedule = AutoSyncSchedule::default();
@@ -447,7 +449,14 @@ async fn auto_sync_loop(app: Rc<App>) {
                 Ok(Some(peer)) => peer.failures,
                 _ => u32::from(!result.success),
             };
-            schedule.record(url, failures, now, fastrand::f64());
+            schedule.record(
+                url,
+                failures,
+                result.failure.unwrap_or(FailureKind::Other),
+                interval,
+                now,
+                fastrand::f64(),
+            );
         }
     }
 }
@@ -482,7 +491,8 @@ async fn watch_loop(executor: &'static LocalExecutor<'static>, app: Rc<App>) {
 
 /// Syncs with one peer over and over, each sync's first pull held open by the peer
 /// until something changes there, so a change arrives within about a second. Failures
-/// back off exponentially with jitter; the task ends when the peer is removed.
+/// wait by their kind (`sync::retry_delay`: exponential with jitter, or the sync
+/// interval after a refusal); the task ends when the peer is removed.
 async fn watch_peer(app: &App, url: &str) {
     loop {
         if !app
@@ -507,10 +517,10 @@ async fn watch_peer(app: &App, url: &str) {
             .flatten()
             .map_or(0, |peer| peer.failures);
         let pause = if !result.success {
-            backoff_delay(
-                failures.max(1),
-                crate::config::BACKOFF_BASE,
-                crate::config::BACKOFF_CAP,
+            retry_delay(
+                result.failure.unwrap_or(FailureKind::Other),
+                failures,
+                std::time::Duration::from_millis(app.sync_interval_ms()),
                 fastrand::f64(),
             )
         } else if started.elapsed() < std::time::Duration::from_millis(500)
@@ -533,7 +543,7 @@ async fn watch_peer(app: &App, url: &str) {
 async fn heartbeat_loop(app: Rc<App>, hub: String) {
     let mut failing = false;
     loop {
-        let url = format!("{hub}/manifest");
+        let url = crate::protocol::Route::Manifest.url(&hub);
         let result = match python_api::signed_manifest(&app, false) {
             Ok(body) => {
                 let request = crate::http::ClientRequest::post(

@@ -11,7 +11,7 @@ use super::app::App;
 use super::{control, delta_api, peer_api, python_api};
 use crate::error::Error;
 use crate::http::{Request, Response, is_loopback};
-use crate::protocol::WireError;
+use crate::protocol::{Route, WireError};
 use crate::store::StoreError;
 
 /// The message of [`ApiError::no_route`], answered with the request's path.
@@ -305,10 +305,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Routes one request.
+/// Routes one request: the route table (`protocol::Route`) names the route, and this
+/// picks its handler.
 pub async fn handle(app: Rc<App>, request: Request) -> Response {
     let method = request.method.as_str();
     let path = request.path.trim_end_matches('/');
+    let route = Route::find(method, path).map(|(route, _)| route);
     if path.starts_with("/api/") || path == "/api" {
         warn_if_token_in_clear(&app, &request);
         if !is_privileged(&app, &request) {
@@ -324,7 +326,7 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
         if method == "OPTIONS" {
             return Response::error(403, "the control API answers no cross-origin requests");
         }
-        if method == "GET" && path == "/api/federation/events" {
+        if route == Some(Route::Events) {
             return event_stream(&app, &request);
         }
         return respond(control::handle(&app, &request).await, &request.path);
@@ -332,14 +334,14 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
     if method == "OPTIONS" {
         return with_cors(Response::new(204, crate::http::Body::Full(Vec::new())));
     }
-    match (method, path) {
-        ("GET" | "HEAD", "") => {
+    match route {
+        Some(Route::StatusPage) => {
             let privileged = is_privileged(&app, &request);
             return respond_with(super::status_page::render(&app, privileged));
         }
-        ("GET" | "HEAD", "/metrics") => return respond_with(super::metrics::render(&app)),
-        ("GET" | "HEAD", "/docs") => return super::docs::page(),
-        ("GET" | "HEAD", "/openapi.json") => return with_cors(super::docs::openapi()),
+        Some(Route::Metrics) => return respond_with(super::metrics::render(&app)),
+        Some(Route::Docs) => return super::docs::page(),
+        Some(Route::OpenApi) => return with_cors(super::docs::openapi()),
         _ => {}
     }
     if path.starts_with("/federation/") && !app.federation_enabled() {
@@ -348,32 +350,31 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
             "federation is stopped on this instance",
         ));
     }
-    if (method, path) == ("POST", "/manifest") {
-        return with_cors(python_api::register(&app, &request));
+    match route {
+        Some(Route::Manifest) => return with_cors(python_api::register(&app, &request)),
+        Some(Route::Info) => {
+            let response = match peer_api::info_json(&app) {
+                Ok(json) => Response::json(200, json),
+                Err(error) => Response::error(error.status, &error.message),
+            };
+            log_request(&app, &request, response.status);
+            return with_cors(response);
+        }
+        Some(Route::Reconcile) => return delta_api::reconcile(&app, &request),
+        _ => {}
     }
-    if (method, path) == ("GET", "/federation/info") {
-        let response = match peer_api::info_json(&app) {
-            Ok(json) => Response::json(200, json),
-            Err(error) => Response::error(error.status, &error.message),
-        };
-        log_request(&app, &request, response.status);
-        return with_cors(response);
-    }
-    if (method, path) == ("POST", "/federation/v2/reconcile") {
-        return delta_api::reconcile(&app, &request);
-    }
-    let result = match (method, path) {
-        ("GET", "/discover") => python_api::discover(&app),
-        ("POST", "/sync") => python_api::delta(&app, &request),
-        ("GET", "/federation/v2/manifest") => python_api::own_manifest(&app, &request),
-        ("GET", "/federation/nodes") => peer_api::nodes(&app, &request),
-        ("POST", "/federation/sync") => peer_api::sync(&app, &request).await,
-        ("GET", "/federation/discover") => peer_api::discover(&app, &request),
-        ("GET", "/federation/v2/changes") => delta_api::changes(&app, &request).await,
-        ("POST", "/federation/v2/fetch") => delta_api::fetch(&app, &request),
-        ("POST", "/federation/v2/offer") => peer_api::offer(&app, &request),
-        ("POST", "/federation/v2/push") => peer_api::push(&app, &request).await,
-        ("GET", "/health") => Ok(object([
+    let result = match route {
+        Some(Route::PythonDiscover) => python_api::discover(&app),
+        Some(Route::PythonSync) => python_api::delta(&app, &request),
+        Some(Route::OwnManifest) => python_api::own_manifest(&app, &request),
+        Some(Route::Nodes) => peer_api::nodes(&app, &request),
+        Some(Route::ArkSync) => peer_api::sync(&app, &request).await,
+        Some(Route::ArkDiscover) => peer_api::discover(&app, &request),
+        Some(Route::Changes) => delta_api::changes(&app, &request).await,
+        Some(Route::Fetch) => delta_api::fetch(&app, &request),
+        Some(Route::Offer) => peer_api::offer(&app, &request),
+        Some(Route::Push) => peer_api::push(&app, &request).await,
+        Some(Route::Health) => Ok(object([
             ("status", text("ok")),
             ("instanceId", text(&app.instance_id_hex())),
         ])),
@@ -386,7 +387,7 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
     );
     // Our signed peer protocol is never called from a browser; its answers skip the
     // CORS headers, about 170 bytes on every request of a metered link.
-    if path.starts_with("/federation/v2/") && path != "/federation/v2/manifest" {
+    if path.starts_with("/federation/v2/") && path != Route::OwnManifest.path() {
         return respond(result, &request.path);
     }
     with_cors(respond(result, &request.path))

@@ -17,8 +17,8 @@ use crate::config::normalize_peer_url;
 use crate::discovery::{self, LanPeer, ScanHit, Subnet};
 use crate::http::HttpClient;
 use crate::protocol::{
-    DiscoverAnswer, FoundPeer, LanEntry, LanSource, PeerAddAnswer, PeerDirectory, ScanSummary,
-    WireError, parse_object,
+    DiscoverAnswer, FoundPeer, LanEntry, LanSource, PeerAddAnswer, PeerDirectory, Route,
+    ScanSummary, WireError, parse_object,
 };
 
 /// Whether we trust the instance with this id: its key is in the trust store with a
@@ -262,10 +262,10 @@ async fn peers_of_targets(
     let mut sources: Vec<(String, String)> = instance
         .sync_targets()?
         .into_iter()
-        .map(|target| (format!("{target}/federation/discover"), target))
+        .map(|target| (Route::ArkDiscover.url(&target), target))
         .collect();
     if let Some(hub) = &instance.config.federation.hub_url {
-        sources.push((format!("{hub}/discover"), hub.clone()));
+        sources.push((Route::PythonDiscover.url(hub), hub.clone()));
     }
     for (url, target) in sources {
         let answer = match instance.syncer.client.send(instance.syncer.get(&url)).await {

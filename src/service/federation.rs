@@ -12,7 +12,7 @@ use crate::config::normalize_peer_url;
 use crate::model::{format_rfc3339, unix_millis_now};
 use crate::protocol::{
     AutoSyncAnswer, Fields, InstanceInfo, LatticeStatus, PeerAddAnswer, PeerRemoved, PinnedKey,
-    SyncAnswer, WireError, parse_object,
+    Route, SyncAnswer, WireError, parse_object,
 };
 use crate::sync::{PeerState, trust_book};
 use crate::trust::{PublicKey, Tier};
@@ -187,7 +187,7 @@ async fn reported_key(
     url: &str,
     key_given: bool,
 ) -> Result<Option<Option<PublicKey>>, OpError> {
-    let info_url = format!("{url}/federation/info");
+    let info_url = Route::Info.url(url);
     let verbose = instance.config.verbose;
     match instance
         .syncer

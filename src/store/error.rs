@@ -25,7 +25,10 @@ pub enum StoreError {
     /// that was not closed cleanly is repaired at open, which reads every page).
     Unrepairable { path: PathBuf, reason: String },
     /// A storage operation failed after the store was open.
-    Storage { path: PathBuf, source: redb::Error },
+    Storage {
+        path: PathBuf,
+        source: StorageFailure,
+    },
     /// A stored record cannot be decoded.
     Damaged {
         path: PathBuf,
@@ -88,6 +91,29 @@ impl fmt::Display for StoreError {
                 )
             }
         }
+    }
+}
+
+/// What the storage engine said when an operation failed. Opaque, so no caller depends
+/// on redb: only `store` names it (ARCHITECTURE.md, invariants).
+#[derive(Debug)]
+pub struct StorageFailure(redb::Error);
+
+impl StorageFailure {
+    pub(super) fn new(error: impl Into<redb::Error>) -> StorageFailure {
+        StorageFailure(error.into())
+    }
+}
+
+impl fmt::Display for StorageFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for StorageFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
     }
 }
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::damage::{DamageLog, DamagedRecord, RecordTable, check_live, check_tombstone};
-use super::error::StoreError;
+use super::error::{StorageFailure, StoreError};
 use super::record::{self, Body, Record, RecordMeta};
 use super::tables::{
     AUTHOR_KEYS, BY_CATEGORY, BY_LANGUAGE, BY_TYPE, CHANGES, CONFLICTS, DAMAGED, HELD, META, NODES,
@@ -345,7 +345,7 @@ impl Store {
     pub(super) fn fail<E: Into<redb::Error>>(&self) -> impl Fn(E) -> StoreError + '_ {
         move |error| StoreError::Storage {
             path: self.path.clone(),
-            source: error.into(),
+            source: StorageFailure::new(error),
         }
     }
 

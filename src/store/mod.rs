@@ -18,7 +18,7 @@ pub use damage::{
     DamagedRecord, RecordCheck, RecordTable, SignatureCheck, SignatureChecker, StoredBody,
 };
 pub use delta::{TypeFilter, VersionEntry, VersionSnapshot};
-pub use error::StoreError;
+pub use error::{StorageFailure, StoreError};
 pub use lattice::{
     ApplyOutcome, ChangePage, Conflict, Deletion, PageCheck, Query, RemoteRecord, SCHEMA_VERSION,
     Signer, Stats, Store, StoreOptions, WriteSummary,

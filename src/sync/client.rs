@@ -25,6 +25,8 @@ use std::rc::Rc;
 use miniserde::json::{self, Number, Value};
 
 use super::delta::PulledVersions;
+use super::engine::FailureKind;
+pub(super) use super::error::SyncError;
 use super::first_copy::{FirstContact, first_contact};
 use super::held::{Held, HeldCounts, HoldReason, Refusal};
 use super::peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
@@ -37,7 +39,7 @@ use crate::model::{
     ClaimedContent, ContentHash, InstanceId, RecordClaim, SignatureFormat, unix_millis_now,
 };
 use crate::protocol::{
-    InstanceInfo, PROTOCOL_RECONCILE, PROTOCOL_V2, WireError, parse_object, record_from_wire,
+    InstanceInfo, PROTOCOL_RECONCILE, PROTOCOL_V2, Route, parse_object, record_from_wire,
 };
 use crate::store::{ApplyOutcome, Body, RemoteRecord, StateTable, Store, StoreError};
 use crate::trust::{
@@ -60,6 +62,8 @@ pub struct PeerSyncResult {
     /// (`sync::held`).
     pub held: HeldCounts,
     pub error: Option<String>,
+    /// What kind of failure `error` is, which sets the wait before the next try.
+    pub failure: Option<FailureKind>,
 }
 
 impl PeerSyncResult {
@@ -99,43 +103,7 @@ impl PeerSyncResult {
                 Vec::new()
             },
             error: self.error.clone(),
-        }
-    }
-}
-
-/// Why a sync stopped.
-#[derive(Debug)]
-pub(super) enum SyncError {
-    Store(StoreError),
-    Peer(String),
-    /// The peer is not the store our checkpoint belongs to (another instance or a new
-    /// store epoch): start over with `/federation/info`.
-    Restart(String),
-    /// Something below the sync panicked; the message is the panic's.
-    Panicked(String),
-}
-
-impl From<StoreError> for SyncError {
-    fn from(error: StoreError) -> SyncError {
-        SyncError::Store(error)
-    }
-}
-
-impl From<WireError> for SyncError {
-    fn from(error: WireError) -> SyncError {
-        SyncError::Peer(error.0)
-    }
-}
-
-impl std::fmt::Display for SyncError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SyncError::Store(error) => error.fmt(f),
-            SyncError::Peer(message) | SyncError::Restart(message) => f.write_str(message),
-            SyncError::Panicked(message) => write!(
-                f,
-                "internal error during the sync ({message}); if it was the store, `ark-lattice verify` names the damage"
-            ),
+            failure_kind: self.failure.map(|kind| kind.name().to_owned()),
         }
     }
 }
@@ -500,6 +468,7 @@ impl Syncer {
         self.sync_done.notify(usize::MAX);
         if let Err(error) = &outcome {
             result.error = Some(error.to_string());
+            result.failure = Some(error.kind());
             self.log(format!("sync with {url} failed: {error}"));
         } else {
             result.success = true;
@@ -601,16 +570,12 @@ impl Syncer {
                 outcome => return outcome,
             }
         }
-        let info_url = format!("{url}/federation/info");
-        let response = self
-            .client
-            .send(self.get(&info_url))
-            .await
-            .map_err(|error| SyncError::Peer(error.to_string()))?;
+        let info_url = Route::Info.url(url);
+        let response = self.client.send(self.get(&info_url)).await?;
         if response.status == 404 {
             // ARK's Python federation service (a hub in the guide) has no such route.
             if self.trust_mode == TrustMode::Strict {
-                return Err(SyncError::Peer(format!(
+                return Err(SyncError::Invalid(format!(
                     "{url} has no /federation/info: ARK's Python service sends unsigned nodes, taken only with FEDERATION_TRUST=open"
                 )));
             }
@@ -619,16 +584,17 @@ impl Syncer {
             return self.sync_python(url, result).await;
         }
         if !(200..300).contains(&response.status) {
-            return Err(SyncError::Peer(format!(
-                "GET {info_url} answered {}",
-                response.status
-            )));
+            return Err(SyncError::Status {
+                request: format!("GET {info_url}"),
+                status: response.status,
+                detail: String::new(),
+            });
         }
         let info = parse_object(&response.body, &format!("peer info from {info_url}"))?;
         let info = InstanceInfo::from_json(&info, &format!("peer info from {url}"))?;
         let peer_id = info.instance_id.clone();
         if peer_id == self.instance_id.to_hex() {
-            return Err(SyncError::Peer(format!("{url} is this instance itself")));
+            return Err(SyncError::Invalid(format!("{url} is this instance itself")));
         }
         let speaks_v2 = info.speaks(PROTOCOL_V2);
         let reconciles = info.speaks(PROTOCOL_RECONCILE);
@@ -644,7 +610,7 @@ impl Syncer {
         }
         if !speaks_v2 {
             if self.trust_mode == TrustMode::Strict {
-                return Err(SyncError::Peer(format!(
+                return Err(SyncError::Invalid(format!(
                     "{url} speaks only ARK's unsigned protocol; sync with it needs FEDERATION_TRUST=open"
                 )));
             }
@@ -653,16 +619,16 @@ impl Syncer {
             return self.sync_legacy(url, &peer_id, &mut state, result).await;
         }
         // An ark-lattice peer's id is the hash of its key, so the key it shows must match.
-        let missing = |name: &str| SyncError::Peer(format!("{url}: its info has no `{name}`"));
+        let missing = |name: &str| SyncError::Invalid(format!("{url}: its info has no `{name}`"));
         let peer_key = PublicKey::from_base64(
             info.lattice
                 .public_key
                 .as_deref()
                 .ok_or_else(|| missing("publicKey"))?,
         )
-        .map_err(|error| SyncError::Peer(format!("{url}: public key: {error}")))?;
+        .map_err(|error| SyncError::Invalid(format!("{url}: public key: {error}")))?;
         if peer_key.instance_id().to_hex() != peer_id {
-            return Err(SyncError::Peer(format!(
+            return Err(SyncError::Invalid(format!(
                 "{url}: its instance id does not belong to its public key"
             )));
         }

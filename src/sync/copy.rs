@@ -62,7 +62,7 @@ impl Syncer {
                 // from its info again.
                 state.copy = None;
                 self.save_states(vec![(url.to_owned(), state.encode())], true)?;
-                return Err(SyncError::Peer(format!(
+                return Err(SyncError::Invalid(format!(
                     "{url} changed its instance or store epoch during the first copy; it starts over next time"
                 )));
             }
@@ -73,7 +73,7 @@ impl Syncer {
                     fields.opt_bool("more")?.unwrap_or(false),
                     values.len(),
                 )
-                .map_err(|error| SyncError::Peer(format!("{url}: {error}")))?;
+                .map_err(|error| SyncError::Invalid(format!("{url}: {error}")))?;
             let mut next = copy.clone();
             match step {
                 PageStep::Next { seq } => next.seq = seq,

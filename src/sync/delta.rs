@@ -32,7 +32,9 @@ use super::{by_priority, trust_book, wire_size};
 use crate::config::{MAX_RECORD_WIRE_BYTES, SYNC_BATCH_BYTES};
 use crate::http::{ClientRequest, ClientResponse};
 use crate::model::{ContentHash, InstanceId, Version, encode_node};
-use crate::protocol::{Fields, parse_object, record_from_wire, record_to_wire, types_to_query};
+use crate::protocol::{
+    Fields, Route, parse_object, record_from_wire, record_to_wire, types_to_query,
+};
 use crate::store::{Body, RemoteRecord, TypeFilter};
 use crate::trust::Tier;
 
@@ -102,11 +104,7 @@ impl Syncer {
     ) -> Result<ClientResponse, SyncError> {
         let method = request.method.clone();
         let url = request.url.clone();
-        let response = self
-            .client
-            .send(request)
-            .await
-            .map_err(|error| SyncError::Peer(error.to_string()))?;
+        let response = self.client.send(request).await?;
         if !(200..300).contains(&response.status) {
             // A peer's `{"error": ...}` is shown whole, up to 1000 characters: its end
             // often names the command that fixes it (`trust accept SHA256:...`).
@@ -121,11 +119,11 @@ impl Syncer {
                 None => (String::from_utf8_lossy(&response.body).into_owned(), 200),
             };
             let snippet: String = text.chars().take(limit).collect();
-            return Err(SyncError::Peer(format!(
-                "{method} {url} answered {}: {}",
-                response.status,
-                snippet.trim()
-            )));
+            return Err(SyncError::Status {
+                request: format!("{method} {url}"),
+                status: response.status,
+                detail: snippet.trim().to_owned(),
+            });
         }
         Ok(response)
     }
@@ -233,7 +231,8 @@ impl Syncer {
         let mut wait = feed.wait.map_or(0, |wait| wait.as_secs());
         loop {
             let mut request_url = format!(
-                "{url}/federation/v2/changes?after={}&limit={}&max_bytes={SYNC_BATCH_BYTES}{}",
+                "{}?after={}&limit={}&max_bytes={SYNC_BATCH_BYTES}{}",
+                Route::Changes.url(url),
                 state.pull_seq,
                 state.batch_records(),
                 types_param(state)
@@ -333,10 +332,7 @@ impl Syncer {
                     ("offers", Value::Array(offers)),
                 ]);
                 let answer = self
-                    .fetch(
-                        self.post_json(format!("{url}/federation/v2/offer"), body),
-                        "offer answer",
-                    )
+                    .fetch(self.post_json(Route::Offer.url(url), body), "offer answer")
                     .await?;
                 let want: BTreeSet<String> = Fields::new(&answer, "offer answer")
                     .array("want")?
@@ -427,10 +423,7 @@ impl Syncer {
             ("records", Value::Array(wire)),
         ]);
         let answer = self
-            .fetch(
-                self.post_json(format!("{url}/federation/v2/push"), body),
-                "push answer",
-            )
+            .fetch(self.post_json(Route::Push.url(url), body), "push answer")
             .await?;
         let fields = Fields::new(&answer, "push answer");
         if let (Some(before), Some(after)) =
@@ -477,14 +470,19 @@ impl Syncer {
         let ours = self
             .reconcile_cache
             .get(&self.store, &filter)
-            .map_err(|error| SyncError::Peer(error.to_string()))?;
+            .map_err(|error| match error {
+                super::reconcile::CacheError::Store(error) => SyncError::Store(error),
+                super::reconcile::CacheError::Reconcile(error) => {
+                    SyncError::Invalid(error.to_string())
+                }
+            })?;
         let types = types_param(state);
         let query = types
             .strip_prefix('&')
             .map_or(String::new(), |types| format!("?{types}"));
-        let reconcile_url = format!("{url}/federation/v2/reconcile{query}");
+        let reconcile_url = format!("{}{query}", Route::Reconcile.url(url));
         let bad =
-            |error: super::reconcile::ReconcileError| SyncError::Peer(format!("{url}: {error}"));
+            |error: super::reconcile::ReconcileError| SyncError::Invalid(format!("{url}: {error}"));
         let (mut initiator, mut message) = ours.initiate().map_err(bad)?;
         let mut their_seq = None;
         loop {
@@ -498,20 +496,20 @@ impl Syncer {
             let answer = self.send_ok(request).await?;
             let header = |name: &str| {
                 answer.header(name).ok_or_else(|| {
-                    SyncError::Peer(format!("the reconcile answer from {url} lacks {name}"))
+                    SyncError::Invalid(format!("the reconcile answer from {url} lacks {name}"))
                 })
             };
             if Some(header("x-ark-instance")?) != state.instance_id.as_deref()
                 || header("x-ark-epoch")? != epoch
             {
-                return Err(SyncError::Peer(format!(
+                return Err(SyncError::Invalid(format!(
                     "{url} changed its instance or store epoch during the sync; it starts over next time"
                 )));
             }
             if their_seq.is_none() {
                 let seq = header("x-ark-last-seq")?;
                 their_seq = Some(seq.parse::<u64>().map_err(|_| {
-                    SyncError::Peer(format!("{url}: x-ark-last-seq {seq:?} is not a number"))
+                    SyncError::Invalid(format!("{url}: x-ark-last-seq {seq:?} is not a number"))
                 })?);
             }
             match initiator.receive(&answer.body).map_err(bad)? {
@@ -594,7 +592,8 @@ impl Syncer {
             delivered_by_core,
         } = *fetch;
         let fetch_url = format!(
-            "{url}/federation/v2/fetch?limit={batch_records}&max_bytes={SYNC_BATCH_BYTES}{types}"
+            "{}?limit={batch_records}&max_bytes={SYNC_BATCH_BYTES}{types}",
+            Route::Fetch.url(url)
         );
         // The first request lists everything (up to a limit) so the peer can say which
         // records carry a priority; later ones send one batch of digests each, in the
@@ -666,7 +665,7 @@ impl Syncer {
                 // the feed brings the newer versions.
                 remaining.retain(|digest| !asked_for.contains(digest));
             } else if !progressed {
-                return Err(SyncError::Peer(format!(
+                return Err(SyncError::Invalid(format!(
                     "{url} answered a fetch with none of the records asked for"
                 )));
             }

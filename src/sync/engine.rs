@@ -74,6 +74,70 @@ pub fn backoff_delay(failures: u32, base: Duration, cap: Duration, random_unit: 
         .mul_f64(0.5 + 0.5 * random_unit.clamp(0.0, 1.0))
 }
 
+/// Why a sync failed, as far as trying again is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// No answer: the name did not resolve, the connection was refused, broke or timed
+    /// out. A link that flaps comes back at any moment.
+    Unreachable,
+    /// The peer refused us: 401 or 403 (our key is not trusted there, or not for this
+    /// route), or its TLS certificate is not one we trust. Only an operator can change
+    /// that, so asking sooner than the next round does not help.
+    Refused,
+    /// The peer answered 5xx or 429: up, but failing or overloaded.
+    PeerFailing,
+    /// Anything else: an answer we cannot use, or a failure here.
+    Other,
+}
+
+impl FailureKind {
+    /// The kind of a refusal answered with HTTP `status`.
+    pub fn of_status(status: u16) -> FailureKind {
+        match status {
+            401 | 403 => FailureKind::Refused,
+            429 | 500..=599 => FailureKind::PeerFailing,
+            _ => FailureKind::Other,
+        }
+    }
+
+    /// The name `--json` and the control API show.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::Unreachable => "unreachable",
+            FailureKind::Refused => "refused",
+            FailureKind::PeerFailing => "peer_failing",
+            FailureKind::Other => "other",
+        }
+    }
+}
+
+/// The wait before trying a peer again after `failures` failures in a row, the last of
+/// `kind`: an unreachable peer (or another failure) backs off from
+/// [`BACKOFF_BASE`](crate::config::BACKOFF_BASE), a failing one from
+/// [`BACKOFF_PEER_FAILING_BASE`](crate::config::BACKOFF_PEER_FAILING_BASE), both
+/// doubling up to the cap; a peer that refused us waits `interval` (±10%), whatever
+/// the count (auto-sync asks it at every round instead: [`AutoSyncSchedule::record`]).
+pub fn retry_delay(
+    kind: FailureKind,
+    failures: u32,
+    interval: Duration,
+    random_unit: f64,
+) -> Duration {
+    use crate::config::{BACKOFF_BASE, BACKOFF_CAP, BACKOFF_PEER_FAILING_BASE};
+    match kind {
+        FailureKind::Refused => jittered(interval, random_unit),
+        FailureKind::PeerFailing => backoff_delay(
+            failures.max(1),
+            BACKOFF_PEER_FAILING_BASE,
+            BACKOFF_CAP,
+            random_unit,
+        ),
+        FailureKind::Unreachable | FailureKind::Other => {
+            backoff_delay(failures.max(1), BACKOFF_BASE, BACKOFF_CAP, random_unit)
+        }
+    }
+}
+
 /// `interval` moved by up to ±10%, by `random_unit` in [0, 1].
 pub fn jittered(interval: Duration, random_unit: f64) -> Duration {
     interval.mul_f64(0.9 + 0.2 * random_unit.clamp(0.0, 1.0))
@@ -122,19 +186,25 @@ impl AutoSyncSchedule {
             .collect()
     }
 
-    /// Records how a sync with `url` ended at `now`; `failures` is its count of failures
-    /// in a row after it, which sets the backoff (5 s doubling, capped at 15 minutes,
-    /// shortened by up to half by `random_unit`).
-    pub fn record(&mut self, url: &str, failures: u32, now: Instant, random_unit: f64) {
-        if failures == 0 {
+    /// Records how a sync with `url` ended at `now`: `failures` is its count of failures
+    /// in a row after it, `failed` the kind of the last one, which with `interval` set
+    /// the wait ([`retry_delay`], jittered by `random_unit`).
+    pub fn record(
+        &mut self,
+        url: &str,
+        failures: u32,
+        failed: FailureKind,
+        interval: Duration,
+        now: Instant,
+        random_unit: f64,
+    ) {
+        // A peer that refused us is not retried on its own: it is asked at every round,
+        // including the one a local write starts, since the other side's operator may
+        // have trusted our key meanwhile.
+        if failures == 0 || failed == FailureKind::Refused {
             self.retry_at.remove(url);
         } else {
-            let wait = backoff_delay(
-                failures,
-                crate::config::BACKOFF_BASE,
-                crate::config::BACKOFF_CAP,
-                random_unit,
-            );
+            let wait = retry_delay(failed, failures, interval, random_unit);
             self.retry_at.insert(url.to_owned(), now + wait);
         }
     }
@@ -246,6 +316,63 @@ mod tests {
         assert_eq!(jittered(interval, 7.0), Duration::from_secs(110));
     }
 
+    const OTHER: FailureKind = FailureKind::Other;
+
+    #[test]
+    fn failures_are_told_apart_by_status() {
+        fn check(status: u16, expected: FailureKind) {
+            assert_eq!(FailureKind::of_status(status), expected, "{status}");
+        }
+        check(401, FailureKind::Refused);
+        check(403, FailureKind::Refused);
+        check(429, FailureKind::PeerFailing);
+        check(500, FailureKind::PeerFailing);
+        check(503, FailureKind::PeerFailing);
+        check(400, FailureKind::Other);
+        check(404, FailureKind::Other);
+    }
+
+    /// Issue 15: the retry policy branches on why the sync failed.
+    #[test]
+    fn the_wait_before_a_retry_depends_on_the_kind_of_failure() {
+        let interval = Duration::from_secs(300);
+        let wait = |kind, failures| retry_delay(kind, failures, interval, 1.0).as_secs();
+        // A link that dropped is asked again soon, then less often.
+        assert_eq!(wait(FailureKind::Unreachable, 1), 5);
+        assert_eq!(wait(FailureKind::Unreachable, 3), 20);
+        assert_eq!(wait(FailureKind::Other, 1), 5);
+        // A failing peer gets time to recover.
+        assert_eq!(wait(FailureKind::PeerFailing, 1), 30);
+        assert_eq!(wait(FailureKind::PeerFailing, 3), 120);
+        assert_eq!(wait(FailureKind::PeerFailing, 50), 15 * 60);
+        // A refusal is not retried on its own: the next round asks again.
+        assert_eq!(wait(FailureKind::Refused, 1), 330);
+        assert_eq!(wait(FailureKind::Refused, 9), 330);
+        assert_eq!(
+            retry_delay(FailureKind::Refused, 1, interval, 0.0).as_secs(),
+            270
+        );
+        let start = Instant::now();
+        let mut schedule = AutoSyncSchedule::default();
+        let targets = vec!["refused".to_owned(), "gone".to_owned()];
+        schedule.due(start, &targets, interval, 1.0);
+        schedule.record("refused", 1, FailureKind::Refused, interval, start, 1.0);
+        schedule.record("gone", 1, FailureKind::Unreachable, interval, start, 1.0);
+        let soon = start + Duration::from_secs(5);
+        assert_eq!(
+            vec!["gone".to_owned()],
+            schedule.due(soon, &targets, interval, 1.0)
+        );
+        // A round (a local write starts one) asks the refusing peer again, and skips
+        // the one still backing off.
+        schedule.record("gone", 2, FailureKind::Unreachable, interval, soon, 1.0);
+        schedule.round_now();
+        assert_eq!(
+            vec!["refused".to_owned()],
+            schedule.due(soon, &targets, interval, 1.0)
+        );
+    }
+
     #[test]
     fn auto_sync_starts_with_a_round_and_retries_failures_on_their_own() {
         let start = Instant::now();
@@ -256,8 +383,8 @@ mod tests {
         assert_eq!(targets, schedule.due(start, &targets, interval, 0.5));
         assert_eq!(start + interval, schedule.next_wake(start));
         // "b" failed once: retried 5 s later (no jitter at 1.0), alone.
-        schedule.record("a", 0, start, 1.0);
-        schedule.record("b", 1, start, 1.0);
+        schedule.record("a", 0, OTHER, interval, start, 1.0);
+        schedule.record("b", 1, OTHER, interval, start, 1.0);
         let retry = start + Duration::from_secs(5);
         assert_eq!(retry, schedule.next_wake(start));
         assert!(
@@ -270,12 +397,12 @@ mod tests {
             schedule.due(retry, &targets, interval, 0.5)
         );
         // Failing again doubles the wait; half of it at the most jitter.
-        schedule.record("b", 2, retry, 0.0);
+        schedule.record("b", 2, OTHER, interval, retry, 0.0);
         assert_eq!(retry + Duration::from_secs(5), schedule.next_wake(retry));
-        schedule.record("b", 2, retry, 1.0);
+        schedule.record("b", 2, OTHER, interval, retry, 1.0);
         assert_eq!(retry + Duration::from_secs(10), schedule.next_wake(retry));
         // A round skips the target still backing off; a removed target is forgotten.
-        schedule.record("b", 20, retry, 1.0);
+        schedule.record("b", 20, OTHER, interval, retry, 1.0);
         let round = start + interval;
         assert_eq!(
             vec!["a".to_owned()],

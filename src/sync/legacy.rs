@@ -20,7 +20,7 @@ use super::peer::PeerState;
 use super::{PeerSyncResult, Syncer};
 use crate::config::{SYNC_BATCH_BYTES, SYNC_BATCH_RECORDS};
 use crate::protocol::{
-    DeltaAnswer, DeltaRequest, NodeList, ReceiveResult, ark_columns, ark_row,
+    DeltaAnswer, DeltaRequest, NodeList, ReceiveResult, Route, ark_columns, ark_row,
     keep_what_ark_cannot_hold, legacy_origin, legacy_record, parse_object,
 };
 use crate::store::{Body, RemoteRecord, StoreError};
@@ -56,7 +56,7 @@ impl Syncer {
     ) -> Result<(), SyncError> {
         let origin = legacy_origin(peer_id);
         let answer = self
-            .fetch(self.get(&format!("{url}/federation/nodes")), "node list")
+            .fetch(self.get(&Route::Nodes.url(url)), "node list")
             .await?;
         let list = NodeList::from_json(&answer, &format!("node list from {url}"))?;
         let mut seen = self.ark_rows_seen(url)?;
@@ -115,7 +115,7 @@ impl Syncer {
                 ]);
                 let answer = self
                     .fetch(
-                        self.post_json_plain(format!("{url}/federation/sync"), body),
+                        self.post_json_plain(Route::ArkSync.url(url), body),
                         "sync answer",
                     )
                     .await?;
@@ -219,7 +219,7 @@ impl Syncer {
         .to_json();
         let answer = self
             .fetch(
-                self.post_json_plain(format!("{url}/sync"), body),
+                self.post_json_plain(Route::PythonSync.url(url), body),
                 "delta from the Python service",
             )
             .await?;

@@ -5,6 +5,7 @@ mod client;
 mod copy;
 mod delta;
 mod engine;
+mod error;
 mod first_copy;
 pub mod held;
 mod held_room;
@@ -16,8 +17,8 @@ pub mod trust_book;
 
 pub use client::{AUDIENCE_DIGITS, PeerSyncResult, Syncer};
 pub use engine::{
-    AutoSyncSchedule, backoff_delay, by_priority, jittered, priority_of, rank_by_priority,
-    wanted_ids, wire_size,
+    AutoSyncSchedule, FailureKind, backoff_delay, by_priority, jittered, priority_of,
+    rank_by_priority, retry_delay, wanted_ids, wire_size,
 };
 pub use held_room::{HeldLimits, HeldMarker};
 pub use peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};

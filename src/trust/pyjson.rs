@@ -45,7 +45,9 @@
 //!
 //! # Implementation
 //!
-//! The writer walks the value with an explicit stack rather than recursion: miniserde
+//! One writer ([`dumps_sorted`]) serves miniserde's `Value` and `pyvalue::PyValue`
+//! alike, through [`DumpsValue`]. It walks the value with an explicit stack rather than
+//! recursion: miniserde
 //! itself parses arbitrarily deep nesting without recursion, and a peer must not be able
 //! to overflow our stack with `[[[[...]]]]`. The `/manifest` handler clones the value
 //! first, which does recurse; that is safe because every body is read through
@@ -59,30 +61,82 @@ use miniserde::json::{Number, Value};
 /// `json.dumps(value, sort_keys=True)` as Python writes it; see the module doc for the
 /// inputs miniserde cannot carry faithfully.
 pub fn python_json_dumps_sorted(value: &Value) -> String {
-    enum Frame<'a> {
-        Array(std::slice::Iter<'a, Value>, bool),
-        Object(btree_map::Iter<'a, String, Value>, bool),
+    dumps_sorted(value)
+}
+
+/// A JSON value the `json.dumps` writer can walk: miniserde's [`Value`] here, and
+/// `pyvalue::PyValue`, which holds what `json.loads` read exactly.
+pub(super) trait DumpsValue: Sized {
+    /// An object key, kept in the order `sort_keys=True` writes.
+    type Key;
+
+    /// What the value is: a scalar (written by [`DumpsValue::write_scalar`]) or a
+    /// container to walk.
+    fn view(&self) -> View<'_, Self>;
+
+    fn write_scalar(&self, out: &mut String);
+
+    fn write_key(key: &Self::Key, out: &mut String);
+}
+
+/// A value as the writer walks it.
+pub(super) enum View<'a, V: DumpsValue> {
+    Scalar,
+    Array(std::slice::Iter<'a, V>),
+    Object(btree_map::Iter<'a, V::Key, V>),
+}
+
+impl DumpsValue for Value {
+    type Key = String;
+
+    fn view(&self) -> View<'_, Value> {
+        match self {
+            Value::Array(items) => View::Array(items.iter()),
+            Value::Object(entries) => View::Object(entries.iter()),
+            _ => View::Scalar,
+        }
+    }
+
+    fn write_scalar(&self, out: &mut String) {
+        match self {
+            Value::Null => out.push_str("null"),
+            Value::Bool(true) => out.push_str("true"),
+            Value::Bool(false) => out.push_str("false"),
+            Value::Number(number) => write_number(out, number),
+            Value::String(text) => write_string(out, text),
+            Value::Array(_) | Value::Object(_) => {}
+        }
+    }
+
+    fn write_key(key: &String, out: &mut String) {
+        write_string(out, key);
+    }
+}
+
+/// `json.dumps(value, sort_keys=True)` over any [`DumpsValue`]: `", "` and `": "`
+/// separators, keys in their order.
+pub(super) fn dumps_sorted<V: DumpsValue>(value: &V) -> String {
+    enum Frame<'a, V: DumpsValue> {
+        Array(std::slice::Iter<'a, V>, bool),
+        Object(btree_map::Iter<'a, V::Key, V>, bool),
     }
 
     let mut out = String::new();
-    let mut stack: Vec<Frame<'_>> = Vec::new();
+    let mut stack: Vec<Frame<'_, V>> = Vec::new();
     let mut next = Some(value);
     loop {
-        match next.take() {
-            Some(Value::Null) => out.push_str("null"),
-            Some(Value::Bool(true)) => out.push_str("true"),
-            Some(Value::Bool(false)) => out.push_str("false"),
-            Some(Value::Number(number)) => write_number(&mut out, number),
-            Some(Value::String(text)) => write_string(&mut out, text),
-            Some(Value::Array(items)) => {
-                out.push('[');
-                stack.push(Frame::Array(items.iter(), true));
+        if let Some(value) = next.take() {
+            match value.view() {
+                View::Scalar => value.write_scalar(&mut out),
+                View::Array(items) => {
+                    out.push('[');
+                    stack.push(Frame::Array(items, true));
+                }
+                View::Object(entries) => {
+                    out.push('{');
+                    stack.push(Frame::Object(entries, true));
+                }
             }
-            Some(Value::Object(entries)) => {
-                out.push('{');
-                stack.push(Frame::Object(entries.iter(), true));
-            }
-            None => {}
         }
         let Some(frame) = stack.last_mut() else {
             break;
@@ -105,7 +159,7 @@ pub fn python_json_dumps_sorted(value: &Value) -> String {
                     if !std::mem::replace(first, false) {
                         out.push_str(", ");
                     }
-                    write_string(&mut out, key);
+                    V::write_key(key, &mut out);
                     out.push_str(": ");
                     next = Some(item);
                 }

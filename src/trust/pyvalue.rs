@@ -17,7 +17,8 @@
 //!
 //! # Implementation
 //!
-//! The parser and the writer use explicit stacks, so no input can overflow ours; the
+//! The parser uses an explicit stack, and the writer is `pyjson`'s (one `json.dumps`
+//! over both value types, walked with an explicit stack), so no input can overflow ours; the
 //! depth is bounded by [`MAX_DEPTH`] all the same, as Python's recursion limit bounds
 //! its own parser. Strings are sequences of code points (`u32`), lone surrogates
 //! included, which also gives Python's key order.
@@ -27,7 +28,7 @@ use std::fmt::{self, Write};
 
 use miniserde::json::{Number, Object, Value};
 
-use super::pyjson::write_float;
+use super::pyjson::{DumpsValue, View, dumps_sorted, write_float};
 
 /// Deepest nesting read: the node's one limit for every JSON input (issue 10), well
 /// under Python's recursion limit, which stops its own parser near 1000.
@@ -127,67 +128,35 @@ impl PyValue {
 
     /// `json.dumps(value, sort_keys=True)`.
     pub fn dumps_sorted(&self) -> String {
-        enum Frame<'a> {
-            Array(std::slice::Iter<'a, PyValue>, bool),
-            Object(
-                std::collections::btree_map::Iter<'a, PyString, PyValue>,
-                bool,
-            ),
+        dumps_sorted(self)
+    }
+}
+
+impl DumpsValue for PyValue {
+    type Key = PyString;
+
+    fn view(&self) -> View<'_, PyValue> {
+        match self {
+            PyValue::Array(items) => View::Array(items.iter()),
+            PyValue::Object(entries) => View::Object(entries.iter()),
+            _ => View::Scalar,
         }
-        let mut out = String::new();
-        let mut stack: Vec<Frame<'_>> = Vec::new();
-        let mut next = Some(self);
-        loop {
-            match next.take() {
-                Some(PyValue::Null) => out.push_str("null"),
-                Some(PyValue::Bool(true)) => out.push_str("true"),
-                Some(PyValue::Bool(false)) => out.push_str("false"),
-                Some(PyValue::Int(digits)) => out.push_str(digits),
-                Some(PyValue::Float(value)) => write_float(&mut out, *value),
-                Some(PyValue::Str(text)) => write_py_string(&mut out, text),
-                Some(PyValue::Array(items)) => {
-                    out.push('[');
-                    stack.push(Frame::Array(items.iter(), true));
-                }
-                Some(PyValue::Object(entries)) => {
-                    out.push('{');
-                    stack.push(Frame::Object(entries.iter(), true));
-                }
-                None => {}
-            }
-            let Some(frame) = stack.last_mut() else {
-                break;
-            };
-            match frame {
-                Frame::Array(items, first) => match items.next() {
-                    Some(item) => {
-                        if !std::mem::replace(first, false) {
-                            out.push_str(", ");
-                        }
-                        next = Some(item);
-                    }
-                    None => {
-                        out.push(']');
-                        stack.pop();
-                    }
-                },
-                Frame::Object(entries, first) => match entries.next() {
-                    Some((key, item)) => {
-                        if !std::mem::replace(first, false) {
-                            out.push_str(", ");
-                        }
-                        write_py_string(&mut out, key);
-                        out.push_str(": ");
-                        next = Some(item);
-                    }
-                    None => {
-                        out.push('}');
-                        stack.pop();
-                    }
-                },
-            }
+    }
+
+    fn write_scalar(&self, out: &mut String) {
+        match self {
+            PyValue::Null => out.push_str("null"),
+            PyValue::Bool(true) => out.push_str("true"),
+            PyValue::Bool(false) => out.push_str("false"),
+            PyValue::Int(digits) => out.push_str(digits),
+            PyValue::Float(value) => write_float(out, *value),
+            PyValue::Str(text) => write_py_string(out, text),
+            PyValue::Array(_) | PyValue::Object(_) => {}
         }
-        out
+    }
+
+    fn write_key(key: &PyString, out: &mut String) {
+        write_py_string(out, key);
     }
 }
 

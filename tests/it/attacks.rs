@@ -7,7 +7,7 @@
 // The bench uses part of this module, the tests another.
 #![allow(dead_code)]
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -150,39 +150,9 @@ pub fn request_from(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> io::Result<(u16, String)> {
-    let mut stream = connect_from(source, server)?;
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {server}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    // The server may answer 413 and close before the whole body is sent.
-    let _ = stream.write_all(body);
-    let mut raw = Vec::new();
-    let mut buffer = [0u8; 16 * 1024];
-    loop {
-        match stream.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(read) => raw.extend_from_slice(&buffer[..read]),
-            Err(error) if raw.is_empty() => return Err(error),
-            Err(_) => break,
-        }
-    }
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| io::Error::other(format!("no status line in {:?}", truncate(&text))))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+    let stream = connect_from(source, server)?;
+    let reply = crate::raw_http::exchange(stream, server, method, path, headers, body)?;
+    Ok((reply.status, reply.body))
 }
 
 fn truncate(text: &str) -> String {

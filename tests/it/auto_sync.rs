@@ -1,13 +1,11 @@
-//! Auto-sync timing as the README promises it: a round at start, and a failing peer
-//! retried after 5 s, then 10 s (doubling, with up to half taken off at random), not at
-//! the next interval. The margins are wide; these check behaviour, not speed.
+//! Auto-sync timing as the README promises it: a round at start, and a peer that does
+//! not answer retried after 5 s, then 10 s (doubling, with up to half taken off at
+//! random), one that answers 5xx after 30 s, not at the next interval. The margins are
+//! wide; these check behaviour, not speed.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::util::{Node, eventually};
+use crate::util::{CannedPeer, Node, eventually};
 
 /// The default interval (5 minutes) is left in place, so anything that happens within
 /// the test's seconds is the start round or a retry, never an interval tick.
@@ -43,64 +41,25 @@ fn auto_sync_syncs_at_start() {
     assert!(synced, "B did not sync at start:\n{}", b.log());
 }
 
-/// A "hub" that answers every request with 503 and notes when each sync began (its
-/// `GET /federation/info`).
-struct FailingPeer {
-    port: u16,
-    info_requests: Arc<Mutex<Vec<Instant>>>,
-}
-
-impl FailingPeer {
-    fn start() -> FailingPeer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let info_requests = Arc::new(Mutex::new(Vec::new()));
-        let noted = info_requests.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut head = Vec::new();
-                let mut buffer = [0; 4096];
-                while !head.windows(4).any(|window| window == b"\r\n\r\n") {
-                    match stream.read(&mut buffer) {
-                        Ok(0) | Err(_) => break,
-                        Ok(read) => head.extend_from_slice(&buffer[..read]),
-                    }
-                }
-                if head.starts_with(b"GET /federation/info ") {
-                    noted.lock().unwrap().push(Instant::now());
-                }
-                let _ = stream.write_all(
-                    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                );
-            }
-        });
-        FailingPeer {
-            port,
-            info_requests,
-        }
-    }
-
-    fn attempts(&self) -> Vec<Instant> {
-        self.info_requests.lock().unwrap().clone()
-    }
-}
-
-#[test]
-fn a_failing_peer_is_retried_after_5_s_then_10_s() {
-    let peer = FailingPeer::start();
+/// Starts an auto-syncing spoke of `peer`.
+fn spoke_of(peer: &CannedPeer, name: &str) -> Node {
     let hub_url = format!("http://127.0.0.1:{}", peer.port);
-    let started = Instant::now();
-    let node = Node::start_with(
-        "retry",
+    Node::start_with(
+        name,
         &[
             AUTO_SYNC,
             ("FEDERATION_MODE", "hub"),
             ("FEDERATION_HUB_URL", &hub_url),
         ],
         &[],
-    );
+    )
+}
+
+#[test]
+fn a_peer_that_does_not_answer_is_retried_after_5_s_then_10_s() {
+    let peer = CannedPeer::start(None);
+    let started = Instant::now();
+    let node = spoke_of(&peer, "retry");
     let three = eventually(Duration::from_secs(30), || peer.attempts().len() >= 3);
     let attempts = peer.attempts();
     assert!(
@@ -125,5 +84,27 @@ fn a_failing_peer_is_retried_after_5_s_then_10_s() {
     assert!(
         (Duration::from_millis(4500)..Duration::from_secs(14)).contains(&third),
         "second retry after {third:?}"
+    );
+}
+
+/// Issue 15: a peer that answers 5xx is up but failing; it gets longer to recover than a
+/// link that dropped: 15-30 s (30 s with up to half taken off), not 2.5-5 s.
+#[test]
+fn a_peer_answering_503_is_retried_after_30_s() {
+    let peer = CannedPeer::start(Some("503 Service Unavailable"));
+    let node = spoke_of(&peer, "retry-503");
+    let two = eventually(Duration::from_secs(50), || peer.attempts().len() >= 2);
+    let attempts = peer.attempts();
+    assert!(
+        two,
+        "{} attempts within 50 s:\n{}",
+        attempts.len(),
+        node.log()
+    );
+    let retry = attempts[1].duration_since(attempts[0]);
+    eprintln!("retry after {retry:?}");
+    assert!(
+        (Duration::from_secs(14)..Duration::from_secs(40)).contains(&retry),
+        "retry after {retry:?}"
     );
 }

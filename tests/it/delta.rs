@@ -5,7 +5,6 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
@@ -13,96 +12,8 @@ use std::time::{Duration, Instant};
 
 use miniserde::json::{self, Value};
 
+use crate::trust::Server;
 use crate::util::{Lattice, array, count, field, text};
-
-/// A `serve` process on 127.0.0.1, killed on drop.
-pub(crate) struct Server {
-    pub(crate) lattice: Lattice,
-    child: Child,
-    pub(crate) port: u16,
-}
-
-impl Server {
-    pub(crate) fn start(name: &str, args: &[&str]) -> Server {
-        Server::start_on(Lattice::new(name), args)
-    }
-
-    fn start_on(lattice: Lattice, args: &[&str]) -> Server {
-        let mut full = vec!["serve", "--bind", "127.0.0.1"];
-        if !args.contains(&"--port") {
-            full.extend_from_slice(&["--port", "0"]);
-        }
-        full.extend_from_slice(args);
-        let mut command = lattice.command(&full);
-        let log = lattice.dir.path.join("serve.log");
-        command
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        let child = command.spawn().expect("start serve");
-        let server_file = lattice.data_dir().join("server.json");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let port = loop {
-            if let Ok(bytes) = std::fs::read_to_string(&server_file) {
-                if let Ok(info) = json::from_str::<Value>(&bytes) {
-                    if count(field(&info, "pid")) == u64::from(child.id()) {
-                        break count(field(&info, "port")) as u16;
-                    }
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not start: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            thread::sleep(Duration::from_millis(20));
-        };
-        Server {
-            lattice,
-            child,
-            port,
-        }
-    }
-
-    pub(crate) fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    pub(crate) fn run(&self, args: &[&str]) -> crate::util::Run {
-        self.lattice.run(args)
-    }
-
-    /// Runs `federation sync --json` and returns the first peer result.
-    pub(crate) fn sync(&self) -> Value {
-        let run = self.run(&["federation", "sync", "--json"]);
-        let answer = run.json();
-        array(field(&answer, "result"))[0].clone()
-    }
-
-    pub(crate) fn node_count(&self) -> u64 {
-        count(field(&self.lattice.stats(), "nodes"))
-    }
-}
-
-impl Server {
-    /// Stops the process and hands back its state dir.
-    fn stop(mut self) -> Lattice {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        std::mem::replace(&mut self.lattice, Lattice::new("delta-stopped"))
-    }
-
-    fn public_key(&self) -> String {
-        let status = self.run(&["federation", "status", "--json"]).ok().json();
-        text(field(&status, "publicKey")).to_owned()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `count` records `<prefix>-<i>` of `node_type`, as NDJSON, imported into `server`.
 pub(crate) fn import(server: &Server, prefix: &str, count: usize, node_type: &str) {
@@ -343,8 +254,8 @@ fn pump(
 
 #[test]
 fn first_contact_reconciles_and_the_steady_state_is_one_small_request() {
-    let a = Server::start("delta-first-a", &[]);
-    let b = Server::start("delta-first-b", &[]);
+    let a = Server::start("delta-first-a", &[], &[]);
+    let b = Server::start("delta-first-b", &[], &[]);
     import(&a, "shared", 1500, "command_node");
     let proxy = FaultProxy::start(b.port, Faults::default());
     connect(&a, &b, &proxy.url());
@@ -423,8 +334,8 @@ fn a_new_store_epoch_is_noticed_from_the_changes_page_and_reconciled() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port().to_string()
     };
-    let a = Server::start("delta-epoch-a", &[]);
-    let b = Server::start("delta-epoch-b", &["--port", &port]);
+    let a = Server::start("delta-epoch-a", &[], &[]);
+    let b = Server::start("delta-epoch-b", &["--port", &port], &[]);
     import(&b, "b", 50, "command_node");
     connect(&a, &b, &b.url());
     assert!(matches!(field(&a.sync(), "success"), Value::Bool(true)));
@@ -433,7 +344,7 @@ fn a_new_store_epoch_is_noticed_from_the_changes_page_and_reconciled() {
     // URL and instance, a new store epoch.
     let b_lattice = b.stop();
     std::fs::remove_file(b_lattice.data_dir().join("lattice.redb")).unwrap();
-    let b = Server::start_on(b_lattice, &["--port", &port]);
+    let b = Server::start_on(b_lattice, &["--port", &port], &[]);
     import(&b, "b", 20, "command_node");
     b.run(&["trust", "add", &a.public_key()]).ok();
     let result = a.sync();
@@ -453,8 +364,8 @@ fn a_new_store_epoch_is_noticed_from_the_changes_page_and_reconciled() {
 
 #[test]
 fn long_poll_propagates_a_change_within_a_second() {
-    let a = Server::start("delta-watch-a", &[]);
-    let b = Server::start("delta-watch-b", &["--watch"]);
+    let a = Server::start("delta-watch-a", &[], &[]);
+    let b = Server::start("delta-watch-b", &["--watch"], &[]);
     connect(&b, &a, &a.url());
     // b's watcher starts within its 5-second scan of the peer list.
     a.run(&["add", "--id", "first", "--type", "t", "--value", "v"])
@@ -486,8 +397,8 @@ fn long_poll_propagates_a_change_within_a_second() {
 
 #[test]
 fn types_limit_both_directions_and_gc_purges_old_tombstones() {
-    let a = Server::start("delta-types-a", &[]);
-    let b = Server::start("delta-types-b", &[]);
+    let a = Server::start("delta-types-a", &[], &[]);
+    let b = Server::start("delta-types-b", &[], &[]);
     import(&a, "cmd-a", 30, "command_node");
     import(&a, "pat-a", 20, "pattern_node");
     import(&b, "cmd-b", 10, "command_node");
@@ -562,8 +473,8 @@ fn types_limit_both_directions_and_gc_purges_old_tombstones() {
 /// Two instances with 1,200 differing records, synced through `faults` until a sync
 /// succeeds; checks convergence and that nothing acknowledged came twice.
 fn converges_through(name: &str, faults: Faults, each_side: usize, attempts: usize) -> Vec<Value> {
-    let a = Server::start(&format!("{name}-a"), &[]);
-    let b = Server::start(&format!("{name}-b"), &[]);
+    let a = Server::start(&format!("{name}-a"), &[], &[]);
+    let b = Server::start(&format!("{name}-b"), &[], &[]);
     import(&a, "a", each_side, "command_node");
     import(&b, "b", each_side, "command_node");
     let proxy = FaultProxy::start(b.port, faults);

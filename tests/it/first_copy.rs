@@ -5,7 +5,8 @@
 
 use miniserde::json::{self, Value};
 
-use crate::delta::{FaultProxy, Faults, Server, connect, import, sync_until_done, total};
+use crate::delta::{FaultProxy, Faults, connect, import, sync_until_done, total};
+use crate::trust::Server;
 use crate::util::{count, field, http};
 
 /// Requests `server` answered on `route`, from its `/metrics`.
@@ -23,8 +24,8 @@ fn requests_on(server: &Server, route: &str) -> u64 {
 
 #[test]
 fn a_first_copy_streams_the_feed_resumes_after_cuts_and_hands_over() {
-    let a = Server::start("copy-a", &[]);
-    let b = Server::start("copy-b", &[]);
+    let a = Server::start("copy-a", &[], &[]);
+    let b = Server::start("copy-b", &[], &[]);
     import(&a, "a", 3000, "command_node");
     // Written at b before the copy: b holds far less than a, so it copies; these must
     // still reach a, and none of the copied records may go back.

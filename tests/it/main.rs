@@ -18,7 +18,9 @@ mod integrity;
 mod lattice;
 mod observe;
 mod pki;
+mod raw_http;
 mod restarts;
+mod routes;
 mod signatures;
 mod soak;
 #[cfg(feature = "tls")]

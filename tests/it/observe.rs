@@ -5,69 +5,41 @@
 //! and beacons never leave the loopback interface.
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use miniserde::json::Value;
 
-use crate::util::{Lattice, Run, TempDir, array, chromium, field, text};
+use crate::util::{Node, Reply, TempDir, array, chromium, field, http, text};
 
 /// How long a test waits for something that should take a moment.
 const WAIT: Duration = Duration::from_secs(15);
 
-/// A `serve` process on its own state dir, stopped on drop.
-struct ServeNode {
-    lattice: Lattice,
-    child: Child,
-    port: u16,
+/// A `serve` process on its own state dir, killed on drop: the tests' one launcher
+/// ([`Node`]) with what these tests ask of a node.
+struct ServeNode(Node);
+
+impl std::ops::Deref for ServeNode {
+    type Target = Node;
+
+    fn deref(&self) -> &Node {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ServeNode {
+    fn deref_mut(&mut self) -> &mut Node {
+        &mut self.0
+    }
 }
 
 impl ServeNode {
     /// Starts `serve --port 0 --bind 127.0.0.1` with `args`; discovery stays off unless
     /// `env` turns it on.
     fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> ServeNode {
-        let lattice = Lattice::new(name);
-        let mut command = lattice.command(&["serve", "--port", "0", "--bind", "127.0.0.1"]);
-        command
-            .args(args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(lattice.dir.path.join("serve.log")).unwrap(),
-            ));
-        let child = command.spawn().expect("start serve");
-        let server_file = lattice.data_dir().join("server.json");
-        let deadline = Instant::now() + WAIT;
-        let port = loop {
-            if let Ok(text) = std::fs::read_to_string(&server_file) {
-                if let Ok(Value::Object(object)) = miniserde::json::from_str::<Value>(&text) {
-                    if let Some(Value::Number(miniserde::json::Number::U64(port))) =
-                        object.get("port")
-                    {
-                        break *port as u16;
-                    }
-                }
-            }
-            assert!(Instant::now() < deadline, "serve did not start: {}", {
-                std::fs::read_to_string(lattice.dir.path.join("serve.log")).unwrap_or_default()
-            });
-            std::thread::sleep(Duration::from_millis(30));
-        };
-        ServeNode {
-            lattice,
-            child,
-            port,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        self.lattice.run(args)
+        ServeNode(Node::start_with(name, env, args))
     }
 
     fn discover(&self, extra: &[&str]) -> Value {
@@ -77,9 +49,9 @@ impl ServeNode {
     }
 
     fn info(&self) -> Value {
-        let (status, _, body) = http_get(self.port, "/federation/info");
-        assert_eq!(status, 200);
-        miniserde::json::from_str(&body).unwrap()
+        let reply = http_get(self.port, "/federation/info");
+        assert_eq!(reply.status, 200);
+        reply.json()
     }
 
     fn public_key(&self) -> String {
@@ -93,36 +65,6 @@ impl ServeNode {
 
     fn fingerprint(&self) -> String {
         text(field(&self.info(), "fingerprint")).to_owned()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.lattice.dir.path.join("serve.log")).unwrap_or_default()
-    }
-
-    /// Stops the server with SIGTERM and waits for it.
-    fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ServeNode {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -157,25 +99,15 @@ pub(crate) fn unicast(own: u16, other: u16) -> Vec<String> {
 
 const DISCOVERY_ON: &[(&str, &str)] = &[("FEDERATION_DISCOVERY", "true")];
 
-/// One plain HTTP/1.1 GET: status, head and body as text.
-fn http_get(port: u16, path: &str) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+/// One plain HTTP/1.1 GET to 127.0.0.1:`port`.
+fn http_get(port: u16, path: &str) -> Reply {
+    http(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        "GET",
+        path,
+        &[],
+        None,
     )
-    .unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    (status, head.to_ascii_lowercase(), body.to_owned())
 }
 
 /// Waits until `check` holds, or panics with `what`.
@@ -540,12 +472,13 @@ fn metrics_parse_with_the_prometheus_client_parser() {
     a.run(&["federation", "add-peer", &b.url()]).ok();
     b.trust(&a);
     a.run(&["federation", "sync"]).ok();
-    let (status, head, body) = http_get(a.port, "/metrics");
-    assert_eq!(status, 200);
-    assert!(
-        head.contains("content-type: text/plain; version=0.0.4"),
-        "{head}"
+    let reply = http_get(a.port, "/metrics");
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
     );
+    let body = reply.body;
     for expected in [
         "ark_lattice_syncs_total{result=\"success\"} 1",
         "ark_lattice_nodes_sent_total 1",
@@ -558,7 +491,7 @@ fn metrics_parse_with_the_prometheus_client_parser() {
     ] {
         assert!(body.contains(expected), "{expected} missing in\n{body}");
     }
-    let (_, _, b_metrics) = http_get(b.port, "/metrics");
+    let b_metrics = http_get(b.port, "/metrics").body;
     assert!(
         b_metrics.contains(
             "ark_lattice_http_requests_total{route=\"/federation/v2/push\",status=\"200\"} 1"
@@ -652,9 +585,13 @@ fn the_status_page_shows_the_peer_table_in_headless_chromium() {
     .ok();
     let _ = a.run(&["federation", "sync"]);
     // Without a browser: the page is HTML with the table, the drawing and the peer.
-    let (status, head, page) = http_get(a.port, "/");
-    assert_eq!(status, 200);
-    assert!(head.contains("content-type: text/html"), "{head}");
+    let reply = http_get(a.port, "/");
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let page = reply.body;
     for expected in [
         "id=\"peer-table\"",
         "<svg id=\"federation-map\"",

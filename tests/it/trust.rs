@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ark_lattice::model::{
@@ -16,51 +16,31 @@ use miniserde::json::{self, Value};
 
 use crate::util::{Lattice, array, count, field, shared_data, text};
 
-/// A `serve` process on 127.0.0.1, killed on drop.
-pub struct Server {
-    pub lattice: Lattice,
-    child: Child,
-    pub port: u16,
+/// A `serve` process on 127.0.0.1, killed on drop: the tests' one launcher
+/// ([`crate::util::Node`]) with what the trust tests ask of a node.
+pub struct Server(crate::util::Node);
+
+impl std::ops::Deref for Server {
+    type Target = crate::util::Node;
+
+    fn deref(&self) -> &crate::util::Node {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut crate::util::Node {
+        &mut self.0
+    }
 }
 
 impl Server {
     pub fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
-        Server::start_on(Lattice::new(name), args, env)
+        Server(crate::util::Node::start_with(name, env, args))
     }
 
     pub fn start_on(lattice: Lattice, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut full = vec!["serve", "--bind", "127.0.0.1"];
-        if !args.contains(&"--port") {
-            full.extend_from_slice(&["--port", "0"]);
-        }
-        full.extend_from_slice(args);
-        let mut command = lattice.command(&full);
-        command.stdout(Stdio::null()).stderr(Stdio::null());
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let child = command.spawn().expect("start serve");
-        let server_file = lattice.data_dir().join("server.json");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let port = loop {
-            if let Ok(bytes) = std::fs::read_to_string(&server_file) {
-                let info: Value = json::from_str(&bytes).unwrap();
-                if count(field(&info, "pid")) == u64::from(child.id()) {
-                    break count(field(&info, "port")) as u16;
-                }
-            }
-            assert!(Instant::now() < deadline, "serve did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Server {
-            lattice,
-            child,
-            port,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        Server(crate::util::Node::serve(lattice, env, args))
     }
 
     /// Adds a [`fake_peer`] on `port` as a peer, pinning its key.
@@ -74,10 +54,6 @@ impl Server {
                 &key.public_key().to_base64(),
             ])
             .ok();
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     pub fn status(&self) -> Value {
@@ -105,16 +81,20 @@ impl Server {
         let answer = run.json();
         array(field(&answer, "result"))[0].clone()
     }
-}
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub fn node_count(&self) -> u64 {
+        count(field(&self.lattice.stats(), "nodes"))
+    }
+
+    /// Kills the process and hands back its state dir.
+    pub fn stop(self) -> Lattice {
+        let Server(mut node) = self;
+        node.kill();
+        std::mem::replace(&mut node.lattice, Lattice::new("stopped"))
     }
 }
 
-/// A raw HTTP/1.1 request; returns status and body.
+/// A raw HTTP/1.1 request to 127.0.0.1:`port`; returns status and body.
 pub fn http(
     port: u16,
     method: &str,
@@ -122,29 +102,18 @@ pub fn http(
     body: &[u8],
     headers: &[(&str, String)],
 ) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let server = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let stream = TcpStream::connect(server).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    let reply = crate::raw_http::exchange(stream, server, method, path, &headers, body)
+        .unwrap_or_else(|error| panic!("{method} {path}: {error}"));
+    (reply.status, reply.body)
 }
 
 pub fn signed(

@@ -275,8 +275,8 @@ impl Node {
         Node::start_with(name, &[], &[])
     }
 
-    /// A node with extra environment for `serve` and extra `serve` flags (`--bind`
-    /// given here replaces the default 127.0.0.1).
+    /// A node with extra environment for `serve` and extra `serve` flags (`--bind` or
+    /// `--port` given here replace the defaults 127.0.0.1 and 0).
     pub fn start_with(name: &str, env: &[(&str, &str)], serve_args: &[&str]) -> Node {
         Node::serve(Lattice::new(name), env, serve_args)
     }
@@ -318,7 +318,10 @@ impl Node {
             .append(true)
             .open(self.log_path())
             .expect("open the server log");
-        let mut args = vec!["serve", "--port", "0"];
+        let mut args = vec!["serve"];
+        if !self.serve_args.iter().any(|arg| arg == "--port") {
+            args.extend(["--port", "0"]);
+        }
         if !self.serve_args.iter().any(|arg| arg == "--bind") {
             args.extend(["--bind", "127.0.0.1"]);
         }
@@ -381,6 +384,28 @@ impl Node {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Stops the server gracefully (SIGTERM) and waits for it, bounded; kill -9 if it
+    /// has not exited by then.
+    pub fn stop(&mut self) {
+        let Some(child) = &mut self.child else {
+            return;
+        };
+        if let Ok(None) = child.try_wait() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + START_WAIT;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.kill();
     }
 
     /// Starts the server again on the same state dir (on a new port).
@@ -446,29 +471,11 @@ impl Drop for Node {
     }
 }
 
-/// An HTTP answer read by [`http`].
-pub struct Reply {
-    pub status: u16,
-    /// Header names in lowercase.
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl Reply {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-    }
-
-    pub fn json(&self) -> Value {
-        json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body))
-    }
-}
+pub use crate::raw_http::Reply;
 
 /// One HTTP/1.1 request on a fresh connection (`Connection: close`, no gzip), for
-/// checking the wire by hand. Bounded by a 10 s timeout.
+/// checking the wire by hand; a body goes as `application/json`. Bounded by a 10 s
+/// timeout.
 pub fn http(
     address: SocketAddr,
     method: &str,
@@ -476,73 +483,89 @@ pub fn http(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> Reply {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))
+    let stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))
         .unwrap_or_else(|error| panic!("connect to {address}: {error}"));
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let mut request =
-        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
+    let mut all_headers = headers.to_vec();
+    if body.is_some() {
+        all_headers.push(("Content-Type", "application/json"));
     }
-    if let Some(body) = body {
-        request.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
+    let body = body.unwrap_or("").as_bytes();
+    crate::raw_http::exchange(stream, address, method, path, &all_headers, body)
+        .unwrap_or_else(|error| panic!("{method} {path}: {error}"))
+}
+
+/// A peer that answers every request with an empty answer of `status` (or closes the
+/// connection without answering, for `None`), and notes when each sync began (its
+/// `GET /federation/info`). Stopped on drop.
+pub struct CannedPeer {
+    pub port: u16,
+    info_requests: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CannedPeer {
+    pub fn start(status: Option<&'static str>) -> CannedPeer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let info_requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (noted, stopped) = (info_requests.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut head = Vec::new();
+                let mut buffer = [0; 4096];
+                while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+                    match stream.read(&mut buffer) {
+                        Ok(0) | Err(_) => break,
+                        Ok(read) => head.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                if head.starts_with(b"GET /federation/info ") {
+                    noted.lock().unwrap().push(Instant::now());
+                }
+                if let Some(status) = status {
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                }
+            }
+        });
+        CannedPeer {
+            port,
+            info_requests,
+            stop,
+            thread: Some(thread),
+        }
     }
-    request.push_str("\r\n");
-    request.push_str(body.unwrap_or(""));
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .unwrap_or_else(|error| panic!("read the answer to {method} {path}: {error}"));
-    let split = raw
-        .windows(4)
-        .position(|window| window == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&raw)));
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|line| line.split(' ').nth(1))
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"));
-    if chunked {
-        body = dechunk(&body);
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
-    Reply {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
+
+    /// When each `GET /federation/info` arrived.
+    pub fn attempts(&self) -> Vec<Instant> {
+        self.info_requests.lock().unwrap().clone()
     }
 }
 
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    loop {
-        let Some(line_end) = raw.windows(2).position(|window| window == b"\r\n") else {
-            return body;
-        };
-        let size_text = String::from_utf8_lossy(&raw[..line_end]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
-            .unwrap_or_else(|_| panic!("bad chunk size {size_text:?}"));
-        if size == 0 {
-            return body;
+impl Drop for CannedPeer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept loop so it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
-        let start = line_end + 2;
-        body.extend_from_slice(&raw[start..start + size]);
-        raw = &raw[start + size + 2..];
     }
 }
 

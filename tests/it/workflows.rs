@@ -5,7 +5,7 @@
 use miniserde::json;
 
 use crate::trust::Server;
-use crate::util::{array, count, field, text};
+use crate::util::{CannedPeer, array, count, field, text};
 
 #[test]
 fn a_one_sided_add_peer_says_which_node_must_accept_and_how() {
@@ -22,6 +22,8 @@ fn a_one_sided_add_peer_says_which_node_must_accept_and_how() {
     ] {
         assert!(error.contains(&expected), "{expected:?} missing: {error}");
     }
+    // A refusal waits for the next round rather than backing off from seconds.
+    assert_eq!(text(field(&result, "failureKind")), "refused");
     // Running the command there, as printed, is all it takes.
     b.lattice.run(&["trust", "accept", &a_fingerprint]).ok();
     let result = a.sync();
@@ -107,4 +109,41 @@ fn one_node_under_two_names_is_one_peer() {
         .ok()
         .json();
     assert_eq!(count(field(&peers, "count")), 1);
+}
+
+/// Issue 15: a failed sync says what kind of failure it was (no answer, a refusal, a
+/// failing peer), which is what its retry waits by.
+#[test]
+fn a_failed_sync_says_what_kind_of_failure_it_was() {
+    fn check(peer_url: &str, expected: &str) {
+        let a = Server::start("failure-kind", &[], &[]);
+        a.lattice
+            .run(&[
+                "federation",
+                "add-peer",
+                peer_url,
+                "--pubkey",
+                &crate::util::spare_key(),
+            ])
+            .ok();
+        let result = a.sync();
+        assert_eq!(
+            text(field(&result, "failureKind")),
+            expected,
+            "{peer_url}: {}",
+            json::to_string(&result)
+        );
+    }
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    check(&format!("http://127.0.0.1:{closed}"), "unreachable");
+    let failing = CannedPeer::start(Some("503 Service Unavailable"));
+    check(&failing.url(), "peer_failing");
+    let overloaded = CannedPeer::start(Some("429 Too Many Requests"));
+    check(&overloaded.url(), "peer_failing");
+    let refusing = CannedPeer::start(Some("401 Unauthorized"));
+    check(&refusing.url(), "refused");
 }

@@ -1,0 +1,151 @@
+//! [`SyncError`]: why a sync with a peer stopped, typed by what the caller does next:
+//! start over (`Restart`), or back off by [`FailureKind`] (`sync::engine::retry_delay`).
+
+use std::fmt;
+
+use super::engine::FailureKind;
+use crate::http::ClientError;
+use crate::protocol::WireError;
+use crate::store::StoreError;
+
+/// Why a sync stopped.
+#[derive(Debug)]
+pub(super) enum SyncError {
+    Store(StoreError),
+    /// A request to the peer got no answer (or the URL cannot be asked at all).
+    Unanswered(ClientError),
+    /// The peer answered with a status this sync cannot go on from. `request` is the
+    /// method and URL; `detail` the start of the answer, if it said anything.
+    Status {
+        request: String,
+        status: u16,
+        detail: String,
+    },
+    /// The peer's answer cannot be used: malformed, another key than its id, a promise
+    /// it broke; or this node cannot go on (too many records held).
+    Invalid(String),
+    /// The peer is not the store our checkpoint belongs to (another instance or a new
+    /// store epoch): start over with `/federation/info`.
+    Restart(String),
+    /// Something below the sync panicked; the message is the panic's.
+    Panicked(String),
+}
+
+impl SyncError {
+    /// What kind of failure this is, for the retry policy.
+    pub(super) fn kind(&self) -> FailureKind {
+        match self {
+            SyncError::Unanswered(error) => match error {
+                ClientError::Resolve { .. }
+                | ClientError::Connect { .. }
+                | ClientError::ConnectTimeout { .. }
+                | ClientError::Timeout { .. }
+                | ClientError::ConnectionLost { .. } => FailureKind::Unreachable,
+                ClientError::Tls { .. } => FailureKind::Refused,
+                ClientError::Url(_)
+                | ClientError::InvalidRequest { .. }
+                | ClientError::MalformedResponse { .. }
+                | ClientError::BodyTooLarge { .. }
+                | ClientError::BadGzip { .. } => FailureKind::Other,
+            },
+            SyncError::Status { status, .. } => FailureKind::of_status(*status),
+            SyncError::Store(_)
+            | SyncError::Invalid(_)
+            | SyncError::Restart(_)
+            | SyncError::Panicked(_) => FailureKind::Other,
+        }
+    }
+}
+
+impl From<StoreError> for SyncError {
+    fn from(error: StoreError) -> SyncError {
+        SyncError::Store(error)
+    }
+}
+
+impl From<WireError> for SyncError {
+    fn from(error: WireError) -> SyncError {
+        SyncError::Invalid(error.0)
+    }
+}
+
+impl From<ClientError> for SyncError {
+    fn from(error: ClientError) -> SyncError {
+        SyncError::Unanswered(error)
+    }
+}
+
+impl fmt::Display for SyncError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SyncError::Store(error) => error.fmt(f),
+            SyncError::Unanswered(error) => error.fmt(f),
+            SyncError::Status {
+                request,
+                status,
+                detail,
+            } if detail.is_empty() => write!(f, "{request} answered {status}"),
+            SyncError::Status {
+                request,
+                status,
+                detail,
+            } => write!(f, "{request} answered {status}: {detail}"),
+            SyncError::Invalid(message) | SyncError::Restart(message) => f.write_str(message),
+            SyncError::Panicked(message) => write!(
+                f,
+                "internal error during the sync ({message}); if it was the store, `ark-lattice verify` names the damage"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn sync_errors_know_their_kind() {
+        fn check(error: SyncError, expected: FailureKind) {
+            assert_eq!(error.kind(), expected, "{error}");
+        }
+        let url = || "http://10.0.0.5:9000/federation/info".to_owned();
+        check(
+            SyncError::Unanswered(ClientError::Timeout {
+                url: url(),
+                timeout: Duration::from_secs(30),
+            }),
+            FailureKind::Unreachable,
+        );
+        check(
+            SyncError::Unanswered(ClientError::Connect {
+                url: url(),
+                source: std::io::ErrorKind::ConnectionRefused.into(),
+            }),
+            FailureKind::Unreachable,
+        );
+        check(
+            SyncError::Unanswered(ClientError::ConnectionLost {
+                url: url(),
+                detail: "reset".into(),
+            }),
+            FailureKind::Unreachable,
+        );
+        let status = |status| SyncError::Status {
+            request: format!("GET {}", url()),
+            status,
+            detail: String::new(),
+        };
+        check(status(401), FailureKind::Refused);
+        check(status(403), FailureKind::Refused);
+        check(status(500), FailureKind::PeerFailing);
+        check(status(503), FailureKind::PeerFailing);
+        check(status(429), FailureKind::PeerFailing);
+        check(status(400), FailureKind::Other);
+        check(SyncError::Invalid("not JSON".into()), FailureKind::Other);
+        assert_eq!(
+            status(503).to_string(),
+            "GET http://10.0.0.5:9000/federation/info answered 503"
+        );
+    }
+}
