@@ -190,6 +190,9 @@ pub(crate) struct Activity {
     /// Since when the connection has had no request in flight: it is waiting for a
     /// request head (from accept, or from the end of the last response).
     waiting_since: Cell<Instant>,
+    /// Its request is a long-poll waiting for news, counted apart from the request
+    /// connections (see `admission`).
+    parked: Cell<bool>,
 }
 
 impl Activity {
@@ -199,7 +202,16 @@ impl Activity {
             last_active: Cell::new(now),
             in_flight: Cell::new(0),
             waiting_since: Cell::new(now),
+            parked: Cell::new(false),
         })
+    }
+
+    pub(crate) fn is_parked(&self) -> bool {
+        self.parked.get()
+    }
+
+    pub(crate) fn set_parked(&self, parked: bool) {
+        self.parked.set(parked);
     }
 
     pub(crate) fn touch(&self) {

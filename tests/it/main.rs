@@ -15,6 +15,7 @@ mod hostile;
 mod hostile_input;
 mod integrity;
 mod lattice;
+mod long_polls;
 mod observe;
 mod pki;
 mod restarts;
