@@ -103,3 +103,41 @@ fn long_polls_beyond_the_connection_caps_are_held_while_requests_are_answered() 
         .count();
     assert_eq!(delivered, 340, "long-polls that received the write");
 }
+
+/// Runs `node`'s `get ID` until it succeeds; how long that took, or `None` by `within`.
+fn arrival(node: &Node, id: &str, within: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if node.run(&["get", id]).code == 0 {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+#[test]
+fn a_watching_spoke_pushes_its_own_write_without_waiting_for_its_long_poll() {
+    let hub = Node::start("watch-push-hub");
+    let spoke = Node::start_with("watch-push-spoke", &[], &["--watch"]);
+    hub.trust(&spoke);
+    spoke.trust(&hub);
+    spoke.add_peer(&hub.url());
+    hub.run(&["add", "--id", "from-hub", "--type", "t", "--value", "v"])
+        .ok();
+    // The watcher starts within its 5-second scan of the peer list, then holds a
+    // long-poll at the hub (20 s) once it has the hub's record.
+    assert!(
+        arrival(&spoke, "from-hub", Duration::from_secs(20)).is_some(),
+        "the spoke's watcher never synced"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    spoke
+        .run(&["add", "--id", "from-spoke", "--type", "t", "--value", "v"])
+        .ok();
+    let took = arrival(&hub, "from-spoke", Duration::from_secs(15));
+    assert!(
+        took.is_some_and(|took| took < Duration::from_secs(8)),
+        "the spoke's write reached the hub after {took:?}, not before its long-poll ended"
+    );
+}
