@@ -6,7 +6,13 @@
 //! Reproduce: `cargo bench --bench hub` (part of `make bench`). `ARK_BENCH_BINARY=PATH`
 //! measures another build; `ARK_BENCH_HUB_SPOKES` (1000) spokes, `ARK_BENCH_HUB_CHANGES`
 //! (20) changes timed, `ARK_BENCH_HUB_RECORDS` (1000) records pushed for the capacity,
-//! `ARK_BENCH_HUB_ONLY` (`hub`, `mesh`) one part only.
+//! `ARK_BENCH_HUB_ONLY` (`hub`, `mesh`, `defaults`) one part only;
+//! `ARK_BENCH_HUB_DEFAULT_SAMPLES` (3) changes timed at the default interval.
+//!
+//! `defaults` is the guide's Scenario 2 with real nodes: a hub and two spokes
+//! (`FEDERATION_MODE=hub`, `FEDERATION_HUB_URL`), auto-sync on at the default interval
+//! (60 s, ±10%), and again with the spokes' `--watch`; a change written on one spoke
+//! is timed until the other spoke's CLI reads it.
 //!
 //! # Implementation
 //!
@@ -70,6 +76,11 @@ fn main() {
     }
     if only.is_empty() || only == "mesh" {
         mesh(spokes, changes);
+    }
+    if only.is_empty() || only == "defaults" {
+        let samples = env_number("ARK_BENCH_HUB_DEFAULT_SAMPLES", 3).max(1) as usize;
+        scenario_two(false, samples);
+        scenario_two(true, 20);
     }
 }
 
@@ -728,16 +739,21 @@ async fn idle_syncs(spokes: &[Spoke], hub: &Hub, seq: u64) -> IdleSyncs {
         bytes = answer.wire_bytes;
     }
     let (single_millis, _, _) = percentiles(times);
-    let per_connection = 1500;
-    let mut loads: Vec<(Async<TcpStream>, Vec<Vec<u8>>)> = spokes
+    // Signed first, then connected: a connection left idle for 5 s is closed.
+    let per_connection = 400;
+    let signed: Vec<Vec<Vec<u8>>> = spokes
         .iter()
         .take(IDLE_CONNECTIONS)
         .map(|spoke| {
-            let requests = (0..per_connection)
+            (0..per_connection)
                 .map(|_| signed_request(spoke, hub, "GET", &path, b""))
-                .collect();
-            (connect(spoke, hub), requests)
+                .collect()
         })
+        .collect();
+    let mut loads: Vec<(Async<TcpStream>, Vec<Vec<u8>>)> = spokes
+        .iter()
+        .zip(signed)
+        .map(|(spoke, requests)| (connect(spoke, hub), requests))
         .collect();
     let answered = Rc::new(Cell::new(0u64));
     let started = Instant::now();
@@ -886,4 +902,79 @@ fn mesh(spoke_count: usize, changes: usize) {
     }
     println!("reproduce: ARK_BENCH_HUB_ONLY=mesh cargo bench --bench hub");
     let _ = &hubs[0].public_key;
+}
+
+/// The guide's Scenario 2 with real nodes: a change written on spoke 1 (through its
+/// CLI) timed until spoke 2's CLI reads it; auto-sync on at the default interval, or
+/// with the spokes watching (`FEDERATION_WATCH`). Between changes a random pause of up
+/// to one interval, so the writes fall anywhere in the spokes' cycles.
+fn scenario_two(watch: bool, samples: usize) {
+    let work = TempDir::new(if watch { "scenario-2-watch" } else { "scenario-2" });
+    let hub_dir = work.path.join("hub");
+    let spoke_dirs = [work.path.join("spoke-1"), work.path.join("spoke-2")];
+    prepare_hub(&hub_dir);
+    for dir in &spoke_dirs {
+        prepare_hub(dir);
+        support::trust_each_other(&hub_dir, dir);
+    }
+    let mut env = vec![("FEDERATION_MODE", "hub"), ("FEDERATION_AUTO_SYNC", "true")];
+    let hub = Server::start_quiet(&hub_dir, &env);
+    let hub_url = hub.url();
+    env.push(("FEDERATION_HUB_URL", &hub_url));
+    if watch {
+        env.push(("FEDERATION_WATCH", "true"));
+    }
+    let spokes: Vec<Server> = spoke_dirs
+        .iter()
+        .map(|dir| Server::start_quiet(dir, &env))
+        .collect();
+    let arrival = |id: &str, within: Duration| -> Option<Duration> {
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if support::cli_status(&spoke_dirs[1], &["get", id]) == 0 {
+                return Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(if watch { 5 } else { 200 }));
+        }
+        None
+    };
+    // The sync at start, then (watching) the watchers' scan of the peer list.
+    cli(&spoke_dirs[0], &["add", "--id", "warm-up", "--type", "t", "--value", "v"]);
+    let warm_up = arrival("warm-up", Duration::from_secs(400));
+    let interval = Duration::from_secs(60);
+    let mut times = Vec::new();
+    for sample in 0..samples {
+        let pause = if watch {
+            Duration::from_millis(50 + fastrand::u64(0..200))
+        } else {
+            interval.mul_f64(fastrand::f64())
+        };
+        std::thread::sleep(pause);
+        let id = format!("change-{sample}");
+        let started = Instant::now();
+        cli(&spoke_dirs[0], &["add", "--id", &id, "--type", "t", "--value", "v"]);
+        match arrival(&id, Duration::from_secs(400)) {
+            Some(_) => times.push(started.elapsed()),
+            None => println!("  {id} had not arrived after 400 s"),
+        }
+    }
+    let (p50, _, max) = percentiles(times.clone());
+    let min = times.iter().min().map_or(f64::NAN, |min| min.as_secs_f64() * 1000.0);
+    println!();
+    println!(
+        "the guide's Scenario 2 (a hub, two spokes, FEDERATION_MODE=hub, auto-sync on at the default 60 s interval{}): a change written on spoke 1 until spoke 2 reads it, {} changes",
+        if watch { ", spokes watching" } else { "" },
+        times.len()
+    );
+    println!(
+        "  first change after start (sync at start{}): {}",
+        if watch { ", the watchers' scan" } else { "" },
+        warm_up.map_or("none within 400 s".to_owned(), |took| format!("{:.1} s", took.as_secs_f64()))
+    );
+    println!(
+        "  median {p50:.0} ms, min {min:.0} ms, max {max:.0} ms (the CLI's write and read included; issue #13 reference: 309 s at the defaults, --watch 15 ms)"
+    );
+    println!("reproduce: ARK_BENCH_HUB_ONLY=defaults cargo bench --bench hub");
+    drop(spokes);
+    drop(hub);
 }
