@@ -515,7 +515,7 @@ fn timed_sync(port: u16, peer_url: &str) -> Duration {
     stream.read_to_string(&mut answer).expect("read");
     let elapsed = started.elapsed();
     assert!(
-        answer.starts_with("HTTP/1.1 200") && answer.contains("\"success\":true"),
+        answer.starts_with("HTTP/1.1 200") && answer.contains("\"status\":\"synced\""),
         "sync: {answer}"
     );
     elapsed
