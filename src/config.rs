@@ -125,6 +125,11 @@ pub const PENDING_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 /// `/discover` stays under `MAX_REGISTRATIONS × MAX_REGISTRATION_BYTES` (2 MiB).
 pub const MAX_REGISTRATIONS: usize = 512;
 pub const MAX_REGISTRATION_BYTES: usize = 4096;
+/// The held table's bounds (`sync::held_room`; `ARK_MAX_HELD_RECORDS`,
+/// `ARK_MAX_HELD_MB`): records received but held back (author not trusted yet, clock
+/// ahead). Beyond either, the oldest are dropped and fetched again once there is room.
+pub const DEFAULT_MAX_HELD_RECORDS: usize = 100_000;
+pub const DEFAULT_MAX_HELD_MB: u64 = 64;
 
 /// ARK's federation modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -342,6 +347,9 @@ pub struct FederationConfig {
     /// Bandwidth caps in bytes per second (`--max-send-rate`, `--max-recv-rate`).
     pub max_send_rate: Option<u64>,
     pub max_recv_rate: Option<u64>,
+    /// The held table's bounds: records, bytes (`sync::held_room`).
+    pub max_held_records: usize,
+    pub max_held_bytes: usize,
 }
 
 impl Config {
@@ -573,6 +581,19 @@ impl FederationConfig {
         };
         let max_send_rate = rate(flags.max_send_rate, "FEDERATION_MAX_SEND_RATE")?;
         let max_recv_rate = rate(flags.max_recv_rate, "FEDERATION_MAX_RECV_RATE")?;
+        let held_bound = |name: &str, default: u64| match env(name) {
+            None => Ok(default),
+            Some(text) => text
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|value| (1..=1_000_000_000).contains(value))
+                .ok_or_else(|| invalid(name, &text, "a whole number from 1 to 1000000000")),
+        };
+        let max_held_records =
+            held_bound("ARK_MAX_HELD_RECORDS", DEFAULT_MAX_HELD_RECORDS as u64)? as usize;
+        let max_held_bytes = (held_bound("ARK_MAX_HELD_MB", DEFAULT_MAX_HELD_MB)? as usize)
+            .saturating_mul(1024 * 1024);
         let peer_ttl = flags.peer_ttl.unwrap_or(DEFAULT_PEER_TTL_SECS);
         if peer_ttl == 0 {
             return Err(Error::Config("--peer-ttl must be at least 1 second".into()));
@@ -608,6 +629,8 @@ impl FederationConfig {
             watch,
             max_send_rate,
             max_recv_rate,
+            max_held_records,
+            max_held_bytes,
             bind,
             port,
             port_fallback: flags.port_fallback,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use super::beacon::{Beacon, Verification};
+use crate::protocol::CAPABILITY_HTTPS;
 
 /// One peer heard by beacon.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +82,11 @@ impl LanPeers {
                 ));
             }
         }
-        let url = format!("http://{}:{}", source.ip(), beacon.port);
+        let secure = beacon
+            .capabilities
+            .iter()
+            .any(|capability| capability == CAPABILITY_HTTPS);
+        let url = crate::http::node_base_url(secure, source.ip(), beacon.port);
         let first_seen = self.peers.get(&beacon.peer_id).map(|peer| peer.first_seen);
         if first_seen.is_none() && self.peers.len() >= self.max_peers {
             self.make_room();
@@ -191,6 +196,18 @@ mod tests {
             peers.hear(beacon, &Verification::Signed, source(), 6_000),
             Heard::New
         );
+    }
+
+    #[test]
+    fn a_beacon_of_a_node_serving_https_gives_an_https_url() {
+        let mut peers = LanPeers::new(16);
+        let key = KeyPair::from_seed([4; 32]).unwrap();
+        let beacon = Beacon::signed(&key, "hub", "10.0.0.2", 9443, &[CAPABILITY_HTTPS], 1);
+        peers.hear(beacon, &Verification::Signed, source(), 1);
+        peers.hear(signed(1, 9000), &Verification::Signed, source(), 1);
+        let mut urls: Vec<String> = peers.list().into_iter().map(|peer| peer.url).collect();
+        urls.sort();
+        assert_eq!(urls, ["http://10.0.0.2:9000", "https://10.0.0.2:9443"]);
     }
 
     #[test]

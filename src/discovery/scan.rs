@@ -4,14 +4,14 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
 use futures_lite::future;
 
-use crate::http::{ClientConfig, ClientRequest, HttpClient};
+use crate::http::{ClientConfig, ClientError, ClientRequest, HttpClient, node_base_url};
 use crate::protocol::{InstanceInfo, parse_object};
 use crate::trust::PublicKey;
 
@@ -132,13 +132,25 @@ pub async fn scan(
                 return;
             };
             next.set(index + 1);
-            let url = format!("http://{host}:{port}");
-            let request = ClientRequest::get(&format!("{url}/federation/info"));
-            if let Ok(response) = client.send(request).await {
-                if response.status == 200 {
-                    if let Some(hit) = read_info(&url, &response.body) {
-                        hits.borrow_mut().push((index, hit));
+            // A node serving HTTPS (`serve --tls-cert`) drops a plain request at once;
+            // only then is it asked again over TLS, so a host that answers nothing
+            // costs one attempt.
+            for secure in [false, true] {
+                let url = node_base_url(secure, IpAddr::V4(*host), port);
+                let request = ClientRequest::get(&format!("{url}/federation/info"));
+                match client.send(request).await {
+                    Ok(response) => {
+                        if response.status == 200 {
+                            if let Some(hit) = read_info(&url, &response.body) {
+                                hits.borrow_mut().push((index, hit));
+                            }
+                        }
+                        break;
                     }
+                    Err(
+                        ClientError::ConnectionLost { .. } | ClientError::MalformedResponse { .. },
+                    ) => {}
+                    Err(_) => break,
                 }
             }
         }

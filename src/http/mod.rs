@@ -26,5 +26,5 @@ pub use server::{ServerLimits, is_loopback, serve, serve_streams};
 pub use stream::{MaybeTls, Secured, Transport};
 #[cfg(feature = "tls")]
 pub use tls::{Fingerprint, PeerTrust, ServerTls, TlsError};
-pub use url::{PeerUrl, UrlError, UrlProblem};
-pub use wire::WireStats;
+pub use url::{PeerUrl, UrlError, UrlProblem, node_base_url};
+pub use wire::{CountingStream, WireStats};

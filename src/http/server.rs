@@ -231,7 +231,7 @@ pub async fn serve_streams<H, F, P, PF, S>(
 where
     H: Fn(Request) -> F + 'static,
     F: Future<Output = Response> + 'static,
-    P: Fn(TcpStream) -> PF + 'static,
+    P: Fn(CountingStream<TcpStream>) -> PF + 'static,
     PF: Future<Output = io::Result<S>> + 'static,
     S: AsyncRead + AsyncWrite + Secured + Unpin + 'static,
 {
@@ -292,7 +292,15 @@ where
             closed,
             _admission: admission,
         };
-        let prepared = prepare(stream);
+        // Counted below whatever `prepare` puts on it (TLS), so the figures are the
+        // bytes on the wire, as the client's are.
+        let counted = CountingStream::new(stream, Rc::clone(&stats), None);
+        let counted = if limits.uncapped_loopback && is_loopback(&remote_addr) {
+            counted.uncapped()
+        } else {
+            counted
+        };
+        let prepared = prepare(counted);
         executor
             .spawn(connection.run(prepared, Rc::clone(&handler)))
             .detach();
@@ -383,12 +391,8 @@ impl Connection {
     {
         let secure = stream.is_secure();
         let activity = Rc::clone(&self.activity);
-        let io = CountingStream::new(stream, Rc::clone(&self.stats), Some(Rc::clone(&activity)));
-        let io = if self.limits.uncapped_loopback && is_loopback(&self.remote_addr) {
-            io.uncapped()
-        } else {
-            io
-        };
+        let io =
+            CountingStream::activity_only(stream, Rc::clone(&self.stats), Rc::clone(&activity));
         let exchange = Rc::new(Exchange {
             limits: self.limits,
             stats: Rc::clone(&self.stats),

@@ -1,9 +1,8 @@
 //! The stream hyper reads and writes: a plain TCP stream or TLS over one, so the server's
-//! accept logic and the client's pool hold one type either way. On the client the byte
+//! accept logic and the client's pool hold one type either way. On both sides the byte
 //! counters sit below TLS (`MaybeTls<CountingStream<TcpStream>>`) and count what crosses
-//! the wire; the server counts above it (`CountingStream<MaybeTls<TcpStream>>`, since
-//! `serve_streams` wraps what `prepare` returns), so its figures leave out handshakes
-//! and record overhead. Certificates are left to `tls`.
+//! the wire, handshakes and record overhead included, so a client's bytes sent are the
+//! server's bytes received. Certificates are left to `tls`.
 
 use std::io;
 use std::pin::Pin;
@@ -33,6 +32,12 @@ pub trait Secured {
 impl Secured for smol::net::TcpStream {
     fn is_secure(&self) -> bool {
         false
+    }
+}
+
+impl<S: Secured> Secured for super::wire::CountingStream<S> {
+    fn is_secure(&self) -> bool {
+        self.get_ref().is_secure()
     }
 }
 

@@ -6,7 +6,18 @@
 //! failing at connect time.
 
 use std::fmt;
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv6Addr};
+
+/// The base URL of a node heard at `ip` serving on `port`, `https://` when it serves
+/// HTTPS: how beacons, scans and the hub's registry name a node (issue 14: a node with
+/// `--tls-cert` answers TLS only, so an `http://` URL for it never works).
+pub fn node_base_url(secure: bool, ip: IpAddr, port: u16) -> String {
+    let scheme = if secure { "https" } else { "http" };
+    match ip.to_canonical() {
+        IpAddr::V6(ip) => format!("{scheme}://[{ip}]:{port}"),
+        IpAddr::V4(ip) => format!("{scheme}://{ip}:{port}"),
+    }
+}
 
 /// A parsed `http://` or `https://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,6 +285,15 @@ mod tests {
             assert!(message.contains("without TLS"), "{message}");
         }
         assert!(!PeerUrl::parse("http://a/").unwrap().is_secure());
+        let v4: IpAddr = "10.0.0.2".parse().unwrap();
+        let mapped: IpAddr = "::ffff:10.0.0.2".parse().unwrap();
+        let v6: IpAddr = "fe80::1".parse().unwrap();
+        assert_eq!(node_base_url(false, v4, 9000), "http://10.0.0.2:9000");
+        assert_eq!(node_base_url(true, mapped, 9000), "https://10.0.0.2:9000");
+        assert_eq!(node_base_url(true, v6, 443), "https://[fe80::1]:443");
+        for url in [node_base_url(true, v4, 1), node_base_url(true, v6, 1)] {
+            assert!(PeerUrl::parse(&url).unwrap().is_secure(), "{url}");
+        }
     }
 
     #[test]

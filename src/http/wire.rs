@@ -1,8 +1,9 @@
 //! Byte and request counters for the wire, and the stream wrapper that feeds them.
 //!
 //! Both the server and the client wrap every TCP stream in [`CountingStream`] before
-//! handing it to hyper, so the counts include request lines, headers and chunk framing,
-//! which is what a benchmark or `/metrics` wants to report as "bytes on the wire".
+//! TLS and hyper see it, so the counts include request lines, headers, chunk framing
+//! and, over HTTPS, handshakes and TLS records: what a benchmark or `/metrics` wants to
+//! report as "bytes on the wire".
 //! Reporting the figures is left to the callers.
 
 use std::cell::Cell;
@@ -51,12 +52,12 @@ impl WireStats {
         })
     }
 
-    /// Bytes read from sockets, HTTP framing included.
+    /// Bytes read from sockets: HTTP framing and, over HTTPS, TLS records included.
     pub fn bytes_received(&self) -> u64 {
         self.bytes_received.get()
     }
 
-    /// Bytes written to sockets, HTTP framing included.
+    /// Bytes written to sockets: HTTP framing and, over HTTPS, TLS records included.
     pub fn bytes_sent(&self) -> u64 {
         self.bytes_sent.get()
     }
@@ -255,13 +256,17 @@ impl Drop for InFlight {
     }
 }
 
-/// A byte stream that adds what passes through it to a [`WireStats`], and optionally
-/// records the time of the last transfer in an [`Activity`].
+/// A byte stream that adds what passes through it to a [`WireStats`] and holds it to
+/// the bandwidth caps, and optionally records the time of the last transfer in an
+/// [`Activity`]. Client and server both put it right on the TCP stream, below TLS, so
+/// both count the bytes on the wire, handshakes and TLS records included (issue 14).
 #[derive(Debug)]
-pub(crate) struct CountingStream<S> {
+pub struct CountingStream<S> {
     inner: S,
     stats: Rc<WireStats>,
     activity: Option<Rc<Activity>>,
+    /// Whether the bytes are added to `stats` (off for a stream above one that counts).
+    counted: bool,
     /// Whether the process's bandwidth caps apply to this stream.
     capped: bool,
     read_timer: Option<Timer>,
@@ -274,10 +279,27 @@ impl<S> CountingStream<S> {
             inner,
             stats,
             activity,
+            counted: true,
             capped: true,
             read_timer: None,
             write_timer: None,
         }
+    }
+
+    /// Records activity only: above TLS, over a stream that already counts and caps
+    /// the wire bytes, it tells when the HTTP exchange last moved (a handshake is not
+    /// activity of the exchange).
+    pub(crate) fn activity_only(inner: S, stats: Rc<WireStats>, activity: Rc<Activity>) -> Self {
+        CountingStream {
+            counted: false,
+            capped: false,
+            ..CountingStream::new(inner, stats, Some(activity))
+        }
+    }
+
+    /// The stream it wraps.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
     }
 
     /// Counts the bytes but leaves the bandwidth caps out: for callers on this machine,
@@ -289,7 +311,9 @@ impl<S> CountingStream<S> {
 
     fn record(&self, counter: &Cell<u64>, byte_count: usize) {
         if byte_count > 0 {
-            counter.set(counter.get() + byte_count as u64);
+            if self.counted {
+                counter.set(counter.get() + byte_count as u64);
+            }
             if let Some(activity) = &self.activity {
                 activity.touch();
             }

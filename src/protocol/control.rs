@@ -20,8 +20,8 @@ pub struct LatticeStatus {
     /// `GET /api/v2/federation/peers`, as is.
     pub peer_list: Object,
     pub clock_warning: Option<String>,
-    /// Records held back, by reason (`untrusted_author`, `clock_ahead`): see
-    /// `sync::held`.
+    /// Records held back, by reason (`untrusted_author`, `clock_ahead`,
+    /// `held_table_full`): see `sync::held`.
     pub held: Vec<(String, u64)>,
     /// What is held and what to run, one line per cause.
     pub held_messages: Vec<String>,

@@ -30,3 +30,9 @@ pub const PROTOCOL_V2: &str = "ark-lattice-v2";
 /// Set reconciliation (`/federation/v2/reconcile` and `fetch`) and the long-poll and
 /// type filter on the changes feed. A v2 peer without it is synced by the feed alone.
 pub const PROTOCOL_RECONCILE: &str = "ark-lattice-reconcile-v1";
+/// A beacon capability: the sender serves HTTPS (`serve --tls-cert`), so it is reached
+/// at `https://` (issue 14). ARK's beacons never carry it and mean plain HTTP.
+pub const CAPABILITY_HTTPS: &str = "https";
+/// The manifest field a spoke serving HTTPS sends to the hub's `POST /manifest`, with
+/// the value `https`; ARK's manifests have no such field and mean plain HTTP.
+pub const MANIFEST_LISTEN_SCHEME: &str = "listen_scheme";

@@ -101,7 +101,11 @@ impl App {
             config.federation.trust,
             config.federation.max_clock_skew.as_millis() as u64,
             config.verbose,
-        );
+        )
+        .with_held_limits(crate::sync::HeldLimits {
+            records: config.federation.max_held_records,
+            bytes: config.federation.max_held_bytes,
+        });
         let events = EventBus::new(key.public_key().instance_id().to_hex(), config.verbose);
         let (auto_sync, sync_interval_ms) = syncer.auto_sync_setting()?.unwrap_or((
             config.federation.auto_sync,
@@ -136,6 +140,12 @@ impl App {
 
     pub fn instance_id_hex(&self) -> String {
         self.syncer.instance_id.to_hex()
+    }
+
+    /// Whether this node serves HTTPS (`serve --tls-cert`), so the URLs it advertises
+    /// (beacons, hub registration) and links are `https://`.
+    pub fn serves_https(&self) -> bool {
+        self.config.tls.server_files.is_some()
     }
 
     pub fn instance_name(&self) -> String {

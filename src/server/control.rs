@@ -512,7 +512,11 @@ pub async fn discover(app: &App, options: &DiscoverOptions) -> Result<Value, Api
         // Added as `add-peer` adds: the key is pinned, the one a signed beacon showed
         // (checked against the peer's info) or the one its info shows (issue 11: peers
         // added unpinned stayed failing on both sides).
-        let own = format!("http://127.0.0.1:{}", app.listen_port.get());
+        let own = crate::http::node_base_url(
+            app.serves_https(),
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            app.listen_port.get(),
+        );
         let candidates = found
             .keys()
             .map(|url| (url.clone(), None))

@@ -16,7 +16,7 @@ use super::routes::{ApiError, number, object, text};
 use crate::discovery::{self, Beacon, Heard, LanPeer, MAX_BEACON_BYTES, ScanHit, Subnet};
 use crate::http::HttpClient;
 use crate::model::unix_millis_now;
-use crate::protocol::{PROTOCOL_LEGACY, PROTOCOL_V2};
+use crate::protocol::{CAPABILITY_HTTPS, PROTOCOL_LEGACY, PROTOCOL_V2};
 
 /// A newcomer's beacon is answered with ours at once, but at most this often, so a
 /// burst of beacons cannot make us flood the LAN.
@@ -105,12 +105,16 @@ async fn beacon_loop(app: Rc<App>, socket: smol::net::UdpSocket) {
 pub fn our_beacon(app: &App, destination: SocketAddr) -> Beacon {
     let address = discovery::local_ipv4(&app.config.discovery, destination)
         .map_or_else(|| "0.0.0.0".to_owned(), |ip| ip.to_string());
+    let mut capabilities = vec![PROTOCOL_LEGACY, PROTOCOL_V2];
+    if app.serves_https() {
+        capabilities.push(CAPABILITY_HTTPS);
+    }
     Beacon::signed(
         &app.key,
         &app.instance_name(),
         &address,
         app.listen_port.get(),
-        &[PROTOCOL_LEGACY, PROTOCOL_V2],
+        &capabilities,
         unix_millis_now(),
     )
 }
@@ -339,6 +343,9 @@ pub async fn find(
         listening => listening,
     });
     let client = HttpClient::new(discovery::scan_client_config(), app.wire.clone());
+    // A node serving HTTPS is checked as a peer's certificate is (CA file, pins).
+    #[cfg(feature = "tls")]
+    let client = client.with_trust(app.config.tls.peer_trust.clone());
     let hosts = subnet.hosts();
     let started = Instant::now();
     let hits = discovery::scan(&client, &hosts, port, discovery::SCAN_CONCURRENCY).await;

@@ -197,13 +197,13 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
     out.single(
         "ark_lattice_bytes_sent_total",
         "counter",
-        "HTTP bytes sent on the wire, server and client, since start.",
+        "Bytes sent on the wire, server and client, since start: HTTP framing and, over HTTPS, handshakes and TLS records included.",
         app.wire.bytes_sent(),
     );
     out.single(
         "ark_lattice_bytes_received_total",
         "counter",
-        "HTTP bytes received on the wire, server and client, since start.",
+        "Bytes received on the wire, server and client, since start: HTTP framing and, over HTTPS, handshakes and TLS records included.",
         app.wire.bytes_received(),
     );
     out.single(
@@ -313,7 +313,7 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
     out.family(
         "ark_lattice_held_records",
         "gauge",
-        "Received records held back, by reason (untrusted_author, clock_ahead); applied when the reason goes away.",
+        "Received records held back, by reason (untrusted_author, clock_ahead; held_table_full: dropped from the full held table, fetched again once there is room); applied when the reason goes away.",
     );
     let held = app.syncer.held_counts()?;
     for reason in crate::sync::held::HoldReason::ALL {
@@ -323,6 +323,19 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
             held.by_reason.get(&reason).copied().unwrap_or(0),
         );
     }
+    let (_, held_bytes, held_marker) = app.syncer.held_usage()?;
+    out.single(
+        "ark_lattice_held_bytes",
+        "gauge",
+        "Bytes of the held table's entries (bounded by ARK_MAX_HELD_MB).",
+        held_bytes,
+    );
+    out.single(
+        "ark_lattice_held_dropped_total",
+        "counter",
+        "Held records dropped from the full held table to make room (ARK_MAX_HELD_RECORDS, ARK_MAX_HELD_MB), the oldest first; each is fetched again once there is room.",
+        held_marker.drops,
+    );
     out.family(
         "ark_lattice_events_total",
         "counter",

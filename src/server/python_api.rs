@@ -17,7 +17,7 @@ use super::routes::{ApiError, number, object, text};
 use crate::config::{MAX_REGISTRATION_BYTES, MAX_REGISTRATIONS};
 use crate::http::{Request, Response};
 use crate::model::{format_rfc3339, hex, unix_millis_now};
-use crate::protocol::{DeltaAnswer, DeltaRequest, Fields, parse_object};
+use crate::protocol::{DeltaAnswer, DeltaRequest, Fields, MANIFEST_LISTEN_SCHEME, parse_object};
 use crate::store::Query;
 use crate::sync::trust_book;
 use crate::trust::{Access, PublicKey, python_json_dumps_sorted, verify_registration};
@@ -88,11 +88,9 @@ pub fn register(app: &App, request: &Request) -> Response {
         .ok()
         .flatten()
         .filter(|port| *port > 0 && *port <= 65535)
-        .map(|port| match request.remote_addr.ip() {
-            std::net::IpAddr::V6(ip) if ip.to_ipv4_mapped().is_none() => {
-                format!("http://[{ip}]:{port}")
-            }
-            ip => format!("http://{}:{port}", ip.to_canonical()),
+        .map(|port| {
+            let secure = fields.opt_str(MANIFEST_LISTEN_SCHEME).ok().flatten() == Some("https");
+            crate::http::node_base_url(secure, request.remote_addr.ip(), port as u16)
         });
     let summary: Object = manifest
         .iter()
@@ -238,6 +236,9 @@ pub fn manifest(app: &App, full: bool) -> Result<Object, ApiError> {
         "listen_port".into(),
         number(u64::from(app.listen_port.get())),
     );
+    if app.serves_https() {
+        manifest.insert(MANIFEST_LISTEN_SCHEME.into(), text("https"));
+    }
     manifest.insert("node_count".into(), number(count));
     manifest.insert(
         "lattice_hash".into(),

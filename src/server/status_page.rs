@@ -117,7 +117,7 @@ pub fn render(app: &App, privileged: bool) -> Result<Response, ApiError> {
          <dt>Name</dt><dd>{name}</dd>\
          <dt>Instance id</dt><dd class=\"mono\">{id}</dd>\
          <dt>Key fingerprint</dt><dd class=\"mono\">{fingerprint}</dd>\
-         <dt>Listening</dt><dd>port {port}{enabled}</dd>\
+         <dt>Listening</dt><dd>port {port}, {scheme}{enabled}</dd>\
          <dt>Hub</dt><dd>{hub}</dd>\
          <dt>Auto-sync</dt><dd>{auto_sync}</dd>\
          <dt>Lattice</dt><dd>nodes: {nodes}, tombstones: {tombstones}, store: {store_kib} KiB</dd>\
@@ -126,6 +126,11 @@ pub fn render(app: &App, privileged: bool) -> Result<Response, ApiError> {
          <dt>Started</dt><dd>{started}</dd></dl></section>",
         id = escape(&app.instance_id_hex()),
         port = app.listen_port.get(),
+        scheme = if app.serves_https() {
+            "HTTPS: peers reach it at <code>https://</code>"
+        } else {
+            "plain HTTP"
+        },
         enabled = if app.federation_enabled.get() {
             ""
         } else {

@@ -158,6 +158,10 @@ pub struct Syncer {
     /// Received records refused for good since start (forged, malformed, unsigned, a
     /// format 1 tombstone), for `/metrics`.
     pub refused_records: std::cell::Cell<u64>,
+    /// How much the held table may keep (`sync::held_room`).
+    pub held_limits: super::HeldLimits,
+    /// The held table without its records, read once (`sync::held_room`).
+    pub(super) held_index: RefCell<Option<super::held_room::HeldIndex>>,
     last_flush: std::cell::Cell<u64>,
     /// See [`Syncer::state_changes`].
     state_changes: std::cell::Cell<u64>,
@@ -199,8 +203,18 @@ impl Syncer {
             unsaved: RefCell::new(std::collections::BTreeMap::new()),
             reconcile_cache: ReconcileCache::default(),
             refused_records: std::cell::Cell::new(0),
+            held_limits: super::HeldLimits::default(),
+            held_index: RefCell::new(None),
             last_flush: std::cell::Cell::new(unix_millis_now()),
             state_changes: std::cell::Cell::new(0),
+        }
+    }
+
+    /// The held table's bounds (`sync::held_room`), in place of the defaults.
+    pub fn with_held_limits(self, held_limits: super::HeldLimits) -> Syncer {
+        Syncer {
+            held_limits,
+            ..self
         }
     }
 
@@ -524,9 +538,16 @@ impl Syncer {
         // that the peer changed.
         let mut stored = stored;
         let repairs = self.store.borrow().repairs();
+        let held_drops = self.held_usage()?.2.drops;
         if state.has_checkpoint() && state.repairs != repairs {
             self.log(format!(
                 "damaged records were moved aside since the checkpoints with {url} were set; reconciling"
+            ));
+            state.epoch = None;
+        }
+        if state.has_checkpoint() && self.refetch_due(state.held_drops)? {
+            self.log(format!(
+                "held records were dropped for room since the checkpoints with {url} were set, and there is room again; reconciling to fetch them again"
             ));
             state.epoch = None;
         }
@@ -633,6 +654,7 @@ impl Syncer {
             state.pull_seq = 0;
             state.push_seq = 0;
             state.repairs = repairs;
+            state.held_drops = held_drops;
         }
         if state.epoch.as_deref() != Some(epoch.as_str()) {
             // No checkpoint for this store: first contact, a restored or wiped store, or
@@ -743,7 +765,8 @@ impl Syncer {
     }
 
     /// Applies verified records and holds `held` ones, in one transaction with
-    /// `peer_state` (a checkpoint that moves past them).
+    /// `peer_state` (a checkpoint that moves past them). When the held table is full, the
+    /// oldest held records make way in the same transaction (`sync::held_room`).
     pub fn apply(
         &self,
         records: &[RemoteRecord],
@@ -751,17 +774,44 @@ impl Syncer {
         held: &[Held],
     ) -> Result<ApplyOutcome, StoreError> {
         let entries = self.held_entries(held)?;
-        let changes: Vec<(&str, Option<&[u8]>)> = entries
+        let room = self.make_room(&entries)?;
+        let marker = room.marker.map(|marker| marker.encode());
+        let written: Vec<(&Held, usize)> = entries
             .iter()
-            .map(|(id, bytes)| (id.as_str(), Some(bytes.as_slice())))
+            .filter(|(held, _)| !room.drop_new.contains(&held.id))
+            .map(|(held, bytes)| (*held, bytes.len()))
             .collect();
-        self.store.borrow_mut().apply_remote_holding(
+        let mut changes: Vec<(&str, Option<&[u8]>)> = entries
+            .iter()
+            .filter(|(held, _)| !room.drop_new.contains(&held.id))
+            .map(|(held, bytes)| (held.id.as_str(), Some(bytes.as_slice())))
+            .collect();
+        changes.extend(room.drop_held.iter().map(|id| (id.as_str(), None)));
+        if let Some(bytes) = &marker {
+            changes.push((super::held_room::MARKER_KEY, Some(bytes.as_slice())));
+        }
+        let outcome = self.store.borrow_mut().apply_remote_holding(
             records,
             unix_millis_now(),
             self.max_clock_skew_millis,
             peer_state,
             &changes,
-        )
+        );
+        match outcome {
+            Ok(outcome) => {
+                let removed: Vec<&str> = room.drop_held.iter().map(String::as_str).collect();
+                self.held_written(&written, &removed, room.marker);
+                // What the store refuses (an id or hash that does not match) is refused
+                // for good, like what the checks before it refuse.
+                self.refused_records
+                    .set(self.refused_records.get() + outcome.rejected.len() as u64);
+                Ok(outcome)
+            }
+            Err(error) => {
+                self.forget_held_index();
+                Err(error)
+            }
+        }
     }
 
     /// Reads a wire record and decides whether to accept it: its author signature must
@@ -796,6 +846,7 @@ impl Syncer {
                 peer: peer.to_owned(),
                 delivered_by_core,
                 record: value.clone(),
+                held_at: unix_millis_now(),
             }))
         };
         if self.trust_mode == TrustMode::Strict && !delivered_by_core && origin != self.instance_id

@@ -26,7 +26,7 @@ use futures_lite::future;
 use miniserde::json::{Array, Value};
 
 use super::client::{PeerSyncResult, SyncError, Syncer};
-use super::held::{Held, MAX_HELD, Refusal};
+use super::held::{Held, Refusal};
 use super::peer::PeerState;
 use super::reconcile::{ItemDigest, item_digest};
 use super::{by_priority, trust_book, wire_size};
@@ -193,14 +193,6 @@ impl Syncer {
         pulled: &mut PulledVersions,
         result: &mut PeerSyncResult,
     ) -> Result<(), SyncError> {
-        if !held.is_empty() && self.held_count()? + held.len() > MAX_HELD {
-            return Err(SyncError::Peer(format!(
-                "{} records from {url} would be held, and {MAX_HELD} is the most this node holds; \
-                 nothing past them is applied until held records are released (trust their authors: \
-                 ark-lattice trust pending, then trust accept)",
-                held.len()
-            )));
-        }
         let encoded = state.map(PeerState::encode);
         let outcome = self.apply(records, encoded.as_deref().map(|bytes| (url, bytes)), held)?;
         if state.is_some() {
@@ -470,6 +462,7 @@ impl Syncer {
         // Read before the set: a record moved aside after it is missing from a set that
         // still counts it, so the next sync must reconcile again.
         let repairs = self.store.borrow().repairs();
+        let held_drops = self.held_usage()?.2.drops;
         let ours = self
             .reconcile_cache
             .get(&self.store, &filter)
@@ -566,9 +559,11 @@ impl Syncer {
 
         state.epoch = Some(epoch.to_owned());
         state.repairs = repairs;
+        state.held_drops = held_drops;
         state.pull_seq = pull_seq;
         state.push_seq = ours.last_seq;
         self.save_states(vec![(url.to_owned(), state.encode())], true)?;
+        self.note_refetched()?;
         Ok(())
     }
 

@@ -1,7 +1,12 @@
 //! Records held back: a received version refused for a reason that can go away — its
 //! author is not trusted here yet, or its clock is ahead of ours — is kept in the store's
 //! held table with its reason instead of being dropped, and applied when the reason is
-//! gone (issue 11, "records are dropped while sync reports success, for good").
+//! gone (issue 11, "records are dropped while sync reports success, for good"). The
+//! table's own bounds are the one limit that can refuse a record for now: what does not
+//! fit is dropped from it, counted as `held_table_full`, and fetched again once there is
+//! room (`sync::held_room`). The record limits (`model::LIMITS`) are the format's, the
+//! same on every node and not settable, so a record past them is refused for good and
+//! counted (`ark_lattice_records_refused_total`), as are forged and malformed ones.
 //!
 //! # Implementation
 //!
@@ -16,19 +21,15 @@
 
 use std::collections::BTreeMap;
 
-use miniserde::json::{self, Object, Value};
+use miniserde::json::{self, Number, Object, Value};
 
 use super::client::Syncer;
+use super::held_room::MARKER_KEY;
 use super::trust_book;
 use crate::model::{Version, unix_millis_now};
 use crate::protocol::{Fields, parse_object, record_from_wire};
 use crate::store::{StateTable, StoreError};
 use crate::trust::PublicKey;
-
-/// The most records held at once. Beyond it a page with more to hold is not applied,
-/// and its checkpoint does not move, until some are released or dropped (so none is
-/// skipped for good, and a sandbox peer cannot fill the disk).
-pub const MAX_HELD: usize = 100_000;
 
 /// Why a record is held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -37,16 +38,24 @@ pub enum HoldReason {
     UntrustedAuthor,
     /// Its version clock is more than the allowed skew ahead of ours.
     ClockAhead,
+    /// Dropped from the full held table to make room, and fetched again from peers once
+    /// there is room (`sync::held_room`). Counted, never an entry of the table.
+    TableFull,
 }
 
 impl HoldReason {
-    pub const ALL: [HoldReason; 2] = [HoldReason::UntrustedAuthor, HoldReason::ClockAhead];
+    pub const ALL: [HoldReason; 3] = [
+        HoldReason::UntrustedAuthor,
+        HoldReason::ClockAhead,
+        HoldReason::TableFull,
+    ];
 
     /// The name in JSON answers and metrics.
     pub fn name(self) -> &'static str {
         match self {
             HoldReason::UntrustedAuthor => "untrusted_author",
             HoldReason::ClockAhead => "clock_ahead",
+            HoldReason::TableFull => "held_table_full",
         }
     }
 
@@ -72,6 +81,8 @@ pub struct Held {
     pub delivered_by_core: bool,
     /// The record as it arrived.
     pub record: Value,
+    /// When it was held (Unix ms); the oldest make room first.
+    pub held_at: u64,
 }
 
 impl Held {
@@ -86,6 +97,7 @@ impl Held {
         object.insert("peer".into(), text(&self.peer));
         object.insert("core".into(), Value::Bool(self.delivered_by_core));
         object.insert("record".into(), self.record.clone());
+        object.insert("at".into(), Value::Number(Number::U64(self.held_at)));
         json::to_string(&Value::Object(object)).into_bytes()
     }
 
@@ -110,6 +122,8 @@ impl Held {
                 .get("record")
                 .cloned()
                 .ok_or_else(|| "held record: `record` is missing".to_owned())?,
+            // Entries written before the time was kept count as the oldest.
+            held_at: fields.opt_u64("at").map_err(|error| error.0)?.unwrap_or(0),
         })
     }
 }
@@ -142,11 +156,15 @@ pub struct HeldCounts {
 
 impl HeldCounts {
     pub fn add(&mut self, held: &Held) {
-        *self.by_reason.entry(held.reason).or_insert(0) += 1;
-        if held.reason == HoldReason::UntrustedAuthor {
+        self.count(held.reason, &held.author_fingerprint);
+    }
+
+    pub fn count(&mut self, reason: HoldReason, author_fingerprint: &str) {
+        *self.by_reason.entry(reason).or_insert(0) += 1;
+        if reason == HoldReason::UntrustedAuthor {
             *self
                 .untrusted_authors
-                .entry(held.author_fingerprint.clone())
+                .entry(author_fingerprint.to_owned())
                 .or_insert(0) += 1;
         }
     }
@@ -155,15 +173,13 @@ impl HeldCounts {
         self.by_reason.values().sum()
     }
 
-    /// `{"untrusted_author": N, "clock_ahead": M}`, every reason present.
+    /// `{"untrusted_author": N, "clock_ahead": M, "held_table_full": K}`, every reason
+    /// present.
     pub fn reasons_json(&self) -> Value {
         let mut object = Object::new();
         for reason in HoldReason::ALL {
             let count = self.by_reason.get(&reason).copied().unwrap_or(0);
-            object.insert(
-                reason.name().into(),
-                Value::Number(miniserde::json::Number::U64(count)),
-            );
+            object.insert(reason.name().into(), Value::Number(Number::U64(count)));
         }
         Value::Object(object)
     }
@@ -185,16 +201,27 @@ impl HeldCounts {
                 "held {count} whose clock is ahead of this node's — applied once the clock catches up (check the clocks)"
             ));
         }
+        if let Some(count) = self.by_reason.get(&HoldReason::TableFull) {
+            lines.push(format!(
+                "held {count} more than the held table keeps — dropped from it and fetched again once held records are applied or removed (see: ark-lattice trust pending)"
+            ));
+        }
         lines
     }
 }
 
 impl Syncer {
-    /// The held-table entries to write for `held`: one per id, the highest version. An
-    /// untrusted author's key is listed as pending (`trust pending`), so the command the
-    /// sync prints (`trust accept`) finds it.
-    pub(super) fn held_entries(&self, held: &[Held]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let mut entries: BTreeMap<String, &Held> = BTreeMap::new();
+    /// The held-table entries to write for `held`, encoded: one per id, the highest
+    /// version. An untrusted author's key is listed as pending (`trust pending`), so the
+    /// command the sync prints (`trust accept`) finds it.
+    pub(super) fn held_entries<'a>(
+        &self,
+        held: &'a [Held],
+    ) -> Result<Vec<(&'a Held, Vec<u8>)>, StoreError> {
+        // Id -> the entry to write; kept in arrival order, which `held_room` drops by
+        // when a batch alone passes the bounds.
+        let mut entries: BTreeMap<&str, &Held> = BTreeMap::new();
+        let mut order: Vec<&str> = Vec::new();
         let mut authors = std::collections::BTreeSet::new();
         for record in held {
             let stored = self.store.borrow().state(StateTable::Held, &record.id)?;
@@ -202,10 +229,10 @@ impl Syncer {
                 .and_then(|bytes| Held::decode(&bytes).ok())
                 .is_some_and(|stored| stored.version >= record.version);
             let newer = entries
-                .get(&record.id)
+                .get(record.id.as_str())
                 .is_some_and(|other| other.version >= record.version);
-            if !kept && !newer {
-                entries.insert(record.id.clone(), record);
+            if !kept && !newer && entries.insert(&record.id, record).is_none() {
+                order.push(&record.id);
             }
             if record.reason == HoldReason::UntrustedAuthor {
                 let key = record_from_wire(&record.record, "held record")
@@ -227,9 +254,12 @@ impl Syncer {
                 )?;
             }
         }
-        Ok(entries
+        Ok(order
             .into_iter()
-            .map(|(id, record)| (id, record.encode()))
+            .map(|id| {
+                let record = entries[id];
+                (record, record.encode())
+            })
             .collect())
     }
 
@@ -240,6 +270,7 @@ impl Syncer {
             .borrow()
             .states(StateTable::Held)?
             .into_iter()
+            .filter(|(id, _)| id != MARKER_KEY)
             .filter_map(|(id, bytes)| match Held::decode(&bytes) {
                 Ok(held) => Some(held),
                 Err(error) => {
@@ -250,35 +281,14 @@ impl Syncer {
             .collect())
     }
 
-    /// How many records are held.
-    pub fn held_count(&self) -> Result<usize, StoreError> {
-        Ok(self.store.borrow().states(StateTable::Held)?.len())
-    }
-
-    /// Held records counted by reason.
-    pub fn held_counts(&self) -> Result<HeldCounts, StoreError> {
-        self.held_counts_from(None)
-    }
-
-    /// Held records that came from `peer` (every one with `None`), counted by reason.
-    pub fn held_counts_from(&self, peer: Option<&str>) -> Result<HeldCounts, StoreError> {
-        let mut counts = HeldCounts::default();
-        for held in self.held_records()? {
-            if peer.is_none_or(|peer| held.peer == peer) {
-                counts.add(&held);
-            }
-        }
-        Ok(counts)
-    }
-
     /// Checks every held record again: those whose reason went away are applied and
     /// leave the table in one transaction, those refused for good now (say, a key
     /// removed) leave it with a warning, the rest stay. Returns how many were applied.
     pub fn release_held(&self) -> Result<u64, StoreError> {
-        let held = self.held_records()?;
-        if held.is_empty() {
+        if self.with_held_index(|index| index.len())? == 0 {
             return Ok(0);
         }
+        let held = self.held_records()?;
         let mut records = Vec::new();
         let mut gone = Vec::new();
         for entry in &held {
@@ -310,7 +320,15 @@ impl Syncer {
             self.max_clock_skew_millis,
             None,
             &changes,
-        )?;
+        );
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                self.forget_held_index();
+                return Err(error);
+            }
+        };
+        self.held_written(&[], &gone, None);
         self.log(format!(
             "released {} held record(s): {} applied, {} unchanged, {} stale",
             records.len(),
@@ -341,6 +359,7 @@ mod tests {
             peer: "http://127.0.0.1:9000".into(),
             delivered_by_core: false,
             record: json::from_str(r#"{"id":"x","deleted_at":1}"#).unwrap(),
+            held_at: 1_700_000_000_001,
         };
         assert_eq!(
             Held::decode(&held.encode()).unwrap().encode(),
@@ -364,7 +383,7 @@ mod tests {
         );
         assert_eq!(
             json::to_string(&counts.reasons_json()),
-            r#"{"clock_ahead":1,"untrusted_author":1}"#
+            r#"{"clock_ahead":1,"held_table_full":0,"untrusted_author":1}"#
         );
     }
 }

@@ -5,6 +5,7 @@ mod client;
 mod delta;
 mod engine;
 pub mod held;
+mod held_room;
 mod legacy;
 mod peer;
 pub mod reconcile;
@@ -15,5 +16,6 @@ pub use client::{AUDIENCE_DIGITS, PeerSyncResult, Syncer};
 pub use engine::{
     AutoSyncSchedule, backoff_delay, by_priority, jittered, priority_of, wanted_ids, wire_size,
 };
+pub use held_room::{HeldLimits, HeldMarker};
 pub use peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
 pub use repair::move_aside_damaged;

@@ -121,6 +121,10 @@ pub struct PeerState {
     /// damaged records were moved aside since, the checkpoints lie past them, so the next
     /// sync reconciles to fetch them again.
     pub repairs: u64,
+    /// Our count of held records dropped for room (`sync::held_room`) when the
+    /// checkpoints were set. When more were dropped since, the next sync with room to
+    /// hold again reconciles to fetch them again.
+    pub held_drops: u64,
 }
 
 impl PeerState {
@@ -196,6 +200,9 @@ impl PeerState {
         if self.repairs != 0 {
             object.insert("repairs".into(), number(self.repairs));
         }
+        if self.held_drops != 0 {
+            object.insert("heldDrops".into(), number(self.held_drops));
+        }
         if !self.types.is_empty() {
             object.insert(
                 "types".into(),
@@ -244,6 +251,7 @@ impl PeerState {
             batch_limit: fields.opt_u64("batchLimit")?.unwrap_or(0),
             pin_at_first_contact: fields.opt_bool("keyPinnedAtFirstContact")?.unwrap_or(false),
             repairs: fields.opt_u64("repairs")?.unwrap_or(0),
+            held_drops: fields.opt_u64("heldDrops")?.unwrap_or(0),
             types: fields
                 .opt_array("types")?
                 .unwrap_or_default()
@@ -278,6 +286,7 @@ mod tests {
             last_error: Some("timeout".into()),
             failures: 2,
             repairs: 7,
+            held_drops: 3,
             stats: SyncStats {
                 total_syncs: 3,
                 successful_syncs: 1,

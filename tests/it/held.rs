@@ -15,6 +15,16 @@ use miniserde::json::{self, Value};
 use crate::trust::{Server, fake_peer, http};
 use crate::util::{array, count, field, text};
 
+/// A lets B pull; B knows A's address but does not trust A's key yet. Returns A's
+/// fingerprint.
+fn pull_without_trust(a: &Server, b: &Server) -> String {
+    a.lattice.run(&["trust", "add", &b.public_key()]).ok();
+    b.lattice.run(&["federation", "add-peer", &a.url()]).ok();
+    let a_fingerprint = a.fingerprint();
+    b.lattice.run(&["trust", "remove", &a_fingerprint]).ok();
+    a_fingerprint
+}
+
 #[test]
 fn records_of_an_untrusted_author_are_held_then_applied_after_trust_accept() {
     let a = Server::start("held-a", &[], &[]);
@@ -32,11 +42,7 @@ fn records_of_an_untrusted_author_are_held_then_applied_after_trust_accept() {
             ])
             .ok();
     }
-    // A lets B pull; B knows A's address but does not trust A's key yet.
-    a.lattice.run(&["trust", "add", &b.public_key()]).ok();
-    b.lattice.run(&["federation", "add-peer", &a.url()]).ok();
-    let a_fingerprint = a.fingerprint();
-    b.lattice.run(&["trust", "remove", &a_fingerprint]).ok();
+    let a_fingerprint = pull_without_trust(&a, &b);
 
     let run = b.lattice.run(&["federation", "sync"]).ok();
     let expected = format!(
@@ -162,4 +168,89 @@ fn a_record_from_a_clock_ahead_is_held_until_ours_catches_up() {
     );
     b.lattice.run(&["get", "from_the_future"]).ok();
     assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+/// The held table is bounded by bytes (issue 11): an untrusted author's large records
+/// fill it to `ARK_MAX_HELD_MB`, the oldest make way with a counter and a log line, and
+/// none is lost: once the author is accepted and the table has room, the next sync
+/// fetches the dropped ones again.
+#[test]
+fn a_full_held_table_drops_the_oldest_and_fetches_them_again_once_there_is_room() {
+    const RECORDS: usize = 40;
+    let a = Server::start("held-full-a", &[], &[]);
+    let b = Server::start("held-full-b", &[], &[("ARK_MAX_HELD_MB", "1")]);
+    let value = "v".repeat(60_000);
+    for index in 0..RECORDS {
+        let id = format!("large_{index}");
+        a.lattice
+            .run(&["add", "--id", &id, "--type", "t", "--value", &value])
+            .ok();
+    }
+    let a_fingerprint = pull_without_trust(&a, &b);
+
+    let run = b.lattice.run(&["federation", "sync"]).ok();
+    let status = b.status();
+    let held = field(&status, "held");
+    let kept = count(field(held, "untrusted_author"));
+    let waiting = count(field(held, "held_table_full"));
+    // 40 records of 60 kB do not fit 1 MiB: some are held, the rest wait, none is lost.
+    assert!(kept > 0 && waiting > 0, "{}", json::to_string(&status));
+    assert_eq!(
+        kept + waiting,
+        RECORDS as u64,
+        "{}",
+        json::to_string(&status)
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("held {waiting} more than the held table keeps")),
+        "{}",
+        run.stdout
+    );
+    let (_, metrics) = http(b.port, "GET", "/metrics", b"", &[]);
+    let sample = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing: {metrics}"))
+    };
+    assert_eq!(sample("ark_lattice_held_dropped_total"), waiting);
+    assert!(sample("ark_lattice_held_bytes") <= 1024 * 1024);
+    assert_eq!(
+        sample("ark_lattice_held_records{reason=\"held_table_full\"}"),
+        waiting
+    );
+    // A second sync while the table is still full fetches nothing again: no churn.
+    let result = b.sync();
+    assert_eq!(count(field(&result, "nodesReceived")), 0);
+    assert_eq!(
+        count(field(field(&b.status(), "held"), "held_table_full")),
+        waiting
+    );
+
+    let accepted = b.lattice.run(&["trust", "accept", &a_fingerprint]).ok();
+    assert!(
+        accepted
+            .stdout
+            .contains(&format!("applied {kept} held record(s)")),
+        "{}",
+        accepted.stdout
+    );
+    let result = b.sync();
+    assert_eq!(
+        count(field(&result, "nodesReceived")),
+        waiting,
+        "{}",
+        json::to_string(&result)
+    );
+    for index in 0..RECORDS {
+        b.lattice.run(&["get", &format!("large_{index}")]).ok();
+    }
+    let held = b.status();
+    for reason in ["untrusted_author", "held_table_full"] {
+        assert_eq!(count(field(field(&held, "held"), reason)), 0, "{reason}");
+    }
+    println!(
+        "held table of 1 MiB, {RECORDS} records of 60 kB from an untrusted author: {kept} held, {waiting} dropped, all {RECORDS} applied after trust accept and one sync (reproduce: cargo test --test it a_full_held_table -- --nocapture)"
+    );
 }

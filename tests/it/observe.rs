@@ -135,7 +135,7 @@ fn spare_key() -> String {
         .to_base64()
 }
 
-fn free_udp_port() -> u16 {
+pub(crate) fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -144,7 +144,7 @@ fn free_udp_port() -> u16 {
 }
 
 /// `serve` flags for unicast beacons on loopback: listen on `own`, send to `other`.
-fn unicast(own: u16, other: u16) -> Vec<String> {
+pub(crate) fn unicast(own: u16, other: u16) -> Vec<String> {
     vec![
         "--beacon-port".into(),
         own.to_string(),

@@ -12,6 +12,16 @@ const RECORDS: usize = 25;
 
 /// A hub serving HTTPS with `cert`, holding `RECORDS` records.
 fn start_hub(name: &str, cert: &ServerCert, env: &[(&str, &str)]) -> Node {
+    start_hub_with(name, cert, env, &[])
+}
+
+/// [`start_hub`] with more `serve` flags.
+fn start_hub_with(
+    name: &str,
+    cert: &ServerCert,
+    env: &[(&str, &str)],
+    extra_args: &[String],
+) -> Node {
     let lattice = Lattice::new(name);
     let mut ndjson = String::new();
     for index in 0..RECORDS {
@@ -21,7 +31,8 @@ fn start_hub(name: &str, cert: &ServerCert, env: &[(&str, &str)]) -> Node {
     }
     let file = lattice.dir.file("records.ndjson", &ndjson);
     lattice.import(&file).ok();
-    let args = cert.serve_args();
+    let mut args = cert.serve_args();
+    args.extend_from_slice(extra_args);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Node::serve(lattice, env, &args)
 }
@@ -305,4 +316,105 @@ fn serve_refuses_to_start_with_an_unusable_certificate() {
     check(&cert.key_file, &cert.key_file, "has no PEM certificate");
     check(&cert.cert_file, &cert.cert_file, "has no PEM private key");
     check(&cert.cert_file, &other.key_file, "other.key");
+}
+
+/// A node serving HTTPS names itself `https://` everywhere others learn its address
+/// (issue 14): its signed beacon, a subnet scan and the hub's registry; a peer added
+/// from its beacon syncs with it over HTTPS.
+#[test]
+fn a_node_serving_https_is_heard_scanned_registered_and_added_as_https() {
+    use crate::observe::{free_udp_port, unicast};
+    let pki = TempDir::new("tls-advertise");
+    let ca = TestCa::new(&pki.path, "lan");
+    let cert = ca.issue(
+        &pki.path,
+        "node",
+        &["localhost", "127.0.0.1"],
+        Validity::Current,
+    );
+    let ca_file = ca.file.display().to_string();
+    let registry = Node::start_with("tls-adv-registry", &[], &["--open-registration"]);
+    let (beacon_h, beacon_s) = (free_udp_port(), free_udp_port());
+    let registry_url = registry.url();
+    let h = start_hub_with(
+        "tls-adv-h",
+        &cert,
+        &[
+            ("FEDERATION_DISCOVERY", "true"),
+            ("FEDERATION_MODE", "hybrid"),
+            ("FEDERATION_HUB_URL", &registry_url),
+        ],
+        &unicast(beacon_h, beacon_s),
+    );
+    let args_s = unicast(beacon_s, beacon_h);
+    let args_s: Vec<&str> = args_s.iter().map(String::as_str).collect();
+    let s = Node::start_with(
+        "tls-adv-s",
+        &[("FEDERATION_DISCOVERY", "true"), ("ARK_CA_FILE", &ca_file)],
+        &args_s,
+    );
+    let expected = https_url(&h, "127.0.0.1");
+    let discover = |extra: &[&str]| {
+        let mut args = vec!["federation", "discover", "--json"];
+        args.extend_from_slice(extra);
+        s.run(&args).ok().json()
+    };
+    let urls = |answer: &miniserde::json::Value, list: &str| -> Vec<String> {
+        array(field(answer, list))
+            .iter()
+            .map(|entry| match entry {
+                miniserde::json::Value::String(url) => url.clone(),
+                entry => text(field(entry, "url")).to_owned(),
+            })
+            .collect()
+    };
+
+    // The beacon says HTTPS, so the URL heard is https://.
+    assert!(
+        eventually(Duration::from_secs(20), || urls(&discover(&[]), "lan")
+            .contains(&expected)),
+        "no https beacon heard: {:?}",
+        urls(&discover(&[]), "lan")
+    );
+    // The status pages say so: the listener's links the node as https://, the node's
+    // own says it serves HTTPS.
+    let page = crate::util::http(s.address(), "GET", "/", &[], None).body;
+    assert!(page.contains(&expected), "{page}");
+    let own_page = smol::block_on(async {
+        use ark_lattice::http::{ClientConfig, HttpClient, PeerTrust, WireStats};
+        HttpClient::new(ClientConfig::default(), WireStats::new())
+            .with_trust(PeerTrust::CaFile(ca.file.clone()))
+            .get(&format!("{expected}/"))
+            .await
+            .unwrap()
+    });
+    let own_page = String::from_utf8(own_page.body).unwrap();
+    assert!(own_page.contains("port ") && own_page.contains("HTTPS"));
+    // The hub's registry lists the spoke with the scheme its manifest names.
+    let registered = || {
+        let reply = crate::util::http(registry.address(), "GET", "/discover", &[], None);
+        reply.body.contains(&format!("\"url\":\"{expected}\""))
+    };
+    assert!(
+        eventually(Duration::from_secs(20), registered),
+        "{}",
+        crate::util::http(registry.address(), "GET", "/discover", &[], None).body
+    );
+    // A scan finds it over TLS after the plain request is dropped.
+    let port = h.port.to_string();
+    let scanned = discover(&["--scan", "--subnet", "127.0.0.1/32", "--scan-port", &port]);
+    assert_eq!(urls(&scanned, "scanned"), std::slice::from_ref(&expected));
+
+    // Added from its beacon, it is an https:// peer, and the sync runs over TLS.
+    h.trust(&s);
+    let added = discover(&["--add"]);
+    assert_eq!(urls(&added, "addedPeers"), std::slice::from_ref(&expected));
+    let result = sync_once(&s);
+    assert_eq!(text(field(&result, "peer")), expected);
+    assert_eq!(
+        count(field(&result, "nodesReceived")),
+        RECORDS as u64,
+        "{}",
+        miniserde::json::to_string(&result)
+    );
 }
