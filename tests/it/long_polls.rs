@@ -51,12 +51,22 @@ fn long_polls_beyond_the_connection_caps_are_held_while_requests_are_answered() 
     let server = node.address();
     // 40 from one address (its request share is 32), then 300 more from 15 others:
     // 340 in all, over the total of 256.
+    // Sent in groups with pauses, as watching spokes arrive over time: a connection
+    // whose request has not been read yet is an ordinary one, and a burst of them over
+    // a cap would make the server shed some, as it should.
     let crowded = Ipv4Addr::new(127, 0, 0, 9);
-    let mut polls: Vec<TcpStream> = (0..40).map(|_| hold_long_poll(crowded, server)).collect();
-    polls.extend((0..300).map(|index| {
-        let source = Ipv4Addr::new(127, 0, 0, 10 + (index / 20) as u8);
-        hold_long_poll(source, server)
-    }));
+    let pause = || std::thread::sleep(Duration::from_millis(500));
+    let mut polls: Vec<TcpStream> = (0..30).map(|_| hold_long_poll(crowded, server)).collect();
+    pause();
+    polls.extend((0..10).map(|_| hold_long_poll(crowded, server)));
+    for group in 0..3 {
+        pause();
+        polls.extend((0..100).map(|index| {
+            let index = group * 100 + index;
+            let source = Ipv4Addr::new(127, 0, 0, 10 + (index / 20) as u8);
+            hold_long_poll(source, server)
+        }));
+    }
     std::thread::sleep(Duration::from_secs(1));
 
     // Ordinary requests are answered at once, from elsewhere and from the crowded
