@@ -66,6 +66,9 @@ pub const MAX_PUSH_BODY_BYTES: usize =
 /// The most `max_bytes` a `changes` or `fetch` request may ask for.
 pub const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
 const _: () = assert!(SYNC_BATCH_BYTES <= MAX_PAGE_BYTES);
+/// How long auto-sync waits after a local write before it pushes: a burst of writes
+/// (an import's batches, a script's adds) goes out in one round.
+pub const LOCAL_CHANGE_SYNC_DELAY: Duration = Duration::from_secs(1);
 /// Backoff after failed syncs with a peer: doubling from the base, capped.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
 pub const BACKOFF_CAP: Duration = Duration::from_secs(15 * 60);

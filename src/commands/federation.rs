@@ -641,6 +641,7 @@ fn start(
         .args(&args.args);
     // Its own process group, so a Ctrl-C in this terminal does not reach it.
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let log_start = log.metadata().map_or(0, |metadata| metadata.len());
     let mut child = command
         .stdin(std::process::Stdio::null())
         .stdout(log)
@@ -653,6 +654,13 @@ fn start(
     loop {
         if let Some(server) = running_server(config).filter(|server| server.pid == child.id()) {
             out.line(format!("Federation server started on port {}", server.port))?;
+            // What the server warned about at start (open trust, an ignored setting)
+            // is for the person who started it, not only for the log.
+            for line in log_lines_since(&log_path, log_start) {
+                if line.starts_with("warning:") || line.starts_with("notice:") {
+                    eprintln!("{line}");
+                }
+            }
             return out.flush();
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -670,6 +678,21 @@ fn start(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The lines of the log at `path` after byte `offset`.
+fn log_lines_since(path: &Path, offset: u64) -> Vec<String> {
+    let mut text = Vec::new();
+    if let Ok(mut file) = std::fs::File::open(path) {
+        use std::io::Seek;
+        if file.seek(std::io::SeekFrom::Start(offset)).is_ok() {
+            let _ = file.read_to_end(&mut text);
+        }
+    }
+    String::from_utf8_lossy(&text)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 fn log_tail(path: &Path) -> String {

@@ -27,13 +27,13 @@ pub struct ServerInfo {
 }
 
 impl ServerInfo {
-    /// Where the CLI reaches the server: loopback unless it listens on one address only.
+    /// Where the CLI reaches the server: loopback when it listens on every address,
+    /// otherwise the one address it listens on (127.0.0.2 is loopback too, but a server
+    /// bound there is not reached at 127.0.0.1).
     pub fn base_url(&self) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         match self.bind {
-            ip if ip.is_unspecified() || ip.is_loopback() => {
-                format!("{scheme}://127.0.0.1:{}", self.port)
-            }
+            ip if ip.is_unspecified() => format!("{scheme}://127.0.0.1:{}", self.port),
             IpAddr::V4(ip) => format!("{scheme}://{ip}:{}", self.port),
             IpAddr::V6(ip) => format!("{scheme}://[{ip}]:{}", self.port),
         }

@@ -3,21 +3,28 @@
 //! multicast and for tests; and this machine's LAN address.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 
 use rustix::net::{AddressFamily, SocketType, ipproto, sockopt};
 
 use crate::config::DiscoveryConfig;
 
-/// Opens the beacon socket for `config`, bound to its port on every interface.
+/// Opens the beacon socket for `config`, bound to its port on every interface, or with
+/// unicast targets on `listen`, the one address the server listens on, if it listens on
+/// one: a beacon's source address is where its hearers reach the node, so it must not be
+/// whatever address the kernel picks (127.0.0.1 for every loopback target).
 ///
 /// `SO_REUSEADDR` is set before binding, as ARK's Python service does, so both can
 /// listen on port 8103 of one machine: multicast datagrams reach every socket bound to
 /// the port. With unicast targets the socket joins no group.
-pub fn open(config: &DiscoveryConfig) -> io::Result<smol::net::UdpSocket> {
+pub fn open(config: &DiscoveryConfig, listen: IpAddr) -> io::Result<smol::net::UdpSocket> {
     let fd = rustix::net::socket(AddressFamily::INET, SocketType::DGRAM, Some(ipproto::UDP))?;
     sockopt::set_socket_reuseaddr(&fd, true)?;
-    rustix::net::bind(&fd, &SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, config.port))?;
+    let address = match listen {
+        IpAddr::V4(address) if !config.unicast.is_empty() => address,
+        _ => Ipv4Addr::UNSPECIFIED,
+    };
+    rustix::net::bind(&fd, &SocketAddrV4::new(address, config.port))?;
     if config.unicast.is_empty() {
         sockopt::set_ip_add_membership(&fd, &config.group, &config.interface)?;
         if !config.interface.is_unspecified() {

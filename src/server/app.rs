@@ -106,6 +106,12 @@ impl App {
             records: config.federation.max_held_records,
             bytes: config.federation.max_held_bytes,
         });
+        // `FEDERATION_HUB_URL` names the hub as `add-peer` names a peer, so the hub's key
+        // is pinned the same way: the key it shows at the first sync (issue 12: the
+        // guide's Pi sets only the hub URL and must take the hub's records).
+        if let Some(hub) = &config.federation.hub_url {
+            syncer.pin_at_first_contact(hub)?;
+        }
         let events = EventBus::new(key.public_key().instance_id().to_hex(), config.verbose);
         let (auto_sync, sync_interval_ms) = syncer.auto_sync_setting()?.unwrap_or((
             config.federation.auto_sync,

@@ -8,9 +8,16 @@
 //! refused keys cannot fill the guard and lock trusted peers out. Unsigned calls
 //! (ARK's Node.js peers) are served only in `FEDERATION_TRUST=open`, as core peers; in
 //! that mode an unknown signing key is served as core too (and still listed as pending).
+//!
+//! In strict mode an unsigned read (`info` or `pull`: `/sync`, `/federation/nodes`) is
+//! still served to the callers the control API serves (this host, or the admin token),
+//! refused when a web page of another origin sent it: they can read the whole lattice
+//! through `/api/` already, and the guide's `curl localhost:9001/sync` then works as
+//! written (issue 12). An unsigned push is refused from everywhere: records need an
+//! author's signature here.
 
 use super::app::App;
-use super::routes::ApiError;
+use super::routes::{ApiError, control_allowed, cross_origin_refusal, token_presented};
 use crate::config::TrustMode;
 use crate::http::Request;
 use crate::model::{InstanceId, unix_millis_now};
@@ -33,6 +40,19 @@ fn access_name(access: Access) -> &'static str {
     }
 }
 
+/// Whether an unsigned caller is one the control API would serve: on this host (not
+/// through a proxy) or with the admin token, and not a web page of another origin.
+fn local_reader(app: &App, request: &Request) -> bool {
+    let federation = &app.config.federation;
+    let admin_token = app.config.admin_token.as_deref();
+    control_allowed(
+        request,
+        federation.bind,
+        federation.behind_proxy,
+        admin_token,
+    ) && cross_origin_refusal(request, token_presented(request, admin_token)).is_none()
+}
+
 /// Checks that the caller of `request` may use a route needing `access`.
 pub fn authorize(app: &App, request: &Request, access: Access) -> Result<Caller, ApiError> {
     if request.header(HEADER_SIGNATURE).is_none() {
@@ -41,10 +61,16 @@ pub fn authorize(app: &App, request: &Request, access: Access) -> Result<Caller,
                 instance_id: None,
                 tier: Tier::Core,
             }),
+            TrustMode::Strict if access != Access::Push && local_reader(app, request) => {
+                Ok(Caller {
+                    instance_id: None,
+                    tier: Tier::Sandbox,
+                })
+            }
             TrustMode::Strict => Err(ApiError {
                 status: 401,
                 message: format!(
-                    "{} {} needs a request signed by a trusted peer; ARK's unsigned protocol is served only with FEDERATION_TRUST=open",
+                    "{} {} needs a request signed by a trusted peer (unsigned reads are served to this host's callers only); ARK's unsigned protocol is served only with FEDERATION_TRUST=open",
                     request.method, request.path
                 ),
             }),

@@ -30,7 +30,7 @@ pub fn start(executor: &'static LocalExecutor<'static>, app: &Rc<App>) -> Option
     if !config.enabled {
         return None;
     }
-    match discovery::open(config) {
+    match discovery::open(config, app.config.federation.bind) {
         Ok(socket) => {
             let mode = if config.unicast.is_empty() {
                 format!("multicast {}:{}", config.group, config.port)
@@ -69,6 +69,9 @@ async fn beacon_loop(app: Rc<App>, socket: smol::net::UdpSocket) {
     loop {
         if Instant::now() >= next_beacon {
             send_beacon(&app, &socket, &destinations, &mut send_warned).await;
+            // A deferred answer goes out here too: counted, so a flood of newcomers gets
+            // one beacon a second, not an answer and a deferred one.
+            last_answer = Some(Instant::now());
             next_beacon = Instant::now() + config.interval;
             expire(&app, expiry);
         }
@@ -92,9 +95,17 @@ async fn beacon_loop(app: Rc<App>, socket: smol::net::UdpSocket) {
                 // a beacon flood would hold the thread and every request behind it.
                 future::yield_now().await;
                 let new = hear(&app, &buffer[..length], source);
-                if new && last_answer.is_none_or(|at| at.elapsed() >= ANSWER_AT_MOST_EVERY) {
-                    last_answer = Some(Instant::now());
-                    send_beacon(&app, &socket, &destinations, &mut send_warned).await;
+                match last_answer {
+                    Some(at) if new && at.elapsed() < ANSWER_AT_MOST_EVERY => {
+                        // Not lost, only later: nodes started within a second of each
+                        // other would otherwise wait a whole interval to hear us.
+                        next_beacon = next_beacon.min(at + ANSWER_AT_MOST_EVERY);
+                    }
+                    _ if new => {
+                        last_answer = Some(Instant::now());
+                        send_beacon(&app, &socket, &destinations, &mut send_warned).await;
+                    }
+                    _ => {}
                 }
             }
         }

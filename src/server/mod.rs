@@ -95,8 +95,10 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
         .map_err(|source| Error::Other(format!("cannot read the listening address: {source}")))?;
     app.listen_port.set(local.port());
     let transport = transport(&app.config)?;
-    let server_file = app.config.data_dir.join(SERVER_FILE);
-    write_server_file(&server_file, local, &transport)?;
+    // The beacon socket is bound before the server says it runs, so a node started
+    // right after this one is heard: its first beacon would otherwise find no socket
+    // here, and the next comes a beacon interval later (60 s).
+    let lan_task = lan::start(executor, &app);
     eprintln!(
         "Federation server started on port {}{} ({} {}, mode {}, store {})",
         local.port(),
@@ -119,12 +121,23 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
             "warning: FEDERATION_TRUST=open: unsigned callers are served as core peers and unsigned records accepted; use this only on a trusted LAN with old ARK peers"
         );
     }
+    if app.config.federation.auto_sync && !app.auto_sync.get() {
+        // Only a flag or FEDERATION_AUTO_SYNC=true turns the setting on, so it was asked
+        // for, and the saved `auto-sync --stop` wins: say so rather than stay silent.
+        eprintln!(
+            "notice: auto-sync stays off: `federation auto-sync --stop` saved that, and it wins over FEDERATION_AUTO_SYNC and --auto-sync; switch it on with `ark-lattice federation auto-sync --start`"
+        );
+    }
     if app.config.redis_url_ignored {
         eprintln!(
             "notice: REDIS_URL is ignored; state lives in the embedded store at {}",
             app.config.store_path().display()
         );
     }
+    // Written after the warnings: `federation start` waits for this file, then shows
+    // the warnings this start wrote to the log.
+    let server_file = app.config.data_dir.join(SERVER_FILE);
+    write_server_file(&server_file, local, &transport)?;
     let notifier = Notifier::from_env();
     if let Err(error) = notifier.ready() {
         eprintln!("warning: could not notify systemd: {error}");
@@ -136,7 +149,7 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
     if let Some(hub) = federation.hub_url.clone() {
         tasks.push(executor.spawn(heartbeat_loop(app.clone(), hub)));
     }
-    tasks.extend(lan::start(executor, &app));
+    tasks.extend(lan_task);
     if let Some(command) = &app.config.on_event {
         tasks.push(app.events.start_hooks(executor, command.clone()));
     }
@@ -363,8 +376,8 @@ fn write_server_file(path: &Path, local: SocketAddr, transport: &Transport) -> R
         })
 }
 
-/// Syncs with the mode's targets at start, then every interval (±10% jitter), while
-/// auto-sync is on; a peer whose sync failed is retried after its backoff (5 s
+/// Syncs with the mode's targets at start, then every interval (±10% jitter) and a
+/// second after each local write, while auto-sync is on; a peer whose sync failed is retried after its backoff (5 s
 /// doubling, capped at 15 minutes) rather than at the next interval. The decisions are
 /// [`AutoSyncSchedule`]'s; this loop waits and runs the syncs.
 async fn auto_sync_loop(app: Rc<App>) {
@@ -379,17 +392,32 @@ async fn auto_sync_loop(app: Rc<App>) {
             continue;
         }
         let wake = schedule.next_wake(Instant::now());
+        let local_change = app.store.borrow().local_changed().listen();
         let woken = future::or(
             async {
                 changed.await;
-                true
+                Some(true)
             },
-            async {
-                Timer::at(wake).await;
-                false
-            },
+            future::or(
+                async {
+                    Timer::at(wake).await;
+                    Some(false)
+                },
+                async {
+                    local_change.await;
+                    None
+                },
+            ),
         )
         .await;
+        let Some(woken) = woken else {
+            // A write of our own: pushed within a second rather than at the next
+            // interval (the guide: "Developer A adds new React hooks, automatically
+            // syncs to B and C"); the second gathers a burst of writes into one round.
+            Timer::after(crate::config::LOCAL_CHANGE_SYNC_DELAY).await;
+            schedule.round_now();
+            continue;
+        };
         if woken {
             // A new interval applies from now, starting with a round.
             if app.sync_interval_ms.get() != interval_ms {

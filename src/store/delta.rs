@@ -259,6 +259,12 @@ impl Store {
         &self.changed
     }
 
+    /// Notified after every commit of this instance's own writes and deletes (not of
+    /// versions received from peers, so a node that receives does not push in turn).
+    pub fn local_changed(&self) -> &event_listener::Event {
+        &self.local_changed
+    }
+
     /// Removes tombstones whose delete is older than `before_millis` (unix ms), with
     /// their change-log entries, in one transaction. Returns how many were removed.
     ///

@@ -182,6 +182,8 @@ pub struct Store {
     pub(super) writes: u64,
     /// See [`Store::changed`].
     pub(super) changed: event_listener::Event,
+    /// See [`Store::local_changed`].
+    pub(super) local_changed: event_listener::Event,
     /// Damaged records reads came across (see `store::damage`).
     pub(super) damage: std::cell::RefCell<DamageLog>,
 }
@@ -274,6 +276,7 @@ impl Store {
             repairs: 0,
             writes: 0,
             changed: event_listener::Event::new(),
+            local_changed: event_listener::Event::new(),
             damage: Default::default(),
         };
         if !store.load_meta()? {
@@ -553,7 +556,7 @@ impl Store {
         txn.commit().map_err(self.fail())?;
         self.writes += 1;
         self.clock = clock;
-        self.advance_seq(last_seq);
+        self.advance_local_seq(last_seq);
         Ok(summary)
     }
 
@@ -601,6 +604,15 @@ impl Store {
             )?;
         }
         Ok(())
+    }
+
+    /// [`Store::advance_seq`] after a write of this instance's own, which also wakes
+    /// what waits for local changes (auto-sync's push).
+    fn advance_local_seq(&mut self, last_seq: u64) {
+        if last_seq != self.last_seq {
+            self.local_changed.notify(usize::MAX);
+        }
+        self.advance_seq(last_seq);
     }
 
     /// Moves the in-memory sequence after a commit and wakes long-polls if records
@@ -666,7 +678,7 @@ impl Store {
         txn.commit().map_err(self.fail())?;
         self.writes += 1;
         self.clock = clock;
-        self.advance_seq(meta.seq);
+        self.advance_local_seq(meta.seq);
         Ok(Deletion::Deleted)
     }
 

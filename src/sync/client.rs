@@ -353,6 +353,19 @@ impl Syncer {
         Ok(true)
     }
 
+    /// Makes `url` a peer whose key is pinned at the first sync that reaches it, unless
+    /// it has been reached already (its key is known then, pinned or not).
+    pub fn pin_at_first_contact(&self, url: &str) -> Result<(), StoreError> {
+        match self.peer(url)? {
+            None => self.add_peer(url, None, true).map(drop),
+            Some(mut state) if state.instance_id.is_none() && !state.pin_at_first_contact => {
+                state.pin_at_first_contact = true;
+                self.save_states(vec![(url.to_owned(), state.encode())], true)
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
     /// Another peer (by URL) that is the instance `instance_id`, if any: the same node
     /// under another name (`localhost` and `127.0.0.1`), to be kept as one peer.
     pub fn peer_with_id(

@@ -109,10 +109,19 @@ impl Syncer {
             .await
             .map_err(|error| SyncError::Peer(error.to_string()))?;
         if !(200..300).contains(&response.status) {
-            let snippet: String = String::from_utf8_lossy(&response.body)
-                .chars()
-                .take(200)
-                .collect();
+            // A peer's `{"error": ...}` is shown whole, up to 1000 characters: its end
+            // often names the command that fixes it (`trust accept SHA256:...`).
+            let error = crate::protocol::parse_object(&response.body, "error answer")
+                .ok()
+                .and_then(|object| match object.get("error") {
+                    Some(Value::String(error)) => Some(error.clone()),
+                    _ => None,
+                });
+            let (text, limit) = match error {
+                Some(error) => (error, 1000),
+                None => (String::from_utf8_lossy(&response.body).into_owned(), 200),
+            };
+            let snippet: String = text.chars().take(limit).collect();
             return Err(SyncError::Peer(format!(
                 "{method} {url} answered {}: {}",
                 response.status,

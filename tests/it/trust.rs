@@ -372,9 +372,37 @@ fn delta_sync_returns_exactly_the_records_whose_hash_differs() {
     expected.sort();
     assert_eq!(got, expected);
     assert_eq!(count(field(&answer, "delta_count")), expected.len() as u64);
-    // Unsigned: refused.
+    // Unsigned: served to this host's callers, as the control API is (the guide's
+    // `curl localhost:9001/sync`); refused from elsewhere (through a proxy), from a web
+    // page of another site, and without the JSON content type a page cannot send
+    // unasked. An unsigned push is refused from this host too.
+    let json = ("content-type", "application/json".to_owned());
+    let (status, answer) = http(
+        server.port,
+        "POST",
+        "/sync",
+        body.as_bytes(),
+        std::slice::from_ref(&json),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        http(server.port, "GET", "/federation/nodes", b"", &[]).0,
+        200
+    );
+    for (name, value) in [
+        ("x-forwarded-for", "203.0.113.9"),
+        ("origin", "https://pages.example"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let headers = [json.clone(), (name, value.to_owned())];
+        let (status, answer) = http(server.port, "POST", "/sync", body.as_bytes(), &headers);
+        assert_eq!(status, 401, "{name}: {answer}");
+    }
     let (status, _) = http(server.port, "POST", "/sync", body.as_bytes(), &[]);
     assert_eq!(status, 401);
+    let push = br#"{"nodes":[{"id":"unsigned","type":"t","value":"v"}]}"#;
+    let (status, answer) = http(server.port, "POST", "/federation/sync", push, &[json]);
+    assert_eq!(status, 401, "{answer}");
 }
 
 #[test]
