@@ -826,7 +826,29 @@ async fn idle_syncs(spokes: &[Spoke], hub: &Hub, seq: u64) -> IdleSyncs {
 
 /// Runs futures side by side on the current task; their outputs in order.
 async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    ark_lattice::server::join_all(futures).await
+    let mut pending: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    future::poll_fn(|cx| {
+        let mut done = true;
+        for (future, output) in pending.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|output| output.expect("finished"))
+        .collect()
 }
 
 /// The guide's Scenario 4: a US hub, an EU hub that peers with it and with an AP hub,

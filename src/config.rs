@@ -468,145 +468,137 @@ impl Config {
     }
 }
 
-impl FederationConfig {
-    /// Reads `serve`'s flags over the `FEDERATION_*` environment over the defaults.
-    pub fn from_flags(
-        flags: &Serve,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<FederationConfig, Error> {
-        let env = |name: &str| env(name).filter(|value| !value.trim().is_empty());
-        let invalid = |name: &str, value: &str, expected: &str| {
-            Error::Config(format!("{name}={value:?} is not {expected}"))
-        };
-        let port = match (flags.port, env("FEDERATION_PORT")) {
-            (Some(port), _) => port,
+/// The environment as `serve`'s settings read it: blank values count as unset, and a
+/// value that does not parse is an error naming the variable.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|value| !value.trim().is_empty())
+    }
+
+    fn invalid(name: &str, value: &str, expected: &str) -> Error {
+        Error::Config(format!("{name}={value:?} is not {expected}"))
+    }
+
+    /// A switch: on with its flag, else as the variable says (`true`/`false`, ...).
+    fn switch(&self, flag: bool, name: &str) -> Result<bool, Error> {
+        if flag {
+            return Ok(true);
+        }
+        match self.get(name) {
+            None => Ok(false),
+            Some(text) => {
+                parse_bool(&text).ok_or_else(|| Env::invalid(name, &text, "true or false"))
+            }
+        }
+    }
+
+    /// A number: its flag, else the variable, else `None`.
+    fn number<T: std::str::FromStr>(
+        &self,
+        flag: Option<T>,
+        name: &str,
+        expected: &str,
+    ) -> Result<Option<T>, Error> {
+        match (flag, self.get(name)) {
+            (Some(value), _) => Ok(Some(value)),
             (None, Some(text)) => text
                 .trim()
                 .parse()
-                .map_err(|_| invalid("FEDERATION_PORT", &text, "a port number (0-65535)"))?,
-            (None, None) => DEFAULT_PORT,
-        };
-        let bind_text = flags.bind.clone().unwrap_or_else(|| "0.0.0.0".to_owned());
-        let bind: IpAddr = bind_text
-            .parse()
-            .map_err(|_| Error::Config(format!("--bind {bind_text:?} is not an IP address")))?;
-        let mode = match flags.mode.clone().or_else(|| env("FEDERATION_MODE")) {
-            Some(text) => FederationMode::parse(&text).map_err(Error::Config)?,
-            None => FederationMode::P2p,
-        };
-        let hub_url = match flags.hub_url.clone().or_else(|| env("FEDERATION_HUB_URL")) {
-            Some(url) => Some(
-                normalize_peer_url(&url)
-                    .map_err(|reason| Error::Config(format!("hub URL: {reason}")))?,
-            ),
-            None => None,
-        };
-        let auto_sync = flags.auto_sync
-            || match env("FEDERATION_AUTO_SYNC") {
-                None => false,
-                Some(text) => parse_bool(&text)
-                    .ok_or_else(|| invalid("FEDERATION_AUTO_SYNC", &text, "true or false"))?,
-            };
-        let interval_ms = match (flags.sync_interval, env("FEDERATION_SYNC_INTERVAL")) {
-            (Some(ms), _) => ms,
-            (None, Some(text)) => text.trim().parse().map_err(|_| {
-                invalid(
-                    "FEDERATION_SYNC_INTERVAL",
-                    &text,
-                    "a number of milliseconds",
-                )
-            })?,
-            (None, None) => DEFAULT_SYNC_INTERVAL_MS,
-        };
-        if interval_ms < 100 {
-            return Err(Error::Config(format!(
-                "sync interval of {interval_ms} ms is below the 100 ms minimum"
-            )));
+                .map(Some)
+                .map_err(|_| Env::invalid(name, &text, expected)),
+            (None, None) => Ok(None),
         }
-        let defaults = ServerLimits::default();
-        let limits = ServerLimits {
-            max_connections: flags.max_connections.unwrap_or(defaults.max_connections),
-            max_connections_per_address: flags
-                .max_connections_per_address
-                .unwrap_or(defaults.max_connections_per_address),
-            max_long_polls: flags.max_long_polls.unwrap_or(defaults.max_long_polls),
-            max_long_polls_per_address: flags
-                .max_long_polls
-                .map_or(defaults.max_long_polls_per_address, |total| {
-                    total.min(defaults.max_long_polls_per_address)
-                }),
-            max_body_bytes: flags
-                .max_body_kb
-                .map_or(defaults.max_body_bytes, |kb| kb * 1024),
-            ..defaults
-        };
-        if limits.max_connections == 0 || limits.max_connections_per_address == 0 {
-            return Err(Error::Config(
-                "--max-connections and --max-connections-per-address must be above 0".into(),
-            ));
-        }
-        if limits.max_body_bytes < MAX_PUSH_BODY_BYTES {
-            return Err(Error::Config(format!(
-                "--max-body-kb must be at least {}: peers push up to {MAX_PUSH_BODY_BYTES} bytes at once (a batch and one record of the largest size)",
-                MAX_PUSH_BODY_BYTES.div_ceil(1024)
-            )));
-        }
-        let trust = match flags.trust.clone().or_else(|| env("FEDERATION_TRUST")) {
-            None => TrustMode::Strict,
-            Some(text) => match text.trim().to_ascii_lowercase().as_str() {
-                "strict" | "signed" => TrustMode::Strict,
-                "open" => TrustMode::Open,
-                _ => return Err(invalid("FEDERATION_TRUST", &text, "strict or open")),
-            },
-        };
-        let watch = flags.watch
-            || match env("FEDERATION_WATCH") {
-                None => false,
-                Some(text) => parse_bool(&text)
-                    .ok_or_else(|| invalid("FEDERATION_WATCH", &text, "true or false"))?,
-            };
-        let rate = |flag: Option<u64>, name: &str| -> Result<Option<u64>, Error> {
-            let rate = match (flag, env(name)) {
-                (Some(rate), _) => Some(rate),
-                (None, Some(text)) => Some(
-                    text.trim()
-                        .parse()
-                        .map_err(|_| invalid(name, &text, "a number of bytes per second"))?,
-                ),
-                (None, None) => None,
-            };
-            match rate {
-                Some(rate) if rate < MIN_RATE => Err(Error::Config(format!(
-                    "a rate of {rate} bytes/s ({name}) is below the {MIN_RATE} bytes/s minimum"
-                ))),
-                rate => Ok(rate),
-            }
-        };
-        let max_send_rate = rate(flags.max_send_rate, "FEDERATION_MAX_SEND_RATE")?;
-        let max_recv_rate = rate(flags.max_recv_rate, "FEDERATION_MAX_RECV_RATE")?;
-        let held_bound = |name: &str, default: u64| match env(name) {
+    }
+
+    /// A bound of the held table: the variable, from 1 to 10⁹, else `default`.
+    fn held_bound(&self, name: &str, default: u64) -> Result<u64, Error> {
+        match self.get(name) {
             None => Ok(default),
             Some(text) => text
                 .trim()
                 .parse::<u64>()
                 .ok()
                 .filter(|value| (1..=1_000_000_000).contains(value))
-                .ok_or_else(|| invalid(name, &text, "a whole number from 1 to 1000000000")),
+                .ok_or_else(|| Env::invalid(name, &text, "a whole number from 1 to 1000000000")),
+        }
+    }
+
+    /// A rate limit in bytes per second, at least [`MIN_RATE`].
+    fn rate(&self, flag: Option<u64>, name: &str) -> Result<Option<u64>, Error> {
+        match self.number(flag, name, "a number of bytes per second")? {
+            Some(rate) if rate < MIN_RATE => Err(Error::Config(format!(
+                "a rate of {rate} bytes/s ({name}) is below the {MIN_RATE} bytes/s minimum"
+            ))),
+            rate => Ok(rate),
+        }
+    }
+}
+
+impl FederationConfig {
+    /// Reads `serve`'s flags over the `FEDERATION_*` environment over the defaults.
+    pub fn from_flags(
+        flags: &Serve,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<FederationConfig, Error> {
+        let env = Env(env);
+        let port = env
+            .number(flags.port, "FEDERATION_PORT", "a port number (0-65535)")?
+            .unwrap_or(DEFAULT_PORT);
+        let bind_text = flags.bind.clone().unwrap_or_else(|| "0.0.0.0".to_owned());
+        let bind: IpAddr = bind_text
+            .parse()
+            .map_err(|_| Error::Config(format!("--bind {bind_text:?} is not an IP address")))?;
+        let mode = match flags.mode.clone().or_else(|| env.get("FEDERATION_MODE")) {
+            Some(text) => FederationMode::parse(&text).map_err(Error::Config)?,
+            None => FederationMode::P2p,
         };
+        let hub_url = match flags
+            .hub_url
+            .clone()
+            .or_else(|| env.get("FEDERATION_HUB_URL"))
+        {
+            Some(url) => Some(
+                normalize_peer_url(&url)
+                    .map_err(|reason| Error::Config(format!("hub URL: {reason}")))?,
+            ),
+            None => None,
+        };
+        let auto_sync = env.switch(flags.auto_sync, "FEDERATION_AUTO_SYNC")?;
+        let interval_ms = env
+            .number(
+                flags.sync_interval,
+                "FEDERATION_SYNC_INTERVAL",
+                "a number of milliseconds",
+            )?
+            .unwrap_or(DEFAULT_SYNC_INTERVAL_MS);
+        if interval_ms < 100 {
+            return Err(Error::Config(format!(
+                "sync interval of {interval_ms} ms is below the 100 ms minimum"
+            )));
+        }
+        let limits = server_limits(flags)?;
+        let trust = match flags.trust.clone().or_else(|| env.get("FEDERATION_TRUST")) {
+            None => TrustMode::Strict,
+            Some(text) => match text.trim().to_ascii_lowercase().as_str() {
+                "strict" | "signed" => TrustMode::Strict,
+                "open" => TrustMode::Open,
+                _ => return Err(Env::invalid("FEDERATION_TRUST", &text, "strict or open")),
+            },
+        };
+        let watch = env.switch(flags.watch, "FEDERATION_WATCH")?;
+        let max_send_rate = env.rate(flags.max_send_rate, "FEDERATION_MAX_SEND_RATE")?;
+        let max_recv_rate = env.rate(flags.max_recv_rate, "FEDERATION_MAX_RECV_RATE")?;
         let max_held_records =
-            held_bound("ARK_MAX_HELD_RECORDS", DEFAULT_MAX_HELD_RECORDS as u64)? as usize;
-        let max_held_bytes = (held_bound("ARK_MAX_HELD_MB", DEFAULT_MAX_HELD_MB)? as usize)
+            env.held_bound("ARK_MAX_HELD_RECORDS", DEFAULT_MAX_HELD_RECORDS as u64)? as usize;
+        let max_held_bytes = (env.held_bound("ARK_MAX_HELD_MB", DEFAULT_MAX_HELD_MB)? as usize)
             .saturating_mul(1024 * 1024);
         let peer_ttl = flags.peer_ttl.unwrap_or(DEFAULT_PEER_TTL_SECS);
         if peer_ttl == 0 {
             return Err(Error::Config("--peer-ttl must be at least 1 second".into()));
         }
-        let behind_proxy = flags.behind_proxy
-            || match env("ARK_BEHIND_PROXY") {
-                None => false,
-                Some(text) => parse_bool(&text)
-                    .ok_or_else(|| invalid("ARK_BEHIND_PROXY", &text, "true or false"))?,
-            };
+        let behind_proxy = env.switch(flags.behind_proxy, "ARK_BEHIND_PROXY")?;
         let limits = ServerLimits {
             uncapped_loopback: !behind_proxy,
             // Behind a proxy every caller arrives from the proxy's address, so a share
@@ -650,6 +642,39 @@ impl FederationConfig {
     }
 }
 
+/// The connection and body limits of `serve`'s flags over the defaults.
+fn server_limits(flags: &Serve) -> Result<ServerLimits, Error> {
+    let defaults = ServerLimits::default();
+    let limits = ServerLimits {
+        max_connections: flags.max_connections.unwrap_or(defaults.max_connections),
+        max_connections_per_address: flags
+            .max_connections_per_address
+            .unwrap_or(defaults.max_connections_per_address),
+        max_long_polls: flags.max_long_polls.unwrap_or(defaults.max_long_polls),
+        max_long_polls_per_address: flags
+            .max_long_polls
+            .map_or(defaults.max_long_polls_per_address, |total| {
+                total.min(defaults.max_long_polls_per_address)
+            }),
+        max_body_bytes: flags
+            .max_body_kb
+            .map_or(defaults.max_body_bytes, |kb| kb * 1024),
+        ..defaults
+    };
+    if limits.max_connections == 0 || limits.max_connections_per_address == 0 {
+        return Err(Error::Config(
+            "--max-connections and --max-connections-per-address must be above 0".into(),
+        ));
+    }
+    if limits.max_body_bytes < MAX_PUSH_BODY_BYTES {
+        return Err(Error::Config(format!(
+            "--max-body-kb must be at least {}: peers push up to {MAX_PUSH_BODY_BYTES} bytes at once (a batch and one record of the largest size)",
+            MAX_PUSH_BODY_BYTES.div_ceil(1024)
+        )));
+    }
+    Ok(limits)
+}
+
 impl DiscoveryConfig {
     /// Reads `serve`'s beacon flags over the `FEDERATION_DISCOVERY`/`FEDERATION_BEACON_*`
     /// environment over the defaults, for an instance of `instance_type`.
@@ -658,29 +683,25 @@ impl DiscoveryConfig {
         env: &dyn Fn(&str) -> Option<String>,
         instance_type: InstanceType,
     ) -> Result<DiscoveryConfig, Error> {
-        let env = |name: &str| env(name).filter(|value| !value.trim().is_empty());
-        let invalid = |name: &str, value: &str, expected: &str| {
-            Error::Config(format!("{name}={value:?} is not {expected}"))
-        };
-        let requested = match env("FEDERATION_DISCOVERY") {
-            None => None,
-            Some(text) => Some(
+        let env = Env(env);
+        let requested = env
+            .get("FEDERATION_DISCOVERY")
+            .map(|text| {
                 parse_bool(&text)
-                    .ok_or_else(|| invalid("FEDERATION_DISCOVERY", &text, "true or false"))?,
-            ),
-        };
-        let port = match (flags.beacon_port, env("FEDERATION_BEACON_PORT")) {
-            (Some(port), _) => port,
-            (None, Some(text)) => text
-                .trim()
-                .parse()
-                .map_err(|_| invalid("FEDERATION_BEACON_PORT", &text, "a port number (0-65535)"))?,
-            (None, None) => DEFAULT_BEACON_PORT,
-        };
+                    .ok_or_else(|| Env::invalid("FEDERATION_DISCOVERY", &text, "true or false"))
+            })
+            .transpose()?;
+        let port = env
+            .number(
+                flags.beacon_port,
+                "FEDERATION_BEACON_PORT",
+                "a port number (0-65535)",
+            )?
+            .unwrap_or(DEFAULT_BEACON_PORT);
         let group = match flags
             .beacon_group
             .clone()
-            .or_else(|| env("FEDERATION_BEACON_GROUP"))
+            .or_else(|| env.get("FEDERATION_BEACON_GROUP"))
         {
             Some(text) => text
                 .trim()
@@ -697,39 +718,21 @@ impl DiscoveryConfig {
         let interface = match flags
             .beacon_interface
             .clone()
-            .or_else(|| env("FEDERATION_BEACON_INTERFACE"))
+            .or_else(|| env.get("FEDERATION_BEACON_INTERFACE"))
         {
             Some(text) => text.trim().parse().map_err(|_| {
                 Error::Config(format!("beacon interface {text:?} is not an IPv4 address"))
             })?,
             None => Ipv4Addr::UNSPECIFIED,
         };
-        let unicast_texts: Vec<String> = if flags.beacon_unicast.is_empty() {
-            env("FEDERATION_BEACON_UNICAST")
-                .map(|list| list.split(',').map(|item| item.trim().to_owned()).collect())
-                .unwrap_or_default()
-        } else {
-            flags.beacon_unicast.clone()
-        };
-        let unicast = unicast_texts
-            .iter()
-            .filter(|text| !text.is_empty())
-            .map(|text| {
-                text.parse::<SocketAddr>().map_err(|_| {
-                    Error::Config(format!(
-                        "beacon unicast address {text:?} is not ip:port, e.g. 127.0.0.1:8103"
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let interval_secs = match (flags.beacon_interval, env("FEDERATION_BEACON_INTERVAL")) {
-            (Some(secs), _) => secs,
-            (None, Some(text)) => text
-                .trim()
-                .parse()
-                .map_err(|_| invalid("FEDERATION_BEACON_INTERVAL", &text, "a number of seconds"))?,
-            (None, None) => DEFAULT_BEACON_INTERVAL_SECS,
-        };
+        let unicast = beacon_unicast(flags, &env)?;
+        let interval_secs = env
+            .number(
+                flags.beacon_interval,
+                "FEDERATION_BEACON_INTERVAL",
+                "a number of seconds",
+            )?
+            .unwrap_or(DEFAULT_BEACON_INTERVAL_SECS);
         if interval_secs == 0 {
             return Err(Error::Config(
                 "the beacon interval must be at least 1 second".into(),
@@ -764,6 +767,28 @@ impl DiscoveryConfig {
     pub fn expiry(&self) -> Duration {
         self.interval * BEACON_EXPIRY_INTERVALS
     }
+}
+
+/// `--beacon-unicast` (repeated), else `FEDERATION_BEACON_UNICAST` (comma-separated).
+fn beacon_unicast(flags: &Serve, env: &Env<'_>) -> Result<Vec<SocketAddr>, Error> {
+    let unicast_texts: Vec<String> = if flags.beacon_unicast.is_empty() {
+        env.get("FEDERATION_BEACON_UNICAST")
+            .map(|list| list.split(',').map(|item| item.trim().to_owned()).collect())
+            .unwrap_or_default()
+    } else {
+        flags.beacon_unicast.clone()
+    };
+    unicast_texts
+        .iter()
+        .filter(|text| !text.is_empty())
+        .map(|text| {
+            text.parse::<SocketAddr>().map_err(|_| {
+                Error::Config(format!(
+                    "beacon unicast address {text:?} is not ip:port, e.g. 127.0.0.1:8103"
+                ))
+            })
+        })
+        .collect()
 }
 
 /// Validates a peer URL and writes it one way (`http[s]://host:port`, no trailing slash),

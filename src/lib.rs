@@ -9,7 +9,9 @@
 //! - [`input`]: reads ARK's import formats (topics, JSON arrays, NDJSON) into nodes.
 //! - [`config`]: flags and environment read once into a validated `Config`.
 //! - [`cli`]: argh command definitions only.
-//! - [`commands`]: what each CLI command does.
+//! - [`commands`]: what each CLI command does: argv in, text or `--json` out.
+//! - [`service`]: opens an instance (store, key, config) and performs lattice and
+//!   federation operations with typed results; below both `commands` and `server`.
 //! - [`error`]: the crate-wide error and exit codes.
 //! - [`discovery`]: LAN beacons and the subnet scan.
 //! - [`trust`]: keys, signatures and trust tiers; the only module that imports
@@ -25,6 +27,7 @@ pub mod input;
 pub mod model;
 pub mod protocol;
 pub mod server;
+pub mod service;
 pub mod store;
 pub mod sync;
 pub mod systemd;

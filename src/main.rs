@@ -3,8 +3,9 @@
 
 use argh::FromArgs;
 use ark_lattice::cli::Args;
-use ark_lattice::commands::{self, Output};
+use ark_lattice::commands;
 use ark_lattice::config::Config;
+use ark_lattice::service::{self, Output};
 
 const STDIN_PATH: &str = "/dev/stdin";
 
@@ -44,7 +45,7 @@ fn main() {
     let env = |name: &str| std::env::var(name).ok();
     let result = Config::from_args(&args, &env).and_then(|config| {
         let mut out = Output::stdout();
-        commands::exit_on_storage_panic(&config);
+        service::exit_on_storage_panic(&config);
         commands::run(args, &argv[1..], &config, &mut out)
     });
     if let Err(error) = result {

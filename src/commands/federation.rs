@@ -1,22 +1,29 @@
 //! `ark-lattice federation ...`: start and stop the background server, and manage
-//! peers and syncs. With a server running, each command calls its control API; without
-//! one, the same operations run in this process on the store.
+//! peers and syncs. With a server running, each command calls its control API and reads
+//! the answer into its `protocol` type; without one, the service layer runs the same
+//! operation in this process on the store. Either way the answer is printed for people,
+//! or as the control API's JSON with `--json`.
 
 use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use miniserde::json::{Object, Value};
+use miniserde::json::{Number, Object, Value};
 
-use super::Output;
-use super::remote::{ServerInfo, call, running_server};
-use crate::cli::{FederationCommand, FederationStart};
+use super::remote::call;
+use crate::cli::{
+    AddPeer as AddPeerArgs, AutoSync, Discover, FederationCommand, FederationStart, FederationSync,
+};
 use crate::config::Config;
 use crate::error::Error;
 use crate::model::format_rfc3339;
-use crate::protocol::{Fields, LatticeStatus};
-use crate::server::{self, ApiError, App};
-use crate::sync::PeerState;
+use crate::protocol::{
+    AutoSyncAnswer, DiscoverAnswer, LanEntry, LatticeStatus, PeerAddAnswer, PeerRemoved,
+    SyncAnswer, WireError,
+};
+use crate::service::{
+    self, AddPeer, DiscoverOptions, Instance, OpError, Output, PeerList, ServerInfo, running_server,
+};
 
 /// How long `federation start` and `stop` wait for the server.
 const START_STOP_WAIT: Duration = Duration::from_secs(15);
@@ -29,280 +36,317 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
         FederationCommand::Start(args) => start(config, server, args, out),
         FederationCommand::Stop(_) => stop(config, server, out),
         FederationCommand::Status(args) => {
-            let status = match &server {
-                Some(server) => call(config, server, "GET", "/api/v2/federation/status", None)?,
-                None => in_process(config, server::status)?,
-            };
+            let (json, status) = fetch(
+                config,
+                &server,
+                |server| call(config, server, "GET", "/api/v2/federation/status", None),
+                LatticeStatus::from_json,
+                service::status,
+                LatticeStatus::to_json,
+            )?;
             if args.json {
-                return print_json(out, status);
+                return print_json(out, json);
             }
             print_status(out, &status)
         }
-        FederationCommand::Sync(args) => {
-            let answer = match &server {
-                Some(server) => {
-                    let body = args
-                        .peer
-                        .as_ref()
-                        .map_or(Value::Object(Object::new()), |peer| {
-                            object([("peerUrl", Value::String(peer.clone()))])
-                        });
-                    call(
-                        config,
-                        server,
-                        "POST",
-                        "/api/v2/federation/sync",
-                        Some(body),
-                    )?
-                }
-                None => {
-                    let app = App::open(config)?;
-                    let answer = smol::block_on(server::sync(&app, args.peer.as_deref()))
-                        .map_err(api_error)?;
-                    into_object(answer)
-                }
-            };
-            let results = Fields::new(&answer, "sync answer")
-                .array("result")
-                .map_err(|error| Error::Other(error.0))?
-                .to_vec();
-            let failed = results
-                .iter()
-                .filter(|result| field_bool(result, "success") == Some(false))
-                .count();
-            if args.json {
-                print_json(out, answer)?;
-            } else {
-                if results.is_empty() {
-                    out.line("no peers to sync with (add one with `ark-lattice federation add-peer URL`)")?;
-                }
-                for result in &results {
-                    let peer = field_str(result, "peer").unwrap_or("?");
-                    match field_str(result, "error") {
-                        Some(error) => out.line(format!("{peer}: failed: {error}"))?,
-                        None => out.line(format!(
-                            "{peer}: synced, received {}, sent {}, conflicts {}",
-                            field_u64(result, "nodesReceived"),
-                            field_u64(result, "nodesSent"),
-                            field_u64(result, "conflicts")
-                        ))?,
-                    }
-                    print_held(out, result, &format!("{peer}: "))?;
-                }
-                out.flush()?;
-            }
-            if failed > 0 {
-                return Err(Error::Other(format!(
-                    "{failed} of {} peer sync(s) failed",
-                    results.len()
-                )));
-            }
-            Ok(())
-        }
-        FederationCommand::AddPeer(args) => {
-            let answer = match &server {
-                Some(server) => {
-                    let mut body = vec![("peerUrl", Value::String(args.url.clone()))];
-                    if let Some(pubkey) = &args.pubkey {
-                        body.push(("pubkey", Value::String(pubkey.clone())));
-                    }
-                    if let Some(tier) = &args.tier {
-                        body.push(("tier", Value::String(tier.clone())));
-                    }
-                    if !args.types.is_empty() {
-                        let types = args.types.iter().cloned().map(Value::String).collect();
-                        body.push(("types", Value::Array(types)));
-                    }
-                    let body = Value::Object(
-                        body.into_iter()
-                            .map(|(key, value)| (key.to_owned(), value))
-                            .collect(),
-                    );
-                    call(
-                        config,
-                        server,
-                        "POST",
-                        "/api/v2/federation/peers/add",
-                        Some(body),
-                    )?
-                }
-                None => {
-                    let app = App::open(config)?;
-                    let answer = smol::block_on(server::add_peer(
-                        &app,
-                        &args.url,
-                        args.pubkey.as_deref(),
-                        args.tier.as_deref(),
-                        &args.types,
-                    ));
-                    into_object(answer.map_err(api_error)?)
-                }
-            };
-            let url = field_str_of(&answer, "peer");
-            if let Some(Value::String(message)) = answer.get("message") {
-                out.line(message)?;
-                return out.flush();
-            }
-            if field_bool_of(&answer, "added") == Some(true) {
-                out.line(format!("Added peer {url}"))?;
-            } else {
-                out.line(format!("Peer {url} is already in the list"))?;
-            }
-            match answer.get("fingerprint") {
-                Some(Value::String(fingerprint)) => out.line(format!(
-                    "Pinned its key {fingerprint} as {}; compare it with `ark-lattice federation status` there",
-                    field_str_of(&answer, "tier")
-                ))?,
-                _ if field_bool_of(&answer, "keyPinnedAtFirstContact") == Some(true) => out.line(
-                    "It cannot be reached now; the key it shows at the first sync will be pinned (compare it then with `ark-lattice federation status` there)",
-                )?,
-                _ => out.line("It has no key (an ARK Node.js peer): sync with it needs FEDERATION_TRUST=open")?,
-            }
-            out.flush()
-        }
+        FederationCommand::Sync(args) => sync(config, &server, args, out),
+        FederationCommand::AddPeer(args) => add_peer(config, &server, args, out),
         FederationCommand::RemovePeer(args) => {
-            let answer = match &server {
-                Some(server) => call(
-                    config,
-                    server,
-                    "DELETE",
-                    &format!("/api/v2/federation/peers/{}", percent_encode(&args.url)),
-                    None,
-                )?,
-                None => in_process(config, |app| server::remove_peer(app, &args.url))?,
-            };
-            out.line(format!("Removed peer {}", field_str_of(&answer, "peer")))?;
+            let (_, removed) = fetch(
+                config,
+                &server,
+                |server| {
+                    let path = format!("/api/v2/federation/peers/{}", percent_encode(&args.url));
+                    call(config, server, "DELETE", &path, None)
+                },
+                PeerRemoved::from_json,
+                |instance| service::remove_peer(instance, &args.url),
+                PeerRemoved::to_json,
+            )?;
+            out.line(format!("Removed peer {}", removed.peer))?;
             out.flush()
         }
         FederationCommand::ListPeers(args) => {
-            let answer = match &server {
-                Some(server) => call(config, server, "GET", "/api/v2/federation/peers", None)?,
-                None => in_process(config, server::list_peers)?,
-            };
+            let (json, list) = fetch(
+                config,
+                &server,
+                |server| call(config, server, "GET", "/api/v2/federation/peers", None),
+                PeerList::from_json,
+                service::list_peers,
+                PeerList::to_json,
+            )?;
             if args.json {
-                return print_json(out, answer);
+                return print_json(out, json);
             }
-            print_peers(out, &answer)?;
+            print_peers(out, &list)?;
             out.flush()
         }
-        FederationCommand::Discover(args) => {
-            let options = server::DiscoverOptions {
-                add: args.add,
-                scan: args.scan,
-                subnet: args.subnet.clone(),
-                scan_port: args.scan_port,
-            };
-            let answer = match &server {
-                Some(server) => {
-                    let mut body = Object::new();
-                    body.insert("add".into(), Value::Bool(options.add));
-                    body.insert("scan".into(), Value::Bool(options.scan));
-                    if let Some(subnet) = &options.subnet {
-                        body.insert("subnet".into(), Value::String(subnet.clone()));
-                    }
-                    if let Some(port) = options.scan_port {
-                        body.insert(
-                            "scanPort".into(),
-                            Value::Number(miniserde::json::Number::U64(port.into())),
-                        );
-                    }
-                    call(
-                        config,
-                        server,
-                        "POST",
-                        "/api/v2/federation/discover",
-                        Some(Value::Object(body)),
-                    )?
-                }
-                None => {
-                    let app = App::open(config)?;
-                    into_object(
-                        smol::block_on(server::discover(&app, &options)).map_err(api_error)?,
-                    )
-                }
-            };
-            if args.json {
-                return print_json(out, answer);
-            }
-            print_discovered(out, &answer, args.add)?;
-            if let Some(Value::Array(errors)) = answer.get("errors") {
-                for error in errors {
-                    if let Value::String(error) = error {
-                        eprintln!("warning: {error}");
-                    }
-                }
-            }
-            out.flush()
-        }
-        FederationCommand::AutoSync(args) => {
-            let state = match (args.start, args.stop, args.state.as_deref()) {
-                (true, false, None) => "on",
-                (false, true, None) => "off",
-                (false, false, Some(state)) => state,
-                _ => {
-                    return Err(Error::Usage(
-                        "auto-sync takes one of --start, --stop, on or off".into(),
-                    ));
-                }
-            };
-            let on = match state {
-                "on" | "start" => true,
-                "off" | "stop" => false,
-                other => {
-                    return Err(Error::Usage(format!(
-                        "auto-sync takes on or off, not {other:?}"
-                    )));
-                }
-            };
-            let answer = match &server {
-                Some(server) => {
-                    let path = if on {
-                        "/api/v2/federation/auto-sync/start"
-                    } else {
-                        "/api/v2/federation/auto-sync/stop"
-                    };
-                    let mut body = Object::new();
-                    if let Some(interval) = args.interval {
-                        body.insert(
-                            "interval".into(),
-                            Value::Number(miniserde::json::Number::U64(interval)),
-                        );
-                    }
-                    call(config, server, "POST", path, Some(Value::Object(body)))?
-                }
-                // Saved for the server's next start.
-                None => in_process(config, |app| server::set_auto_sync(app, on, args.interval))?,
-            };
-            out.line(format!(
-                "auto-sync is {} (every {} ms){}",
-                if on { "on" } else { "off" },
-                field_u64(&Value::Object(answer), "syncInterval"),
-                if server.is_none() && on {
-                    "; it runs while the server runs (`ark-lattice federation start`)"
-                } else {
-                    ""
-                }
-            ))?;
-            out.flush()
-        }
+        FederationCommand::Discover(args) => discover(config, &server, args, out),
+        FederationCommand::AutoSync(args) => auto_sync(config, &server, args, out),
     }
 }
 
-/// Runs a control operation on an in-process app when no server is running.
-fn in_process(
+/// Runs an operation on the running server (its JSON answer, read into its type) or, with
+/// no server, on the instance opened here (its typed answer, and the JSON the server
+/// would have answered). `--json` prints the JSON; people get the typed answer printed.
+fn fetch<T>(
     config: &Config,
-    operation: impl FnOnce(&App) -> Result<Value, ApiError>,
-) -> Result<Object, Error> {
-    let app = App::open(config)?;
-    operation(&app).map(into_object).map_err(api_error)
+    server: &Option<ServerInfo>,
+    remote: impl FnOnce(&ServerInfo) -> Result<Object, Error>,
+    parse: fn(&Object, &str) -> Result<T, WireError>,
+    local: impl FnOnce(&Instance) -> Result<T, OpError>,
+    to_json: fn(&T) -> Value,
+) -> Result<(Object, T), Error> {
+    match server {
+        Some(server) => {
+            let json = remote(server)?;
+            let typed =
+                parse(&json, "the server's answer").map_err(|error| Error::Other(error.0))?;
+            Ok((json, typed))
+        }
+        None => {
+            let instance = Instance::open(config)?;
+            let typed = local(&instance)?;
+            Ok((into_object(to_json(&typed)), typed))
+        }
+    }
 }
 
-fn api_error(error: ApiError) -> Error {
-    if error.status == 400 {
-        Error::Usage(error.message)
+fn sync(
+    config: &Config,
+    server: &Option<ServerInfo>,
+    args: &FederationSync,
+    out: &mut Output,
+) -> Result<(), Error> {
+    let (json, answer) = fetch(
+        config,
+        server,
+        |server| {
+            let body = args
+                .peer
+                .as_ref()
+                .map_or(Value::Object(Object::new()), |peer| {
+                    object([("peerUrl", Value::String(peer.clone()))])
+                });
+            call(
+                config,
+                server,
+                "POST",
+                "/api/v2/federation/sync",
+                Some(body),
+            )
+        },
+        SyncAnswer::from_json,
+        |instance| smol::block_on(service::sync(instance, args.peer.as_deref())),
+        SyncAnswer::to_json,
+    )?;
+    if args.json {
+        print_json(out, json)?;
     } else {
-        Error::Other(error.message)
+        print_sync(out, &answer)?;
     }
+    let failed = answer.failed();
+    if failed > 0 {
+        return Err(Error::Other(format!(
+            "{failed} of {} peer sync(s) failed",
+            answer.results.len()
+        )));
+    }
+    Ok(())
+}
+
+fn print_sync(out: &mut Output, answer: &SyncAnswer) -> Result<(), Error> {
+    if answer.results.is_empty() {
+        out.line("no peers to sync with (add one with `ark-lattice federation add-peer URL`)")?;
+    }
+    for result in &answer.results {
+        let peer = &result.peer;
+        match &result.error {
+            Some(error) => out.line(format!("{peer}: failed: {error}"))?,
+            None => out.line(format!(
+                "{peer}: synced, received {}, sent {}, conflicts {}",
+                result.nodes_received, result.nodes_sent, result.conflicts
+            ))?,
+        }
+        print_held(out, &result.held_messages, &format!("{peer}: "))?;
+    }
+    out.flush()
+}
+
+fn add_peer(
+    config: &Config,
+    server: &Option<ServerInfo>,
+    args: &AddPeerArgs,
+    out: &mut Output,
+) -> Result<(), Error> {
+    let (_, answer) = fetch(
+        config,
+        server,
+        |server| {
+            let mut body = vec![("peerUrl", Value::String(args.url.clone()))];
+            if let Some(pubkey) = &args.pubkey {
+                body.push(("pubkey", Value::String(pubkey.clone())));
+            }
+            if let Some(tier) = &args.tier {
+                body.push(("tier", Value::String(tier.clone())));
+            }
+            if !args.types.is_empty() {
+                let types = args.types.iter().cloned().map(Value::String).collect();
+                body.push(("types", Value::Array(types)));
+            }
+            let body = Value::Object(
+                body.into_iter()
+                    .map(|(key, value)| (key.to_owned(), value))
+                    .collect(),
+            );
+            call(
+                config,
+                server,
+                "POST",
+                "/api/v2/federation/peers/add",
+                Some(body),
+            )
+        },
+        PeerAddAnswer::from_json,
+        |instance| {
+            let request = AddPeer {
+                url: &args.url,
+                pubkey: args.pubkey.as_deref(),
+                tier: args.tier.as_deref(),
+                types: &args.types,
+            };
+            smol::block_on(service::add_peer(instance, request))
+        },
+        PeerAddAnswer::to_json,
+    )?;
+    let PeerAddAnswer::Added {
+        peer,
+        added,
+        key,
+        key_pinned_at_first_contact,
+    } = answer
+    else {
+        if let PeerAddAnswer::SameNode { message, .. } = answer {
+            out.line(message)?;
+        }
+        return out.flush();
+    };
+    if added {
+        out.line(format!("Added peer {peer}"))?;
+    } else {
+        out.line(format!("Peer {peer} is already in the list"))?;
+    }
+    match key {
+        Some(key) => out.line(format!(
+            "Pinned its key {} as {}; compare it with `ark-lattice federation status` there",
+            key.fingerprint, key.tier
+        ))?,
+        None if key_pinned_at_first_contact => out.line(
+            "It cannot be reached now; the key it shows at the first sync will be pinned (compare it then with `ark-lattice federation status` there)",
+        )?,
+        None => out.line("It has no key (an ARK Node.js peer): sync with it needs FEDERATION_TRUST=open")?,
+    }
+    out.flush()
+}
+
+fn discover(
+    config: &Config,
+    server: &Option<ServerInfo>,
+    args: &Discover,
+    out: &mut Output,
+) -> Result<(), Error> {
+    let options = DiscoverOptions {
+        add: args.add,
+        scan: args.scan,
+        subnet: args.subnet.clone(),
+        scan_port: args.scan_port,
+    };
+    let (json, answer) = fetch(
+        config,
+        server,
+        |server| {
+            let mut body = Object::new();
+            body.insert("add".into(), Value::Bool(options.add));
+            body.insert("scan".into(), Value::Bool(options.scan));
+            if let Some(subnet) = &options.subnet {
+                body.insert("subnet".into(), Value::String(subnet.clone()));
+            }
+            if let Some(port) = options.scan_port {
+                body.insert("scanPort".into(), Value::Number(Number::U64(port.into())));
+            }
+            let body = Some(Value::Object(body));
+            call(config, server, "POST", "/api/v2/federation/discover", body)
+        },
+        DiscoverAnswer::from_json,
+        |instance| smol::block_on(service::discover(instance, &options)),
+        DiscoverAnswer::to_json,
+    )?;
+    if args.json {
+        return print_json(out, json);
+    }
+    print_discovered(out, &answer, args.add)?;
+    for error in &answer.errors {
+        eprintln!("warning: {error}");
+    }
+    out.flush()
+}
+
+fn auto_sync(
+    config: &Config,
+    server: &Option<ServerInfo>,
+    args: &AutoSync,
+    out: &mut Output,
+) -> Result<(), Error> {
+    let state = match (args.start, args.stop, args.state.as_deref()) {
+        (true, false, None) => "on",
+        (false, true, None) => "off",
+        (false, false, Some(state)) => state,
+        _ => {
+            return Err(Error::Usage(
+                "auto-sync takes one of --start, --stop, on or off".into(),
+            ));
+        }
+    };
+    let on = match state {
+        "on" | "start" => true,
+        "off" | "stop" => false,
+        other => {
+            return Err(Error::Usage(format!(
+                "auto-sync takes on or off, not {other:?}"
+            )));
+        }
+    };
+    let (_, answer) = fetch(
+        config,
+        server,
+        |server| {
+            let path = if on {
+                "/api/v2/federation/auto-sync/start"
+            } else {
+                "/api/v2/federation/auto-sync/stop"
+            };
+            let mut body = Object::new();
+            if let Some(interval) = args.interval {
+                body.insert("interval".into(), Value::Number(Number::U64(interval)));
+            }
+            call(config, server, "POST", path, Some(Value::Object(body)))
+        },
+        AutoSyncAnswer::from_json,
+        // Saved for the server's next start.
+        |instance| service::set_auto_sync(instance, on, args.interval),
+        AutoSyncAnswer::to_json,
+    )?;
+    out.line(format!(
+        "auto-sync is {} (every {} ms){}",
+        if on { "on" } else { "off" },
+        answer.sync_interval_ms,
+        if server.is_none() && on {
+            "; it runs while the server runs (`ark-lattice federation start`)"
+        } else {
+            ""
+        }
+    ))?;
+    out.flush()
 }
 
 fn into_object(value: Value) -> Object {
@@ -326,50 +370,6 @@ fn print_json(out: &mut Output, object: Object) -> Result<(), Error> {
     out.flush()
 }
 
-fn field_str<'a>(value: &'a Value, name: &str) -> Option<&'a str> {
-    match value {
-        Value::Object(object) => match object.get(name) {
-            Some(Value::String(text)) => Some(text),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-fn field_bool(value: &Value, name: &str) -> Option<bool> {
-    match value {
-        Value::Object(object) => match object.get(name) {
-            Some(Value::Bool(flag)) => Some(*flag),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-fn field_u64(value: &Value, name: &str) -> u64 {
-    match value {
-        Value::Object(object) => match object.get(name) {
-            Some(Value::Number(miniserde::json::Number::U64(n))) => *n,
-            _ => 0,
-        },
-        _ => 0,
-    }
-}
-
-fn field_str_of(object: &Object, name: &str) -> String {
-    match object.get(name) {
-        Some(Value::String(text)) => text.clone(),
-        _ => String::new(),
-    }
-}
-
-fn field_bool_of(object: &Object, name: &str) -> Option<bool> {
-    match object.get(name) {
-        Some(Value::Bool(flag)) => Some(*flag),
-        _ => None,
-    }
-}
-
 fn percent_encode(text: &str) -> String {
     let mut out = String::new();
     for byte in text.bytes() {
@@ -390,20 +390,8 @@ fn time(millis: u64) -> String {
     }
 }
 
-fn print_peers(out: &mut Output, answer: &Object) -> Result<(), Error> {
-    let entries = Fields::new(answer, "peer list")
-        .array("peers")
-        .map_err(|error| Error::Other(error.0))?;
-    let peers = entries
-        .iter()
-        .map(|entry| match entry {
-            Value::Object(object) => PeerState::from_json(object, "peer list entry"),
-            _ => Err(crate::protocol::WireError(
-                "peer list entry is not an object".into(),
-            )),
-        })
-        .collect::<Result<Vec<PeerState>, _>>()
-        .map_err(|error| Error::Other(error.0))?;
+fn print_peers(out: &mut Output, list: &PeerList) -> Result<(), Error> {
+    let peers = &list.peers;
     if peers.is_empty() {
         return out.line("no peers (add one with `ark-lattice federation add-peer URL`)");
     }
@@ -411,7 +399,7 @@ fn print_peers(out: &mut Output, answer: &Object) -> Result<(), Error> {
         "{:<34} {:<20} {:<8} {:<24} {}",
         "PEER", "STATE", "PROTO", "LAST SYNC", "LAST ERROR"
     ))?;
-    for peer in &peers {
+    for peer in peers {
         let state = if peer.is_active() {
             "active"
         } else if peer.failures > 0 {
@@ -438,18 +426,8 @@ fn print_peers(out: &mut Output, answer: &Object) -> Result<(), Error> {
 }
 
 /// `federation discover`: peers of peers, peers heard by beacon, and the scan's.
-fn print_discovered(out: &mut Output, answer: &Object, add: bool) -> Result<(), Error> {
-    let list = |name: &str| match answer.get(name) {
-        Some(Value::Array(items)) => items.to_vec(),
-        _ => Vec::new(),
-    };
-    let added: Vec<String> = list("addedPeers")
-        .iter()
-        .filter_map(|url| match url {
-            Value::String(url) => Some(url.clone()),
-            _ => None,
-        })
-        .collect();
+fn print_discovered(out: &mut Output, answer: &DiscoverAnswer, add: bool) -> Result<(), Error> {
+    let added = &answer.added_peers;
     let mark = |url: &str| {
         if added.iter().any(|added| added == url) {
             ", added"
@@ -457,67 +435,54 @@ fn print_discovered(out: &mut Output, answer: &Object, add: bool) -> Result<(), 
             ""
         }
     };
-    let peers = list("peers");
-    for peer in &peers {
-        let url = field_str(peer, "url").unwrap_or("?");
-        out.line(format!(
-            "{url}  (via {}){}",
-            field_str(peer, "via").unwrap_or("?"),
-            mark(url)
-        ))?;
+    for peer in &answer.peers {
+        let url = &peer.url;
+        out.line(format!("{url}  (via {}){}", peer.via, mark(url)))?;
     }
-    out.line(format!("{} new peer(s) known to our peers", peers.len()))?;
-    let describe = |entry: &Value| {
-        let url = field_str(entry, "url").unwrap_or("?");
+    out.line(format!(
+        "{} new peer(s) known to our peers",
+        answer.peers.len()
+    ))?;
+    let describe = |entry: &LanEntry| {
+        let url = &entry.url;
         format!(
             "{url:<28} {:<24} {:<26} {:<9} {}{}{}",
-            field_str(entry, "instanceName").unwrap_or("-"),
-            field_str(entry, "fingerprint").unwrap_or("-"),
-            if field_bool(entry, "signed") == Some(true) {
-                "signed"
-            } else {
-                "unsigned"
-            },
-            if field_bool(entry, "trusted") == Some(true) {
+            entry.instance_name.as_deref().unwrap_or("-"),
+            entry.fingerprint.as_deref().unwrap_or("-"),
+            if entry.signed { "signed" } else { "unsigned" },
+            if entry.trusted {
                 "trusted"
             } else {
                 "not trusted"
             },
-            if field_bool(entry, "known") == Some(true) {
-                ", in peer list"
-            } else {
-                ""
-            },
+            if entry.known { ", in peer list" } else { "" },
             mark(url)
         )
     };
-    let beacons = list("lan");
+    let beacons = &answer.lan;
     out.line("")?;
-    if field_bool_of(answer, "listening") != Some(true) {
+    if !answer.listening {
         out.line("LAN beacons: none heard (beacons are heard by a running server: `ark-lattice federation start`)")?;
-    } else if field_bool_of(answer, "discoveryEnabled") != Some(true) {
+    } else if !answer.discovery_enabled {
         out.line("LAN beacons: discovery is off on this instance (--no-discovery, FEDERATION_DISCOVERY or a cloud instance)")?;
     } else {
         out.line(format!("LAN beacons: {} peer(s) heard", beacons.len()))?;
     }
-    for entry in &beacons {
+    for entry in beacons {
         out.line(format!("  {}", describe(entry)))?;
     }
-    if let Some(scan) = answer
-        .get("scan")
-        .filter(|scan| !matches!(scan, Value::Null))
-    {
+    if let Some(scan) = &answer.scan {
         out.line("")?;
         out.line(format!(
             "scan of {} port {}: {} of {} address(es) answered in {:.1} s",
-            field_str(scan, "subnet").unwrap_or("?"),
-            field_u64(scan, "port"),
-            field_u64(scan, "answered"),
-            field_u64(scan, "probed"),
-            field_u64(scan, "durationMs") as f64 / 1000.0
+            scan.subnet,
+            scan.port,
+            scan.answered,
+            scan.probed,
+            scan.duration_ms as f64 / 1000.0
         ))?;
-        for entry in list("scanned") {
-            out.line(format!("  {}", describe(&entry)))?;
+        for entry in &answer.scanned {
+            out.line(format!("  {}", describe(entry)))?;
         }
     }
     if add && added.is_empty() {
@@ -526,9 +491,7 @@ fn print_discovered(out: &mut Output, answer: &Object, add: bool) -> Result<(), 
     Ok(())
 }
 
-fn print_status(out: &mut Output, status: &Object) -> Result<(), Error> {
-    let status =
-        LatticeStatus::from_json(status, "status answer").map_err(|error| Error::Other(error.0))?;
+fn print_status(out: &mut Output, status: &LatticeStatus) -> Result<(), Error> {
     let info = &status.info;
     let lattice = &info.lattice;
     let or_dash = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
@@ -576,7 +539,9 @@ fn print_status(out: &mut Output, status: &Object) -> Result<(), Error> {
         stats.conflicts_resolved
     ))?;
     out.line("")?;
-    print_peers(out, &status.peer_list)?;
+    let peer_list = PeerList::from_json(&status.peer_list, "peer list")
+        .map_err(|error| Error::Other(error.0))?;
+    print_peers(out, &peer_list)?;
     for message in &status.held_messages {
         out.line(message)?;
     }
@@ -587,15 +552,9 @@ fn print_status(out: &mut Output, status: &Object) -> Result<(), Error> {
 }
 
 /// The `heldMessages` of a sync result or status: what is held and what to run.
-fn print_held(out: &mut Output, value: &Value, prefix: &str) -> Result<(), Error> {
-    if let Value::Object(object) = value {
-        if let Some(Value::Array(messages)) = object.get("heldMessages") {
-            for message in messages {
-                if let Value::String(message) = message {
-                    out.line(format!("{prefix}{message}"))?;
-                }
-            }
-        }
+fn print_held(out: &mut Output, messages: &[String], prefix: &str) -> Result<(), Error> {
+    for message in messages {
+        out.line(format!("{prefix}{message}"))?;
     }
     Ok(())
 }

@@ -13,7 +13,10 @@ pub use ark::{
     ArkStats, ControlAnswer, InstanceInfo, LatticeInfo, NodeList, NodesSince, PeerDirectory,
     PeerSummary, PeerSyncReport, ReceiveResult, SyncReport, not_found,
 };
-pub use control::LatticeStatus;
+pub use control::{
+    AutoSyncAnswer, DiscoverAnswer, FoundPeer, LanEntry, LanSource, LatticeStatus, PeerAddAnswer,
+    PeerRemoved, PeerSyncSummary, PinnedKey, ScanSummary, SyncAnswer,
+};
 pub use fields::{Fields, WireError, json_object, parse_object};
 pub use legacy::{
     ARK_COLUMNS, ark_columns, ark_row, keep_what_ark_cannot_hold, legacy_origin, legacy_record,

@@ -8,11 +8,11 @@
 use miniserde::json::Value;
 
 use super::app::App;
-use super::control::{self, DiscoverOptions};
 use super::routes::ApiError;
 use crate::config::normalize_peer_url;
 use crate::http::{Request, percent_decode};
 use crate::protocol::{ControlAnswer, Fields, PeerSyncReport, SyncReport, parse_object};
+use crate::service::{self, AddPeer, DiscoverOptions};
 
 /// Answers an ARK route, or `None` when `path` is not one of ARK's.
 pub async fn handle(app: &App, request: &Request, path: &str) -> Option<Result<Value, ApiError>> {
@@ -20,15 +20,15 @@ pub async fn handle(app: &App, request: &Request, path: &str) -> Option<Result<V
     let answer = match (method, path) {
         ("GET", "/api/federation/status") => status(app),
         ("POST", "/api/federation/start") => {
-            app.federation_enabled.set(true);
+            app.set_federation_enabled(true);
             Ok(ControlAnswer::Started {
-                port: u64::from(app.listen_port.get()),
+                port: u64::from(app.listen_port()),
                 instance_id: app.instance_id_hex(),
                 instance_name: app.instance_name(),
             })
         }
         ("POST", "/api/federation/stop") => {
-            app.federation_enabled.set(false);
+            app.set_federation_enabled(false);
             Ok(ControlAnswer::Stopped)
         }
         ("GET", "/api/federation/peers") => peers(app),
@@ -49,14 +49,14 @@ pub async fn handle(app: &App, request: &Request, path: &str) -> Option<Result<V
             Err(error) => Err(error),
         },
         ("POST", "/api/federation/discover") => discover(app).await,
-        ("POST", "/api/federation/auto-sync/start") => {
-            control::set_auto_sync(app, true, None).map(|_| ControlAnswer::AutoSyncStarted {
-                interval: app.sync_interval_ms.get(),
+        ("POST", "/api/federation/auto-sync/start") => service::set_auto_sync(app, true, None)
+            .map(|answer| ControlAnswer::AutoSyncStarted {
+                interval: answer.sync_interval_ms,
             })
-        }
-        ("POST", "/api/federation/auto-sync/stop") => {
-            control::set_auto_sync(app, false, None).map(|_| ControlAnswer::AutoSyncStopped)
-        }
+            .map_err(ApiError::from),
+        ("POST", "/api/federation/auto-sync/stop") => service::set_auto_sync(app, false, None)
+            .map(|_| ControlAnswer::AutoSyncStopped)
+            .map_err(ApiError::from),
         _ => return None,
     };
     Some(
@@ -84,20 +84,17 @@ fn peer_url(request: &Request) -> Result<Option<String>, ApiError> {
 
 fn status(app: &App) -> Result<ControlAnswer, ApiError> {
     Ok(ControlAnswer::Status {
-        info: Box::new(super::peer_api::instance_info(app)?),
-        is_running: app.listen_port.get() != 0 && app.federation_enabled.get(),
+        info: Box::new(app.info_at(crate::model::unix_millis_now())?),
+        is_running: app.listen_port() != 0 && app.federation_enabled(),
     })
 }
 
+/// The peers as the instance info lists them, kept in memory while unchanged.
 fn peers(app: &App) -> Result<ControlAnswer, ApiError> {
-    let peers = app.syncer.peers()?;
+    let info = app.info_at(crate::model::unix_millis_now())?;
     Ok(ControlAnswer::Peers {
-        peers: peers.iter().map(|peer| peer.url.clone()).collect(),
-        active_peers: peers
-            .iter()
-            .filter(|peer| peer.is_active())
-            .map(|peer| peer.url.clone())
-            .collect(),
+        peers: info.peers,
+        active_peers: info.active_peers,
     })
 }
 
@@ -109,14 +106,13 @@ fn total_peers(app: &App) -> Result<u64, ApiError> {
 async fn add_peer(app: &App, request: &Request, url: &str) -> Result<ControlAnswer, ApiError> {
     let body = parse_object(&request.body, "request body")?;
     let fields = Fields::new(&body, "request body");
-    control::add_peer(
-        app,
+    let add = AddPeer {
         url,
-        fields.opt_str("pubkey")?,
-        fields.opt_str("tier")?,
-        &[],
-    )
-    .await?;
+        pubkey: fields.opt_str("pubkey")?,
+        tier: fields.opt_str("tier")?,
+        types: &[],
+    };
+    service::add_peer(app, add).await?;
     Ok(ControlAnswer::PeerChanged {
         added: true,
         peer_url: normalize_peer_url(url).unwrap_or_else(|_| url.to_owned()),
@@ -125,7 +121,7 @@ async fn add_peer(app: &App, request: &Request, url: &str) -> Result<ControlAnsw
 }
 
 fn remove_peer(app: &App, url: &str) -> Result<ControlAnswer, ApiError> {
-    control::remove_peer(app, url)?;
+    service::remove_peer(app, url)?;
     Ok(ControlAnswer::PeerChanged {
         added: false,
         peer_url: normalize_peer_url(url).unwrap_or_else(|_| url.to_owned()),
@@ -142,7 +138,7 @@ async fn sync(app: &App, peer: Option<&str>) -> Result<ControlAnswer, ApiError> 
         ],
         None => app.sync_targets()?,
     };
-    let results = super::join_all(targets.iter().map(|url| app.sync_peer(url))).await;
+    let results = service::join_all(targets.iter().map(|url| app.sync_peer(url))).await;
     let reports: Vec<PeerSyncReport> = results
         .into_iter()
         .map(|result| PeerSyncReport {
@@ -176,22 +172,9 @@ async fn discover(app: &App) -> Result<ControlAnswer, ApiError> {
         add: true,
         ..DiscoverOptions::default()
     };
-    let answer = control::discover(app, &options).await?;
-    let added = match &answer {
-        Value::Object(object) => match object.get("addedPeers") {
-            Some(Value::Array(urls)) => urls
-                .iter()
-                .filter_map(|url| match url {
-                    Value::String(url) => Some(url.clone()),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
-    };
+    let answer = service::discover(app, &options).await?;
     Ok(ControlAnswer::Discovered {
-        peers: added,
+        peers: answer.added_peers,
         total_peers: total_peers(app)?,
     })
 }

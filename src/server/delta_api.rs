@@ -73,7 +73,7 @@ pub async fn changes(app: &Rc<App>, request: &Request) -> Result<Value, ApiError
             .borrow()
             .changes_since_filtered(after, limit, max_bytes, &filter)?;
         let waiting = page.records.is_empty() && !page.more && page.last_seq == after;
-        if !waiting || Instant::now() >= deadline || app.shutdown_requested.get() {
+        if !waiting || Instant::now() >= deadline || app.shutdown_requested() {
             return Ok(page_json(app, &page));
         }
         let shutdown = app.shutdown.listen();

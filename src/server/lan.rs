@@ -1,22 +1,23 @@
 //! LAN discovery on the server: the beacon task (announce, listen, answer newcomers,
-//! expire the silent), and the LAN half of `discover` (peers heard, the subnet scan).
-//! Beacon encoding and the scan itself live in `discovery`.
+//! expire the silent). The LAN half of `discover` (peers heard, the subnet scan) is the
+//! service layer's (`service::discover`); beacon encoding and the scan itself live in
+//! `discovery`.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
-use miniserde::json::{Number, Value};
+use miniserde::json::Value;
 use smol::{LocalExecutor, Timer};
 
 use super::app::App;
 use super::events::EventKind;
-use super::routes::{ApiError, number, object, text};
-use crate::discovery::{self, Beacon, Heard, LanPeer, MAX_BEACON_BYTES, ScanHit, Subnet};
-use crate::http::HttpClient;
+use super::routes::{number, text};
+use crate::discovery::{self, Beacon, Heard, MAX_BEACON_BYTES};
 use crate::model::unix_millis_now;
 use crate::protocol::{CAPABILITY_HTTPS, PROTOCOL_LEGACY, PROTOCOL_V2};
+use crate::service::is_trusted;
 
 /// A newcomer's beacon is answered with ours at once, but at most this often, so a
 /// burst of beacons cannot make us flood the LAN.
@@ -124,7 +125,7 @@ pub fn our_beacon(app: &App, destination: SocketAddr) -> Beacon {
         &app.key,
         &app.instance_name(),
         &address,
-        app.listen_port.get(),
+        app.listen_port(),
         &capabilities,
         unix_millis_now(),
     )
@@ -180,7 +181,8 @@ fn hear(app: &App, bytes: &[u8], source: SocketAddr) -> bool {
             // made-up ids cost 18 s of CPU that way).
             let listed = app.lan_peers.borrow().get(&beacon.peer_id).cloned();
             if let Some(peer) = listed {
-                let entry = lan_peer_json(app, &peer);
+                // Only a signed beacon proves the id; an unsigned one could claim any.
+                let trusted = peer.signed && is_trusted(app, &peer.beacon.peer_id);
                 if app.config.verbose {
                     eprintln!(
                         "ark:discovery heard {} at {}",
@@ -196,7 +198,7 @@ fn hear(app: &App, bytes: &[u8], source: SocketAddr) -> bool {
                         ("url", text(&peer.url)),
                         ("fingerprint", text(&peer.beacon.key_fingerprint)),
                         ("signed", Value::Bool(peer.signed)),
-                        ("trusted", field(&entry, "trusted")),
+                        ("trusted", Value::Bool(trusted)),
                     ],
                 );
             }
@@ -229,178 +231,4 @@ fn expire(app: &App, max_age: u64) {
             ],
         );
     }
-}
-
-fn field(value: &Value, name: &str) -> Value {
-    match value {
-        Value::Object(object) => object.get(name).cloned().unwrap_or(Value::Null),
-        _ => Value::Null,
-    }
-}
-
-/// Whether we trust the instance with this id: its key is in the trust store with a
-/// tier (not merely pending). The one place that answers this for discovery.
-pub fn is_trusted(app: &App, instance_id: &str) -> bool {
-    let Ok(instance_id) = crate::model::InstanceId::from_hex(instance_id) else {
-        return false;
-    };
-    crate::sync::trust_book::tier_of(&app.store.borrow(), &instance_id)
-        .is_ok_and(|tier| tier.is_some())
-}
-
-fn is_known_url(app: &App, url: &str) -> bool {
-    app.syncer.peer(url).ok().flatten().is_some()
-}
-
-/// A peer heard by beacon, for `discover`, events and the status page.
-pub fn lan_peer_json(app: &App, peer: &LanPeer) -> Value {
-    // Only a signed beacon proves the id; an unsigned one could claim any.
-    let trusted = peer.signed && is_trusted(app, &peer.beacon.peer_id);
-    let capabilities: Vec<Value> = peer.beacon.capabilities.iter().map(|c| text(c)).collect();
-    object([
-        ("source", text("beacon")),
-        ("url", text(&peer.url)),
-        ("instanceId", text(&peer.beacon.peer_id)),
-        ("instanceName", text(&peer.beacon.peer_name)),
-        ("address", text(&peer.beacon.address)),
-        ("port", number(u64::from(peer.beacon.port))),
-        ("fingerprint", text(&peer.beacon.key_fingerprint)),
-        ("signed", Value::Bool(peer.signed)),
-        ("trusted", Value::Bool(trusted)),
-        ("known", Value::Bool(is_known_url(app, &peer.url))),
-        (
-            "capabilities",
-            Value::Array(capabilities.into_iter().collect()),
-        ),
-        ("version", text(&peer.beacon.version)),
-        ("firstSeen", number(peer.first_seen)),
-        ("lastSeen", number(peer.last_seen)),
-    ])
-}
-
-/// A peer that answered the scan.
-fn scan_hit_json(app: &App, hit: &ScanHit) -> Value {
-    let trusted = hit.verified && is_trusted(app, &hit.instance_id);
-    let protocols: Vec<Value> = hit.protocols.iter().map(|p| text(p)).collect();
-    object([
-        ("source", text("scan")),
-        ("url", text(&hit.url)),
-        ("instanceId", text(&hit.instance_id)),
-        (
-            "instanceName",
-            hit.instance_name.as_deref().map_or(Value::Null, text),
-        ),
-        (
-            "fingerprint",
-            hit.fingerprint.as_deref().map_or(Value::Null, text),
-        ),
-        ("signed", Value::Bool(hit.verified)),
-        ("trusted", Value::Bool(trusted)),
-        ("known", Value::Bool(is_known_url(app, &hit.url))),
-        ("protocols", Value::Array(protocols.into_iter().collect())),
-    ])
-}
-
-/// What the LAN half of `discover` found: peers heard by beacon, and the scan's.
-#[derive(Debug, Default)]
-pub struct LanFindings {
-    pub beacons: Vec<Value>,
-    pub scanned: Vec<Value>,
-    pub scan_summary: Value,
-    /// URLs `--add` may add, with the key a signed beacon showed: signed beacons (an
-    /// unsigned ARK beacon names the port of ARK's Python sync service, which does not
-    /// speak this HTTP protocol) and everything that answered `/federation/info`.
-    pub addable: Vec<(String, Option<String>)>,
-}
-
-/// Lists the peers heard by beacon and, when asked, scans `subnet` (else this
-/// machine's /24) on `port` (else our federation port).
-pub async fn find(
-    app: &App,
-    scan: bool,
-    subnet: Option<&str>,
-    port: Option<u16>,
-) -> Result<LanFindings, ApiError> {
-    let mut findings = LanFindings {
-        scan_summary: Value::Null,
-        ..LanFindings::default()
-    };
-    for peer in app.lan_peers.borrow().list() {
-        if peer.signed {
-            findings
-                .addable
-                .push((peer.url.clone(), peer.beacon.public_key.clone()));
-        }
-        findings.beacons.push(lan_peer_json(app, &peer));
-    }
-    if !scan {
-        return Ok(findings);
-    }
-    let subnet = match subnet {
-        Some(text) => Subnet::parse(text).map_err(ApiError::bad_request)?,
-        None => {
-            let config = &app.config.discovery;
-            let toward = SocketAddr::from((config.group, config.port));
-            let ip = discovery::local_ipv4(config, toward).ok_or_else(|| {
-                ApiError::bad_request(
-                    "cannot tell this machine's LAN address; pass --subnet, e.g. 192.168.1.0/24",
-                )
-            })?;
-            Subnet::of(ip, 24)
-        }
-    };
-    let port = port.unwrap_or(match app.listen_port.get() {
-        0 => app.config.federation.port,
-        listening => listening,
-    });
-    let client = HttpClient::new(discovery::scan_client_config(), app.wire.clone());
-    // A node serving HTTPS is checked as a peer's certificate is (CA file, pins).
-    #[cfg(feature = "tls")]
-    let client = client.with_trust(app.config.tls.peer_trust.clone());
-    let hosts = subnet.hosts();
-    let started = Instant::now();
-    let hits = discovery::scan(&client, &hosts, port, discovery::SCAN_CONCURRENCY).await;
-    let elapsed = started.elapsed();
-    let own_id = app.instance_id_hex();
-    let mut seen = std::collections::BTreeSet::new();
-    // A machine answers on each of its addresses in the subnet; list it once.
-    for hit in hits
-        .iter()
-        .filter(|hit| hit.instance_id != own_id && seen.insert(hit.instance_id.clone()))
-    {
-        let entry = scan_hit_json(app, hit);
-        if matches!(field(&entry, "known"), Value::Bool(false)) {
-            app.events.emit(
-                EventKind::PeerDiscovered,
-                [
-                    ("source", text("scan")),
-                    ("peerId", text(&hit.instance_id)),
-                    (
-                        "peerName",
-                        hit.instance_name.as_deref().map_or(Value::Null, text),
-                    ),
-                    ("url", text(&hit.url)),
-                    (
-                        "fingerprint",
-                        hit.fingerprint.as_deref().map_or(Value::Null, text),
-                    ),
-                    ("signed", Value::Bool(hit.verified)),
-                    ("trusted", field(&entry, "trusted")),
-                ],
-            );
-        }
-        findings.addable.push((hit.url.clone(), None));
-        findings.scanned.push(entry);
-    }
-    findings.scan_summary = object([
-        ("subnet", text(&subnet.to_string())),
-        ("port", number(u64::from(port))),
-        ("probed", number(hosts.len() as u64)),
-        ("answered", number(findings.scanned.len() as u64)),
-        (
-            "durationMs",
-            Value::Number(Number::U64(elapsed.as_millis() as u64)),
-        ),
-    ]);
-    Ok(findings)
 }

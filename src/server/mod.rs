@@ -18,7 +18,6 @@ mod auth;
 mod control;
 mod delta_api;
 mod docs;
-mod events;
 mod lan;
 mod metrics;
 mod peer_api;
@@ -29,19 +28,15 @@ mod status_page;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::Poll;
 use std::time::Instant;
 
 use futures_lite::{StreamExt, future};
 use smol::{LocalExecutor, Timer};
 
-pub use app::{App, SERVER_FILE};
-pub use control::{
-    DiscoverOptions, add_peer, discover, list_peers, remove_peer, set_auto_sync, status, sync,
-};
-pub use events::{Event, EventBus, EventKind};
+use crate::service::SERVER_FILE;
+use crate::service::{events, join_all};
+pub use app::App;
 /// The route dispatcher, for the fuzz target that feeds it arbitrary requests.
 pub use routes::handle as dispatch;
 pub use routes::{ApiError, control_allowed};
@@ -60,9 +55,9 @@ const PORT_FALLBACK_TRIES: u16 = 10;
 pub fn serve(config: &Config) -> Result<(), Error> {
     // A plain open trusts the file, and a page damaged outside redb would stop the node
     // at the first request that reads it, under systemd again and again: check first.
-    crate::commands::check_before_serving(config)?;
+    crate::service::check_before_serving(config)?;
     let app = App::open(config)?;
-    crate::commands::storage_panics_are_handled_elsewhere();
+    crate::service::storage_panics_are_handled_elsewhere();
     allow_open_files(&config.federation.limits);
     // The executor lives as long as the process; leaking it lets tasks be `'static`.
     let executor: &'static LocalExecutor<'static> = Box::leak(Box::new(LocalExecutor::new()));
@@ -93,7 +88,7 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
     let local = listener
         .local_addr()
         .map_err(|source| Error::Other(format!("cannot read the listening address: {source}")))?;
-    app.listen_port.set(local.port());
+    app.set_listen_port(local.port());
     let transport = transport(&app.config)?;
     // The beacon socket is bound before the server says it runs, so a node started
     // right after this one is heard: its first beacon would otherwise find no socket
@@ -121,7 +116,7 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
             "warning: FEDERATION_TRUST=open: unsigned callers are served as core peers and unsigned records accepted; use this only on a trusted LAN with old ARK peers"
         );
     }
-    if app.config.federation.auto_sync && !app.auto_sync.get() {
+    if app.config.federation.auto_sync && !app.auto_sync() {
         // Only a flag or FEDERATION_AUTO_SYNC=true turns the setting on, so it was asked
         // for, and the saved `auto-sync --stop` wins: say so rather than stay silent.
         eprintln!(
@@ -184,7 +179,7 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
         signals.map_err(|source| Error::Other(format!("cannot watch for signals: {source}")))?;
     let shutdown_app = app.clone();
     let shutdown = async move {
-        if shutdown_app.shutdown_requested.get() {
+        if shutdown_app.shutdown_requested() {
             return;
         }
         let listener = shutdown_app.shutdown.listen();
@@ -382,10 +377,10 @@ fn write_server_file(path: &Path, local: SocketAddr, transport: &Transport) -> R
 /// [`AutoSyncSchedule`]'s; this loop waits and runs the syncs.
 async fn auto_sync_loop(app: Rc<App>) {
     let mut schedule = AutoSyncSchedule::default();
-    let mut interval_ms = app.sync_interval_ms.get();
+    let mut interval_ms = app.sync_interval_ms();
     loop {
         let changed = app.settings_changed.listen();
-        if !app.auto_sync.get() || !app.federation_enabled.get() {
+        if !app.auto_sync() || !app.federation_enabled() {
             changed.await;
             // Switched on (or federation started again): a round at once.
             schedule.round_now();
@@ -420,8 +415,8 @@ async fn auto_sync_loop(app: Rc<App>) {
         };
         if woken {
             // A new interval applies from now, starting with a round.
-            if app.sync_interval_ms.get() != interval_ms {
-                interval_ms = app.sync_interval_ms.get();
+            if app.sync_interval_ms() != interval_ms {
+                interval_ms = app.sync_interval_ms();
                 schedule.round_now();
             }
             continue;
@@ -493,7 +488,7 @@ async fn watch_peer(app: &App, url: &str) {
         {
             return;
         }
-        if !app.federation_enabled.get() {
+        if !app.federation_enabled() {
             Timer::after(std::time::Duration::from_secs(1)).await;
             continue;
         }
@@ -575,31 +570,4 @@ async fn heartbeat_loop(app: Rc<App>, hub: String) {
         }
         Timer::after(crate::config::HEARTBEAT_INTERVAL).await;
     }
-}
-
-/// Polls every future on this task until all are done; their outputs in order.
-pub async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    future::poll_fn(|context| {
-        let mut pending = false;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(context) {
-                    Poll::Ready(value) => *output = Some(value),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    outputs
-        .into_iter()
-        .map(|output| output.expect("every future finished"))
-        .collect()
 }

@@ -12,53 +12,19 @@ use crate::config::TrustMode;
 use crate::http::Request;
 use crate::model::{Version, unix_millis_now};
 use crate::protocol::{
-    Fields, InstanceInfo, LatticeInfo, NodeList, NodesSince, PROTOCOL_LEGACY, PROTOCOL_RECONCILE,
-    PROTOCOL_V2, PeerDirectory, PeerSummary, ReceiveResult, SplitObject, ark_row, legacy_origin,
-    legacy_record, parse_object, parse_piece, split_object,
+    Fields, InstanceInfo, NodeList, NodesSince, PeerDirectory, PeerSummary, ReceiveResult,
+    SplitObject, ark_row, legacy_origin, legacy_record, parse_object, parse_piece, split_object,
 };
+use crate::service::InfoInputs;
 use crate::store::Query;
 use crate::sync::held::Refusal;
 use crate::sync::wanted_ids;
 use crate::trust::{Access, Tier};
 
 /// What `GET /federation/info` and `GET /api/federation/status` report: ARK's fields
-/// plus ours (protocols, epoch, key, node count).
+/// plus ours (protocols, epoch, key, node count); see `Instance::info_at`.
 pub fn instance_info(app: &App) -> Result<InstanceInfo, ApiError> {
-    instance_info_at(app, unix_millis_now())
-}
-
-fn instance_info_at(app: &App, timestamp: u64) -> Result<InstanceInfo, ApiError> {
-    let peers = app.syncer.peers()?;
-    let federation = &app.config.federation;
-    let node_count = app.store.borrow().stats()?.nodes;
-    Ok(InstanceInfo {
-        instance_id: app.instance_id_hex(),
-        instance_name: app.instance_name(),
-        instance_type: app.config.instance_type.to_string(),
-        federation_mode: federation.mode.to_string(),
-        listen_port: u64::from(app.listen_port.get()),
-        hub_url: federation.hub_url.clone(),
-        auto_sync: app.auto_sync.get(),
-        sync_interval: app.sync_interval_ms.get(),
-        peers: peers.iter().map(|peer| peer.url.clone()).collect(),
-        active_peers: peers
-            .iter()
-            .filter(|peer| peer.is_active())
-            .map(|peer| peer.url.clone())
-            .collect(),
-        stats: app.syncer.global_stats()?.to_ark(),
-        timestamp,
-        lattice: LatticeInfo {
-            protocols: [PROTOCOL_LEGACY, PROTOCOL_V2, PROTOCOL_RECONCILE]
-                .map(str::to_owned)
-                .to_vec(),
-            epoch: Some(app.epoch_hex()),
-            public_key: Some(app.key.public_key().to_base64()),
-            fingerprint: Some(app.key.public_key().fingerprint()),
-            node_count: Some(node_count),
-            version: Some(env!("CARGO_PKG_VERSION").to_owned()),
-        },
-    })
+    Ok(app.info_at(unix_millis_now())?)
 }
 
 /// `GET /federation/info`.
@@ -75,18 +41,6 @@ pub struct CachedInfo {
     after_timestamp: String,
 }
 
-/// Everything a `/federation/info` answer shows that can change while the server runs,
-/// besides the time: the store (counts, peers, sync totals), peer states and totals
-/// still in memory, and the settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct InfoInputs {
-    store_writes: u64,
-    state_changes: u64,
-    auto_sync: bool,
-    sync_interval_ms: u64,
-    listen_port: u16,
-}
-
 /// Stands for the timestamp while an answer is made for the cache; no count reaches it.
 const TIMESTAMP_PLACEHOLDER: u64 = u64::MAX;
 
@@ -95,20 +49,13 @@ const TIMESTAMP_PLACEHOLDER: u64 = u64::MAX;
 /// the text is kept until one of its [`InfoInputs`] changes, and only the timestamp is
 /// written per request.
 pub fn info_json(app: &App) -> Result<String, ApiError> {
-    let inputs = InfoInputs {
-        store_writes: app.store.borrow().writes(),
-        state_changes: app.syncer.state_changes(),
-        auto_sync: app.auto_sync.get(),
-        sync_interval_ms: app.sync_interval_ms.get(),
-        listen_port: app.listen_port.get(),
-    };
+    let inputs = app.info_inputs();
     let mut cache = app.info_cache.borrow_mut();
     if cache
         .as_ref()
         .is_none_or(|cached| cached.made_from != inputs)
     {
-        let text =
-            miniserde::json::to_string(&instance_info_at(app, TIMESTAMP_PLACEHOLDER)?.to_json());
+        let text = miniserde::json::to_string(&app.info_at(TIMESTAMP_PLACEHOLDER)?.to_json());
         let placeholder = TIMESTAMP_PLACEHOLDER.to_string();
         // A name or URL chosen to hold the placeholder's digits would make the split
         // ambiguous; such an answer is made afresh every time.

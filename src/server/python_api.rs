@@ -232,10 +232,7 @@ pub fn manifest(app: &App, full: bool) -> Result<Object, ApiError> {
     );
     manifest.insert("version".into(), text(env!("CARGO_PKG_VERSION")));
     manifest.insert("last_updated".into(), text(&format_rfc3339(newest)));
-    manifest.insert(
-        "listen_port".into(),
-        number(u64::from(app.listen_port.get())),
-    );
+    manifest.insert("listen_port".into(), number(u64::from(app.listen_port())));
     if app.serves_https() {
         manifest.insert(MANIFEST_LISTEN_SCHEME.into(), text("https"));
     }
@@ -299,7 +296,7 @@ pub fn delta(app: &App, request: &Request) -> Result<Value, ApiError> {
             theirs == prefixed || Some(theirs) == prefixed.strip_prefix("sha256:")
         });
         if !same {
-            nodes.push(crate::commands::node_with_meta(&node, &meta));
+            nodes.push(crate::service::node_with_meta(&node, &meta));
         }
         true
     })?;

@@ -342,7 +342,7 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
         ("GET" | "HEAD", "/openapi.json") => return with_cors(super::docs::openapi()),
         _ => {}
     }
-    if path.starts_with("/federation/") && !app.federation_enabled.get() {
+    if path.starts_with("/federation/") && !app.federation_enabled() {
         return with_cors(Response::error(
             503,
             "federation is stopped on this instance",

@@ -125,13 +125,13 @@ pub fn render(app: &App, privileged: bool) -> Result<Response, ApiError> {
          <dt>LAN discovery</dt><dd>{discovery}</dd>\
          <dt>Started</dt><dd>{started}</dd></dl></section>",
         id = escape(&app.instance_id_hex()),
-        port = app.listen_port.get(),
+        port = app.listen_port(),
         scheme = if app.serves_https() {
             "HTTPS: peers reach it at <code>https://</code>"
         } else {
             "plain HTTP"
         },
-        enabled = if app.federation_enabled.get() {
+        enabled = if app.federation_enabled() {
             ""
         } else {
             " (federation stopped)"
@@ -140,8 +140,8 @@ pub fn render(app: &App, privileged: bool) -> Result<Response, ApiError> {
             || "none".to_owned(),
             |hub| format!("<code>{}</code>", escape(hub))
         ),
-        auto_sync = if app.auto_sync.get() {
-            format!("on, every {} s", app.sync_interval_ms.get() / 1000)
+        auto_sync = if app.auto_sync() {
+            format!("on, every {} s", app.sync_interval_ms() / 1000)
         } else {
             "off".to_owned()
         },

@@ -22,7 +22,7 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::rc::Rc;
 
-use miniserde::json::{self, Array, Number, Value};
+use miniserde::json::{self, Number, Value};
 
 use super::delta::PulledVersions;
 use super::held::{Held, HeldCounts, HoldReason, Refusal};
@@ -76,32 +76,29 @@ impl PeerSyncResult {
         );
     }
 
-    pub fn to_json(&self) -> Value {
-        let mut object = miniserde::json::Object::new();
-        let number = |n: u64| Value::Number(Number::U64(n));
-        object.insert("peer".into(), Value::String(self.peer.clone()));
-        object.insert("success".into(), Value::Bool(self.success));
-        object.insert("nodesSent".into(), number(self.nodes_sent));
-        object.insert("nodesReceived".into(), number(self.nodes_received));
-        object.insert("nodesUnchanged".into(), number(self.nodes_unchanged));
-        object.insert("conflicts".into(), number(self.conflicts));
-        if !self.rejected.is_empty() {
-            let rejected: Array = self
-                .rejected
-                .iter()
-                .map(|reason| Value::String(reason.clone()))
-                .collect();
-            object.insert("rejected".into(), Value::Array(rejected));
+    /// What the control API and the CLI show of this sync.
+    pub fn summary(&self) -> crate::protocol::PeerSyncSummary {
+        let held_any = self.held.total() > 0;
+        crate::protocol::PeerSyncSummary {
+            peer: self.peer.clone(),
+            success: self.success,
+            nodes_sent: self.nodes_sent,
+            nodes_received: self.nodes_received,
+            nodes_unchanged: self.nodes_unchanged,
+            conflicts: self.conflicts,
+            rejected: self.rejected.clone(),
+            held: if held_any {
+                self.held.by_reason_all()
+            } else {
+                Vec::new()
+            },
+            held_messages: if held_any {
+                self.held.lines()
+            } else {
+                Vec::new()
+            },
+            error: self.error.clone(),
         }
-        if self.held.total() > 0 {
-            object.insert("held".into(), self.held.reasons_json());
-            let messages: Array = self.held.lines().into_iter().map(Value::String).collect();
-            object.insert("heldMessages".into(), Value::Array(messages));
-        }
-        if let Some(error) = &self.error {
-            object.insert("error".into(), Value::String(error.clone()));
-        }
-        Value::Object(object)
     }
 }
 
@@ -225,8 +222,18 @@ impl Syncer {
     }
 
     /// Every peer, in URL order.
+    /// Every peer, as last saved or as still waiting to be saved (as [`Syncer::peer`]
+    /// reads one): the counters of syncs that changed nothing wait in memory.
     pub fn peers(&self) -> Result<Vec<PeerState>, StoreError> {
-        let states = self.store.borrow().states(StateTable::Peers)?;
+        let mut states: std::collections::BTreeMap<String, Vec<u8>> = self
+            .store
+            .borrow()
+            .states(StateTable::Peers)?
+            .into_iter()
+            .collect();
+        for (key, bytes) in self.unsaved.borrow().iter() {
+            states.insert(key.clone(), bytes.clone());
+        }
         Ok(states
             .into_iter()
             .filter(|(key, _)| !key.starts_with('~'))
@@ -994,4 +1001,47 @@ pub(super) fn object_value<const N: usize>(pairs: [(&str, Value); N]) -> Value {
             .map(|(key, value)| (key.to_owned(), value))
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{ClientConfig, WireStats};
+    use crate::store::StoreOptions;
+
+    /// The peer list shows a peer's state as `peer` does, counters still in memory
+    /// included, not the older one in the store.
+    #[test]
+    fn peers_shows_states_not_yet_written() {
+        let dir = std::env::temp_dir().join(format!("ark-syncer-peers-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = KeyPair::from_seed([7; 32]).unwrap();
+        let store = Store::open(
+            &dir.join("lattice.redb"),
+            &StoreOptions::default(),
+            key.public_key().instance_id(),
+        )
+        .unwrap();
+        let store = Rc::new(RefCell::new(store));
+        let client = HttpClient::new(ClientConfig::default(), WireStats::new());
+        let syncer = Syncer::new(store.clone(), client, key, TrustMode::Strict, 60_000, false);
+        let url = "http://127.0.0.1:9";
+        assert!(syncer.add_peer(url, None, false).unwrap());
+        let mut state = syncer.peer(url).unwrap().unwrap();
+        state.last_attempt = Some(42);
+        // Not durable, and just after a write: it waits in memory.
+        syncer
+            .save_states(vec![(url.to_owned(), state.encode())], false)
+            .unwrap();
+        let stored = store.borrow().states(StateTable::Peers).unwrap();
+        let stored = PeerState::decode(&stored[0].1).unwrap();
+        assert_eq!(stored.last_attempt, None, "the change is not written yet");
+        let listed = syncer.peers().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].last_attempt, Some(42));
+        drop(syncer);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

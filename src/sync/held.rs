@@ -173,6 +173,17 @@ impl HeldCounts {
         self.by_reason.values().sum()
     }
 
+    /// The count of every reason, in [`HoldReason::ALL`]'s order, zeros included.
+    pub fn by_reason_all(&self) -> Vec<(String, u64)> {
+        HoldReason::ALL
+            .iter()
+            .map(|reason| {
+                let count = self.by_reason.get(reason).copied().unwrap_or(0);
+                (reason.name().to_owned(), count)
+            })
+            .collect()
+    }
+
     /// `{"untrusted_author": N, "clock_ahead": M, "held_table_full": K}`, every reason
     /// present.
     pub fn reasons_json(&self) -> Value {

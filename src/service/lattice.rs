@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use miniserde::json::{self, Array, Object, Value};
 
-use super::Session;
 use super::output::{
     Output, counts, node_with_meta, number, object, string, time_or_dash, truncate,
 };
+use super::session::Session;
 use crate::cli;
 use crate::config::IMPORT_BATCH;
 use crate::error::Error;
@@ -38,7 +38,7 @@ pub fn import(session: &mut Session<'_>, args: &cli::Import) -> Result<(), Error
 pub fn import_with(
     args: &cli::Import,
     verbose: bool,
-    read_input: super::ReadInput<'_>,
+    read_input: super::session::ReadInput<'_>,
     out: &mut Output,
     err: &mut Output,
     write: &mut dyn FnMut(&[Node]) -> Result<WriteSummary, Error>,

@@ -3,8 +3,8 @@
 
 use miniserde::json::{Array, Value};
 
-use super::Session;
 use super::output::{Output, number, object};
+use super::session::Session;
 use crate::cli::{Keygen, TrustCommand};
 use crate::error::Error;
 use crate::model::format_rfc3339;

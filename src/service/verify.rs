@@ -18,8 +18,9 @@ use std::collections::HashMap;
 
 use miniserde::json::{self, Value};
 
+use super::open::open_store;
 use super::output::{number, object, string};
-use super::{Session, open_store};
+use super::session::Session;
 use crate::cli;
 use crate::config::{Config, KeySource};
 use crate::error::Error;
@@ -91,7 +92,7 @@ pub fn verify_offline(
 /// checked again). Refuses the store if pages stay damaged.
 pub fn check_before_serving(config: &Config) -> Result<(), Error> {
     let started = std::time::Instant::now();
-    let (mut store, _) = super::open_store_for_server(config)?;
+    let (mut store, _) = super::open::open_store_for_server(config)?;
     let path = store.path().to_owned();
     let reason = match store.check_pages()? {
         PageCheck::Clean => None,
@@ -199,7 +200,9 @@ fn signature_format(meta: &RecordMeta) -> SignatureFormat {
 }
 
 fn own_key(config: &Config) -> Option<PublicKey> {
-    super::identity(config).ok().map(|key| key.public_key())
+    super::open::identity(config)
+        .ok()
+        .map(|key| key.public_key())
 }
 
 /// Reads and checks every record, signatures included, with the keys this instance

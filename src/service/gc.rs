@@ -5,8 +5,8 @@ use crate::cli;
 use crate::error::Error;
 use crate::model::unix_millis_now;
 
-use super::Session;
 use super::output::{number, object};
+use super::session::Session;
 
 const DAY_MILLIS: u64 = 24 * 60 * 60 * 1000;
 

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::remote::{ServerInfo, running_server};
+use super::running::{ServerInfo, running_server};
 use crate::config::Config;
 use crate::error::Error;
 use crate::store::StoreError;
@@ -17,7 +17,7 @@ use crate::store::StoreError;
 const POLL: Duration = Duration::from_millis(50);
 
 /// Who ends up with the store.
-pub enum Holder<T> {
+pub(crate) enum Holder<T> {
     /// This process opened it.
     Opened(T),
     /// A running server holds it; commands go to it.
@@ -28,7 +28,7 @@ pub enum Holder<T> {
 /// `config.store_wait`, and says once on stderr that it waits. A store held by a
 /// running server is not waited for: that holder is the answer. `until` bounds the wait
 /// instead of the configured one when given (a caller that already waited).
-pub fn open_waiting<T>(
+pub(crate) fn open_waiting<T>(
     config: &Config,
     until: Option<Instant>,
     mut open: impl FnMut() -> Result<T, Error>,

@@ -1,0 +1,40 @@
+//! The service layer, below both `commands` (the CLI) and `server` (the HTTP node):
+//! opening an instance from its state dir and performing lattice and federation
+//! operations on it, with typed answers. Neither the CLI nor the server opens a store
+//! or a key any other way, and nothing here parses argv or routes HTTP requests.
+
+mod discover;
+mod error;
+pub(crate) mod events;
+mod federation;
+mod gc;
+mod instance;
+mod join;
+mod lattice;
+mod open;
+mod output;
+mod running;
+mod session;
+mod store_wait;
+mod trust;
+mod verify;
+
+pub(crate) use discover::is_trusted;
+pub(crate) use discover::{DiscoverOptions, discover};
+pub(crate) use error::OpError;
+pub(crate) use federation::{
+    AddPeer, PeerList, add_peer, list_peers, remove_peer, set_auto_sync, status, sync,
+};
+pub(crate) use instance::InfoInputs;
+pub use instance::Instance;
+pub(crate) use join::join_all;
+pub(crate) use lattice::{conflicts_json, import_with, read_input, stats_json};
+pub use open::exit_on_storage_panic;
+pub(crate) use open::{open_store, storage_panics_are_handled_elsewhere};
+pub use output::Output;
+pub(crate) use output::{node_with_meta, object, string};
+pub(crate) use running::{SERVER_FILE, ServerInfo, running_server};
+pub(crate) use session::{Session, run_lattice};
+pub(crate) use store_wait::{Holder, open_waiting};
+pub(crate) use trust::keygen;
+pub(crate) use verify::{check_before_serving, verify_offline};

@@ -1,0 +1,55 @@
+//! A lattice command run on an open store: [`Session`] (the store, the config and
+//! where output goes) and [`run_lattice`], which the CLI calls on a store it opened and
+//! the server calls for `POST /api/cli` on the store it holds.
+
+use crate::cli::Command;
+use crate::config::Config;
+use crate::error::Error;
+use crate::store::Store;
+
+use super::output::Output;
+use super::{gc, lattice, trust, verify};
+
+/// Opens an input file by the name given on the command line: its name for messages
+/// and a reader, so an import reads it record by record.
+pub type ReadInput<'a> = &'a dyn Fn(&str) -> Result<(String, Box<dyn std::io::Read>), Error>;
+
+/// What a lattice command works with.
+pub struct Session<'a> {
+    pub store: &'a mut Store,
+    pub config: &'a Config,
+    pub out: &'a mut Output,
+    /// Messages for stderr: reports of invalid records, progress.
+    pub err: &'a mut Output,
+    /// Reads an input file by the name given on the command line (`-` is stdin).
+    pub read_input: ReadInput<'a>,
+}
+
+impl std::fmt::Debug for Session<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
+/// Runs one store command (everything but `serve`, `federation` and `keygen`).
+pub fn run_lattice(command: &Command, session: &mut Session<'_>) -> Result<(), Error> {
+    match command {
+        Command::Import(import) => lattice::import(session, import),
+        Command::Export(export) => lattice::export(session, export),
+        Command::Add(add) => lattice::add(session, add),
+        Command::Get(get) => lattice::get(session, get),
+        Command::Delete(delete) => lattice::delete(session, delete),
+        Command::List(list) => lattice::list(session, list),
+        Command::Query(query) => lattice::query(session, query),
+        Command::Stats(stats) => lattice::stats(session, stats),
+        Command::Verify(args) => verify::verify(session, args),
+        Command::Conflicts(conflicts) => lattice::conflicts(session, conflicts),
+        Command::Gc(args) => gc::gc(session, args),
+        Command::Trust(trust) => trust::run(session, &trust.command),
+        Command::Serve(_) | Command::Federation(_) | Command::Keygen(_) => Err(Error::Usage(
+            "serve, federation and keygen are not store commands".into(),
+        )),
+    }
+}
