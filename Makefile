@@ -76,7 +76,9 @@ check:
 # a 10k-node sync between two nodes (time, wire bytes, memory), disk wear per sync
 # (with 30 s of idle auto-sync), delta sync on the wire, and a node under attack
 # (hostile: legit latency, RSS and threads per attack), and issue 13's figures (perf:
-# /federation/info against /health, import of 100k records, first copy). Cargo builds
+# /federation/info against /health, ARK's routes, import of 100k records, first copy,
+# the steady state after it), and a hub with 1,000 spokes and a three-hub mesh (hub:
+# propagation, RSS, capacity; Scenario 2 at the defaults). Cargo builds
 # the release binary the benches start.
 bench:
 	$(CARGO) bench --bench '*'

@@ -1,12 +1,14 @@
 //! The figures of issue #13, each measured side by side in one run with the command that
 //! reproduces it, next to the issue's reference figures: `/federation/info` against
-//! `/health` on the same node, an import of 100k records (time and peak RSS), and the
-//! first copy of those records to an empty peer (time, peak RSS of both sides, bytes).
+//! `/health` on the same node, `/federation/nodes` and `/discover` on a node holding
+//! ARK's demo data, an import of 100k records (time and peak RSS), the first copy of
+//! those records to an empty peer (time, peak RSS of both sides, bytes), and the steady
+//! state after it (an idle sync, 1,000 changed records).
 //!
 //! Reproduce: `cargo bench --bench perf` (part of `make bench`). `ARK_BENCH_BINARY=PATH`
 //! measures another build; `ARK_BENCH_PERF_NODES` (100000) sets the size of the import
 //! and copy, `ARK_BENCH_PERF_RUNS` (3) the runs per figure, `ARK_BENCH_PERF_ONLY`
-//! (`http`, `import`, `copy`) one part only.
+//! (`http`, `routes`, `import`, `copy`, `steady`) one part only.
 //!
 //! # Implementation
 //!
@@ -46,6 +48,9 @@ fn main() {
     if only.is_empty() || only == "http" {
         http_rates(runs);
     }
+    if only.is_empty() || only == "routes" {
+        route_rates(runs);
+    }
     if only.is_empty() || only == "import" || only == "copy" {
         let work = TempDir::new("perf-data");
         let file = work.path.join("records.json");
@@ -58,6 +63,12 @@ fn main() {
         if only != "import" {
             copy_figures(&work.path, &file, nodes, gzip_bytes, import_seconds);
         }
+    }
+    if only.is_empty() || only == "steady" {
+        let work = TempDir::new("perf-steady");
+        let file = work.path.join("records.json");
+        write_array(&file, nodes);
+        steady_figures(&work.path, &file, nodes, runs);
     }
 }
 
@@ -376,4 +387,213 @@ fn copy_figures(
         "time goal: 2 x the import of the same data ({import_seconds:.2} s: the import table's median, or with ARK_BENCH_PERF_ONLY=copy the serving node's import in this run)"
     );
     println!("reproduce: cargo bench --bench perf (ARK_BENCH_PERF_ONLY=copy for this table alone)");
+}
+
+/// Reads one answer with a `content-length` or chunked body into `received`; panics on
+/// any other status than 200.
+fn read_whole_answer(stream: &mut TcpStream, received: &mut Vec<u8>) {
+    received.clear();
+    let mut buffer = [0u8; 64 * 1024];
+    let mut read_more = |stream: &mut TcpStream, received: &mut Vec<u8>| {
+        let read = stream.read(&mut buffer).expect("read an answer");
+        assert!(read > 0, "the server closed the connection");
+        received.extend_from_slice(&buffer[..read]);
+    };
+    let head_end = loop {
+        read_more(stream, received);
+        if let Some(end) = received.windows(4).position(|window| window == b"\r\n\r\n") {
+            break end;
+        }
+    };
+    let head = String::from_utf8_lossy(&received[..head_end]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "answer: {head}");
+    if head.contains("transfer-encoding: chunked") {
+        while !received.ends_with(b"\r\n0\r\n\r\n") {
+            read_more(stream, received);
+        }
+        return;
+    }
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("a content-length");
+    while received.len() < head_end + 4 + length {
+        read_more(stream, received);
+    }
+}
+
+/// Requests per second on `path` for `duration`, over [`CONNECTIONS`] connections; the
+/// answers may be of any size and chunked.
+fn large_request_rate(port: u16, path: &str, duration: Duration) -> f64 {
+    let request = format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").into_bytes();
+    let mut connections: Vec<TcpStream> = (0..CONNECTIONS)
+        .map(|_| {
+            let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            stream.set_nodelay(true).expect("nodelay");
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            stream
+        })
+        .collect();
+    let mut received = Vec::new();
+    let mut answered = 0u64;
+    let started = Instant::now();
+    while started.elapsed() < duration {
+        for stream in &mut connections {
+            stream.write_all(&request).expect("send a request");
+        }
+        for stream in &mut connections {
+            read_whole_answer(stream, &mut received);
+            answered += 1;
+        }
+    }
+    answered as f64 / started.elapsed().as_secs_f64()
+}
+
+/// `GET /federation/nodes` (ARK's full dump) and `GET /discover` (ARK's Python service)
+/// on a node holding ARK's demo data, in alternating rounds, as the issue measured them.
+fn route_rates(runs: usize) {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    let files: Vec<_> = [
+        "ark-lattice-nodes.json",
+        "code-lattice-complete-nodes.json",
+        "security-pentesting-nodes.json",
+    ]
+    .iter()
+    .map(|name| data.join(name))
+    .filter(|path| path.exists())
+    .collect();
+    if files.is_empty() {
+        println!();
+        println!(
+            "GET /federation/nodes and /discover: skipped, ARK's demo data is not in {}",
+            data.display()
+        );
+        return;
+    }
+    let work = TempDir::new("perf-routes");
+    let data_dir = work.path.join("node");
+    for file in &files {
+        cli(&data_dir, &["import", file.to_str().expect("UTF-8 path")]);
+    }
+    let node_count = field_u64(&cli_json(&data_dir, &["stats", "--json"]), &["nodes"]);
+    // ARK's peers call both routes unsigned: the node runs in ARK's open mode.
+    let server = Server::start_quiet(&data_dir, &[("FEDERATION_TRUST", "open")]);
+    let round = Duration::from_millis(300);
+    let rounds = 5 * runs.max(3);
+    large_request_rate(server.port, "/federation/nodes", round);
+    let (mut nodes, mut discover) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        nodes.push(large_request_rate(server.port, "/federation/nodes", round));
+        discover.push(large_request_rate(server.port, "/discover", round));
+    }
+    let (nodes, discover) = (median(&nodes), median(&discover));
+    println!();
+    println!(
+        "ARK's routes on a node holding ARK's demo data ({node_count} nodes, FEDERATION_TRUST=open), 1 client thread, {CONNECTIONS} connections, {rounds} pairs of {} ms rounds, medians",
+        round.as_millis()
+    );
+    println!(
+        "{:<28} | {:>12} | {:<60}",
+        "route", "req/s", "issue #13 reference"
+    );
+    println!("{}", "-".repeat(108));
+    println!(
+        "{:<28} | {nodes:>12.0} | {:<60}",
+        "/federation/nodes", "384 (ark-lattice before); ARK Node.js 206"
+    );
+    println!(
+        "{:<28} | {discover:>12.0} | {:<60}",
+        "/discover", "48.7k (ark-lattice before); ARK's Python service 1.1k"
+    );
+    println!("reproduce: ARK_BENCH_PERF_ONLY=routes cargo bench --bench perf");
+}
+
+/// `POST /api/federation/sync` with one peer on a node's control API: the wall time.
+fn timed_sync(port: u16, peer_url: &str) -> Duration {
+    let body = format!("{{\"peerUrl\":{}}}", miniserde::json::to_string(peer_url));
+    let request = format!(
+        "POST /api/federation/sync HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    let elapsed = started.elapsed();
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("\"status\":\"synced\""),
+        "sync: {answer}"
+    );
+    elapsed
+}
+
+/// After a first copy of `nodes` records: idle syncs, then 1,000 records changed at the
+/// answering peer and synced, each timed through the control API and counted by a
+/// proxy; medians of `runs` (idle: 20) syncs.
+fn steady_figures(work: &Path, file: &Path, nodes: usize, runs: usize) {
+    let a_dir = work.join("steady-a");
+    let b_dir = work.join("steady-b");
+    timed_with_peak(&mut import_command(&a_dir, file));
+    cli(&b_dir, &["stats"]);
+    trust_each_other(&a_dir, &b_dir);
+    let a = Server::start_quiet(&a_dir, &[]);
+    let proxy = CountingProxy::start(a.port);
+    let b = Server::start_quiet(&b_dir, &[]);
+    cli(&b_dir, &["federation", "add-peer", &proxy.url()]);
+    timed_sync(b.port, &proxy.url());
+    let received = field_u64(&cli_json(&b_dir, &["stats", "--json"]), &["nodes"]);
+    assert_eq!(received as usize, nodes, "the first copy is incomplete");
+    // One more, so the checkpoints settle (the first sync's pushes move them).
+    timed_sync(b.port, &proxy.url());
+
+    let (mut idle_times, mut idle_bytes) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        let before = proxy.traffic();
+        idle_times.push(timed_sync(b.port, &proxy.url()).as_secs_f64() * 1000.0);
+        let traffic = proxy.traffic().since(&before);
+        idle_bytes.push((traffic.to_server + traffic.to_client) as f64);
+    }
+    const CHANGED: usize = 1000;
+    let (mut changed_times, mut changed_bytes) = (Vec::new(), Vec::new());
+    for revision in 1..=runs as u32 {
+        let changes = work.join(format!("changes-{revision}.ndjson"));
+        let mut text = String::new();
+        for index in support::scattered(CHANGED, nodes, revision as usize) {
+            text.push_str(&synthetic_node(index, revision));
+        }
+        std::fs::write(&changes, text).expect("write the changes");
+        cli(&a_dir, &["import", changes.to_str().expect("UTF-8 path")]);
+        let before = proxy.traffic();
+        changed_times.push(timed_sync(b.port, &proxy.url()).as_secs_f64());
+        let traffic = proxy.traffic().since(&before);
+        changed_bytes.push((traffic.to_server + traffic.to_client) as f64);
+    }
+    println!();
+    println!(
+        "steady state after a first copy of {nodes} records (`POST /api/federation/sync` on the copy, through a counting proxy): idle syncs median of 20, {CHANGED} scattered changes at the peer median of {runs}"
+    );
+    println!(
+        "{:<36} | {:>12} | {:>14} | {:<30}",
+        "sync", "wall time", "bytes both ways", "issue #13 reference (time)"
+    );
+    println!("{}", "-".repeat(102));
+    println!(
+        "{:<36} | {:>9.1} ms | {:>12.0} B | {:<30}",
+        "idle (nothing changed)",
+        median(&idle_times),
+        median(&idle_bytes),
+        "8.6 ms"
+    );
+    println!(
+        "{:<36} | {:>10.2} s | {:>12.0} B | {:<30}",
+        format!("{CHANGED} changed of {nodes}"),
+        median(&changed_times),
+        median(&changed_bytes),
+        "0.29 s"
+    );
+    println!("reproduce: ARK_BENCH_PERF_ONLY=steady cargo bench --bench perf");
 }

@@ -355,6 +355,11 @@ pub struct Serve {
     /// beyond it that address's longest-stalled connection is closed (default 32)
     #[argh(option)]
     pub max_connections_per_address: Option<usize>,
+    /// most long-polls (peers waiting for changes, as `--watch` does) held at once
+    /// besides the HTTP connections above; beyond it a long-poll counts as one of
+    /// them (default 2048, at most 256 from one address)
+    #[argh(option)]
+    pub max_long_polls: Option<usize>,
     /// largest request body in KiB; larger gets 413 (default 4096)
     #[argh(option)]
     pub max_body_kb: Option<usize>,

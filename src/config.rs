@@ -613,6 +613,11 @@ impl FederationConfig {
             } else {
                 limits.max_connections_per_address
             },
+            max_long_polls_per_address: if behind_proxy {
+                limits.max_long_polls
+            } else {
+                limits.max_long_polls_per_address
+            },
             ..limits
         };
         Ok(FederationConfig {
@@ -649,6 +654,12 @@ fn server_limits(flags: &Serve) -> Result<ServerLimits, Error> {
         max_connections_per_address: flags
             .max_connections_per_address
             .unwrap_or(defaults.max_connections_per_address),
+        max_long_polls: flags.max_long_polls.unwrap_or(defaults.max_long_polls),
+        max_long_polls_per_address: flags
+            .max_long_polls
+            .map_or(defaults.max_long_polls_per_address, |total| {
+                total.min(defaults.max_long_polls_per_address)
+            }),
         max_body_bytes: flags
             .max_body_kb
             .map_or(defaults.max_body_bytes, |kb| kb * 1024),

@@ -42,6 +42,8 @@ fn test_limits() -> ServerLimits {
         body_progress_timeout: Duration::from_secs(5),
         max_connections: 8,
         max_connections_per_address: 8,
+        max_long_polls: 8,
+        max_long_polls_per_address: 8,
         max_body_bytes: 64 * 1024,
         uncapped_loopback: true,
         max_head_bytes: 8 * 1024,

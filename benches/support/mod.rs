@@ -150,6 +150,25 @@ pub fn cli(data_dir: &Path, args: &[&str]) -> String {
     String::from_utf8(output.stdout).expect("the CLI prints UTF-8")
 }
 
+/// Runs the CLI and returns its exit code, whatever it is (`get` of a missing id: 4).
+pub fn cli_status(data_dir: &Path, args: &[&str]) -> i32 {
+    let mut command = Command::new(binary());
+    for name in CLEARED_ENV {
+        command.env_remove(name);
+    }
+    command
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run ark-lattice")
+        .code()
+        .unwrap_or(-1)
+}
+
 /// Runs the CLI with `--json` output and parses it.
 pub fn cli_json(data_dir: &Path, args: &[&str]) -> Value {
     let text = cli(data_dir, args);

@@ -57,6 +57,7 @@ fn request(data: &[u8]) -> Request {
         body: body.to_vec(),
         remote_addr: SocketAddr::from(([192, 0, 2, 7], 40_000)),
         secure: false,
+        parking: Default::default(),
     }
 }
 

@@ -75,6 +75,9 @@ fn run_store_command(
     loop {
         match open_waiting(config, Some(deadline), || open_store(config))? {
             Holder::Opened((mut store, _)) => {
+                // This process is the CLI, not the one-threaded server: an import may
+                // sign its batches on two threads.
+                store.sign_on_two_threads();
                 let mut err = Output::stderr();
                 let mut session = Session {
                     store: &mut store,

@@ -19,10 +19,20 @@
 //! is working on or answering are never shed; if there is nothing to shed, the new
 //! connection is refused (closed at once), so a source can only crowd out itself.
 //!
-//! The table is a plain `Vec` scanned at each accept: it holds at most
-//! `max_connections` entries (hundreds), and a scan of that size costs microseconds.
+//! A long-poll waiting for news (`changes?wait=`) is a request in flight that may last
+//! 25 s, so counted as one it would let 32 watching spokes of an address, or 256 in all,
+//! keep every other request out (issue 13: a hub with 1,000 spokes). A handler that is
+//! about to wait *parks* its request ([`Parking::park`]): the connection then counts
+//! against `max_long_polls` (and a share per address) instead of the request caps,
+//! until the wait ends. Beyond those caps a long-poll stays an ordinary request in
+//! flight, as before, so parking adds a bounded number of connections and nothing else.
+//!
+//! The table is a plain `Vec` scanned at each accept and park: it holds at most
+//! `max_connections + max_long_polls` entries (a few thousand), and a scan of that size
+//! costs microseconds.
 
 use std::cell::{Cell, RefCell};
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 
@@ -80,6 +90,8 @@ struct Entry {
 pub(crate) struct ConnectionTable {
     max_total: usize,
     max_per_source: usize,
+    max_parked: usize,
+    max_parked_per_source: usize,
     entries: RefCell<Vec<Entry>>,
     next_id: Cell<u64>,
     shed: Cell<u64>,
@@ -98,11 +110,20 @@ impl std::fmt::Debug for Entry {
 }
 
 impl ConnectionTable {
-    pub(crate) fn new(max_total: usize, max_per_source: usize) -> Rc<ConnectionTable> {
+    /// A table holding at most `max_total` request connections (`max_per_source` from
+    /// one source) and `max_parked` parked long-polls (`max_parked_per_source`).
+    pub(crate) fn new(
+        max_total: usize,
+        max_per_source: usize,
+        max_parked: usize,
+        max_parked_per_source: usize,
+    ) -> Rc<ConnectionTable> {
         let max_total = max_total.max(1);
         Rc::new(ConnectionTable {
             max_total,
             max_per_source: max_per_source.clamp(1, max_total),
+            max_parked,
+            max_parked_per_source: max_parked_per_source.min(max_parked),
             entries: RefCell::new(Vec::new()),
             next_id: Cell::new(0),
             shed: Cell::new(0),
@@ -119,7 +140,7 @@ impl ConnectionTable {
             self.refused.set(self.refused.get() + 1);
             return Admitted::Refused;
         }
-        if self.len() >= self.max_total {
+        if self.requests_held() >= self.max_total {
             let busiest = self.busiest_source();
             if !self.shed_oldest_stalled(busiest) && !self.shed_oldest_stalled(None) {
                 self.refused.set(self.refused.get() + 1);
@@ -144,9 +165,49 @@ impl ConnectionTable {
         )
     }
 
-    /// Connections held now.
+    /// Connections held now, parked or not.
     pub(crate) fn len(&self) -> usize {
         self.entries.borrow().len()
+    }
+
+    /// Connections held now that count against the request caps: all but the parked.
+    fn requests_held(&self) -> usize {
+        let entries = self.entries.borrow();
+        entries
+            .iter()
+            .filter(|entry| !entry.activity.is_parked())
+            .count()
+    }
+
+    /// Long-polls parked now.
+    #[cfg(test)]
+    pub(crate) fn parked_count(&self) -> usize {
+        let entries = self.entries.borrow();
+        entries
+            .iter()
+            .filter(|entry| entry.activity.is_parked())
+            .count()
+    }
+
+    /// Moves a connection's request out of the request caps if the long-poll caps
+    /// have room; false if they are full (or it is parked already).
+    fn park(&self, activity: &Activity, source: Source) -> bool {
+        if activity.is_parked() {
+            return false;
+        }
+        let entries = self.entries.borrow();
+        let (mut parked, mut from_source) = (0, 0);
+        for entry in entries.iter().filter(|entry| entry.activity.is_parked()) {
+            parked += 1;
+            if entry.source == source {
+                from_source += 1;
+            }
+        }
+        if parked >= self.max_parked || from_source >= self.max_parked_per_source {
+            return false;
+        }
+        activity.set_parked(true);
+        true
     }
 
     /// Connections closed to make room for others, since start.
@@ -181,14 +242,14 @@ impl ConnectionTable {
         let entries = self.entries.borrow();
         entries
             .iter()
-            .filter(|entry| entry.source == source)
+            .filter(|entry| entry.source == source && !entry.activity.is_parked())
             .count()
     }
 
     fn busiest_source(&self) -> Option<Source> {
         let entries = self.entries.borrow();
         let mut counts: Vec<(Source, usize)> = Vec::new();
-        for entry in entries.iter() {
+        for entry in entries.iter().filter(|entry| !entry.activity.is_parked()) {
             match counts
                 .iter_mut()
                 .find(|(source, _)| *source == entry.source)
@@ -241,6 +302,67 @@ impl ConnectionTable {
     }
 }
 
+/// What a handler needs to park its request: the connection's table entry. A request
+/// made outside a server (tests, tools) has none, and parking it does nothing.
+#[derive(Clone, Default)]
+pub struct Parking(Option<Rc<ParkSlot>>);
+
+struct ParkSlot {
+    table: Rc<ConnectionTable>,
+    activity: Rc<Activity>,
+    source: Source,
+}
+
+impl Parking {
+    pub(crate) fn new(
+        table: Rc<ConnectionTable>,
+        activity: Rc<Activity>,
+        addr: &SocketAddr,
+    ) -> Parking {
+        Parking(Some(Rc::new(ParkSlot {
+            table,
+            activity,
+            source: Source::of(addr),
+        })))
+    }
+
+    /// Called by a handler about to wait for news (a long-poll): while the returned
+    /// guard lives, the connection counts against `max_long_polls` and its share per
+    /// address instead of `max_connections` and `max_connections_per_address`. `None`
+    /// when those are full: the request then waits as an ordinary one.
+    pub fn park(&self) -> Option<Parked> {
+        let slot = self.0.as_ref()?;
+        slot.table
+            .park(&slot.activity, slot.source)
+            .then(|| Parked(Rc::clone(slot)))
+    }
+}
+
+impl fmt::Debug for Parking {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Parking")
+            .field("connection", &self.0.as_ref().map(|slot| slot.source))
+            .finish()
+    }
+}
+
+/// A parked long-poll; dropping it counts the connection as a request connection again.
+pub struct Parked(Rc<ParkSlot>);
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        self.0.activity.set_parked(false);
+    }
+}
+
+impl fmt::Debug for Parked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Parked")
+            .field("source", &self.0.source)
+            .finish()
+    }
+}
+
 /// Takes its connection off the table when the connection ends.
 #[derive(Debug)]
 pub(crate) struct AdmissionGuard {
@@ -275,7 +397,7 @@ mod tests {
 
     #[test]
     fn a_source_over_its_cap_loses_its_oldest_stalled_connection() {
-        let table = ConnectionTable::new(10, 2);
+        let table = ConnectionTable::new(10, 2, 0, 0);
         let (first, _first_guard, _) = admitted(&table, "10.0.0.1:1000");
         let (second, _second_guard, _) = admitted(&table, "10.0.0.1:1001");
         let (_other, _other_guard, _) = admitted(&table, "10.0.0.2:1000");
@@ -288,7 +410,7 @@ mod tests {
 
     #[test]
     fn busy_connections_are_never_shed_and_the_newcomer_is_refused() {
-        let table = ConnectionTable::new(10, 1);
+        let table = ConnectionTable::new(10, 1, 0, 0);
         let (first, _guard, activity) = admitted(&table, "10.0.0.1:1000");
         let _in_flight = activity.start_request();
         assert!(matches!(
@@ -301,7 +423,7 @@ mod tests {
 
     #[test]
     fn a_connection_waiting_for_its_body_is_shed_but_one_being_answered_is_not() {
-        let table = ConnectionTable::new(10, 2);
+        let table = ConnectionTable::new(10, 2, 0, 0);
         let (uploading, _g1, upload) = admitted(&table, "10.0.0.1:1");
         let (answering, _g2, answer) = admitted(&table, "10.0.0.1:2");
         let upload_request = upload.start_request();
@@ -321,7 +443,7 @@ mod tests {
 
     #[test]
     fn at_the_total_cap_the_busiest_source_gives_way() {
-        let table = ConnectionTable::new(3, 3);
+        let table = ConnectionTable::new(3, 3, 0, 0);
         let (a1, _g1, _) = admitted(&table, "10.0.0.1:1");
         let (a2, _g2, _) = admitted(&table, "10.0.0.1:2");
         let (b1, _g3, _) = admitted(&table, "10.0.0.2:1");
@@ -329,6 +451,40 @@ mod tests {
         assert!(a1.is_closed());
         assert!(!a2.is_closed() && !b1.is_closed());
         assert_eq!(table.len(), 3);
+    }
+
+    #[test]
+    fn parked_long_polls_leave_the_request_caps_to_others() {
+        let table = ConnectionTable::new(2, 2, 3, 2);
+        let mut held = Vec::new();
+        let mut parked = Vec::new();
+        for port in 1..=2 {
+            let (closed, guard, activity) = admitted(&table, &format!("10.0.0.1:{port}"));
+            let in_flight = activity.start_request();
+            let parking =
+                Parking::new(Rc::clone(&table), Rc::clone(&activity), &addr("10.0.0.1:1"));
+            parked.push(parking.park().expect("room to park"));
+            held.push((closed, guard, in_flight));
+        }
+        // Both long-polls are parked, so the same address and the total have room.
+        let (_closed, _guard, third) = admitted(&table, "10.0.0.1:3");
+        assert_eq!(table.parked_count(), 2);
+        // The address's share of long-polls (2) is full: this one waits as a request.
+        let _in_flight = third.start_request();
+        let parking = Parking::new(Rc::clone(&table), Rc::clone(&third), &addr("10.0.0.1:3"));
+        assert!(parking.park().is_none());
+        let (_other_closed, _other_guard, other) = admitted(&table, "10.0.0.2:1");
+        let _other_in_flight = other.start_request();
+        // Both request slots are busy now: a newcomer is refused.
+        assert!(matches!(
+            table.admit(&addr("10.0.0.3:1"), Activity::new()),
+            Admitted::Refused
+        ));
+        // A long-poll whose wait ended counts as a request connection again.
+        parked.pop();
+        assert_eq!(table.parked_count(), 1);
+        assert!(held.iter().all(|(closed, _, _)| !closed.is_closed()));
+        assert!(Parking::default().park().is_none());
     }
 
     #[test]
@@ -349,7 +505,7 @@ mod tests {
 
     #[test]
     fn guards_take_connections_off_the_table() {
-        let table = ConnectionTable::new(4, 4);
+        let table = ConnectionTable::new(4, 4, 0, 0);
         let (_closed, guard, _) = admitted(&table, "10.0.0.1:1");
         assert_eq!(table.len(), 1);
         drop(guard);

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 
 use smol::channel::{Receiver, Sender};
 
+use super::admission::Parking;
+
 /// One request, with its body already collected (and decompressed if it was sent
 /// with `Content-Encoding: gzip`).
 #[derive(Debug, Clone)]
@@ -22,6 +24,9 @@ pub struct Request {
     pub remote_addr: SocketAddr,
     /// The connection is TLS.
     pub secure: bool,
+    /// How a handler about to wait for news (a long-poll) takes its connection out of
+    /// the request connection caps; see `ServerLimits::max_long_polls`.
+    pub parking: Parking,
 }
 
 impl Request {
@@ -259,6 +264,7 @@ mod tests {
             body: Vec::new(),
             remote_addr: "127.0.0.1:1".parse().unwrap(),
             secure: false,
+            parking: Default::default(),
         }
     }
 

@@ -16,6 +16,7 @@ mod tls;
 mod url;
 mod wire;
 
+pub use admission::{Parked, Parking};
 pub use client::HttpClient;
 pub use client_types::{ClientConfig, ClientError, ClientRequest, ClientResponse};
 pub use message::{

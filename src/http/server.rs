@@ -51,7 +51,7 @@ use smol::net::{TcpListener, TcpStream};
 use smol::{LocalExecutor, Timer};
 use smol_hyper::rt::{FuturesIo, SmolTimer};
 
-use super::admission::{AdmissionGuard, Admitted, ConnectionTable};
+use super::admission::{AdmissionGuard, Admitted, ConnectionTable, Parking};
 use super::body::{ReadOutcome, ResponseBody, read_body};
 use super::gzip::{GunzipError, accepts_gzip, gunzip_limited, gzip, is_gzip_encoding};
 use super::message::{Body, Request, Response};
@@ -71,6 +71,8 @@ use super::wire::{Activity, CountingStream, InFlight, WireStats};
 /// | `body_progress_timeout` | 10 s |
 /// | `max_connections` | 256 |
 /// | `max_connections_per_address` | 32 |
+/// | `max_long_polls` | 2048 |
+/// | `max_long_polls_per_address` | 256 |
 /// | `max_body_bytes` | 4 MiB |
 /// | `uncapped_loopback` | true |
 /// | `max_head_bytes` | 16 KiB |
@@ -108,6 +110,14 @@ pub struct ServerLimits {
     /// it the address's own longest-stalled connection is closed, so one address
     /// cannot crowd out the others however many connections it opens.
     pub max_connections_per_address: usize,
+    /// Long-polls (a handler waiting for news, see [`Parking`]) held at once apart from
+    /// `max_connections`, so watching peers never crowd out requests. Beyond it a
+    /// long-poll waits as an ordinary request in flight. A held long-poll costs a
+    /// connection's buffers and task, about 10 KB.
+    pub max_long_polls: usize,
+    /// Long-polls held at once from one address (or IPv6 /64) apart from
+    /// `max_connections_per_address`.
+    pub max_long_polls_per_address: usize,
     /// Largest request body, counted on the wire and again after gzip decoding;
     /// 413 beyond it. Room for a few maximum-size records per request.
     pub max_body_bytes: usize,
@@ -134,6 +144,8 @@ impl Default for ServerLimits {
             body_progress_timeout: Duration::from_secs(10),
             max_connections: 256,
             max_connections_per_address: 32,
+            max_long_polls: 2048,
+            max_long_polls_per_address: 256,
             max_body_bytes: 4 * 1024 * 1024,
             uncapped_loopback: true,
             max_head_bytes: 16 * 1024,
@@ -233,7 +245,12 @@ where
     let limits = limits.clamped();
     let handler = Rc::new(handler);
     let prepare = Rc::new(prepare);
-    let table = ConnectionTable::new(limits.max_connections, limits.max_connections_per_address);
+    let table = ConnectionTable::new(
+        limits.max_connections,
+        limits.max_connections_per_address,
+        limits.max_long_polls,
+        limits.max_long_polls_per_address,
+    );
     let mut builder = http1::Builder::new();
     builder
         .timer(SmolTimer::new())
@@ -277,6 +294,7 @@ where
             limits,
             stats: Rc::clone(&stats),
             remote_addr,
+            parking: Parking::new(Rc::clone(&table), Rc::clone(&activity), &remote_addr),
             activity,
             closed,
             _admission: admission,
@@ -327,6 +345,8 @@ struct Connection {
     limits: ServerLimits,
     stats: Rc<WireStats>,
     remote_addr: SocketAddr,
+    /// Lets a long-poll on this connection leave the request caps while it waits.
+    parking: Parking,
     activity: Rc<Activity>,
     /// Fails when the connection was shed or the server is shutting down.
     closed: Receiver<()>,
@@ -384,6 +404,7 @@ impl Connection {
             limits: self.limits,
             stats: Rc::clone(&self.stats),
             remote_addr: self.remote_addr,
+            parking: self.parking.clone(),
             secure,
         });
         let service_activity = Rc::clone(&activity);
@@ -467,6 +488,7 @@ struct Exchange {
     limits: ServerLimits,
     stats: Rc<WireStats>,
     remote_addr: SocketAddr,
+    parking: Parking,
     /// The connection is TLS.
     secure: bool,
 }
@@ -614,6 +636,7 @@ impl Exchange {
             body,
             remote_addr: self.remote_addr,
             secure: self.secure,
+            parking: self.parking.clone(),
         })
     }
 

@@ -194,6 +194,9 @@ pub(crate) struct Activity {
     /// A request's body is being read: the request is in flight, but it is the
     /// client, not the node, that has the next move.
     reading_body: Cell<bool>,
+    /// Its request is a long-poll waiting for news, counted apart from the request
+    /// connections (see `admission`).
+    parked: Cell<bool>,
 }
 
 impl Activity {
@@ -204,7 +207,16 @@ impl Activity {
             in_flight: Cell::new(0),
             waiting_since: Cell::new(now),
             reading_body: Cell::new(false),
+            parked: Cell::new(false),
         })
+    }
+
+    pub(crate) fn is_parked(&self) -> bool {
+        self.parked.get()
+    }
+
+    pub(crate) fn set_parked(&self, parked: bool) {
+        self.parked.set(parked);
     }
 
     pub(crate) fn touch(&self) {

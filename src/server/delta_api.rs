@@ -7,7 +7,9 @@
 //! A long-poll (`wait=SECONDS`) holds no thread and no store borrow: the handler reads
 //! a page, and if it is empty takes a listener from the store's change event, lets go
 //! of the store and awaits the listener, the deadline or shutdown, whichever comes
-//! first, on the one application thread like every other request.
+//! first, on the one application thread like every other request. While it waits the
+//! request is parked (`Request::parking`): it counts against the server's long-poll
+//! caps rather than its request connection caps.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -78,6 +80,9 @@ pub async fn changes(app: &Rc<App>, request: &Request) -> Result<Value, ApiError
             return Ok(page_json(app, &page));
         }
         let shutdown = app.shutdown.listen();
+        // While it waits, the request counts against the server's long-poll caps, not
+        // its request connections, so a hub's watching spokes leave those to requests.
+        let _parked = request.parking.park();
         let woken = future::or(
             async {
                 changed.await;

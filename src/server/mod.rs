@@ -58,9 +58,28 @@ pub fn serve(config: &Config) -> Result<(), Error> {
     crate::service::check_before_serving(config)?;
     let app = App::open(config)?;
     crate::service::storage_panics_are_handled_elsewhere();
+    allow_open_files(&config.federation.limits);
     // The executor lives as long as the process; leaking it lets tasks be `'static`.
     let executor: &'static LocalExecutor<'static> = Box::leak(Box::new(LocalExecutor::new()));
     smol::block_on(executor.run(run(executor, app)))
+}
+
+/// Raises this process's soft limit of open files (never past the hard limit) to what
+/// the connection caps may hold, plus room for the store, the outgoing syncs and the
+/// beacon. systemd starts services with a soft limit of 1,024, below a hub's 256
+/// connections and 2,048 long-polls (issue 13); a server at its limit only waits until
+/// a connection closes.
+fn allow_open_files(limits: &crate::http::ServerLimits) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let wanted = (limits.max_connections + limits.max_long_polls + 256) as u64;
+    let mut limit = getrlimit(Resource::Nofile);
+    let hard = limit.maximum.unwrap_or(u64::MAX);
+    if limit.current.is_some_and(|current| current < wanted) {
+        limit.current = Some(wanted.min(hard));
+        if let Err(error) = setrlimit(Resource::Nofile, limit) {
+            eprintln!("warning: cannot raise the open-file limit to {wanted}: {error}");
+        }
+    }
 }
 
 async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<(), Error> {

@@ -412,6 +412,7 @@ mod tests {
             body: Vec::new(),
             remote_addr: remote.parse().unwrap(),
             secure: false,
+            parking: Default::default(),
         }
     }
 

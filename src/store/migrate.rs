@@ -253,14 +253,14 @@ mod tests {
         schema_1_store(&key, &path);
         let options = StoreOptions::default();
         // The signer fails on its second record, in the middle of the transaction.
-        let calls = std::rc::Rc::new(std::cell::Cell::new(0));
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut store = Store::open(&path, &options, me).unwrap();
             let key = key.clone();
             let calls = calls.clone();
             let _ = store.set_signer(Box::new(move |claim| {
-                calls.set(calls.get() + 1);
-                assert!(calls.get() < 2, "signer failed");
+                let call = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                assert!(call < 2, "signer failed");
                 *sign_record(&key, claim).unwrap().as_bytes()
             }));
         }));

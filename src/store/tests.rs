@@ -538,3 +538,56 @@ fn verify_reports_a_bad_signature_but_moves_only_damaged_bytes_aside() {
     assert_eq!(moved[0].id, "b");
     assert!(store.get("a").unwrap().is_some());
 }
+
+#[test]
+fn a_batch_signed_on_two_threads_verifies_and_keeps_repeated_ids_in_order() {
+    use crate::model::{ClaimedContent, RecordClaim};
+    use crate::trust::{KeyPair, Signature, sign_record, verify_record};
+    let key = KeyPair::from_seed([9; 32]).unwrap();
+    let public = key.public_key();
+    let dir = std::env::temp_dir().join(format!("ark-store-two-threads-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut store = Store::open(
+        &dir.join("lattice.redb"),
+        &StoreOptions::default(),
+        public.instance_id(),
+    )
+    .unwrap();
+    store
+        .set_signer(Box::new(move |claim| {
+            *sign_record(&key, claim).unwrap().as_bytes()
+        }))
+        .unwrap();
+    store.sign_on_two_threads();
+    let mut nodes: Vec<Node> = (0..300)
+        .map(|index| node(&format!("n{index}"), "first"))
+        .collect();
+    // An id met again within the batch: its second write replaces the first.
+    nodes.insert(150, node("n7", "second"));
+    nodes.push(node("n7", "third"));
+    let summary = store.write_nodes(&nodes, NOW).unwrap();
+    assert_eq!((summary.created, summary.updated), (300, 2));
+    for index in 0..300 {
+        let record = store.get(&format!("n{index}")).unwrap().unwrap();
+        let Body::Live(stored) = &record.body else {
+            panic!("n{index} is not live")
+        };
+        let expected = if index == 7 { "third" } else { "first" };
+        assert_eq!(stored.value, expected, "n{index}");
+        let signature = record.meta.signature.as_ref().expect("signed");
+        let claim = RecordClaim {
+            id: &record.id,
+            content: ClaimedContent::Live(record.meta.hash),
+            version: record.meta.version,
+            base: record.meta.base,
+        };
+        verify_record(
+            &public,
+            &claim,
+            &Signature::from_bytes(&signature.bytes).unwrap(),
+        )
+        .unwrap_or_else(|error| panic!("n{index}: {error}"));
+    }
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}

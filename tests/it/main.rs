@@ -16,6 +16,7 @@ mod hostile;
 mod hostile_input;
 mod integrity;
 mod lattice;
+mod long_polls;
 mod observe;
 mod pki;
 mod raw_http;
