@@ -72,10 +72,9 @@ fn main() {
     }
 }
 
-/// Requests per second on `path` for `duration`, over [`CONNECTIONS`] connections.
-fn request_rate(port: u16, path: &str, duration: Duration) -> f64 {
-    let request = format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").into_bytes();
-    let mut connections: Vec<TcpStream> = (0..CONNECTIONS)
+/// [`CONNECTIONS`] kept-alive connections to the node on `port`.
+fn open_connections(port: u16) -> Vec<TcpStream> {
+    (0..CONNECTIONS)
         .map(|_| {
             let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
             stream.set_nodelay(true).expect("nodelay");
@@ -84,7 +83,13 @@ fn request_rate(port: u16, path: &str, duration: Duration) -> f64 {
                 .expect("timeout");
             stream
         })
-        .collect();
+        .collect()
+}
+
+/// Requests per second on `path` for `duration`, over [`CONNECTIONS`] connections.
+fn request_rate(port: u16, path: &str, duration: Duration) -> f64 {
+    let request = format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").into_bytes();
+    let mut connections = open_connections(port);
     let mut buffer = vec![0; 64 * 1024];
     let mut answered = 0u64;
     let started = Instant::now();
@@ -427,16 +432,7 @@ fn read_whole_answer(stream: &mut TcpStream, received: &mut Vec<u8>) {
 /// answers may be of any size and chunked.
 fn large_request_rate(port: u16, path: &str, duration: Duration) -> f64 {
     let request = format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").into_bytes();
-    let mut connections: Vec<TcpStream> = (0..CONNECTIONS)
-        .map(|_| {
-            let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-            stream.set_nodelay(true).expect("nodelay");
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .expect("timeout");
-            stream
-        })
-        .collect();
+    let mut connections = open_connections(port);
     let mut received = Vec::new();
     let mut answered = 0u64;
     let started = Instant::now();
