@@ -88,9 +88,17 @@ fn open_connections(port: u16) -> Vec<TcpStream> {
 
 /// Requests per second on `path` for `duration`, over [`CONNECTIONS`] connections.
 fn request_rate(port: u16, path: &str, duration: Duration) -> f64 {
+    let mut buffer = vec![0; 64 * 1024];
+    rate_of(port, path, duration, |stream| {
+        read_answer(stream, &mut buffer)
+    })
+}
+
+/// Requests per second on `path` for `duration`, over [`CONNECTIONS`] connections that
+/// each send one request per round; `read` reads one answer.
+fn rate_of(port: u16, path: &str, duration: Duration, mut read: impl FnMut(&mut TcpStream)) -> f64 {
     let request = format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").into_bytes();
     let mut connections = open_connections(port);
-    let mut buffer = vec![0; 64 * 1024];
     let mut answered = 0u64;
     let started = Instant::now();
     while started.elapsed() < duration {
@@ -98,7 +106,7 @@ fn request_rate(port: u16, path: &str, duration: Duration) -> f64 {
             stream.write_all(&request).expect("send a request");
         }
         for stream in &mut connections {
-            read_answer(stream, &mut buffer);
+            read(stream);
             answered += 1;
         }
     }
@@ -431,21 +439,10 @@ fn read_whole_answer(stream: &mut TcpStream, received: &mut Vec<u8>) {
 /// Requests per second on `path` for `duration`, over [`CONNECTIONS`] connections; the
 /// answers may be of any size and chunked.
 fn large_request_rate(port: u16, path: &str, duration: Duration) -> f64 {
-    let request = format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").into_bytes();
-    let mut connections = open_connections(port);
     let mut received = Vec::new();
-    let mut answered = 0u64;
-    let started = Instant::now();
-    while started.elapsed() < duration {
-        for stream in &mut connections {
-            stream.write_all(&request).expect("send a request");
-        }
-        for stream in &mut connections {
-            read_whole_answer(stream, &mut received);
-            answered += 1;
-        }
-    }
-    answered as f64 / started.elapsed().as_secs_f64()
+    rate_of(port, path, duration, |stream| {
+        read_whole_answer(stream, &mut received)
+    })
 }
 
 /// `GET /federation/nodes` (ARK's full dump) and `GET /discover` (ARK's Python service)
