@@ -24,11 +24,12 @@ use std::rc::Rc;
 
 use miniserde::json::{self, Number, Value};
 
+use super::core::TrustRules;
 use super::delta::PulledVersions;
 use super::engine::FailureKind;
 pub(super) use super::error::SyncError;
 use super::first_copy::{FirstContact, first_contact};
-use super::held::{Held, HeldCounts, HoldReason, Refusal};
+use super::held::{Held, HeldCounts, Refusal};
 use super::peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
 use super::reconcile::ReconcileCache;
 use super::trust_book;
@@ -860,46 +861,44 @@ impl Syncer {
             .author_key
             .and_then(|key| PublicKey::from_bytes(&key).ok())
             .map_or_else(|| origin.short(), |key| key.fingerprint());
-        let hold = |reason: HoldReason, message: String| {
-            Refusal::Held(Box::new(Held {
+        let rules = self.trust_rules();
+        let author_tier = if rules.asks_author_tier(&origin, delivered_by_core) {
+            trust_book::tier_of(&self.store.borrow(), &origin)
+                .map_err(|error| Refusal::Refused(error.to_string()))?
+        } else {
+            None
+        };
+        let now = unix_millis_now();
+        match rules.judge(
+            &record,
+            context,
+            &author_fingerprint,
+            author_tier,
+            delivered_by_core,
+            now,
+        ) {
+            None => Ok(record),
+            Some(hold) => Err(Refusal::Held(Box::new(Held {
                 id: record.id.clone(),
                 version: record.version,
-                reason,
-                author_fingerprint: author_fingerprint.clone(),
-                message,
+                reason: hold.reason,
+                author_fingerprint,
+                message: hold.message,
                 peer: peer.to_owned(),
                 delivered_by_core,
                 record: value.clone(),
-                held_at: unix_millis_now(),
-            }))
-        };
-        if self.trust_mode == TrustMode::Strict && !delivered_by_core && origin != self.instance_id
-        {
-            let author_tier = trust_book::tier_of(&self.store.borrow(), &origin)
-                .map_err(|error| Refusal::Refused(error.to_string()))?;
-            if author_tier != Some(Tier::Core) {
-                return Err(hold(
-                    HoldReason::UntrustedAuthor,
-                    format!(
-                        "{context} ({:?}): its author {author_fingerprint} is not trusted for writing here; held until it is",
-                        record.id
-                    ),
-                ));
-            }
+                held_at: now,
+            }))),
         }
-        let now = unix_millis_now();
-        if record.version.hlc.millis() > now.saturating_add(self.max_clock_skew_millis) {
-            return Err(hold(
-                HoldReason::ClockAhead,
-                format!(
-                    "{context} ({:?}): version clock {} is more than {} s ahead of ours; held until our clock catches up",
-                    record.id,
-                    crate::model::format_rfc3339(record.version.hlc.millis()),
-                    self.max_clock_skew_millis / 1000
-                ),
-            ));
+    }
+
+    /// The rules a received record is judged by (`sync::core`).
+    fn trust_rules(&self) -> TrustRules {
+        TrustRules {
+            trust_mode: self.trust_mode,
+            our_id: self.instance_id,
+            max_clock_skew_millis: self.max_clock_skew_millis,
         }
-        Ok(record)
     }
 
     /// A wire record whose signature checks out (or, in open mode, an unsigned one).

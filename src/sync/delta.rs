@@ -25,43 +25,24 @@ use std::time::Duration;
 use futures_lite::future;
 use miniserde::json::{Array, Value};
 
-use super::client::{PeerSyncResult, SyncError, Syncer};
+use super::client::{PeerSyncResult, SyncError, Syncer, object_value};
+pub(super) use super::core::PulledVersions;
+use super::core::{PullFeed, PushFeed, apply_push_answer, push_batches};
 use super::held::{Held, Refusal};
 use super::peer::PeerState;
 use super::reconcile::{ItemDigest, item_digest};
 use super::{by_priority, trust_book, wire_size};
-use crate::config::{MAX_RECORD_WIRE_BYTES, SYNC_BATCH_BYTES};
+use crate::config::SYNC_BATCH_BYTES;
 use crate::http::{ClientRequest, ClientResponse};
 use crate::model::{ContentHash, InstanceId, Version, encode_node};
 use crate::protocol::{
     Fields, Route, parse_object, record_from_wire, record_to_wire, types_to_query,
 };
-use crate::store::{Body, RemoteRecord, TypeFilter};
+use crate::store::{ApplyOutcome, Body, RemoteRecord, TypeFilter};
 use crate::trust::Tier;
 
 /// Digests sent in one `fetch` request: 1.6 MB, well inside the peer's body limit.
 const FETCH_DIGESTS_PER_REQUEST: usize = 50_000;
-
-/// The versions pulled from one peer during one sync, so they are not offered back.
-#[derive(Debug, Default)]
-pub struct PulledVersions {
-    versions: BTreeMap<String, Version>,
-}
-
-impl PulledVersions {
-    fn note(&mut self, record: &RemoteRecord) {
-        self.versions.insert(record.id.clone(), record.version);
-    }
-
-    fn contains(&self, id: &str, version: &Version) -> bool {
-        self.versions.get(id) == Some(version)
-    }
-
-    /// Whether a version newer than `version` of `id` came from the peer.
-    fn has_newer(&self, id: &str, version: &Version) -> bool {
-        self.versions.get(id).is_some_and(|pulled| pulled > version)
-    }
-}
 
 /// How to pull one peer's feed.
 struct Feed<'a> {
@@ -195,11 +176,25 @@ impl Syncer {
     pub(super) fn apply_batch(
         &self,
         url: &str,
-        (records, held): &(Vec<RemoteRecord>, Vec<Held>),
+        batch: &(Vec<RemoteRecord>, Vec<Held>),
         state: Option<&PeerState>,
         pulled: &mut PulledVersions,
         result: &mut PeerSyncResult,
     ) -> Result<(), SyncError> {
+        let outcome = self.apply_verified(url, batch, state, pulled)?;
+        result.count_applied(&outcome);
+        Ok(())
+    }
+
+    /// Applies verified records in one transaction, with `state` when a checkpoint moves
+    /// with them, and notes them as pulled from `url`.
+    fn apply_verified(
+        &self,
+        url: &str,
+        (records, held): &(Vec<RemoteRecord>, Vec<Held>),
+        state: Option<&PeerState>,
+        pulled: &mut PulledVersions,
+    ) -> Result<ApplyOutcome, SyncError> {
         let encoded = state.map(PeerState::encode);
         let outcome = self.apply(records, encoded.as_deref().map(|bytes| (url, bytes)), held)?;
         if state.is_some() {
@@ -209,7 +204,6 @@ impl Syncer {
         for record in records {
             pulled.note(record);
         }
-        result.count_applied(&outcome);
         self.log(format!(
             "applied {} record(s) from {url}: {} new, {} unchanged, {} stale",
             records.len(),
@@ -217,9 +211,11 @@ impl Syncer {
             outcome.unchanged,
             outcome.stale
         ));
-        Ok(())
+        Ok(outcome)
     }
 
+    /// The pull half of the steady state, run by [`PullFeed`]: this moves the pages and
+    /// makes the store calls.
     async fn pull_feed(
         &self,
         feed: &Feed<'_>,
@@ -228,27 +224,16 @@ impl Syncer {
         result: &mut PeerSyncResult,
     ) -> Result<(), SyncError> {
         let url = feed.url;
-        let delivered_by_core = feed.delivered_by_core;
-        let mut wait = feed.wait.map_or(0, |wait| wait.as_secs());
-        loop {
-            let mut request_url = format!(
-                "{}?after={}&limit={}&max_bytes={SYNC_BATCH_BYTES}{}",
-                Route::Changes.url(url),
-                state.pull_seq,
-                state.batch_records(),
-                types_param(state)
-            );
-            let page = if wait > 0 {
-                request_url.push_str(&format!("&wait={wait}"));
-                // Only the first request of a sync waits.
-                wait = 0;
+        let mut machine = PullFeed::new(url, state, feed.wait, feed.info_checked);
+        while let Some(request) = machine.next_request() {
+            let answer = if request.long_poll {
                 // A change here (a local write, or records from another peer) while the
                 // peer holds our long-poll is for the peer too: give up the wait and go
                 // on to push it now, rather than when the wait ends (issue 13: up to
                 // 20 s late). Nothing was applied yet; the next sync pulls again.
                 let changed_here = self.store.borrow().changed().listen();
                 let held = future::or(
-                    async { Some(self.fetch(self.get(&request_url), "changes page").await) },
+                    async { Some(self.fetch(self.get(&request.url), "changes page").await) },
                     async {
                         changed_here.await;
                         None
@@ -256,40 +241,30 @@ impl Syncer {
                 )
                 .await;
                 match held {
-                    Some(page) => page?,
-                    None => return Ok(()),
+                    Some(answer) => answer,
+                    None => {
+                        machine.on_wait_given_up();
+                        return Ok(());
+                    }
                 }
             } else {
-                self.fetch(self.get(&request_url), "changes page").await?
+                self.fetch(self.get(&request.url), "changes page").await
             };
-            let fields = Fields::new(&page, "changes page");
-            if !feed.info_checked && Some(fields.str("instanceId")?) != state.instance_id.as_deref()
-            {
-                return Err(SyncError::Restart(format!("{url} is now another instance")));
-            }
-            if Some(fields.str("epoch")?) != state.epoch.as_deref() {
-                return Err(SyncError::Restart(format!("{url} has a new store epoch")));
-            }
-            let last_seq = fields.u64("last_seq")?;
-            let more = fields.opt_bool("more")?.unwrap_or(false);
-            let batch =
-                self.verified_records(fields.array("records")?, url, delivered_by_core, result);
-            if batch.0.is_empty() && batch.1.is_empty() && last_seq == state.pull_seq && !more {
-                // Nothing new: no transaction, nothing written.
-                return Ok(());
-            }
-            let mut next = state.clone();
-            next.pull_seq = last_seq;
-            self.apply_batch(url, &batch, Some(&next), pulled, result)?;
-            *state = next;
-            if !more {
-                return Ok(());
+            let page = answer.map_err(|error| machine.on_failure(error))?;
+            let values = machine.on_page(&page)?;
+            let batch = self.verified_records(values, url, feed.delivered_by_core, result);
+            if let Some(next) = machine.on_verified(batch.0.len(), batch.1.len()) {
+                let outcome = self
+                    .apply_verified(url, &batch, Some(&next), pulled)
+                    .map_err(|error| machine.on_failure(error))?;
+                machine.on_applied(&outcome, result);
             }
         }
+        Ok(())
     }
 
     /// Offers our changes after `push_seq` page by page and pushes what the peer asks
-    /// for, highest priority first; records just pulled from it are not offered back.
+    /// for, run by [`PushFeed`]: this reads the store and moves the bytes.
     pub(super) async fn push_feed(
         &self,
         url: &str,
@@ -297,97 +272,42 @@ impl Syncer {
         pulled: &PulledVersions,
         result: &mut PeerSyncResult,
     ) -> Result<(), SyncError> {
-        let ours = Value::String(self.instance_id.to_hex());
-        let filter = TypeFilter::only(&state.types);
-        loop {
-            // After a first copy, our changes that the copy itself wrote are skipped.
-            let copied = state.copy.clone().filter(|copy| copy.done);
-            if let Some(copy) = &copied {
-                state.push_seq = copy.skip_from(state.push_seq);
-            }
+        let mut machine = PushFeed::new(url, self.instance_id.to_hex(), state, pulled);
+        while let Some(read) = machine.next_read() {
             let page = self.store.borrow().changes_since_filtered(
-                state.push_seq,
-                state.batch_records(),
-                SYNC_BATCH_BYTES,
-                &filter,
+                read.after,
+                read.limit,
+                read.max_bytes,
+                &read.filter,
             )?;
-            if page.last_seq == state.push_seq {
-                if let Some(copy) = copied {
-                    // The skip moved the checkpoint: keep it, and forget the copy once
-                    // pushed past it, so this is written once after a copy.
-                    if copy.pushed_past(state.push_seq) {
-                        state.copy = None;
-                    }
-                    self.save_states(vec![(url.to_owned(), state.encode())], true)?;
-                }
-                return Ok(());
-            }
-            let mut candidates: Vec<_> = page
-                .records
-                .into_iter()
-                .filter(|record| !pulled.contains(&record.id, &record.meta.version))
-                .filter(|record| {
-                    !copied
-                        .as_ref()
-                        .is_some_and(|copy| copy.wrote(record.meta.seq))
-                })
-                .collect();
-            let mut sent = 0;
-            if !candidates.is_empty() {
-                let offers: Array = candidates
-                    .iter()
-                    .map(|record| {
-                        let mut offer = miniserde::json::Object::new();
-                        offer.insert("id".into(), Value::String(record.id.clone()));
-                        offer.insert(
-                            "version".into(),
-                            Value::String(record.meta.version.to_wire()),
-                        );
-                        Value::Object(offer)
-                    })
-                    .collect();
-                let body = object_value([
-                    ("instanceId", ours.clone()),
-                    ("offers", Value::Array(offers)),
-                ]);
+            if let Some(offer) = machine.on_changes(page) {
                 let answer = self
-                    .fetch(self.post_json(Route::Offer.url(url), body), "offer answer")
-                    .await?;
-                let want: BTreeSet<String> = Fields::new(&answer, "offer answer")
-                    .array("want")?
-                    .iter()
-                    .filter_map(|id| match id {
-                        Value::String(id) => Some(id.clone()),
-                        _ => None,
-                    })
-                    .collect();
-                candidates.retain(|record| want.contains(&record.id));
-                by_priority(&mut candidates);
-                sent = candidates.len();
-                if sent > 0 {
-                    self.push_records(url, &candidates, &mut state.pull_seq, result)
-                        .await?;
+                    .fetch(self.post_json(Route::Offer.url(url), offer), "offer answer")
+                    .await
+                    .map_err(|error| machine.on_failure(error))?;
+                machine.on_offer_answer(&answer, result)?;
+                while let Some(batch) = machine.next_batch() {
+                    let answer = self
+                        .send_push(url, batch)
+                        .await
+                        .map_err(|error| machine.on_failure(error))?;
+                    machine.on_push_answer(&answer, result)?;
                 }
             }
-            state.push_seq = page.last_seq;
-            if copied.is_some_and(|copy| copy.pushed_past(state.push_seq)) {
-                state.copy = None;
-            }
-            self.save_states(vec![(url.to_owned(), state.encode())], true)?;
-            self.log(format!(
-                "pushed {sent} record(s) to {url} up to our seq {}",
-                page.last_seq
-            ));
-            if !page.more {
-                return Ok(());
+            if let Some(state) = machine.to_save() {
+                self.save_states(vec![(url.to_owned(), state.encode())], true)?;
+                if let Some((sent, last_seq)) = machine.pushed() {
+                    self.log(format!(
+                        "pushed {sent} record(s) to {url} up to our seq {last_seq}"
+                    ));
+                }
+                machine.on_saved();
             }
         }
+        Ok(())
     }
 
-    /// Pushes `records` in bodies of at most [`SYNC_BATCH_BYTES`] plus one record, so
-    /// every body fits [`crate::config::MAX_PUSH_BODY_BYTES`], the least any peer accepts. A record
-    /// too large for any peer (stored before the record limit existed) is reported
-    /// and not sent, rather than failing every push after it (issue 10).
+    /// Pushes `records` in bodies every peer accepts ([`push_batches`]), one at a time.
     async fn push_records(
         &self,
         url: &str,
@@ -395,41 +315,20 @@ impl Syncer {
         pull_seq: &mut u64,
         result: &mut PeerSyncResult,
     ) -> Result<(), SyncError> {
-        let mut batch = Vec::new();
-        let mut bytes = 0;
-        for record in records {
-            let size = wire_size(record);
-            if size > MAX_RECORD_WIRE_BYTES {
-                result.rejected.push(format!(
-                    "record {:?} takes {size} bytes on the wire, over the limit of {MAX_RECORD_WIRE_BYTES}; not sent to {url}",
-                    record.id
-                ));
-                continue;
-            }
-            if bytes >= SYNC_BATCH_BYTES {
-                self.push_batch(url, &batch, pull_seq, result).await?;
-                batch.clear();
-                bytes = 0;
-            }
-            bytes += size;
-            batch.push(record.clone());
-        }
-        if !batch.is_empty() {
-            self.push_batch(url, &batch, pull_seq, result).await?;
+        for batch in push_batches(url, records.to_vec(), result) {
+            let answer = self.send_push(url, &batch).await?;
+            apply_push_answer(url, &answer, batch.len(), pull_seq, result)?;
         }
         Ok(())
     }
 
-    /// `POST /federation/v2/push` of `records` (one batch) and what the peer said. If
-    /// the peer's change log had nothing between `pull_seq` and our records, `pull_seq`
-    /// moves past them, so they do not come back on the next pull.
-    async fn push_batch(
+    /// `POST /federation/v2/push` of `records` (one body), each with its author's key,
+    /// and the peer's answer.
+    async fn send_push(
         &self,
         url: &str,
         records: &[crate::store::Record],
-        pull_seq: &mut u64,
-        result: &mut PeerSyncResult,
-    ) -> Result<(), SyncError> {
+    ) -> Result<miniserde::json::Object, SyncError> {
         let wire: Array = records
             .iter()
             .map(|record| {
@@ -441,33 +340,8 @@ impl Syncer {
             ("instanceId", Value::String(self.instance_id.to_hex())),
             ("records", Value::Array(wire)),
         ]);
-        let answer = self
-            .fetch(self.post_json(Route::Push.url(url), body), "push answer")
-            .await?;
-        let fields = Fields::new(&answer, "push answer");
-        if let (Some(before), Some(after)) =
-            (fields.opt_u64("seq_before")?, fields.opt_u64("seq_after")?)
-        {
-            if before == *pull_seq && after >= before {
-                *pull_seq = after;
-            }
-        }
-        result.nodes_sent += records.len() as u64;
-        result.nodes_unchanged += fields.opt_u64("unchanged")?.unwrap_or(0);
-        result.conflicts += fields.opt_u64("conflicts")?.unwrap_or(0);
-        for refused in fields.opt_array("rejected")?.unwrap_or_default() {
-            let reason = match refused {
-                Value::Object(entry) => match entry.get("error") {
-                    Some(Value::String(reason)) => reason.clone(),
-                    _ => "no reason given".to_owned(),
-                },
-                _ => "no reason given".to_owned(),
-            };
-            result
-                .rejected
-                .push(format!("{url} refused a record: {reason}"));
-        }
-        Ok(())
+        self.fetch(self.post_json(Route::Push.url(url), body), "push answer")
+            .await
     }
 
     /// First contact or repair: reconcile our set with the peer's, fetch what we lack,
@@ -693,13 +567,4 @@ impl Syncer {
         }
         Ok(())
     }
-}
-
-fn object_value<const N: usize>(pairs: [(&str, Value); N]) -> Value {
-    Value::Object(
-        pairs
-            .into_iter()
-            .map(|(key, value)| (key.to_owned(), value))
-            .collect(),
-    )
 }

@@ -3,6 +3,7 @@
 
 mod client;
 mod copy;
+mod core;
 mod delta;
 mod engine;
 mod error;

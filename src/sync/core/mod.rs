@@ -1,0 +1,13 @@
+//! The sans-IO sync core: state machines that take the peer's answers (pages, offer
+//! and push answers, errors) and the store's outcomes, and say what to ask next and
+//! what to apply, hold or send. No I/O and no clock: `now` and whatever was read from
+//! the store are passed in. The async drivers (`sync::delta`) move the bytes over HTTP
+//! and make the store calls; these machines decide.
+
+mod pull;
+mod push;
+mod verdict;
+
+pub(super) use pull::PullFeed;
+pub(super) use push::{PulledVersions, PushFeed, apply_push_answer, push_batches};
+pub(super) use verdict::TrustRules;
