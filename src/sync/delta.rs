@@ -30,7 +30,7 @@ pub(super) use super::core::PulledVersions;
 use super::core::{PullFeed, PushFeed, apply_push_answer, push_batches};
 use super::held::{Held, Refusal};
 use super::peer::PeerState;
-use super::reconcile::{ItemDigest, item_digest};
+use super::reconcile::{CacheError, ItemDigest, ReconcileSet, item_digest};
 use super::{by_priority, trust_book, wire_size};
 use crate::config::SYNC_BATCH_BYTES;
 use crate::http::{ClientRequest, ClientResponse};
@@ -108,6 +108,27 @@ impl Syncer {
             });
         }
         Ok(response)
+    }
+
+    /// The reconciliation set of `filter`'s records as the store holds them now: the
+    /// one kept in [`Syncer::reconcile_cache`] while the store's sequence is the same,
+    /// else read and built again.
+    pub fn reconcile_set(
+        &self,
+        filter: &TypeFilter,
+    ) -> Result<std::rc::Rc<ReconcileSet>, CacheError> {
+        let last_seq = self.store.borrow().last_seq();
+        if let Some(set) = self.reconcile_cache.current(last_seq, filter) {
+            return Ok(set);
+        }
+        let snapshot = self
+            .store
+            .borrow()
+            .version_snapshot(filter)
+            .map_err(CacheError::Store)?;
+        self.reconcile_cache
+            .keep(snapshot, filter.clone())
+            .map_err(CacheError::Reconcile)
     }
 
     /// The tier we grant the peer whose instance id (hex) we recorded.
@@ -360,15 +381,10 @@ impl Syncer {
         // still counts it, so the next sync must reconcile again.
         let repairs = self.store.borrow().repairs();
         let held_drops = self.held_usage()?.2.drops;
-        let ours = self
-            .reconcile_cache
-            .get(&self.store, &filter)
-            .map_err(|error| match error {
-                super::reconcile::CacheError::Store(error) => SyncError::Store(error),
-                super::reconcile::CacheError::Reconcile(error) => {
-                    SyncError::Invalid(error.to_string())
-                }
-            })?;
+        let ours = self.reconcile_set(&filter).map_err(|error| match error {
+            CacheError::Store(error) => SyncError::Store(error),
+            CacheError::Reconcile(error) => SyncError::Invalid(error.to_string()),
+        })?;
         let types = types_param(state);
         let query = types
             .strip_prefix('&')
