@@ -6,8 +6,12 @@
 
 mod pull;
 mod push;
+mod start;
 mod verdict;
 
 pub(super) use pull::PullFeed;
 pub(super) use push::{PulledVersions, PushFeed, apply_push_answer, push_batches};
+pub(super) use start::{
+    AfterInfo, LatticePeer, StoreCounts, check_checkpoint, on_info, restart, without_checkpoint,
+};
 pub(super) use verdict::TrustRules;
