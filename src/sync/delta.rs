@@ -19,7 +19,6 @@
 //! what is still missing. Both checkpoints are set when both directions are done: the
 //! peer's sequence as of its first answer, ours as of our set.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures_lite::future;
@@ -27,22 +26,20 @@ use miniserde::json::{Array, Value};
 
 use super::client::{PeerSyncResult, SyncError, Syncer, object_value};
 pub(super) use super::core::PulledVersions;
-use super::core::{PullFeed, PushFeed, apply_push_answer, push_batches};
+use super::core::{
+    AnswerHeaders, FetchQueue, PullFeed, PushFeed, Rounds, apply_push_answer, push_batches,
+    push_slices, still_to_push, versions_to_push,
+};
 use super::held::{Held, Refusal};
 use super::peer::PeerState;
-use super::reconcile::{CacheError, ItemDigest, ReconcileSet, item_digest};
-use super::{by_priority, trust_book, wire_size};
+use super::reconcile::{CacheError, Differences, ItemDigest, ReconcileSet};
+use super::trust_book;
 use crate::config::SYNC_BATCH_BYTES;
 use crate::http::{ClientRequest, ClientResponse};
-use crate::model::{ContentHash, InstanceId, Version, encode_node};
-use crate::protocol::{
-    Fields, Route, parse_object, record_from_wire, record_to_wire, types_to_query,
-};
-use crate::store::{ApplyOutcome, Body, RemoteRecord, TypeFilter};
+use crate::model::InstanceId;
+use crate::protocol::{Route, parse_object, record_to_wire, types_to_query};
+use crate::store::{ApplyOutcome, RemoteRecord, TypeFilter};
 use crate::trust::Tier;
-
-/// Digests sent in one `fetch` request: 1.6 MB, well inside the peer's body limit.
-const FETCH_DIGESTS_PER_REQUEST: usize = 50_000;
 
 /// How to pull one peer's feed.
 struct Feed<'a> {
@@ -67,13 +64,6 @@ pub(super) fn types_param(state: &PeerState) -> String {
         String::new()
     } else {
         format!("&types={}", types_to_query(&state.types))
-    }
-}
-
-fn content_hash(record: &RemoteRecord) -> ContentHash {
-    match &record.body {
-        Body::Live(node) => ContentHash::of(&encode_node(node)),
-        Body::Deleted { .. } => ContentHash::of(b""),
     }
 }
 
@@ -386,47 +376,9 @@ impl Syncer {
             CacheError::Reconcile(error) => SyncError::Invalid(error.to_string()),
         })?;
         let types = types_param(state);
-        let query = types
-            .strip_prefix('&')
-            .map_or(String::new(), |types| format!("?{types}"));
-        let reconcile_url = format!("{}{query}", Route::Reconcile.url(url));
-        let bad =
-            |error: super::reconcile::ReconcileError| SyncError::Invalid(format!("{url}: {error}"));
-        let (mut initiator, mut message) = ours.initiate().map_err(bad)?;
-        let mut their_seq = None;
-        loop {
-            let request = self
-                .signed(ClientRequest::post(
-                    &reconcile_url,
-                    "application/octet-stream",
-                    message,
-                ))
-                .with_gzip_body();
-            let answer = self.send_ok(request).await?;
-            let header = |name: &str| {
-                answer.header(name).ok_or_else(|| {
-                    SyncError::Invalid(format!("the reconcile answer from {url} lacks {name}"))
-                })
-            };
-            if Some(header("x-ark-instance")?) != state.instance_id.as_deref()
-                || header("x-ark-epoch")? != epoch
-            {
-                return Err(SyncError::Invalid(format!(
-                    "{url} changed its instance or store epoch during the sync; it starts over next time"
-                )));
-            }
-            if their_seq.is_none() {
-                let seq = header("x-ark-last-seq")?;
-                their_seq = Some(seq.parse::<u64>().map_err(|_| {
-                    SyncError::Invalid(format!("{url}: x-ark-last-seq {seq:?} is not a number"))
-                })?);
-            }
-            match initiator.receive(&answer.body).map_err(bad)? {
-                Some(next) => message = next,
-                None => break,
-            }
-        }
-        let differences = initiator.finish();
+        let (differences, their_seq) = self
+            .reconcile_rounds(url, &types, &ours, state.instance_id.as_deref(), epoch)
+            .await?;
         self.log(format!(
             "reconciled {} record version(s) with {url} in {} round(s): it lacks {}, we lack {}",
             ours.len(),
@@ -445,34 +397,13 @@ impl Syncer {
 
         // Push what the peer lacks, unless a newer version just came from it or the
         // record changed since our set was read (the feed pushes that later).
-        let mut ids = Vec::new();
-        for digest in &differences.have {
-            if let Some(entry) = ours.entry(digest) {
-                if !pulled.has_newer(&entry.id, &entry.version) {
-                    ids.push((entry.id.as_str(), entry.version));
-                }
-            }
-        }
-        let id_list: Vec<&str> = ids.iter().map(|(id, _)| *id).collect();
-        let mut records = self.store.borrow().records(&id_list)?;
-        let expected: BTreeMap<&str, Version> = ids.into_iter().collect();
-        records.retain(|record| expected.get(record.id.as_str()) == Some(&record.meta.version));
-        by_priority(&mut records);
-        let mut pull_seq = their_seq.unwrap_or(0);
-        let mut start = 0;
-        while start < records.len() {
-            let mut end = start;
-            let mut bytes = 0;
-            while end < records.len()
-                && end - start < state.batch_records()
-                && (bytes < SYNC_BATCH_BYTES || end == start)
-            {
-                bytes += wire_size(&records[end]);
-                end += 1;
-            }
-            self.push_records(url, &records[start..end], &mut pull_seq, result)
+        let versions = versions_to_push(&differences.have, &ours, pulled);
+        let ids: Vec<&str> = versions.iter().map(|(id, _)| *id).collect();
+        let records = still_to_push(self.store.borrow().records(&ids)?, &versions);
+        let mut pull_seq = their_seq;
+        for slice in push_slices(&records, state.batch_records()) {
+            self.push_records(url, &records[slice], &mut pull_seq, result)
                 .await?;
-            start = end;
         }
 
         state.epoch = Some(epoch.to_owned());
@@ -485,8 +416,45 @@ impl Syncer {
         Ok(())
     }
 
+    /// The rounds of a reconciliation of `ours` with the peer, run by [`Rounds`]: the
+    /// differences and the peer's change sequence as of its first answer.
+    async fn reconcile_rounds(
+        &self,
+        url: &str,
+        types: &str,
+        ours: &ReconcileSet,
+        instance_id: Option<&str>,
+        epoch: &str,
+    ) -> Result<(Differences, u64), SyncError> {
+        let query = types
+            .strip_prefix('&')
+            .map_or(String::new(), |types| format!("?{types}"));
+        let reconcile_url = format!("{}{query}", Route::Reconcile.url(url));
+        let (mut rounds, mut message) = Rounds::start(url, ours, instance_id, epoch)?;
+        loop {
+            let request = self
+                .signed(ClientRequest::post(
+                    &reconcile_url,
+                    "application/octet-stream",
+                    message,
+                ))
+                .with_gzip_body();
+            let answer = self.send_ok(request).await?;
+            let headers = AnswerHeaders {
+                instance: answer.header("x-ark-instance"),
+                epoch: answer.header("x-ark-epoch"),
+                last_seq: answer.header("x-ark-last-seq"),
+            };
+            match rounds.on_answer(headers, &answer.body)? {
+                Some(next) => message = next,
+                None => return Ok(rounds.finish()),
+            }
+        }
+    }
+
     /// Fetches the records behind `digests` (the peer sends the highest priority
-    /// first) and applies each answer in one transaction.
+    /// first) and applies each answer in one transaction; [`FetchQueue`] says what to
+    /// ask for next.
     async fn fetch_versions(
         &self,
         fetch: &Fetch<'_>,
@@ -504,82 +472,29 @@ impl Syncer {
             "{}?limit={batch_records}&max_bytes={SYNC_BATCH_BYTES}{types}",
             Route::Fetch.url(url)
         );
-        // The first request lists everything (up to a limit) so the peer can say which
-        // records carry a priority; later ones send one batch of digests each, in the
-        // order the peer ranked them.
-        let mut remaining: Vec<ItemDigest> = digests;
-        let mut first = true;
-        while !remaining.is_empty() {
-            let asked = if first {
-                remaining.len().min(FETCH_DIGESTS_PER_REQUEST)
-            } else {
-                remaining.len().min(batch_records)
-            };
-            let body: Vec<u8> = remaining[..asked].iter().flatten().copied().collect();
-            let asked_for: BTreeSet<ItemDigest> = remaining[..asked].iter().copied().collect();
-            let rank = if first && asked > batch_records {
-                "&rank=1"
-            } else {
-                ""
-            };
+        let mut queue = FetchQueue::new(url, digests, batch_records);
+        while let Some(request) = queue.next_request() {
+            let rank = if request.rank { "&rank=1" } else { "" };
             let request = self
                 .signed(ClientRequest::post(
                     &format!("{fetch_url}{rank}"),
                     "application/octet-stream",
-                    body,
+                    request.body,
                 ))
                 .with_gzip_body();
-            let answer = self.send_ok(request).await?;
-            let object = parse_object(&answer.body, &format!("fetch answer from {url}"))?;
-            let fields = Fields::new(&object, "fetch answer");
-            let values = fields.array("records")?;
-            let more = fields.opt_bool("more")?.unwrap_or(false);
-            let mut delivered = BTreeSet::new();
-            for (index, value) in values.iter().enumerate() {
-                let context = format!("fetched record {} from {url}", index + 1);
-                if let Ok((record, _)) = record_from_wire(value, &context) {
-                    delivered.insert(item_digest(
-                        &record.id,
-                        &record.version,
-                        &content_hash(&record),
-                    ));
-                }
-            }
+            let answer = self
+                .send_ok(request)
+                .await
+                .map_err(|error| queue.on_failure(error))?;
+            let object = parse_object(&answer.body, &format!("fetch answer from {url}"))
+                .map_err(|error| queue.on_failure(error.into()))?;
+            let values = queue.on_answer(&object)?;
             let batch = self.verified_records(values, url, delivered_by_core, result);
             if !batch.0.is_empty() || !batch.1.is_empty() {
-                self.apply_batch(url, &batch, None, pulled, result)?;
+                self.apply_batch(url, &batch, None, pulled, result)
+                    .map_err(|error| queue.on_failure(error))?;
             }
-            if !rank.is_empty() {
-                let ranked: Vec<usize> = fields
-                    .opt_array("ranked")?
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|index| match index {
-                        Value::Number(miniserde::json::Number::U64(index)) => Some(*index as usize),
-                        _ => None,
-                    })
-                    .filter(|index| *index < asked)
-                    .collect();
-                if !ranked.is_empty() {
-                    let mut order: Vec<ItemDigest> =
-                        ranked.iter().map(|index| remaining[*index]).collect();
-                    let front: BTreeSet<ItemDigest> = order.iter().copied().collect();
-                    order.extend(remaining.iter().filter(|digest| !front.contains(*digest)));
-                    remaining = order;
-                }
-            }
-            let progressed = remaining.iter().any(|digest| delivered.contains(digest));
-            if !more {
-                // What was asked for and not delivered was replaced at the peer since;
-                // the feed brings the newer versions.
-                remaining.retain(|digest| !asked_for.contains(digest));
-            } else if !progressed {
-                return Err(SyncError::Invalid(format!(
-                    "{url} answered a fetch with none of the records asked for"
-                )));
-            }
-            remaining.retain(|digest| !delivered.contains(digest));
-            first = false;
+            queue.on_applied()?;
         }
         Ok(())
     }
