@@ -5,6 +5,8 @@
 //! and make the store calls; these machines decide.
 
 mod fetch;
+#[cfg(test)]
+mod garbage;
 mod pull;
 mod push;
 mod rounds;

@@ -194,15 +194,16 @@ impl<'s> PullFeed<'s> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::http::ClientError;
     use crate::sync::FailureKind;
     use miniserde::json;
 
-    const URL: &str = "http://peer.test:9000";
+    pub(in crate::sync) const URL: &str = "http://peer.test:9000";
 
-    fn state() -> PeerState {
+    /// A peer with checkpoints: pull at 5, epoch `e1`.
+    pub(in crate::sync) fn state() -> PeerState {
         PeerState {
             instance_id: Some("aa".repeat(32)),
             epoch: Some("e1".into()),
