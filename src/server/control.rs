@@ -17,7 +17,7 @@ use super::routes::{ApiError, number, object, text};
 use crate::error::Error;
 use crate::http::{Request, percent_decode};
 use crate::model::unix_millis_now;
-use crate::protocol::{Fields, parse_object};
+use crate::protocol::{Fields, Route, parse_object};
 use crate::service::{self, AddPeer, DiscoverOptions, OpError, Output, Session, run_lattice};
 use crate::store::{Deletion, Query};
 
@@ -35,31 +35,30 @@ impl From<OpError> for ApiError {
     }
 }
 
+/// Answers a control-API request: the route table names the route, ARK's are answered
+/// by `ark_api`, ours here.
 pub async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError> {
-    let path = request.path.trim_end_matches('/');
-    if let Some(answer) = super::ark_api::handle(app, request, path).await {
+    let Some((route, parameter)) = Route::find(&request.method, &request.path) else {
+        return Err(ApiError::no_route());
+    };
+    if let Some(answer) = super::ark_api::handle(app, request, route, parameter).await {
         return answer;
     }
-    // Our own routes, with the richer answers our CLI reads, are ARK's under `/api/v2/`.
-    let raw_path = match request.path.strip_prefix("/api/v2/federation/") {
-        Some(rest) => format!("/api/federation/{rest}"),
-        None => request.path.clone(),
-    };
-    let path = raw_path.trim_end_matches('/');
-    let method = request.method.as_str();
-    if path.starts_with("/api/federation/") {
-        return federation_route(app, request, method, path, &raw_path).await;
-    }
-    match (method, path) {
-        ("POST", "/api/server/shutdown") => {
+    match route {
+        Route::Shutdown => {
             app.request_shutdown();
             Ok(object([
                 ("success", Value::Bool(true)),
                 ("stopping", Value::Bool(true)),
             ]))
         }
-        ("POST", "/api/cli") => cli(app, request),
-        _ => lattice_route(app, request, method, path),
+        Route::Cli => cli(app, request),
+        Route::LatticeStats
+        | Route::QueryNodes
+        | Route::WriteNodes
+        | Route::GetNode
+        | Route::DeleteNode => lattice_route(app, request, route, parameter),
+        _ => federation_route(app, request, route, parameter).await,
     }
 }
 
@@ -72,27 +71,26 @@ fn body(request: &Request) -> Result<Object, ApiError> {
     }
 }
 
-/// `/api/v2/federation/*` (given here as `/api/federation/*`).
+/// `/api/v2/federation/*`, and ARK's conflict list (ours: ARK has none).
 async fn federation_route(
     app: &App,
     request: &Request,
-    method: &str,
-    path: &str,
-    raw_path: &str,
+    route: Route,
+    parameter: Option<&str>,
 ) -> Result<Value, ApiError> {
     let instance = app.instance();
-    match (method, path) {
-        ("GET", "/api/federation/status") => Ok(service::status(instance)?.to_json()),
-        ("POST", "/api/federation/start" | "/api/federation/stop") => {
-            let enabled = path == "/api/federation/start";
+    match route {
+        Route::Status => Ok(service::status(instance)?.to_json()),
+        Route::Start | Route::Stop => {
+            let enabled = route == Route::Start;
             app.set_federation_enabled(enabled);
             Ok(object([
                 ("success", Value::Bool(true)),
                 ("enabled", Value::Bool(enabled)),
             ]))
         }
-        ("GET", "/api/federation/peers") => Ok(service::list_peers(instance)?.to_json()),
-        ("POST", "/api/federation/peers/add") => {
+        Route::Peers => Ok(service::list_peers(instance)?.to_json()),
+        Route::AddPeer => {
             let body = body(request)?;
             let fields = Fields::new(&body, "request body");
             let types: Vec<String> = fields
@@ -112,28 +110,26 @@ async fn federation_route(
             };
             Ok(service::add_peer(instance, add).await?.to_json())
         }
-        ("DELETE", path) if path.starts_with("/api/federation/peers/") => {
-            let encoded = &raw_path["/api/federation/peers/".len()..];
+        Route::RemovePeer => {
+            let encoded = parameter.unwrap_or_default();
             Ok(service::remove_peer(instance, &percent_decode(encoded))?.to_json())
         }
-        ("POST", "/api/federation/sync") => {
+        Route::SyncNow => {
             let body = body(request)?;
             let peer = Fields::new(&body, "request body").opt_str("peerUrl")?;
             Ok(service::sync(instance, peer).await?.to_json())
         }
-        ("POST", "/api/federation/discover") => {
+        Route::DiscoverPeers => {
             let options = discover_options(&body(request)?)?;
             Ok(service::discover(instance, &options).await?.to_json())
         }
-        ("POST", "/api/federation/auto-sync/start") => {
+        Route::AutoSyncStart => {
             let body = body(request)?;
             let interval = Fields::new(&body, "request body").opt_u64("interval")?;
             Ok(service::set_auto_sync(instance, true, interval)?.to_json())
         }
-        ("POST", "/api/federation/auto-sync/stop") => {
-            Ok(service::set_auto_sync(instance, false, None)?.to_json())
-        }
-        ("GET", "/api/federation/conflicts") => conflicts(app, request),
+        Route::AutoSyncStop => Ok(service::set_auto_sync(instance, false, None)?.to_json()),
+        Route::Conflicts | Route::ArkConflicts => conflicts(app, request),
         _ => Err(ApiError::no_route()),
     }
 }
@@ -160,15 +156,15 @@ fn discover_options(body: &Object) -> Result<DiscoverOptions, ApiError> {
 fn lattice_route(
     app: &App,
     request: &Request,
-    method: &str,
-    path: &str,
+    route: Route,
+    parameter: Option<&str>,
 ) -> Result<Value, ApiError> {
-    match (method, path) {
-        ("GET", "/api/lattice/stats") => Ok(service::stats_json(&app.store.borrow().stats()?)),
-        ("GET", "/api/lattice/nodes") => list_nodes(app, request),
-        ("POST", "/api/lattice/nodes") => write_nodes(app, &body(request)?),
-        ("GET", path) if path.starts_with("/api/lattice/nodes/") => {
-            let id = percent_decode(&request.path["/api/lattice/nodes/".len()..]);
+    let id = percent_decode(parameter.unwrap_or_default());
+    match route {
+        Route::LatticeStats => Ok(service::stats_json(&app.store.borrow().stats()?)),
+        Route::QueryNodes => list_nodes(app, request),
+        Route::WriteNodes => write_nodes(app, &body(request)?),
+        Route::GetNode => {
             let record = app.store.borrow().get(&id)?;
             match record
                 .as_ref()
@@ -178,8 +174,7 @@ fn lattice_route(
                 None => Err(ApiError::not_found(format!("node {id:?} not found"))),
             }
         }
-        ("DELETE", path) if path.starts_with("/api/lattice/nodes/") => {
-            let id = percent_decode(&request.path["/api/lattice/nodes/".len()..]);
+        Route::DeleteNode => {
             let deletion = app.store.borrow_mut().delete(&id, unix_millis_now())?;
             match deletion {
                 Deletion::Deleted | Deletion::AlreadyDeleted => Ok(object([
