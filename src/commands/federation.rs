@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use miniserde::json::{Number, Object, Value};
 
-use super::remote::call;
+use super::remote::{call, percent_encode};
 use crate::cli::{
     AddPeer as AddPeerArgs, AutoSync, Discover, FederationCommand, FederationStart, FederationSync,
 };
@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::model::format_rfc3339;
 use crate::protocol::{
-    AutoSyncAnswer, DiscoverAnswer, LanEntry, LatticeStatus, PeerAddAnswer, PeerRemoved,
+    AutoSyncAnswer, DiscoverAnswer, LanEntry, LatticeStatus, PeerAddAnswer, PeerRemoved, Route,
     SyncAnswer, WireError,
 };
 use crate::service::{
@@ -56,7 +56,7 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
                 config,
                 &server,
                 |server| {
-                    let path = format!("/api/v2/federation/peers/{}", percent_encode(&args.url));
+                    let path = Route::RemovePeer.path_with(&percent_encode(&args.url));
                     call(config, server, "DELETE", &path, None)
                 },
                 PeerRemoved::from_json,
@@ -368,18 +368,6 @@ fn object<const N: usize>(pairs: [(&str, Value); N]) -> Value {
 fn print_json(out: &mut Output, object: Object) -> Result<(), Error> {
     out.json(&Value::Object(object))?;
     out.flush()
-}
-
-fn percent_encode(text: &str) -> String {
-    let mut out = String::new();
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 fn time(millis: u64) -> String {

@@ -69,10 +69,13 @@ pub fn call(
             Some(Value::String(message)) => message.clone(),
             _ => format!("status {}", response.status),
         };
-        return Err(match response.status {
-            400 => Error::Usage(message),
-            404 => Error::Other(message),
-            _ => Error::Other(format!("the server refused {method} {path}: {message}")),
+        let message = match response.status {
+            400 | 404 => message,
+            _ => format!("the server refused {method} {path}: {message}"),
+        };
+        return Err(Error::Refused {
+            status: response.status,
+            message,
         });
     }
     Ok(answer)
@@ -180,6 +183,9 @@ pub fn forward(
     if let Command::Import(import) = command {
         return forward_import(config, server, import, out);
     }
+    if super::lattice::is_typed(command) {
+        return super::lattice::run_on_server(command, config, server, out);
+    }
     let files = Object::new();
     let args = argv.iter().map(|arg| Value::String(arg.clone())).collect();
     let body = Value::Object(
@@ -264,4 +270,17 @@ pub fn wants_json(command: &Command) -> bool {
         | Command::Federation(_)
         | Command::Keygen(_) => false,
     }
+}
+
+/// Percent-encodes a path segment or query value.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use miniserde::json::{Array, Object, Value};
+use miniserde::json::{Object, Value};
 
 use super::app::App;
 use super::routes::{ApiError, number, object, text};
@@ -19,7 +19,7 @@ use crate::http::{Request, percent_decode};
 use crate::model::unix_millis_now;
 use crate::protocol::{Fields, Route, parse_object};
 use crate::service::{self, AddPeer, DiscoverOptions, OpError, Output, Session, run_lattice};
-use crate::store::{Deletion, Query};
+use crate::store::Query;
 
 impl From<OpError> for ApiError {
     fn from(error: OpError) -> ApiError {
@@ -161,7 +161,7 @@ fn lattice_route(
 ) -> Result<Value, ApiError> {
     let id = percent_decode(parameter.unwrap_or_default());
     match route {
-        Route::LatticeStats => Ok(service::stats_json(&app.store.borrow().stats()?)),
+        Route::LatticeStats => Ok(service::stats(&app.store.borrow(), &app.config)?.to_json()),
         Route::QueryNodes => list_nodes(app, request),
         Route::WriteNodes => write_nodes(app, &body(request)?),
         Route::GetNode => {
@@ -174,19 +174,7 @@ fn lattice_route(
                 None => Err(ApiError::not_found(format!("node {id:?} not found"))),
             }
         }
-        Route::DeleteNode => {
-            let deletion = app.store.borrow_mut().delete(&id, unix_millis_now())?;
-            match deletion {
-                Deletion::Deleted | Deletion::AlreadyDeleted => Ok(object([
-                    ("deleted", text(&id)),
-                    (
-                        "already_deleted",
-                        Value::Bool(deletion == Deletion::AlreadyDeleted),
-                    ),
-                ])),
-                Deletion::NotFound => Err(ApiError::not_found(format!("node {id:?} not found"))),
-            }
-        }
+        Route::DeleteNode => Ok(service::delete_node(&mut app.store.borrow_mut(), &id)?.to_json()),
         _ => Err(ApiError::no_route()),
     }
 }
@@ -206,15 +194,7 @@ fn list_nodes(app: &App, request: &Request) -> Result<Value, ApiError> {
         after: request.query_param("after"),
         limit: (limit > 0).then_some(limit),
     };
-    let found = app.store.borrow().query(&query)?;
-    let nodes: Array = found
-        .iter()
-        .map(|(node, meta)| service::node_with_meta(node, meta))
-        .collect();
-    Ok(object([
-        ("count", number(nodes.len() as u64)),
-        ("nodes", Value::Array(nodes)),
-    ]))
+    Ok(service::find_nodes(&app.store.borrow(), &query)?.to_json())
 }
 
 fn conflicts(app: &App, request: &Request) -> Result<Value, ApiError> {
@@ -222,11 +202,8 @@ fn conflicts(app: &App, request: &Request) -> Result<Value, ApiError> {
         .query_param("limit")
         .and_then(|limit| limit.parse().ok())
         .unwrap_or(50);
-    let store = app.store.borrow();
-    Ok(service::conflicts_json(
-        &store.conflicts((limit > 0).then_some(limit))?,
-        store.conflict_count()?,
-    ))
+    let limit = (limit > 0).then_some(limit);
+    Ok(service::conflicts(&app.store.borrow(), limit)?.to_json())
 }
 
 /// `POST /api/lattice/nodes {nodes: [node, ...]}` → `{created, updated, unchanged}`:

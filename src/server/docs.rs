@@ -398,14 +398,16 @@ fn describe(route: Route) -> RouteDoc {
             Example::Text(r#"{"count":0,"conflicts":[]}"#),
         ),
         Route::Cli => doc(
-            "run a lattice command on the store this server holds",
-            Example::Text(r#"{"args":["query","--type","security_node"],"files":{}}"#),
+            "run a lattice command that prints its own output (export, add, get, verify, gc, trust) on the store this server holds; the others have the routes below",
+            Example::Text(r#"{"args":["get","python_flask_basic"],"files":{}}"#),
             Example::Text(r#"{"stdout":"…","stderr":"","exit_code":0}"#),
         ),
         Route::LatticeStats => doc(
-            "store counts",
+            "store counts and whose store it is (`stats --json`)",
             Example::None,
-            Example::Text(r#"{"nodes":1234,"deleted":0,"conflicts":0}"#),
+            Example::Text(
+                r#"{"nodes":1234,"tombstones":2,"conflicts":0,"damaged":0,"last_seq":1240,"store_bytes":1581056,"by_type":{"framework_node":1234},"by_language":{},"by_category":{},"instance_id":"5f0c…","instance_name":"lab","instance_type":"main"}"#,
+            ),
         ),
         Route::QueryNodes => doc(
             "query nodes (?type=&language=&category=&capability=&search=&after=&limit=)",
@@ -425,7 +427,7 @@ fn describe(route: Route) -> RouteDoc {
         Route::DeleteNode => doc(
             "delete a node (a tombstone that syncs)",
             Example::None,
-            Example::Text(r#"{"deleted":"…"}"#),
+            Example::Text(r#"{"deleted":"…","already_deleted":false}"#),
         ),
         Route::Shutdown => doc(
             "stop gracefully",

@@ -26,7 +26,10 @@ const ANSWER_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 /// Opens the beacon socket and starts the beacon task; `None` (with a warning) when
 /// discovery is off or the socket cannot be opened, which leaves the node working
 /// without it.
-pub fn start(executor: &'static LocalExecutor<'static>, app: &Rc<App>) -> Option<smol::Task<()>> {
+pub(crate) fn start(
+    executor: &'static LocalExecutor<'static>,
+    app: &Rc<App>,
+) -> Option<smol::Task<()>> {
     let config = &app.config.discovery;
     if !config.enabled {
         return None;

@@ -105,7 +105,10 @@ pub struct AddPeer<'a> {
 /// and then checked against it) with the tier (default core). A peer that cannot be
 /// reached is added only with `pubkey`; an ARK Node.js peer (no key) is added unpinned.
 /// Non-empty `types` limits the sync with it to those node types.
-pub async fn add_peer(instance: &Instance, request: AddPeer<'_>) -> Result<PeerAddAnswer, OpError> {
+pub(crate) async fn add_peer(
+    instance: &Instance,
+    request: AddPeer<'_>,
+) -> Result<PeerAddAnswer, OpError> {
     let url = normalize_peer_url(request.url)
         .map_err(|reason| OpError::Invalid(format!("peer URL: {reason}")))?;
     let tier = match request.tier {
@@ -255,7 +258,10 @@ pub fn remove_peer(instance: &Instance, url: &str) -> Result<PeerRemoved, OpErro
 
 /// The URLs a sync of `peer` (or of every target, without one) goes to. A sync never
 /// adds a peer: a typo would otherwise stay as a failing peer.
-pub fn sync_targets_for(instance: &Instance, peer: Option<&str>) -> Result<Vec<String>, OpError> {
+pub(crate) fn sync_targets_for(
+    instance: &Instance,
+    peer: Option<&str>,
+) -> Result<Vec<String>, OpError> {
     let Some(peer) = peer else {
         return Ok(instance.sync_targets()?);
     };

@@ -44,7 +44,7 @@ fn find(session: &Session<'_>, reference: &str) -> Result<TrustEntry, Error> {
         .collect();
     match matching.len() {
         0 => Err(Error::NotFound(format!(
-            "key {reference:?} in the trust store"
+            "key {reference:?} in the trust store not found"
         ))),
         1 => Ok(matching.into_iter().next().expect("one")),
         n => Err(Error::Usage(format!(
