@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 use miniserde::json::{Number, Object, Value};
 
-use super::remote::{call, percent_encode};
+use super::remote::call;
 use crate::cli::{
     AddPeer as AddPeerArgs, AutoSync, Discover, FederationCommand, FederationStart, FederationSync,
 };
 use crate::config::Config;
 use crate::error::Error;
+use crate::http::percent_encode;
 use crate::model::format_rfc3339;
 use crate::protocol::{
     AutoSyncAnswer, DiscoverAnswer, LanEntry, LatticeStatus, PeerAddAnswer, PeerRemoved, Route,

@@ -13,7 +13,8 @@ use crate::service::{
 };
 use crate::store::{Query, Store};
 
-use super::remote::{call, percent_encode};
+use super::remote::call;
+use crate::http::percent_encode;
 
 /// A typed answer of one of the commands.
 enum Answer {

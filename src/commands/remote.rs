@@ -271,16 +271,3 @@ pub fn wants_json(command: &Command) -> bool {
         | Command::Keygen(_) => false,
     }
 }
-
-/// Percent-encodes a path segment or query value.
-pub fn percent_encode(text: &str) -> String {
-    let mut out = String::new();
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
