@@ -29,9 +29,13 @@ use crate::service::{
 /// How long `federation start` and `stop` wait for the server.
 const START_STOP_WAIT: Duration = Duration::from_secs(15);
 /// The log of a server started by `federation start`, in the state dir.
-pub const SERVER_LOG: &str = "server.log";
+pub(crate) const SERVER_LOG: &str = "server.log";
 
-pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Result<(), Error> {
+pub(crate) fn run(
+    config: &Config,
+    command: &FederationCommand,
+    out: &mut Output,
+) -> Result<(), Error> {
     let server = running_server(config);
     match command {
         FederationCommand::Start(args) => start(config, server, args, out),

@@ -25,7 +25,7 @@ enum Answer {
 }
 
 /// Whether `command` is answered here (else by `service::run_lattice`).
-pub fn is_typed(command: &Command) -> bool {
+pub(crate) fn is_typed(command: &Command) -> bool {
     matches!(
         command,
         Command::Delete(_)
@@ -37,7 +37,7 @@ pub fn is_typed(command: &Command) -> bool {
 }
 
 /// Runs a typed command on the store this process opened.
-pub fn run_here(
+pub(crate) fn run_here(
     command: &Command,
     store: &mut Store,
     config: &Config,
@@ -57,7 +57,7 @@ pub fn run_here(
 }
 
 /// Asks the running server that holds the store.
-pub fn run_on_server(
+pub(crate) fn run_on_server(
     command: &Command,
     config: &Config,
     server: &ServerInfo,

@@ -15,7 +15,7 @@ use crate::service::{Output, ServerInfo};
 use crate::store::WriteSummary;
 
 /// Calls the control API of the running server and returns its JSON answer.
-pub fn call(
+pub(crate) fn call(
     config: &Config,
     server: &ServerInfo,
     method: &str,
@@ -173,7 +173,7 @@ fn forward_import(
 /// Sends a lattice command to the running server and prints what it answers, exactly
 /// as if it had run here. Input files are read here and sent along; `export -o` is
 /// written here.
-pub fn forward(
+pub(crate) fn forward(
     config: &Config,
     server: &ServerInfo,
     argv: &[String],
@@ -247,7 +247,7 @@ pub fn forward(
 
 /// Whether the command asked for JSON output (`--json` as a switch; `add --json`
 /// carries the record instead).
-pub fn wants_json(command: &Command) -> bool {
+pub(crate) fn wants_json(command: &Command) -> bool {
     use crate::cli::TrustCommand;
     match command {
         Command::Import(args) => args.json,

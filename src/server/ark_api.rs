@@ -16,7 +16,7 @@ use crate::service::{self, AddPeer, DiscoverOptions};
 
 /// Answers an ARK route, or `None` when `route` is not one of ARK's. `parameter` is
 /// the route's `{url}`, still percent-encoded.
-pub async fn handle(
+pub(crate) async fn handle(
     app: &App,
     request: &Request,
     route: Route,
@@ -101,7 +101,7 @@ fn peers(app: &App) -> Result<ControlAnswer, ApiError> {
 }
 
 fn total_peers(app: &App) -> Result<u64, ApiError> {
-    Ok(app.syncer.peers()?.len() as u64)
+    Ok(service::list_peers(app)?.peers.len() as u64)
 }
 
 /// Our `pubkey` and `tier` may come along, as on our own route.

@@ -26,7 +26,7 @@ use crate::trust::{Access, HEADER_SIGNATURE, RequestError, Tier, verify_request}
 
 /// An authorised caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Caller {
+pub(crate) struct Caller {
     /// `None` for an unsigned caller in open mode.
     pub instance_id: Option<InstanceId>,
     pub tier: Tier,
@@ -54,7 +54,7 @@ fn local_reader(app: &App, request: &Request) -> bool {
 }
 
 /// Checks that the caller of `request` may use a route needing `access`.
-pub fn authorize(app: &App, request: &Request, access: Access) -> Result<Caller, ApiError> {
+pub(crate) fn authorize(app: &App, request: &Request, access: Access) -> Result<Caller, ApiError> {
     if request.header(HEADER_SIGNATURE).is_none() {
         return unsigned_caller(app, request, access);
     }
@@ -69,7 +69,7 @@ pub fn authorize(app: &App, request: &Request, access: Access) -> Result<Caller,
         &request.method,
         &path_and_query,
         &request.body,
-        &app.replay_guard.borrow(),
+        &app.replay_guard(),
         now,
     )
     .map_err(|error| ApiError {
@@ -79,7 +79,7 @@ pub fn authorize(app: &App, request: &Request, access: Access) -> Result<Caller,
     check_audience(app, request, &verified.audience, access)?;
     let tier = trust_book::note_caller(
         &mut app.store.borrow_mut(),
-        &mut app.pending_callers.borrow_mut(),
+        &mut app.pending_callers(),
         verified.public_key,
         now,
     )?;
@@ -111,7 +111,7 @@ pub fn authorize(app: &App, request: &Request, access: Access) -> Result<Caller,
         });
     }
     verified
-        .accept_once(&mut app.replay_guard.borrow_mut(), now)
+        .accept_once(&mut app.replay_guard(), now)
         .map_err(|error| ApiError {
             status: match &error {
                 RequestError::Replay(replay) if replay.is_busy() => 429,

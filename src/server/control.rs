@@ -37,7 +37,7 @@ impl From<OpError> for ApiError {
 
 /// Answers a control-API request: the route table names the route, ARK's are answered
 /// by `ark_api`, ours here.
-pub async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError> {
+pub(crate) async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError> {
     let Some((route, parameter)) = Route::find(&request.method, &request.path) else {
         return Err(ApiError::no_route());
     };
@@ -164,16 +164,10 @@ fn lattice_route(
         Route::LatticeStats => Ok(service::stats(&app.store.borrow(), &app.config)?.to_json()),
         Route::QueryNodes => list_nodes(app, request),
         Route::WriteNodes => write_nodes(app, &body(request)?),
-        Route::GetNode => {
-            let record = app.store.borrow().get(&id)?;
-            match record
-                .as_ref()
-                .and_then(|record| record.node().map(|node| (node, &record.meta)))
-            {
-                Some((node, meta)) => Ok(service::node_with_meta(node, meta)),
-                None => Err(ApiError::not_found(format!("node {id:?} not found"))),
-            }
-        }
+        Route::GetNode => match service::live_node(&app.store.borrow(), &id)? {
+            Some(node) => Ok(node.to_json()),
+            None => Err(ApiError::not_found(format!("node {id:?} not found"))),
+        },
         Route::DeleteNode => Ok(service::delete_node(&mut app.store.borrow_mut(), &id)?.to_json()),
         _ => Err(ApiError::no_route()),
     }

@@ -13,14 +13,14 @@ use crate::protocol::{
 
 /// A JSON example: written out, or built from a protocol type.
 #[derive(Clone, Copy)]
-pub enum Example {
+pub(crate) enum Example {
     None,
     Text(&'static str),
     Built(fn() -> Value),
 }
 
 /// What the page says of one route of the table.
-pub struct RouteDoc {
+pub(crate) struct RouteDoc {
     pub summary: &'static str,
     pub request: Example,
     pub answer: Example,
@@ -467,7 +467,7 @@ fn text(value: &str) -> Value {
 }
 
 /// `GET /openapi.json`.
-pub fn openapi() -> Response {
+pub(crate) fn openapi() -> Response {
     let mut paths = Object::new();
     for route in ROUTES {
         let doc = describe(*route);
@@ -548,7 +548,7 @@ fn escape(text: &str) -> String {
 }
 
 /// `GET /docs`: one page, its style inline, nothing fetched from elsewhere.
-pub fn page() -> Response {
+pub(crate) fn page() -> Response {
     let mut html = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>ark-lattice API</title>\
          <style>body{font:14px system-ui,sans-serif;margin:2em;max-width:1100px;color:#1d2630}\

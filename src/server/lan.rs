@@ -117,7 +117,7 @@ async fn beacon_loop(app: Rc<App>, socket: smol::net::UdpSocket) {
 }
 
 /// This instance's signed beacon, announcing the address that reaches `destination`.
-pub fn our_beacon(app: &App, destination: SocketAddr) -> Beacon {
+pub(crate) fn our_beacon(app: &App, destination: SocketAddr) -> Beacon {
     let address = discovery::local_ipv4(&app.config.discovery, destination)
         .map_or_else(|| "0.0.0.0".to_owned(), |ip| ip.to_string());
     let mut capabilities = vec![PROTOCOL_LEGACY, PROTOCOL_V2];

@@ -18,30 +18,30 @@ use crate::http::{Request, Response};
 use crate::protocol::Route;
 
 /// The content type Prometheus expects for the text format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Requests answered, by route label and status.
 #[derive(Debug, Default)]
-pub struct HttpCounters {
+pub(crate) struct HttpCounters {
     counts: RefCell<BTreeMap<(&'static str, u16), u64>>,
 }
 
 impl HttpCounters {
-    pub fn add(&self, route: &'static str, status: u16) {
+    pub(crate) fn add(&self, route: &'static str, status: u16) {
         *self.counts.borrow_mut().entry((route, status)).or_default() += 1;
     }
 
-    pub fn snapshot(&self) -> BTreeMap<(&'static str, u16), u64> {
+    pub(crate) fn snapshot(&self) -> BTreeMap<(&'static str, u16), u64> {
         self.counts.borrow().clone()
     }
 }
 
 /// Routes one request and counts it.
-pub async fn counted(app: Rc<App>, request: Request) -> Response {
+pub(crate) async fn counted(app: Rc<App>, request: Request) -> Response {
     let route = Route::label_of(&request.path);
     let counters = app.clone();
     let response = routes::handle(app, request).await;
-    counters.http_requests.add(route, response.status);
+    counters.http_requests().add(route, response.status);
     // Damaged records the request came across were skipped; move them aside now.
     if let Ok(mut store) = counters.store.try_borrow_mut() {
         crate::sync::move_aside_damaged(&mut store);
@@ -94,7 +94,7 @@ fn seconds(millis: u64) -> String {
 }
 
 /// `GET /metrics`: each family once, in this order, so scrapes compare line by line.
-pub fn render(app: &App) -> Result<Response, ApiError> {
+pub(crate) fn render(app: &App) -> Result<Response, ApiError> {
     let mut out = Writer {
         text: String::with_capacity(4096),
     };
@@ -332,7 +332,7 @@ fn event_and_request_counters(out: &mut Writer, app: &App) {
         "counter",
         "HTTP requests answered since start, by route and status.",
     );
-    for ((route, status), count) in app.http_requests.snapshot() {
+    for ((route, status), count) in app.http_requests().snapshot() {
         out.sample(
             "ark_lattice_http_requests_total",
             &[("route", route), ("status", &status.to_string())],

@@ -249,7 +249,7 @@ fn shutdown_signal(app: Rc<App>) -> Result<impl Future<Output = ()>, Error> {
         if app.shutdown_requested() {
             return;
         }
-        let listener = app.shutdown.listen();
+        let listener = app.shutdown_listener();
         future::or(listener, async {
             signals.next().await;
         })

@@ -19,7 +19,7 @@ const REFRESH_SECS: u32 = 15;
 const DRAWN_PEERS: usize = 12;
 
 /// Escapes text for HTML content and attribute values.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for character in text.chars() {
         match character {
@@ -89,7 +89,7 @@ svg text{font:12px system-ui,sans-serif}
 
 /// Renders the page. `privileged` callers (loopback or admin token) also see recent
 /// events and conflicts.
-pub fn render(app: &App, privileged: bool) -> Result<Response, ApiError> {
+pub(crate) fn render(app: &App, privileged: bool) -> Result<Response, ApiError> {
     let now = unix_millis_now();
     let peers = app.syncer.peers()?;
     let lan_peers = app.lan_peers.borrow().list();

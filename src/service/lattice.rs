@@ -534,6 +534,18 @@ pub(crate) fn delete_node(store: &mut Store, id: &str) -> Result<Deleted, Error>
     })
 }
 
+/// The live node `id`, with its sync metadata (`None` when deleted or never stored).
+pub(crate) fn live_node(store: &Store, id: &str) -> Result<Option<NodeView>, Error> {
+    let record = store.get(id)?;
+    Ok(record.and_then(|record| {
+        let meta = record.meta;
+        match record.body {
+            Body::Live(node) => Some(NodeView::new(node, &meta)),
+            Body::Deleted { .. } => None,
+        }
+    }))
+}
+
 /// The live nodes `query` selects, with their sync metadata.
 pub(crate) fn find_nodes(store: &Store, query: &Query) -> Result<NodeList, Error> {
     let nodes = store

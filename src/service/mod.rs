@@ -29,7 +29,9 @@ pub(crate) use federation::{
 pub(crate) use instance::InfoInputs;
 pub use instance::Instance;
 pub(crate) use join::join_all;
-pub(crate) use lattice::{conflicts, delete_node, find_nodes, import_with, read_input, stats};
+pub(crate) use lattice::{
+    conflicts, delete_node, find_nodes, import_with, live_node, read_input, stats,
+};
 pub use open::exit_on_storage_panic;
 pub(crate) use open::{open_store, storage_panics_are_handled_elsewhere};
 pub use output::Output;

@@ -12,10 +12,10 @@ use super::{gc, lattice, trust, verify};
 
 /// Opens an input file by the name given on the command line: its name for messages
 /// and a reader, so an import reads it record by record.
-pub type ReadInput<'a> = &'a dyn Fn(&str) -> Result<(String, Box<dyn std::io::Read>), Error>;
+pub(crate) type ReadInput<'a> = &'a dyn Fn(&str) -> Result<(String, Box<dyn std::io::Read>), Error>;
 
 /// What a lattice command works with.
-pub struct Session<'a> {
+pub(crate) struct Session<'a> {
     pub store: &'a mut Store,
     pub config: &'a Config,
     pub out: &'a mut Output,

@@ -33,7 +33,7 @@ use crate::trust::{PublicKey, Signature, verify_record, verify_record_v1};
 
 /// `verify` in this process, on a store a session holds (the CLI's own, or the
 /// server's when the command was forwarded to it).
-pub fn verify(session: &mut Session<'_>, args: &cli::Verify) -> Result<(), Error> {
+pub(crate) fn verify(session: &mut Session<'_>, args: &cli::Verify) -> Result<(), Error> {
     let pages = if args.skip_page_check {
         None
     } else {
@@ -57,7 +57,7 @@ pub fn verify(session: &mut Session<'_>, args: &cli::Verify) -> Result<(), Error
 
 /// `verify` from the CLI when no server holds the store. A store held by a server is
 /// an error the caller answers by forwarding the command.
-pub fn verify_offline(
+pub(crate) fn verify_offline(
     config: &Config,
     args: &cli::Verify,
     out: &mut super::Output,
@@ -90,7 +90,7 @@ pub fn verify_offline(
 /// What `serve` does before it opens the store for good: redb's page check, and when
 /// it fails, what `verify` does (damaged records moved aside by a child, the pages
 /// checked again). Refuses the store if pages stay damaged.
-pub fn check_before_serving(config: &Config) -> Result<(), Error> {
+pub(crate) fn check_before_serving(config: &Config) -> Result<(), Error> {
     let started = std::time::Instant::now();
     let (mut store, _) = super::open::open_store_for_server(config)?;
     let path = store.path().to_owned();
