@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use miniserde::json::{Number, Object, Value};
 
-use super::remote::call;
+use super::remote::{call, call_route};
 use crate::cli::{
     AddPeer as AddPeerArgs, AutoSync, Discover, FederationCommand, FederationStart, FederationSync,
 };
@@ -44,7 +44,7 @@ pub(crate) fn run(
             let (json, status) = fetch(
                 config,
                 &server,
-                |server| call(config, server, "GET", "/api/v2/federation/status", None),
+                |server| call_route(config, server, Route::Status, None),
                 LatticeStatus::from_json,
                 service::status,
                 LatticeStatus::to_json,
@@ -62,7 +62,7 @@ pub(crate) fn run(
                 &server,
                 |server| {
                     let path = Route::RemovePeer.path_with(&percent_encode(&args.url));
-                    call(config, server, "DELETE", &path, None)
+                    call(config, server, Route::RemovePeer.method(), &path, None)
                 },
                 PeerRemoved::from_json,
                 |instance| service::remove_peer(instance, &args.url),
@@ -75,7 +75,7 @@ pub(crate) fn run(
             let (json, list) = fetch(
                 config,
                 &server,
-                |server| call(config, server, "GET", "/api/v2/federation/peers", None),
+                |server| call_route(config, server, Route::Peers, None),
                 PeerList::from_json,
                 service::list_peers,
                 PeerList::to_json,
@@ -133,13 +133,7 @@ fn sync(
                 .map_or(Value::Object(Object::new()), |peer| {
                     object([("peerUrl", Value::String(peer.clone()))])
                 });
-            call(
-                config,
-                server,
-                "POST",
-                "/api/v2/federation/sync",
-                Some(body),
-            )
+            call_route(config, server, Route::SyncNow, Some(body))
         },
         SyncAnswer::from_json,
         |instance| smol::block_on(service::sync(instance, args.peer.as_deref())),
@@ -204,13 +198,7 @@ fn add_peer(
                     .map(|(key, value)| (key.to_owned(), value))
                     .collect(),
             );
-            call(
-                config,
-                server,
-                "POST",
-                "/api/v2/federation/peers/add",
-                Some(body),
-            )
+            call_route(config, server, Route::AddPeer, Some(body))
         },
         PeerAddAnswer::from_json,
         |instance| {
@@ -280,7 +268,7 @@ fn discover(
                 body.insert("scanPort".into(), Value::Number(Number::U64(port.into())));
             }
             let body = Some(Value::Object(body));
-            call(config, server, "POST", "/api/v2/federation/discover", body)
+            call_route(config, server, Route::DiscoverPeers, body)
         },
         DiscoverAnswer::from_json,
         |instance| smol::block_on(service::discover(instance, &options)),
@@ -325,16 +313,16 @@ fn auto_sync(
         config,
         server,
         |server| {
-            let path = if on {
-                "/api/v2/federation/auto-sync/start"
+            let route = if on {
+                Route::AutoSyncStart
             } else {
-                "/api/v2/federation/auto-sync/stop"
+                Route::AutoSyncStop
             };
             let mut body = Object::new();
             if let Some(interval) = args.interval {
                 body.insert("interval".into(), Value::Number(Number::U64(interval)));
             }
-            call(config, server, "POST", path, Some(Value::Object(body)))
+            call_route(config, server, route, Some(Value::Object(body)))
         },
         AutoSyncAnswer::from_json,
         // Saved for the server's next start.
@@ -665,11 +653,10 @@ fn stop(config: &Config, server: Option<ServerInfo>, out: &mut Output) -> Result
         out.line("Federation server is not running")?;
         return out.flush();
     };
-    call(
+    call_route(
         config,
         &server,
-        "POST",
-        "/api/server/shutdown",
+        Route::Shutdown,
         Some(Value::Object(Object::new())),
     )?;
     let deadline = Instant::now() + START_STOP_WAIT;

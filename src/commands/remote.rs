@@ -81,6 +81,16 @@ pub(crate) fn call(
     Ok(answer)
 }
 
+/// Calls a route of the control API (one without a parameter).
+pub(crate) fn call_route(
+    config: &Config,
+    server: &ServerInfo,
+    route: Route,
+    body: Option<Value>,
+) -> Result<Object, Error> {
+    call(config, server, route.method(), route.path(), body)
+}
+
 /// Whether a failed request may have reached the server: everything after the
 /// connection was made counts, since the server may have read the whole request and
 /// committed before the connection broke (issue #16: 10 of 31 calls cut by a kill had
