@@ -765,13 +765,11 @@ fn propagation(samples: usize) -> Vec<Duration> {
         });
         thread::sleep(Duration::from_millis(50));
         let started = Instant::now();
-        let add = format!(
-            r#"{{"args":["add","--id","latency-{sample}","--type","command_node","--value","v"],"files":{{}}}}"#
-        );
+        let add = format!(r#"{{"id":"latency-{sample}","type":"command_node","value":"v"}}"#);
         http(
             a.port,
-            "POST",
-            "/api/cli",
+            "PUT",
+            &format!("/api/lattice/nodes/latency-{sample}"),
             add.as_bytes(),
             &[("content-type", "application/json".to_owned())],
         );

@@ -1,23 +1,25 @@
-//! The lattice commands with typed answers (`delete`, `list`, `query`, `stats`,
+//! The lattice commands with typed answers (`add`, `delete`, `list`, `query`, `stats`,
 //! `conflicts`): the service runs them on the store here, or the running server that
 //! holds the store answers them on its `/api/lattice/*` routes and the answer is read
 //! back into the same type; either way this renders it for people or as `--json`.
 
+use miniserde::json::Value;
+
+use super::remote::call;
 use crate::cli::{self, Command};
 use crate::config::Config;
 use crate::error::Error;
-use crate::model::format_rfc3339;
+use crate::http::percent_encode;
+use crate::model::{Node, Shape, format_rfc3339};
 use crate::protocol::Route;
 use crate::service::{
-    self, ConflictList, Deleted, NodeList, Output, ServerInfo, StatsReport, truncate,
+    self, Added, ConflictList, Deleted, NodeList, Output, ServerInfo, StatsReport, truncate,
 };
 use crate::store::{Query, Store};
 
-use super::remote::call;
-use crate::http::percent_encode;
-
 /// A typed answer of one of the commands.
 enum Answer {
+    Added(Added),
     Deleted(Deleted),
     Nodes(NodeList),
     Stats(StatsReport),
@@ -28,7 +30,8 @@ enum Answer {
 pub(crate) fn is_typed(command: &Command) -> bool {
     matches!(
         command,
-        Command::Delete(_)
+        Command::Add(_)
+            | Command::Delete(_)
             | Command::List(_)
             | Command::Query(_)
             | Command::Stats(_)
@@ -44,6 +47,7 @@ pub(crate) fn run_here(
     out: &mut Output,
 ) -> Result<(), Error> {
     let answer = match command {
+        Command::Add(args) => Answer::Added(service::add_node(store, node_to_add(args)?)?),
         Command::Delete(args) => Answer::Deleted(service::delete_node(store, &args.id)?),
         Command::List(args) => Answer::Nodes(service::find_nodes(store, &list_query(args))?),
         Command::Query(args) => Answer::Nodes(service::find_nodes(store, &query(args))?),
@@ -66,6 +70,13 @@ pub(crate) fn run_on_server(
     let get = |path: &str| call(config, server, "GET", path, None).map_err(not_found_as_such);
     let context = "the server's answer";
     let answer = match command {
+        Command::Add(args) => {
+            let node = node_to_add(args)?;
+            let path = Route::PutNode.path_with(&percent_encode(&node.id));
+            let body = Value::Object(node.to_json(Shape::Native));
+            let answer = call(config, server, Route::PutNode.method(), &path, Some(body))?;
+            Answer::Added(Added::from_json(&answer, context).map_err(wire)?)
+        }
         Command::Delete(args) => {
             let path = Route::DeleteNode.path_with(&percent_encode(&args.id));
             let answer = call(config, server, Route::DeleteNode.method(), &path, None)
@@ -157,8 +168,55 @@ fn nodes_path(query: &Query) -> String {
     path
 }
 
+/// The node `add` writes: the whole record with `--json`, else built from its flags.
+fn node_to_add(args: &cli::Add) -> Result<Node, Error> {
+    match &args.json {
+        Some(text) => {
+            let value: Value = crate::model::parse_json(text)
+                .map_err(|error| Error::Usage(format!("--json {error}")))?;
+            Node::from_json(&value).map_err(|error| Error::Usage(format!("invalid node: {error}")))
+        }
+        None => node_from_flags(args),
+    }
+}
+
+fn node_from_flags(args: &cli::Add) -> Result<Node, Error> {
+    let missing: Vec<&str> = [
+        ("--id", args.id.is_none()),
+        ("--type", args.node_type.is_none()),
+        ("--value", args.value.is_none()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, missing)| missing.then_some(flag))
+    .collect();
+    if !missing.is_empty() {
+        return Err(Error::Usage(format!(
+            "add needs {} (or the whole record with --json)",
+            missing.join(", ")
+        )));
+    }
+    let node = Node {
+        id: args.id.clone().unwrap_or_default(),
+        node_type: args.node_type.clone().unwrap_or_default(),
+        value: args.value.clone().unwrap_or_default(),
+        language: args.language.clone(),
+        category: args.category.clone(),
+        content: args.content.clone(),
+        capabilities: args.capabilities.clone(),
+        dependencies: args.dependencies.clone(),
+        examples: args.examples.clone(),
+        linked_agents: args.linked_agents.clone(),
+        ..Node::default()
+    };
+    node.validate()
+        .map_err(|error| Error::Usage(format!("invalid node: {error}")))?;
+    Ok(node)
+}
+
 fn wants_json(command: &Command) -> bool {
     match command {
+        // `add --json` carries the record; its answer is a line for people.
+        Command::Add(_) => false,
         Command::Delete(args) => args.json,
         Command::List(args) => args.json,
         Command::Query(args) => args.json,
@@ -176,6 +234,7 @@ fn render(
 ) -> Result<(), Error> {
     if wants_json(command) {
         let json = match answer {
+            Answer::Added(added) => added.to_json(),
             Answer::Deleted(deleted) => deleted.to_json(),
             Answer::Nodes(nodes) => nodes.to_json(),
             Answer::Stats(report) => report.to_json(),
@@ -185,6 +244,7 @@ fn render(
         return out.flush();
     }
     match answer {
+        Answer::Added(added) => out.line(format!("{} {}", added.outcome.name(), added.id))?,
         Answer::Deleted(deleted) => print_deleted(deleted, out)?,
         Answer::Nodes(nodes) => print_nodes(nodes, out)?,
         Answer::Stats(report) => print_stats(report, config, out)?,

@@ -57,6 +57,7 @@ pub(crate) async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, Ap
         | Route::QueryNodes
         | Route::WriteNodes
         | Route::GetNode
+        | Route::PutNode
         | Route::DeleteNode => lattice_route(app, request, route, parameter),
         _ => federation_route(app, request, route, parameter).await,
     }
@@ -168,6 +169,7 @@ fn lattice_route(
             Some(node) => Ok(node.to_json()),
             None => Err(ApiError::not_found(format!("node {id:?} not found"))),
         },
+        Route::PutNode => put_node(app, request, &id),
         Route::DeleteNode => Ok(service::delete_node(&mut app.store.borrow_mut(), &id)?.to_json()),
         _ => Err(ApiError::no_route()),
     }
@@ -198,6 +200,20 @@ fn conflicts(app: &App, request: &Request) -> Result<Value, ApiError> {
         .unwrap_or(50);
     let limit = (limit > 0).then_some(limit);
     Ok(service::conflicts(&app.store.borrow(), limit)?.to_json())
+}
+
+/// `PUT /api/lattice/nodes/{id}` with the node → `{id, outcome}`: `add` on the store
+/// this server holds. The node names the id of the path.
+fn put_node(app: &App, request: &Request, id: &str) -> Result<Value, ApiError> {
+    let node = crate::model::Node::from_json(&Value::Object(body(request)?))
+        .map_err(|error| ApiError::bad_request(format!("request body: {error}")))?;
+    if node.id != id {
+        return Err(ApiError::bad_request(format!(
+            "request body: `id` {:?} is not the path's {id:?}",
+            node.id
+        )));
+    }
+    Ok(service::add_node(&mut app.store.borrow_mut(), node)?.to_json())
 }
 
 /// `POST /api/lattice/nodes {nodes: [node, ...]}` → `{created, updated, unchanged}`:

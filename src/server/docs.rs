@@ -398,7 +398,7 @@ fn describe(route: Route) -> RouteDoc {
             Example::Text(r#"{"count":0,"conflicts":[]}"#),
         ),
         Route::Cli => doc(
-            "run a lattice command that prints its own output (export, add, get, verify, gc, trust) on the store this server holds; the others have the routes below",
+            "run a lattice command that prints its own output (export, get, verify, gc, trust) on the store this server holds; the others have the routes below",
             Example::Text(r#"{"args":["get","python_flask_basic"],"files":{}}"#),
             Example::Text(r#"{"stdout":"…","stderr":"","exit_code":0}"#),
         ),
@@ -424,6 +424,13 @@ fn describe(route: Route) -> RouteDoc {
             Example::Text(r#"{"created":1,"updated":0,"unchanged":0}"#),
         ),
         Route::GetNode => doc("one node", Example::None, Example::None),
+        Route::PutNode => doc(
+            "write one node as a local edit, as `add` does (`created_at` kept from the version it replaces unless given, `updated_at` now)",
+            Example::Text(
+                r#"{"id":"python_flask_basic","type":"framework_node","value":"Flask app"}"#,
+            ),
+            Example::Text(r#"{"id":"python_flask_basic","outcome":"added"}"#),
+        ),
         Route::DeleteNode => doc(
             "delete a node (a tombstone that syncs)",
             Example::None,

@@ -1,6 +1,6 @@
-//! The lattice operations. `import`, `export`, `add` and `get` still print text or
-//! `--json` themselves (through a [`Session`]); delete, list and query, stats and
-//! conflicts return typed answers (`views`) that the CLI and the control API render.
+//! The lattice operations. `import`, `export` and `get` still print text or `--json`
+//! themselves (through a [`Session`]); add, delete, list and query, stats and conflicts
+//! return typed answers (`views`) that the CLI and the control API render.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -11,7 +11,8 @@ use miniserde::json::{self, Array, Value};
 use super::output::{Output, node_with_meta, number, object, string, time_or_dash};
 use super::session::Session;
 use super::views::{
-    ConflictList, ConflictView, Deleted, InstanceLabel, NodeList, NodeView, StatsReport,
+    AddOutcome, Added, ConflictList, ConflictView, Deleted, InstanceLabel, NodeList, NodeView,
+    StatsReport,
 };
 use crate::cli;
 use crate::config::{Config, IMPORT_BATCH};
@@ -342,19 +343,12 @@ fn write_export(
     Ok(count)
 }
 
-pub(crate) fn add(session: &mut Session<'_>, args: &cli::Add) -> Result<(), Error> {
-    let mut node = match &args.json {
-        Some(text) => {
-            let value: Value = crate::model::parse_json(text)
-                .map_err(|error| Error::Usage(format!("--json {error}")))?;
-            Node::from_json(&value)
-                .map_err(|error| Error::Usage(format!("invalid node: {error}")))?
-        }
-        None => node_from_flags(args)?,
-    };
+/// Writes one node as a local edit: `created_at` as given, else kept from the version it
+/// replaces (a damaged record counts as none: the write replaces it), else now;
+/// `updated_at` now.
+pub(crate) fn add_node(store: &mut Store, mut node: Node) -> Result<Added, Error> {
     let now = unix_millis_now();
-    // A damaged record counts as none: the write replaces it.
-    let existing = session.store.records(&[node.id.as_str()])?.pop();
+    let existing = store.records(&[node.id.as_str()])?.pop();
     if node.created_at.is_none() {
         node.created_at = Some(match existing.as_ref().and_then(|record| record.node()) {
             Some(previous) => previous.created_at.unwrap_or(now),
@@ -362,51 +356,18 @@ pub(crate) fn add(session: &mut Session<'_>, args: &cli::Add) -> Result<(), Erro
         });
     }
     node.updated_at = Some(now);
-    let summary = session
-        .store
-        .write_nodes(std::slice::from_ref(&node), now)?;
+    let summary = store.write_nodes(std::slice::from_ref(&node), now)?;
     let outcome = if summary.created > 0 {
-        "added"
+        AddOutcome::Added
     } else if summary.updated > 0 {
-        "updated"
+        AddOutcome::Updated
     } else {
-        "unchanged"
+        AddOutcome::Unchanged
     };
-    session.out.line(format!("{outcome} {}", node.id))?;
-    session.out.flush()
-}
-
-fn node_from_flags(args: &cli::Add) -> Result<Node, Error> {
-    let missing: Vec<&str> = [
-        ("--id", args.id.is_none()),
-        ("--type", args.node_type.is_none()),
-        ("--value", args.value.is_none()),
-    ]
-    .into_iter()
-    .filter_map(|(flag, missing)| missing.then_some(flag))
-    .collect();
-    if !missing.is_empty() {
-        return Err(Error::Usage(format!(
-            "add needs {} (or the whole record with --json)",
-            missing.join(", ")
-        )));
-    }
-    let node = Node {
-        id: args.id.clone().unwrap_or_default(),
-        node_type: args.node_type.clone().unwrap_or_default(),
-        value: args.value.clone().unwrap_or_default(),
-        language: args.language.clone(),
-        category: args.category.clone(),
-        content: args.content.clone(),
-        capabilities: args.capabilities.clone(),
-        dependencies: args.dependencies.clone(),
-        examples: args.examples.clone(),
-        linked_agents: args.linked_agents.clone(),
-        ..Node::default()
-    };
-    node.validate()
-        .map_err(|error| Error::Usage(format!("invalid node: {error}")))?;
-    Ok(node)
+    Ok(Added {
+        id: node.id,
+        outcome,
+    })
 }
 
 pub(crate) fn get(session: &mut Session<'_>, args: &cli::Get) -> Result<(), Error> {

@@ -30,7 +30,7 @@ pub(crate) use instance::InfoInputs;
 pub use instance::Instance;
 pub(crate) use join::join_all;
 pub(crate) use lattice::{
-    conflicts, delete_node, find_nodes, import_with, live_node, read_input, stats,
+    add_node, conflicts, delete_node, find_nodes, import_with, live_node, read_input, stats,
 };
 pub use open::exit_on_storage_panic;
 pub(crate) use open::{open_store, storage_panics_are_handled_elsewhere};
@@ -41,4 +41,4 @@ pub(crate) use session::{Session, run_lattice};
 pub(crate) use store_wait::{Holder, open_waiting};
 pub(crate) use trust::keygen;
 pub(crate) use verify::{check_before_serving, verify_offline};
-pub(crate) use views::{ConflictList, Deleted, NodeList, StatsReport};
+pub(crate) use views::{Added, ConflictList, Deleted, NodeList, StatsReport};

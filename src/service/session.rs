@@ -33,23 +33,23 @@ impl std::fmt::Debug for Session<'_> {
     }
 }
 
-/// Runs one store command that prints its own output: `import`, `export`, `add`,
-/// `get`, `verify`, `gc` and `trust`. The others return typed answers (`service::views`).
+/// Runs one store command that prints its own output: `import`, `export`, `get`,
+/// `verify`, `gc` and `trust`. The others return typed answers (`service::views`).
 pub(crate) fn run_lattice(command: &Command, session: &mut Session<'_>) -> Result<(), Error> {
     match command {
         Command::Import(import) => lattice::import(session, import),
         Command::Export(export) => lattice::export(session, export),
-        Command::Add(add) => lattice::add(session, add),
         Command::Get(get) => lattice::get(session, get),
         Command::Verify(args) => verify::verify(session, args),
         Command::Gc(args) => gc::gc(session, args),
         Command::Trust(trust) => trust::run(session, &trust.command),
-        Command::Delete(_)
+        Command::Add(_)
+        | Command::Delete(_)
         | Command::List(_)
         | Command::Query(_)
         | Command::Stats(_)
         | Command::Conflicts(_) => Err(Error::Usage(
-            "delete, list, query, stats and conflicts have typed routes: DELETE /api/lattice/nodes/{id}, GET /api/lattice/nodes, GET /api/lattice/stats, GET /api/v2/federation/conflicts".into(),
+            "add, delete, list, query, stats and conflicts have typed routes: PUT and DELETE /api/lattice/nodes/{id}, GET /api/lattice/nodes, GET /api/lattice/stats, GET /api/v2/federation/conflicts".into(),
         )),
         Command::Serve(_) | Command::Federation(_) | Command::Keygen(_) => Err(Error::Usage(
             "serve, federation and keygen are not store commands".into(),

@@ -1,4 +1,4 @@
-//! The typed answers of the lattice operations (delete, list and query, stats,
+//! The typed answers of the lattice operations (add, delete, list and query, stats,
 //! conflicts) and their one JSON form: what the control API's `/api/lattice/*` routes
 //! answer, what `--json` prints, and what the CLI reads back from a running server
 //! before rendering it as it would have here. Text for people is the CLI's
@@ -105,6 +105,58 @@ impl Deleted {
         Ok(Deleted {
             id: fields.str("deleted")?.to_owned(),
             already_deleted: fields.opt_bool("already_deleted")?.unwrap_or(false),
+        })
+    }
+}
+
+/// What an `add` did to the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AddOutcome {
+    Added,
+    Updated,
+    Unchanged,
+}
+
+impl AddOutcome {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            AddOutcome::Added => "added",
+            AddOutcome::Updated => "updated",
+            AddOutcome::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// `add` and `PUT /api/lattice/nodes/{id}`: `{id, outcome}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Added {
+    pub id: String,
+    pub outcome: AddOutcome,
+}
+
+impl Added {
+    pub(crate) fn to_json(&self) -> Value {
+        object([
+            ("id", string(self.id.clone())),
+            ("outcome", string(self.outcome.name())),
+        ])
+    }
+
+    pub(crate) fn from_json(answer: &Object, context: &str) -> Result<Added, WireError> {
+        let fields = Fields::new(answer, context);
+        let outcome = match fields.str("outcome")? {
+            "added" => AddOutcome::Added,
+            "updated" => AddOutcome::Updated,
+            "unchanged" => AddOutcome::Unchanged,
+            other => {
+                return Err(WireError(format!(
+                    "{context}: `outcome` {other:?} is not added, updated or unchanged"
+                )));
+            }
+        };
+        Ok(Added {
+            id: fields.str("id")?.to_owned(),
+            outcome,
         })
     }
 }
@@ -392,6 +444,19 @@ mod tests {
         };
         let back = Deleted::from_json(&object_of(deleted.to_json()), "answer").unwrap();
         assert_eq!(back, deleted);
+
+        for outcome in [
+            AddOutcome::Added,
+            AddOutcome::Updated,
+            AddOutcome::Unchanged,
+        ] {
+            let added = Added {
+                id: "a".into(),
+                outcome,
+            };
+            let back = Added::from_json(&object_of(added.to_json()), "answer").unwrap();
+            assert_eq!(back, added);
+        }
     }
 
     #[test]
