@@ -24,7 +24,8 @@ pub use legacy::{
     ARK_COLUMNS, ark_columns, ark_row, keep_what_ark_cannot_hold, legacy_origin, legacy_record,
 };
 pub use page::{
-    COMPACT_PAGE_TYPE, accepts_compact_page, compact_page, expand_page, is_compact_page,
+    COMPACT_PAGE_TYPE, CompactPage, accepts_compact_page, compact_page, expand_page,
+    is_compact_page,
 };
 pub use python::{DeltaAnswer, DeltaRequest};
 pub use record::{

@@ -50,9 +50,25 @@ pub fn is_compact_page(content_type: Option<&str>) -> bool {
     accepts_compact_page(content_type)
 }
 
+/// A changes page in the compact form, in its two parts: they compress best in deflate
+/// blocks of their own (`http::gzip_parts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompactPage {
+    /// The JSON text and the line break after it.
+    pub head: Vec<u8>,
+    /// 64 bytes for every signed record.
+    pub signatures: Vec<u8>,
+}
+
+impl CompactPage {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        [self.head.as_slice(), &self.signatures].concat()
+    }
+}
+
 /// Writes a changes page (its JSON object, as `record_to_wire` makes its records) in
 /// the compact form.
-pub fn compact_page(mut page: Object) -> Result<Vec<u8>, WireError> {
+pub fn compact_page(mut page: Object) -> Result<CompactPage, WireError> {
     let mut tail = Vec::new();
     let mut author_keys = Object::new();
     if let Some(Value::Array(records)) = page.get_mut("records") {
@@ -66,10 +82,12 @@ pub fn compact_page(mut page: Object) -> Result<Vec<u8>, WireError> {
         }
     }
     page.insert("author_keys".into(), Value::Object(author_keys));
-    let mut bytes = json::to_string(&Value::Object(page)).into_bytes();
-    bytes.push(b'\n');
-    bytes.extend_from_slice(&tail);
-    Ok(bytes)
+    let mut head = json::to_string(&Value::Object(page)).into_bytes();
+    head.push(b'\n');
+    Ok(CompactPage {
+        head,
+        signatures: tail,
+    })
 }
 
 fn compact_record(
@@ -207,7 +225,7 @@ mod tests {
     #[test]
     fn a_page_comes_back_as_it_went_with_signatures_as_raw_bytes() {
         let page = parse_object(page_text().as_bytes(), "page").unwrap();
-        let compact = compact_page(page.clone()).unwrap();
+        let compact = compact_page(page.clone()).unwrap().to_bytes();
         let split = compact.iter().position(|byte| *byte == b'\n').unwrap();
         assert_eq!(compact.len() - split - 1, 3 * 64, "three signed records");
         assert_eq!(&compact[split + 1..split + 65], &[1; 64]);
@@ -235,7 +253,7 @@ mod tests {
     #[test]
     fn malformed_compact_pages_name_the_problem() {
         let page = parse_object(page_text().as_bytes(), "page").unwrap();
-        let compact = compact_page(page).unwrap();
+        let compact = compact_page(page).unwrap().to_bytes();
         let check = |bytes: &[u8], expected: &str| {
             let error = expand_page(bytes, "changes page").unwrap_err().0;
             assert!(error.contains(expected), "{error}");
