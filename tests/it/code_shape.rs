@@ -13,7 +13,6 @@ const BEING_SPLIT: &[&str] = &[
     "sync_peer_inner",
     "reconcile_peer",
     "copy_peer",
-    "import_with",
     "apply_remote_holding",
 ];
 
