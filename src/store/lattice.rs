@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::damage::{DamageLog, DamagedRecord, RecordTable, check_live, check_tombstone};
+use super::durability::Commit;
 use super::error::{StorageFailure, StoreError};
 use super::record::{self, Body, Record, RecordMeta};
 use super::tables::{
@@ -184,6 +185,9 @@ pub struct Store {
     pub(super) changed: event_listener::Event,
     /// See [`Store::local_changed`].
     pub(super) local_changed: event_listener::Event,
+    /// `Some(seq)` while commits after sequence `seq` are deferred, not yet durable
+    /// (see `store::durability`).
+    pub(super) deferred_after: Option<u64>,
     /// Damaged records reads came across (see `store::damage`).
     pub(super) damage: std::cell::RefCell<DamageLog>,
 }
@@ -277,6 +281,7 @@ impl Store {
             writes: 0,
             changed: event_listener::Event::new(),
             local_changed: event_listener::Event::new(),
+            deferred_after: None,
             damage: Default::default(),
         };
         if !store.load_meta()? {
@@ -477,8 +482,7 @@ impl Store {
             meta.insert(meta_keys::EPOCH, &epoch[..])
                 .map_err(self.fail())?;
         }
-        txn.commit().map_err(self.fail())?;
-        self.writes += 1;
+        self.commit(txn, Commit::Durable)?;
         self.epoch = epoch;
         Ok(())
     }
@@ -553,8 +557,7 @@ impl Store {
         }
         self.store_planned(&txn, planned, &mut summary)?;
         self.write_counters(&txn, &clock, last_seq, self.last_conflict)?;
-        txn.commit().map_err(self.fail())?;
-        self.writes += 1;
+        self.commit(txn, Commit::Durable)?;
         self.clock = clock;
         self.advance_local_seq(last_seq);
         Ok(summary)
@@ -616,11 +619,13 @@ impl Store {
     }
 
     /// Moves the in-memory sequence after a commit and wakes long-polls if records
-    /// changed.
+    /// changed durably (after deferred commits, the durable one that follows wakes them).
     pub(super) fn advance_seq(&mut self, last_seq: u64) {
         if last_seq != self.last_seq {
             self.last_seq = last_seq;
-            self.changed.notify(usize::MAX);
+            if self.deferred_after.is_none() {
+                self.changed.notify(usize::MAX);
+            }
         }
     }
 
@@ -675,8 +680,7 @@ impl Store {
             &[],
         )?;
         self.write_counters(&txn, &clock, meta.seq, self.last_conflict)?;
-        txn.commit().map_err(self.fail())?;
-        self.writes += 1;
+        self.commit(txn, Commit::Durable)?;
         self.clock = clock;
         self.advance_local_seq(meta.seq);
         Ok(Deletion::Deleted)
@@ -708,6 +712,27 @@ impl Store {
         max_skew_millis: u64,
         peer_state: Option<(&str, &[u8])>,
         held_changes: &[(&str, Option<&[u8]>)],
+    ) -> Result<ApplyOutcome, StoreError> {
+        self.apply_remote_committing(
+            records,
+            now,
+            max_skew_millis,
+            peer_state,
+            held_changes,
+            Commit::Durable,
+        )
+    }
+
+    /// [`Store::apply_remote_holding`], committed as `commit` says: a push defers its
+    /// chunks' commits and makes them durable before it answers (`store::durability`).
+    pub fn apply_remote_committing(
+        &mut self,
+        records: &[RemoteRecord],
+        now: u64,
+        max_skew_millis: u64,
+        peer_state: Option<(&str, &[u8])>,
+        held_changes: &[(&str, Option<&[u8]>)],
+        commit: Commit,
     ) -> Result<ApplyOutcome, StoreError> {
         let mut outcome = ApplyOutcome::default();
         let mut clock = self.clock.clone();
@@ -839,8 +864,7 @@ impl Store {
             }
         }
         self.write_counters(&txn, &clock, last_seq, last_conflict)?;
-        txn.commit().map_err(self.fail())?;
-        self.writes += 1;
+        self.commit(txn, commit)?;
         self.clock = clock;
         self.last_conflict = last_conflict;
         self.advance_seq(last_seq);

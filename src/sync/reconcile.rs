@@ -220,7 +220,7 @@ impl ReconcileCache {
         store: &RefCell<Store>,
         filter: &TypeFilter,
     ) -> Result<Rc<ReconcileSet>, CacheError> {
-        let current_seq = store.borrow().last_seq();
+        let current_seq = store.borrow().served_seq();
         if let Some(set) = &*self.last.borrow() {
             if set.last_seq == current_seq && &set.filter == filter {
                 return Ok(set.clone());
