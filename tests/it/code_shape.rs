@@ -14,7 +14,6 @@ const BEING_SPLIT: &[&str] = &[
     "reconcile_peer",
     "copy_peer",
     "import_with",
-    "apply_remote_holding",
 ];
 
 fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
