@@ -142,8 +142,7 @@ pub(crate) fn reconcile(app: &App, request: &Request) -> Response {
         authorize(app, request, Access::Pull)?;
         let set = app
             .syncer
-            .reconcile_cache
-            .get(&app.store, &filter_of(request))
+            .reconcile_set(&filter_of(request))
             .map_err(|error| ApiError {
                 status: 500,
                 message: error.to_string(),
@@ -183,8 +182,7 @@ pub(crate) fn fetch(app: &App, request: &Request) -> Result<Value, ApiError> {
     let limit = param(request, "limit", SYNC_BATCH_RECORDS as u64, 5000)?.max(1) as usize;
     let set = app
         .syncer
-        .reconcile_cache
-        .get(&app.store, &filter_of(request))
+        .reconcile_set(&filter_of(request))
         .map_err(|error| ApiError {
             status: 500,
             message: error.to_string(),
