@@ -32,7 +32,7 @@ pub use record::{
     base64, record_from_wire, record_to_wire, types_from_query, types_to_query, unbase64,
 };
 pub use routes::{Access, OTHER_LABEL, ROUTES, Route};
-pub use split::{SplitObject, parse_piece, split_object};
+pub use split::{SplitObject, check_text, parse_piece, split_checked, split_object};
 
 /// Protocol names advertised in `/federation/info` under `protocols`.
 pub const PROTOCOL_LEGACY: &str = "ark-federation-v1";

@@ -35,18 +35,34 @@ pub fn split_object<'a>(
     array_field: &str,
     what: &str,
 ) -> Result<SplitObject<'a>, WireError> {
-    let invalid = || WireError(format!("{what} is not valid JSON"));
+    check_text(bytes, what)?;
+    split_checked(bytes, array_field, what)
+}
+
+/// The checks of the whole text that [`split_object`] makes before it splits: UTF-8, and
+/// the one nesting limit of every JSON input, over the whole body, so no piece cut out of
+/// it can be deeper either. Separate so that a caller on the server's one thread can let
+/// other work run between the two passes over a large body (issue 10).
+pub fn check_text(bytes: &[u8], what: &str) -> Result<(), WireError> {
     if std::str::from_utf8(bytes).is_err() {
         return Err(WireError(format!("{what} is not UTF-8")));
     }
-    // The one nesting limit of every JSON input, over the whole body, so no piece cut
-    // out of it can be deeper either.
     if let Some(byte_offset) = too_deep_at(bytes, MAX_JSON_DEPTH) {
         return Err(WireError(format!(
             "{what} {}",
             JsonError::TooDeep { byte_offset }
         )));
     }
+    Ok(())
+}
+
+/// [`split_object`] of a text that [`check_text`] passed.
+pub fn split_checked<'a>(
+    bytes: &'a [u8],
+    array_field: &str,
+    what: &str,
+) -> Result<SplitObject<'a>, WireError> {
+    let invalid = || WireError(format!("{what} is not valid JSON"));
     let mut scanner = Scanner { bytes, at: 0 };
     scanner.skip_space();
     if !scanner.eat(b'{') {

@@ -218,8 +218,7 @@ impl Store {
             meta.insert(meta_keys::REPAIRS, &repairs.to_be_bytes()[..])
                 .map_err(self.fail())?;
         }
-        txn.commit().map_err(self.fail())?;
-        self.writes += 1;
+        self.commit(txn, super::Commit::Durable)?;
         self.repairs = repairs;
         self.advance_seq(last_seq);
         Ok(handled)

@@ -85,7 +85,9 @@ impl Store {
         let read = self.read()?;
         let mut snapshot = VersionSnapshot {
             entries: Vec::new(),
-            last_seq: self.last_seq,
+            // What it covers for certain: records of deferred commits are in it too,
+            // but a crash could give their sequences to others (`store::durability`).
+            last_seq: self.served_seq(),
         };
         for (table, live) in [(NODES, true), (TOMBSTONES, false)] {
             let table = read.open_table(table).map_err(self.fail())?;
@@ -230,8 +232,14 @@ impl Store {
         };
         let mut bytes = 0;
         let scan_limit = limit.saturating_mul(20).max(1);
+        // The feed ends at the last durable commit: a peer's checkpoint never passes a
+        // sequence a crash could give to another record (`store::durability`).
+        let end = self.served_seq();
+        if after_seq >= end {
+            return Ok(page);
+        }
         for (looked_at, entry) in changes
-            .range(after_seq.saturating_add(1)..)
+            .range(after_seq.saturating_add(1)..=end)
             .map_err(self.fail())?
             .enumerate()
         {
@@ -329,8 +337,7 @@ impl Store {
                 changes.remove(*seq).map_err(self.fail())?;
             }
         }
-        txn.commit().map_err(self.fail())?;
-        self.writes += 1;
+        self.commit(txn, super::Commit::Durable)?;
         Ok(doomed.len() as u64)
     }
 }

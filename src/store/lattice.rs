@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::damage::{DamageLog, DamagedRecord, RecordTable, check_live, check_tombstone};
+use super::durability::Commit;
 use super::error::{StorageFailure, StoreError};
 use super::record::{self, Body, Record, RecordMeta};
 use super::tables::{
@@ -184,6 +185,9 @@ pub struct Store {
     pub(super) changed: event_listener::Event,
     /// See [`Store::local_changed`].
     pub(super) local_changed: event_listener::Event,
+    /// `Some(seq)` while commits after sequence `seq` are deferred, not yet durable
+    /// (see `store::durability`).
+    pub(super) deferred_after: Option<u64>,
     /// Damaged records reads came across (see `store::damage`).
     pub(super) damage: std::cell::RefCell<DamageLog>,
 }
@@ -277,6 +281,7 @@ impl Store {
             writes: 0,
             changed: event_listener::Event::new(),
             local_changed: event_listener::Event::new(),
+            deferred_after: None,
             damage: Default::default(),
         };
         if !store.load_meta()? {
@@ -477,8 +482,7 @@ impl Store {
             meta.insert(meta_keys::EPOCH, &epoch[..])
                 .map_err(self.fail())?;
         }
-        txn.commit().map_err(self.fail())?;
-        self.writes += 1;
+        self.commit(txn, Commit::Durable)?;
         self.epoch = epoch;
         Ok(())
     }
@@ -553,8 +557,7 @@ impl Store {
         }
         self.store_planned(&txn, planned, &mut summary)?;
         self.write_counters(&txn, &clock, last_seq, self.last_conflict)?;
-        txn.commit().map_err(self.fail())?;
-        self.writes += 1;
+        self.commit(txn, Commit::Durable)?;
         self.clock = clock;
         self.advance_local_seq(last_seq);
         Ok(summary)
@@ -616,11 +619,13 @@ impl Store {
     }
 
     /// Moves the in-memory sequence after a commit and wakes long-polls if records
-    /// changed.
+    /// changed durably (after deferred commits, the durable one that follows wakes them).
     pub(super) fn advance_seq(&mut self, last_seq: u64) {
         if last_seq != self.last_seq {
             self.last_seq = last_seq;
-            self.changed.notify(usize::MAX);
+            if self.deferred_after.is_none() {
+                self.changed.notify(usize::MAX);
+            }
         }
     }
 
@@ -675,8 +680,7 @@ impl Store {
             &[],
         )?;
         self.write_counters(&txn, &clock, meta.seq, self.last_conflict)?;
-        txn.commit().map_err(self.fail())?;
-        self.writes += 1;
+        self.commit(txn, Commit::Durable)?;
         self.clock = clock;
         self.advance_local_seq(meta.seq);
         Ok(Deletion::Deleted)
@@ -709,6 +713,27 @@ impl Store {
         peer_state: Option<(&str, &[u8])>,
         held_changes: &[(&str, Option<&[u8]>)],
     ) -> Result<ApplyOutcome, StoreError> {
+        self.apply_remote_committing(
+            records,
+            now,
+            max_skew_millis,
+            peer_state,
+            held_changes,
+            Commit::Durable,
+        )
+    }
+
+    /// [`Store::apply_remote_holding`], committed as `commit` says: a push defers its
+    /// chunks' commits and makes them durable before it answers (`store::durability`).
+    pub fn apply_remote_committing(
+        &mut self,
+        records: &[RemoteRecord],
+        now: u64,
+        max_skew_millis: u64,
+        peer_state: Option<(&str, &[u8])>,
+        held_changes: &[(&str, Option<&[u8]>)],
+        commit: Commit,
+    ) -> Result<ApplyOutcome, StoreError> {
         let mut outcome = ApplyOutcome::default();
         let mut clock = self.clock.clone();
         let mut last_seq = self.last_seq;
@@ -716,43 +741,13 @@ impl Store {
         let mut key_written = None;
         let txn = self.db.begin_write().map_err(self.fail())?;
         for remote in records {
-            if remote.version.hlc.millis() > now.saturating_add(max_skew_millis) {
-                outcome.rejected.push((
-                    remote.id.clone(),
-                    format!(
-                        "version clock {} is more than {} s ahead of ours",
-                        crate::model::format_rfc3339(remote.version.hlc.millis()),
-                        max_skew_millis / 1000
-                    ),
-                ));
-                continue;
-            }
-            let canonical = match &remote.body {
-                Body::Live(node) => {
-                    if node.id != remote.id {
-                        outcome.rejected.push((
-                            remote.id.clone(),
-                            format!("record id {:?} does not match", node.id),
-                        ));
-                        continue;
-                    }
-                    encode_node(node)
-                }
-                Body::Deleted { .. } => Vec::new(),
-            };
-            let hash = ContentHash::of(&canonical);
-            if let (Some(claimed), Body::Live(_)) = (remote.hash, &remote.body) {
-                if claimed != hash {
-                    outcome.rejected.push((
-                        remote.id.clone(),
-                        format!(
-                            "content hash {} does not match the record ({})",
-                            claimed, hash
-                        ),
-                    ));
+            let (canonical, hash) = match admitted(remote, now, max_skew_millis) {
+                Ok(admitted) => admitted,
+                Err(reason) => {
+                    outcome.rejected.push((remote.id.clone(), reason));
                     continue;
                 }
-            }
+            };
             let previous = self.current_in(&txn, &remote.id, now)?;
             let incoming_meta = RecordMeta {
                 version: remote.version,
@@ -813,18 +808,46 @@ impl Store {
                 remote.body.clone(),
                 &canonical,
             )?;
-            // A page from one author carries the same key with every record: written
-            // once per transaction, not once per record.
-            if let Some(key) = &remote.author_key {
-                if key_written != Some((remote.version.origin, *key)) {
-                    let mut keys = txn.open_table(AUTHOR_KEYS).map_err(self.fail())?;
-                    keys.insert(remote.version.origin.to_hex().as_str(), &key[..])
-                        .map_err(self.fail())?;
-                    key_written = Some((remote.version.origin, *key));
-                }
-            }
+            self.write_author_key(&txn, remote, &mut key_written)?;
             outcome.applied += 1;
         }
+        self.write_alongside(&txn, peer_state, held_changes)?;
+        self.write_counters(&txn, &clock, last_seq, last_conflict)?;
+        self.commit(txn, commit)?;
+        self.clock = clock;
+        self.last_conflict = last_conflict;
+        self.advance_seq(last_seq);
+        Ok(outcome)
+    }
+
+    /// Keeps the author key sent with `remote`. A page from one author carries the same
+    /// key with every record: written once per transaction (`written` is the last one
+    /// written), not once per record.
+    fn write_author_key(
+        &self,
+        txn: &WriteTransaction,
+        remote: &RemoteRecord,
+        written: &mut Option<(InstanceId, [u8; 32])>,
+    ) -> Result<(), StoreError> {
+        if let Some(key) = &remote.author_key {
+            if *written != Some((remote.version.origin, *key)) {
+                let mut keys = txn.open_table(AUTHOR_KEYS).map_err(self.fail())?;
+                keys.insert(remote.version.origin.to_hex().as_str(), &key[..])
+                    .map_err(self.fail())?;
+                *written = Some((remote.version.origin, *key));
+            }
+        }
+        Ok(())
+    }
+
+    /// What a page of records writes with them: the peer's checkpoint and the held
+    /// records' changes (see [`Store::apply_remote_holding`]).
+    fn write_alongside(
+        &self,
+        txn: &WriteTransaction,
+        peer_state: Option<(&str, &[u8])>,
+        held_changes: &[(&str, Option<&[u8]>)],
+    ) -> Result<(), StoreError> {
         if let Some((peer, state)) = peer_state {
             let mut peers = txn.open_table(PEERS).map_err(self.fail())?;
             peers.insert(peer, state).map_err(self.fail())?;
@@ -838,13 +861,7 @@ impl Store {
                 };
             }
         }
-        self.write_counters(&txn, &clock, last_seq, last_conflict)?;
-        txn.commit().map_err(self.fail())?;
-        self.writes += 1;
-        self.clock = clock;
-        self.last_conflict = last_conflict;
-        self.advance_seq(last_seq);
-        Ok(outcome)
+        Ok(())
     }
 
     /// The current record for `id` inside a write transaction: live node or tombstone.
@@ -1040,4 +1057,40 @@ fn open_error(path: &Path, error: redb::DatabaseError) -> StoreError {
             reason: other.to_string(),
         },
     }
+}
+
+/// A remote record's canonical bytes and content hash, or why it is refused before the
+/// store looks at it: a clock more than `max_skew_millis` ahead of `now`, an id that
+/// is not its node's, a claimed hash that does not match.
+fn admitted(
+    remote: &RemoteRecord,
+    now: u64,
+    max_skew_millis: u64,
+) -> Result<(Vec<u8>, ContentHash), String> {
+    if remote.version.hlc.millis() > now.saturating_add(max_skew_millis) {
+        return Err(format!(
+            "version clock {} is more than {} s ahead of ours",
+            crate::model::format_rfc3339(remote.version.hlc.millis()),
+            max_skew_millis / 1000
+        ));
+    }
+    let canonical = match &remote.body {
+        Body::Live(node) => {
+            if node.id != remote.id {
+                return Err(format!("record id {:?} does not match", node.id));
+            }
+            encode_node(node)
+        }
+        Body::Deleted { .. } => Vec::new(),
+    };
+    let hash = ContentHash::of(&canonical);
+    if let (Some(claimed), Body::Live(_)) = (remote.hash, &remote.body) {
+        if claimed != hash {
+            return Err(format!(
+                "content hash {} does not match the record ({})",
+                claimed, hash
+            ));
+        }
+    }
+    Ok((canonical, hash))
 }

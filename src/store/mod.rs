@@ -6,6 +6,7 @@
 
 mod damage;
 mod delta;
+mod durability;
 mod error;
 mod lattice;
 mod migrate;
@@ -18,6 +19,7 @@ pub use damage::{
     DamagedRecord, RecordCheck, RecordTable, SignatureCheck, SignatureChecker, StoredBody,
 };
 pub use delta::{TypeFilter, VersionEntry, VersionSnapshot};
+pub use durability::Commit;
 pub use error::{StorageFailure, StoreError};
 pub use lattice::{
     ApplyOutcome, ChangePage, Conflict, Deletion, PageCheck, Query, RemoteRecord, SCHEMA_VERSION,

@@ -74,8 +74,7 @@ impl Store {
                 }
             }
         }
-        txn.commit().map_err(self.fail())?;
-        self.writes += 1;
+        self.commit(txn, super::Commit::Durable)?;
         Ok(())
     }
 

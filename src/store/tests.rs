@@ -591,3 +591,70 @@ fn a_batch_signed_on_two_threads_verifies_and_keeps_repeated_ids_in_order() {
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn deferred_commits_are_read_at_once_but_handed_out_only_once_durable() {
+    let mut temp = TempStore::new("deferred");
+    let store = temp.store();
+    store.write_nodes(&[node("a", "local")], NOW).unwrap();
+    assert_eq!((store.last_seq(), store.served_seq()), (1, 1));
+    let pushed = [
+        remote("b", "b", 10, PEER, None),
+        remote("c", "c", 11, PEER, None),
+    ];
+    let outcome = store
+        .apply_remote_committing(&pushed, NOW, SKEW, None, &[], Commit::Deferred)
+        .unwrap();
+    assert_eq!(outcome.applied, 2);
+    assert!(store.has_deferred_commits());
+    // Read at once, but no sequence past the durable one is handed out: a crash now
+    // would give 2 and 3 to other records.
+    assert_eq!(value_of(store, "b").as_deref(), Some("b"));
+    assert_eq!((store.last_seq(), store.served_seq()), (3, 1));
+    let page = store.changes_since(0, 100, usize::MAX).unwrap();
+    let ids: Vec<&str> = page
+        .records
+        .iter()
+        .map(|record| record.id.as_str())
+        .collect();
+    assert_eq!((ids, page.last_seq, page.more), (vec!["a"], 1, false));
+    assert!(
+        store
+            .changes_since(1, 100, usize::MAX)
+            .unwrap()
+            .records
+            .is_empty()
+    );
+    assert_eq!(
+        store.version_snapshot(&TypeFilter::all()).unwrap().last_seq,
+        1
+    );
+    store.make_durable().unwrap();
+    assert!(!store.has_deferred_commits());
+    assert_eq!(store.served_seq(), 3);
+    let page = store.changes_since(1, 100, usize::MAX).unwrap();
+    let ids: Vec<&str> = page
+        .records
+        .iter()
+        .map(|record| record.id.as_str())
+        .collect();
+    assert_eq!((ids, page.last_seq), (vec!["b", "c"], 3));
+    // Any durable commit makes the deferred ones before it durable too.
+    store
+        .apply_remote_committing(
+            &[remote("d", "d", 12, PEER, None)],
+            NOW,
+            SKEW,
+            None,
+            &[],
+            Commit::Deferred,
+        )
+        .unwrap();
+    assert_eq!(store.served_seq(), 3);
+    store.write_nodes(&[node("e", "local")], NOW).unwrap();
+    assert!(!store.has_deferred_commits());
+    assert_eq!((store.last_seq(), store.served_seq()), (5, 5));
+    temp.reopen();
+    assert_eq!(temp.store().last_seq(), 5);
+    assert_eq!(value_of(temp.store(), "d").as_deref(), Some("d"));
+}

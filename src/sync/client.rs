@@ -43,7 +43,7 @@ use crate::model::{
     ClaimedContent, ContentHash, InstanceId, RecordClaim, SignatureFormat, unix_millis_now,
 };
 use crate::protocol::{Route, parse_object, record_from_wire};
-use crate::store::{ApplyOutcome, Body, RemoteRecord, StateTable, Store, StoreError};
+use crate::store::{ApplyOutcome, Body, Commit, RemoteRecord, StateTable, Store, StoreError};
 use crate::trust::{
     KeyPair, PublicKey, RecordError, Signature, Tier, sign_request, verify_record, verify_record_v1,
 };
@@ -731,6 +731,18 @@ impl Syncer {
         peer_state: Option<(&str, &[u8])>,
         held: &[Held],
     ) -> Result<ApplyOutcome, StoreError> {
+        self.apply_committing(records, peer_state, held, Commit::Durable)
+    }
+
+    /// [`Syncer::apply`], committed as `commit` says (a push's chunks are deferred and
+    /// made durable before the push is answered).
+    pub fn apply_committing(
+        &self,
+        records: &[RemoteRecord],
+        peer_state: Option<(&str, &[u8])>,
+        held: &[Held],
+        commit: Commit,
+    ) -> Result<ApplyOutcome, StoreError> {
         let entries = self.held_entries(held)?;
         let room = self.make_room(&entries)?;
         let marker = room.marker.map(|marker| marker.encode());
@@ -748,12 +760,13 @@ impl Syncer {
         if let Some(bytes) = &marker {
             changes.push((super::held_room::MARKER_KEY, Some(bytes.as_slice())));
         }
-        let outcome = self.store.borrow_mut().apply_remote_holding(
+        let outcome = self.store.borrow_mut().apply_remote_committing(
             records,
             unix_millis_now(),
             self.max_clock_skew_millis,
             peer_state,
             &changes,
+            commit,
         );
         match outcome {
             Ok(outcome) => {

@@ -107,7 +107,8 @@ impl Syncer {
         &self,
         filter: &TypeFilter,
     ) -> Result<std::rc::Rc<ReconcileSet>, CacheError> {
-        let last_seq = self.store.borrow().last_seq();
+        // The durable sequence, which the snapshot carries (`store::durability`).
+        let last_seq = self.store.borrow().served_seq();
         if let Some(set) = self.reconcile_cache.current(last_seq, filter) {
             return Ok(set);
         }

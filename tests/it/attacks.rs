@@ -249,6 +249,19 @@ pub fn legacy_push_body(count: usize) -> String {
     legacy_push_body_from(0, count)
 }
 
+/// Pushes `body` (see [`legacy_push_body`]) to ARK's `POST /federation/sync` from
+/// [`ATTACKER`]: the status and answer.
+pub fn legacy_push(server: SocketAddr, body: &[u8]) -> io::Result<(u16, String)> {
+    request_from(
+        ATTACKER,
+        server,
+        "POST",
+        "/federation/sync",
+        &[("Content-Type", "application/json")],
+        body,
+    )
+}
+
 /// [`legacy_push_body`] with rows `first..first + count`, for a push split in parts.
 pub fn legacy_push_body_from(first: usize, count: usize) -> String {
     let mut body = String::with_capacity(count * 110 + 64);
@@ -292,14 +305,24 @@ pub struct LatencyProbe {
 
 impl LatencyProbe {
     pub fn start(server: SocketAddr, every: Duration) -> LatencyProbe {
+        LatencyProbe::start_with(every, move || {
+            request_from(LEGIT, server, "GET", "/health", &[], b"")
+        })
+    }
+
+    /// A probe that sends what `request` sends (a status 200 answer is a sample, any
+    /// other a failure), `every` apart.
+    pub fn start_with(
+        every: Duration,
+        mut request: impl FnMut() -> io::Result<(u16, String)> + Send + 'static,
+    ) -> LatencyProbe {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let worker = std::thread::spawn(move || {
             let mut samples = Vec::new();
             while !stopping.load(Ordering::SeqCst) {
                 let started = Instant::now();
-                let answer = request_from(LEGIT, server, "GET", "/health", &[], b"");
-                samples.push(match answer {
+                samples.push(match request() {
                     Ok((200, _)) => Ok(started.elapsed()),
                     Ok((status, body)) => Err(format!("status {status}: {}", truncate(&body))),
                     Err(error) => Err(error.to_string()),

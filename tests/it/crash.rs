@@ -306,3 +306,78 @@ fn kill_during_the_signature_migration_leaves_the_old_store_or_the_migrated_one(
     }
     println!("migration of {TOTAL} records took {full:?}; kills left {outcomes:?}");
 }
+
+/// A large push commits its chunks without waiting for the disk and makes them durable
+/// every 2,000 records and before it answers (issue 10). Killed in between, the node
+/// comes back with whole batches of 2,000 only, a change feed without gaps, and the
+/// pusher, never answered, sends the push again and it completes.
+#[test]
+fn kill_during_a_large_push_leaves_whole_chunks_and_the_push_again_completes() {
+    use crate::attacks::{LEGIT, legacy_push, legacy_push_body, request_from};
+    const TOTAL: u64 = 12_000;
+    // APPLY_CHUNK × DURABLE_EVERY_CHUNKS in src/server/peer_api.rs: deferred chunks
+    // are made durable that often.
+    const CHUNK: u64 = 2_000;
+    let mut node = Node::start_with("crash-push", &[("FEDERATION_TRUST", "open")], &[]);
+    let body = legacy_push_body(TOTAL as usize);
+    let node_count = |node: &Node| {
+        let (status, info) =
+            request_from(LEGIT, node.address(), "GET", "/federation/info", &[], b"").unwrap();
+        assert_eq!(status, 200, "{info}");
+        count(field(
+            &miniserde::json::from_str(&info).unwrap(),
+            "nodeCount",
+        ))
+    };
+    let address = node.address();
+    let pushed = body.clone();
+    let pusher = std::thread::spawn(move || legacy_push(address, pushed.as_bytes()));
+    // Killed once some chunks are applied (and read back), before the answer.
+    let started = Instant::now();
+    let mut seen = 0;
+    while seen == 0 && !pusher.is_finished() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no chunk applied"
+        );
+        seen = node_count(&node);
+    }
+    assert!(!pusher.is_finished(), "the push finished before a kill");
+    node.kill();
+    assert!(
+        !matches!(pusher.join().unwrap(), Ok((200, _))),
+        "answered before the kill"
+    );
+    assert!(seen < TOTAL, "{seen} records seen before the kill");
+    node.restart();
+    let kept = node_count(&node);
+    assert_eq!(
+        kept % CHUNK,
+        0,
+        "{kept} records kept: not whole durable batches"
+    );
+    // The feed read to its end: its last sequence and how many records it listed.
+    let feed = |node: &Node| {
+        let (mut after, mut listed) = (0, 0);
+        loop {
+            let path = format!("/federation/v2/changes?after={after}&limit=1000");
+            let (status, page) =
+                request_from(LEGIT, node.address(), "GET", &path, &[], b"").unwrap();
+            assert_eq!(status, 200, "{page}");
+            let page: miniserde::json::Value = miniserde::json::from_str(&page).unwrap();
+            after = count(field(&page, "last_seq"));
+            listed += array(field(&page, "records")).len() as u64;
+            if !bool_of(field(&page, "more")) {
+                return (after, listed);
+            }
+        }
+    };
+    assert_eq!(feed(&node), (kept, kept), "gaps in the feed");
+    let (status, answer) = legacy_push(node.address(), body.as_bytes()).unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(node_count(&node), TOTAL);
+    assert_eq!(feed(&node), (TOTAL, TOTAL));
+    node.stop();
+    let verify = node.run(&["verify"]);
+    assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use miniserde::json::{self, Value};
 
 use crate::attacks::{
-    ATTACKER, LEGIT, LatencyProbe, allow_open_files, gzip, gzip_bomb, hold_long_polls,
+    ATTACKER, LEGIT, LatencyProbe, allow_open_files, gzip, gzip_bomb, hold_long_polls, legacy_push,
     legacy_push_body, median_and_max, memory_and_threads, request_from, send_beacons,
     signed_manifest, stall_heads, terminate, trickle_uploads, untrusted_key_flood,
 };
@@ -267,22 +267,13 @@ fn ten_thousand_open_registrations_keep_the_registry_and_discover_bounded() {
 #[test]
 fn a_large_push_is_applied_in_chunks_while_requests_are_served() {
     let node = Node::start_with("big-push", &[("FEDERATION_TRUST", "open")], &[]);
-    let headers = [("Content-Type", "application/json")];
     // What fits in the body limit (4 MiB) is applied, in chunks between other requests;
-    // 12,000 records make 48 chunks or more (the bench pushes as many as fit).
+    // 12,000 records make 120 chunks (the bench pushes as many as fit).
     let body = legacy_push_body(12_000);
     assert!(body.len() < 4 * 1024 * 1024);
     let probe = LatencyProbe::start(node.address(), Duration::from_millis(5));
     std::thread::sleep(Duration::from_millis(50));
-    let (status, answer) = request_from(
-        ATTACKER,
-        node.address(),
-        "POST",
-        "/federation/sync",
-        &headers,
-        body.as_bytes(),
-    )
-    .unwrap();
+    let (status, answer) = legacy_push(node.address(), body.as_bytes()).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     let latencies = probe.finish();
     assert_eq!(status, 200, "{answer}");
@@ -292,6 +283,26 @@ fn a_large_push_is_applied_in_chunks_while_requests_are_served() {
         &latencies,
         Duration::from_secs(1),
         "during a 12,000-record push",
+    );
+    // The chunks were committed without waiting for the disk, and made durable before
+    // the answer: by now the changes feed hands out every one of them (it never hands
+    // out a sequence that is not durable).
+    let (status, page) = request_from(
+        LEGIT,
+        node.address(),
+        "GET",
+        "/federation/v2/changes?after=11999&limit=10",
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{page}");
+    let page: Value = json::from_str(&page).unwrap();
+    assert_eq!(
+        count(field(&page, "last_seq")),
+        12_000,
+        "{}",
+        json::to_string(&page)
     );
     // 100k records do not fit, gzip-compressed or not: refused whole, at once. (The
     // compressed body is read to its end, so the 413 arrives rather than a reset.)
