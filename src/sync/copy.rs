@@ -3,7 +3,7 @@
 //! record and applied in one transaction together with the checkpoint.
 
 use futures_lite::future;
-use miniserde::json::Object;
+use miniserde::json::{Object, Value};
 
 use super::client::{PeerSyncResult, SyncError, Syncer};
 use super::delta::{PulledVersions, types_param};
@@ -42,15 +42,7 @@ impl Syncer {
         state: &mut PeerState,
         result: &mut PeerSyncResult,
     ) -> Result<(), SyncError> {
-        let mut copy = match state.copy.take() {
-            Some(copy) if copy.epoch == epoch && !copy.done => copy,
-            _ => {
-                // Held records dropped for room before the copy began come again with
-                // it (`sync::held_room`); those dropped during it are fetched later.
-                state.held_drops = self.held_usage()?.2.drops;
-                CopyProgress::new(epoch)
-            }
-        };
+        let mut copy = self.copy_to_resume(epoch, state)?;
         self.log(format!(
             "first copy of {url}'s lattice: its feed after sequence {}",
             copy.seq
@@ -70,17 +62,7 @@ impl Syncer {
         };
         while let Some(current) = page.take() {
             let fields = Fields::new(&current, "changes page");
-            if Some(fields.str("instanceId")?) != state.instance_id.as_deref()
-                || fields.str("epoch")? != epoch
-            {
-                // The copy so far belongs to a store that is gone; the next sync starts
-                // from its info again.
-                state.copy = None;
-                self.save_states(vec![(url.to_owned(), state.encode())], true)?;
-                return Err(SyncError::Invalid(format!(
-                    "{url} changed its instance or store epoch during the first copy; it starts over next time"
-                )));
-            }
+            self.check_copy_origin(url, epoch, &fields, state)?;
             let values = fields.array("records")?;
             let step = copy
                 .step(
@@ -97,27 +79,8 @@ impl Syncer {
                     next.done = true;
                 }
             }
-            let apply = async {
-                let batch = self.verified_records(values, url, delivered_by_core, result);
-                let mut next_state = state.clone();
-                next_state.copy = Some(next.clone());
-                // The page's new records take our next sequence numbers, in one
-                // transaction on this thread: what lies between `before` and `after` is
-                // the copy's.
-                let before = self.store.borrow().last_seq();
-                self.apply_batch(
-                    url,
-                    &batch,
-                    Some(&next_state),
-                    &mut PulledVersions::default(),
-                    result,
-                )?;
-                let after = self.store.borrow().last_seq();
-                next.note_applied(before, after);
-                next_state.copy = Some(next.clone());
-                *state = next_state;
-                Ok::<_, SyncError>(())
-            };
+            let apply =
+                async { self.apply_copy_page(url, values, next, delivered_by_core, state, result) };
             // The next page is asked for before this one is verified and applied, so the
             // peer reads and compresses it while we work: the request goes out when
             // `zip` first polls it, then the work runs to its end.
@@ -130,6 +93,89 @@ impl Syncer {
             }
             copy = state.copy.clone().unwrap_or_default();
         }
+        self.finish_copy(url, epoch, copy, repairs, state)
+    }
+
+    /// The copy to go on with: the one an earlier sync left for this store of the peer,
+    /// or a new one from the start of its feed.
+    fn copy_to_resume(
+        &self,
+        epoch: &str,
+        state: &mut PeerState,
+    ) -> Result<CopyProgress, SyncError> {
+        Ok(match state.copy.take() {
+            Some(copy) if copy.epoch == epoch && !copy.done => copy,
+            _ => {
+                // Held records dropped for room before the copy began come again with
+                // it (`sync::held_room`); those dropped during it are fetched later.
+                state.held_drops = self.held_usage()?.2.drops;
+                CopyProgress::new(epoch)
+            }
+        })
+    }
+
+    /// Fails the copy when a page comes from another instance or store epoch than the
+    /// one the copy began with, forgetting the copy so the next sync starts over.
+    fn check_copy_origin(
+        &self,
+        url: &str,
+        epoch: &str,
+        fields: &Fields<'_>,
+        state: &mut PeerState,
+    ) -> Result<(), SyncError> {
+        if Some(fields.str("instanceId")?) == state.instance_id.as_deref()
+            && fields.str("epoch")? == epoch
+        {
+            return Ok(());
+        }
+        state.copy = None;
+        self.save_states(vec![(url.to_owned(), state.encode())], true)?;
+        Err(SyncError::Invalid(format!(
+            "{url} changed its instance or store epoch during the first copy; it starts over next time"
+        )))
+    }
+
+    /// Verifies and applies one page of the copy, saving `next` as the copy's progress in
+    /// the same transaction; `state` takes the saved peer state.
+    fn apply_copy_page(
+        &self,
+        url: &str,
+        values: &[Value],
+        mut next: CopyProgress,
+        delivered_by_core: bool,
+        state: &mut PeerState,
+        result: &mut PeerSyncResult,
+    ) -> Result<(), SyncError> {
+        let batch = self.verified_records(values, url, delivered_by_core, result);
+        let mut next_state = state.clone();
+        next_state.copy = Some(next.clone());
+        // The page's new records take our next sequence numbers, in one transaction on
+        // this thread: what lies between `before` and `after` is the copy's.
+        let before = self.store.borrow().last_seq();
+        self.apply_batch(
+            url,
+            &batch,
+            Some(&next_state),
+            &mut PulledVersions::default(),
+            result,
+        )?;
+        let after = self.store.borrow().last_seq();
+        next.note_applied(before, after);
+        next_state.copy = Some(next);
+        *state = next_state;
+        Ok(())
+    }
+
+    /// Sets both checkpoints once the copy is done: pull at the end of the peer's feed,
+    /// push at 0 (the copy's own records are skipped by `push_feed`).
+    fn finish_copy(
+        &self,
+        url: &str,
+        epoch: &str,
+        copy: CopyProgress,
+        repairs: u64,
+        state: &mut PeerState,
+    ) -> Result<(), SyncError> {
         self.log(format!(
             "first copy of {url} done at its sequence {}; offering ours",
             copy.seq

@@ -7,10 +7,6 @@ use std::path::{Path, PathBuf};
 /// The longest function, in lines from `fn` to its closing brace.
 const MAX_FUNCTION_LINES: usize = 100;
 
-/// Functions over the limit that are being split by parallel work on the sync core,
-/// the first copy and the store's write path; each name leaves this list when it is.
-const BEING_SPLIT: &[&str] = &["copy_peer"];
-
 fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -93,7 +89,6 @@ fn no_function_outside_tests_is_over_100_lines_without_saying_why() {
     let mut files = Vec::new();
     rust_files(&source, &mut files);
     let mut too_long = Vec::new();
-    let mut still_listed = Vec::new();
     for file in &files {
         if file.file_name().is_some_and(|name| name == "tests.rs") {
             continue;
@@ -101,10 +96,6 @@ fn no_function_outside_tests_is_over_100_lines_without_saying_why() {
         let text = std::fs::read_to_string(file).unwrap();
         for (name, line, length, says_why) in functions(&text) {
             if length <= MAX_FUNCTION_LINES || says_why {
-                continue;
-            }
-            if BEING_SPLIT.contains(&name.as_str()) {
-                still_listed.push(name);
                 continue;
             }
             too_long.push(format!("{}:{line} {name}: {length} lines", file.display()));
@@ -115,13 +106,6 @@ fn no_function_outside_tests_is_over_100_lines_without_saying_why() {
         "functions over {MAX_FUNCTION_LINES} lines without a comment saying why:\n{}",
         too_long.join("\n")
     );
-    // A function split since is taken off the list, so the list stays true.
-    for name in BEING_SPLIT {
-        assert!(
-            still_listed.iter().any(|listed| listed == name),
-            "{name} is no longer over {MAX_FUNCTION_LINES} lines: take it off BEING_SPLIT"
-        );
-    }
 }
 
 #[test]
