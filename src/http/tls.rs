@@ -56,6 +56,18 @@ pub enum PeerTrust {
     Pinned(Vec<Fingerprint>),
 }
 
+impl PeerTrust {
+    /// Reads a CA file now, so a node whose `--ca-file` does not load says so at start
+    /// rather than at its first `https://` sync. The system bundle is not required
+    /// here: a node with only `http://` peers needs none.
+    pub fn check_ca_file(&self) -> Result<(), TlsError> {
+        match self {
+            PeerTrust::CaFile(path) => roots_from(path).map(drop),
+            PeerTrust::SystemRoots | PeerTrust::Pinned(_) => Ok(()),
+        }
+    }
+}
+
 /// The SHA-256 of a certificate's DER bytes, written `sha256:<64 hex digits>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Fingerprint(pub [u8; 32]);

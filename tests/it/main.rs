@@ -22,6 +22,7 @@ mod pki;
 mod raw_http;
 mod restarts;
 mod routes;
+mod settings;
 mod signatures;
 mod soak;
 #[cfg(feature = "tls")]
