@@ -173,11 +173,35 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The largest certificate, key or CA file read. Debian's whole CA bundle is about
+/// 220 KB; a path naming something endless (`/dev/zero`) was read until the node was
+/// killed for its memory, at start or at a SIGHUP.
+const MAX_PEM_FILE_BYTES: u64 = 8 << 20;
+
+/// Reads a PEM file: a regular file (a FIFO would block the node's one thread until
+/// something writes to it) of at most [`MAX_PEM_FILE_BYTES`].
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    use std::io::Read;
+    let read_error = |source| TlsError::Read {
         path: path.to_owned(),
         source,
-    })
+    };
+    if !std::fs::metadata(path).map_err(read_error)?.is_file() {
+        return Err(read_error(io::Error::other("it is not a regular file")));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(read_error)?
+        .take(MAX_PEM_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_PEM_FILE_BYTES {
+        return Err(read_error(io::Error::other(format!(
+            "it is larger than {} MiB, which no certificate, key or CA file is",
+            MAX_PEM_FILE_BYTES >> 20
+        ))));
+    }
+    Ok(bytes)
 }
 
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
