@@ -213,6 +213,28 @@ fn wrong_names_expired_certificates_and_unknown_cas_are_refused_with_clear_error
     assert!(error.contains("did not answer in TLS"), "{error}");
 }
 
+/// `cert` copied to fixed paths in `dir` that a test rewrites, as a certificate
+/// renewed in place is.
+fn live_copy(dir: &std::path::Path, cert: &ServerCert) -> ServerCert {
+    let live = ServerCert {
+        cert_file: dir.join("live.pem"),
+        key_file: dir.join("live.key"),
+        fingerprint: cert.fingerprint.clone(),
+    };
+    std::fs::copy(&cert.cert_file, &live.cert_file).unwrap();
+    std::fs::copy(&cert.key_file, &live.key_file).unwrap();
+    live
+}
+
+/// Sends SIGHUP to `node`, as `systemctl reload` does.
+fn hang_up(node: &Node) {
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &node.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 #[test]
 fn sighup_puts_a_renewed_certificate_in_use_and_keeps_the_old_one_on_bad_files() {
     let pki = TempDir::new("tls-reload");
@@ -220,13 +242,7 @@ fn sighup_puts_a_renewed_certificate_in_use_and_keeps_the_old_one_on_bad_files()
     let first = ca.issue(&pki.path, "first", &["localhost"], Validity::Current);
     let renewed = ca.issue(&pki.path, "renewed", &["localhost"], Validity::Current);
     // The hub serves from fixed paths, as with a certificate renewed in place.
-    let live = ServerCert {
-        cert_file: pki.path.join("live.pem"),
-        key_file: pki.path.join("live.key"),
-        fingerprint: first.fingerprint.clone(),
-    };
-    std::fs::copy(&first.cert_file, &live.cert_file).unwrap();
-    std::fs::copy(&first.key_file, &live.key_file).unwrap();
+    let live = live_copy(&pki.path, &first);
     let hub = start_hub("tls-reload-hub", &live, &[]);
     let spoke = Node::start_with(
         "tls-reload-spoke",
@@ -239,16 +255,9 @@ fn sighup_puts_a_renewed_certificate_in_use_and_keeps_the_old_one_on_bad_files()
     let error = sync_error(&spoke);
     assert!(error.contains(&first.fingerprint), "{error}");
 
-    let hang_up = || {
-        let status = std::process::Command::new("kill")
-            .args(["-HUP", &hub.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
     std::fs::copy(&renewed.cert_file, &live.cert_file).unwrap();
     std::fs::copy(&renewed.key_file, &live.key_file).unwrap();
-    hang_up();
+    hang_up(&hub);
     assert!(
         eventually(Duration::from_secs(10), || hub.log().contains(&format!(
             "reloaded the TLS certificate {}",
@@ -271,7 +280,7 @@ fn sighup_puts_a_renewed_certificate_in_use_and_keeps_the_old_one_on_bad_files()
 
     // A half-written renewal: the key is not the certificate's. The renewed one stays.
     std::fs::copy(&first.key_file, &live.key_file).unwrap();
-    hang_up();
+    hang_up(&hub);
     assert!(
         eventually(Duration::from_secs(10), || hub.log().contains(
             "could not reload the TLS certificate, keeping the one in use"
@@ -547,23 +556,10 @@ fn sighup_with_a_missing_garbage_huge_or_fifo_certificate_keeps_the_one_in_use()
     let pki = TempDir::new("tls-reload-hostile");
     let ca = TestCa::new(&pki.path, "reload-hostile");
     let first = ca.issue(&pki.path, "first", &["localhost"], Validity::Current);
-    let live = ServerCert {
-        cert_file: pki.path.join("live.pem"),
-        key_file: pki.path.join("live.key"),
-        fingerprint: first.fingerprint.clone(),
-    };
-    std::fs::copy(&first.cert_file, &live.cert_file).unwrap();
-    std::fs::copy(&first.key_file, &live.key_file).unwrap();
+    let live = live_copy(&pki.path, &first);
     let args = live.serve_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let node = Node::serve(Lattice::new("tls-reload-hostile"), &[], &args);
-    let hang_up = || {
-        let status = std::process::Command::new("kill")
-            .args(["-HUP", &node.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
     let replace = |make: &dyn Fn(&std::path::Path)| {
         let _ = std::fs::remove_file(&live.cert_file);
         make(&live.cert_file);
@@ -592,7 +588,7 @@ fn sighup_with_a_missing_garbage_huge_or_fifo_certificate_keeps_the_one_in_use()
     ];
     for (round, (what, make)) in cases.iter().enumerate() {
         replace(*make);
-        hang_up();
+        hang_up(&node);
         assert!(
             eventually(Duration::from_secs(10), || node.log().matches(kept).count()
                 > round),
