@@ -58,7 +58,7 @@ pub async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError>
                 ("stopping", Value::Bool(true)),
             ]))
         }
-        ("POST", "/api/cli") => cli(app, request),
+        ("POST", "/api/cli") => cli(app, request).await,
         _ => lattice_route(app, request, method, path),
     }
 }
@@ -310,7 +310,7 @@ impl CliRequest {
 /// `POST /api/cli {args: [...], files: {name: base64}}` → `{stdout, stderr, exit_code}`.
 /// Runs a lattice command exactly as the CLI would, on the store this server holds.
 /// Files named on the command line come in the request, read by the CLI beforehand.
-fn cli(app: &App, request: &Request) -> Result<Value, ApiError> {
+async fn cli(app: &App, request: &Request) -> Result<Value, ApiError> {
     // `trust list` and friends should see the keys noted moments ago.
     app.flush_pending_callers();
     let CliRequest { command, files } = CliRequest::parse(&request.body)?;
@@ -350,7 +350,7 @@ fn cli(app: &App, request: &Request) -> Result<Value, ApiError> {
     // A key just trusted (or removed) changes which held records may apply: they are
     // applied now, not at the next sync.
     if exit_code == 0 && matches!(command, crate::cli::Command::Trust(_)) {
-        match app.syncer.release_held() {
+        match app.syncer.release_held().await {
             Ok(0) => {}
             Ok(applied) => stdout.push_str(&format!(
                 "applied {applied} held record(s) whose reason to wait is gone\n"
