@@ -24,7 +24,6 @@ use std::collections::BTreeMap;
 use miniserde::json::{self, Number, Object, Value};
 
 use super::client::Syncer;
-use super::held_room::MARKER_KEY;
 use super::trust_book;
 use crate::model::{Version, unix_millis_now};
 use crate::protocol::{Fields, parse_object, record_from_wire};
