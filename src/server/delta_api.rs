@@ -34,7 +34,7 @@ const FETCH_READ_RECORDS: usize = 64;
 
 /// The longest a changes request may be held open. Below the client's default request
 /// timeout (30 s), so a held request never looks like a dead peer.
-pub const MAX_WAIT: Duration = Duration::from_secs(25);
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(25);
 
 /// Reads a whole-number query parameter, capped at `max`.
 fn param(request: &Request, name: &str, default: u64, max: u64) -> Result<u64, ApiError> {
@@ -54,7 +54,7 @@ fn filter_of(request: &Request) -> TypeFilter {
 /// `GET /federation/v2/changes?after=S[&limit=N][&max_bytes=B][&types=T,U][&wait=SECONDS]`
 /// → `{instanceId, epoch, records, last_seq, more}`. With `wait`, an empty page is held
 /// until a change arrives or the wait (at most [`MAX_WAIT`]) is over.
-pub async fn changes(app: &Rc<App>, request: &Request) -> Result<Value, ApiError> {
+pub(crate) async fn changes(app: &Rc<App>, request: &Request) -> Result<Value, ApiError> {
     authorize(app, request, Access::Pull)?;
     let after = param(request, "after", 0, u64::MAX)?;
     let limit = param(request, "limit", SYNC_BATCH_RECORDS as u64, 5000)?.max(1) as usize;
@@ -79,7 +79,7 @@ pub async fn changes(app: &Rc<App>, request: &Request) -> Result<Value, ApiError
         if !waiting || Instant::now() >= deadline || app.shutdown_requested() {
             return Ok(page_json(app, &page));
         }
-        let shutdown = app.shutdown.listen();
+        let shutdown = app.shutdown_listener();
         // While it waits, the request counts against the server's long-poll caps, not
         // its request connections, so a hub's watching spokes leave those to requests.
         let _parked = request.parking.park();
@@ -137,7 +137,7 @@ fn records_to_wire(app: &App, records: &[Record]) -> Array {
 /// `POST /federation/v2/reconcile[?types=T,U]`, body: a negentropy message
 /// (`application/octet-stream`) → the answer, with our instance id, store epoch and
 /// change sequence in `x-ark-instance`, `x-ark-epoch` and `x-ark-last-seq`.
-pub fn reconcile(app: &App, request: &Request) -> Response {
+pub(crate) fn reconcile(app: &App, request: &Request) -> Response {
     let answer = || -> Result<Response, ApiError> {
         authorize(app, request, Access::Pull)?;
         let set = app
@@ -166,7 +166,7 @@ pub fn reconcile(app: &App, request: &Request) -> Response {
 /// about `max_bytes`; `ranked` (with `rank=1`) the indices of all the digests in that
 /// order. `more` says a limit cut the list;
 /// `missing` counts digests of versions we no longer hold (replaced since).
-pub fn fetch(app: &App, request: &Request) -> Result<Value, ApiError> {
+pub(crate) fn fetch(app: &App, request: &Request) -> Result<Value, ApiError> {
     authorize(app, request, Access::Pull)?;
     if request.body.len() % 32 != 0 {
         return Err(ApiError::bad_request(format!(
