@@ -307,15 +307,18 @@ async fn cli(app: &App, request: &Request) -> Result<Value, ApiError> {
     };
     let (mut out, stdout) = Output::capture();
     let (mut err, stderr) = Output::capture();
-    let mut store = app.store.borrow_mut();
-    let mut session = Session {
-        store: &mut store,
-        config: &app.config,
-        out: &mut out,
-        err: &mut err,
-        read_input: &read_input,
+    let result = {
+        // The store borrow ends here: the held release below awaits.
+        let mut store = app.store.borrow_mut();
+        let mut session = Session {
+            store: &mut store,
+            config: &app.config,
+            out: &mut out,
+            err: &mut err,
+            read_input: &read_input,
+        };
+        run_lattice(&command, &mut session)
     };
-    let result = run_lattice(&command, &mut session);
     let exit_code = match result {
         Ok(()) => 0,
         Err(error) => {
@@ -327,7 +330,6 @@ async fn cli(app: &App, request: &Request) -> Result<Value, ApiError> {
     };
     drop(out);
     drop(err);
-    drop(store);
     let mut stdout = String::from_utf8_lossy(&stdout.borrow()).into_owned();
     // A key just trusted (or removed) changes which held records may apply: they are
     // applied now, not at the next sync.

@@ -546,6 +546,9 @@ fn garbage_and_stalled_handshakes_leave_another_address_served_over_https() {
     assert_eq!(status, 200);
 }
 
+/// Puts something (or nothing) at a certificate's path.
+type MakeFile = dyn Fn(&std::path::Path);
+
 /// SIGHUP with the certificate file gone, garbage in it, a huge file or a FIFO in its
 /// place (a path naming `/dev/zero` was read until the kernel killed the node for its
 /// memory): each is logged naming the file, the certificate in use stays, and the node
@@ -560,12 +563,12 @@ fn sighup_with_a_missing_garbage_huge_or_fifo_certificate_keeps_the_one_in_use()
     let args = live.serve_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let node = Node::serve(Lattice::new("tls-reload-hostile"), &[], &args);
-    let replace = |make: &dyn Fn(&std::path::Path)| {
+    let replace = |make: &MakeFile| {
         let _ = std::fs::remove_file(&live.cert_file);
         make(&live.cert_file);
     };
     let kept = "could not reload the TLS certificate, keeping the one in use";
-    let cases: [(&str, &dyn Fn(&std::path::Path)); 4] = [
+    let cases: [(&str, &MakeFile); 4] = [
         ("missing", &|_| {}),
         ("garbage", &|path| {
             std::fs::write(path, "-----BEGIN CERTIFICATE-----\n%%%\n").unwrap()
@@ -587,7 +590,7 @@ fn sighup_with_a_missing_garbage_huge_or_fifo_certificate_keeps_the_one_in_use()
         }),
     ];
     for (round, (what, make)) in cases.iter().enumerate() {
-        replace(*make);
+        replace(make);
         hang_up(&node);
         assert!(
             eventually(Duration::from_secs(10), || node.log().matches(kept).count()
