@@ -535,7 +535,19 @@ mod tests {
         let missing = Path::new("/nonexistent/ca.pem");
         let error = client_config(&PeerTrust::CaFile(missing.to_owned())).unwrap_err();
         assert!(error.to_string().contains("/nonexistent/ca.pem"), "{error}");
+        // Not a regular file: /dev/zero was read until the node ran out of memory.
         let error = ServerTls::load(Path::new("/dev/null"), Path::new("/dev/null")).unwrap_err();
-        assert_eq!(error.to_string(), "/dev/null has no PEM certificate in it");
+        assert_eq!(
+            error.to_string(),
+            "cannot read /dev/null: it is not a regular file"
+        );
+        let empty = std::env::temp_dir().join(format!("ark-tls-empty-{}.pem", std::process::id()));
+        std::fs::write(&empty, b"").unwrap();
+        let error = ServerTls::load(&empty, &empty).unwrap_err();
+        let _ = std::fs::remove_file(&empty);
+        assert_eq!(
+            error.to_string(),
+            format!("{} has no PEM certificate in it", empty.display())
+        );
     }
 }
