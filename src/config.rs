@@ -448,19 +448,7 @@ impl Config {
             discovery,
             on_event,
             tls,
-            store_wait: Duration::from_secs(match env("ARK_STORE_WAIT") {
-                Some(text) => text
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|seconds| *seconds <= MAX_SETTING_SECS)
-                    .ok_or_else(|| {
-                        Error::Config(format!(
-                            "ARK_STORE_WAIT={text:?} is not a whole number of seconds from 0 to {MAX_SETTING_SECS}"
-                        ))
-                    })?,
-                None => DEFAULT_STORE_WAIT_SECS,
-            }),
+            store_wait: store_wait(env("ARK_STORE_WAIT"))?,
             clock_offset_millis: match env("ARK_CLOCK_OFFSET_MS") {
                 Some(text) => text
                     .trim()
@@ -483,6 +471,24 @@ impl Config {
             .clone()
             .unwrap_or_else(|| format!("ARK-{}-{instance_short_id}", self.instance_type))
     }
+}
+
+/// `ARK_STORE_WAIT`, from 0 to [`MAX_SETTING_SECS`] seconds.
+fn store_wait(value: Option<String>) -> Result<Duration, Error> {
+    let seconds = match value {
+        Some(text) => text
+            .trim()
+            .parse()
+            .ok()
+            .filter(|seconds| *seconds <= MAX_SETTING_SECS)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "ARK_STORE_WAIT={text:?} is not a whole number of seconds from 0 to {MAX_SETTING_SECS}"
+                ))
+            })?,
+        None => DEFAULT_STORE_WAIT_SECS,
+    };
+    Ok(Duration::from_secs(seconds))
 }
 
 /// `ARK_NODE_ID`, the name peers, status pages and logs show: blank is unset; a

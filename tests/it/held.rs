@@ -300,8 +300,10 @@ fn releasing_thousands_of_held_records_leaves_requests_served() {
         "only {} requests in {took:?}",
         latencies.len()
     );
+    // Wide: the suite runs tests side by side on a shared machine. The release in one
+    // pass held every request for the whole release, 10 s here.
     assert!(
-        max < Duration::from_secs(1),
+        max < Duration::from_secs(3),
         "a request waited {max:?} (median {median:?}) while {RECORDS} held records were released in {took:?}"
     );
     assert_eq!(b.lattice.run(&["get", "many_03999"]).code, 0);
