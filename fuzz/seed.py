@@ -154,3 +154,58 @@ for request in [
     "OPTIONS /api/cli\n\n",
 ]:
     add("routes", request)
+
+# The streaming reader reads what the whole reader reads; the first byte sets how many
+# bytes each read hands it.
+for chunk in (1, 7, 63):
+    add("import_stream", bytes([chunk]) + json.dumps(records[:4]).encode())
+    add("import_stream", bytes([chunk]) + "\n".join(json.dumps(r) for r in records[:4]).encode())
+    add("import_stream", bytes([chunk]) + json.dumps({"topics": [{"name": "t", "nodes": records[:2]}]}).encode())
+
+# Answers from peers and from a running server, in the shapes protocol/ writes.
+stats = {"totalSyncs": 3, "successfulSyncs": 2, "failedSyncs": 1, "nodesReceived": 5,
+         "nodesShared": 4, "nodesSent": 4, "conflictsResolved": 0}
+info = {"instanceId": origin, "instanceName": "ARK-local-abc", "instanceType": "local",
+        "federationMode": "p2p", "listenPort": 9000, "hubUrl": None, "autoSync": True,
+        "syncInterval": 60000, "peers": ["http://192.168.1.20:9000"], "activePeers": [],
+        "stats": stats, "timestamp": 1706702400123, "protocols": ["ark-lattice-v2"],
+        "publicKey": "A" * 43 + "=", "nodeCount": 2, "version": "0.1.0"}
+for answer in [
+    info,
+    {"instanceId": origin, "peers": ["http://a:9000"], "activePeers": [], "timestamp": 1},
+    {"imported": 1, "conflicts": 0, "total": 1, "rejected": []},
+    {"instanceId": origin, "count": 1, "nodes": records[:1]},
+    {"delta_count": 1, "nodes": records[:1]},
+    {"status": "ok", "info": info, "isRunning": True, "activePeers": [], "stats": stats},
+    {"status": "synced", "result": [{"peerUrl": "http://a:9000", "peer": "http://a:9000",
+                                    "success": True, "result": {"sent": 1, "received": 2},
+                                    "nodesSent": 1, "nodesReceived": 2}]},
+    {"status": "added", "peerUrl": "http://a:9000", "totalPeers": 1},
+    {"status": "removed", "peerUrl": "http://a:9000", "totalPeers": 0},
+    {"status": "auto-sync started", "interval": 60000},
+    {"status": "discovered", "peers": ["http://a:9000"], "totalPeers": 1},
+]:
+    add("peer_answers", json.dumps(answer))
+
+# TLS files: a certificate and key made by openssl when it is there, and the
+# fingerprint forms --tls-pin takes.
+pins = ["sha256:" + "ab" * 32, "AB:" * 31 + "AB", "SHA256 Fingerprint=" + "0A:" * 31 + "0A"]
+try:
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        for curve in ("ec", "rsa"):
+            cert, key = os.path.join(scratch, "c.pem"), os.path.join(scratch, "k.pem")
+            options = ["-pkeyopt", "ec_paramgen_curve:P-256"] if curve == "ec" else ["-pkeyopt", "rsa_keygen_bits:2048"]
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", curve, *options, "-nodes",
+                 "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost"],
+                check=True, capture_output=True,
+            )
+            with open(cert, "rb") as c, open(key, "rb") as k:
+                add("tls_files", c.read() + b"\n\0\n" + k.read() + b"\n\0\n" + pins[0].encode())
+except (OSError, subprocess.CalledProcessError):
+    print("openssl not found; tls_files is seeded with PEM shapes only", file=sys.stderr)
+for pin in pins:
+    add("tls_files", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n\n\0\n\n\0\n" + pin.encode())

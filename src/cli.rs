@@ -11,7 +11,9 @@ ARK_CACHE_MB (store cache), ARK_CA_FILE and ARK_TLS_PIN (https:// peers).
 Flags win over environment, environment over defaults.
 
 Exit codes: 0 ok, 1 failure, 2 bad usage or configuration, 3 store in use by
-another process, 4 record not found, 5 import finished with invalid records."
+another process, 4 record not found, 5 import finished with invalid records,
+6 the store is damaged (see `verify`), 7 the running server may have applied a
+request whose answer was lost."
 )]
 pub struct Args {
     /// state directory holding the store and the instance key (default:
@@ -419,7 +421,12 @@ pub struct Serve {
 
 /// Manage federation: the background server, peers and syncs.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "federation")]
+#[argh(
+    subcommand,
+    name = "federation",
+    example = "ark-lattice federation start",
+    example = "ark-lattice federation status"
+)]
 pub struct Federation {
     #[argh(subcommand)]
     pub command: FederationCommand,
@@ -478,12 +485,16 @@ impl argh::SubCommand for FederationStart {
 
 /// Stop the background server gracefully.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "stop")]
+#[argh(subcommand, name = "stop", example = "ark-lattice federation stop")]
 pub struct FederationStop {}
 
 /// Show the instance, its peers and sync statistics.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "status")]
+#[argh(
+    subcommand,
+    name = "status",
+    example = "ark-lattice federation status --json"
+)]
 pub struct FederationStatus {
     /// print JSON
     #[argh(switch)]
@@ -534,7 +545,11 @@ pub struct AddPeer {
 
 /// Remove a peer.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "remove-peer")]
+#[argh(
+    subcommand,
+    name = "remove-peer",
+    example = "ark-lattice federation remove-peer http://192.168.1.20:9000"
+)]
 pub struct RemovePeer {
     /// the peer's URL
     #[argh(positional)]
@@ -543,7 +558,11 @@ pub struct RemovePeer {
 
 /// List peers with their state and last sync.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "list-peers")]
+#[argh(
+    subcommand,
+    name = "list-peers",
+    example = "ark-lattice federation list-peers"
+)]
 pub struct ListPeers {
     /// print JSON
     #[argh(switch)]
@@ -617,7 +636,12 @@ pub struct Keygen {
 
 /// Manage trusted keys: who may sync with this instance, and how.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "trust")]
+#[argh(
+    subcommand,
+    name = "trust",
+    example = "ark-lattice trust pending",
+    example = "ark-lattice trust accept SHA256:4ea5-047e-57e7-ecc5"
+)]
 pub struct TrustArgs {
     #[argh(subcommand)]
     pub command: TrustCommand,
@@ -654,7 +678,7 @@ pub struct TrustAdd {
 
 /// List trusted keys.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "list")]
+#[argh(subcommand, name = "list", example = "ark-lattice trust list --json")]
 pub struct TrustList {
     /// print JSON
     #[argh(switch)]
@@ -663,7 +687,11 @@ pub struct TrustList {
 
 /// Stop trusting a key (by fingerprint, instance id or public key).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "remove")]
+#[argh(
+    subcommand,
+    name = "remove",
+    example = "ark-lattice trust remove SHA256:4ea5-047e-57e7-ecc5"
+)]
 pub struct TrustRemove {
     /// fingerprint, instance id (prefix) or base64 key
     #[argh(positional)]
@@ -672,7 +700,7 @@ pub struct TrustRemove {
 
 /// List keys that signed requests to us but are not trusted yet.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "pending")]
+#[argh(subcommand, name = "pending", example = "ark-lattice trust pending")]
 pub struct TrustPending {
     /// print JSON
     #[argh(switch)]

@@ -25,6 +25,10 @@ pub const DEFAULT_CACHE_MB: u64 = 16;
 pub const DEFAULT_STORE_WAIT_SECS: u64 = 30;
 /// The largest `ARK_CLOCK_OFFSET_MS`, either way: a day.
 pub const MAX_CLOCK_OFFSET_MILLIS: i64 = 24 * 60 * 60 * 1000;
+/// The largest `ARK_STORE_WAIT`, `--peer-ttl` and `--max-clock-skew`: a day. Larger
+/// values meant nothing an operator could want, and overflowed the clock arithmetic
+/// (a wait of 2^64 - 1 seconds panicked at its deadline).
+pub const MAX_SETTING_SECS: u64 = 24 * 60 * 60;
 /// Records per import transaction: one fsync per batch, not per record.
 pub const IMPORT_BATCH: usize = 2000;
 
@@ -290,7 +294,9 @@ impl TlsConfig {
                     pins.iter()
                         .map(|pin| Fingerprint::parse(pin))
                         .collect::<Result<_, _>>()
-                        .map_err(|reason| Error::Config(format!("--tls-pin: {reason}")))?,
+                        .map_err(|reason| {
+                            Error::Config(format!("--tls-pin (ARK_TLS_PIN): {reason}"))
+                        })?,
                 ),
                 (None, true) => PeerTrust::SystemRoots,
             };
@@ -388,7 +394,7 @@ impl Config {
         };
         if !(1..=65_536).contains(&cache_mb) {
             return Err(Error::Config(format!(
-                "store cache of {cache_mb} MiB is outside 1..=65536"
+                "--cache-mb (ARK_CACHE_MB): a store cache of {cache_mb} MiB is outside 1..=65536"
             )));
         }
         let instance_type = match env("ARK_INSTANCE_TYPE").filter(|text| !text.is_empty()) {
@@ -423,7 +429,7 @@ impl Config {
             data_dir: PathBuf::from(data_dir),
             cache_bytes: (cache_mb * 1024 * 1024) as usize,
             instance_type,
-            node_name: env("ARK_NODE_ID").filter(|name| !name.trim().is_empty()),
+            node_name: node_name(env("ARK_NODE_ID"))?,
             admin_token: env("ARK_ADMIN_TOKEN").filter(|token| !token.is_empty()),
             verbose,
             federation,
@@ -442,12 +448,7 @@ impl Config {
             discovery,
             on_event,
             tls,
-            store_wait: Duration::from_secs(match env("ARK_STORE_WAIT") {
-                Some(text) => text.trim().parse().map_err(|_| {
-                    Error::Config(format!("ARK_STORE_WAIT={text:?} is not a whole number of seconds"))
-                })?,
-                None => DEFAULT_STORE_WAIT_SECS,
-            }),
+            store_wait: store_wait(env("ARK_STORE_WAIT"))?,
             clock_offset_millis: match env("ARK_CLOCK_OFFSET_MS") {
                 Some(text) => text
                     .trim()
@@ -471,6 +472,42 @@ impl Config {
             .unwrap_or_else(|| format!("ARK-{}-{instance_short_id}", self.instance_type))
     }
 }
+
+/// `ARK_STORE_WAIT`, from 0 to [`MAX_SETTING_SECS`] seconds.
+fn store_wait(value: Option<String>) -> Result<Duration, Error> {
+    let seconds = match value {
+        Some(text) => text
+            .trim()
+            .parse()
+            .ok()
+            .filter(|seconds| *seconds <= MAX_SETTING_SECS)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "ARK_STORE_WAIT={text:?} is not a whole number of seconds from 0 to {MAX_SETTING_SECS}"
+                ))
+            })?,
+        None => DEFAULT_STORE_WAIT_SECS,
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+/// `ARK_NODE_ID`, the name peers, status pages and logs show: blank is unset; a
+/// control character (which would forge lines in logs and listings) or a name longer
+/// than an id may be is refused.
+fn node_name(value: Option<String>) -> Result<Option<String>, Error> {
+    let Some(name) = value.filter(|name| !name.trim().is_empty()) else {
+        return Ok(None);
+    };
+    if name.chars().any(char::is_control) || name.chars().count() > MAX_NODE_NAME_CHARS {
+        return Err(Error::Config(format!(
+            "ARK_NODE_ID={name:?} is not a name of 1 to {MAX_NODE_NAME_CHARS} characters without control characters"
+        )));
+    }
+    Ok(Some(name))
+}
+
+/// The longest `ARK_NODE_ID`, in characters (as a record id).
+const MAX_NODE_NAME_CHARS: usize = 200;
 
 /// The environment as `serve`'s settings read it: blank values count as unset, and a
 /// value that does not parse is an error naming the variable.
@@ -555,7 +592,8 @@ impl FederationConfig {
             .parse()
             .map_err(|_| Error::Config(format!("--bind {bind_text:?} is not an IP address")))?;
         let mode = match flags.mode.clone().or_else(|| env.get("FEDERATION_MODE")) {
-            Some(text) => FederationMode::parse(&text).map_err(Error::Config)?,
+            Some(text) => FederationMode::parse(&text)
+                .map_err(|reason| Error::Config(format!("--mode (FEDERATION_MODE): {reason}")))?,
             None => FederationMode::P2p,
         };
         let hub_url = match flags
@@ -563,10 +601,9 @@ impl FederationConfig {
             .clone()
             .or_else(|| env.get("FEDERATION_HUB_URL"))
         {
-            Some(url) => Some(
-                normalize_peer_url(&url)
-                    .map_err(|reason| Error::Config(format!("hub URL: {reason}")))?,
-            ),
+            Some(url) => Some(normalize_peer_url(&url).map_err(|reason| {
+                Error::Config(format!("--hub-url (FEDERATION_HUB_URL): {reason}"))
+            })?),
             None => None,
         };
         let auto_sync = env.switch(flags.auto_sync, "FEDERATION_AUTO_SYNC")?;
@@ -579,7 +616,7 @@ impl FederationConfig {
             .unwrap_or(DEFAULT_SYNC_INTERVAL_MS);
         if interval_ms < 100 {
             return Err(Error::Config(format!(
-                "sync interval of {interval_ms} ms is below the 100 ms minimum"
+                "--sync-interval (FEDERATION_SYNC_INTERVAL): {interval_ms} ms is below the 100 ms minimum"
             )));
         }
         let limits = server_limits(flags)?;
@@ -592,8 +629,16 @@ impl FederationConfig {
         let max_held_bytes = (env.held_bound("ARK_MAX_HELD_MB", DEFAULT_MAX_HELD_MB)? as usize)
             .saturating_mul(1024 * 1024);
         let peer_ttl = flags.peer_ttl.unwrap_or(DEFAULT_PEER_TTL_SECS);
-        if peer_ttl == 0 {
-            return Err(Error::Config("--peer-ttl must be at least 1 second".into()));
+        if !(1..=MAX_SETTING_SECS).contains(&peer_ttl) {
+            return Err(Error::Config(format!(
+                "--peer-ttl must be from 1 to {MAX_SETTING_SECS} seconds"
+            )));
+        }
+        let max_clock_skew = flags.max_clock_skew.unwrap_or(DEFAULT_MAX_CLOCK_SKEW_SECS);
+        if max_clock_skew > MAX_SETTING_SECS {
+            return Err(Error::Config(format!(
+                "--max-clock-skew must be at most {MAX_SETTING_SECS} seconds"
+            )));
         }
         let behind_proxy = env.switch(flags.behind_proxy, "ARK_BEHIND_PROXY")?;
         let limits = limits_behind_proxy(limits, behind_proxy);
@@ -614,9 +659,7 @@ impl FederationConfig {
             hub_url,
             auto_sync,
             sync_interval: Duration::from_millis(interval_ms),
-            max_clock_skew: Duration::from_secs(
-                flags.max_clock_skew.unwrap_or(DEFAULT_MAX_CLOCK_SKEW_SECS),
-            ),
+            max_clock_skew: Duration::from_secs(max_clock_skew),
             limits,
             client: ClientConfig::default(),
         })
@@ -725,7 +768,7 @@ impl DiscoveryConfig {
                 .filter(Ipv4Addr::is_multicast)
                 .ok_or_else(|| {
                     Error::Config(format!(
-                        "beacon group {text:?} is not an IPv4 multicast address (224.0.0.0/4)"
+                        "--beacon-group (FEDERATION_BEACON_GROUP): {text:?} is not an IPv4 multicast address (224.0.0.0/4)"
                     ))
                 })?,
             None => DEFAULT_BEACON_GROUP,
@@ -736,7 +779,9 @@ impl DiscoveryConfig {
             .or_else(|| env.get("FEDERATION_BEACON_INTERFACE"))
         {
             Some(text) => text.trim().parse().map_err(|_| {
-                Error::Config(format!("beacon interface {text:?} is not an IPv4 address"))
+                Error::Config(format!(
+                    "--beacon-interface (FEDERATION_BEACON_INTERFACE): {text:?} is not an IPv4 address"
+                ))
             })?,
             None => Ipv4Addr::UNSPECIFIED,
         };
@@ -750,7 +795,7 @@ impl DiscoveryConfig {
             .unwrap_or(DEFAULT_BEACON_INTERVAL_SECS);
         if interval_secs == 0 {
             return Err(Error::Config(
-                "the beacon interval must be at least 1 second".into(),
+                "--beacon-interval (FEDERATION_BEACON_INTERVAL) must be at least 1 second".into(),
             ));
         }
         // A cloud VM's LAN is its provider's network: announcing ourselves there is
@@ -799,7 +844,7 @@ fn beacon_unicast(flags: &Serve, env: &Env<'_>) -> Result<Vec<SocketAddr>, Error
         .map(|text| {
             text.parse::<SocketAddr>().map_err(|_| {
                 Error::Config(format!(
-                    "beacon unicast address {text:?} is not ip:port, e.g. 127.0.0.1:8103"
+                    "--beacon-unicast (FEDERATION_BEACON_UNICAST): {text:?} is not ip:port, e.g. 127.0.0.1:8103"
                 ))
             })
         })
@@ -908,6 +953,62 @@ mod tests {
         );
         let error = config(&["--cache-mb", "0"], &[]).unwrap_err().to_string();
         assert!(error.contains("0 MiB"), "{error}");
+    }
+
+    /// Every variable this config reads, set to garbage (or out of range), is refused
+    /// with a message that names it; none is silently ignored or taken as a default.
+    #[test]
+    fn every_variable_with_a_bad_value_is_refused_by_name() {
+        let serve = ["serve"];
+        for (name, value) in [
+            ("ARK_CACHE_MB", "lots"),
+            ("ARK_CACHE_MB", "0"),
+            ("ARK_CACHE_MB", "99999999"),
+            ("ARK_INSTANCE_TYPE", "mainframe"),
+            ("ARK_NODE_ID", "evil\nFederation server started"),
+            ("ARK_NODE_ID", &"n".repeat(201)),
+            ("ARK_STORE_WAIT", "soon"),
+            ("ARK_STORE_WAIT", "18446744073709551615"),
+            ("ARK_STORE_WAIT", "86401"),
+            ("ARK_CLOCK_OFFSET_MS", "5s"),
+            ("ARK_TLS_PIN", "sha256:beef"),
+            ("ARK_MAX_HELD_RECORDS", "0"),
+            ("ARK_MAX_HELD_MB", "many"),
+            ("ARK_BEHIND_PROXY", "2"),
+            ("FEDERATION_PORT", "99999"),
+            ("FEDERATION_MODE", "star"),
+            ("FEDERATION_HUB_URL", "hub.lan:9000"),
+            ("FEDERATION_AUTO_SYNC", "maybe"),
+            ("FEDERATION_SYNC_INTERVAL", "5"),
+            ("FEDERATION_SYNC_INTERVAL", "-1"),
+            ("FEDERATION_TRUST", "lax"),
+            ("FEDERATION_WATCH", "sometimes"),
+            ("FEDERATION_MAX_SEND_RATE", "1"),
+            ("FEDERATION_MAX_RECV_RATE", "fast"),
+            ("FEDERATION_DISCOVERY", "perhaps"),
+            ("FEDERATION_BEACON_PORT", "65536"),
+            ("FEDERATION_BEACON_GROUP", "10.0.0.1"),
+            ("FEDERATION_BEACON_INTERFACE", "eth0"),
+            ("FEDERATION_BEACON_UNICAST", "127.0.0.1"),
+            ("FEDERATION_BEACON_INTERVAL", "0"),
+        ] {
+            let error = match config(&serve, &[(name, value)]) {
+                Ok(_) => panic!("{name}={value:?} was accepted"),
+                Err(error) => error.to_string(),
+            };
+            assert!(error.contains(name), "{name}={value:?}: {error}");
+        }
+        let error = config(&serve, &[("ARK_TLS_CERT", "/etc/cert.pem")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("ARK_TLS_KEY"), "{error}");
+        for flags in [
+            ["serve", "--peer-ttl", "18446744073709551615"],
+            ["serve", "--max-clock-skew", "86401"],
+        ] {
+            let error = config(&flags, &[]).unwrap_err().to_string();
+            assert!(error.contains(flags[1]), "{error}");
+        }
     }
 
     #[test]

@@ -56,6 +56,18 @@ pub enum PeerTrust {
     Pinned(Vec<Fingerprint>),
 }
 
+impl PeerTrust {
+    /// Reads a CA file now, so a node whose `--ca-file` does not load says so at start
+    /// rather than at its first `https://` sync. The system bundle is not required
+    /// here: a node with only `http://` peers needs none.
+    pub fn check_ca_file(&self) -> Result<(), TlsError> {
+        match self {
+            PeerTrust::CaFile(path) => roots_from(path).map(drop),
+            PeerTrust::SystemRoots | PeerTrust::Pinned(_) => Ok(()),
+        }
+    }
+}
+
 /// The SHA-256 of a certificate's DER bytes, written `sha256:<64 hex digits>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Fingerprint(pub [u8; 32]);
@@ -161,11 +173,35 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The largest certificate, key or CA file read. Debian's whole CA bundle is about
+/// 220 KB; a path naming something endless (`/dev/zero`) was read until the node was
+/// killed for its memory, at start or at a SIGHUP.
+const MAX_PEM_FILE_BYTES: u64 = 8 << 20;
+
+/// Reads a PEM file: a regular file (a FIFO would block the node's one thread until
+/// something writes to it) of at most [`MAX_PEM_FILE_BYTES`].
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    use std::io::Read;
+    let read_error = |source| TlsError::Read {
         path: path.to_owned(),
         source,
-    })
+    };
+    if !std::fs::metadata(path).map_err(read_error)?.is_file() {
+        return Err(read_error(io::Error::other("it is not a regular file")));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(read_error)?
+        .take(MAX_PEM_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_PEM_FILE_BYTES {
+        return Err(read_error(io::Error::other(format!(
+            "it is larger than {} MiB, which no certificate, key or CA file is",
+            MAX_PEM_FILE_BYTES >> 20
+        ))));
+    }
+    Ok(bytes)
 }
 
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -499,7 +535,19 @@ mod tests {
         let missing = Path::new("/nonexistent/ca.pem");
         let error = client_config(&PeerTrust::CaFile(missing.to_owned())).unwrap_err();
         assert!(error.to_string().contains("/nonexistent/ca.pem"), "{error}");
+        // Not a regular file: /dev/zero was read until the node ran out of memory.
         let error = ServerTls::load(Path::new("/dev/null"), Path::new("/dev/null")).unwrap_err();
-        assert_eq!(error.to_string(), "/dev/null has no PEM certificate in it");
+        assert_eq!(
+            error.to_string(),
+            "cannot read /dev/null: it is not a regular file"
+        );
+        let empty = std::env::temp_dir().join(format!("ark-tls-empty-{}.pem", std::process::id()));
+        std::fs::write(&empty, b"").unwrap();
+        let error = ServerTls::load(&empty, &empty).unwrap_err();
+        let _ = std::fs::remove_file(&empty);
+        assert_eq!(
+            error.to_string(),
+            format!("{} has no PEM certificate in it", empty.display())
+        );
     }
 }

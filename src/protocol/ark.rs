@@ -255,13 +255,12 @@ impl PeerDirectory {
     /// are objects with `url`, or URLs).
     pub fn from_json(answer: &Object, context: &str) -> Result<PeerDirectory, WireError> {
         let fields = Fields::new(answer, context);
-        let mut details = Vec::new();
+        let mut details: Vec<PeerSummary> = Vec::new();
         let mut peers = Vec::new();
-        let entries = fields
-            .opt_array("peerDetails")?
-            .or(fields.opt_array("peers")?)
-            .unwrap_or_default();
-        for entry in entries {
+        // Both lists are read: an empty `peerDetails` once hid every URL of `peers`
+        // (found by the `peer_answers` fuzz target), so a peer's peers were lost.
+        let entries = [fields.opt_array("peerDetails")?, fields.opt_array("peers")?];
+        for entry in entries.into_iter().flatten().flatten() {
             match entry {
                 Value::String(url) => peers.push(url.clone()),
                 Value::Object(_) => {
@@ -269,6 +268,9 @@ impl PeerDirectory {
                     let Some(url) = entry.opt_str("url")? else {
                         continue;
                     };
+                    if details.iter().any(|known| known.url == url) {
+                        continue;
+                    }
                     details.push(PeerSummary {
                         url: url.to_owned(),
                         instance_id: entry.opt_str("instanceId")?.map(str::to_owned),
@@ -540,6 +542,32 @@ pub fn not_found(path: &str) -> Value {
 mod tests {
     use super::*;
     use crate::protocol::parse_object;
+
+    /// `fuzz/regressions/peer_answers-crash-b5cecc43…`: a discover answer's `peers`
+    /// were read only when it had no `peerDetails`, so written back with an empty
+    /// `peerDetails` they vanished; a list of one beside details of another lost it too.
+    #[test]
+    fn fuzz_peer_answers_crash_b5cecc43_peers_beside_peer_details() {
+        for (answer, peers, details) in [
+            (&br#"{"peers":["http://a:9000"],"peerDetails":[]}"#[..], vec!["http://a:9000"], 0),
+            (br#"{"peers":["http://a:9000"]}"#, vec!["http://a:9000"], 0),
+            (
+                br#"{"peers":["http://a:9000","http://b:9000"],"peerDetails":[{"url":"http://a:9000"}]}"#,
+                vec!["http://a:9000", "http://b:9000"],
+                1,
+            ),
+            (br#"{"peers":[{"url":"http://p:9001"},{"url":"http://p:9001"}]}"#, vec!["http://p:9001"], 1),
+        ] {
+            let object = parse_object(answer, "discover").unwrap();
+            let directory = PeerDirectory::from_json(&object, "discover").unwrap();
+            assert_eq!(directory.peers, peers, "{}", String::from_utf8_lossy(answer));
+            assert_eq!(directory.details.len(), details);
+            let Value::Object(written) = directory.to_json() else {
+                panic!()
+            };
+            assert_eq!(PeerDirectory::from_json(&written, "again").unwrap(), directory);
+        }
+    }
 
     #[test]
     fn ark_info_reads_and_ours_round_trips() {

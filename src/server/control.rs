@@ -52,7 +52,7 @@ pub(crate) async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, Ap
                 ("stopping", Value::Bool(true)),
             ]))
         }
-        Route::Cli => cli(app, request),
+        Route::Cli => cli(app, request).await,
         Route::LatticeStats
         | Route::QueryNodes
         | Route::WriteNodes
@@ -292,7 +292,7 @@ impl CliRequest {
 /// `POST /api/cli {args: [...], files: {name: base64}}` → `{stdout, stderr, exit_code}`.
 /// Runs a lattice command exactly as the CLI would, on the store this server holds.
 /// Files named on the command line come in the request, read by the CLI beforehand.
-fn cli(app: &App, request: &Request) -> Result<Value, ApiError> {
+async fn cli(app: &App, request: &Request) -> Result<Value, ApiError> {
     // `trust list` and friends should see the keys noted moments ago.
     app.flush_pending_callers();
     let CliRequest { command, files } = CliRequest::parse(&request.body)?;
@@ -307,15 +307,18 @@ fn cli(app: &App, request: &Request) -> Result<Value, ApiError> {
     };
     let (mut out, stdout) = Output::capture();
     let (mut err, stderr) = Output::capture();
-    let mut store = app.store.borrow_mut();
-    let mut session = Session {
-        store: &mut store,
-        config: &app.config,
-        out: &mut out,
-        err: &mut err,
-        read_input: &read_input,
+    let result = {
+        // The store borrow ends here: the held release below awaits.
+        let mut store = app.store.borrow_mut();
+        let mut session = Session {
+            store: &mut store,
+            config: &app.config,
+            out: &mut out,
+            err: &mut err,
+            read_input: &read_input,
+        };
+        run_lattice(&command, &mut session)
     };
-    let result = run_lattice(&command, &mut session);
     let exit_code = match result {
         Ok(()) => 0,
         Err(error) => {
@@ -327,12 +330,11 @@ fn cli(app: &App, request: &Request) -> Result<Value, ApiError> {
     };
     drop(out);
     drop(err);
-    drop(store);
     let mut stdout = String::from_utf8_lossy(&stdout.borrow()).into_owned();
     // A key just trusted (or removed) changes which held records may apply: they are
     // applied now, not at the next sync.
     if exit_code == 0 && matches!(command, crate::cli::Command::Trust(_)) {
-        match app.syncer.release_held() {
+        match app.syncer.release_held().await {
             Ok(0) => {}
             Ok(applied) => stdout.push_str(&format!(
                 "applied {applied} held record(s) whose reason to wait is gone\n"

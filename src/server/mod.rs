@@ -307,14 +307,24 @@ async fn bind(
 }
 
 /// Plain HTTP, or HTTPS with the configured certificate (read here, so a bad file
-/// stops the start with its name).
+/// stops the start with its name); a CA file for `https://` peers is read here too.
 fn transport(config: &Config) -> Result<Transport, Error> {
+    #[cfg(feature = "tls")]
+    config
+        .tls
+        .peer_trust
+        .check_ca_file()
+        .map_err(|error| Error::Config(format!("--ca-file (ARK_CA_FILE): {error}")))?;
     match &config.tls.server_files {
         None => Ok(Transport::Plain),
         #[cfg(feature = "tls")]
         Some((cert, key)) => crate::http::ServerTls::load(cert, key)
             .map(|tls| Transport::Tls(Rc::new(tls)))
-            .map_err(|error| Error::Config(format!("--tls-cert/--tls-key: {error}"))),
+            .map_err(|error| {
+                Error::Config(format!(
+                    "--tls-cert/--tls-key (ARK_TLS_CERT, ARK_TLS_KEY): {error}"
+                ))
+            }),
         #[cfg(not(feature = "tls"))]
         Some(_) => unreachable!("config refuses --tls-cert without the tls feature"),
     }

@@ -536,7 +536,7 @@ impl Syncer {
     ) -> Result<(), SyncError> {
         // Records held back by earlier syncs whose reason went away (a key accepted, the
         // clock caught up) are applied first; they count as received.
-        result.nodes_received += self.release_held()?;
+        result.nodes_received += self.release_held().await?;
         let mut stored = self.peer(url)?;
         let mut state = stored
             .clone()

@@ -24,7 +24,6 @@ use std::collections::BTreeMap;
 use miniserde::json::{self, Number, Object, Value};
 
 use super::client::Syncer;
-use super::held_room::MARKER_KEY;
 use super::trust_book;
 use crate::model::{Version, unix_millis_now};
 use crate::protocol::{Fields, parse_object, record_from_wire};
@@ -274,35 +273,61 @@ impl Syncer {
             .collect())
     }
 
-    /// Every held record.
-    pub fn held_records(&self) -> Result<Vec<Held>, StoreError> {
-        Ok(self
-            .store
-            .borrow()
-            .states(StateTable::Held)?
-            .into_iter()
-            .filter(|(id, _)| id != MARKER_KEY)
-            .filter_map(|(id, bytes)| match Held::decode(&bytes) {
-                Ok(held) => Some(held),
-                Err(error) => {
-                    eprintln!("warning: held record {id}: {error}; it is ignored");
-                    None
-                }
-            })
-            .collect())
+    /// Checks every held record again: those whose reason went away are applied and
+    /// leave the table, those refused for good now (say, a key removed) leave it with a
+    /// warning, the rest stay. Returns how many were applied.
+    ///
+    /// The table holds up to 100,000 records, which one synchronous pass checked and
+    /// applied in one transaction: accepting their author's key held the node's one
+    /// thread for 47 s, and no request was answered meanwhile. So the entries are taken
+    /// in chunks of at most [`RELEASE_CHUNK`] records or [`RELEASE_SLICE`] of checking,
+    /// each chunk read, checked and committed without an `.await` in between (a sync
+    /// running meanwhile sees it whole or not at all), with a pause on a timer after
+    /// each so requests are served between chunks.
+    pub async fn release_held(&self) -> Result<u64, StoreError> {
+        let ids = self.with_held_index(|index| index.ids())?;
+        let mut total = ReleaseOutcome::default();
+        let mut next = 0;
+        while next < ids.len() {
+            next += self.release_chunk(&ids[next..], &mut total)?;
+            smol::Timer::after(RELEASE_PAUSE).await;
+        }
+        if total.released > 0 {
+            self.log(format!(
+                "released {} held record(s): {} applied, {} unchanged, {} stale",
+                total.released, total.applied, total.unchanged, total.stale
+            ));
+        }
+        Ok(total.applied)
     }
 
-    /// Checks every held record again: those whose reason went away are applied and
-    /// leave the table in one transaction, those refused for good now (say, a key
-    /// removed) leave it with a warning, the rest stay. Returns how many were applied.
-    pub fn release_held(&self) -> Result<u64, StoreError> {
-        if self.with_held_index(|index| index.len())? == 0 {
-            return Ok(0);
-        }
-        let held = self.held_records()?;
+    /// One chunk of [`Syncer::release_held`]: the first entries of `ids` still held, as
+    /// the store has them now, up to the chunk's bounds. Returns how many ids it took
+    /// (at least one).
+    fn release_chunk(
+        &self,
+        ids: &[String],
+        total: &mut ReleaseOutcome,
+    ) -> Result<usize, StoreError> {
+        let started = std::time::Instant::now();
+        let mut taken = 0;
         let mut records = Vec::new();
         let mut gone = Vec::new();
-        for entry in &held {
+        for id in ids.iter().take(RELEASE_CHUNK) {
+            if taken > 0 && started.elapsed() >= RELEASE_SLICE {
+                break;
+            }
+            taken += 1;
+            let Some(bytes) = self.store.borrow().state(StateTable::Held, id)? else {
+                continue;
+            };
+            let entry = match Held::decode(&bytes) {
+                Ok(entry) => entry,
+                Err(error) => {
+                    eprintln!("warning: held record {id}: {error}; it is ignored");
+                    continue;
+                }
+            };
             let context = format!("held record from {}", entry.peer);
             match self.verified_record(
                 &entry.record,
@@ -312,17 +337,17 @@ impl Syncer {
             ) {
                 Ok(record) => {
                     records.push(record);
-                    gone.push(entry.id.as_str());
+                    gone.push(id.as_str());
                 }
                 Err(Refusal::Held(_)) => {}
                 Err(Refusal::Refused(reason)) => {
                     eprintln!("warning: {reason}; the held record is dropped");
-                    gone.push(entry.id.as_str());
+                    gone.push(id.as_str());
                 }
             }
         }
         if gone.is_empty() {
-            return Ok(0);
+            return Ok(taken);
         }
         let changes: Vec<(&str, Option<&[u8]>)> = gone.iter().map(|id| (*id, None)).collect();
         let outcome = self.store.borrow_mut().apply_remote_holding(
@@ -340,15 +365,35 @@ impl Syncer {
             }
         };
         self.held_written(&[], &gone, None);
-        self.log(format!(
-            "released {} held record(s): {} applied, {} unchanged, {} stale",
-            records.len(),
-            outcome.applied,
-            outcome.unchanged,
-            outcome.stale
-        ));
-        Ok(outcome.applied)
+        total.released += records.len();
+        total.applied += outcome.applied;
+        total.unchanged += outcome.unchanged;
+        total.stale += outcome.stale;
+        Ok(taken)
     }
+}
+
+/// Held entries checked and applied in one transaction when they are released, at
+/// most: what a push applies per transaction (`server::peer_api`), so a request
+/// arriving meanwhile waits for at most one chunk's checks and commit.
+const RELEASE_CHUNK: usize = 250;
+
+/// Checking that ends a chunk of a release before [`RELEASE_CHUNK`] records: a slow
+/// machine (or a debug build) commits smaller chunks rather than hold requests longer.
+/// Not shorter, since every commit waits out an `fdatasync` whatever its size.
+const RELEASE_SLICE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The pause after each released chunk; a timer, since the executor reads new I/O only
+/// when the reactor runs (see `server::peer_api`'s `Slices`).
+const RELEASE_PAUSE: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// What [`Syncer::release_held`] did, over its chunks.
+#[derive(Debug, Default)]
+struct ReleaseOutcome {
+    released: usize,
+    applied: u64,
+    unchanged: u64,
+    stale: u64,
 }
 
 #[cfg(test)]

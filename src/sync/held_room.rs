@@ -131,6 +131,11 @@ impl HeldIndex {
         }
     }
 
+    /// The ids held, in id order.
+    pub fn ids(&self) -> Vec<String> {
+        self.entries.keys().cloned().collect()
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -122,7 +122,9 @@ impl KeyPair {
         };
         let file = fs::File::open(path).map_err(read_error)?;
         check_private(path, &file)?;
-        let text = io::read_to_string(file).map_err(read_error)?;
+        // A key file holds 44 characters of base64; reading more than a few KiB of a
+        // wrong path (a log, an image) would only make a longer error.
+        let text = io::read_to_string(io::Read::take(file, 4096)).map_err(read_error)?;
         KeyPair::from_base64_seed(&text).map_err(|reason| KeyFileError::Garbled {
             path: path.to_owned(),
             reason,

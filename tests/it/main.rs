@@ -23,6 +23,7 @@ mod pki;
 mod raw_http;
 mod restarts;
 mod routes;
+mod settings;
 mod signatures;
 mod soak;
 #[cfg(feature = "tls")]

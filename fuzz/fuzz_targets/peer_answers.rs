@@ -1,0 +1,52 @@
+//! Answers our client reads from peers and hubs (ARK's `/federation/info`, discover,
+//! `receiveNodes`, `/federation/nodes`, the Python service's `/sync`) and from a
+//! running server (the control API's answers the CLI reads back): each as the typed
+//! message in `protocol`. An answer that reads must write JSON that reads back to the
+//! same JSON, so no field changes on a trip through the node.
+#![no_main]
+
+use ark_lattice::protocol::{
+    AutoSyncAnswer, DeltaAnswer, DiscoverAnswer, InstanceInfo, LatticeStatus, NodeList,
+    PeerAddAnswer, PeerDirectory, PeerRemoved, ReceiveResult, SyncAnswer, WireError,
+    parse_object,
+};
+use libfuzzer_sys::fuzz_target;
+use miniserde::json::{Object, Value};
+
+/// Reads `object` as a `T`; if it reads, its JSON must read again and write the same.
+fn check<T>(
+    object: &Object,
+    read: fn(&Object, &str) -> Result<T, WireError>,
+    write: fn(&T) -> Value,
+) {
+    let Ok(message) = read(object, "fuzz answer") else {
+        return;
+    };
+    let written = miniserde::json::to_string(&write(&message));
+    let again = parse_object(written.as_bytes(), "written answer")
+        .unwrap_or_else(|error| panic!("our own JSON does not read: {error}: {written}"));
+    let again = read(&again, "written answer")
+        .unwrap_or_else(|error| panic!("our own answer does not read back: {error}: {written}"));
+    assert_eq!(
+        miniserde::json::to_string(&write(&again)),
+        written,
+        "an answer changed on a trip through its JSON"
+    );
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(object) = parse_object(data, "fuzz answer") else {
+        return;
+    };
+    check(&object, InstanceInfo::from_json, InstanceInfo::to_json);
+    check(&object, PeerDirectory::from_json, PeerDirectory::to_json);
+    check(&object, ReceiveResult::from_json, ReceiveResult::to_json);
+    check(&object, NodeList::from_json, NodeList::to_json);
+    check(&object, DeltaAnswer::from_json, DeltaAnswer::to_json);
+    check(&object, LatticeStatus::from_json, LatticeStatus::to_json);
+    check(&object, SyncAnswer::from_json, SyncAnswer::to_json);
+    check(&object, PeerAddAnswer::from_json, PeerAddAnswer::to_json);
+    check(&object, PeerRemoved::from_json, PeerRemoved::to_json);
+    check(&object, AutoSyncAnswer::from_json, AutoSyncAnswer::to_json);
+    check(&object, DiscoverAnswer::from_json, DiscoverAnswer::to_json);
+});
