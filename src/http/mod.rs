@@ -16,11 +16,12 @@ mod tls;
 mod url;
 mod wire;
 
-pub use admission::{Parked, Parking};
+pub use admission::Parking;
 pub use client::HttpClient;
 pub use client_types::{ClientConfig, ClientError, ClientRequest, ClientResponse};
 pub use message::{
-    Body, BodySender, BodyStream, ClientGone, Request, Response, TrySendError, percent_decode,
+    Body, BodySender, BodyStream, ClientGone, Request, Response, SharedBody, TrySendError,
+    percent_decode,
 };
 pub use server::{ServerLimits, is_loopback, serve, serve_streams};
 pub use stream::{MaybeTls, Secured, Transport};

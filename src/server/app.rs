@@ -1,7 +1,7 @@
 //! [`App`]: a served instance's live state. It is the service layer's [`Instance`]
 //! (config, store, key, syncer, switches) plus what only a listening node has: the
 //! shutdown signal, the replay guard, the hub registry, request counters, pending
-//! callers and the cached `/federation/info` answer.
+//! callers, the cached `/federation/info` answer and the shared changes pages.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -32,6 +32,9 @@ pub struct App {
     pub(crate) pending_callers: RefCell<crate::sync::trust_book::PendingCallers>,
     /// The last `/federation/info` answer, for as long as what it shows is unchanged.
     pub(crate) info_cache: RefCell<Option<super::peer_api::CachedInfo>>,
+    /// Changes pages answered at the store's present state, for the requests that ask
+    /// for the same page (a commit's woken long-polls).
+    pub(crate) shared_pages: RefCell<super::shared_pages::SharedPages>,
 }
 
 /// The handlers read the instance's store, syncer and settings on every request; going
@@ -68,6 +71,7 @@ impl App {
             )),
             token_in_clear_from: RefCell::new(std::collections::BTreeSet::new()),
             info_cache: RefCell::new(None),
+            shared_pages: RefCell::default(),
         }))
     }
 

@@ -7,22 +7,25 @@
 //! A long-poll (`wait=SECONDS`) holds no thread and no store borrow: the handler reads
 //! a page, and if it is empty takes a listener from the store's change event, lets go
 //! of the store and awaits the listener, the deadline or shutdown, whichever comes
-//! first, on the one application thread like every other request. While it waits the
-//! request is parked (`Request::parking`): it counts against the server's long-poll
-//! caps rather than its request connection caps.
+//! first, on the one application thread like every other request. A long-poll is
+//! parked (`Request::parking`) from its start until its connection's next request: it
+//! counts against the server's long-poll caps rather than its request connection caps.
+//! Pages are read through `shared_pages`, so the long-polls one commit wakes at one
+//! position send one page.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
-use miniserde::json::{Array, Value};
+use miniserde::json::{self, Array, Value};
 use smol::Timer;
 
 use super::app::App;
 use super::auth::authorize;
 use super::routes::{ApiError, number, object, text};
+use super::shared_pages::{PageRequest, SharedPage};
 use crate::config::{MAX_PAGE_BYTES, MAX_RECORD_WIRE_BYTES, SYNC_BATCH_BYTES, SYNC_BATCH_RECORDS};
-use crate::http::{Body, Request, Response};
+use crate::http::{Body, Request, Response, SharedBody};
 use crate::model::InstanceId;
 use crate::protocol::{record_to_wire, types_from_query};
 use crate::store::{ChangePage, Record, TypeFilter};
@@ -53,36 +56,42 @@ fn filter_of(request: &Request) -> TypeFilter {
 
 /// `GET /federation/v2/changes?after=S[&limit=N][&max_bytes=B][&types=T,U][&wait=SECONDS]`
 /// → `{instanceId, epoch, records, last_seq, more}`. With `wait`, an empty page is held
-/// until a change arrives or the wait (at most [`MAX_WAIT`]) is over.
-pub async fn changes(app: &Rc<App>, request: &Request) -> Result<Value, ApiError> {
+/// until a change arrives or the wait (at most [`MAX_WAIT`]) is over. Requests that ask
+/// for the same page while the store is unchanged get the same bytes
+/// ([`super::shared_pages`]).
+pub async fn changes(app: &Rc<App>, request: &Request) -> Result<Response, ApiError> {
     authorize(app, request, Access::Pull)?;
-    let after = param(request, "after", 0, u64::MAX)?;
-    let limit = param(request, "limit", SYNC_BATCH_RECORDS as u64, 5000)?.max(1) as usize;
-    let max_bytes = param(
-        request,
-        "max_bytes",
-        SYNC_BATCH_BYTES as u64,
-        MAX_PAGE_BYTES as u64,
-    )? as usize;
+    let asked = PageRequest {
+        after: param(request, "after", 0, u64::MAX)?,
+        limit: param(request, "limit", SYNC_BATCH_RECORDS as u64, 5000)?.max(1) as usize,
+        max_bytes: param(
+            request,
+            "max_bytes",
+            SYNC_BATCH_BYTES as u64,
+            MAX_PAGE_BYTES as u64,
+        )? as usize,
+        filter: filter_of(request),
+    };
     let wait = Duration::from_secs(param(request, "wait", 0, MAX_WAIT.as_secs())?);
-    let filter = filter_of(request);
     let deadline = Instant::now() + wait;
+    if !wait.is_zero() {
+        // From now until its next request, the connection counts against the server's
+        // long-poll caps, not its request connections, so a hub's watching spokes leave
+        // those to requests: while this request waits, and also while it is answered at
+        // once (a spoke catching up) and its client reads the answer. A watcher counted
+        // as a request between two long-polls would be shed by the request caps when
+        // the 1,000 of them are woken together (issue 13).
+        request.parking.park();
+    }
     loop {
         // The listener is taken before the read, so a change committed between the
         // read and the wait still wakes us.
         let changed = app.store.borrow().changed().listen();
-        let page = app
-            .store
-            .borrow()
-            .changes_since_filtered(after, limit, max_bytes, &filter)?;
-        let waiting = page.records.is_empty() && !page.more && page.last_seq == after;
-        if !waiting || Instant::now() >= deadline || app.shutdown_requested() {
-            return Ok(page_json(app, &page));
+        let page = shared_page(app, &asked)?;
+        if !page.at_end || Instant::now() >= deadline || app.shutdown_requested() {
+            return Ok(page_response(page));
         }
         let shutdown = app.shutdown.listen();
-        // While it waits, the request counts against the server's long-poll caps, not
-        // its request connections, so a hub's watching spokes leave those to requests.
-        let _parked = request.parking.park();
         let woken = future::or(
             async {
                 changed.await;
@@ -101,9 +110,36 @@ pub async fn changes(app: &Rc<App>, request: &Request) -> Result<Value, ApiError
         )
         .await;
         if !woken {
-            return Ok(page_json(app, &page));
+            return Ok(page_response(page));
         }
     }
+}
+
+/// The page `asked` for: the one another request read at the store's present state, or
+/// one read and encoded now and kept for the requests after.
+fn shared_page(app: &App, asked: &PageRequest) -> Result<SharedPage, ApiError> {
+    let writes = app.store.borrow().writes();
+    if let Some(page) = app.shared_pages.borrow_mut().get(writes, asked) {
+        return Ok(page);
+    }
+    let page = app.store.borrow().changes_since_filtered(
+        asked.after,
+        asked.limit,
+        asked.max_bytes,
+        &asked.filter,
+    )?;
+    let shared = SharedPage {
+        at_end: page.records.is_empty() && !page.more && page.last_seq == asked.after,
+        body: SharedBody::new(json::to_string(&page_json(app, &page)).into_bytes()),
+    };
+    app.shared_pages
+        .borrow_mut()
+        .keep(writes, asked.clone(), shared.clone());
+    Ok(shared)
+}
+
+fn page_response(page: SharedPage) -> Response {
+    Response::new(200, Body::Shared(page.body)).with_header("content-type", "application/json")
 }
 
 fn page_json(app: &App, page: &ChangePage) -> Value {
