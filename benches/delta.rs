@@ -657,15 +657,8 @@ fn bench_size(n: usize, changes: &[usize], deadline: Instant) -> Vec<Row> {
     ))
     .to_owned();
     let listing = {
-        let (_, body) = http(
-            a.port,
-            "POST",
-            "/api/cli",
-            br#"{"args":["list","--limit","0","--json"],"files":{}}"#,
-            &[],
-        );
-        let answer: Value = json::from_str(&String::from_utf8_lossy(&body)).unwrap();
-        let listing: Value = json::from_str(text(field(&answer, "stdout"))).unwrap();
+        let (_, body) = http(a.port, "GET", "/api/lattice/nodes?limit=0", b"", &[]);
+        let listing: Value = json::from_str(&String::from_utf8_lossy(&body)).unwrap();
         listing
     };
     let entries: Vec<String> = match field(&listing, "nodes") {
@@ -759,15 +752,8 @@ fn propagation(samples: usize) -> Vec<Duration> {
         thread::sleep(Duration::from_millis(200));
         // b's change sequence now; its long-poll answers when the change lands there.
         let seq = {
-            let (_, body) = http(
-                b.port,
-                "POST",
-                "/api/cli",
-                br#"{"args":["stats","--json"],"files":{}}"#,
-                &[],
-            );
-            let answer: Value = json::from_str(&String::from_utf8_lossy(&body)).unwrap();
-            let stats: Value = json::from_str(text(field(&answer, "stdout"))).unwrap();
+            let (_, body) = http(b.port, "GET", "/api/lattice/stats", b"", &[]);
+            let stats: Value = json::from_str(&String::from_utf8_lossy(&body)).unwrap();
             number(field(&stats, "last_seq"))
         };
         let path = format!("/federation/v2/changes?after={seq}&wait=10");
@@ -779,13 +765,11 @@ fn propagation(samples: usize) -> Vec<Duration> {
         });
         thread::sleep(Duration::from_millis(50));
         let started = Instant::now();
-        let add = format!(
-            r#"{{"args":["add","--id","latency-{sample}","--type","command_node","--value","v"],"files":{{}}}}"#
-        );
+        let add = format!(r#"{{"id":"latency-{sample}","type":"command_node","value":"v"}}"#);
         http(
             a.port,
-            "POST",
-            "/api/cli",
+            "PUT",
+            &format!("/api/lattice/nodes/latency-{sample}"),
             add.as_bytes(),
             &[("content-type", "application/json".to_owned())],
         );

@@ -583,14 +583,7 @@ impl FederationConfig {
             )));
         }
         let limits = server_limits(flags)?;
-        let trust = match flags.trust.clone().or_else(|| env.get("FEDERATION_TRUST")) {
-            None => TrustMode::Strict,
-            Some(text) => match text.trim().to_ascii_lowercase().as_str() {
-                "strict" | "signed" => TrustMode::Strict,
-                "open" => TrustMode::Open,
-                _ => return Err(Env::invalid("FEDERATION_TRUST", &text, "strict or open")),
-            },
-        };
+        let trust = trust_mode(flags.trust.clone().or_else(|| env.get("FEDERATION_TRUST")))?;
         let watch = env.switch(flags.watch, "FEDERATION_WATCH")?;
         let max_send_rate = env.rate(flags.max_send_rate, "FEDERATION_MAX_SEND_RATE")?;
         let max_recv_rate = env.rate(flags.max_recv_rate, "FEDERATION_MAX_RECV_RATE")?;
@@ -603,23 +596,7 @@ impl FederationConfig {
             return Err(Error::Config("--peer-ttl must be at least 1 second".into()));
         }
         let behind_proxy = env.switch(flags.behind_proxy, "ARK_BEHIND_PROXY")?;
-        let limits = ServerLimits {
-            uncapped_loopback: !behind_proxy,
-            // Behind a proxy every caller arrives from the proxy's address, so a share
-            // per address would cap the whole node; the proxy (which buffers request
-            // heads) is where callers are told apart. Body limits are the same as ever.
-            max_connections_per_address: if behind_proxy {
-                limits.max_connections
-            } else {
-                limits.max_connections_per_address
-            },
-            max_long_polls_per_address: if behind_proxy {
-                limits.max_long_polls
-            } else {
-                limits.max_long_polls_per_address
-            },
-            ..limits
-        };
+        let limits = limits_behind_proxy(limits, behind_proxy);
         Ok(FederationConfig {
             trust,
             behind_proxy,
@@ -643,6 +620,40 @@ impl FederationConfig {
             limits,
             client: ClientConfig::default(),
         })
+    }
+}
+
+/// `FEDERATION_TRUST` or `--trust`: strict (the default; `signed` is its old name) or
+/// open.
+fn trust_mode(text: Option<String>) -> Result<TrustMode, Error> {
+    match text {
+        None => Ok(TrustMode::Strict),
+        Some(text) => match text.trim().to_ascii_lowercase().as_str() {
+            "strict" | "signed" => Ok(TrustMode::Strict),
+            "open" => Ok(TrustMode::Open),
+            _ => Err(Env::invalid("FEDERATION_TRUST", &text, "strict or open")),
+        },
+    }
+}
+
+/// The limits as they apply with or without a proxy in front.
+fn limits_behind_proxy(limits: ServerLimits, behind_proxy: bool) -> ServerLimits {
+    ServerLimits {
+        uncapped_loopback: !behind_proxy,
+        // Behind a proxy every caller arrives from the proxy's address, so a share
+        // per address would cap the whole node; the proxy (which buffers request
+        // heads) is where callers are told apart. Body limits are the same as ever.
+        max_connections_per_address: if behind_proxy {
+            limits.max_connections
+        } else {
+            limits.max_connections_per_address
+        },
+        max_long_polls_per_address: if behind_proxy {
+            limits.max_long_polls
+        } else {
+            limits.max_long_polls_per_address
+        },
+        ..limits
     }
 }
 

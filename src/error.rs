@@ -36,7 +36,8 @@ pub enum Error {
     },
     /// An input document could not be read as JSON at all.
     Input(String),
-    /// The named record does not exist.
+    /// What was asked for does not exist; the message says what, in full (`node "x"
+    /// not found`), so a running server's 404 answer carries it as it is.
     NotFound(String),
     /// An import finished, but some records were invalid (already reported one by one).
     InvalidRecords {
@@ -47,6 +48,12 @@ pub enum Error {
     Server {
         message: String,
         may_have_applied: bool,
+    },
+    /// The running server answered a control-API call with an error status: a 400 is a
+    /// usage error, and a caller that asked for a record tells a 404 by its status.
+    Refused {
+        status: u16,
+        message: String,
     },
     /// `verify` found damage (already printed in its report).
     StoreDamaged(String),
@@ -62,7 +69,7 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) | Error::Usage(_) => exit::USAGE,
+            Error::Config(_) | Error::Usage(_) | Error::Refused { status: 400, .. } => exit::USAGE,
             Error::Store(StoreError::Locked { .. }) => exit::STORE_BUSY,
             Error::StoreDamaged(_)
             | Error::Store(
@@ -91,7 +98,7 @@ impl fmt::Display for Error {
             Error::Store(error) => error.fmt(f),
             Error::File { path, source } => write!(f, "{}: {source}", path.display()),
             Error::Input(message) => f.write_str(message),
-            Error::NotFound(what) => write!(f, "{what} not found"),
+            Error::NotFound(message) => f.write_str(message),
             Error::InvalidRecords { invalid } => {
                 write!(f, "{invalid} invalid record(s) were skipped (see above)")
             }
@@ -105,7 +112,9 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
-            Error::Other(message) | Error::StoreDamaged(message) => f.write_str(message),
+            Error::Other(message)
+            | Error::StoreDamaged(message)
+            | Error::Refused { message, .. } => f.write_str(message),
             Error::Reported { code } => write!(f, "failed with exit code {code}"),
         }
     }

@@ -10,15 +10,16 @@ use std::time::{Duration, Instant};
 
 use miniserde::json::{Number, Object, Value};
 
-use super::remote::call;
+use super::remote::{call, call_route};
 use crate::cli::{
     AddPeer as AddPeerArgs, AutoSync, Discover, FederationCommand, FederationStart, FederationSync,
 };
 use crate::config::Config;
 use crate::error::Error;
+use crate::http::percent_encode;
 use crate::model::format_rfc3339;
 use crate::protocol::{
-    AutoSyncAnswer, DiscoverAnswer, LanEntry, LatticeStatus, PeerAddAnswer, PeerRemoved,
+    AutoSyncAnswer, DiscoverAnswer, LanEntry, LatticeStatus, PeerAddAnswer, PeerRemoved, Route,
     SyncAnswer, WireError,
 };
 use crate::service::{
@@ -28,9 +29,13 @@ use crate::service::{
 /// How long `federation start` and `stop` wait for the server.
 const START_STOP_WAIT: Duration = Duration::from_secs(15);
 /// The log of a server started by `federation start`, in the state dir.
-pub const SERVER_LOG: &str = "server.log";
+pub(crate) const SERVER_LOG: &str = "server.log";
 
-pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Result<(), Error> {
+pub(crate) fn run(
+    config: &Config,
+    command: &FederationCommand,
+    out: &mut Output,
+) -> Result<(), Error> {
     let server = running_server(config);
     match command {
         FederationCommand::Start(args) => start(config, server, args, out),
@@ -39,7 +44,7 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
             let (json, status) = fetch(
                 config,
                 &server,
-                |server| call(config, server, "GET", "/api/v2/federation/status", None),
+                |server| call_route(config, server, Route::Status, None),
                 LatticeStatus::from_json,
                 service::status,
                 LatticeStatus::to_json,
@@ -56,8 +61,8 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
                 config,
                 &server,
                 |server| {
-                    let path = format!("/api/v2/federation/peers/{}", percent_encode(&args.url));
-                    call(config, server, "DELETE", &path, None)
+                    let path = Route::RemovePeer.path_with(&percent_encode(&args.url));
+                    call(config, server, Route::RemovePeer.method(), &path, None)
                 },
                 PeerRemoved::from_json,
                 |instance| service::remove_peer(instance, &args.url),
@@ -70,7 +75,7 @@ pub fn run(config: &Config, command: &FederationCommand, out: &mut Output) -> Re
             let (json, list) = fetch(
                 config,
                 &server,
-                |server| call(config, server, "GET", "/api/v2/federation/peers", None),
+                |server| call_route(config, server, Route::Peers, None),
                 PeerList::from_json,
                 service::list_peers,
                 PeerList::to_json,
@@ -128,13 +133,7 @@ fn sync(
                 .map_or(Value::Object(Object::new()), |peer| {
                     object([("peerUrl", Value::String(peer.clone()))])
                 });
-            call(
-                config,
-                server,
-                "POST",
-                "/api/v2/federation/sync",
-                Some(body),
-            )
+            call_route(config, server, Route::SyncNow, Some(body))
         },
         SyncAnswer::from_json,
         |instance| smol::block_on(service::sync(instance, args.peer.as_deref())),
@@ -199,13 +198,7 @@ fn add_peer(
                     .map(|(key, value)| (key.to_owned(), value))
                     .collect(),
             );
-            call(
-                config,
-                server,
-                "POST",
-                "/api/v2/federation/peers/add",
-                Some(body),
-            )
+            call_route(config, server, Route::AddPeer, Some(body))
         },
         PeerAddAnswer::from_json,
         |instance| {
@@ -275,7 +268,7 @@ fn discover(
                 body.insert("scanPort".into(), Value::Number(Number::U64(port.into())));
             }
             let body = Some(Value::Object(body));
-            call(config, server, "POST", "/api/v2/federation/discover", body)
+            call_route(config, server, Route::DiscoverPeers, body)
         },
         DiscoverAnswer::from_json,
         |instance| smol::block_on(service::discover(instance, &options)),
@@ -320,16 +313,16 @@ fn auto_sync(
         config,
         server,
         |server| {
-            let path = if on {
-                "/api/v2/federation/auto-sync/start"
+            let route = if on {
+                Route::AutoSyncStart
             } else {
-                "/api/v2/federation/auto-sync/stop"
+                Route::AutoSyncStop
             };
             let mut body = Object::new();
             if let Some(interval) = args.interval {
                 body.insert("interval".into(), Value::Number(Number::U64(interval)));
             }
-            call(config, server, "POST", path, Some(Value::Object(body)))
+            call_route(config, server, route, Some(Value::Object(body)))
         },
         AutoSyncAnswer::from_json,
         // Saved for the server's next start.
@@ -368,18 +361,6 @@ fn object<const N: usize>(pairs: [(&str, Value); N]) -> Value {
 fn print_json(out: &mut Output, object: Object) -> Result<(), Error> {
     out.json(&Value::Object(object))?;
     out.flush()
-}
-
-fn percent_encode(text: &str) -> String {
-    let mut out = String::new();
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 fn time(millis: u64) -> String {
@@ -672,11 +653,10 @@ fn stop(config: &Config, server: Option<ServerInfo>, out: &mut Output) -> Result
         out.line("Federation server is not running")?;
         return out.flush();
     };
-    call(
+    call_route(
         config,
         &server,
-        "POST",
-        "/api/server/shutdown",
+        Route::Shutdown,
         Some(Value::Object(Object::new())),
     )?;
     let deadline = Instant::now() + START_STOP_WAIT;

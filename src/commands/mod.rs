@@ -5,6 +5,7 @@
 //! (`POST /api/cli`) and prints what it answers, so the user never sees a lock error.
 
 mod federation;
+mod lattice;
 mod remote;
 
 use crate::cli::{Args, Command};
@@ -78,6 +79,11 @@ fn run_store_command(
                 // This process is the CLI, not the one-threaded server: an import may
                 // sign its batches on two threads.
                 store.sign_on_two_threads();
+                if lattice::is_typed(command) {
+                    let outcome = lattice::run_here(command, &mut store, config, out);
+                    crate::sync::move_aside_damaged(&mut store);
+                    return outcome;
+                }
                 let mut err = Output::stderr();
                 let mut session = Session {
                     store: &mut store,

@@ -15,7 +15,7 @@ use crate::service::{Output, ServerInfo};
 use crate::store::WriteSummary;
 
 /// Calls the control API of the running server and returns its JSON answer.
-pub fn call(
+pub(crate) fn call(
     config: &Config,
     server: &ServerInfo,
     method: &str,
@@ -69,13 +69,26 @@ pub fn call(
             Some(Value::String(message)) => message.clone(),
             _ => format!("status {}", response.status),
         };
-        return Err(match response.status {
-            400 => Error::Usage(message),
-            404 => Error::Other(message),
-            _ => Error::Other(format!("the server refused {method} {path}: {message}")),
+        let message = match response.status {
+            400 | 404 => message,
+            _ => format!("the server refused {method} {path}: {message}"),
+        };
+        return Err(Error::Refused {
+            status: response.status,
+            message,
         });
     }
     Ok(answer)
+}
+
+/// Calls a route of the control API (one without a parameter).
+pub(crate) fn call_route(
+    config: &Config,
+    server: &ServerInfo,
+    route: Route,
+    body: Option<Value>,
+) -> Result<Object, Error> {
+    call(config, server, route.method(), route.path(), body)
 }
 
 /// Whether a failed request may have reached the server: everything after the
@@ -170,7 +183,7 @@ fn forward_import(
 /// Sends a lattice command to the running server and prints what it answers, exactly
 /// as if it had run here. Input files are read here and sent along; `export -o` is
 /// written here.
-pub fn forward(
+pub(crate) fn forward(
     config: &Config,
     server: &ServerInfo,
     argv: &[String],
@@ -179,6 +192,9 @@ pub fn forward(
 ) -> Result<(), Error> {
     if let Command::Import(import) = command {
         return forward_import(config, server, import, out);
+    }
+    if super::lattice::is_typed(command) {
+        return super::lattice::run_on_server(command, config, server, out);
     }
     let files = Object::new();
     let args = argv.iter().map(|arg| Value::String(arg.clone())).collect();
@@ -241,7 +257,7 @@ pub fn forward(
 
 /// Whether the command asked for JSON output (`--json` as a switch; `add --json`
 /// carries the record instead).
-pub fn wants_json(command: &Command) -> bool {
+pub(crate) fn wants_json(command: &Command) -> bool {
     use crate::cli::TrustCommand;
     match command {
         Command::Import(args) => args.json,

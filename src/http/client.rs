@@ -418,41 +418,7 @@ impl HttpClient {
         };
         let (parts, wire_body) = outcome?;
 
-        let encodings: Vec<&str> = parts
-            .headers
-            .get_all(header::CONTENT_ENCODING)
-            .into_iter()
-            .filter_map(|value| value.to_str().ok())
-            .map(str::trim)
-            .filter(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"))
-            .collect();
-        let body = match encodings.as_slice() {
-            [] => wire_body,
-            [coding] if is_gzip_encoding(coding) => {
-                gunzip_limited(&wire_body, max_bytes).map_err(|error| Failure {
-                    error: match error {
-                        GunzipError::TooLarge(limit) => ClientError::BodyTooLarge {
-                            url: url.to_string(),
-                            limit,
-                        },
-                        GunzipError::Malformed(source) => ClientError::BadGzip {
-                            url: url.to_string(),
-                            detail: source.to_string(),
-                        },
-                    },
-                    retry: false,
-                })?
-            }
-            codings => {
-                return Err(Failure {
-                    error: ClientError::MalformedResponse {
-                        url: url.to_string(),
-                        detail: format!("unsupported content-encoding {:?}", codings.join(", ")),
-                    },
-                    retry: false,
-                });
-            }
-        };
+        let body = decode_response_body(&parts.headers, wire_body, max_bytes, url)?;
 
         let peer_closes = parts
             .headers
@@ -469,6 +435,47 @@ impl HttpClient {
             headers,
             body,
         })
+    }
+}
+
+/// The response body as sent (no content coding, or gzip decoded within `max_bytes`).
+fn decode_response_body(
+    headers: &hyper::HeaderMap,
+    wire_body: Vec<u8>,
+    max_bytes: usize,
+    url: &PeerUrl,
+) -> Result<Vec<u8>, Failure> {
+    let encodings: Vec<&str> = headers
+        .get_all(header::CONTENT_ENCODING)
+        .into_iter()
+        .filter_map(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"))
+        .collect();
+    match encodings.as_slice() {
+        [] => Ok(wire_body),
+        [coding] if is_gzip_encoding(coding) => {
+            gunzip_limited(&wire_body, max_bytes).map_err(|error| Failure {
+                error: match error {
+                    GunzipError::TooLarge(limit) => ClientError::BodyTooLarge {
+                        url: url.to_string(),
+                        limit,
+                    },
+                    GunzipError::Malformed(source) => ClientError::BadGzip {
+                        url: url.to_string(),
+                        detail: source.to_string(),
+                    },
+                },
+                retry: false,
+            })
+        }
+        codings => Err(Failure {
+            error: ClientError::MalformedResponse {
+                url: url.to_string(),
+                detail: format!("unsupported content-encoding {:?}", codings.join(", ")),
+            },
+            retry: false,
+        }),
     }
 }
 

@@ -261,6 +261,20 @@ pub(crate) fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Op
         .map(|(_, value)| value.as_str())
 }
 
+/// Percent-encodes a path segment or a query value: every byte but the unreserved
+/// characters of RFC 3986.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// Decodes `%XX` escapes and `+`; a malformed escape is kept literally rather than
 /// refused, since a query parameter is only ever compared or parsed further.
 pub fn percent_decode(text: &str) -> String {

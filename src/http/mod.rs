@@ -21,7 +21,7 @@ pub use client::HttpClient;
 pub use client_types::{ClientConfig, ClientError, ClientRequest, ClientResponse};
 pub use message::{
     Body, BodySender, BodyStream, ClientGone, Request, Response, SharedBody, TrySendError,
-    percent_decode,
+    percent_decode, percent_encode,
 };
 pub use server::{ServerLimits, is_loopback, serve, serve_streams};
 pub use stream::{MaybeTls, Secured, Transport};

@@ -597,41 +597,7 @@ impl Exchange {
             }
         };
 
-        let content_encoding = header_values(&parts.headers, header::CONTENT_ENCODING)
-            .map(str::trim)
-            .filter(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"))
-            .collect::<Vec<_>>();
-        let body = match content_encoding.as_slice() {
-            [] => wire_body,
-            [coding] if is_gzip_encoding(coding) => {
-                match gunzip_limited(&wire_body, max_body_bytes) {
-                    Ok(body) => body,
-                    Err(GunzipError::TooLarge(limit)) => {
-                        return Err(Response::error(
-                            413,
-                            &format!(
-                                "request body exceeds the limit of {limit} bytes (max_body_bytes) once gzip-decoded"
-                            ),
-                        ));
-                    }
-                    Err(error @ GunzipError::Malformed(_)) => {
-                        return Err(Response::error(
-                            400,
-                            &format!("content-encoding gzip: {error}"),
-                        ));
-                    }
-                }
-            }
-            codings => {
-                return Err(Response::error(
-                    415,
-                    &format!(
-                        "unsupported content-encoding {:?}; only gzip is accepted",
-                        codings.join(", ")
-                    ),
-                ));
-            }
-        };
+        let body = decode_body(&parts.headers, wire_body, max_body_bytes)?;
 
         let headers = super::message::body_headers(&parts.headers);
         Ok(Request {
@@ -733,6 +699,42 @@ impl Exchange {
 /// body was left unread: the stream is out of step and cannot carry another request.
 fn closing(response: Response) -> Response {
     response.with_header("connection", "close")
+}
+
+/// The request body as sent (no content coding, or gzip decoded within `max_body_bytes`),
+/// or the refusal of a coding we do not take.
+fn decode_body(
+    headers: &HeaderMap,
+    wire_body: Vec<u8>,
+    max_body_bytes: usize,
+) -> Result<Vec<u8>, Response> {
+    let content_encoding = header_values(headers, header::CONTENT_ENCODING)
+        .map(str::trim)
+        .filter(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"))
+        .collect::<Vec<_>>();
+    match content_encoding.as_slice() {
+        [] => Ok(wire_body),
+        [coding] if is_gzip_encoding(coding) => match gunzip_limited(&wire_body, max_body_bytes) {
+            Ok(body) => Ok(body),
+            Err(GunzipError::TooLarge(limit)) => Err(Response::error(
+                413,
+                &format!(
+                    "request body exceeds the limit of {limit} bytes (max_body_bytes) once gzip-decoded"
+                ),
+            )),
+            Err(error @ GunzipError::Malformed(_)) => Err(Response::error(
+                400,
+                &format!("content-encoding gzip: {error}"),
+            )),
+        },
+        codings => Err(Response::error(
+            415,
+            &format!(
+                "unsupported content-encoding {:?}; only gzip is accepted",
+                codings.join(", ")
+            ),
+        )),
+    }
 }
 
 fn header_values(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {

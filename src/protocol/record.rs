@@ -159,13 +159,7 @@ pub fn types_to_query(types: &[String]) -> String {
         if index > 0 {
             out.push(',');
         }
-        for byte in name.bytes() {
-            if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-                out.push(byte as char);
-            } else {
-                out.push_str(&format!("%{byte:02X}"));
-            }
-        }
+        out.push_str(&crate::http::percent_encode(name));
     }
     out
 }

@@ -16,25 +16,24 @@ use super::metrics::HttpCounters;
 pub struct App {
     instance: Instance,
     /// Requests a graceful shutdown.
-    pub(crate) shutdown: event_listener::Event,
+    shutdown: event_listener::Event,
     shutdown_requested: Cell<bool>,
     /// Nonces of signed requests seen within the replay window.
-    pub(crate) replay_guard: RefCell<ReplayGuard>,
+    replay_guard: RefCell<ReplayGuard>,
     /// Spokes registered at this hub (`POST /manifest`), by base64 key; kept in memory
     /// since they expire after the peer TTL anyway.
-    pub(crate) registry:
-        RefCell<std::collections::BTreeMap<String, super::python_api::Registration>>,
+    registry: RefCell<std::collections::BTreeMap<String, super::python_api::Registration>>,
     /// HTTP requests answered, by route and status, for `/metrics`.
-    pub(crate) http_requests: HttpCounters,
+    http_requests: HttpCounters,
     /// Addresses already warned about sending the admin token over plain HTTP.
-    pub(crate) token_in_clear_from: RefCell<std::collections::BTreeSet<std::net::IpAddr>>,
+    token_in_clear_from: RefCell<std::collections::BTreeSet<std::net::IpAddr>>,
     /// Unknown keys that signed a request, written to the store in batches.
-    pub(crate) pending_callers: RefCell<crate::sync::trust_book::PendingCallers>,
+    pending_callers: RefCell<crate::sync::trust_book::PendingCallers>,
     /// The last `/federation/info` answer, for as long as what it shows is unchanged.
-    pub(crate) info_cache: RefCell<Option<super::peer_api::CachedInfo>>,
+    info_cache: RefCell<Option<super::peer_api::CachedInfo>>,
     /// Changes pages answered at the store's present state, for the requests that ask
     /// for the same page (a commit's woken long-polls).
-    pub(crate) shared_pages: RefCell<super::shared_pages::SharedPages>,
+    shared_pages: RefCell<super::shared_pages::SharedPages>,
 }
 
 /// The handlers read the instance's store, syncer and settings on every request; going
@@ -95,6 +94,57 @@ impl App {
             Ok(_) => {}
             Err(error) => eprintln!("warning: cannot save pending trust entries: {error}"),
         }
+    }
+
+    /// Ends when a shutdown is requested (held long-polls and the accept loop wait on it).
+    pub(crate) fn shutdown_listener(&self) -> event_listener::EventListener {
+        self.shutdown.listen()
+    }
+
+    /// Nonces of signed requests seen within the replay window.
+    pub(crate) fn replay_guard(&self) -> std::cell::RefMut<'_, ReplayGuard> {
+        self.replay_guard.borrow_mut()
+    }
+
+    /// Spokes registered at this hub, by base64 key.
+    pub(crate) fn registry(
+        &self,
+    ) -> std::cell::RefMut<'_, std::collections::BTreeMap<String, super::python_api::Registration>>
+    {
+        self.registry.borrow_mut()
+    }
+
+    /// HTTP requests answered, by route and status.
+    pub(crate) fn http_requests(&self) -> &HttpCounters {
+        &self.http_requests
+    }
+
+    /// Whether `address` is the first (of at most `limit`) to be warned about sending the
+    /// admin token over plain HTTP; notes it as warned.
+    pub(crate) fn first_token_in_clear_from(
+        &self,
+        address: std::net::IpAddr,
+        limit: usize,
+    ) -> bool {
+        let mut warned = self.token_in_clear_from.borrow_mut();
+        warned.len() < limit && warned.insert(address)
+    }
+
+    /// Unknown keys that signed a request, to be written as pending trust entries.
+    pub(crate) fn pending_callers(
+        &self,
+    ) -> std::cell::RefMut<'_, crate::sync::trust_book::PendingCallers> {
+        self.pending_callers.borrow_mut()
+    }
+
+    /// The cached `/federation/info` answer.
+    pub(crate) fn info_cache(&self) -> std::cell::RefMut<'_, Option<super::peer_api::CachedInfo>> {
+        self.info_cache.borrow_mut()
+    }
+
+    /// The changes pages kept for requests that ask for the same page.
+    pub(crate) fn shared_pages(&self) -> std::cell::RefMut<'_, super::shared_pages::SharedPages> {
+        self.shared_pages.borrow_mut()
     }
 
     /// Whether a shutdown was requested.

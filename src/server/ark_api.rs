@@ -11,15 +11,20 @@ use super::app::App;
 use super::routes::ApiError;
 use crate::config::normalize_peer_url;
 use crate::http::{Request, percent_decode};
-use crate::protocol::{ControlAnswer, Fields, PeerSyncReport, SyncReport, parse_object};
+use crate::protocol::{ControlAnswer, Fields, PeerSyncReport, Route, SyncReport, parse_object};
 use crate::service::{self, AddPeer, DiscoverOptions};
 
-/// Answers an ARK route, or `None` when `path` is not one of ARK's.
-pub async fn handle(app: &App, request: &Request, path: &str) -> Option<Result<Value, ApiError>> {
-    let method = request.method.as_str();
-    let answer = match (method, path) {
-        ("GET", "/api/federation/status") => status(app),
-        ("POST", "/api/federation/start") => {
+/// Answers an ARK route, or `None` when `route` is not one of ARK's. `parameter` is
+/// the route's `{url}`, still percent-encoded.
+pub(crate) async fn handle(
+    app: &App,
+    request: &Request,
+    route: Route,
+    parameter: Option<&str>,
+) -> Option<Result<Value, ApiError>> {
+    let answer = match route {
+        Route::ArkStatus => status(app),
+        Route::ArkStart => {
             app.set_federation_enabled(true);
             Ok(ControlAnswer::Started {
                 port: u64::from(app.listen_port()),
@@ -27,12 +32,12 @@ pub async fn handle(app: &App, request: &Request, path: &str) -> Option<Result<V
                 instance_name: app.instance_name(),
             })
         }
-        ("POST", "/api/federation/stop") => {
+        Route::ArkStop => {
             app.set_federation_enabled(false);
             Ok(ControlAnswer::Stopped)
         }
-        ("GET", "/api/federation/peers") => peers(app),
-        ("POST", "/api/federation/peers/add") => {
+        Route::ArkPeers => peers(app),
+        Route::ArkAddPeer => {
             let url = match peer_url(request) {
                 Ok(Some(url)) => url,
                 Ok(None) => return Some(Err(ApiError::bad_request("peerUrl is required"))),
@@ -40,21 +45,18 @@ pub async fn handle(app: &App, request: &Request, path: &str) -> Option<Result<V
             };
             add_peer(app, request, &url).await
         }
-        ("DELETE", path) if path.starts_with("/api/federation/peers/") => {
-            let encoded = &request.path["/api/federation/peers/".len()..];
-            remove_peer(app, &percent_decode(encoded))
-        }
-        ("POST", "/api/federation/sync") => match peer_url(request) {
+        Route::ArkRemovePeer => remove_peer(app, &percent_decode(parameter.unwrap_or_default())),
+        Route::ArkSyncNow => match peer_url(request) {
             Ok(peer) => sync(app, peer.as_deref()).await,
             Err(error) => Err(error),
         },
-        ("POST", "/api/federation/discover") => discover(app).await,
-        ("POST", "/api/federation/auto-sync/start") => service::set_auto_sync(app, true, None)
+        Route::ArkDiscoverPeers => discover(app).await,
+        Route::ArkAutoSyncStart => service::set_auto_sync(app, true, None)
             .map(|answer| ControlAnswer::AutoSyncStarted {
                 interval: answer.sync_interval_ms,
             })
             .map_err(ApiError::from),
-        ("POST", "/api/federation/auto-sync/stop") => service::set_auto_sync(app, false, None)
+        Route::ArkAutoSyncStop => service::set_auto_sync(app, false, None)
             .map(|_| ControlAnswer::AutoSyncStopped)
             .map_err(ApiError::from),
         _ => return None,
@@ -99,7 +101,7 @@ fn peers(app: &App) -> Result<ControlAnswer, ApiError> {
 }
 
 fn total_peers(app: &App) -> Result<u64, ApiError> {
-    Ok(app.syncer.peers()?.len() as u64)
+    Ok(service::list_peers(app)?.peers.len() as u64)
 }
 
 /// Our `pubkey` and `tier` may come along, as on our own route.

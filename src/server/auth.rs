@@ -26,7 +26,7 @@ use crate::trust::{Access, HEADER_SIGNATURE, RequestError, Tier, verify_request}
 
 /// An authorised caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Caller {
+pub(crate) struct Caller {
     /// `None` for an unsigned caller in open mode.
     pub instance_id: Option<InstanceId>,
     pub tier: Tier,
@@ -54,27 +54,9 @@ fn local_reader(app: &App, request: &Request) -> bool {
 }
 
 /// Checks that the caller of `request` may use a route needing `access`.
-pub fn authorize(app: &App, request: &Request, access: Access) -> Result<Caller, ApiError> {
+pub(crate) fn authorize(app: &App, request: &Request, access: Access) -> Result<Caller, ApiError> {
     if request.header(HEADER_SIGNATURE).is_none() {
-        return match app.config.federation.trust {
-            TrustMode::Open => Ok(Caller {
-                instance_id: None,
-                tier: Tier::Core,
-            }),
-            TrustMode::Strict if access != Access::Push && local_reader(app, request) => {
-                Ok(Caller {
-                    instance_id: None,
-                    tier: Tier::Sandbox,
-                })
-            }
-            TrustMode::Strict => Err(ApiError {
-                status: 401,
-                message: format!(
-                    "{} {} needs a request signed by a trusted peer (unsigned reads are served to this host's callers only); ARK's unsigned protocol is served only with FEDERATION_TRUST=open",
-                    request.method, request.path
-                ),
-            }),
-        };
+        return unsigned_caller(app, request, access);
     }
     let path_and_query = if request.query.is_empty() {
         request.path.clone()
@@ -87,39 +69,17 @@ pub fn authorize(app: &App, request: &Request, access: Access) -> Result<Caller,
         &request.method,
         &path_and_query,
         &request.body,
-        &app.replay_guard.borrow(),
+        &app.replay_guard(),
         now,
     )
     .map_err(|error| ApiError {
         status: 401,
         message: format!("signed request refused: {error}"),
     })?;
-    // A request names the instance it is for, so it cannot be replayed to another;
-    // without a name (a caller that has not read our info yet) it may only read info.
-    let own_id = app.instance_id_hex();
-    if verified.audience.is_empty() && access != Access::Info {
-        return Err(ApiError {
-            status: 401,
-            message: format!(
-                "signed request refused: {} {} names no audience (header x-ark-audience)",
-                request.method, request.path
-            ),
-        });
-    }
-    let names_us = verified.audience.len() >= crate::sync::AUDIENCE_DIGITS
-        && own_id.starts_with(&verified.audience.to_ascii_lowercase());
-    if !verified.audience.is_empty() && !names_us {
-        return Err(ApiError {
-            status: 401,
-            message: format!(
-                "signed request refused: it is addressed to instance {}, not this one",
-                verified.audience
-            ),
-        });
-    }
+    check_audience(app, request, &verified.audience, access)?;
     let tier = trust_book::note_caller(
         &mut app.store.borrow_mut(),
-        &mut app.pending_callers.borrow_mut(),
+        &mut app.pending_callers(),
         verified.public_key,
         now,
     )?;
@@ -151,7 +111,7 @@ pub fn authorize(app: &App, request: &Request, access: Access) -> Result<Caller,
         });
     }
     verified
-        .accept_once(&mut app.replay_guard.borrow_mut(), now)
+        .accept_once(&mut app.replay_guard(), now)
         .map_err(|error| ApiError {
             status: match &error {
                 RequestError::Replay(replay) if replay.is_busy() => 429,
@@ -163,4 +123,60 @@ pub fn authorize(app: &App, request: &Request, access: Access) -> Result<Caller,
         instance_id: Some(verified.instance_id),
         tier,
     })
+}
+
+/// The caller of a request without a signature: core in open mode, a reader from this
+/// host in strict mode, else refused.
+fn unsigned_caller(app: &App, request: &Request, access: Access) -> Result<Caller, ApiError> {
+    match app.config.federation.trust {
+        TrustMode::Open => Ok(Caller {
+            instance_id: None,
+            tier: Tier::Core,
+        }),
+        TrustMode::Strict if access != Access::Push && local_reader(app, request) => Ok(Caller {
+            instance_id: None,
+            tier: Tier::Sandbox,
+        }),
+        TrustMode::Strict => Err(ApiError {
+            status: 401,
+            message: format!(
+                "{} {} needs a request signed by a trusted peer (unsigned reads are served to this host's callers only); ARK's unsigned protocol is served only with FEDERATION_TRUST=open",
+                request.method, request.path
+            ),
+        }),
+    }
+}
+
+/// A signed request names the instance it is for (`x-ark-audience`); it must be this
+/// one, or absent on a read of the info.
+fn check_audience(
+    app: &App,
+    request: &Request,
+    audience: &str,
+    access: Access,
+) -> Result<(), ApiError> {
+    // A request names the instance it is for, so it cannot be replayed to another;
+    // without a name (a caller that has not read our info yet) it may only read info.
+    let own_id = app.instance_id_hex();
+    if audience.is_empty() && access != Access::Info {
+        return Err(ApiError {
+            status: 401,
+            message: format!(
+                "signed request refused: {} {} names no audience (header x-ark-audience)",
+                request.method, request.path
+            ),
+        });
+    }
+    let names_us = audience.len() >= crate::sync::AUDIENCE_DIGITS
+        && own_id.starts_with(&audience.to_ascii_lowercase());
+    if !audience.is_empty() && !names_us {
+        return Err(ApiError {
+            status: 401,
+            message: format!(
+                "signed request refused: it is addressed to instance {}, not this one",
+                audience
+            ),
+        });
+    }
+    Ok(())
 }

@@ -10,16 +10,16 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use miniserde::json::{Array, Object, Value};
+use miniserde::json::{Object, Value};
 
 use super::app::App;
 use super::routes::{ApiError, number, object, text};
 use crate::error::Error;
 use crate::http::{Request, percent_decode};
 use crate::model::unix_millis_now;
-use crate::protocol::{Fields, parse_object};
+use crate::protocol::{Fields, Route, parse_object};
 use crate::service::{self, AddPeer, DiscoverOptions, OpError, Output, Session, run_lattice};
-use crate::store::{Deletion, Query};
+use crate::store::Query;
 
 impl From<OpError> for ApiError {
     fn from(error: OpError) -> ApiError {
@@ -35,31 +35,31 @@ impl From<OpError> for ApiError {
     }
 }
 
-pub async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError> {
-    let path = request.path.trim_end_matches('/');
-    if let Some(answer) = super::ark_api::handle(app, request, path).await {
+/// Answers a control-API request: the route table names the route, ARK's are answered
+/// by `ark_api`, ours here.
+pub(crate) async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, ApiError> {
+    let Some((route, parameter)) = Route::find(&request.method, &request.path) else {
+        return Err(ApiError::no_route());
+    };
+    if let Some(answer) = super::ark_api::handle(app, request, route, parameter).await {
         return answer;
     }
-    // Our own routes, with the richer answers our CLI reads, are ARK's under `/api/v2/`.
-    let raw_path = match request.path.strip_prefix("/api/v2/federation/") {
-        Some(rest) => format!("/api/federation/{rest}"),
-        None => request.path.clone(),
-    };
-    let path = raw_path.trim_end_matches('/');
-    let method = request.method.as_str();
-    if path.starts_with("/api/federation/") {
-        return federation_route(app, request, method, path, &raw_path).await;
-    }
-    match (method, path) {
-        ("POST", "/api/server/shutdown") => {
+    match route {
+        Route::Shutdown => {
             app.request_shutdown();
             Ok(object([
                 ("success", Value::Bool(true)),
                 ("stopping", Value::Bool(true)),
             ]))
         }
-        ("POST", "/api/cli") => cli(app, request),
-        _ => lattice_route(app, request, method, path),
+        Route::Cli => cli(app, request),
+        Route::LatticeStats
+        | Route::QueryNodes
+        | Route::WriteNodes
+        | Route::GetNode
+        | Route::PutNode
+        | Route::DeleteNode => lattice_route(app, request, route, parameter),
+        _ => federation_route(app, request, route, parameter).await,
     }
 }
 
@@ -72,27 +72,26 @@ fn body(request: &Request) -> Result<Object, ApiError> {
     }
 }
 
-/// `/api/v2/federation/*` (given here as `/api/federation/*`).
+/// `/api/v2/federation/*`, and ARK's conflict list (ours: ARK has none).
 async fn federation_route(
     app: &App,
     request: &Request,
-    method: &str,
-    path: &str,
-    raw_path: &str,
+    route: Route,
+    parameter: Option<&str>,
 ) -> Result<Value, ApiError> {
     let instance = app.instance();
-    match (method, path) {
-        ("GET", "/api/federation/status") => Ok(service::status(instance)?.to_json()),
-        ("POST", "/api/federation/start" | "/api/federation/stop") => {
-            let enabled = path == "/api/federation/start";
+    match route {
+        Route::Status => Ok(service::status(instance)?.to_json()),
+        Route::Start | Route::Stop => {
+            let enabled = route == Route::Start;
             app.set_federation_enabled(enabled);
             Ok(object([
                 ("success", Value::Bool(true)),
                 ("enabled", Value::Bool(enabled)),
             ]))
         }
-        ("GET", "/api/federation/peers") => Ok(service::list_peers(instance)?.to_json()),
-        ("POST", "/api/federation/peers/add") => {
+        Route::Peers => Ok(service::list_peers(instance)?.to_json()),
+        Route::AddPeer => {
             let body = body(request)?;
             let fields = Fields::new(&body, "request body");
             let types: Vec<String> = fields
@@ -112,28 +111,26 @@ async fn federation_route(
             };
             Ok(service::add_peer(instance, add).await?.to_json())
         }
-        ("DELETE", path) if path.starts_with("/api/federation/peers/") => {
-            let encoded = &raw_path["/api/federation/peers/".len()..];
+        Route::RemovePeer => {
+            let encoded = parameter.unwrap_or_default();
             Ok(service::remove_peer(instance, &percent_decode(encoded))?.to_json())
         }
-        ("POST", "/api/federation/sync") => {
+        Route::SyncNow => {
             let body = body(request)?;
             let peer = Fields::new(&body, "request body").opt_str("peerUrl")?;
             Ok(service::sync(instance, peer).await?.to_json())
         }
-        ("POST", "/api/federation/discover") => {
+        Route::DiscoverPeers => {
             let options = discover_options(&body(request)?)?;
             Ok(service::discover(instance, &options).await?.to_json())
         }
-        ("POST", "/api/federation/auto-sync/start") => {
+        Route::AutoSyncStart => {
             let body = body(request)?;
             let interval = Fields::new(&body, "request body").opt_u64("interval")?;
             Ok(service::set_auto_sync(instance, true, interval)?.to_json())
         }
-        ("POST", "/api/federation/auto-sync/stop") => {
-            Ok(service::set_auto_sync(instance, false, None)?.to_json())
-        }
-        ("GET", "/api/federation/conflicts") => conflicts(app, request),
+        Route::AutoSyncStop => Ok(service::set_auto_sync(instance, false, None)?.to_json()),
+        Route::Conflicts | Route::ArkConflicts => conflicts(app, request),
         _ => Err(ApiError::no_route()),
     }
 }
@@ -160,38 +157,20 @@ fn discover_options(body: &Object) -> Result<DiscoverOptions, ApiError> {
 fn lattice_route(
     app: &App,
     request: &Request,
-    method: &str,
-    path: &str,
+    route: Route,
+    parameter: Option<&str>,
 ) -> Result<Value, ApiError> {
-    match (method, path) {
-        ("GET", "/api/lattice/stats") => Ok(service::stats_json(&app.store.borrow().stats()?)),
-        ("GET", "/api/lattice/nodes") => list_nodes(app, request),
-        ("POST", "/api/lattice/nodes") => write_nodes(app, &body(request)?),
-        ("GET", path) if path.starts_with("/api/lattice/nodes/") => {
-            let id = percent_decode(&request.path["/api/lattice/nodes/".len()..]);
-            let record = app.store.borrow().get(&id)?;
-            match record
-                .as_ref()
-                .and_then(|record| record.node().map(|node| (node, &record.meta)))
-            {
-                Some((node, meta)) => Ok(service::node_with_meta(node, meta)),
-                None => Err(ApiError::not_found(format!("node {id:?} not found"))),
-            }
-        }
-        ("DELETE", path) if path.starts_with("/api/lattice/nodes/") => {
-            let id = percent_decode(&request.path["/api/lattice/nodes/".len()..]);
-            let deletion = app.store.borrow_mut().delete(&id, unix_millis_now())?;
-            match deletion {
-                Deletion::Deleted | Deletion::AlreadyDeleted => Ok(object([
-                    ("deleted", text(&id)),
-                    (
-                        "already_deleted",
-                        Value::Bool(deletion == Deletion::AlreadyDeleted),
-                    ),
-                ])),
-                Deletion::NotFound => Err(ApiError::not_found(format!("node {id:?} not found"))),
-            }
-        }
+    let id = percent_decode(parameter.unwrap_or_default());
+    match route {
+        Route::LatticeStats => Ok(service::stats(&app.store.borrow(), &app.config)?.to_json()),
+        Route::QueryNodes => list_nodes(app, request),
+        Route::WriteNodes => write_nodes(app, &body(request)?),
+        Route::GetNode => match service::live_node(&app.store.borrow(), &id)? {
+            Some(node) => Ok(node.to_json()),
+            None => Err(ApiError::not_found(format!("node {id:?} not found"))),
+        },
+        Route::PutNode => put_node(app, request, &id),
+        Route::DeleteNode => Ok(service::delete_node(&mut app.store.borrow_mut(), &id)?.to_json()),
         _ => Err(ApiError::no_route()),
     }
 }
@@ -211,15 +190,7 @@ fn list_nodes(app: &App, request: &Request) -> Result<Value, ApiError> {
         after: request.query_param("after"),
         limit: (limit > 0).then_some(limit),
     };
-    let found = app.store.borrow().query(&query)?;
-    let nodes: Array = found
-        .iter()
-        .map(|(node, meta)| service::node_with_meta(node, meta))
-        .collect();
-    Ok(object([
-        ("count", number(nodes.len() as u64)),
-        ("nodes", Value::Array(nodes)),
-    ]))
+    Ok(service::find_nodes(&app.store.borrow(), &query)?.to_json())
 }
 
 fn conflicts(app: &App, request: &Request) -> Result<Value, ApiError> {
@@ -227,11 +198,22 @@ fn conflicts(app: &App, request: &Request) -> Result<Value, ApiError> {
         .query_param("limit")
         .and_then(|limit| limit.parse().ok())
         .unwrap_or(50);
-    let store = app.store.borrow();
-    Ok(service::conflicts_json(
-        &store.conflicts((limit > 0).then_some(limit))?,
-        store.conflict_count()?,
-    ))
+    let limit = (limit > 0).then_some(limit);
+    Ok(service::conflicts(&app.store.borrow(), limit)?.to_json())
+}
+
+/// `PUT /api/lattice/nodes/{id}` with the node → `{id, outcome}`: `add` on the store
+/// this server holds. The node names the id of the path.
+fn put_node(app: &App, request: &Request, id: &str) -> Result<Value, ApiError> {
+    let node = crate::model::Node::from_json(&Value::Object(body(request)?))
+        .map_err(|error| ApiError::bad_request(format!("request body: {error}")))?;
+    if node.id != id {
+        return Err(ApiError::bad_request(format!(
+            "request body: `id` {:?} is not the path's {id:?}",
+            node.id
+        )));
+    }
+    Ok(service::add_node(&mut app.store.borrow_mut(), node)?.to_json())
 }
 
 /// `POST /api/lattice/nodes {nodes: [node, ...]}` → `{created, updated, unchanged}`:

@@ -37,7 +37,7 @@ const FETCH_READ_RECORDS: usize = 64;
 
 /// The longest a changes request may be held open. Below the client's default request
 /// timeout (30 s), so a held request never looks like a dead peer.
-pub const MAX_WAIT: Duration = Duration::from_secs(25);
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(25);
 
 /// Reads a whole-number query parameter, capped at `max`.
 fn param(request: &Request, name: &str, default: u64, max: u64) -> Result<u64, ApiError> {
@@ -59,7 +59,7 @@ fn filter_of(request: &Request) -> TypeFilter {
 /// until a change arrives or the wait (at most [`MAX_WAIT`]) is over. Requests that ask
 /// for the same page while the store is unchanged get the same bytes
 /// ([`super::shared_pages`]).
-pub async fn changes(app: &Rc<App>, request: &Request) -> Result<Response, ApiError> {
+pub(crate) async fn changes(app: &Rc<App>, request: &Request) -> Result<Response, ApiError> {
     authorize(app, request, Access::Pull)?;
     let asked = PageRequest {
         after: param(request, "after", 0, u64::MAX)?,
@@ -91,7 +91,7 @@ pub async fn changes(app: &Rc<App>, request: &Request) -> Result<Response, ApiEr
         if !page.at_end || Instant::now() >= deadline || app.shutdown_requested() {
             return Ok(page_response(page));
         }
-        let shutdown = app.shutdown.listen();
+        let shutdown = app.shutdown_listener();
         let woken = future::or(
             async {
                 changed.await;
@@ -119,7 +119,7 @@ pub async fn changes(app: &Rc<App>, request: &Request) -> Result<Response, ApiEr
 /// one read and encoded now and kept for the requests after.
 fn shared_page(app: &App, asked: &PageRequest) -> Result<SharedPage, ApiError> {
     let writes = app.store.borrow().writes();
-    if let Some(page) = app.shared_pages.borrow_mut().get(writes, asked) {
+    if let Some(page) = app.shared_pages().get(writes, asked) {
         return Ok(page);
     }
     let page = app.store.borrow().changes_since_filtered(
@@ -132,8 +132,7 @@ fn shared_page(app: &App, asked: &PageRequest) -> Result<SharedPage, ApiError> {
         at_end: page.records.is_empty() && !page.more && page.last_seq == asked.after,
         body: SharedBody::new(json::to_string(&page_json(app, &page)).into_bytes()),
     };
-    app.shared_pages
-        .borrow_mut()
+    app.shared_pages()
         .keep(writes, asked.clone(), shared.clone());
     Ok(shared)
 }
@@ -173,7 +172,7 @@ fn records_to_wire(app: &App, records: &[Record]) -> Array {
 /// `POST /federation/v2/reconcile[?types=T,U]`, body: a negentropy message
 /// (`application/octet-stream`) → the answer, with our instance id, store epoch and
 /// change sequence in `x-ark-instance`, `x-ark-epoch` and `x-ark-last-seq`.
-pub fn reconcile(app: &App, request: &Request) -> Response {
+pub(crate) fn reconcile(app: &App, request: &Request) -> Response {
     let answer = || -> Result<Response, ApiError> {
         authorize(app, request, Access::Pull)?;
         let set = app
@@ -202,7 +201,7 @@ pub fn reconcile(app: &App, request: &Request) -> Response {
 /// about `max_bytes`; `ranked` (with `rank=1`) the indices of all the digests in that
 /// order. `more` says a limit cut the list;
 /// `missing` counts digests of versions we no longer hold (replaced since).
-pub fn fetch(app: &App, request: &Request) -> Result<Value, ApiError> {
+pub(crate) fn fetch(app: &App, request: &Request) -> Result<Value, ApiError> {
     authorize(app, request, Access::Pull)?;
     if request.body.len() % 32 != 0 {
         return Err(ApiError::bad_request(format!(

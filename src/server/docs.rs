@@ -13,14 +13,14 @@ use crate::protocol::{
 
 /// A JSON example: written out, or built from a protocol type.
 #[derive(Clone, Copy)]
-pub enum Example {
+pub(crate) enum Example {
     None,
     Text(&'static str),
     Built(fn() -> Value),
 }
 
 /// What the page says of one route of the table.
-pub struct RouteDoc {
+pub(crate) struct RouteDoc {
     pub summary: &'static str,
     pub request: Example,
     pub answer: Example,
@@ -89,6 +89,8 @@ fn report(sent: u64, received: u64) -> PeerSyncReport {
 }
 
 /// What `/docs` says of a route: every route has its entry, or this does not compile.
+/// Over 100 lines on purpose: it is a table, one arm per route, and one `match` over
+/// the whole table is what makes a route without an entry a compile error.
 fn describe(route: Route) -> RouteDoc {
     match route {
         Route::StatusPage => doc(
@@ -396,14 +398,16 @@ fn describe(route: Route) -> RouteDoc {
             Example::Text(r#"{"count":0,"conflicts":[]}"#),
         ),
         Route::Cli => doc(
-            "run a lattice command on the store this server holds",
-            Example::Text(r#"{"args":["query","--type","security_node"],"files":{}}"#),
+            "run a lattice command that prints its own output (export, get, verify, gc, trust) on the store this server holds; the others have the routes below",
+            Example::Text(r#"{"args":["get","python_flask_basic"],"files":{}}"#),
             Example::Text(r#"{"stdout":"…","stderr":"","exit_code":0}"#),
         ),
         Route::LatticeStats => doc(
-            "store counts",
+            "store counts and whose store it is (`stats --json`)",
             Example::None,
-            Example::Text(r#"{"nodes":1234,"deleted":0,"conflicts":0}"#),
+            Example::Text(
+                r#"{"nodes":1234,"tombstones":2,"conflicts":0,"damaged":0,"last_seq":1240,"store_bytes":1581056,"by_type":{"framework_node":1234},"by_language":{},"by_category":{},"instance_id":"5f0c…","instance_name":"lab","instance_type":"main"}"#,
+            ),
         ),
         Route::QueryNodes => doc(
             "query nodes (?type=&language=&category=&capability=&search=&after=&limit=)",
@@ -420,10 +424,17 @@ fn describe(route: Route) -> RouteDoc {
             Example::Text(r#"{"created":1,"updated":0,"unchanged":0}"#),
         ),
         Route::GetNode => doc("one node", Example::None, Example::None),
+        Route::PutNode => doc(
+            "write one node as a local edit, as `add` does (`created_at` kept from the version it replaces unless given, `updated_at` now)",
+            Example::Text(
+                r#"{"id":"python_flask_basic","type":"framework_node","value":"Flask app"}"#,
+            ),
+            Example::Text(r#"{"id":"python_flask_basic","outcome":"added"}"#),
+        ),
         Route::DeleteNode => doc(
             "delete a node (a tombstone that syncs)",
             Example::None,
-            Example::Text(r#"{"deleted":"…"}"#),
+            Example::Text(r#"{"deleted":"…","already_deleted":false}"#),
         ),
         Route::Shutdown => doc(
             "stop gracefully",
@@ -463,7 +474,7 @@ fn text(value: &str) -> Value {
 }
 
 /// `GET /openapi.json`.
-pub fn openapi() -> Response {
+pub(crate) fn openapi() -> Response {
     let mut paths = Object::new();
     for route in ROUTES {
         let doc = describe(*route);
@@ -544,7 +555,7 @@ fn escape(text: &str) -> String {
 }
 
 /// `GET /docs`: one page, its style inline, nothing fetched from elsewhere.
-pub fn page() -> Response {
+pub(crate) fn page() -> Response {
     let mut html = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>ark-lattice API</title>\
          <style>body{font:14px system-ui,sans-serif;margin:2em;max-width:1100px;color:#1d2630}\

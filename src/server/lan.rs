@@ -26,7 +26,10 @@ const ANSWER_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 /// Opens the beacon socket and starts the beacon task; `None` (with a warning) when
 /// discovery is off or the socket cannot be opened, which leaves the node working
 /// without it.
-pub fn start(executor: &'static LocalExecutor<'static>, app: &Rc<App>) -> Option<smol::Task<()>> {
+pub(crate) fn start(
+    executor: &'static LocalExecutor<'static>,
+    app: &Rc<App>,
+) -> Option<smol::Task<()>> {
     let config = &app.config.discovery;
     if !config.enabled {
         return None;
@@ -114,7 +117,7 @@ async fn beacon_loop(app: Rc<App>, socket: smol::net::UdpSocket) {
 }
 
 /// This instance's signed beacon, announcing the address that reaches `destination`.
-pub fn our_beacon(app: &App, destination: SocketAddr) -> Beacon {
+pub(crate) fn our_beacon(app: &App, destination: SocketAddr) -> Beacon {
     let address = discovery::local_ipv4(&app.config.discovery, destination)
         .map_or_else(|| "0.0.0.0".to_owned(), |ip| ip.to_string());
     let mut capabilities = vec![PROTOCOL_LEGACY, PROTOCOL_V2];

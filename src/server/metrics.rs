@@ -18,30 +18,30 @@ use crate::http::{Request, Response};
 use crate::protocol::Route;
 
 /// The content type Prometheus expects for the text format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Requests answered, by route label and status.
 #[derive(Debug, Default)]
-pub struct HttpCounters {
+pub(crate) struct HttpCounters {
     counts: RefCell<BTreeMap<(&'static str, u16), u64>>,
 }
 
 impl HttpCounters {
-    pub fn add(&self, route: &'static str, status: u16) {
+    pub(crate) fn add(&self, route: &'static str, status: u16) {
         *self.counts.borrow_mut().entry((route, status)).or_default() += 1;
     }
 
-    pub fn snapshot(&self) -> BTreeMap<(&'static str, u16), u64> {
+    pub(crate) fn snapshot(&self) -> BTreeMap<(&'static str, u16), u64> {
         self.counts.borrow().clone()
     }
 }
 
 /// Routes one request and counts it.
-pub async fn counted(app: Rc<App>, request: Request) -> Response {
+pub(crate) async fn counted(app: Rc<App>, request: Request) -> Response {
     let route = Route::label_of(&request.path);
     let counters = app.clone();
     let response = routes::handle(app, request).await;
-    counters.http_requests.add(route, response.status);
+    counters.http_requests().add(route, response.status);
     // Damaged records the request came across were skipped; move them aside now.
     if let Ok(mut store) = counters.store.try_borrow_mut() {
         crate::sync::move_aside_damaged(&mut store);
@@ -93,14 +93,25 @@ fn seconds(millis: u64) -> String {
     format!("{}.{:03}", millis / 1000, millis % 1000)
 }
 
-/// `GET /metrics`.
-pub fn render(app: &App) -> Result<Response, ApiError> {
-    let stats = app.syncer.global_stats()?;
-    let peers = app.syncer.peers()?;
-    let store_stats = app.store.borrow().stats()?;
+/// `GET /metrics`: each family once, in this order, so scrapes compare line by line.
+pub(crate) fn render(app: &App) -> Result<Response, ApiError> {
     let mut out = Writer {
         text: String::with_capacity(4096),
     };
+    sync_counters(&mut out, &app.syncer.global_stats()?);
+    wire_counters(&mut out, app);
+    peer_gauges(&mut out, &app.syncer.peers()?);
+    store_gauges(&mut out, app, &app.store.borrow().stats()?);
+    held_gauges(&mut out, app)?;
+    event_and_request_counters(&mut out, app);
+    Ok(
+        Response::new(200, crate::http::Body::Full(out.text.into_bytes()))
+            .with_header("content-type", CONTENT_TYPE),
+    )
+}
+
+/// What this instance's syncs did since the store was created.
+fn sync_counters(out: &mut Writer, stats: &crate::sync::SyncStats) {
     out.family(
         "ark_lattice_syncs_total",
         "counter",
@@ -134,6 +145,10 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
         "Concurrent edits resolved during syncs (the losing version is kept in the conflict log).",
         stats.conflicts_resolved,
     );
+}
+
+/// Bytes, panics and connections of this process.
+fn wire_counters(out: &mut Writer, app: &App) {
     out.single(
         "ark_lattice_bytes_sent_total",
         "counter",
@@ -158,7 +173,7 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
         "Panics in the node's own work (syncs, timer loops), each logged; that work failed and the node went on.",
         crate::panics::caught(),
     );
-    let (pages_read, pages_shared) = app.shared_pages.borrow().counts();
+    let (pages_read, pages_shared) = app.shared_pages().counts();
     out.family(
         "ark_lattice_changes_pages_total",
         "counter",
@@ -186,6 +201,10 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
         "Connections closed at accept because their address held its share, all busy.",
         app.wire.connections_refused(),
     );
+}
+
+/// The peer list and each peer's last sync.
+fn peer_gauges(out: &mut Writer, peers: &[crate::sync::PeerState]) {
     out.single(
         "ark_lattice_peers",
         "gauge",
@@ -197,7 +216,7 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
         "gauge",
         "1 if the last sync with the peer succeeded, else 0.",
     );
-    for peer in &peers {
+    for peer in peers {
         out.sample(
             "ark_lattice_peer_up",
             &[("peer", &peer.url)],
@@ -209,7 +228,7 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
         "gauge",
         "Unix time of the last successful sync with the peer.",
     );
-    for peer in &peers {
+    for peer in peers {
         if let Some(last) = peer.last_success {
             out.sample(
                 "ark_lattice_peer_last_success_timestamp_seconds",
@@ -223,13 +242,17 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
         "gauge",
         "Failed syncs with the peer in a row.",
     );
-    for peer in &peers {
+    for peer in peers {
         out.sample(
             "ark_lattice_peer_failures",
             &[("peer", &peer.url)],
             peer.failures,
         );
     }
+}
+
+/// The store's counts, its damage and the LAN peers heard.
+fn store_gauges(out: &mut Writer, app: &App, store_stats: &crate::store::Stats) {
     out.single(
         "ark_lattice_lattice_nodes",
         "gauge",
@@ -272,6 +295,10 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
         "Received records refused since start: bad or missing signature (a changed id, deletion time, base or content), malformed, or a delete signed in format 1.",
         app.syncer.refused_records.get(),
     );
+}
+
+/// The held table: records by reason, its bytes and what it dropped.
+fn held_gauges(out: &mut Writer, app: &App) -> Result<(), ApiError> {
     out.family(
         "ark_lattice_held_records",
         "gauge",
@@ -298,6 +325,11 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
         "Held records dropped from the full held table to make room (ARK_MAX_HELD_RECORDS, ARK_MAX_HELD_MB), the oldest first; each is fetched again once there is room.",
         held_marker.drops,
     );
+    Ok(())
+}
+
+/// Events and HTTP requests since start, the start time and the build.
+fn event_and_request_counters(out: &mut Writer, app: &App) {
     out.family(
         "ark_lattice_events_total",
         "counter",
@@ -316,7 +348,7 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
         "counter",
         "HTTP requests answered since start, by route and status.",
     );
-    for ((route, status), count) in app.http_requests.snapshot() {
+    for ((route, status), count) in app.http_requests().snapshot() {
         out.sample(
             "ark_lattice_http_requests_total",
             &[("route", route), ("status", &status.to_string())],
@@ -342,10 +374,6 @@ pub fn render(app: &App) -> Result<Response, ApiError> {
         ],
         1,
     );
-    Ok(
-        Response::new(200, crate::http::Body::Full(out.text.into_bytes()))
-            .with_header("content-type", CONTENT_TYPE),
-    )
 }
 
 #[cfg(test)]

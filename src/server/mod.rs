@@ -95,41 +95,7 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
     // right after this one is heard: its first beacon would otherwise find no socket
     // here, and the next comes a beacon interval later (60 s).
     let lan_task = lan::start(executor, &app);
-    eprintln!(
-        "Federation server started on port {}{} ({} {}, mode {}, store {})",
-        local.port(),
-        match &transport {
-            Transport::Plain => String::new(),
-            #[cfg(feature = "tls")]
-            Transport::Tls(tls) => format!(
-                " with HTTPS (certificate {}, {})",
-                tls.cert_path().display(),
-                tls.fingerprint()
-            ),
-        },
-        app.instance_name(),
-        app.key.public_key().fingerprint(),
-        federation.mode,
-        app.config.store_path().display()
-    );
-    if app.config.federation.trust == crate::config::TrustMode::Open {
-        eprintln!(
-            "warning: FEDERATION_TRUST=open: unsigned callers are served as core peers and unsigned records accepted; use this only on a trusted LAN with old ARK peers"
-        );
-    }
-    if app.config.federation.auto_sync && !app.auto_sync() {
-        // Only a flag or FEDERATION_AUTO_SYNC=true turns the setting on, so it was asked
-        // for, and the saved `auto-sync --stop` wins: say so rather than stay silent.
-        eprintln!(
-            "notice: auto-sync stays off: `federation auto-sync --stop` saved that, and it wins over FEDERATION_AUTO_SYNC and --auto-sync; switch it on with `ark-lattice federation auto-sync --start`"
-        );
-    }
-    if app.config.redis_url_ignored {
-        eprintln!(
-            "notice: REDIS_URL is ignored; state lives in the embedded store at {}",
-            app.config.store_path().display()
-        );
-    }
+    announce(&app, local, &transport);
     // Written after the warnings: `federation start` waits for this file, then shows
     // the warnings this start wrote to the log.
     let server_file = app.config.data_dir.join(SERVER_FILE);
@@ -138,75 +104,11 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
     if let Err(error) = notifier.ready() {
         eprintln!("warning: could not notify systemd: {error}");
     }
-    let sync_app = app.clone();
-    let mut tasks = vec![executor.spawn(supervised("auto-sync", move || {
-        auto_sync_loop(sync_app.clone())
-    }))];
-    if federation.watch {
-        let watch_app = app.clone();
-        tasks.push(executor.spawn(supervised("watch", move || {
-            watch_loop(executor, watch_app.clone())
-        })));
-    }
-    if let Some(hub) = federation.hub_url.clone() {
-        let heartbeat_app = app.clone();
-        tasks.push(executor.spawn(supervised("hub heartbeat", move || {
-            heartbeat_loop(heartbeat_app.clone(), hub.clone())
-        })));
-    }
+    let mut tasks = spawn_timers(executor, &app, &notifier);
     tasks.extend(lan_task);
-    if let Some(command) = &app.config.on_event {
-        tasks.push(app.events.start_hooks(executor, command.clone()));
-    }
-    let pending_app = app.clone();
-    tasks.push(executor.spawn(supervised("pending trust flush", move || {
-        let pending_app = pending_app.clone();
-        async move {
-            loop {
-                Timer::after(crate::config::PENDING_FLUSH_INTERVAL).await;
-                pending_app.flush_pending_callers();
-            }
-        }
-    })));
-    let keep_alive_app = app.clone();
-    tasks.push(executor.spawn(async move {
-        loop {
-            Timer::after(events::KEEP_ALIVE).await;
-            keep_alive_app.events.keep_alive();
-        }
-    }));
-    if let Some(interval) = notifier.watchdog_interval() {
-        let watchdog = Notifier::from_env();
-        tasks.push(executor.spawn(async move {
-            loop {
-                Timer::after(interval).await;
-                let _ = watchdog.watchdog();
-            }
-        }));
-    }
     let hangups = reload_on_hangup(transport.clone(), server_file.clone(), local)?;
     tasks.push(executor.spawn(hangups));
-    let signals =
-        async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int]);
-    let mut signals =
-        signals.map_err(|source| Error::Other(format!("cannot watch for signals: {source}")))?;
-    let shutdown_app = app.clone();
-    let shutdown = async move {
-        if shutdown_app.shutdown_requested() {
-            return;
-        }
-        let listener = shutdown_app.shutdown.listen();
-        future::or(listener, async {
-            signals.next().await;
-        })
-        .await;
-        eprintln!("shutting down: finishing in-flight requests");
-        // Held long-polls wait on this; without it a signal left them to their
-        // timeout (issue 10: 10 s to stop with one held).
-        shutdown_app.request_shutdown();
-        // Event streams never finish by themselves; ending them lets shutdown proceed.
-        shutdown_app.events.close_subscribers();
-    };
+    let shutdown = shutdown_signal(app.clone())?;
     let handler_app = app.clone();
     let handler = move |request| metrics::counted(handler_app.clone(), request);
     // The accept loop runs as a task of its own, not inside the executor's main future:
@@ -238,6 +140,128 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
     served.map_err(|source| Error::Other(format!("the HTTP server stopped: {source}")))?;
     eprintln!("Federation server stopped");
     Ok(())
+}
+
+/// Says on stderr that the server runs, where and how, and warns of settings that do
+/// not do what they may seem to.
+fn announce(app: &App, local: std::net::SocketAddr, transport: &Transport) {
+    let federation = &app.config.federation;
+    eprintln!(
+        "Federation server started on port {}{} ({} {}, mode {}, store {})",
+        local.port(),
+        match transport {
+            Transport::Plain => String::new(),
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => format!(
+                " with HTTPS (certificate {}, {})",
+                tls.cert_path().display(),
+                tls.fingerprint()
+            ),
+        },
+        app.instance_name(),
+        app.key.public_key().fingerprint(),
+        federation.mode,
+        app.config.store_path().display()
+    );
+    if app.config.federation.trust == crate::config::TrustMode::Open {
+        eprintln!(
+            "warning: FEDERATION_TRUST=open: unsigned callers are served as core peers and unsigned records accepted; use this only on a trusted LAN with old ARK peers"
+        );
+    }
+    if app.config.federation.auto_sync && !app.auto_sync() {
+        // Only a flag or FEDERATION_AUTO_SYNC=true turns the setting on, so it was asked
+        // for, and the saved `auto-sync --stop` wins: say so rather than stay silent.
+        eprintln!(
+            "notice: auto-sync stays off: `federation auto-sync --stop` saved that, and it wins over FEDERATION_AUTO_SYNC and --auto-sync; switch it on with `ark-lattice federation auto-sync --start`"
+        );
+    }
+    if app.config.redis_url_ignored {
+        eprintln!(
+            "notice: REDIS_URL is ignored; state lives in the embedded store at {}",
+            app.config.store_path().display()
+        );
+    }
+}
+
+/// The node's own loops: auto-sync, `--watch`, the hub heartbeat, the `--on-event`
+/// hooks, the pending-trust flush, event-stream keep-alives and the systemd watchdog.
+fn spawn_timers(
+    executor: &'static LocalExecutor<'static>,
+    app: &Rc<App>,
+    notifier: &Notifier,
+) -> Vec<smol::Task<()>> {
+    let sync_app = app.clone();
+    let mut tasks: Vec<smol::Task<()>> = vec![executor.spawn(supervised("auto-sync", move || {
+        auto_sync_loop(sync_app.clone())
+    }))];
+    if app.config.federation.watch {
+        let watch_app = app.clone();
+        tasks.push(executor.spawn(supervised("watch", move || {
+            watch_loop(executor, watch_app.clone())
+        })));
+    }
+    if let Some(hub) = app.config.federation.hub_url.clone() {
+        let heartbeat_app = app.clone();
+        tasks.push(executor.spawn(supervised("hub heartbeat", move || {
+            heartbeat_loop(heartbeat_app.clone(), hub.clone())
+        })));
+    }
+    if let Some(command) = &app.config.on_event {
+        tasks.push(app.events.start_hooks(executor, command.clone()));
+    }
+    let pending_app = app.clone();
+    tasks.push(executor.spawn(supervised("pending trust flush", move || {
+        let pending_app = pending_app.clone();
+        async move {
+            loop {
+                Timer::after(crate::config::PENDING_FLUSH_INTERVAL).await;
+                pending_app.flush_pending_callers();
+            }
+        }
+    })));
+    let keep_alive_app = app.clone();
+    tasks.push(executor.spawn(async move {
+        loop {
+            Timer::after(events::KEEP_ALIVE).await;
+            keep_alive_app.events.keep_alive();
+        }
+    }));
+    if let Some(interval) = notifier.watchdog_interval() {
+        let watchdog = Notifier::from_env();
+        tasks.push(executor.spawn(async move {
+            loop {
+                Timer::after(interval).await;
+                let _ = watchdog.watchdog();
+            }
+        }));
+    }
+    tasks
+}
+
+/// Ends when a shutdown is requested (`POST /api/server/shutdown`) or a TERM or INT
+/// signal comes, after telling held long-polls and event streams to end.
+fn shutdown_signal(app: Rc<App>) -> Result<impl Future<Output = ()>, Error> {
+    let signals =
+        async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int]);
+    let mut signals =
+        signals.map_err(|source| Error::Other(format!("cannot watch for signals: {source}")))?;
+    let app = app.clone();
+    Ok(async move {
+        if app.shutdown_requested() {
+            return;
+        }
+        let listener = app.shutdown_listener();
+        future::or(listener, async {
+            signals.next().await;
+        })
+        .await;
+        eprintln!("shutting down: finishing in-flight requests");
+        // Held long-polls wait on this; without it a signal left them to their
+        // timeout (issue 10: 10 s to stop with one held).
+        app.request_shutdown();
+        // Event streams never finish by themselves; ending them lets shutdown proceed.
+        app.events.close_subscribers();
+    })
 }
 
 async fn bind(

@@ -22,19 +22,19 @@ use crate::trust::{Access, Tier};
 
 /// What `GET /federation/info` and `GET /api/federation/status` report: ARK's fields
 /// plus ours (protocols, epoch, key, node count); see `Instance::info_at`.
-pub fn instance_info(app: &App) -> Result<InstanceInfo, ApiError> {
+pub(crate) fn instance_info(app: &App) -> Result<InstanceInfo, ApiError> {
     Ok(app.info_at(unix_millis_now())?)
 }
 
 /// `GET /federation/info`.
-pub fn info(app: &App) -> Result<Value, ApiError> {
+pub(crate) fn info(app: &App) -> Result<Value, ApiError> {
     Ok(instance_info(app)?.to_json())
 }
 
 /// A `/federation/info` answer as JSON text, split around its timestamp, and what it
 /// was made from.
 #[derive(Debug)]
-pub struct CachedInfo {
+pub(crate) struct CachedInfo {
     made_from: InfoInputs,
     before_timestamp: String,
     after_timestamp: String,
@@ -47,9 +47,9 @@ const TIMESTAMP_PLACEHOLDER: u64 = u64::MAX;
 /// peers, sync totals) and made this route 3× slower than `/health` (issue #13), so
 /// the text is kept until one of its [`InfoInputs`] changes, and only the timestamp is
 /// written per request.
-pub fn info_json(app: &App) -> Result<String, ApiError> {
+pub(crate) fn info_json(app: &App) -> Result<String, ApiError> {
     let inputs = app.info_inputs();
-    let mut cache = app.info_cache.borrow_mut();
+    let mut cache = app.info_cache();
     if cache
         .as_ref()
         .is_none_or(|cached| cached.made_from != inputs)
@@ -81,7 +81,7 @@ pub fn info_json(app: &App) -> Result<String, ApiError> {
 }
 
 /// `GET /federation/nodes[?type=T][&limit=N][&after=ID]`: nodes as ARK's SQLite rows.
-pub fn nodes(app: &App, request: &Request) -> Result<Value, ApiError> {
+pub(crate) fn nodes(app: &App, request: &Request) -> Result<Value, ApiError> {
     authorize(app, request, Access::Pull)?;
     let limit = match request.query_param("limit") {
         None => None,
@@ -115,7 +115,7 @@ pub fn nodes(app: &App, request: &Request) -> Result<Value, ApiError> {
 
 /// `POST /federation/sync`: with `nodes`, apply them with last-writer-wins and answer
 /// `{imported, conflicts, total}`; without, answer the nodes changed since `since`.
-pub async fn sync(app: &App, request: &Request) -> Result<Value, ApiError> {
+pub(crate) async fn sync(app: &App, request: &Request) -> Result<Value, ApiError> {
     let split = if request.body.iter().all(u8::is_ascii_whitespace) {
         SplitObject {
             fields: Object::new(),
@@ -306,7 +306,7 @@ fn rejection(index: usize, row: &Value, reason: &str) -> Value {
 }
 
 /// `GET /federation/discover`: the peers we know, for others to find.
-pub fn discover(app: &App, request: &Request) -> Result<Value, ApiError> {
+pub(crate) fn discover(app: &App, request: &Request) -> Result<Value, ApiError> {
     authorize(app, request, Access::Info)?;
     let peers = app.syncer.peers()?;
     let url_of = |peer: &crate::sync::PeerState| peer.url.clone();
@@ -334,7 +334,7 @@ pub fn discover(app: &App, request: &Request) -> Result<Value, ApiError> {
 }
 
 /// `POST /federation/v2/offer {offers: [{id, version}]}` → `{want: [id]}`.
-pub fn offer(app: &App, request: &Request) -> Result<Value, ApiError> {
+pub(crate) fn offer(app: &App, request: &Request) -> Result<Value, ApiError> {
     authorize(app, request, Access::Push)?;
     let body = parse_object(&request.body, "offer")?;
     let fields = Fields::new(&body, "offer");
@@ -364,7 +364,7 @@ pub fn offer(app: &App, request: &Request) -> Result<Value, ApiError> {
 
 /// `POST /federation/v2/push {records: [...]}`: verify and apply; invalid records are
 /// listed in the answer and the valid ones still apply.
-pub async fn push(app: &App, request: &Request) -> Result<Value, ApiError> {
+pub(crate) async fn push(app: &App, request: &Request) -> Result<Value, ApiError> {
     let caller = authorize(app, request, Access::Push)?;
     let delivered_by_core = caller.tier == Tier::Core;
     let split = split_object(&request.body, "records", "push")?;

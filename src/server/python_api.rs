@@ -24,7 +24,7 @@ use crate::trust::{Access, PublicKey, python_json_dumps_sorted, verify_registrat
 
 /// A spoke registered at this hub.
 #[derive(Debug, Clone)]
-pub struct Registration {
+pub(crate) struct Registration {
     pub public_key: PublicKey,
     /// The manifest's fields other than its node list.
     pub summary: Object,
@@ -44,7 +44,7 @@ fn fastapi_error(status: u16, message: &str) -> Response {
 
 /// `POST /manifest {manifest, signature, pubkey}`, checked as ARK's service checks it
 /// (`trust::verify_registration`).
-pub fn register(app: &App, request: &Request) -> Response {
+pub(crate) fn register(app: &App, request: &Request) -> Response {
     let (manifest, public_key) = match verify_registration(&request.body) {
         Ok(registration) => match registration.manifest.to_value() {
             Value::Object(manifest) => (manifest, registration.public_key),
@@ -55,7 +55,7 @@ pub fn register(app: &App, request: &Request) -> Response {
     let manifest = &manifest;
     let trusted = match trust_book::note_caller(
         &mut app.store.borrow_mut(),
-        &mut app.pending_callers.borrow_mut(),
+        &mut app.pending_callers(),
         public_key,
         unix_millis_now(),
     ) {
@@ -117,7 +117,7 @@ pub fn register(app: &App, request: &Request) -> Response {
             ),
         );
     }
-    if let Err(full) = register_within_cap(&mut app.registry.borrow_mut(), registration) {
+    if let Err(full) = register_within_cap(&mut app.registry(), registration) {
         return fastapi_error(503, &full);
     }
     if app.config.verbose {
@@ -168,10 +168,10 @@ fn register_within_cap(
 }
 
 /// Drops registrations older than the TTL; returns what is left.
-pub fn live_registrations(app: &App) -> Vec<Registration> {
+pub(crate) fn live_registrations(app: &App) -> Vec<Registration> {
     let ttl = app.config.federation.peer_ttl.as_millis() as u64;
     let now = unix_millis_now();
-    let mut registry = app.registry.borrow_mut();
+    let mut registry = app.registry();
     registry.retain(|_, registration| registration.last_seen + ttl > now);
     registry.values().cloned().collect()
 }
@@ -194,7 +194,7 @@ fn discover_entry(registration: &Registration) -> Value {
 }
 
 /// `GET /discover` → `{peers: [...], count}`: live registered spokes.
-pub fn discover(app: &App) -> Result<Value, ApiError> {
+pub(crate) fn discover(app: &App) -> Result<Value, ApiError> {
     let peers: Array = live_registrations(app).iter().map(discover_entry).collect();
     Ok(object([
         ("count", number(peers.len() as u64)),
@@ -205,7 +205,7 @@ pub fn discover(app: &App) -> Result<Value, ApiError> {
 /// Our manifest in ARK's structure. With `full`, every node is listed; a heartbeat
 /// sends only scalar fields (`node_count`, `lattice_hash`, ...), which is also all that
 /// ARK's Python service can store.
-pub fn manifest(app: &App, full: bool) -> Result<Object, ApiError> {
+pub(crate) fn manifest(app: &App, full: bool) -> Result<Object, ApiError> {
     let mut nodes = Array::new();
     let mut newest = 0u64;
     let mut count = 0u64;
@@ -253,13 +253,13 @@ pub fn manifest(app: &App, full: bool) -> Result<Object, ApiError> {
 }
 
 /// `sha256:` of the manifest's Python JSON bytes: what `POST /sync` compares.
-pub fn manifest_hash(manifest: &Object) -> String {
+pub(crate) fn manifest_hash(manifest: &Object) -> String {
     let bytes = python_json_dumps_sorted(&Value::Object(manifest.clone()));
     format!("sha256:{}", hex(&Sha256::digest(bytes.as_bytes())))
 }
 
 /// `{manifest, signature, pubkey}`, signed as ARK's Python clients sign.
-pub fn signed_manifest(app: &App, full: bool) -> Result<Value, ApiError> {
+pub(crate) fn signed_manifest(app: &App, full: bool) -> Result<Value, ApiError> {
     let manifest = manifest(app, full)?;
     let signature = app
         .key
@@ -272,14 +272,14 @@ pub fn signed_manifest(app: &App, full: bool) -> Result<Value, ApiError> {
 }
 
 /// `GET /federation/v2/manifest`: our signed full manifest.
-pub fn own_manifest(app: &App, request: &Request) -> Result<Value, ApiError> {
+pub(crate) fn own_manifest(app: &App, request: &Request) -> Result<Value, ApiError> {
     authorize(app, request, Access::Pull)?;
     signed_manifest(app, true)
 }
 
 /// `POST /sync {manifest_hash, nodes: [{id, hash}]}` → `{delta_count, nodes}`: the full
 /// records whose hash differs from, or is missing in, the caller's list.
-pub fn delta(app: &App, request: &Request) -> Result<Value, ApiError> {
+pub(crate) fn delta(app: &App, request: &Request) -> Result<Value, ApiError> {
     authorize(app, request, Access::Pull)?;
     let body = parse_object(&request.body, "sync request")?;
     let asked = DeltaRequest::from_json(&body, "sync request")?;

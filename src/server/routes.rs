@@ -270,9 +270,8 @@ fn warn_if_token_in_clear(app: &App, request: &Request) {
     if !token_in_clear(request) {
         return;
     }
-    let mut warned = app.token_in_clear_from.borrow_mut();
     let address = request.remote_addr.ip();
-    if warned.len() < TOKEN_WARNINGS && warned.insert(address) {
+    if app.first_token_in_clear_from(address, TOKEN_WARNINGS) {
         eprintln!(
             "warning: {address} sent the admin token over plain HTTP to {}: it travels in \
              clear; serve HTTPS (--tls-cert) or put a TLS proxy in front",

@@ -19,7 +19,7 @@ const REFRESH_SECS: u32 = 15;
 const DRAWN_PEERS: usize = 12;
 
 /// Escapes text for HTML content and attribute values.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for character in text.chars() {
         match character {
@@ -89,13 +89,10 @@ svg text{font:12px system-ui,sans-serif}
 
 /// Renders the page. `privileged` callers (loopback or admin token) also see recent
 /// events and conflicts.
-pub fn render(app: &App, privileged: bool) -> Result<Response, ApiError> {
+pub(crate) fn render(app: &App, privileged: bool) -> Result<Response, ApiError> {
     let now = unix_millis_now();
     let peers = app.syncer.peers()?;
-    let stats = app.syncer.global_stats()?;
-    let store_stats = app.store.borrow().stats()?;
     let lan_peers = app.lan_peers.borrow().list();
-    let federation = &app.config.federation;
     let name = escape(&app.instance_name());
     let fingerprint = escape(&app.key.public_key().fingerprint());
     let mut html = String::with_capacity(16 * 1024);
@@ -108,9 +105,44 @@ pub fn render(app: &App, privileged: bool) -> Result<Response, ApiError> {
          <header><h1>{name}</h1><p>ark-lattice {version} · {kind} instance · {mode} mode · key <span class=\"mono\">{fingerprint}</span></p></header><main>",
         version = env!("CARGO_PKG_VERSION"),
         kind = app.config.instance_type,
-        mode = federation.mode,
+        mode = app.config.federation.mode,
     );
 
+    instance_section(&mut html, app, now, &name, &fingerprint, lan_peers.len())?;
+    html.push_str("<section id=\"map\"><h2>Federation</h2>");
+    draw(&mut html, app, &peers, &lan_peers);
+    html.push_str("</section>");
+    peer_table(&mut html, app, now, &peers);
+    lan_table(&mut html, app, now, &lan_peers);
+    if privileged {
+        events_and_conflicts(&mut html, app, now)?;
+    } else {
+        html.push_str(
+            "<section class=\"wide\"><p class=\"muted\">Recent events and conflicts are shown to loopback callers and callers with the admin token.</p></section>",
+        );
+    }
+    let _ = writeln!(
+        html,
+        "</main><footer style=\"padding:0 24px 16px\" class=\"muted\">Refreshes every {REFRESH_SECS} s · \
+         <a href=\"/metrics\">metrics</a> · <a href=\"/federation/info\">info</a></footer></body></html>"
+    );
+    Ok(Response::new(200, Body::Full(html.into_bytes()))
+        .with_header("content-type", "text/html; charset=utf-8")
+        .with_header("cache-control", "no-store"))
+}
+
+/// Who this instance is, how it listens and syncs, and what its store holds.
+fn instance_section(
+    html: &mut String,
+    app: &App,
+    now: u64,
+    name: &str,
+    fingerprint: &str,
+    lan_heard: usize,
+) -> Result<(), ApiError> {
+    let stats = app.syncer.global_stats()?;
+    let store_stats = app.store.borrow().stats()?;
+    let federation = &app.config.federation;
     let _ = write!(
         html,
         "<section id=\"instance\"><h2>Instance</h2><dl>\
@@ -154,17 +186,19 @@ pub fn render(app: &App, privileged: bool) -> Result<Response, ApiError> {
         received = stats.nodes_received,
         conflicts = stats.conflicts_resolved,
         discovery = if app.config.discovery.enabled {
-            format!("on, {} heard", lan_peers.len())
+            format!("on, {lan_heard} heard")
         } else {
             "off".to_owned()
         },
         started = ago(now, Some(app.started_at)),
     );
 
-    html.push_str("<section id=\"map\"><h2>Federation</h2>");
-    draw(&mut html, app, &peers, &lan_peers);
-    html.push_str("</section>");
+    Ok(())
+}
 
+/// The peer list, one row per peer with its last sync.
+fn peer_table(html: &mut String, app: &App, now: u64, peers: &[PeerState]) {
+    let federation = &app.config.federation;
     html.push_str("<section class=\"wide\" id=\"peers\"><h2>Peers</h2>");
     if peers.is_empty() {
         html.push_str(
@@ -175,7 +209,7 @@ pub fn render(app: &App, privileged: bool) -> Result<Response, ApiError> {
         "<table id=\"peer-table\"><thead><tr><th>Peer</th><th>Name</th><th>State</th><th>Protocol</th>\
          <th>Last sync</th><th>Syncs</th><th>Received / sent</th><th>Last error</th></tr></thead><tbody>",
     );
-    for peer in &peers {
+    for peer in peers {
         let is_hub = federation.hub_url.as_deref() == Some(peer.url.as_str());
         let _ = write!(
             html,
@@ -198,7 +232,10 @@ pub fn render(app: &App, privileged: bool) -> Result<Response, ApiError> {
         );
     }
     html.push_str("</tbody></table></section>");
+}
 
+/// The peers heard by LAN beacon.
+fn lan_table(html: &mut String, app: &App, now: u64, lan_peers: &[crate::discovery::LanPeer]) {
     html.push_str("<section class=\"wide\" id=\"lan\"><h2>Heard on the LAN</h2>");
     if lan_peers.is_empty() {
         html.push_str(if app.config.discovery.enabled {
@@ -210,7 +247,7 @@ pub fn render(app: &App, privileged: bool) -> Result<Response, ApiError> {
         html.push_str(
             "<table><thead><tr><th>URL</th><th>Name</th><th>Fingerprint</th><th>Beacon</th><th>Last heard</th></tr></thead><tbody>",
         );
-        for peer in &lan_peers {
+        for peer in lan_peers {
             let _ = write!(
                 html,
                 "<tr><td><code>{url}</code></td><td>{name}</td><td class=\"mono\">{fingerprint}</td><td>{signed}</td><td>{last}</td></tr>",
@@ -228,68 +265,58 @@ pub fn render(app: &App, privileged: bool) -> Result<Response, ApiError> {
         html.push_str("</tbody></table>");
     }
     html.push_str("</section>");
+}
 
-    if privileged {
-        html.push_str("<section id=\"events\"><h2>Recent events</h2>");
-        let events = app.events.recent(20);
-        if events.is_empty() {
-            html.push_str("<p class=\"muted\">No events since start.</p>");
-        } else {
-            html.push_str(
-                "<table><thead><tr><th>When</th><th>Event</th><th>Peer</th></tr></thead><tbody>",
-            );
-            for event in events {
-                let peer = ["peer", "url"]
-                    .iter()
-                    .find_map(|key| match event.fields.get(*key) {
-                        Some(miniserde::json::Value::String(text)) => Some(text.clone()),
-                        _ => None,
-                    })
-                    .unwrap_or_default();
-                let _ = write!(
-                    html,
-                    "<tr><td>{when}</td><td>{kind}</td><td><code>{peer}</code></td></tr>",
-                    when = ago(now, Some(event.timestamp)),
-                    kind = event.kind.name(),
-                    peer = escape(&peer),
-                );
-            }
-            html.push_str("</tbody></table>");
-        }
-        html.push_str("</section><section id=\"conflicts\"><h2>Recent conflicts</h2>");
-        let conflicts = app.store.borrow().conflicts(Some(10))?;
-        if conflicts.is_empty() {
-            html.push_str("<p class=\"muted\">No conflicts: no concurrent edits collided.</p>");
-        } else {
-            html.push_str(
-                "<table><thead><tr><th>Node</th><th>When</th><th>Lost version</th><th>Won version</th></tr></thead><tbody>",
-            );
-            for conflict in &conflicts {
-                let _ = write!(
-                    html,
-                    "<tr><td><code>{id}</code></td><td>{when}</td><td class=\"mono\">{lost}</td><td class=\"mono\">{won}</td></tr>",
-                    id = escape(&conflict.loser.id),
-                    when = ago(now, Some(conflict.resolved_at)),
-                    lost = escape(&truncate(&conflict.loser.meta.version.to_wire(), 24)),
-                    won = escape(&truncate(&conflict.winner.to_wire(), 24)),
-                );
-            }
-            html.push_str("</tbody></table>");
-        }
-        html.push_str("</section>");
+/// The recent events and conflicts, for privileged callers only.
+fn events_and_conflicts(html: &mut String, app: &App, now: u64) -> Result<(), ApiError> {
+    html.push_str("<section id=\"events\"><h2>Recent events</h2>");
+    let events = app.events.recent(20);
+    if events.is_empty() {
+        html.push_str("<p class=\"muted\">No events since start.</p>");
     } else {
         html.push_str(
-            "<section class=\"wide\"><p class=\"muted\">Recent events and conflicts are shown to loopback callers and callers with the admin token.</p></section>",
+            "<table><thead><tr><th>When</th><th>Event</th><th>Peer</th></tr></thead><tbody>",
         );
+        for event in events {
+            let peer = ["peer", "url"]
+                .iter()
+                .find_map(|key| match event.fields.get(*key) {
+                    Some(miniserde::json::Value::String(text)) => Some(text.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            let _ = write!(
+                html,
+                "<tr><td>{when}</td><td>{kind}</td><td><code>{peer}</code></td></tr>",
+                when = ago(now, Some(event.timestamp)),
+                kind = event.kind.name(),
+                peer = escape(&peer),
+            );
+        }
+        html.push_str("</tbody></table>");
     }
-    let _ = writeln!(
-        html,
-        "</main><footer style=\"padding:0 24px 16px\" class=\"muted\">Refreshes every {REFRESH_SECS} s · \
-         <a href=\"/metrics\">metrics</a> · <a href=\"/federation/info\">info</a></footer></body></html>"
-    );
-    Ok(Response::new(200, Body::Full(html.into_bytes()))
-        .with_header("content-type", "text/html; charset=utf-8")
-        .with_header("cache-control", "no-store"))
+    html.push_str("</section><section id=\"conflicts\"><h2>Recent conflicts</h2>");
+    let conflicts = app.store.borrow().conflicts(Some(10))?;
+    if conflicts.is_empty() {
+        html.push_str("<p class=\"muted\">No conflicts: no concurrent edits collided.</p>");
+    } else {
+        html.push_str(
+            "<table><thead><tr><th>Node</th><th>When</th><th>Lost version</th><th>Won version</th></tr></thead><tbody>",
+        );
+        for conflict in &conflicts {
+            let _ = write!(
+                html,
+                "<tr><td><code>{id}</code></td><td>{when}</td><td class=\"mono\">{lost}</td><td class=\"mono\">{won}</td></tr>",
+                id = escape(&conflict.loser.id),
+                when = ago(now, Some(conflict.resolved_at)),
+                lost = escape(&truncate(&conflict.loser.meta.version.to_wire(), 24)),
+                won = escape(&truncate(&conflict.winner.to_wire(), 24)),
+            );
+        }
+        html.push_str("</tbody></table>");
+    }
+    html.push_str("</section>");
+    Ok(())
 }
 
 /// The federation as inline SVG: this node in the middle, the hub above it, peers
@@ -299,22 +326,7 @@ fn draw(html: &mut String, app: &App, peers: &[PeerState], lan: &[crate::discove
     const HEIGHT: f64 = 340.0;
     let (cx, cy) = (WIDTH / 2.0, HEIGHT / 2.0 + 10.0);
     let hub = app.config.federation.hub_url.clone();
-    let mut nodes: Vec<(String, String, &'static str, bool)> = Vec::new();
-    for peer in peers {
-        if hub.as_deref() == Some(peer.url.as_str()) {
-            continue;
-        }
-        let label = peer
-            .instance_name
-            .clone()
-            .unwrap_or_else(|| short_url(&peer.url));
-        nodes.push((peer.url.clone(), label, state(peer), false));
-    }
-    for peer in lan {
-        if !peers.iter().any(|known| known.url == peer.url) {
-            nodes.push((peer.url.clone(), peer.beacon.peer_name.clone(), "lan", true));
-        }
-    }
+    let mut nodes = drawn_nodes(hub.as_deref(), peers, lan);
     let hidden = nodes.len().saturating_sub(DRAWN_PEERS);
     nodes.truncate(DRAWN_PEERS);
     let _ = write!(
@@ -322,12 +334,6 @@ fn draw(html: &mut String, app: &App, peers: &[PeerState], lan: &[crate::discove
         "<svg id=\"federation-map\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"100%\" role=\"img\" \
          aria-label=\"this node, its hub and its peers\" xmlns=\"http://www.w3.org/2000/svg\">"
     );
-    let colour = |state: &str| match state {
-        "active" => "#2f9e5b",
-        "failing" => "#d64545",
-        "lan" => "#3b7dd8",
-        _ => "#8a96a3",
-    };
     let hub_position = (cx, 42.0);
     if let Some(hub_url) = &hub {
         let hub_state = peers
@@ -342,25 +348,7 @@ fn draw(html: &mut String, app: &App, peers: &[PeerState], lan: &[crate::discove
             c = colour(hub_state)
         );
     }
-    // Peers on an ellipse around this node, starting on the left so that two peers sit
-    // either side of it (clear of its name below); with a hub the top stays free and
-    // the peers spread from the right over the bottom to the left.
-    let count = nodes.len().max(1) as f64;
-    let positions: Vec<(f64, f64)> = (0..nodes.len())
-        .map(|index| {
-            let degrees = if hub.is_some() {
-                if nodes.len() == 1 {
-                    180.0
-                } else {
-                    -15.0 + 210.0 * index as f64 / (count - 1.0)
-                }
-            } else {
-                180.0 + 360.0 * index as f64 / count
-            };
-            let angle = f64::to_radians(degrees);
-            (cx + 200.0 * angle.cos(), cy + 110.0 * angle.sin())
-        })
-        .collect();
+    let positions = around(nodes.len(), hub.is_some(), (cx, cy));
     for ((_, _, state, lan_only), (x, y)) in nodes.iter().zip(&positions) {
         let dash = if *lan_only || *state == "failing" {
             " stroke-dasharray=\"6 5\""
@@ -422,7 +410,74 @@ fn draw(html: &mut String, app: &App, peers: &[PeerState], lan: &[crate::discove
             y = HEIGHT - 8.0
         );
     }
-    html.push_str("</svg><p class=\"muted\" style=\"margin:4px 0 0\">");
+    html.push_str("</svg>");
+    legend(html, app);
+}
+
+/// A peer as drawn: its URL, its label, its state and whether it is only heard on the
+/// LAN (not in the peer list).
+type DrawnNode = (String, String, &'static str, bool);
+
+/// The peers to draw around this node (the hub is drawn apart), then the LAN peers
+/// that are not in the peer list.
+fn drawn_nodes(
+    hub: Option<&str>,
+    peers: &[PeerState],
+    lan: &[crate::discovery::LanPeer],
+) -> Vec<DrawnNode> {
+    let mut nodes: Vec<DrawnNode> = Vec::new();
+    for peer in peers {
+        if hub == Some(peer.url.as_str()) {
+            continue;
+        }
+        let label = peer
+            .instance_name
+            .clone()
+            .unwrap_or_else(|| short_url(&peer.url));
+        nodes.push((peer.url.clone(), label, state(peer), false));
+    }
+    for peer in lan {
+        if !peers.iter().any(|known| known.url == peer.url) {
+            nodes.push((peer.url.clone(), peer.beacon.peer_name.clone(), "lan", true));
+        }
+    }
+    nodes
+}
+
+fn colour(state: &str) -> &'static str {
+    match state {
+        "active" => "#2f9e5b",
+        "failing" => "#d64545",
+        "lan" => "#3b7dd8",
+        _ => "#8a96a3",
+    }
+}
+
+/// Peers on an ellipse around this node, starting on the left so that two peers sit
+/// either side of it (clear of its name below); with a hub the top stays free and
+/// the peers spread from the right over the bottom to the left.
+fn around(drawn: usize, with_hub: bool, (cx, cy): (f64, f64)) -> Vec<(f64, f64)> {
+    let count = drawn.max(1) as f64;
+    (0..drawn)
+        .map(|index| {
+            let degrees = if with_hub {
+                if drawn == 1 {
+                    180.0
+                } else {
+                    -15.0 + 210.0 * index as f64 / (count - 1.0)
+                }
+            } else {
+                180.0 + 360.0 * index as f64 / count
+            };
+            let angle = f64::to_radians(degrees);
+            (cx + 200.0 * angle.cos(), cy + 110.0 * angle.sin())
+        })
+        .collect()
+}
+
+/// What the colours mean, and hub mode's one rule.
+fn legend(html: &mut String, app: &App) {
+    html.push_str("<p class=\"muted\" style=\"margin:4px 0 0\">");
     html.push_str(
         "<span style=\"color:#2f9e5b\">●</span> active &nbsp; <span style=\"color:#d64545\">●</span> failing &nbsp; \
          <span style=\"color:#8a96a3\">●</span> not synced yet &nbsp; <span style=\"color:#3b7dd8\">●</span> heard on the LAN, not a peer",

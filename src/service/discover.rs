@@ -75,7 +75,7 @@ fn scan_entry(instance: &Instance, hit: &ScanHit) -> LanEntry {
 
 /// What the LAN half of `discover` found: peers heard by beacon, and the scan's.
 #[derive(Debug, Default)]
-pub struct LanFindings {
+pub(crate) struct LanFindings {
     pub beacons: Vec<LanEntry>,
     pub scanned: Vec<LanEntry>,
     pub scan_summary: Option<ScanSummary>,
@@ -174,7 +174,7 @@ async fn find_lan(
 
 /// What `discover` looks at besides our peers' peer lists.
 #[derive(Debug, Clone, Default)]
-pub struct DiscoverOptions {
+pub(crate) struct DiscoverOptions {
     /// Add what was found (only what can be synced with; see [`LanFindings`]).
     pub add: bool,
     /// Also scan the local /24 (or `subnet`) for `/federation/info`.
@@ -187,7 +187,7 @@ pub struct DiscoverOptions {
 /// Asks every target and the hub for the peers they know, lists the peers heard by LAN
 /// beacon and, with `scan`, those answering on the local network; lists those we do
 /// not know yet under `peers`, and adds them with `add`.
-pub async fn discover(
+pub(crate) async fn discover(
     instance: &Instance,
     options: &DiscoverOptions,
 ) -> Result<DiscoverAnswer, OpError> {

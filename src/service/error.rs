@@ -7,7 +7,7 @@ use crate::protocol::WireError;
 use crate::store::StoreError;
 
 #[derive(Debug)]
-pub enum OpError {
+pub(crate) enum OpError {
     /// The request was wrong: a bad URL, key, tier, interval or answer from a peer.
     Invalid(String),
     /// The peer or record it names is not there.
@@ -17,7 +17,7 @@ pub enum OpError {
 }
 
 impl OpError {
-    pub fn message(&self) -> &str {
+    pub(crate) fn message(&self) -> &str {
         match self {
             OpError::Invalid(message) | OpError::NotFound(message) | OpError::Failed(message) => {
                 message

@@ -23,22 +23,22 @@ use crate::http::{Body, BodySender};
 use crate::model::unix_millis_now;
 
 /// Events kept for the status page and for subscribers that reconnect.
-pub const RECENT_EVENTS: usize = 200;
+pub(crate) const RECENT_EVENTS: usize = 200;
 /// Event streams open at once; each holds one of the server's connections.
-pub const MAX_SUBSCRIBERS: usize = 8;
+pub(crate) const MAX_SUBSCRIBERS: usize = 8;
 /// Events that may wait for a subscriber before it is dropped.
-pub const SUBSCRIBER_QUEUE: usize = 256;
+pub(crate) const SUBSCRIBER_QUEUE: usize = 256;
 /// Hook commands running at once.
-pub const MAX_RUNNING_HOOKS: usize = 4;
+pub(crate) const MAX_RUNNING_HOOKS: usize = 4;
 /// A hook still running after this is killed.
-pub const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 /// A comment line sent to subscribers this often keeps proxies from closing the
 /// stream and finds subscribers that have gone.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// ARK's event names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum EventKind {
+pub(crate) enum EventKind {
     PeerAdded,
     PeerRemoved,
     SyncStarted,
@@ -49,7 +49,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 7] = [
+    pub(crate) const ALL: [EventKind; 7] = [
         EventKind::PeerAdded,
         EventKind::PeerRemoved,
         EventKind::SyncStarted,
@@ -59,7 +59,7 @@ impl EventKind {
         EventKind::PeerExpired,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             EventKind::PeerAdded => "peer-added",
             EventKind::PeerRemoved => "peer-removed",
@@ -74,7 +74,7 @@ impl EventKind {
 
 /// One event: `{"type", "id", "timestamp", "instanceId", ...fields}` as JSON text.
 #[derive(Debug, Clone)]
-pub struct Event {
+pub(crate) struct Event {
     pub id: u64,
     pub kind: EventKind,
     pub timestamp: u64,
@@ -97,7 +97,7 @@ impl Event {
 
 /// The event bus of one instance.
 #[derive(Debug)]
-pub struct EventBus {
+pub(crate) struct EventBus {
     instance_id: String,
     next_id: Cell<u64>,
     recent: RefCell<VecDeque<Rc<Event>>>,
@@ -115,10 +115,10 @@ struct HookQueue {
 
 /// Why a subscription was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TooManySubscribers;
+pub(crate) struct TooManySubscribers;
 
 impl EventBus {
-    pub fn new(instance_id: String, verbose: bool) -> EventBus {
+    pub(crate) fn new(instance_id: String, verbose: bool) -> EventBus {
         EventBus {
             instance_id,
             next_id: Cell::new(1),
@@ -131,7 +131,7 @@ impl EventBus {
     }
 
     /// Records an event and passes it on. Never waits.
-    pub fn emit<const N: usize>(&self, kind: EventKind, pairs: [(&str, Value); N]) {
+    pub(crate) fn emit<const N: usize>(&self, kind: EventKind, pairs: [(&str, Value); N]) {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
         let timestamp = unix_millis_now();
@@ -190,7 +190,7 @@ impl EventBus {
 
     /// A new event stream: recent events after `last_id` (a reconnecting client's
     /// `Last-Event-ID`), then every new event.
-    pub fn subscribe(&self, last_id: Option<u64>) -> Result<Body, TooManySubscribers> {
+    pub(crate) fn subscribe(&self, last_id: Option<u64>) -> Result<Body, TooManySubscribers> {
         let mut subscribers = self.subscribers.borrow_mut();
         subscribers.retain(|subscriber| !subscriber.is_closed());
         if subscribers.len() >= MAX_SUBSCRIBERS {
@@ -215,12 +215,12 @@ impl EventBus {
     }
 
     /// Sends a keep-alive comment, which also drops subscribers that have gone.
-    pub fn keep_alive(&self) {
+    pub(crate) fn keep_alive(&self) {
         self.broadcast(b": keep-alive\n\n");
     }
 
     /// Ends every stream, so a graceful shutdown does not wait for them.
-    pub fn close_subscribers(&self) {
+    pub(crate) fn close_subscribers(&self) {
         self.subscribers.borrow_mut().clear();
     }
 
@@ -231,7 +231,7 @@ impl EventBus {
     }
 
     /// The newest `limit` events, newest first.
-    pub fn recent(&self, limit: usize) -> Vec<Rc<Event>> {
+    pub(crate) fn recent(&self, limit: usize) -> Vec<Rc<Event>> {
         self.recent
             .borrow()
             .iter()
@@ -242,13 +242,13 @@ impl EventBus {
     }
 
     /// Events emitted since start, by kind.
-    pub fn counts(&self) -> BTreeMap<EventKind, u64> {
+    pub(crate) fn counts(&self) -> BTreeMap<EventKind, u64> {
         self.counts.borrow().clone()
     }
 
     /// Starts passing events to `command`; the returned task runs the hooks and must be
     /// kept alive on `executor`.
-    pub fn start_hooks(
+    pub(crate) fn start_hooks(
         &self,
         executor: &'static LocalExecutor<'static>,
         command: String,

@@ -24,12 +24,12 @@ const MIN_SYNC_INTERVAL_MS: u64 = 100;
 
 /// `GET /api/v2/federation/peers` → `{count, peers: [peer state, ...]}`.
 #[derive(Debug, Clone)]
-pub struct PeerList {
+pub(crate) struct PeerList {
     pub peers: Vec<PeerState>,
 }
 
 impl PeerList {
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let mut object = Object::new();
         let peers = self.peers.iter().map(PeerState::to_json).collect();
         object.insert(
@@ -40,7 +40,7 @@ impl PeerList {
         Value::Object(object)
     }
 
-    pub fn from_json(answer: &Object, context: &str) -> Result<PeerList, WireError> {
+    pub(crate) fn from_json(answer: &Object, context: &str) -> Result<PeerList, WireError> {
         let peers = Fields::new(answer, context)
             .array("peers")?
             .iter()
@@ -55,7 +55,7 @@ impl PeerList {
 
 /// `GET /api/v2/federation/status`: the instance info with the server's state, the peer
 /// list, held records and a warning when the clock is behind.
-pub fn status(instance: &Instance) -> Result<LatticeStatus, OpError> {
+pub(crate) fn status(instance: &Instance) -> Result<LatticeStatus, OpError> {
     let held = instance.syncer.held_counts()?;
     let newest_seen = instance.store.borrow().clock_high_water().millis();
     let now = unix_millis_now();
@@ -83,7 +83,7 @@ pub fn status(instance: &Instance) -> Result<LatticeStatus, OpError> {
     })
 }
 
-pub fn list_peers(instance: &Instance) -> Result<PeerList, OpError> {
+pub(crate) fn list_peers(instance: &Instance) -> Result<PeerList, OpError> {
     Ok(PeerList {
         peers: instance.syncer.peers()?,
     })
@@ -91,7 +91,7 @@ pub fn list_peers(instance: &Instance) -> Result<PeerList, OpError> {
 
 /// What to add with [`add_peer`].
 #[derive(Debug, Clone, Copy, Default)]
-pub struct AddPeer<'a> {
+pub(crate) struct AddPeer<'a> {
     pub url: &'a str,
     /// The key to pin (base64); else the one the peer's info shows.
     pub pubkey: Option<&'a str>,
@@ -105,7 +105,10 @@ pub struct AddPeer<'a> {
 /// and then checked against it) with the tier (default core). A peer that cannot be
 /// reached is added only with `pubkey`; an ARK Node.js peer (no key) is added unpinned.
 /// Non-empty `types` limits the sync with it to those node types.
-pub async fn add_peer(instance: &Instance, request: AddPeer<'_>) -> Result<PeerAddAnswer, OpError> {
+pub(crate) async fn add_peer(
+    instance: &Instance,
+    request: AddPeer<'_>,
+) -> Result<PeerAddAnswer, OpError> {
     let url = normalize_peer_url(request.url)
         .map_err(|reason| OpError::Invalid(format!("peer URL: {reason}")))?;
     let tier = match request.tier {
@@ -239,7 +242,7 @@ async fn reported_key(
     }
 }
 
-pub fn remove_peer(instance: &Instance, url: &str) -> Result<PeerRemoved, OpError> {
+pub(crate) fn remove_peer(instance: &Instance, url: &str) -> Result<PeerRemoved, OpError> {
     let url = normalize_peer_url(url).unwrap_or_else(|_| url.to_owned());
     if !instance.syncer.remove_peer(&url)? {
         return Err(OpError::NotFound(format!(
@@ -255,7 +258,10 @@ pub fn remove_peer(instance: &Instance, url: &str) -> Result<PeerRemoved, OpErro
 
 /// The URLs a sync of `peer` (or of every target, without one) goes to. A sync never
 /// adds a peer: a typo would otherwise stay as a failing peer.
-pub fn sync_targets_for(instance: &Instance, peer: Option<&str>) -> Result<Vec<String>, OpError> {
+pub(crate) fn sync_targets_for(
+    instance: &Instance,
+    peer: Option<&str>,
+) -> Result<Vec<String>, OpError> {
     let Some(peer) = peer else {
         return Ok(instance.sync_targets()?);
     };
@@ -271,7 +277,7 @@ pub fn sync_targets_for(instance: &Instance, peer: Option<&str>) -> Result<Vec<S
 }
 
 /// Syncs one peer, or every target of the mode concurrently.
-pub async fn sync(instance: &Instance, peer: Option<&str>) -> Result<SyncAnswer, OpError> {
+pub(crate) async fn sync(instance: &Instance, peer: Option<&str>) -> Result<SyncAnswer, OpError> {
     let targets = sync_targets_for(instance, peer)?;
     let results = super::join_all(targets.iter().map(|url| instance.sync_peer(url))).await;
     Ok(SyncAnswer {
@@ -280,7 +286,7 @@ pub async fn sync(instance: &Instance, peer: Option<&str>) -> Result<SyncAnswer,
 }
 
 /// Turns auto-sync on or off (and sets its interval), saved for the next start.
-pub fn set_auto_sync(
+pub(crate) fn set_auto_sync(
     instance: &Instance,
     on: bool,
     interval_ms: Option<u64>,

@@ -11,7 +11,7 @@ use super::session::Session;
 const DAY_MILLIS: u64 = 24 * 60 * 60 * 1000;
 
 /// Removes tombstones of deletes older than `--tombstones-older-than` days.
-pub fn gc(session: &mut Session<'_>, args: &cli::Gc) -> Result<(), Error> {
+pub(crate) fn gc(session: &mut Session<'_>, args: &cli::Gc) -> Result<(), Error> {
     let Some(days) = args.tombstones_older_than else {
         return Err(Error::Usage(
             "gc needs --tombstones-older-than DAYS (tombstones are kept by default)".into(),

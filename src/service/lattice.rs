@@ -1,24 +1,27 @@
-//! The local lattice commands: import, export, add, get, delete, list, query, stats and
-//! conflicts. Each opens the store, does one thing, and prints text or `--json`.
+//! The lattice operations. `import`, `export` and `get` still print text or `--json`
+//! themselves (through a [`Session`]); add, delete, list and query, stats and conflicts
+//! return typed answers (`views`) that the CLI and the control API render.
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use miniserde::json::{self, Array, Object, Value};
+use miniserde::json::{self, Array, Value};
 
-use super::output::{
-    Output, counts, node_with_meta, number, object, string, time_or_dash, truncate,
-};
+use super::output::{Output, node_with_meta, number, object, string, time_or_dash};
 use super::session::Session;
+use super::views::{
+    AddOutcome, Added, ConflictList, ConflictView, Deleted, InstanceLabel, NodeList, NodeView,
+    StatsReport,
+};
 use crate::cli;
-use crate::config::IMPORT_BATCH;
+use crate::config::{Config, IMPORT_BATCH};
 use crate::error::Error;
 use crate::input;
 use crate::model::{Node, Shape, SignatureFormat, format_rfc3339, unix_millis_now};
-use crate::store::{Body, Conflict, Deletion, Query, RecordMeta, Stats, Store, WriteSummary};
+use crate::store::{Body, Deletion, Query, RecordMeta, Store, WriteSummary};
 
-pub fn import(session: &mut Session<'_>, args: &cli::Import) -> Result<(), Error> {
+pub(crate) fn import(session: &mut Session<'_>, args: &cli::Import) -> Result<(), Error> {
     let store = &mut *session.store;
     let mut write = |batch: &[Node]| -> Result<WriteSummary, Error> {
         Ok(store.write_nodes(batch, unix_millis_now())?)
@@ -35,7 +38,7 @@ pub fn import(session: &mut Session<'_>, args: &cli::Import) -> Result<(), Error
 
 /// `import`, with each batch of valid nodes (at most [`IMPORT_BATCH`]) handed to
 /// `write`: the store here, or a running server that holds it (`remote`).
-pub fn import_with(
+pub(crate) fn import_with(
     args: &cli::Import,
     verbose: bool,
     read_input: super::session::ReadInput<'_>,
@@ -152,7 +155,7 @@ pub fn import_with(
 }
 
 /// Opens a file, or standard input for `-`.
-pub fn read_input(file: &str) -> Result<(String, Box<dyn Read>), Error> {
+pub(crate) fn read_input(file: &str) -> Result<(String, Box<dyn Read>), Error> {
     if file == "-" || file == "/dev/stdin" {
         return Ok(("<stdin>".to_owned(), Box::new(std::io::stdin())));
     }
@@ -191,7 +194,7 @@ const UNCATEGORIZED: &str = "uncategorized";
 
 /// Writes every intact node. Damaged ones are left out and reported; the export then
 /// ends with exit code 6, so a backup script sees it is incomplete.
-pub fn export(session: &mut Session<'_>, args: &cli::Export) -> Result<(), Error> {
+pub(crate) fn export(session: &mut Session<'_>, args: &cli::Export) -> Result<(), Error> {
     let damaged_before = session.store.damaged_found();
     export_intact(session, args)?;
     match session.store.damaged_found() - damaged_before {
@@ -340,19 +343,12 @@ fn write_export(
     Ok(count)
 }
 
-pub fn add(session: &mut Session<'_>, args: &cli::Add) -> Result<(), Error> {
-    let mut node = match &args.json {
-        Some(text) => {
-            let value: Value = crate::model::parse_json(text)
-                .map_err(|error| Error::Usage(format!("--json {error}")))?;
-            Node::from_json(&value)
-                .map_err(|error| Error::Usage(format!("invalid node: {error}")))?
-        }
-        None => node_from_flags(args)?,
-    };
+/// Writes one node as a local edit: `created_at` as given, else kept from the version it
+/// replaces (a damaged record counts as none: the write replaces it), else now;
+/// `updated_at` now.
+pub(crate) fn add_node(store: &mut Store, mut node: Node) -> Result<Added, Error> {
     let now = unix_millis_now();
-    // A damaged record counts as none: the write replaces it.
-    let existing = session.store.records(&[node.id.as_str()])?.pop();
+    let existing = store.records(&[node.id.as_str()])?.pop();
     if node.created_at.is_none() {
         node.created_at = Some(match existing.as_ref().and_then(|record| record.node()) {
             Some(previous) => previous.created_at.unwrap_or(now),
@@ -360,58 +356,25 @@ pub fn add(session: &mut Session<'_>, args: &cli::Add) -> Result<(), Error> {
         });
     }
     node.updated_at = Some(now);
-    let summary = session
-        .store
-        .write_nodes(std::slice::from_ref(&node), now)?;
+    let summary = store.write_nodes(std::slice::from_ref(&node), now)?;
     let outcome = if summary.created > 0 {
-        "added"
+        AddOutcome::Added
     } else if summary.updated > 0 {
-        "updated"
+        AddOutcome::Updated
     } else {
-        "unchanged"
+        AddOutcome::Unchanged
     };
-    session.out.line(format!("{outcome} {}", node.id))?;
-    session.out.flush()
+    Ok(Added {
+        id: node.id,
+        outcome,
+    })
 }
 
-fn node_from_flags(args: &cli::Add) -> Result<Node, Error> {
-    let missing: Vec<&str> = [
-        ("--id", args.id.is_none()),
-        ("--type", args.node_type.is_none()),
-        ("--value", args.value.is_none()),
-    ]
-    .into_iter()
-    .filter_map(|(flag, missing)| missing.then_some(flag))
-    .collect();
-    if !missing.is_empty() {
-        return Err(Error::Usage(format!(
-            "add needs {} (or the whole record with --json)",
-            missing.join(", ")
-        )));
-    }
-    let node = Node {
-        id: args.id.clone().unwrap_or_default(),
-        node_type: args.node_type.clone().unwrap_or_default(),
-        value: args.value.clone().unwrap_or_default(),
-        language: args.language.clone(),
-        category: args.category.clone(),
-        content: args.content.clone(),
-        capabilities: args.capabilities.clone(),
-        dependencies: args.dependencies.clone(),
-        examples: args.examples.clone(),
-        linked_agents: args.linked_agents.clone(),
-        ..Node::default()
-    };
-    node.validate()
-        .map_err(|error| Error::Usage(format!("invalid node: {error}")))?;
-    Ok(node)
-}
-
-pub fn get(session: &mut Session<'_>, args: &cli::Get) -> Result<(), Error> {
+pub(crate) fn get(session: &mut Session<'_>, args: &cli::Get) -> Result<(), Error> {
     let record = session
         .store
         .get(&args.id)?
-        .ok_or_else(|| Error::NotFound(format!("node {:?}", args.id)))?;
+        .ok_or_else(|| Error::NotFound(format!("node {:?} not found", args.id)))?;
     let node = match &record.body {
         Body::Live(node) => node,
         Body::Deleted { deleted_at } => {
@@ -426,7 +389,7 @@ pub fn get(session: &mut Session<'_>, args: &cli::Get) -> Result<(), Error> {
                 session.out.flush()?;
             }
             return Err(Error::NotFound(format!(
-                "node {:?} (deleted at {})",
+                "node {:?} (deleted at {}) not found",
                 args.id,
                 format_rfc3339(*deleted_at)
             )));
@@ -518,217 +481,63 @@ fn provenance_json(meta: &RecordMeta) -> Value {
     ])
 }
 
-pub fn delete(session: &mut Session<'_>, args: &cli::Delete) -> Result<(), Error> {
-    // A delete repeated after its answer was lost finds the tombstone: that is
-    // success, said as such (issue #16).
-    let already = match session.store.delete(&args.id, unix_millis_now())? {
+/// Deletes a node: a tombstone carries the delete to peers. A node already deleted is
+/// success, said as such; one never stored is not found.
+pub(crate) fn delete_node(store: &mut Store, id: &str) -> Result<Deleted, Error> {
+    let already_deleted = match store.delete(id, unix_millis_now())? {
         Deletion::Deleted => false,
         Deletion::AlreadyDeleted => true,
-        Deletion::NotFound => return Err(Error::NotFound(format!("node {:?}", args.id))),
+        Deletion::NotFound => return Err(Error::NotFound(format!("node {id:?} not found"))),
     };
-    if args.json {
-        session.out.json(&object([
-            ("deleted", string(args.id.clone())),
-            ("already_deleted", Value::Bool(already)),
-        ]))?;
-    } else if already {
-        session
-            .out
-            .line(format!("{} was already deleted; nothing to do", args.id))?;
-    } else {
-        session.out.line(format!(
-            "deleted {} (a tombstone carries the delete to peers)",
-            args.id
-        ))?;
-    }
-    session.out.flush()
+    Ok(Deleted {
+        id: id.to_owned(),
+        already_deleted,
+    })
 }
 
-pub fn list(session: &mut Session<'_>, args: &cli::List) -> Result<(), Error> {
-    let query = Query {
-        node_type: args.node_type.clone(),
-        limit: (args.limit > 0).then_some(args.limit),
-        ..Query::default()
-    };
-    print_nodes(session, &query, args.json)
-}
-
-pub fn query(session: &mut Session<'_>, args: &cli::QueryArgs) -> Result<(), Error> {
-    let query = Query {
-        node_type: args.node_type.clone(),
-        language: args.language.clone(),
-        category: args.category.clone(),
-        capability: args.capability.clone(),
-        search: args.search.clone(),
-        after: None,
-        limit: (args.limit > 0).then_some(args.limit),
-    };
-    print_nodes(session, &query, args.json)
-}
-
-fn print_nodes(session: &mut Session<'_>, query: &Query, as_json: bool) -> Result<(), Error> {
-    let found = session.store.query(query)?;
-    let out = &mut *session.out;
-    if as_json {
-        let nodes: Array = found
-            .iter()
-            .map(|(node, meta)| node_with_meta(node, meta))
-            .collect();
-        out.json(&object([
-            ("count", number(nodes.len() as u64)),
-            ("nodes", Value::Array(nodes)),
-        ]))?;
-        return out.flush();
-    }
-    if !found.is_empty() {
-        out.line(format!(
-            "{:<32} {:<16} {:<12} {}",
-            "ID", "TYPE", "LANGUAGE", "VALUE"
-        ))?;
-    }
-    for (node, _) in &found {
-        out.line(format!(
-            "{:<32} {:<16} {:<12} {}",
-            truncate(&node.id, 32),
-            truncate(&node.node_type, 16),
-            truncate(node.language.as_deref().unwrap_or("-"), 12),
-            truncate(&node.value, 60)
-        ))?;
-    }
-    out.line(format!("{} node(s)", found.len()))?;
-    out.flush()
-}
-
-pub fn stats(session: &mut Session<'_>, args: &cli::Stats) -> Result<(), Error> {
-    let stats = session.store.stats()?;
-    let name = session
-        .config
-        .instance_name(&session.store.instance_id().short());
-    if args.json {
-        let mut object = match stats_json(&stats) {
-            Value::Object(object) => object,
-            _ => unreachable!("stats are an object"),
-        };
-        object.insert(
-            "instance_id".into(),
-            string(session.store.instance_id().to_hex()),
-        );
-        object.insert("instance_name".into(), string(name));
-        object.insert(
-            "instance_type".into(),
-            string(session.config.instance_type.to_string()),
-        );
-        session.out.json(&Value::Object(object))?;
-        return session.out.flush();
-    }
-    session.out.line(format!(
-        "instance    {name} ({})",
-        session.store.instance_id()
-    ))?;
-    session.out.line(format!(
-        "store       {} ({:.1} MiB)",
-        session.store.path().display(),
-        stats.file_bytes as f64 / 1_048_576.0
-    ))?;
-    session.out.line(format!("nodes       {}", stats.nodes))?;
-    session
-        .out
-        .line(format!("tombstones  {}", stats.tombstones))?;
-    session
-        .out
-        .line(format!("conflicts   {}", stats.conflicts))?;
-    if stats.damaged > 0 {
-        session.out.line(format!(
-            "damaged     {} (moved aside; see `ark-lattice verify`)",
-            stats.damaged
-        ))?;
-    }
-    for (title, map) in [
-        ("by type", &stats.by_type),
-        ("by language", &stats.by_language),
-        ("by category", &stats.by_category),
-    ] {
-        session.out.line(format!("{title}:"))?;
-        let mut sorted: Vec<_> = map.iter().collect();
-        sorted.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        for (key, count) in sorted {
-            session.out.line(format!("  {key:<30} {count}"))?;
+/// The live node `id`, with its sync metadata (`None` when deleted or never stored).
+pub(crate) fn live_node(store: &Store, id: &str) -> Result<Option<NodeView>, Error> {
+    let record = store.get(id)?;
+    Ok(record.and_then(|record| {
+        let meta = record.meta;
+        match record.body {
+            Body::Live(node) => Some(NodeView::new(node, &meta)),
+            Body::Deleted { .. } => None,
         }
-    }
-    session.out.flush()
+    }))
 }
 
-pub fn conflicts(session: &mut Session<'_>, args: &cli::Conflicts) -> Result<(), Error> {
-    // `--limit 0` means all, as for `list`.
-    let conflicts = session
-        .store
-        .conflicts((args.limit > 0).then_some(args.limit))?;
-    let total = session.store.conflict_count()?;
-    if args.json {
-        session.out.json(&conflicts_json(&conflicts, total))?;
-        return session.out.flush();
-    }
-    for conflict in &conflicts {
-        let what = match &conflict.loser.body {
-            Body::Live(node) => format!("value {:?}", truncate(&node.value, 40)),
-            Body::Deleted { .. } => "a delete".to_owned(),
-        };
-        session.out.line(format!(
-            "#{} {} at {}: lost {} by {} (winner {})",
-            conflict.number,
-            conflict.loser.id,
-            format_rfc3339(conflict.resolved_at),
-            what,
-            conflict.loser.meta.version.origin.short(),
-            conflict.winner.origin.short()
-        ))?;
-    }
-    session
-        .out
-        .line(format!("{} of {total} conflict(s) shown", conflicts.len()))?;
-    session.out.flush()
-}
-
-/// Store counts as `stats --json` and `GET /api/lattice/stats` print them.
-pub fn stats_json(stats: &Stats) -> Value {
-    object([
-        ("nodes", number(stats.nodes)),
-        ("tombstones", number(stats.tombstones)),
-        ("conflicts", number(stats.conflicts)),
-        ("damaged", number(stats.damaged)),
-        ("last_seq", number(stats.last_seq)),
-        ("store_bytes", number(stats.file_bytes)),
-        ("by_type", counts(&stats.by_type)),
-        ("by_language", counts(&stats.by_language)),
-        ("by_category", counts(&stats.by_category)),
-    ])
-}
-
-/// The conflict log as `{count, conflicts: [...]}`, for `--json` and the API: `count`
-/// is how many the log holds, `conflicts` the newest of them as asked.
-pub fn conflicts_json(conflicts: &[Conflict], total: u64) -> Value {
-    let list: Array = conflicts
-        .iter()
-        .map(|conflict| {
-            let mut entry = Object::new();
-            entry.insert("number".into(), number(conflict.number));
-            entry.insert("id".into(), string(conflict.loser.id.clone()));
-            entry.insert(
-                "resolved_at".into(),
-                string(format_rfc3339(conflict.resolved_at)),
-            );
-            entry.insert("winner_version".into(), string(conflict.winner.to_wire()));
-            entry.insert(
-                "loser_version".into(),
-                string(conflict.loser.meta.version.to_wire()),
-            );
-            let loser = match &conflict.loser.body {
-                Body::Live(node) => node_with_meta(node, &conflict.loser.meta),
-                Body::Deleted { .. } => Value::Null,
-            };
-            entry.insert("loser".into(), loser);
-            Value::Object(entry)
-        })
+/// The live nodes `query` selects, with their sync metadata.
+pub(crate) fn find_nodes(store: &Store, query: &Query) -> Result<NodeList, Error> {
+    let nodes = store
+        .query(query)?
+        .into_iter()
+        .map(|(node, meta)| NodeView::new(node, &meta))
         .collect();
-    object([("count", number(total)), ("conflicts", Value::Array(list))])
+    Ok(NodeList { nodes })
+}
+
+/// The store's counts and whose store it is.
+pub(crate) fn stats(store: &Store, config: &Config) -> Result<StatsReport, Error> {
+    let instance_id = store.instance_id();
+    Ok(StatsReport {
+        stats: store.stats()?,
+        instance: InstanceLabel {
+            id: instance_id,
+            name: config.instance_name(&instance_id.short()),
+            kind: config.instance_type.to_string(),
+        },
+    })
+}
+
+/// The newest `limit` entries of the conflict log (all for `None`) and how many it holds.
+pub(crate) fn conflicts(store: &Store, limit: Option<usize>) -> Result<ConflictList, Error> {
+    Ok(ConflictList {
+        conflicts: store
+            .conflicts(limit)?
+            .iter()
+            .map(ConflictView::new)
+            .collect(),
+        total: store.conflict_count()?,
+    })
 }

@@ -18,6 +18,7 @@ mod session;
 mod store_wait;
 mod trust;
 mod verify;
+mod views;
 
 pub(crate) use discover::is_trusted;
 pub(crate) use discover::{DiscoverOptions, discover};
@@ -28,13 +29,16 @@ pub(crate) use federation::{
 pub(crate) use instance::InfoInputs;
 pub use instance::Instance;
 pub(crate) use join::join_all;
-pub(crate) use lattice::{conflicts_json, import_with, read_input, stats_json};
+pub(crate) use lattice::{
+    add_node, conflicts, delete_node, find_nodes, import_with, live_node, read_input, stats,
+};
 pub use open::exit_on_storage_panic;
 pub(crate) use open::{open_store, storage_panics_are_handled_elsewhere};
 pub use output::Output;
-pub(crate) use output::{node_with_meta, object, string};
+pub(crate) use output::{node_with_meta, object, string, truncate};
 pub(crate) use running::{SERVER_FILE, ServerInfo, running_server};
 pub(crate) use session::{Session, run_lattice};
 pub(crate) use store_wait::{Holder, open_waiting};
 pub(crate) use trust::keygen;
 pub(crate) use verify::{check_before_serving, verify_offline};
+pub(crate) use views::{Added, ConflictList, Deleted, NodeList, StatsReport};

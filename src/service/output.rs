@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use miniserde::json::{self, Number, Object, Value};
 
 use crate::error::Error;
-use crate::model::{Node, Shape, format_rfc3339};
+use crate::model::{ContentHash, Node, Shape, Version, format_rfc3339};
 use crate::store::RecordMeta;
 
 /// Standard output (or a buffer in tests). A closed pipe (`| head`) ends output quietly.
@@ -114,10 +114,15 @@ pub fn object<const N: usize>(pairs: [(&str, Value); N]) -> Value {
 
 /// A node in our native shape plus its sync metadata (dropped again on import).
 pub fn node_with_meta(node: &Node, meta: &RecordMeta) -> Value {
+    node_with(node, &meta.hash, &meta.version, meta.seq)
+}
+
+/// A node in our native shape plus `hash`, `version` and `seq`.
+pub fn node_with(node: &Node, hash: &ContentHash, version: &Version, seq: u64) -> Value {
     let mut object = node.to_json(Shape::Native);
-    object.insert("hash".into(), string(meta.hash.to_prefixed()));
-    object.insert("version".into(), string(meta.version.to_wire()));
-    object.insert("seq".into(), number(meta.seq));
+    object.insert("hash".into(), string(hash.to_prefixed()));
+    object.insert("version".into(), string(version.to_wire()));
+    object.insert("seq".into(), number(seq));
     Value::Object(object)
 }
 

@@ -9,11 +9,11 @@ use crate::http::{ClientConfig, HttpClient, WireStats};
 use crate::protocol::{Fields, parse_object};
 
 /// The state file a running server writes into the state dir: how the CLI finds it.
-pub const SERVER_FILE: &str = "server.json";
+pub(crate) const SERVER_FILE: &str = "server.json";
 
 /// A server found through its `server.json`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerInfo {
+pub(crate) struct ServerInfo {
     pub pid: u32,
     pub port: u16,
     pub bind: IpAddr,
@@ -25,7 +25,7 @@ impl ServerInfo {
     /// Where the CLI reaches the server: loopback when it listens on every address,
     /// otherwise the one address it listens on (127.0.0.2 is loopback too, but a server
     /// bound there is not reached at 127.0.0.1).
-    pub fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         match self.bind {
             ip if ip.is_unspecified() => format!("{scheme}://127.0.0.1:{}", self.port),
@@ -58,7 +58,7 @@ impl ServerInfo {
 /// The server running on this state dir, if any. A `server.json` left behind by a
 /// process that is gone (kill -9) does not count, nor one whose pid now belongs to a
 /// process that is not an ark-lattice server (pids are reused, after a reboot too).
-pub fn running_server(config: &Config) -> Option<ServerInfo> {
+pub(crate) fn running_server(config: &Config) -> Option<ServerInfo> {
     let text = std::fs::read(config.data_dir.join(SERVER_FILE)).ok()?;
     let object = parse_object(&text, "server.json").ok()?;
     let fields = Fields::new(&object, "server.json");

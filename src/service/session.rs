@@ -12,10 +12,10 @@ use super::{gc, lattice, trust, verify};
 
 /// Opens an input file by the name given on the command line: its name for messages
 /// and a reader, so an import reads it record by record.
-pub type ReadInput<'a> = &'a dyn Fn(&str) -> Result<(String, Box<dyn std::io::Read>), Error>;
+pub(crate) type ReadInput<'a> = &'a dyn Fn(&str) -> Result<(String, Box<dyn std::io::Read>), Error>;
 
 /// What a lattice command works with.
-pub struct Session<'a> {
+pub(crate) struct Session<'a> {
     pub store: &'a mut Store,
     pub config: &'a Config,
     pub out: &'a mut Output,
@@ -33,21 +33,24 @@ impl std::fmt::Debug for Session<'_> {
     }
 }
 
-/// Runs one store command (everything but `serve`, `federation` and `keygen`).
-pub fn run_lattice(command: &Command, session: &mut Session<'_>) -> Result<(), Error> {
+/// Runs one store command that prints its own output: `import`, `export`, `get`,
+/// `verify`, `gc` and `trust`. The others return typed answers (`service::views`).
+pub(crate) fn run_lattice(command: &Command, session: &mut Session<'_>) -> Result<(), Error> {
     match command {
         Command::Import(import) => lattice::import(session, import),
         Command::Export(export) => lattice::export(session, export),
-        Command::Add(add) => lattice::add(session, add),
         Command::Get(get) => lattice::get(session, get),
-        Command::Delete(delete) => lattice::delete(session, delete),
-        Command::List(list) => lattice::list(session, list),
-        Command::Query(query) => lattice::query(session, query),
-        Command::Stats(stats) => lattice::stats(session, stats),
         Command::Verify(args) => verify::verify(session, args),
-        Command::Conflicts(conflicts) => lattice::conflicts(session, conflicts),
         Command::Gc(args) => gc::gc(session, args),
         Command::Trust(trust) => trust::run(session, &trust.command),
+        Command::Add(_)
+        | Command::Delete(_)
+        | Command::List(_)
+        | Command::Query(_)
+        | Command::Stats(_)
+        | Command::Conflicts(_) => Err(Error::Usage(
+            "add, delete, list, query, stats and conflicts have typed routes: PUT and DELETE /api/lattice/nodes/{id}, GET /api/lattice/nodes, GET /api/lattice/stats, GET /api/v2/federation/conflicts".into(),
+        )),
         Command::Serve(_) | Command::Federation(_) | Command::Keygen(_) => Err(Error::Usage(
             "serve, federation and keygen are not store commands".into(),
         )),

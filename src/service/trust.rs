@@ -12,7 +12,7 @@ use crate::sync::trust_book;
 use crate::trust::{KeyPair, PublicKey, Tier, TrustEntry};
 
 /// Prints a new key pair as ARK's PyNaCl snippet did, or writes it to a key file.
-pub fn keygen(args: &Keygen, out: &mut Output) -> Result<(), Error> {
+pub(crate) fn keygen(args: &Keygen, out: &mut Output) -> Result<(), Error> {
     let key = KeyPair::generate().map_err(|error| Error::Other(error.to_string()))?;
     match &args.out {
         Some(path) => {
@@ -30,7 +30,7 @@ pub fn keygen(args: &Keygen, out: &mut Output) -> Result<(), Error> {
     out.flush()
 }
 
-pub fn parse_tier(text: Option<&str>) -> Result<Tier, Error> {
+pub(crate) fn parse_tier(text: Option<&str>) -> Result<Tier, Error> {
     text.map_or(Ok(Tier::Core), |text| {
         text.parse::<Tier>()
             .map_err(|error| Error::Usage(error.to_string()))
@@ -44,7 +44,7 @@ fn find(session: &Session<'_>, reference: &str) -> Result<TrustEntry, Error> {
         .collect();
     match matching.len() {
         0 => Err(Error::NotFound(format!(
-            "key {reference:?} in the trust store"
+            "key {reference:?} in the trust store not found"
         ))),
         1 => Ok(matching.into_iter().next().expect("one")),
         n => Err(Error::Usage(format!(
@@ -53,7 +53,7 @@ fn find(session: &Session<'_>, reference: &str) -> Result<TrustEntry, Error> {
     }
 }
 
-pub fn run(session: &mut Session<'_>, command: &TrustCommand) -> Result<(), Error> {
+pub(crate) fn run(session: &mut Session<'_>, command: &TrustCommand) -> Result<(), Error> {
     match command {
         TrustCommand::Add(args) => {
             let key = PublicKey::from_base64(args.pubkey.trim())

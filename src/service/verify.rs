@@ -33,7 +33,7 @@ use crate::trust::{PublicKey, Signature, verify_record, verify_record_v1};
 
 /// `verify` in this process, on a store a session holds (the CLI's own, or the
 /// server's when the command was forwarded to it).
-pub fn verify(session: &mut Session<'_>, args: &cli::Verify) -> Result<(), Error> {
+pub(crate) fn verify(session: &mut Session<'_>, args: &cli::Verify) -> Result<(), Error> {
     let pages = if args.skip_page_check {
         None
     } else {
@@ -57,7 +57,7 @@ pub fn verify(session: &mut Session<'_>, args: &cli::Verify) -> Result<(), Error
 
 /// `verify` from the CLI when no server holds the store. A store held by a server is
 /// an error the caller answers by forwarding the command.
-pub fn verify_offline(
+pub(crate) fn verify_offline(
     config: &Config,
     args: &cli::Verify,
     out: &mut super::Output,
@@ -90,7 +90,7 @@ pub fn verify_offline(
 /// What `serve` does before it opens the store for good: redb's page check, and when
 /// it fails, what `verify` does (damaged records moved aside by a child, the pages
 /// checked again). Refuses the store if pages stay damaged.
-pub fn check_before_serving(config: &Config) -> Result<(), Error> {
+pub(crate) fn check_before_serving(config: &Config) -> Result<(), Error> {
     let started = std::time::Instant::now();
     let (mut store, _) = super::open::open_store_for_server(config)?;
     let path = store.path().to_owned();
@@ -377,48 +377,7 @@ fn print(out: &mut super::Output, report: &Report, as_json: bool) -> Result<(), 
         }
         out.json(&Value::Object(map))?;
     } else {
-        let pages_line = |pages: &Value| match text_of(pages, "status") {
-            "damaged" => format!("DAMAGED: {}", text_of(pages, "reason")),
-            "repaired" => "repaired by redb".into(),
-            status => status.to_owned(),
-        };
-        out.line(format!("store       {}", report.store))?;
-        out.line(format!("pages       {}", pages_line(&report.pages)))?;
-        if let Some(after) = &report.pages_after {
-            out.line(format!(
-                "pages after moving damaged records aside: {}",
-                pages_line(after)
-            ))?;
-        }
-        if records_read {
-            let records = &report.records;
-            out.line(format!(
-                "records     {} nodes, {} tombstones, {} conflict entries, {} changes",
-                number_of(records, "nodes"),
-                number_of(records, "tombstones"),
-                number_of(records, "conflicts"),
-                number_of(records, "changes"),
-            ))?;
-            out.line(format!(
-                "signatures  {} valid, {} not checkable (unsigned or author key unknown)",
-                number_of(records, "signed"),
-                number_of(records, "unchecked_signatures"),
-            ))?;
-        } else {
-            out.line(format!(
-                "records     {}",
-                text_of(&report.records, "reason")
-            ))?;
-        }
-        out.line(format!("damaged     {}", damaged.len()))?;
-        for record in damaged {
-            out.line(format!(
-                "  {} {:?}: {}",
-                text_of(record, "table"),
-                text_of(record, "id"),
-                text_of(record, "reason")
-            ))?;
-        }
+        print_text(out, report, damaged, records_read)?;
     }
     out.flush()?;
     if ok {
@@ -430,6 +389,63 @@ fn print(out: &mut super::Output, report: &Report, as_json: bool) -> Result<(), 
             code: crate::error::exit::STORE_DAMAGED,
         });
     }
+    Err(problems(report, pages_now_ok, records_read, damaged.len()))
+}
+
+/// The report for people.
+fn print_text(
+    out: &mut super::Output,
+    report: &Report,
+    damaged: &[Value],
+    records_read: bool,
+) -> Result<(), Error> {
+    let pages_line = |pages: &Value| match text_of(pages, "status") {
+        "damaged" => format!("DAMAGED: {}", text_of(pages, "reason")),
+        "repaired" => "repaired by redb".into(),
+        status => status.to_owned(),
+    };
+    out.line(format!("store       {}", report.store))?;
+    out.line(format!("pages       {}", pages_line(&report.pages)))?;
+    if let Some(after) = &report.pages_after {
+        out.line(format!(
+            "pages after moving damaged records aside: {}",
+            pages_line(after)
+        ))?;
+    }
+    if records_read {
+        let records = &report.records;
+        out.line(format!(
+            "records     {} nodes, {} tombstones, {} conflict entries, {} changes",
+            number_of(records, "nodes"),
+            number_of(records, "tombstones"),
+            number_of(records, "conflicts"),
+            number_of(records, "changes"),
+        ))?;
+        out.line(format!(
+            "signatures  {} valid, {} not checkable (unsigned or author key unknown)",
+            number_of(records, "signed"),
+            number_of(records, "unchecked_signatures"),
+        ))?;
+    } else {
+        out.line(format!(
+            "records     {}",
+            text_of(&report.records, "reason")
+        ))?;
+    }
+    out.line(format!("damaged     {}", damaged.len()))?;
+    for record in damaged {
+        out.line(format!(
+            "  {} {:?}: {}",
+            text_of(record, "table"),
+            text_of(record, "id"),
+            text_of(record, "reason")
+        ))?;
+    }
+    Ok(())
+}
+
+/// The error a check that found problems ends with: each problem, and what to do.
+fn problems(report: &Report, pages_now_ok: bool, records_read: bool, damaged: usize) -> Error {
     let mut problems = Vec::new();
     if !pages_now_ok {
         problems.push(
@@ -440,15 +456,14 @@ fn print(out: &mut super::Output, report: &Report, as_json: bool) -> Result<(), 
     if !records_read {
         problems.push("records that could not be read".to_owned());
     }
-    if !damaged.is_empty() {
+    if damaged > 0 {
         problems.push(format!(
-            "{} damaged record(s) (those whose bytes do not match their content hash were moved aside, to be fetched again from a peer at the next sync)",
-            damaged.len()
+            "{damaged} damaged record(s) (those whose bytes do not match their content hash were moved aside, to be fetched again from a peer at the next sync)"
         ));
     }
-    Err(Error::StoreDamaged(format!(
+    Error::StoreDamaged(format!(
         "store {} has {}; see README, \"A damaged store\"",
         report.store,
         problems.join(" and ")
-    )))
+    ))
 }

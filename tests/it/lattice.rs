@@ -544,3 +544,57 @@ fn kill_during_import_loses_at_most_the_open_batch() {
     );
     assert_eq!(count(field(&lattice.stats(), "nodes")), total);
 }
+
+/// `add` through a running server goes to `PUT /api/lattice/nodes/{id}` (issue 15):
+/// the CLI prints what it prints on the store itself, and every malformed, mismatched,
+/// deep or oversized body is refused with a message naming what was wrong, the store
+/// unchanged.
+#[test]
+fn add_through_the_server_prints_the_same_and_bad_bodies_change_nothing() {
+    use crate::util::{Node, http};
+    let node = Node::start("put-node");
+    let added = node.run(&["add", "--id", "a/b c", "--type", "t", "--value", "v"]);
+    assert_eq!(added.ok().stdout, "added a/b c\n");
+    let again = node.run(&["add", "--id", "a/b c", "--type", "t", "--value", "v"]);
+    assert_eq!(again.ok().stdout, "unchanged a/b c\n");
+    let missing = node.run(&["add", "--id", "x", "--type", "t"]);
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
+
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let huge_value = format!(
+        r#"{{"id":"big","type":"t","value":"{}"}}"#,
+        "v".repeat(3 * 1024 * 1024)
+    );
+    for (path, body, names) in [
+        (
+            "/api/lattice/nodes/x",
+            r#"{"id":"y","type":"t","value":"v"}"#,
+            "`id`",
+        ),
+        ("/api/lattice/nodes/x", "{not json", "request body"),
+        ("/api/lattice/nodes/x", r#"[1,2]"#, "request body"),
+        ("/api/lattice/nodes/x", r#"{"id":"x","type":"t"}"#, "value"),
+        ("/api/lattice/nodes/x", deep.as_str(), "request body"),
+        ("/api/lattice/nodes/big", huge_value.as_str(), "value"),
+    ] {
+        let reply = http(
+            node.address(),
+            "PUT",
+            path,
+            &[("Content-Type", "application/json")],
+            Some(body),
+        );
+        assert!(
+            reply.status == 400 || reply.status == 413,
+            "{path} {}: {} {}",
+            &body[..body.len().min(40)],
+            reply.status,
+            reply.body
+        );
+        if reply.status == 400 {
+            assert!(reply.body.contains(names), "{names}: {}", reply.body);
+        }
+    }
+    let listed = node.run(&["list", "--json"]).ok().json();
+    assert_eq!(count(field(&listed, "count")), 1, "only the one added node");
+}

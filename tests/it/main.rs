@@ -3,6 +3,7 @@
 mod ark;
 mod attacks;
 mod auto_sync;
+mod code_shape;
 mod crash;
 mod cross_origin;
 mod delta;

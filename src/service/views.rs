@@ -1,0 +1,489 @@
+//! The typed answers of the lattice operations (add, delete, list and query, stats,
+//! conflicts) and their one JSON form: what the control API's `/api/lattice/*` routes
+//! answer, what `--json` prints, and what the CLI reads back from a running server
+//! before rendering it as it would have here. Text for people is the CLI's
+//! (`commands::lattice`).
+
+use std::collections::BTreeMap;
+
+use miniserde::json::{Array, Object, Value};
+
+use super::output::{counts, node_with, number, object, string};
+use crate::model::{ContentHash, InstanceId, Node, Version, format_rfc3339, parse_timestamp};
+use crate::protocol::{Fields, WireError};
+use crate::store::{Body, Conflict, RecordMeta, Stats};
+
+/// A node with its sync metadata, as listed.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeView {
+    pub node: Node,
+    pub hash: ContentHash,
+    pub version: Version,
+    pub seq: u64,
+}
+
+impl NodeView {
+    pub(crate) fn new(node: Node, meta: &RecordMeta) -> NodeView {
+        NodeView {
+            node,
+            hash: meta.hash,
+            version: meta.version,
+            seq: meta.seq,
+        }
+    }
+
+    /// The node in our native shape plus `hash`, `version` and `seq`.
+    pub(crate) fn to_json(&self) -> Value {
+        node_with(&self.node, &self.hash, &self.version, self.seq)
+    }
+
+    pub(crate) fn from_json(value: &Value, context: &str) -> Result<NodeView, WireError> {
+        let fields = Fields::of(value, context)?;
+        let node =
+            Node::from_json(value).map_err(|error| WireError(format!("{context}: {error}")))?;
+        let hash = ContentHash::parse(fields.str("hash")?)
+            .map_err(|error| WireError(format!("{context}: `hash` {error}")))?;
+        Ok(NodeView {
+            node,
+            hash,
+            version: version(&fields, "version")?,
+            seq: fields.u64("seq")?,
+        })
+    }
+}
+
+fn version(fields: &Fields<'_>, name: &str) -> Result<Version, WireError> {
+    Version::from_wire(fields.str(name)?)
+        .map_err(|error| WireError(format!("{}: `{name}` {error}", fields.context)))
+}
+
+/// `list`, `query` and `GET /api/lattice/nodes`: `{count, nodes: [...]}`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NodeList {
+    pub nodes: Vec<NodeView>,
+}
+
+impl NodeList {
+    pub(crate) fn to_json(&self) -> Value {
+        let nodes: Array = self.nodes.iter().map(NodeView::to_json).collect();
+        object([
+            ("count", number(nodes.len() as u64)),
+            ("nodes", Value::Array(nodes)),
+        ])
+    }
+
+    pub(crate) fn from_json(answer: &Object, context: &str) -> Result<NodeList, WireError> {
+        let nodes = Fields::new(answer, context)
+            .array("nodes")?
+            .iter()
+            .enumerate()
+            .map(|(index, node)| NodeView::from_json(node, &format!("{context}: nodes[{index}]")))
+            .collect::<Result<_, _>>()?;
+        Ok(NodeList { nodes })
+    }
+}
+
+/// `delete` and `DELETE /api/lattice/nodes/{id}`: `{deleted, already_deleted}`. A delete
+/// repeated after its answer was lost finds the tombstone: that is success, said as such
+/// (issue #16).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Deleted {
+    pub id: String,
+    pub already_deleted: bool,
+}
+
+impl Deleted {
+    pub(crate) fn to_json(&self) -> Value {
+        object([
+            ("deleted", string(self.id.clone())),
+            ("already_deleted", Value::Bool(self.already_deleted)),
+        ])
+    }
+
+    pub(crate) fn from_json(answer: &Object, context: &str) -> Result<Deleted, WireError> {
+        let fields = Fields::new(answer, context);
+        Ok(Deleted {
+            id: fields.str("deleted")?.to_owned(),
+            already_deleted: fields.opt_bool("already_deleted")?.unwrap_or(false),
+        })
+    }
+}
+
+/// What an `add` did to the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AddOutcome {
+    Added,
+    Updated,
+    Unchanged,
+}
+
+impl AddOutcome {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            AddOutcome::Added => "added",
+            AddOutcome::Updated => "updated",
+            AddOutcome::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// `add` and `PUT /api/lattice/nodes/{id}`: `{id, outcome}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Added {
+    pub id: String,
+    pub outcome: AddOutcome,
+}
+
+impl Added {
+    pub(crate) fn to_json(&self) -> Value {
+        object([
+            ("id", string(self.id.clone())),
+            ("outcome", string(self.outcome.name())),
+        ])
+    }
+
+    pub(crate) fn from_json(answer: &Object, context: &str) -> Result<Added, WireError> {
+        let fields = Fields::new(answer, context);
+        let outcome = match fields.str("outcome")? {
+            "added" => AddOutcome::Added,
+            "updated" => AddOutcome::Updated,
+            "unchanged" => AddOutcome::Unchanged,
+            other => {
+                return Err(WireError(format!(
+                    "{context}: `outcome` {other:?} is not added, updated or unchanged"
+                )));
+            }
+        };
+        Ok(Added {
+            id: fields.str("id")?.to_owned(),
+            outcome,
+        })
+    }
+}
+
+/// Which instance a store belongs to, as `stats` shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct InstanceLabel {
+    pub id: InstanceId,
+    pub name: String,
+    /// `main`, `hub`, … (`config::InstanceType`).
+    pub kind: String,
+}
+
+/// `stats` and `GET /api/lattice/stats`: the store's counts and whose store it is.
+#[derive(Debug, Clone)]
+pub(crate) struct StatsReport {
+    pub stats: Stats,
+    pub instance: InstanceLabel,
+}
+
+impl StatsReport {
+    /// The counts, then `instance_id`, `instance_name` and `instance_type`.
+    pub(crate) fn to_json(&self) -> Value {
+        let mut object = stats_object(&self.stats);
+        object.insert("instance_id".into(), string(self.instance.id.to_hex()));
+        object.insert("instance_name".into(), string(self.instance.name.clone()));
+        object.insert("instance_type".into(), string(self.instance.kind.clone()));
+        Value::Object(object)
+    }
+
+    pub(crate) fn from_json(answer: &Object, context: &str) -> Result<StatsReport, WireError> {
+        let fields = Fields::new(answer, context);
+        let count_map = |name: &str| -> Result<BTreeMap<String, u64>, WireError> {
+            let Some(Value::Object(map)) = fields.get(name) else {
+                return Err(WireError(format!("{context}: `{name}` is not an object")));
+            };
+            let map_context = format!("{context}: `{name}`");
+            let counts = Fields::new(map, &map_context);
+            map.keys()
+                .map(|key| Ok((key.clone(), counts.u64(key)?)))
+                .collect()
+        };
+        let stats = Stats {
+            nodes: fields.u64("nodes")?,
+            tombstones: fields.u64("tombstones")?,
+            conflicts: fields.u64("conflicts")?,
+            damaged: fields.u64("damaged")?,
+            last_seq: fields.u64("last_seq")?,
+            file_bytes: fields.u64("store_bytes")?,
+            by_type: count_map("by_type")?,
+            by_language: count_map("by_language")?,
+            by_category: count_map("by_category")?,
+        };
+        let instance = InstanceLabel {
+            id: InstanceId::from_hex(fields.str("instance_id")?)
+                .map_err(|error| WireError(format!("{context}: `instance_id` {error}")))?,
+            name: fields.str("instance_name")?.to_owned(),
+            kind: fields.str("instance_type")?.to_owned(),
+        };
+        Ok(StatsReport { stats, instance })
+    }
+}
+
+/// The store's counts alone.
+fn stats_object(stats: &Stats) -> Object {
+    let Value::Object(object) = object([
+        ("nodes", number(stats.nodes)),
+        ("tombstones", number(stats.tombstones)),
+        ("conflicts", number(stats.conflicts)),
+        ("damaged", number(stats.damaged)),
+        ("last_seq", number(stats.last_seq)),
+        ("store_bytes", number(stats.file_bytes)),
+        ("by_type", counts(&stats.by_type)),
+        ("by_language", counts(&stats.by_language)),
+        ("by_category", counts(&stats.by_category)),
+    ]) else {
+        unreachable!("`object` builds an object")
+    };
+    object
+}
+
+/// One entry of the conflict log: the version that lost (kept here) and the one that won.
+#[derive(Debug, Clone)]
+pub(crate) struct ConflictView {
+    pub number: u64,
+    pub id: String,
+    pub resolved_at: u64,
+    pub winner: Version,
+    pub loser_version: Version,
+    /// The losing node, or `None` when a delete lost.
+    pub loser: Option<NodeView>,
+}
+
+impl ConflictView {
+    pub(crate) fn new(conflict: &Conflict) -> ConflictView {
+        ConflictView {
+            number: conflict.number,
+            id: conflict.loser.id.clone(),
+            resolved_at: conflict.resolved_at,
+            winner: conflict.winner,
+            loser_version: conflict.loser.meta.version,
+            loser: match &conflict.loser.body {
+                Body::Live(node) => Some(NodeView::new(node.clone(), &conflict.loser.meta)),
+                Body::Deleted { .. } => None,
+            },
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        object([
+            ("number", number(self.number)),
+            ("id", string(self.id.clone())),
+            ("resolved_at", string(format_rfc3339(self.resolved_at))),
+            ("winner_version", string(self.winner.to_wire())),
+            ("loser_version", string(self.loser_version.to_wire())),
+            (
+                "loser",
+                self.loser.as_ref().map_or(Value::Null, NodeView::to_json),
+            ),
+        ])
+    }
+
+    fn from_json(value: &Value, context: &str) -> Result<ConflictView, WireError> {
+        let fields = Fields::of(value, context)?;
+        let resolved_at = parse_timestamp(fields.str("resolved_at")?)
+            .map_err(|error| WireError(format!("{context}: `resolved_at` {error}")))?;
+        let loser = match fields.get("loser") {
+            None | Some(Value::Null) => None,
+            Some(node) => Some(NodeView::from_json(node, &format!("{context}: loser"))?),
+        };
+        Ok(ConflictView {
+            number: fields.u64("number")?,
+            id: fields.str("id")?.to_owned(),
+            resolved_at,
+            winner: version(&fields, "winner_version")?,
+            loser_version: version(&fields, "loser_version")?,
+            loser,
+        })
+    }
+}
+
+/// `conflicts` and the conflict routes: `{count, conflicts: [...]}`, `count` being how
+/// many the log holds and `conflicts` the newest of them as asked.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConflictList {
+    pub conflicts: Vec<ConflictView>,
+    pub total: u64,
+}
+
+impl ConflictList {
+    pub(crate) fn to_json(&self) -> Value {
+        let list: Array = self.conflicts.iter().map(ConflictView::to_json).collect();
+        object([
+            ("count", number(self.total)),
+            ("conflicts", Value::Array(list)),
+        ])
+    }
+
+    pub(crate) fn from_json(answer: &Object, context: &str) -> Result<ConflictList, WireError> {
+        let fields = Fields::new(answer, context);
+        let conflicts = fields
+            .array("conflicts")?
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| {
+                ConflictView::from_json(entry, &format!("{context}: conflicts[{index}]"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ConflictList {
+            conflicts,
+            total: fields.u64("count")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Hlc;
+
+    fn version(millis: u64, origin: u8) -> Version {
+        Version {
+            hlc: Hlc::from_parts(millis, 3),
+            origin: InstanceId([origin; 32]),
+        }
+    }
+
+    fn view(id: &str, value: &str) -> NodeView {
+        let node = Node {
+            id: id.into(),
+            node_type: "t".into(),
+            value: value.into(),
+            language: Some("rust".into()),
+            capabilities: vec!["a".into()],
+            ..Node::default()
+        };
+        NodeView {
+            hash: ContentHash([7; 32]),
+            version: version(1_700_000_000_123, 1),
+            seq: 9,
+            node,
+        }
+    }
+
+    fn object_of(value: Value) -> Object {
+        match value {
+            Value::Object(object) => object,
+            other => panic!("not an object: {other:?}"),
+        }
+    }
+
+    /// What the server renders, the CLI reads back to the same JSON: the text the CLI
+    /// prints from it is the text it prints from the store.
+    #[test]
+    fn answers_read_back_as_they_were_written() {
+        let list = NodeList {
+            nodes: vec![view("a", "first"), view("b", "second")],
+        };
+        let json = list.to_json();
+        let back = NodeList::from_json(&object_of(json.clone()), "answer").unwrap();
+        assert_eq!(
+            miniserde::json::to_string(&back.to_json()),
+            miniserde::json::to_string(&json)
+        );
+        assert_eq!(back.nodes[1].node.value, "second");
+
+        let conflicts = ConflictList {
+            conflicts: vec![
+                ConflictView {
+                    number: 2,
+                    id: "a".into(),
+                    resolved_at: 1_700_000_001_500,
+                    winner: version(1_700_000_001_000, 2),
+                    loser_version: version(1_700_000_000_900, 1),
+                    loser: Some(view("a", "lost")),
+                },
+                ConflictView {
+                    number: 1,
+                    id: "b".into(),
+                    resolved_at: 1_700_000_000_000,
+                    winner: version(1_700_000_000_000, 2),
+                    loser_version: version(1_699_999_999_999, 1),
+                    loser: None,
+                },
+            ],
+            total: 5,
+        };
+        let json = conflicts.to_json();
+        let back = ConflictList::from_json(&object_of(json.clone()), "answer").unwrap();
+        assert_eq!(
+            miniserde::json::to_string(&back.to_json()),
+            miniserde::json::to_string(&json)
+        );
+        assert_eq!(back.conflicts[0].resolved_at, 1_700_000_001_500);
+        assert!(back.conflicts[1].loser.is_none());
+
+        let stats = StatsReport {
+            stats: Stats {
+                nodes: 3,
+                tombstones: 1,
+                conflicts: 5,
+                damaged: 0,
+                last_seq: 12,
+                file_bytes: 4096,
+                by_type: [("t".to_owned(), 3)].into_iter().collect(),
+                by_language: BTreeMap::new(),
+                by_category: [("web".to_owned(), 2)].into_iter().collect(),
+            },
+            instance: InstanceLabel {
+                id: InstanceId([9; 32]),
+                name: "lab".into(),
+                kind: "local".into(),
+            },
+        };
+        let json = stats.to_json();
+        let back = StatsReport::from_json(&object_of(json.clone()), "answer").unwrap();
+        assert_eq!(
+            miniserde::json::to_string(&back.to_json()),
+            miniserde::json::to_string(&json)
+        );
+
+        let deleted = Deleted {
+            id: "a/b".into(),
+            already_deleted: true,
+        };
+        let back = Deleted::from_json(&object_of(deleted.to_json()), "answer").unwrap();
+        assert_eq!(back, deleted);
+
+        for outcome in [
+            AddOutcome::Added,
+            AddOutcome::Updated,
+            AddOutcome::Unchanged,
+        ] {
+            let added = Added {
+                id: "a".into(),
+                outcome,
+            };
+            let back = Added::from_json(&object_of(added.to_json()), "answer").unwrap();
+            assert_eq!(back, added);
+        }
+    }
+
+    #[test]
+    fn a_malformed_answer_names_what_was_wrong() {
+        fn check(answer: &str, expected: &str) {
+            let object = object_of(crate::model::parse_json(answer).unwrap());
+            let error = match NodeList::from_json(&object, "the answer") {
+                Err(error) => error.0,
+                Ok(_) => ConflictList::from_json(&object, "the answer")
+                    .err()
+                    .map(|error| error.0)
+                    .unwrap_or_default(),
+            };
+            assert!(error.contains(expected), "{answer}: {error}");
+        }
+        check(r#"{"count":1}"#, "nodes");
+        check(
+            r#"{"nodes":[{"id":"a","type":"t","value":"v"}]}"#,
+            "nodes[0]",
+        );
+        check(
+            r#"{"nodes":[{"id":"a","type":"t","value":"v","hash":"sha256:00","version":"1.0@00","seq":1}]}"#,
+            "hash",
+        );
+        check(
+            r#"{"nodes":[],"count":1,"conflicts":[{"number":1,"id":"a","resolved_at":"yesterday"}]}"#,
+            "resolved_at",
+        );
+    }
+}
