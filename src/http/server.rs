@@ -178,6 +178,22 @@ impl ServerLimits {
 /// is a lot of memory on a Pi for no gain: bodies are collected into their own buffer.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
+/// hyper's HTTP/1 settings for the server's connections.
+fn http1_builder(limits: &ServerLimits) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(SmolTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(limits.max_head_bytes)
+        .max_buf_size(READ_BUFFER_BYTES.max(limits.max_head_bytes))
+        // Bodies are queued and written from where they are, not copied into the
+        // connection's write buffer, which would keep the size of the largest answer
+        // for as long as the connection lives: on a hub whose 1,000 watching spokes each
+        // read a 40 KB page, 41 MB (issue 13).
+        .writev(true);
+    builder
+}
+
 /// Whether `addr` is this machine: 127.0.0.0/8, `::1`, or an IPv4 loopback address
 /// mapped into IPv6 (`::ffff:127.0.0.1`, what a dual-stack listener reports).
 pub fn is_loopback(addr: &SocketAddr) -> bool {
@@ -252,17 +268,7 @@ where
         limits.max_long_polls,
         limits.max_long_polls_per_address,
     );
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(SmolTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_header_size(limits.max_head_bytes)
-        .max_buf_size(READ_BUFFER_BYTES.max(limits.max_head_bytes))
-        // Bodies are queued and written from where they are, not copied into the
-        // connection's write buffer, which would keep the size of the largest answer
-        // for as long as the connection lives: on a hub whose 1,000 watching spokes each
-        // read a 40 KB page, 41 MB (issue 13).
-        .writev(true);
+    let builder = http1_builder(&limits);
     let mut shutdown = pin!(shutdown);
 
     loop {
