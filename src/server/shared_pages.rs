@@ -7,7 +7,7 @@
 //! # Implementation
 //!
 //! A page is named by what its request asked for ([`PageRequest`]: position, limits,
-//! type filter) and is good only at the store's write count it was read at
+//! type filter, JSON or compact form) and is good only at the store's write count it was read at
 //! (`Store::writes`, which every committed transaction raises): the first lookup at a
 //! new count drops every page kept. Nothing else goes into a page: its records, their
 //! author keys and the epoch come from the store, and the instance id never changes.
@@ -34,6 +34,15 @@ pub const MAX_PAGES: usize = 16;
 /// Bytes of pages kept: four default-sized pages (`SYNC_BATCH_BYTES`).
 pub const MAX_BYTES: usize = 4 * crate::config::SYNC_BATCH_BYTES;
 
+/// How a page is written: JSON (compressed by the server if the client accepts gzip),
+/// or the compact form (`protocol::page`), compressed by `delta_api` or not at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageForm {
+    Json,
+    Compact,
+    CompactGzip,
+}
+
 /// What a changes request asked for; two requests asking the same get the same page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageRequest {
@@ -41,6 +50,7 @@ pub struct PageRequest {
     pub limit: usize,
     pub max_bytes: usize,
     pub filter: TypeFilter,
+    pub form: PageForm,
 }
 
 /// A page as sent, and whether it is the empty page at the end of the feed (which a
@@ -122,6 +132,7 @@ mod tests {
             limit: 500,
             max_bytes: 1 << 20,
             filter: TypeFilter::only(&types.iter().map(|t| t.to_string()).collect::<Vec<_>>()),
+            form: PageForm::Json,
         }
     }
 
@@ -153,6 +164,11 @@ mod tests {
             ..request(3, &[])
         };
         assert!(pages.get(7, &smaller).is_none());
+        let compact = PageRequest {
+            form: PageForm::Compact,
+            ..request(3, &[])
+        };
+        assert!(pages.get(7, &compact).is_none());
         assert_eq!(pages.counts(), (1, 0));
     }
 
