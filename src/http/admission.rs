@@ -21,11 +21,13 @@
 //!
 //! A long-poll waiting for news (`changes?wait=`) is a request in flight that may last
 //! 25 s, so counted as one it would let 32 watching spokes of an address, or 256 in all,
-//! keep every other request out (issue 13: a hub with 1,000 spokes). A handler that is
-//! about to wait *parks* its request ([`Parking::park`]): the connection then counts
+//! keep every other request out (issue 13: a hub with 1,000 spokes). A long-poll's
+//! handler *parks* its request ([`Parking::park`]): the connection then counts
 //! against `max_long_polls` (and a share per address) instead of the request caps,
-//! until the wait ends. Beyond those caps a long-poll stays an ordinary request in
-//! flight, as before, so parking adds a bounded number of connections and nothing else.
+//! until its next request starts, so a long-poll's answer and the moments until the
+//! client's next long-poll do not count as a request either. Beyond those caps a
+//! long-poll stays an ordinary request in flight, as before, so parking adds a bounded
+//! number of connections and nothing else.
 //!
 //! The table is a plain `Vec` scanned at each accept and park: it holds at most
 //! `max_connections + max_long_polls` entries (a few thousand), and a scan of that size
@@ -273,6 +275,8 @@ impl ConnectionTable {
             .iter()
             .enumerate()
             .filter(|(_, entry)| source.is_none_or(|source| entry.source == source))
+            // A parked connection is not on the request caps: closing it makes no room.
+            .filter(|(_, entry)| !entry.activity.is_parked())
             .filter_map(|(index, entry)| Some((index, entry.activity.stalled_since()?)))
             .min_by_key(|(_, since)| *since)
             .map(|(index, _)| index);
@@ -326,15 +330,20 @@ impl Parking {
         })))
     }
 
-    /// Called by a handler about to wait for news (a long-poll): while the returned
-    /// guard lives, the connection counts against `max_long_polls` and its share per
-    /// address instead of `max_connections` and `max_connections_per_address`. `None`
-    /// when those are full: the request then waits as an ordinary one.
-    pub fn park(&self) -> Option<Parked> {
-        let slot = self.0.as_ref()?;
-        slot.table
-            .park(&slot.activity, slot.source)
-            .then(|| Parked(Rc::clone(slot)))
+    /// Called by a long-poll's handler (a request that may wait for news): from now
+    /// until the connection's next request starts, it counts against `max_long_polls` and its share
+    /// per address instead of `max_connections` and `max_connections_per_address`:
+    /// through the wait, the answer and the moments until the client sends its next
+    /// request (a watching spoke's next long-poll). Were it counted as a request again
+    /// once its wait ended, the 1,000 long-polls one commit wakes at a hub would
+    /// all land on the 256 request connections at once, and the table would shed
+    /// watching spokes and refuse other callers (issue 13). False when this call did
+    /// not park it: the long-poll caps are full (the request then waits as an ordinary
+    /// one), or it is parked already.
+    pub fn park(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|slot| slot.table.park(&slot.activity, slot.source))
     }
 }
 
@@ -342,23 +351,6 @@ impl fmt::Debug for Parking {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Parking")
             .field("connection", &self.0.as_ref().map(|slot| slot.source))
-            .finish()
-    }
-}
-
-/// A parked long-poll; dropping it counts the connection as a request connection again.
-pub struct Parked(Rc<ParkSlot>);
-
-impl Drop for Parked {
-    fn drop(&mut self) {
-        self.0.activity.set_parked(false);
-    }
-}
-
-impl fmt::Debug for Parked {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Parked")
-            .field("source", &self.0.source)
             .finish()
     }
 }
@@ -457,14 +449,13 @@ mod tests {
     fn parked_long_polls_leave_the_request_caps_to_others() {
         let table = ConnectionTable::new(2, 2, 3, 2);
         let mut held = Vec::new();
-        let mut parked = Vec::new();
         for port in 1..=2 {
             let (closed, guard, activity) = admitted(&table, &format!("10.0.0.1:{port}"));
             let in_flight = activity.start_request();
             let parking =
                 Parking::new(Rc::clone(&table), Rc::clone(&activity), &addr("10.0.0.1:1"));
-            parked.push(parking.park().expect("room to park"));
-            held.push((closed, guard, in_flight));
+            assert!(parking.park(), "room to park");
+            held.push((closed, guard, in_flight, activity));
         }
         // Both long-polls are parked, so the same address and the total have room.
         let (_closed, _guard, third) = admitted(&table, "10.0.0.1:3");
@@ -472,7 +463,7 @@ mod tests {
         // The address's share of long-polls (2) is full: this one waits as a request.
         let _in_flight = third.start_request();
         let parking = Parking::new(Rc::clone(&table), Rc::clone(&third), &addr("10.0.0.1:3"));
-        assert!(parking.park().is_none());
+        assert!(!parking.park());
         let (_other_closed, _other_guard, other) = admitted(&table, "10.0.0.2:1");
         let _other_in_flight = other.start_request();
         // Both request slots are busy now: a newcomer is refused.
@@ -480,11 +471,21 @@ mod tests {
             table.admit(&addr("10.0.0.3:1"), Activity::new()),
             Admitted::Refused
         ));
-        // A long-poll whose wait ended counts as a request connection again.
-        parked.pop();
+        // A long-poll stays parked while it is answered and until its connection's
+        // next request starts; then that request counts as a request.
+        let (closed, guard, in_flight, activity) = held.pop().expect("two held");
+        drop(in_flight);
+        assert_eq!(table.parked_count(), 2);
+        assert!(
+            !table.shed_oldest_stalled(None),
+            "an answered long-poll is not shed for room on the request caps"
+        );
+        let _next = activity.start_request();
         assert_eq!(table.parked_count(), 1);
-        assert!(held.iter().all(|(closed, _, _)| !closed.is_closed()));
-        assert!(Parking::default().park().is_none());
+        assert!(!closed.is_closed());
+        assert!(held.iter().all(|(closed, _, _, _)| !closed.is_closed()));
+        drop(guard);
+        assert!(!Parking::default().park());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use hyper::body::{Body as HttpBody, Bytes, Frame, Incoming, SizeHint};
 use smol::Timer;
 use smol::channel::Receiver;
 
-use super::message::Body;
+use super::message::BodyStream;
 use super::wire::InFlight;
 
 /// How many bytes past the limit the server still reads (and discards) before
@@ -116,14 +116,19 @@ enum Kind {
 }
 
 impl ResponseBody {
-    pub(crate) fn new(body: Body, in_flight: InFlight) -> ResponseBody {
-        let kind = match body {
-            Body::Full(bytes) if bytes.is_empty() => Kind::Full(None),
-            Body::Full(bytes) => Kind::Full(Some(Bytes::from(bytes))),
-            Body::Stream(stream) => Kind::Stream(Box::pin(stream.receiver)),
-        };
+    /// A whole body; hyper writes the bytes from where they are, so a body shared with
+    /// other responses is not copied.
+    pub(crate) fn bytes(bytes: Bytes, in_flight: InFlight) -> ResponseBody {
         ResponseBody {
-            kind,
+            kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
+            _in_flight: in_flight,
+        }
+    }
+
+    /// A body sent chunk by chunk as they arrive.
+    pub(crate) fn stream(stream: BodyStream, in_flight: InFlight) -> ResponseBody {
+        ResponseBody {
+            kind: Kind::Stream(Box::pin(stream.receiver)),
             _in_flight: in_flight,
         }
     }

@@ -1,9 +1,12 @@
 //! The plain request and response types that handlers see, so that routes and handlers
 //! never touch hyper. Turning them into wire messages is left to `server`.
 
+use std::cell::OnceCell;
 use std::fmt;
 use std::net::SocketAddr;
+use std::rc::Rc;
 
+use hyper::body::Bytes;
 use smol::channel::{Receiver, Sender};
 
 use super::admission::Parking;
@@ -110,6 +113,9 @@ pub enum Body {
     /// compressed, so a Server-Sent Event reaches the client when it is sent. Made by
     /// [`Body::channel`].
     Stream(BodyStream),
+    /// Sent like [`Body::Full`], but the same bytes answer many requests: none is copied
+    /// per response, and the gzip form is made once, by the first response that needs it.
+    Shared(SharedBody),
 }
 
 impl Body {
@@ -127,6 +133,59 @@ impl Body {
 impl Default for Body {
     fn default() -> Body {
         Body::Full(Vec::new())
+    }
+}
+
+/// A response body made once and sent to many clients, such as the changes page that
+/// one commit wakes a thousand long-polls for. Cloning it clones a pointer.
+#[derive(Debug, Clone)]
+pub struct SharedBody(Rc<SharedBytes>);
+
+#[derive(Debug)]
+struct SharedBytes {
+    plain: Bytes,
+    /// The gzip form once a response needed it; `None` inside when gzip did not make
+    /// the body smaller.
+    gzipped: OnceCell<Option<Bytes>>,
+}
+
+impl SharedBody {
+    pub fn new(bytes: Vec<u8>) -> SharedBody {
+        SharedBody(Rc::new(SharedBytes {
+            plain: Bytes::from(bytes),
+            gzipped: OnceCell::new(),
+        }))
+    }
+
+    /// The body's length, uncompressed.
+    pub fn len(&self) -> usize {
+        self.0.plain.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.plain.is_empty()
+    }
+
+    /// The uncompressed bytes; a new handle on them, not a copy.
+    pub fn bytes(&self) -> Bytes {
+        self.0.plain.clone()
+    }
+
+    /// Whether `other` holds the very same bytes (not merely equal ones).
+    pub fn same_as(&self, other: &SharedBody) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// The compressed form, made by `compress` on the first call and kept; `None` when
+    /// it is not smaller than the body.
+    pub(crate) fn gzipped(&self, compress: impl FnOnce(&[u8]) -> Vec<u8>) -> Option<Bytes> {
+        self.0
+            .gzipped
+            .get_or_init(|| {
+                let compressed = compress(&self.0.plain);
+                (compressed.len() < self.0.plain.len()).then(|| Bytes::from(compressed))
+            })
+            .clone()
     }
 }
 

@@ -194,8 +194,9 @@ pub(crate) struct Activity {
     /// A request's body is being read: the request is in flight, but it is the
     /// client, not the node, that has the next move.
     reading_body: Cell<bool>,
-    /// Its request is a long-poll waiting for news, counted apart from the request
-    /// connections (see `admission`).
+    /// Its request is a long-poll waiting for news, or was until it was answered and no
+    /// request has started since: counted apart from the request connections (see
+    /// `admission`).
     parked: Cell<bool>,
 }
 
@@ -258,6 +259,9 @@ impl Activity {
 
     /// Marks a request in flight until the returned guard is dropped.
     pub(crate) fn start_request(self: &Rc<Self>) -> InFlight {
+        // A long-poll parked on this connection was answered: the new request counts
+        // as a request until it parks in turn.
+        self.parked.set(false);
         self.in_flight.set(self.in_flight.get() + 1);
         self.touch();
         InFlight(Rc::clone(self))

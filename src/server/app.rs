@@ -1,7 +1,7 @@
 //! [`App`]: a served instance's live state. It is the service layer's [`Instance`]
 //! (config, store, key, syncer, switches) plus what only a listening node has: the
 //! shutdown signal, the replay guard, the hub registry, request counters, pending
-//! callers and the cached `/federation/info` answer.
+//! callers, the cached `/federation/info` answer and the shared changes pages.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -31,6 +31,9 @@ pub struct App {
     pending_callers: RefCell<crate::sync::trust_book::PendingCallers>,
     /// The last `/federation/info` answer, for as long as what it shows is unchanged.
     info_cache: RefCell<Option<super::peer_api::CachedInfo>>,
+    /// Changes pages answered at the store's present state, for the requests that ask
+    /// for the same page (a commit's woken long-polls).
+    shared_pages: RefCell<super::shared_pages::SharedPages>,
 }
 
 /// The handlers read the instance's store, syncer and settings on every request; going
@@ -67,6 +70,7 @@ impl App {
             )),
             token_in_clear_from: RefCell::new(std::collections::BTreeSet::new()),
             info_cache: RefCell::new(None),
+            shared_pages: RefCell::default(),
         }))
     }
 
@@ -136,6 +140,11 @@ impl App {
     /// The cached `/federation/info` answer.
     pub(crate) fn info_cache(&self) -> std::cell::RefMut<'_, Option<super::peer_api::CachedInfo>> {
         self.info_cache.borrow_mut()
+    }
+
+    /// The changes pages kept for requests that ask for the same page.
+    pub(crate) fn shared_pages(&self) -> std::cell::RefMut<'_, super::shared_pages::SharedPages> {
+        self.shared_pages.borrow_mut()
     }
 
     /// Whether a shutdown was requested.

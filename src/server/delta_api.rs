@@ -7,22 +7,25 @@
 //! A long-poll (`wait=SECONDS`) holds no thread and no store borrow: the handler reads
 //! a page, and if it is empty takes a listener from the store's change event, lets go
 //! of the store and awaits the listener, the deadline or shutdown, whichever comes
-//! first, on the one application thread like every other request. While it waits the
-//! request is parked (`Request::parking`): it counts against the server's long-poll
-//! caps rather than its request connection caps.
+//! first, on the one application thread like every other request. A long-poll is
+//! parked (`Request::parking`) from its start until its connection's next request: it
+//! counts against the server's long-poll caps rather than its request connection caps.
+//! Pages are read through `shared_pages`, so the long-polls one commit wakes at one
+//! position send one page.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
-use miniserde::json::{Array, Object, Value};
+use miniserde::json::{self, Array, Object, Value};
 use smol::Timer;
 
 use super::app::App;
 use super::auth::authorize;
 use super::routes::{ApiError, number, object, text};
+use super::shared_pages::{PageForm, PageRequest, SharedPage};
 use crate::config::{MAX_PAGE_BYTES, MAX_RECORD_WIRE_BYTES, SYNC_BATCH_BYTES, SYNC_BATCH_RECORDS};
-use crate::http::{Body, Request, Response, accepts_gzip, gzip_parts};
+use crate::http::{Body, Request, Response, SharedBody, accepts_gzip, gzip_parts};
 use crate::model::InstanceId;
 use crate::protocol::{COMPACT_PAGE_TYPE, compact_page, record_to_wire, types_from_query};
 use crate::store::{ChangePage, Record, TypeFilter};
@@ -53,40 +56,65 @@ fn filter_of(request: &Request) -> TypeFilter {
 
 /// `GET /federation/v2/changes?after=S[&limit=N][&max_bytes=B][&types=T,U][&wait=SECONDS]`
 /// → `{instanceId, epoch, records, last_seq, more}`. With `wait`, an empty page is held
-/// until a change arrives or the wait (at most [`MAX_WAIT`]) is over.
-pub(crate) async fn changes(app: &Rc<App>, request: &Request) -> Result<Value, ApiError> {
-    Ok(Value::Object(changes_page(app, request).await?))
+/// until a change arrives or the wait (at most [`MAX_WAIT`]) is over. Requests that ask
+/// for the same page in the same form while the store is unchanged get the same bytes
+/// ([`super::shared_pages`]).
+pub(crate) async fn changes(app: &Rc<App>, request: &Request) -> Result<Response, ApiError> {
+    changes_as(app, request, PageForm::Json).await
 }
 
-async fn changes_page(app: &Rc<App>, request: &Request) -> Result<Object, ApiError> {
+/// `changes` in the compact form (`protocol::page`), for a caller that asked for it by
+/// `accept`: the signatures as raw bytes, each author's key once.
+pub(crate) async fn compact_changes(
+    app: &Rc<App>,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    let form = if request.header("accept-encoding").is_some_and(accepts_gzip) {
+        PageForm::CompactGzip
+    } else {
+        PageForm::Compact
+    };
+    changes_as(app, request, form).await
+}
+
+async fn changes_as(
+    app: &Rc<App>,
+    request: &Request,
+    form: PageForm,
+) -> Result<Response, ApiError> {
     authorize(app, request, Access::Pull)?;
-    let after = param(request, "after", 0, u64::MAX)?;
-    let limit = param(request, "limit", SYNC_BATCH_RECORDS as u64, 5000)?.max(1) as usize;
-    let max_bytes = param(
-        request,
-        "max_bytes",
-        SYNC_BATCH_BYTES as u64,
-        MAX_PAGE_BYTES as u64,
-    )? as usize;
+    let asked = PageRequest {
+        after: param(request, "after", 0, u64::MAX)?,
+        limit: param(request, "limit", SYNC_BATCH_RECORDS as u64, 5000)?.max(1) as usize,
+        max_bytes: param(
+            request,
+            "max_bytes",
+            SYNC_BATCH_BYTES as u64,
+            MAX_PAGE_BYTES as u64,
+        )? as usize,
+        filter: filter_of(request),
+        form,
+    };
     let wait = Duration::from_secs(param(request, "wait", 0, MAX_WAIT.as_secs())?);
-    let filter = filter_of(request);
     let deadline = Instant::now() + wait;
+    if !wait.is_zero() {
+        // From now until its next request, the connection counts against the server's
+        // long-poll caps, not its request connections, so a hub's watching spokes leave
+        // those to requests: while this request waits, and also while it is answered at
+        // once (a spoke catching up) and its client reads the answer. A watcher counted
+        // as a request between two long-polls would be shed by the request caps when
+        // the 1,000 of them are woken together (issue 13).
+        request.parking.park();
+    }
     loop {
         // The listener is taken before the read, so a change committed between the
         // read and the wait still wakes us.
         let changed = app.store.borrow().changed().listen();
-        let page = app
-            .store
-            .borrow()
-            .changes_since_filtered(after, limit, max_bytes, &filter)?;
-        let waiting = page.records.is_empty() && !page.more && page.last_seq == after;
-        if !waiting || Instant::now() >= deadline || app.shutdown_requested() {
-            return Ok(page_json(app, &page));
+        let page = shared_page(app, &asked)?;
+        if !page.at_end || Instant::now() >= deadline || app.shutdown_requested() {
+            return Ok(page_response(page, form));
         }
         let shutdown = app.shutdown_listener();
-        // While it waits, the request counts against the server's long-poll caps, not
-        // its request connections, so a hub's watching spokes leave those to requests.
-        let _parked = request.parking.park();
         let woken = future::or(
             async {
                 changed.await;
@@ -105,32 +133,61 @@ async fn changes_page(app: &Rc<App>, request: &Request) -> Result<Object, ApiErr
         )
         .await;
         if !woken {
-            return Ok(page_json(app, &page));
+            return Ok(page_response(page, form));
         }
     }
 }
 
-/// `changes` in the compact form (`protocol::page`), for a caller that asked for it by
-/// `accept`: the signatures as raw bytes, each author's key once.
-pub(crate) async fn compact_changes(
-    app: &Rc<App>,
-    request: &Request,
-) -> Result<Response, ApiError> {
-    let page = compact_page(changes_page(app, request).await?).map_err(|error| ApiError {
-        status: 500,
-        message: format!("a stored record cannot be written compactly: {error}"),
-    })?;
-    let gzip = request.header("accept-encoding").is_some_and(accepts_gzip);
-    let response = if gzip {
-        // Compressed here rather than by the server, so the signatures (random bytes)
-        // get deflate blocks of their own: about 6 bytes a record less than in blocks
-        // shared with the JSON.
-        Response::new(200, Body::Full(gzip_parts(&[&page.head, &page.signatures])))
-            .with_header("content-encoding", "gzip")
-    } else {
-        Response::new(200, Body::Full(page.to_bytes()))
+/// The page `asked` for: the one another request read at the store's present state, or
+/// one read and encoded now and kept for the requests after.
+fn shared_page(app: &App, asked: &PageRequest) -> Result<SharedPage, ApiError> {
+    let writes = app.store.borrow().writes();
+    if let Some(page) = app.shared_pages().get(writes, asked) {
+        return Ok(page);
+    }
+    let page = app.store.borrow().changes_since_filtered(
+        asked.after,
+        asked.limit,
+        asked.max_bytes,
+        &asked.filter,
+    )?;
+    let at_end = page.records.is_empty() && !page.more && page.last_seq == asked.after;
+    let object = page_json(app, &page);
+    let bytes = match asked.form {
+        PageForm::Json => json::to_string(&Value::Object(object)).into_bytes(),
+        PageForm::Compact | PageForm::CompactGzip => {
+            let page = compact_page(object).map_err(|error| ApiError {
+                status: 500,
+                message: format!("a stored record cannot be written compactly: {error}"),
+            })?;
+            if asked.form == PageForm::CompactGzip {
+                // Compressed here rather than by the server, so the signatures (random
+                // bytes) get deflate blocks of their own: about 6 bytes a record less
+                // than in blocks shared with the JSON.
+                gzip_parts(&[&page.head, &page.signatures])
+            } else {
+                page.to_bytes()
+            }
+        }
     };
-    Ok(response.with_header("content-type", COMPACT_PAGE_TYPE))
+    let shared = SharedPage {
+        at_end,
+        body: SharedBody::new(bytes),
+    };
+    app.shared_pages()
+        .keep(writes, asked.clone(), shared.clone());
+    Ok(shared)
+}
+
+fn page_response(page: SharedPage, form: PageForm) -> Response {
+    let response = Response::new(200, Body::Shared(page.body));
+    match form {
+        PageForm::Json => response.with_header("content-type", "application/json"),
+        PageForm::Compact => response.with_header("content-type", COMPACT_PAGE_TYPE),
+        PageForm::CompactGzip => response
+            .with_header("content-type", COMPACT_PAGE_TYPE)
+            .with_header("content-encoding", "gzip"),
+    }
 }
 
 fn page_json(app: &App, page: &ChangePage) -> Object {

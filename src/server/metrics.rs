@@ -173,6 +173,22 @@ fn wire_counters(out: &mut Writer, app: &App) {
         "Panics in the node's own work (syncs, timer loops), each logged; that work failed and the node went on.",
         crate::panics::caught(),
     );
+    let (pages_read, pages_shared) = app.shared_pages().counts();
+    out.family(
+        "ark_lattice_changes_pages_total",
+        "counter",
+        "Changes pages requests needed since start: read from the store and encoded, or shared (already made for a request at the same position, limits and store state).",
+    );
+    out.sample(
+        "ark_lattice_changes_pages_total",
+        &[("source", "read")],
+        pages_read,
+    );
+    out.sample(
+        "ark_lattice_changes_pages_total",
+        &[("source", "shared")],
+        pages_shared,
+    );
     out.single(
         "ark_lattice_http_connections_shed_total",
         "counter",

@@ -23,6 +23,7 @@ mod metrics;
 mod peer_api;
 mod python_api;
 mod routes;
+mod shared_pages;
 mod status_page;
 
 use std::future::Future;

@@ -365,6 +365,11 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
             log_request(&app, &request, response.status);
             return response;
         }
+        Some(Route::Changes) => {
+            let response = respond_with(delta_api::changes(&app, &request).await);
+            log_request(&app, &request, response.status);
+            return response;
+        }
         _ => {}
     }
     let result = match route {
@@ -374,7 +379,6 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
         Some(Route::Nodes) => peer_api::nodes(&app, &request),
         Some(Route::ArkSync) => peer_api::sync(&app, &request).await,
         Some(Route::ArkDiscover) => peer_api::discover(&app, &request),
-        Some(Route::Changes) => delta_api::changes(&app, &request).await,
         Some(Route::Fetch) => delta_api::fetch(&app, &request),
         Some(Route::Offer) => peer_api::offer(&app, &request),
         Some(Route::Push) => peer_api::push(&app, &request).await,

@@ -151,3 +151,152 @@ fn a_watching_spoke_pushes_its_own_write_without_waiting_for_its_long_poll() {
         "the spoke's write reached the hub after {took:?}, not before its long-poll ended"
     );
 }
+
+/// A changes request's answer as sent: status, whether it came gzip-compressed, and the
+/// body bytes exactly as on the wire.
+struct RawAnswer {
+    status: u16,
+    gzip: bool,
+    body: Vec<u8>,
+}
+
+impl RawAnswer {
+    /// The body as text, gunzipped if it came compressed.
+    fn text(&self) -> String {
+        if !self.gzip {
+            return String::from_utf8_lossy(&self.body).into_owned();
+        }
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&self.body[..])
+            .read_to_string(&mut text)
+            .expect("a gzip body");
+        text
+    }
+}
+
+/// Sends `GET /federation/v2/changes?QUERY` (gzip accepted, `Connection: close`) on a new
+/// connection from `source` at once, and reads its answer on a thread of its own, so
+/// many long-polls can wait side by side.
+fn changes_in_background(
+    source: Ipv4Addr,
+    server: SocketAddr,
+    query: String,
+) -> std::thread::JoinHandle<RawAnswer> {
+    let mut stream = connect_from(source, server).unwrap();
+    write!(
+        stream,
+        "GET /federation/v2/changes?{query} HTTP/1.1\r\nHost: {server}\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    std::thread::spawn(move || {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw);
+        let split = raw
+            .windows(4)
+            .position(|window| window == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no answer to changes?{query}"));
+        let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+        RawAnswer {
+            status: head
+                .split(' ')
+                .nth(1)
+                .and_then(|code| code.parse().ok())
+                .unwrap_or(0),
+            gzip: head.contains("content-encoding: gzip"),
+            body: raw[split + 4..].to_vec(),
+        }
+    })
+}
+
+/// `ark_lattice_changes_pages_total{source=SOURCE}`.
+fn pages_counted(node: &Node, source: &str) -> u64 {
+    let metrics = crate::util::http(node.address(), "GET", "/metrics", &[], None).body;
+    let name = format!("ark_lattice_changes_pages_total{{source=\"{source}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&name))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{metrics}"))
+}
+
+#[test]
+fn long_polls_woken_at_one_position_get_one_page_and_others_their_own() {
+    // Issue 13: one commit used to make every woken long-poll read, encode and compress
+    // its own copy of the same page.
+    let node = Node::start_with("shared-pages", &[("FEDERATION_TRUST", "open")], &[]);
+    let server = node.address();
+    let waiters = 20;
+    let same: Vec<_> = (0..waiters)
+        .map(|index| {
+            let source = Ipv4Addr::new(127, 0, 2, 1 + index as u8);
+            changes_in_background(source, server, "after=0&wait=25".into())
+        })
+        .collect();
+    let source = Ipv4Addr::new(127, 0, 2, 100);
+    let other_type = changes_in_background(source, server, "after=0&types=other&wait=25".into());
+    let source = Ipv4Addr::new(127, 0, 2, 101);
+    let smaller = changes_in_background(source, server, "after=0&limit=2&wait=25".into());
+    assert!(
+        crate::util::eventually(Duration::from_secs(10), || {
+            pages_counted(&node, "read") + pages_counted(&node, "shared") >= waiters as u64 + 2
+        }),
+        "the long-polls never reached the node"
+    );
+    let read_before = pages_counted(&node, "read");
+
+    // Five records of about 400 bytes each: a page well over the 1 KiB gzip threshold.
+    let dir = TempDir::new("shared-pages-records");
+    let lines: String = (0..5)
+        .map(|index| {
+            format!(
+                "{{\"id\":\"shared_{index}\",\"type\":\"template_node\",\"value\":\"{}\"}}\n",
+                "v".repeat(400)
+            )
+        })
+        .collect();
+    node.import(&dir.file("five.ndjson", &lines)).ok();
+
+    let answers: Vec<RawAnswer> = same
+        .into_iter()
+        .map(|waiter| waiter.join().unwrap())
+        .collect();
+    let first = &answers[0];
+    assert_eq!(first.status, 200);
+    assert!(first.gzip, "a page of five records is sent compressed");
+    let page = first.text();
+    for index in 0..5 {
+        assert!(page.contains(&format!("\"shared_{index}\"")), "{page}");
+    }
+    for answer in &answers {
+        assert_eq!(answer.status, 200);
+        assert!(
+            answer.body == first.body,
+            "waiters at one position got different pages"
+        );
+    }
+    // One read for the twenty (a second if the import took two commits), and one for
+    // each waiter that asked for something else.
+    let reads = pages_counted(&node, "read") - read_before;
+    assert!(reads <= 5, "{reads} pages read for 22 long-polls");
+
+    let smaller = smaller.join().unwrap();
+    assert_eq!(smaller.status, 200);
+    let smaller_page = smaller.text();
+    assert!(smaller_page.contains("\"shared_1\"") && !smaller_page.contains("\"shared_2\""));
+    assert!(smaller_page.contains("\"more\":true"), "{smaller_page}");
+    // A filter no record passes: this waiter is answered with its own empty page (its
+    // position moved past the records) or goes on waiting until its wait is over.
+    let other_type = other_type.join().unwrap();
+    assert_eq!(other_type.status, 200);
+    let other_page = other_type.text();
+    assert!(other_page.contains("\"records\":[]"), "{other_page}");
+    assert!(!other_page.contains("shared_0"), "{other_page}");
+
+    // A request at another position is its own page: it starts after that position.
+    let later = changes_in_background(Ipv4Addr::new(127, 0, 2, 102), server, "after=2".into());
+    let later_page = later.join().unwrap().text();
+    assert!(!later_page.contains("\"shared_1\"") && later_page.contains("\"shared_2\""));
+}
