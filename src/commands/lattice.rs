@@ -1,11 +1,11 @@
 //! The lattice commands with typed answers (`add`, `delete`, `list`, `query`, `stats`,
-//! `conflicts`): the service runs them on the store here, or the running server that
+//! `conflicts`, `gc`): the service runs them on the store here, or the running server that
 //! holds the store answers them on its `/api/lattice/*` routes and the answer is read
 //! back into the same type; either way this renders it for people or as `--json`.
 
 use miniserde::json::Value;
 
-use super::remote::call;
+use super::remote::{call, call_route};
 use crate::cli::{self, Command};
 use crate::config::Config;
 use crate::error::Error;
@@ -13,7 +13,8 @@ use crate::http::percent_encode;
 use crate::model::{Node, Shape, format_rfc3339};
 use crate::protocol::Route;
 use crate::service::{
-    self, Added, ConflictList, Deleted, NodeList, Output, ServerInfo, StatsReport, truncate,
+    self, Added, ConflictList, Deleted, NodeList, Output, Purged, ServerInfo, StatsReport, number,
+    object, truncate,
 };
 use crate::store::{Query, Store};
 
@@ -24,6 +25,7 @@ enum Answer {
     Nodes(NodeList),
     Stats(StatsReport),
     Conflicts(ConflictList),
+    Purged(Purged),
 }
 
 /// Whether `command` is answered here (else by `service::run_lattice`).
@@ -36,6 +38,7 @@ pub(crate) fn is_typed(command: &Command) -> bool {
             | Command::Query(_)
             | Command::Stats(_)
             | Command::Conflicts(_)
+            | Command::Gc(_)
     )
 }
 
@@ -54,6 +57,9 @@ pub(crate) fn run_here(
         Command::Stats(_) => Answer::Stats(service::stats(store, config)?),
         Command::Conflicts(args) => {
             Answer::Conflicts(service::conflicts(store, limit(args.limit))?)
+        }
+        Command::Gc(args) => {
+            Answer::Purged(service::purge_tombstones(store, older_than_days(args)?)?)
         }
         _ => return Err(not_typed()),
     };
@@ -96,6 +102,11 @@ pub(crate) fn run_on_server(
             let path = format!("{}?limit={}", Route::Conflicts.path(), args.limit);
             Answer::Conflicts(ConflictList::from_json(&get(&path)?, context).map_err(wire)?)
         }
+        Command::Gc(args) => {
+            let body = object([("older_than_days", number(older_than_days(args)?))]);
+            let answer = call_route(config, server, Route::Gc, Some(body))?;
+            Answer::Purged(Purged::from_json(&answer, context).map_err(wire)?)
+        }
         _ => return Err(not_typed()),
     };
     render(&answer, command, config, out)
@@ -120,6 +131,15 @@ fn not_typed() -> Error {
 /// A server's answer that is not what our own server sends.
 fn wire(error: crate::protocol::WireError) -> Error {
     Error::Other(error.0)
+}
+
+/// Tombstones are kept unless `gc` is told how old the ones to purge are.
+fn older_than_days(args: &cli::Gc) -> Result<u64, Error> {
+    args.tombstones_older_than.ok_or_else(|| {
+        Error::Usage(
+            "gc needs --tombstones-older-than DAYS (tombstones are kept by default)".into(),
+        )
+    })
 }
 
 /// `--limit 0` means all.
@@ -222,6 +242,7 @@ fn wants_json(command: &Command) -> bool {
         Command::Query(args) => args.json,
         Command::Stats(args) => args.json,
         Command::Conflicts(args) => args.json,
+        Command::Gc(args) => args.json,
         _ => false,
     }
 }
@@ -239,6 +260,7 @@ fn render(
             Answer::Nodes(nodes) => nodes.to_json(),
             Answer::Stats(report) => report.to_json(),
             Answer::Conflicts(conflicts) => conflicts.to_json(),
+            Answer::Purged(purged) => purged.to_json(),
         };
         out.json(&json)?;
         return out.flush();
@@ -249,6 +271,10 @@ fn render(
         Answer::Nodes(nodes) => print_nodes(nodes, out)?,
         Answer::Stats(report) => print_stats(report, config, out)?,
         Answer::Conflicts(conflicts) => print_conflicts(conflicts, out)?,
+        Answer::Purged(purged) => out.line(format!(
+            "purged {} tombstone(s) of deletes older than {} day(s)",
+            purged.purged_tombstones, purged.older_than_days
+        ))?,
     }
     out.flush()
 }

@@ -115,6 +115,7 @@ route_table! {
     GetNode = "GET" "/api/lattice/nodes/{id}" Control false;
     PutNode = "PUT" "/api/lattice/nodes/{id}" Control false;
     DeleteNode = "DELETE" "/api/lattice/nodes/{id}" Control false;
+    Gc = "POST" "/api/lattice/gc" Control false;
     Shutdown = "POST" "/api/server/shutdown" Control false;
 }
 

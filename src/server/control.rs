@@ -58,7 +58,8 @@ pub(crate) async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, Ap
         | Route::WriteNodes
         | Route::GetNode
         | Route::PutNode
-        | Route::DeleteNode => lattice_route(app, request, route, parameter),
+        | Route::DeleteNode
+        | Route::Gc => lattice_route(app, request, route, parameter),
         _ => federation_route(app, request, route, parameter).await,
     }
 }
@@ -171,6 +172,7 @@ fn lattice_route(
         },
         Route::PutNode => put_node(app, request, &id),
         Route::DeleteNode => Ok(service::delete_node(&mut app.store.borrow_mut(), &id)?.to_json()),
+        Route::Gc => gc(app, &body(request)?),
         _ => Err(ApiError::no_route()),
     }
 }
@@ -240,6 +242,13 @@ fn write_nodes(app: &App, body: &miniserde::json::Object) -> Result<Value, ApiEr
         ("updated", number(summary.updated)),
         ("unchanged", number(summary.unchanged)),
     ]))
+}
+
+/// `POST /api/lattice/gc {older_than_days}` → `{purged_tombstones, older_than_days}`:
+/// `gc` on the store this server holds.
+fn gc(app: &App, body: &Object) -> Result<Value, ApiError> {
+    let days = Fields::new(body, "request body").u64("older_than_days")?;
+    Ok(service::purge_tombstones(&mut app.store.borrow_mut(), days)?.to_json())
 }
 
 /// A `POST /api/cli` request read once into its typed form: the command (ARK's CLI

@@ -398,7 +398,7 @@ fn describe(route: Route) -> RouteDoc {
             Example::Text(r#"{"count":0,"conflicts":[]}"#),
         ),
         Route::Cli => doc(
-            "run a lattice command that prints its own output (export, get, verify, gc, trust) on the store this server holds; the others have the routes below",
+            "run a lattice command that prints its own output (export, get, verify, trust) on the store this server holds; the others have the routes below",
             Example::Text(r#"{"args":["get","python_flask_basic"],"files":{}}"#),
             Example::Text(r#"{"stdout":"…","stderr":"","exit_code":0}"#),
         ),
@@ -435,6 +435,11 @@ fn describe(route: Route) -> RouteDoc {
             "delete a node (a tombstone that syncs)",
             Example::None,
             Example::Text(r#"{"deleted":"…","already_deleted":false}"#),
+        ),
+        Route::Gc => doc(
+            "purge tombstones of deletes older than `older_than_days` days, as `gc` does",
+            Example::Text(r#"{"older_than_days":30}"#),
+            Example::Text(r#"{"purged_tombstones":2,"older_than_days":30}"#),
         ),
         Route::Shutdown => doc(
             "stop gracefully",

@@ -1,5 +1,5 @@
 //! The typed answers of the lattice operations (add, delete, list and query, stats,
-//! conflicts) and their one JSON form: what the control API's `/api/lattice/*` routes
+//! conflicts, gc) and their one JSON form: what the control API's `/api/lattice/*` routes
 //! answer, what `--json` prints, and what the CLI reads back from a running server
 //! before rendering it as it would have here. Text for people is the CLI's
 //! (`commands::lattice`).
@@ -332,6 +332,30 @@ impl ConflictList {
     }
 }
 
+/// `gc` and `POST /api/lattice/gc`: `{purged_tombstones, older_than_days}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Purged {
+    pub purged_tombstones: u64,
+    pub older_than_days: u64,
+}
+
+impl Purged {
+    pub(crate) fn to_json(&self) -> Value {
+        object([
+            ("purged_tombstones", number(self.purged_tombstones)),
+            ("older_than_days", number(self.older_than_days)),
+        ])
+    }
+
+    pub(crate) fn from_json(answer: &Object, context: &str) -> Result<Purged, WireError> {
+        let fields = Fields::new(answer, context);
+        Ok(Purged {
+            purged_tombstones: fields.u64("purged_tombstones")?,
+            older_than_days: fields.u64("older_than_days")?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,6 +481,13 @@ mod tests {
             let back = Added::from_json(&object_of(added.to_json()), "answer").unwrap();
             assert_eq!(back, added);
         }
+
+        let purged = Purged {
+            purged_tombstones: 3,
+            older_than_days: 30,
+        };
+        let back = Purged::from_json(&object_of(purged.to_json()), "answer").unwrap();
+        assert_eq!(back, purged);
     }
 
     #[test]
@@ -473,6 +504,12 @@ mod tests {
             assert!(error.contains(expected), "{answer}: {error}");
         }
         check(r#"{"count":1}"#, "nodes");
+        let error = Purged::from_json(
+            &object_of(crate::model::parse_json(r#"{"purged_tombstones":-1}"#).unwrap()),
+            "the answer",
+        )
+        .unwrap_err();
+        assert!(error.0.contains("purged_tombstones"), "{}", error.0);
         check(
             r#"{"nodes":[{"id":"a","type":"t","value":"v"}]}"#,
             "nodes[0]",
