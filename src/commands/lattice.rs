@@ -114,7 +114,7 @@ pub(crate) fn run_on_server(
 
 /// A record the server did not find is not found here either (exit code 4), as when
 /// the command runs on the store itself.
-fn not_found_as_such(error: Error) -> Error {
+pub(super) fn not_found_as_such(error: Error) -> Error {
     match error {
         Error::Refused {
             status: 404,
@@ -129,7 +129,7 @@ fn not_typed() -> Error {
 }
 
 /// A server's answer that is not what our own server sends.
-fn wire(error: crate::protocol::WireError) -> Error {
+pub(super) fn wire(error: crate::protocol::WireError) -> Error {
     Error::Other(error.0)
 }
 

@@ -7,6 +7,7 @@
 mod federation;
 mod lattice;
 mod remote;
+mod trust;
 
 use crate::cli::{Args, Command};
 use crate::config::Config;
@@ -79,6 +80,11 @@ fn run_store_command(
                 // This process is the CLI, not the one-threaded server: an import may
                 // sign its batches on two threads.
                 store.sign_on_two_threads();
+                if let Command::Trust(trust) = command {
+                    let outcome = trust::run_here(&trust.command, &mut store, out);
+                    crate::sync::move_aside_damaged(&mut store);
+                    return outcome;
+                }
                 if lattice::is_typed(command) {
                     let outcome = lattice::run_here(command, &mut store, config, out);
                     crate::sync::move_aside_damaged(&mut store);

@@ -116,6 +116,10 @@ route_table! {
     PutNode = "PUT" "/api/lattice/nodes/{id}" Control false;
     DeleteNode = "DELETE" "/api/lattice/nodes/{id}" Control false;
     Gc = "POST" "/api/lattice/gc" Control false;
+    TrustedKeys = "GET" "/api/trust/keys" Control false;
+    TrustKey = "POST" "/api/trust/keys" Control false;
+    AcceptKey = "POST" "/api/trust/accept/{id}" Control false;
+    RemoveKey = "DELETE" "/api/trust/keys/{id}" Control false;
     Shutdown = "POST" "/api/server/shutdown" Control false;
 }
 

@@ -18,7 +18,9 @@ use crate::error::Error;
 use crate::http::{Request, percent_decode};
 use crate::model::unix_millis_now;
 use crate::protocol::{Fields, Route, parse_object};
-use crate::service::{self, AddPeer, DiscoverOptions, OpError, Output, Session, run_lattice};
+use crate::service::{
+    self, AddPeer, DiscoverOptions, HeldRelease, OpError, Output, Session, run_lattice,
+};
 use crate::store::Query;
 
 impl From<OpError> for ApiError {
@@ -60,6 +62,9 @@ pub(crate) async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, Ap
         | Route::PutNode
         | Route::DeleteNode
         | Route::Gc => lattice_route(app, request, route, parameter),
+        Route::TrustedKeys | Route::TrustKey | Route::AcceptKey | Route::RemoveKey => {
+            trust_route(app, request, route, parameter)
+        }
         _ => federation_route(app, request, route, parameter).await,
     }
 }
@@ -251,6 +256,47 @@ fn gc(app: &App, body: &Object) -> Result<Value, ApiError> {
     Ok(service::purge_tombstones(&mut app.store.borrow_mut(), days)?.to_json())
 }
 
+/// `/api/trust/*`: the trust store, as `trust list`, `pending`, `add`, `accept` and
+/// `remove` change it. The keys noted from signed callers moments ago are written first,
+/// so a list shows them; a change applies at once the held records it lets through.
+fn trust_route(
+    app: &App,
+    request: &Request,
+    route: Route,
+    parameter: Option<&str>,
+) -> Result<Value, ApiError> {
+    app.flush_pending_callers();
+    let reference = percent_decode(parameter.unwrap_or_default());
+    let mut change = match route {
+        Route::TrustedKeys => {
+            let pending = request.query_param("pending").as_deref() == Some("true");
+            return Ok(service::trusted_keys(&app.store.borrow(), pending)?.to_json());
+        }
+        Route::TrustKey => {
+            let body = body(request)?;
+            let fields = Fields::new(&body, "request body");
+            service::trust_key(
+                &mut app.store.borrow_mut(),
+                fields.str("public_key")?,
+                fields.opt_str("tier")?,
+                fields.opt_str("name")?.map(str::to_owned),
+            )?
+        }
+        Route::AcceptKey => {
+            let body = body(request)?;
+            let tier = Fields::new(&body, "request body").opt_str("tier")?;
+            service::accept_key(&mut app.store.borrow_mut(), &reference, tier)?
+        }
+        Route::RemoveKey => service::remove_key(&mut app.store.borrow_mut(), &reference)?,
+        _ => return Err(ApiError::no_route()),
+    };
+    change.held = match app.syncer.release_held() {
+        Ok(applied) => HeldRelease::Applied(applied),
+        Err(error) => HeldRelease::Deferred(error.to_string()),
+    };
+    Ok(change.to_json())
+}
+
 /// A `POST /api/cli` request read once into its typed form: the command (ARK's CLI
 /// argv by design, parsed here by the CLI's own definitions) and the files it names.
 struct CliRequest {
@@ -302,8 +348,6 @@ impl CliRequest {
 /// Runs a lattice command exactly as the CLI would, on the store this server holds.
 /// Files named on the command line come in the request, read by the CLI beforehand.
 fn cli(app: &App, request: &Request) -> Result<Value, ApiError> {
-    // `trust list` and friends should see the keys noted moments ago.
-    app.flush_pending_callers();
     let CliRequest { command, files } = CliRequest::parse(&request.body)?;
     let read_input = |file: &str| -> Result<(String, Box<dyn std::io::Read>), Error> {
         files
@@ -337,20 +381,7 @@ fn cli(app: &App, request: &Request) -> Result<Value, ApiError> {
     drop(out);
     drop(err);
     drop(store);
-    let mut stdout = String::from_utf8_lossy(&stdout.borrow()).into_owned();
-    // A key just trusted (or removed) changes which held records may apply: they are
-    // applied now, not at the next sync.
-    if exit_code == 0 && matches!(command, crate::cli::Command::Trust(_)) {
-        match app.syncer.release_held() {
-            Ok(0) => {}
-            Ok(applied) => stdout.push_str(&format!(
-                "applied {applied} held record(s) whose reason to wait is gone\n"
-            )),
-            Err(error) => stdout.push_str(&format!(
-                "held records are applied at the next sync ({error})\n"
-            )),
-        }
-    }
+    let stdout = String::from_utf8_lossy(&stdout.borrow()).into_owned();
     let stderr = String::from_utf8_lossy(&stderr.borrow()).into_owned();
     Ok(object([
         ("stdout", text(&stdout)),

@@ -40,6 +40,9 @@ pub(crate) use output::{node_with_meta, number, object, string, truncate};
 pub(crate) use running::{SERVER_FILE, ServerInfo, running_server};
 pub(crate) use session::{Session, run_lattice};
 pub(crate) use store_wait::{Holder, open_waiting};
-pub(crate) use trust::keygen;
+pub(crate) use trust::{accept_key, keygen, remove_key, trust_key, trusted_keys};
 pub(crate) use verify::{check_before_serving, verify_offline};
-pub(crate) use views::{Added, ConflictList, Deleted, NodeList, Purged, StatsReport};
+pub(crate) use views::{
+    Added, ConflictList, Deleted, HeldRelease, NodeList, Purged, StatsReport, TrustAction,
+    TrustChange, TrustList,
+};
