@@ -1,5 +1,5 @@
 //! The lattice commands with typed answers (`add`, `delete`, `list`, `query`, `stats`,
-//! `conflicts`, `gc`): the service runs them on the store here, or the running server that
+//! `conflicts`, `gc`, `get`): the service runs them on the store here, or the running server that
 //! holds the store answers them on its `/api/lattice/*` routes and the answer is read
 //! back into the same type; either way this renders it for people or as `--json`.
 
@@ -10,11 +10,11 @@ use crate::cli::{self, Command};
 use crate::config::Config;
 use crate::error::Error;
 use crate::http::percent_encode;
-use crate::model::{Node, Shape, format_rfc3339};
+use crate::model::{Node, Shape, SignatureFormat, format_rfc3339};
 use crate::protocol::Route;
 use crate::service::{
-    self, Added, ConflictList, Deleted, NodeList, Output, Purged, ServerInfo, StatsReport, number,
-    object, truncate,
+    self, Added, ConflictList, Deleted, NodeList, NodeView, Output, Purged, ServerInfo,
+    StatsReport, StoredRecord, number, object, time_or_dash, truncate,
 };
 use crate::store::{Query, Store};
 
@@ -26,6 +26,7 @@ enum Answer {
     Stats(StatsReport),
     Conflicts(ConflictList),
     Purged(Purged),
+    Record(StoredRecord),
 }
 
 /// Whether `command` is answered here (else by `service::run_lattice`).
@@ -39,6 +40,7 @@ pub(crate) fn is_typed(command: &Command) -> bool {
             | Command::Stats(_)
             | Command::Conflicts(_)
             | Command::Gc(_)
+            | Command::Get(_)
     )
 }
 
@@ -61,6 +63,7 @@ pub(crate) fn run_here(
         Command::Gc(args) => {
             Answer::Purged(service::purge_tombstones(store, older_than_days(args)?)?)
         }
+        Command::Get(args) => Answer::Record(service::get_record(store, &args.id)?),
         _ => return Err(not_typed()),
     };
     render(&answer, command, config, out)
@@ -106,6 +109,14 @@ pub(crate) fn run_on_server(
             let body = object([("older_than_days", number(older_than_days(args)?))]);
             let answer = call_route(config, server, Route::Gc, Some(body))?;
             Answer::Purged(Purged::from_json(&answer, context).map_err(wire)?)
+        }
+        // No route has an empty parameter, and no record an empty id.
+        Command::Get(args) if args.id.is_empty() => {
+            return Err(Error::NotFound("node \"\" not found".into()));
+        }
+        Command::Get(args) => {
+            let path = Route::GetRecord.path_with(&percent_encode(&args.id));
+            Answer::Record(StoredRecord::from_json(&get(&path)?, context).map_err(wire)?)
         }
         _ => return Err(not_typed()),
     };
@@ -253,6 +264,9 @@ fn render(
     config: &Config,
     out: &mut Output,
 ) -> Result<(), Error> {
+    if let (Answer::Record(record), Command::Get(args)) = (answer, command) {
+        return print_record(record, args, out);
+    }
     if wants_json(command) {
         let json = match answer {
             Answer::Added(added) => added.to_json(),
@@ -261,6 +275,7 @@ fn render(
             Answer::Stats(report) => report.to_json(),
             Answer::Conflicts(conflicts) => conflicts.to_json(),
             Answer::Purged(purged) => purged.to_json(),
+            Answer::Record(record) => record.to_json(),
         };
         out.json(&json)?;
         return out.flush();
@@ -275,6 +290,7 @@ fn render(
             "purged {} tombstone(s) of deletes older than {} day(s)",
             purged.purged_tombstones, purged.older_than_days
         ))?,
+        Answer::Record(record) => out.json(&record.to_json())?,
     }
     out.flush()
 }
@@ -367,4 +383,89 @@ fn print_conflicts(list: &ConflictList, out: &mut Output) -> Result<(), Error> {
         list.conflicts.len(),
         list.total
     ))
+}
+
+/// `get`: a live node for people or as `--json` (with its provenance when asked); a
+/// tombstone is not found (exit code 4), and with `--json` scripts learn which delete
+/// they see first.
+fn print_record(record: &StoredRecord, args: &cli::Get, out: &mut Output) -> Result<(), Error> {
+    let (view, signature) = match record {
+        StoredRecord::Live { view, signature } => (view, *signature),
+        StoredRecord::Deleted { id, deleted_at, .. } => {
+            if args.json {
+                out.json(&record.to_json())?;
+                out.flush()?;
+            }
+            return Err(Error::NotFound(format!(
+                "node {id:?} (deleted at {}) not found",
+                format_rfc3339(*deleted_at)
+            )));
+        }
+    };
+    if args.json {
+        out.json(&if args.provenance {
+            record.to_json()
+        } else {
+            view.to_json()
+        })?;
+        return out.flush();
+    }
+    print_node(view, out)?;
+    if args.provenance {
+        let version = &view.version;
+        out.line(format!("{:<14}{}", "written by", version.origin))?;
+        out.line(format!(
+            "{:<14}{} (clock {})",
+            "written at",
+            format_rfc3339(version.hlc.millis()),
+            version.hlc
+        ))?;
+        out.line(format!(
+            "{:<14}{}",
+            "signature",
+            match signature {
+                Some(SignatureFormat::V2) => "format 2",
+                Some(SignatureFormat::V1) => "format 1 (an older node's: id and base not covered)",
+                None => "none",
+            }
+        ))?;
+    }
+    if let Some(content) = &view.node.content {
+        out.line("content:")?;
+        out.line(content)?;
+    }
+    out.flush()
+}
+
+fn print_node(view: &NodeView, out: &mut Output) -> Result<(), Error> {
+    let node = &view.node;
+    let optional = |text: &Option<String>| text.clone().unwrap_or_else(|| "-".into());
+    let list = |items: &[String]| {
+        if items.is_empty() {
+            "-".to_owned()
+        } else {
+            items.join(", ")
+        }
+    };
+    let rows = [
+        ("id", node.id.clone()),
+        ("type", node.node_type.clone()),
+        ("value", node.value.clone()),
+        ("language", optional(&node.language)),
+        ("category", optional(&node.category)),
+        ("capabilities", list(&node.capabilities)),
+        ("dependencies", list(&node.dependencies)),
+        ("examples", list(&node.examples)),
+        ("linked_agents", list(&node.linked_agents)),
+        ("created_at", time_or_dash(node.created_at)),
+        ("updated_at", time_or_dash(node.updated_at)),
+        ("hash", view.hash.to_prefixed()),
+    ];
+    for (name, value) in rows {
+        out.line(format!("{name:<14}{value}"))?;
+    }
+    for (name, value) in &node.extra {
+        out.line(format!("{name:<14}{value}"))?;
+    }
+    Ok(())
 }

@@ -113,6 +113,7 @@ route_table! {
     QueryNodes = "GET" "/api/lattice/nodes" Control false;
     WriteNodes = "POST" "/api/lattice/nodes" Control false;
     GetNode = "GET" "/api/lattice/nodes/{id}" Control false;
+    GetRecord = "GET" "/api/lattice/records/{id}" Control false;
     PutNode = "PUT" "/api/lattice/nodes/{id}" Control false;
     DeleteNode = "DELETE" "/api/lattice/nodes/{id}" Control false;
     Gc = "POST" "/api/lattice/gc" Control false;

@@ -59,6 +59,7 @@ pub(crate) async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, Ap
         | Route::QueryNodes
         | Route::WriteNodes
         | Route::GetNode
+        | Route::GetRecord
         | Route::PutNode
         | Route::DeleteNode
         | Route::Gc => lattice_route(app, request, route, parameter),
@@ -175,6 +176,7 @@ fn lattice_route(
             Some(node) => Ok(node.to_json()),
             None => Err(ApiError::not_found(format!("node {id:?} not found"))),
         },
+        Route::GetRecord => Ok(service::get_record(&app.store.borrow(), &id)?.to_json()),
         Route::PutNode => put_node(app, request, &id),
         Route::DeleteNode => Ok(service::delete_node(&mut app.store.borrow_mut(), &id)?.to_json()),
         Route::Gc => gc(app, &body(request)?),

@@ -398,7 +398,7 @@ fn describe(route: Route) -> RouteDoc {
             Example::Text(r#"{"count":0,"conflicts":[]}"#),
         ),
         Route::Cli => doc(
-            "run a lattice command that prints its own output (export, get, verify) on the store this server holds; the others have the routes below",
+            "run a lattice command that prints its own output (export, verify) on the store this server holds; the others have the routes below",
             Example::Text(r#"{"args":["get","python_flask_basic"],"files":{}}"#),
             Example::Text(r#"{"stdout":"…","stderr":"","exit_code":0}"#),
         ),
@@ -424,6 +424,13 @@ fn describe(route: Route) -> RouteDoc {
             Example::Text(r#"{"created":1,"updated":0,"unchanged":0}"#),
         ),
         Route::GetNode => doc("one node", Example::None, Example::None),
+        Route::GetRecord => doc(
+            "the record stored under an id, as `get --json --provenance` prints it: a live node with `provenance`, or a tombstone as `{id, deleted_at, version}` (404 when never stored)",
+            Example::None,
+            Example::Text(
+                r#"{"id":"…","type":"…","value":"…","hash":"sha256:…","version":"…","seq":1,"provenance":{"origin":"…","written_at":"2024-01-31T12:00:00Z","version":"…","signed":true,"signature_format":2}}"#,
+            ),
+        ),
         Route::PutNode => doc(
             "write one node as a local edit, as `add` does (`created_at` kept from the version it replaces unless given, `updated_at` now)",
             Example::Text(

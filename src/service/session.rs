@@ -33,13 +33,12 @@ impl std::fmt::Debug for Session<'_> {
     }
 }
 
-/// Runs one store command that prints its own output: `import`, `export`, `get`,
+/// Runs one store command that prints its own output: `import`, `export` and
 /// `verify`. The others return typed answers (`service::views`).
 pub(crate) fn run_lattice(command: &Command, session: &mut Session<'_>) -> Result<(), Error> {
     match command {
         Command::Import(import) => lattice::import(session, import),
         Command::Export(export) => lattice::export(session, export),
-        Command::Get(get) => lattice::get(session, get),
         Command::Verify(args) => verify::verify(session, args),
         Command::Add(_)
         | Command::Delete(_)
@@ -48,8 +47,9 @@ pub(crate) fn run_lattice(command: &Command, session: &mut Session<'_>) -> Resul
         | Command::Stats(_)
         | Command::Conflicts(_)
         | Command::Gc(_)
+        | Command::Get(_)
         | Command::Trust(_) => Err(Error::Usage(
-            "add, delete, list, query, stats, conflicts, gc and trust have typed routes: PUT and DELETE /api/lattice/nodes/{id}, GET /api/lattice/nodes, GET /api/lattice/stats, GET /api/v2/federation/conflicts, POST /api/lattice/gc, /api/trust/*".into(),
+            "add, get, delete, list, query, stats, conflicts, gc and trust have typed routes: PUT and DELETE /api/lattice/nodes/{id}, GET /api/lattice/records/{id}, GET /api/lattice/nodes, GET /api/lattice/stats, GET /api/v2/federation/conflicts, POST /api/lattice/gc, /api/trust/*".into(),
         )),
         Command::Serve(_) | Command::Federation(_) | Command::Keygen(_) => Err(Error::Usage(
             "serve, federation and keygen are not store commands".into(),

@@ -1,5 +1,5 @@
 //! The typed answers of the lattice operations (add, delete, list and query, stats,
-//! conflicts, gc, trust) and their one JSON form: what the control API's `/api/lattice/*` routes
+//! conflicts, get, gc, trust) and their one JSON form: what the control API's `/api/lattice/*` routes
 //! answer, what `--json` prints, and what the CLI reads back from a running server
 //! before rendering it as it would have here. Text for people is the CLI's
 //! (`commands::lattice`).
@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use miniserde::json::{Array, Object, Value};
 
 use super::output::{counts, node_with, number, object, string};
-use crate::model::{ContentHash, InstanceId, Node, Version, format_rfc3339, parse_timestamp};
+use crate::model::{
+    ContentHash, InstanceId, Node, SignatureFormat, Version, format_rfc3339, parse_timestamp,
+};
 use crate::protocol::{Fields, WireError};
 use crate::store::{Body, Conflict, RecordMeta, Stats};
 use crate::trust::{PublicKey, Tier, TrustEntry};
@@ -56,6 +58,97 @@ impl NodeView {
 fn version(fields: &Fields<'_>, name: &str) -> Result<Version, WireError> {
     Version::from_wire(fields.str(name)?)
         .map_err(|error| WireError(format!("{}: `{name}` {error}", fields.context)))
+}
+
+/// `get` and `GET /api/lattice/records/{id}`: a live node as listed plus
+/// `provenance: {origin, written_at, version, signed, signature_format}`, or a
+/// tombstone as `{id, deleted_at, version}`, which scripts tell apart from a record
+/// never stored (404).
+#[derive(Debug, Clone)]
+pub(crate) enum StoredRecord {
+    Live {
+        view: Box<NodeView>,
+        /// The format of the record's signature; `None` when unsigned.
+        signature: Option<SignatureFormat>,
+    },
+    Deleted {
+        id: String,
+        deleted_at: u64,
+        version: Version,
+    },
+}
+
+impl StoredRecord {
+    pub(crate) fn to_json(&self) -> Value {
+        match self {
+            StoredRecord::Live { view, signature } => {
+                let mut value = view.to_json();
+                if let Value::Object(object) = &mut value {
+                    object.insert("provenance".into(), provenance(&view.version, *signature));
+                }
+                value
+            }
+            StoredRecord::Deleted {
+                id,
+                deleted_at,
+                version,
+            } => object([
+                ("id", string(id.clone())),
+                ("deleted_at", string(format_rfc3339(*deleted_at))),
+                ("version", string(version.to_wire())),
+            ]),
+        }
+    }
+
+    pub(crate) fn from_json(answer: &Object, context: &str) -> Result<StoredRecord, WireError> {
+        let fields = Fields::new(answer, context);
+        if let Some(deleted_at) = fields.opt_str("deleted_at")? {
+            return Ok(StoredRecord::Deleted {
+                id: fields.str("id")?.to_owned(),
+                deleted_at: parse_timestamp(deleted_at)
+                    .map_err(|error| WireError(format!("{context}: `deleted_at` {error}")))?,
+                version: version(&fields, "version")?,
+            });
+        }
+        let mut node = answer.clone();
+        let provenance = node
+            .remove("provenance")
+            .ok_or_else(|| WireError(format!("{context}: field `provenance` is missing")))?;
+        let provenance_context = format!("{context}: provenance");
+        let signature =
+            match Fields::of(&provenance, &provenance_context)?.opt_u64("signature_format")? {
+                None => None,
+                Some(1) => Some(SignatureFormat::V1),
+                Some(2) => Some(SignatureFormat::V2),
+                Some(other) => {
+                    return Err(WireError(format!(
+                        "{provenance_context}: `signature_format` {other} is not 1 or 2"
+                    )));
+                }
+            };
+        Ok(StoredRecord::Live {
+            view: Box::new(NodeView::from_json(&Value::Object(node), context)?),
+            signature,
+        })
+    }
+}
+
+/// Who wrote a version and when, and how it is signed.
+fn provenance(version: &Version, signature: Option<SignatureFormat>) -> Value {
+    object([
+        ("origin", string(version.origin.to_hex())),
+        ("written_at", string(format_rfc3339(version.hlc.millis()))),
+        ("version", string(version.to_wire())),
+        ("signed", Value::Bool(signature.is_some())),
+        (
+            "signature_format",
+            match signature {
+                Some(SignatureFormat::V2) => number(2),
+                Some(SignatureFormat::V1) => number(1),
+                None => Value::Null,
+            },
+        ),
+    ])
 }
 
 /// `list`, `query` and `GET /api/lattice/nodes`: `{count, nodes: [...]}`.
@@ -631,6 +724,30 @@ mod tests {
             assert_eq!(back, added);
         }
 
+        for signature in [None, Some(SignatureFormat::V1), Some(SignatureFormat::V2)] {
+            let live = StoredRecord::Live {
+                view: Box::new(view("a", "live")),
+                signature,
+            };
+            let json = live.to_json();
+            let back = StoredRecord::from_json(&object_of(json.clone()), "answer").unwrap();
+            assert_eq!(
+                miniserde::json::to_string(&back.to_json()),
+                miniserde::json::to_string(&json)
+            );
+        }
+        let tombstone = StoredRecord::Deleted {
+            id: "a".into(),
+            deleted_at: 1_700_000_000_000,
+            version: version(1_700_000_000_000, 1),
+        };
+        let json = tombstone.to_json();
+        let back = StoredRecord::from_json(&object_of(json.clone()), "answer").unwrap();
+        assert_eq!(
+            miniserde::json::to_string(&back.to_json()),
+            miniserde::json::to_string(&json)
+        );
+
         let purged = Purged {
             purged_tombstones: 3,
             older_than_days: 30,
@@ -698,6 +815,18 @@ mod tests {
         ] {
             let object = object_of(crate::model::parse_json(answer).unwrap());
             let error = TrustList::from_json(&object, "the answer").unwrap_err();
+            assert!(error.0.contains(expected), "{answer}: {}", error.0);
+        }
+        for (answer, expected) in [
+            (r#"{"id":"a","deleted_at":"soon"}"#, "deleted_at"),
+            (r#"{"id":"a","type":"t","value":"v"}"#, "provenance"),
+            (
+                r#"{"id":"a","type":"t","value":"v","provenance":{"signature_format":3}}"#,
+                "signature_format",
+            ),
+        ] {
+            let object = object_of(crate::model::parse_json(answer).unwrap());
+            let error = StoredRecord::from_json(&object, "the answer").unwrap_err();
             assert!(error.0.contains(expected), "{answer}: {}", error.0);
         }
         let object = object_of(crate::model::parse_json(r#"{"action":"forgot"}"#).unwrap());

@@ -657,3 +657,55 @@ fn gc_through_the_server_prints_the_same_and_bad_bodies_purge_nothing() {
         "{\"older_than_days\":0,\"purged_tombstones\":1}\n"
     );
 }
+
+/// `get` through a running server reads `GET /api/lattice/records/{id}` (issue 15): a
+/// tombstone answers which delete it is, an id never stored or one no node can have is
+/// not found, and the CLI prints what it prints on the store itself.
+#[test]
+fn get_through_the_server_tells_a_tombstone_from_a_record_never_stored() {
+    use crate::util::{Node, http};
+    let node = Node::start("get-record");
+    node.run(&["add", "--id", "a/b c", "--type", "t", "--value", "v"])
+        .ok();
+    node.run(&["add", "--id", "gone", "--type", "t", "--value", "v"])
+        .ok();
+    node.run(&["delete", "gone"]).ok();
+    let long = format!("/api/lattice/records/{}", "x".repeat(100_000));
+    for (path, status, names) in [
+        ("/api/lattice/records/a%2Fb%20c", 200, "\"provenance\""),
+        ("/api/lattice/records/gone", 200, "\"deleted_at\""),
+        ("/api/lattice/records/never", 404, "never"),
+        ("/api/lattice/records/%FF%FE", 404, "not found"),
+        ("/api/lattice/records/", 404, ""),
+        (long.as_str(), 404, ""),
+    ] {
+        let reply = http(node.address(), "GET", path, &[], None);
+        assert!(
+            reply.status == status || (path.len() > 1000 && reply.status == 431),
+            "{}: {} {}",
+            &path[..path.len().min(60)],
+            reply.status,
+            reply.body
+        );
+        assert!(reply.body.contains(names), "{names}: {}", reply.body);
+    }
+    let live = node.run(&["get", "a/b c"]).ok();
+    assert!(
+        live.stdout.starts_with("id            a/b c\n"),
+        "{}",
+        live.stdout
+    );
+    let gone = node.run(&["get", "gone", "--json"]);
+    assert_eq!(gone.code, 4, "{}", gone.stderr);
+    assert!(gone.stdout.contains("\"deleted_at\""), "{}", gone.stdout);
+    assert!(
+        gone.stderr.starts_with("error: node \"gone\" (deleted at "),
+        "{}",
+        gone.stderr
+    );
+    let empty = node.run(&["get", ""]);
+    assert_eq!(
+        (empty.code, empty.stderr.as_str()),
+        (4, "error: node \"\" not found\n")
+    );
+}
