@@ -1,8 +1,9 @@
 //! What each CLI command does. `main` parses flags into a `Config` and calls [`run`].
 //!
-//! Lattice commands run on a [`Session`] of the service layer: the store plus where
-//! output goes. When a server holds the store, the CLI sends the command line to it
-//! (`POST /api/cli`) and prints what it answers, so the user never sees a lock error.
+//! Lattice commands take the service's typed answer, from the store here or from the
+//! server that holds the store (its `/api/lattice/*` and `/api/trust/*` routes), and
+//! render it, so the user never sees a lock error. `export` and `verify` still run on a
+//! [`Session`] and are sent to a server as a command line (`POST /api/cli`).
 
 mod federation;
 mod lattice;

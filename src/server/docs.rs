@@ -399,7 +399,7 @@ fn describe(route: Route) -> RouteDoc {
         ),
         Route::Cli => doc(
             "run a lattice command that prints its own output (export, verify) on the store this server holds; the others have the routes below",
-            Example::Text(r#"{"args":["get","python_flask_basic"],"files":{}}"#),
+            Example::Text(r#"{"args":["export","--format","ndjson"],"files":{}}"#),
             Example::Text(r#"{"stdout":"…","stderr":"","exit_code":0}"#),
         ),
         Route::LatticeStats => doc(
