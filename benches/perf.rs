@@ -9,6 +9,8 @@
 //! measures another build; `ARK_BENCH_PERF_NODES` (100000) sets the size of the import
 //! and copy, `ARK_BENCH_PERF_RUNS` (3) the runs per figure, `ARK_BENCH_PERF_ONLY`
 //! (`http`, `routes`, `import`, `copy`, `steady`) one part only.
+//! `ARK_BENCH_REFERENCE_BINARY=PATH` measures ARK's routes of another build in the same
+//! rounds (issue 13's reference figures are those of commit `4039825`).
 //!
 //! # Implementation
 //!
@@ -30,8 +32,8 @@ use std::time::{Duration, Instant};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use support::{
-    CountingProxy, Memory, Server, TempDir, binary, cli, cli_json, env_number, field_u64, median,
-    sync_result, synthetic_node, trust_each_other,
+    CountingProxy, Memory, Server, TempDir, binary, cli, cli_json, cli_of, env_number, field_u64,
+    median, reference_binary, sync_result, synthetic_node, trust_each_other,
 };
 
 /// Connections the load client keeps open, as the issue's `wrk -c16`.
@@ -467,39 +469,81 @@ fn route_rates(runs: usize) {
         return;
     }
     let work = TempDir::new("perf-routes");
-    let data_dir = work.path.join("node");
-    for file in &files {
-        cli(&data_dir, &["import", file.to_str().expect("UTF-8 path")]);
-    }
-    let node_count = field_u64(&cli_json(&data_dir, &["stats", "--json"]), &["nodes"]);
-    // ARK's peers call both routes unsigned: the node runs in ARK's open mode.
-    let server = Server::start_quiet(&data_dir, &[("FEDERATION_TRUST", "open")]);
+    // ARK's peers call both routes unsigned: the nodes run in ARK's open mode. A
+    // reference build (`ARK_BENCH_REFERENCE_BINARY`) gets a node of its own, importing
+    // the same files with its own store format, measured in the rounds between ours.
+    let start_node = |binary: &Path, name: &str| {
+        let data_dir = work.path.join(name);
+        for file in &files {
+            cli_of(
+                binary,
+                &data_dir,
+                &["import", file.to_str().expect("UTF-8 path")],
+            );
+        }
+        Server::start_quiet_of(binary, &data_dir, &[("FEDERATION_TRUST", "open")])
+    };
+    let server = start_node(&binary(), "node");
+    let node_count = field_u64(
+        &cli_json(&work.path.join("node"), &["stats", "--json"]),
+        &["nodes"],
+    );
+    let reference = reference_binary().map(|path| (start_node(&path, "reference"), path));
     let round = Duration::from_millis(300);
     let rounds = 5 * runs.max(3);
     large_request_rate(server.port, "/federation/nodes", round);
-    let (mut nodes, mut discover) = (Vec::new(), Vec::new());
+    let mut rates: [Vec<f64>; 4] = Default::default();
     for _ in 0..rounds {
-        nodes.push(large_request_rate(server.port, "/federation/nodes", round));
-        discover.push(large_request_rate(server.port, "/discover", round));
+        rates[0].push(large_request_rate(server.port, "/federation/nodes", round));
+        rates[1].push(large_request_rate(server.port, "/discover", round));
+        if let Some((reference, _)) = &reference {
+            rates[2].push(large_request_rate(
+                reference.port,
+                "/federation/nodes",
+                round,
+            ));
+            rates[3].push(large_request_rate(reference.port, "/discover", round));
+        }
     }
-    let (nodes, discover) = (median(&nodes), median(&discover));
+    let [nodes, discover, reference_nodes, reference_discover] = rates.map(|rates| median(&rates));
     println!();
     println!(
-        "ARK's routes on a node holding ARK's demo data ({node_count} nodes, FEDERATION_TRUST=open), 1 client thread, {CONNECTIONS} connections, {rounds} pairs of {} ms rounds, medians",
+        "ARK's routes on a node holding ARK's demo data ({node_count} nodes, FEDERATION_TRUST=open), 1 client thread, {CONNECTIONS} connections, {rounds} rounds of {} ms per route and build, medians",
         round.as_millis()
     );
+    match &reference {
+        Some((_, path)) => println!(
+            "reference build, measured in the same rounds: {}",
+            path.display()
+        ),
+        None => println!(
+            "no reference build measured (set ARK_BENCH_REFERENCE_BINARY to the build of 4039825)"
+        ),
+    }
     println!(
-        "{:<28} | {:>12} | {:<60}",
-        "route", "req/s", "issue #13 reference"
+        "{:<28} | {:>12} | {:>12} | {:>8} | {:<54}",
+        "route", "req/s", "reference", "ratio", "issue #13 reference"
     );
-    println!("{}", "-".repeat(108));
-    println!(
-        "{:<28} | {nodes:>12.0} | {:<60}",
-        "/federation/nodes", "384 (ark-lattice before); ARK Node.js 206"
+    println!("{}", "-".repeat(126));
+    let row = |route: &str, ours: f64, theirs: f64, issue: &str| {
+        let (theirs, ratio) = if reference.is_some() {
+            (format!("{theirs:.0}"), format!("{:.2}", ours / theirs))
+        } else {
+            ("-".to_owned(), "-".to_owned())
+        };
+        println!("{route:<28} | {ours:>12.0} | {theirs:>12} | {ratio:>8} | {issue:<54}");
+    };
+    row(
+        "/federation/nodes",
+        nodes,
+        reference_nodes,
+        "384 (ark-lattice before); ARK Node.js 206",
     );
-    println!(
-        "{:<28} | {discover:>12.0} | {:<60}",
-        "/discover", "48.7k (ark-lattice before); ARK's Python service 1.1k"
+    row(
+        "/discover",
+        discover,
+        reference_discover,
+        "48.7k (ark-lattice before); ARK's Python service 1.1k",
     );
     println!("reproduce: ARK_BENCH_PERF_ONLY=routes cargo bench --bench perf");
 }

@@ -125,9 +125,22 @@ impl Drop for TempDir {
     }
 }
 
+/// Another build to measure beside [`binary`] in the same run
+/// (`ARK_BENCH_REFERENCE_BINARY`), such as the commit a figure is compared with.
+pub fn reference_binary() -> Option<PathBuf> {
+    std::env::var_os("ARK_BENCH_REFERENCE_BINARY")
+        .map(PathBuf::from)
+        .filter(|path| path.exists())
+}
+
 /// Runs the CLI on `data_dir` and returns its stdout; panics with its stderr on failure.
 pub fn cli(data_dir: &Path, args: &[&str]) -> String {
-    let mut command = Command::new(binary());
+    cli_of(&binary(), data_dir, args)
+}
+
+/// [`cli`] with another build.
+pub fn cli_of(binary: &Path, data_dir: &Path, args: &[&str]) -> String {
+    let mut command = Command::new(binary);
     for name in CLEARED_ENV {
         command.env_remove(name);
     }
@@ -265,6 +278,11 @@ impl Server {
         Server::start_with(data_dir, env, false, &[])
     }
 
+    /// [`Server::start_quiet`] with another build.
+    pub fn start_quiet_of(binary: &Path, data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        Server::start_binary(binary, data_dir, env, false, &[])
+    }
+
     /// [`Server::start_quiet`] with extra `serve` flags.
     pub fn start_quiet_with(data_dir: &Path, env: &[(&str, &str)], serve_args: &[&str]) -> Server {
         Server::start_with(data_dir, env, false, serve_args)
@@ -276,10 +294,20 @@ impl Server {
         verbose: bool,
         serve_args: &[&str],
     ) -> Server {
+        Server::start_binary(&binary(), data_dir, env, verbose, serve_args)
+    }
+
+    fn start_binary(
+        binary: &Path,
+        data_dir: &Path,
+        env: &[(&str, &str)],
+        verbose: bool,
+        serve_args: &[&str],
+    ) -> Server {
         std::fs::create_dir_all(data_dir).expect("create the node's state dir");
         let server_file = data_dir.join("server.json");
         let _ = std::fs::remove_file(&server_file);
-        let mut command = Command::new(binary());
+        let mut command = Command::new(binary);
         for name in CLEARED_ENV {
             command.env_remove(name);
         }

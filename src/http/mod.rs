@@ -19,6 +19,7 @@ mod wire;
 pub use admission::{Parked, Parking};
 pub use client::HttpClient;
 pub use client_types::{ClientConfig, ClientError, ClientRequest, ClientResponse};
+pub(crate) use gzip::{accepts_gzip, gzip_parts};
 pub use message::{
     Body, BodySender, BodyStream, ClientGone, Request, Response, TrySendError, percent_decode,
     percent_encode,

@@ -358,6 +358,11 @@ pub struct NodeList {
 
 impl NodeList {
     pub fn to_json(&self) -> Value {
+        self.clone().into_json()
+    }
+
+    /// As [`NodeList::to_json`], without copying the rows: a full dump is every node.
+    pub fn into_json(self) -> Value {
         let mut pairs = vec![
             ("instanceId", text(&self.instance_id)),
             ("count", number(self.nodes.len() as u64)),
@@ -365,7 +370,7 @@ impl NodeList {
         if let Some(next) = &self.next {
             pairs.push(("next", text(next)));
         }
-        pairs.push(("nodes", Value::Array(self.nodes.clone())));
+        pairs.push(("nodes", Value::Array(self.nodes)));
         object(pairs)
     }
 

@@ -5,6 +5,7 @@ mod ark;
 mod control;
 mod fields;
 mod legacy;
+mod page;
 mod python;
 mod record;
 mod routes;
@@ -22,6 +23,10 @@ pub use fields::{Fields, WireError, json_object, parse_object};
 pub use legacy::{
     ARK_COLUMNS, ark_columns, ark_row, keep_what_ark_cannot_hold, legacy_origin, legacy_record,
 };
+pub use page::{
+    COMPACT_PAGE_TYPE, CompactPage, accepts_compact_page, compact_page, expand_page,
+    is_compact_page,
+};
 pub use python::{DeltaAnswer, DeltaRequest};
 pub use record::{
     base64, record_from_wire, record_to_wire, types_from_query, types_to_query, unbase64,
@@ -35,6 +40,9 @@ pub const PROTOCOL_V2: &str = "ark-lattice-v2";
 /// Set reconciliation (`/federation/v2/reconcile` and `fetch`) and the long-poll and
 /// type filter on the changes feed. A v2 peer without it is synced by the feed alone.
 pub const PROTOCOL_RECONCILE: &str = "ark-lattice-reconcile-v1";
+/// Changes pages in the compact form (`page.rs`) for a caller that asks for it by
+/// `accept`; the caller reads the answer's `content-type`, so it needs no info first.
+pub const PROTOCOL_COMPACT_PAGE: &str = "ark-lattice-compact-page-v1";
 /// A beacon capability: the sender serves HTTPS (`serve --tls-cert`), so it is reached
 /// at `https://` (issue 14). ARK's beacons never carry it and mean plain HTTP.
 pub const CAPABILITY_HTTPS: &str = "https";

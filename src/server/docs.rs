@@ -62,6 +62,7 @@ fn sample_info() -> InstanceInfo {
                 crate::protocol::PROTOCOL_LEGACY.into(),
                 crate::protocol::PROTOCOL_V2.into(),
                 crate::protocol::PROTOCOL_RECONCILE.into(),
+                crate::protocol::PROTOCOL_COMPACT_PAGE.into(),
             ],
             epoch: Some("9c1e…32 hex".into()),
             public_key: Some("base64 Ed25519 key".into()),

@@ -110,7 +110,7 @@ pub(crate) fn nodes(app: &App, request: &Request) -> Result<Value, ApiError> {
         nodes: found.iter().map(|(node, _)| ark_row(node)).collect(),
         next,
     }
-    .to_json())
+    .into_json())
 }
 
 /// `POST /federation/sync`: with `nodes`, apply them with last-writer-wins and answer

@@ -11,7 +11,7 @@ use super::app::App;
 use super::{control, delta_api, peer_api, python_api};
 use crate::error::Error;
 use crate::http::{Request, Response, is_loopback};
-use crate::protocol::{Route, WireError};
+use crate::protocol::{Route, WireError, accepts_compact_page};
 use crate::store::StoreError;
 
 /// The message of [`ApiError::no_route`], answered with the request's path.
@@ -360,6 +360,11 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
             return with_cors(response);
         }
         Some(Route::Reconcile) => return delta_api::reconcile(&app, &request),
+        Some(Route::Changes) if accepts_compact_page(request.header("accept")) => {
+            let response = respond_with(delta_api::compact_changes(&app, &request).await);
+            log_request(&app, &request, response.status);
+            return response;
+        }
         _ => {}
     }
     let result = match route {

@@ -15,7 +15,8 @@ use crate::error::Error;
 use crate::http::{HttpClient, WireStats};
 use crate::model::{hex, unix_millis_now};
 use crate::protocol::{
-    InstanceInfo, LatticeInfo, PROTOCOL_LEGACY, PROTOCOL_RECONCILE, PROTOCOL_V2,
+    InstanceInfo, LatticeInfo, PROTOCOL_COMPACT_PAGE, PROTOCOL_LEGACY, PROTOCOL_RECONCILE,
+    PROTOCOL_V2,
 };
 use crate::store::{Store, StoreError};
 use crate::sync::{PeerSyncResult, Syncer, trust_book};
@@ -249,9 +250,14 @@ impl Instance {
             stats: self.syncer.global_stats()?.to_ark(),
             timestamp,
             lattice: LatticeInfo {
-                protocols: [PROTOCOL_LEGACY, PROTOCOL_V2, PROTOCOL_RECONCILE]
-                    .map(str::to_owned)
-                    .to_vec(),
+                protocols: [
+                    PROTOCOL_LEGACY,
+                    PROTOCOL_V2,
+                    PROTOCOL_RECONCILE,
+                    PROTOCOL_COMPACT_PAGE,
+                ]
+                .map(str::to_owned)
+                .to_vec(),
                 epoch: Some(self.epoch_hex()),
                 public_key: Some(self.key.public_key().to_base64()),
                 fingerprint: Some(self.key.public_key().fingerprint()),

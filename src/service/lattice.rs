@@ -51,40 +51,67 @@ pub(crate) fn import_with(
             "import needs at least one FILE (or - for standard input)".into(),
         ));
     }
-    let mut totals = WriteSummary::default();
-    let mut invalid = 0u64;
-    let mut unreadable = Vec::new();
-    let mut batch: Vec<Node> = Vec::with_capacity(IMPORT_BATCH);
-    let mut commit = |batch: &mut Vec<Node>, source: &str, err: &mut Output| {
-        let summary = write(batch)?;
-        totals.created += summary.created;
-        totals.updated += summary.updated;
-        totals.unchanged += summary.unchanged;
-        if verbose {
-            err.line(format!(
-                "ark:import {source}: committed a batch of {}",
-                batch.len()
-            ))?;
-        }
-        batch.clear();
-        Ok::<(), Error>(())
+    let mut tally = ImportTally {
+        verbose,
+        write,
+        batch: Vec::with_capacity(IMPORT_BATCH),
+        totals: WriteSummary::default(),
+        invalid: 0,
+        unreadable: Vec::new(),
     };
     for file in &args.files {
-        let (source, reader) = match read_input(file) {
-            Ok(read) => read,
+        tally.import_file(file, read_input, err)?;
+    }
+    tally.report(args, out)
+}
+
+/// What an import has written and found wrong so far, across its files.
+struct ImportTally<'a> {
+    verbose: bool,
+    write: &'a mut dyn FnMut(&[Node]) -> Result<WriteSummary, Error>,
+    batch: Vec<Node>,
+    totals: WriteSummary,
+    invalid: u64,
+    unreadable: Vec<String>,
+}
+
+impl ImportTally<'_> {
+    /// Writes the batch read so far.
+    fn commit(&mut self, source: &str, err: &mut Output) -> Result<(), Error> {
+        let summary = (self.write)(&self.batch)?;
+        self.totals.created += summary.created;
+        self.totals.updated += summary.updated;
+        self.totals.unchanged += summary.unchanged;
+        if self.verbose {
+            err.line(format!(
+                "ark:import {source}: committed a batch of {}",
+                self.batch.len()
+            ))?;
+        }
+        self.batch.clear();
+        Ok(())
+    }
+
+    /// Reads, checks and writes one file's records; a file that cannot be read is
+    /// reported on `err` and noted, not an error of the import.
+    fn import_file(
+        &mut self,
+        file: &str,
+        read_input: super::session::ReadInput<'_>,
+        err: &mut Output,
+    ) -> Result<(), Error> {
+        let opened = read_input(file).map_err(|error| error.to_string());
+        let opened = opened.and_then(|(source, reader)| {
+            let reader = std::io::BufReader::with_capacity(64 * 1024, reader);
+            let records = input::RecordStream::new(&source, reader);
+            Ok((source, records.map_err(|error| error.to_string())?))
+        });
+        let (source, records) = match opened {
+            Ok(opened) => opened,
             Err(error) => {
                 err.line(format!("error: {error}"))?;
-                unreadable.push(file.clone());
-                continue;
-            }
-        };
-        let reader = std::io::BufReader::with_capacity(64 * 1024, reader);
-        let records = match input::RecordStream::new(&source, reader) {
-            Ok(records) => records,
-            Err(error) => {
-                err.line(format!("error: {error}"))?;
-                unreadable.push(file.clone());
-                continue;
+                self.unreadable.push(file.to_owned());
+                return Ok(());
             }
         };
         // Records are read, checked and committed a batch at a time: the document is
@@ -95,19 +122,19 @@ pub(crate) fn import_with(
             match item {
                 Ok(Ok(node)) => {
                     read += 1;
-                    batch.push(node);
-                    if batch.len() == IMPORT_BATCH {
-                        commit(&mut batch, &source, err)?;
+                    self.batch.push(node);
+                    if self.batch.len() == IMPORT_BATCH {
+                        self.commit(&source, err)?;
                     }
                 }
                 Ok(Err(error)) => {
                     read += 1;
                     err.line(format!("invalid: {error}"))?;
-                    invalid += 1;
+                    self.invalid += 1;
                 }
                 Err(error) => {
-                    if !batch.is_empty() {
-                        commit(&mut batch, &source, err)?;
+                    if !self.batch.is_empty() {
+                        self.commit(&source, err)?;
                     }
                     if read > 0 {
                         err.line(format!(
@@ -116,42 +143,50 @@ pub(crate) fn import_with(
                     } else {
                         err.line(format!("error: {error}"))?;
                     }
-                    unreadable.push(file.clone());
-                    break;
+                    self.unreadable.push(file.to_owned());
+                    return Ok(());
                 }
             }
         }
-        if !batch.is_empty() {
-            commit(&mut batch, &source, err)?;
+        if !self.batch.is_empty() {
+            self.commit(&source, err)?;
         }
+        Ok(())
     }
-    if args.json {
-        out.json(&object([
-            ("imported", number(totals.created)),
-            ("updated", number(totals.updated)),
-            ("unchanged", number(totals.unchanged)),
-            ("invalid", number(invalid)),
-            ("unreadable_files", number(unreadable.len() as u64)),
-        ]))?;
-    } else {
-        out.line(format!(
-            "imported {}, updated {}, unchanged {}, invalid {}",
-            totals.created, totals.updated, totals.unchanged, invalid
-        ))?;
+
+    /// Prints the totals; unreadable files, then invalid records, make the error.
+    fn report(self, args: &cli::Import, out: &mut Output) -> Result<(), Error> {
+        let totals = self.totals;
+        if args.json {
+            out.json(&object([
+                ("imported", number(totals.created)),
+                ("updated", number(totals.updated)),
+                ("unchanged", number(totals.unchanged)),
+                ("invalid", number(self.invalid)),
+                ("unreadable_files", number(self.unreadable.len() as u64)),
+            ]))?;
+        } else {
+            out.line(format!(
+                "imported {}, updated {}, unchanged {}, invalid {}",
+                totals.created, totals.updated, totals.unchanged, self.invalid
+            ))?;
+        }
+        out.flush()?;
+        if !self.unreadable.is_empty() {
+            return Err(Error::Input(format!(
+                "could not read {} of {} file(s): {}",
+                self.unreadable.len(),
+                args.files.len(),
+                self.unreadable.join(", ")
+            )));
+        }
+        if self.invalid > 0 {
+            return Err(Error::InvalidRecords {
+                invalid: self.invalid,
+            });
+        }
+        Ok(())
     }
-    out.flush()?;
-    if !unreadable.is_empty() {
-        return Err(Error::Input(format!(
-            "could not read {} of {} file(s): {}",
-            unreadable.len(),
-            args.files.len(),
-            unreadable.join(", ")
-        )));
-    }
-    if invalid > 0 {
-        return Err(Error::InvalidRecords { invalid });
-    }
-    Ok(())
 }
 
 /// Opens a file, or standard input for `-`.

@@ -131,7 +131,7 @@ pub(super) fn check_live(id: &str, bytes: &[u8]) -> Result<(Node, RecordMeta), S
             meta.hash.to_prefixed()
         ));
     }
-    let (node, meta) = record::decode_live(bytes)?;
+    let node = record::decode_live_body(&meta, body)?;
     if node.id != id {
         return Err(format!("it holds node {:?}", node.id));
     }

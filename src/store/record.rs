@@ -176,12 +176,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(RecordMeta, &[u8]), &'static str> 
     Ok((meta, reader.0))
 }
 
-/// Decodes a live node value into its node (with `updated_at` restored) and metadata.
-pub(crate) fn decode_live(bytes: &[u8]) -> Result<(Node, RecordMeta), String> {
-    let (meta, body) = decode(bytes)?;
+/// Decodes the body of a live node value (as `decode` splits it) into its node, with
+/// `updated_at` restored from the metadata.
+pub(crate) fn decode_live_body(meta: &RecordMeta, body: &[u8]) -> Result<Node, String> {
     let mut node = model::decode_node(body).map_err(|error| error.to_string())?;
     node.updated_at = meta.updated_at;
-    Ok((node, meta))
+    Ok(node)
 }
 
 /// Decodes a tombstone value.

@@ -24,11 +24,15 @@ use std::rc::Rc;
 
 use miniserde::json::{self, Number, Value};
 
+use super::core::{
+    AfterInfo, LatticePeer, StoreCounts, TrustRules, check_checkpoint, on_info, restart,
+    without_checkpoint,
+};
 use super::delta::PulledVersions;
 use super::engine::FailureKind;
 pub(super) use super::error::SyncError;
-use super::first_copy::{FirstContact, first_contact};
-use super::held::{Held, HeldCounts, HoldReason, Refusal};
+use super::first_copy::FirstContact;
+use super::held::{Held, HeldCounts, Refusal};
 use super::peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
 use super::reconcile::ReconcileCache;
 use super::trust_book;
@@ -38,9 +42,7 @@ use crate::http::{ClientRequest, HttpClient};
 use crate::model::{
     ClaimedContent, ContentHash, InstanceId, RecordClaim, SignatureFormat, unix_millis_now,
 };
-use crate::protocol::{
-    InstanceInfo, PROTOCOL_RECONCILE, PROTOCOL_V2, Route, parse_object, record_from_wire,
-};
+use crate::protocol::{Route, parse_object, record_from_wire};
 use crate::store::{ApplyOutcome, Body, RemoteRecord, StateTable, Store, StoreError};
 use crate::trust::{
     KeyPair, PublicKey, RecordError, Signature, Tier, sign_request, verify_record, verify_record_v1,
@@ -524,6 +526,8 @@ impl Syncer {
         )
     }
 
+    /// One sync, its steps decided by `sync::core::start`: the feed both ways when the
+    /// checkpoints hold, else the peer's info says how to go on.
     async fn sync_peer_inner(
         &self,
         url: &str,
@@ -533,27 +537,21 @@ impl Syncer {
         // Records held back by earlier syncs whose reason went away (a key accepted, the
         // clock caught up) are applied first; they count as received.
         result.nodes_received += self.release_held()?;
-        let now = unix_millis_now();
-        let stored = self.peer(url)?;
-        let mut state = stored.clone().unwrap_or_else(|| PeerState::new(url, now));
+        let mut stored = self.peer(url)?;
+        let mut state = stored
+            .clone()
+            .unwrap_or_else(|| PeerState::new(url, unix_millis_now()));
+        let counts = StoreCounts {
+            repairs: self.store.borrow().repairs(),
+            held_drops: self.held_usage()?.2.drops,
+        };
+        let refetch_due = state.has_checkpoint() && self.refetch_due(state.held_drops)?;
+        if let Some(reason) = check_checkpoint(url, &mut state, counts, refetch_due) {
+            self.log(reason);
+        }
         // With a checkpoint, the changes page is the whole steady-state sync: it carries
         // the peer's instance id and epoch, so `/federation/info` is not needed to notice
         // that the peer changed.
-        let mut stored = stored;
-        let repairs = self.store.borrow().repairs();
-        let held_drops = self.held_usage()?.2.drops;
-        if state.has_checkpoint() && state.repairs != repairs {
-            self.log(format!(
-                "damaged records were moved aside since the checkpoints with {url} were set; reconciling"
-            ));
-            state.epoch = None;
-        }
-        if state.has_checkpoint() && self.refetch_due(state.held_drops)? {
-            self.log(format!(
-                "held records were dropped for room since the checkpoints with {url} were set, and there is room again; reconciling to fetch them again"
-            ));
-            state.epoch = None;
-        }
         if state.has_checkpoint() {
             match self
                 .sync_checkpointed(url, wait, false, &mut state, result)
@@ -561,148 +559,84 @@ impl Syncer {
             {
                 Err(SyncError::Restart(reason)) => {
                     self.log(format!("{reason}; both checkpoints start over"));
-                    state.epoch = None;
-                    state.pull_seq = 0;
-                    state.push_seq = 0;
+                    restart(&mut state);
                     self.save_states(vec![(url.to_owned(), state.encode())], true)?;
                     stored = Some(state.clone());
                 }
                 outcome => return outcome,
             }
         }
-        let info_url = Route::Info.url(url);
-        let response = self.client.send(self.get(&info_url)).await?;
-        if response.status == 404 {
-            // ARK's Python federation service (a hub in the guide) has no such route.
-            if self.trust_mode == TrustMode::Strict {
-                return Err(SyncError::Invalid(format!(
-                    "{url} has no /federation/info: ARK's Python service sends unsigned nodes, taken only with FEDERATION_TRUST=open"
-                )));
+        let response = self.client.send(self.get(&Route::Info.url(url))).await?;
+        let known_id = state.instance_id.clone();
+        let after_info = on_info(
+            url,
+            &mut state,
+            &self.instance_id,
+            self.trust_mode,
+            counts,
+            (response.status, &response.body),
+        )?;
+        if known_id.is_some() && known_id != state.instance_id {
+            let peer_id = state.instance_id.as_deref().unwrap_or_default();
+            self.log(format!("{url} is now instance {peer_id}; starting over"));
+        }
+        match after_info {
+            AfterInfo::Python => {
+                self.save_if_changed(stored.as_ref(), &state)?;
+                self.sync_python(url, result).await
             }
-            state.protocol = Some("python".into());
-            self.save_if_changed(stored.as_ref(), &state)?;
-            return self.sync_python(url, result).await;
-        }
-        if !(200..300).contains(&response.status) {
-            return Err(SyncError::Status {
-                request: format!("GET {info_url}"),
-                status: response.status,
-                detail: String::new(),
-            });
-        }
-        let info = parse_object(&response.body, &format!("peer info from {info_url}"))?;
-        let info = InstanceInfo::from_json(&info, &format!("peer info from {url}"))?;
-        let peer_id = info.instance_id.clone();
-        if peer_id == self.instance_id.to_hex() {
-            return Err(SyncError::Invalid(format!("{url} is this instance itself")));
-        }
-        let speaks_v2 = info.speaks(PROTOCOL_V2);
-        let reconciles = info.speaks(PROTOCOL_RECONCILE);
-        state.instance_name = Some(info.instance_name.clone()).filter(|name| !name.is_empty());
-        if state.instance_id.as_deref() != Some(peer_id.as_str()) {
-            if state.instance_id.is_some() {
-                self.log(format!("{url} is now instance {peer_id}; starting over"));
+            AfterInfo::Legacy { peer_id } => {
+                self.save_if_changed(stored.as_ref(), &state)?;
+                self.sync_legacy(url, &peer_id, &mut state, result).await
             }
-            state.pull_seq = 0;
-            state.push_seq = 0;
-            state.legacy_pushed_until = 0;
-            state.instance_id = Some(peer_id.clone());
-        }
-        if !speaks_v2 {
-            if self.trust_mode == TrustMode::Strict {
-                return Err(SyncError::Invalid(format!(
-                    "{url} speaks only ARK's unsigned protocol; sync with it needs FEDERATION_TRUST=open"
-                )));
+            AfterInfo::Lattice(peer) => {
+                self.sync_lattice(url, &peer, counts, stored.as_ref(), &mut state, result)
+                    .await
             }
-            state.protocol = Some("legacy".into());
-            self.save_if_changed(stored.as_ref(), &state)?;
-            return self.sync_legacy(url, &peer_id, &mut state, result).await;
         }
-        // An ark-lattice peer's id is the hash of its key, so the key it shows must match.
-        let missing = |name: &str| SyncError::Invalid(format!("{url}: its info has no `{name}`"));
-        let peer_key = PublicKey::from_base64(
-            info.lattice
-                .public_key
-                .as_deref()
-                .ok_or_else(|| missing("publicKey"))?,
-        )
-        .map_err(|error| SyncError::Invalid(format!("{url}: public key: {error}")))?;
-        if peer_key.instance_id().to_hex() != peer_id {
-            return Err(SyncError::Invalid(format!(
-                "{url}: its instance id does not belong to its public key"
-            )));
-        }
-        if state.pin_at_first_contact {
+    }
+
+    /// An ark-lattice peer after its info: its key pinned if it was added to be pinned,
+    /// then the feed both ways, or first a copy or reconciliation when there is no
+    /// checkpoint for its store.
+    async fn sync_lattice(
+        &self,
+        url: &str,
+        peer: &LatticePeer,
+        counts: StoreCounts,
+        stored: Option<&PeerState>,
+        state: &mut PeerState,
+        result: &mut PeerSyncResult,
+    ) -> Result<(), SyncError> {
+        if peer.pin_key {
             // Added offline: this first answer's key is the one the operator meant.
             let mut store = self.store.borrow_mut();
-            if trust_book::tier_of(&store, &peer_key.instance_id())?.is_none() {
-                trust_book::trust(&mut store, peer_key, Tier::Core, None, "peer")?;
+            if trust_book::tier_of(&store, &peer.key.instance_id())?.is_none() {
+                trust_book::trust(&mut store, peer.key, Tier::Core, None, "peer")?;
             }
             self.log(format!(
                 "{url}: pinned its key {} at first contact",
-                peer_key.fingerprint()
+                peer.key.fingerprint()
             ));
-            state.pin_at_first_contact = false;
         }
-        let peer_tier = trust_book::tier_of(&self.store.borrow(), &peer_key.instance_id())?;
-        let epoch = info.lattice.epoch.clone().ok_or_else(|| missing("epoch"))?;
-        state.protocol = Some("v2".into());
-        if state.epoch.as_deref() != Some(epoch.as_str()) && !reconciles {
-            // A peer without reconciliation is synced by its whole feed, once (and again
-            // after damaged records were moved aside here).
-            state.epoch = Some(epoch.clone());
-            state.pull_seq = 0;
-            state.push_seq = 0;
-            state.repairs = repairs;
-            state.held_drops = held_drops;
+        let by_core =
+            trust_book::tier_of(&self.store.borrow(), &peer.key.instance_id())? == Some(Tier::Core);
+        if peer.checkpointed {
+            self.save_if_changed(stored, state)?;
+            return self.sync_checkpointed(url, None, true, state, result).await;
         }
-        if state.epoch.as_deref() != Some(epoch.as_str()) {
-            // No checkpoint for this store: first contact, a restored or wiped store, or
-            // a reconciliation or copy cut short. A store that holds little of the
-            // peer's copies its feed (resumably); others reconcile the two sets instead
-            // of pulling and offering everything. Either sets both checkpoints when done.
-            state.epoch = None;
-            state.pull_seq = 0;
-            state.push_seq = 0;
-            let local_records = self.store.borrow().record_count()?;
-            let mode = first_contact(
-                local_records,
-                info.lattice.node_count,
-                state.copy.as_ref(),
-                &epoch,
-            );
-            if mode == FirstContact::Copy {
-                self.save_if_changed(stored.as_ref(), &state)?;
-                self.copy_peer(
-                    url,
-                    &epoch,
-                    peer_tier == Some(Tier::Core),
-                    repairs,
-                    &mut state,
-                    result,
-                )
+        let local_records = self.store.borrow().record_count()?;
+        let mode = without_checkpoint(state, peer, local_records);
+        self.save_if_changed(stored, state)?;
+        let mut pulled = PulledVersions::default();
+        if mode == FirstContact::Copy {
+            self.copy_peer(url, &peer.epoch, by_core, counts.repairs, state, result)
                 .await?;
-                return self
-                    .push_feed(url, &mut state, &PulledVersions::default(), result)
-                    .await;
-            }
-            state.copy = None;
-            self.save_if_changed(stored.as_ref(), &state)?;
-            let mut pulled = PulledVersions::default();
-            self.reconcile_peer(
-                url,
-                &epoch,
-                peer_tier == Some(Tier::Core),
-                &mut state,
-                &mut pulled,
-                result,
-            )
-            .await?;
-            return self.push_feed(url, &mut state, &pulled, result).await;
+        } else {
+            self.reconcile_peer(url, &peer.epoch, by_core, state, &mut pulled, result)
+                .await?;
         }
-        self.save_if_changed(stored.as_ref(), &state)?;
-        self.sync_checkpointed(url, None, true, &mut state, result)
-            .await
+        self.push_feed(url, state, &pulled, result).await
     }
 
     /// Saves `state` durably if it differs from what was stored.
@@ -860,46 +794,44 @@ impl Syncer {
             .author_key
             .and_then(|key| PublicKey::from_bytes(&key).ok())
             .map_or_else(|| origin.short(), |key| key.fingerprint());
-        let hold = |reason: HoldReason, message: String| {
-            Refusal::Held(Box::new(Held {
+        let rules = self.trust_rules();
+        let author_tier = if rules.asks_author_tier(&origin, delivered_by_core) {
+            trust_book::tier_of(&self.store.borrow(), &origin)
+                .map_err(|error| Refusal::Refused(error.to_string()))?
+        } else {
+            None
+        };
+        let now = unix_millis_now();
+        match rules.judge(
+            &record,
+            context,
+            &author_fingerprint,
+            author_tier,
+            delivered_by_core,
+            now,
+        ) {
+            None => Ok(record),
+            Some(hold) => Err(Refusal::Held(Box::new(Held {
                 id: record.id.clone(),
                 version: record.version,
-                reason,
-                author_fingerprint: author_fingerprint.clone(),
-                message,
+                reason: hold.reason,
+                author_fingerprint,
+                message: hold.message,
                 peer: peer.to_owned(),
                 delivered_by_core,
                 record: value.clone(),
-                held_at: unix_millis_now(),
-            }))
-        };
-        if self.trust_mode == TrustMode::Strict && !delivered_by_core && origin != self.instance_id
-        {
-            let author_tier = trust_book::tier_of(&self.store.borrow(), &origin)
-                .map_err(|error| Refusal::Refused(error.to_string()))?;
-            if author_tier != Some(Tier::Core) {
-                return Err(hold(
-                    HoldReason::UntrustedAuthor,
-                    format!(
-                        "{context} ({:?}): its author {author_fingerprint} is not trusted for writing here; held until it is",
-                        record.id
-                    ),
-                ));
-            }
+                held_at: now,
+            }))),
         }
-        let now = unix_millis_now();
-        if record.version.hlc.millis() > now.saturating_add(self.max_clock_skew_millis) {
-            return Err(hold(
-                HoldReason::ClockAhead,
-                format!(
-                    "{context} ({:?}): version clock {} is more than {} s ahead of ours; held until our clock catches up",
-                    record.id,
-                    crate::model::format_rfc3339(record.version.hlc.millis()),
-                    self.max_clock_skew_millis / 1000
-                ),
-            ));
+    }
+
+    /// The rules a received record is judged by (`sync::core`).
+    fn trust_rules(&self) -> TrustRules {
+        TrustRules {
+            trust_mode: self.trust_mode,
+            our_id: self.instance_id,
+            max_clock_skew_millis: self.max_clock_skew_millis,
         }
-        Ok(record)
     }
 
     /// A wire record whose signature checks out (or, in open mode, an unsigned one).

@@ -19,49 +19,27 @@
 //! what is still missing. Both checkpoints are set when both directions are done: the
 //! peer's sequence as of its first answer, ours as of our set.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures_lite::future;
 use miniserde::json::{Array, Value};
 
-use super::client::{PeerSyncResult, SyncError, Syncer};
+use super::client::{PeerSyncResult, SyncError, Syncer, object_value};
+pub(super) use super::core::PulledVersions;
+use super::core::{
+    AnswerHeaders, FetchQueue, PullFeed, PushFeed, Rounds, apply_push_answer, push_batches,
+    push_slices, still_to_push, versions_to_push,
+};
 use super::held::{Held, Refusal};
 use super::peer::PeerState;
-use super::reconcile::{ItemDigest, item_digest};
-use super::{by_priority, trust_book, wire_size};
-use crate::config::{MAX_RECORD_WIRE_BYTES, SYNC_BATCH_BYTES};
+use super::reconcile::{CacheError, Differences, ItemDigest, ReconcileSet};
+use super::trust_book;
+use crate::config::SYNC_BATCH_BYTES;
 use crate::http::{ClientRequest, ClientResponse};
-use crate::model::{ContentHash, InstanceId, Version, encode_node};
-use crate::protocol::{
-    Fields, Route, parse_object, record_from_wire, record_to_wire, types_to_query,
-};
-use crate::store::{Body, RemoteRecord, TypeFilter};
+use crate::model::InstanceId;
+use crate::protocol::{Route, parse_object, record_to_wire, types_to_query};
+use crate::store::{ApplyOutcome, RemoteRecord, TypeFilter};
 use crate::trust::Tier;
-
-/// Digests sent in one `fetch` request: 1.6 MB, well inside the peer's body limit.
-const FETCH_DIGESTS_PER_REQUEST: usize = 50_000;
-
-/// The versions pulled from one peer during one sync, so they are not offered back.
-#[derive(Debug, Default)]
-pub struct PulledVersions {
-    versions: BTreeMap<String, Version>,
-}
-
-impl PulledVersions {
-    fn note(&mut self, record: &RemoteRecord) {
-        self.versions.insert(record.id.clone(), record.version);
-    }
-
-    fn contains(&self, id: &str, version: &Version) -> bool {
-        self.versions.get(id) == Some(version)
-    }
-
-    /// Whether a version newer than `version` of `id` came from the peer.
-    fn has_newer(&self, id: &str, version: &Version) -> bool {
-        self.versions.get(id).is_some_and(|pulled| pulled > version)
-    }
-}
 
 /// How to pull one peer's feed.
 struct Feed<'a> {
@@ -86,13 +64,6 @@ pub(super) fn types_param(state: &PeerState) -> String {
         String::new()
     } else {
         format!("&types={}", types_to_query(&state.types))
-    }
-}
-
-fn content_hash(record: &RemoteRecord) -> ContentHash {
-    match &record.body {
-        Body::Live(node) => ContentHash::of(&encode_node(node)),
-        Body::Deleted { .. } => ContentHash::of(b""),
     }
 }
 
@@ -127,6 +98,27 @@ impl Syncer {
             });
         }
         Ok(response)
+    }
+
+    /// The reconciliation set of `filter`'s records as the store holds them now: the
+    /// one kept in [`Syncer::reconcile_cache`] while the store's sequence is the same,
+    /// else read and built again.
+    pub fn reconcile_set(
+        &self,
+        filter: &TypeFilter,
+    ) -> Result<std::rc::Rc<ReconcileSet>, CacheError> {
+        let last_seq = self.store.borrow().last_seq();
+        if let Some(set) = self.reconcile_cache.current(last_seq, filter) {
+            return Ok(set);
+        }
+        let snapshot = self
+            .store
+            .borrow()
+            .version_snapshot(filter)
+            .map_err(CacheError::Store)?;
+        self.reconcile_cache
+            .keep(snapshot, filter.clone())
+            .map_err(CacheError::Reconcile)
     }
 
     /// The tier we grant the peer whose instance id (hex) we recorded.
@@ -195,11 +187,25 @@ impl Syncer {
     pub(super) fn apply_batch(
         &self,
         url: &str,
-        (records, held): &(Vec<RemoteRecord>, Vec<Held>),
+        batch: &(Vec<RemoteRecord>, Vec<Held>),
         state: Option<&PeerState>,
         pulled: &mut PulledVersions,
         result: &mut PeerSyncResult,
     ) -> Result<(), SyncError> {
+        let outcome = self.apply_verified(url, batch, state, pulled)?;
+        result.count_applied(&outcome);
+        Ok(())
+    }
+
+    /// Applies verified records in one transaction, with `state` when a checkpoint moves
+    /// with them, and notes them as pulled from `url`.
+    fn apply_verified(
+        &self,
+        url: &str,
+        (records, held): &(Vec<RemoteRecord>, Vec<Held>),
+        state: Option<&PeerState>,
+        pulled: &mut PulledVersions,
+    ) -> Result<ApplyOutcome, SyncError> {
         let encoded = state.map(PeerState::encode);
         let outcome = self.apply(records, encoded.as_deref().map(|bytes| (url, bytes)), held)?;
         if state.is_some() {
@@ -209,7 +215,6 @@ impl Syncer {
         for record in records {
             pulled.note(record);
         }
-        result.count_applied(&outcome);
         self.log(format!(
             "applied {} record(s) from {url}: {} new, {} unchanged, {} stale",
             records.len(),
@@ -217,9 +222,11 @@ impl Syncer {
             outcome.unchanged,
             outcome.stale
         ));
-        Ok(())
+        Ok(outcome)
     }
 
+    /// The pull half of the steady state, run by [`PullFeed`]: this moves the pages and
+    /// makes the store calls.
     async fn pull_feed(
         &self,
         feed: &Feed<'_>,
@@ -228,27 +235,16 @@ impl Syncer {
         result: &mut PeerSyncResult,
     ) -> Result<(), SyncError> {
         let url = feed.url;
-        let delivered_by_core = feed.delivered_by_core;
-        let mut wait = feed.wait.map_or(0, |wait| wait.as_secs());
-        loop {
-            let mut request_url = format!(
-                "{}?after={}&limit={}&max_bytes={SYNC_BATCH_BYTES}{}",
-                Route::Changes.url(url),
-                state.pull_seq,
-                state.batch_records(),
-                types_param(state)
-            );
-            let page = if wait > 0 {
-                request_url.push_str(&format!("&wait={wait}"));
-                // Only the first request of a sync waits.
-                wait = 0;
+        let mut machine = PullFeed::new(url, state, feed.wait, feed.info_checked);
+        while let Some(request) = machine.next_request() {
+            let answer = if request.long_poll {
                 // A change here (a local write, or records from another peer) while the
                 // peer holds our long-poll is for the peer too: give up the wait and go
                 // on to push it now, rather than when the wait ends (issue 13: up to
                 // 20 s late). Nothing was applied yet; the next sync pulls again.
                 let changed_here = self.store.borrow().changed().listen();
                 let held = future::or(
-                    async { Some(self.fetch(self.get(&request_url), "changes page").await) },
+                    async { Some(self.fetch(self.get(&request.url), "changes page").await) },
                     async {
                         changed_here.await;
                         None
@@ -256,40 +252,30 @@ impl Syncer {
                 )
                 .await;
                 match held {
-                    Some(page) => page?,
-                    None => return Ok(()),
+                    Some(answer) => answer,
+                    None => {
+                        machine.on_wait_given_up();
+                        return Ok(());
+                    }
                 }
             } else {
-                self.fetch(self.get(&request_url), "changes page").await?
+                self.fetch(self.get(&request.url), "changes page").await
             };
-            let fields = Fields::new(&page, "changes page");
-            if !feed.info_checked && Some(fields.str("instanceId")?) != state.instance_id.as_deref()
-            {
-                return Err(SyncError::Restart(format!("{url} is now another instance")));
-            }
-            if Some(fields.str("epoch")?) != state.epoch.as_deref() {
-                return Err(SyncError::Restart(format!("{url} has a new store epoch")));
-            }
-            let last_seq = fields.u64("last_seq")?;
-            let more = fields.opt_bool("more")?.unwrap_or(false);
-            let batch =
-                self.verified_records(fields.array("records")?, url, delivered_by_core, result);
-            if batch.0.is_empty() && batch.1.is_empty() && last_seq == state.pull_seq && !more {
-                // Nothing new: no transaction, nothing written.
-                return Ok(());
-            }
-            let mut next = state.clone();
-            next.pull_seq = last_seq;
-            self.apply_batch(url, &batch, Some(&next), pulled, result)?;
-            *state = next;
-            if !more {
-                return Ok(());
+            let page = answer.map_err(|error| machine.on_failure(error))?;
+            let values = machine.on_page(&page)?;
+            let batch = self.verified_records(values, url, feed.delivered_by_core, result);
+            if let Some(next) = machine.on_verified(batch.0.len(), batch.1.len()) {
+                let outcome = self
+                    .apply_verified(url, &batch, Some(&next), pulled)
+                    .map_err(|error| machine.on_failure(error))?;
+                machine.on_applied(&outcome, result);
             }
         }
+        Ok(())
     }
 
     /// Offers our changes after `push_seq` page by page and pushes what the peer asks
-    /// for, highest priority first; records just pulled from it are not offered back.
+    /// for, run by [`PushFeed`]: this reads the store and moves the bytes.
     pub(super) async fn push_feed(
         &self,
         url: &str,
@@ -297,97 +283,42 @@ impl Syncer {
         pulled: &PulledVersions,
         result: &mut PeerSyncResult,
     ) -> Result<(), SyncError> {
-        let ours = Value::String(self.instance_id.to_hex());
-        let filter = TypeFilter::only(&state.types);
-        loop {
-            // After a first copy, our changes that the copy itself wrote are skipped.
-            let copied = state.copy.clone().filter(|copy| copy.done);
-            if let Some(copy) = &copied {
-                state.push_seq = copy.skip_from(state.push_seq);
-            }
+        let mut machine = PushFeed::new(url, self.instance_id.to_hex(), state, pulled);
+        while let Some(read) = machine.next_read() {
             let page = self.store.borrow().changes_since_filtered(
-                state.push_seq,
-                state.batch_records(),
-                SYNC_BATCH_BYTES,
-                &filter,
+                read.after,
+                read.limit,
+                read.max_bytes,
+                &read.filter,
             )?;
-            if page.last_seq == state.push_seq {
-                if let Some(copy) = copied {
-                    // The skip moved the checkpoint: keep it, and forget the copy once
-                    // pushed past it, so this is written once after a copy.
-                    if copy.pushed_past(state.push_seq) {
-                        state.copy = None;
-                    }
-                    self.save_states(vec![(url.to_owned(), state.encode())], true)?;
-                }
-                return Ok(());
-            }
-            let mut candidates: Vec<_> = page
-                .records
-                .into_iter()
-                .filter(|record| !pulled.contains(&record.id, &record.meta.version))
-                .filter(|record| {
-                    !copied
-                        .as_ref()
-                        .is_some_and(|copy| copy.wrote(record.meta.seq))
-                })
-                .collect();
-            let mut sent = 0;
-            if !candidates.is_empty() {
-                let offers: Array = candidates
-                    .iter()
-                    .map(|record| {
-                        let mut offer = miniserde::json::Object::new();
-                        offer.insert("id".into(), Value::String(record.id.clone()));
-                        offer.insert(
-                            "version".into(),
-                            Value::String(record.meta.version.to_wire()),
-                        );
-                        Value::Object(offer)
-                    })
-                    .collect();
-                let body = object_value([
-                    ("instanceId", ours.clone()),
-                    ("offers", Value::Array(offers)),
-                ]);
+            if let Some(offer) = machine.on_changes(page) {
                 let answer = self
-                    .fetch(self.post_json(Route::Offer.url(url), body), "offer answer")
-                    .await?;
-                let want: BTreeSet<String> = Fields::new(&answer, "offer answer")
-                    .array("want")?
-                    .iter()
-                    .filter_map(|id| match id {
-                        Value::String(id) => Some(id.clone()),
-                        _ => None,
-                    })
-                    .collect();
-                candidates.retain(|record| want.contains(&record.id));
-                by_priority(&mut candidates);
-                sent = candidates.len();
-                if sent > 0 {
-                    self.push_records(url, &candidates, &mut state.pull_seq, result)
-                        .await?;
+                    .fetch(self.post_json(Route::Offer.url(url), offer), "offer answer")
+                    .await
+                    .map_err(|error| machine.on_failure(error))?;
+                machine.on_offer_answer(&answer, result)?;
+                while let Some(batch) = machine.next_batch() {
+                    let answer = self
+                        .send_push(url, batch)
+                        .await
+                        .map_err(|error| machine.on_failure(error))?;
+                    machine.on_push_answer(&answer, result)?;
                 }
             }
-            state.push_seq = page.last_seq;
-            if copied.is_some_and(|copy| copy.pushed_past(state.push_seq)) {
-                state.copy = None;
-            }
-            self.save_states(vec![(url.to_owned(), state.encode())], true)?;
-            self.log(format!(
-                "pushed {sent} record(s) to {url} up to our seq {}",
-                page.last_seq
-            ));
-            if !page.more {
-                return Ok(());
+            if let Some(state) = machine.to_save() {
+                self.save_states(vec![(url.to_owned(), state.encode())], true)?;
+                if let Some((sent, last_seq)) = machine.pushed() {
+                    self.log(format!(
+                        "pushed {sent} record(s) to {url} up to our seq {last_seq}"
+                    ));
+                }
+                machine.on_saved();
             }
         }
+        Ok(())
     }
 
-    /// Pushes `records` in bodies of at most [`SYNC_BATCH_BYTES`] plus one record, so
-    /// every body fits [`crate::config::MAX_PUSH_BODY_BYTES`], the least any peer accepts. A record
-    /// too large for any peer (stored before the record limit existed) is reported
-    /// and not sent, rather than failing every push after it (issue 10).
+    /// Pushes `records` in bodies every peer accepts ([`push_batches`]), one at a time.
     async fn push_records(
         &self,
         url: &str,
@@ -395,41 +326,20 @@ impl Syncer {
         pull_seq: &mut u64,
         result: &mut PeerSyncResult,
     ) -> Result<(), SyncError> {
-        let mut batch = Vec::new();
-        let mut bytes = 0;
-        for record in records {
-            let size = wire_size(record);
-            if size > MAX_RECORD_WIRE_BYTES {
-                result.rejected.push(format!(
-                    "record {:?} takes {size} bytes on the wire, over the limit of {MAX_RECORD_WIRE_BYTES}; not sent to {url}",
-                    record.id
-                ));
-                continue;
-            }
-            if bytes >= SYNC_BATCH_BYTES {
-                self.push_batch(url, &batch, pull_seq, result).await?;
-                batch.clear();
-                bytes = 0;
-            }
-            bytes += size;
-            batch.push(record.clone());
-        }
-        if !batch.is_empty() {
-            self.push_batch(url, &batch, pull_seq, result).await?;
+        for batch in push_batches(url, records.to_vec(), result) {
+            let answer = self.send_push(url, &batch).await?;
+            apply_push_answer(url, &answer, batch.len(), pull_seq, result)?;
         }
         Ok(())
     }
 
-    /// `POST /federation/v2/push` of `records` (one batch) and what the peer said. If
-    /// the peer's change log had nothing between `pull_seq` and our records, `pull_seq`
-    /// moves past them, so they do not come back on the next pull.
-    async fn push_batch(
+    /// `POST /federation/v2/push` of `records` (one body), each with its author's key,
+    /// and the peer's answer.
+    async fn send_push(
         &self,
         url: &str,
         records: &[crate::store::Record],
-        pull_seq: &mut u64,
-        result: &mut PeerSyncResult,
-    ) -> Result<(), SyncError> {
+    ) -> Result<miniserde::json::Object, SyncError> {
         let wire: Array = records
             .iter()
             .map(|record| {
@@ -441,33 +351,8 @@ impl Syncer {
             ("instanceId", Value::String(self.instance_id.to_hex())),
             ("records", Value::Array(wire)),
         ]);
-        let answer = self
-            .fetch(self.post_json(Route::Push.url(url), body), "push answer")
-            .await?;
-        let fields = Fields::new(&answer, "push answer");
-        if let (Some(before), Some(after)) =
-            (fields.opt_u64("seq_before")?, fields.opt_u64("seq_after")?)
-        {
-            if before == *pull_seq && after >= before {
-                *pull_seq = after;
-            }
-        }
-        result.nodes_sent += records.len() as u64;
-        result.nodes_unchanged += fields.opt_u64("unchanged")?.unwrap_or(0);
-        result.conflicts += fields.opt_u64("conflicts")?.unwrap_or(0);
-        for refused in fields.opt_array("rejected")?.unwrap_or_default() {
-            let reason = match refused {
-                Value::Object(entry) => match entry.get("error") {
-                    Some(Value::String(reason)) => reason.clone(),
-                    _ => "no reason given".to_owned(),
-                },
-                _ => "no reason given".to_owned(),
-            };
-            result
-                .rejected
-                .push(format!("{url} refused a record: {reason}"));
-        }
-        Ok(())
+        self.fetch(self.post_json(Route::Push.url(url), body), "push answer")
+            .await
     }
 
     /// First contact or repair: reconcile our set with the peer's, fetch what we lack,
@@ -486,57 +371,14 @@ impl Syncer {
         // still counts it, so the next sync must reconcile again.
         let repairs = self.store.borrow().repairs();
         let held_drops = self.held_usage()?.2.drops;
-        let ours = self
-            .reconcile_cache
-            .get(&self.store, &filter)
-            .map_err(|error| match error {
-                super::reconcile::CacheError::Store(error) => SyncError::Store(error),
-                super::reconcile::CacheError::Reconcile(error) => {
-                    SyncError::Invalid(error.to_string())
-                }
-            })?;
+        let ours = self.reconcile_set(&filter).map_err(|error| match error {
+            CacheError::Store(error) => SyncError::Store(error),
+            CacheError::Reconcile(error) => SyncError::Invalid(error.to_string()),
+        })?;
         let types = types_param(state);
-        let query = types
-            .strip_prefix('&')
-            .map_or(String::new(), |types| format!("?{types}"));
-        let reconcile_url = format!("{}{query}", Route::Reconcile.url(url));
-        let bad =
-            |error: super::reconcile::ReconcileError| SyncError::Invalid(format!("{url}: {error}"));
-        let (mut initiator, mut message) = ours.initiate().map_err(bad)?;
-        let mut their_seq = None;
-        loop {
-            let request = self
-                .signed(ClientRequest::post(
-                    &reconcile_url,
-                    "application/octet-stream",
-                    message,
-                ))
-                .with_gzip_body();
-            let answer = self.send_ok(request).await?;
-            let header = |name: &str| {
-                answer.header(name).ok_or_else(|| {
-                    SyncError::Invalid(format!("the reconcile answer from {url} lacks {name}"))
-                })
-            };
-            if Some(header("x-ark-instance")?) != state.instance_id.as_deref()
-                || header("x-ark-epoch")? != epoch
-            {
-                return Err(SyncError::Invalid(format!(
-                    "{url} changed its instance or store epoch during the sync; it starts over next time"
-                )));
-            }
-            if their_seq.is_none() {
-                let seq = header("x-ark-last-seq")?;
-                their_seq = Some(seq.parse::<u64>().map_err(|_| {
-                    SyncError::Invalid(format!("{url}: x-ark-last-seq {seq:?} is not a number"))
-                })?);
-            }
-            match initiator.receive(&answer.body).map_err(bad)? {
-                Some(next) => message = next,
-                None => break,
-            }
-        }
-        let differences = initiator.finish();
+        let (differences, their_seq) = self
+            .reconcile_rounds(url, &types, &ours, state.instance_id.as_deref(), epoch)
+            .await?;
         self.log(format!(
             "reconciled {} record version(s) with {url} in {} round(s): it lacks {}, we lack {}",
             ours.len(),
@@ -555,34 +397,13 @@ impl Syncer {
 
         // Push what the peer lacks, unless a newer version just came from it or the
         // record changed since our set was read (the feed pushes that later).
-        let mut ids = Vec::new();
-        for digest in &differences.have {
-            if let Some(entry) = ours.entry(digest) {
-                if !pulled.has_newer(&entry.id, &entry.version) {
-                    ids.push((entry.id.as_str(), entry.version));
-                }
-            }
-        }
-        let id_list: Vec<&str> = ids.iter().map(|(id, _)| *id).collect();
-        let mut records = self.store.borrow().records(&id_list)?;
-        let expected: BTreeMap<&str, Version> = ids.into_iter().collect();
-        records.retain(|record| expected.get(record.id.as_str()) == Some(&record.meta.version));
-        by_priority(&mut records);
-        let mut pull_seq = their_seq.unwrap_or(0);
-        let mut start = 0;
-        while start < records.len() {
-            let mut end = start;
-            let mut bytes = 0;
-            while end < records.len()
-                && end - start < state.batch_records()
-                && (bytes < SYNC_BATCH_BYTES || end == start)
-            {
-                bytes += wire_size(&records[end]);
-                end += 1;
-            }
-            self.push_records(url, &records[start..end], &mut pull_seq, result)
+        let versions = versions_to_push(&differences.have, &ours, pulled);
+        let ids: Vec<&str> = versions.iter().map(|(id, _)| *id).collect();
+        let records = still_to_push(self.store.borrow().records(&ids)?, &versions);
+        let mut pull_seq = their_seq;
+        for slice in push_slices(&records, state.batch_records()) {
+            self.push_records(url, &records[slice], &mut pull_seq, result)
                 .await?;
-            start = end;
         }
 
         state.epoch = Some(epoch.to_owned());
@@ -595,8 +416,45 @@ impl Syncer {
         Ok(())
     }
 
+    /// The rounds of a reconciliation of `ours` with the peer, run by [`Rounds`]: the
+    /// differences and the peer's change sequence as of its first answer.
+    async fn reconcile_rounds(
+        &self,
+        url: &str,
+        types: &str,
+        ours: &ReconcileSet,
+        instance_id: Option<&str>,
+        epoch: &str,
+    ) -> Result<(Differences, u64), SyncError> {
+        let query = types
+            .strip_prefix('&')
+            .map_or(String::new(), |types| format!("?{types}"));
+        let reconcile_url = format!("{}{query}", Route::Reconcile.url(url));
+        let (mut rounds, mut message) = Rounds::start(url, ours, instance_id, epoch)?;
+        loop {
+            let request = self
+                .signed(ClientRequest::post(
+                    &reconcile_url,
+                    "application/octet-stream",
+                    message,
+                ))
+                .with_gzip_body();
+            let answer = self.send_ok(request).await?;
+            let headers = AnswerHeaders {
+                instance: answer.header("x-ark-instance"),
+                epoch: answer.header("x-ark-epoch"),
+                last_seq: answer.header("x-ark-last-seq"),
+            };
+            match rounds.on_answer(headers, &answer.body)? {
+                Some(next) => message = next,
+                None => return Ok(rounds.finish()),
+            }
+        }
+    }
+
     /// Fetches the records behind `digests` (the peer sends the highest priority
-    /// first) and applies each answer in one transaction.
+    /// first) and applies each answer in one transaction; [`FetchQueue`] says what to
+    /// ask for next.
     async fn fetch_versions(
         &self,
         fetch: &Fetch<'_>,
@@ -614,92 +472,30 @@ impl Syncer {
             "{}?limit={batch_records}&max_bytes={SYNC_BATCH_BYTES}{types}",
             Route::Fetch.url(url)
         );
-        // The first request lists everything (up to a limit) so the peer can say which
-        // records carry a priority; later ones send one batch of digests each, in the
-        // order the peer ranked them.
-        let mut remaining: Vec<ItemDigest> = digests;
-        let mut first = true;
-        while !remaining.is_empty() {
-            let asked = if first {
-                remaining.len().min(FETCH_DIGESTS_PER_REQUEST)
-            } else {
-                remaining.len().min(batch_records)
-            };
-            let body: Vec<u8> = remaining[..asked].iter().flatten().copied().collect();
-            let asked_for: BTreeSet<ItemDigest> = remaining[..asked].iter().copied().collect();
-            let rank = if first && asked > batch_records {
-                "&rank=1"
-            } else {
-                ""
-            };
+        let mut queue = FetchQueue::new(url, digests, batch_records);
+        while let Some(request) = queue.next_request() {
+            let rank = if request.rank { "&rank=1" } else { "" };
             let request = self
                 .signed(ClientRequest::post(
                     &format!("{fetch_url}{rank}"),
                     "application/octet-stream",
-                    body,
+                    request.body,
                 ))
                 .with_gzip_body();
-            let answer = self.send_ok(request).await?;
-            let object = parse_object(&answer.body, &format!("fetch answer from {url}"))?;
-            let fields = Fields::new(&object, "fetch answer");
-            let values = fields.array("records")?;
-            let more = fields.opt_bool("more")?.unwrap_or(false);
-            let mut delivered = BTreeSet::new();
-            for (index, value) in values.iter().enumerate() {
-                let context = format!("fetched record {} from {url}", index + 1);
-                if let Ok((record, _)) = record_from_wire(value, &context) {
-                    delivered.insert(item_digest(
-                        &record.id,
-                        &record.version,
-                        &content_hash(&record),
-                    ));
-                }
-            }
+            let answer = self
+                .send_ok(request)
+                .await
+                .map_err(|error| queue.on_failure(error))?;
+            let object = parse_object(&answer.body, &format!("fetch answer from {url}"))
+                .map_err(|error| queue.on_failure(error.into()))?;
+            let values = queue.on_answer(&object)?;
             let batch = self.verified_records(values, url, delivered_by_core, result);
             if !batch.0.is_empty() || !batch.1.is_empty() {
-                self.apply_batch(url, &batch, None, pulled, result)?;
+                self.apply_batch(url, &batch, None, pulled, result)
+                    .map_err(|error| queue.on_failure(error))?;
             }
-            if !rank.is_empty() {
-                let ranked: Vec<usize> = fields
-                    .opt_array("ranked")?
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|index| match index {
-                        Value::Number(miniserde::json::Number::U64(index)) => Some(*index as usize),
-                        _ => None,
-                    })
-                    .filter(|index| *index < asked)
-                    .collect();
-                if !ranked.is_empty() {
-                    let mut order: Vec<ItemDigest> =
-                        ranked.iter().map(|index| remaining[*index]).collect();
-                    let front: BTreeSet<ItemDigest> = order.iter().copied().collect();
-                    order.extend(remaining.iter().filter(|digest| !front.contains(*digest)));
-                    remaining = order;
-                }
-            }
-            let progressed = remaining.iter().any(|digest| delivered.contains(digest));
-            if !more {
-                // What was asked for and not delivered was replaced at the peer since;
-                // the feed brings the newer versions.
-                remaining.retain(|digest| !asked_for.contains(digest));
-            } else if !progressed {
-                return Err(SyncError::Invalid(format!(
-                    "{url} answered a fetch with none of the records asked for"
-                )));
-            }
-            remaining.retain(|digest| !delivered.contains(digest));
-            first = false;
+            queue.on_applied()?;
         }
         Ok(())
     }
-}
-
-fn object_value<const N: usize>(pairs: [(&str, Value); N]) -> Value {
-    Value::Object(
-        pairs
-            .into_iter()
-            .map(|(key, value)| (key.to_owned(), value))
-            .collect(),
-    )
 }

@@ -1,8 +1,10 @@
 //! Federation sync: per-peer state and checkpoints, the pure decisions of a sync
-//! (`engine`), and running a sync against a peer over HTTP (`client`).
+//! (`engine`, and the sans-IO state machines of `core`), and running a sync against a
+//! peer over HTTP (`client`, `delta`: the drivers that move the bytes for `core`).
 
 mod client;
 mod copy;
+mod core;
 mod delta;
 mod engine;
 mod error;

@@ -25,7 +25,7 @@ use negentropy::{Id, Negentropy, NegentropyStorageVector};
 use sha2::{Digest, Sha256};
 
 use crate::model::{ContentHash, Version};
-use crate::store::{Store, StoreError, TypeFilter, VersionEntry, VersionSnapshot};
+use crate::store::{StoreError, TypeFilter, VersionEntry, VersionSnapshot};
 
 /// Largest reconciliation message either side writes. Below the server's default body
 /// limit (4 MiB), so a message is never refused for its size.
@@ -214,24 +214,24 @@ pub struct ReconcileCache {
 }
 
 impl ReconcileCache {
-    /// The set of `filter`'s records as the store holds them now.
-    pub fn get(
-        &self,
-        store: &RefCell<Store>,
-        filter: &TypeFilter,
-    ) -> Result<Rc<ReconcileSet>, CacheError> {
-        let current_seq = store.borrow().last_seq();
-        if let Some(set) = &*self.last.borrow() {
-            if set.last_seq == current_seq && &set.filter == filter {
-                return Ok(set.clone());
-            }
-        }
-        let snapshot = store
+    /// The set kept for `filter`, if it was read at `last_seq`, the store's change
+    /// sequence now (the caller reads it).
+    pub fn current(&self, last_seq: u64, filter: &TypeFilter) -> Option<Rc<ReconcileSet>> {
+        self.last
             .borrow()
-            .version_snapshot(filter)
-            .map_err(CacheError::Store)?;
-        let set =
-            Rc::new(ReconcileSet::build(snapshot, filter.clone()).map_err(CacheError::Reconcile)?);
+            .as_ref()
+            .filter(|set| set.last_seq == last_seq && &set.filter == filter)
+            .cloned()
+    }
+
+    /// Builds the set of `snapshot` (the caller reads it from the store) and keeps it in
+    /// place of the last one.
+    pub fn keep(
+        &self,
+        snapshot: VersionSnapshot,
+        filter: TypeFilter,
+    ) -> Result<Rc<ReconcileSet>, ReconcileError> {
+        let set = Rc::new(ReconcileSet::build(snapshot, filter)?);
         *self.last.borrow_mut() = Some(set.clone());
         Ok(set)
     }
@@ -320,6 +320,28 @@ mod tests {
         let same = reconcile(&client, &client);
         assert!(same.have.is_empty() && same.need.is_empty());
         assert_eq!(same.rounds, 1);
+    }
+
+    #[test]
+    fn the_cache_keeps_one_set_while_the_sequence_and_filter_are_the_same() {
+        let cache = ReconcileCache::default();
+        assert!(cache.current(0, &TypeFilter::all()).is_none());
+        let snapshot = |last_seq| VersionSnapshot {
+            entries: vec![entry("a", 1, 1)],
+            last_seq,
+        };
+        let kept = cache.keep(snapshot(4), TypeFilter::all()).unwrap();
+        let again = cache.current(4, &TypeFilter::all()).unwrap();
+        assert!(Rc::ptr_eq(&kept, &again));
+        assert!(cache.current(5, &TypeFilter::all()).is_none());
+        let notes = TypeFilter::only(&["note".to_owned()]);
+        assert!(cache.current(4, &notes).is_none());
+        cache.keep(snapshot(5), notes.clone()).unwrap();
+        assert!(
+            cache.current(4, &TypeFilter::all()).is_none(),
+            "one set is kept"
+        );
+        assert!(cache.current(5, &notes).is_some());
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub(crate) struct Faults {
     pub(crate) latency: Duration,
     /// Bytes per second, each direction.
     pub(crate) rate: Option<u64>,
+    /// Renames every request's `accept` header, so the server answers as a build that
+    /// predates the media types asked for (issue 13: compact changes pages).
+    pub(crate) hide_accept: bool,
 }
 
 /// Byte, connection and request counters of a proxy.
@@ -84,6 +87,7 @@ struct ProxyStats {
     connections: AtomicU64,
     requests: AtomicU64,
     cuts: AtomicU64,
+    compact_pages: AtomicU64,
 }
 
 /// A TCP proxy on 127.0.0.1 in front of `target`, written for these tests: it counts
@@ -145,6 +149,11 @@ impl FaultProxy {
         self.stats.requests.load(Ordering::SeqCst)
     }
 
+    /// Answers that were compact changes pages (by their `content-type`).
+    pub(crate) fn compact_pages(&self) -> u64 {
+        self.stats.compact_pages.load(Ordering::SeqCst)
+    }
+
     fn connections(&self) -> u64 {
         self.stats.connections.load(Ordering::SeqCst)
     }
@@ -204,6 +213,19 @@ fn pump(
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 thread::sleep(wait);
             }
+            if up && faults.hide_accept {
+                rename_accept(&mut chunk);
+            }
+            if !up {
+                let content_type = b"content-type: application/x-ark-lattice-page";
+                let found = chunk
+                    .windows(content_type.len())
+                    .filter(|window| window.eq_ignore_ascii_case(content_type))
+                    .count();
+                stats
+                    .compact_pages
+                    .fetch_add(found as u64, Ordering::SeqCst);
+            }
             let mut cutting = false;
             if let Some(limit) = faults.cut_after {
                 let before = moved.fetch_add(chunk.len(), Ordering::SeqCst);
@@ -250,6 +272,19 @@ fn pump(
         }
         let _ = to.shutdown(Shutdown::Write);
     });
+}
+
+/// `accept:` at the start of a header line becomes `x-ccpt:`, the same length, so the
+/// request's framing is unchanged.
+fn rename_accept(chunk: &mut [u8]) {
+    let name = b"\r\naccept:";
+    let mut at = 0;
+    while at + name.len() <= chunk.len() {
+        if chunk[at..at + name.len()].eq_ignore_ascii_case(name) {
+            chunk[at + 2..at + name.len()].copy_from_slice(b"x-ccpt:");
+        }
+        at += 1;
+    }
 }
 
 #[test]

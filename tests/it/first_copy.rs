@@ -22,6 +22,37 @@ fn requests_on(server: &Server, route: &str) -> u64 {
         .sum()
 }
 
+/// Issue 13: the copy asks for compact pages (raw signatures, each author's key once) and
+/// reads them; a peer that predates them (the proxy hides the `accept` header, so the
+/// server answers JSON as older builds do) is copied alike, signatures checked either way.
+#[test]
+fn a_first_copy_reads_compact_pages_and_json_pages_from_an_older_peer() {
+    for hide_accept in [false, true] {
+        let a = Server::start(&format!("compact-a-{hide_accept}"), &[], &[]);
+        let b = Server::start(&format!("compact-b-{hide_accept}"), &[], &[]);
+        import(&a, "a", 1200, "command_node");
+        let proxy = FaultProxy::start(
+            a.port,
+            Faults {
+                hide_accept,
+                ..Faults::default()
+            },
+        );
+        connect(&b, &a, &proxy.url());
+        let results = sync_until_done(&b, 3);
+        let shown = results.iter().map(json::to_string).collect::<Vec<_>>();
+        assert_eq!(results.len(), 1, "{shown:?}");
+        assert_eq!(total(&results, "nodesReceived"), 1200, "{shown:?}");
+        assert_eq!(a.lattice.hashes(), b.lattice.hashes());
+        let compact = proxy.compact_pages();
+        if hide_accept {
+            assert_eq!(compact, 0, "the older peer answered JSON");
+        } else {
+            assert!(compact >= 3, "{compact} compact pages for 1,200 records");
+        }
+    }
+}
+
 #[test]
 fn a_first_copy_streams_the_feed_resumes_after_cuts_and_hands_over() {
     let a = Server::start("copy-a", &[], &[]);
