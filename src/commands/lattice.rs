@@ -1,19 +1,20 @@
 //! The lattice commands with typed answers (`add`, `delete`, `list`, `query`, `stats`,
-//! `conflicts`): the service runs them on the store here, or the running server that
+//! `conflicts`, `gc`, `get`): the service runs them on the store here, or the running server that
 //! holds the store answers them on its `/api/lattice/*` routes and the answer is read
 //! back into the same type; either way this renders it for people or as `--json`.
 
 use miniserde::json::Value;
 
-use super::remote::call;
+use super::remote::{call, call_route};
 use crate::cli::{self, Command};
 use crate::config::Config;
 use crate::error::Error;
 use crate::http::percent_encode;
-use crate::model::{Node, Shape, format_rfc3339};
+use crate::model::{Node, Shape, SignatureFormat, format_rfc3339};
 use crate::protocol::Route;
 use crate::service::{
-    self, Added, ConflictList, Deleted, NodeList, Output, ServerInfo, StatsReport, truncate,
+    self, Added, ConflictList, Deleted, NodeList, NodeView, Output, Purged, ServerInfo,
+    StatsReport, StoredRecord, number, object, time_or_dash, truncate,
 };
 use crate::store::{Query, Store};
 
@@ -24,6 +25,8 @@ enum Answer {
     Nodes(NodeList),
     Stats(StatsReport),
     Conflicts(ConflictList),
+    Purged(Purged),
+    Record(StoredRecord),
 }
 
 /// Whether `command` is answered here (else by `service::run_lattice`).
@@ -36,6 +39,8 @@ pub(crate) fn is_typed(command: &Command) -> bool {
             | Command::Query(_)
             | Command::Stats(_)
             | Command::Conflicts(_)
+            | Command::Gc(_)
+            | Command::Get(_)
     )
 }
 
@@ -55,6 +60,10 @@ pub(crate) fn run_here(
         Command::Conflicts(args) => {
             Answer::Conflicts(service::conflicts(store, limit(args.limit))?)
         }
+        Command::Gc(args) => {
+            Answer::Purged(service::purge_tombstones(store, older_than_days(args)?)?)
+        }
+        Command::Get(args) => Answer::Record(service::get_record(store, &args.id)?),
         _ => return Err(not_typed()),
     };
     render(&answer, command, config, out)
@@ -96,6 +105,19 @@ pub(crate) fn run_on_server(
             let path = format!("{}?limit={}", Route::Conflicts.path(), args.limit);
             Answer::Conflicts(ConflictList::from_json(&get(&path)?, context).map_err(wire)?)
         }
+        Command::Gc(args) => {
+            let body = object([("older_than_days", number(older_than_days(args)?))]);
+            let answer = call_route(config, server, Route::Gc, Some(body))?;
+            Answer::Purged(Purged::from_json(&answer, context).map_err(wire)?)
+        }
+        // No route has an empty parameter, and no record an empty id.
+        Command::Get(args) if args.id.is_empty() => {
+            return Err(Error::NotFound("node \"\" not found".into()));
+        }
+        Command::Get(args) => {
+            let path = Route::GetRecord.path_with(&percent_encode(&args.id));
+            Answer::Record(StoredRecord::from_json(&get(&path)?, context).map_err(wire)?)
+        }
         _ => return Err(not_typed()),
     };
     render(&answer, command, config, out)
@@ -103,7 +125,7 @@ pub(crate) fn run_on_server(
 
 /// A record the server did not find is not found here either (exit code 4), as when
 /// the command runs on the store itself.
-fn not_found_as_such(error: Error) -> Error {
+pub(super) fn not_found_as_such(error: Error) -> Error {
     match error {
         Error::Refused {
             status: 404,
@@ -118,8 +140,17 @@ fn not_typed() -> Error {
 }
 
 /// A server's answer that is not what our own server sends.
-fn wire(error: crate::protocol::WireError) -> Error {
+pub(super) fn wire(error: crate::protocol::WireError) -> Error {
     Error::Other(error.0)
+}
+
+/// Tombstones are kept unless `gc` is told how old the ones to purge are.
+fn older_than_days(args: &cli::Gc) -> Result<u64, Error> {
+    args.tombstones_older_than.ok_or_else(|| {
+        Error::Usage(
+            "gc needs --tombstones-older-than DAYS (tombstones are kept by default)".into(),
+        )
+    })
 }
 
 /// `--limit 0` means all.
@@ -222,6 +253,7 @@ fn wants_json(command: &Command) -> bool {
         Command::Query(args) => args.json,
         Command::Stats(args) => args.json,
         Command::Conflicts(args) => args.json,
+        Command::Gc(args) => args.json,
         _ => false,
     }
 }
@@ -232,6 +264,9 @@ fn render(
     config: &Config,
     out: &mut Output,
 ) -> Result<(), Error> {
+    if let (Answer::Record(record), Command::Get(args)) = (answer, command) {
+        return print_record(record, args, out);
+    }
     if wants_json(command) {
         let json = match answer {
             Answer::Added(added) => added.to_json(),
@@ -239,6 +274,8 @@ fn render(
             Answer::Nodes(nodes) => nodes.to_json(),
             Answer::Stats(report) => report.to_json(),
             Answer::Conflicts(conflicts) => conflicts.to_json(),
+            Answer::Purged(purged) => purged.to_json(),
+            Answer::Record(record) => record.to_json(),
         };
         out.json(&json)?;
         return out.flush();
@@ -249,6 +286,11 @@ fn render(
         Answer::Nodes(nodes) => print_nodes(nodes, out)?,
         Answer::Stats(report) => print_stats(report, config, out)?,
         Answer::Conflicts(conflicts) => print_conflicts(conflicts, out)?,
+        Answer::Purged(purged) => out.line(format!(
+            "purged {} tombstone(s) of deletes older than {} day(s)",
+            purged.purged_tombstones, purged.older_than_days
+        ))?,
+        Answer::Record(record) => out.json(&record.to_json())?,
     }
     out.flush()
 }
@@ -341,4 +383,89 @@ fn print_conflicts(list: &ConflictList, out: &mut Output) -> Result<(), Error> {
         list.conflicts.len(),
         list.total
     ))
+}
+
+/// `get`: a live node for people or as `--json` (with its provenance when asked); a
+/// tombstone is not found (exit code 4), and with `--json` scripts learn which delete
+/// they see first.
+fn print_record(record: &StoredRecord, args: &cli::Get, out: &mut Output) -> Result<(), Error> {
+    let (view, signature) = match record {
+        StoredRecord::Live { view, signature } => (view, *signature),
+        StoredRecord::Deleted { id, deleted_at, .. } => {
+            if args.json {
+                out.json(&record.to_json())?;
+                out.flush()?;
+            }
+            return Err(Error::NotFound(format!(
+                "node {id:?} (deleted at {}) not found",
+                format_rfc3339(*deleted_at)
+            )));
+        }
+    };
+    if args.json {
+        out.json(&if args.provenance {
+            record.to_json()
+        } else {
+            view.to_json()
+        })?;
+        return out.flush();
+    }
+    print_node(view, out)?;
+    if args.provenance {
+        let version = &view.version;
+        out.line(format!("{:<14}{}", "written by", version.origin))?;
+        out.line(format!(
+            "{:<14}{} (clock {})",
+            "written at",
+            format_rfc3339(version.hlc.millis()),
+            version.hlc
+        ))?;
+        out.line(format!(
+            "{:<14}{}",
+            "signature",
+            match signature {
+                Some(SignatureFormat::V2) => "format 2",
+                Some(SignatureFormat::V1) => "format 1 (an older node's: id and base not covered)",
+                None => "none",
+            }
+        ))?;
+    }
+    if let Some(content) = &view.node.content {
+        out.line("content:")?;
+        out.line(content)?;
+    }
+    out.flush()
+}
+
+fn print_node(view: &NodeView, out: &mut Output) -> Result<(), Error> {
+    let node = &view.node;
+    let optional = |text: &Option<String>| text.clone().unwrap_or_else(|| "-".into());
+    let list = |items: &[String]| {
+        if items.is_empty() {
+            "-".to_owned()
+        } else {
+            items.join(", ")
+        }
+    };
+    let rows = [
+        ("id", node.id.clone()),
+        ("type", node.node_type.clone()),
+        ("value", node.value.clone()),
+        ("language", optional(&node.language)),
+        ("category", optional(&node.category)),
+        ("capabilities", list(&node.capabilities)),
+        ("dependencies", list(&node.dependencies)),
+        ("examples", list(&node.examples)),
+        ("linked_agents", list(&node.linked_agents)),
+        ("created_at", time_or_dash(node.created_at)),
+        ("updated_at", time_or_dash(node.updated_at)),
+        ("hash", view.hash.to_prefixed()),
+    ];
+    for (name, value) in rows {
+        out.line(format!("{name:<14}{value}"))?;
+    }
+    for (name, value) in &node.extra {
+        out.line(format!("{name:<14}{value}"))?;
+    }
+    Ok(())
 }

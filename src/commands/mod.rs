@@ -1,12 +1,14 @@
 //! What each CLI command does. `main` parses flags into a `Config` and calls [`run`].
 //!
-//! Lattice commands run on a [`Session`] of the service layer: the store plus where
-//! output goes. When a server holds the store, the CLI sends the command line to it
-//! (`POST /api/cli`) and prints what it answers, so the user never sees a lock error.
+//! Lattice commands take the service's typed answer, from the store here or from the
+//! server that holds the store (its `/api/lattice/*` and `/api/trust/*` routes), and
+//! render it, so the user never sees a lock error. `export` and `verify` still run on a
+//! [`Session`] and are sent to a server as a command line (`POST /api/cli`).
 
 mod federation;
 mod lattice;
 mod remote;
+mod trust;
 
 use crate::cli::{Args, Command};
 use crate::config::Config;
@@ -79,6 +81,11 @@ fn run_store_command(
                 // This process is the CLI, not the one-threaded server: an import may
                 // sign its batches on two threads.
                 store.sign_on_two_threads();
+                if let Command::Trust(trust) = command {
+                    let outcome = trust::run_here(&trust.command, &mut store, out);
+                    crate::sync::move_aside_damaged(&mut store);
+                    return outcome;
+                }
                 if lattice::is_typed(command) {
                     let outcome = lattice::run_here(command, &mut store, config, out);
                     crate::sync::move_aside_damaged(&mut store);

@@ -193,6 +193,9 @@ pub(crate) fn forward(
     if let Command::Import(import) = command {
         return forward_import(config, server, import, out);
     }
+    if let Command::Trust(trust) = command {
+        return super::trust::run_on_server(&trust.command, config, server, out);
+    }
     if super::lattice::is_typed(command) {
         return super::lattice::run_on_server(command, config, server, out);
     }

@@ -113,8 +113,14 @@ route_table! {
     QueryNodes = "GET" "/api/lattice/nodes" Control false;
     WriteNodes = "POST" "/api/lattice/nodes" Control false;
     GetNode = "GET" "/api/lattice/nodes/{id}" Control false;
+    GetRecord = "GET" "/api/lattice/records/{id}" Control false;
     PutNode = "PUT" "/api/lattice/nodes/{id}" Control false;
     DeleteNode = "DELETE" "/api/lattice/nodes/{id}" Control false;
+    Gc = "POST" "/api/lattice/gc" Control false;
+    TrustedKeys = "GET" "/api/trust/keys" Control false;
+    TrustKey = "POST" "/api/trust/keys" Control false;
+    AcceptKey = "POST" "/api/trust/accept/{id}" Control false;
+    RemoveKey = "DELETE" "/api/trust/keys/{id}" Control false;
     Shutdown = "POST" "/api/server/shutdown" Control false;
 }
 

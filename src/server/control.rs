@@ -18,7 +18,9 @@ use crate::error::Error;
 use crate::http::{Request, percent_decode};
 use crate::model::unix_millis_now;
 use crate::protocol::{Fields, Route, parse_object};
-use crate::service::{self, AddPeer, DiscoverOptions, OpError, Output, Session, run_lattice};
+use crate::service::{
+    self, AddPeer, DiscoverOptions, HeldRelease, OpError, Output, Session, run_lattice,
+};
 use crate::store::Query;
 
 impl From<OpError> for ApiError {
@@ -52,13 +54,18 @@ pub(crate) async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, Ap
                 ("stopping", Value::Bool(true)),
             ]))
         }
-        Route::Cli => cli(app, request).await,
+        Route::Cli => cli(app, request),
         Route::LatticeStats
         | Route::QueryNodes
         | Route::WriteNodes
         | Route::GetNode
+        | Route::GetRecord
         | Route::PutNode
-        | Route::DeleteNode => lattice_route(app, request, route, parameter),
+        | Route::DeleteNode
+        | Route::Gc => lattice_route(app, request, route, parameter),
+        Route::TrustedKeys | Route::TrustKey | Route::AcceptKey | Route::RemoveKey => {
+            trust_route(app, request, route, parameter).await
+        }
         _ => federation_route(app, request, route, parameter).await,
     }
 }
@@ -169,8 +176,10 @@ fn lattice_route(
             Some(node) => Ok(node.to_json()),
             None => Err(ApiError::not_found(format!("node {id:?} not found"))),
         },
+        Route::GetRecord => Ok(service::get_record(&app.store.borrow(), &id)?.to_json()),
         Route::PutNode => put_node(app, request, &id),
         Route::DeleteNode => Ok(service::delete_node(&mut app.store.borrow_mut(), &id)?.to_json()),
+        Route::Gc => gc(app, &body(request)?),
         _ => Err(ApiError::no_route()),
     }
 }
@@ -242,6 +251,54 @@ fn write_nodes(app: &App, body: &miniserde::json::Object) -> Result<Value, ApiEr
     ]))
 }
 
+/// `POST /api/lattice/gc {older_than_days}` → `{purged_tombstones, older_than_days}`:
+/// `gc` on the store this server holds.
+fn gc(app: &App, body: &Object) -> Result<Value, ApiError> {
+    let days = Fields::new(body, "request body").u64("older_than_days")?;
+    Ok(service::purge_tombstones(&mut app.store.borrow_mut(), days)?.to_json())
+}
+
+/// `/api/trust/*`: the trust store, as `trust list`, `pending`, `add`, `accept` and
+/// `remove` change it. The keys noted from signed callers moments ago are written first,
+/// so a list shows them; a change applies at once the held records it lets through.
+async fn trust_route(
+    app: &App,
+    request: &Request,
+    route: Route,
+    parameter: Option<&str>,
+) -> Result<Value, ApiError> {
+    app.flush_pending_callers();
+    let reference = percent_decode(parameter.unwrap_or_default());
+    let mut change = match route {
+        Route::TrustedKeys => {
+            let pending = request.query_param("pending").as_deref() == Some("true");
+            return Ok(service::trusted_keys(&app.store.borrow(), pending)?.to_json());
+        }
+        Route::TrustKey => {
+            let body = body(request)?;
+            let fields = Fields::new(&body, "request body");
+            service::trust_key(
+                &mut app.store.borrow_mut(),
+                fields.str("public_key")?,
+                fields.opt_str("tier")?,
+                fields.opt_str("name")?.map(str::to_owned),
+            )?
+        }
+        Route::AcceptKey => {
+            let body = body(request)?;
+            let tier = Fields::new(&body, "request body").opt_str("tier")?;
+            service::accept_key(&mut app.store.borrow_mut(), &reference, tier)?
+        }
+        Route::RemoveKey => service::remove_key(&mut app.store.borrow_mut(), &reference)?,
+        _ => return Err(ApiError::no_route()),
+    };
+    change.held = match app.syncer.release_held().await {
+        Ok(applied) => HeldRelease::Applied(applied),
+        Err(error) => HeldRelease::Deferred(error.to_string()),
+    };
+    Ok(change.to_json())
+}
+
 /// A `POST /api/cli` request read once into its typed form: the command (ARK's CLI
 /// argv by design, parsed here by the CLI's own definitions) and the files it names.
 struct CliRequest {
@@ -292,9 +349,7 @@ impl CliRequest {
 /// `POST /api/cli {args: [...], files: {name: base64}}` → `{stdout, stderr, exit_code}`.
 /// Runs a lattice command exactly as the CLI would, on the store this server holds.
 /// Files named on the command line come in the request, read by the CLI beforehand.
-async fn cli(app: &App, request: &Request) -> Result<Value, ApiError> {
-    // `trust list` and friends should see the keys noted moments ago.
-    app.flush_pending_callers();
+fn cli(app: &App, request: &Request) -> Result<Value, ApiError> {
     let CliRequest { command, files } = CliRequest::parse(&request.body)?;
     let read_input = |file: &str| -> Result<(String, Box<dyn std::io::Read>), Error> {
         files
@@ -330,20 +385,7 @@ async fn cli(app: &App, request: &Request) -> Result<Value, ApiError> {
     };
     drop(out);
     drop(err);
-    let mut stdout = String::from_utf8_lossy(&stdout.borrow()).into_owned();
-    // A key just trusted (or removed) changes which held records may apply: they are
-    // applied now, not at the next sync.
-    if exit_code == 0 && matches!(command, crate::cli::Command::Trust(_)) {
-        match app.syncer.release_held().await {
-            Ok(0) => {}
-            Ok(applied) => stdout.push_str(&format!(
-                "applied {applied} held record(s) whose reason to wait is gone\n"
-            )),
-            Err(error) => stdout.push_str(&format!(
-                "held records are applied at the next sync ({error})\n"
-            )),
-        }
-    }
+    let stdout = String::from_utf8_lossy(&stdout.borrow()).into_owned();
     let stderr = String::from_utf8_lossy(&stderr.borrow()).into_owned();
     Ok(object([
         ("stdout", text(&stdout)),

@@ -399,8 +399,8 @@ fn describe(route: Route) -> RouteDoc {
             Example::Text(r#"{"count":0,"conflicts":[]}"#),
         ),
         Route::Cli => doc(
-            "run a lattice command that prints its own output (export, get, verify, gc, trust) on the store this server holds; the others have the routes below",
-            Example::Text(r#"{"args":["get","python_flask_basic"],"files":{}}"#),
+            "run a lattice command that prints its own output (export, verify) on the store this server holds; the others have the routes below",
+            Example::Text(r#"{"args":["export","--format","ndjson"],"files":{}}"#),
             Example::Text(r#"{"stdout":"…","stderr":"","exit_code":0}"#),
         ),
         Route::LatticeStats => doc(
@@ -425,6 +425,13 @@ fn describe(route: Route) -> RouteDoc {
             Example::Text(r#"{"created":1,"updated":0,"unchanged":0}"#),
         ),
         Route::GetNode => doc("one node", Example::None, Example::None),
+        Route::GetRecord => doc(
+            "the record stored under an id, as `get --json --provenance` prints it: a live node with `provenance`, or a tombstone as `{id, deleted_at, version}` (404 when never stored)",
+            Example::None,
+            Example::Text(
+                r#"{"id":"…","type":"…","value":"…","hash":"sha256:…","version":"…","seq":1,"provenance":{"origin":"…","written_at":"2024-01-31T12:00:00Z","version":"…","signed":true,"signature_format":2}}"#,
+            ),
+        ),
         Route::PutNode => doc(
             "write one node as a local edit, as `add` does (`created_at` kept from the version it replaces unless given, `updated_at` now)",
             Example::Text(
@@ -436,6 +443,35 @@ fn describe(route: Route) -> RouteDoc {
             "delete a node (a tombstone that syncs)",
             Example::None,
             Example::Text(r#"{"deleted":"…","already_deleted":false}"#),
+        ),
+        Route::Gc => doc(
+            "purge tombstones of deletes older than `older_than_days` days, as `gc` does",
+            Example::Text(r#"{"older_than_days":30}"#),
+            Example::Text(r#"{"purged_tombstones":2,"older_than_days":30}"#),
+        ),
+        Route::TrustedKeys => doc(
+            "the trusted keys (`trust list --json`), or with ?pending=true the keys seen and not accepted (`trust pending --json`)",
+            Example::None,
+            Example::Text(
+                r#"{"count":1,"keys":[{"publicKey":"…","instanceId":"…","fingerprint":"SHA256:…","name":"hub","tier":"core","pending":false,"addedAt":1700000000000,"lastSeen":null,"source":"cli"}]}"#,
+            ),
+        ),
+        Route::TrustKey => doc(
+            "trust a base64 public key, as `trust add` does (tier `core` unless given); held records it lets through are applied at once",
+            Example::Text(r#"{"public_key":"…","tier":"core","name":"hub"}"#),
+            Example::Text(
+                r#"{"action":"trusted","entry":{"publicKey":"…","tier":"core","…":"…"},"held_applied":0}"#,
+            ),
+        ),
+        Route::AcceptKey => doc(
+            "grant a tier to a key of the trust store named by fingerprint, instance id (or 8+ digits of it) or base64 key, as `trust accept` does",
+            Example::Text(r#"{"tier":"sandbox"}"#),
+            Example::Text(r#"{"action":"accepted","entry":{"…":"…"},"held_applied":0}"#),
+        ),
+        Route::RemoveKey => doc(
+            "forget a key of the trust store, as `trust remove` does",
+            Example::None,
+            Example::Text(r#"{"action":"removed","entry":{"…":"…"},"held_applied":0}"#),
         ),
         Route::Shutdown => doc(
             "stop gracefully",

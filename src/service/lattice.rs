@@ -1,6 +1,6 @@
-//! The lattice operations. `import`, `export` and `get` still print text or `--json`
-//! themselves (through a [`Session`]); add, delete, list and query, stats and conflicts
-//! return typed answers (`views`) that the CLI and the control API render.
+//! The lattice operations. `import` and `export` still print text or `--json`
+//! themselves (through a [`Session`]); add, get, delete, list and query, stats and
+//! conflicts return typed answers (`views`) that the CLI and the control API render.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -8,18 +8,18 @@ use std::path::{Path, PathBuf};
 
 use miniserde::json::{self, Array, Value};
 
-use super::output::{Output, node_with_meta, number, object, string, time_or_dash};
+use super::output::{Output, number, object, string};
 use super::session::Session;
 use super::views::{
     AddOutcome, Added, ConflictList, ConflictView, Deleted, InstanceLabel, NodeList, NodeView,
-    StatsReport,
+    StatsReport, StoredRecord,
 };
 use crate::cli;
 use crate::config::{Config, IMPORT_BATCH};
 use crate::error::Error;
 use crate::input;
-use crate::model::{Node, Shape, SignatureFormat, format_rfc3339, unix_millis_now};
-use crate::store::{Body, Deletion, Query, RecordMeta, Store, WriteSummary};
+use crate::model::{Node, Shape, format_rfc3339, unix_millis_now};
+use crate::store::{Body, Deletion, Query, Store, WriteSummary};
 
 pub(crate) fn import(session: &mut Session<'_>, args: &cli::Import) -> Result<(), Error> {
     let store = &mut *session.store;
@@ -405,115 +405,23 @@ pub(crate) fn add_node(store: &mut Store, mut node: Node) -> Result<Added, Error
     })
 }
 
-pub(crate) fn get(session: &mut Session<'_>, args: &cli::Get) -> Result<(), Error> {
-    let record = session
-        .store
-        .get(&args.id)?
-        .ok_or_else(|| Error::NotFound(format!("node {:?} not found", args.id)))?;
-    let node = match &record.body {
-        Body::Live(node) => node,
-        Body::Deleted { deleted_at } => {
-            // Scripts learn which delete they see (and that it is not just missing);
-            // the exit code stays "not found".
-            if args.json {
-                session.out.json(&object([
-                    ("id", string(args.id.clone())),
-                    ("deleted_at", string(format_rfc3339(*deleted_at))),
-                    ("version", string(record.meta.version.to_wire())),
-                ]))?;
-                session.out.flush()?;
-            }
-            return Err(Error::NotFound(format!(
-                "node {:?} (deleted at {}) not found",
-                args.id,
-                format_rfc3339(*deleted_at)
-            )));
-        }
-    };
-    if args.json {
-        let mut value = node_with_meta(node, &record.meta);
-        if args.provenance {
-            if let Value::Object(object) = &mut value {
-                object.insert("provenance".into(), provenance_json(&record.meta));
-            }
-        }
-        session.out.json(&value)?;
-        return session.out.flush();
-    }
-    let optional = |text: &Option<String>| text.clone().unwrap_or_else(|| "-".into());
-    let list = |items: &[String]| {
-        if items.is_empty() {
-            "-".to_owned()
-        } else {
-            items.join(", ")
-        }
-    };
-    let rows = [
-        ("id", node.id.clone()),
-        ("type", node.node_type.clone()),
-        ("value", node.value.clone()),
-        ("language", optional(&node.language)),
-        ("category", optional(&node.category)),
-        ("capabilities", list(&node.capabilities)),
-        ("dependencies", list(&node.dependencies)),
-        ("examples", list(&node.examples)),
-        ("linked_agents", list(&node.linked_agents)),
-        ("created_at", time_or_dash(node.created_at)),
-        ("updated_at", time_or_dash(node.updated_at)),
-        ("hash", record.meta.hash.to_prefixed()),
-    ];
-    for (name, value) in rows {
-        session.out.line(format!("{name:<14}{value}"))?;
-    }
-    for (name, value) in &node.extra {
-        session.out.line(format!("{name:<14}{value}"))?;
-    }
-    if args.provenance {
-        session.out.line(format!(
-            "{:<14}{}",
-            "written by", record.meta.version.origin
-        ))?;
-        session.out.line(format!(
-            "{:<14}{} (clock {})",
-            "written at",
-            format_rfc3339(record.meta.version.hlc.millis()),
-            record.meta.version.hlc
-        ))?;
-        session.out.line(format!(
-            "{:<14}{}",
-            "signature",
-            match record.meta.signature.map(|signature| signature.format) {
-                Some(SignatureFormat::V2) => "format 2",
-                Some(SignatureFormat::V1) => "format 1 (an older node's: id and base not covered)",
-                None => "none",
-            }
-        ))?;
-    }
-    if let Some(content) = &node.content {
-        session.out.line("content:")?;
-        session.out.line(content)?;
-    }
-    session.out.flush()
-}
-
-fn provenance_json(meta: &RecordMeta) -> Value {
-    object([
-        ("origin", string(meta.version.origin.to_hex())),
-        (
-            "written_at",
-            string(format_rfc3339(meta.version.hlc.millis())),
-        ),
-        ("version", string(meta.version.to_wire())),
-        ("signed", Value::Bool(meta.signature.is_some())),
-        (
-            "signature_format",
-            match meta.signature.map(|signature| signature.format) {
-                Some(SignatureFormat::V2) => Value::Number(miniserde::json::Number::U64(2)),
-                Some(SignatureFormat::V1) => Value::Number(miniserde::json::Number::U64(1)),
-                None => Value::Null,
-            },
-        ),
-    ])
+/// `get`: the record stored under `id`, live or a tombstone; not found when never
+/// stored (or purged).
+pub(crate) fn get_record(store: &Store, id: &str) -> Result<StoredRecord, Error> {
+    let record = store
+        .get(id)?
+        .ok_or_else(|| Error::NotFound(format!("node {id:?} not found")))?;
+    Ok(match record.body {
+        Body::Live(node) => StoredRecord::Live {
+            view: Box::new(NodeView::new(node, &record.meta)),
+            signature: record.meta.signature.map(|signature| signature.format),
+        },
+        Body::Deleted { deleted_at } => StoredRecord::Deleted {
+            id: id.to_owned(),
+            deleted_at,
+            version: record.meta.version,
+        },
+    })
 }
 
 /// Deletes a node: a tombstone carries the delete to peers. A node already deleted is

@@ -26,19 +26,24 @@ pub(crate) use error::OpError;
 pub(crate) use federation::{
     AddPeer, PeerList, add_peer, list_peers, remove_peer, set_auto_sync, status, sync,
 };
+pub(crate) use gc::purge_tombstones;
 pub(crate) use instance::InfoInputs;
 pub use instance::Instance;
 pub(crate) use join::join_all;
 pub(crate) use lattice::{
-    add_node, conflicts, delete_node, find_nodes, import_with, live_node, read_input, stats,
+    add_node, conflicts, delete_node, find_nodes, get_record, import_with, live_node, read_input,
+    stats,
 };
 pub use open::exit_on_storage_panic;
 pub(crate) use open::{open_store, storage_panics_are_handled_elsewhere};
 pub use output::Output;
-pub(crate) use output::{node_with_meta, object, string, truncate};
+pub(crate) use output::{node_with_meta, number, object, string, time_or_dash, truncate};
 pub(crate) use running::{SERVER_FILE, ServerInfo, running_server};
 pub(crate) use session::{Session, run_lattice};
 pub(crate) use store_wait::{Holder, open_waiting};
-pub(crate) use trust::keygen;
+pub(crate) use trust::{accept_key, keygen, remove_key, trust_key, trusted_keys};
 pub(crate) use verify::{check_before_serving, verify_offline};
-pub(crate) use views::{Added, ConflictList, Deleted, NodeList, StatsReport};
+pub(crate) use views::{
+    Added, ConflictList, Deleted, HeldRelease, NodeList, NodeView, Purged, StatsReport,
+    StoredRecord, TrustAction, TrustChange, TrustList,
+};

@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::store::Store;
 
 use super::output::Output;
-use super::{gc, lattice, trust, verify};
+use super::{lattice, verify};
 
 /// Opens an input file by the name given on the command line: its name for messages
 /// and a reader, so an import reads it record by record.
@@ -33,23 +33,23 @@ impl std::fmt::Debug for Session<'_> {
     }
 }
 
-/// Runs one store command that prints its own output: `import`, `export`, `get`,
-/// `verify`, `gc` and `trust`. The others return typed answers (`service::views`).
+/// Runs one store command that prints its own output: `import`, `export` and
+/// `verify`. The others return typed answers (`service::views`).
 pub(crate) fn run_lattice(command: &Command, session: &mut Session<'_>) -> Result<(), Error> {
     match command {
         Command::Import(import) => lattice::import(session, import),
         Command::Export(export) => lattice::export(session, export),
-        Command::Get(get) => lattice::get(session, get),
         Command::Verify(args) => verify::verify(session, args),
-        Command::Gc(args) => gc::gc(session, args),
-        Command::Trust(trust) => trust::run(session, &trust.command),
         Command::Add(_)
         | Command::Delete(_)
         | Command::List(_)
         | Command::Query(_)
         | Command::Stats(_)
-        | Command::Conflicts(_) => Err(Error::Usage(
-            "add, delete, list, query, stats and conflicts have typed routes: PUT and DELETE /api/lattice/nodes/{id}, GET /api/lattice/nodes, GET /api/lattice/stats, GET /api/v2/federation/conflicts".into(),
+        | Command::Conflicts(_)
+        | Command::Gc(_)
+        | Command::Get(_)
+        | Command::Trust(_) => Err(Error::Usage(
+            "add, get, delete, list, query, stats, conflicts, gc and trust have typed routes: PUT and DELETE /api/lattice/nodes/{id}, GET /api/lattice/records/{id}, GET /api/lattice/nodes, GET /api/lattice/stats, GET /api/v2/federation/conflicts, POST /api/lattice/gc, /api/trust/*".into(),
         )),
         Command::Serve(_) | Command::Federation(_) | Command::Keygen(_) => Err(Error::Usage(
             "serve, federation and keygen are not store commands".into(),

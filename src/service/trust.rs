@@ -1,13 +1,11 @@
 //! `ark-lattice keygen` and `ark-lattice trust ...`: making keys and deciding whom this
-//! instance believes.
+//! instance believes. The trust operations return typed answers (`service::views`).
 
-use miniserde::json::{Array, Value};
-
-use super::output::{Output, number, object};
-use super::session::Session;
-use crate::cli::{Keygen, TrustCommand};
+use super::output::Output;
+use super::views::{TrustAction, TrustChange, TrustList};
+use crate::cli::Keygen;
 use crate::error::Error;
-use crate::model::format_rfc3339;
+use crate::store::Store;
 use crate::sync::trust_book;
 use crate::trust::{KeyPair, PublicKey, Tier, TrustEntry};
 
@@ -30,15 +28,17 @@ pub(crate) fn keygen(args: &Keygen, out: &mut Output) -> Result<(), Error> {
     out.flush()
 }
 
-pub(crate) fn parse_tier(text: Option<&str>) -> Result<Tier, Error> {
+fn parse_tier(text: Option<&str>) -> Result<Tier, Error> {
     text.map_or(Ok(Tier::Core), |text| {
         text.parse::<Tier>()
             .map_err(|error| Error::Usage(error.to_string()))
     })
 }
 
-fn find(session: &Session<'_>, reference: &str) -> Result<TrustEntry, Error> {
-    let matching: Vec<TrustEntry> = trust_book::entries(session.store)?
+/// The one entry `reference` names (a fingerprint, an instance id or its prefix, or a
+/// base64 key).
+fn find(store: &Store, reference: &str) -> Result<TrustEntry, Error> {
+    let matching: Vec<TrustEntry> = trust_book::entries(store)?
         .into_iter()
         .filter(|entry| entry.matches(reference))
         .collect();
@@ -53,87 +53,44 @@ fn find(session: &Session<'_>, reference: &str) -> Result<TrustEntry, Error> {
     }
 }
 
-pub(crate) fn run(session: &mut Session<'_>, command: &TrustCommand) -> Result<(), Error> {
-    match command {
-        TrustCommand::Add(args) => {
-            let key = PublicKey::from_base64(args.pubkey.trim())
-                .map_err(|error| Error::Usage(format!("public key: {error}")))?;
-            let tier = parse_tier(args.tier.as_deref())?;
-            let entry = trust_book::trust(session.store, key, tier, args.name.clone(), "cli")?;
-            session.out.line(format!(
-                "trusted {} as {} ({})",
-                entry.public_key.fingerprint(),
-                entry.tier.name(),
-                entry.key()
-            ))?;
-        }
-        TrustCommand::Accept(args) => {
-            let found = find(session, &args.key)?;
-            let tier = parse_tier(args.tier.as_deref())?;
-            let entry = trust_book::trust(
-                session.store,
-                found.public_key,
-                tier,
-                found.name.clone(),
-                "cli",
-            )?;
-            session.out.line(format!(
-                "accepted {} as {}",
-                entry.public_key.fingerprint(),
-                entry.tier.name()
-            ))?;
-        }
-        TrustCommand::Remove(args) => {
-            let found = find(session, &args.key)?;
-            trust_book::remove(session.store, &found)?;
-            session
-                .out
-                .line(format!("removed {}", found.public_key.fingerprint()))?;
-        }
-        TrustCommand::List(args) => print(session, args.json, false)?,
-        TrustCommand::Pending(args) => print(session, args.json, true)?,
-    }
-    session.out.flush()
+/// `trust add`: trusts a base64 public key with a tier (`core` when none is given).
+pub(crate) fn trust_key(
+    store: &mut Store,
+    public_key: &str,
+    tier: Option<&str>,
+    name: Option<String>,
+) -> Result<TrustChange, Error> {
+    let key = PublicKey::from_base64(public_key.trim())
+        .map_err(|error| Error::Usage(format!("public key: {error}")))?;
+    let tier = parse_tier(tier)?;
+    let entry = trust_book::trust(store, key, tier, name, "cli")?;
+    Ok(TrustChange::new(TrustAction::Trusted, entry))
 }
 
-fn print(session: &mut Session<'_>, as_json: bool, pending: bool) -> Result<(), Error> {
-    let entries: Vec<TrustEntry> = trust_book::entries(session.store)?
+/// `trust accept`: grants a tier to a key the trust store already holds (pending or not).
+pub(crate) fn accept_key(
+    store: &mut Store,
+    reference: &str,
+    tier: Option<&str>,
+) -> Result<TrustChange, Error> {
+    let found = find(store, reference)?;
+    let tier = parse_tier(tier)?;
+    let entry = trust_book::trust(store, found.public_key, tier, found.name.clone(), "cli")?;
+    Ok(TrustChange::new(TrustAction::Accepted, entry))
+}
+
+/// `trust remove`: forgets a key.
+pub(crate) fn remove_key(store: &mut Store, reference: &str) -> Result<TrustChange, Error> {
+    let found = find(store, reference)?;
+    trust_book::remove(store, &found)?;
+    Ok(TrustChange::new(TrustAction::Removed, found))
+}
+
+/// `trust list` (`pending` false) and `trust pending` (true).
+pub(crate) fn trusted_keys(store: &Store, pending: bool) -> Result<TrustList, Error> {
+    let entries = trust_book::entries(store)?
         .into_iter()
         .filter(|entry| entry.pending == pending)
         .collect();
-    if as_json {
-        let list: Array = entries.iter().map(TrustEntry::to_json).collect();
-        return session.out.json(&object([
-            ("count", number(list.len() as u64)),
-            ("keys", Value::Array(list)),
-        ]));
-    }
-    if entries.is_empty() {
-        return session.out.line(if pending {
-            "no pending keys"
-        } else {
-            "no trusted keys"
-        });
-    }
-    session.out.line(format!(
-        "{:<26} {:<9} {:<16} {:<24} {}",
-        "FINGERPRINT", "TIER", "NAME", "LAST SEEN", "PUBLIC KEY"
-    ))?;
-    for entry in &entries {
-        session.out.line(format!(
-            "{:<26} {:<9} {:<16} {:<24} {}",
-            entry.public_key.fingerprint(),
-            if entry.pending {
-                "pending"
-            } else {
-                entry.tier.name()
-            },
-            entry.name.as_deref().unwrap_or("-"),
-            entry
-                .last_seen
-                .map_or_else(|| "never".to_owned(), format_rfc3339),
-            entry.public_key.to_base64()
-        ))?;
-    }
-    Ok(())
+    Ok(TrustList { entries })
 }

@@ -1,5 +1,5 @@
 //! The typed answers of the lattice operations (add, delete, list and query, stats,
-//! conflicts) and their one JSON form: what the control API's `/api/lattice/*` routes
+//! conflicts, get, gc, trust) and their one JSON form: what the control API's `/api/lattice/*` routes
 //! answer, what `--json` prints, and what the CLI reads back from a running server
 //! before rendering it as it would have here. Text for people is the CLI's
 //! (`commands::lattice`).
@@ -9,9 +9,12 @@ use std::collections::BTreeMap;
 use miniserde::json::{Array, Object, Value};
 
 use super::output::{counts, node_with, number, object, string};
-use crate::model::{ContentHash, InstanceId, Node, Version, format_rfc3339, parse_timestamp};
+use crate::model::{
+    ContentHash, InstanceId, Node, SignatureFormat, Version, format_rfc3339, parse_timestamp,
+};
 use crate::protocol::{Fields, WireError};
 use crate::store::{Body, Conflict, RecordMeta, Stats};
+use crate::trust::{PublicKey, Tier, TrustEntry};
 
 /// A node with its sync metadata, as listed.
 #[derive(Debug, Clone)]
@@ -55,6 +58,97 @@ impl NodeView {
 fn version(fields: &Fields<'_>, name: &str) -> Result<Version, WireError> {
     Version::from_wire(fields.str(name)?)
         .map_err(|error| WireError(format!("{}: `{name}` {error}", fields.context)))
+}
+
+/// `get` and `GET /api/lattice/records/{id}`: a live node as listed plus
+/// `provenance: {origin, written_at, version, signed, signature_format}`, or a
+/// tombstone as `{id, deleted_at, version}`, which scripts tell apart from a record
+/// never stored (404).
+#[derive(Debug, Clone)]
+pub(crate) enum StoredRecord {
+    Live {
+        view: Box<NodeView>,
+        /// The format of the record's signature; `None` when unsigned.
+        signature: Option<SignatureFormat>,
+    },
+    Deleted {
+        id: String,
+        deleted_at: u64,
+        version: Version,
+    },
+}
+
+impl StoredRecord {
+    pub(crate) fn to_json(&self) -> Value {
+        match self {
+            StoredRecord::Live { view, signature } => {
+                let mut value = view.to_json();
+                if let Value::Object(object) = &mut value {
+                    object.insert("provenance".into(), provenance(&view.version, *signature));
+                }
+                value
+            }
+            StoredRecord::Deleted {
+                id,
+                deleted_at,
+                version,
+            } => object([
+                ("id", string(id.clone())),
+                ("deleted_at", string(format_rfc3339(*deleted_at))),
+                ("version", string(version.to_wire())),
+            ]),
+        }
+    }
+
+    pub(crate) fn from_json(answer: &Object, context: &str) -> Result<StoredRecord, WireError> {
+        let fields = Fields::new(answer, context);
+        if let Some(deleted_at) = fields.opt_str("deleted_at")? {
+            return Ok(StoredRecord::Deleted {
+                id: fields.str("id")?.to_owned(),
+                deleted_at: parse_timestamp(deleted_at)
+                    .map_err(|error| WireError(format!("{context}: `deleted_at` {error}")))?,
+                version: version(&fields, "version")?,
+            });
+        }
+        let mut node = answer.clone();
+        let provenance = node
+            .remove("provenance")
+            .ok_or_else(|| WireError(format!("{context}: field `provenance` is missing")))?;
+        let provenance_context = format!("{context}: provenance");
+        let signature =
+            match Fields::of(&provenance, &provenance_context)?.opt_u64("signature_format")? {
+                None => None,
+                Some(1) => Some(SignatureFormat::V1),
+                Some(2) => Some(SignatureFormat::V2),
+                Some(other) => {
+                    return Err(WireError(format!(
+                        "{provenance_context}: `signature_format` {other} is not 1 or 2"
+                    )));
+                }
+            };
+        Ok(StoredRecord::Live {
+            view: Box::new(NodeView::from_json(&Value::Object(node), context)?),
+            signature,
+        })
+    }
+}
+
+/// Who wrote a version and when, and how it is signed.
+fn provenance(version: &Version, signature: Option<SignatureFormat>) -> Value {
+    object([
+        ("origin", string(version.origin.to_hex())),
+        ("written_at", string(format_rfc3339(version.hlc.millis()))),
+        ("version", string(version.to_wire())),
+        ("signed", Value::Bool(signature.is_some())),
+        (
+            "signature_format",
+            match signature {
+                Some(SignatureFormat::V2) => number(2),
+                Some(SignatureFormat::V1) => number(1),
+                None => Value::Null,
+            },
+        ),
+    ])
 }
 
 /// `list`, `query` and `GET /api/lattice/nodes`: `{count, nodes: [...]}`.
@@ -332,6 +426,178 @@ impl ConflictList {
     }
 }
 
+/// `gc` and `POST /api/lattice/gc`: `{purged_tombstones, older_than_days}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Purged {
+    pub purged_tombstones: u64,
+    pub older_than_days: u64,
+}
+
+impl Purged {
+    pub(crate) fn to_json(&self) -> Value {
+        object([
+            ("purged_tombstones", number(self.purged_tombstones)),
+            ("older_than_days", number(self.older_than_days)),
+        ])
+    }
+
+    pub(crate) fn from_json(answer: &Object, context: &str) -> Result<Purged, WireError> {
+        let fields = Fields::new(answer, context);
+        Ok(Purged {
+            purged_tombstones: fields.u64("purged_tombstones")?,
+            older_than_days: fields.u64("older_than_days")?,
+        })
+    }
+}
+
+/// `trust list`, `trust pending` and `GET /api/trust/keys[?pending=true]`:
+/// `{count, keys: [...]}`, each key as the trust store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TrustList {
+    pub entries: Vec<TrustEntry>,
+}
+
+impl TrustList {
+    pub(crate) fn to_json(&self) -> Value {
+        let keys: Array = self.entries.iter().map(TrustEntry::to_json).collect();
+        object([
+            ("count", number(keys.len() as u64)),
+            ("keys", Value::Array(keys)),
+        ])
+    }
+
+    pub(crate) fn from_json(answer: &Object, context: &str) -> Result<TrustList, WireError> {
+        let entries = Fields::new(answer, context)
+            .array("keys")?
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| trust_entry(entry, &format!("{context}: keys[{index}]")))
+            .collect::<Result<_, _>>()?;
+        Ok(TrustList { entries })
+    }
+}
+
+/// One trust entry read back, every field named when it is wrong.
+fn trust_entry(value: &Value, context: &str) -> Result<TrustEntry, WireError> {
+    let fields = Fields::of(value, context)?;
+    let public_key = PublicKey::from_base64(fields.str("publicKey")?)
+        .map_err(|error| WireError(format!("{context}: `publicKey` {error}")))?;
+    let tier = fields
+        .str("tier")?
+        .parse::<Tier>()
+        .map_err(|error| WireError(format!("{context}: `tier` {error}")))?;
+    Ok(TrustEntry {
+        public_key,
+        name: fields.opt_str("name")?.map(str::to_owned),
+        tier,
+        pending: fields.opt_bool("pending")?.unwrap_or(false),
+        added_at: fields.u64("addedAt")?,
+        last_seen: fields.opt_u64("lastSeen")?,
+        source: fields.str("source")?.to_owned(),
+    })
+}
+
+/// What a trust change did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TrustAction {
+    Trusted,
+    Accepted,
+    Removed,
+}
+
+impl TrustAction {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            TrustAction::Trusted => "trusted",
+            TrustAction::Accepted => "accepted",
+            TrustAction::Removed => "removed",
+        }
+    }
+}
+
+/// Held records a trust change let through: a running server applies them at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HeldRelease {
+    /// Nothing was tried: no server holds the store, the next sync applies them.
+    NotTried,
+    Applied(u64),
+    /// They could not be applied now; the next sync tries again.
+    Deferred(String),
+}
+
+/// `trust add`, `trust accept` and `trust remove`, and `POST /api/trust/keys`,
+/// `POST /api/trust/accept/{id}` and `DELETE /api/trust/keys/{id}`:
+/// `{action, entry, held_applied?, held_deferred?}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TrustChange {
+    pub action: TrustAction,
+    /// The entry as it is now (as it was, for a removal).
+    pub entry: TrustEntry,
+    pub held: HeldRelease,
+}
+
+impl TrustChange {
+    pub(crate) fn new(action: TrustAction, entry: TrustEntry) -> TrustChange {
+        TrustChange {
+            action,
+            entry,
+            held: HeldRelease::NotTried,
+        }
+    }
+
+    pub(crate) fn to_json(&self) -> Value {
+        let Value::Object(mut object) = object([
+            ("action", string(self.action.name())),
+            ("entry", self.entry.to_json()),
+        ]) else {
+            unreachable!("`object` builds an object")
+        };
+        match &self.held {
+            HeldRelease::NotTried => {}
+            HeldRelease::Applied(count) => {
+                object.insert("held_applied".into(), number(*count));
+            }
+            HeldRelease::Deferred(reason) => {
+                object.insert("held_deferred".into(), string(reason.clone()));
+            }
+        }
+        Value::Object(object)
+    }
+
+    pub(crate) fn from_json(answer: &Object, context: &str) -> Result<TrustChange, WireError> {
+        let fields = Fields::new(answer, context);
+        let action = match fields.str("action")? {
+            "trusted" => TrustAction::Trusted,
+            "accepted" => TrustAction::Accepted,
+            "removed" => TrustAction::Removed,
+            other => {
+                return Err(WireError(format!(
+                    "{context}: `action` {other:?} is not trusted, accepted or removed"
+                )));
+            }
+        };
+        let entry = trust_entry(
+            fields
+                .get("entry")
+                .ok_or_else(|| WireError(format!("{context}: field `entry` is missing")))?,
+            &format!("{context}: entry"),
+        )?;
+        let held = match (
+            fields.opt_u64("held_applied")?,
+            fields.opt_str("held_deferred")?,
+        ) {
+            (Some(count), _) => HeldRelease::Applied(count),
+            (None, Some(reason)) => HeldRelease::Deferred(reason.to_owned()),
+            (None, None) => HeldRelease::NotTried,
+        };
+        Ok(TrustChange {
+            action,
+            entry,
+            held,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,6 +723,67 @@ mod tests {
             let back = Added::from_json(&object_of(added.to_json()), "answer").unwrap();
             assert_eq!(back, added);
         }
+
+        for signature in [None, Some(SignatureFormat::V1), Some(SignatureFormat::V2)] {
+            let live = StoredRecord::Live {
+                view: Box::new(view("a", "live")),
+                signature,
+            };
+            let json = live.to_json();
+            let back = StoredRecord::from_json(&object_of(json.clone()), "answer").unwrap();
+            assert_eq!(
+                miniserde::json::to_string(&back.to_json()),
+                miniserde::json::to_string(&json)
+            );
+        }
+        let tombstone = StoredRecord::Deleted {
+            id: "a".into(),
+            deleted_at: 1_700_000_000_000,
+            version: version(1_700_000_000_000, 1),
+        };
+        let json = tombstone.to_json();
+        let back = StoredRecord::from_json(&object_of(json.clone()), "answer").unwrap();
+        assert_eq!(
+            miniserde::json::to_string(&back.to_json()),
+            miniserde::json::to_string(&json)
+        );
+
+        let purged = Purged {
+            purged_tombstones: 3,
+            older_than_days: 30,
+        };
+        let back = Purged::from_json(&object_of(purged.to_json()), "answer").unwrap();
+        assert_eq!(back, purged);
+
+        let entry = TrustEntry {
+            public_key: crate::trust::KeyPair::from_seed([4; 32])
+                .unwrap()
+                .public_key(),
+            name: Some("hub".into()),
+            tier: Tier::Sandbox,
+            pending: true,
+            added_at: 5,
+            last_seen: None,
+            source: "request".into(),
+        };
+        let list = TrustList {
+            entries: vec![entry.clone()],
+        };
+        let back = TrustList::from_json(&object_of(list.to_json()), "answer").unwrap();
+        assert_eq!(back, list);
+        for held in [
+            HeldRelease::NotTried,
+            HeldRelease::Applied(2),
+            HeldRelease::Deferred("store busy".into()),
+        ] {
+            let change = TrustChange {
+                action: TrustAction::Accepted,
+                entry: entry.clone(),
+                held,
+            };
+            let back = TrustChange::from_json(&object_of(change.to_json()), "answer").unwrap();
+            assert_eq!(back, change);
+        }
     }
 
     #[test]
@@ -473,6 +800,38 @@ mod tests {
             assert!(error.contains(expected), "{answer}: {error}");
         }
         check(r#"{"count":1}"#, "nodes");
+        let error = Purged::from_json(
+            &object_of(crate::model::parse_json(r#"{"purged_tombstones":-1}"#).unwrap()),
+            "the answer",
+        )
+        .unwrap_err();
+        assert!(error.0.contains("purged_tombstones"), "{}", error.0);
+        for (answer, expected) in [
+            (r#"{"count":1}"#, "keys"),
+            (
+                r#"{"keys":[{"publicKey":"AAAA","tier":"core"}]}"#,
+                "keys[0]: `publicKey`",
+            ),
+        ] {
+            let object = object_of(crate::model::parse_json(answer).unwrap());
+            let error = TrustList::from_json(&object, "the answer").unwrap_err();
+            assert!(error.0.contains(expected), "{answer}: {}", error.0);
+        }
+        for (answer, expected) in [
+            (r#"{"id":"a","deleted_at":"soon"}"#, "deleted_at"),
+            (r#"{"id":"a","type":"t","value":"v"}"#, "provenance"),
+            (
+                r#"{"id":"a","type":"t","value":"v","provenance":{"signature_format":3}}"#,
+                "signature_format",
+            ),
+        ] {
+            let object = object_of(crate::model::parse_json(answer).unwrap());
+            let error = StoredRecord::from_json(&object, "the answer").unwrap_err();
+            assert!(error.0.contains(expected), "{answer}: {}", error.0);
+        }
+        let object = object_of(crate::model::parse_json(r#"{"action":"forgot"}"#).unwrap());
+        let error = TrustChange::from_json(&object, "the answer").unwrap_err();
+        assert!(error.0.contains("`action`"), "{}", error.0);
         check(
             r#"{"nodes":[{"id":"a","type":"t","value":"v"}]}"#,
             "nodes[0]",

@@ -598,3 +598,114 @@ fn add_through_the_server_prints_the_same_and_bad_bodies_change_nothing() {
     let listed = node.run(&["list", "--json"]).ok().json();
     assert_eq!(count(field(&listed, "count")), 1, "only the one added node");
 }
+
+/// `gc` through a running server goes to `POST /api/lattice/gc` (issue 15): it prints
+/// what it prints on the store itself, and a body without a whole number of days, or
+/// one that is not JSON at all, is refused naming what was wrong, purging nothing.
+#[test]
+fn gc_through_the_server_prints_the_same_and_bad_bodies_purge_nothing() {
+    use crate::util::{Node, http};
+    let node = Node::start("gc-route");
+    node.run(&["add", "--id", "a", "--type", "t", "--value", "v"])
+        .ok();
+    node.run(&["delete", "a"]).ok();
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    for (body, names) in [
+        ("{}", "older_than_days"),
+        (r#"{"older_than_days":-1}"#, "older_than_days"),
+        (r#"{"older_than_days":"zero"}"#, "older_than_days"),
+        (r#"{"older_than_days":1.5}"#, "older_than_days"),
+        (r#"{"older_than_days":1e400}"#, "request body"),
+        ("{not json", "request body"),
+        ("[0]", "request body"),
+        (deep.as_str(), "request body"),
+    ] {
+        let reply = http(
+            node.address(),
+            "POST",
+            "/api/lattice/gc",
+            &[("Content-Type", "application/json")],
+            Some(body),
+        );
+        assert_eq!(
+            reply.status,
+            400,
+            "{}: {}",
+            &body[..body.len().min(40)],
+            reply.body
+        );
+        assert!(reply.body.contains(names), "{names}: {}", reply.body);
+    }
+    let stats = node.run(&["stats", "--json"]).ok().json();
+    assert_eq!(count(field(&stats, "tombstones")), 1, "nothing purged");
+    let missing = node.run(&["gc"]);
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
+    assert_eq!(
+        missing.stderr,
+        "error: gc needs --tombstones-older-than DAYS (tombstones are kept by default)\n"
+    );
+    let kept = node.run(&["gc", "--tombstones-older-than", "1"]).ok();
+    assert_eq!(
+        kept.stdout,
+        "purged 0 tombstone(s) of deletes older than 1 day(s)\n"
+    );
+    let purged = node
+        .run(&["gc", "--tombstones-older-than", "0", "--json"])
+        .ok();
+    assert_eq!(
+        purged.stdout,
+        "{\"older_than_days\":0,\"purged_tombstones\":1}\n"
+    );
+}
+
+/// `get` through a running server reads `GET /api/lattice/records/{id}` (issue 15): a
+/// tombstone answers which delete it is, an id never stored or one no node can have is
+/// not found, and the CLI prints what it prints on the store itself.
+#[test]
+fn get_through_the_server_tells_a_tombstone_from_a_record_never_stored() {
+    use crate::util::{Node, http};
+    let node = Node::start("get-record");
+    node.run(&["add", "--id", "a/b c", "--type", "t", "--value", "v"])
+        .ok();
+    node.run(&["add", "--id", "gone", "--type", "t", "--value", "v"])
+        .ok();
+    node.run(&["delete", "gone"]).ok();
+    let long = format!("/api/lattice/records/{}", "x".repeat(100_000));
+    for (path, status, names) in [
+        ("/api/lattice/records/a%2Fb%20c", 200, "\"provenance\""),
+        ("/api/lattice/records/gone", 200, "\"deleted_at\""),
+        ("/api/lattice/records/never", 404, "never"),
+        ("/api/lattice/records/%FF%FE", 404, "not found"),
+        ("/api/lattice/records/", 404, ""),
+        (long.as_str(), 404, ""),
+    ] {
+        let reply = http(node.address(), "GET", path, &[], None);
+        assert!(
+            reply.status == status || (path.len() > 1000 && reply.status == 431),
+            "{}: {} {}",
+            &path[..path.len().min(60)],
+            reply.status,
+            reply.body
+        );
+        assert!(reply.body.contains(names), "{names}: {}", reply.body);
+    }
+    let live = node.run(&["get", "a/b c"]).ok();
+    assert!(
+        live.stdout.starts_with("id            a/b c\n"),
+        "{}",
+        live.stdout
+    );
+    let gone = node.run(&["get", "gone", "--json"]);
+    assert_eq!(gone.code, 4, "{}", gone.stderr);
+    assert!(gone.stdout.contains("\"deleted_at\""), "{}", gone.stdout);
+    assert!(
+        gone.stderr.starts_with("error: node \"gone\" (deleted at "),
+        "{}",
+        gone.stderr
+    );
+    let empty = node.run(&["get", ""]);
+    assert_eq!(
+        (empty.code, empty.stderr.as_str()),
+        (4, "error: node \"\" not found\n")
+    );
+}

@@ -656,3 +656,70 @@ fn tiers_limit_what_peers_may_do_and_replays_are_refused() {
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("names no audience"), "{body}");
 }
+
+/// `trust` through a running server goes to `/api/trust/*` (issue 15): a body without
+/// a key, with a key that is not one, an unknown tier or a name that is not text, and a
+/// reference that names no key, are refused naming what was wrong; nothing is trusted.
+#[test]
+fn trust_routes_refuse_bad_requests_and_trust_nothing() {
+    use crate::util::{Node, http};
+    let node = Node::start("trust-routes");
+    let key = KeyPair::generate().unwrap().public_key().to_base64();
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let bodies = [
+        ("{}".to_owned(), 400, "public_key"),
+        (r#"{"public_key":"AAAA"}"#.to_owned(), 400, "public key"),
+        (
+            format!(r#"{{"public_key":"{key}","tier":"root"}}"#),
+            400,
+            "tier",
+        ),
+        (format!(r#"{{"public_key":"{key}","name":5}}"#), 400, "name"),
+        (deep.clone(), 400, "request body"),
+    ];
+    for (body, status, names) in &bodies {
+        let reply = http(
+            node.address(),
+            "POST",
+            "/api/trust/keys",
+            &[("Content-Type", "application/json")],
+            Some(body),
+        );
+        assert_eq!(
+            reply.status,
+            *status,
+            "{}: {}",
+            &body[..body.len().min(40)],
+            reply.body
+        );
+        assert!(reply.body.contains(names), "{names}: {}", reply.body);
+    }
+    for (method, path, status) in [
+        ("POST", "/api/trust/accept/SHA256%3A0000", 404),
+        ("DELETE", "/api/trust/keys/nobody", 404),
+        ("DELETE", "/api/trust/keys/", 404),
+    ] {
+        let reply = http(
+            node.address(),
+            method,
+            path,
+            &[("Content-Type", "application/json")],
+            Some("{}"),
+        );
+        assert_eq!(reply.status, status, "{method} {path}: {}", reply.body);
+    }
+    let listed = node.run(&["trust", "list", "--json"]).ok();
+    assert_eq!(listed.stdout, "{\"count\":0,\"keys\":[]}\n");
+    let trusted = node.run(&["trust", "add", &key, "--name", "a/b"]).ok();
+    assert!(
+        trusted.stdout.starts_with("trusted SHA256:"),
+        "{}",
+        trusted.stdout
+    );
+    let removed = node.run(&["trust", "remove", &key]).ok();
+    assert!(
+        removed.stdout.starts_with("removed SHA256:"),
+        "{}",
+        removed.stdout
+    );
+}
