@@ -244,20 +244,6 @@ fn node_from_flags(args: &cli::Add) -> Result<Node, Error> {
     Ok(node)
 }
 
-fn wants_json(command: &Command) -> bool {
-    match command {
-        // `add --json` carries the record; its answer is a line for people.
-        Command::Add(_) => false,
-        Command::Delete(args) => args.json,
-        Command::List(args) => args.json,
-        Command::Query(args) => args.json,
-        Command::Stats(args) => args.json,
-        Command::Conflicts(args) => args.json,
-        Command::Gc(args) => args.json,
-        _ => false,
-    }
-}
-
 fn render(
     answer: &Answer,
     command: &Command,
@@ -267,7 +253,7 @@ fn render(
     if let (Answer::Record(record), Command::Get(args)) = (answer, command) {
         return print_record(record, args, out);
     }
-    if wants_json(command) {
+    if super::remote::wants_json(command) {
         let json = match answer {
             Answer::Added(added) => added.to_json(),
             Answer::Deleted(deleted) => deleted.to_json(),
