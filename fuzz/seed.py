@@ -63,6 +63,11 @@ for index, row in enumerate(records[::8]):
         "node": row,
     }
     add("wire_record", json.dumps({"instanceId": origin, "records": [wire]}))
+    # The same record in a compact changes page: the key once, the signature raw.
+    compact = {key: value for key, value in wire.items() if key not in ("signature", "author_key", "base")}
+    head = {"instanceId": origin, "epoch": "e", "last_seq": index + 1, "more": False,
+            "records": [compact], "author_keys": {origin: wire["author_key"]}}
+    add("compact_page", json.dumps(head).encode() + b"\n" + bytes(range(64)))
     add(
         "wire_record",
         json.dumps({"id": row.get("id"), "version": wire["version"], "deleted_at": 1706702400123}),
