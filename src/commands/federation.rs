@@ -167,6 +167,11 @@ fn print_sync(out: &mut Output, answer: &SyncAnswer) -> Result<(), Error> {
                 result.nodes_received, result.nodes_sent, result.conflicts
             ))?,
         }
+        // A refused record never applies (a bad signature, a record past the limits):
+        // each is named, so "synced" never hides one.
+        for reason in &result.rejected {
+            out.line(format!("{peer}: refused {reason}"))?;
+        }
         print_held(out, &result.held_messages, &format!("{peer}: "))?;
     }
     out.flush()
