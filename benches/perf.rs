@@ -328,12 +328,7 @@ fn copy_figures(
     // in the same run, under the same load.
     let (a_import, _) = timed_with_peak(&mut import_command(&a_dir, file));
     let import_seconds = import_seconds.unwrap_or(a_import.as_secs_f64());
-    cli(&b_dir, &["stats"]);
-    trust_each_other(&a_dir, &b_dir);
-    let a = Server::start_quiet(&a_dir, &[]);
-    let proxy = CountingProxy::start(a.port);
-    let b = Server::start_quiet(&b_dir, &[]);
-    cli(&b_dir, &["federation", "add-peer", &proxy.url()]);
+    let (a, proxy, b) = peers_through_proxy(&a_dir, &b_dir);
     let before = proxy.traffic();
     let cpu_before = (a.cpu_millis(), b.cpu_millis());
     let started = Instant::now();
@@ -571,16 +566,24 @@ fn timed_sync(port: u16, peer_url: &str) -> Duration {
 /// After a first copy of `nodes` records: idle syncs, then 1,000 records changed at the
 /// answering peer and synced, each timed through the control API and counted by a
 /// proxy; medians of `runs` (idle: 20) syncs.
+/// Serves `a_dir` behind a byte-counting proxy and `b_dir` beside it, each trusting
+/// the other, with the proxy added as `b`'s peer: the copy and steady-state tables'
+/// set-up.
+fn peers_through_proxy(a_dir: &Path, b_dir: &Path) -> (Server, CountingProxy, Server) {
+    cli(b_dir, &["stats"]);
+    trust_each_other(a_dir, b_dir);
+    let a = Server::start_quiet(a_dir, &[]);
+    let proxy = CountingProxy::start(a.port);
+    let b = Server::start_quiet(b_dir, &[]);
+    cli(b_dir, &["federation", "add-peer", &proxy.url()]);
+    (a, proxy, b)
+}
+
 fn steady_figures(work: &Path, file: &Path, nodes: usize, runs: usize) {
     let a_dir = work.join("steady-a");
     let b_dir = work.join("steady-b");
     timed_with_peak(&mut import_command(&a_dir, file));
-    cli(&b_dir, &["stats"]);
-    trust_each_other(&a_dir, &b_dir);
-    let a = Server::start_quiet(&a_dir, &[]);
-    let proxy = CountingProxy::start(a.port);
-    let b = Server::start_quiet(&b_dir, &[]);
-    cli(&b_dir, &["federation", "add-peer", &proxy.url()]);
+    let (_a, proxy, b) = peers_through_proxy(&a_dir, &b_dir);
     timed_sync(b.port, &proxy.url());
     let received = field_u64(&cli_json(&b_dir, &["stats", "--json"]), &["nodes"]);
     assert_eq!(received as usize, nodes, "the first copy is incomplete");
