@@ -4,6 +4,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::protocol::WireError;
 use crate::store::StoreError;
 
 /// Exit codes, documented in README.md ("Exit codes").
@@ -34,6 +35,8 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// An answer of the running server is not what the protocol says.
+    Wire(WireError),
     /// An input document could not be read as JSON at all.
     Input(String),
     /// What was asked for does not exist; the message says what, in full (`node "x"
@@ -97,6 +100,7 @@ impl fmt::Display for Error {
             Error::Usage(message) => f.write_str(message),
             Error::Store(error) => error.fmt(f),
             Error::File { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::Wire(error) => error.fmt(f),
             Error::Input(message) => f.write_str(message),
             Error::NotFound(message) => f.write_str(message),
             Error::InvalidRecords { invalid } => {
@@ -125,8 +129,15 @@ impl std::error::Error for Error {
         match self {
             Error::Store(error) => Some(error),
             Error::File { source, .. } => Some(source),
+            Error::Wire(error) => Some(error),
             _ => None,
         }
+    }
+}
+
+impl From<WireError> for Error {
+    fn from(error: WireError) -> Error {
+        Error::Wire(error)
     }
 }
 

@@ -105,8 +105,7 @@ fn fetch<T>(
     match server {
         Some(server) => {
             let json = remote(server)?;
-            let typed =
-                parse(&json, "the server's answer").map_err(|error| Error::Other(error.0))?;
+            let typed = parse(&json, "the server's answer")?;
             Ok((json, typed))
         }
         None => {
@@ -525,8 +524,7 @@ fn print_status(out: &mut Output, status: &LatticeStatus) -> Result<(), Error> {
         stats.conflicts_resolved
     ))?;
     out.line("")?;
-    let peer_list = PeerList::from_json(&status.peer_list, "peer list")
-        .map_err(|error| Error::Other(error.0))?;
+    let peer_list = PeerList::from_json(&status.peer_list, "peer list")?;
     print_peers(out, &peer_list)?;
     for message in &status.held_messages {
         out.line(message)?;

@@ -62,8 +62,7 @@ pub(crate) fn call(
     let answer = parse_object(
         &response.body,
         &format!("the server's answer to {method} {path}"),
-    )
-    .map_err(|error| Error::Other(error.0))?;
+    )?;
     if response.status != 200 {
         let message = match answer.get("error") {
             Some(Value::String(message)) => message.clone(),
@@ -149,7 +148,7 @@ fn forward_import(
                 Some(body),
             )?;
             let fields = Fields::new(&answer, "the server's answer");
-            let count = |name| fields.u64(name).map_err(|error| Error::Other(error.0));
+            let count = |name| fields.u64(name).map_err(Error::Wire);
             totals.created += count("created")?;
             totals.updated += count("updated")?;
             totals.unchanged += count("unchanged")?;
@@ -217,18 +216,9 @@ pub(crate) fn forward(
         Some(body),
     )?;
     let fields = Fields::new(&answer, "the server's answer");
-    let stdout = fields
-        .opt_str("stdout")
-        .map_err(|error| Error::Other(error.0))?
-        .unwrap_or("");
-    let stderr = fields
-        .opt_str("stderr")
-        .map_err(|error| Error::Other(error.0))?
-        .unwrap_or("");
-    let code = fields
-        .opt_u64("exit_code")
-        .map_err(|error| Error::Other(error.0))?
-        .unwrap_or(1) as i32;
+    let stdout = fields.opt_str("stdout")?.unwrap_or("");
+    let stderr = fields.opt_str("stderr")?.unwrap_or("");
+    let code = fields.opt_u64("exit_code")?.unwrap_or(1) as i32;
     eprint!("{stderr}");
     match command {
         // An export that left out damaged records (exit 6) is still written: it holds

@@ -50,7 +50,7 @@ impl ApiError {
 
 impl From<WireError> for ApiError {
     fn from(error: WireError) -> ApiError {
-        ApiError::bad_request(error.0)
+        ApiError::bad_request(error.to_string())
     }
 }
 

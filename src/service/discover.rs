@@ -18,7 +18,7 @@ use crate::discovery::{self, LanPeer, ScanHit, Subnet};
 use crate::http::HttpClient;
 use crate::protocol::{
     DiscoverAnswer, FoundPeer, LanEntry, LanSource, PeerAddAnswer, PeerDirectory, Route,
-    ScanSummary, WireError, parse_object,
+    ScanSummary, parse_object,
 };
 
 /// Whether we trust the instance with this id: its key is in the trust store with a
@@ -269,14 +269,16 @@ async fn peers_of_targets(
     }
     for (url, target) in sources {
         let answer = match instance.syncer.client.send(instance.syncer.get(&url)).await {
-            Ok(response) if response.status == 200 => parse_object(&response.body, &url),
-            Ok(response) => Err(WireError(format!("{url} answered {}", response.status))),
-            Err(error) => Err(WireError(error.to_string())),
+            Ok(response) if response.status == 200 => {
+                parse_object(&response.body, &url).map_err(|error| error.to_string())
+            }
+            Ok(response) => Err(format!("{url} answered {}", response.status)),
+            Err(error) => Err(error.to_string()),
         };
         let answer = match answer {
             Ok(answer) => answer,
             Err(error) => {
-                errors.push(error.0);
+                errors.push(error);
                 continue;
             }
         };

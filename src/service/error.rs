@@ -36,7 +36,7 @@ impl std::error::Error for OpError {}
 
 impl From<WireError> for OpError {
     fn from(error: WireError) -> OpError {
-        OpError::Invalid(error.0)
+        OpError::Invalid(error.to_string())
     }
 }
 

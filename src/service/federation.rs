@@ -46,7 +46,7 @@ impl PeerList {
             .iter()
             .map(|entry| match entry {
                 Value::Object(object) => PeerState::from_json(object, "peer list entry"),
-                _ => Err(WireError("peer list entry is not an object".into())),
+                _ => Err(WireError::not_object("peer list entry")),
             })
             .collect::<Result<_, _>>()?;
         Ok(PeerList { peers })

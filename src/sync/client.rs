@@ -849,7 +849,8 @@ impl Syncer {
 
     /// A wire record whose signature checks out (or, in open mode, an unsigned one).
     fn signed_record(&self, value: &Value, context: &str) -> Result<RemoteRecord, String> {
-        let (mut record, author_key) = record_from_wire(value, context).map_err(|error| error.0)?;
+        let (mut record, author_key) =
+            record_from_wire(value, context).map_err(|error| error.to_string())?;
         let origin = record.version.origin;
         let key = match &author_key {
             Some(text) => Some(

@@ -65,7 +65,7 @@ impl From<StoreError> for SyncError {
 
 impl From<WireError> for SyncError {
     fn from(error: WireError) -> SyncError {
-        SyncError::Invalid(error.0)
+        SyncError::Invalid(error.to_string())
     }
 }
 
