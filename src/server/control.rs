@@ -25,13 +25,8 @@ use crate::store::Query;
 
 impl From<OpError> for ApiError {
     fn from(error: OpError) -> ApiError {
-        let status = match &error {
-            OpError::Invalid(_) => 400,
-            OpError::NotFound(_) => 404,
-            OpError::Failed(_) => 500,
-        };
         ApiError {
-            status,
+            status: error.status(),
             message: error.to_string(),
         }
     }

@@ -86,9 +86,10 @@ fn allow_open_files(limits: &crate::http::ServerLimits) {
 async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<(), Error> {
     let federation = app.config.federation.clone();
     let listener = bind(federation.bind, federation.port, federation.port_fallback).await?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| Error::Other(format!("cannot read the listening address: {source}")))?;
+    let local = listener.local_addr().map_err(|source| Error::Io {
+        action: "cannot read the listening address".into(),
+        source,
+    })?;
     app.set_listen_port(local.port());
     let transport = transport(&app.config)?;
     // The beacon socket is bound before the server says it runs, so a node started
@@ -137,7 +138,10 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
         eprintln!("warning: could not save the last sync statistics: {error}");
     }
     let _ = std::fs::remove_file(&server_file);
-    served.map_err(|source| Error::Other(format!("the HTTP server stopped: {source}")))?;
+    served.map_err(|source| Error::Io {
+        action: "the HTTP server stopped".into(),
+        source,
+    })?;
     eprintln!("Federation server stopped");
     Ok(())
 }
@@ -243,8 +247,10 @@ fn spawn_timers(
 fn shutdown_signal(app: Rc<App>) -> Result<impl Future<Output = ()>, Error> {
     let signals =
         async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int]);
-    let mut signals =
-        signals.map_err(|source| Error::Other(format!("cannot watch for signals: {source}")))?;
+    let mut signals = signals.map_err(|source| Error::Io {
+        action: "cannot watch for signals".into(),
+        source,
+    })?;
     let app = app.clone();
     Ok(async move {
         if app.shutdown_requested() {
@@ -293,18 +299,16 @@ async fn bind(
     }
     let (candidate, error) = last_error.expect("at least one try");
     if error.kind() == std::io::ErrorKind::AddrInUse {
-        return Err(Error::Other(format!(
-            "port {candidate} on {ip} is already in use (another ark-lattice or ARK server?); choose another with --port or FEDERATION_PORT{}",
-            if fallback {
-                ""
-            } else {
-                ", or pass --port-fallback"
-            }
-        )));
+        return Err(Error::PortInUse {
+            ip,
+            port: candidate,
+            fallback,
+        });
     }
-    Err(Error::Other(format!(
-        "cannot listen on {ip}:{candidate}: {error}"
-    )))
+    Err(Error::Io {
+        action: format!("cannot listen on {ip}:{candidate}"),
+        source: error,
+    })
 }
 
 /// Plain HTTP, or HTTPS with the configured certificate (read here, so a bad file
@@ -342,8 +346,11 @@ fn reload_on_hangup(
     server_file: PathBuf,
     local: SocketAddr,
 ) -> Result<impl Future<Output = ()>, Error> {
-    let mut hangups = async_signal::Signals::new([async_signal::Signal::Hup])
-        .map_err(|source| Error::Other(format!("cannot watch for SIGHUP: {source}")))?;
+    let mut hangups =
+        async_signal::Signals::new([async_signal::Signal::Hup]).map_err(|source| Error::Io {
+            action: "cannot watch for SIGHUP".into(),
+            source,
+        })?;
     Ok(async move {
         while hangups.next().await.is_some() {
             match &transport {
