@@ -86,7 +86,7 @@ async fn federation_route(
         Route::Status => Ok(service::status(instance)?.to_json()),
         Route::Start | Route::Stop => {
             let enabled = route == Route::Start;
-            app.set_federation_enabled(enabled);
+            app.instance().set_federation_enabled(enabled);
             Ok(object([
                 ("success", Value::Bool(true)),
                 ("enabled", Value::Bool(enabled)),
@@ -164,16 +164,24 @@ fn lattice_route(
 ) -> Result<Value, ApiError> {
     let id = percent_decode(parameter.unwrap_or_default());
     match route {
-        Route::LatticeStats => Ok(service::stats(&app.store.borrow(), &app.config)?.to_json()),
+        Route::LatticeStats => Ok(service::stats(
+            &app.instance().store().borrow(),
+            app.instance().config(),
+        )?
+        .to_json()),
         Route::QueryNodes => list_nodes(app, request),
         Route::WriteNodes => write_nodes(app, &body(request)?),
-        Route::GetNode => match service::live_node(&app.store.borrow(), &id)? {
+        Route::GetNode => match service::live_node(&app.instance().store().borrow(), &id)? {
             Some(node) => Ok(node.to_json()),
             None => Err(ApiError::not_found(format!("node {id:?} not found"))),
         },
-        Route::GetRecord => Ok(service::get_record(&app.store.borrow(), &id)?.to_json()),
+        Route::GetRecord => {
+            Ok(service::get_record(&app.instance().store().borrow(), &id)?.to_json())
+        }
         Route::PutNode => put_node(app, request, &id),
-        Route::DeleteNode => Ok(service::delete_node(&mut app.store.borrow_mut(), &id)?.to_json()),
+        Route::DeleteNode => {
+            Ok(service::delete_node(&mut app.instance().store().borrow_mut(), &id)?.to_json())
+        }
         Route::Gc => gc(app, &body(request)?),
         _ => Err(ApiError::no_route()),
     }
@@ -194,7 +202,7 @@ fn list_nodes(app: &App, request: &Request) -> Result<Value, ApiError> {
         after: request.query_param("after"),
         limit: (limit > 0).then_some(limit),
     };
-    Ok(service::find_nodes(&app.store.borrow(), &query)?.to_json())
+    Ok(service::find_nodes(&app.instance().store().borrow(), &query)?.to_json())
 }
 
 fn conflicts(app: &App, request: &Request) -> Result<Value, ApiError> {
@@ -203,7 +211,7 @@ fn conflicts(app: &App, request: &Request) -> Result<Value, ApiError> {
         .and_then(|limit| limit.parse().ok())
         .unwrap_or(50);
     let limit = (limit > 0).then_some(limit);
-    Ok(service::conflicts(&app.store.borrow(), limit)?.to_json())
+    Ok(service::conflicts(&app.instance().store().borrow(), limit)?.to_json())
 }
 
 /// `PUT /api/lattice/nodes/{id}` with the node → `{id, outcome}`: `add` on the store
@@ -217,7 +225,7 @@ fn put_node(app: &App, request: &Request, id: &str) -> Result<Value, ApiError> {
             node.id
         )));
     }
-    Ok(service::add_node(&mut app.store.borrow_mut(), node)?.to_json())
+    Ok(service::add_node(&mut app.instance().store().borrow_mut(), node)?.to_json())
 }
 
 /// `POST /api/lattice/nodes {nodes: [node, ...]}` → `{created, updated, unchanged}`:
@@ -236,7 +244,8 @@ fn write_nodes(app: &App, body: &miniserde::json::Object) -> Result<Value, ApiEr
         })
         .collect::<Result<Vec<_>, _>>()?;
     let summary = app
-        .store
+        .instance()
+        .store()
         .borrow_mut()
         .write_nodes(&nodes, unix_millis_now())?;
     Ok(object([
@@ -250,7 +259,7 @@ fn write_nodes(app: &App, body: &miniserde::json::Object) -> Result<Value, ApiEr
 /// `gc` on the store this server holds.
 fn gc(app: &App, body: &Object) -> Result<Value, ApiError> {
     let days = Fields::new(body, "request body").u64("older_than_days")?;
-    Ok(service::purge_tombstones(&mut app.store.borrow_mut(), days)?.to_json())
+    Ok(service::purge_tombstones(&mut app.instance().store().borrow_mut(), days)?.to_json())
 }
 
 /// `/api/trust/*`: the trust store, as `trust list`, `pending`, `add`, `accept` and
@@ -267,13 +276,13 @@ async fn trust_route(
     let mut change = match route {
         Route::TrustedKeys => {
             let pending = request.query_param("pending").as_deref() == Some("true");
-            return Ok(service::trusted_keys(&app.store.borrow(), pending)?.to_json());
+            return Ok(service::trusted_keys(&app.instance().store().borrow(), pending)?.to_json());
         }
         Route::TrustKey => {
             let body = body(request)?;
             let fields = Fields::new(&body, "request body");
             service::trust_key(
-                &mut app.store.borrow_mut(),
+                &mut app.instance().store().borrow_mut(),
                 fields.str("public_key")?,
                 fields.opt_str("tier")?,
                 fields.opt_str("name")?.map(str::to_owned),
@@ -282,12 +291,14 @@ async fn trust_route(
         Route::AcceptKey => {
             let body = body(request)?;
             let tier = Fields::new(&body, "request body").opt_str("tier")?;
-            service::accept_key(&mut app.store.borrow_mut(), &reference, tier)?
+            service::accept_key(&mut app.instance().store().borrow_mut(), &reference, tier)?
         }
-        Route::RemoveKey => service::remove_key(&mut app.store.borrow_mut(), &reference)?,
+        Route::RemoveKey => {
+            service::remove_key(&mut app.instance().store().borrow_mut(), &reference)?
+        }
         _ => return Err(ApiError::no_route()),
     };
-    change.held = match app.syncer.release_held().await {
+    change.held = match app.instance().syncer().release_held().await {
         Ok(applied) => HeldRelease::Applied(applied),
         Err(error) => HeldRelease::Deferred(error.to_string()),
     };
@@ -359,10 +370,10 @@ fn cli(app: &App, request: &Request) -> Result<Value, ApiError> {
     let (mut err, stderr) = Output::capture();
     let result = {
         // The store borrow ends here: the held release below awaits.
-        let mut store = app.store.borrow_mut();
+        let mut store = app.instance().store().borrow_mut();
         let mut session = Session {
             store: &mut store,
-            config: &app.config,
+            config: app.instance().config(),
             out: &mut out,
             err: &mut err,
             read_input: &read_input,
