@@ -30,7 +30,7 @@ use super::core::{
 };
 use super::delta::PulledVersions;
 use super::engine::FailureKind;
-pub(super) use super::error::SyncError;
+pub(super) use super::error::{Restart, SyncError};
 use super::first_copy::FirstContact;
 use super::held::{Held, HeldCounts, Refusal};
 use super::peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
@@ -557,8 +557,8 @@ impl Syncer {
                 .sync_checkpointed(url, wait, false, &mut state, result)
                 .await
             {
-                Err(SyncError::Restart(reason)) => {
-                    self.log(format!("{reason}; both checkpoints start over"));
+                Err(restarted @ SyncError::Restart { .. }) => {
+                    self.log(format!("{restarted}; both checkpoints start over"));
                     restart(&mut state);
                     self.save_states(vec![(url.to_owned(), state.encode())], true)?;
                     stored = Some(state.clone());
