@@ -63,17 +63,11 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// By the same rule as a service operation's failure (`OpError`): a wrong request is a
+/// 400, what it names not being there a 404, anything else a 500.
 impl From<Error> for ApiError {
     fn from(error: Error) -> ApiError {
-        let status = match &error {
-            Error::Usage(_) | Error::Config(_) | Error::Input(_) => 400,
-            Error::NotFound(_) => 404,
-            _ => 500,
-        };
-        ApiError {
-            status,
-            message: error.to_string(),
-        }
+        ApiError::from(crate::service::OpError::from(error))
     }
 }
 
