@@ -21,13 +21,13 @@ use crate::service::{
 use crate::store::Store;
 
 /// Hands each node to the visitor; returns how many damaged records were left out.
-type NodeSource<'a> = dyn FnMut(&mut dyn FnMut(Node) -> Result<(), Error>) -> Result<u64, Error> + 'a;
+type NodeSource<'a> =
+    dyn FnMut(&mut dyn FnMut(Node) -> Result<(), Error>) -> Result<u64, Error> + 'a;
 
 /// `export` from the store this process opened.
 pub(crate) fn here(store: &Store, args: &cli::Export, out: &mut Output) -> Result<(), Error> {
-    let mut source = |visit: &mut dyn FnMut(Node) -> Result<(), Error>| {
-        export_nodes(store, &args.types, visit)
-    };
+    let mut source =
+        |visit: &mut dyn FnMut(Node) -> Result<(), Error>| export_nodes(store, &args.types, visit);
     export(args, out, &mut source, "reported above")
 }
 
@@ -71,10 +71,7 @@ fn page(
     node_type: Option<&str>,
     after: Option<&str>,
 ) -> Result<ExportPage, Error> {
-    let mut path = format!(
-        "{}?limit={EXPORT_PAGE_DEFAULT_NODES}",
-        Route::Export.path()
-    );
+    let mut path = format!("{}?limit={EXPORT_PAGE_DEFAULT_NODES}", Route::Export.path());
     if let Some(node_type) = node_type {
         path.push_str(&format!("&type={}", percent_encode(node_type)));
     }

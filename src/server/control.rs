@@ -366,7 +366,6 @@ fn verify(app: &App, request: &Request) -> Result<Value, ApiError> {
             )));
         }
     };
-    let report =
-        service::verify_store(&mut app.store.borrow_mut(), &app.config, skip_page_check)?;
+    let report = service::verify_store(&mut app.store.borrow_mut(), &app.config, skip_page_check)?;
     Ok(report.to_json())
 }

@@ -24,12 +24,12 @@ mod views;
 pub(crate) use discover::is_trusted;
 pub(crate) use discover::{DiscoverOptions, discover};
 pub(crate) use error::OpError;
-pub(crate) use federation::{
-    AddPeer, PeerList, add_peer, list_peers, remove_peer, set_auto_sync, status, sync,
-};
 pub(crate) use export::{
     EXPORT_PAGE_DEFAULT_NODES, EXPORT_PAGE_MAX_NODES, ExportFormat, ExportPage, ExportWriter,
     export_nodes, export_page,
+};
+pub(crate) use federation::{
+    AddPeer, PeerList, add_peer, list_peers, remove_peer, set_auto_sync, status, sync,
 };
 pub(crate) use gc::purge_tombstones;
 pub(crate) use instance::InfoInputs;

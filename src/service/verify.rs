@@ -79,7 +79,9 @@ pub(crate) fn verify_offline(config: &Config) -> Result<VerifyReport, Error> {
     Ok(VerifyReport {
         store: path,
         pages: PagesReport::of(Some(&pages)),
-        pages_after: pages_after.as_ref().map(|pages| PagesReport::of(Some(pages))),
+        pages_after: pages_after
+            .as_ref()
+            .map(|pages| PagesReport::of(Some(pages))),
         records,
     })
 }

@@ -207,7 +207,11 @@ pub(crate) struct VerifyReport {
 impl VerifyReport {
     /// Whether the pages check clean now (after moving aside, when that happened).
     pub(crate) fn pages_now_ok(&self) -> bool {
-        !self.pages_after.as_ref().unwrap_or(&self.pages).is_damaged()
+        !self
+            .pages_after
+            .as_ref()
+            .unwrap_or(&self.pages)
+            .is_damaged()
     }
 
     /// Whether the store passed every check.
@@ -334,7 +338,11 @@ mod tests {
         )
         .unwrap();
         let error = VerifyReport::from_json(&object, "report").unwrap_err();
-        assert!(error.0.contains("report: pages: `status` \"fine\""), "{}", error.0);
+        assert!(
+            error.0.contains("report: pages: `status` \"fine\""),
+            "{}",
+            error.0
+        );
     }
 
     #[test]
