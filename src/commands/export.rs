@@ -45,13 +45,25 @@ pub(crate) fn on_server(
     };
     let mut source = |visit: &mut dyn FnMut(Node) -> Result<(), Error>| {
         let mut left_out = 0;
+        let mut written = 0u64;
         for node_type in &types {
             let mut after: Option<String> = None;
             loop {
-                let page = page(config, server, *node_type, after.as_deref())?;
+                let page = match page(config, server, *node_type, after.as_deref()) {
+                    Ok(page) => page,
+                    // Output has begun: the caller must not try the export again (on
+                    // the store, once the server is gone), which would write it twice.
+                    Err(error) if written > 0 => {
+                        return Err(Error::Other(format!(
+                            "the export is incomplete: {written} node(s) were written, then {error}"
+                        )));
+                    }
+                    Err(error) => return Err(error),
+                };
                 left_out += page.left_out;
                 for node in page.nodes {
                     visit(node)?;
+                    written += 1;
                 }
                 match page.next {
                     Some(next) => after = Some(next),

@@ -4,7 +4,7 @@
 //! parameters by name, and an export of 100,000 records keeps the server's memory
 //! bounded.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use crate::attacks::memory_and_threads;
@@ -211,6 +211,66 @@ fn export_pages_follow_ids_and_malformed_parameters_are_refused_by_name() {
         }
     }
     assert!(node.is_running(), "{}", node.log());
+}
+
+/// The server stops answering between two pages (here: `server.json` points the CLI at
+/// a stand-in that answers the first page and then refuses connections). The export
+/// ends with an error saying it is incomplete after the first page's node, written
+/// once; it is not started again, which would write the first page a second time.
+#[test]
+fn an_export_cut_between_pages_says_it_is_incomplete_and_writes_nothing_twice() {
+    let node = Node::serve(lattice_with("export-cut", 3), &[], &[]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stand_in_port = listener.local_addr().unwrap().port();
+    let stand_in = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
+            head.push(byte[0]);
+        }
+        let body =
+            r#"{"nodes":[{"id":"first","type":"t","value":"v"}],"next":"first","left_out":0}"#;
+        write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        // The listener closes here: the next page's connection is refused.
+        String::from_utf8_lossy(&head).into_owned()
+    });
+    let server_file = node.server_file();
+    let info = std::fs::read_to_string(&server_file).unwrap();
+    let redirected = info.replace(
+        &format!("\"port\":{}", node.port),
+        &format!("\"port\":{stand_in_port}"),
+    );
+    assert_ne!(redirected, info, "server.json names the port: {info}");
+    std::fs::write(&server_file, redirected).unwrap();
+
+    let run = node.run_with_env(
+        &["export", "--format", "ndjson"],
+        &[("ARK_STORE_WAIT", "3")],
+    );
+    let head = stand_in.join().unwrap();
+    assert!(
+        head.starts_with("GET /api/lattice/export?limit=1000 "),
+        "{head}"
+    );
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("the export is incomplete: 1 node(s) were written, then cannot reach"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+    assert!(
+        run.stdout.starts_with(r#"{"capabilities""#),
+        "{}",
+        run.stdout
+    );
 }
 
 fn percent_encode(text: &str) -> String {
