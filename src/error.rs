@@ -80,6 +80,13 @@ pub enum Error {
         status: u16,
         message: String,
     },
+    /// An export through the running server lost it after `written` nodes were
+    /// written: not an unreachable server to try again on the freed store, which would
+    /// write them twice.
+    IncompleteExport {
+        written: u64,
+        cause: Box<Error>,
+    },
     /// `federation sync` synced every target it could, and `failed` of `total` failed
     /// (each is named in what it printed).
     SyncFailed {
@@ -169,6 +176,10 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Error::StoreDamaged(message) | Error::Refused { message, .. } => f.write_str(message),
+            Error::IncompleteExport { written, cause } => write!(
+                f,
+                "the export is incomplete: {written} node(s) were written, then {cause}"
+            ),
             Error::SyncFailed { failed, total } => {
                 write!(f, "{failed} of {total} peer sync(s) failed")
             }
@@ -210,6 +221,7 @@ impl std::error::Error for Error {
             Error::Store(error) => Some(error),
             Error::File { source, .. } | Error::Io { source, .. } => Some(source),
             Error::KeyFile(error) => Some(error),
+            Error::IncompleteExport { cause, .. } => Some(cause.as_ref()),
             Error::Key(error) => Some(error),
             Error::Wire(error) => Some(error),
             _ => None,
