@@ -8,6 +8,15 @@ use crate::http::ClientError;
 use crate::protocol::WireError;
 use crate::store::StoreError;
 
+/// Which of ARK's unsigned services a peer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum UnsignedService {
+    /// ARK's Python federation service (no `/federation/info`).
+    Python,
+    /// ARK's Node.js peers (their info names no signed protocol).
+    Legacy,
+}
+
 /// Why a checkpointed sync starts over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Restart {
@@ -33,6 +42,16 @@ pub(super) enum SyncError {
     /// The peer's answer is not what the protocol says (a field missing, of the wrong
     /// type, not JSON).
     Wire(WireError),
+    /// The peer is one of ARK's services, whose records carry no signatures, and this
+    /// node takes unsigned records only with `FEDERATION_TRUST=open`.
+    NeedsOpenTrust {
+        url: String,
+        service: UnsignedService,
+    },
+    /// The URL is this instance's own.
+    Itself {
+        url: String,
+    },
     /// The peer's answer cannot be used: another key than its id, a promise it broke;
     /// or this node cannot go on (too many records held).
     Invalid(String),
@@ -66,6 +85,8 @@ impl SyncError {
             SyncError::Status { status, .. } => FailureKind::of_status(*status),
             SyncError::Store(_)
             | SyncError::Wire(_)
+            | SyncError::NeedsOpenTrust { .. }
+            | SyncError::Itself { .. }
             | SyncError::Invalid(_)
             | SyncError::Restart { .. }
             | SyncError::Panicked(_) => FailureKind::Other,
@@ -107,6 +128,21 @@ impl fmt::Display for SyncError {
                 detail,
             } => write!(f, "{request} answered {status}: {detail}"),
             SyncError::Wire(error) => error.fmt(f),
+            SyncError::NeedsOpenTrust {
+                url,
+                service: UnsignedService::Python,
+            } => write!(
+                f,
+                "{url} has no /federation/info: ARK's Python service sends unsigned nodes, taken only with FEDERATION_TRUST=open"
+            ),
+            SyncError::NeedsOpenTrust {
+                url,
+                service: UnsignedService::Legacy,
+            } => write!(
+                f,
+                "{url} speaks only ARK's unsigned protocol; sync with it needs FEDERATION_TRUST=open"
+            ),
+            SyncError::Itself { url } => write!(f, "{url} is this instance itself"),
             SyncError::Invalid(message) => f.write_str(message),
             SyncError::Restart {
                 url,
