@@ -186,31 +186,56 @@ fn lattice_route(
     }
 }
 
-/// `GET /api/lattice/nodes?type=&language=&category=&capability=&search=&after=&limit=`.
+/// `GET /api/lattice/nodes?type=&language=&category=&capability=&search=&after=&limit=`;
+/// `limit` defaults to 100, and 0 means every match.
 fn list_nodes(app: &App, request: &Request) -> Result<Value, ApiError> {
-    let limit = request
-        .query_param("limit")
-        .and_then(|limit| limit.parse().ok())
-        .unwrap_or(100);
+    let params = query_params(
+        request,
+        &[
+            "type",
+            "language",
+            "category",
+            "capability",
+            "search",
+            "after",
+            "limit",
+        ],
+    )?;
+    let limit = count_limit(&params, 100)?;
+    let text = |name| params.get(name).cloned();
     let query = Query {
-        node_type: request.query_param("type"),
-        language: request.query_param("language"),
-        category: request.query_param("category"),
-        capability: request.query_param("capability"),
-        search: request.query_param("search"),
-        after: request.query_param("after"),
-        limit: (limit > 0).then_some(limit),
+        node_type: text("type"),
+        language: text("language"),
+        category: text("category"),
+        capability: text("capability"),
+        search: text("search"),
+        after: text("after"),
+        limit,
     };
     Ok(service::find_nodes(&app.instance().store().borrow(), &query)?.to_json())
 }
 
+/// `GET /api/lattice/conflicts?limit=`; `limit` defaults to 50, and 0 means all.
 fn conflicts(app: &App, request: &Request) -> Result<Value, ApiError> {
-    let limit = request
-        .query_param("limit")
-        .and_then(|limit| limit.parse().ok())
-        .unwrap_or(50);
-    let limit = (limit > 0).then_some(limit);
+    let params = query_params(request, &["limit"])?;
+    let limit = count_limit(&params, 50)?;
     Ok(service::conflicts(&app.instance().store().borrow(), limit)?.to_json())
+}
+
+/// A listing's `limit` parameter: `default` when absent, `None` (no limit) for 0.
+fn count_limit(
+    params: &std::collections::BTreeMap<&str, String>,
+    default: usize,
+) -> Result<Option<usize>, ApiError> {
+    let limit = match params.get("limit") {
+        None => default,
+        Some(text) => text.parse::<usize>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "query parameter \"limit\" {text:?} is not a whole number (0 for all)"
+            ))
+        })?,
+    };
+    Ok((limit > 0).then_some(limit))
 }
 
 /// `PUT /api/lattice/nodes/{id}` with the node → `{id, outcome}`: `add` on the store

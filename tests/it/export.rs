@@ -162,6 +162,14 @@ fn export_pages_follow_ids_and_malformed_parameters_are_refused_by_name() {
     assert_eq!(ids.len(), 12);
     let typed = get("/api/lattice/export?type=t1").json();
     assert_eq!(array(field(&typed, "nodes")).len(), 4);
+    let listed = get("/api/lattice/nodes?type=t1&limit=0");
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert!(
+        listed.body.matches("\"id\"").count() >= 4,
+        "{}",
+        listed.body
+    );
+    assert_eq!(get("/api/v2/federation/conflicts?limit=0").status, 200);
 
     let long_number = format!("/api/lattice/export?limit={}", "9".repeat(10_000));
     for (path, named) in [
@@ -188,6 +196,26 @@ fn export_pages_follow_ids_and_malformed_parameters_are_refused_by_name() {
         (
             "/api/lattice/verify?limit=5",
             r#"unknown query parameter "limit""#,
+        ),
+        // The listings took a malformed limit as the default, and ignored an unknown
+        // parameter, before they read their parameters as export does.
+        ("/api/lattice/nodes?limit=abc", r#""limit" "abc""#),
+        ("/api/lattice/nodes?limit=-1", r#""limit" "-1""#),
+        (
+            "/api/lattice/nodes?typ=t1",
+            r#"unknown query parameter "typ""#,
+        ),
+        (
+            "/api/lattice/nodes?type=t1&type=t2",
+            r#""type" is given more than once"#,
+        ),
+        (
+            "/api/v2/federation/conflicts?limit=many",
+            r#""limit" "many""#,
+        ),
+        (
+            "/api/v2/federation/conflicts?since=0",
+            r#"unknown query parameter "since""#,
         ),
     ] {
         let reply = get(path);
