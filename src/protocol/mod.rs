@@ -6,6 +6,7 @@ mod control;
 mod feed;
 mod fields;
 mod legacy;
+mod offer;
 mod page;
 mod python;
 mod record;
@@ -25,6 +26,7 @@ pub use fields::{Fields, WireError, json_object, parse_object};
 pub use legacy::{
     ARK_COLUMNS, ark_columns, ark_row, keep_what_ark_cannot_hold, legacy_origin, legacy_record,
 };
+pub use offer::{Offer, OfferAnswer, OfferedRecord};
 pub use page::{
     COMPACT_PAGE_TYPE, CompactPage, accepts_compact_page, compact_page, expand_page,
     is_compact_page,

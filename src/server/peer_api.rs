@@ -11,9 +11,9 @@ use crate::config::TrustMode;
 use crate::http::Request;
 use crate::model::{Version, unix_millis_now};
 use crate::protocol::{
-    Fields, InstanceInfo, NodeList, NodesSince, PeerDirectory, PeerSummary, ReceiveResult,
-    SplitObject, ark_row, check_text, legacy_origin, legacy_record, parse_object, parse_piece,
-    split_checked,
+    Fields, InstanceInfo, NodeList, NodesSince, Offer, OfferAnswer, PeerDirectory, PeerSummary,
+    ReceiveResult, SplitObject, ark_row, check_text, legacy_origin, legacy_record, parse_object,
+    parse_piece, split_checked,
 };
 use crate::service::InfoInputs;
 use crate::store::{Commit, Query};
@@ -415,15 +415,12 @@ pub(crate) fn discover(app: &App, request: &Request) -> Result<Value, ApiError> 
 /// `POST /federation/v2/offer {offers: [{id, version}]}` → `{want: [id]}`.
 pub(crate) fn offer(app: &App, request: &Request) -> Result<Value, ApiError> {
     authorize(app, request, Access::Push)?;
-    let body = parse_object(&request.body, "offer")?;
-    let fields = Fields::new(&body, "offer");
+    let body = Offer::read(&parse_object(&request.body, "offer")?)?;
     let mut offers = Vec::new();
-    for (index, value) in fields.array("offers")?.iter().enumerate() {
-        let context = format!("offer {}", index + 1);
-        let offer = Fields::of(value, &context)?;
-        let version = Version::from_wire(offer.str("version")?)
-            .map_err(|reason| ApiError::bad_request(format!("{context}: {reason}")))?;
-        offers.push((offer.str("id")?.to_owned(), version));
+    for (index, offered) in body.offers.into_iter().enumerate() {
+        let version = Version::from_wire(&offered.version)
+            .map_err(|reason| ApiError::bad_request(format!("offer {}: {reason}", index + 1)))?;
+        offers.push((offered.id, version));
     }
     // A damaged record is left out of what we hold, so an offer of it is wanted.
     let ids: Vec<&str> = offers.iter().map(|(id, _)| id.as_str()).collect();
@@ -435,11 +432,11 @@ pub(crate) fn offer(app: &App, request: &Request) -> Result<Value, ApiError> {
         .into_iter()
         .map(|record| (record.id, record.meta.version))
         .collect();
-    let want: Array = wanted_ids(&offers, |id| local.get(id).copied())
+    let want = wanted_ids(&offers, |id| local.get(id).copied())
         .into_iter()
-        .map(text)
+        .map(str::to_owned)
         .collect();
-    Ok(super::routes::object([("want", Value::Array(want))]))
+    Ok(Value::Object(OfferAnswer { want }.into_object()))
 }
 
 /// `POST /federation/v2/push {records: [...]}`: verify and apply; invalid records are

@@ -14,15 +14,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use miniserde::json::{Array, Object, Value};
+use miniserde::json::{Object, Value};
 
 use crate::config::MAX_RECORD_WIRE_BYTES;
 use crate::config::SYNC_BATCH_BYTES;
 use crate::model::Version;
-use crate::protocol::Fields;
+use crate::protocol::{Fields, Offer, OfferAnswer, OfferedRecord};
 use crate::store::{ChangePage, Record, RemoteRecord, TypeFilter};
 
-use super::super::client::{PeerSyncResult, SyncError, object_value};
+use super::super::client::{PeerSyncResult, SyncError};
 use super::super::first_copy::CopyProgress;
 use super::super::peer::PeerState;
 use super::super::{by_priority, wire_size};
@@ -182,24 +182,20 @@ impl<'s> PushFeed<'s> {
             self.page_done();
             return None;
         }
-        let offers: Array = self
+        let offers = self
             .offered
             .iter()
-            .map(|record| {
-                let mut offer = Object::new();
-                offer.insert("id".into(), Value::String(record.id.clone()));
-                offer.insert(
-                    "version".into(),
-                    Value::String(record.meta.version.to_wire()),
-                );
-                Value::Object(offer)
+            .map(|record| OfferedRecord {
+                id: record.id.clone(),
+                version: record.meta.version.to_wire(),
             })
             .collect();
         self.phase = PushPhase::Offering;
-        Some(object_value([
-            ("instanceId", Value::String(self.our_id.clone())),
-            ("offers", Value::Array(offers)),
-        ]))
+        let offer = Offer {
+            instance_id: self.our_id.clone(),
+            offers,
+        };
+        Some(Value::Object(offer.into_object()))
     }
 
     /// Takes the peer's answer to the offer: what it wants is pushed, highest priority
@@ -213,14 +209,8 @@ impl<'s> PushFeed<'s> {
         if self.phase != PushPhase::Offering {
             return Err(self.out_of_order("an offer answer"));
         }
-        let want: BTreeSet<String> = match Fields::new(answer, "offer answer").array("want") {
-            Ok(want) => want
-                .iter()
-                .filter_map(|id| match id {
-                    Value::String(id) => Some(id.clone()),
-                    _ => None,
-                })
-                .collect(),
+        let want: BTreeSet<String> = match OfferAnswer::read(answer) {
+            Ok(answer) => answer.want.into_iter().collect(),
             Err(error) => return Err(self.on_failure(error.into())),
         };
         let mut wanted = std::mem::take(&mut self.offered);
@@ -546,7 +536,7 @@ mod tests {
         ))
         .unwrap();
         let mut result = PeerSyncResult::default();
-        feed.on_offer_answer(&answer(r#"{"want":["a","c",7]}"#), &mut result)
+        feed.on_offer_answer(&answer(r#"{"want":["a","c"]}"#), &mut result)
             .unwrap();
         assert_eq!(feed.phase(), PushPhase::Pushing);
         let batch: Vec<&str> = feed
@@ -641,6 +631,20 @@ mod tests {
             .unwrap_err();
         assert!(
             matches!(&error, SyncError::Wire(WireError::MissingField { field, .. }) if field == "want"),
+            "{error}"
+        );
+        assert_eq!(feed.phase(), PushPhase::Failed);
+        // Nor is one whose `want` lists something that is no id.
+        let mut state = self::state();
+        let mut feed = offering_one(&mut state, &pulled);
+        let error = feed
+            .on_offer_answer(
+                &answer(r#"{"want":["a",7]}"#),
+                &mut PeerSyncResult::default(),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&error, SyncError::Wire(WireError::WrongType { field, .. }) if field == "want"),
             "{error}"
         );
         assert_eq!(feed.phase(), PushPhase::Failed);
