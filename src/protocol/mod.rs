@@ -6,8 +6,8 @@ mod control;
 mod feed;
 mod fields;
 mod legacy;
-mod offer;
 mod page;
+mod push;
 mod python;
 mod record;
 mod routes;
@@ -26,11 +26,11 @@ pub use fields::{Fields, WireError, json_object, parse_object};
 pub use legacy::{
     ARK_COLUMNS, ark_columns, ark_row, keep_what_ark_cannot_hold, legacy_origin, legacy_record,
 };
-pub use offer::{Offer, OfferAnswer, OfferedRecord};
 pub use page::{
     COMPACT_PAGE_TYPE, CompactPage, accepts_compact_page, compact_page, expand_page,
     is_compact_page,
 };
+pub use push::{Offer, OfferAnswer, OfferedRecord, PushAnswer};
 pub use python::{DeltaAnswer, DeltaRequest};
 pub use record::{
     base64, record_from_wire, record_to_wire, types_from_query, types_to_query, unbase64,

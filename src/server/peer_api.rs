@@ -12,8 +12,8 @@ use crate::http::Request;
 use crate::model::{Version, unix_millis_now};
 use crate::protocol::{
     Fields, InstanceInfo, NodeList, NodesSince, Offer, OfferAnswer, PeerDirectory, PeerSummary,
-    ReceiveResult, SplitObject, ark_row, check_text, legacy_origin, legacy_record, parse_object,
-    parse_piece, split_checked,
+    PushAnswer, ReceiveResult, SplitObject, ark_row, check_text, legacy_origin, legacy_record,
+    parse_object, parse_piece, split_checked,
 };
 use crate::service::InfoInputs;
 use crate::store::{Commit, Query};
@@ -471,20 +471,17 @@ pub(crate) async fn push(app: &App, request: &Request) -> Result<Value, ApiError
         &mut rejected,
     )
     .await?;
-    let mut answer = Object::new();
-    answer.insert("applied".into(), number(outcome.applied));
-    answer.insert("unchanged".into(), number(outcome.unchanged));
-    answer.insert("stale".into(), number(outcome.stale));
-    answer.insert("conflicts".into(), number(outcome.conflicts));
-    answer.insert("rejected".into(), Value::Array(rejected));
-    answer.insert("held".into(), number(held));
-    // The sequences this push took in our change log: a pusher whose pull checkpoint
-    // is `seq_before` may move it to `seq_after`, since all between is its own records.
-    // When another write came between two chunks that is not so, and they are left
-    // out: the pusher then pulls its own records back, which costs bytes, not data.
-    if let Some((seq_before, seq_after)) = sequences {
-        answer.insert("seq_before".into(), number(seq_before));
-        answer.insert("seq_after".into(), number(seq_after));
-    }
-    Ok(Value::Object(answer))
+    let answer = PushAnswer {
+        applied: outcome.applied,
+        unchanged: outcome.unchanged,
+        stale: outcome.stale,
+        conflicts: outcome.conflicts,
+        held,
+        rejected,
+        // When another write came between two chunks the sequences are not all the
+        // pusher's, and are left out: the pusher then pulls its own records back,
+        // which costs bytes, not data.
+        sequences,
+    };
+    Ok(Value::Object(answer.into_object()))
 }

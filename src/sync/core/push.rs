@@ -19,7 +19,7 @@ use miniserde::json::{Object, Value};
 use crate::config::MAX_RECORD_WIRE_BYTES;
 use crate::config::SYNC_BATCH_BYTES;
 use crate::model::Version;
-use crate::protocol::{Fields, Offer, OfferAnswer, OfferedRecord};
+use crate::protocol::{Offer, OfferAnswer, OfferedRecord, PushAnswer};
 use crate::store::{ChangePage, Record, RemoteRecord, TypeFilter};
 
 use super::super::client::{PeerSyncResult, SyncError};
@@ -359,25 +359,16 @@ pub(in crate::sync) fn apply_push_answer(
     pull_seq: &mut u64,
     result: &mut PeerSyncResult,
 ) -> Result<(), SyncError> {
-    let fields = Fields::new(answer, "push answer");
-    if let (Some(before), Some(after)) =
-        (fields.opt_u64("seq_before")?, fields.opt_u64("seq_after")?)
-    {
+    let answer = PushAnswer::read(answer)?;
+    if let Some((before, after)) = answer.sequences {
         if before == *pull_seq && after >= before {
             *pull_seq = after;
         }
     }
     result.nodes_sent += sent as u64;
-    result.nodes_unchanged += fields.opt_u64("unchanged")?.unwrap_or(0);
-    result.conflicts += fields.opt_u64("conflicts")?.unwrap_or(0);
-    for refused in fields.opt_array("rejected")?.unwrap_or_default() {
-        let reason = match refused {
-            Value::Object(entry) => match entry.get("error") {
-                Some(Value::String(reason)) => reason.clone(),
-                _ => "no reason given".to_owned(),
-            },
-            _ => "no reason given".to_owned(),
-        };
+    result.nodes_unchanged += answer.unchanged;
+    result.conflicts += answer.conflicts;
+    for reason in answer.refusals() {
         result
             .rejected
             .push(format!("{url} refused a record: {reason}"));
