@@ -55,30 +55,57 @@ pub fn parse_json(text: &str) -> Result<Value, JsonError> {
 /// reads back one unit off in the last place. A record's signature covers the bits of
 /// its numbers, so a float that moved between two nodes made a record that verifies
 /// on one fail on the next. So every number token that miniserde reads as a float is
-/// read again here by the standard library's correctly rounded parser, and a value that
-/// differs is replaced (by its bits: the walk of the value is iterative).
+/// read again here by the standard library's correctly rounded parser. When any of them
+/// differs, the text is read once more with each float token replaced by an integer
+/// that no number of the text is, and each such integer in the value is put back as
+/// its token's correctly rounded float. (Replacing values by their misread bits is not
+/// enough: one token's misreading can be another token's correct reading.)
 fn correct_floats(text: &str, value: &mut Value) {
-    let mut fixes: Vec<(u64, f64)> = Vec::new();
-    for token in float_tokens(text.as_bytes()) {
-        let token = &text[token];
-        let (Ok(exact), Ok(read)) = (token.parse::<f64>(), json::from_str::<f64>(token)) else {
-            continue;
-        };
-        if exact.to_bits() != read.to_bits()
-            && !fixes.iter().any(|(bits, _)| *bits == read.to_bits())
-        {
-            fixes.push((read.to_bits(), exact));
-        }
-    }
-    if fixes.is_empty() {
+    let tokens = number_tokens(text.as_bytes());
+    let misread = tokens.iter().filter(|token| token.float).any(|token| {
+        let token = &text[token.range.clone()];
+        matches!(
+            (token.parse::<f64>(), json::from_str::<f64>(token)),
+            (Ok(exact), Ok(read)) if exact.to_bits() != read.to_bits()
+        )
+    });
+    if !misread {
         return;
     }
-    let mut stack = vec![value];
+    let used: std::collections::HashSet<u64> = tokens
+        .iter()
+        .filter(|token| !token.float)
+        .filter_map(|token| text[token.range.clone()].parse().ok())
+        .collect();
+    let mut stand_ins = (0..=u64::MAX)
+        .rev()
+        .filter(|stand_in| !used.contains(stand_in));
+    let mut floats = std::collections::HashMap::new();
+    let mut replaced = String::with_capacity(text.len() + 20 * tokens.len());
+    let mut copied = 0;
+    for token in tokens.iter().filter(|token| token.float) {
+        let Ok(exact) = text[token.range.clone()].parse::<f64>() else {
+            continue;
+        };
+        let stand_in = stand_ins.next().expect("more integers than tokens");
+        floats.insert(stand_in, exact);
+        replaced.push_str(&text[copied..token.range.start]);
+        replaced.push_str(&stand_in.to_string());
+        copied = token.range.end;
+    }
+    replaced.push_str(&text[copied..]);
+    let Ok(mut again) = json::from_str::<Value>(&replaced) else {
+        return;
+    };
+    let mut stack = vec![&mut again];
     while let Some(value) = stack.pop() {
         match value {
-            Value::Number(json::Number::F64(number)) => {
-                if let Some((_, exact)) = fixes.iter().find(|(bits, _)| *bits == number.to_bits()) {
-                    *number = *exact;
+            Value::Number(number @ json::Number::U64(_)) => {
+                let json::Number::U64(stand_in) = *number else {
+                    unreachable!()
+                };
+                if let Some(exact) = floats.get(&stand_in) {
+                    *number = json::Number::F64(*exact);
                 }
             }
             Value::Array(items) => stack.extend(items.iter_mut()),
@@ -86,11 +113,19 @@ fn correct_floats(text: &str, value: &mut Value) {
             _ => {}
         }
     }
+    *value = again;
 }
 
-/// The byte ranges of the number tokens outside strings that miniserde reads as floats:
-/// those with a fraction or an exponent, and integers too long for 64 bits.
-fn float_tokens(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
+/// A number token outside strings: where it is, and whether miniserde reads it as a
+/// float (it has a fraction or an exponent, or is an integer too large for `u64` and
+/// `i64`).
+struct NumberToken {
+    range: std::ops::Range<usize>,
+    float: bool,
+}
+
+/// The number tokens of a JSON text, in order.
+fn number_tokens(bytes: &[u8]) -> Vec<NumberToken> {
     let mut tokens = Vec::new();
     let mut in_string = false;
     let mut escaped = false;
@@ -123,9 +158,12 @@ fn float_tokens(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
                 offset += 1;
             }
             let token = &bytes[start..offset];
-            if token.iter().any(|byte| matches!(byte, b'.' | b'e' | b'E')) || token.len() > 19 {
-                tokens.push(start..offset);
-            }
+            let integer = std::str::from_utf8(token).unwrap_or_default();
+            tokens.push(NumberToken {
+                range: start..offset,
+                float: token.iter().any(|byte| matches!(byte, b'.' | b'e' | b'E'))
+                    || (integer.parse::<u64>().is_err() && integer.parse::<i64>().is_err()),
+            });
             continue;
         }
         offset += 1;
@@ -205,6 +243,54 @@ mod tests {
             };
             assert_eq!(negative.to_bits(), (-exact).to_bits(), "-{text}");
             assert!(matches!(object.get("s"), Some(Value::String(s)) if s == text));
+        }
+    }
+
+    /// Found by the `compact_page` fuzz target: in a page with several floats near 105,
+    /// one token misread as the bits another token reads correctly, so correcting
+    /// values by their misread bits changed the second (`105.00000000092233` became
+    /// `105.00000000092231`). Each token keeps its own value, in either order.
+    #[test]
+    fn one_tokens_misreading_is_not_taken_for_another_tokens_value() {
+        let tokens = [
+            "105.0000000009223354057056795867",
+            "105.00000000092233",
+            "105.00000000092231",
+            "1.0000000000922335e2",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+        ];
+        for order in [tokens.to_vec(), tokens.iter().rev().copied().collect()] {
+            let text = format!("[{},{{\"k\":[{}]}}]", order.join(","), order.join(","));
+            let Ok(Value::Array(items)) = parse_json(&text) else {
+                panic!("{text}")
+            };
+            let Some(Value::Object(object)) = items.last() else {
+                panic!()
+            };
+            let Some(Value::Array(nested)) = object.get("k") else {
+                panic!()
+            };
+            for (token, read) in order.iter().zip(items.iter().chain(nested)) {
+                let expected = match json::from_str::<Value>(token).unwrap() {
+                    Value::Number(json::Number::F64(_)) => {
+                        json::Number::F64(token.parse::<f64>().unwrap())
+                    }
+                    Value::Number(integer) => integer,
+                    _ => unreachable!(),
+                };
+                let same = match (read, &expected) {
+                    (Value::Number(json::Number::F64(a)), json::Number::F64(b)) => {
+                        a.to_bits() == b.to_bits()
+                    }
+                    (Value::Number(json::Number::U64(a)), json::Number::U64(b)) => a == b,
+                    (Value::Number(json::Number::I64(a)), json::Number::I64(b)) => a == b,
+                    _ => false,
+                };
+                assert!(same, "{token} read as {read:?} in {text}");
+            }
         }
     }
 
