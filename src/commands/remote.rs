@@ -177,6 +177,7 @@ fn forward_import(
         out,
         &mut err,
         &mut write,
+        true,
     )
 }
 

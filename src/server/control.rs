@@ -351,11 +351,12 @@ impl CliRequest {
 /// Files named on the command line come in the request, read by the CLI beforehand.
 fn cli(app: &App, request: &Request) -> Result<Value, ApiError> {
     let CliRequest { command, files } = CliRequest::parse(&request.body)?;
-    let read_input = |file: &str| -> Result<(String, Box<dyn std::io::Read>), Error> {
+    let read_input = |file: &str| -> Result<(String, Box<dyn std::io::Read + Send>), Error> {
         files
             .get(file)
             .map(|bytes| {
-                let reader: Box<dyn std::io::Read> = Box::new(std::io::Cursor::new(bytes.clone()));
+                let reader: Box<dyn std::io::Read + Send> =
+                    Box::new(std::io::Cursor::new(bytes.clone()));
                 (file.to_owned(), reader)
             })
             .ok_or_else(|| Error::Usage(format!("{file} was not sent with the request")))

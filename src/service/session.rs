@@ -12,7 +12,8 @@ use super::{lattice, verify};
 
 /// Opens an input file by the name given on the command line: its name for messages
 /// and a reader, so an import reads it record by record.
-pub(crate) type ReadInput<'a> = &'a dyn Fn(&str) -> Result<(String, Box<dyn std::io::Read>), Error>;
+pub(crate) type ReadInput<'a> =
+    &'a dyn Fn(&str) -> Result<(String, Box<dyn std::io::Read + Send>), Error>;
 
 /// What a lattice command works with.
 pub(crate) struct Session<'a> {
