@@ -818,10 +818,13 @@ impl Syncer {
         delivered_by_core: bool,
     ) -> Result<RemoteRecord, Refusal> {
         let origin = record.version.origin;
-        let author_fingerprint = record
-            .author_key
-            .and_then(|key| PublicKey::from_bytes(&key).ok())
-            .map_or_else(|| origin.short(), |key| key.fingerprint());
+        // Hashed only for a record that is held: it names the author in the message.
+        let author_fingerprint = || {
+            record
+                .author_key
+                .and_then(|key| PublicKey::from_bytes(&key).ok())
+                .map_or_else(|| origin.short(), |key| key.fingerprint())
+        };
         let rules = self.trust_rules();
         let author_tier = if rules.asks_author_tier(&origin, delivered_by_core) {
             trust_book::tier_of(&self.store.borrow(), &origin)
@@ -843,7 +846,7 @@ impl Syncer {
                 id: record.id.clone(),
                 version: record.version,
                 reason: hold.reason,
-                author_fingerprint,
+                author_fingerprint: author_fingerprint(),
                 message: hold.message,
                 peer: peer.to_owned(),
                 delivered_by_core,
