@@ -704,11 +704,15 @@ fn bench_size(n: usize, changes: &[usize], deadline: Instant) -> Vec<Row> {
 impl Node {
     /// Trusts `key` as a sandbox peer (pull only), through the control API.
     fn run_via_api_trust(&self, key: &KeyPair) {
-        let args = format!(
-            r#"{{"args":["trust","add","{}","--tier","sandbox"],"files":{{}}}}"#,
+        let body = format!(
+            r#"{{"public_key":"{}","tier":"sandbox"}}"#,
             key.public_key().to_base64()
         );
-        self.api("POST", "/api/cli", &args);
+        let answer = self.api("POST", "/api/trust/keys", &body);
+        assert!(
+            matches!(&answer, Value::Object(fields) if fields.contains_key("entry")),
+            "trusting the bench's key: {answer:?}"
+        );
     }
 }
 

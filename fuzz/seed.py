@@ -156,7 +156,7 @@ for request in [
     "POST /federation/v2/reconcile\n\n\x61",
     "GET /\n\n",
     "GET /metrics\n\n",
-    "OPTIONS /api/cli\n\n",
+    "OPTIONS /api/lattice/nodes\n\n",
 ]:
     add("routes", request)
 

@@ -46,7 +46,7 @@ fn main() {
     let result = Config::from_args(&args, &env).and_then(|config| {
         let mut out = Output::stdout();
         service::exit_on_storage_panic(&config);
-        commands::run(args, &argv[1..], &config, &mut out)
+        commands::run(args, &config, &mut out)
     });
     if let Err(error) = result {
         if !matches!(error, ark_lattice::error::Error::Reported { .. }) {

@@ -29,21 +29,6 @@ enum Answer {
     Record(StoredRecord),
 }
 
-/// Whether `command` is answered here (else by `service::run_lattice`).
-pub(crate) fn is_typed(command: &Command) -> bool {
-    matches!(
-        command,
-        Command::Add(_)
-            | Command::Delete(_)
-            | Command::List(_)
-            | Command::Query(_)
-            | Command::Stats(_)
-            | Command::Conflicts(_)
-            | Command::Gc(_)
-            | Command::Get(_)
-    )
-}
-
 /// Runs a typed command on the store this process opened.
 pub(crate) fn run_here(
     command: &Command,

@@ -1,7 +1,5 @@
-//! Talking to the running server from the CLI: finding it through `server.json`,
-//! calling its control API, and forwarding lattice commands to `POST /api/cli`.
-
-use std::path::PathBuf;
+//! Talking to the running server from the CLI: calling its control API by route (found
+//! through `server.json`), and sending each store command to its route.
 
 use miniserde::json::{self, Object, Value};
 
@@ -177,86 +175,28 @@ fn forward_import(
         out,
         &mut err,
         &mut write,
-        true,
     )
 }
 
-/// Sends a lattice command to the running server and prints what it answers, exactly
-/// as if it had run here. Input files are read here and sent along; `export -o` is
-/// written here.
+/// Runs a store command on the running server that holds the store, and prints its
+/// answer exactly as if it had run here. Input files are read here and `export -o` is
+/// written here: the server may not reach the caller's files.
 pub(crate) fn forward(
     config: &Config,
     server: &ServerInfo,
-    argv: &[String],
     command: &Command,
     out: &mut Output,
 ) -> Result<(), Error> {
-    if let Command::Import(import) = command {
-        return forward_import(config, server, import, out);
-    }
-    if let Command::Trust(trust) = command {
-        return super::trust::run_on_server(&trust.command, config, server, out);
-    }
-    if super::lattice::is_typed(command) {
-        return super::lattice::run_on_server(command, config, server, out);
-    }
-    let files = Object::new();
-    let args = argv.iter().map(|arg| Value::String(arg.clone())).collect();
-    let body = Value::Object(
-        [
-            ("args".to_owned(), Value::Array(args)),
-            ("files".to_owned(), Value::Object(files)),
-        ]
-        .into_iter()
-        .collect(),
-    );
-    let answer = call(
-        config,
-        server,
-        Route::Cli.method(),
-        Route::Cli.path(),
-        Some(body),
-    )?;
-    let fields = Fields::new(&answer, "the server's answer");
-    let stdout = fields
-        .opt_str("stdout")
-        .map_err(|error| Error::Other(error.0))?
-        .unwrap_or("");
-    let stderr = fields
-        .opt_str("stderr")
-        .map_err(|error| Error::Other(error.0))?
-        .unwrap_or("");
-    let code = fields
-        .opt_u64("exit_code")
-        .map_err(|error| Error::Other(error.0))?
-        .unwrap_or(1) as i32;
-    eprint!("{stderr}");
     match command {
-        // An export that left out damaged records (exit 6) is still written: it holds
-        // every intact record.
-        Command::Export(export)
-            if export.output.is_some()
-                && (code == 0 || code == crate::error::exit::STORE_DAMAGED) =>
-        {
-            let path = PathBuf::from(export.output.as_deref().unwrap_or_default());
-            let temporary = path.with_extension("partial");
-            std::fs::write(&temporary, stdout)
-                .and_then(|()| std::fs::rename(&temporary, &path))
-                .map_err(|source| Error::File {
-                    path: path.clone(),
-                    source,
-                })?;
-            eprintln!("exported to {}", path.display());
+        Command::Import(import) => forward_import(config, server, import, out),
+        Command::Trust(trust) => super::trust::run_on_server(&trust.command, config, server, out),
+        Command::Export(args) => super::export::on_server(config, server, args, out),
+        Command::Verify(args) => {
+            let report = super::verify::on_server(config, server, args)?;
+            super::verify::render(&report, args.json, out)
         }
-        _ => {
-            out.write(stdout.as_bytes())?;
-            out.flush()?;
-        }
+        _ => super::lattice::run_on_server(command, config, server, out),
     }
-    if code != 0 {
-        return Err(Error::Reported { code });
-    }
-    Ok(())
 }
 
 /// Whether the command asked for JSON output (`--json` as a switch; `add --json`

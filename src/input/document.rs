@@ -287,8 +287,14 @@ fn topics(
 /// it has at least two non-blank lines and either the first is a complete JSON value
 /// by itself (a pretty-printed document never starts that way), or the first is a
 /// broken object whose error lies no further than the second line while the second
-/// line is an object by itself (NDJSON whose first line is bad).
+/// line is an object by itself (NDJSON whose first line is bad). A text that starts
+/// with `[` is an array, broken or not, as [`RecordStream`](super::RecordStream)
+/// reads it: an array is never a record, so such a first line would make every line
+/// of the file count against it.
 fn looks_like_ndjson(text: &str) -> bool {
+    if text.trim_start_matches(is_json_whitespace).starts_with('[') {
+        return false;
+    }
     let mut lines = non_blank_lines(text);
     let (Some((_, first)), Some((second_number, second))) = (lines.next(), lines.next()) else {
         return false;

@@ -278,6 +278,19 @@ fn invalid_inputs_give_their_documented_error() {
                 "T".repeat(201)
             ),
         ),
+        // Found by the `import_stream` fuzz target: a complete array on the first line
+        // followed by more lines is a broken array, streamed or not, not NDJSON whose
+        // every line is refused.
+        (
+            b"[]\n\n]\n\nd\n\n\t\t\"{d\"  <<li,".to_vec(),
+            "in.json: malformed JSON at line 3, column 1: expected end of input, found ']'"
+                .into(),
+        ),
+        (
+            format!("[{}]\n{}", record("a"), record("b")).into_bytes(),
+            "in.json: malformed JSON at line 2, column 1: expected end of input, found '{'"
+                .into(),
+        ),
     ];
     assert!(cases.len() >= 10);
     for (input, expected) in cases {

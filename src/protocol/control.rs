@@ -5,6 +5,7 @@ use miniserde::json::{Number, Object, Value};
 
 use super::ark::InstanceInfo;
 use super::fields::{Fields, WireError};
+use crate::store::ApplyOutcome;
 
 /// `GET /api/v2/federation/status`: the instance info, flat, with the server's state.
 #[derive(Debug, Clone)]
@@ -133,29 +134,97 @@ fn object_of<'a>(value: &'a Value, context: &str) -> Result<&'a Object, WireErro
     }
 }
 
-/// One peer's sync, an element of [`SyncAnswer`]'s `result`.
+/// What one sync with one peer did, in the shape of ARK's sync result: what the sync
+/// returns, what the control API sends (an element of [`SyncAnswer`]'s `result`) and
+/// what the CLI reads back, one type.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PeerSyncSummary {
+pub struct PeerSyncResult {
     pub peer: String,
     pub success: bool,
     pub nodes_sent: u64,
     pub nodes_received: u64,
-    /// Records that arrived (either way) and were already there.
+    /// Records that arrived (either way) and were already there: a re-sent batch.
     pub nodes_unchanged: u64,
     pub conflicts: u64,
     /// Records the peer sent that were refused, with the reason.
     pub rejected: Vec<String>,
-    /// Records held back, by reason, every reason listed; empty when none is held.
+    /// Records from this peer held back for a reason that can go away, after the sync
+    /// (`sync::held`), by reason, every reason listed; empty when none is held.
     pub held: Vec<(String, u64)>,
     /// What is held and what to run, one line per cause.
     pub held_messages: Vec<String>,
     pub error: Option<String>,
-    /// Why a failed sync failed, for the retry policy: `unreachable`, `peer_failing`,
-    /// `refused` or `other` (`sync::engine::FailureKind`).
-    pub failure_kind: Option<String>,
+    /// What kind of failure `error` is, which sets the wait before the next try.
+    pub failure: Option<FailureKind>,
 }
 
-impl PeerSyncSummary {
+/// Why a sync failed, as far as trying again is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// No answer: the name did not resolve, the connection was refused, broke or timed
+    /// out. A link that flaps comes back at any moment.
+    Unreachable,
+    /// The peer refused us: 401 or 403 (our key is not trusted there, or not for this
+    /// route), or its TLS certificate is not one we trust. Only an operator can change
+    /// that, so asking sooner than the next round does not help.
+    Refused,
+    /// The peer answered 5xx or 429: up, but failing or overloaded.
+    PeerFailing,
+    /// Anything else: an answer we cannot use, or a failure here.
+    Other,
+}
+
+impl FailureKind {
+    /// The kind of a refusal answered with HTTP `status`.
+    pub fn of_status(status: u16) -> FailureKind {
+        match status {
+            401 | 403 => FailureKind::Refused,
+            429 | 500..=599 => FailureKind::PeerFailing,
+            _ => FailureKind::Other,
+        }
+    }
+
+    /// Every kind, for reading a name back.
+    pub const ALL: [FailureKind; 4] = [
+        FailureKind::Unreachable,
+        FailureKind::Refused,
+        FailureKind::PeerFailing,
+        FailureKind::Other,
+    ];
+
+    /// The kind a name from [`FailureKind::name`] stands for.
+    pub fn from_name(name: &str) -> Option<FailureKind> {
+        FailureKind::ALL
+            .into_iter()
+            .find(|kind| kind.name() == name)
+    }
+
+    /// The name `--json` and the control API show.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::Unreachable => "unreachable",
+            FailureKind::Refused => "refused",
+            FailureKind::PeerFailing => "peer_failing",
+            FailureKind::Other => "other",
+        }
+    }
+}
+
+impl PeerSyncResult {
+    /// Adds what applying records a peer sent did: received, unchanged, conflicts and
+    /// the refusals with their reasons.
+    pub fn count_applied(&mut self, outcome: &ApplyOutcome) {
+        self.nodes_received += outcome.applied;
+        self.nodes_unchanged += outcome.unchanged;
+        self.conflicts += outcome.conflicts;
+        self.rejected.extend(
+            outcome
+                .rejected
+                .iter()
+                .map(|(id, reason)| format!("{id}: {reason}")),
+        );
+    }
+
     pub fn to_json(&self) -> Value {
         let mut object = Object::new();
         object.insert("peer".into(), text(&self.peer));
@@ -179,13 +248,13 @@ impl PeerSyncSummary {
         if let Some(error) = &self.error {
             object.insert("error".into(), text(error));
         }
-        if let Some(kind) = &self.failure_kind {
-            object.insert("failureKind".into(), text(kind));
+        if let Some(kind) = self.failure {
+            object.insert("failureKind".into(), text(kind.name()));
         }
         Value::Object(object)
     }
 
-    pub fn from_json(object: &Object, context: &str) -> Result<PeerSyncSummary, WireError> {
+    pub fn from_json(object: &Object, context: &str) -> Result<PeerSyncResult, WireError> {
         let fields = Fields::new(object, context);
         let held = match fields.get("held") {
             Some(Value::Object(held)) => held
@@ -197,7 +266,15 @@ impl PeerSyncSummary {
                 .collect(),
             _ => Vec::new(),
         };
-        Ok(PeerSyncSummary {
+        let failure = match fields.opt_str("failureKind")? {
+            None => None,
+            Some(name) => Some(FailureKind::from_name(name).ok_or_else(|| {
+                WireError(format!(
+                    "{context}: field `failureKind` {name:?} is not unreachable, refused, peer_failing or other"
+                ))
+            })?),
+        };
+        Ok(PeerSyncResult {
             peer: fields.str("peer")?.to_owned(),
             success: fields
                 .opt_bool("success")?
@@ -210,7 +287,7 @@ impl PeerSyncSummary {
             held,
             held_messages: opt_strings(&fields, "heldMessages")?,
             error: fields.opt_str("error")?.map(str::to_owned),
-            failure_kind: fields.opt_str("failureKind")?.map(str::to_owned),
+            failure,
         })
     }
 }
@@ -218,14 +295,14 @@ impl PeerSyncSummary {
 /// `POST /api/v2/federation/sync {peerUrl?}` → ARK's `{status: "synced", result: [...]}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncAnswer {
-    pub results: Vec<PeerSyncSummary>,
+    pub results: Vec<PeerSyncResult>,
 }
 
 impl SyncAnswer {
     pub fn to_json(&self) -> Value {
         let mut object = Object::new();
         object.insert("status".into(), text("synced"));
-        let results = self.results.iter().map(PeerSyncSummary::to_json).collect();
+        let results = self.results.iter().map(PeerSyncResult::to_json).collect();
         object.insert("result".into(), Value::Array(results));
         Value::Object(object)
     }
@@ -236,7 +313,7 @@ impl SyncAnswer {
             .iter()
             .map(|result| {
                 let context = format!("{context}: result");
-                PeerSyncSummary::from_json(object_of(result, &context)?, &context)
+                PeerSyncResult::from_json(object_of(result, &context)?, &context)
             })
             .collect::<Result<_, _>>()?;
         Ok(SyncAnswer { results })
@@ -662,22 +739,23 @@ mod tests {
     #[test]
     fn sync_answers_keep_their_shape() {
         round_trip_sync(&SyncAnswer::default(), r#"{"result":[],"status":"synced"}"#);
-        let ok = PeerSyncSummary {
+        let ok = PeerSyncResult {
             peer: "http://127.0.0.1:8101".into(),
             success: true,
             nodes_sent: 2,
             nodes_received: 3,
             nodes_unchanged: 1,
             conflicts: 0,
-            ..PeerSyncSummary::default()
+            ..PeerSyncResult::default()
         };
-        let failed = PeerSyncSummary {
+        let failed = PeerSyncResult {
             peer: "http://127.0.0.1:8102".into(),
             rejected: vec!["a: forged".into()],
             held: vec![("clock_ahead".into(), 0), ("untrusted_author".into(), 4)],
             held_messages: vec!["held 4 from untrusted author SHA256:x".into()],
             error: Some("refused".into()),
-            ..PeerSyncSummary::default()
+            failure: Some(FailureKind::Refused),
+            ..PeerSyncResult::default()
         };
         round_trip_sync(
             &SyncAnswer {
@@ -685,7 +763,7 @@ mod tests {
             },
             concat!(
                 r#"{"result":[{"conflicts":0,"nodesReceived":3,"nodesSent":2,"nodesUnchanged":1,"peer":"http://127.0.0.1:8101","success":true},"#,
-                r#"{"conflicts":0,"error":"refused","held":{"clock_ahead":0,"untrusted_author":4},"heldMessages":["held 4 from untrusted author SHA256:x"],"nodesReceived":0,"nodesSent":0,"nodesUnchanged":0,"peer":"http://127.0.0.1:8102","rejected":["a: forged"],"success":false}],"status":"synced"}"#
+                r#"{"conflicts":0,"error":"refused","failureKind":"refused","held":{"clock_ahead":0,"untrusted_author":4},"heldMessages":["held 4 from untrusted author SHA256:x"],"nodesReceived":0,"nodesSent":0,"nodesUnchanged":0,"peer":"http://127.0.0.1:8102","rejected":["a: forged"],"success":false}],"status":"synced"}"#
             ),
         );
     }

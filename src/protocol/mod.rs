@@ -16,8 +16,8 @@ pub use ark::{
     PeerSummary, PeerSyncReport, ReceiveResult, SyncReport, not_found,
 };
 pub use control::{
-    AutoSyncAnswer, DiscoverAnswer, FoundPeer, LanEntry, LanSource, LatticeStatus, PeerAddAnswer,
-    PeerRemoved, PeerSyncSummary, PinnedKey, ScanSummary, SyncAnswer,
+    AutoSyncAnswer, DiscoverAnswer, FailureKind, FoundPeer, LanEntry, LanSource, LatticeStatus,
+    PeerAddAnswer, PeerRemoved, PeerSyncResult, PinnedKey, ScanSummary, SyncAnswer,
 };
 pub use fields::{Fields, WireError, json_object, parse_object};
 pub use legacy::{

@@ -108,7 +108,6 @@ route_table! {
     AutoSyncStart = "POST" "/api/v2/federation/auto-sync/start" Control false;
     AutoSyncStop = "POST" "/api/v2/federation/auto-sync/stop" Control false;
     Conflicts = "GET" "/api/v2/federation/conflicts" Control false;
-    Cli = "POST" "/api/cli" Control false;
     LatticeStats = "GET" "/api/lattice/stats" Control false;
     QueryNodes = "GET" "/api/lattice/nodes" Control false;
     WriteNodes = "POST" "/api/lattice/nodes" Control false;
@@ -117,6 +116,8 @@ route_table! {
     PutNode = "PUT" "/api/lattice/nodes/{id}" Control false;
     DeleteNode = "DELETE" "/api/lattice/nodes/{id}" Control false;
     Gc = "POST" "/api/lattice/gc" Control false;
+    Export = "GET" "/api/lattice/export" Control false;
+    Verify = "GET" "/api/lattice/verify" Control false;
     TrustedKeys = "GET" "/api/trust/keys" Control false;
     TrustKey = "POST" "/api/trust/keys" Control false;
     AcceptKey = "POST" "/api/trust/accept/{id}" Control false;

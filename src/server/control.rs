@@ -1,26 +1,22 @@
 //! The control API (`/api/...`, loopback or admin token only): our federation routes
-//! under `/api/v2/federation/*` (ARK's own, `/api/federation/*`, are in `ark_api`),
-//! lattice routes for scripts, and `/api/cli`, which runs a lattice command for the CLI
-//! while this server holds the store.
+//! under `/api/v2/federation/*` (ARK's own, `/api/federation/*`, are in `ark_api`), and
+//! the lattice and trust routes the CLI (and scripts) use while this server holds the
+//! store.
 //!
 //! The operations are the service layer's (`crate::service`), the very ones the CLI runs
 //! in-process when no server is running; this module reads requests into their
 //! arguments and renders their typed answers as JSON.
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use miniserde::json::{Object, Value};
 
 use super::app::App;
-use super::routes::{ApiError, number, object, text};
-use crate::error::Error;
+use super::routes::{ApiError, number, object};
 use crate::http::{Request, percent_decode};
 use crate::model::unix_millis_now;
 use crate::protocol::{Fields, Route, parse_object};
-use crate::service::{
-    self, AddPeer, DiscoverOptions, HeldRelease, OpError, Output, Session, run_lattice,
-};
+use crate::service::{self, AddPeer, DiscoverOptions, HeldRelease, OpError};
 use crate::store::Query;
 
 impl From<OpError> for ApiError {
@@ -54,7 +50,6 @@ pub(crate) async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, Ap
                 ("stopping", Value::Bool(true)),
             ]))
         }
-        Route::Cli => cli(app, request),
         Route::LatticeStats
         | Route::QueryNodes
         | Route::WriteNodes
@@ -62,7 +57,9 @@ pub(crate) async fn handle(app: &Rc<App>, request: &Request) -> Result<Value, Ap
         | Route::GetRecord
         | Route::PutNode
         | Route::DeleteNode
-        | Route::Gc => lattice_route(app, request, route, parameter),
+        | Route::Gc
+        | Route::Export
+        | Route::Verify => lattice_route(app, request, route, parameter),
         Route::TrustedKeys | Route::TrustKey | Route::AcceptKey | Route::RemoveKey => {
             trust_route(app, request, route, parameter).await
         }
@@ -180,35 +177,62 @@ fn lattice_route(
         Route::PutNode => put_node(app, request, &id),
         Route::DeleteNode => Ok(service::delete_node(&mut app.store.borrow_mut(), &id)?.to_json()),
         Route::Gc => gc(app, &body(request)?),
+        Route::Export => export_page(app, request),
+        Route::Verify => verify(app, request),
         _ => Err(ApiError::no_route()),
     }
 }
 
-/// `GET /api/lattice/nodes?type=&language=&category=&capability=&search=&after=&limit=`.
+/// `GET /api/lattice/nodes?type=&language=&category=&capability=&search=&after=&limit=`;
+/// `limit` defaults to 100, and 0 means every match.
 fn list_nodes(app: &App, request: &Request) -> Result<Value, ApiError> {
-    let limit = request
-        .query_param("limit")
-        .and_then(|limit| limit.parse().ok())
-        .unwrap_or(100);
+    let params = query_params(
+        request,
+        &[
+            "type",
+            "language",
+            "category",
+            "capability",
+            "search",
+            "after",
+            "limit",
+        ],
+    )?;
+    let limit = count_limit(&params, 100)?;
+    let text = |name| params.get(name).cloned();
     let query = Query {
-        node_type: request.query_param("type"),
-        language: request.query_param("language"),
-        category: request.query_param("category"),
-        capability: request.query_param("capability"),
-        search: request.query_param("search"),
-        after: request.query_param("after"),
-        limit: (limit > 0).then_some(limit),
+        node_type: text("type"),
+        language: text("language"),
+        category: text("category"),
+        capability: text("capability"),
+        search: text("search"),
+        after: text("after"),
+        limit,
     };
     Ok(service::find_nodes(&app.store.borrow(), &query)?.to_json())
 }
 
+/// `GET /api/lattice/conflicts?limit=`; `limit` defaults to 50, and 0 means all.
 fn conflicts(app: &App, request: &Request) -> Result<Value, ApiError> {
-    let limit = request
-        .query_param("limit")
-        .and_then(|limit| limit.parse().ok())
-        .unwrap_or(50);
-    let limit = (limit > 0).then_some(limit);
+    let params = query_params(request, &["limit"])?;
+    let limit = count_limit(&params, 50)?;
     Ok(service::conflicts(&app.store.borrow(), limit)?.to_json())
+}
+
+/// A listing's `limit` parameter: `default` when absent, `None` (no limit) for 0.
+fn count_limit(
+    params: &std::collections::BTreeMap<&str, String>,
+    default: usize,
+) -> Result<Option<usize>, ApiError> {
+    let limit = match params.get("limit") {
+        None => default,
+        Some(text) => text.parse::<usize>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "query parameter \"limit\" {text:?} is not a whole number (0 for all)"
+            ))
+        })?,
+    };
+    Ok((limit > 0).then_some(limit))
 }
 
 /// `PUT /api/lattice/nodes/{id}` with the node → `{id, outcome}`: `add` on the store
@@ -299,98 +323,74 @@ async fn trust_route(
     Ok(change.to_json())
 }
 
-/// A `POST /api/cli` request read once into its typed form: the command (ARK's CLI
-/// argv by design, parsed here by the CLI's own definitions) and the files it names.
-struct CliRequest {
-    command: crate::cli::Command,
-    files: BTreeMap<String, Vec<u8>>,
-}
-
-impl CliRequest {
-    fn parse(body: &[u8]) -> Result<CliRequest, ApiError> {
-        let body = parse_object(body, "cli request")?;
-        let fields = Fields::new(&body, "cli request");
-        let args: Vec<String> = fields
-            .array("args")?
-            .iter()
-            .map(|arg| match arg {
-                Value::String(arg) => Ok(arg.clone()),
-                _ => Err(ApiError::bad_request("cli request: `args` must be strings")),
-            })
-            .collect::<Result<_, _>>()?;
-        let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        if let Some(Value::Object(sent)) = fields.get("files") {
-            for (name, content) in sent.iter() {
-                let Value::String(encoded) = content else {
-                    return Err(ApiError::bad_request(format!(
-                        "cli request: file {name:?} is not base64 text"
-                    )));
-                };
-                let bytes = crate::protocol::unbase64(encoded).ok_or_else(|| {
-                    ApiError::bad_request(format!("cli request: file {name:?} is not valid base64"))
-                })?;
-                files.insert(name.clone(), bytes);
-            }
-        }
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let parsed = <crate::cli::Args as argh::FromArgs>::from_args(&["ark-lattice"], &refs)
-            .map_err(|early_exit| ApiError::bad_request(early_exit.output))?;
-        let Some(mut command) = parsed.command else {
-            return Err(ApiError::bad_request("cli request has no command"));
+/// The query parameters of a request, each allowed name at most once; an unknown or
+/// repeated name is refused, naming it, so a caller who expected a parameter to do
+/// something learns that it does not.
+fn query_params<'a>(
+    request: &Request,
+    allowed: &[&'a str],
+) -> Result<std::collections::BTreeMap<&'a str, String>, ApiError> {
+    let mut params = std::collections::BTreeMap::new();
+    for pair in request.query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = percent_decode(name);
+        let Some(known) = allowed.iter().find(|known| **known == name) else {
+            return Err(ApiError::bad_request(format!(
+                "unknown query parameter {name:?}; this route takes {}",
+                allowed.join(", ")
+            )));
         };
-        // The caller writes `export -o FILE` itself: this process may not reach its files.
-        if let crate::cli::Command::Export(export) = &mut command {
-            export.output = None;
+        if params.insert(*known, percent_decode(value)).is_some() {
+            return Err(ApiError::bad_request(format!(
+                "query parameter {name:?} is given more than once"
+            )));
         }
-        Ok(CliRequest { command, files })
     }
+    Ok(params)
 }
 
-/// `POST /api/cli {args: [...], files: {name: base64}}` → `{stdout, stderr, exit_code}`.
-/// Runs a lattice command exactly as the CLI would, on the store this server holds.
-/// Files named on the command line come in the request, read by the CLI beforehand.
-fn cli(app: &App, request: &Request) -> Result<Value, ApiError> {
-    let CliRequest { command, files } = CliRequest::parse(&request.body)?;
-    let read_input = |file: &str| -> Result<(String, Box<dyn std::io::Read + Send>), Error> {
-        files
-            .get(file)
-            .map(|bytes| {
-                let reader: Box<dyn std::io::Read + Send> =
-                    Box::new(std::io::Cursor::new(bytes.clone()));
-                (file.to_owned(), reader)
-            })
-            .ok_or_else(|| Error::Usage(format!("{file} was not sent with the request")))
-    };
-    let (mut out, stdout) = Output::capture();
-    let (mut err, stderr) = Output::capture();
-    let result = {
-        // The store borrow ends here: the held release below awaits.
-        let mut store = app.store.borrow_mut();
-        let mut session = Session {
-            store: &mut store,
-            config: &app.config,
-            out: &mut out,
-            err: &mut err,
-            read_input: &read_input,
-        };
-        run_lattice(&command, &mut session)
-    };
-    let exit_code = match result {
-        Ok(()) => 0,
-        Err(error) => {
-            if !matches!(error, Error::Reported { .. }) {
-                let _ = err.line(format!("error: {error}"));
+/// `GET /api/lattice/export?type=&after=&limit=` → `{nodes, next, left_out}`: one page
+/// of `export`, the nodes after `after` in id order, at most `limit` (1 to 10,000,
+/// default 1,000) and about 1 MiB of them; `next` is the `after` of the next page,
+/// `null` at the end.
+fn export_page(app: &App, request: &Request) -> Result<Value, ApiError> {
+    let params = query_params(request, &["type", "after", "limit"])?;
+    let node_type = params.get("type").map(String::as_str);
+    if node_type == Some("") {
+        return Err(ApiError::bad_request(
+            "query parameter \"type\" is empty; leave it out to export every type",
+        ));
+    }
+    let limit = match params.get("limit") {
+        None => service::EXPORT_PAGE_DEFAULT_NODES,
+        Some(text) => match text.parse::<usize>() {
+            Ok(limit @ 1..=service::EXPORT_PAGE_MAX_NODES) => limit,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "query parameter \"limit\" {text:?} is not a number from 1 to {}",
+                    service::EXPORT_PAGE_MAX_NODES
+                )));
             }
-            error.exit_code()
+        },
+    };
+    let after = params.get("after").map(String::as_str);
+    let page = service::export_page(&app.store.borrow(), node_type, after, limit)?;
+    Ok(page.to_json())
+}
+
+/// `GET /api/lattice/verify[?skip_page_check=true]` → what `verify --json` prints: the
+/// store this server holds checked page by page (unless skipped) and record by record.
+fn verify(app: &App, request: &Request) -> Result<Value, ApiError> {
+    let params = query_params(request, &["skip_page_check"])?;
+    let skip_page_check = match params.get("skip_page_check").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "query parameter \"skip_page_check\" {other:?} is not true or false"
+            )));
         }
     };
-    drop(out);
-    drop(err);
-    let stdout = String::from_utf8_lossy(&stdout.borrow()).into_owned();
-    let stderr = String::from_utf8_lossy(&stderr.borrow()).into_owned();
-    Ok(object([
-        ("stdout", text(&stdout)),
-        ("stderr", text(&stderr)),
-        ("exit_code", number(exit_code as u64)),
-    ]))
+    let report = service::verify_store(&mut app.store.borrow_mut(), &app.config, skip_page_check)?;
+    Ok(report.to_json())
 }

@@ -36,6 +36,38 @@ const fn doc(summary: &'static str, request: Example, answer: Example) -> RouteD
 
 const URL: &str = "http://192.168.1.100:9000";
 
+fn sample_export_page() -> Value {
+    let node = crate::model::Node {
+        id: "py_hello".into(),
+        node_type: "template_node".into(),
+        value: "Hello in Python".into(),
+        ..crate::model::Node::default()
+    };
+    crate::service::ExportPage {
+        nodes: vec![node],
+        next: Some("py_hello".into()),
+        left_out: 0,
+    }
+    .to_json()
+}
+
+fn sample_verify_report() -> Value {
+    use crate::service::{PagesReport, RecordCounts, RecordsReport, VerifyReport};
+    VerifyReport {
+        store: "/var/lib/ark-lattice/lattice.redb".into(),
+        pages: PagesReport::Clean,
+        pages_after: None,
+        records: RecordsReport::Read(RecordCounts {
+            nodes: 1234,
+            tombstones: 2,
+            changes: 1240,
+            signed: 1236,
+            ..RecordCounts::default()
+        }),
+    }
+    .to_json()
+}
+
 fn sample_info() -> InstanceInfo {
     InstanceInfo {
         instance_id: "5f0c…64 hex".into(),
@@ -398,11 +430,6 @@ fn describe(route: Route) -> RouteDoc {
             Example::None,
             Example::Text(r#"{"count":0,"conflicts":[]}"#),
         ),
-        Route::Cli => doc(
-            "run a lattice command that prints its own output (export, verify) on the store this server holds; the others have the routes below",
-            Example::Text(r#"{"args":["export","--format","ndjson"],"files":{}}"#),
-            Example::Text(r#"{"stdout":"…","stderr":"","exit_code":0}"#),
-        ),
         Route::LatticeStats => doc(
             "store counts and whose store it is (`stats --json`)",
             Example::None,
@@ -448,6 +475,16 @@ fn describe(route: Route) -> RouteDoc {
             "purge tombstones of deletes older than `older_than_days` days, as `gc` does",
             Example::Text(r#"{"older_than_days":30}"#),
             Example::Text(r#"{"purged_tombstones":2,"older_than_days":30}"#),
+        ),
+        Route::Export => doc(
+            "one page of `export` (?type=&after=&limit=): every intact node in id order, at most `limit` (1 to 10,000, default 1,000) and about 1 MiB; ask again with `after` = `next` until `next` is null; `left_out` counts damaged records skipped",
+            Example::None,
+            Example::Built(sample_export_page),
+        ),
+        Route::Verify => doc(
+            "check the store page by page (unless ?skip_page_check=true) and record by record, as `verify --json` prints it",
+            Example::None,
+            Example::Built(sample_verify_report),
         ),
         Route::TrustedKeys => doc(
             "the trusted keys (`trust list --json`), or with ?pending=true the keys seen and not accepted (`trust pending --json`)",

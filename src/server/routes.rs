@@ -558,7 +558,7 @@ mod tests {
     fn control_call(method: &str, headers: &[(&str, &str)]) -> Request {
         Request {
             method: method.into(),
-            path: "/api/cli".into(),
+            path: "/api/lattice/nodes".into(),
             ..request("127.0.0.1:5000", headers)
         }
     }

@@ -280,9 +280,7 @@ pub(crate) fn sync_targets_for(
 pub(crate) async fn sync(instance: &Instance, peer: Option<&str>) -> Result<SyncAnswer, OpError> {
     let targets = sync_targets_for(instance, peer)?;
     let results = super::join_all(targets.iter().map(|url| instance.sync_peer(url))).await;
-    Ok(SyncAnswer {
-        results: results.iter().map(|result| result.summary()).collect(),
-    })
+    Ok(SyncAnswer { results })
 }
 
 /// Turns auto-sync on or off (and sets its interval), saved for the next start.

@@ -1,15 +1,11 @@
-//! The lattice operations. `import` and `export` still print text or `--json`
-//! themselves (through a [`Session`]); add, get, delete, list and query, stats and
-//! conflicts return typed answers (`views`) that the CLI and the control API render.
+//! The lattice operations. `import` still prints text or `--json` itself; add, get,
+//! delete, list and query, stats and conflicts return typed answers (`views`) that the
+//! CLI and the control API render (`export` is `export.rs`).
 
-use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use miniserde::json::{self, Array, Value};
-
-use super::output::{Output, number, object, string};
-use super::session::Session;
+use super::output::{Output, number, object};
 use super::views::{
     AddOutcome, Added, ConflictList, ConflictView, Deleted, InstanceLabel, NodeList, NodeView,
     StatsReport, StoredRecord,
@@ -18,39 +14,25 @@ use crate::cli;
 use crate::config::{Config, IMPORT_BATCH};
 use crate::error::Error;
 use crate::input::{self, StreamItem};
-use crate::model::{Node, Shape, format_rfc3339, unix_millis_now};
+use crate::model::{Node, unix_millis_now};
 use crate::store::{Body, Deletion, Query, Store, WriteSummary};
 
-pub(crate) fn import(session: &mut Session<'_>, args: &cli::Import) -> Result<(), Error> {
-    let store = &mut *session.store;
-    // A store that may sign on two threads is opened by the CLI, not the server.
-    let parse_ahead = store.signs_on_two_threads();
-    let mut write = |batch: &[Node]| -> Result<WriteSummary, Error> {
-        Ok(store.write_nodes(batch, unix_millis_now())?)
-    };
-    import_with(
-        args,
-        session.config.verbose,
-        session.read_input,
-        session.out,
-        session.err,
-        &mut write,
-        parse_ahead,
-    )
-}
+/// Opens an input file by the name given on the command line: its name for messages
+/// and a reader, so an import reads it record by record (on a thread of its own).
+pub(crate) type ReadInput<'a> =
+    &'a dyn Fn(&str) -> Result<(String, Box<dyn std::io::Read + Send>), Error>;
 
 /// `import`, with each batch of valid nodes (at most [`IMPORT_BATCH`]) handed to
-/// `write`: the store here, or a running server that holds it (`remote`). With
-/// `parse_ahead` (never in the server, which keeps to its one thread) a thread reads
-/// and checks the next batch while `write` takes the last.
+/// `write`: the store here, or a running server that holds it (`remote`). A thread
+/// reads and checks the records while `write` takes the batch before; this runs in the
+/// CLI's process only, never in the server, which keeps to its one thread.
 pub(crate) fn import_with(
     args: &cli::Import,
     verbose: bool,
-    read_input: super::session::ReadInput<'_>,
+    read_input: ReadInput<'_>,
     out: &mut Output,
     err: &mut Output,
     write: &mut dyn FnMut(&[Node]) -> Result<WriteSummary, Error>,
-    parse_ahead: bool,
 ) -> Result<(), Error> {
     if args.files.is_empty() {
         return Err(Error::Usage(
@@ -60,7 +42,6 @@ pub(crate) fn import_with(
     let mut tally = ImportTally {
         verbose,
         write,
-        parse_ahead,
         batch: Vec::with_capacity(IMPORT_BATCH),
         totals: WriteSummary::default(),
         invalid: 0,
@@ -76,8 +57,6 @@ pub(crate) fn import_with(
 struct ImportTally<'a> {
     verbose: bool,
     write: &'a mut dyn FnMut(&[Node]) -> Result<WriteSummary, Error>,
-    /// Whether a thread reads the next batch while this one is written (a CLI process).
-    parse_ahead: bool,
     batch: Vec<Node>,
     totals: WriteSummary,
     invalid: u64,
@@ -106,7 +85,7 @@ impl ImportTally<'_> {
     fn import_file(
         &mut self,
         file: &str,
-        read_input: super::session::ReadInput<'_>,
+        read_input: ReadInput<'_>,
         err: &mut Output,
     ) -> Result<(), Error> {
         let opened = read_input(file).map_err(|error| error.to_string());
@@ -127,14 +106,6 @@ impl ImportTally<'_> {
         // never held whole (issue #13). A document that breaks off partway has its
         // records before the break imported, and is reported as unreadable.
         let mut read = 0u64;
-        if !self.parse_ahead {
-            for item in records {
-                if !self.take(item, &source, file, &mut read, err)? {
-                    return Ok(());
-                }
-            }
-            return self.finish_file(&source, err);
-        }
         // Reading and checking records is about a fifth of an import's time (issue 13):
         // a thread does it while this one signs and writes. It runs at most
         // `PARSE_AHEAD_CHUNKS` chunks of `PARSE_AHEAD_RECORDS` ahead, so the import holds
@@ -264,183 +235,6 @@ pub(crate) fn read_input(file: &str) -> Result<(String, Box<dyn Read + Send>), E
         source,
     })?;
     Ok((file.to_owned(), Box::new(opened)))
-}
-
-/// The export formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ExportFormat {
-    Json,
-    Ndjson,
-    Topics,
-    ArkRows,
-}
-
-impl ExportFormat {
-    fn parse(text: &str) -> Result<ExportFormat, Error> {
-        match text {
-            "json" => Ok(ExportFormat::Json),
-            "ndjson" => Ok(ExportFormat::Ndjson),
-            "topics" => Ok(ExportFormat::Topics),
-            "ark-rows" => Ok(ExportFormat::ArkRows),
-            other => Err(Error::Usage(format!(
-                "export format {other:?} is not json, ndjson, topics or ark-rows"
-            ))),
-        }
-    }
-}
-
-/// Topic name for nodes without a category in the topics export.
-const UNCATEGORIZED: &str = "uncategorized";
-
-/// Writes every intact node. Damaged ones are left out and reported; the export then
-/// ends with exit code 6, so a backup script sees it is incomplete.
-pub(crate) fn export(session: &mut Session<'_>, args: &cli::Export) -> Result<(), Error> {
-    let damaged_before = session.store.damaged_found();
-    export_intact(session, args)?;
-    match session.store.damaged_found() - damaged_before {
-        0 => Ok(()),
-        left_out => Err(Error::StoreDamaged(format!(
-            "the export left out {left_out} damaged record(s) (reported above); they are fetched again from a peer at the next sync"
-        ))),
-    }
-}
-
-fn export_intact(session: &mut Session<'_>, args: &cli::Export) -> Result<(), Error> {
-    let format = ExportFormat::parse(&args.format)?;
-    match &args.output {
-        None => {
-            write_export(session.store, format, &args.types, session.out)?;
-            session.out.flush()
-        }
-        Some(path) => {
-            // Write beside the target and rename, so a failed export never leaves a
-            // half-written file where a good one was.
-            let path = PathBuf::from(path);
-            let temporary = temporary_path(&path);
-            let file = std::fs::File::create(&temporary).map_err(|source| Error::File {
-                path: temporary.clone(),
-                source,
-            })?;
-            let mut file_out = Output::to(Box::new(std::io::BufWriter::new(file)));
-            let result = write_export(session.store, format, &args.types, &mut file_out)
-                .and_then(|count| file_out.flush().map(|()| count));
-            drop(file_out);
-            let count = match result {
-                Ok(count) => count,
-                Err(error) => {
-                    let _ = std::fs::remove_file(&temporary);
-                    return Err(error);
-                }
-            };
-            std::fs::rename(&temporary, &path).map_err(|source| Error::File {
-                path: path.clone(),
-                source,
-            })?;
-            session
-                .err
-                .line(format!("exported {count} node(s) to {}", path.display()))?;
-            Ok(())
-        }
-    }
-}
-
-fn temporary_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".partial");
-    path.with_file_name(name)
-}
-
-/// Writes every selected node; returns how many.
-fn write_export(
-    store: &Store,
-    format: ExportFormat,
-    types: &[String],
-    out: &mut Output,
-) -> Result<u64, Error> {
-    let mut count = 0u64;
-    let mut topics: BTreeMap<String, Array> = BTreeMap::new();
-    let mut visit = |node: Node, out: &mut Output| -> Result<(), Error> {
-        let shape = if format == ExportFormat::ArkRows {
-            Shape::ArkRow
-        } else {
-            Shape::Native
-        };
-        let text = json::to_string(&Value::Object(node.to_json(shape)));
-        match format {
-            ExportFormat::Json | ExportFormat::ArkRows => {
-                out.write(if count == 0 { b"[\n" } else { b",\n" })?;
-                out.write(text.as_bytes())?;
-            }
-            ExportFormat::Ndjson => out.line(text)?,
-            ExportFormat::Topics => {
-                let topic = node
-                    .category
-                    .clone()
-                    .unwrap_or_else(|| UNCATEGORIZED.to_owned());
-                topics
-                    .entry(topic)
-                    .or_default()
-                    .push(Value::Object(node.to_json(Shape::Native)));
-            }
-        }
-        count += 1;
-        Ok(())
-    };
-    let queries: Vec<Query> = if types.is_empty() {
-        vec![Query::default()]
-    } else {
-        types
-            .iter()
-            .map(|node_type| Query {
-                node_type: Some(node_type.clone()),
-                ..Query::default()
-            })
-            .collect()
-    };
-    for query in &queries {
-        let mut failure = None;
-        store.scan(query, |node, _| match visit(node, out) {
-            Ok(()) => true,
-            Err(error) => {
-                failure = Some(error);
-                false
-            }
-        })?;
-        if let Some(error) = failure {
-            return Err(error);
-        }
-    }
-    match format {
-        ExportFormat::Json | ExportFormat::ArkRows => {
-            out.write(if count == 0 { b"[]\n" } else { b"\n]\n" })?;
-        }
-        ExportFormat::Ndjson => {}
-        ExportFormat::Topics => {
-            let total = topics.values().map(|nodes| nodes.len() as u64).sum();
-            let topic_list: Array = topics
-                .into_iter()
-                .map(|(name, nodes)| {
-                    object([("name", string(name)), ("nodes", Value::Array(nodes))])
-                })
-                .collect();
-            let document = object([
-                (
-                    "meta",
-                    object([
-                        (
-                            "exported_by",
-                            string(format!("ark-lattice {}", env!("CARGO_PKG_VERSION"))),
-                        ),
-                        ("exported_at", string(format_rfc3339(unix_millis_now()))),
-                        ("total_nodes", number(total)),
-                    ]),
-                ),
-                ("topics", Value::Array(topic_list)),
-            ]);
-            out.json(&document)?;
-        }
-    }
-    Ok(count)
 }
 
 /// Writes one node as a local edit: `created_at` as given, else kept from the version it

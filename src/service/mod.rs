@@ -6,6 +6,7 @@
 mod discover;
 mod error;
 pub(crate) mod events;
+mod export;
 mod federation;
 mod gc;
 mod instance;
@@ -14,15 +15,19 @@ mod lattice;
 mod open;
 mod output;
 mod running;
-mod session;
 mod store_wait;
 mod trust;
 mod verify;
+mod verify_report;
 mod views;
 
 pub(crate) use discover::is_trusted;
 pub(crate) use discover::{DiscoverOptions, discover};
 pub(crate) use error::OpError;
+pub(crate) use export::{
+    EXPORT_PAGE_DEFAULT_NODES, EXPORT_PAGE_MAX_NODES, ExportFormat, ExportPage, ExportWriter,
+    export_nodes, export_page,
+};
 pub(crate) use federation::{
     AddPeer, PeerList, add_peer, list_peers, remove_peer, set_auto_sync, status, sync,
 };
@@ -39,10 +44,10 @@ pub(crate) use open::{open_store, storage_panics_are_handled_elsewhere};
 pub use output::Output;
 pub(crate) use output::{node_with_meta, number, object, string, time_or_dash, truncate};
 pub(crate) use running::{SERVER_FILE, ServerInfo, running_server};
-pub(crate) use session::{Session, run_lattice};
 pub(crate) use store_wait::{Holder, open_waiting};
 pub(crate) use trust::{accept_key, keygen, remove_key, trust_key, trusted_keys};
-pub(crate) use verify::{check_before_serving, verify_offline};
+pub(crate) use verify::{check_before_serving, verify_offline, verify_store};
+pub(crate) use verify_report::{PagesReport, RecordCounts, RecordsReport, VerifyReport};
 pub(crate) use views::{
     Added, ConflictList, Deleted, HeldRelease, NodeList, NodeView, Purged, StatsReport,
     StoredRecord, TrustAction, TrustChange, TrustList,

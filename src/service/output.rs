@@ -31,12 +31,6 @@ impl Output {
         Output::to(Box::new(io::stderr()))
     }
 
-    /// Output into a buffer the caller reads afterwards.
-    pub fn capture() -> (Output, std::rc::Rc<std::cell::RefCell<Vec<u8>>>) {
-        let buffer = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-        (Output::to(Box::new(SharedBuffer(buffer.clone()))), buffer)
-    }
-
     pub fn to(sink: Box<dyn Write>) -> Output {
         Output {
             sink,
@@ -79,19 +73,6 @@ impl Output {
                 source,
             }),
         }
-    }
-}
-
-struct SharedBuffer(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
-
-impl Write for SharedBuffer {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

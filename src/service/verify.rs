@@ -19,9 +19,7 @@ use std::collections::HashMap;
 use miniserde::json::{self, Value};
 
 use super::open::open_store;
-use super::output::{number, object, string};
-use super::session::Session;
-use crate::cli;
+use super::verify_report::{PagesReport, RecordsReport, VerifyReport};
 use crate::config::{Config, KeySource};
 use crate::error::Error;
 use crate::model::{ClaimedContent, InstanceId, RecordClaim, SignatureFormat};
@@ -31,60 +29,61 @@ use crate::store::{
 use crate::sync::trust_book;
 use crate::trust::{PublicKey, Signature, verify_record, verify_record_v1};
 
-/// `verify` in this process, on a store a session holds (the CLI's own, or the
-/// server's when the command was forwarded to it).
-pub(crate) fn verify(session: &mut Session<'_>, args: &cli::Verify) -> Result<(), Error> {
-    let pages = if args.skip_page_check {
+/// `verify` in this process on a store it holds: the CLI's own with
+/// `--skip-page-check`, or the server's (`GET /api/lattice/verify`). On pages redb
+/// found damaged the records are not read: that could stop the process.
+pub(crate) fn verify_store(
+    store: &mut Store,
+    config: &Config,
+    skip_page_check: bool,
+) -> Result<VerifyReport, Error> {
+    let pages = if skip_page_check {
         None
     } else {
-        Some(session.store.check_pages()?)
+        Some(store.check_pages()?)
     };
     let records = match &pages {
-        Some(PageCheck::Damaged(_)) => Err(
+        Some(PageCheck::Damaged(_)) => RecordsReport::NotRead(
             "not read: reading damaged pages could stop this process; stop `serve` and run `ark-lattice verify` again"
                 .to_owned(),
         ),
-        _ => Ok(check_records(session.store, &own_key(session.config))?),
+        _ => RecordsReport::of(check_records(store, &own_key(config))?),
     };
-    let report = Report {
-        store: session.store.path().display().to_string(),
-        pages: pages_json(pages.as_ref()),
+    Ok(VerifyReport {
+        store: store.path().display().to_string(),
+        pages: PagesReport::of(pages.as_ref()),
         pages_after: None,
-        records: records_json(&records),
-    };
-    print(session.out, &report, args.json)
+        records,
+    })
 }
 
-/// `verify` from the CLI when no server holds the store. A store held by a server is
-/// an error the caller answers by forwarding the command.
-pub(crate) fn verify_offline(
-    config: &Config,
-    args: &cli::Verify,
-    out: &mut super::Output,
-) -> Result<(), Error> {
+/// `verify` from the CLI when no server holds the store: damaged records are moved
+/// aside, by a child process when the pages are damaged. A store held by a server is
+/// an error the caller answers by asking the server.
+pub(crate) fn verify_offline(config: &Config) -> Result<VerifyReport, Error> {
     let (mut store, _) = open_store(config)?;
     let pages = store.check_pages()?;
     let path = store.path().display().to_string();
     if !matches!(pages, PageCheck::Damaged(_)) {
         let records = check_records(&store, &own_key(config))?;
         crate::sync::move_aside_damaged(&mut store);
-        let report = Report {
+        return Ok(VerifyReport {
             store: path,
-            pages: pages_json(Some(&pages)),
+            pages: PagesReport::of(Some(&pages)),
             pages_after: None,
-            records: records_json(&Ok(records)),
-        };
-        return print(out, &report, args.json);
+            records: RecordsReport::of(records),
+        });
     }
     drop(store);
     let (records, pages_after) = move_aside_in_child(config)?;
-    let report = Report {
+    Ok(VerifyReport {
         store: path,
-        pages: pages_json(Some(&pages)),
-        pages_after: pages_after.as_ref().map(|pages| pages_json(Some(pages))),
+        pages: PagesReport::of(Some(&pages)),
+        pages_after: pages_after
+            .as_ref()
+            .map(|pages| PagesReport::of(Some(pages))),
         records,
-    };
-    print(out, &report, args.json)
+    })
 }
 
 /// What `serve` does before it opens the store for good: redb's page check, and when
@@ -121,10 +120,7 @@ pub(crate) fn check_before_serving(config: &Config) -> Result<(), Error> {
     );
     let (records, pages_after) = move_aside_in_child(config)?;
     if pages_after == Some(PageCheck::Clean) {
-        let moved = match field(&records, "damaged") {
-            Some(Value::Array(list)) => list.len(),
-            _ => 0,
-        };
+        let moved = records.damaged().len();
         eprintln!(
             "notice: store {}: {moved} damaged record(s) moved aside and the pages check clean again; the next sync fetches the records from peers",
             path.display()
@@ -137,10 +133,9 @@ pub(crate) fn check_before_serving(config: &Config) -> Result<(), Error> {
 /// Reads every record in a child process, which moves damaged ones aside; when it
 /// moved any, checks the pages again. Returns the child's `records` report and the
 /// second page check.
-fn move_aside_in_child(config: &Config) -> Result<(Value, Option<PageCheck>), Error> {
+fn move_aside_in_child(config: &Config) -> Result<(RecordsReport, Option<PageCheck>), Error> {
     let records = read_records_in_child(config);
-    let moved = matches!(field(&records, "damaged"), Some(Value::Array(list)) if !list.is_empty());
-    if !moved {
+    if records.damaged().is_empty() {
         return Ok((records, None));
     }
     let (mut store, _) = open_store(config)?;
@@ -150,8 +145,8 @@ fn move_aside_in_child(config: &Config) -> Result<(Value, Option<PageCheck>), Er
 /// Runs `verify --skip-page-check --json` as a child on the same state dir, key and
 /// cache (the environment is passed on), and returns its `records` part, or why the
 /// records could not be read.
-fn read_records_in_child(config: &Config) -> Value {
-    let not_read = |reason: String| records_json(&Err(reason));
+fn read_records_in_child(config: &Config) -> RecordsReport {
+    let not_read = RecordsReport::NotRead;
     let program = match std::env::current_exe() {
         Ok(program) => program,
         Err(error) => return not_read(format!("cannot find this program to read them: {error}")),
@@ -177,11 +172,13 @@ fn read_records_in_child(config: &Config) -> Value {
     let answer = std::str::from_utf8(&output.stdout)
         .ok()
         .and_then(|text| json::from_str::<Value>(text.trim()).ok());
-    match answer {
-        Some(Value::Object(mut report)) => report
-            .remove("records")
-            .unwrap_or_else(|| not_read("the reader gave no records".into())),
-        _ => {
+    let report = answer.and_then(|answer| match answer {
+        Value::Object(report) => VerifyReport::from_json(&report, "the reader's report").ok(),
+        _ => None,
+    });
+    match report {
+        Some(report) => report.records,
+        None => {
             use std::os::unix::process::ExitStatusExt;
             let how = match output.status.signal() {
                 Some(signal) => format!("was ended by signal {signal}"),
@@ -270,200 +267,4 @@ fn check_records(store: &Store, own: &Option<PublicKey>) -> Result<RecordCheck, 
         }
     };
     Ok(store.verify_records(&check)?)
-}
-
-struct Report {
-    store: String,
-    pages: Value,
-    /// The page check again, after damaged records were moved aside.
-    pages_after: Option<Value>,
-    records: Value,
-}
-
-fn pages_json(pages: Option<&PageCheck>) -> Value {
-    match pages {
-        None => object([("status", string("skipped"))]),
-        Some(PageCheck::Clean) => object([("status", string("clean"))]),
-        Some(PageCheck::Repaired) => object([("status", string("repaired"))]),
-        Some(PageCheck::Damaged(reason)) => object([
-            ("status", string("damaged")),
-            ("reason", string(reason.as_str())),
-        ]),
-    }
-}
-
-fn records_json(records: &Result<RecordCheck, String>) -> Value {
-    match records {
-        Err(reason) => object([
-            ("status", string("not_read")),
-            ("reason", string(reason.as_str())),
-            ("damaged", Value::Array(Default::default())),
-        ]),
-        Ok(check) => object([
-            ("status", string("read")),
-            ("nodes", number(check.nodes)),
-            ("tombstones", number(check.tombstones)),
-            ("conflicts", number(check.conflicts)),
-            ("changes", number(check.changes)),
-            ("signed", number(check.signed)),
-            ("unchecked_signatures", number(check.unchecked_signatures)),
-            ("moved_aside_before", number(check.moved_aside)),
-            (
-                "damaged",
-                Value::Array(
-                    check
-                        .damaged
-                        .iter()
-                        .map(|damaged| {
-                            object([
-                                ("table", string(damaged.table.name())),
-                                ("id", string(damaged.id.as_str())),
-                                ("reason", string(damaged.reason.as_str())),
-                            ])
-                        })
-                        .collect(),
-                ),
-            ),
-        ]),
-    }
-}
-
-fn field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
-    match value {
-        Value::Object(fields) => fields.get(name),
-        _ => None,
-    }
-}
-
-fn text_of<'a>(value: &'a Value, name: &str) -> &'a str {
-    match field(value, name) {
-        Some(Value::String(text)) => text,
-        _ => "",
-    }
-}
-
-fn number_of(value: &Value, name: &str) -> String {
-    match field(value, name) {
-        Some(Value::Number(n)) => n.to_string(),
-        _ => "?".into(),
-    }
-}
-
-fn print(out: &mut super::Output, report: &Report, as_json: bool) -> Result<(), Error> {
-    let damaged: &[Value] = match field(&report.records, "damaged") {
-        Some(Value::Array(list)) => list,
-        _ => &[],
-    };
-    let pages_ok = |pages: &Value| text_of(pages, "status") != "damaged";
-    let pages_now_ok = match &report.pages_after {
-        Some(after) => pages_ok(after),
-        None => pages_ok(&report.pages),
-    };
-    let records_read = text_of(&report.records, "status") == "read";
-    let ok = pages_now_ok && records_read && damaged.is_empty();
-    if as_json {
-        let mut fields = vec![
-            ("store", string(report.store.as_str())),
-            ("ok", Value::Bool(ok)),
-            ("pages", report.pages.clone()),
-            ("records", report.records.clone()),
-        ];
-        if let Some(after) = &report.pages_after {
-            fields.push(("pages_after_moving_aside", after.clone()));
-        }
-        let mut map = miniserde::json::Object::new();
-        for (name, value) in fields {
-            map.insert(name.into(), value);
-        }
-        out.json(&Value::Object(map))?;
-    } else {
-        print_text(out, report, damaged, records_read)?;
-    }
-    out.flush()?;
-    if ok {
-        return Ok(());
-    }
-    if as_json {
-        // The report says it all; the exit code tells scripts.
-        return Err(Error::Reported {
-            code: crate::error::exit::STORE_DAMAGED,
-        });
-    }
-    Err(problems(report, pages_now_ok, records_read, damaged.len()))
-}
-
-/// The report for people.
-fn print_text(
-    out: &mut super::Output,
-    report: &Report,
-    damaged: &[Value],
-    records_read: bool,
-) -> Result<(), Error> {
-    let pages_line = |pages: &Value| match text_of(pages, "status") {
-        "damaged" => format!("DAMAGED: {}", text_of(pages, "reason")),
-        "repaired" => "repaired by redb".into(),
-        status => status.to_owned(),
-    };
-    out.line(format!("store       {}", report.store))?;
-    out.line(format!("pages       {}", pages_line(&report.pages)))?;
-    if let Some(after) = &report.pages_after {
-        out.line(format!(
-            "pages after moving damaged records aside: {}",
-            pages_line(after)
-        ))?;
-    }
-    if records_read {
-        let records = &report.records;
-        out.line(format!(
-            "records     {} nodes, {} tombstones, {} conflict entries, {} changes",
-            number_of(records, "nodes"),
-            number_of(records, "tombstones"),
-            number_of(records, "conflicts"),
-            number_of(records, "changes"),
-        ))?;
-        out.line(format!(
-            "signatures  {} valid, {} not checkable (unsigned or author key unknown)",
-            number_of(records, "signed"),
-            number_of(records, "unchecked_signatures"),
-        ))?;
-    } else {
-        out.line(format!(
-            "records     {}",
-            text_of(&report.records, "reason")
-        ))?;
-    }
-    out.line(format!("damaged     {}", damaged.len()))?;
-    for record in damaged {
-        out.line(format!(
-            "  {} {:?}: {}",
-            text_of(record, "table"),
-            text_of(record, "id"),
-            text_of(record, "reason")
-        ))?;
-    }
-    Ok(())
-}
-
-/// The error a check that found problems ends with: each problem, and what to do.
-fn problems(report: &Report, pages_now_ok: bool, records_read: bool, damaged: usize) -> Error {
-    let mut problems = Vec::new();
-    if !pages_now_ok {
-        problems.push(
-            "damaged pages that are not records (move the file away and sync it again from a peer)"
-                .to_owned(),
-        );
-    }
-    if !records_read {
-        problems.push("records that could not be read".to_owned());
-    }
-    if damaged > 0 {
-        problems.push(format!(
-            "{damaged} damaged record(s) (those whose bytes do not match their content hash were moved aside, to be fetched again from a peer at the next sync)"
-        ));
-    }
-    Error::StoreDamaged(format!(
-        "store {} has {}; see README, \"A damaged store\"",
-        report.store,
-        problems.join(" and ")
-    ))
 }

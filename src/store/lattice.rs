@@ -340,11 +340,6 @@ impl Store {
         self.parallel_signing = true;
     }
 
-    /// Whether [`Store::sign_on_two_threads`] was asked for: the store is the CLI's.
-    pub fn signs_on_two_threads(&self) -> bool {
-        self.parallel_signing
-    }
-
     pub(super) fn sign(
         &self,
         id: &str,

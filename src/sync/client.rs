@@ -29,10 +29,9 @@ use super::core::{
     without_checkpoint,
 };
 use super::delta::PulledVersions;
-use super::engine::FailureKind;
 pub(super) use super::error::SyncError;
 use super::first_copy::FirstContact;
-use super::held::{Held, HeldCounts, Refusal};
+use super::held::{Held, Refusal};
 use super::peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
 use super::reconcile::ReconcileCache;
 use super::trust_book;
@@ -41,71 +40,10 @@ use crate::config::TrustMode;
 use crate::http::PeerUrl;
 use crate::http::{ClientRequest, HttpClient};
 use crate::model::{InstanceId, unix_millis_now};
+pub use crate::protocol::PeerSyncResult;
 use crate::protocol::{Route, parse_object, record_from_wire};
 use crate::store::{ApplyOutcome, Commit, RemoteRecord, StateTable, Store, StoreError};
 use crate::trust::{KeyPair, PublicKey, Tier, sign_request};
-
-/// What one sync with one peer did, in the shape of ARK's sync result.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PeerSyncResult {
-    pub peer: String,
-    pub success: bool,
-    pub nodes_sent: u64,
-    pub nodes_received: u64,
-    /// Records that arrived (either way) and were already there: a re-sent batch.
-    pub nodes_unchanged: u64,
-    pub conflicts: u64,
-    /// Records the peer sent that we refused, with the reason.
-    pub rejected: Vec<String>,
-    /// Records from this peer held back for a reason that can go away, after the sync
-    /// (`sync::held`).
-    pub held: HeldCounts,
-    pub error: Option<String>,
-    /// What kind of failure `error` is, which sets the wait before the next try.
-    pub failure: Option<FailureKind>,
-}
-
-impl PeerSyncResult {
-    /// Adds what applying records a peer sent did: received, unchanged, conflicts and
-    /// the refusals with their reasons.
-    pub fn count_applied(&mut self, outcome: &ApplyOutcome) {
-        self.nodes_received += outcome.applied;
-        self.nodes_unchanged += outcome.unchanged;
-        self.conflicts += outcome.conflicts;
-        self.rejected.extend(
-            outcome
-                .rejected
-                .iter()
-                .map(|(id, reason)| format!("{id}: {reason}")),
-        );
-    }
-
-    /// What the control API and the CLI show of this sync.
-    pub fn summary(&self) -> crate::protocol::PeerSyncSummary {
-        let held_any = self.held.total() > 0;
-        crate::protocol::PeerSyncSummary {
-            peer: self.peer.clone(),
-            success: self.success,
-            nodes_sent: self.nodes_sent,
-            nodes_received: self.nodes_received,
-            nodes_unchanged: self.nodes_unchanged,
-            conflicts: self.conflicts,
-            rejected: self.rejected.clone(),
-            held: if held_any {
-                self.held.by_reason_all()
-            } else {
-                Vec::new()
-            },
-            held_messages: if held_any {
-                self.held.lines()
-            } else {
-                Vec::new()
-            },
-            error: self.error.clone(),
-            failure_kind: self.failure.map(|kind| kind.name().to_owned()),
-        }
-    }
-}
 
 /// Syncs this instance's store with peers.
 #[derive(Debug)]
@@ -460,7 +398,7 @@ impl Syncer {
         // Everything held from this peer, not only what this sync held: a sync keeps
         // saying what waits, and what to run, until it is applied.
         match self.held_counts_from(Some(url)) {
-            Ok(counts) => result.held = counts,
+            Ok(counts) => (result.held, result.held_messages) = counts.wire_fields(),
             Err(error) => eprintln!("warning: cannot count held records: {error}"),
         }
         self.in_progress.borrow_mut().remove(url);

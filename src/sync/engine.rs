@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+pub use crate::protocol::FailureKind;
+
 use crate::model::{Version, wire_record_bytes};
 use crate::store::{Body, Record};
 
@@ -72,43 +74,6 @@ pub fn backoff_delay(failures: u32, base: Duration, cap: Duration, random_unit: 
     doubled
         .min(cap)
         .mul_f64(0.5 + 0.5 * random_unit.clamp(0.0, 1.0))
-}
-
-/// Why a sync failed, as far as trying again is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// No answer: the name did not resolve, the connection was refused, broke or timed
-    /// out. A link that flaps comes back at any moment.
-    Unreachable,
-    /// The peer refused us: 401 or 403 (our key is not trusted there, or not for this
-    /// route), or its TLS certificate is not one we trust. Only an operator can change
-    /// that, so asking sooner than the next round does not help.
-    Refused,
-    /// The peer answered 5xx or 429: up, but failing or overloaded.
-    PeerFailing,
-    /// Anything else: an answer we cannot use, or a failure here.
-    Other,
-}
-
-impl FailureKind {
-    /// The kind of a refusal answered with HTTP `status`.
-    pub fn of_status(status: u16) -> FailureKind {
-        match status {
-            401 | 403 => FailureKind::Refused,
-            429 | 500..=599 => FailureKind::PeerFailing,
-            _ => FailureKind::Other,
-        }
-    }
-
-    /// The name `--json` and the control API show.
-    pub fn name(self) -> &'static str {
-        match self {
-            FailureKind::Unreachable => "unreachable",
-            FailureKind::Refused => "refused",
-            FailureKind::PeerFailing => "peer_failing",
-            FailureKind::Other => "other",
-        }
-    }
 }
 
 /// The wait before trying a peer again after `failures` failures in a row, the last of

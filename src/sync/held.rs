@@ -172,6 +172,15 @@ impl HeldCounts {
         self.by_reason.values().sum()
     }
 
+    /// What a sync's result says of these: the count of every reason and one line per
+    /// cause, or nothing at all when none is held.
+    pub fn wire_fields(&self) -> (Vec<(String, u64)>, Vec<String>) {
+        if self.total() == 0 {
+            return (Vec::new(), Vec::new());
+        }
+        (self.by_reason_all(), self.lines())
+    }
+
     /// The count of every reason, in [`HoldReason::ALL`]'s order, zeros included.
     pub fn by_reason_all(&self) -> Vec<(String, u64)> {
         HoldReason::ALL

@@ -1,6 +1,7 @@
 //! Invariants of the source that a grep or a count checks (ARCHITECTURE.md,
 //! "Invariants"): no function outside tests over 100 lines without a comment saying
-//! why, and no module of the server importing the CLI's.
+//! why, no module of the server importing the CLI's, and nothing but `main` parsing
+//! argv.
 
 use std::path::{Path, PathBuf};
 
@@ -134,5 +135,35 @@ fn the_server_does_not_import_the_cli() {
             "{} imports crate::commands",
             file.display()
         );
+    }
+}
+
+/// Only `main` parses a command line (issue 15: the server once re-parsed the CLI's
+/// argv to run a command for it): outside `main.rs`, `argh` is named only by `cli.rs`'s
+/// definitions and by tests, which make a `Config` as `main` does.
+#[test]
+fn nothing_but_main_parses_argv() {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&source, &mut files);
+    for file in files {
+        let name = file
+            .strip_prefix(&source)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if name == "main.rs" || name == "cli.rs" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        // What follows `#[cfg(test)]` is tests; comments may name argh.
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for line in code.lines() {
+            let line = line.trim_start();
+            assert!(
+                line.starts_with("//") || !(line.contains("argh") || line.contains("FromArgs")),
+                "src/{name} names argh outside its tests: {line}"
+            );
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The control API is not reachable from web pages of other origins (issue 11: "any web
 //! page in the operator's browser can drive the control API"). A page served by a
 //! second local server, on another port, tries `fetch()` and form POSTs against
-//! `/api/cli` and `/api/federation/peers/add` in headless Chromium; nothing changes on
+//! `/api/lattice/nodes` and `/api/federation/peers/add` in headless Chromium; nothing changes on
 //! the node, while its own status page still renders.
 //!
 //! Needs Chromium (`.ci/run` installs it). Without it the test is skipped with a printed
@@ -72,23 +72,23 @@ async function attempt(name, path, init) {{
   }}
 }}
 (async () => {{
-  const cli = JSON.stringify({{args: ["add", "--id", "evil_fetch", "--type", "t", "--value", "x"]}});
+  const write = JSON.stringify({{nodes: [{{id: "evil_fetch", type: "t", value: "x"}}]}});
   const peer = JSON.stringify({{peerUrl: "http://127.0.0.1:2"}});
-  for (const [path, body] of [["/api/cli", cli], ["/api/federation/peers/add", peer]]) {{
+  for (const [path, body] of [["/api/lattice/nodes", write], ["/api/federation/peers/add", peer]]) {{
     await attempt(path + " text/plain", path, {{method: "POST", headers: {{"Content-Type": "text/plain"}}, body}});
     await attempt(path + " no-cors", path, {{method: "POST", mode: "no-cors", headers: {{"Content-Type": "text/plain"}}, body}});
     await attempt(path + " json", path, {{method: "POST", headers: {{"Content-Type": "application/json"}}, body}});
   }}
   await attempt("status read", "/api/federation/status", {{}});
-  document.getElementById("form-cli").submit();
+  document.getElementById("form-write").submit();
   document.getElementById("form-peer").submit();
   log("done");
 }})();
 </script></body></html>"#,
         form(
-            "form-cli",
-            "/api/cli",
-            r#"{"args":["add","--id","evil_form","--type","t","--value","x"]"#
+            "form-write",
+            "/api/lattice/nodes",
+            r#"{"nodes":[{"id":"evil_form","type":"t","value":"x"}]"#
         ),
         form(
             "form-peer",
@@ -148,7 +148,11 @@ fn pages_of_other_origins_cannot_drive_the_control_api_in_chromium() {
     assert!(dom.contains("done"), "the page did not finish: {dom}");
     assert!(!dom.contains("status 200"), "{dom}");
     // A cross-origin page reads nothing: every CORS-mode call fails in the browser.
-    for name in ["/api/cli text/plain", "/api/cli json", "status read"] {
+    for name in [
+        "/api/lattice/nodes text/plain",
+        "/api/lattice/nodes json",
+        "status read",
+    ] {
         assert!(dom.contains(&format!("{name}: failed")), "{name}: {dom}");
     }
     // Nothing changed on the node.
@@ -163,7 +167,7 @@ fn pages_of_other_origins_cannot_drive_the_control_api_in_chromium() {
     assert_eq!(count(field(&peers, "count")), 0, "{dom}");
     // The requests did reach the node, and the node refused them (not only the
     // browser): the text/plain fetch, the no-cors fetch and the form, for each route.
-    for route in ["/api/cli", "/api/federation/peers/add"] {
+    for route in ["/api/lattice/nodes", "/api/federation/peers/add"] {
         let refused = refused(&node, route);
         assert!(refused >= 3, "{route}: {refused} refused\n{dom}");
     }

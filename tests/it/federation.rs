@@ -527,7 +527,6 @@ fn the_control_api_refuses_non_loopback_callers_without_the_admin_token() {
         spare_key()
     );
     let add_peer = add_peer.as_str();
-    let delete_keep = r#"{"args":["delete","keep"]}"#;
 
     let info = http(address, "GET", "/federation/info", &[], None);
     assert_eq!(info.status, 200, "peers reach the federation endpoints");
@@ -540,7 +539,9 @@ fn the_control_api_refuses_non_loopback_callers_without_the_admin_token() {
     ] {
         for (method, path, body) in [
             ("POST", "/api/federation/peers/add", Some(add_peer)),
-            ("POST", "/api/cli", Some(delete_keep)),
+            ("DELETE", "/api/lattice/nodes/keep", None),
+            ("GET", "/api/lattice/export", None),
+            ("GET", "/api/lattice/verify", None),
             ("POST", "/api/server/shutdown", Some("{}")),
             ("GET", "/api/federation/status", None),
         ] {

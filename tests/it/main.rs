@@ -7,6 +7,7 @@ mod code_shape;
 mod crash;
 mod cross_origin;
 mod delta;
+mod export;
 mod fake_ark;
 mod federation;
 mod first_copy;
