@@ -388,14 +388,24 @@ impl HttpClient {
             });
             future::poll_fn(|cx| {
                 let mut ended = None;
-                if !connection_finished {
-                    if let Poll::Ready(result) = Pin::new(&mut *connection).poll(cx) {
-                        connection_finished = true;
-                        ended = Some(result);
+                // hyper writes a request when the connection is next polled after the
+                // request was handed over; that is done at once, in the same call, as the
+                // caller may be busy before it polls again (a first copy applies a page
+                // while it asks for the next one, and the peer would wait for it).
+                loop {
+                    if !connection_finished {
+                        if let Poll::Ready(result) = Pin::new(&mut *connection).poll(cx) {
+                            connection_finished = true;
+                            ended = Some(result);
+                        }
                     }
-                }
-                if let Poll::Ready(outcome) = work.as_mut().poll(cx) {
-                    return Poll::Ready(outcome);
+                    let handed_over_before = handed_over.get();
+                    if let Poll::Ready(outcome) = work.as_mut().poll(cx) {
+                        return Poll::Ready(outcome);
+                    }
+                    if handed_over_before || !handed_over.get() || connection_finished {
+                        break;
+                    }
                 }
                 // hyper has delivered everything it read before finishing, so a request
                 // still waiting now would wait forever (until the timeout): this is how
