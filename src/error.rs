@@ -2,9 +2,13 @@
 //! stderr and an exit code from [`Error::exit_code`].
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
+use crate::protocol::WireError;
 use crate::store::StoreError;
+use crate::trust::{KeyError, KeyFileError};
 
 /// Exit codes, documented in README.md ("Exit codes").
 pub mod exit {
@@ -34,6 +38,25 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// An operating-system call other than a file's failed; `action` says which, as
+    /// the start of the message (`cannot watch for signals`).
+    Io {
+        action: String,
+        source: std::io::Error,
+    },
+    /// The port to listen on is taken; `fallback` is whether `--port-fallback` tried
+    /// the next ones too.
+    PortInUse {
+        ip: IpAddr,
+        port: u16,
+        fallback: bool,
+    },
+    /// The node's key file cannot be read, written or trusted.
+    KeyFile(KeyFileError),
+    /// A new key cannot be made (no randomness from the operating system).
+    Key(KeyError),
+    /// An answer of the running server is not what the protocol says.
+    Wire(WireError),
     /// An input document could not be read as JSON at all.
     Input(String),
     /// What was asked for does not exist; the message says what, in full (`node "x"
@@ -49,16 +72,43 @@ pub enum Error {
         message: String,
         may_have_applied: bool,
     },
-    /// The running server answered a control-API call with an error status: a 400 is a
-    /// usage error, and a caller that asked for a record tells a 404 by its status.
+    /// A control operation was refused, by the running server's control API or by the
+    /// same operation run in this process: `status` is the HTTP status the API answers
+    /// it with. A 400 is a usage error, and a caller that asked for a record tells a 404
+    /// by its status.
     Refused {
         status: u16,
         message: String,
     },
+    /// An export through the running server lost it after `written` nodes were
+    /// written: not an unreachable server to try again on the freed store, which would
+    /// write them twice.
+    IncompleteExport {
+        written: u64,
+        cause: Box<Error>,
+    },
+    /// `federation sync` synced every target it could, and `failed` of `total` failed
+    /// (each is named in what it printed).
+    SyncFailed {
+        failed: usize,
+        total: usize,
+    },
+    /// The background server `federation start` began exited before it listened;
+    /// `log_tail` is the end of its log.
+    ServerExited {
+        status: std::process::ExitStatus,
+        log_tail: String,
+    },
+    /// `federation start` saw no server listening, or `federation stop` saw the server
+    /// still running, after `waited`.
+    ServerTimedOut {
+        stopping: bool,
+        pid: u32,
+        waited: Duration,
+        log: PathBuf,
+    },
     /// `verify` found damage (already printed in its report).
     StoreDamaged(String),
-    /// Anything else, already phrased for the user.
-    Other(String),
     /// The failure was already printed (by the server that ran the command); exit with
     /// this code and print nothing more.
     Reported {
@@ -97,6 +147,19 @@ impl fmt::Display for Error {
             Error::Usage(message) => f.write_str(message),
             Error::Store(error) => error.fmt(f),
             Error::File { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::Io { action, source } => write!(f, "{action}: {source}"),
+            Error::PortInUse { ip, port, fallback } => write!(
+                f,
+                "port {port} on {ip} is already in use (another ark-lattice or ARK server?); choose another with --port or FEDERATION_PORT{}",
+                if *fallback {
+                    ""
+                } else {
+                    ", or pass --port-fallback"
+                }
+            ),
+            Error::KeyFile(error) => error.fmt(f),
+            Error::Key(error) => error.fmt(f),
+            Error::Wire(error) => error.fmt(f),
             Error::Input(message) => f.write_str(message),
             Error::NotFound(message) => f.write_str(message),
             Error::InvalidRecords { invalid } => {
@@ -112,9 +175,41 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
-            Error::Other(message)
-            | Error::StoreDamaged(message)
-            | Error::Refused { message, .. } => f.write_str(message),
+            Error::StoreDamaged(message) | Error::Refused { message, .. } => f.write_str(message),
+            Error::IncompleteExport { written, cause } => write!(
+                f,
+                "the export is incomplete: {written} node(s) were written, then {cause}"
+            ),
+            Error::SyncFailed { failed, total } => {
+                write!(f, "{failed} of {total} peer sync(s) failed")
+            }
+            Error::ServerExited { status, log_tail } => {
+                write!(
+                    f,
+                    "the server exited ({status}) before listening: {log_tail}"
+                )
+            }
+            Error::ServerTimedOut {
+                stopping: false,
+                waited,
+                log,
+                ..
+            } => write!(
+                f,
+                "the server did not start within {} s; see {}",
+                waited.as_secs(),
+                log.display()
+            ),
+            Error::ServerTimedOut {
+                stopping: true,
+                pid,
+                waited,
+                ..
+            } => write!(
+                f,
+                "the server (pid {pid}) did not stop within {} s",
+                waited.as_secs()
+            ),
             Error::Reported { code } => write!(f, "failed with exit code {code}"),
         }
     }
@@ -124,9 +219,25 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Store(error) => Some(error),
-            Error::File { source, .. } => Some(source),
+            Error::File { source, .. } | Error::Io { source, .. } => Some(source),
+            Error::KeyFile(error) => Some(error),
+            Error::IncompleteExport { cause, .. } => Some(cause.as_ref()),
+            Error::Key(error) => Some(error),
+            Error::Wire(error) => Some(error),
             _ => None,
         }
+    }
+}
+
+impl From<KeyFileError> for Error {
+    fn from(error: KeyFileError) -> Error {
+        Error::KeyFile(error)
+    }
+}
+
+impl From<WireError> for Error {
+    fn from(error: WireError) -> Error {
+        Error::Wire(error)
     }
 }
 

@@ -54,9 +54,10 @@ pub(crate) fn on_server(
                     // Output has begun: the caller must not try the export again (on
                     // the store, once the server is gone), which would write it twice.
                     Err(error) if written > 0 => {
-                        return Err(Error::Other(format!(
-                            "the export is incomplete: {written} node(s) were written, then {error}"
-                        )));
+                        return Err(Error::IncompleteExport {
+                            written,
+                            cause: Box::new(error),
+                        });
                     }
                     Err(error) => return Err(error),
                 };

@@ -105,8 +105,7 @@ fn fetch<T>(
     match server {
         Some(server) => {
             let json = remote(server)?;
-            let typed =
-                parse(&json, "the server's answer").map_err(|error| Error::Other(error.0))?;
+            let typed = parse(&json, "the server's answer")?;
             Ok((json, typed))
         }
         None => {
@@ -146,10 +145,10 @@ fn sync(
     }
     let failed = answer.failed();
     if failed > 0 {
-        return Err(Error::Other(format!(
-            "{failed} of {} peer sync(s) failed",
-            answer.results.len()
-        )));
+        return Err(Error::SyncFailed {
+            failed,
+            total: answer.results.len(),
+        });
     }
     Ok(())
 }
@@ -525,8 +524,7 @@ fn print_status(out: &mut Output, status: &LatticeStatus) -> Result<(), Error> {
         stats.conflicts_resolved
     ))?;
     out.line("")?;
-    let peer_list = PeerList::from_json(&status.peer_list, "peer list")
-        .map_err(|error| Error::Other(error.0))?;
+    let peer_list = PeerList::from_json(&status.peer_list, "peer list")?;
     print_peers(out, &peer_list)?;
     for message in &status.held_messages {
         out.line(message)?;
@@ -559,8 +557,10 @@ fn start(
         ))?;
         return out.flush();
     }
-    let executable = std::env::current_exe()
-        .map_err(|source| Error::Other(format!("cannot find this program's path: {source}")))?;
+    let executable = std::env::current_exe().map_err(|source| Error::Io {
+        action: "cannot find this program's path".into(),
+        source,
+    })?;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::File {
         path: config.data_dir.clone(),
         source,
@@ -592,7 +592,10 @@ fn start(
         .stdout(log)
         .stderr(log_for_stderr)
         .spawn()
-        .map_err(|source| Error::Other(format!("cannot start the server: {source}")))?;
+        .map_err(|source| Error::Io {
+            action: "cannot start the server".into(),
+            source,
+        })?;
     // The server may first wait for a store a CLI command holds.
     let waited = START_STOP_WAIT + config.store_wait;
     let deadline = Instant::now() + waited;
@@ -609,17 +612,18 @@ fn start(
             return out.flush();
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(Error::Other(format!(
-                "the server exited ({status}) before listening: {}",
-                log_tail(&log_path)
-            )));
+            return Err(Error::ServerExited {
+                status,
+                log_tail: log_tail(&log_path),
+            });
         }
         if Instant::now() > deadline {
-            return Err(Error::Other(format!(
-                "the server did not start within {} s; see {}",
-                waited.as_secs(),
-                log_path.display()
-            )));
+            return Err(Error::ServerTimedOut {
+                stopping: false,
+                pid: child.id(),
+                waited,
+                log: log_path,
+            });
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -667,11 +671,12 @@ fn stop(config: &Config, server: Option<ServerInfo>, out: &mut Output) -> Result
     let deadline = Instant::now() + START_STOP_WAIT;
     while Path::new(&format!("/proc/{}", server.pid)).exists() && !is_zombie(server.pid) {
         if Instant::now() > deadline {
-            return Err(Error::Other(format!(
-                "the server (pid {}) did not stop within {} s",
-                server.pid,
-                START_STOP_WAIT.as_secs()
-            )));
+            return Err(Error::ServerTimedOut {
+                stopping: true,
+                pid: server.pid,
+                waited: START_STOP_WAIT,
+                log: config.data_dir.join(SERVER_LOG),
+            });
         }
         std::thread::sleep(Duration::from_millis(50));
     }

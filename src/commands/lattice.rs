@@ -126,7 +126,7 @@ fn not_typed() -> Error {
 
 /// A server's answer that is not what our own server sends.
 pub(super) fn wire(error: crate::protocol::WireError) -> Error {
-    Error::Other(error.0)
+    Error::Wire(error)
 }
 
 /// Tombstones are kept unless `gc` is told how old the ones to purge are.

@@ -60,8 +60,7 @@ pub(crate) fn call(
     let answer = parse_object(
         &response.body,
         &format!("the server's answer to {method} {path}"),
-    )
-    .map_err(|error| Error::Other(error.0))?;
+    )?;
     if response.status != 200 {
         let message = match answer.get("error") {
             Some(Value::String(message)) => message.clone(),
@@ -147,7 +146,7 @@ fn forward_import(
                 Some(body),
             )?;
             let fields = Fields::new(&answer, "the server's answer");
-            let count = |name| fields.u64(name).map_err(|error| Error::Other(error.0));
+            let count = |name| fields.u64(name).map_err(Error::Wire);
             totals.created += count("created")?;
             totals.updated += count("updated")?;
             totals.unchanged += count("unchanged")?;

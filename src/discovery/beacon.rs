@@ -68,7 +68,7 @@ impl std::error::Error for BeaconError {}
 
 impl From<WireError> for BeaconError {
     fn from(error: WireError) -> BeaconError {
-        BeaconError(error.0)
+        BeaconError(error.to_string())
     }
 }
 

@@ -37,16 +37,18 @@ fn url_list(fields: &Fields<'_>, name: &str) -> Result<Vec<String>, WireError> {
             .iter()
             .map(|item| match item {
                 Value::String(url) => Ok(url.clone()),
-                _ => Err(WireError(format!(
-                    "{}: field `{name}` must be a list of URLs",
-                    fields.context
-                ))),
+                _ => Err(WireError::wrong_type(
+                    fields.context,
+                    name,
+                    "a list of URLs",
+                )),
             })
             .collect(),
-        Some(_) => Err(WireError(format!(
-            "{}: field `{name}` must be a list of URLs",
-            fields.context
-        ))),
+        Some(_) => Err(WireError::wrong_type(
+            fields.context,
+            name,
+            "a list of URLs",
+        )),
     }
 }
 
@@ -585,11 +587,9 @@ mod tests {
         };
         assert_eq!(InstanceInfo::from_json(&again, "info").unwrap(), info);
         let bad = parse_object(br#"{"instanceId":"a","peers":[1]}"#, "info").unwrap();
-        assert!(
-            InstanceInfo::from_json(&bad, "info")
-                .unwrap_err()
-                .0
-                .contains("`peers`")
+        assert_eq!(
+            InstanceInfo::from_json(&bad, "info"),
+            Err(WireError::wrong_type("info", "peers", "a list of URLs"))
         );
     }
 

@@ -61,7 +61,7 @@ impl LatticeStatus {
         let required_bool = |name: &str| {
             fields
                 .opt_bool(name)?
-                .ok_or_else(|| WireError(format!("{context}: field `{name}` is missing")))
+                .ok_or_else(|| WireError::missing(context, name))
         };
         Ok(LatticeStatus {
             info: InstanceInfo::from_json(status, context)?,
@@ -72,7 +72,8 @@ impl LatticeStatus {
             bytes_received: fields.u64("bytesReceived")?,
             peer_list: match fields.get("peerList") {
                 Some(Value::Object(list)) => list.clone(),
-                _ => return Err(WireError(format!("{context}: field `peerList` is missing"))),
+                None => return Err(WireError::missing(context, "peerList")),
+                Some(_) => return Err(WireError::wrong_type(context, "peerList", "an object")),
             },
             clock_warning: fields.opt_str("clockWarning")?.map(str::to_owned),
             held: match fields.get("held") {
@@ -130,7 +131,7 @@ fn opt_strings(fields: &Fields<'_>, name: &str) -> Result<Vec<String>, WireError
 fn object_of<'a>(value: &'a Value, context: &str) -> Result<&'a Object, WireError> {
     match value {
         Value::Object(object) => Ok(object),
-        _ => Err(WireError(format!("{context} is not an object"))),
+        _ => Err(WireError::not_object(context)),
     }
 }
 
@@ -269,16 +270,18 @@ impl PeerSyncResult {
         let failure = match fields.opt_str("failureKind")? {
             None => None,
             Some(name) => Some(FailureKind::from_name(name).ok_or_else(|| {
-                WireError(format!(
-                    "{context}: field `failureKind` {name:?} is not unreachable, refused, peer_failing or other"
-                ))
+                WireError::bad_value(
+                    context,
+                    "failureKind",
+                    format!("{name:?} is not unreachable, refused, peer_failing or other"),
+                )
             })?),
         };
         Ok(PeerSyncResult {
             peer: fields.str("peer")?.to_owned(),
             success: fields
                 .opt_bool("success")?
-                .ok_or_else(|| WireError(format!("{context}: field `success` is missing")))?,
+                .ok_or_else(|| WireError::missing(context, "success"))?,
             nodes_sent: fields.opt_u64("nodesSent")?.unwrap_or(0),
             nodes_received: fields.opt_u64("nodesReceived")?.unwrap_or(0),
             nodes_unchanged: fields.opt_u64("nodesUnchanged")?.unwrap_or(0),
@@ -570,9 +573,11 @@ impl LanEntry {
                 protocols: opt_strings(&fields, "protocols")?,
             },
             other => {
-                return Err(WireError(format!(
-                    "{context}: source {other:?} is neither beacon nor scan"
-                )));
+                return Err(WireError::bad_value(
+                    context,
+                    "source",
+                    format!("{other:?} is neither beacon nor scan"),
+                ));
             }
         };
         Ok(LanEntry {
@@ -773,7 +778,7 @@ mod tests {
         let object: Object =
             miniserde::json::from_str(r#"{"status":"synced","result":[{"peer":"p"}]}"#).unwrap();
         let error = SyncAnswer::from_json(&object, "sync answer").unwrap_err();
-        assert!(error.0.contains("`success`"), "{}", error.0);
+        assert_eq!(error, WireError::missing("sync answer: result", "success"));
     }
 
     #[test]

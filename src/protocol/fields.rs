@@ -6,13 +6,99 @@ use miniserde::json::{self, Number, Object, Value};
 
 use crate::model::parse_json;
 
-/// A wire message that is not what the protocol says.
+/// A wire message that is not what the protocol says, by what is wrong with it. Every
+/// variant names the message (`context` or `what`: `record 3`, `sync request`, a URL)
+/// and, where one field is at fault, the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WireError(pub String);
+pub enum WireError {
+    /// The message's bytes are not UTF-8 text.
+    NotUtf8 { what: String },
+    /// The message is not JSON, or is nested deeper than it is read; `reason` is the
+    /// JSON reader's, phrased to follow the message's name (`is not valid JSON`).
+    NotJson { what: String, reason: String },
+    /// The message, or a part of it that must be one, is not a JSON object.
+    NotObject { what: String },
+    /// A field the message needs is absent or null.
+    MissingField { context: String, field: String },
+    /// A field holds another JSON type than the protocol's; `expected` names that type
+    /// as a phrase (`a string`, `a whole number`).
+    WrongType {
+        context: String,
+        field: String,
+        expected: &'static str,
+    },
+    /// A field has the right type but a value the protocol does not allow (a version
+    /// that does not parse, a tier that is none of ours).
+    BadValue {
+        context: String,
+        field: String,
+        reason: String,
+    },
+    /// A field the message may hold once is there twice.
+    DuplicateField { what: String, field: String },
+    /// The message breaks a rule not about one field's value: exactly one of two
+    /// fields, a compact page whose signatures do not add up.
+    Malformed { what: String, reason: String },
+}
+
+impl WireError {
+    pub fn missing(context: &str, field: &str) -> WireError {
+        WireError::MissingField {
+            context: context.to_owned(),
+            field: field.to_owned(),
+        }
+    }
+
+    pub fn wrong_type(context: &str, field: &str, expected: &'static str) -> WireError {
+        WireError::WrongType {
+            context: context.to_owned(),
+            field: field.to_owned(),
+            expected,
+        }
+    }
+
+    pub fn bad_value(context: &str, field: &str, reason: impl fmt::Display) -> WireError {
+        WireError::BadValue {
+            context: context.to_owned(),
+            field: field.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+
+    pub fn not_object(what: impl Into<String>) -> WireError {
+        WireError::NotObject { what: what.into() }
+    }
+
+    pub fn malformed(what: impl Into<String>, reason: impl fmt::Display) -> WireError {
+        WireError::Malformed {
+            what: what.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
 
 impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            WireError::NotUtf8 { what } => write!(f, "{what} is not UTF-8"),
+            WireError::NotJson { what, reason } => write!(f, "{what} {reason}"),
+            WireError::NotObject { what } => write!(f, "{what} is not a JSON object"),
+            WireError::MissingField { context, field } => {
+                write!(f, "{context}: field `{field}` is missing")
+            }
+            WireError::WrongType {
+                context,
+                field,
+                expected,
+            } => write!(f, "{context}: field `{field}` must be {expected}"),
+            WireError::BadValue {
+                context,
+                field,
+                reason,
+            } => write!(f, "{context}: field `{field}`: {reason}"),
+            WireError::DuplicateField { what, field } => write!(f, "{what} has `{field}` twice"),
+            WireError::Malformed { what, reason } => write!(f, "{what}: {reason}"),
+        }
     }
 }
 
@@ -20,11 +106,16 @@ impl std::error::Error for WireError {}
 
 /// Parses `bytes` as a JSON object; `what` names the message in errors.
 pub fn parse_object(bytes: &[u8], what: &str) -> Result<Object, WireError> {
-    let text = std::str::from_utf8(bytes).map_err(|_| WireError(format!("{what} is not UTF-8")))?;
+    let text = std::str::from_utf8(bytes).map_err(|_| WireError::NotUtf8 {
+        what: what.to_owned(),
+    })?;
     match parse_json(text) {
         Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err(WireError(format!("{what} is not a JSON object"))),
-        Err(error) => Err(WireError(format!("{what} {error}"))),
+        Ok(_) => Err(WireError::not_object(what)),
+        Err(error) => Err(WireError::NotJson {
+            what: what.to_owned(),
+            reason: error.to_string(),
+        }),
     }
 }
 
@@ -53,12 +144,16 @@ impl<'a> Fields<'a> {
     pub fn of(value: &'a Value, context: &'a str) -> Result<Fields<'a>, WireError> {
         match value {
             Value::Object(object) => Ok(Fields { object, context }),
-            _ => Err(WireError(format!("{context} is not a JSON object"))),
+            _ => Err(WireError::not_object(context)),
         }
     }
 
-    fn error(&self, name: &str, problem: &str) -> WireError {
-        WireError(format!("{}: field `{name}` {problem}", self.context))
+    fn missing(&self, name: &str) -> WireError {
+        WireError::missing(self.context, name)
+    }
+
+    fn wrong_type(&self, name: &str, expected: &'static str) -> WireError {
+        WireError::wrong_type(self.context, name, expected)
     }
 
     /// The field, treating `null` as absent.
@@ -69,21 +164,19 @@ impl<'a> Fields<'a> {
     }
 
     pub fn str(&self, name: &str) -> Result<&'a str, WireError> {
-        self.opt_str(name)?
-            .ok_or_else(|| self.error(name, "is missing"))
+        self.opt_str(name)?.ok_or_else(|| self.missing(name))
     }
 
     pub fn opt_str(&self, name: &str) -> Result<Option<&'a str>, WireError> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::String(text)) => Ok(Some(text)),
-            Some(_) => Err(self.error(name, "must be a string")),
+            Some(_) => Err(self.wrong_type(name, "a string")),
         }
     }
 
     pub fn u64(&self, name: &str) -> Result<u64, WireError> {
-        self.opt_u64(name)?
-            .ok_or_else(|| self.error(name, "is missing"))
+        self.opt_u64(name)?.ok_or_else(|| self.missing(name))
     }
 
     pub fn opt_u64(&self, name: &str) -> Result<Option<u64>, WireError> {
@@ -96,8 +189,8 @@ impl<'a> Fields<'a> {
             Some(Value::String(text)) => text
                 .parse()
                 .map(Some)
-                .map_err(|_| self.error(name, "must be a whole number")),
-            Some(_) => Err(self.error(name, "must be a whole number")),
+                .map_err(|_| self.wrong_type(name, "a whole number")),
+            Some(_) => Err(self.wrong_type(name, "a whole number")),
         }
     }
 
@@ -105,20 +198,19 @@ impl<'a> Fields<'a> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::Bool(flag)) => Ok(Some(*flag)),
-            Some(_) => Err(self.error(name, "must be true or false")),
+            Some(_) => Err(self.wrong_type(name, "true or false")),
         }
     }
 
     pub fn array(&self, name: &str) -> Result<&'a [Value], WireError> {
-        self.opt_array(name)?
-            .ok_or_else(|| self.error(name, "is missing"))
+        self.opt_array(name)?.ok_or_else(|| self.missing(name))
     }
 
     pub fn opt_array(&self, name: &str) -> Result<Option<&'a [Value]>, WireError> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::Array(items)) => Ok(Some(items)),
-            Some(_) => Err(self.error(name, "must be an array")),
+            Some(_) => Err(self.wrong_type(name, "an array")),
         }
     }
 }
@@ -139,25 +231,42 @@ mod tests {
         assert_eq!(fields.u64("n"), Ok(12));
         assert_eq!(fields.opt_bool("b"), Ok(Some(true)));
         assert_eq!(fields.opt_str("z"), Ok(None));
-        assert_eq!(
-            fields.str("missing").unwrap_err().0,
-            "record 3: field `missing` is missing"
-        );
-        assert_eq!(
-            fields.str("bad").unwrap_err().0,
-            "record 3: field `bad` must be a string"
-        );
+        let missing = fields.str("missing").unwrap_err();
+        assert_eq!(missing, WireError::missing("record 3", "missing"));
+        assert_eq!(missing.to_string(), "record 3: field `missing` is missing");
+        let wrong = fields.str("bad").unwrap_err();
         assert!(
-            parse_object(b"[1]", "sync request")
-                .unwrap_err()
-                .0
-                .contains("sync request")
+            matches!(&wrong, WireError::WrongType { field, expected: "a string", .. } if field == "bad"),
+            "{wrong:?}"
         );
+        assert_eq!(wrong.to_string(), "record 3: field `bad` must be a string");
+        assert!(matches!(
+            fields.u64("a"),
+            Err(WireError::WrongType {
+                expected: "a whole number",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_message_that_is_no_object_says_which_way() {
+        let check = |bytes: &[u8], expected: &str| {
+            let error = parse_object(bytes, "sync request").unwrap_err();
+            assert_eq!(error.to_string(), expected, "{error:?}");
+            error
+        };
+        let error = check(b"[1]", "sync request is not a JSON object");
+        assert!(matches!(error, WireError::NotObject { .. }));
+        let error = check(b"\xff{}", "sync request is not UTF-8");
+        assert!(matches!(error, WireError::NotUtf8 { .. }));
+        let error = parse_object(b"{", "sync request").unwrap_err();
+        assert!(matches!(error, WireError::NotJson { .. }), "{error:?}");
         assert!(
-            parse_object(b"{", "sync request")
-                .unwrap_err()
-                .0
-                .contains("not valid JSON")
+            error
+                .to_string()
+                .starts_with("sync request is not valid JSON"),
+            "{error}"
         );
     }
 }

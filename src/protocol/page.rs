@@ -75,10 +75,10 @@ pub fn compact_page(mut page: Object) -> Result<CompactPage, WireError> {
         tail.reserve(records.len() * SIGNATURE_BYTES);
         for (index, record) in records.iter_mut().enumerate() {
             let Value::Object(record) = record else {
-                return Err(WireError(format!("record {} is not an object", index + 1)));
+                return Err(WireError::not_object(format!("record {}", index + 1)));
             };
             compact_record(record, &mut tail, &mut author_keys)
-                .map_err(|reason| WireError(format!("record {}: {reason}", index + 1)))?;
+                .map_err(|reason| WireError::malformed(format!("record {}", index + 1), reason))?;
         }
     }
     page.insert("author_keys".into(), Value::Object(author_keys));
@@ -133,7 +133,7 @@ fn compact_record(
 /// Reads a compact changes page back into the JSON page's object, each record as
 /// `record_from_wire` reads it. Every malformed input is an error naming what is wrong.
 pub fn expand_page(bytes: &[u8], what: &str) -> Result<Object, WireError> {
-    let error = |reason: String| WireError(format!("{what}: {reason}"));
+    let error = |reason: String| WireError::malformed(what, reason);
     let split = bytes
         .iter()
         .position(|byte| *byte == b'\n')
@@ -255,7 +255,7 @@ mod tests {
         let page = parse_object(page_text().as_bytes(), "page").unwrap();
         let compact = compact_page(page).unwrap().to_bytes();
         let check = |bytes: &[u8], expected: &str| {
-            let error = expand_page(bytes, "changes page").unwrap_err().0;
+            let error = expand_page(bytes, "changes page").unwrap_err().to_string();
             assert!(error.contains(expected), "{error}");
         };
         check(b"", "no line break");

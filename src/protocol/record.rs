@@ -69,9 +69,8 @@ pub fn record_from_wire(
         None => format!("{id:?}"),
         Some((cut, _)) => format!("{:?}…", &id[..cut]),
     };
-    let field_error = |name: &str, reason: String| {
-        WireError(format!("{context} ({shown_id}): field `{name}`: {reason}"))
-    };
+    let record = format!("{context} ({shown_id})");
+    let field_error = |name: &str, reason: String| WireError::bad_value(&record, name, reason);
     let version = Version::from_wire(fields.str("version")?)
         .map_err(|reason| field_error("version", reason))?;
     let base = match fields.opt_str("base")? {
@@ -122,9 +121,10 @@ pub fn record_from_wire(
             Body::Deleted { deleted_at }
         }
         _ => {
-            return Err(WireError(format!(
-                "{context} ({shown_id}): needs exactly one of `node` and `deleted_at`"
-            )));
+            return Err(WireError::malformed(
+                record,
+                "needs exactly one of `node` and `deleted_at`",
+            ));
         }
     };
     Ok((
@@ -239,7 +239,9 @@ mod tests {
     fn malformed_records_name_the_problem() {
         let check = |text: &str, expected: &str| {
             let value: Value = miniserde::json::from_str(text).unwrap();
-            let error = record_from_wire(&value, "record 2").unwrap_err().0;
+            let error = record_from_wire(&value, "record 2")
+                .unwrap_err()
+                .to_string();
             assert!(error.contains(expected), "{text}: {error}");
         };
         check(r#"{"version":"1.0@00"}"#, "`id` is missing");
@@ -291,7 +293,7 @@ mod tests {
                 "field `deleted_at`: timestamp 18446744073709551615 is after",
             ),
         ] {
-            let error = tombstone(id, deleted_at).unwrap_err().0;
+            let error = tombstone(id, deleted_at).unwrap_err().to_string();
             assert!(error.contains(expected), "{error}");
             assert!(
                 error.len() < 1000,

@@ -45,13 +45,15 @@ pub fn split_object<'a>(
 /// other work run between the two passes over a large body (issue 10).
 pub fn check_text(bytes: &[u8], what: &str) -> Result<(), WireError> {
     if std::str::from_utf8(bytes).is_err() {
-        return Err(WireError(format!("{what} is not UTF-8")));
+        return Err(WireError::NotUtf8 {
+            what: what.to_owned(),
+        });
     }
     if let Some(byte_offset) = too_deep_at(bytes, MAX_JSON_DEPTH) {
-        return Err(WireError(format!(
-            "{what} {}",
-            JsonError::TooDeep { byte_offset }
-        )));
+        return Err(WireError::NotJson {
+            what: what.to_owned(),
+            reason: JsonError::TooDeep { byte_offset }.to_string(),
+        });
     }
     Ok(())
 }
@@ -62,11 +64,14 @@ pub fn split_checked<'a>(
     array_field: &str,
     what: &str,
 ) -> Result<SplitObject<'a>, WireError> {
-    let invalid = || WireError(format!("{what} is not valid JSON"));
+    let invalid = || WireError::NotJson {
+        what: what.to_owned(),
+        reason: JsonError::Syntax.to_string(),
+    };
     let mut scanner = Scanner { bytes, at: 0 };
     scanner.skip_space();
     if !scanner.eat(b'{') {
-        return Err(WireError(format!("{what} is not a JSON object")));
+        return Err(WireError::not_object(what));
     }
     let mut split = SplitObject {
         fields: Object::new(),
@@ -90,7 +95,10 @@ pub fn split_checked<'a>(
         scanner.skip_space();
         if key == array_field && scanner.peek() == Some(b'[') {
             if split.elements.is_some() {
-                return Err(WireError(format!("{what} has `{array_field}` twice")));
+                return Err(WireError::DuplicateField {
+                    what: what.to_owned(),
+                    field: array_field.to_owned(),
+                });
             }
             split.elements = Some(scanner.elements().ok_or_else(invalid)?);
         } else {
@@ -313,7 +321,11 @@ mod tests {
             "]".repeat(100_000)
         );
         let error = split_object(deep.as_bytes(), "records", "push").unwrap_err();
-        assert!(error.0.contains("deeper than 128 levels"), "{error}");
+        assert!(matches!(error, WireError::NotJson { .. }), "{error:?}");
+        assert!(
+            error.to_string().contains("deeper than 128 levels"),
+            "{error}"
+        );
         // Up to the limit (the object and the array take two levels) it splits.
         let deepest = format!(r#"{{"records":[{}{}]}}"#, "[".repeat(126), "]".repeat(126));
         let split = split_object(deepest.as_bytes(), "records", "push").unwrap();

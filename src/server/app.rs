@@ -36,17 +36,6 @@ pub struct App {
     shared_pages: RefCell<super::shared_pages::SharedPages>,
 }
 
-/// The handlers read the instance's store, syncer and settings on every request; going
-/// through `Deref` keeps them as they read (`app.store`, `app.syncer`), since the
-/// instance is what a served `App` is made of.
-impl std::ops::Deref for App {
-    type Target = Instance;
-
-    fn deref(&self) -> &Instance {
-        &self.instance
-    }
-}
-
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
@@ -74,20 +63,21 @@ impl App {
         }))
     }
 
-    /// The served instance, for the service operations.
-    pub fn instance(&self) -> &Instance {
+    /// The served instance: its config, store, key, syncer and switches, each behind a
+    /// method of [`Instance`], and what the service operations run on.
+    pub(crate) fn instance(&self) -> &Instance {
         &self.instance
     }
 
     /// Writes the unknown keys noted since the last call as pending trust entries.
     pub fn flush_pending_callers(&self) {
         let result = crate::sync::trust_book::flush_pending(
-            &mut self.store.borrow_mut(),
+            &mut self.instance.store().borrow_mut(),
             &mut self.pending_callers.borrow_mut(),
             crate::config::MAX_PENDING_TRUST,
         );
         match result {
-            Ok(dropped) if dropped > 0 && self.config.verbose => eprintln!(
+            Ok(dropped) if dropped > 0 && self.instance.config().verbose => eprintln!(
                 "ark:trust dropped {dropped} pending key(s) seen least recently (at most {} are kept)",
                 crate::config::MAX_PENDING_TRUST
             ),

@@ -25,15 +25,15 @@ pub(crate) async fn handle(
     let answer = match route {
         Route::ArkStatus => status(app),
         Route::ArkStart => {
-            app.set_federation_enabled(true);
+            app.instance().set_federation_enabled(true);
             Ok(ControlAnswer::Started {
-                port: u64::from(app.listen_port()),
-                instance_id: app.instance_id_hex(),
-                instance_name: app.instance_name(),
+                port: u64::from(app.instance().listen_port()),
+                instance_id: app.instance().instance_id_hex(),
+                instance_name: app.instance().instance_name(),
             })
         }
         Route::ArkStop => {
-            app.set_federation_enabled(false);
+            app.instance().set_federation_enabled(false);
             Ok(ControlAnswer::Stopped)
         }
         Route::ArkPeers => peers(app),
@@ -51,12 +51,12 @@ pub(crate) async fn handle(
             Err(error) => Err(error),
         },
         Route::ArkDiscoverPeers => discover(app).await,
-        Route::ArkAutoSyncStart => service::set_auto_sync(app, true, None)
+        Route::ArkAutoSyncStart => service::set_auto_sync(app.instance(), true, None)
             .map(|answer| ControlAnswer::AutoSyncStarted {
                 interval: answer.sync_interval_ms,
             })
             .map_err(ApiError::from),
-        Route::ArkAutoSyncStop => service::set_auto_sync(app, false, None)
+        Route::ArkAutoSyncStop => service::set_auto_sync(app.instance(), false, None)
             .map(|_| ControlAnswer::AutoSyncStopped)
             .map_err(ApiError::from),
         _ => return None,
@@ -86,14 +86,14 @@ fn peer_url(request: &Request) -> Result<Option<String>, ApiError> {
 
 fn status(app: &App) -> Result<ControlAnswer, ApiError> {
     Ok(ControlAnswer::Status {
-        info: Box::new(app.info_at(crate::model::unix_millis_now())?),
-        is_running: app.listen_port() != 0 && app.federation_enabled(),
+        info: Box::new(app.instance().info_at(crate::model::unix_millis_now())?),
+        is_running: app.instance().listen_port() != 0 && app.instance().federation_enabled(),
     })
 }
 
 /// The peers as the instance info lists them, kept in memory while unchanged.
 fn peers(app: &App) -> Result<ControlAnswer, ApiError> {
-    let info = app.info_at(crate::model::unix_millis_now())?;
+    let info = app.instance().info_at(crate::model::unix_millis_now())?;
     Ok(ControlAnswer::Peers {
         peers: info.peers,
         active_peers: info.active_peers,
@@ -101,7 +101,7 @@ fn peers(app: &App) -> Result<ControlAnswer, ApiError> {
 }
 
 fn total_peers(app: &App) -> Result<u64, ApiError> {
-    Ok(service::list_peers(app)?.peers.len() as u64)
+    Ok(service::list_peers(app.instance())?.peers.len() as u64)
 }
 
 /// Our `pubkey` and `tier` may come along, as on our own route.
@@ -114,7 +114,7 @@ async fn add_peer(app: &App, request: &Request, url: &str) -> Result<ControlAnsw
         tier: fields.opt_str("tier")?,
         types: &[],
     };
-    service::add_peer(app, add).await?;
+    service::add_peer(app.instance(), add).await?;
     Ok(ControlAnswer::PeerChanged {
         added: true,
         peer_url: normalize_peer_url(url).unwrap_or_else(|_| url.to_owned()),
@@ -123,7 +123,7 @@ async fn add_peer(app: &App, request: &Request, url: &str) -> Result<ControlAnsw
 }
 
 fn remove_peer(app: &App, url: &str) -> Result<ControlAnswer, ApiError> {
-    service::remove_peer(app, url)?;
+    service::remove_peer(app.instance(), url)?;
     Ok(ControlAnswer::PeerChanged {
         added: false,
         peer_url: normalize_peer_url(url).unwrap_or_else(|_| url.to_owned()),
@@ -138,9 +138,9 @@ async fn sync(app: &App, peer: Option<&str>) -> Result<ControlAnswer, ApiError> 
             normalize_peer_url(peer)
                 .map_err(|reason| ApiError::bad_request(format!("peer URL: {reason}")))?,
         ],
-        None => app.sync_targets()?,
+        None => app.instance().sync_targets()?,
     };
-    let results = service::join_all(targets.iter().map(|url| app.sync_peer(url))).await;
+    let results = service::join_all(targets.iter().map(|url| app.instance().sync_peer(url))).await;
     let reports: Vec<PeerSyncReport> = results
         .into_iter()
         .map(|result| PeerSyncReport {
@@ -174,7 +174,7 @@ async fn discover(app: &App) -> Result<ControlAnswer, ApiError> {
         add: true,
         ..DiscoverOptions::default()
     };
-    let answer = service::discover(app, &options).await?;
+    let answer = service::discover(app.instance(), &options).await?;
     Ok(ControlAnswer::Discovered {
         peers: answer.added_peers,
         total_peers: total_peers(app)?,

@@ -43,8 +43,8 @@ fn access_name(access: Access) -> &'static str {
 /// Whether an unsigned caller is one the control API would serve: on this host (not
 /// through a proxy) or with the admin token, and not a web page of another origin.
 fn local_reader(app: &App, request: &Request) -> bool {
-    let federation = &app.config.federation;
-    let admin_token = app.config.admin_token.as_deref();
+    let federation = &app.instance().config().federation;
+    let admin_token = app.instance().config().admin_token.as_deref();
     control_allowed(
         request,
         federation.bind,
@@ -78,13 +78,14 @@ pub(crate) fn authorize(app: &App, request: &Request, access: Access) -> Result<
     })?;
     check_audience(app, request, &verified.audience, access)?;
     let tier = trust_book::note_caller(
-        &mut app.store.borrow_mut(),
+        &mut app.instance().store().borrow_mut(),
         &mut app.pending_callers(),
         verified.public_key,
         now,
     )?;
     // Open mode serves anyone as core, signed or not; a key given a tier keeps it.
-    let tier = tier.or((app.config.federation.trust == TrustMode::Open).then_some(Tier::Core));
+    let tier = tier
+        .or((app.instance().config().federation.trust == TrustMode::Open).then_some(Tier::Core));
     let Some(tier) = tier else {
         // The message reaches the caller's operator: it names the node where the key
         // must be accepted (this one), by name and fingerprint, and the whole command.
@@ -93,8 +94,8 @@ pub(crate) fn authorize(app: &App, request: &Request, access: Access) -> Result<
             message: format!(
                 "key {} is not trusted by {} (key {}); if it is expected, run on that node: ark-lattice trust accept {}",
                 verified.public_key.fingerprint(),
-                app.instance_name(),
-                app.key.public_key().fingerprint(),
+                app.instance().instance_name(),
+                app.instance().key().public_key().fingerprint(),
                 verified.public_key.fingerprint()
             ),
         });
@@ -128,7 +129,7 @@ pub(crate) fn authorize(app: &App, request: &Request, access: Access) -> Result<
 /// The caller of a request without a signature: core in open mode, a reader from this
 /// host in strict mode, else refused.
 fn unsigned_caller(app: &App, request: &Request, access: Access) -> Result<Caller, ApiError> {
-    match app.config.federation.trust {
+    match app.instance().config().federation.trust {
         TrustMode::Open => Ok(Caller {
             instance_id: None,
             tier: Tier::Core,
@@ -157,7 +158,7 @@ fn check_audience(
 ) -> Result<(), ApiError> {
     // A request names the instance it is for, so it cannot be replayed to another;
     // without a name (a caller that has not read our info yet) it may only read info.
-    let own_id = app.instance_id_hex();
+    let own_id = app.instance().instance_id_hex();
     if audience.is_empty() && access != Access::Info {
         return Err(ApiError {
             status: 401,

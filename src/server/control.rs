@@ -21,13 +21,8 @@ use crate::store::Query;
 
 impl From<OpError> for ApiError {
     fn from(error: OpError) -> ApiError {
-        let status = match &error {
-            OpError::Invalid(_) => 400,
-            OpError::NotFound(_) => 404,
-            OpError::Failed(_) => 500,
-        };
         ApiError {
-            status,
+            status: error.status(),
             message: error.to_string(),
         }
     }
@@ -88,7 +83,7 @@ async fn federation_route(
         Route::Status => Ok(service::status(instance)?.to_json()),
         Route::Start | Route::Stop => {
             let enabled = route == Route::Start;
-            app.set_federation_enabled(enabled);
+            app.instance().set_federation_enabled(enabled);
             Ok(object([
                 ("success", Value::Bool(true)),
                 ("enabled", Value::Bool(enabled)),
@@ -166,16 +161,24 @@ fn lattice_route(
 ) -> Result<Value, ApiError> {
     let id = percent_decode(parameter.unwrap_or_default());
     match route {
-        Route::LatticeStats => Ok(service::stats(&app.store.borrow(), &app.config)?.to_json()),
+        Route::LatticeStats => Ok(service::stats(
+            &app.instance().store().borrow(),
+            app.instance().config(),
+        )?
+        .to_json()),
         Route::QueryNodes => list_nodes(app, request),
         Route::WriteNodes => write_nodes(app, &body(request)?),
-        Route::GetNode => match service::live_node(&app.store.borrow(), &id)? {
+        Route::GetNode => match service::live_node(&app.instance().store().borrow(), &id)? {
             Some(node) => Ok(node.to_json()),
             None => Err(ApiError::not_found(format!("node {id:?} not found"))),
         },
-        Route::GetRecord => Ok(service::get_record(&app.store.borrow(), &id)?.to_json()),
+        Route::GetRecord => {
+            Ok(service::get_record(&app.instance().store().borrow(), &id)?.to_json())
+        }
         Route::PutNode => put_node(app, request, &id),
-        Route::DeleteNode => Ok(service::delete_node(&mut app.store.borrow_mut(), &id)?.to_json()),
+        Route::DeleteNode => {
+            Ok(service::delete_node(&mut app.instance().store().borrow_mut(), &id)?.to_json())
+        }
         Route::Gc => gc(app, &body(request)?),
         Route::Export => export_page(app, request),
         Route::Verify => verify(app, request),
@@ -209,14 +212,14 @@ fn list_nodes(app: &App, request: &Request) -> Result<Value, ApiError> {
         after: text("after"),
         limit,
     };
-    Ok(service::find_nodes(&app.store.borrow(), &query)?.to_json())
+    Ok(service::find_nodes(&app.instance().store().borrow(), &query)?.to_json())
 }
 
 /// `GET /api/lattice/conflicts?limit=`; `limit` defaults to 50, and 0 means all.
 fn conflicts(app: &App, request: &Request) -> Result<Value, ApiError> {
     let params = query_params(request, &["limit"])?;
     let limit = count_limit(&params, 50)?;
-    Ok(service::conflicts(&app.store.borrow(), limit)?.to_json())
+    Ok(service::conflicts(&app.instance().store().borrow(), limit)?.to_json())
 }
 
 /// A listing's `limit` parameter: `default` when absent, `None` (no limit) for 0.
@@ -246,7 +249,7 @@ fn put_node(app: &App, request: &Request, id: &str) -> Result<Value, ApiError> {
             node.id
         )));
     }
-    Ok(service::add_node(&mut app.store.borrow_mut(), node)?.to_json())
+    Ok(service::add_node(&mut app.instance().store().borrow_mut(), node)?.to_json())
 }
 
 /// `POST /api/lattice/nodes {nodes: [node, ...]}` → `{created, updated, unchanged}`:
@@ -265,7 +268,8 @@ fn write_nodes(app: &App, body: &miniserde::json::Object) -> Result<Value, ApiEr
         })
         .collect::<Result<Vec<_>, _>>()?;
     let summary = app
-        .store
+        .instance()
+        .store()
         .borrow_mut()
         .write_nodes(&nodes, unix_millis_now())?;
     Ok(object([
@@ -279,7 +283,7 @@ fn write_nodes(app: &App, body: &miniserde::json::Object) -> Result<Value, ApiEr
 /// `gc` on the store this server holds.
 fn gc(app: &App, body: &Object) -> Result<Value, ApiError> {
     let days = Fields::new(body, "request body").u64("older_than_days")?;
-    Ok(service::purge_tombstones(&mut app.store.borrow_mut(), days)?.to_json())
+    Ok(service::purge_tombstones(&mut app.instance().store().borrow_mut(), days)?.to_json())
 }
 
 /// `/api/trust/*`: the trust store, as `trust list`, `pending`, `add`, `accept` and
@@ -296,13 +300,13 @@ async fn trust_route(
     let mut change = match route {
         Route::TrustedKeys => {
             let pending = request.query_param("pending").as_deref() == Some("true");
-            return Ok(service::trusted_keys(&app.store.borrow(), pending)?.to_json());
+            return Ok(service::trusted_keys(&app.instance().store().borrow(), pending)?.to_json());
         }
         Route::TrustKey => {
             let body = body(request)?;
             let fields = Fields::new(&body, "request body");
             service::trust_key(
-                &mut app.store.borrow_mut(),
+                &mut app.instance().store().borrow_mut(),
                 fields.str("public_key")?,
                 fields.opt_str("tier")?,
                 fields.opt_str("name")?.map(str::to_owned),
@@ -311,12 +315,14 @@ async fn trust_route(
         Route::AcceptKey => {
             let body = body(request)?;
             let tier = Fields::new(&body, "request body").opt_str("tier")?;
-            service::accept_key(&mut app.store.borrow_mut(), &reference, tier)?
+            service::accept_key(&mut app.instance().store().borrow_mut(), &reference, tier)?
         }
-        Route::RemoveKey => service::remove_key(&mut app.store.borrow_mut(), &reference)?,
+        Route::RemoveKey => {
+            service::remove_key(&mut app.instance().store().borrow_mut(), &reference)?
+        }
         _ => return Err(ApiError::no_route()),
     };
-    change.held = match app.syncer.release_held().await {
+    change.held = match app.instance().syncer().release_held().await {
         Ok(applied) => HeldRelease::Applied(applied),
         Err(error) => HeldRelease::Deferred(error.to_string()),
     };
@@ -374,7 +380,7 @@ fn export_page(app: &App, request: &Request) -> Result<Value, ApiError> {
         },
     };
     let after = params.get("after").map(String::as_str);
-    let page = service::export_page(&app.store.borrow(), node_type, after, limit)?;
+    let page = service::export_page(&app.instance().store().borrow(), node_type, after, limit)?;
     Ok(page.to_json())
 }
 
@@ -391,6 +397,10 @@ fn verify(app: &App, request: &Request) -> Result<Value, ApiError> {
             )));
         }
     };
-    let report = service::verify_store(&mut app.store.borrow_mut(), &app.config, skip_page_check)?;
+    let report = service::verify_store(
+        &mut app.instance().store().borrow_mut(),
+        app.instance().config(),
+        skip_page_check,
+    )?;
     Ok(report.to_json())
 }

@@ -109,7 +109,7 @@ async fn changes_as(
     loop {
         // The listener is taken before the read, so a change committed between the
         // read and the wait still wakes us.
-        let changed = app.store.borrow().changed().listen();
+        let changed = app.instance().store().borrow().changed().listen();
         let page = shared_page(app, &asked)?;
         if !page.at_end || Instant::now() >= deadline || app.shutdown_requested() {
             return Ok(page_response(page, form));
@@ -141,11 +141,11 @@ async fn changes_as(
 /// The page `asked` for: the one another request read at the store's present state, or
 /// one read and encoded now and kept for the requests after.
 fn shared_page(app: &App, asked: &PageRequest) -> Result<SharedPage, ApiError> {
-    let writes = app.store.borrow().writes();
+    let writes = app.instance().store().borrow().writes();
     if let Some(page) = app.shared_pages().get(writes, asked) {
         return Ok(page);
     }
-    let page = app.store.borrow().changes_since_filtered(
+    let page = app.instance().store().borrow().changes_since_filtered(
         asked.after,
         asked.limit,
         asked.max_bytes,
@@ -192,8 +192,8 @@ fn page_response(page: SharedPage, form: PageForm) -> Response {
 
 fn page_json(app: &App, page: &ChangePage) -> Object {
     let pairs = [
-        ("instanceId", text(&app.instance_id_hex())),
-        ("epoch", text(&app.epoch_hex())),
+        ("instanceId", text(&app.instance().instance_id_hex())),
+        ("epoch", text(&app.instance().epoch_hex())),
         ("records", Value::Array(records_to_wire(app, &page.records))),
         ("last_seq", number(page.last_seq)),
         ("more", Value::Bool(page.more)),
@@ -216,7 +216,7 @@ fn records_to_wire(app: &App, records: &[Record]) -> Array {
             let origin = record.meta.version.origin;
             let key = keys
                 .entry(origin)
-                .or_insert_with(|| app.syncer.author_key_for(&origin));
+                .or_insert_with(|| app.instance().syncer().author_key_for(&origin));
             record_to_wire(record, key.as_deref())
         })
         .collect()
@@ -229,7 +229,8 @@ pub(crate) fn reconcile(app: &App, request: &Request) -> Response {
     let answer = || -> Result<Response, ApiError> {
         authorize(app, request, Access::Pull)?;
         let set = app
-            .syncer
+            .instance()
+            .syncer()
             .reconcile_set(&filter_of(request))
             .map_err(|error| ApiError {
                 status: 500,
@@ -240,8 +241,8 @@ pub(crate) fn reconcile(app: &App, request: &Request) -> Response {
             .map_err(|error| ApiError::bad_request(error.to_string()))?;
         Ok(Response::new(200, Body::Full(message))
             .with_header("content-type", "application/octet-stream")
-            .with_header("x-ark-instance", &app.instance_id_hex())
-            .with_header("x-ark-epoch", &app.epoch_hex())
+            .with_header("x-ark-instance", &app.instance().instance_id_hex())
+            .with_header("x-ark-epoch", &app.instance().epoch_hex())
             .with_header("x-ark-last-seq", &set.last_seq.to_string()))
     };
     answer().unwrap_or_else(|error| Response::error(error.status, &error.message))
@@ -269,7 +270,8 @@ pub(crate) fn fetch(app: &App, request: &Request) -> Result<Value, ApiError> {
     )? as usize;
     let limit = param(request, "limit", SYNC_BATCH_RECORDS as u64, 5000)?.max(1) as usize;
     let set = app
-        .syncer
+        .instance()
+        .syncer()
         .reconcile_set(&filter_of(request))
         .map_err(|error| ApiError {
             status: 500,
@@ -291,7 +293,7 @@ pub(crate) fn fetch(app: &App, request: &Request) -> Result<Value, ApiError> {
             None => missing += 1,
         }
     }
-    let priorities = app.store.borrow().priorities(&ids)?;
+    let priorities = app.instance().store().borrow().priorities(&ids)?;
     let order = crate::sync::rank_by_priority(&ids, &priorities);
     // With `rank=1` (a client's first request, listing everything it lacks) the answer
     // also gives that order for all the digests, so the client asks for them in it and
@@ -309,7 +311,7 @@ pub(crate) fn fetch(app: &App, request: &Request) -> Result<Value, ApiError> {
     let mut kept = Vec::new();
     'pages: for positions in order.chunks(FETCH_READ_RECORDS) {
         let chunk: Vec<&str> = positions.iter().map(|position| ids[*position]).collect();
-        for record in app.store.borrow().records(&chunk)? {
+        for record in app.instance().store().borrow().records(&chunk)? {
             if kept.len() >= limit || (bytes >= max_bytes && !kept.is_empty()) {
                 more = true;
                 break 'pages;

@@ -30,11 +30,11 @@ pub(crate) fn start(
     executor: &'static LocalExecutor<'static>,
     app: &Rc<App>,
 ) -> Option<smol::Task<()>> {
-    let config = &app.config.discovery;
+    let config = &app.instance().config().discovery;
     if !config.enabled {
         return None;
     }
-    match discovery::open(config, app.config.federation.bind) {
+    match discovery::open(config, app.instance().config().federation.bind) {
         Ok(socket) => {
             let mode = if config.unicast.is_empty() {
                 format!("multicast {}:{}", config.group, config.port)
@@ -63,7 +63,7 @@ pub(crate) fn start(
 }
 
 async fn beacon_loop(app: Rc<App>, socket: smol::net::UdpSocket) {
-    let config = app.config.discovery.clone();
+    let config = app.instance().config().discovery.clone();
     let destinations = discovery::destinations(&config);
     let expiry = config.expiry().as_millis() as u64;
     let mut next_beacon = Instant::now();
@@ -87,7 +87,7 @@ async fn beacon_loop(app: Rc<App>, socket: smol::net::UdpSocket) {
         match received {
             None => {}
             Some(Err(error)) => {
-                if app.config.verbose {
+                if app.instance().config().verbose {
                     eprintln!("ark:discovery receive failed: {error}");
                 }
                 // Errors such as ICMP port-unreachable reports come back at once;
@@ -118,17 +118,17 @@ async fn beacon_loop(app: Rc<App>, socket: smol::net::UdpSocket) {
 
 /// This instance's signed beacon, announcing the address that reaches `destination`.
 pub(crate) fn our_beacon(app: &App, destination: SocketAddr) -> Beacon {
-    let address = discovery::local_ipv4(&app.config.discovery, destination)
+    let address = discovery::local_ipv4(&app.instance().config().discovery, destination)
         .map_or_else(|| "0.0.0.0".to_owned(), |ip| ip.to_string());
     let mut capabilities = vec![PROTOCOL_LEGACY, PROTOCOL_V2];
-    if app.serves_https() {
+    if app.instance().serves_https() {
         capabilities.push(CAPABILITY_HTTPS);
     }
     Beacon::signed(
-        &app.key,
-        &app.instance_name(),
+        app.instance().key(),
+        &app.instance().instance_name(),
         &address,
-        app.listen_port(),
+        app.instance().listen_port(),
         &capabilities,
         unix_millis_now(),
     )
@@ -144,7 +144,7 @@ async fn send_beacon(
         let bytes = our_beacon(app, *destination).encode();
         match socket.send_to(&bytes, destination).await {
             Ok(_) => {
-                if app.config.verbose {
+                if app.instance().config().verbose {
                     eprintln!("ark:discovery beacon sent to {destination}");
                 }
             }
@@ -164,35 +164,42 @@ fn hear(app: &App, bytes: &[u8], source: SocketAddr) -> bool {
     let beacon = match Beacon::decode(bytes) {
         Ok(beacon) => beacon,
         Err(error) => {
-            if app.config.verbose {
+            if app.instance().config().verbose {
                 eprintln!("ark:discovery ignored a datagram from {source}: {error}");
             }
             return false;
         }
     };
-    if beacon.peer_id == app.instance_id_hex() {
+    if beacon.peer_id == app.instance().instance_id_hex() {
         return false;
     }
     let verification = beacon.verify();
-    let heard =
-        app.lan_peers
-            .borrow_mut()
-            .hear(beacon.clone(), &verification, source, unix_millis_now());
+    let heard = app.instance().lan_peers().borrow_mut().hear(
+        beacon.clone(),
+        &verification,
+        source,
+        unix_millis_now(),
+    );
     match heard {
         Heard::New => {
             // One entry, not a copy of the whole table per beacon (issue 10: 10,000
             // made-up ids cost 18 s of CPU that way).
-            let listed = app.lan_peers.borrow().get(&beacon.peer_id).cloned();
+            let listed = app
+                .instance()
+                .lan_peers()
+                .borrow()
+                .get(&beacon.peer_id)
+                .cloned();
             if let Some(peer) = listed {
                 // Only a signed beacon proves the id; an unsigned one could claim any.
-                let trusted = peer.signed && is_trusted(app, &peer.beacon.peer_id);
-                if app.config.verbose {
+                let trusted = peer.signed && is_trusted(app.instance(), &peer.beacon.peer_id);
+                if app.instance().config().verbose {
                     eprintln!(
                         "ark:discovery heard {} at {}",
                         peer.beacon.peer_name, peer.url
                     );
                 }
-                app.events.emit(
+                app.instance().events().emit(
                     EventKind::PeerDiscovered,
                     [
                         ("source", text("beacon")),
@@ -209,7 +216,7 @@ fn hear(app: &App, bytes: &[u8], source: SocketAddr) -> bool {
         }
         Heard::Again => false,
         Heard::Refused(reason) => {
-            if app.config.verbose {
+            if app.instance().config().verbose {
                 eprintln!("ark:discovery refused a beacon from {source}: {reason}");
             }
             false
@@ -219,11 +226,12 @@ fn hear(app: &App, bytes: &[u8], source: SocketAddr) -> bool {
 
 fn expire(app: &App, max_age: u64) {
     let expired = app
-        .lan_peers
+        .instance()
+        .lan_peers()
         .borrow_mut()
         .expire(unix_millis_now(), max_age);
     for peer in expired {
-        app.events.emit(
+        app.instance().events().emit(
             EventKind::PeerExpired,
             [
                 ("source", text("beacon")),

@@ -43,7 +43,7 @@ pub(crate) async fn counted(app: Rc<App>, request: Request) -> Response {
     let response = routes::handle(app, request).await;
     counters.http_requests().add(route, response.status);
     // Damaged records the request came across were skipped; move them aside now.
-    if let Ok(mut store) = counters.store.try_borrow_mut() {
+    if let Ok(mut store) = counters.instance().store().try_borrow_mut() {
         crate::sync::move_aside_damaged(&mut store);
     }
     response
@@ -98,10 +98,10 @@ pub(crate) fn render(app: &App) -> Result<Response, ApiError> {
     let mut out = Writer {
         text: String::with_capacity(4096),
     };
-    sync_counters(&mut out, &app.syncer.global_stats()?);
+    sync_counters(&mut out, &app.instance().syncer().global_stats()?);
     wire_counters(&mut out, app);
-    peer_gauges(&mut out, &app.syncer.peers()?);
-    store_gauges(&mut out, app, &app.store.borrow().stats()?);
+    peer_gauges(&mut out, &app.instance().syncer().peers()?);
+    store_gauges(&mut out, app, &app.instance().store().borrow().stats()?);
     held_gauges(&mut out, app)?;
     event_and_request_counters(&mut out, app);
     Ok(
@@ -153,19 +153,19 @@ fn wire_counters(out: &mut Writer, app: &App) {
         "ark_lattice_bytes_sent_total",
         "counter",
         "Bytes sent on the wire, server and client, since start: HTTP framing and, over HTTPS, handshakes and TLS records included.",
-        app.wire.bytes_sent(),
+        app.instance().wire().bytes_sent(),
     );
     out.single(
         "ark_lattice_bytes_received_total",
         "counter",
         "Bytes received on the wire, server and client, since start: HTTP framing and, over HTTPS, handshakes and TLS records included.",
-        app.wire.bytes_received(),
+        app.instance().wire().bytes_received(),
     );
     out.single(
         "ark_lattice_http_panics_total",
         "counter",
         "Requests whose handler panicked; each was answered 500 and logged.",
-        app.wire.panics(),
+        app.instance().wire().panics(),
     );
     out.single(
         "ark_lattice_task_panics_total",
@@ -193,13 +193,13 @@ fn wire_counters(out: &mut Writer, app: &App) {
         "ark_lattice_http_connections_shed_total",
         "counter",
         "Stalled connections closed to make room: over the per-address share or the total cap.",
-        app.wire.connections_shed(),
+        app.instance().wire().connections_shed(),
     );
     out.single(
         "ark_lattice_http_connections_refused_total",
         "counter",
         "Connections closed at accept because their address held its share, all busy.",
-        app.wire.connections_refused(),
+        app.instance().wire().connections_refused(),
     );
 }
 
@@ -269,7 +269,7 @@ fn store_gauges(out: &mut Writer, app: &App, store_stats: &crate::store::Stats) 
         "ark_lattice_damaged_records_found_total",
         "counter",
         "Stored records found damaged (bytes not matching their content hash) since start; each was skipped, not served.",
-        app.store.borrow().damaged_found(),
+        app.instance().store().borrow().damaged_found(),
     );
     out.single(
         "ark_lattice_store_damaged_records",
@@ -287,13 +287,13 @@ fn store_gauges(out: &mut Writer, app: &App, store_stats: &crate::store::Stats) 
         "ark_lattice_lan_peers",
         "gauge",
         "Peers currently heard by LAN beacon.",
-        app.lan_peers.borrow().len(),
+        app.instance().lan_peers().borrow().len(),
     );
     out.single(
         "ark_lattice_records_refused_total",
         "counter",
         "Received records refused since start: bad or missing signature (a changed id, deletion time, base or content), malformed, or a delete signed in format 1.",
-        app.syncer.refused_records.get(),
+        app.instance().syncer().refused_records.get(),
     );
 }
 
@@ -304,7 +304,7 @@ fn held_gauges(out: &mut Writer, app: &App) -> Result<(), ApiError> {
         "gauge",
         "Received records held back, by reason (untrusted_author, clock_ahead; held_table_full: dropped from the full held table, fetched again once there is room); applied when the reason goes away.",
     );
-    let held = app.syncer.held_counts()?;
+    let held = app.instance().syncer().held_counts()?;
     for reason in crate::sync::held::HoldReason::ALL {
         out.sample(
             "ark_lattice_held_records",
@@ -312,7 +312,7 @@ fn held_gauges(out: &mut Writer, app: &App) -> Result<(), ApiError> {
             held.by_reason.get(&reason).copied().unwrap_or(0),
         );
     }
-    let (_, held_bytes, held_marker) = app.syncer.held_usage()?;
+    let (_, held_bytes, held_marker) = app.instance().syncer().held_usage()?;
     out.single(
         "ark_lattice_held_bytes",
         "gauge",
@@ -335,7 +335,7 @@ fn event_and_request_counters(out: &mut Writer, app: &App) {
         "counter",
         "Federation events emitted since start, by type.",
     );
-    let counts = app.events.counts();
+    let counts = app.instance().events().counts();
     for kind in EventKind::ALL {
         out.sample(
             "ark_lattice_events_total",
@@ -359,7 +359,7 @@ fn event_and_request_counters(out: &mut Writer, app: &App) {
         "ark_lattice_start_time_seconds",
         "gauge",
         "Unix time this process started.",
-        seconds(app.started_at),
+        seconds(app.instance().started_at()),
     );
     out.family(
         "ark_lattice_build_info",
@@ -370,7 +370,7 @@ fn event_and_request_counters(out: &mut Writer, app: &App) {
         "ark_lattice_build_info",
         &[
             ("version", env!("CARGO_PKG_VERSION")),
-            ("instance", &app.instance_name()),
+            ("instance", &app.instance().instance_name()),
         ],
         1,
     );

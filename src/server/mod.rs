@@ -84,13 +84,14 @@ fn allow_open_files(limits: &crate::http::ServerLimits) {
 }
 
 async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<(), Error> {
-    let federation = app.config.federation.clone();
+    let federation = app.instance().config().federation.clone();
     let listener = bind(federation.bind, federation.port, federation.port_fallback).await?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| Error::Other(format!("cannot read the listening address: {source}")))?;
-    app.set_listen_port(local.port());
-    let transport = transport(&app.config)?;
+    let local = listener.local_addr().map_err(|source| Error::Io {
+        action: "cannot read the listening address".into(),
+        source,
+    })?;
+    app.instance().set_listen_port(local.port());
+    let transport = transport(app.instance().config())?;
     // The beacon socket is bound before the server says it runs, so a node started
     // right after this one is heard: its first beacon would otherwise find no socket
     // here, and the next comes a beacon interval later (60 s).
@@ -98,7 +99,7 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
     announce(&app, local, &transport);
     // Written after the warnings: `federation start` waits for this file, then shows
     // the warnings this start wrote to the log.
-    let server_file = app.config.data_dir.join(SERVER_FILE);
+    let server_file = app.instance().config().data_dir.join(SERVER_FILE);
     write_server_file(&server_file, local, &transport)?;
     let notifier = Notifier::from_env();
     if let Err(error) = notifier.ready() {
@@ -124,7 +125,7 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
             executor,
             listener,
             federation.limits,
-            app.wire.clone(),
+            app.instance().wire().clone(),
             handler,
             shutdown,
             prepare,
@@ -133,11 +134,14 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
     let _ = notifier.stopping();
     drop(tasks);
     app.flush_pending_callers();
-    if let Err(error) = app.syncer.flush() {
+    if let Err(error) = app.instance().syncer().flush() {
         eprintln!("warning: could not save the last sync statistics: {error}");
     }
     let _ = std::fs::remove_file(&server_file);
-    served.map_err(|source| Error::Other(format!("the HTTP server stopped: {source}")))?;
+    served.map_err(|source| Error::Io {
+        action: "the HTTP server stopped".into(),
+        source,
+    })?;
     eprintln!("Federation server stopped");
     Ok(())
 }
@@ -145,7 +149,7 @@ async fn run(executor: &'static LocalExecutor<'static>, app: Rc<App>) -> Result<
 /// Says on stderr that the server runs, where and how, and warns of settings that do
 /// not do what they may seem to.
 fn announce(app: &App, local: std::net::SocketAddr, transport: &Transport) {
-    let federation = &app.config.federation;
+    let federation = &app.instance().config().federation;
     eprintln!(
         "Federation server started on port {}{} ({} {}, mode {}, store {})",
         local.port(),
@@ -158,27 +162,27 @@ fn announce(app: &App, local: std::net::SocketAddr, transport: &Transport) {
                 tls.fingerprint()
             ),
         },
-        app.instance_name(),
-        app.key.public_key().fingerprint(),
+        app.instance().instance_name(),
+        app.instance().key().public_key().fingerprint(),
         federation.mode,
-        app.config.store_path().display()
+        app.instance().config().store_path().display()
     );
-    if app.config.federation.trust == crate::config::TrustMode::Open {
+    if app.instance().config().federation.trust == crate::config::TrustMode::Open {
         eprintln!(
             "warning: FEDERATION_TRUST=open: unsigned callers are served as core peers and unsigned records accepted; use this only on a trusted LAN with old ARK peers"
         );
     }
-    if app.config.federation.auto_sync && !app.auto_sync() {
+    if app.instance().config().federation.auto_sync && !app.instance().auto_sync() {
         // Only a flag or FEDERATION_AUTO_SYNC=true turns the setting on, so it was asked
         // for, and the saved `auto-sync --stop` wins: say so rather than stay silent.
         eprintln!(
             "notice: auto-sync stays off: `federation auto-sync --stop` saved that, and it wins over FEDERATION_AUTO_SYNC and --auto-sync; switch it on with `ark-lattice federation auto-sync --start`"
         );
     }
-    if app.config.redis_url_ignored {
+    if app.instance().config().redis_url_ignored {
         eprintln!(
             "notice: REDIS_URL is ignored; state lives in the embedded store at {}",
-            app.config.store_path().display()
+            app.instance().config().store_path().display()
         );
     }
 }
@@ -194,20 +198,24 @@ fn spawn_timers(
     let mut tasks: Vec<smol::Task<()>> = vec![executor.spawn(supervised("auto-sync", move || {
         auto_sync_loop(sync_app.clone())
     }))];
-    if app.config.federation.watch {
+    if app.instance().config().federation.watch {
         let watch_app = app.clone();
         tasks.push(executor.spawn(supervised("watch", move || {
             watch_loop(executor, watch_app.clone())
         })));
     }
-    if let Some(hub) = app.config.federation.hub_url.clone() {
+    if let Some(hub) = app.instance().config().federation.hub_url.clone() {
         let heartbeat_app = app.clone();
         tasks.push(executor.spawn(supervised("hub heartbeat", move || {
             heartbeat_loop(heartbeat_app.clone(), hub.clone())
         })));
     }
-    if let Some(command) = &app.config.on_event {
-        tasks.push(app.events.start_hooks(executor, command.clone()));
+    if let Some(command) = &app.instance().config().on_event {
+        tasks.push(
+            app.instance()
+                .events()
+                .start_hooks(executor, command.clone()),
+        );
     }
     let pending_app = app.clone();
     tasks.push(executor.spawn(supervised("pending trust flush", move || {
@@ -223,7 +231,7 @@ fn spawn_timers(
     tasks.push(executor.spawn(async move {
         loop {
             Timer::after(events::KEEP_ALIVE).await;
-            keep_alive_app.events.keep_alive();
+            keep_alive_app.instance().events().keep_alive();
         }
     }));
     if let Some(interval) = notifier.watchdog_interval() {
@@ -243,8 +251,10 @@ fn spawn_timers(
 fn shutdown_signal(app: Rc<App>) -> Result<impl Future<Output = ()>, Error> {
     let signals =
         async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int]);
-    let mut signals =
-        signals.map_err(|source| Error::Other(format!("cannot watch for signals: {source}")))?;
+    let mut signals = signals.map_err(|source| Error::Io {
+        action: "cannot watch for signals".into(),
+        source,
+    })?;
     let app = app.clone();
     Ok(async move {
         if app.shutdown_requested() {
@@ -260,7 +270,7 @@ fn shutdown_signal(app: Rc<App>) -> Result<impl Future<Output = ()>, Error> {
         // timeout (issue 10: 10 s to stop with one held).
         app.request_shutdown();
         // Event streams never finish by themselves; ending them lets shutdown proceed.
-        app.events.close_subscribers();
+        app.instance().events().close_subscribers();
     })
 }
 
@@ -293,18 +303,16 @@ async fn bind(
     }
     let (candidate, error) = last_error.expect("at least one try");
     if error.kind() == std::io::ErrorKind::AddrInUse {
-        return Err(Error::Other(format!(
-            "port {candidate} on {ip} is already in use (another ark-lattice or ARK server?); choose another with --port or FEDERATION_PORT{}",
-            if fallback {
-                ""
-            } else {
-                ", or pass --port-fallback"
-            }
-        )));
+        return Err(Error::PortInUse {
+            ip,
+            port: candidate,
+            fallback,
+        });
     }
-    Err(Error::Other(format!(
-        "cannot listen on {ip}:{candidate}: {error}"
-    )))
+    Err(Error::Io {
+        action: format!("cannot listen on {ip}:{candidate}"),
+        source: error,
+    })
 }
 
 /// Plain HTTP, or HTTPS with the configured certificate (read here, so a bad file
@@ -342,8 +350,11 @@ fn reload_on_hangup(
     server_file: PathBuf,
     local: SocketAddr,
 ) -> Result<impl Future<Output = ()>, Error> {
-    let mut hangups = async_signal::Signals::new([async_signal::Signal::Hup])
-        .map_err(|source| Error::Other(format!("cannot watch for SIGHUP: {source}")))?;
+    let mut hangups =
+        async_signal::Signals::new([async_signal::Signal::Hup]).map_err(|source| Error::Io {
+            action: "cannot watch for SIGHUP".into(),
+            source,
+        })?;
     Ok(async move {
         while hangups.next().await.is_some() {
             match &transport {
@@ -436,17 +447,17 @@ async fn supervised<F: Future<Output = ()>>(what: &'static str, start: impl Fn()
 /// [`AutoSyncSchedule`]'s; this loop waits and runs the syncs.
 async fn auto_sync_loop(app: Rc<App>) {
     let mut schedule = AutoSyncSchedule::default();
-    let mut interval_ms = app.sync_interval_ms();
+    let mut interval_ms = app.instance().sync_interval_ms();
     loop {
-        let changed = app.settings_changed.listen();
-        if !app.auto_sync() || !app.federation_enabled() {
+        let changed = app.instance().settings_changed().listen();
+        if !app.instance().auto_sync() || !app.instance().federation_enabled() {
             changed.await;
             // Switched on (or federation started again): a round at once.
             schedule.round_now();
             continue;
         }
         let wake = schedule.next_wake(Instant::now());
-        let local_change = app.store.borrow().local_changed().listen();
+        let local_change = app.instance().store().borrow().local_changed().listen();
         let woken = future::or(
             async {
                 changed.await;
@@ -474,13 +485,13 @@ async fn auto_sync_loop(app: Rc<App>) {
         };
         if woken {
             // A new interval applies from now, starting with a round.
-            if app.sync_interval_ms() != interval_ms {
-                interval_ms = app.sync_interval_ms();
+            if app.instance().sync_interval_ms() != interval_ms {
+                interval_ms = app.instance().sync_interval_ms();
                 schedule.round_now();
             }
             continue;
         }
-        let targets = match app.sync_targets() {
+        let targets = match app.instance().sync_targets() {
             Ok(targets) => targets,
             Err(error) => {
                 eprintln!("warning: auto-sync cannot list peers: {error}");
@@ -494,12 +505,12 @@ async fn auto_sync_loop(app: Rc<App>) {
             .due(Instant::now(), &targets, interval, fastrand::f64())
             .into_iter()
             // A watched peer is synced by its long-poll already.
-            .filter(|url| !app.syncer.is_syncing(url))
+            .filter(|url| !app.instance().syncer().is_syncing(url))
             .collect();
-        let results = join_all(due.iter().map(|url| app.sync_peer(url))).await;
+        let results = join_all(due.iter().map(|url| app.instance().sync_peer(url))).await;
         let now = Instant::now();
         for (url, result) in due.iter().zip(results) {
-            let failures = match app.syncer.peer(url) {
+            let failures = match app.instance().syncer().peer(url) {
                 Ok(Some(peer)) => peer.failures,
                 _ => u32::from(!result.success),
             };
@@ -519,7 +530,7 @@ async fn auto_sync_loop(app: Rc<App>) {
 async fn watch_loop(executor: &'static LocalExecutor<'static>, app: Rc<App>) {
     let watched: Rc<std::cell::RefCell<std::collections::BTreeSet<String>>> = Rc::default();
     loop {
-        match app.sync_targets() {
+        match app.instance().sync_targets() {
             Ok(targets) => {
                 for url in targets {
                     if watched.borrow_mut().insert(url.clone()) {
@@ -535,7 +546,7 @@ async fn watch_loop(executor: &'static LocalExecutor<'static>, app: Rc<App>) {
             }
             Err(error) => eprintln!("warning: watch cannot list peers: {error}"),
         }
-        let changed = app.settings_changed.listen();
+        let changed = app.instance().settings_changed().listen();
         future::or(changed, async {
             Timer::after(std::time::Duration::from_secs(5)).await;
         })
@@ -550,22 +561,25 @@ async fn watch_loop(executor: &'static LocalExecutor<'static>, app: Rc<App>) {
 async fn watch_peer(app: &App, url: &str) {
     loop {
         if !app
+            .instance()
             .sync_targets()
             .is_ok_and(|targets| targets.iter().any(|target| target == url))
         {
             return;
         }
-        if !app.federation_enabled() {
+        if !app.instance().federation_enabled() {
             Timer::after(std::time::Duration::from_secs(1)).await;
             continue;
         }
         let started = std::time::Instant::now();
         let result = app
-            .syncer
+            .instance()
+            .syncer()
             .sync_peer_waiting(url, Some(crate::config::WATCH_WAIT))
             .await;
         let failures = app
-            .syncer
+            .instance()
+            .syncer()
             .peer(url)
             .ok()
             .flatten()
@@ -574,7 +588,7 @@ async fn watch_peer(app: &App, url: &str) {
             retry_delay(
                 result.failure.unwrap_or(FailureKind::Other),
                 failures,
-                std::time::Duration::from_millis(app.sync_interval_ms()),
+                std::time::Duration::from_millis(app.instance().sync_interval_ms()),
                 fastrand::f64(),
             )
         } else if started.elapsed() < std::time::Duration::from_millis(500)
@@ -605,7 +619,7 @@ async fn heartbeat_loop(app: Rc<App>, hub: String) {
                     "application/json",
                     miniserde::json::to_string(&body).into_bytes(),
                 );
-                match app.syncer.client.send(request).await {
+                match app.instance().syncer().client.send(request).await {
                     Ok(response) if response.status == 200 => Ok(()),
                     Ok(response) => Err(format!(
                         "{url} answered {}: {}",
@@ -622,7 +636,7 @@ async fn heartbeat_loop(app: Rc<App>, hub: String) {
         };
         match result {
             Ok(()) => {
-                if failing || app.config.verbose {
+                if failing || app.instance().config().verbose {
                     eprintln!("ark:federation registered at hub {hub}");
                 }
                 failing = false;

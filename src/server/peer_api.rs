@@ -24,7 +24,7 @@ use crate::trust::{Access, Tier};
 /// What `GET /federation/info` and `GET /api/federation/status` report: ARK's fields
 /// plus ours (protocols, epoch, key, node count); see `Instance::info_at`.
 pub(crate) fn instance_info(app: &App) -> Result<InstanceInfo, ApiError> {
-    Ok(app.info_at(unix_millis_now())?)
+    Ok(app.instance().info_at(unix_millis_now())?)
 }
 
 /// `GET /federation/info`.
@@ -49,13 +49,14 @@ const TIMESTAMP_PLACEHOLDER: u64 = u64::MAX;
 /// the text is kept until one of its [`InfoInputs`] changes, and only the timestamp is
 /// written per request.
 pub(crate) fn info_json(app: &App) -> Result<String, ApiError> {
-    let inputs = app.info_inputs();
+    let inputs = app.instance().info_inputs();
     let mut cache = app.info_cache();
     if cache
         .as_ref()
         .is_none_or(|cached| cached.made_from != inputs)
     {
-        let text = miniserde::json::to_string(&app.info_at(TIMESTAMP_PLACEHOLDER)?.to_json());
+        let text =
+            miniserde::json::to_string(&app.instance().info_at(TIMESTAMP_PLACEHOLDER)?.to_json());
         let placeholder = TIMESTAMP_PLACEHOLDER.to_string();
         // A name or URL chosen to hold the placeholder's digits would make the split
         // ambiguous; such an answer is made afresh every time.
@@ -101,13 +102,13 @@ pub(crate) fn nodes(app: &App, request: &Request) -> Result<Value, ApiError> {
         limit,
         ..Query::default()
     };
-    let found = app.store.borrow().query(&query)?;
+    let found = app.instance().store().borrow().query(&query)?;
     let next = found
         .last()
         .filter(|_| limit.is_some_and(|limit| found.len() == limit))
         .map(|(last, _)| last.id.clone());
     Ok(NodeList {
-        instance_id: app.instance_id_hex(),
+        instance_id: app.instance().instance_id_hex(),
         nodes: found.iter().map(|(node, _)| ark_row(node)).collect(),
         next,
     }
@@ -137,7 +138,7 @@ pub(crate) async fn sync(app: &App, request: &Request) -> Result<Value, ApiError
         request,
         if pushing { Access::Push } else { Access::Pull },
     )?;
-    if app.config.federation.trust == TrustMode::Strict && pushing {
+    if app.instance().config().federation.trust == TrustMode::Strict && pushing {
         return Err(ApiError {
             status: 403,
             message:
@@ -167,14 +168,17 @@ pub(crate) async fn sync(app: &App, request: &Request) -> Result<Value, ApiError
     }
     let since = fields.opt_u64("since")?.unwrap_or(0);
     let mut rows = Array::new();
-    app.store.borrow().scan(&Query::default(), |node, meta| {
-        if meta.updated_at.unwrap_or(0) > since {
-            rows.push(ark_row(&node));
-        }
-        true
-    })?;
+    app.instance()
+        .store()
+        .borrow()
+        .scan(&Query::default(), |node, meta| {
+            if meta.updated_at.unwrap_or(0) > since {
+                rows.push(ark_row(&node));
+            }
+            true
+        })?;
     Ok(NodesSince {
-        instance_id: app.instance_id_hex(),
+        instance_id: app.instance().instance_id_hex(),
         timestamp: unix_millis_now(),
         nodes: rows,
     }
@@ -235,7 +239,7 @@ struct DurableAtEnd<'a> {
 impl DurableAtEnd<'_> {
     fn now(&mut self) -> Result<(), crate::store::StoreError> {
         self.done = true;
-        self.app.store.borrow_mut().make_durable()
+        self.app.instance().store().borrow_mut().make_durable()
     }
 }
 
@@ -257,7 +261,7 @@ async fn apply_deferred(
     rejected: &mut Array,
 ) -> Result<(crate::store::ApplyOutcome, u64, Option<(u64, u64)>), ApiError> {
     let mut total = crate::store::ApplyOutcome::default();
-    let seq_before = app.store.borrow().last_seq();
+    let seq_before = app.instance().store().borrow().last_seq();
     let mut seq_after = seq_before;
     let mut interleaved = false;
     let mut held_count = 0;
@@ -284,12 +288,13 @@ async fn apply_deferred(
         start = end;
         // No `.await` from here to the apply: a write seen now is one that came
         // between our chunks.
-        interleaved |= app.store.borrow().last_seq() != seq_after;
-        let outcome = app
-            .syncer
-            .apply_committing(&records, None, &held, Commit::Deferred)?;
+        interleaved |= app.instance().store().borrow().last_seq() != seq_after;
+        let outcome =
+            app.instance()
+                .syncer()
+                .apply_committing(&records, None, &held, Commit::Deferred)?;
         held_count += held.len() as u64;
-        seq_after = app.store.borrow().last_seq();
+        seq_after = app.instance().store().borrow().last_seq();
         total.applied += outcome.applied;
         total.unchanged += outcome.unchanged;
         total.stale += outcome.stale;
@@ -298,7 +303,7 @@ async fn apply_deferred(
         slices.pause().await;
         chunks += 1;
         if chunks % DURABLE_EVERY_CHUNKS == 0 && start < elements.len() {
-            app.store.borrow_mut().make_durable()?;
+            app.instance().store().borrow_mut().make_durable()?;
             slices.pause().await;
         }
     }
@@ -382,10 +387,10 @@ fn rejection(index: usize, row: &Value, reason: &str) -> Value {
 /// `GET /federation/discover`: the peers we know, for others to find.
 pub(crate) fn discover(app: &App, request: &Request) -> Result<Value, ApiError> {
     authorize(app, request, Access::Info)?;
-    let peers = app.syncer.peers()?;
+    let peers = app.instance().syncer().peers()?;
     let url_of = |peer: &crate::sync::PeerState| peer.url.clone();
     Ok(PeerDirectory {
-        instance_id: app.instance_id_hex(),
+        instance_id: app.instance().instance_id_hex(),
         peers: peers.iter().map(url_of).collect(),
         active_peers: peers
             .iter()
@@ -423,7 +428,8 @@ pub(crate) fn offer(app: &App, request: &Request) -> Result<Value, ApiError> {
     // A damaged record is left out of what we hold, so an offer of it is wanted.
     let ids: Vec<&str> = offers.iter().map(|(id, _)| id.as_str()).collect();
     let local: std::collections::BTreeMap<String, Version> = app
-        .store
+        .instance()
+        .store()
         .borrow()
         .records(&ids)?
         .into_iter()
@@ -458,7 +464,7 @@ pub(crate) async fn push(app: &App, request: &Request) -> Result<Value, ApiError
         app,
         elements,
         |index, value| {
-            app.syncer.verified_record(
+            app.instance().syncer().verified_record(
                 value,
                 &format!("record {}", index + 1),
                 &peer,

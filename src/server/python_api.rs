@@ -54,7 +54,7 @@ pub(crate) fn register(app: &App, request: &Request) -> Response {
     };
     let manifest = &manifest;
     let trusted = match trust_book::note_caller(
-        &mut app.store.borrow_mut(),
+        &mut app.instance().store().borrow_mut(),
         &mut app.pending_callers(),
         public_key,
         unix_millis_now(),
@@ -62,7 +62,7 @@ pub(crate) fn register(app: &App, request: &Request) -> Response {
         Ok(tier) => tier.is_some(),
         Err(error) => return fastapi_error(500, &error.to_string()),
     };
-    if !trusted && !app.config.federation.open_registration {
+    if !trusted && !app.instance().config().federation.open_registration {
         return fastapi_error(
             403,
             &format!(
@@ -120,7 +120,7 @@ pub(crate) fn register(app: &App, request: &Request) -> Response {
     if let Err(full) = register_within_cap(&mut app.registry(), registration) {
         return fastapi_error(503, &full);
     }
-    if app.config.verbose {
+    if app.instance().config().verbose {
         eprintln!(
             "ark:federation registered {node_id:?} ({})",
             public_key.fingerprint()
@@ -169,7 +169,7 @@ fn register_within_cap(
 
 /// Drops registrations older than the TTL; returns what is left.
 pub(crate) fn live_registrations(app: &App) -> Vec<Registration> {
-    let ttl = app.config.federation.peer_ttl.as_millis() as u64;
+    let ttl = app.instance().config().federation.peer_ttl.as_millis() as u64;
     let now = unix_millis_now();
     let mut registry = app.registry();
     registry.retain(|_, registration| registration.last_seen + ttl > now);
@@ -210,33 +210,42 @@ pub(crate) fn manifest(app: &App, full: bool) -> Result<Object, ApiError> {
     let mut newest = 0u64;
     let mut count = 0u64;
     let mut hasher = Sha256::new();
-    app.store.borrow().scan(&Query::default(), |node, meta| {
-        count += 1;
-        let updated = meta.updated_at.unwrap_or(0);
-        newest = newest.max(updated);
-        hasher.update(node.id.as_bytes());
-        hasher.update(meta.hash.0);
-        if full {
-            nodes.push(object([
-                ("id", text(&node.id)),
-                ("type", text(&node.node_type)),
-                ("hash", text(&meta.hash.to_prefixed())),
-                ("updated_at", text(&format_rfc3339(updated))),
-            ]));
-        }
-        true
-    })?;
+    app.instance()
+        .store()
+        .borrow()
+        .scan(&Query::default(), |node, meta| {
+            count += 1;
+            let updated = meta.updated_at.unwrap_or(0);
+            newest = newest.max(updated);
+            hasher.update(node.id.as_bytes());
+            hasher.update(meta.hash.0);
+            if full {
+                nodes.push(object([
+                    ("id", text(&node.id)),
+                    ("type", text(&node.node_type)),
+                    ("hash", text(&meta.hash.to_prefixed())),
+                    ("updated_at", text(&format_rfc3339(updated))),
+                ]));
+            }
+            true
+        })?;
     let mut manifest = Object::new();
-    manifest.insert("node_id".into(), text(&app.instance_name()));
-    manifest.insert("instance_id".into(), text(&app.instance_id_hex()));
+    manifest.insert("node_id".into(), text(&app.instance().instance_name()));
+    manifest.insert(
+        "instance_id".into(),
+        text(&app.instance().instance_id_hex()),
+    );
     manifest.insert(
         "instance_type".into(),
-        text(&app.config.instance_type.to_string()),
+        text(&app.instance().config().instance_type.to_string()),
     );
     manifest.insert("version".into(), text(env!("CARGO_PKG_VERSION")));
     manifest.insert("last_updated".into(), text(&format_rfc3339(newest)));
-    manifest.insert("listen_port".into(), number(u64::from(app.listen_port())));
-    if app.serves_https() {
+    manifest.insert(
+        "listen_port".into(),
+        number(u64::from(app.instance().listen_port())),
+    );
+    if app.instance().serves_https() {
         manifest.insert(MANIFEST_LISTEN_SCHEME.into(), text("https"));
     }
     manifest.insert("node_count".into(), number(count));
@@ -262,12 +271,16 @@ pub(crate) fn manifest_hash(manifest: &Object) -> String {
 pub(crate) fn signed_manifest(app: &App, full: bool) -> Result<Value, ApiError> {
     let manifest = manifest(app, full)?;
     let signature = app
-        .key
+        .instance()
+        .key()
         .sign(python_json_dumps_sorted(&Value::Object(manifest.clone())).as_bytes());
     Ok(object([
         ("manifest", Value::Object(manifest)),
         ("signature", text(&signature.to_base64())),
-        ("pubkey", text(&app.key.public_key().to_base64())),
+        (
+            "pubkey",
+            text(&app.instance().key().public_key().to_base64()),
+        ),
     ]))
 }
 
@@ -292,17 +305,20 @@ pub(crate) fn delta(app: &App, request: &Request) -> Result<Value, ApiError> {
     // file hashes, the guide's "def456") does not, and the node is sent.
     let known: BTreeMap<String, String> = asked.nodes.into_iter().collect();
     let mut nodes = Array::new();
-    app.store.borrow().scan(&Query::default(), |node, meta| {
-        let theirs = known.get(&node.id).map(String::as_str);
-        let prefixed = meta.hash.to_prefixed();
-        let same = theirs.is_some_and(|theirs| {
-            theirs == prefixed || Some(theirs) == prefixed.strip_prefix("sha256:")
-        });
-        if !same {
-            nodes.push(crate::service::node_with_meta(&node, &meta));
-        }
-        true
-    })?;
+    app.instance()
+        .store()
+        .borrow()
+        .scan(&Query::default(), |node, meta| {
+            let theirs = known.get(&node.id).map(String::as_str);
+            let prefixed = meta.hash.to_prefixed();
+            let same = theirs.is_some_and(|theirs| {
+                theirs == prefixed || Some(theirs) == prefixed.strip_prefix("sha256:")
+            });
+            if !same {
+                nodes.push(crate::service::node_with_meta(&node, &meta));
+            }
+            true
+        })?;
     Ok(DeltaAnswer { nodes }.to_json())
 }
 

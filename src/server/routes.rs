@@ -50,7 +50,7 @@ impl ApiError {
 
 impl From<WireError> for ApiError {
     fn from(error: WireError) -> ApiError {
-        ApiError::bad_request(error.0)
+        ApiError::bad_request(error.to_string())
     }
 }
 
@@ -63,17 +63,11 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// By the same rule as a service operation's failure (`OpError`): a wrong request is a
+/// 400, what it names not being there a 404, anything else a 500.
 impl From<Error> for ApiError {
     fn from(error: Error) -> ApiError {
-        let status = match &error {
-            Error::Usage(_) | Error::Config(_) | Error::Input(_) => 400,
-            Error::NotFound(_) => 404,
-            _ => 500,
-        };
-        ApiError {
-            status,
-            message: error.to_string(),
-        }
+        ApiError::from(crate::service::OpError::from(error))
     }
 }
 
@@ -106,7 +100,7 @@ fn respond(result: Result<Value, ApiError>, path: &str) -> Response {
 
 /// With `-v`, one `ark:http` line per request answered.
 fn log_request(app: &App, request: &Request, status: u16) {
-    if app.config.verbose {
+    if app.instance().config().verbose {
         eprintln!(
             "ark:http {} {} {} -> {status}",
             request.remote_addr, request.method, request.path
@@ -124,7 +118,7 @@ fn event_stream(app: &App, request: &Request) -> Response {
     let last_id = request
         .header("last-event-id")
         .and_then(|id| id.trim().parse().ok());
-    match app.events.subscribe(last_id) {
+    match app.instance().events().subscribe(last_id) {
         Ok(body) => Response::new(200, body)
             .with_header("content-type", "text/event-stream")
             .with_header("cache-control", "no-store")
@@ -291,12 +285,12 @@ fn token_in_clear(request: &Request) -> bool {
 
 /// `control_allowed` with this server's settings.
 fn is_privileged(app: &App, request: &Request) -> bool {
-    let federation = &app.config.federation;
+    let federation = &app.instance().config().federation;
     control_allowed(
         request,
         federation.bind,
         federation.behind_proxy,
-        app.config.admin_token.as_deref(),
+        app.instance().config().admin_token.as_deref(),
     )
 }
 
@@ -318,7 +312,7 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
                 "the control API is only for loopback callers or callers with the admin token (ARK_ADMIN_TOKEN)",
             );
         }
-        let token = token_presented(&request, app.config.admin_token.as_deref());
+        let token = token_presented(&request, app.instance().config().admin_token.as_deref());
         if let Some(reason) = cross_origin_refusal(&request, token) {
             return Response::error(403, &format!("control API request refused: {reason}"));
         }
@@ -343,7 +337,7 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
         Some(Route::OpenApi) => return with_cors(super::docs::openapi()),
         _ => {}
     }
-    if path.starts_with("/federation/") && !app.federation_enabled() {
+    if path.starts_with("/federation/") && !app.instance().federation_enabled() {
         return with_cors(Response::error(
             503,
             "federation is stopped on this instance",
@@ -384,7 +378,7 @@ pub async fn handle(app: Rc<App>, request: Request) -> Response {
         Some(Route::Push) => peer_api::push(&app, &request).await,
         Some(Route::Health) => Ok(object([
             ("status", text("ok")),
-            ("instanceId", text(&app.instance_id_hex())),
+            ("instanceId", text(&app.instance().instance_id_hex())),
         ])),
         _ => Err(ApiError::no_route()),
     };

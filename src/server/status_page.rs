@@ -91,10 +91,10 @@ svg text{font:12px system-ui,sans-serif}
 /// events and conflicts.
 pub(crate) fn render(app: &App, privileged: bool) -> Result<Response, ApiError> {
     let now = unix_millis_now();
-    let peers = app.syncer.peers()?;
-    let lan_peers = app.lan_peers.borrow().list();
-    let name = escape(&app.instance_name());
-    let fingerprint = escape(&app.key.public_key().fingerprint());
+    let peers = app.instance().syncer().peers()?;
+    let lan_peers = app.instance().lan_peers().borrow().list();
+    let name = escape(&app.instance().instance_name());
+    let fingerprint = escape(&app.instance().key().public_key().fingerprint());
     let mut html = String::with_capacity(16 * 1024);
     let _ = write!(
         html,
@@ -104,8 +104,8 @@ pub(crate) fn render(app: &App, privileged: bool) -> Result<Response, ApiError> 
          <title>{name} · ark-lattice</title><style>{STYLE}</style></head><body>\
          <header><h1>{name}</h1><p>ark-lattice {version} · {kind} instance · {mode} mode · key <span class=\"mono\">{fingerprint}</span></p></header><main>",
         version = env!("CARGO_PKG_VERSION"),
-        kind = app.config.instance_type,
-        mode = app.config.federation.mode,
+        kind = app.instance().config().instance_type,
+        mode = app.instance().config().federation.mode,
     );
 
     instance_section(&mut html, app, now, &name, &fingerprint, lan_peers.len())?;
@@ -140,9 +140,9 @@ fn instance_section(
     fingerprint: &str,
     lan_heard: usize,
 ) -> Result<(), ApiError> {
-    let stats = app.syncer.global_stats()?;
-    let store_stats = app.store.borrow().stats()?;
-    let federation = &app.config.federation;
+    let stats = app.instance().syncer().global_stats()?;
+    let store_stats = app.instance().store().borrow().stats()?;
+    let federation = &app.instance().config().federation;
     let _ = write!(
         html,
         "<section id=\"instance\"><h2>Instance</h2><dl>\
@@ -156,14 +156,14 @@ fn instance_section(
          <dt>Syncs</dt><dd>{ok} ok, {failed} failed; {sent} nodes sent, {received} received; {conflicts} conflicts resolved</dd>\
          <dt>LAN discovery</dt><dd>{discovery}</dd>\
          <dt>Started</dt><dd>{started}</dd></dl></section>",
-        id = escape(&app.instance_id_hex()),
-        port = app.listen_port(),
-        scheme = if app.serves_https() {
+        id = escape(&app.instance().instance_id_hex()),
+        port = app.instance().listen_port(),
+        scheme = if app.instance().serves_https() {
             "HTTPS: peers reach it at <code>https://</code>"
         } else {
             "plain HTTP"
         },
-        enabled = if app.federation_enabled() {
+        enabled = if app.instance().federation_enabled() {
             ""
         } else {
             " (federation stopped)"
@@ -172,8 +172,8 @@ fn instance_section(
             || "none".to_owned(),
             |hub| format!("<code>{}</code>", escape(hub))
         ),
-        auto_sync = if app.auto_sync() {
-            format!("on, every {} s", app.sync_interval_ms() / 1000)
+        auto_sync = if app.instance().auto_sync() {
+            format!("on, every {} s", app.instance().sync_interval_ms() / 1000)
         } else {
             "off".to_owned()
         },
@@ -185,12 +185,12 @@ fn instance_section(
         sent = stats.nodes_sent,
         received = stats.nodes_received,
         conflicts = stats.conflicts_resolved,
-        discovery = if app.config.discovery.enabled {
+        discovery = if app.instance().config().discovery.enabled {
             format!("on, {lan_heard} heard")
         } else {
             "off".to_owned()
         },
-        started = ago(now, Some(app.started_at)),
+        started = ago(now, Some(app.instance().started_at())),
     );
 
     Ok(())
@@ -198,7 +198,7 @@ fn instance_section(
 
 /// The peer list, one row per peer with its last sync.
 fn peer_table(html: &mut String, app: &App, now: u64, peers: &[PeerState]) {
-    let federation = &app.config.federation;
+    let federation = &app.instance().config().federation;
     html.push_str("<section class=\"wide\" id=\"peers\"><h2>Peers</h2>");
     if peers.is_empty() {
         html.push_str(
@@ -238,7 +238,7 @@ fn peer_table(html: &mut String, app: &App, now: u64, peers: &[PeerState]) {
 fn lan_table(html: &mut String, app: &App, now: u64, lan_peers: &[crate::discovery::LanPeer]) {
     html.push_str("<section class=\"wide\" id=\"lan\"><h2>Heard on the LAN</h2>");
     if lan_peers.is_empty() {
-        html.push_str(if app.config.discovery.enabled {
+        html.push_str(if app.instance().config().discovery.enabled {
             "<p class=\"muted\">No beacons heard yet.</p>"
         } else {
             "<p class=\"muted\">LAN discovery is off on this instance.</p>"
@@ -270,7 +270,7 @@ fn lan_table(html: &mut String, app: &App, now: u64, lan_peers: &[crate::discove
 /// The recent events and conflicts, for privileged callers only.
 fn events_and_conflicts(html: &mut String, app: &App, now: u64) -> Result<(), ApiError> {
     html.push_str("<section id=\"events\"><h2>Recent events</h2>");
-    let events = app.events.recent(20);
+    let events = app.instance().events().recent(20);
     if events.is_empty() {
         html.push_str("<p class=\"muted\">No events since start.</p>");
     } else {
@@ -296,7 +296,7 @@ fn events_and_conflicts(html: &mut String, app: &App, now: u64) -> Result<(), Ap
         html.push_str("</tbody></table>");
     }
     html.push_str("</section><section id=\"conflicts\"><h2>Recent conflicts</h2>");
-    let conflicts = app.store.borrow().conflicts(Some(10))?;
+    let conflicts = app.instance().store().borrow().conflicts(Some(10))?;
     if conflicts.is_empty() {
         html.push_str("<p class=\"muted\">No conflicts: no concurrent edits collided.</p>");
     } else {
@@ -325,7 +325,7 @@ fn draw(html: &mut String, app: &App, peers: &[PeerState], lan: &[crate::discove
     const WIDTH: f64 = 560.0;
     const HEIGHT: f64 = 340.0;
     let (cx, cy) = (WIDTH / 2.0, HEIGHT / 2.0 + 10.0);
-    let hub = app.config.federation.hub_url.clone();
+    let hub = app.instance().config().federation.hub_url.clone();
     let mut nodes = drawn_nodes(hub.as_deref(), peers, lan);
     let hidden = nodes.len().saturating_sub(DRAWN_PEERS);
     nodes.truncate(DRAWN_PEERS);
@@ -400,7 +400,7 @@ fn draw(html: &mut String, app: &App, peers: &[PeerState], lan: &[crate::discove
          <text x=\"{cx}\" y=\"{ny}\" text-anchor=\"middle\">{name}</text>",
         ty = cy + 4.0,
         ny = cy + 48.0,
-        name = escape(&truncate(&app.instance_name(), 28)),
+        name = escape(&truncate(&app.instance().instance_name(), 28)),
     );
     if hidden > 0 {
         let _ = write!(
@@ -482,7 +482,8 @@ fn legend(html: &mut String, app: &App) {
         "<span style=\"color:#2f9e5b\">●</span> active &nbsp; <span style=\"color:#d64545\">●</span> failing &nbsp; \
          <span style=\"color:#8a96a3\">●</span> not synced yet &nbsp; <span style=\"color:#3b7dd8\">●</span> heard on the LAN, not a peer",
     );
-    if app.config.federation.mode == FederationMode::Hub && app.config.federation.hub_url.is_some()
+    if app.instance().config().federation.mode == FederationMode::Hub
+        && app.instance().config().federation.hub_url.is_some()
     {
         html.push_str(" · hub mode: syncs with the hub only");
     }

@@ -18,7 +18,7 @@ use crate::discovery::{self, LanPeer, ScanHit, Subnet};
 use crate::http::HttpClient;
 use crate::protocol::{
     DiscoverAnswer, FoundPeer, LanEntry, LanSource, PeerAddAnswer, PeerDirectory, Route,
-    ScanSummary, WireError, parse_object,
+    ScanSummary, parse_object,
 };
 
 /// Whether we trust the instance with this id: its key is in the trust store with a
@@ -27,12 +27,12 @@ pub(crate) fn is_trusted(instance: &Instance, instance_id: &str) -> bool {
     let Ok(instance_id) = crate::model::InstanceId::from_hex(instance_id) else {
         return false;
     };
-    crate::sync::trust_book::tier_of(&instance.store.borrow(), &instance_id)
+    crate::sync::trust_book::tier_of(&instance.store().borrow(), &instance_id)
         .is_ok_and(|tier| tier.is_some())
 }
 
 fn is_known_url(instance: &Instance, url: &str) -> bool {
-    instance.syncer.peer(url).ok().flatten().is_some()
+    instance.syncer().peer(url).ok().flatten().is_some()
 }
 
 /// A peer heard by beacon, as `discover` lists it.
@@ -94,7 +94,7 @@ async fn find_lan(
     port: Option<u16>,
 ) -> Result<LanFindings, OpError> {
     let mut findings = LanFindings::default();
-    for peer in instance.lan_peers.borrow().list() {
+    for peer in instance.lan_peers().borrow().list() {
         if peer.signed {
             findings
                 .addable
@@ -108,7 +108,7 @@ async fn find_lan(
     let subnet = match subnet {
         Some(text) => Subnet::parse(text).map_err(OpError::Invalid)?,
         None => {
-            let config = &instance.config.discovery;
+            let config = &instance.config().discovery;
             let toward = SocketAddr::from((config.group, config.port));
             let ip = discovery::local_ipv4(config, toward).ok_or_else(|| {
                 OpError::Invalid(
@@ -120,13 +120,13 @@ async fn find_lan(
         }
     };
     let port = port.unwrap_or(match instance.listen_port() {
-        0 => instance.config.federation.port,
+        0 => instance.config().federation.port,
         listening => listening,
     });
-    let client = HttpClient::new(discovery::scan_client_config(), instance.wire.clone());
+    let client = HttpClient::new(discovery::scan_client_config(), instance.wire().clone());
     // A node serving HTTPS is checked as a peer's certificate is (CA file, pins).
     #[cfg(feature = "tls")]
-    let client = client.with_trust(instance.config.tls.peer_trust.clone());
+    let client = client.with_trust(instance.config().tls.peer_trust.clone());
     let hosts = subnet.hosts();
     let started = Instant::now();
     let hits = discovery::scan(&client, &hosts, port, discovery::SCAN_CONCURRENCY).await;
@@ -140,7 +140,7 @@ async fn find_lan(
     {
         let entry = scan_entry(instance, hit);
         if !entry.known {
-            instance.events.emit(
+            instance.events().emit(
                 EventKind::PeerDiscovered,
                 [
                     ("source", text("scan")),
@@ -192,7 +192,7 @@ pub(crate) async fn discover(
     options: &DiscoverOptions,
 ) -> Result<DiscoverAnswer, OpError> {
     let known: Vec<String> = instance
-        .syncer
+        .syncer()
         .peers()?
         .into_iter()
         .map(|peer| peer.url)
@@ -241,7 +241,7 @@ pub(crate) async fn discover(
         lan: lan.beacons,
         scanned: lan.scanned,
         scan: lan.scan_summary,
-        discovery_enabled: instance.config.discovery.enabled,
+        discovery_enabled: instance.config().discovery.enabled,
         listening: instance.listen_port() != 0,
         added: options.add,
         added_peers,
@@ -264,19 +264,26 @@ async fn peers_of_targets(
         .into_iter()
         .map(|target| (Route::ArkDiscover.url(&target), target))
         .collect();
-    if let Some(hub) = &instance.config.federation.hub_url {
+    if let Some(hub) = &instance.config().federation.hub_url {
         sources.push((Route::PythonDiscover.url(hub), hub.clone()));
     }
     for (url, target) in sources {
-        let answer = match instance.syncer.client.send(instance.syncer.get(&url)).await {
-            Ok(response) if response.status == 200 => parse_object(&response.body, &url),
-            Ok(response) => Err(WireError(format!("{url} answered {}", response.status))),
-            Err(error) => Err(WireError(error.to_string())),
+        let answer = match instance
+            .syncer()
+            .client
+            .send(instance.syncer().get(&url))
+            .await
+        {
+            Ok(response) if response.status == 200 => {
+                parse_object(&response.body, &url).map_err(|error| error.to_string())
+            }
+            Ok(response) => Err(format!("{url} answered {}", response.status)),
+            Err(error) => Err(error.to_string()),
         };
         let answer = match answer {
             Ok(answer) => answer,
             Err(error) => {
-                errors.push(error.0);
+                errors.push(error);
                 continue;
             }
         };

@@ -208,8 +208,9 @@ impl ExportPage {
             .iter()
             .enumerate()
             .map(|(index, value)| {
-                Node::from_json(value)
-                    .map_err(|error| WireError(format!("{context}: nodes[{index}]: {error}")))
+                Node::from_json(value).map_err(|error| {
+                    WireError::malformed(format!("{context}: nodes[{index}]"), error)
+                })
             })
             .collect::<Result<_, _>>()?;
         Ok(ExportPage {

@@ -46,7 +46,7 @@ impl PeerList {
             .iter()
             .map(|entry| match entry {
                 Value::Object(object) => PeerState::from_json(object, "peer list entry"),
-                _ => Err(WireError("peer list entry is not an object".into())),
+                _ => Err(WireError::not_object("peer list entry")),
             })
             .collect::<Result<_, _>>()?;
         Ok(PeerList { peers })
@@ -56,8 +56,8 @@ impl PeerList {
 /// `GET /api/v2/federation/status`: the instance info with the server's state, the peer
 /// list, held records and a warning when the clock is behind.
 pub(crate) fn status(instance: &Instance) -> Result<LatticeStatus, OpError> {
-    let held = instance.syncer.held_counts()?;
-    let newest_seen = instance.store.borrow().clock_high_water().millis();
+    let held = instance.syncer().held_counts()?;
+    let newest_seen = instance.store().borrow().clock_high_water().millis();
     let now = unix_millis_now();
     let clock_warning = (newest_seen > now + CLOCK_BEHIND_WARNING_MS).then(|| {
         format!(
@@ -73,9 +73,9 @@ pub(crate) fn status(instance: &Instance) -> Result<LatticeStatus, OpError> {
         info: instance.info_at(now)?,
         enabled: instance.federation_enabled(),
         running: instance.listen_port() != 0,
-        started_at: instance.started_at,
-        bytes_sent: instance.wire.bytes_sent(),
-        bytes_received: instance.wire.bytes_received(),
+        started_at: instance.started_at(),
+        bytes_sent: instance.wire().bytes_sent(),
+        bytes_received: instance.wire().bytes_received(),
         peer_list,
         clock_warning,
         held: held.by_reason_all(),
@@ -85,7 +85,7 @@ pub(crate) fn status(instance: &Instance) -> Result<LatticeStatus, OpError> {
 
 pub(crate) fn list_peers(instance: &Instance) -> Result<PeerList, OpError> {
     Ok(PeerList {
-        peers: instance.syncer.peers()?,
+        peers: instance.syncer().peers()?,
     })
 }
 
@@ -141,7 +141,7 @@ pub(crate) async fn add_peer(
     if let Some(key) = key {
         // One node is one peer, whatever name reaches it (localhost, 127.0.0.1, its
         // LAN address): a second URL for the same key would sync the same data twice.
-        if let Some(existing) = instance.syncer.peer_with_id(&url, &key.instance_id())? {
+        if let Some(existing) = instance.syncer().peer_with_id(&url, &key.instance_id())? {
             return Ok(PeerAddAnswer::SameNode {
                 message: format!(
                     "{url} is the same node (key {}) as peer {existing}; not added again",
@@ -152,24 +152,24 @@ pub(crate) async fn add_peer(
                 public_key: key.to_base64(),
             });
         }
-        let mut store = instance.store.borrow_mut();
+        let mut store = instance.store().borrow_mut();
         trust_book::trust(&mut store, key, tier, None, "peer")?;
     }
-    let added = instance.syncer.add_peer(
+    let added = instance.syncer().add_peer(
         &url,
         key.map(|key| key.instance_id()).as_ref(),
         pin_at_first_contact,
     )?;
     if added {
         instance
-            .events
+            .events()
             .emit(EventKind::PeerAdded, [("peer", Value::String(url.clone()))]);
     }
     if !request.types.is_empty() {
-        instance.syncer.set_peer_types(&url, request.types)?;
+        instance.syncer().set_peer_types(&url, request.types)?;
     }
     // Lets `--watch` start a long-poll to the new peer at once.
-    instance.settings_changed.notify(usize::MAX);
+    instance.settings_changed().notify(usize::MAX);
     Ok(PeerAddAnswer::Added {
         peer: url,
         added,
@@ -191,11 +191,11 @@ async fn reported_key(
     key_given: bool,
 ) -> Result<Option<Option<PublicKey>>, OpError> {
     let info_url = Route::Info.url(url);
-    let verbose = instance.config.verbose;
+    let verbose = instance.config().verbose;
     match instance
-        .syncer
+        .syncer()
         .client
-        .send(instance.syncer.get(&info_url))
+        .send(instance.syncer().get(&info_url))
         .await
     {
         Ok(response) if response.status == 200 => {
@@ -244,12 +244,12 @@ async fn reported_key(
 
 pub(crate) fn remove_peer(instance: &Instance, url: &str) -> Result<PeerRemoved, OpError> {
     let url = normalize_peer_url(url).unwrap_or_else(|_| url.to_owned());
-    if !instance.syncer.remove_peer(&url)? {
+    if !instance.syncer().remove_peer(&url)? {
         return Err(OpError::NotFound(format!(
             "peer {url} is not in the peer list"
         )));
     }
-    instance.events.emit(
+    instance.events().emit(
         EventKind::PeerRemoved,
         [("peer", Value::String(url.clone()))],
     );
@@ -267,8 +267,8 @@ pub(crate) fn sync_targets_for(
     };
     let url = normalize_peer_url(peer)
         .map_err(|reason| OpError::Invalid(format!("peer URL: {reason}")))?;
-    let is_hub = instance.config.federation.hub_url.as_deref() == Some(url.as_str());
-    if !is_hub && instance.syncer.peer(&url)?.is_none() {
+    let is_hub = instance.config().federation.hub_url.as_deref() == Some(url.as_str());
+    if !is_hub && instance.syncer().peer(&url)?.is_none() {
         return Err(OpError::NotFound(format!(
             "{url} is not a peer; add it first with `ark-lattice federation add-peer {url}`"
         )));

@@ -22,13 +22,13 @@ use crate::store::{Store, StoreError};
 use crate::sync::{PeerSyncResult, Syncer, trust_book};
 use crate::trust::{KeyPair, PublicKey, Tier};
 
-pub struct Instance {
-    pub(crate) config: Config,
-    pub(crate) store: Rc<RefCell<Store>>,
-    pub(crate) key: KeyPair,
-    pub(crate) syncer: Syncer,
-    pub(crate) wire: Rc<WireStats>,
-    pub(crate) started_at: u64,
+pub(crate) struct Instance {
+    config: Config,
+    store: Rc<RefCell<Store>>,
+    key: KeyPair,
+    syncer: Syncer,
+    wire: Rc<WireStats>,
+    started_at: u64,
     /// The port actually listened on (0 when there is no server).
     listen_port: Cell<u16>,
     /// `POST /api/federation/stop` turns the federation endpoints off without stopping
@@ -37,11 +37,11 @@ pub struct Instance {
     auto_sync: Cell<bool>,
     sync_interval_ms: Cell<u64>,
     /// Wakes the auto-sync loop (and `--watch`) when its settings or peers change.
-    pub(crate) settings_changed: event_listener::Event,
+    settings_changed: event_listener::Event,
     /// Federation events: recent ones, event streams, the `--on-event` hook.
-    pub(crate) events: EventBus,
+    events: EventBus,
     /// Peers heard by LAN beacon (none without a server).
-    pub(crate) lan_peers: RefCell<LanPeers>,
+    lan_peers: RefCell<LanPeers>,
     /// The last instance info made, for as long as what it shows is unchanged.
     info: RefCell<Option<(InfoInputs, InstanceInfo)>>,
 }
@@ -69,9 +69,52 @@ impl std::fmt::Debug for Instance {
 }
 
 impl Instance {
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The store, shared with the syncer (borrowed for one step at a time: the server's
+    /// one thread never holds it across an await).
+    pub(crate) fn store(&self) -> &Rc<RefCell<Store>> {
+        &self.store
+    }
+
+    /// This node's key pair.
+    pub(crate) fn key(&self) -> &KeyPair {
+        &self.key
+    }
+
+    pub(crate) fn syncer(&self) -> &Syncer {
+        &self.syncer
+    }
+
+    /// Bytes sent and received, for `/metrics` and the status answers.
+    pub(crate) fn wire(&self) -> &Rc<WireStats> {
+        &self.wire
+    }
+
+    /// When the instance was opened, in Unix milliseconds.
+    pub(crate) fn started_at(&self) -> u64 {
+        self.started_at
+    }
+
+    /// Wakes the auto-sync loop (and `--watch`) when its settings or peers change.
+    pub(crate) fn settings_changed(&self) -> &event_listener::Event {
+        &self.settings_changed
+    }
+
+    pub(crate) fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    /// Peers heard by LAN beacon.
+    pub(crate) fn lan_peers(&self) -> &RefCell<LanPeers> {
+        &self.lan_peers
+    }
+
     /// Opens the store and the key in the state dir (waiting, bounded, while a CLI
     /// command holds the store), and pins `ARK_FED_PUBKEY` as a core peer.
-    pub fn open(config: &Config) -> Result<Instance, Error> {
+    pub(crate) fn open(config: &Config) -> Result<Instance, Error> {
         let (mut store, _) = open_store_for_server(config)?;
         let key = identity(config)?;
         if let Some(trusted) = &config.trusted_key {
@@ -136,26 +179,26 @@ impl Instance {
         })
     }
 
-    pub fn instance_id_hex(&self) -> String {
+    pub(crate) fn instance_id_hex(&self) -> String {
         self.syncer.instance_id.to_hex()
     }
 
     /// Whether this node serves HTTPS (`serve --tls-cert`), so the URLs it advertises
     /// (beacons, hub registration) and links are `https://`.
-    pub fn serves_https(&self) -> bool {
+    pub(crate) fn serves_https(&self) -> bool {
         self.config.tls.server_files.is_some()
     }
 
-    pub fn instance_name(&self) -> String {
+    pub(crate) fn instance_name(&self) -> String {
         self.config.instance_name(&self.syncer.instance_id.short())
     }
 
-    pub fn epoch_hex(&self) -> String {
+    pub(crate) fn epoch_hex(&self) -> String {
         hex(&self.store.borrow().epoch())
     }
 
     /// The port the server listens on, 0 without a server.
-    pub fn listen_port(&self) -> u16 {
+    pub(crate) fn listen_port(&self) -> u16 {
         self.listen_port.get()
     }
 
@@ -164,7 +207,7 @@ impl Instance {
     }
 
     /// Whether the federation endpoints are on (`POST /api/federation/start`/`stop`).
-    pub fn federation_enabled(&self) -> bool {
+    pub(crate) fn federation_enabled(&self) -> bool {
         self.federation_enabled.get()
     }
 
@@ -175,11 +218,11 @@ impl Instance {
         self.settings_changed.notify(usize::MAX);
     }
 
-    pub fn auto_sync(&self) -> bool {
+    pub(crate) fn auto_sync(&self) -> bool {
         self.auto_sync.get()
     }
 
-    pub fn sync_interval_ms(&self) -> u64 {
+    pub(crate) fn sync_interval_ms(&self) -> u64 {
         self.sync_interval_ms.get()
     }
 
@@ -213,7 +256,7 @@ impl Instance {
     /// ARK's instance info (`/federation/info`, `/api/federation/status`) stamped with
     /// `timestamp`. Making it reads the store (node count, peers, sync totals), so it is
     /// kept until one of its [`InfoInputs`] changes, and a status poll reads nothing.
-    pub fn info_at(&self, timestamp: u64) -> Result<InstanceInfo, StoreError> {
+    pub(crate) fn info_at(&self, timestamp: u64) -> Result<InstanceInfo, StoreError> {
         let inputs = self.info_inputs();
         if let Some((made_from, info)) = self.info.borrow().as_ref() {
             if *made_from == inputs {
@@ -270,7 +313,7 @@ impl Instance {
     /// The peers this instance syncs with in its mode: the hub only (a spoke: hub mode
     /// with a hub URL), or every peer and the hub when there is one (p2p, hybrid, and
     /// the hub itself: hub mode without a hub URL).
-    pub fn sync_targets(&self) -> Result<Vec<String>, Error> {
+    pub(crate) fn sync_targets(&self) -> Result<Vec<String>, Error> {
         let federation = &self.config.federation;
         let spoke = federation.mode == FederationMode::Hub && federation.hub_url.is_some();
         let mut targets: Vec<String> = if spoke {
@@ -301,7 +344,7 @@ impl Instance {
     /// Syncs with one peer through the syncer, with `sync-started`, `sync-complete` and
     /// (when edits collided) `conflict-resolved` events around it. Every sync the
     /// server runs goes through here.
-    pub async fn sync_peer(&self, url: &str) -> PeerSyncResult {
+    pub(crate) async fn sync_peer(&self, url: &str) -> PeerSyncResult {
         let peer = || Value::String(url.to_owned());
         self.events.emit(EventKind::SyncStarted, [("peer", peer())]);
         let started = std::time::Instant::now();

@@ -33,7 +33,7 @@ pub(crate) use federation::{
 };
 pub(crate) use gc::purge_tombstones;
 pub(crate) use instance::InfoInputs;
-pub use instance::Instance;
+pub(crate) use instance::Instance;
 pub(crate) use join::join_all;
 pub(crate) use lattice::{
     add_node, conflicts, delete_node, find_nodes, get_record, import_with, live_node, read_input,

@@ -60,13 +60,10 @@ pub fn storage_panics_are_handled_elsewhere() {
 /// the state dir, made on first use.
 pub fn identity(config: &Config) -> Result<KeyPair, Error> {
     match &config.key_source {
-        KeySource::File(path) => {
-            KeyPair::load(path).map_err(|error| Error::Other(error.to_string()))
-        }
+        KeySource::File(path) => Ok(KeyPair::load(path)?),
         KeySource::Seed(seed) => KeyPair::from_base64_seed(seed)
             .map_err(|error| Error::Config(format!("ARK_FED_PRIVKEY: {error}"))),
-        KeySource::StateDir => KeyPair::load_or_create(&config.data_dir.join(KEY_FILE))
-            .map_err(|error| Error::Other(error.to_string())),
+        KeySource::StateDir => Ok(KeyPair::load_or_create(&config.data_dir.join(KEY_FILE))?),
     }
 }
 

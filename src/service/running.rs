@@ -42,15 +42,21 @@ impl ServerInfo {
             None => Ok(client),
             #[cfg(feature = "tls")]
             Some(fingerprint) => {
-                let pin = crate::http::Fingerprint::parse(fingerprint)
-                    .map_err(|reason| Error::Other(format!("server.json: {reason}")))?;
+                let pin = crate::http::Fingerprint::parse(fingerprint).map_err(|reason| {
+                    Error::Server {
+                        message: format!("server.json: {reason}"),
+                        may_have_applied: false,
+                    }
+                })?;
                 Ok(client.with_trust(crate::http::PeerTrust::Pinned(vec![pin])))
             }
             #[cfg(not(feature = "tls"))]
-            Some(_) => Err(Error::Other(
-                "the running server speaks HTTPS, and this ark-lattice was built without TLS"
-                    .into(),
-            )),
+            Some(_) => Err(Error::Server {
+                message:
+                    "the running server speaks HTTPS, and this ark-lattice was built without TLS"
+                        .into(),
+                may_have_applied: false,
+            }),
         }
     }
 }

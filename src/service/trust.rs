@@ -11,11 +11,10 @@ use crate::trust::{KeyPair, PublicKey, Tier, TrustEntry};
 
 /// Prints a new key pair as ARK's PyNaCl snippet did, or writes it to a key file.
 pub(crate) fn keygen(args: &Keygen, out: &mut Output) -> Result<(), Error> {
-    let key = KeyPair::generate().map_err(|error| Error::Other(error.to_string()))?;
+    let key = KeyPair::generate().map_err(Error::Key)?;
     match &args.out {
         Some(path) => {
-            key.save(std::path::Path::new(path))
-                .map_err(|error| Error::Other(error.to_string()))?;
+            key.save(std::path::Path::new(path))?;
             out.line(format!("Public Key: {}", key.public_key().to_base64()))?;
             out.line(format!("Fingerprint: {}", key.public_key().fingerprint()))?;
             out.line(format!("Key file: {path} (mode 0600)"))?;

@@ -52,9 +52,11 @@ impl PagesReport {
             "clean" => Ok(PagesReport::Clean),
             "repaired" => Ok(PagesReport::Repaired),
             "damaged" => Ok(PagesReport::Damaged(fields.str("reason")?.to_owned())),
-            other => Err(WireError(format!(
-                "{context}: `status` {other:?} is not skipped, clean, repaired or damaged"
-            ))),
+            other => Err(WireError::bad_value(
+                context,
+                "status",
+                format!("{other:?} is not skipped, clean, repaired or damaged"),
+            )),
         }
     }
 }
@@ -185,9 +187,11 @@ impl RecordsReport {
                     damaged,
                 }))
             }
-            other => Err(WireError(format!(
-                "{context}: `status` {other:?} is not read or not_read"
-            ))),
+            other => Err(WireError::bad_value(
+                context,
+                "status",
+                format!("{other:?} is not read or not_read"),
+            )),
         }
     }
 }
@@ -265,7 +269,7 @@ impl VerifyReport {
         let part = |name: &str| {
             fields
                 .get(name)
-                .ok_or_else(|| WireError(format!("{context}: field `{name}` is missing")))
+                .ok_or_else(|| WireError::missing(context, name))
         };
         let pages_after = match fields.get("pages_after_moving_aside") {
             None => None,
@@ -338,10 +342,13 @@ mod tests {
         )
         .unwrap();
         let error = VerifyReport::from_json(&object, "report").unwrap_err();
-        assert!(
-            error.0.contains("report: pages: `status` \"fine\""),
-            "{}",
-            error.0
+        assert_eq!(
+            error,
+            WireError::bad_value(
+                "report: pages",
+                "status",
+                "\"fine\" is not skipped, clean, repaired or damaged"
+            )
         );
     }
 

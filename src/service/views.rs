@@ -42,10 +42,9 @@ impl NodeView {
 
     pub(crate) fn from_json(value: &Value, context: &str) -> Result<NodeView, WireError> {
         let fields = Fields::of(value, context)?;
-        let node =
-            Node::from_json(value).map_err(|error| WireError(format!("{context}: {error}")))?;
+        let node = Node::from_json(value).map_err(|error| WireError::malformed(context, error))?;
         let hash = ContentHash::parse(fields.str("hash")?)
-            .map_err(|error| WireError(format!("{context}: `hash` {error}")))?;
+            .map_err(|error| WireError::bad_value(context, "hash", error))?;
         Ok(NodeView {
             node,
             hash,
@@ -57,7 +56,7 @@ impl NodeView {
 
 fn version(fields: &Fields<'_>, name: &str) -> Result<Version, WireError> {
     Version::from_wire(fields.str(name)?)
-        .map_err(|error| WireError(format!("{}: `{name}` {error}", fields.context)))
+        .map_err(|error| WireError::bad_value(fields.context, name, error))
 }
 
 /// `get` and `GET /api/lattice/records/{id}`: a live node as listed plus
@@ -106,14 +105,14 @@ impl StoredRecord {
             return Ok(StoredRecord::Deleted {
                 id: fields.str("id")?.to_owned(),
                 deleted_at: parse_timestamp(deleted_at)
-                    .map_err(|error| WireError(format!("{context}: `deleted_at` {error}")))?,
+                    .map_err(|error| WireError::bad_value(context, "deleted_at", error))?,
                 version: version(&fields, "version")?,
             });
         }
         let mut node = answer.clone();
         let provenance = node
             .remove("provenance")
-            .ok_or_else(|| WireError(format!("{context}: field `provenance` is missing")))?;
+            .ok_or_else(|| WireError::missing(context, "provenance"))?;
         let provenance_context = format!("{context}: provenance");
         let signature =
             match Fields::of(&provenance, &provenance_context)?.opt_u64("signature_format")? {
@@ -121,9 +120,11 @@ impl StoredRecord {
                 Some(1) => Some(SignatureFormat::V1),
                 Some(2) => Some(SignatureFormat::V2),
                 Some(other) => {
-                    return Err(WireError(format!(
-                        "{provenance_context}: `signature_format` {other} is not 1 or 2"
-                    )));
+                    return Err(WireError::bad_value(
+                        &provenance_context,
+                        "signature_format",
+                        format!("{other} is not 1 or 2"),
+                    ));
                 }
             };
         Ok(StoredRecord::Live {
@@ -243,9 +244,11 @@ impl Added {
             "updated" => AddOutcome::Updated,
             "unchanged" => AddOutcome::Unchanged,
             other => {
-                return Err(WireError(format!(
-                    "{context}: `outcome` {other:?} is not added, updated or unchanged"
-                )));
+                return Err(WireError::bad_value(
+                    context,
+                    "outcome",
+                    format!("{other:?} is not added, updated or unchanged"),
+                ));
             }
         };
         Ok(Added {
@@ -285,7 +288,7 @@ impl StatsReport {
         let fields = Fields::new(answer, context);
         let count_map = |name: &str| -> Result<BTreeMap<String, u64>, WireError> {
             let Some(Value::Object(map)) = fields.get(name) else {
-                return Err(WireError(format!("{context}: `{name}` is not an object")));
+                return Err(WireError::wrong_type(context, name, "an object"));
             };
             let map_context = format!("{context}: `{name}`");
             let counts = Fields::new(map, &map_context);
@@ -306,7 +309,7 @@ impl StatsReport {
         };
         let instance = InstanceLabel {
             id: InstanceId::from_hex(fields.str("instance_id")?)
-                .map_err(|error| WireError(format!("{context}: `instance_id` {error}")))?,
+                .map_err(|error| WireError::bad_value(context, "instance_id", error))?,
             name: fields.str("instance_name")?.to_owned(),
             kind: fields.str("instance_type")?.to_owned(),
         };
@@ -376,7 +379,7 @@ impl ConflictView {
     fn from_json(value: &Value, context: &str) -> Result<ConflictView, WireError> {
         let fields = Fields::of(value, context)?;
         let resolved_at = parse_timestamp(fields.str("resolved_at")?)
-            .map_err(|error| WireError(format!("{context}: `resolved_at` {error}")))?;
+            .map_err(|error| WireError::bad_value(context, "resolved_at", error))?;
         let loser = match fields.get("loser") {
             None | Some(Value::Null) => None,
             Some(node) => Some(NodeView::from_json(node, &format!("{context}: loser"))?),
@@ -481,11 +484,11 @@ impl TrustList {
 fn trust_entry(value: &Value, context: &str) -> Result<TrustEntry, WireError> {
     let fields = Fields::of(value, context)?;
     let public_key = PublicKey::from_base64(fields.str("publicKey")?)
-        .map_err(|error| WireError(format!("{context}: `publicKey` {error}")))?;
+        .map_err(|error| WireError::bad_value(context, "publicKey", error))?;
     let tier = fields
         .str("tier")?
         .parse::<Tier>()
-        .map_err(|error| WireError(format!("{context}: `tier` {error}")))?;
+        .map_err(|error| WireError::bad_value(context, "tier", error))?;
     Ok(TrustEntry {
         public_key,
         name: fields.opt_str("name")?.map(str::to_owned),
@@ -571,15 +574,17 @@ impl TrustChange {
             "accepted" => TrustAction::Accepted,
             "removed" => TrustAction::Removed,
             other => {
-                return Err(WireError(format!(
-                    "{context}: `action` {other:?} is not trusted, accepted or removed"
-                )));
+                return Err(WireError::bad_value(
+                    context,
+                    "action",
+                    format!("{other:?} is not trusted, accepted or removed"),
+                ));
             }
         };
         let entry = trust_entry(
             fields
                 .get("entry")
-                .ok_or_else(|| WireError(format!("{context}: field `entry` is missing")))?,
+                .ok_or_else(|| WireError::missing(context, "entry"))?,
             &format!("{context}: entry"),
         )?;
         let held = match (
@@ -791,10 +796,10 @@ mod tests {
         fn check(answer: &str, expected: &str) {
             let object = object_of(crate::model::parse_json(answer).unwrap());
             let error = match NodeList::from_json(&object, "the answer") {
-                Err(error) => error.0,
+                Err(error) => error.to_string(),
                 Ok(_) => ConflictList::from_json(&object, "the answer")
                     .err()
-                    .map(|error| error.0)
+                    .map(|error| error.to_string())
                     .unwrap_or_default(),
             };
             assert!(error.contains(expected), "{answer}: {error}");
@@ -805,17 +810,17 @@ mod tests {
             "the answer",
         )
         .unwrap_err();
-        assert!(error.0.contains("purged_tombstones"), "{}", error.0);
+        assert!(error.to_string().contains("purged_tombstones"), "{error}");
         for (answer, expected) in [
             (r#"{"count":1}"#, "keys"),
             (
                 r#"{"keys":[{"publicKey":"AAAA","tier":"core"}]}"#,
-                "keys[0]: `publicKey`",
+                "keys[0]: field `publicKey`",
             ),
         ] {
             let object = object_of(crate::model::parse_json(answer).unwrap());
             let error = TrustList::from_json(&object, "the answer").unwrap_err();
-            assert!(error.0.contains(expected), "{answer}: {}", error.0);
+            assert!(error.to_string().contains(expected), "{answer}: {error}");
         }
         for (answer, expected) in [
             (r#"{"id":"a","deleted_at":"soon"}"#, "deleted_at"),
@@ -827,11 +832,14 @@ mod tests {
         ] {
             let object = object_of(crate::model::parse_json(answer).unwrap());
             let error = StoredRecord::from_json(&object, "the answer").unwrap_err();
-            assert!(error.0.contains(expected), "{answer}: {}", error.0);
+            assert!(error.to_string().contains(expected), "{answer}: {error}");
         }
         let object = object_of(crate::model::parse_json(r#"{"action":"forgot"}"#).unwrap());
         let error = TrustChange::from_json(&object, "the answer").unwrap_err();
-        assert!(error.0.contains("`action`"), "{}", error.0);
+        assert!(
+            matches!(&error, WireError::BadValue { field, .. } if field == "action"),
+            "{error:?}"
+        );
         check(
             r#"{"nodes":[{"id":"a","type":"t","value":"v"}]}"#,
             "nodes[0]",

@@ -29,7 +29,7 @@ use super::core::{
     without_checkpoint,
 };
 use super::delta::PulledVersions;
-pub(super) use super::error::SyncError;
+pub(super) use super::error::{Restart, SyncError, UnsignedService};
 use super::first_copy::FirstContact;
 use super::held::{Held, Refusal};
 use super::peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
@@ -492,8 +492,8 @@ impl Syncer {
                 .sync_checkpointed(url, wait, false, &mut state, result)
                 .await
             {
-                Err(SyncError::Restart(reason)) => {
-                    self.log(format!("{reason}; both checkpoints start over"));
+                Err(restarted @ SyncError::Restart { .. }) => {
+                    self.log(format!("{restarted}; both checkpoints start over"));
                     restart(&mut state);
                     self.save_states(vec![(url.to_owned(), state.encode())], true)?;
                     stored = Some(state.clone());
@@ -805,7 +805,8 @@ impl Syncer {
 
     /// A wire record whose signature checks out (or, in open mode, an unsigned one).
     fn signed_record(&self, value: &Value, context: &str) -> Result<RemoteRecord, String> {
-        let (record, author_key) = record_from_wire(value, context).map_err(|error| error.0)?;
+        let (record, author_key) =
+            record_from_wire(value, context).map_err(|error| error.to_string())?;
         let key = match &author_key {
             Some(text) => Some(
                 PublicKey::from_base64(text)

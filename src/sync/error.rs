@@ -8,6 +8,24 @@ use crate::http::ClientError;
 use crate::protocol::WireError;
 use crate::store::StoreError;
 
+/// Which of ARK's unsigned services a peer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum UnsignedService {
+    /// ARK's Python federation service (no `/federation/info`).
+    Python,
+    /// ARK's Node.js peers (their info names no signed protocol).
+    Legacy,
+}
+
+/// Why a checkpointed sync starts over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Restart {
+    /// The peer's changes page shows another instance id.
+    AnotherInstance,
+    /// The peer's store has a new epoch (it was replaced or restored).
+    NewEpoch,
+}
+
 /// Why a sync stopped.
 #[derive(Debug)]
 pub(super) enum SyncError {
@@ -21,12 +39,28 @@ pub(super) enum SyncError {
         status: u16,
         detail: String,
     },
-    /// The peer's answer cannot be used: malformed, another key than its id, a promise
-    /// it broke; or this node cannot go on (too many records held).
+    /// The peer's answer is not what the protocol says (a field missing, of the wrong
+    /// type, not JSON).
+    Wire(WireError),
+    /// The peer is one of ARK's services, whose records carry no signatures, and this
+    /// node takes unsigned records only with `FEDERATION_TRUST=open`.
+    NeedsOpenTrust {
+        url: String,
+        service: UnsignedService,
+    },
+    /// The URL is this instance's own.
+    Itself {
+        url: String,
+    },
+    /// The peer's answer cannot be used: another key than its id, a promise it broke;
+    /// or this node cannot go on (too many records held).
     Invalid(String),
-    /// The peer is not the store our checkpoint belongs to (another instance or a new
-    /// store epoch): start over with `/federation/info`.
-    Restart(String),
+    /// The peer is not the store our checkpoint belongs to: start over with
+    /// `/federation/info`.
+    Restart {
+        url: String,
+        reason: Restart,
+    },
     /// Something below the sync panicked; the message is the panic's.
     Panicked(String),
 }
@@ -50,8 +84,11 @@ impl SyncError {
             },
             SyncError::Status { status, .. } => FailureKind::of_status(*status),
             SyncError::Store(_)
+            | SyncError::Wire(_)
+            | SyncError::NeedsOpenTrust { .. }
+            | SyncError::Itself { .. }
             | SyncError::Invalid(_)
-            | SyncError::Restart(_)
+            | SyncError::Restart { .. }
             | SyncError::Panicked(_) => FailureKind::Other,
         }
     }
@@ -65,7 +102,7 @@ impl From<StoreError> for SyncError {
 
 impl From<WireError> for SyncError {
     fn from(error: WireError) -> SyncError {
-        SyncError::Invalid(error.0)
+        SyncError::Wire(error)
     }
 }
 
@@ -90,7 +127,31 @@ impl fmt::Display for SyncError {
                 status,
                 detail,
             } => write!(f, "{request} answered {status}: {detail}"),
-            SyncError::Invalid(message) | SyncError::Restart(message) => f.write_str(message),
+            SyncError::Wire(error) => error.fmt(f),
+            SyncError::NeedsOpenTrust {
+                url,
+                service: UnsignedService::Python,
+            } => write!(
+                f,
+                "{url} has no /federation/info: ARK's Python service sends unsigned nodes, taken only with FEDERATION_TRUST=open"
+            ),
+            SyncError::NeedsOpenTrust {
+                url,
+                service: UnsignedService::Legacy,
+            } => write!(
+                f,
+                "{url} speaks only ARK's unsigned protocol; sync with it needs FEDERATION_TRUST=open"
+            ),
+            SyncError::Itself { url } => write!(f, "{url} is this instance itself"),
+            SyncError::Invalid(message) => f.write_str(message),
+            SyncError::Restart {
+                url,
+                reason: Restart::AnotherInstance,
+            } => write!(f, "{url} is now another instance"),
+            SyncError::Restart {
+                url,
+                reason: Restart::NewEpoch,
+            } => write!(f, "{url} has a new store epoch"),
             SyncError::Panicked(message) => write!(
                 f,
                 "internal error during the sync ({message}); if it was the store, `ark-lattice verify` names the damage"
@@ -143,6 +204,18 @@ mod tests {
         check(status(429), FailureKind::PeerFailing);
         check(status(400), FailureKind::Other);
         check(SyncError::Invalid("not JSON".into()), FailureKind::Other);
+        check(
+            SyncError::Wire(WireError::missing("changes page", "epoch")),
+            FailureKind::Other,
+        );
+        // A refusal by TLS is the peer refusing us, not the peer being away.
+        check(
+            SyncError::Unanswered(ClientError::Tls {
+                url: url(),
+                detail: "unknown issuer".into(),
+            }),
+            FailureKind::Refused,
+        );
         assert_eq!(
             status(503).to_string(),
             "GET http://10.0.0.5:9000/federation/info answered 503"

@@ -101,28 +101,32 @@ impl Held {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Held, String> {
-        let object = parse_object(bytes, "held record").map_err(|error| error.0)?;
+        let object = parse_object(bytes, "held record").map_err(|error| error.to_string())?;
         let fields = Fields::new(&object, "held record");
-        let reason = fields.str("reason").map_err(|error| error.0)?;
-        let version = fields.str("version").map_err(|error| error.0)?;
+        let text = |name| fields.str(name).map_err(|error| error.to_string());
+        let reason = text("reason")?;
+        let version = text("version")?;
         Ok(Held {
-            id: fields.str("id").map_err(|error| error.0)?.to_owned(),
+            id: text("id")?.to_owned(),
             version: Version::from_wire(version)?,
             reason: HoldReason::from_name(reason)
                 .ok_or_else(|| format!("held record: unknown reason {reason:?}"))?,
-            author_fingerprint: fields.str("author").map_err(|error| error.0)?.to_owned(),
-            message: fields.str("message").map_err(|error| error.0)?.to_owned(),
-            peer: fields.str("peer").map_err(|error| error.0)?.to_owned(),
+            author_fingerprint: text("author")?.to_owned(),
+            message: text("message")?.to_owned(),
+            peer: text("peer")?.to_owned(),
             delivered_by_core: fields
                 .opt_bool("core")
-                .map_err(|error| error.0)?
+                .map_err(|error| error.to_string())?
                 .unwrap_or(false),
             record: fields
                 .get("record")
                 .cloned()
                 .ok_or_else(|| "held record: `record` is missing".to_owned())?,
             // Entries written before the time was kept count as the oldest.
-            held_at: fields.opt_u64("at").map_err(|error| error.0)?.unwrap_or(0),
+            held_at: fields
+                .opt_u64("at")
+                .map_err(|error| error.to_string())?
+                .unwrap_or(0),
         })
     }
 }

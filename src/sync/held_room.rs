@@ -63,11 +63,11 @@ impl HeldMarker {
     }
 
     fn decode(bytes: &[u8]) -> Result<HeldMarker, String> {
-        let object = parse_object(bytes, "held marker").map_err(|error| error.0)?;
+        let object = parse_object(bytes, "held marker").map_err(|error| error.to_string())?;
         let fields = Fields::new(&object, "held marker");
         Ok(HeldMarker {
-            drops: fields.u64("drops").map_err(|error| error.0)?,
-            waiting: fields.u64("waiting").map_err(|error| error.0)?,
+            drops: fields.u64("drops").map_err(|error| error.to_string())?,
+            waiting: fields.u64("waiting").map_err(|error| error.to_string())?,
         })
     }
 }

@@ -78,7 +78,7 @@ pub fn check_page(
 fn check_value(value: &Value, context: &str, open: bool) -> Checked {
     let (record, author_key) = match record_from_wire(value, context) {
         Ok(read) => read,
-        Err(error) => return Checked::Refused(error.0),
+        Err(error) => return Checked::Refused(error.to_string()),
     };
     let Some(text) = author_key else {
         return Checked::NeedsKey(record);

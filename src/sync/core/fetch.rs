@@ -217,6 +217,7 @@ mod tests {
     use super::*;
     use crate::http::ClientError;
     use crate::model::{Hlc, InstanceId, Version};
+    use crate::protocol::WireError;
     use crate::protocol::record_to_wire;
     use crate::store::{Record, RecordMeta};
     use crate::sync::FailureKind;
@@ -353,7 +354,10 @@ mod tests {
         queue.next_request().unwrap();
         let mut cut = answer(&[0], false, &[]);
         cut.remove("records");
-        assert!(matches!(queue.on_answer(&cut), Err(SyncError::Invalid(_))));
+        assert!(matches!(
+            queue.on_answer(&cut),
+            Err(SyncError::Wire(WireError::MissingField { field, .. })) if field == "records"
+        ));
         assert_eq!(queue.phase(), FetchPhase::Failed);
 
         let mut queue = FetchQueue::new(URL, digests(3), 10);

@@ -19,7 +19,7 @@ use crate::config::SYNC_BATCH_BYTES;
 use crate::protocol::{Fields, Route};
 use crate::store::ApplyOutcome;
 
-use super::super::client::{PeerSyncResult, SyncError};
+use super::super::client::{PeerSyncResult, Restart, SyncError};
 use super::super::delta::types_param;
 use super::super::peer::PeerState;
 
@@ -127,10 +127,16 @@ impl<'s> PullFeed<'s> {
         if !self.info_checked
             && Some(fields.str("instanceId")?) != self.state.instance_id.as_deref()
         {
-            return Err(SyncError::Restart(format!("{url} is now another instance")));
+            return Err(SyncError::Restart {
+                url: url.to_owned(),
+                reason: Restart::AnotherInstance,
+            });
         }
         if Some(fields.str("epoch")?) != self.state.epoch.as_deref() {
-            return Err(SyncError::Restart(format!("{url} has a new store epoch")));
+            return Err(SyncError::Restart {
+                url: url.to_owned(),
+                reason: Restart::NewEpoch,
+            });
         }
         let last_seq = fields.u64("last_seq")?;
         let more = fields.opt_bool("more")?.unwrap_or(false);
@@ -197,6 +203,7 @@ impl<'s> PullFeed<'s> {
 pub(super) mod tests {
     use super::*;
     use crate::http::ClientError;
+    use crate::protocol::WireError;
     use crate::sync::FailureKind;
     use miniserde::json;
 
@@ -312,7 +319,13 @@ pub(super) mod tests {
         feed.next_request().unwrap();
         let error = feed.on_page(&page("e2", 1, 40, false)).unwrap_err();
         assert!(
-            matches!(&error, SyncError::Restart(reason) if reason.contains("new store epoch")),
+            matches!(
+                &error,
+                SyncError::Restart {
+                    reason: Restart::NewEpoch,
+                    ..
+                }
+            ),
             "{error}"
         );
         assert_eq!(feed.phase(), PullPhase::Failed);
@@ -325,7 +338,14 @@ pub(super) mod tests {
         feed.next_request().unwrap();
         let error = feed.on_page(&page("e1", 0, 5, false)).unwrap_err();
         assert!(
-            matches!(&error, SyncError::Restart(reason) if reason.contains("another instance"))
+            matches!(
+                &error,
+                SyncError::Restart {
+                    reason: Restart::AnotherInstance,
+                    ..
+                }
+            ),
+            "{error}"
         );
         // With the info just read, the instance id is not checked again.
         let mut other = self::state();
@@ -361,12 +381,18 @@ pub(super) mod tests {
         without_seq.remove("last_seq");
         let mut records_not_a_list = page("e1", 1, 9, true);
         records_not_a_list.insert("records".into(), Value::String("cut".into()));
-        for broken in [without_seq, records_not_a_list] {
+        for (broken, field) in [(without_seq, "last_seq"), (records_not_a_list, "records")] {
             let mut state = state();
             let mut feed = PullFeed::new(URL, &mut state, None, false);
             feed.next_request().unwrap();
             let error = feed.on_page(&broken).unwrap_err();
-            assert!(matches!(error, SyncError::Invalid(_)), "{error}");
+            let wrong_field = match &error {
+                SyncError::Wire(
+                    WireError::MissingField { field, .. } | WireError::WrongType { field, .. },
+                ) => field.as_str(),
+                _ => "",
+            };
+            assert_eq!(wrong_field, field, "{error}");
             assert_eq!(feed.phase(), PullPhase::Failed);
             assert_eq!(state.pull_seq, 5);
         }

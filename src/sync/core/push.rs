@@ -400,6 +400,7 @@ mod tests {
     use super::*;
     use crate::http::ClientError;
     use crate::model::{ContentHash, Hlc, InstanceId};
+    use crate::protocol::WireError;
     use crate::store::{Body, RecordMeta};
     use crate::sync::FailureKind;
     use miniserde::json;
@@ -638,7 +639,10 @@ mod tests {
                 &mut PeerSyncResult::default(),
             )
             .unwrap_err();
-        assert!(matches!(error, SyncError::Invalid(_)), "{error}");
+        assert!(
+            matches!(&error, SyncError::Wire(WireError::MissingField { field, .. }) if field == "want"),
+            "{error}"
+        );
         assert_eq!(feed.phase(), PushPhase::Failed);
         // A link cut mid-answer reaches the feed as the client's error.
         let error = feed.on_failure(SyncError::Unanswered(ClientError::ConnectionLost {

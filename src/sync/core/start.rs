@@ -16,7 +16,7 @@ use crate::model::InstanceId;
 use crate::protocol::{InstanceInfo, PROTOCOL_RECONCILE, PROTOCOL_V2, Route, parse_object};
 use crate::trust::PublicKey;
 
-use super::super::client::SyncError;
+use super::super::client::{SyncError, UnsignedService};
 use super::super::first_copy::{FirstContact, first_contact};
 use super::super::peer::PeerState;
 
@@ -105,9 +105,10 @@ pub(in crate::sync) fn on_info(
     if status == 404 {
         // ARK's Python federation service (a hub in the guide) has no such route.
         if trust_mode == TrustMode::Strict {
-            return Err(SyncError::Invalid(format!(
-                "{url} has no /federation/info: ARK's Python service sends unsigned nodes, taken only with FEDERATION_TRUST=open"
-            )));
+            return Err(SyncError::NeedsOpenTrust {
+                url: url.to_owned(),
+                service: UnsignedService::Python,
+            });
         }
         state.protocol = Some("python".into());
         return Ok(AfterInfo::Python);
@@ -123,7 +124,9 @@ pub(in crate::sync) fn on_info(
     let info = InstanceInfo::from_json(&info, &format!("peer info from {url}"))?;
     let peer_id = info.instance_id.clone();
     if peer_id == our_id.to_hex() {
-        return Err(SyncError::Invalid(format!("{url} is this instance itself")));
+        return Err(SyncError::Itself {
+            url: url.to_owned(),
+        });
     }
     state.instance_name = Some(info.instance_name.clone()).filter(|name| !name.is_empty());
     if state.instance_id.as_deref() != Some(peer_id.as_str()) {
@@ -134,9 +137,10 @@ pub(in crate::sync) fn on_info(
     }
     if !info.speaks(PROTOCOL_V2) {
         if trust_mode == TrustMode::Strict {
-            return Err(SyncError::Invalid(format!(
-                "{url} speaks only ARK's unsigned protocol; sync with it needs FEDERATION_TRUST=open"
-            )));
+            return Err(SyncError::NeedsOpenTrust {
+                url: url.to_owned(),
+                service: UnsignedService::Legacy,
+            });
         }
         state.protocol = Some("legacy".into());
         return Ok(AfterInfo::Legacy { peer_id });
@@ -379,6 +383,17 @@ mod tests {
             "unsigned protocol",
             FailureKind::Other,
         );
+        // In strict mode ARK's unsigned services are refused by which one they are.
+        for (answer, expected) in [
+            ((404, &b""[..]), UnsignedService::Python),
+            ((200, &info("e1", &[])[..]), UnsignedService::Legacy),
+        ] {
+            let error = read(&mut checkpointed(), TrustMode::Strict, answer).unwrap_err();
+            assert!(
+                matches!(error, SyncError::NeedsOpenTrust { service, .. } if service == expected),
+                "{error:?}"
+            );
+        }
         // A key that is not the one its id names.
         let mut other = json::from_str::<miniserde::json::Object>(
             std::str::from_utf8(&info("e1", &[PROTOCOL_V2])).unwrap(),
@@ -393,6 +408,13 @@ mod tests {
             "this instance itself",
             FailureKind::Other,
         );
+        let error = read(
+            &mut checkpointed(),
+            TrustMode::Strict,
+            (200, json::to_string(&other).as_bytes()),
+        )
+        .unwrap_err();
+        assert!(matches!(error, SyncError::Itself { .. }), "{error:?}");
     }
 
     #[test]
