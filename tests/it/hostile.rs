@@ -26,6 +26,18 @@ fn metric(node: &Node, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
 }
 
+/// Like [`assert_quick`], for an attack whose own length grows with the machine's load
+/// (applying records, checking signatures): the longest wait may also be up to a fifth
+/// of the attack's length. What the bound is there to catch, the node busy with the
+/// attack in one piece, makes a legit request wait about as long as the attack itself.
+fn assert_not_held_by(latencies: &[Duration], bound: Duration, attack: Duration, what: &str) {
+    assert_quick(
+        latencies,
+        bound.max(attack / 5),
+        &format!("{what} of {attack:?}"),
+    );
+}
+
 fn assert_quick(latencies: &[Duration], bound: Duration, what: &str) {
     assert!(
         !latencies.is_empty(),
@@ -202,16 +214,19 @@ fn ten_thousand_fake_beacons_stay_within_the_table_cap_and_keep_requests_quick()
 /// `status`, while legit requests stay quick.
 fn flood_with_keys(node: &Node, padding: usize, status: u16) {
     let probe = LatencyProbe::start(node.address(), Duration::from_millis(20));
+    let started = Instant::now();
     let statuses = untrusted_key_flood(node.address(), 10_000, 4, padding);
+    let attack = started.elapsed();
     let latencies = probe.finish();
     assert_eq!(
         statuses.get(&status).copied().unwrap_or(0),
         10_000,
         "{statuses:?}"
     );
-    assert_quick(
+    assert_not_held_by(
         &latencies,
         Duration::from_secs(1),
+        attack,
         "during 10,000 registrations",
     );
 }
@@ -273,15 +288,18 @@ fn a_large_push_is_applied_in_chunks_while_requests_are_served() {
     assert!(body.len() < 4 * 1024 * 1024);
     let probe = LatencyProbe::start(node.address(), Duration::from_millis(5));
     std::thread::sleep(Duration::from_millis(50));
+    let started = Instant::now();
     let (status, answer) = legacy_push(node.address(), body.as_bytes()).unwrap();
+    let attack = started.elapsed();
     std::thread::sleep(Duration::from_millis(50));
     let latencies = probe.finish();
     assert_eq!(status, 200, "{answer}");
     let answer: Value = json::from_str(&answer).unwrap();
     assert_eq!(count(field(&answer, "imported")), 12_000);
-    assert_quick(
+    assert_not_held_by(
         &latencies,
         Duration::from_secs(1),
+        attack,
         "during a 12,000-record push",
     );
     // The chunks were committed without waiting for the disk, and made durable before
