@@ -2,6 +2,7 @@
 //! and on our own v2 endpoints. Pure conversions; no I/O.
 
 mod ark;
+mod changes;
 mod control;
 mod fields;
 mod legacy;
@@ -15,6 +16,7 @@ pub use ark::{
     ArkStats, ControlAnswer, InstanceInfo, LatticeInfo, NodeList, NodesSince, PeerDirectory,
     PeerSummary, PeerSyncReport, ReceiveResult, SyncReport, not_found,
 };
+pub use changes::ChangesPage;
 pub use control::{
     AutoSyncAnswer, DiscoverAnswer, FailureKind, FoundPeer, LanEntry, LanSource, LatticeStatus,
     PeerAddAnswer, PeerRemoved, PeerSyncResult, PinnedKey, ScanSummary, SyncAnswer,

@@ -22,12 +22,14 @@ use smol::Timer;
 
 use super::app::App;
 use super::auth::authorize;
-use super::routes::{ApiError, number, object, text};
+use super::routes::{ApiError, number, object};
 use super::shared_pages::{PageForm, PageRequest, SharedPage};
 use crate::config::{MAX_PAGE_BYTES, MAX_RECORD_WIRE_BYTES, SYNC_BATCH_BYTES, SYNC_BATCH_RECORDS};
 use crate::http::{Body, Request, Response, SharedBody, accepts_gzip, gzip_parts};
 use crate::model::InstanceId;
-use crate::protocol::{COMPACT_PAGE_TYPE, compact_page, record_to_wire, types_from_query};
+use crate::protocol::{
+    COMPACT_PAGE_TYPE, ChangesPage, compact_page, record_to_wire, types_from_query,
+};
 use crate::store::{ChangePage, Record, TypeFilter};
 use crate::sync::reconcile::ItemDigest;
 use crate::trust::Access;
@@ -191,17 +193,14 @@ fn page_response(page: SharedPage, form: PageForm) -> Response {
 }
 
 fn page_json(app: &App, page: &ChangePage) -> Object {
-    let pairs = [
-        ("instanceId", text(&app.instance().instance_id_hex())),
-        ("epoch", text(&app.instance().epoch_hex())),
-        ("records", Value::Array(records_to_wire(app, &page.records))),
-        ("last_seq", number(page.last_seq)),
-        ("more", Value::Bool(page.more)),
-    ];
-    pairs
-        .into_iter()
-        .map(|(name, value)| (name.to_owned(), value))
-        .collect()
+    ChangesPage {
+        instance_id: app.instance().instance_id_hex(),
+        epoch: app.instance().epoch_hex(),
+        records: records_to_wire(app, &page.records),
+        last_seq: page.last_seq,
+        more: page.more,
+    }
+    .into_object()
 }
 
 /// Records for the wire, each with its author's key so receivers can check it. A

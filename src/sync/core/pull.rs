@@ -16,7 +16,7 @@ use std::time::Duration;
 use miniserde::json::{Object, Value};
 
 use crate::config::SYNC_BATCH_BYTES;
-use crate::protocol::{Fields, Route};
+use crate::protocol::{ChangesPage, Route};
 use crate::store::ApplyOutcome;
 
 use super::super::client::{PeerSyncResult, Restart, SyncError};
@@ -123,24 +123,22 @@ impl<'s> PullFeed<'s> {
 
     fn read_page<'p>(&self, page: &'p Object) -> Result<(u64, bool, &'p [Value]), SyncError> {
         let url = self.url;
-        let fields = Fields::new(page, "changes page");
+        let page = ChangesPage::read(page)?;
         if !self.info_checked
-            && Some(fields.str("instanceId")?) != self.state.instance_id.as_deref()
+            && Some(page.instance_id.as_str()) != self.state.instance_id.as_deref()
         {
             return Err(SyncError::Restart {
                 url: url.to_owned(),
                 reason: Restart::AnotherInstance,
             });
         }
-        if Some(fields.str("epoch")?) != self.state.epoch.as_deref() {
+        if Some(page.epoch.as_str()) != self.state.epoch.as_deref() {
             return Err(SyncError::Restart {
                 url: url.to_owned(),
                 reason: Restart::NewEpoch,
             });
         }
-        let last_seq = fields.u64("last_seq")?;
-        let more = fields.opt_bool("more")?.unwrap_or(false);
-        Ok((last_seq, more, fields.array("records")?))
+        Ok((page.last_seq, page.more, page.records))
     }
 
     /// Takes a failed request (no answer, a cut answer, an error status): the feed ends
