@@ -2,8 +2,8 @@
 //! and on our own v2 endpoints. Pure conversions; no I/O.
 
 mod ark;
-mod changes;
 mod control;
+mod feed;
 mod fields;
 mod legacy;
 mod page;
@@ -16,11 +16,11 @@ pub use ark::{
     ArkStats, ControlAnswer, InstanceInfo, LatticeInfo, NodeList, NodesSince, PeerDirectory,
     PeerSummary, PeerSyncReport, ReceiveResult, SyncReport, not_found,
 };
-pub use changes::ChangesPage;
 pub use control::{
     AutoSyncAnswer, DiscoverAnswer, FailureKind, FoundPeer, LanEntry, LanSource, LatticeStatus,
     PeerAddAnswer, PeerRemoved, PeerSyncResult, PinnedKey, ScanSummary, SyncAnswer,
 };
+pub use feed::{ChangesPage, FetchAnswer};
 pub use fields::{Fields, WireError, json_object, parse_object};
 pub use legacy::{
     ARK_COLUMNS, ark_columns, ark_row, keep_what_ark_cannot_hold, legacy_origin, legacy_record,

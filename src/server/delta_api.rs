@@ -22,13 +22,13 @@ use smol::Timer;
 
 use super::app::App;
 use super::auth::authorize;
-use super::routes::{ApiError, number, object};
+use super::routes::ApiError;
 use super::shared_pages::{PageForm, PageRequest, SharedPage};
 use crate::config::{MAX_PAGE_BYTES, MAX_RECORD_WIRE_BYTES, SYNC_BATCH_BYTES, SYNC_BATCH_RECORDS};
 use crate::http::{Body, Request, Response, SharedBody, accepts_gzip, gzip_parts};
 use crate::model::InstanceId;
 use crate::protocol::{
-    COMPACT_PAGE_TYPE, ChangesPage, compact_page, record_to_wire, types_from_query,
+    COMPACT_PAGE_TYPE, ChangesPage, FetchAnswer, compact_page, record_to_wire, types_from_query,
 };
 use crate::store::{ChangePage, Record, TypeFilter};
 use crate::sync::reconcile::ItemDigest;
@@ -297,13 +297,13 @@ pub(crate) fn fetch(app: &App, request: &Request) -> Result<Value, ApiError> {
     // With `rank=1` (a client's first request, listing everything it lacks) the answer
     // also gives that order for all the digests, so the client asks for them in it and
     // sends only a batch of digests per request after.
-    let ranked: Array = if request.query_param("rank").as_deref() == Some("1") {
+    let ranked = if request.query_param("rank").as_deref() == Some("1") {
         order
             .iter()
-            .map(|position| number(digest_index[*position]))
+            .map(|position| digest_index[*position])
             .collect()
     } else {
-        Array::new()
+        Vec::new()
     };
     let mut bytes = 0usize;
     let mut more = false;
@@ -319,10 +319,11 @@ pub(crate) fn fetch(app: &App, request: &Request) -> Result<Value, ApiError> {
             kept.push(record);
         }
     }
-    Ok(object([
-        ("records", Value::Array(records_to_wire(app, &kept))),
-        ("more", Value::Bool(more)),
-        ("missing", number(missing)),
-        ("ranked", Value::Array(ranked)),
-    ]))
+    let answer = FetchAnswer {
+        records: records_to_wire(app, &kept),
+        more,
+        missing,
+        ranked,
+    };
+    Ok(Value::Object(answer.into_object()))
 }

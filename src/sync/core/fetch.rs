@@ -15,10 +15,10 @@
 
 use std::collections::BTreeSet;
 
-use miniserde::json::{Number, Object, Value};
+use miniserde::json::{Object, Value};
 
 use crate::model::{ContentHash, encode_node};
-use crate::protocol::{Fields, record_from_wire};
+use crate::protocol::{FetchAnswer, record_from_wire};
 use crate::store::{Body, RemoteRecord};
 
 use super::super::client::SyncError;
@@ -129,9 +129,8 @@ impl FetchQueue {
         asked: usize,
         rank: bool,
     ) -> Result<(&'a [Value], bool), SyncError> {
-        let fields = Fields::new(answer, "fetch answer");
-        let values = fields.array("records")?;
-        let more = fields.opt_bool("more")?.unwrap_or(false);
+        let answer = FetchAnswer::read(answer)?;
+        let (values, more) = (answer.records, answer.more);
         self.delivered = values
             .iter()
             .enumerate()
@@ -146,14 +145,10 @@ impl FetchQueue {
             })
             .collect();
         if rank {
-            let ranked: Vec<usize> = fields
-                .opt_array("ranked")?
-                .unwrap_or_default()
+            let ranked: Vec<usize> = answer
+                .ranked
                 .iter()
-                .filter_map(|index| match index {
-                    Value::Number(Number::U64(index)) => Some(*index as usize),
-                    _ => None,
-                })
+                .filter_map(|index| usize::try_from(*index).ok())
                 .filter(|index| *index < asked)
                 .collect();
             if !ranked.is_empty() {
@@ -257,19 +252,13 @@ mod tests {
             .iter()
             .map(|index| record_to_wire(&record(*index).0, None))
             .collect();
-        let mut answer = Object::new();
-        answer.insert("records".into(), Value::Array(records));
-        answer.insert("more".into(), Value::Bool(more));
-        answer.insert(
-            "ranked".into(),
-            Value::Array(
-                ranked
-                    .iter()
-                    .map(|index| Value::Number(Number::U64(*index)))
-                    .collect(),
-            ),
-        );
-        answer
+        FetchAnswer {
+            records,
+            more,
+            missing: 0,
+            ranked: ranked.to_vec(),
+        }
+        .into_object()
     }
 
     fn asked(request: &FetchRequest) -> Vec<ItemDigest> {
