@@ -388,14 +388,17 @@ impl HttpClient {
             });
             future::poll_fn(|cx| {
                 let mut ended = None;
-                if !connection_finished {
-                    if let Poll::Ready(result) = Pin::new(&mut *connection).poll(cx) {
-                        connection_finished = true;
-                        ended = Some(result);
+                // hyper writes a handed-over request when the connection is next polled:
+                // here, at once, as the caller may be busy before it polls again.
+                loop {
+                    ended = poll_connection(connection, &mut connection_finished, cx).or(ended);
+                    let handed_over_before = handed_over.get();
+                    if let Poll::Ready(outcome) = work.as_mut().poll(cx) {
+                        return Poll::Ready(outcome);
                     }
-                }
-                if let Poll::Ready(outcome) = work.as_mut().poll(cx) {
-                    return Poll::Ready(outcome);
+                    if handed_over_before || !handed_over.get() || connection_finished {
+                        break;
+                    }
                 }
                 // hyper has delivered everything it read before finishing, so a request
                 // still waiting now would wait forever (until the timeout): this is how
@@ -476,6 +479,26 @@ fn decode_response_body(
             },
             retry: false,
         }),
+    }
+}
+
+/// Polls a client connection that has not finished yet, noting when it does: its end.
+/// A first copy applies a page while its request for the next one is in flight, so the
+/// connection is polled right after a request is handed over, to write it (issue 13).
+fn poll_connection<C: Future + Unpin>(
+    connection: &mut C,
+    finished: &mut bool,
+    cx: &mut std::task::Context<'_>,
+) -> Option<C::Output> {
+    if *finished {
+        return None;
+    }
+    match Pin::new(connection).poll(cx) {
+        Poll::Ready(result) => {
+            *finished = true;
+            Some(result)
+        }
+        Poll::Pending => None,
     }
 }
 

@@ -21,6 +21,7 @@ use super::tables::{
     AUTHOR_KEYS, BY_CATEGORY, BY_LANGUAGE, BY_TYPE, CHANGES, CONFLICTS, DAMAGED, HELD, META, NODES,
     PEERS, TOMBSTONES, TRUST, meta_keys,
 };
+use super::write_tables::{OpenTables, RecordTables};
 use crate::model::{
     ClaimedContent, Clock, ContentHash, Hlc, InstanceId, Node, RecordClaim, RecordSignature,
     Version, encode_node,
@@ -211,6 +212,22 @@ impl std::fmt::Debug for Store {
             .field("last_seq", &self.last_seq)
             .field("signs", &self.signer.is_some())
             .finish()
+    }
+}
+
+/// A body to store, borrowed: a local write's node is not cloned to be stored.
+#[derive(Debug, Clone, Copy)]
+enum BodyRef<'a> {
+    Live(&'a Node),
+    Deleted(u64),
+}
+
+impl BodyRef<'_> {
+    fn of(body: &Body) -> BodyRef<'_> {
+        match body {
+            Body::Live(node) => BodyRef::Live(node),
+            Body::Deleted { deleted_at } => BodyRef::Deleted(*deleted_at),
+        }
     }
 }
 
@@ -512,6 +529,7 @@ impl Store {
         let mut clock = self.clock.clone();
         let mut last_seq = self.last_seq;
         let txn = self.db.begin_write().map_err(self.fail())?;
+        let mut tables = OpenTables::new(&txn);
         // Writes are decided first, then signed together (on two threads if asked) and
         // stored in order. An id met again before its first write is stored would be
         // decided against the state before it, so the writes decided so far are stored
@@ -520,13 +538,13 @@ impl Store {
         let mut planned_ids: std::collections::HashSet<&str> = Default::default();
         for node in nodes {
             if !planned_ids.insert(node.id.as_str()) {
-                self.store_planned(&txn, std::mem::take(&mut planned), &mut summary)?;
+                self.store_planned(&mut tables, std::mem::take(&mut planned), &mut summary)?;
                 planned_ids.clear();
                 planned_ids.insert(node.id.as_str());
             }
             let canonical = encode_node(node);
             let hash = ContentHash::of(&canonical);
-            let previous = self.current_in(&txn, &node.id, now)?;
+            let previous = self.current_in(&txn, &mut tables, &node.id, now)?;
             if let Some((meta, Body::Live(_))) = &previous {
                 if meta.hash == hash {
                     summary.unchanged += 1;
@@ -555,7 +573,8 @@ impl Store {
                 previous,
             });
         }
-        self.store_planned(&txn, planned, &mut summary)?;
+        self.store_planned(&mut tables, planned, &mut summary)?;
+        drop(tables);
         self.write_counters(&txn, &clock, last_seq, self.last_conflict)?;
         self.commit(txn, Commit::Durable)?;
         self.clock = clock;
@@ -566,7 +585,7 @@ impl Store {
     /// Signs the decided writes and stores them in order.
     fn store_planned(
         &self,
-        txn: &WriteTransaction,
+        tables: &mut OpenTables<'_>,
         mut planned: Vec<PlannedWrite<'_>>,
         summary: &mut WriteSummary,
     ) -> Result<(), StoreError> {
@@ -598,11 +617,11 @@ impl Store {
                 _ => summary.created += 1,
             }
             self.replace_in(
-                txn,
+                tables,
                 &write.node.id,
                 write.previous.as_ref(),
                 &write.meta,
-                Body::Live(write.node.clone()),
+                BodyRef::Live(write.node),
                 &write.canonical,
             )?;
         }
@@ -644,7 +663,8 @@ impl Store {
     pub fn delete(&mut self, id: &str, now: u64) -> Result<Deletion, StoreError> {
         let mut clock = self.clock.clone();
         let txn = self.db.begin_write().map_err(self.fail())?;
-        let previous = self.current_in(&txn, id, now)?;
+        let mut tables = OpenTables::new(&txn);
+        let previous = self.current_in(&txn, &mut tables, id, now)?;
         let previous_meta = match &previous {
             Some((meta, Body::Live(_))) => meta,
             Some((_, Body::Deleted { .. })) => return Ok(Deletion::AlreadyDeleted),
@@ -672,13 +692,14 @@ impl Store {
             ..meta
         };
         self.replace_in(
-            &txn,
+            &mut tables,
             id,
             previous.as_ref(),
             &meta,
-            Body::Deleted { deleted_at: now },
+            BodyRef::Deleted(now),
             &[],
         )?;
+        drop(tables);
         self.write_counters(&txn, &clock, meta.seq, self.last_conflict)?;
         self.commit(txn, Commit::Durable)?;
         self.clock = clock;
@@ -740,6 +761,7 @@ impl Store {
         let mut last_conflict = self.last_conflict;
         let mut key_written = None;
         let txn = self.db.begin_write().map_err(self.fail())?;
+        let mut tables = OpenTables::new(&txn);
         for remote in records {
             let (canonical, hash) = match admitted(remote, now, max_skew_millis) {
                 Ok(admitted) => admitted,
@@ -748,7 +770,7 @@ impl Store {
                     continue;
                 }
             };
-            let previous = self.current_in(&txn, &remote.id, now)?;
+            let previous = self.current_in(&txn, &mut tables, &remote.id, now)?;
             let incoming_meta = RecordMeta {
                 version: remote.version,
                 base: remote.base,
@@ -801,16 +823,17 @@ impl Store {
                 ..incoming_meta
             };
             self.replace_in(
-                &txn,
+                &mut tables,
                 &remote.id,
                 previous.as_ref(),
                 &meta,
-                remote.body.clone(),
+                BodyRef::of(&remote.body),
                 &canonical,
             )?;
             self.write_author_key(&txn, remote, &mut key_written)?;
             outcome.applied += 1;
         }
+        drop(tables);
         self.write_alongside(&txn, peer_state, held_changes)?;
         self.write_counters(&txn, &clock, last_seq, last_conflict)?;
         self.commit(txn, commit)?;
@@ -870,20 +893,20 @@ impl Store {
     fn current_in(
         &self,
         txn: &WriteTransaction,
+        tables: &mut OpenTables<'_>,
         id: &str,
         now: u64,
     ) -> Result<Option<(RecordMeta, Body)>, StoreError> {
+        let open = tables.get(self)?;
         let live = {
-            let nodes = txn.open_table(NODES).map_err(self.fail())?;
-            let value = nodes.get(id).map_err(self.fail())?;
+            let value = open.nodes.get(id).map_err(self.fail())?;
             value.map(|value| check_live(id, value.value()))
         };
         let damaged = match live {
             Some(Ok((node, meta))) => return Ok(Some((meta, Body::Live(node)))),
             Some(Err(reason)) => Some((RecordTable::Nodes, reason)),
             None => {
-                let tombstones = txn.open_table(TOMBSTONES).map_err(self.fail())?;
-                let value = tombstones.get(id).map_err(self.fail())?;
+                let value = open.tombstones.get(id).map_err(self.fail())?;
                 match value.map(|value| check_tombstone(value.value())) {
                     Some(Ok((meta, deleted_at))) => {
                         return Ok(Some((meta, Body::Deleted { deleted_at })));
@@ -899,6 +922,8 @@ impl Store {
                 id: id.to_owned(),
                 reason,
             };
+            // Moving it aside opens the record tables itself.
+            tables.close();
             self.move_aside_now(txn, record, now)?;
         }
         Ok(None)
@@ -908,24 +933,26 @@ impl Store {
     /// the indexes in step.
     fn replace_in(
         &self,
-        txn: &WriteTransaction,
+        tables: &mut OpenTables<'_>,
         id: &str,
         previous: Option<&(RecordMeta, Body)>,
         meta: &RecordMeta,
-        body: Body,
+        body: BodyRef<'_>,
         canonical: &[u8],
     ) -> Result<(), StoreError> {
-        let mut changes = txn.open_table(CHANGES).map_err(self.fail())?;
-        let mut nodes = txn.open_table(NODES).map_err(self.fail())?;
-        let mut tombstones = txn.open_table(TOMBSTONES).map_err(self.fail())?;
+        let RecordTables {
+            changes,
+            nodes,
+            tombstones,
+            indexes,
+        } = tables.get(self)?;
         if let Some((previous_meta, previous_body)) = previous {
             changes.remove(previous_meta.seq).map_err(self.fail())?;
             match previous_body {
                 Body::Live(old) => {
                     nodes.remove(id).map_err(self.fail())?;
-                    for (index, key) in INDEXES.iter().zip(index_keys(old)) {
+                    for (table, key) in indexes.iter_mut().zip(index_keys(old)) {
                         if let Some(key) = key {
-                            let mut table = txn.open_multimap_table(*index).map_err(self.fail())?;
                             table.remove(key, id).map_err(self.fail())?;
                         }
                     }
@@ -937,18 +964,17 @@ impl Store {
         }
         changes.insert(meta.seq, id).map_err(self.fail())?;
         match body {
-            Body::Live(node) => {
+            BodyRef::Live(node) => {
                 nodes
                     .insert(id, record::encode(meta, canonical).as_slice())
                     .map_err(self.fail())?;
-                for (index, key) in INDEXES.iter().zip(index_keys(&node)) {
+                for (table, key) in indexes.iter_mut().zip(index_keys(node)) {
                     if let Some(key) = key {
-                        let mut table = txn.open_multimap_table(*index).map_err(self.fail())?;
                         table.insert(key, id).map_err(self.fail())?;
                     }
                 }
             }
-            Body::Deleted { deleted_at } => {
+            BodyRef::Deleted(deleted_at) => {
                 tombstones
                     .insert(
                         id,

@@ -14,6 +14,7 @@ mod read;
 mod record;
 mod state;
 mod tables;
+mod write_tables;
 
 pub use damage::{
     DamagedRecord, RecordCheck, RecordTable, SignatureCheck, SignatureChecker, StoredBody,

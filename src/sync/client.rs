@@ -35,18 +35,15 @@ use super::held::{Held, Refusal};
 use super::peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
 use super::reconcile::ReconcileCache;
 use super::trust_book;
+use super::verify::check_signature;
 use crate::config::TrustMode;
 use crate::http::PeerUrl;
 use crate::http::{ClientRequest, HttpClient};
-use crate::model::{
-    ClaimedContent, ContentHash, InstanceId, RecordClaim, SignatureFormat, unix_millis_now,
-};
+use crate::model::{InstanceId, unix_millis_now};
 pub use crate::protocol::PeerSyncResult;
 use crate::protocol::{Route, parse_object, record_from_wire};
-use crate::store::{ApplyOutcome, Body, Commit, RemoteRecord, StateTable, Store, StoreError};
-use crate::trust::{
-    KeyPair, PublicKey, RecordError, Signature, Tier, sign_request, verify_record, verify_record_v1,
-};
+use crate::store::{ApplyOutcome, Commit, RemoteRecord, StateTable, Store, StoreError};
+use crate::trust::{KeyPair, PublicKey, Tier, sign_request};
 
 /// Syncs this instance's store with peers.
 #[derive(Debug)]
@@ -736,15 +733,36 @@ impl Syncer {
         peer: &str,
         delivered_by_core: bool,
     ) -> Result<RemoteRecord, Refusal> {
-        let record = self.signed_record(value, context).map_err(|reason| {
-            self.refused_records.set(self.refused_records.get() + 1);
-            Refusal::Refused(reason)
-        })?;
+        let record = self
+            .signed_record(value, context)
+            .map_err(|reason| self.refused(reason))?;
+        self.judged(record, value, context, peer, delivered_by_core)
+    }
+
+    /// Counts a record refused for good.
+    pub(super) fn refused(&self, reason: String) -> Refusal {
+        self.refused_records.set(self.refused_records.get() + 1);
+        Refusal::Refused(reason)
+    }
+
+    /// [`Syncer::verified_record`] after the signature check: whether the trust rules
+    /// accept `record` (read from `value`) now, hold it, or refuse it.
+    pub(super) fn judged(
+        &self,
+        record: RemoteRecord,
+        value: &Value,
+        context: &str,
+        peer: &str,
+        delivered_by_core: bool,
+    ) -> Result<RemoteRecord, Refusal> {
         let origin = record.version.origin;
-        let author_fingerprint = record
-            .author_key
-            .and_then(|key| PublicKey::from_bytes(&key).ok())
-            .map_or_else(|| origin.short(), |key| key.fingerprint());
+        // Hashed only for a record that is held: it names the author in the message.
+        let author_fingerprint = || {
+            record
+                .author_key
+                .and_then(|key| PublicKey::from_bytes(&key).ok())
+                .map_or_else(|| origin.short(), |key| key.fingerprint())
+        };
         let rules = self.trust_rules();
         let author_tier = if rules.asks_author_tier(&origin, delivered_by_core) {
             trust_book::tier_of(&self.store.borrow(), &origin)
@@ -766,7 +784,7 @@ impl Syncer {
                 id: record.id.clone(),
                 version: record.version,
                 reason: hold.reason,
-                author_fingerprint,
+                author_fingerprint: author_fingerprint(),
                 message: hold.message,
                 peer: peer.to_owned(),
                 delivered_by_core,
@@ -787,75 +805,31 @@ impl Syncer {
 
     /// A wire record whose signature checks out (or, in open mode, an unsigned one).
     fn signed_record(&self, value: &Value, context: &str) -> Result<RemoteRecord, String> {
-        let (mut record, author_key) =
+        let (record, author_key) =
             record_from_wire(value, context).map_err(|error| error.to_string())?;
-        let origin = record.version.origin;
         let key = match &author_key {
             Some(text) => Some(
                 PublicKey::from_base64(text)
                     .map_err(|error| format!("{context}: author key: {error}"))?,
             ),
             None => self
-                .known_author_key(&origin)
+                .known_author_key(&record.version.origin)
                 .map_err(|error| error.to_string())?,
         };
-        match (record.signature, key) {
-            (Some(signature), Some(key)) => {
-                let bytes = Signature::from_bytes(&signature.bytes)
-                    .map_err(|error| format!("{context}: {error}"))?;
-                let refused = |error: RecordError| format!("{context} ({:?}): {error}", record.id);
-                match (signature.format, &record.body) {
-                    (SignatureFormat::V2, body) => {
-                        let content = match body {
-                            Body::Live(node) => ClaimedContent::Live(ContentHash::of(
-                                &crate::model::encode_node(node),
-                            )),
-                            Body::Deleted { deleted_at } => ClaimedContent::Deleted {
-                                deleted_at: *deleted_at,
-                            },
-                        };
-                        let claim = RecordClaim {
-                            id: &record.id,
-                            content,
-                            version: record.version,
-                            base: record.base,
-                        };
-                        verify_record(&key, &claim, &bytes).map_err(refused)?;
-                    }
-                    // An older node's signature pins a live record's content, id
-                    // included, but not its base: the base is dropped, so at worst a
-                    // clean update is logged as a conflict, never a conflict hidden.
-                    (SignatureFormat::V1, Body::Live(node)) => {
-                        verify_record_v1(
-                            &key,
-                            &crate::model::encode_node(node),
-                            &record.version,
-                            &bytes,
-                        )
-                        .map_err(refused)?;
-                        record.base = None;
-                    }
-                    // A format 1 tombstone signs the hash of nothing: it could be moved
-                    // onto any id, so it never deletes anything here.
-                    (SignatureFormat::V1, Body::Deleted { .. }) => {
-                        return Err(format!(
-                            "{context} ({:?}): a delete signed in format 1 (by an older node) does not name the record it deletes; it is refused until its author signs it in format 2",
-                            record.id
-                        ));
-                    }
-                }
-                record.author_key = Some(*key.as_bytes());
-            }
-            _ if self.trust_mode == TrustMode::Open => {}
-            (Some(_), None) => {
-                return Err(format!(
-                    "{context} ({:?}): signed by an author whose key we do not have",
-                    record.id
-                ));
-            }
-            (None, _) => return Err(format!("{context} ({:?}): unsigned record", record.id)),
-        }
-        Ok(record)
+        check_signature(record, key, self.trust_mode == TrustMode::Open, context)
+    }
+
+    /// A record read from a page by `verify::check_page` whose author key it did not
+    /// carry: checked with the key known here.
+    pub(super) fn signed_with_known_key(
+        &self,
+        record: RemoteRecord,
+        context: &str,
+    ) -> Result<RemoteRecord, String> {
+        let key = self
+            .known_author_key(&record.version.origin)
+            .map_err(|error| error.to_string())?;
+        check_signature(record, key, self.trust_mode == TrustMode::Open, context)
     }
 
     /// The public key of a record author: ours, one learned from its verified records, or

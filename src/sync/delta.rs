@@ -34,7 +34,9 @@ use super::held::{Held, Refusal};
 use super::peer::PeerState;
 use super::reconcile::{CacheError, Differences, ItemDigest, ReconcileSet};
 use super::trust_book;
+use super::verify::{Checked, check_page};
 use crate::config::SYNC_BATCH_BYTES;
+use crate::config::TrustMode;
 use crate::http::{ClientRequest, ClientResponse};
 use crate::model::InstanceId;
 use crate::protocol::{Route, parse_object, record_to_wire, types_to_query};
@@ -166,15 +168,25 @@ impl Syncer {
         delivered_by_core: bool,
         result: &mut PeerSyncResult,
     ) -> (Vec<RemoteRecord>, Vec<Held>) {
+        let context = |index: usize| format!("record {} from {url}", index + 1);
+        let open = self.trust_mode == TrustMode::Open;
         let mut records = Vec::with_capacity(values.len());
         let mut held = Vec::new();
-        for (index, value) in values.iter().enumerate() {
-            match self.verified_record(
-                value,
-                &format!("record {} from {url}", index + 1),
-                url,
-                delivered_by_core,
-            ) {
+        for (index, (checked, value)) in check_page(values, &context, open)
+            .into_iter()
+            .zip(values)
+            .enumerate()
+        {
+            let context = context(index);
+            let signed = match checked {
+                Checked::Verified(record) => Ok(record),
+                Checked::NeedsKey(record) => self.signed_with_known_key(record, &context),
+                Checked::Refused(reason) => Err(reason),
+            };
+            let judged = signed
+                .map_err(|reason| self.refused(reason))
+                .and_then(|record| self.judged(record, value, &context, url, delivered_by_core));
+            match judged {
                 Ok(record) => records.push(record),
                 Err(Refusal::Refused(reason)) => result.rejected.push(reason),
                 Err(Refusal::Held(record)) => held.push(*record),

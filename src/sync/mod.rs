@@ -16,6 +16,7 @@ mod peer;
 pub mod reconcile;
 mod repair;
 pub mod trust_book;
+mod verify;
 
 pub use client::{AUDIENCE_DIGITS, PeerSyncResult, Syncer};
 pub use engine::{

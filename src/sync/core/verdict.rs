@@ -35,12 +35,13 @@ impl TrustRules {
 
     /// Accepts `record` (`None`) or says why it is held. `author_tier` is the tier of its
     /// author when [`TrustRules::asks_author_tier`], else anything; `context` and
-    /// `author_fingerprint` name the record and its author in the message.
+    /// `author_fingerprint` name the record and its author in the message (the
+    /// fingerprint is a hash: made only for a record that is held).
     pub fn judge(
         &self,
         record: &RemoteRecord,
         context: &str,
-        author_fingerprint: &str,
+        author_fingerprint: &dyn Fn() -> String,
         author_tier: Option<Tier>,
         delivered_by_core: bool,
         now: u64,
@@ -51,8 +52,9 @@ impl TrustRules {
             return Some(Hold {
                 reason: HoldReason::UntrustedAuthor,
                 message: format!(
-                    "{context} ({:?}): its author {author_fingerprint} is not trusted for writing here; held until it is",
-                    record.id
+                    "{context} ({:?}): its author {} is not trusted for writing here; held until it is",
+                    record.id,
+                    author_fingerprint()
                 ),
             });
         }
@@ -78,6 +80,10 @@ mod tests {
     use crate::store::Body;
 
     const NOW: u64 = 1_800_000_000_000;
+
+    fn fingerprint() -> String {
+        "SHA256:abc".into()
+    }
 
     fn rules(trust_mode: TrustMode) -> TrustRules {
         TrustRules {
@@ -109,7 +115,7 @@ mod tests {
         by_core: bool,
         expected: Option<HoldReason>,
     ) {
-        let verdict = rules.judge(record, "record 1", "SHA256:abc", tier, by_core, NOW);
+        let verdict = rules.judge(record, "record 1", &fingerprint, tier, by_core, NOW);
         assert_eq!(
             verdict.as_ref().map(|hold| hold.reason),
             expected,
@@ -132,7 +138,7 @@ mod tests {
         assert!(strict.asks_author_tier(&theirs.version.origin, false));
         assert!(!strict.asks_author_tier(&theirs.version.origin, true));
         let message = strict
-            .judge(&theirs, "record 1", "SHA256:abc", None, false, NOW)
+            .judge(&theirs, "record 1", &fingerprint, None, false, NOW)
             .unwrap()
             .message;
         assert!(message.contains("SHA256:abc is not trusted"), "{message}");
@@ -145,7 +151,14 @@ mod tests {
         let ahead = Some(HoldReason::ClockAhead);
         check(&open, &record(2, NOW + 60_001), None, false, ahead);
         // The same record passes once the clock passed in has caught up.
-        let later = open.judge(&record(2, NOW + 60_001), "r", "k", None, false, NOW + 1);
+        let later = open.judge(
+            &record(2, NOW + 60_001),
+            "r",
+            &fingerprint,
+            None,
+            false,
+            NOW + 1,
+        );
         assert_eq!(later, None);
     }
 }
