@@ -323,12 +323,7 @@ impl ReceiveResult {
             imported: fields.u64("imported")?,
             conflicts: fields.opt_u64("conflicts")?.unwrap_or_default(),
             total: fields.opt_u64("total")?.unwrap_or_default(),
-            rejected: fields
-                .opt_array("rejected")?
-                .unwrap_or_default()
-                .iter()
-                .cloned()
-                .collect(),
+            rejected: fields.array_or_empty("rejected")?,
         })
     }
 }

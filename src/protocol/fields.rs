@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use miniserde::json::{self, Number, Object, Value};
+use miniserde::json::{self, Array, Number, Object, Value};
 
 use crate::model::parse_json;
 
@@ -212,6 +212,16 @@ impl<'a> Fields<'a> {
             Some(Value::Array(items)) => Ok(Some(items)),
             Some(_) => Err(self.wrong_type(name, "an array")),
         }
+    }
+
+    /// A copy of an array that may be absent (then empty), for an answer that keeps it.
+    pub fn array_or_empty(&self, name: &str) -> Result<Array, WireError> {
+        Ok(self
+            .opt_array(name)?
+            .unwrap_or_default()
+            .iter()
+            .cloned()
+            .collect())
     }
 }
 

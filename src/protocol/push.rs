@@ -159,12 +159,7 @@ impl PushAnswer {
             stale: count("stale")?,
             conflicts: count("conflicts")?,
             held: count("held")?,
-            rejected: fields
-                .opt_array("rejected")?
-                .unwrap_or_default()
-                .iter()
-                .cloned()
-                .collect(),
+            rejected: fields.array_or_empty("rejected")?,
             sequences,
         })
     }
