@@ -392,7 +392,7 @@ fn copy_figures(
         "20k: 5.18 MB, baseline 2.56 MB"
     );
     println!(
-        "budget: 1.2 x (gzip of the records {gzip_bytes} B + 64 B x {nodes}); {} B up, {} B down on {} connection(s)",
+        "budget: 1.2 x (gzip of the records {gzip_bytes} B + 64 B x {nodes}); {} B up, {} B down; {} new connection(s) (one kept alive from adding the peer may carry it all)",
         traffic.to_server, traffic.to_client, traffic.connections
     );
     println!(
