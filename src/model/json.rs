@@ -100,12 +100,13 @@ fn correct_floats(text: &str, value: &mut Value) {
     let mut stack = vec![&mut again];
     while let Some(value) = stack.pop() {
         match value {
-            Value::Number(number @ json::Number::U64(_)) => {
-                let json::Number::U64(stand_in) = *number else {
-                    unreachable!()
+            Value::Number(number) => {
+                let exact = match number {
+                    json::Number::U64(stand_in) => floats.get(stand_in).copied(),
+                    _ => None,
                 };
-                if let Some(exact) = floats.get(&stand_in) {
-                    *number = json::Number::F64(*exact);
+                if let Some(exact) = exact {
+                    *number = json::Number::F64(exact);
                 }
             }
             Value::Array(items) => stack.extend(items.iter_mut()),
