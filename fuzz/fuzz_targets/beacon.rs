@@ -15,6 +15,9 @@ fuzz_target!(|data: &[u8]| {
     // more than the limit; anything within it must decode again.
     let encoded = beacon.encode();
     if encoded.len() <= MAX_BEACON_BYTES {
-        assert!(Beacon::decode(&encoded).is_ok(), "a decoded beacon re-encodes");
+        assert!(
+            Beacon::decode(&encoded).is_ok(),
+            "a decoded beacon re-encodes"
+        );
     }
 });

@@ -17,7 +17,11 @@ fuzz_target!(|data: &[u8]| {
             updated_at: None,
             ..node.clone()
         };
-        assert_eq!(decode_node(&encode_node(node)), Ok(content), "canonical round trip");
+        assert_eq!(
+            decode_node(&encode_node(node)),
+            Ok(content),
+            "canonical round trip"
+        );
         let json = Value::Object(node.to_json(Shape::Native));
         let again = Node::from_json(&json).expect("an accepted node reads back from its JSON");
         assert_eq!(again.id, node.id);

@@ -23,7 +23,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(value) = parse_json(text) {
         let dumped = python_json_dumps_sorted(&value);
         if !dumped.contains("NaN") && !dumped.contains("Infinity") {
-            assert!(parse_json(&dumped).is_ok(), "json.dumps output does not parse: {dumped}");
+            assert!(
+                parse_json(&dumped).is_ok(),
+                "json.dumps output does not parse: {dumped}"
+            );
         }
     }
 });

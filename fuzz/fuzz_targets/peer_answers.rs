@@ -1,14 +1,15 @@
 //! Answers our client reads from peers and hubs (ARK's `/federation/info`, discover,
 //! `receiveNodes`, `/federation/nodes`, the Python service's `/sync`) and from a
 //! running server (the control API's answers the CLI reads back): each as the typed
-//! message in `protocol`. An answer that reads must write JSON that reads back to the
+//! message in `protocol`; and a push's offer, the answer to it and the push's answer.
+//! An answer that reads must write JSON that reads back to the
 //! same JSON, so no field changes on a trip through the node.
 #![no_main]
 
 use ark_lattice::protocol::{
-    AutoSyncAnswer, DeltaAnswer, DiscoverAnswer, InstanceInfo, LatticeStatus, NodeList,
-    PeerAddAnswer, PeerDirectory, PeerRemoved, ReceiveResult, SyncAnswer, WireError,
-    parse_object,
+    AutoSyncAnswer, DeltaAnswer, DiscoverAnswer, InstanceInfo, LatticeStatus, NodeList, Offer,
+    OfferAnswer, PeerAddAnswer, PeerDirectory, PeerRemoved, PushAnswer, ReceiveResult, SyncAnswer,
+    WireError, parse_object,
 };
 use libfuzzer_sys::fuzz_target;
 use miniserde::json::{Object, Value};
@@ -49,4 +50,19 @@ fuzz_target!(|data: &[u8]| {
     check(&object, PeerRemoved::from_json, PeerRemoved::to_json);
     check(&object, AutoSyncAnswer::from_json, AutoSyncAnswer::to_json);
     check(&object, DiscoverAnswer::from_json, DiscoverAnswer::to_json);
+    check(
+        &object,
+        |object, _| Offer::read(object),
+        |offer| Value::Object(offer.clone().into_object()),
+    );
+    check(
+        &object,
+        |object, _| OfferAnswer::read(object),
+        |answer| Value::Object(answer.clone().into_object()),
+    );
+    check(
+        &object,
+        |object, _| PushAnswer::read(object),
+        |answer| Value::Object(answer.clone().into_object()),
+    );
 });

@@ -10,11 +10,11 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 
+use argh::FromArgs;
 use ark_lattice::cli::Args;
 use ark_lattice::config::Config;
 use ark_lattice::http::Request;
 use ark_lattice::server::{App, dispatch};
-use argh::FromArgs;
 use libfuzzer_sys::fuzz_target;
 
 fn app() -> Rc<App> {
@@ -22,7 +22,14 @@ fn app() -> Rc<App> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp state dir");
     let dir = dir.to_str().expect("UTF-8 temp dir").to_owned();
-    let argv = ["--data-dir", dir.as_str(), "serve", "--trust", "open", "--no-discovery"];
+    let argv = [
+        "--data-dir",
+        dir.as_str(),
+        "serve",
+        "--trust",
+        "open",
+        "--no-discovery",
+    ];
     let args = Args::from_args(&["ark-lattice"], &argv).expect("flags parse");
     let config = Config::from_args(&args, &|_| None).expect("config");
     let app = App::open(&config).expect("app on a temp store");

@@ -8,7 +8,11 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     if let Ok(millis) = parse_timestamp(&text) {
-        assert_eq!(parse_timestamp(&format_rfc3339(millis)), Ok(millis), "{text:?}");
+        assert_eq!(
+            parse_timestamp(&format_rfc3339(millis)),
+            Ok(millis),
+            "{text:?}"
+        );
         assert_eq!(
             parse_timestamp(&format_sqlite(millis)),
             Ok(millis / 1000 * 1000),

@@ -38,7 +38,10 @@ fuzz_target!(|data: &[u8]| {
 
     if let Ok(text) = std::str::from_utf8(pin) {
         if let Ok(fingerprint) = Fingerprint::parse(text) {
-            assert_eq!(Fingerprint::parse(&fingerprint.to_string()), Ok(fingerprint));
+            assert_eq!(
+                Fingerprint::parse(&fingerprint.to_string()),
+                Ok(fingerprint)
+            );
         }
     }
     DIR.with(|dir| {
@@ -49,7 +52,10 @@ fuzz_target!(|data: &[u8]| {
         let _ = PeerTrust::CaFile(cert_file.clone()).check_ca_file();
         if let Ok(tls) = ServerTls::load(&cert_file, &key_file) {
             let fingerprint = tls.fingerprint();
-            assert_eq!(Fingerprint::parse(&fingerprint.to_string()), Ok(fingerprint));
+            assert_eq!(
+                Fingerprint::parse(&fingerprint.to_string()),
+                Ok(fingerprint)
+            );
         }
     });
 });
