@@ -56,11 +56,25 @@ pub enum Verification {
 
 /// Why bytes are not a beacon.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BeaconError(pub String);
+pub enum BeaconError {
+    /// The datagram is over [`MAX_BEACON_BYTES`].
+    TooLarge { bytes: usize },
+    /// A JSON message whose `type` is another than `beacon`.
+    NotABeacon { kind: String },
+    /// Not a JSON object, or a field missing or wrong (the port among them).
+    Wire(WireError),
+}
 
 impl fmt::Display for BeaconError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            BeaconError::TooLarge { bytes } => write!(
+                f,
+                "beacon of {bytes} bytes is over the {MAX_BEACON_BYTES}-byte limit"
+            ),
+            BeaconError::NotABeacon { kind } => write!(f, "message type {kind:?} is not a beacon"),
+            BeaconError::Wire(error) => error.fmt(f),
+        }
     }
 }
 
@@ -68,7 +82,7 @@ impl std::error::Error for BeaconError {}
 
 impl From<WireError> for BeaconError {
     fn from(error: WireError) -> BeaconError {
-        BeaconError(error.to_string())
+        BeaconError::Wire(error)
     }
 }
 
@@ -157,21 +171,20 @@ impl Beacon {
     /// `port`; the other fields default as ARK's listener defaults them.
     pub fn decode(bytes: &[u8]) -> Result<Beacon, BeaconError> {
         if bytes.len() > MAX_BEACON_BYTES {
-            return Err(BeaconError(format!(
-                "beacon of {} bytes is over the {MAX_BEACON_BYTES}-byte limit",
-                bytes.len()
-            )));
+            return Err(BeaconError::TooLarge { bytes: bytes.len() });
         }
         let object = parse_object(bytes, "beacon")?;
         let fields = Fields::new(&object, "beacon");
         let kind = fields.str("type")?;
         if kind != "beacon" {
-            return Err(BeaconError(format!(
-                "message type {kind:?} is not a beacon"
-            )));
+            return Err(BeaconError::NotABeacon {
+                kind: kind.to_owned(),
+            });
         }
-        let port = u16::try_from(fields.u64("port")?)
-            .map_err(|_| BeaconError("beacon: field `port` is not a port number".into()))?;
+        let port = fields.u64("port")?;
+        let port = u16::try_from(port).map_err(|_| {
+            WireError::bad_value("beacon", "port", format!("{port} is not a port number"))
+        })?;
         let capabilities = fields
             .opt_array("capabilities")?
             .unwrap_or_default()
@@ -317,20 +330,41 @@ mod tests {
 
     #[test]
     fn non_beacons_are_refused_with_a_reason() {
-        fn check(bytes: &[u8], expected: &str) {
-            let error = Beacon::decode(bytes).unwrap_err().to_string();
-            assert!(error.contains(expected), "{error}");
+        fn check(bytes: &[u8], expected: &str) -> BeaconError {
+            let error = Beacon::decode(bytes).unwrap_err();
+            assert!(error.to_string().contains(expected), "{error}");
+            error
         }
-        check(b"not json", "not valid JSON");
-        check(br#"{"type":"hello"}"#, "not a beacon");
-        check(
-            br#"{"type":"beacon","peer_id":"x","peer_name":"x","address":"a"}"#,
-            "`port`",
+        let error = check(b"not json", "not valid JSON");
+        assert!(matches!(
+            error,
+            BeaconError::Wire(WireError::NotJson { .. })
+        ));
+        assert_eq!(
+            check(br#"{"type":"hello"}"#, "not a beacon"),
+            BeaconError::NotABeacon {
+                kind: "hello".into()
+            }
         );
-        check(
+        assert_eq!(
+            check(
+                br#"{"type":"beacon","peer_id":"x","peer_name":"x","address":"a"}"#,
+                "`port`",
+            ),
+            BeaconError::Wire(WireError::missing("beacon", "port"))
+        );
+        let error = check(
             br#"{"type":"beacon","peer_id":"x","peer_name":"x","address":"a","port":70000}"#,
-            "port number",
+            "70000 is not a port number",
         );
-        check(&vec![b' '; MAX_BEACON_BYTES + 1], "limit");
+        assert!(
+            matches!(error, BeaconError::Wire(WireError::BadValue { field, .. }) if field == "port")
+        );
+        assert_eq!(
+            check(&vec![b' '; MAX_BEACON_BYTES + 1], "limit"),
+            BeaconError::TooLarge {
+                bytes: MAX_BEACON_BYTES + 1
+            }
+        );
     }
 }

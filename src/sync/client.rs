@@ -29,7 +29,7 @@ use super::core::{
     without_checkpoint,
 };
 use super::delta::PulledVersions;
-pub(super) use super::error::{Restart, SyncError, UnsignedService};
+pub(super) use super::error::{During, Restart, SyncError, UnsignedService};
 use super::first_copy::FirstContact;
 use super::held::{Held, Refusal};
 use super::peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};

@@ -5,7 +5,7 @@
 use futures_lite::future;
 use miniserde::json::{Object, Value};
 
-use super::client::{PeerSyncResult, SyncError, Syncer};
+use super::client::{During, PeerSyncResult, SyncError, Syncer};
 use super::delta::{PulledVersions, types_param};
 use super::first_copy::{CopyProgress, PageStep};
 use super::peer::PeerState;
@@ -70,7 +70,10 @@ impl Syncer {
                     fields.opt_bool("more")?.unwrap_or(false),
                     values.len(),
                 )
-                .map_err(|error| SyncError::Invalid(format!("{url}: {error}")))?;
+                .map_err(|error| SyncError::CopyPage {
+                    url: url.to_owned(),
+                    error,
+                })?;
             let mut next = copy.clone();
             match step {
                 PageStep::Next { seq } => next.seq = seq,
@@ -130,9 +133,10 @@ impl Syncer {
         }
         state.copy = None;
         self.save_states(vec![(url.to_owned(), state.encode())], true)?;
-        Err(SyncError::Invalid(format!(
-            "{url} changed its instance or store epoch during the first copy; it starts over next time"
-        )))
+        Err(SyncError::ChangedDuring {
+            url: url.to_owned(),
+            during: During::FirstCopy,
+        })
     }
 
     /// Verifies and applies one page of the copy, saving `next` as the copy's progress in

@@ -386,7 +386,10 @@ impl Syncer {
         let held_drops = self.held_usage()?.2.drops;
         let ours = self.reconcile_set(&filter).map_err(|error| match error {
             CacheError::Store(error) => SyncError::Store(error),
-            CacheError::Reconcile(error) => SyncError::Invalid(error.to_string()),
+            CacheError::Reconcile(error) => SyncError::Reconcile {
+                url: url.to_owned(),
+                error,
+            },
         })?;
         let types = types_param(state);
         let (differences, their_seq) = self

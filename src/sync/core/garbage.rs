@@ -236,7 +236,7 @@ fn garbage_reconcile_answers_are_errors_not_panics() {
         let mut body = vec![0x61u8];
         body.extend((0..length).map(|_| garbage.next() as u8));
         if let Err(error) = rounds.on_answer(headers, &body) {
-            assert!(matches!(error, SyncError::Invalid(_)), "{error}");
+            assert!(matches!(error, SyncError::Reconcile { .. }), "{error}");
         }
     }
 }

@@ -17,9 +17,10 @@ use std::ops::Range;
 
 use crate::config::SYNC_BATCH_BYTES;
 use crate::model::Version;
+use crate::protocol::WireError;
 use crate::store::Record;
 
-use super::super::client::SyncError;
+use super::super::client::{During, SyncError};
 use super::super::reconcile::{Differences, Initiator, ReconcileError, ReconcileSet};
 use super::super::wire_size;
 use super::push::PulledVersions;
@@ -70,20 +71,20 @@ impl<'s> Rounds<'s> {
         body: &[u8],
     ) -> Result<Option<Vec<u8>>, SyncError> {
         let url = self.url;
-        let lacks = |name: &str| {
-            SyncError::Invalid(format!("the reconcile answer from {url} lacks {name}"))
-        };
+        let what = format!("reconcile answer from {url}");
+        let lacks = |name: &str| WireError::missing(&what, name);
         let instance = headers.instance.ok_or_else(|| lacks("x-ark-instance"))?;
         let epoch = headers.epoch.ok_or_else(|| lacks("x-ark-epoch"))?;
         if Some(instance) != self.instance_id || epoch != self.epoch {
-            return Err(SyncError::Invalid(format!(
-                "{url} changed its instance or store epoch during the sync; it starts over next time"
-            )));
+            return Err(SyncError::ChangedDuring {
+                url: url.to_owned(),
+                during: During::Sync,
+            });
         }
         if self.their_seq.is_none() {
             let seq = headers.last_seq.ok_or_else(|| lacks("x-ark-last-seq"))?;
             self.their_seq = Some(seq.parse::<u64>().map_err(|_| {
-                SyncError::Invalid(format!("{url}: x-ark-last-seq {seq:?} is not a number"))
+                WireError::bad_value(&what, "x-ark-last-seq", format!("{seq:?} is not a number"))
             })?);
         }
         self.initiator
@@ -98,7 +99,10 @@ impl<'s> Rounds<'s> {
 }
 
 fn bad(url: &str, error: ReconcileError) -> SyncError {
-    SyncError::Invalid(format!("{url}: {error}"))
+    SyncError::Reconcile {
+        url: url.to_owned(),
+        error,
+    }
 }
 
 /// The versions of ours the peer lacks (`have`) that are still to push, in the order
@@ -244,31 +248,53 @@ mod tests {
             let (mut rounds, _) = Rounds::start(URL, &ours, Some(PEER), "e1").unwrap();
             let error = rounds.on_answer(headers, body).unwrap_err();
             assert!(error.to_string().contains(expected), "{error}");
-            assert!(matches!(error, SyncError::Invalid(_)));
+            error
         };
         let (_, first) = ours.initiate().unwrap();
         let body = theirs.answer(&first).unwrap();
-        check(
+        let changed = |error| {
+            matches!(
+                error,
+                SyncError::ChangedDuring {
+                    during: During::Sync,
+                    ..
+                }
+            )
+        };
+        assert!(changed(check(
             headers("e2", "3"),
             &body,
             "changed its instance or store epoch",
-        );
+        )));
         let other = AnswerHeaders {
             instance: Some("someone-else"),
             ..headers("e1", "3")
         };
-        check(other, &body, "changed its instance or store epoch");
+        assert!(changed(check(
+            other,
+            &body,
+            "changed its instance or store epoch"
+        )));
         let no_epoch = AnswerHeaders {
             epoch: None,
             ..headers("e1", "3")
         };
-        check(no_epoch, &body, "lacks x-ark-epoch");
-        check(
-            headers("e1", "three"),
-            &body,
-            "x-ark-last-seq \"three\" is not a number",
+        let error = check(no_epoch, &body, "x-ark-epoch");
+        assert!(
+            matches!(&error, SyncError::Wire(WireError::MissingField { field, .. }) if field == "x-ark-epoch")
         );
-        check(headers("e1", "3"), b"not negentropy", "unparsable");
+        let error = check(headers("e1", "three"), &body, "\"three\" is not a number");
+        assert!(
+            matches!(&error, SyncError::Wire(WireError::BadValue { field, .. }) if field == "x-ark-last-seq")
+        );
+        let error = check(headers("e1", "3"), b"not negentropy", "unparsable");
+        assert!(matches!(
+            error,
+            SyncError::Reconcile {
+                error: ReconcileError::BadMessage(_),
+                ..
+            }
+        ));
     }
 
     #[test]
