@@ -16,7 +16,7 @@ mod verdict;
 pub(super) use fetch::FetchQueue;
 pub(super) use pull::PullFeed;
 pub(super) use push::{PulledVersions, PushFeed, apply_push_answer, push_batches};
-pub(super) use rounds::{AnswerHeaders, Rounds, push_slices, still_to_push, versions_to_push};
+pub(super) use rounds::{Rounds, push_slices, still_to_push, versions_to_push};
 pub(super) use start::{
     AfterInfo, LatticePeer, StoreCounts, check_checkpoint, on_info, restart, without_checkpoint,
 };
