@@ -47,7 +47,7 @@ pub(crate) use running::{SERVER_FILE, ServerInfo, running_server};
 pub(crate) use store_wait::{Holder, open_waiting};
 pub(crate) use trust::{accept_key, keygen, remove_key, trust_key, trusted_keys};
 pub(crate) use verify::{check_before_serving, verify_offline, verify_store};
-pub(crate) use verify_report::{PagesReport, RecordCounts, RecordsReport, VerifyReport};
+pub(crate) use verify_report::{PagesReport, RecordsReport, VerifyReport};
 pub(crate) use views::{
     Added, ConflictList, Deleted, HeldRelease, NodeList, NodeView, Purged, StatsReport,
     StoredRecord, TrustAction, TrustChange, TrustList,
