@@ -11,7 +11,7 @@ use crate::store::{DamagedRecord, PageCheck, RecordCheck, RecordTable};
 
 /// redb's check of every page, as reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum PagesReport {
+pub enum PagesReport {
     Skipped,
     Clean,
     Repaired,
@@ -64,7 +64,7 @@ impl PagesReport {
 /// The read of every record: what the store's check found (its counts and damaged
 /// records), or why the records were not read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum RecordsReport {
+pub enum RecordsReport {
     Read(RecordCheck),
     NotRead(String),
 }
@@ -162,7 +162,7 @@ impl RecordsReport {
 /// What `verify` found: the page check (and again after damaged records were moved
 /// aside, when they were), and the read of every record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct VerifyReport {
+pub struct VerifyReport {
     /// The store file's path.
     pub store: String,
     pub pages: PagesReport,
@@ -215,7 +215,7 @@ impl VerifyReport {
         })
     }
 
-    pub(crate) fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> Value {
         let mut fields = Object::new();
         fields.insert("store".into(), string(self.store.as_str()));
         fields.insert("ok".into(), Value::Bool(self.ok()));
@@ -227,7 +227,7 @@ impl VerifyReport {
         Value::Object(fields)
     }
 
-    pub(crate) fn from_json(object: &Object, context: &str) -> Result<VerifyReport, WireError> {
+    pub fn from_json(object: &Object, context: &str) -> Result<VerifyReport, WireError> {
         let fields = Fields::new(object, context);
         let part = |name: &str| {
             fields
