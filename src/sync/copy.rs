@@ -3,36 +3,50 @@
 //! record and applied in one transaction together with the checkpoint.
 
 use futures_lite::future;
-use miniserde::json::{Object, Value};
+use miniserde::json::{Array, Object, Value};
 
 use super::client::{PeerSyncResult, SyncError, Syncer};
-use super::delta::{PulledVersions, types_param};
+use super::delta::{PulledVersions, record_context, types_param};
 use super::first_copy::{CopyProgress, PageStep};
+use super::held::Held;
 use super::peer::PeerState;
-use crate::config::SYNC_BATCH_BYTES;
+use super::verify::{CheckingPage, check_apart};
+use crate::config::{SYNC_BATCH_BYTES, TrustMode};
+use crate::http::ClientResponse;
 use crate::protocol::{
     COMPACT_PAGE_TYPE, Fields, Route, expand_page, is_compact_page, parse_object,
 };
+use crate::store::RemoteRecord;
+
+/// Reads a changes page in the compact form or in JSON.
+fn read_page(page: &ClientResponse, what: &str) -> Result<Object, SyncError> {
+    Ok(if is_compact_page(page.header("content-type")) {
+        expand_page(&page.body, what)?
+    } else {
+        parse_object(&page.body, what)?
+    })
+}
 
 impl Syncer {
     /// A changes page, asked for in the compact form (`protocol::page`: raw signatures,
     /// each author's key once, about 9 bytes a record less after gzip); a peer that
-    /// answers JSON, as older ark-lattice nodes do, is read as before.
-    async fn fetch_page(&self, page_url: &str) -> Result<Object, SyncError> {
+    /// answers JSON, as older ark-lattice nodes do, is read as before. The answer is
+    /// read by [`read_page`] when its turn comes: a page waiting in its wire form takes
+    /// a fraction of the memory of its records read.
+    async fn fetch_page(&self, page_url: &str) -> Result<ClientResponse, SyncError> {
         let request = self.get(page_url).with_header("accept", COMPACT_PAGE_TYPE);
-        let response = self.send_ok(request).await?;
-        let what = format!("changes page from {page_url}");
-        Ok(if is_compact_page(response.header("content-type")) {
-            expand_page(&response.body, &what)?
-        } else {
-            parse_object(&response.body, &what)?
-        })
+        self.send_ok(request).await
     }
 
     /// Pulls the peer's feed into our store from where an earlier copy of the same peer
     /// store stopped (or from the start), then sets both checkpoints: pull at the end of
     /// the feed, push at 0 with the copy's own records skipped (`push_feed` offers the
     /// rest). `repairs` is our store's repair count read before the copy began.
+    ///
+    /// Three pages are under way at once: one applied on this thread, the next checked
+    /// on threads of its own (`verify::check_apart`), the one after that asked for, so
+    /// the peer reads and compresses it meanwhile. Checking signatures is most of a
+    /// copy's work (issue 13); this keeps both cores at it while the store is written.
     pub(super) async fn copy_peer(
         &self,
         url: &str,
@@ -42,7 +56,7 @@ impl Syncer {
         state: &mut PeerState,
         result: &mut PeerSyncResult,
     ) -> Result<(), SyncError> {
-        let mut copy = self.copy_to_resume(epoch, state)?;
+        let copy = self.copy_to_resume(epoch, state)?;
         self.log(format!(
             "first copy of {url}'s lattice: its feed after sequence {}",
             copy.seq
@@ -55,45 +69,83 @@ impl Syncer {
                 Route::Changes.url(url)
             )
         };
-        let mut page = if copy.done {
+        let mut read_to = copy.clone();
+        let mut fetched = if copy.done {
             None
         } else {
             Some(self.fetch_page(&page_url(copy.seq)).await?)
         };
-        while let Some(current) = page.take() {
-            let fields = Fields::new(&current, "changes page");
-            self.check_copy_origin(url, epoch, &fields, state)?;
-            let values = fields.array("records")?;
-            let step = copy
-                .step(
-                    fields.u64("last_seq")?,
-                    fields.opt_bool("more")?.unwrap_or(false),
-                    values.len(),
-                )
-                .map_err(|error| SyncError::Invalid(format!("{url}: {error}")))?;
-            let mut next = copy.clone();
-            match step {
-                PageStep::Next { seq } => next.seq = seq,
-                PageStep::Last { seq } => {
-                    next.seq = seq;
-                    next.done = true;
-                }
-            }
-            let apply =
-                async { self.apply_copy_page(url, values, next, delivered_by_core, state, result) };
-            // The next page is asked for before this one is verified and applied, so the
-            // peer reads and compresses it while we work: the request goes out when
-            // `zip` first polls it, then the work runs to its end.
-            if let PageStep::Next { seq } = step {
-                let (fetched, applied) = future::zip(self.fetch_page(&page_url(seq)), apply).await;
+        let open = self.trust_mode == TrustMode::Open;
+        let mut checking: Option<(PageStep, CheckingPage)> = None;
+        loop {
+            let read = match fetched.take() {
+                Some(page) => Some(self.read_copy_page(url, epoch, page, &mut read_to, state)?),
+                None => None,
+            };
+            // The page before is checked to its end before this one's check starts: at
+            // most one page's threads at a time, so their memory is not kept twice.
+            let before = match checking.take() {
+                Some((step, page)) => Some((step, page.checked().await)),
+                None if read.is_none() => break,
+                None => None,
+            };
+            let next_url = match &read {
+                Some((PageStep::Next { seq }, _)) => Some(page_url(*seq)),
+                _ => None,
+            };
+            checking =
+                read.map(|(step, values)| (step, check_apart(values, record_context(url), open)));
+            let apply = async {
+                let Some((step, (values, checked))) = before else {
+                    return Ok(());
+                };
+                let batch = self.judged_records(checked, &values, url, delivered_by_core, result);
+                // The page's wire form is not needed any more: gone before the store is
+                // written, which is when the copy needs the most memory.
+                drop(values);
+                self.apply_copy_page(url, &batch, step, &copy, state, result)
+            };
+            // The request for the page after goes out when `zip` first polls it, before
+            // the page before is applied.
+            if let Some(next_url) = next_url {
+                let (next, applied) = future::zip(self.fetch_page(&next_url), apply).await;
                 applied?;
-                page = Some(fetched?);
+                fetched = Some(next?);
             } else {
                 apply.await?;
             }
-            copy = state.copy.clone().unwrap_or_default();
         }
+        let copy = state.copy.clone().unwrap_or(copy);
         self.finish_copy(url, epoch, copy, repairs, state)
+    }
+
+    /// Reads one page of the copy: checks where it comes from and how it moves the copy
+    /// on from `read_to` (which it moves); the answer has its records, unchecked.
+    fn read_copy_page(
+        &self,
+        url: &str,
+        epoch: &str,
+        page: ClientResponse,
+        read_to: &mut CopyProgress,
+        state: &mut PeerState,
+    ) -> Result<(PageStep, Array), SyncError> {
+        let what = format!("changes page after sequence {} from {url}", read_to.seq);
+        let mut page = read_page(&page, &what)?;
+        let fields = Fields::new(&page, "changes page");
+        self.check_copy_origin(url, epoch, &fields, state)?;
+        let step = read_to
+            .step(
+                fields.u64("last_seq")?,
+                fields.opt_bool("more")?.unwrap_or(false),
+                fields.array("records")?.len(),
+            )
+            .map_err(|error| SyncError::Invalid(format!("{url}: {error}")))?;
+        let (PageStep::Next { seq } | PageStep::Last { seq }) = step;
+        read_to.seq = seq;
+        let Some(Value::Array(values)) = page.remove("records") else {
+            unreachable!("`records` was read as an array above");
+        };
+        Ok((step, values))
     }
 
     /// The copy to go on with: the one an earlier sync left for this store of the peer,
@@ -135,18 +187,26 @@ impl Syncer {
         )))
     }
 
-    /// Verifies and applies one page of the copy, saving `next` as the copy's progress in
-    /// the same transaction; `state` takes the saved peer state.
+    /// Applies one judged page of the copy (`step` says how it moves the copy on),
+    /// saving the copy's progress in the same transaction; `state` takes the saved peer
+    /// state. `first` is the copy as it began, before any page of this sync.
     fn apply_copy_page(
         &self,
         url: &str,
-        values: &[Value],
-        mut next: CopyProgress,
-        delivered_by_core: bool,
+        batch: &(Vec<RemoteRecord>, Vec<Held>),
+        step: PageStep,
+        first: &CopyProgress,
         state: &mut PeerState,
         result: &mut PeerSyncResult,
     ) -> Result<(), SyncError> {
-        let batch = self.verified_records(values, url, delivered_by_core, result);
+        let mut next = state.copy.clone().unwrap_or_else(|| first.clone());
+        match step {
+            PageStep::Next { seq } => next.seq = seq,
+            PageStep::Last { seq } => {
+                next.seq = seq;
+                next.done = true;
+            }
+        }
         let mut next_state = state.clone();
         next_state.copy = Some(next.clone());
         // The page's new records take our next sequence numbers, in one transaction on
@@ -154,7 +214,7 @@ impl Syncer {
         let before = self.store.borrow().last_seq();
         self.apply_batch(
             url,
-            &batch,
+            batch,
             Some(&next_state),
             &mut PulledVersions::default(),
             result,

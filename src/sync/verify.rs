@@ -13,7 +13,7 @@
 //! and everything else stays on the node's one thread. A node that cannot start the
 //! thread checks the whole page on its own.
 
-use miniserde::json::Value;
+use miniserde::json::{Array, Value};
 
 use crate::model::{ClaimedContent, ContentHash, RecordClaim, SignatureFormat, encode_node};
 use crate::protocol::record_from_wire;
@@ -71,6 +71,68 @@ pub fn check_page(
         }
         checked
     })
+}
+
+/// A page's records being read and checked on a thread of their own ([`check_apart`]),
+/// while the node's thread goes on with other work.
+#[derive(Debug)]
+pub struct CheckingPage {
+    answer: smol::channel::Receiver<(Array, Vec<Checked>)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CheckingPage {
+    /// The page's values and what [`check_page`] made of them, in the same order.
+    pub async fn checked(mut self) -> (Array, Vec<Checked>) {
+        if let Ok(answer) = self.answer.recv().await {
+            return answer;
+        }
+        // The thread ended without answering: it panicked. The panic goes on here, where
+        // the sync that asked is contained.
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            _ => unreachable!("a check thread drops its sender only by answering or panicking"),
+        }
+    }
+}
+
+/// Starts [`check_page`] on `values` on a thread of its own and returns at once; the
+/// caller awaits [`CheckingPage::checked`]. The first copy checks the next page this way
+/// while it applies the one before (issue 13). A node that cannot start the thread
+/// checks the page here and now.
+pub fn check_apart(
+    values: Array,
+    context: impl Fn(usize) -> String + Send + Sync + 'static,
+    open: bool,
+) -> CheckingPage {
+    let (sender, answer) = smol::channel::bounded(1);
+    let work = move || {
+        let checked = check_page(&values, &context, open);
+        // The receiver is gone only when the sync that asked gave up; nothing to do.
+        let _ = sender.try_send((values, checked));
+    };
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(Some(work)));
+    let on_thread = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name("ark-verify".into())
+        .spawn(move || {
+            let work = on_thread.lock().ok().and_then(|mut work| work.take());
+            if let Some(work) = work {
+                work();
+            }
+        });
+    let thread = match spawned {
+        Ok(thread) => Some(thread),
+        Err(_) => {
+            // No thread to be had (a process limit): the work is still in `shared`.
+            let work = shared.lock().ok().and_then(|mut work| work.take());
+            if let Some(work) = work {
+                work();
+            }
+            None
+        }
+    };
+    CheckingPage { answer, thread }
 }
 
 /// One value of a page: read as a wire record, its signature checked when it carries
