@@ -55,12 +55,7 @@ impl Syncer {
             }
         }
         while let Some(read) = machine.next_read() {
-            let page = self.store.borrow().changes_since_filtered(
-                read.after,
-                read.limit,
-                read.max_bytes,
-                &read.filter,
-            )?;
+            let page = self.read_changes(&read)?;
             if let Some(body) = machine.on_changes(page, result) {
                 let answer = self
                     .fetch(

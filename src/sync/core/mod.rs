@@ -20,7 +20,7 @@ mod verdict;
 pub(super) use ark::{ArkSync, seen_key};
 pub(super) use fetch::FetchQueue;
 pub(super) use pull::PullFeed;
-pub(super) use push::{PulledVersions, PushFeed, apply_push_answer, push_batches};
+pub(super) use push::{ChangesRead, PulledVersions, PushFeed, apply_push_answer, push_batches};
 pub(super) use python::{PythonPull, hashes_key};
 pub(super) use rounds::{AnswerHeaders, Rounds, push_slices, still_to_push, versions_to_push};
 pub(super) use start::{
