@@ -327,6 +327,7 @@ mod tests {
     use crate::protocol::WireError;
     use crate::store::{Record, RecordMeta};
     use crate::sync::FailureKind;
+    use crate::sync::core::pull::tests::broken_field;
     use miniserde::json;
 
     const URL: &str = "http://ark.test:3000";
@@ -504,13 +505,7 @@ mod tests {
             let error = machine
                 .on_list(&object(answer), &mut PeerSyncResult::default())
                 .unwrap_err();
-            let broken = match &error {
-                SyncError::Wire(
-                    WireError::MissingField { field, .. } | WireError::WrongType { field, .. },
-                ) => field.as_str(),
-                _ => "",
-            };
-            assert_eq!(broken, field, "{error}");
+            assert_eq!(broken_field(&error), field, "{error}");
             assert_eq!(machine.phase(), ArkPhase::Failed);
             assert!(machine.next_read().is_none() && machine.on_pulled().is_none());
         }

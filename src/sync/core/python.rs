@@ -148,9 +148,9 @@ mod tests {
     use super::*;
     use crate::http::ClientError;
     use crate::model::Hlc;
-    use crate::protocol::WireError;
     use crate::store::Body;
     use crate::sync::FailureKind;
+    use crate::sync::core::pull::tests::broken_field;
     use miniserde::json;
 
     const URL: &str = "http://hub.test:8000";
@@ -266,13 +266,7 @@ mod tests {
             let error = pull
                 .on_delta(&object(answer), &mut PeerSyncResult::default())
                 .unwrap_err();
-            let broken = match &error {
-                SyncError::Wire(
-                    WireError::MissingField { field, .. } | WireError::WrongType { field, .. },
-                ) => field.as_str(),
-                _ => "",
-            };
-            assert_eq!(broken, field, "{error}");
+            assert_eq!(broken_field(&error), field, "{error}");
             assert_eq!(pull.phase(), PythonPhase::Failed);
             assert_eq!(pull.on_applied(), None);
         }
