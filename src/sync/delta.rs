@@ -314,12 +314,7 @@ impl Syncer {
     ) -> Result<(), SyncError> {
         let mut machine = PushFeed::new(url, self.instance_id.to_hex(), state, pulled);
         while let Some(read) = machine.next_read() {
-            let page = self.store.borrow().changes_since_filtered(
-                read.after,
-                read.limit,
-                read.max_bytes,
-                &read.filter,
-            )?;
+            let page = self.read_changes(&read)?;
             if let Some(offer) = machine.on_changes(page) {
                 let answer = self
                     .fetch(self.post_json(Route::Offer.url(url), offer), "offer answer")
