@@ -239,3 +239,144 @@ pub fn check_signature(
     }
     Ok(record)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Hlc, RecordSignature, Version};
+    use crate::protocol::record_to_wire;
+    use crate::store::{Record, RecordMeta};
+    use crate::trust::{KeyPair, sign_record};
+
+    /// What a page holds at `index`: most records signed and carrying their key, every
+    /// 7th forged, every 11th without its key, every 13th not a record at all.
+    fn page(key: &KeyPair, count: u64) -> Vec<Value> {
+        let origin = key.public_key().instance_id();
+        let key_text = key.public_key().to_base64();
+        (0..count)
+            .map(|index| {
+                if index % 13 == 12 {
+                    return Value::String("no record".into());
+                }
+                let version = Version {
+                    hlc: Hlc::from_parts(1_000 + index, 0),
+                    origin,
+                };
+                let id = format!("n{index}");
+                let claim = RecordClaim {
+                    id: &id,
+                    content: ClaimedContent::Deleted { deleted_at: 500 },
+                    version,
+                    base: None,
+                };
+                let mut bytes = *sign_record(key, &claim).expect("sign").as_bytes();
+                if index % 7 == 6 {
+                    bytes[0] ^= 1;
+                }
+                let record = Record {
+                    id,
+                    meta: RecordMeta {
+                        version,
+                        base: None,
+                        seq: index,
+                        hash: ContentHash::of(b""),
+                        updated_at: None,
+                        signature: Some(RecordSignature::v2(bytes)),
+                    },
+                    body: Body::Deleted { deleted_at: 500 },
+                };
+                let carried = (index % 11 != 10).then_some(key_text.as_str());
+                record_to_wire(&record, carried)
+            })
+            .collect()
+    }
+
+    /// What each record of [`page`] must come out as.
+    fn expected(index: u64) -> &'static str {
+        match index {
+            _ if index % 13 == 12 => "refused",
+            _ if index % 11 == 10 => "needs key",
+            _ if index % 7 == 6 => "refused",
+            _ => "verified",
+        }
+    }
+
+    fn kinds(checked: &[Checked]) -> Vec<(String, &'static str)> {
+        checked
+            .iter()
+            .enumerate()
+            .map(|(index, checked)| match checked {
+                Checked::Verified(record) => (record.id.clone(), "verified"),
+                Checked::NeedsKey(record) => (record.id.clone(), "needs key"),
+                Checked::Refused(_) => (format!("n{index}"), "refused"),
+            })
+            .collect()
+    }
+
+    fn context(index: usize) -> String {
+        format!("record {}", index + 1)
+    }
+
+    #[test]
+    fn a_page_on_two_threads_comes_back_in_its_order_with_each_record_judged_alone() {
+        let key = KeyPair::generate().expect("key");
+        for count in [
+            0,
+            1,
+            TWO_THREADS_MIN as u64 - 1,
+            TWO_THREADS_MIN as u64,
+            500,
+        ] {
+            let values = page(&key, count);
+            let checked = check_page(&values, &context, false);
+            let wanted: Vec<(String, &str)> = (0..count)
+                .map(|index| (format!("n{index}"), expected(index)))
+                .collect();
+            assert_eq!(kinds(&checked), wanted, "a page of {count}");
+            // Each reason names its own record, wherever its chunk was checked.
+            for (index, checked) in checked.iter().enumerate() {
+                if let Checked::Refused(reason) = checked {
+                    assert!(
+                        reason.starts_with(&format!("record {}", index + 1)),
+                        "record {}: {reason}",
+                        index + 1
+                    );
+                }
+            }
+            if let Some(Checked::Verified(record)) = checked.first() {
+                assert_eq!(record.author_key, Some(*key.public_key().as_bytes()));
+            }
+        }
+    }
+
+    #[test]
+    fn a_page_checked_apart_gives_back_its_values_and_the_same_answer() {
+        let key = KeyPair::generate().expect("key");
+        let values = page(&key, 300);
+        let alone = kinds(&check_page(&values, &context, false));
+        let (returned, checked) = futures_lite::future::block_on(
+            check_apart(Array::from_iter(values.clone()), context, false).checked(),
+        );
+        assert_eq!(
+            miniserde::json::to_string(&returned),
+            miniserde::json::to_string(&Array::from_iter(values))
+        );
+        assert_eq!(kinds(&checked), alone);
+    }
+
+    #[test]
+    fn a_panic_while_checking_apart_reaches_the_caller() {
+        let key = KeyPair::generate().expect("key");
+        let values = Array::from_iter(page(&key, 100));
+        let panicking = |index: usize| -> String {
+            assert!(index < 50, "a context that panics at record {}", index + 1);
+            context(index)
+        };
+        let outcome = std::panic::catch_unwind(|| {
+            futures_lite::future::block_on(check_apart(values, panicking, false).checked())
+        });
+        let panic = outcome.expect_err("the panic is not lost");
+        let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(message.contains("a context that panics"), "{message}");
+    }
+}
