@@ -24,13 +24,13 @@ use std::rc::Rc;
 
 use miniserde::json::{self, Number, Value};
 
+use super::core::FirstContact;
 use super::core::{
     AfterInfo, ChangesRead, LatticePeer, StoreCounts, TrustRules, check_checkpoint, on_info,
     restart, without_checkpoint,
 };
 use super::delta::PulledVersions;
 pub(super) use super::error::{Restart, SyncError, UnsignedService};
-use super::first_copy::FirstContact;
 use super::held::{Held, Refusal};
 use super::peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
 use super::reconcile::ReconcileCache;

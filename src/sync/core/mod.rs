@@ -6,6 +6,7 @@
 //! and make the store calls; these machines decide.
 
 mod ark;
+mod copy;
 mod fetch;
 #[cfg(test)]
 mod garbage;
@@ -18,6 +19,7 @@ mod text_map;
 mod verdict;
 
 pub(super) use ark::{ArkSync, seen_key};
+pub(super) use copy::{CopyFeed, CopyPage, CopyProgress, FirstContact, PageStep};
 pub(super) use fetch::FetchQueue;
 pub(super) use pull::PullFeed;
 pub(super) use push::{ChangesRead, PulledVersions, PushFeed, apply_push_answer, push_batches};
