@@ -2,8 +2,9 @@
 //! `receiveNodes`, `/federation/nodes`, the Python service's `/sync`) and from a
 //! running server (the control API's answers the CLI reads back): each as the typed
 //! message in `protocol`; a push's offer, the answer to it and the push's answer; the
-//! answers that carry records to a pulling node (a changes page, a fetch answer: read
-//! borrowed, written owned); and the control API's `export` page and `verify` report.
+//! answers that carry records to a pulling node (a changes page, read borrowed and taken
+//! owned, the two readers agreeing; a fetch answer; each written owned); and the
+//! control API's `export` page and `verify` report.
 //! An answer that reads must write JSON that reads back to the
 //! same JSON, so no field changes on a trip through the node.
 #![no_main]
@@ -75,6 +76,25 @@ fuzz_target!(|data: &[u8]| {
         |object, _| ChangesPage::read(object).map(owned_page),
         |page| Value::Object(page.clone().into_object()),
     );
+    check(
+        &object,
+        |object, _| ChangesPage::take(object.clone()),
+        |page| Value::Object(page.clone().into_object()),
+    );
+    // The owned reader (`take`, the first copy's) reads what the borrowed one reads.
+    match (ChangesPage::take(object.clone()), ChangesPage::read(&object)) {
+        (Ok(taken), Ok(read)) => assert_eq!(
+            miniserde::json::to_string(&Value::Object(taken.into_object())),
+            miniserde::json::to_string(&Value::Object(owned_page(read).into_object())),
+            "a page taken is not the page read"
+        ),
+        (Err(taken), Err(read)) => assert_eq!(taken, read),
+        (taken, read) => panic!(
+            "one reader refused what the other read: take {:?}, read {:?}",
+            taken.err(),
+            read.err()
+        ),
+    }
     check(
         &object,
         |object, _| FetchAnswer::read(object).map(owned_answer),

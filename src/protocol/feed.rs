@@ -51,6 +51,26 @@ impl ChangesPage<Array> {
     }
 }
 
+impl ChangesPage<Array> {
+    /// Reads a page as [`ChangesPage::read`] does and takes its records out of it, for
+    /// a reader that hands them on (the first copy checks them on another thread).
+    pub fn take(mut page: Object) -> Result<ChangesPage<Array>, WireError> {
+        let read = ChangesPage::read(&page)?;
+        let (instance_id, epoch, last_seq, more) =
+            (read.instance_id, read.epoch, read.last_seq, read.more);
+        let Some(Value::Array(records)) = page.remove("records") else {
+            unreachable!("`ChangesPage::read` refuses a page whose records are no array");
+        };
+        Ok(ChangesPage {
+            instance_id,
+            epoch,
+            records,
+            last_seq,
+            more,
+        })
+    }
+}
+
 impl<'p> ChangesPage<&'p [Value]> {
     /// Reads a page, its records left as wire values for the caller to check one by
     /// one. A missing or mistyped field is refused, naming it.
@@ -151,6 +171,14 @@ mod tests {
             read.records
         );
         assert_eq!((read.last_seq, read.more), (12, true));
+        let taken = ChangesPage::take(parsed).unwrap();
+        assert_eq!(
+            (taken.instance_id, taken.epoch, taken.last_seq, taken.more),
+            ("aa".repeat(32), "e1".to_owned(), 12, true)
+        );
+        assert!(
+            matches!(taken.records.as_slice(), [Value::String(record)] if record == "a record")
+        );
     }
 
     #[test]
@@ -204,6 +232,8 @@ mod tests {
             broken.insert(field.into(), value);
             let error = ChangesPage::read(&broken).unwrap_err().to_string();
             assert!(error.contains(field), "{field}: {error}");
+            let taken = ChangesPage::take(broken.clone()).unwrap_err().to_string();
+            assert_eq!(taken, error, "both readers refuse alike");
             broken.remove(field);
             if field != "more" {
                 let error = ChangesPage::read(&broken).unwrap_err().to_string();

@@ -1,5 +1,5 @@
 //! ARK's Python federation service messages (`POST /sync`), read and written by both
-//! our hub (`server::python_api`) and our spoke (`sync::legacy`). Hashes are opaque
+//! our hub (`server::python_api`) and our spoke (`sync::core::python`). Hashes are opaque
 //! strings: ARK's are bare hex SHA-256 of a node's JSON file, ours `sha256:<hex>` of
 //! our canonical bytes, and the guide's example sends `"def456"`.
 

@@ -146,7 +146,7 @@ impl Store {
     }
 
     /// Live records and tombstones: what a first contact compares with the peer's count
-    /// (`sync::first_copy`), without counting the indexes as [`Store::stats`] does.
+    /// (`sync::core::copy`), without counting the indexes as [`Store::stats`] does.
     pub fn record_count(&self) -> Result<u64, StoreError> {
         let read = self.read()?;
         let mut count = 0;

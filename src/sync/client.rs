@@ -24,13 +24,13 @@ use std::rc::Rc;
 
 use miniserde::json::{self, Number, Value};
 
+use super::core::FirstContact;
 use super::core::{
-    AfterInfo, LatticePeer, StoreCounts, TrustRules, check_checkpoint, on_info, restart,
-    without_checkpoint,
+    AfterInfo, ChangesRead, LatticePeer, StoreCounts, TrustRules, check_checkpoint, on_info,
+    restart, without_checkpoint,
 };
 use super::delta::PulledVersions;
 pub(super) use super::error::{During, Restart, SyncError, UnsignedService};
-use super::first_copy::FirstContact;
 use super::held::{Held, Refusal};
 use super::peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
 use super::reconcile::ReconcileCache;
@@ -42,7 +42,7 @@ use crate::http::{ClientRequest, HttpClient};
 use crate::model::{InstanceId, unix_millis_now};
 pub use crate::protocol::PeerSyncResult;
 use crate::protocol::{Route, parse_object, record_from_wire};
-use crate::store::{ApplyOutcome, Commit, RemoteRecord, StateTable, Store, StoreError};
+use crate::store::{ApplyOutcome, ChangePage, Commit, RemoteRecord, StateTable, Store, StoreError};
 use crate::trust::{KeyPair, PublicKey, Tier, sign_request};
 
 /// Syncs this instance's store with peers.
@@ -162,6 +162,16 @@ impl Syncer {
     pub fn peer(&self, url: &str) -> Result<Option<PeerState>, StoreError> {
         let bytes = self.load_state(url)?;
         Ok(bytes.and_then(|bytes| PeerState::decode(&bytes).ok()))
+    }
+
+    /// The page of our changes a push machine asked for.
+    pub(super) fn read_changes(&self, read: &ChangesRead) -> Result<ChangePage, StoreError> {
+        self.store.borrow().changes_since_filtered(
+            read.after,
+            read.limit,
+            read.max_bytes,
+            &read.filter,
+        )
     }
 
     /// A peer-table entry, as last saved or as still waiting to be saved.

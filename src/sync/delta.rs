@@ -46,6 +46,12 @@ use crate::protocol::{
 use crate::store::{ApplyOutcome, RemoteRecord, TypeFilter};
 use crate::trust::Tier;
 
+/// Names record `index` (from 0) of a page from `url` in reasons.
+pub(super) fn record_context(url: &str) -> impl Fn(usize) -> String + Send + Sync + 'static {
+    let url = url.to_owned();
+    move |index| format!("record {} from {url}", index + 1)
+}
+
 /// How to pull one peer's feed.
 struct Feed<'a> {
     url: &'a str,
@@ -171,15 +177,25 @@ impl Syncer {
         delivered_by_core: bool,
         result: &mut PeerSyncResult,
     ) -> (Vec<RemoteRecord>, Vec<Held>) {
-        let context = |index: usize| format!("record {} from {url}", index + 1);
-        let open = self.trust_mode == TrustMode::Open;
+        let context = record_context(url);
+        let checked = check_page(values, &context, self.trust_mode == TrustMode::Open);
+        self.judged_records(checked, values, url, delivered_by_core, result)
+    }
+
+    /// Judges the records of a page that [`check_page`] checked (`checked` in the order
+    /// of `values`), as [`Syncer::verified_records`] does.
+    pub(super) fn judged_records(
+        &self,
+        checked: Vec<Checked>,
+        values: &[Value],
+        url: &str,
+        delivered_by_core: bool,
+        result: &mut PeerSyncResult,
+    ) -> (Vec<RemoteRecord>, Vec<Held>) {
+        let context = record_context(url);
         let mut records = Vec::with_capacity(values.len());
         let mut held = Vec::new();
-        for (index, (checked, value)) in check_page(values, &context, open)
-            .into_iter()
-            .zip(values)
-            .enumerate()
-        {
+        for (index, (checked, value)) in checked.into_iter().zip(values).enumerate() {
             let context = context(index);
             let signed = match checked {
                 Checked::Verified(record) => Ok(record),
@@ -301,12 +317,7 @@ impl Syncer {
     ) -> Result<(), SyncError> {
         let mut machine = PushFeed::new(url, self.instance_id.to_hex(), state, pulled);
         while let Some(read) = machine.next_read() {
-            let page = self.store.borrow().changes_since_filtered(
-                read.after,
-                read.limit,
-                read.max_bytes,
-                &read.filter,
-            )?;
+            let page = self.read_changes(&read)?;
             if let Some(offer) = machine.on_changes(page) {
                 let answer = self
                     .fetch(self.post_json(Route::Offer.url(url), offer), "offer answer")

@@ -3,8 +3,8 @@
 
 use std::fmt;
 
+use super::core::PageError;
 use super::engine::FailureKind;
-use super::first_copy::PageError;
 use super::reconcile::ReconcileError;
 use crate::http::ClientError;
 use crate::protocol::WireError;
@@ -104,6 +104,13 @@ pub(super) enum SyncError {
     },
     /// Something below the sync panicked; the message is the panic's.
     Panicked(String),
+    /// An answer reached a sync-core machine in a phase that asks for none of its kind:
+    /// a fault of the driver, not of the peer.
+    OutOfOrder {
+        url: String,
+        answer: &'static str,
+        phase: String,
+    },
 }
 
 impl SyncError {
@@ -135,7 +142,8 @@ impl SyncError {
             | SyncError::CopyPage { .. }
             | SyncError::OutOfTurn { .. }
             | SyncError::Restart { .. }
-            | SyncError::Panicked(_) => FailureKind::Other,
+            | SyncError::Panicked(_)
+            | SyncError::OutOfOrder { .. } => FailureKind::Other,
         }
     }
 }
@@ -230,6 +238,10 @@ impl fmt::Display for SyncError {
             SyncError::Panicked(message) => write!(
                 f,
                 "internal error during the sync ({message}); if it was the store, `ark-lattice verify` names the damage"
+            ),
+            SyncError::OutOfOrder { url, answer, phase } => write!(
+                f,
+                "internal error during the sync with {url}: {answer} arrived while the sync was {phase}"
             ),
         }
     }

@@ -8,7 +8,6 @@ mod core;
 mod delta;
 mod engine;
 mod error;
-mod first_copy;
 pub mod held;
 mod held_room;
 mod legacy;

@@ -7,7 +7,7 @@
 
 use miniserde::json::{self, Number, Object, Value};
 
-use super::first_copy::CopyProgress;
+use super::core::CopyProgress;
 use crate::config::SYNC_BATCH_RECORDS;
 use crate::protocol::{Fields, WireError, parse_object};
 
@@ -123,7 +123,7 @@ pub struct PeerState {
     /// sync reconciles to fetch them again.
     pub repairs: u64,
     /// A first copy of the peer's feed under way, or read to its end and not yet pushed
-    /// past (`sync::first_copy`).
+    /// past (`sync::core::copy`).
     pub copy: Option<CopyProgress>,
     /// Our count of held records dropped for room (`sync::held_room`) when the
     /// checkpoints were set. When more were dropped since, the next sync with room to

@@ -256,6 +256,17 @@ pub(super) mod tests {
         assert!(second.url.contains("after=9&") && !second.url.contains("wait"));
     }
 
+    /// The field a wire error names as missing or of the wrong type, or "" for any
+    /// other error.
+    pub(in crate::sync) fn broken_field(error: &SyncError) -> &str {
+        match error {
+            SyncError::Wire(
+                WireError::MissingField { field, .. } | WireError::WrongType { field, .. },
+            ) => field,
+            _ => "",
+        }
+    }
+
     fn state_batch() -> usize {
         PeerState::default().batch_records()
     }
@@ -386,13 +397,7 @@ pub(super) mod tests {
             let mut feed = PullFeed::new(URL, &mut state, None, false);
             feed.next_request().unwrap();
             let error = feed.on_page(&broken).unwrap_err();
-            let wrong_field = match &error {
-                SyncError::Wire(
-                    WireError::MissingField { field, .. } | WireError::WrongType { field, .. },
-                ) => field.as_str(),
-                _ => "",
-            };
-            assert_eq!(wrong_field, field, "{error}");
+            assert_eq!(broken_field(&error), field, "{error}");
             assert_eq!(feed.phase(), PullPhase::Failed);
             assert_eq!(state.pull_seq, 5);
         }

@@ -23,9 +23,9 @@ use crate::protocol::{Offer, OfferAnswer, OfferedRecord, PushAnswer};
 use crate::store::{ChangePage, Record, RemoteRecord, TypeFilter};
 
 use super::super::client::{PeerSyncResult, SyncError};
-use super::super::first_copy::CopyProgress;
 use super::super::peer::PeerState;
 use super::super::{by_priority, wire_size};
+use super::copy::CopyProgress;
 
 /// The versions pulled from one peer during one sync, so they are not offered back.
 #[derive(Debug, Default)]

@@ -19,8 +19,8 @@ use crate::protocol::{
 use crate::trust::PublicKey;
 
 use super::super::client::{SyncError, UnsignedService};
-use super::super::first_copy::{FirstContact, first_contact};
 use super::super::peer::PeerState;
+use super::copy::{FirstContact, first_contact};
 
 /// What the store said, before a sync begins, about the checkpoints' validity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -333,7 +333,7 @@ mod tests {
             (None, 0, 0)
         );
         // Holding 600, the sets are reconciled and a copy of another epoch is dropped.
-        state.copy = Some(super::super::super::first_copy::CopyProgress::new("e0"));
+        state.copy = Some(super::super::copy::CopyProgress::new("e0"));
         assert_eq!(
             without_checkpoint(&mut state, &peer, 600),
             FirstContact::Reconcile
