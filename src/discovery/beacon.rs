@@ -13,7 +13,7 @@ use std::fmt;
 use miniserde::json::{self, Array, Number, Object, Value};
 
 use crate::protocol::{Fields, WireError, parse_object};
-use crate::trust::{KeyPair, PublicKey, Signature, verify};
+use crate::trust::{KeyError, KeyPair, PublicKey, Signature, VerifyError, verify};
 
 /// Largest beacon read, as ARK's listener (`recvfrom(4096)`).
 pub const MAX_BEACON_BYTES: usize = 4096;
@@ -51,7 +51,37 @@ pub enum Verification {
     /// No key or signature: an ARK beacon. Its fingerprint is only a claim.
     Unsigned,
     /// It carries a key or signature that does not check out.
-    Invalid(String),
+    Invalid(BadSignature),
+}
+
+/// Why a beacon's key or signature does not check out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadSignature {
+    /// A public key without a signature, or the reverse.
+    Half,
+    BadKey(KeyError),
+    /// The key is not the one `peer_id` is the hash of.
+    NotPeerIdsKey,
+    /// `key_fingerprint` is not the key's.
+    Fingerprint {
+        claimed: String,
+        actual: String,
+    },
+    Unverified(VerifyError),
+}
+
+impl fmt::Display for BadSignature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BadSignature::Half => f.write_str("a public key without a signature, or the reverse"),
+            BadSignature::BadKey(error) => error.fmt(f),
+            BadSignature::NotPeerIdsKey => f.write_str("the public key does not hash to peer_id"),
+            BadSignature::Fingerprint { claimed, actual } => {
+                write!(f, "key_fingerprint {claimed} is not the key's ({actual})")
+            }
+            BadSignature::Unverified(error) => error.fmt(f),
+        }
+    }
 }
 
 /// Why bytes are not a beacon.
@@ -224,32 +254,29 @@ impl Beacon {
             (None, None) => return Verification::Unsigned,
             (Some(key), Some(signature)) => (key, signature),
             _ => {
-                return Verification::Invalid(
-                    "a public key without a signature, or the reverse".into(),
-                );
+                return Verification::Invalid(BadSignature::Half);
             }
         };
         let key = match PublicKey::from_base64(key) {
             Ok(key) => key,
-            Err(error) => return Verification::Invalid(error.to_string()),
+            Err(error) => return Verification::Invalid(BadSignature::BadKey(error)),
         };
         if key.instance_id().to_hex() != self.peer_id {
-            return Verification::Invalid("the public key does not hash to peer_id".into());
+            return Verification::Invalid(BadSignature::NotPeerIdsKey);
         }
         if key.fingerprint() != self.key_fingerprint {
-            return Verification::Invalid(format!(
-                "key_fingerprint {} is not the key's ({})",
-                self.key_fingerprint,
-                key.fingerprint()
-            ));
+            return Verification::Invalid(BadSignature::Fingerprint {
+                claimed: self.key_fingerprint.clone(),
+                actual: key.fingerprint(),
+            });
         }
         let signature = match Signature::from_base64(signature) {
             Ok(signature) => signature,
-            Err(error) => return Verification::Invalid(error.to_string()),
+            Err(error) => return Verification::Invalid(BadSignature::Unverified(error)),
         };
         match verify(&key, &self.signing_bytes(), &signature) {
             Ok(()) => Verification::Signed,
-            Err(error) => Verification::Invalid(error.to_string()),
+            Err(error) => Verification::Invalid(BadSignature::Unverified(error)),
         }
     }
 }
@@ -284,29 +311,46 @@ mod tests {
 
     #[test]
     fn a_changed_field_or_borrowed_fingerprint_fails() {
-        fn check(change: impl Fn(&mut Beacon), expected_problem: &str) {
+        fn check(change: impl Fn(&mut Beacon), expected_problem: &str) -> BadSignature {
             let mut beacon = ours();
             change(&mut beacon);
             match beacon.verify() {
                 Verification::Invalid(reason) => {
-                    assert!(reason.contains(expected_problem), "{reason}")
+                    assert!(reason.to_string().contains(expected_problem), "{reason}");
+                    reason
                 }
                 other => panic!("expected a failure with {expected_problem:?}, got {other:?}"),
             }
         }
-        check(|beacon| beacon.port = 9001, "signature");
-        check(|beacon| beacon.address = "10.0.0.9".into(), "signature");
-        check(|beacon| beacon.timestamp += 1, "signature");
-        check(
-            |beacon| beacon.key_fingerprint = "SHA256:0000-0000-0000-0000".into(),
-            "key_fingerprint",
-        );
+        let unverified = |reason| matches!(reason, BadSignature::Unverified(_));
+        assert!(unverified(check(|beacon| beacon.port = 9001, "signature")));
+        assert!(unverified(check(
+            |beacon| beacon.address = "10.0.0.9".into(),
+            "signature"
+        )));
+        assert!(unverified(check(
+            |beacon| beacon.timestamp += 1,
+            "signature"
+        )));
+        assert!(matches!(
+            check(
+                |beacon| beacon.key_fingerprint = "SHA256:0000-0000-0000-0000".into(),
+                "key_fingerprint",
+            ),
+            BadSignature::Fingerprint { .. }
+        ));
         let other = KeyPair::from_seed([8; 32]).unwrap().public_key();
-        check(
-            |beacon| beacon.public_key = Some(other.to_base64()),
-            "peer_id",
+        assert_eq!(
+            check(
+                |beacon| beacon.public_key = Some(other.to_base64()),
+                "peer_id",
+            ),
+            BadSignature::NotPeerIdsKey
         );
-        check(|beacon| beacon.signature = None, "without a signature");
+        assert_eq!(
+            check(|beacon| beacon.signature = None, "without a signature"),
+            BadSignature::Half
+        );
     }
 
     #[test]
