@@ -47,30 +47,37 @@ pub(crate) fn on_server(
         let mut left_out = 0;
         let mut written = 0u64;
         for node_type in &types {
-            let mut after: Option<String> = None;
-            loop {
-                let page = match page(config, server, *node_type, after.as_deref()) {
-                    Ok(page) => page,
-                    // Output has begun: the caller must not try the export again (on
-                    // the store, once the server is gone), which would write it twice.
-                    Err(error) if written > 0 => {
-                        return Err(Error::IncompleteExport {
-                            written,
-                            cause: Box::new(error),
-                        });
-                    }
-                    Err(error) => return Err(error),
+            // The next page is asked for on a thread of its own while this one is
+            // written, so the server makes it meanwhile: the two take turns otherwise.
+            std::thread::scope(|scope| {
+                let fetch = |after: Option<String>| {
+                    scope.spawn(move || page(config, server, *node_type, after.as_deref()))
                 };
-                left_out += page.left_out;
-                for node in page.nodes {
-                    visit(node)?;
-                    written += 1;
+                let mut pending = Some(fetch(None));
+                while let Some(fetching) = pending.take() {
+                    let page = match fetching.join() {
+                        Ok(Ok(page)) => page,
+                        // Output has begun: the caller must not try the export again
+                        // (on the store, once the server is gone), which would write
+                        // it twice.
+                        Ok(Err(error)) if written > 0 => {
+                            return Err(Error::IncompleteExport {
+                                written,
+                                cause: Box::new(error),
+                            });
+                        }
+                        Ok(Err(error)) => return Err(error),
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    };
+                    left_out += page.left_out;
+                    pending = page.next.map(|next| fetch(Some(next)));
+                    for node in page.nodes {
+                        visit(node)?;
+                        written += 1;
+                    }
                 }
-                match page.next {
-                    Some(next) => after = Some(next),
-                    None => break,
-                }
-            }
+                Ok(())
+            })?;
         }
         Ok(left_out)
     };

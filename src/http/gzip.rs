@@ -4,9 +4,9 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 
-use flate2::Compression;
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
+use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
 /// Why a gzip body could not be decompressed.
 #[derive(Debug)]
@@ -70,18 +70,64 @@ pub(crate) fn gzip(plain: &[u8]) -> Vec<u8> {
     encoder.finish().expect("gzip into memory")
 }
 
-/// Compresses `parts` one after another into one gzip stream, ending a deflate block
-/// after each, so each part gets Huffman codes of its own: text followed by random bytes
-/// (a compact changes page's signatures) compresses worse in shared blocks.
-pub(crate) fn gzip_parts(parts: &[&[u8]]) -> Vec<u8> {
-    let size: usize = parts.iter().map(|part| part.len()).sum();
-    let mut encoder = GzEncoder::new(Vec::with_capacity(size / 2), Compression::default());
-    for part in parts {
-        // Writing into a Vec cannot fail; `flush` is deflate's sync flush.
-        encoder.write_all(part).expect("gzip into memory");
-        encoder.flush().expect("gzip into memory");
+/// One gzip member of `text` followed by `raw`: `text` deflated at the default level,
+/// `raw` (random bytes that deflate cannot shrink: a compact changes page's signatures)
+/// in stored blocks. Compressing `raw` would cost as much CPU time as the text for no
+/// byte saved, and sharing blocks with the text costs bytes.
+///
+/// The two parts come from two deflate streams joined at a byte boundary: the first
+/// ends with a sync flush (an empty stored block, not final), and the second never
+/// refers back past its own start, so together they are one valid deflate stream, as
+/// `pigz` joins its blocks. Only the gzip member's 10-byte header and 8-byte trailer
+/// (CRC-32 and length, RFC 1952) are written here.
+pub(crate) fn gzip_text_and_raw(text: &[u8], raw: &[u8]) -> Vec<u8> {
+    const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    let mut out = Vec::with_capacity(HEADER.len() + text.len() / 8 + raw.len() + 64);
+    out.extend_from_slice(&HEADER);
+    deflate_into(
+        &mut Compress::new(Compression::default(), false),
+        text,
+        FlushCompress::Sync,
+        &mut out,
+    );
+    deflate_into(
+        &mut Compress::new(Compression::none(), false),
+        raw,
+        FlushCompress::Finish,
+        &mut out,
+    );
+    let mut crc = Crc::new();
+    crc.update(text);
+    crc.update(raw);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    // ISIZE is the length modulo 2^32.
+    out.extend_from_slice(&((text.len() + raw.len()) as u32).to_le_bytes());
+    // A page body may be kept for other requests: without the room deflate had.
+    out.shrink_to_fit();
+    out
+}
+
+/// Runs `input` through `compress` into `out` and flushes as `flush` says: to the end
+/// of the stream, or to a byte boundary.
+fn deflate_into(compress: &mut Compress, input: &[u8], flush: FlushCompress, out: &mut Vec<u8>) {
+    let mut rest = input;
+    loop {
+        out.reserve(16 * 1024);
+        let read_before = compress.total_in();
+        // Into a Vec with room to spare, deflate cannot fail.
+        let status = compress
+            .compress_vec(rest, out, flush)
+            .expect("deflate into memory");
+        rest = &rest[(compress.total_in() - read_before) as usize..];
+        let flushed = match flush {
+            FlushCompress::Finish => status == Status::StreamEnd,
+            // The flush is complete once a call leaves room in the output.
+            _ => out.len() < out.capacity(),
+        };
+        if rest.is_empty() && flushed {
+            return;
+        }
     }
-    encoder.finish().expect("gzip into memory")
 }
 
 /// Whether an `Accept-Encoding` value admits gzip: a `gzip` (or `*`) entry whose
@@ -124,14 +170,45 @@ mod tests {
     }
 
     #[test]
-    fn parts_come_back_as_one_body() {
-        let text = b"{\"id\":\"a\"}\n".repeat(100);
-        let random: Vec<u8> = (0..640u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-            .collect();
-        let joined = [text.as_slice(), &random].concat();
-        let compressed = gzip_parts(&[&text, &random]);
-        assert_eq!(gunzip_limited(&compressed, joined.len()).unwrap(), joined);
+    fn text_and_raw_come_back_as_one_body_and_raw_is_not_compressed() {
+        let random = |count: u32| -> Vec<u8> {
+            (0..count)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect()
+        };
+        for (text, raw) in [
+            (b"{\"id\":\"a\"}\n".repeat(100), random(640)),
+            (Vec::new(), Vec::new()),
+            (b"{}\n".to_vec(), Vec::new()),
+            (Vec::new(), random(64)),
+            // Past deflate's 64 KiB stored block and its 32 KiB window.
+            (b"{\"id\":\"b\"}\n".repeat(20_000), random(200_000)),
+        ] {
+            let joined = [text.as_slice(), &raw].concat();
+            let compressed = gzip_text_and_raw(&text, &raw);
+            assert_eq!(
+                gunzip_limited(&compressed, joined.len()).unwrap(),
+                joined,
+                "{} + {}",
+                text.len(),
+                raw.len()
+            );
+            // One member, which a decoder of single members (as older nodes use) reads whole.
+            let mut single = Vec::new();
+            flate2::read::GzDecoder::new(compressed.as_slice())
+                .read_to_end(&mut single)
+                .unwrap();
+            assert_eq!(single, joined);
+            // The raw bytes cost their length and the 5-byte headers of their stored
+            // blocks (miniz_oxide stores at most about 16 KiB a block).
+            let text_alone = gzip(&text).len();
+            assert!(
+                compressed.len() <= text_alone + raw.len() + 5 * (raw.len() / 16_384 + 2) + 8,
+                "{} > {text_alone} + {}",
+                compressed.len(),
+                raw.len()
+            );
+        }
     }
 
     #[test]

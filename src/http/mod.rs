@@ -19,7 +19,7 @@ mod wire;
 pub use admission::Parking;
 pub use client::HttpClient;
 pub use client_types::{ClientConfig, ClientError, ClientRequest, ClientResponse};
-pub(crate) use gzip::{accepts_gzip, gzip_parts};
+pub(crate) use gzip::{accepts_gzip, gzip_text_and_raw};
 pub use message::{
     Body, BodySender, BodyStream, ClientGone, Request, Response, SharedBody, TrySendError,
     percent_decode, percent_encode,

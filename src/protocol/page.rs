@@ -51,7 +51,7 @@ pub fn is_compact_page(content_type: Option<&str>) -> bool {
 }
 
 /// A changes page in the compact form, in its two parts: they compress best in deflate
-/// blocks of their own (`http::gzip_parts`).
+/// blocks of their own (`http::gzip_text_and_raw`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompactPage {
     /// The JSON text and the line break after it.
