@@ -192,6 +192,35 @@ for answer in [
 ]:
     add("peer_answers", json.dumps(answer))
 
+# The feed's answers (with the last wire record as their one record), an export page
+# and a verify report, as the serving node and a running server write them.
+for answer in [
+    {"instanceId": origin, "epoch": "ab" * 16, "records": [wire], "last_seq": 7, "more": True},
+    {"instanceId": origin, "epoch": "ab" * 16, "records": [], "last_seq": 0},
+    {"records": [wire], "more": False, "missing": 2, "ranked": [1, 0]},
+    {"nodes": records[:2], "next": records[1].get("id") if len(records) > 1 else None,
+     "left_out": 0},
+    {"store": "/var/lib/ark-lattice/lattice.redb", "ok": False,
+     "pages": {"status": "damaged", "reason": "checksum"},
+     "pages_after_moving_aside": {"status": "clean"},
+     "records": {"status": "read", "nodes": 2, "tombstones": 0, "conflicts": 0, "changes": 2,
+                 "signed": 1, "unchecked_signatures": 1, "moved_aside_before": 0,
+                 "damaged": [{"table": "nodes", "id": "a", "reason": "hash"}]}},
+    {"store": "s", "ok": False, "pages": {"status": "skipped"},
+     "records": {"status": "not_read", "reason": "stopped", "damaged": []}},
+]:
+    add("peer_answers", json.dumps(answer))
+
+# Reconcile answers (headers, an empty line, the negentropy message) and requests (a
+# `types` line standing for the query parameter).
+negentropy = bytes([0x61, 0x00, 0x00, 0x02, 0x00])
+for head in [
+    f"x-ark-instance: {origin}\nx-ark-epoch: {'ab' * 16}\nx-ark-last-seq: 17\n",
+    f"X-Ark-Instance: {origin}\nx-ark-epoch: e\nx-ark-last-seq: 0\ntypes: note,field%20log\n",
+    "types: a, b,,c\n",
+]:
+    add("reconcile", head.encode() + b"\n" + negentropy)
+
 # TLS files: a certificate and key made by openssl when it is there, and the
 # fingerprint forms --tls-pin takes.
 pins = ["sha256:" + "ab" * 32, "AB:" * 31 + "AB", "SHA256 Fingerprint=" + "0A:" * 31 + "0A"]

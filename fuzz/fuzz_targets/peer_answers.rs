@@ -1,18 +1,22 @@
 //! Answers our client reads from peers and hubs (ARK's `/federation/info`, discover,
 //! `receiveNodes`, `/federation/nodes`, the Python service's `/sync`) and from a
 //! running server (the control API's answers the CLI reads back): each as the typed
-//! message in `protocol`; and a push's offer, the answer to it and the push's answer.
+//! message in `protocol`; a push's offer, the answer to it and the push's answer; the
+//! answers that carry records to a pulling node (a changes page, read borrowed and taken
+//! owned, the two readers agreeing; a fetch answer; each written owned); and the
+//! control API's `export` page and `verify` report.
 //! An answer that reads must write JSON that reads back to the
 //! same JSON, so no field changes on a trip through the node.
 #![no_main]
 
 use ark_lattice::protocol::{
-    AutoSyncAnswer, DeltaAnswer, DiscoverAnswer, InstanceInfo, LatticeStatus, NodeList, Offer,
-    OfferAnswer, PeerAddAnswer, PeerDirectory, PeerRemoved, PushAnswer, ReceiveResult, SyncAnswer,
-    WireError, parse_object,
+    AutoSyncAnswer, ChangesPage, DeltaAnswer, DiscoverAnswer, FetchAnswer, InstanceInfo,
+    LatticeStatus, NodeList, Offer, OfferAnswer, PeerAddAnswer, PeerDirectory, PeerRemoved,
+    PushAnswer, ReceiveResult, SyncAnswer, WireError, parse_object,
 };
+use ark_lattice::service::{ExportPage, VerifyReport};
 use libfuzzer_sys::fuzz_target;
-use miniserde::json::{Object, Value};
+use miniserde::json::{Array, Object, Value};
 
 /// Reads `object` as a `T`; if it reads, its JSON must read again and write the same.
 fn check<T>(
@@ -65,4 +69,56 @@ fuzz_target!(|data: &[u8]| {
         |object, _| PushAnswer::read(object),
         |answer| Value::Object(answer.clone().into_object()),
     );
+    // The feed's answers are read borrowing their records and written owning them:
+    // the owned copy of what was read must write what reads back the same.
+    check(
+        &object,
+        |object, _| ChangesPage::read(object).map(owned_page),
+        |page| Value::Object(page.clone().into_object()),
+    );
+    check(
+        &object,
+        |object, _| ChangesPage::take(object.clone()),
+        |page| Value::Object(page.clone().into_object()),
+    );
+    // The owned reader (`take`, the first copy's) reads what the borrowed one reads.
+    match (ChangesPage::take(object.clone()), ChangesPage::read(&object)) {
+        (Ok(taken), Ok(read)) => assert_eq!(
+            miniserde::json::to_string(&Value::Object(taken.into_object())),
+            miniserde::json::to_string(&Value::Object(owned_page(read).into_object())),
+            "a page taken is not the page read"
+        ),
+        (Err(taken), Err(read)) => assert_eq!(taken, read),
+        (taken, read) => panic!(
+            "one reader refused what the other read: take {:?}, read {:?}",
+            taken.err(),
+            read.err()
+        ),
+    }
+    check(
+        &object,
+        |object, _| FetchAnswer::read(object).map(owned_answer),
+        |answer| Value::Object(answer.clone().into_object()),
+    );
+    check(&object, ExportPage::from_json, ExportPage::to_json);
+    check(&object, VerifyReport::from_json, VerifyReport::to_json);
 });
+
+fn owned_page(page: ChangesPage<&[Value]>) -> ChangesPage<Array> {
+    ChangesPage {
+        instance_id: page.instance_id,
+        epoch: page.epoch,
+        records: page.records.to_vec().into_iter().collect(),
+        last_seq: page.last_seq,
+        more: page.more,
+    }
+}
+
+fn owned_answer(answer: FetchAnswer<&[Value]>) -> FetchAnswer<Array> {
+    FetchAnswer {
+        records: answer.records.to_vec().into_iter().collect(),
+        more: answer.more,
+        missing: answer.missing,
+        ranked: answer.ranked,
+    }
+}

@@ -82,7 +82,9 @@ fn print_text(report: &VerifyReport, out: &mut Output) -> Result<(), Error> {
     for record in damaged {
         out.line(format!(
             "  {} {:?}: {}",
-            record.table, record.id, record.reason
+            record.table.name(),
+            record.id,
+            record.reason
         ))?;
     }
     Ok(())

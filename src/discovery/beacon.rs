@@ -13,7 +13,7 @@ use std::fmt;
 use miniserde::json::{self, Array, Number, Object, Value};
 
 use crate::protocol::{Fields, WireError, parse_object};
-use crate::trust::{KeyPair, PublicKey, Signature, verify};
+use crate::trust::{KeyError, KeyPair, PublicKey, Signature, VerifyError, verify};
 
 /// Largest beacon read, as ARK's listener (`recvfrom(4096)`).
 pub const MAX_BEACON_BYTES: usize = 4096;
@@ -51,16 +51,60 @@ pub enum Verification {
     /// No key or signature: an ARK beacon. Its fingerprint is only a claim.
     Unsigned,
     /// It carries a key or signature that does not check out.
-    Invalid(String),
+    Invalid(BadSignature),
+}
+
+/// Why a beacon's key or signature does not check out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadSignature {
+    /// A public key without a signature, or the reverse.
+    Half,
+    BadKey(KeyError),
+    /// The key is not the one `peer_id` is the hash of.
+    NotPeerIdsKey,
+    /// `key_fingerprint` is not the key's.
+    Fingerprint {
+        claimed: String,
+        actual: String,
+    },
+    Unverified(VerifyError),
+}
+
+impl fmt::Display for BadSignature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BadSignature::Half => f.write_str("a public key without a signature, or the reverse"),
+            BadSignature::BadKey(error) => error.fmt(f),
+            BadSignature::NotPeerIdsKey => f.write_str("the public key does not hash to peer_id"),
+            BadSignature::Fingerprint { claimed, actual } => {
+                write!(f, "key_fingerprint {claimed} is not the key's ({actual})")
+            }
+            BadSignature::Unverified(error) => error.fmt(f),
+        }
+    }
 }
 
 /// Why bytes are not a beacon.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BeaconError(pub String);
+pub enum BeaconError {
+    /// The datagram is over [`MAX_BEACON_BYTES`].
+    TooLarge { bytes: usize },
+    /// A JSON message whose `type` is another than `beacon`.
+    NotABeacon { kind: String },
+    /// Not a JSON object, or a field missing or wrong (the port among them).
+    Wire(WireError),
+}
 
 impl fmt::Display for BeaconError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            BeaconError::TooLarge { bytes } => write!(
+                f,
+                "beacon of {bytes} bytes is over the {MAX_BEACON_BYTES}-byte limit"
+            ),
+            BeaconError::NotABeacon { kind } => write!(f, "message type {kind:?} is not a beacon"),
+            BeaconError::Wire(error) => error.fmt(f),
+        }
     }
 }
 
@@ -68,7 +112,7 @@ impl std::error::Error for BeaconError {}
 
 impl From<WireError> for BeaconError {
     fn from(error: WireError) -> BeaconError {
-        BeaconError(error.to_string())
+        BeaconError::Wire(error)
     }
 }
 
@@ -157,21 +201,20 @@ impl Beacon {
     /// `port`; the other fields default as ARK's listener defaults them.
     pub fn decode(bytes: &[u8]) -> Result<Beacon, BeaconError> {
         if bytes.len() > MAX_BEACON_BYTES {
-            return Err(BeaconError(format!(
-                "beacon of {} bytes is over the {MAX_BEACON_BYTES}-byte limit",
-                bytes.len()
-            )));
+            return Err(BeaconError::TooLarge { bytes: bytes.len() });
         }
         let object = parse_object(bytes, "beacon")?;
         let fields = Fields::new(&object, "beacon");
         let kind = fields.str("type")?;
         if kind != "beacon" {
-            return Err(BeaconError(format!(
-                "message type {kind:?} is not a beacon"
-            )));
+            return Err(BeaconError::NotABeacon {
+                kind: kind.to_owned(),
+            });
         }
-        let port = u16::try_from(fields.u64("port")?)
-            .map_err(|_| BeaconError("beacon: field `port` is not a port number".into()))?;
+        let port = fields.u64("port")?;
+        let port = u16::try_from(port).map_err(|_| {
+            WireError::bad_value("beacon", "port", format!("{port} is not a port number"))
+        })?;
         let capabilities = fields
             .opt_array("capabilities")?
             .unwrap_or_default()
@@ -211,32 +254,29 @@ impl Beacon {
             (None, None) => return Verification::Unsigned,
             (Some(key), Some(signature)) => (key, signature),
             _ => {
-                return Verification::Invalid(
-                    "a public key without a signature, or the reverse".into(),
-                );
+                return Verification::Invalid(BadSignature::Half);
             }
         };
         let key = match PublicKey::from_base64(key) {
             Ok(key) => key,
-            Err(error) => return Verification::Invalid(error.to_string()),
+            Err(error) => return Verification::Invalid(BadSignature::BadKey(error)),
         };
         if key.instance_id().to_hex() != self.peer_id {
-            return Verification::Invalid("the public key does not hash to peer_id".into());
+            return Verification::Invalid(BadSignature::NotPeerIdsKey);
         }
         if key.fingerprint() != self.key_fingerprint {
-            return Verification::Invalid(format!(
-                "key_fingerprint {} is not the key's ({})",
-                self.key_fingerprint,
-                key.fingerprint()
-            ));
+            return Verification::Invalid(BadSignature::Fingerprint {
+                claimed: self.key_fingerprint.clone(),
+                actual: key.fingerprint(),
+            });
         }
         let signature = match Signature::from_base64(signature) {
             Ok(signature) => signature,
-            Err(error) => return Verification::Invalid(error.to_string()),
+            Err(error) => return Verification::Invalid(BadSignature::Unverified(error)),
         };
         match verify(&key, &self.signing_bytes(), &signature) {
             Ok(()) => Verification::Signed,
-            Err(error) => Verification::Invalid(error.to_string()),
+            Err(error) => Verification::Invalid(BadSignature::Unverified(error)),
         }
     }
 }
@@ -271,29 +311,46 @@ mod tests {
 
     #[test]
     fn a_changed_field_or_borrowed_fingerprint_fails() {
-        fn check(change: impl Fn(&mut Beacon), expected_problem: &str) {
+        fn check(change: impl Fn(&mut Beacon), expected_problem: &str) -> BadSignature {
             let mut beacon = ours();
             change(&mut beacon);
             match beacon.verify() {
                 Verification::Invalid(reason) => {
-                    assert!(reason.contains(expected_problem), "{reason}")
+                    assert!(reason.to_string().contains(expected_problem), "{reason}");
+                    reason
                 }
                 other => panic!("expected a failure with {expected_problem:?}, got {other:?}"),
             }
         }
-        check(|beacon| beacon.port = 9001, "signature");
-        check(|beacon| beacon.address = "10.0.0.9".into(), "signature");
-        check(|beacon| beacon.timestamp += 1, "signature");
-        check(
-            |beacon| beacon.key_fingerprint = "SHA256:0000-0000-0000-0000".into(),
-            "key_fingerprint",
-        );
+        let unverified = |reason| matches!(reason, BadSignature::Unverified(_));
+        assert!(unverified(check(|beacon| beacon.port = 9001, "signature")));
+        assert!(unverified(check(
+            |beacon| beacon.address = "10.0.0.9".into(),
+            "signature"
+        )));
+        assert!(unverified(check(
+            |beacon| beacon.timestamp += 1,
+            "signature"
+        )));
+        assert!(matches!(
+            check(
+                |beacon| beacon.key_fingerprint = "SHA256:0000-0000-0000-0000".into(),
+                "key_fingerprint",
+            ),
+            BadSignature::Fingerprint { .. }
+        ));
         let other = KeyPair::from_seed([8; 32]).unwrap().public_key();
-        check(
-            |beacon| beacon.public_key = Some(other.to_base64()),
-            "peer_id",
+        assert_eq!(
+            check(
+                |beacon| beacon.public_key = Some(other.to_base64()),
+                "peer_id",
+            ),
+            BadSignature::NotPeerIdsKey
         );
-        check(|beacon| beacon.signature = None, "without a signature");
+        assert_eq!(
+            check(|beacon| beacon.signature = None, "without a signature"),
+            BadSignature::Half
+        );
     }
 
     #[test]
@@ -317,20 +374,41 @@ mod tests {
 
     #[test]
     fn non_beacons_are_refused_with_a_reason() {
-        fn check(bytes: &[u8], expected: &str) {
-            let error = Beacon::decode(bytes).unwrap_err().to_string();
-            assert!(error.contains(expected), "{error}");
+        fn check(bytes: &[u8], expected: &str) -> BeaconError {
+            let error = Beacon::decode(bytes).unwrap_err();
+            assert!(error.to_string().contains(expected), "{error}");
+            error
         }
-        check(b"not json", "not valid JSON");
-        check(br#"{"type":"hello"}"#, "not a beacon");
-        check(
-            br#"{"type":"beacon","peer_id":"x","peer_name":"x","address":"a"}"#,
-            "`port`",
+        let error = check(b"not json", "not valid JSON");
+        assert!(matches!(
+            error,
+            BeaconError::Wire(WireError::NotJson { .. })
+        ));
+        assert_eq!(
+            check(br#"{"type":"hello"}"#, "not a beacon"),
+            BeaconError::NotABeacon {
+                kind: "hello".into()
+            }
         );
-        check(
+        assert_eq!(
+            check(
+                br#"{"type":"beacon","peer_id":"x","peer_name":"x","address":"a"}"#,
+                "`port`",
+            ),
+            BeaconError::Wire(WireError::missing("beacon", "port"))
+        );
+        let error = check(
             br#"{"type":"beacon","peer_id":"x","peer_name":"x","address":"a","port":70000}"#,
-            "port number",
+            "70000 is not a port number",
         );
-        check(&vec![b' '; MAX_BEACON_BYTES + 1], "limit");
+        assert!(
+            matches!(error, BeaconError::Wire(WireError::BadValue { field, .. }) if field == "port")
+        );
+        assert_eq!(
+            check(&vec![b' '; MAX_BEACON_BYTES + 1], "limit"),
+            BeaconError::TooLarge {
+                bytes: MAX_BEACON_BYTES + 1
+            }
+        );
     }
 }

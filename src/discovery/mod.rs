@@ -15,7 +15,7 @@ mod registry;
 mod scan;
 mod socket;
 
-pub use beacon::{Beacon, BeaconError, MAX_BEACON_BYTES, Verification};
+pub use beacon::{BadSignature, Beacon, BeaconError, MAX_BEACON_BYTES, Verification};
 pub use registry::{Heard, LanPeer, LanPeers};
 pub use scan::{SCAN_CONCURRENCY, ScanHit, Subnet, read_info, scan, scan_client_config};
 pub use socket::{destinations, local_ipv4, open};

@@ -161,6 +161,7 @@ impl LanPeers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::discovery::BadSignature;
     use crate::trust::KeyPair;
 
     fn signed(timestamp: u64, port: u16) -> Beacon {
@@ -213,7 +214,7 @@ mod tests {
     #[test]
     fn forged_unsigned_and_replayed_beacons_are_refused() {
         let mut peers = LanPeers::new(16);
-        let invalid = Verification::Invalid("mismatch".into());
+        let invalid = Verification::Invalid(BadSignature::NotPeerIdsKey);
         assert!(matches!(
             peers.hear(signed(1, 9000), &invalid, source(), 1),
             Heard::Refused(_)

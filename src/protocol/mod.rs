@@ -9,6 +9,7 @@ mod legacy;
 mod page;
 mod push;
 mod python;
+mod reconcile;
 mod record;
 mod routes;
 mod split;
@@ -32,6 +33,7 @@ pub use page::{
 };
 pub use push::{Offer, OfferAnswer, OfferedRecord, PushAnswer};
 pub use python::{DeltaAnswer, DeltaRequest};
+pub use reconcile::{RECONCILE_CONTENT_TYPE, ReconcileAnswer, ReconcileRequest};
 pub use record::{
     base64, record_from_wire, record_to_wire, types_from_query, types_to_query, unbase64,
 };

@@ -28,7 +28,8 @@ use crate::config::{MAX_PAGE_BYTES, MAX_RECORD_WIRE_BYTES, SYNC_BATCH_BYTES, SYN
 use crate::http::{Body, Request, Response, SharedBody, accepts_gzip, gzip_text_and_raw};
 use crate::model::InstanceId;
 use crate::protocol::{
-    COMPACT_PAGE_TYPE, ChangesPage, FetchAnswer, compact_page, record_to_wire, types_from_query,
+    COMPACT_PAGE_TYPE, ChangesPage, FetchAnswer, RECONCILE_CONTENT_TYPE, ReconcileAnswer,
+    ReconcileRequest, compact_page, record_to_wire, types_from_query,
 };
 use crate::store::{ChangePage, Record, TypeFilter};
 use crate::sync::reconcile::ItemDigest;
@@ -222,27 +223,34 @@ fn records_to_wire(app: &App, records: &[Record]) -> Array {
 }
 
 /// `POST /federation/v2/reconcile[?types=T,U]`, body: a negentropy message
-/// (`application/octet-stream`) → the answer, with our instance id, store epoch and
-/// change sequence in `x-ark-instance`, `x-ark-epoch` and `x-ark-last-seq`.
+/// ([`ReconcileRequest`]) → the answer ([`ReconcileAnswer`]), with our instance id,
+/// store epoch and change sequence in its headers.
 pub(crate) fn reconcile(app: &App, request: &Request) -> Response {
     let answer = || -> Result<Response, ApiError> {
         authorize(app, request, Access::Pull)?;
+        let asked = ReconcileRequest::read(request.query_param("types").as_deref(), &request.body);
         let set = app
             .instance()
             .syncer()
-            .reconcile_set(&filter_of(request))
+            .reconcile_set(&TypeFilter::only(&asked.types))
             .map_err(|error| ApiError {
                 status: 500,
                 message: error.to_string(),
             })?;
-        let message = set
-            .answer(&request.body)
-            .map_err(|error| ApiError::bad_request(error.to_string()))?;
-        Ok(Response::new(200, Body::Full(message))
-            .with_header("content-type", "application/octet-stream")
-            .with_header("x-ark-instance", &app.instance().instance_id_hex())
-            .with_header("x-ark-epoch", &app.instance().epoch_hex())
-            .with_header("x-ark-last-seq", &set.last_seq.to_string()))
+        let answer = ReconcileAnswer {
+            instance_id: app.instance().instance_id_hex(),
+            epoch: app.instance().epoch_hex(),
+            last_seq: set.last_seq,
+            message: set
+                .answer(asked.message)
+                .map_err(|error| ApiError::bad_request(error.to_string()))?,
+        };
+        let headers = answer.headers();
+        let response = Response::new(200, Body::Full(answer.message))
+            .with_header("content-type", RECONCILE_CONTENT_TYPE);
+        Ok(headers.iter().fold(response, |response, (name, value)| {
+            response.with_header(name, value)
+        }))
     };
     answer().unwrap_or_else(|error| Response::error(error.status, &error.message))
 }

@@ -52,17 +52,18 @@ fn sample_export_page() -> Value {
 }
 
 fn sample_verify_report() -> Value {
-    use crate::service::{PagesReport, RecordCounts, RecordsReport, VerifyReport};
+    use crate::service::{PagesReport, RecordsReport, VerifyReport};
+    use crate::store::RecordCheck;
     VerifyReport {
         store: "/var/lib/ark-lattice/lattice.redb".into(),
         pages: PagesReport::Clean,
         pages_after: None,
-        records: RecordsReport::Read(RecordCounts {
+        records: RecordsReport::Read(RecordCheck {
             nodes: 1234,
             tombstones: 2,
             changes: 1240,
             signed: 1236,
-            ..RecordCounts::default()
+            ..RecordCheck::default()
         }),
     }
     .to_json()

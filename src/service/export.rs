@@ -178,14 +178,14 @@ pub(crate) const EXPORT_PAGE_BYTES: usize = 1024 * 1024;
 /// One page of an export: the nodes in id order after the request's `after`, where the
 /// next page starts (`None` at the end), and how many damaged records were left out.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct ExportPage {
+pub struct ExportPage {
     pub nodes: Vec<Node>,
     pub next: Option<String>,
     pub left_out: u64,
 }
 
 impl ExportPage {
-    pub(crate) fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> Value {
         let mut fields = Object::new();
         let nodes = self
             .nodes
@@ -201,7 +201,7 @@ impl ExportPage {
         Value::Object(fields)
     }
 
-    pub(crate) fn from_json(object: &Object, context: &str) -> Result<ExportPage, WireError> {
+    pub fn from_json(object: &Object, context: &str) -> Result<ExportPage, WireError> {
         let fields = Fields::new(object, context);
         let nodes = fields
             .array("nodes")?

@@ -24,9 +24,12 @@ mod views;
 pub(crate) use discover::is_trusted;
 pub(crate) use discover::{DiscoverOptions, discover};
 pub(crate) use error::OpError;
+// `ExportPage` and `VerifyReport` are public for the fuzz targets (`fuzz/`), which read
+// them as the CLI reads a running server's answers.
+pub use export::ExportPage;
 pub(crate) use export::{
-    EXPORT_PAGE_DEFAULT_NODES, EXPORT_PAGE_MAX_NODES, ExportFormat, ExportPage, ExportWriter,
-    export_nodes, export_page,
+    EXPORT_PAGE_DEFAULT_NODES, EXPORT_PAGE_MAX_NODES, ExportFormat, ExportWriter, export_nodes,
+    export_page,
 };
 pub(crate) use federation::{
     AddPeer, PeerList, add_peer, list_peers, remove_peer, set_auto_sync, status, sync,
@@ -47,7 +50,7 @@ pub(crate) use running::{SERVER_FILE, ServerInfo, running_server};
 pub(crate) use store_wait::{Holder, open_waiting};
 pub(crate) use trust::{accept_key, keygen, remove_key, trust_key, trusted_keys};
 pub(crate) use verify::{check_before_serving, verify_offline, verify_store};
-pub(crate) use verify_report::{PagesReport, RecordCounts, RecordsReport, VerifyReport};
+pub use verify_report::{PagesReport, RecordsReport, VerifyReport};
 pub(crate) use views::{
     Added, ConflictList, Deleted, HeldRelease, NodeList, NodeView, Purged, StatsReport,
     StoredRecord, TrustAction, TrustChange, TrustList,

@@ -47,7 +47,7 @@ pub(crate) fn verify_store(
             "not read: reading damaged pages could stop this process; stop `serve` and run `ark-lattice verify` again"
                 .to_owned(),
         ),
-        _ => RecordsReport::of(check_records(store, &own_key(config))?),
+        _ => RecordsReport::Read(check_records(store, &own_key(config))?),
     };
     Ok(VerifyReport {
         store: store.path().display().to_string(),
@@ -71,7 +71,7 @@ pub(crate) fn verify_offline(config: &Config) -> Result<VerifyReport, Error> {
             store: path,
             pages: PagesReport::of(Some(&pages)),
             pages_after: None,
-            records: RecordsReport::of(records),
+            records: RecordsReport::Read(records),
         });
     }
     drop(store);

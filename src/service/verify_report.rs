@@ -7,11 +7,11 @@ use miniserde::json::{Object, Value};
 
 use super::output::{number, object, string};
 use crate::protocol::{Fields, WireError};
-use crate::store::{PageCheck, RecordCheck};
+use crate::store::{DamagedRecord, PageCheck, RecordCheck, RecordTable};
 
 /// redb's check of every page, as reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum PagesReport {
+pub enum PagesReport {
     Skipped,
     Clean,
     Repaired,
@@ -61,60 +61,16 @@ impl PagesReport {
     }
 }
 
-/// A damaged record: its table, id and what is wrong with it.
+/// The read of every record: what the store's check found (its counts and damaged
+/// records), or why the records were not read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct DamagedEntry {
-    pub table: String,
-    pub id: String,
-    pub reason: String,
-}
-
-/// The counts of a read of every record.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct RecordCounts {
-    pub nodes: u64,
-    pub tombstones: u64,
-    pub conflicts: u64,
-    pub changes: u64,
-    /// Records with a valid signature.
-    pub signed: u64,
-    /// Records whose signature could not be checked: none, or no key for the author.
-    pub unchecked_signatures: u64,
-    /// Records moved aside by earlier checks, kept in the `damaged` table.
-    pub moved_aside_before: u64,
-    pub damaged: Vec<DamagedEntry>,
-}
-
-/// The read of every record: its counts, or why the records were not read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum RecordsReport {
-    Read(RecordCounts),
+pub enum RecordsReport {
+    Read(RecordCheck),
     NotRead(String),
 }
 
 impl RecordsReport {
-    pub(crate) fn of(check: RecordCheck) -> RecordsReport {
-        RecordsReport::Read(RecordCounts {
-            nodes: check.nodes,
-            tombstones: check.tombstones,
-            conflicts: check.conflicts,
-            changes: check.changes,
-            signed: check.signed,
-            unchecked_signatures: check.unchecked_signatures,
-            moved_aside_before: check.moved_aside,
-            damaged: check
-                .damaged
-                .into_iter()
-                .map(|damaged| DamagedEntry {
-                    table: damaged.table.name().to_owned(),
-                    id: damaged.id,
-                    reason: damaged.reason,
-                })
-                .collect(),
-        })
-    }
-
-    pub(crate) fn damaged(&self) -> &[DamagedEntry] {
+    pub(crate) fn damaged(&self) -> &[DamagedRecord] {
         match self {
             RecordsReport::Read(counts) => &counts.damaged,
             RecordsReport::NotRead(_) => &[],
@@ -136,7 +92,7 @@ impl RecordsReport {
                 ("changes", number(counts.changes)),
                 ("signed", number(counts.signed)),
                 ("unchecked_signatures", number(counts.unchecked_signatures)),
-                ("moved_aside_before", number(counts.moved_aside_before)),
+                ("moved_aside_before", number(counts.moved_aside)),
                 (
                     "damaged",
                     Value::Array(
@@ -145,7 +101,7 @@ impl RecordsReport {
                             .iter()
                             .map(|damaged| {
                                 object([
-                                    ("table", string(damaged.table.as_str())),
+                                    ("table", string(damaged.table.name())),
                                     ("id", string(damaged.id.as_str())),
                                     ("reason", string(damaged.reason.as_str())),
                                 ])
@@ -169,21 +125,28 @@ impl RecordsReport {
                     .map(|(index, entry)| {
                         let context = format!("{context}: damaged[{index}]");
                         let fields = Fields::of(entry, &context)?;
-                        Ok(DamagedEntry {
-                            table: fields.str("table")?.to_owned(),
+                        let table = fields.str("table")?;
+                        Ok(DamagedRecord {
+                            table: RecordTable::from_name(table).ok_or_else(|| {
+                                WireError::bad_value(
+                                    &context,
+                                    "table",
+                                    format!("{table:?} is not a table of records"),
+                                )
+                            })?,
                             id: fields.str("id")?.to_owned(),
                             reason: fields.str("reason")?.to_owned(),
                         })
                     })
                     .collect::<Result<_, WireError>>()?;
-                Ok(RecordsReport::Read(RecordCounts {
+                Ok(RecordsReport::Read(RecordCheck {
                     nodes: fields.u64("nodes")?,
                     tombstones: fields.u64("tombstones")?,
                     conflicts: fields.u64("conflicts")?,
                     changes: fields.u64("changes")?,
                     signed: fields.u64("signed")?,
                     unchecked_signatures: fields.u64("unchecked_signatures")?,
-                    moved_aside_before: fields.u64("moved_aside_before")?,
+                    moved_aside: fields.u64("moved_aside_before")?,
                     damaged,
                 }))
             }
@@ -199,7 +162,7 @@ impl RecordsReport {
 /// What `verify` found: the page check (and again after damaged records were moved
 /// aside, when they were), and the read of every record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct VerifyReport {
+pub struct VerifyReport {
     /// The store file's path.
     pub store: String,
     pub pages: PagesReport,
@@ -252,7 +215,7 @@ impl VerifyReport {
         })
     }
 
-    pub(crate) fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> Value {
         let mut fields = Object::new();
         fields.insert("store".into(), string(self.store.as_str()));
         fields.insert("ok".into(), Value::Bool(self.ok()));
@@ -264,7 +227,7 @@ impl VerifyReport {
         Value::Object(fields)
     }
 
-    pub(crate) fn from_json(object: &Object, context: &str) -> Result<VerifyReport, WireError> {
+    pub fn from_json(object: &Object, context: &str) -> Result<VerifyReport, WireError> {
         let fields = Fields::new(object, context);
         let part = |name: &str| {
             fields
@@ -302,15 +265,16 @@ mod tests {
 
     #[test]
     fn verify_reports_keep_their_shape() {
-        let read = RecordsReport::Read(RecordCounts {
+        let read = RecordsReport::Read(RecordCheck {
             nodes: 2,
             signed: 2,
-            damaged: vec![DamagedEntry {
-                table: "nodes".into(),
+            damaged: vec![DamagedRecord {
+                table: RecordTable::Nodes,
                 id: "record-7".into(),
                 reason: "hash".into(),
             }],
-            ..RecordCounts::default()
+            moved_aside: 1,
+            ..RecordCheck::default()
         });
         check(
             &VerifyReport {
@@ -321,7 +285,7 @@ mod tests {
             },
             concat!(
                 r#"{"ok":false,"pages":{"reason":"checksum","status":"damaged"},"pages_after_moving_aside":{"status":"clean"},"#,
-                r#""records":{"changes":0,"conflicts":0,"damaged":[{"id":"record-7","reason":"hash","table":"nodes"}],"moved_aside_before":0,"nodes":2,"signed":2,"status":"read","tombstones":0,"unchecked_signatures":0},"store":"/s/lattice.redb"}"#
+                r#""records":{"changes":0,"conflicts":0,"damaged":[{"id":"record-7","reason":"hash","table":"nodes"}],"moved_aside_before":1,"nodes":2,"signed":2,"status":"read","tombstones":0,"unchecked_signatures":0},"store":"/s/lattice.redb"}"#
             ),
         );
         check(
@@ -350,6 +314,20 @@ mod tests {
                 "\"fine\" is not skipped, clean, repaired or damaged"
             )
         );
+        let object: Object = miniserde::json::from_str(concat!(
+            r#"{"store":"s","pages":{"status":"clean"},"records":{"status":"read","nodes":1,"#,
+            r#""tombstones":0,"conflicts":0,"changes":1,"signed":1,"unchecked_signatures":0,"#,
+            r#""moved_aside_before":0,"damaged":[{"table":"index","id":"a","reason":"hash"}]}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            VerifyReport::from_json(&object, "report").unwrap_err(),
+            WireError::bad_value(
+                "report: records: damaged[0]",
+                "table",
+                "\"index\" is not a table of records"
+            )
+        );
     }
 
     #[test]
@@ -358,7 +336,7 @@ mod tests {
             store: "s".into(),
             pages: PagesReport::Clean,
             pages_after: None,
-            records: RecordsReport::Read(RecordCounts::default()),
+            records: RecordsReport::Read(RecordCheck::default()),
         };
         assert!(report.ok());
         assert_eq!(report.problems(), None);

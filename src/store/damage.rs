@@ -36,6 +36,13 @@ pub enum RecordTable {
 }
 
 impl RecordTable {
+    pub const ALL: [RecordTable; 4] = [
+        RecordTable::Nodes,
+        RecordTable::Tombstones,
+        RecordTable::Conflicts,
+        RecordTable::Changes,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             RecordTable::Nodes => "nodes",
@@ -43,6 +50,13 @@ impl RecordTable {
             RecordTable::Conflicts => "conflicts",
             RecordTable::Changes => "changes",
         }
+    }
+
+    /// The table called `name`, as [`RecordTable::name`] writes it.
+    pub fn from_name(name: &str) -> Option<RecordTable> {
+        RecordTable::ALL
+            .into_iter()
+            .find(|table| table.name() == name)
     }
 
     fn code(self) -> u8 {
@@ -81,8 +95,9 @@ pub(super) struct DamageLog {
     total: u64,
 }
 
-/// What a check of every stored record found (see [`Store::verify_records`]).
-#[derive(Debug, Clone, Default)]
+/// What a check of every stored record found (see [`Store::verify_records`]); `verify`
+/// reports it as it is (`service::RecordsReport`), so it holds nothing of redb's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordCheck {
     pub nodes: u64,
     pub tombstones: u64,

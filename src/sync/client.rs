@@ -30,7 +30,7 @@ use super::core::{
     restart, without_checkpoint,
 };
 use super::delta::PulledVersions;
-pub(super) use super::error::{Restart, SyncError, UnsignedService};
+pub(super) use super::error::{During, Restart, SyncError, UnsignedService};
 use super::held::{Held, Refusal};
 use super::peer::{GLOBAL_STATS_KEY, PeerState, SyncStats};
 use super::reconcile::ReconcileCache;

@@ -27,8 +27,8 @@ use miniserde::json::{Array, Value};
 use super::client::{PeerSyncResult, SyncError, Syncer, object_value};
 pub(super) use super::core::PulledVersions;
 use super::core::{
-    AnswerHeaders, FetchQueue, PullFeed, PushFeed, Rounds, apply_push_answer, push_batches,
-    push_slices, still_to_push, versions_to_push,
+    FetchQueue, PullFeed, PushFeed, Rounds, apply_push_answer, push_batches, push_slices,
+    still_to_push, versions_to_push,
 };
 use super::held::{Held, Refusal};
 use super::peer::PeerState;
@@ -39,7 +39,10 @@ use crate::config::SYNC_BATCH_BYTES;
 use crate::config::TrustMode;
 use crate::http::{ClientRequest, ClientResponse};
 use crate::model::InstanceId;
-use crate::protocol::{Route, parse_object, record_to_wire, types_to_query};
+use crate::protocol::{
+    RECONCILE_CONTENT_TYPE, ReconcileAnswer, ReconcileRequest, Route, parse_object, record_to_wire,
+    types_to_query,
+};
 use crate::store::{ApplyOutcome, RemoteRecord, TypeFilter};
 use crate::trust::Tier;
 
@@ -397,11 +400,20 @@ impl Syncer {
         let held_drops = self.held_usage()?.2.drops;
         let ours = self.reconcile_set(&filter).map_err(|error| match error {
             CacheError::Store(error) => SyncError::Store(error),
-            CacheError::Reconcile(error) => SyncError::Invalid(error.to_string()),
+            CacheError::Reconcile(error) => SyncError::Reconcile {
+                url: url.to_owned(),
+                error,
+            },
         })?;
         let types = types_param(state);
         let (differences, their_seq) = self
-            .reconcile_rounds(url, &types, &ours, state.instance_id.as_deref(), epoch)
+            .reconcile_rounds(
+                url,
+                &state.types,
+                &ours,
+                state.instance_id.as_deref(),
+                epoch,
+            )
             .await?;
         self.log(format!(
             "reconciled {} record version(s) with {url} in {} round(s): it lacks {}, we lack {}",
@@ -445,32 +457,30 @@ impl Syncer {
     async fn reconcile_rounds(
         &self,
         url: &str,
-        types: &str,
+        types: &[String],
         ours: &ReconcileSet,
         instance_id: Option<&str>,
         epoch: &str,
     ) -> Result<(Differences, u64), SyncError> {
-        let query = types
-            .strip_prefix('&')
-            .map_or(String::new(), |types| format!("?{types}"));
-        let reconcile_url = format!("{}{query}", Route::Reconcile.url(url));
-        let (mut rounds, mut message) = Rounds::start(url, ours, instance_id, epoch)?;
+        let (mut rounds, message) = Rounds::start(url, ours, instance_id, epoch)?;
+        let mut request = ReconcileRequest {
+            types: types.to_vec(),
+            message,
+        };
+        let reconcile_url = format!("{}{}", Route::Reconcile.url(url), request.query());
+        let what = format!("reconcile answer from {url}");
         loop {
-            let request = self
+            let sent = self
                 .signed(ClientRequest::post(
                     &reconcile_url,
-                    "application/octet-stream",
-                    message,
+                    RECONCILE_CONTENT_TYPE,
+                    request.message,
                 ))
                 .with_gzip_body();
-            let answer = self.send_ok(request).await?;
-            let headers = AnswerHeaders {
-                instance: answer.header("x-ark-instance"),
-                epoch: answer.header("x-ark-epoch"),
-                last_seq: answer.header("x-ark-last-seq"),
-            };
-            match rounds.on_answer(headers, &answer.body)? {
-                Some(next) => message = next,
+            let answer = self.send_ok(sent).await?;
+            let read = ReconcileAnswer::read(|name| answer.header(name), &answer.body, &what)?;
+            match rounds.on_answer(read)? {
+                Some(next) => request.message = next,
                 None => return Ok(rounds.finish()),
             }
         }

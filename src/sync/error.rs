@@ -3,7 +3,9 @@
 
 use std::fmt;
 
+use super::core::PageError;
 use super::engine::FailureKind;
+use super::reconcile::ReconcileError;
 use crate::http::ClientError;
 use crate::protocol::WireError;
 use crate::store::StoreError;
@@ -24,6 +26,15 @@ pub(super) enum Restart {
     AnotherInstance,
     /// The peer's store has a new epoch (it was replaced or restored).
     NewEpoch,
+}
+
+/// What a peer was in the middle of when it became another instance or store epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum During {
+    /// Reconciliation rounds (first contact or repair).
+    Sync,
+    /// A first copy of its feed.
+    FirstCopy,
 }
 
 /// Why a sync stopped.
@@ -52,9 +63,39 @@ pub(super) enum SyncError {
     Itself {
         url: String,
     },
-    /// The peer's answer cannot be used: another key than its id, a promise it broke;
-    /// or this node cannot go on (too many records held).
-    Invalid(String),
+    /// Reconciling with the peer failed: its message does not parse or does not fit our
+    /// set, the rounds did not end, or our own set could not be built.
+    Reconcile {
+        url: String,
+        error: ReconcileError,
+    },
+    /// The peer's instance id is not the hash of the public key its info shows.
+    KeyMismatch {
+        url: String,
+    },
+    /// The peer became another instance or store epoch in the middle of a sync that
+    /// cannot start over at once; the next sync starts over.
+    ChangedDuring {
+        url: String,
+        during: During,
+    },
+    /// The peer answered a fetch with none of the records asked for.
+    FetchStalled {
+        url: String,
+    },
+    /// A first copy's page would make the copy loop or skip.
+    CopyPage {
+        url: String,
+        error: PageError,
+    },
+    /// An answer reached a state machine of the sync core that was not waiting for it:
+    /// `what` arrived while `machine` was in `phase` (a fault of the driver, not the peer).
+    OutOfTurn {
+        url: String,
+        what: &'static str,
+        machine: &'static str,
+        phase: String,
+    },
     /// The peer is not the store our checkpoint belongs to: start over with
     /// `/federation/info`.
     Restart {
@@ -94,7 +135,12 @@ impl SyncError {
             | SyncError::Wire(_)
             | SyncError::NeedsOpenTrust { .. }
             | SyncError::Itself { .. }
-            | SyncError::Invalid(_)
+            | SyncError::Reconcile { .. }
+            | SyncError::KeyMismatch { .. }
+            | SyncError::ChangedDuring { .. }
+            | SyncError::FetchStalled { .. }
+            | SyncError::CopyPage { .. }
+            | SyncError::OutOfTurn { .. }
             | SyncError::Restart { .. }
             | SyncError::Panicked(_)
             | SyncError::OutOfOrder { .. } => FailureKind::Other,
@@ -151,7 +197,36 @@ impl fmt::Display for SyncError {
                 "{url} speaks only ARK's unsigned protocol; sync with it needs FEDERATION_TRUST=open"
             ),
             SyncError::Itself { url } => write!(f, "{url} is this instance itself"),
-            SyncError::Invalid(message) => f.write_str(message),
+            SyncError::Reconcile { url, error } => write!(f, "{url}: {error}"),
+            SyncError::KeyMismatch { url } => {
+                write!(
+                    f,
+                    "{url}: its instance id does not belong to its public key"
+                )
+            }
+            SyncError::ChangedDuring { url, during } => {
+                let during = match during {
+                    During::Sync => "the sync",
+                    During::FirstCopy => "the first copy",
+                };
+                write!(
+                    f,
+                    "{url} changed its instance or store epoch during {during}; it starts over next time"
+                )
+            }
+            SyncError::FetchStalled { url } => {
+                write!(
+                    f,
+                    "{url} answered a fetch with none of the records asked for"
+                )
+            }
+            SyncError::CopyPage { url, error } => write!(f, "{url}: {error}"),
+            SyncError::OutOfTurn {
+                url,
+                what,
+                machine,
+                phase,
+            } => write!(f, "{url}: {what} arrived while the {machine} was {phase}"),
             SyncError::Restart {
                 url,
                 reason: Restart::AnotherInstance,
@@ -215,7 +290,12 @@ mod tests {
         check(status(503), FailureKind::PeerFailing);
         check(status(429), FailureKind::PeerFailing);
         check(status(400), FailureKind::Other);
-        check(SyncError::Invalid("not JSON".into()), FailureKind::Other);
+        check(
+            SyncError::KeyMismatch {
+                url: "http://10.0.0.5:9000".into(),
+            },
+            FailureKind::Other,
+        );
         check(
             SyncError::Wire(WireError::missing("changes page", "epoch")),
             FailureKind::Other,

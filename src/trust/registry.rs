@@ -7,8 +7,8 @@
 
 use miniserde::json::{self, Number, Object, Value};
 
-use super::keys::PublicKey;
-use super::tier::Tier;
+use super::keys::{KeyError, PublicKey};
+use super::tier::{Tier, TierError};
 
 /// One key this instance knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,13 +25,30 @@ pub struct TrustEntry {
     pub source: String,
 }
 
-/// A stored trust entry that cannot be read back.
+/// Why a stored trust entry cannot be read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrustEntryError(pub String);
+pub enum TrustEntryError {
+    NotUtf8,
+    /// Not JSON, or JSON but not an object.
+    NotObject,
+    /// A field every entry has (`publicKey`, `tier`) is absent or not a string.
+    Missing {
+        field: &'static str,
+    },
+    BadKey(KeyError),
+    BadTier(TierError),
+}
 
 impl std::fmt::Display for TrustEntryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "damaged trust entry: {}", self.0)
+        f.write_str("damaged trust entry: ")?;
+        match self {
+            TrustEntryError::NotUtf8 => f.write_str("not UTF-8"),
+            TrustEntryError::NotObject => f.write_str("not a JSON object"),
+            TrustEntryError::Missing { field } => write!(f, "no {field}"),
+            TrustEntryError::BadKey(error) => error.fmt(f),
+            TrustEntryError::BadTier(error) => error.fmt(f),
+        }
     }
 }
 
@@ -94,9 +111,9 @@ impl TrustEntry {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<TrustEntry, TrustEntryError> {
-        let text = std::str::from_utf8(bytes).map_err(|_| TrustEntryError("not UTF-8".into()))?;
+        let text = std::str::from_utf8(bytes).map_err(|_| TrustEntryError::NotUtf8)?;
         let Ok(Value::Object(object)) = crate::model::parse_json(text) else {
-            return Err(TrustEntryError("not a JSON object".into()));
+            return Err(TrustEntryError::NotObject);
         };
         let string = |name: &str| match object.get(name) {
             Some(Value::String(text)) => Some(text.clone()),
@@ -106,14 +123,13 @@ impl TrustEntry {
             Some(Value::Number(Number::U64(n))) => Some(*n),
             _ => None,
         };
-        let public_key = PublicKey::from_base64(
-            &string("publicKey").ok_or_else(|| TrustEntryError("no publicKey".into()))?,
-        )
-        .map_err(|error| TrustEntryError(error.to_string()))?;
+        let missing = |field| TrustEntryError::Missing { field };
+        let public_key = PublicKey::from_base64(&string("publicKey").ok_or(missing("publicKey"))?)
+            .map_err(TrustEntryError::BadKey)?;
         let tier = string("tier")
-            .ok_or_else(|| TrustEntryError("no tier".into()))?
+            .ok_or(missing("tier"))?
             .parse::<Tier>()
-            .map_err(|error| TrustEntryError(error.to_string()))?;
+            .map_err(TrustEntryError::BadTier)?;
         Ok(TrustEntry {
             public_key,
             name: string("name"),
@@ -151,6 +167,37 @@ mod tests {
         assert!(entry.matches(&entry.key().to_uppercase()));
         assert!(!entry.matches("SHA256:0000-0000"));
         assert!(!entry.matches(&entry.key()[..7]));
-        assert!(TrustEntry::decode(b"{\"tier\":\"core\"}").is_err());
+        let check = |bytes: &[u8], expected: TrustEntryError| {
+            assert_eq!(TrustEntry::decode(bytes), Err(expected));
+        };
+        check(b"\xff", TrustEntryError::NotUtf8);
+        check(b"[1]", TrustEntryError::NotObject);
+        check(
+            b"{\"tier\":\"core\"}",
+            TrustEntryError::Missing { field: "publicKey" },
+        );
+        let key = format!("\"publicKey\":\"{}\"", key.to_base64());
+        check(
+            format!("{{{key}}}").as_bytes(),
+            TrustEntryError::Missing { field: "tier" },
+        );
+        check(
+            format!("{{{key},\"tier\":\"root\"}}").as_bytes(),
+            TrustEntryError::BadTier(TierError::Unknown {
+                name: "root".into(),
+            }),
+        );
+        check(
+            b"{\"publicKey\":\"AAAA\",\"tier\":\"core\"}",
+            TrustEntryError::BadKey(KeyError::WrongLength {
+                what: "public key",
+                actual: 3,
+                expected: 32,
+            }),
+        );
+        assert_eq!(
+            TrustEntry::decode(b"{}").unwrap_err().to_string(),
+            "damaged trust entry: no publicKey"
+        );
     }
 }

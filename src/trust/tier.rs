@@ -60,17 +60,21 @@ impl fmt::Display for Tier {
     }
 }
 
-/// A tier name that is not one of [`Tier::ALL`].
+/// Why a text is not a tier.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TierError(pub String);
+pub enum TierError {
+    /// The name, as given, is not one of [`Tier::ALL`].
+    Unknown { name: String },
+}
 
 impl fmt::Display for TierError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown tier {:?}; expected one of core, sandbox, external",
-            self.0
-        )
+        match self {
+            TierError::Unknown { name } => write!(
+                f,
+                "unknown tier {name:?}; expected one of core, sandbox, external"
+            ),
+        }
     }
 }
 
@@ -86,7 +90,9 @@ impl FromStr for Tier {
         Tier::ALL
             .into_iter()
             .find(|tier| tier.name().eq_ignore_ascii_case(wanted))
-            .ok_or_else(|| TierError(text.to_owned()))
+            .ok_or_else(|| TierError::Unknown {
+                name: text.to_owned(),
+            })
     }
 }
 
@@ -113,6 +119,12 @@ mod tests {
         check(
             "",
             Err(r#"unknown tier ""; expected one of core, sandbox, external"#),
+        );
+        assert_eq!(
+            "Trusted ".parse::<Tier>(),
+            Err(TierError::Unknown {
+                name: "Trusted ".into()
+            })
         );
         for tier in Tier::ALL {
             check(&tier.to_string(), Ok(tier));

@@ -40,7 +40,7 @@ use miniserde::json::{Array, Object};
 use crate::config::SYNC_BATCH_BYTES;
 use crate::protocol::{ChangesPage, Route};
 
-use super::super::client::SyncError;
+use super::super::client::{During, SyncError};
 use super::super::delta::types_param;
 use super::super::peer::PeerState;
 
@@ -111,11 +111,24 @@ pub enum PageStep {
 
 /// A feed page that cannot belong to the copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageError(pub String);
+pub enum PageError {
+    /// The page ends before the sequence it was asked for after.
+    WentBack { from: u64, to: u64 },
+    /// The page says there is more but carries nothing and does not move on.
+    Stalled { seq: u64 },
+}
 
 impl fmt::Display for PageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            PageError::WentBack { from, to } => {
+                write!(f, "its changes page went back from sequence {from} to {to}")
+            }
+            PageError::Stalled { seq } => write!(
+                f,
+                "its changes page after sequence {seq} says there is more but moves nothing"
+            ),
+        }
     }
 }
 
@@ -132,15 +145,13 @@ impl CopyProgress {
     /// more without moving on, would loop or skip, so it is an error.
     pub fn step(&self, last_seq: u64, more: bool, records: usize) -> Result<PageStep, PageError> {
         if last_seq < self.seq {
-            return Err(PageError(format!(
-                "its changes page went back from sequence {} to {last_seq}",
-                self.seq
-            )));
+            return Err(PageError::WentBack {
+                from: self.seq,
+                to: last_seq,
+            });
         }
         if more && last_seq == self.seq && records == 0 {
-            return Err(PageError(format!(
-                "its changes page after sequence {last_seq} says there is more but moves nothing"
-            )));
+            return Err(PageError::Stalled { seq: last_seq });
         }
         Ok(if more {
             PageStep::Next { seq: last_seq }
@@ -309,15 +320,18 @@ impl<'u> CopyFeed<'u> {
             || page.epoch != self.epoch
         {
             state.copy = None;
-            return Err(SyncError::Invalid(format!(
-                "{} changed its instance or store epoch during the first copy; it starts over next time",
-                self.url
-            )));
+            return Err(SyncError::ChangedDuring {
+                url: self.url.to_owned(),
+                during: During::FirstCopy,
+            });
         }
         let step = self
             .read_to
             .step(page.last_seq, page.more, page.records.len())
-            .map_err(|error| SyncError::Invalid(format!("{}: {error}", self.url)))?;
+            .map_err(|error| SyncError::CopyPage {
+                url: self.url.to_owned(),
+                error,
+            })?;
         let (PageStep::Next { seq } | PageStep::Last { seq }) = step;
         self.read_to.seq = seq;
         self.unapplied += 1;
@@ -451,8 +465,14 @@ mod tests {
         assert_eq!(copy.step(900, true, 0), Ok(PageStep::Next { seq: 900 }));
         assert_eq!(copy.step(900, false, 0), Ok(PageStep::Last { seq: 900 }));
         assert_eq!(copy.step(500, false, 0), Ok(PageStep::Last { seq: 500 }));
-        assert!(copy.step(499, false, 0).is_err());
-        assert!(copy.step(500, true, 0).is_err());
+        assert_eq!(
+            copy.step(499, false, 0),
+            Err(PageError::WentBack { from: 500, to: 499 })
+        );
+        assert_eq!(
+            copy.step(500, true, 0),
+            Err(PageError::Stalled { seq: 500 })
+        );
     }
 
     #[test]

@@ -109,10 +109,12 @@ impl FetchQueue {
     /// Takes the peer's answer; returns its records to verify and apply.
     pub fn on_answer<'a>(&mut self, answer: &'a Object) -> Result<&'a [Value], SyncError> {
         let FetchPhase::Awaiting { asked, rank } = self.phase else {
-            return Err(self.on_failure(SyncError::Invalid(format!(
-                "{}: a fetch answer arrived while the fetch was {:?}",
-                self.url, self.phase
-            ))));
+            return Err(self.on_failure(SyncError::OutOfTurn {
+                url: self.url.to_owned(),
+                what: "a fetch answer",
+                machine: "fetch",
+                phase: format!("{:?}", self.phase),
+            }));
         };
         match self.read_answer(answer, asked, rank) {
             Ok((values, more)) => {
@@ -183,10 +185,9 @@ impl FetchQueue {
             let asked_for = std::mem::take(&mut self.asked_for);
             self.remaining.retain(|digest| !asked_for.contains(digest));
         } else if !progressed {
-            return Err(self.on_failure(SyncError::Invalid(format!(
-                "{} answered a fetch with none of the records asked for",
-                self.url
-            ))));
+            return Err(self.on_failure(SyncError::FetchStalled {
+                url: self.url.to_owned(),
+            }));
         }
         self.remaining.retain(|digest| !delivered.contains(digest));
         self.first = false;

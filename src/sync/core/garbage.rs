@@ -7,8 +7,9 @@ use miniserde::json::{Number, Object, Value};
 
 use super::super::client::{PeerSyncResult, SyncError};
 use super::super::peer::PeerState;
-use super::{AnswerHeaders, FetchQueue, PullFeed, PulledVersions, PushFeed, Rounds};
+use super::{FetchQueue, PullFeed, PulledVersions, PushFeed, Rounds};
 use crate::model::{ContentHash, Hlc, InstanceId, Version};
+use crate::protocol::ReconcileAnswer;
 use crate::store::{
     Body, ChangePage, Record, RecordMeta, TypeFilter, VersionEntry, VersionSnapshot,
 };
@@ -226,17 +227,19 @@ fn garbage_reconcile_answers_are_errors_not_panics() {
     )
     .unwrap();
     let mut garbage = Garbage(0x0bad_cafe_dead_beef);
-    let headers = AnswerHeaders {
-        instance: Some("peer"),
-        epoch: Some("e1"),
-        last_seq: Some("1"),
-    };
+
     for length in 0..400 {
         let (mut rounds, _) = Rounds::start(URL, &ours, Some("peer"), "e1").unwrap();
         let mut body = vec![0x61u8];
         body.extend((0..length).map(|_| garbage.next() as u8));
-        if let Err(error) = rounds.on_answer(headers, &body) {
-            assert!(matches!(error, SyncError::Invalid(_)), "{error}");
+        let answer = ReconcileAnswer {
+            instance_id: "peer".into(),
+            epoch: "e1".into(),
+            last_seq: 1,
+            message: &body[..],
+        };
+        if let Err(error) = rounds.on_answer(answer) {
+            assert!(matches!(error, SyncError::Reconcile { .. }), "{error}");
         }
     }
 }

@@ -19,12 +19,12 @@ mod text_map;
 mod verdict;
 
 pub(super) use ark::{ArkSync, seen_key};
-pub(super) use copy::{CopyFeed, CopyPage, CopyProgress, FirstContact, PageStep};
+pub(super) use copy::{CopyFeed, CopyPage, CopyProgress, FirstContact, PageError, PageStep};
 pub(super) use fetch::FetchQueue;
 pub(super) use pull::PullFeed;
 pub(super) use push::{ChangesRead, PulledVersions, PushFeed, apply_push_answer, push_batches};
 pub(super) use python::{PythonPull, hashes_key};
-pub(super) use rounds::{AnswerHeaders, Rounds, push_slices, still_to_push, versions_to_push};
+pub(super) use rounds::{Rounds, push_slices, still_to_push, versions_to_push};
 pub(super) use start::{
     AfterInfo, LatticePeer, StoreCounts, check_checkpoint, on_info, restart, without_checkpoint,
 };

@@ -188,12 +188,14 @@ impl<'s> PullFeed<'s> {
         };
     }
 
-    fn out_of_order(&mut self, what: &str) -> SyncError {
+    fn out_of_order(&mut self, what: &'static str) -> SyncError {
         self.phase = PullPhase::Failed;
-        SyncError::Invalid(format!(
-            "{}: {what} arrived while the pull was {:?}",
-            self.url, self.phase
-        ))
+        SyncError::OutOfTurn {
+            url: self.url.to_owned(),
+            what,
+            machine: "pull",
+            phase: format!("{:?}", self.phase),
+        }
     }
 }
 
@@ -433,6 +435,15 @@ pub(super) mod tests {
         assert_eq!(feed.next_request(), None);
         // A page that was not asked for is refused.
         let error = feed.on_page(&page("e1", 0, 5, false)).unwrap_err();
-        assert!(matches!(error, SyncError::Invalid(_)));
+        assert!(
+            matches!(
+                error,
+                SyncError::OutOfTurn {
+                    machine: "pull",
+                    ..
+                }
+            ),
+            "{error}"
+        );
     }
 }

@@ -307,11 +307,13 @@ impl<'s> PushFeed<'s> {
         };
     }
 
-    fn out_of_order(&mut self, what: &str) -> SyncError {
-        let error = SyncError::Invalid(format!(
-            "{}: {what} arrived while the push was {:?}",
-            self.url, self.phase
-        ));
+    fn out_of_order(&mut self, what: &'static str) -> SyncError {
+        let error = SyncError::OutOfTurn {
+            url: self.url.to_owned(),
+            what,
+            machine: "push",
+            phase: format!("{:?}", self.phase),
+        };
         self.on_failure(error)
     }
 }

@@ -17,20 +17,13 @@ use std::ops::Range;
 
 use crate::config::SYNC_BATCH_BYTES;
 use crate::model::Version;
+use crate::protocol::ReconcileAnswer;
 use crate::store::Record;
 
-use super::super::client::SyncError;
+use super::super::client::{During, SyncError};
 use super::super::reconcile::{Differences, Initiator, ReconcileError, ReconcileSet};
 use super::super::wire_size;
 use super::push::PulledVersions;
-
-/// The headers of a reconcile answer that say whose it is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(in crate::sync) struct AnswerHeaders<'a> {
-    pub instance: Option<&'a str>,
-    pub epoch: Option<&'a str>,
-    pub last_seq: Option<&'a str>,
-}
 
 /// The rounds of one reconciliation, client side.
 #[derive(Debug)]
@@ -62,32 +55,22 @@ impl<'s> Rounds<'s> {
         Ok((rounds, message))
     }
 
-    /// Takes one answer: its headers and body. Returns the next message, or `None` when
-    /// the rounds are over.
+    /// Takes one answer, read by [`ReconcileAnswer::read`]. Returns the next message,
+    /// or `None` when the rounds are over.
     pub fn on_answer(
         &mut self,
-        headers: AnswerHeaders<'_>,
-        body: &[u8],
+        answer: ReconcileAnswer<&[u8]>,
     ) -> Result<Option<Vec<u8>>, SyncError> {
         let url = self.url;
-        let lacks = |name: &str| {
-            SyncError::Invalid(format!("the reconcile answer from {url} lacks {name}"))
-        };
-        let instance = headers.instance.ok_or_else(|| lacks("x-ark-instance"))?;
-        let epoch = headers.epoch.ok_or_else(|| lacks("x-ark-epoch"))?;
-        if Some(instance) != self.instance_id || epoch != self.epoch {
-            return Err(SyncError::Invalid(format!(
-                "{url} changed its instance or store epoch during the sync; it starts over next time"
-            )));
+        if Some(answer.instance_id.as_str()) != self.instance_id || answer.epoch != self.epoch {
+            return Err(SyncError::ChangedDuring {
+                url: url.to_owned(),
+                during: During::Sync,
+            });
         }
-        if self.their_seq.is_none() {
-            let seq = headers.last_seq.ok_or_else(|| lacks("x-ark-last-seq"))?;
-            self.their_seq = Some(seq.parse::<u64>().map_err(|_| {
-                SyncError::Invalid(format!("{url}: x-ark-last-seq {seq:?} is not a number"))
-            })?);
-        }
+        self.their_seq.get_or_insert(answer.last_seq);
         self.initiator
-            .receive(body)
+            .receive(answer.message)
             .map_err(|error| bad(url, error))
     }
 
@@ -98,7 +81,10 @@ impl<'s> Rounds<'s> {
 }
 
 fn bad(url: &str, error: ReconcileError) -> SyncError {
-    SyncError::Invalid(format!("{url}: {error}"))
+    SyncError::Reconcile {
+        url: url.to_owned(),
+        error,
+    }
 }
 
 /// The versions of ours the peer lacks (`have`) that are still to push, in the order
@@ -184,11 +170,13 @@ mod tests {
         .unwrap()
     }
 
-    fn headers<'a>(epoch: &'a str, last_seq: &'a str) -> AnswerHeaders<'a> {
-        AnswerHeaders {
-            instance: Some(PEER),
-            epoch: Some(epoch),
-            last_seq: Some(last_seq),
+    /// The peer's answer of store `epoch` at change `last_seq`.
+    fn answer<'m>(epoch: &str, last_seq: u64, message: &'m [u8]) -> ReconcileAnswer<&'m [u8]> {
+        ReconcileAnswer {
+            instance_id: PEER.to_owned(),
+            epoch: epoch.to_owned(),
+            last_seq,
+            message,
         }
     }
 
@@ -214,10 +202,7 @@ mod tests {
         let (mut rounds, mut message) = Rounds::start(URL, &ours, Some(PEER), "e1").unwrap();
         let mut seq = 17;
         while let Some(next) = rounds
-            .on_answer(
-                headers("e1", &seq.to_string()),
-                &theirs.answer(&message).unwrap(),
-            )
+            .on_answer(answer("e1", seq, &theirs.answer(&message).unwrap()))
             .unwrap()
         {
             message = next;
@@ -240,35 +225,41 @@ mod tests {
     fn an_answer_from_another_store_or_without_its_headers_fails() {
         let ours = set(&[("a", 1)]);
         let theirs = set(&[("b", 1)]);
-        let check = |headers: AnswerHeaders<'_>, body: &[u8], expected: &str| {
+        let check = |answer: ReconcileAnswer<&[u8]>, expected: &str| {
             let (mut rounds, _) = Rounds::start(URL, &ours, Some(PEER), "e1").unwrap();
-            let error = rounds.on_answer(headers, body).unwrap_err();
+            let error = rounds.on_answer(answer).unwrap_err();
             assert!(error.to_string().contains(expected), "{error}");
-            assert!(matches!(error, SyncError::Invalid(_)));
+            error
         };
         let (_, first) = ours.initiate().unwrap();
         let body = theirs.answer(&first).unwrap();
-        check(
-            headers("e2", "3"),
-            &body,
+        let changed = |error| {
+            matches!(
+                error,
+                SyncError::ChangedDuring {
+                    during: During::Sync,
+                    ..
+                }
+            )
+        };
+        assert!(changed(check(
+            answer("e2", 3, &body),
             "changed its instance or store epoch",
-        );
-        let other = AnswerHeaders {
-            instance: Some("someone-else"),
-            ..headers("e1", "3")
+        )));
+        let other = ReconcileAnswer {
+            instance_id: "someone-else".into(),
+            ..answer("e1", 3, &body)
         };
-        check(other, &body, "changed its instance or store epoch");
-        let no_epoch = AnswerHeaders {
-            epoch: None,
-            ..headers("e1", "3")
-        };
-        check(no_epoch, &body, "lacks x-ark-epoch");
-        check(
-            headers("e1", "three"),
-            &body,
-            "x-ark-last-seq \"three\" is not a number",
-        );
-        check(headers("e1", "3"), b"not negentropy", "unparsable");
+        assert!(changed(check(other, "changed its instance or store epoch")));
+        // What is wrong in the answer's headers is `ReconcileAnswer::read`'s to say.
+        let error = check(answer("e1", 3, b"not negentropy"), "unparsable");
+        assert!(matches!(
+            error,
+            SyncError::Reconcile {
+                error: ReconcileError::BadMessage(_),
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -276,13 +267,8 @@ mod tests {
         let ours = set(&[("a", 1), ("b", 2), ("c", 3)]);
         let theirs = set(&[]);
         let (mut rounds, message) = Rounds::start(URL, &ours, Some(PEER), "e1").unwrap();
-        let answer = theirs.answer(&message).unwrap();
-        assert!(
-            rounds
-                .on_answer(headers("e1", "0"), &answer)
-                .unwrap()
-                .is_none()
-        );
+        let reply = theirs.answer(&message).unwrap();
+        assert!(rounds.on_answer(answer("e1", 0, &reply)).unwrap().is_none());
         let (differences, _) = rounds.finish();
         // A newer b just came from the peer.
         let mut pulled = PulledVersions::default();

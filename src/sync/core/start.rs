@@ -13,7 +13,9 @@
 
 use crate::config::TrustMode;
 use crate::model::InstanceId;
-use crate::protocol::{InstanceInfo, PROTOCOL_RECONCILE, PROTOCOL_V2, Route, parse_object};
+use crate::protocol::{
+    InstanceInfo, PROTOCOL_RECONCILE, PROTOCOL_V2, Route, WireError, parse_object,
+};
 use crate::trust::PublicKey;
 
 use super::super::client::{SyncError, UnsignedService};
@@ -146,18 +148,19 @@ pub(in crate::sync) fn on_info(
         return Ok(AfterInfo::Legacy { peer_id });
     }
     // An ark-lattice peer's id is the hash of its key, so the key it shows must match.
-    let missing = |name: &str| SyncError::Invalid(format!("{url}: its info has no `{name}`"));
+    let context = format!("peer info from {url}");
+    let missing = |name: &str| WireError::missing(&context, name);
     let key = PublicKey::from_base64(
         info.lattice
             .public_key
             .as_deref()
             .ok_or_else(|| missing("publicKey"))?,
     )
-    .map_err(|error| SyncError::Invalid(format!("{url}: public key: {error}")))?;
+    .map_err(|error| WireError::bad_value(&context, "publicKey", error))?;
     if key.instance_id().to_hex() != peer_id {
-        return Err(SyncError::Invalid(format!(
-            "{url}: its instance id does not belong to its public key"
-        )));
+        return Err(SyncError::KeyMismatch {
+            url: url.to_owned(),
+        });
     }
     let pin_key = std::mem::take(&mut state.pin_at_first_contact);
     let epoch = info.lattice.epoch.clone().ok_or_else(|| missing("epoch"))?;
