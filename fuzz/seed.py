@@ -221,6 +221,23 @@ for head in [
 ]:
     add("reconcile", head.encode() + b"\n" + negentropy)
 
+# gzip bodies: a compact page's as the serving node writes it (deflated JSON, stored
+# signatures), gzip's own of text, and a small bomb.
+import gzip
+import zlib
+
+page_text = b'{"records":[{"id":"a"}],"last_seq":1,"more":false}\n'
+signatures = bytes(range(64)) * 3
+deflated = zlib.compressobj(6, zlib.DEFLATED, -15)
+stored = zlib.compressobj(0, zlib.DEFLATED, -15)
+body = deflated.compress(page_text) + deflated.flush(zlib.Z_SYNC_FLUSH)
+body += stored.compress(signatures) + stored.flush(zlib.Z_FINISH)
+whole = page_text + signatures
+crc = zlib.crc32(whole).to_bytes(4, "little") + len(whole).to_bytes(4, "little")
+add("gzip", b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + body + crc)
+add("gzip", gzip.compress(b'{"nodes":[]}' * 20))
+add("gzip", gzip.compress(bytes(200_000)))
+
 # TLS files: a certificate and key made by openssl when it is there, and the
 # fingerprint forms --tls-pin takes.
 pins = ["sha256:" + "ab" * 32, "AB:" * 31 + "AB", "SHA256 Fingerprint=" + "0A:" * 31 + "0A"]

@@ -82,7 +82,10 @@ fuzz_target!(|data: &[u8]| {
         |page| Value::Object(page.clone().into_object()),
     );
     // The owned reader (`take`, the first copy's) reads what the borrowed one reads.
-    match (ChangesPage::take(object.clone()), ChangesPage::read(&object)) {
+    match (
+        ChangesPage::take(object.clone()),
+        ChangesPage::read(&object),
+    ) {
         (Ok(taken), Ok(read)) => assert_eq!(
             miniserde::json::to_string(&Value::Object(taken.into_object())),
             miniserde::json::to_string(&Value::Object(owned_page(read).into_object())),

@@ -45,7 +45,10 @@ fuzz_target!(|data: &[u8]| {
             "written answer",
         )
         .unwrap_or_else(|error| panic!("our own answer does not read back: {error}"));
-        assert_eq!(again, answer, "an answer changed on a trip through its headers");
+        assert_eq!(
+            again, answer,
+            "an answer changed on a trip through its headers"
+        );
     }
 
     let request = ReconcileRequest::read(header("types"), body);

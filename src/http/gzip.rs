@@ -10,7 +10,7 @@ use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
 /// Why a gzip body could not be decompressed.
 #[derive(Debug)]
-pub(crate) enum GunzipError {
+pub enum GunzipError {
     /// The decompressed body would exceed the cap (given in bytes).
     TooLarge(usize),
     /// The bytes are not a valid gzip stream.
@@ -34,7 +34,7 @@ impl fmt::Display for GunzipError {
 /// stops at the first chunk past the limit, and the output buffer grows by doubling only
 /// up to `limit`, never beyond, so the most it holds is `limit` bytes (issue 10).
 /// Concatenated gzip members are accepted, as RFC 1952 allows.
-pub(crate) fn gunzip_limited(compressed: &[u8], limit: usize) -> Result<Vec<u8>, GunzipError> {
+pub fn gunzip_limited(compressed: &[u8], limit: usize) -> Result<Vec<u8>, GunzipError> {
     const CHUNK_BYTES: usize = 16 * 1024;
     let mut decoder = MultiGzDecoder::new(compressed);
     let mut decompressed = Vec::new();
@@ -80,7 +80,7 @@ pub(crate) fn gzip(plain: &[u8]) -> Vec<u8> {
 /// refers back past its own start, so together they are one valid deflate stream, as
 /// `pigz` joins its blocks. Only the gzip member's 10-byte header and 8-byte trailer
 /// (CRC-32 and length, RFC 1952) are written here.
-pub(crate) fn gzip_text_and_raw(text: &[u8], raw: &[u8]) -> Vec<u8> {
+pub fn gzip_text_and_raw(text: &[u8], raw: &[u8]) -> Vec<u8> {
     const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
     let mut out = Vec::with_capacity(HEADER.len() + text.len() / 8 + raw.len() + 64);
     out.extend_from_slice(&HEADER);

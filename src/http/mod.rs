@@ -19,7 +19,9 @@ mod wire;
 pub use admission::Parking;
 pub use client::HttpClient;
 pub use client_types::{ClientConfig, ClientError, ClientRequest, ClientResponse};
-pub(crate) use gzip::{accepts_gzip, gzip_text_and_raw};
+pub(crate) use gzip::accepts_gzip;
+// Public for the `gzip` fuzz target.
+pub use gzip::{GunzipError, gunzip_limited, gzip_text_and_raw};
 pub use message::{
     Body, BodySender, BodyStream, ClientGone, Request, Response, SharedBody, TrySendError,
     percent_decode, percent_encode,
