@@ -249,7 +249,7 @@ pub struct TlsConfig {
 }
 
 impl TlsConfig {
-    pub fn from_flags(
+    pub(crate) fn from_flags(
         args: &Args,
         serve: &Serve,
         env: &dyn Fn(&str) -> Option<String>,
@@ -466,7 +466,7 @@ impl Config {
     }
 
     /// The name shown to peers: `ARK_NODE_ID`, else ARK's `ARK-{type}-{id prefix}`.
-    pub fn instance_name(&self, instance_short_id: &str) -> String {
+    pub(crate) fn instance_name(&self, instance_short_id: &str) -> String {
         self.node_name
             .clone()
             .unwrap_or_else(|| format!("ARK-{}-{instance_short_id}", self.instance_type))
@@ -579,7 +579,7 @@ impl Env<'_> {
 
 impl FederationConfig {
     /// Reads `serve`'s flags over the `FEDERATION_*` environment over the defaults.
-    pub fn from_flags(
+    pub(crate) fn from_flags(
         flags: &Serve,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<FederationConfig, Error> {
@@ -736,7 +736,7 @@ fn server_limits(flags: &Serve) -> Result<ServerLimits, Error> {
 impl DiscoveryConfig {
     /// Reads `serve`'s beacon flags over the `FEDERATION_DISCOVERY`/`FEDERATION_BEACON_*`
     /// environment over the defaults, for an instance of `instance_type`.
-    pub fn from_flags(
+    pub(crate) fn from_flags(
         flags: &Serve,
         env: &dyn Fn(&str) -> Option<String>,
         instance_type: InstanceType,
@@ -824,7 +824,7 @@ impl DiscoveryConfig {
     }
 
     /// How long a peer stays listed after its last beacon.
-    pub fn expiry(&self) -> Duration {
+    pub(crate) fn expiry(&self) -> Duration {
         self.interval * BEACON_EXPIRY_INTERVALS
     }
 }

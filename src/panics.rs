@@ -36,7 +36,7 @@ pub async fn contained<F: Future>(what: &str, work: F) -> Result<F::Output, Stri
 }
 
 /// Panics caught by [`contained`] since the process started.
-pub fn caught() -> u64 {
+pub(crate) fn caught() -> u64 {
     CAUGHT.load(Ordering::Relaxed)
 }
 

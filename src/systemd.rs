@@ -57,7 +57,7 @@ pub struct NotifyEnv {
 
 impl NotifyEnv {
     /// Reads the variables from this process's environment. Only config calls this, once.
-    pub fn from_process() -> NotifyEnv {
+    pub(crate) fn from_process() -> NotifyEnv {
         NotifyEnv {
             notify_socket: std::env::var_os("NOTIFY_SOCKET"),
             watchdog_usec: std::env::var_os("WATCHDOG_USEC"),
@@ -68,8 +68,9 @@ impl NotifyEnv {
 }
 
 impl Notifier {
+    #[cfg(test)]
     /// A notifier that sends nothing, as when not started by systemd.
-    pub fn disabled() -> Notifier {
+    pub(crate) fn disabled() -> Notifier {
         Notifier::default()
     }
 
@@ -95,20 +96,21 @@ impl Notifier {
         }
     }
 
+    #[cfg(test)]
     /// Whether messages are sent anywhere at all.
-    pub fn is_enabled(&self) -> bool {
+    pub(crate) fn is_enabled(&self) -> bool {
         self.socket.is_some()
     }
 
     /// How often to call [`Notifier::watchdog`], when systemd expects it. Send the
     /// keep-alive from the loop whose liveness it vouches for (the server's executor),
     /// not from a thread of its own that would keep ticking while the server hangs.
-    pub fn watchdog_interval(&self) -> Option<Duration> {
+    pub(crate) fn watchdog_interval(&self) -> Option<Duration> {
         self.watchdog_interval
     }
 
     /// `READY=1`: the service is up; send it once the listening socket is open.
-    pub fn ready(&self) -> io::Result<()> {
+    pub(crate) fn ready(&self) -> io::Result<()> {
         self.send("READY=1")
     }
 
@@ -118,7 +120,7 @@ impl Notifier {
     }
 
     /// `WATCHDOG=1`: the keep-alive for `WatchdogSec=`.
-    pub fn watchdog(&self) -> io::Result<()> {
+    pub(crate) fn watchdog(&self) -> io::Result<()> {
         self.send("WATCHDOG=1")
     }
 

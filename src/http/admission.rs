@@ -340,7 +340,7 @@ impl Parking {
     /// watching spokes and refuse other callers (issue 13). False when this call did
     /// not park it: the long-poll caps are full (the request then waits as an ordinary
     /// one), or it is parked already.
-    pub fn park(&self) -> bool {
+    pub(crate) fn park(&self) -> bool {
         self.0
             .as_ref()
             .is_some_and(|slot| slot.table.park(&slot.activity, slot.source))

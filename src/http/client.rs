@@ -134,11 +134,6 @@ impl HttpClient {
         .await
     }
 
-    /// Closes every idle connection.
-    pub fn close_idle(&self) {
-        self.idle.borrow_mut().clear();
-    }
-
     fn prepare(&self, request: ClientRequest, url: &PeerUrl) -> Result<Prepared, ClientError> {
         let invalid = |detail: String| ClientError::InvalidRequest {
             url: url.to_string(),

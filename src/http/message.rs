@@ -171,8 +171,9 @@ impl SharedBody {
         self.0.plain.clone()
     }
 
+    #[cfg(test)]
     /// Whether `other` holds the very same bytes (not merely equal ones).
-    pub fn same_as(&self, other: &SharedBody) -> bool {
+    pub(crate) fn same_as(&self, other: &SharedBody) -> bool {
         Rc::ptr_eq(&self.0, &other.0)
     }
 
@@ -217,7 +218,7 @@ impl BodySender {
 
     /// Queues one chunk if there is room, without waiting: for producers that must never
     /// be slowed by one client (an event broadcast drops the client instead).
-    pub fn try_send(&self, chunk: Vec<u8>) -> Result<(), TrySendError> {
+    pub(crate) fn try_send(&self, chunk: Vec<u8>) -> Result<(), TrySendError> {
         if chunk.is_empty() {
             return Ok(());
         }
@@ -228,7 +229,7 @@ impl BodySender {
     }
 
     /// Whether the client has gone, so producing more is pointless.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.sender.is_closed()
     }
 }

@@ -240,7 +240,7 @@ fn system_roots() -> Result<rustls::RootCertStore, TlsError> {
 }
 
 /// The rustls client settings for `trust`; reads the CA file or the system bundle.
-pub fn client_config(trust: &PeerTrust) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+pub(crate) fn client_config(trust: &PeerTrust) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
@@ -332,7 +332,7 @@ impl ServerCertVerifier for PinnedVerifier {
 
 /// Why a TLS handshake with `url` failed, in words an operator can act on. `error` is
 /// what the TLS stream returned; rustls's own error travels inside it.
-pub fn describe_handshake_error(url: &str, error: &io::Error) -> String {
+pub(crate) fn describe_handshake_error(url: &str, error: &io::Error) -> String {
     let Some(tls_error) = error
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
@@ -454,7 +454,7 @@ impl ServerTls {
         self.current.borrow().1
     }
 
-    pub fn cert_path(&self) -> &Path {
+    pub(crate) fn cert_path(&self) -> &Path {
         &self.cert_path
     }
 

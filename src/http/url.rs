@@ -116,7 +116,7 @@ impl PeerUrl {
     }
 
     /// Whether this is an `https://` URL.
-    pub fn is_secure(&self) -> bool {
+    pub(crate) fn is_secure(&self) -> bool {
         self.secure
     }
 

@@ -44,7 +44,7 @@ impl WireStats {
 
     /// Counters whose streams together send and receive at most the given bytes per
     /// second (`None`: no cap).
-    pub fn with_rate_limits(send: Option<u64>, receive: Option<u64>) -> Rc<WireStats> {
+    pub(crate) fn with_rate_limits(send: Option<u64>, receive: Option<u64>) -> Rc<WireStats> {
         Rc::new(WireStats {
             send_limit: send.filter(|rate| *rate > 0).map(RateLimit::new),
             receive_limit: receive.filter(|rate| *rate > 0).map(RateLimit::new),
@@ -343,7 +343,7 @@ impl<S> CountingStream<S> {
     }
 
     /// The stream it wraps.
-    pub fn get_ref(&self) -> &S {
+    pub(crate) fn get_ref(&self) -> &S {
         &self.inner
     }
 

@@ -34,7 +34,7 @@ impl std::error::Error for SyntaxError {}
 
 /// Locates the first syntax error in `text`. Call it only on a text that miniserde
 /// rejected: for valid JSON it answers with a generic error at the end of the text.
-pub fn locate_error(text: &str) -> SyntaxError {
+pub(crate) fn locate_error(text: &str) -> SyntaxError {
     let (offset, message) = match Scanner::new(text).run() {
         Err(error) => error,
         // Unreachable while the scanner and miniserde agree on what JSON is; kept as an
@@ -52,7 +52,7 @@ pub fn locate_error(text: &str) -> SyntaxError {
 /// A syntax error at a byte offset of `text` that the caller found itself, such as
 /// nesting past [`crate::model::MAX_JSON_DEPTH`]. The offset must be on a character
 /// boundary.
-pub fn error_at(text: &str, offset: usize, message: String) -> SyntaxError {
+pub(crate) fn error_at(text: &str, offset: usize, message: String) -> SyntaxError {
     let (line, column) = line_and_column(text, offset.min(text.len()));
     SyntaxError {
         line,

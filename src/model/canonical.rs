@@ -41,7 +41,7 @@ impl ContentHash {
     }
 
     /// `sha256:<hex>`, as ARK's manifests write hashes.
-    pub fn to_prefixed(&self) -> String {
+    pub(crate) fn to_prefixed(self) -> String {
         format!("sha256:{}", hex(&self.0))
     }
 

@@ -52,7 +52,7 @@ impl InstanceId {
         hex(&self.0)
     }
 
-    pub fn from_hex(text: &str) -> Result<InstanceId, String> {
+    pub(crate) fn from_hex(text: &str) -> Result<InstanceId, String> {
         let bytes = parse_hex(text).ok_or_else(|| format!("instance id {text:?} is not hex"))?;
         let array: [u8; 32] = bytes
             .try_into()
@@ -108,7 +108,7 @@ impl Version {
         format!("{}@{}", self.hlc, self.origin)
     }
 
-    pub fn from_wire(text: &str) -> Result<Version, String> {
+    pub(crate) fn from_wire(text: &str) -> Result<Version, String> {
         let (clock, origin) = text
             .split_once('@')
             .ok_or_else(|| format!("version {text:?} is not <millis>.<counter>@<origin>"))?;
@@ -142,7 +142,7 @@ impl Clock {
         Clock { last: high_water }
     }
 
-    pub fn high_water(&self) -> Hlc {
+    pub(crate) fn high_water(&self) -> Hlc {
         self.last
     }
 

@@ -361,7 +361,7 @@ impl NodeList {
     }
 
     /// As [`NodeList::to_json`], without copying the rows: a full dump is every node.
-    pub fn into_json(self) -> Value {
+    pub(crate) fn into_json(self) -> Value {
         let mut pairs = vec![
             ("instanceId", text(&self.instance_id)),
             ("count", number(self.nodes.len() as u64)),

@@ -177,7 +177,7 @@ pub enum FailureKind {
 
 impl FailureKind {
     /// The kind of a refusal answered with HTTP `status`.
-    pub fn of_status(status: u16) -> FailureKind {
+    pub(crate) fn of_status(status: u16) -> FailureKind {
         match status {
             401 | 403 => FailureKind::Refused,
             429 | 500..=599 => FailureKind::PeerFailing,
@@ -194,7 +194,7 @@ impl FailureKind {
     ];
 
     /// The kind a name from [`FailureKind::name`] stands for.
-    pub fn from_name(name: &str) -> Option<FailureKind> {
+    pub(crate) fn from_name(name: &str) -> Option<FailureKind> {
         FailureKind::ALL
             .into_iter()
             .find(|kind| kind.name() == name)
@@ -214,7 +214,7 @@ impl FailureKind {
 impl PeerSyncResult {
     /// Adds what applying records a peer sent did: received, unchanged, conflicts and
     /// the refusals with their reasons.
-    pub fn count_applied(&mut self, outcome: &ApplyOutcome) {
+    pub(crate) fn count_applied(&mut self, outcome: &ApplyOutcome) {
         self.nodes_received += outcome.applied;
         self.nodes_unchanged += outcome.unchanged;
         self.conflicts += outcome.conflicts;

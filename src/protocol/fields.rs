@@ -49,7 +49,7 @@ impl WireError {
         }
     }
 
-    pub fn wrong_type(context: &str, field: &str, expected: &'static str) -> WireError {
+    pub(crate) fn wrong_type(context: &str, field: &str, expected: &'static str) -> WireError {
         WireError::WrongType {
             context: context.to_owned(),
             field: field.to_owned(),
@@ -57,7 +57,7 @@ impl WireError {
         }
     }
 
-    pub fn bad_value(context: &str, field: &str, reason: impl fmt::Display) -> WireError {
+    pub(crate) fn bad_value(context: &str, field: &str, reason: impl fmt::Display) -> WireError {
         WireError::BadValue {
             context: context.to_owned(),
             field: field.to_owned(),
@@ -65,7 +65,7 @@ impl WireError {
         }
     }
 
-    pub fn not_object(what: impl Into<String>) -> WireError {
+    pub(crate) fn not_object(what: impl Into<String>) -> WireError {
         WireError::NotObject { what: what.into() }
     }
 
@@ -167,7 +167,7 @@ impl<'a> Fields<'a> {
         self.opt_str(name)?.ok_or_else(|| self.missing(name))
     }
 
-    pub fn opt_str(&self, name: &str) -> Result<Option<&'a str>, WireError> {
+    pub(crate) fn opt_str(&self, name: &str) -> Result<Option<&'a str>, WireError> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::String(text)) => Ok(Some(text)),
@@ -179,7 +179,7 @@ impl<'a> Fields<'a> {
         self.opt_u64(name)?.ok_or_else(|| self.missing(name))
     }
 
-    pub fn opt_u64(&self, name: &str) -> Result<Option<u64>, WireError> {
+    pub(crate) fn opt_u64(&self, name: &str) -> Result<Option<u64>, WireError> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::Number(Number::U64(n))) => Ok(Some(*n)),
@@ -194,7 +194,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub fn opt_bool(&self, name: &str) -> Result<Option<bool>, WireError> {
+    pub(crate) fn opt_bool(&self, name: &str) -> Result<Option<bool>, WireError> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::Bool(flag)) => Ok(Some(*flag)),
@@ -206,7 +206,7 @@ impl<'a> Fields<'a> {
         self.opt_array(name)?.ok_or_else(|| self.missing(name))
     }
 
-    pub fn opt_array(&self, name: &str) -> Result<Option<&'a [Value]>, WireError> {
+    pub(crate) fn opt_array(&self, name: &str) -> Result<Option<&'a [Value]>, WireError> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::Array(items)) => Ok(Some(items)),
@@ -215,7 +215,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A copy of an array that may be absent (then empty), for an answer that keeps it.
-    pub fn array_or_empty(&self, name: &str) -> Result<Array, WireError> {
+    pub(crate) fn array_or_empty(&self, name: &str) -> Result<Array, WireError> {
         Ok(self
             .opt_array(name)?
             .unwrap_or_default()

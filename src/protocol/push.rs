@@ -165,7 +165,7 @@ impl PushAnswer {
     }
 
     /// The reason given for each refused record.
-    pub fn refusals(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn refusals(&self) -> impl Iterator<Item = &str> {
         self.rejected.iter().map(|refused| match refused {
             Value::Object(entry) => match entry.get("error") {
                 Some(Value::String(reason)) => reason.as_str(),

@@ -167,7 +167,7 @@ impl Route {
     /// The `/metrics` label of a request path, whatever its method: the path of the
     /// route it names (with `{id}`/`{url}` for the parameter), or [`OTHER_LABEL`]. A
     /// fixed string, so no client can make up new series.
-    pub fn label_of(path: &str) -> &'static str {
+    pub(crate) fn label_of(path: &str) -> &'static str {
         ROUTES
             .iter()
             .find(|route| route.matches(path).is_some())

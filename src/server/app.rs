@@ -70,7 +70,7 @@ impl App {
     }
 
     /// Writes the unknown keys noted since the last call as pending trust entries.
-    pub fn flush_pending_callers(&self) {
+    pub(crate) fn flush_pending_callers(&self) {
         let result = crate::sync::trust_book::flush_pending(
             &mut self.instance.store().borrow_mut(),
             &mut self.pending_callers.borrow_mut(),
@@ -138,7 +138,7 @@ impl App {
     }
 
     /// Whether a shutdown was requested.
-    pub fn shutdown_requested(&self) -> bool {
+    pub(crate) fn shutdown_requested(&self) -> bool {
         self.shutdown_requested.get()
     }
 

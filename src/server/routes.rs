@@ -25,7 +25,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn bad_request(message: impl Into<String>) -> ApiError {
+    pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError {
             status: 400,
             message: message.into(),
@@ -33,7 +33,7 @@ impl ApiError {
     }
 
     /// A route this server does not have: ARK's 404 `{error: "Not Found", path}`.
-    pub fn no_route() -> ApiError {
+    pub(crate) fn no_route() -> ApiError {
         ApiError {
             status: 404,
             message: NO_ROUTE.into(),
@@ -179,7 +179,7 @@ pub fn control_allowed(
 
 /// Whether the request carries the admin token (`X-Ark-Admin-Token` or a bearer
 /// `Authorization`), compared in constant time.
-pub fn token_presented(request: &Request, admin_token: Option<&str>) -> bool {
+pub(crate) fn token_presented(request: &Request, admin_token: Option<&str>) -> bool {
     let Some(expected) = admin_token else {
         return false;
     };
@@ -197,7 +197,7 @@ pub fn token_presented(request: &Request, admin_token: Option<&str>) -> bool {
 /// from (`Sec-Fetch-Site`, `Origin`), cannot send a cross-origin `application/json`
 /// POST without a preflight (which gets no CORS answer here), and a page that rebinds
 /// its DNS name to 127.0.0.1 still sends its own name as `Host`.
-pub fn cross_origin_refusal(request: &Request, token: bool) -> Option<String> {
+pub(crate) fn cross_origin_refusal(request: &Request, token: bool) -> Option<String> {
     if let Some(site) = request.header("sec-fetch-site") {
         if !matches!(site, "same-origin" | "none") {
             return Some(format!(

@@ -52,7 +52,7 @@ pub fn exit_on_storage_panic(config: &Config) {
 }
 
 /// See [`exit_on_storage_panic`].
-pub fn storage_panics_are_handled_elsewhere() {
+pub(crate) fn storage_panics_are_handled_elsewhere() {
     EXIT_ON_STORAGE_PANIC.store(false, std::sync::atomic::Ordering::SeqCst);
 }
 
@@ -69,7 +69,7 @@ pub fn identity(config: &Config) -> Result<KeyPair, Error> {
 
 /// Opens the store for `serve`: waits (bounded) while a CLI command holds it, and
 /// refuses at once when another server does.
-pub fn open_store_for_server(config: &Config) -> Result<(Store, InstanceId), Error> {
+pub(crate) fn open_store_for_server(config: &Config) -> Result<(Store, InstanceId), Error> {
     match store_wait::open_waiting(config, None, || open_store(config))? {
         store_wait::Holder::Opened(opened) => Ok(opened),
         store_wait::Holder::Server(server) => {
@@ -85,7 +85,7 @@ pub fn open_store_for_server(config: &Config) -> Result<(Store, InstanceId), Err
 }
 
 /// Opens the store in the state dir as this instance, signing local writes.
-pub fn open_store(config: &Config) -> Result<(Store, InstanceId), Error> {
+pub(crate) fn open_store(config: &Config) -> Result<(Store, InstanceId), Error> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::File {
         path: config.data_dir.clone(),
         source,

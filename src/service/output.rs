@@ -94,12 +94,12 @@ pub fn object<const N: usize>(pairs: [(&str, Value); N]) -> Value {
 }
 
 /// A node in our native shape plus its sync metadata (dropped again on import).
-pub fn node_with_meta(node: &Node, meta: &RecordMeta) -> Value {
+pub(crate) fn node_with_meta(node: &Node, meta: &RecordMeta) -> Value {
     node_with(node, &meta.hash, &meta.version, meta.seq)
 }
 
 /// A node in our native shape plus `hash`, `version` and `seq`.
-pub fn node_with(node: &Node, hash: &ContentHash, version: &Version, seq: u64) -> Value {
+pub(crate) fn node_with(node: &Node, hash: &ContentHash, version: &Version, seq: u64) -> Value {
     let mut object = node.to_json(Shape::Native);
     object.insert("hash".into(), string(hash.to_prefixed()));
     object.insert("version".into(), string(version.to_wire()));
@@ -117,7 +117,7 @@ pub fn counts(map: &std::collections::BTreeMap<String, u64>) -> Value {
 }
 
 /// `2024-01-31T12:00:00Z`, or `-` when unknown.
-pub fn time_or_dash(millis: Option<u64>) -> String {
+pub(crate) fn time_or_dash(millis: Option<u64>) -> String {
     millis.map_or_else(|| "-".to_owned(), format_rfc3339)
 }
 

@@ -53,7 +53,7 @@ impl RecordTable {
     }
 
     /// The table called `name`, as [`RecordTable::name`] writes it.
-    pub fn from_name(name: &str) -> Option<RecordTable> {
+    pub(crate) fn from_name(name: &str) -> Option<RecordTable> {
         RecordTable::ALL
             .into_iter()
             .find(|table| table.name() == name)
@@ -189,12 +189,12 @@ impl Store {
     }
 
     /// Damaged records noticed since the store was opened.
-    pub fn damaged_found(&self) -> u64 {
+    pub(crate) fn damaged_found(&self) -> u64 {
         self.damage.borrow().total
     }
 
     /// Whether damage was noticed that is not moved aside or reported yet.
-    pub fn has_damage_to_handle(&self) -> bool {
+    pub(crate) fn has_damage_to_handle(&self) -> bool {
         let log = self.damage.borrow();
         !log.found.is_empty() || !log.moved.is_empty()
     }
@@ -203,7 +203,10 @@ impl Store {
     /// table, in one transaction that also advances the change sequence and the repair
     /// count ([`Store::repairs`]), so the next sync reconciles and fetches the records
     /// again. Returns the records handled since the last call, for the caller to report.
-    pub fn quarantine_damaged(&mut self, now: u64) -> Result<Vec<DamagedRecord>, StoreError> {
+    pub(crate) fn quarantine_damaged(
+        &mut self,
+        now: u64,
+    ) -> Result<Vec<DamagedRecord>, StoreError> {
         let (found, moved) = {
             let mut log = self.damage.borrow_mut();
             (
@@ -242,7 +245,7 @@ impl Store {
     /// How many times damaged records were moved aside from this store. A peer
     /// checkpoint made at another count may lie past changes for records that are now
     /// missing, so the sync layer reconciles instead of following it.
-    pub fn repairs(&self) -> u64 {
+    pub(crate) fn repairs(&self) -> u64 {
         self.repairs
     }
 
@@ -340,7 +343,7 @@ impl Store {
     }
 
     /// How many records were moved aside as damaged over the store's life.
-    pub fn moved_aside(&self) -> Result<u64, StoreError> {
+    pub(crate) fn moved_aside(&self) -> Result<u64, StoreError> {
         let read = self.read()?;
         match read.open_table(DAMAGED) {
             Ok(table) => table.len().map_err(self.fail()),
@@ -354,7 +357,7 @@ impl Store {
     /// tombstones, conflict-log entries, that every change-log entry points at its
     /// record, and (through `check_signature`) every signature. Records whose bytes do
     /// not match their hash are also noted for [`Store::quarantine_damaged`].
-    pub fn verify_records(
+    pub(crate) fn verify_records(
         &self,
         check_signature: SignatureChecker<'_>,
     ) -> Result<RecordCheck, StoreError> {

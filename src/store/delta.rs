@@ -49,19 +49,12 @@ impl TypeFilter {
         }
     }
 
-    pub fn is_all(&self) -> bool {
+    pub(crate) fn is_all(&self) -> bool {
         self.types.is_empty()
     }
 
-    pub fn admits_type(&self, node_type: &str) -> bool {
+    pub(crate) fn admits_type(&self, node_type: &str) -> bool {
         self.is_all() || self.types.iter().any(|wanted| wanted == node_type)
-    }
-
-    pub fn admits(&self, record: &Record) -> bool {
-        match &record.body {
-            Body::Live(node) => self.admits_type(&node.node_type),
-            Body::Deleted { .. } => true,
-        }
     }
 }
 
@@ -81,7 +74,10 @@ impl Store {
     ///
     /// Each live body is hashed and checked against its stored content hash: a damaged
     /// record is left out (and noted), so reconciliation sees it missing and fetches it.
-    pub fn version_snapshot(&self, filter: &TypeFilter) -> Result<VersionSnapshot, StoreError> {
+    pub(crate) fn version_snapshot(
+        &self,
+        filter: &TypeFilter,
+    ) -> Result<VersionSnapshot, StoreError> {
         let read = self.read()?;
         let mut snapshot = VersionSnapshot {
             entries: Vec::new(),
@@ -180,7 +176,7 @@ impl Store {
     /// The `priority` each of `ids` is ranked by (0 when absent, and for tombstones), or
     /// `None` for an id with no record or a damaged one (noted). One record is decoded at
     /// a time and none is kept, so ranking many records costs a number each.
-    pub fn priorities(&self, ids: &[&str]) -> Result<Vec<Option<i64>>, StoreError> {
+    pub(crate) fn priorities(&self, ids: &[&str]) -> Result<Vec<Option<i64>>, StoreError> {
         let read = self.read()?;
         let nodes = read.open_table(NODES).map_err(self.fail())?;
         let tombstones = read.open_table(TOMBSTONES).map_err(self.fail())?;
@@ -215,7 +211,7 @@ impl Store {
     /// over them; at most `20 × limit`
     /// change entries are looked at per page, so a filter that admits little cannot
     /// make one request scan the whole log.
-    pub fn changes_since_filtered(
+    pub(crate) fn changes_since_filtered(
         &self,
         after_seq: u64,
         limit: usize,
@@ -302,7 +298,7 @@ impl Store {
 
     /// Notified after every commit of this instance's own writes and deletes (not of
     /// versions received from peers, so a node that receives does not push in turn).
-    pub fn local_changed(&self) -> &event_listener::Event {
+    pub(crate) fn local_changed(&self) -> &event_listener::Event {
         &self.local_changed
     }
 
@@ -311,7 +307,7 @@ impl Store {
     ///
     /// A peer that still holds the live record and has not seen the delete will hand the
     /// record back: with the tombstone gone, nothing here says it was deleted.
-    pub fn purge_tombstones(&mut self, before_millis: u64) -> Result<u64, StoreError> {
+    pub(crate) fn purge_tombstones(&mut self, before_millis: u64) -> Result<u64, StoreError> {
         let mut doomed = Vec::new();
         {
             let read = self.db.begin_read().map_err(self.fail())?;

@@ -64,7 +64,7 @@ impl Store {
     }
 
     /// Makes every deferred commit durable (one empty durable commit), if there are any.
-    pub fn make_durable(&mut self) -> Result<(), StoreError> {
+    pub(crate) fn make_durable(&mut self) -> Result<(), StoreError> {
         if self.deferred_after.is_none() {
             return Ok(());
         }
@@ -76,12 +76,13 @@ impl Store {
     /// (the end of the changes feed, a version snapshot's sequence), since a crash can
     /// give later ones to other records. Equal to [`Store::last_seq`] but while
     /// deferred commits wait.
-    pub fn served_seq(&self) -> u64 {
+    pub(crate) fn served_seq(&self) -> u64 {
         self.deferred_after.unwrap_or(self.last_seq)
     }
 
+    #[cfg(test)]
     /// Whether commits were deferred and are not yet durable.
-    pub fn has_deferred_commits(&self) -> bool {
+    pub(crate) fn has_deferred_commits(&self) -> bool {
         self.deferred_after.is_some()
     }
 }

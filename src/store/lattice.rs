@@ -310,7 +310,7 @@ impl Store {
     /// Runs redb's check of every page against its checksum (and its repair of what can
     /// be repaired). Reads the whole file; needs no transaction to be open. After
     /// [`PageCheck::Damaged`] this handle writes nothing more: drop it.
-    pub fn check_pages(&mut self) -> Result<PageCheck, StoreError> {
+    pub(crate) fn check_pages(&mut self) -> Result<PageCheck, StoreError> {
         match self.db.check_integrity() {
             Ok(true) => Ok(PageCheck::Clean),
             Ok(false) => Ok(PageCheck::Repaired),
@@ -336,7 +336,7 @@ impl Store {
     /// Signs the batches of [`Store::write_nodes`] on two threads: Ed25519 signing is
     /// about 40% of an import's CPU time (issue 13). For a process that may start
     /// threads (the CLI), not for the server.
-    pub fn sign_on_two_threads(&mut self) {
+    pub(crate) fn sign_on_two_threads(&mut self) {
         self.parallel_signing = true;
     }
 
@@ -384,7 +384,7 @@ impl Store {
     }
 
     /// The highest clock reading written or observed.
-    pub fn clock_high_water(&self) -> Hlc {
+    pub(crate) fn clock_high_water(&self) -> Hlc {
         self.clock.high_water()
     }
 
@@ -707,12 +707,13 @@ impl Store {
         Ok(Deletion::Deleted)
     }
 
+    #[cfg(test)]
     /// Applies versions from a peer with last-writer-wins: the higher version wins, ties
     /// cannot happen between different authors (the instance id is part of the version).
     /// A version whose clock is more than `max_skew_millis` ahead of `now` is refused so
     /// one bad clock cannot win every conflict. `peer_state` is written in the same
     /// transaction, so a checkpoint never runs ahead of the records it covers.
-    pub fn apply_remote(
+    pub(crate) fn apply_remote(
         &mut self,
         records: &[RemoteRecord],
         now: u64,
@@ -726,7 +727,7 @@ impl Store {
     /// the held-records table in the same transaction, so a checkpoint never moves past
     /// a record without it being held, and a released record leaves the table as it is
     /// applied.
-    pub fn apply_remote_holding(
+    pub(crate) fn apply_remote_holding(
         &mut self,
         records: &[RemoteRecord],
         now: u64,
@@ -746,7 +747,7 @@ impl Store {
 
     /// [`Store::apply_remote_holding`], committed as `commit` says: a push defers its
     /// chunks' commits and makes them durable before it answers (`store::durability`).
-    pub fn apply_remote_committing(
+    pub(crate) fn apply_remote_committing(
         &mut self,
         records: &[RemoteRecord],
         now: u64,

@@ -218,7 +218,7 @@ impl Store {
     }
 
     /// How many entries the conflict log holds.
-    pub fn conflict_count(&self) -> Result<u64, StoreError> {
+    pub(crate) fn conflict_count(&self) -> Result<u64, StoreError> {
         let read = self.read()?;
         let table = read.open_table(CONFLICTS).map_err(self.fail())?;
         table.len().map_err(self.fail())

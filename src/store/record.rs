@@ -58,7 +58,7 @@ pub enum Body {
 }
 
 impl Body {
-    pub fn is_deleted(&self) -> bool {
+    pub(crate) fn is_deleted(&self) -> bool {
         matches!(self, Body::Deleted { .. })
     }
 }
@@ -72,7 +72,8 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn is_deleted(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_deleted(&self) -> bool {
         self.body.is_deleted()
     }
 

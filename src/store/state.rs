@@ -43,7 +43,7 @@ impl Store {
     }
 
     /// Every entry, in key order.
-    pub fn states(&self, table: StateTable) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    pub(crate) fn states(&self, table: StateTable) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let read = self.db.begin_read().map_err(self.fail())?;
         let table = read.open_table(table.definition()).map_err(self.fail())?;
         let mut found = Vec::new();
@@ -55,7 +55,7 @@ impl Store {
     }
 
     /// Saves (`Some`) or forgets (`None`) the values of several keys in one transaction.
-    pub fn set_states(
+    pub(crate) fn set_states(
         &mut self,
         table: StateTable,
         entries: &[(&str, Option<&[u8]>)],
@@ -79,7 +79,7 @@ impl Store {
     }
 
     /// Saves or forgets one key.
-    pub fn set_state(
+    pub(crate) fn set_state(
         &mut self,
         table: StateTable,
         key: &str,

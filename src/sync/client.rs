@@ -120,7 +120,7 @@ impl Syncer {
     }
 
     /// The held table's bounds (`sync::held_room`), in place of the defaults.
-    pub fn with_held_limits(self, held_limits: super::HeldLimits) -> Syncer {
+    pub(crate) fn with_held_limits(self, held_limits: super::HeldLimits) -> Syncer {
         Syncer {
             held_limits,
             ..self
@@ -208,7 +208,7 @@ impl Syncer {
 
     /// How many times peer states or sync totals were saved, in memory or in the store:
     /// with [`Store::writes`], what tells a cached answer that reads them is stale.
-    pub fn state_changes(&self) -> u64 {
+    pub(crate) fn state_changes(&self) -> u64 {
         self.state_changes.get()
     }
 
@@ -233,7 +233,7 @@ impl Syncer {
     /// Auto-sync on or off and its interval (ms) as last set by `auto-sync` (the CLI or
     /// the control API), if ever: they outlive a restart, as ARK users expect of a
     /// setting they changed.
-    pub fn auto_sync_setting(&self) -> Result<Option<(bool, u64)>, StoreError> {
+    pub(crate) fn auto_sync_setting(&self) -> Result<Option<(bool, u64)>, StoreError> {
         let Some(bytes) = self.load_state(AUTO_SYNC_KEY)? else {
             return Ok(None);
         };
@@ -249,7 +249,7 @@ impl Syncer {
         )
     }
 
-    pub fn save_auto_sync_setting(&self, on: bool, interval: u64) -> Result<(), StoreError> {
+    pub(crate) fn save_auto_sync_setting(&self, on: bool, interval: u64) -> Result<(), StoreError> {
         let value = object_value([
             ("autoSync", Value::Bool(on)),
             ("syncInterval", Value::Number(Number::U64(interval))),
@@ -284,7 +284,7 @@ impl Syncer {
 
     /// Makes `url` a peer whose key is pinned at the first sync that reaches it, unless
     /// it has been reached already (its key is known then, pinned or not).
-    pub fn pin_at_first_contact(&self, url: &str) -> Result<(), StoreError> {
+    pub(crate) fn pin_at_first_contact(&self, url: &str) -> Result<(), StoreError> {
         match self.peer(url)? {
             None => self.add_peer(url, None, true).map(drop),
             Some(mut state) if state.instance_id.is_none() && !state.pin_at_first_contact => {
@@ -297,7 +297,7 @@ impl Syncer {
 
     /// Another peer (by URL) that is the instance `instance_id`, if any: the same node
     /// under another name (`localhost` and `127.0.0.1`), to be kept as one peer.
-    pub fn peer_with_id(
+    pub(crate) fn peer_with_id(
         &self,
         url: &str,
         instance_id: &InstanceId,
@@ -312,7 +312,7 @@ impl Syncer {
 
     /// Limits the sync with `url` to `types` (empty: all). A changed list starts the
     /// checkpoints over, so the next sync reconciles what the new list covers.
-    pub fn set_peer_types(&self, url: &str, types: &[String]) -> Result<(), StoreError> {
+    pub(crate) fn set_peer_types(&self, url: &str, types: &[String]) -> Result<(), StoreError> {
         let mut state = self
             .peer(url)?
             .unwrap_or_else(|| PeerState::new(url, unix_millis_now()));
@@ -328,7 +328,7 @@ impl Syncer {
     }
 
     /// Removes a peer; `false` if it was not there.
-    pub fn remove_peer(&self, url: &str) -> Result<bool, StoreError> {
+    pub(crate) fn remove_peer(&self, url: &str) -> Result<bool, StoreError> {
         if self.peer(url)?.is_none() {
             return Ok(false);
         }
@@ -349,7 +349,7 @@ impl Syncer {
     }
 
     /// Totals over every sync this instance ran.
-    pub fn global_stats(&self) -> Result<SyncStats, StoreError> {
+    pub(crate) fn global_stats(&self) -> Result<SyncStats, StoreError> {
         let bytes = self.load_state(GLOBAL_STATS_KEY)?;
         Ok(bytes
             .and_then(|bytes| SyncStats::decode(&bytes).ok())
@@ -357,18 +357,18 @@ impl Syncer {
     }
 
     /// Whether a sync with `url` is running (a watched peer's long-poll, say).
-    pub fn is_syncing(&self, url: &str) -> bool {
+    pub(crate) fn is_syncing(&self, url: &str) -> bool {
         self.in_progress.borrow().contains(url)
     }
 
     /// Syncs with `url` (adding it as a peer if new) and records the outcome.
-    pub async fn sync_peer(&self, url: &str) -> PeerSyncResult {
+    pub(crate) async fn sync_peer(&self, url: &str) -> PeerSyncResult {
         self.sync_peer_waiting(url, None).await
     }
 
     /// [`Syncer::sync_peer`] whose first pull, when the peer has a checkpoint, is a
     /// long-poll held up to `wait` for a change to arrive.
-    pub async fn sync_peer_waiting(
+    pub(crate) async fn sync_peer_waiting(
         &self,
         url: &str,
         wait: Option<std::time::Duration>,
@@ -681,7 +681,7 @@ impl Syncer {
 
     /// [`Syncer::apply`], committed as `commit` says (a push's chunks are deferred and
     /// made durable before the push is answered).
-    pub fn apply_committing(
+    pub(crate) fn apply_committing(
         &self,
         records: &[RemoteRecord],
         peer_state: Option<(&str, &[u8])>,
@@ -736,7 +736,7 @@ impl Syncer {
     /// mode unsigned records pass (ARK's peers sign nothing). A record refused for a
     /// reason that can go away (author not trusted yet, clock ahead) is
     /// [`Refusal::Held`], to be kept and checked again (`sync::held`).
-    pub fn verified_record(
+    pub(crate) fn verified_record(
         &self,
         value: &Value,
         context: &str,
@@ -844,7 +844,10 @@ impl Syncer {
 
     /// The public key of a record author: ours, one learned from its verified records, or
     /// one in the trust store.
-    pub fn known_author_key(&self, origin: &InstanceId) -> Result<Option<PublicKey>, StoreError> {
+    pub(crate) fn known_author_key(
+        &self,
+        origin: &InstanceId,
+    ) -> Result<Option<PublicKey>, StoreError> {
         if *origin == self.instance_id {
             return Ok(Some(self.key.public_key()));
         }
@@ -858,7 +861,7 @@ impl Syncer {
     }
 
     /// The base64 key to send with a record, so receivers can check it and relay it.
-    pub fn author_key_for(&self, origin: &InstanceId) -> Option<String> {
+    pub(crate) fn author_key_for(&self, origin: &InstanceId) -> Option<String> {
         self.known_author_key(origin)
             .ok()
             .flatten()

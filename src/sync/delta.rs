@@ -114,7 +114,7 @@ impl Syncer {
     /// The reconciliation set of `filter`'s records as the store holds them now: the
     /// one kept in [`Syncer::reconcile_cache`] while the store's sequence is the same,
     /// else read and built again.
-    pub fn reconcile_set(
+    pub(crate) fn reconcile_set(
         &self,
         filter: &TypeFilter,
     ) -> Result<std::rc::Rc<ReconcileSet>, CacheError> {

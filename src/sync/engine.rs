@@ -122,7 +122,7 @@ pub struct AutoSyncSchedule {
 
 impl AutoSyncSchedule {
     /// Makes the next round start now (at start, and when auto-sync is switched on).
-    pub fn round_now(&mut self) {
+    pub(crate) fn round_now(&mut self) {
         self.next_round = None;
     }
 
@@ -175,7 +175,7 @@ impl AutoSyncSchedule {
     }
 
     /// When something is next due: the next round or the earliest retry.
-    pub fn next_wake(&self, now: Instant) -> Instant {
+    pub(crate) fn next_wake(&self, now: Instant) -> Instant {
         self.retry_at
             .values()
             .copied()

@@ -178,7 +178,7 @@ impl HeldCounts {
 
     /// What a sync's result says of these: the count of every reason and one line per
     /// cause, or nothing at all when none is held.
-    pub fn wire_fields(&self) -> (Vec<(String, u64)>, Vec<String>) {
+    pub(crate) fn wire_fields(&self) -> (Vec<(String, u64)>, Vec<String>) {
         if self.total() == 0 {
             return (Vec::new(), Vec::new());
         }
@@ -186,7 +186,7 @@ impl HeldCounts {
     }
 
     /// The count of every reason, in [`HoldReason::ALL`]'s order, zeros included.
-    pub fn by_reason_all(&self) -> Vec<(String, u64)> {
+    pub(crate) fn by_reason_all(&self) -> Vec<(String, u64)> {
         HoldReason::ALL
             .iter()
             .map(|reason| {
@@ -196,9 +196,10 @@ impl HeldCounts {
             .collect()
     }
 
+    #[cfg(test)]
     /// `{"untrusted_author": N, "clock_ahead": M, "held_table_full": K}`, every reason
     /// present.
-    pub fn reasons_json(&self) -> Value {
+    pub(crate) fn reasons_json(&self) -> Value {
         let mut object = Object::new();
         for reason in HoldReason::ALL {
             let count = self.by_reason.get(&reason).copied().unwrap_or(0);
@@ -297,7 +298,7 @@ impl Syncer {
     /// each chunk read, checked and committed without an `.await` in between (a sync
     /// running meanwhile sees it whole or not at all), with a pause on a timer after
     /// each so requests are served between chunks.
-    pub async fn release_held(&self) -> Result<u64, StoreError> {
+    pub(crate) async fn release_held(&self) -> Result<u64, StoreError> {
         let ids = self.with_held_index(|index| index.ids())?;
         let mut total = ReleaseOutcome::default();
         let mut next = 0;

@@ -167,13 +167,13 @@ impl HeldIndex {
 
     /// Whether the table is under half of both bounds, so records dropped for room may
     /// be fetched again.
-    pub fn has_room(&self, limits: HeldLimits) -> bool {
+    pub(crate) fn has_room(&self, limits: HeldLimits) -> bool {
         self.entries.len() <= limits.records / 2 && self.bytes <= limits.bytes / 2
     }
 
     /// Which entries to drop so `incoming` (id, encoded size; in arrival order) fit
     /// within `limits`: the oldest held first, then the earliest of `incoming`.
-    pub fn room_for(&self, incoming: &[(&str, usize)], limits: HeldLimits) -> Room {
+    pub(crate) fn room_for(&self, incoming: &[(&str, usize)], limits: HeldLimits) -> Room {
         let incoming_ids: BTreeSet<&str> = incoming.iter().map(|(id, _)| *id).collect();
         let mut count = self.entries.len();
         let mut bytes = self.bytes;
@@ -266,17 +266,17 @@ impl Syncer {
     }
 
     /// Held records counted by reason.
-    pub fn held_counts(&self) -> Result<HeldCounts, StoreError> {
+    pub(crate) fn held_counts(&self) -> Result<HeldCounts, StoreError> {
         self.held_counts_from(None)
     }
 
     /// Held records that came from `peer` (every one with `None`), counted by reason.
-    pub fn held_counts_from(&self, peer: Option<&str>) -> Result<HeldCounts, StoreError> {
+    pub(crate) fn held_counts_from(&self, peer: Option<&str>) -> Result<HeldCounts, StoreError> {
         self.with_held_index(|index| index.counts(peer))
     }
 
     /// The held table's size (records, bytes) and its drop counters.
-    pub fn held_usage(&self) -> Result<(usize, usize, HeldMarker), StoreError> {
+    pub(crate) fn held_usage(&self) -> Result<(usize, usize, HeldMarker), StoreError> {
         self.with_held_index(|index| (index.len(), index.bytes(), index.marker()))
     }
 

@@ -40,7 +40,7 @@ impl SyncStats {
     }
 
     /// The counters as ARK's `stats` names them.
-    pub fn to_ark(&self) -> crate::protocol::ArkStats {
+    pub(crate) fn to_ark(self) -> crate::protocol::ArkStats {
         crate::protocol::ArkStats {
             total_syncs: self.total_syncs,
             successful_syncs: self.successful_syncs,
@@ -143,12 +143,12 @@ impl PeerState {
     /// Whether a sync can start from the changes feed: the peer is an ark-lattice
     /// instance and both checkpoints belong to its current store epoch (set only when a
     /// reconciliation finished).
-    pub fn has_checkpoint(&self) -> bool {
+    pub(crate) fn has_checkpoint(&self) -> bool {
         self.protocol.as_deref() == Some("v2") && self.instance_id.is_some() && self.epoch.is_some()
     }
 
     /// Records per batch with this peer now.
-    pub fn batch_records(&self) -> usize {
+    pub(crate) fn batch_records(&self) -> usize {
         match self.batch_limit {
             0 => SYNC_BATCH_RECORDS,
             limit => (limit as usize).clamp(MIN_BATCH_RECORDS, SYNC_BATCH_RECORDS),
@@ -156,7 +156,7 @@ impl PeerState {
     }
 
     /// Adapts the batch size to how the last sync went.
-    pub fn adapt_batch(&mut self, success: bool) {
+    pub(crate) fn adapt_batch(&mut self, success: bool) {
         let current = self.batch_records() as u64;
         self.batch_limit = if success {
             if current * 2 >= SYNC_BATCH_RECORDS as u64 {
@@ -170,7 +170,7 @@ impl PeerState {
     }
 
     /// Reachable at the last attempt.
-    pub fn is_active(&self) -> bool {
+    pub(crate) fn is_active(&self) -> bool {
         self.failures == 0 && self.last_success.is_some()
     }
 

@@ -38,7 +38,7 @@ pub const MAX_ROUNDS: usize = 32;
 pub type ItemDigest = [u8; 32];
 
 /// The digest of one record version.
-pub fn item_digest(id: &str, version: &Version, hash: &ContentHash) -> ItemDigest {
+pub(crate) fn item_digest(id: &str, version: &Version, hash: &ContentHash) -> ItemDigest {
     let mut hasher = Sha256::new();
     hasher.update(b"ark-lattice/item/v1\0");
     hasher.update((id.len() as u32).to_be_bytes());

@@ -27,7 +27,7 @@ pub fn entries(store: &Store) -> Result<Vec<TrustEntry>, StoreError> {
         .collect())
 }
 
-pub fn save(store: &mut Store, entry: &TrustEntry) -> Result<(), StoreError> {
+pub(crate) fn save(store: &mut Store, entry: &TrustEntry) -> Result<(), StoreError> {
     store.set_state(StateTable::Trust, &entry.key(), Some(&entry.encode()))
 }
 
@@ -36,7 +36,7 @@ pub fn remove(store: &mut Store, entry: &TrustEntry) -> Result<(), StoreError> {
 }
 
 /// The tier granted to `instance_id`, if it is trusted (not pending).
-pub fn tier_of(store: &Store, instance_id: &InstanceId) -> Result<Option<Tier>, StoreError> {
+pub(crate) fn tier_of(store: &Store, instance_id: &InstanceId) -> Result<Option<Tier>, StoreError> {
     Ok(entry(store, instance_id)?.and_then(|entry| entry.granted_tier()))
 }
 
@@ -124,7 +124,7 @@ impl PendingCallers {
 /// becomes a pending entry at the next [`flush_pending`], so the operator can accept
 /// it), a known one gets its last-seen time. Returns the granted tier.
 /// Writes at most once a minute per known key, so busy peers do not wear the SD card.
-pub fn note_caller(
+pub(crate) fn note_caller(
     store: &mut Store,
     pending: &mut PendingCallers,
     key: PublicKey,
@@ -148,7 +148,7 @@ pub fn note_caller(
 /// Lists `key` as pending (so `trust accept` finds it) unless it has an entry already
 /// or [`crate::config::MAX_PENDING_TRUST`] keys are pending. `source` says how it was
 /// met (`"record"`: it wrote records held here).
-pub fn note_pending(
+pub(crate) fn note_pending(
     store: &mut Store,
     key: PublicKey,
     source: &str,
@@ -179,7 +179,7 @@ pub fn note_pending(
 /// Writes the keys noted in `pending` as pending entries, in one transaction, keeping at
 /// most `max_stored` pending entries in the store: the ones seen least recently are
 /// dropped (trusted entries are never touched). Returns how many were dropped.
-pub fn flush_pending(
+pub(crate) fn flush_pending(
     store: &mut Store,
     pending: &mut PendingCallers,
     max_stored: usize,

@@ -48,7 +48,7 @@ pub enum Checked {
 /// carry their author's key, on two threads when the page is large.
 /// `context(index)` names record `index` (from 0) in reasons; `open` accepts unsigned
 /// records (open trust mode). The answer is in the order of `values`.
-pub fn check_page(
+pub(crate) fn check_page(
     values: &[Value],
     context: &(dyn Fn(usize) -> String + Sync),
     open: bool,
@@ -122,7 +122,7 @@ impl CheckingPage {
 /// caller awaits [`CheckingPage::checked`]. The first copy checks the next page this way
 /// while it applies the one before (issue 13). A node that cannot start the thread
 /// checks the page here and now.
-pub fn check_apart(
+pub(crate) fn check_apart(
     values: Array,
     context: impl Fn(usize) -> String + Send + Sync + 'static,
     open: bool,
@@ -180,7 +180,7 @@ fn check_value(value: &Value, context: &str, open: bool) -> Checked {
 /// Checks `record`'s signature with its author's `key` (`None`: not known here), and
 /// notes the key in the record once it verified. In `open` trust mode an unsigned
 /// record, or one whose author's key is unknown, passes unchecked.
-pub fn check_signature(
+pub(crate) fn check_signature(
     mut record: RemoteRecord,
     key: Option<PublicKey>,
     open: bool,

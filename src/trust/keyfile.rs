@@ -98,7 +98,7 @@ impl std::error::Error for KeyFileError {
 
 impl KeyPair {
     /// Loads the key at `path`, creating it (mode 0600) when the file does not exist.
-    pub fn load_or_create(path: &Path) -> Result<KeyPair, KeyFileError> {
+    pub(crate) fn load_or_create(path: &Path) -> Result<KeyPair, KeyFileError> {
         match KeyPair::load(path) {
             Err(KeyFileError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                 let key_pair = KeyPair::generate().map_err(KeyFileError::NoRandomness)?;
@@ -133,7 +133,7 @@ impl KeyPair {
 
     /// Writes the key to a new file at `path` with mode 0600; an existing file is
     /// never overwritten, since that would silently change this instance's identity.
-    pub fn save(&self, path: &Path) -> Result<(), KeyFileError> {
+    pub(crate) fn save(&self, path: &Path) -> Result<(), KeyFileError> {
         let write_error = |source| KeyFileError::Write {
             path: path.to_owned(),
             source,

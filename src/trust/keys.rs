@@ -93,7 +93,7 @@ impl std::error::Error for VerifyError {}
 pub struct PublicKey([u8; KEY_BYTES]);
 
 impl PublicKey {
-    pub fn from_bytes(bytes: &[u8]) -> Result<PublicKey, KeyError> {
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<PublicKey, KeyError> {
         array_of("public key", bytes).map(PublicKey)
     }
 
@@ -145,7 +145,7 @@ impl fmt::Debug for PublicKey {
 pub struct Signature([u8; SIGNATURE_BYTES]);
 
 impl Signature {
-    pub fn from_bytes(bytes: &[u8]) -> Result<Signature, VerifyError> {
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Signature, VerifyError> {
         let array: [u8; SIGNATURE_BYTES] =
             bytes.try_into().map_err(|_| VerifyError::SignatureLength {
                 actual: bytes.len(),
@@ -189,7 +189,7 @@ impl KeyPair {
     }
 
     /// Reads the seed PyNaCl prints as `Private Key:`.
-    pub fn from_base64_seed(text: &str) -> Result<KeyPair, KeyError> {
+    pub(crate) fn from_base64_seed(text: &str) -> Result<KeyPair, KeyError> {
         KeyPair::from_seed(array_of("seed", &decode_base64("seed", text)?)?)
     }
 

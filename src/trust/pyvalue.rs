@@ -73,7 +73,7 @@ impl std::error::Error for PyJsonError {}
 impl PyValue {
     /// Python's truth value: empty containers and strings, zero, null and false are
     /// false (ARK's service answers `missing fields` for those).
-    pub fn is_truthy(&self) -> bool {
+    pub(crate) fn is_truthy(&self) -> bool {
         match self {
             PyValue::Null => false,
             PyValue::Bool(flag) => *flag,
@@ -94,7 +94,7 @@ impl PyValue {
     }
 
     /// The text of a string, with lone surrogates as U+FFFD.
-    pub fn as_text(&self) -> Option<String> {
+    pub(crate) fn as_text(&self) -> Option<String> {
         match self {
             PyValue::Str(text) => Some(to_text(text)),
             _ => None,

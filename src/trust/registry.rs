@@ -61,7 +61,7 @@ impl TrustEntry {
     }
 
     /// The tier this entry grants, if any.
-    pub fn granted_tier(&self) -> Option<Tier> {
+    pub(crate) fn granted_tier(&self) -> Option<Tier> {
         (!self.pending).then_some(self.tier)
     }
 

@@ -60,7 +60,7 @@ pub enum ReplayError {
 
 impl ReplayError {
     /// A refusal that says "later", not "never": the request itself was fine.
-    pub fn is_busy(&self) -> bool {
+    pub(crate) fn is_busy(&self) -> bool {
         matches!(
             self,
             ReplayError::Full { .. } | ReplayError::KeyQuota { .. }
@@ -187,7 +187,7 @@ impl ReplayGuard {
     }
 
     /// The checks that need no memory: nonce shape and timestamp window.
-    pub fn check_fresh(
+    pub(crate) fn check_fresh(
         &self,
         nonce: &str,
         timestamp_millis: u64,

@@ -160,7 +160,7 @@ impl VerifiedRequest {
     /// Accepts this request once: remembers its nonce, refusing one already seen.
     /// Called only once the caller decided to serve the request (the key is trusted
     /// for the route), so keys that are refused anyway take no room in the guard.
-    pub fn accept_once(
+    pub(crate) fn accept_once(
         &self,
         guard: &mut ReplayGuard,
         now_millis: u64,

@@ -119,12 +119,12 @@ impl<'s> ArkSync<'s> {
     }
 
     #[cfg(test)]
-    pub fn phase(&self) -> ArkPhase {
+    pub(crate) fn phase(&self) -> ArkPhase {
         self.phase
     }
 
     /// The URL of the node list to ask for, once.
-    pub fn list_request(&mut self) -> Option<String> {
+    pub(crate) fn list_request(&mut self) -> Option<String> {
         if self.phase != ArkPhase::Ready {
             return None;
         }
@@ -135,7 +135,7 @@ impl<'s> ArkSync<'s> {
     /// Takes the peer's node list and returns the rows that changed at ARK since the
     /// last pull, which the caller compares with ours ([`ArkSync::compare`]). Rows
     /// unchanged since are counted as unchanged, rows that are no node as rejected.
-    pub fn on_list(
+    pub(crate) fn on_list(
         &mut self,
         answer: &Object,
         result: &mut PeerSyncResult,
@@ -181,7 +181,7 @@ impl<'s> ArkSync<'s> {
     /// Compares a row that changed at ARK with our copy `ours`: the record to apply,
     /// with what ARK cannot hold taken from ours, or `None` when it is the same as ours
     /// in ARK's ten columns (our own echo, counted as unchanged).
-    pub fn compare(
+    pub(crate) fn compare(
         &self,
         mut record: RemoteRecord,
         ours: Option<&Node>,
@@ -200,7 +200,7 @@ impl<'s> ArkSync<'s> {
     /// The pulled rows were applied: the row digests to save (key and bytes) when they
     /// changed, then the push. Saved after the apply, so a row whose apply failed is
     /// looked at again next time.
-    pub fn on_pulled(&mut self) -> Option<(String, Vec<u8>)> {
+    pub(crate) fn on_pulled(&mut self) -> Option<(String, Vec<u8>)> {
         if self.phase != ArkPhase::Comparing {
             return None;
         }
@@ -210,7 +210,7 @@ impl<'s> ArkSync<'s> {
     }
 
     /// The next page of our changes to read, or `None` when there is none to read.
-    pub fn next_read(&self) -> Option<ChangesRead> {
+    pub(crate) fn next_read(&self) -> Option<ChangesRead> {
         // The cursor is our change sequence, not `updated_at`: a record can arrive here
         // (an import, a sync with another instance) with an `updated_at` older than
         // what was already pushed.
@@ -225,7 +225,11 @@ impl<'s> ArkSync<'s> {
     /// Takes the page read; returns the body to post to the peer, or `None` when there
     /// is nothing to send (then the phase is `Saving` or `Done`). What came from the
     /// peer is not sent back, and tombstones stay here: ARK's rows cannot carry deletes.
-    pub fn on_changes(&mut self, page: ChangePage, result: &mut PeerSyncResult) -> Option<Value> {
+    pub(crate) fn on_changes(
+        &mut self,
+        page: ChangePage,
+        result: &mut PeerSyncResult,
+    ) -> Option<Value> {
         if self.phase != ArkPhase::ReadChanges {
             return None;
         }
@@ -261,7 +265,7 @@ impl<'s> ArkSync<'s> {
     }
 
     /// Takes the peer's answer to the page sent (ARK's `receiveNodes` result).
-    pub fn on_answer(
+    pub(crate) fn on_answer(
         &mut self,
         answer: &Object,
         result: &mut PeerSyncResult,
@@ -287,12 +291,12 @@ impl<'s> ArkSync<'s> {
     }
 
     /// In `Saving`: the peer state to save, with the push checkpoint moved.
-    pub fn to_save(&self) -> Option<&PeerState> {
+    pub(crate) fn to_save(&self) -> Option<&PeerState> {
         matches!(self.phase, ArkPhase::Saving { .. }).then_some(&*self.state)
     }
 
     /// The caller saved [`ArkSync::to_save`]: read the next page, or stop.
-    pub fn on_saved(&mut self) {
+    pub(crate) fn on_saved(&mut self) {
         if let ArkPhase::Saving { more } = self.phase {
             self.phase = if more {
                 ArkPhase::ReadChanges
@@ -304,7 +308,7 @@ impl<'s> ArkSync<'s> {
 
     /// Takes a failed request or store call: the sync ends with the push checkpoint
     /// last saved.
-    pub fn on_failure(&mut self, error: SyncError) -> SyncError {
+    pub(crate) fn on_failure(&mut self, error: SyncError) -> SyncError {
         self.phase = ArkPhase::Failed;
         error
     }

@@ -162,7 +162,7 @@ impl CopyProgress {
 
     /// Notes that a page was applied under our sequence numbers after `before` up to
     /// `after` (nothing when they are equal: no record was new).
-    pub fn note_applied(&mut self, before: u64, after: u64) {
+    pub(crate) fn note_applied(&mut self, before: u64, after: u64) {
         if after <= before {
             return;
         }
@@ -185,7 +185,7 @@ impl CopyProgress {
 
     /// The push checkpoint to use in place of `push_seq`: past every range it stands in
     /// or just before, since all the changes there came from the copy.
-    pub fn skip_from(&self, push_seq: u64) -> u64 {
+    pub(crate) fn skip_from(&self, push_seq: u64) -> u64 {
         let mut seq = push_seq;
         for (first, last) in &self.applied {
             if *first <= seq + 1 && seq < *last {
@@ -196,7 +196,7 @@ impl CopyProgress {
     }
 
     /// Whether the push checkpoint passed every range, so the copy can be forgotten.
-    pub fn pushed_past(&self, push_seq: u64) -> bool {
+    pub(crate) fn pushed_past(&self, push_seq: u64) -> bool {
         self.done
             && self
                 .applied
@@ -247,7 +247,7 @@ impl<'u> CopyFeed<'u> {
     /// Resumes the copy `state` holds for the peer's store `epoch` when it is not done,
     /// or begins a new one, which `state` then holds (the answer's `true`: the caller
     /// notes what a new copy starts from).
-    pub fn begin(url: &'u str, epoch: &str, state: &mut PeerState) -> (CopyFeed<'u>, bool) {
+    pub(crate) fn begin(url: &'u str, epoch: &str, state: &mut PeerState) -> (CopyFeed<'u>, bool) {
         let (begun, new) = match &state.copy {
             Some(copy) if copy.epoch == epoch && !copy.done => (copy.clone(), false),
             _ => (CopyProgress::new(epoch), true),
@@ -271,18 +271,18 @@ impl<'u> CopyFeed<'u> {
     }
 
     #[cfg(test)]
-    pub fn phase(&self) -> CopyPhase {
+    pub(crate) fn phase(&self) -> CopyPhase {
         self.phase
     }
 
     /// The sequence of the peer's feed the copy goes on from.
-    pub fn begun_at(&self) -> u64 {
+    pub(crate) fn begun_at(&self) -> u64 {
         self.begun.seq
     }
 
     /// The URL of the next page to ask for, or `None` when a request is out or the last
     /// page was read.
-    pub fn next_request(&mut self) -> Option<String> {
+    pub(crate) fn next_request(&mut self) -> Option<String> {
         if self.phase != CopyPhase::Ready {
             return None;
         }
@@ -298,7 +298,11 @@ impl<'u> CopyFeed<'u> {
     /// Takes the page the peer answered. A page from another instance or store epoch
     /// than the copy's forgets the copy in `state` (the caller saves it): the next sync
     /// starts over.
-    pub fn on_page(&mut self, page: Object, state: &mut PeerState) -> Result<CopyPage, SyncError> {
+    pub(crate) fn on_page(
+        &mut self,
+        page: Object,
+        state: &mut PeerState,
+    ) -> Result<CopyPage, SyncError> {
         if self.phase != CopyPhase::AwaitingPage {
             return Err(self.out_of_order("a changes page"));
         }
@@ -343,7 +347,7 @@ impl<'u> CopyFeed<'u> {
 
     /// The peer state to commit with the records of the earliest page not yet applied,
     /// which moved the copy by `step`.
-    pub fn to_commit(&self, step: PageStep, state: &PeerState) -> PeerState {
+    pub(crate) fn to_commit(&self, step: PageStep, state: &PeerState) -> PeerState {
         let mut next = state.copy.clone().unwrap_or_else(|| self.begun.clone());
         match step {
             PageStep::Next { seq } => next.seq = seq,
@@ -361,7 +365,7 @@ impl<'u> CopyFeed<'u> {
     /// Notes that `committed` ([`CopyFeed::to_commit`]'s) was committed with the page's
     /// records, which took our sequence numbers after `before` up to `after`; returns
     /// the state to go on with.
-    pub fn on_applied(
+    pub(crate) fn on_applied(
         &mut self,
         mut committed: PeerState,
         before: u64,

@@ -79,12 +79,12 @@ impl FetchQueue {
     }
 
     #[cfg(test)]
-    pub fn phase(&self) -> FetchPhase {
+    pub(crate) fn phase(&self) -> FetchPhase {
         self.phase
     }
 
     /// The next request, or `None` when nothing remains to ask.
-    pub fn next_request(&mut self) -> Option<FetchRequest> {
+    pub(crate) fn next_request(&mut self) -> Option<FetchRequest> {
         if self.phase != FetchPhase::Ready {
             return None;
         }
@@ -107,7 +107,7 @@ impl FetchQueue {
     }
 
     /// Takes the peer's answer; returns its records to verify and apply.
-    pub fn on_answer<'a>(&mut self, answer: &'a Object) -> Result<&'a [Value], SyncError> {
+    pub(crate) fn on_answer<'a>(&mut self, answer: &'a Object) -> Result<&'a [Value], SyncError> {
         let FetchPhase::Awaiting { asked, rank } = self.phase else {
             return Err(self.on_failure(SyncError::OutOfTurn {
                 url: self.url.to_owned(),
@@ -170,7 +170,7 @@ impl FetchQueue {
 
     /// The answer's records were applied: what was delivered, or replaced at the peer
     /// since, is no longer asked for.
-    pub fn on_applied(&mut self) -> Result<(), SyncError> {
+    pub(crate) fn on_applied(&mut self) -> Result<(), SyncError> {
         let FetchPhase::Applying { more } = self.phase else {
             return Ok(());
         };
@@ -195,7 +195,7 @@ impl FetchQueue {
         Ok(())
     }
 
-    pub fn on_failure(&mut self, error: SyncError) -> SyncError {
+    pub(crate) fn on_failure(&mut self, error: SyncError) -> SyncError {
         self.phase = FetchPhase::Failed;
         error
     }

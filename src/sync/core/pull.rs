@@ -77,12 +77,12 @@ impl<'s> PullFeed<'s> {
     }
 
     #[cfg(test)]
-    pub fn phase(&self) -> PullPhase {
+    pub(crate) fn phase(&self) -> PullPhase {
         self.phase
     }
 
     /// The next page to ask for, or `None` when there is none to ask.
-    pub fn next_request(&mut self) -> Option<ChangesRequest> {
+    pub(crate) fn next_request(&mut self) -> Option<ChangesRequest> {
         if self.phase != PullPhase::Ready {
             return None;
         }
@@ -106,7 +106,7 @@ impl<'s> PullFeed<'s> {
     /// Takes a page the peer answered and returns its records to verify. A page from
     /// another instance or store epoch than the checkpoint's is
     /// [`SyncError::Restart`].
-    pub fn on_page<'p>(&mut self, page: &'p Object) -> Result<&'p [Value], SyncError> {
+    pub(crate) fn on_page<'p>(&mut self, page: &'p Object) -> Result<&'p [Value], SyncError> {
         if self.phase != PullPhase::AwaitingPage {
             return Err(self.out_of_order("a changes page"));
         }
@@ -143,14 +143,14 @@ impl<'s> PullFeed<'s> {
 
     /// Takes a failed request (no answer, a cut answer, an error status): the feed ends
     /// with the checkpoint of the last committed page.
-    pub fn on_failure(&mut self, error: SyncError) -> SyncError {
+    pub(crate) fn on_failure(&mut self, error: SyncError) -> SyncError {
         self.phase = PullPhase::Failed;
         error
     }
 
     /// A held request gave way to a change here, which the push that follows sends at
     /// once; nothing was applied.
-    pub fn on_wait_given_up(&mut self) {
+    pub(crate) fn on_wait_given_up(&mut self) {
         if self.phase == PullPhase::AwaitingPage {
             self.phase = PullPhase::Done;
         }
@@ -159,7 +159,7 @@ impl<'s> PullFeed<'s> {
     /// Takes how many of the page's records were verified and held, and returns the
     /// peer state to commit with them, or `None` when the page brings nothing new (no
     /// transaction, nothing written).
-    pub fn on_verified(&mut self, accepted: usize, held: usize) -> Option<PeerState> {
+    pub(crate) fn on_verified(&mut self, accepted: usize, held: usize) -> Option<PeerState> {
         let PullPhase::Verifying { last_seq, more } = self.phase else {
             return None;
         };
@@ -175,7 +175,7 @@ impl<'s> PullFeed<'s> {
 
     /// Takes what the store did with the page (stale versions lose, conflicts are
     /// logged; the store decides), counts it, and moves the checkpoint.
-    pub fn on_applied(&mut self, outcome: &ApplyOutcome, result: &mut PeerSyncResult) {
+    pub(crate) fn on_applied(&mut self, outcome: &ApplyOutcome, result: &mut PeerSyncResult) {
         let PullPhase::Applying { last_seq, more } = self.phase else {
             return;
         };

@@ -43,7 +43,7 @@ impl PulledVersions {
     }
 
     /// Whether a version newer than `version` of `id` came from the peer.
-    pub fn has_newer(&self, id: &str, version: &Version) -> bool {
+    pub(crate) fn has_newer(&self, id: &str, version: &Version) -> bool {
         self.versions.get(id).is_some_and(|pulled| pulled > version)
     }
 }
@@ -119,12 +119,12 @@ impl<'s> PushFeed<'s> {
     }
 
     #[cfg(test)]
-    pub fn phase(&self) -> PushPhase {
+    pub(crate) fn phase(&self) -> PushPhase {
         self.phase
     }
 
     /// The next page of our changes to read, or `None` when there is none to read.
-    pub fn next_read(&mut self) -> Option<ChangesRead> {
+    pub(crate) fn next_read(&mut self) -> Option<ChangesRead> {
         if self.phase != PushPhase::ReadChanges {
             return None;
         }
@@ -143,7 +143,7 @@ impl<'s> PushFeed<'s> {
 
     /// Takes the page read; returns the offer to send, or `None` when there is nothing
     /// to offer (then the phase is `Saving` or `Done`).
-    pub fn on_changes(&mut self, page: ChangePage) -> Option<Value> {
+    pub(crate) fn on_changes(&mut self, page: ChangePage) -> Option<Value> {
         if self.phase != PushPhase::ReadChanges {
             return None;
         }
@@ -201,7 +201,7 @@ impl<'s> PushFeed<'s> {
     /// Takes the peer's answer to the offer: what it wants is pushed, highest priority
     /// first ([`PushFeed::next_batch`]); a record too large for any peer is reported in
     /// `result` and not sent.
-    pub fn on_offer_answer(
+    pub(crate) fn on_offer_answer(
         &mut self,
         answer: &Object,
         result: &mut PeerSyncResult,
@@ -227,7 +227,7 @@ impl<'s> PushFeed<'s> {
     }
 
     /// The records of the next push body, while `Pushing`.
-    pub fn next_batch(&self) -> Option<&[Record]> {
+    pub(crate) fn next_batch(&self) -> Option<&[Record]> {
         match self.phase {
             PushPhase::Pushing => self.batches.front().map(Vec::as_slice),
             _ => None,
@@ -235,7 +235,7 @@ impl<'s> PushFeed<'s> {
     }
 
     /// Takes the peer's answer to the push of [`PushFeed::next_batch`].
-    pub fn on_push_answer(
+    pub(crate) fn on_push_answer(
         &mut self,
         answer: &Object,
         result: &mut PeerSyncResult,
@@ -262,13 +262,13 @@ impl<'s> PushFeed<'s> {
     }
 
     /// Takes a failed request: the push ends with the checkpoint last saved.
-    pub fn on_failure(&mut self, error: SyncError) -> SyncError {
+    pub(crate) fn on_failure(&mut self, error: SyncError) -> SyncError {
         self.phase = PushPhase::Failed;
         error
     }
 
     /// In `Saving`: the peer state to save, with the checkpoint moved.
-    pub fn to_save(&self) -> Option<&PeerState> {
+    pub(crate) fn to_save(&self) -> Option<&PeerState> {
         matches!(self.phase, PushPhase::Saving { .. }).then_some(&*self.state)
     }
 
@@ -282,7 +282,7 @@ impl<'s> PushFeed<'s> {
     }
 
     /// The caller saved [`PushFeed::state`]: read the next page, or stop.
-    pub fn on_saved(&mut self) {
+    pub(crate) fn on_saved(&mut self) {
         if let PushPhase::Saving { more, .. } = self.phase {
             self.phase = if more {
                 PushPhase::ReadChanges

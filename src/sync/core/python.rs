@@ -65,7 +65,7 @@ impl<'s> PythonPull<'s> {
     }
 
     #[cfg(test)]
-    pub fn phase(&self) -> PythonPhase {
+    pub(crate) fn phase(&self) -> PythonPhase {
         self.phase
     }
 
@@ -89,7 +89,7 @@ impl<'s> PythonPull<'s> {
     /// Takes the service's answer and returns its records to apply; a node that is no
     /// record is counted as rejected. The hash of each record is noted, to be kept
     /// once they are applied.
-    pub fn on_delta(
+    pub(crate) fn on_delta(
         &mut self,
         answer: &Object,
         result: &mut PeerSyncResult,
@@ -128,7 +128,7 @@ impl<'s> PythonPull<'s> {
     }
 
     /// The records were applied: the hashes to keep (key and bytes) for the next pull.
-    pub fn on_applied(&mut self) -> Option<(String, Vec<u8>)> {
+    pub(crate) fn on_applied(&mut self) -> Option<(String, Vec<u8>)> {
         if self.phase != PythonPhase::Applying {
             return None;
         }
@@ -137,7 +137,7 @@ impl<'s> PythonPull<'s> {
     }
 
     /// Takes a failed request or store call: nothing is kept.
-    pub fn on_failure(&mut self, error: SyncError) -> SyncError {
+    pub(crate) fn on_failure(&mut self, error: SyncError) -> SyncError {
         self.phase = PythonPhase::Failed;
         error
     }

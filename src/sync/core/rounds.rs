@@ -57,7 +57,7 @@ impl<'s> Rounds<'s> {
 
     /// Takes one answer, read by [`ReconcileAnswer::read`]. Returns the next message,
     /// or `None` when the rounds are over.
-    pub fn on_answer(
+    pub(crate) fn on_answer(
         &mut self,
         answer: ReconcileAnswer<&[u8]>,
     ) -> Result<Option<Vec<u8>>, SyncError> {

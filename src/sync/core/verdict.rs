@@ -29,7 +29,7 @@ pub(in crate::sync) struct Hold {
 impl TrustRules {
     /// Whether the author's tier decides: in strict mode, for a record by another
     /// instance that no core peer delivered.
-    pub fn asks_author_tier(&self, origin: &InstanceId, delivered_by_core: bool) -> bool {
+    pub(crate) fn asks_author_tier(&self, origin: &InstanceId, delivered_by_core: bool) -> bool {
         self.trust_mode == TrustMode::Strict && !delivered_by_core && *origin != self.our_id
     }
 
@@ -37,7 +37,7 @@ impl TrustRules {
     /// author when [`TrustRules::asks_author_tier`], else anything; `context` and
     /// `author_fingerprint` name the record and its author in the message (the
     /// fingerprint is a hash: made only for a record that is held).
-    pub fn judge(
+    pub(crate) fn judge(
         &self,
         record: &RemoteRecord,
         context: &str,
