@@ -104,13 +104,6 @@ pub(super) enum SyncError {
     },
     /// Something below the sync panicked; the message is the panic's.
     Panicked(String),
-    /// An answer reached a sync-core machine in a phase that asks for none of its kind:
-    /// a fault of the driver, not of the peer.
-    OutOfOrder {
-        url: String,
-        answer: &'static str,
-        phase: String,
-    },
 }
 
 impl SyncError {
@@ -142,8 +135,7 @@ impl SyncError {
             | SyncError::CopyPage { .. }
             | SyncError::OutOfTurn { .. }
             | SyncError::Restart { .. }
-            | SyncError::Panicked(_)
-            | SyncError::OutOfOrder { .. } => FailureKind::Other,
+            | SyncError::Panicked(_) => FailureKind::Other,
         }
     }
 }
@@ -226,7 +218,10 @@ impl fmt::Display for SyncError {
                 what,
                 machine,
                 phase,
-            } => write!(f, "{url}: {what} arrived while the {machine} was {phase}"),
+            } => write!(
+                f,
+                "internal error during the sync with {url}: {what} arrived while the {machine} was {phase}"
+            ),
             SyncError::Restart {
                 url,
                 reason: Restart::AnotherInstance,
@@ -238,10 +233,6 @@ impl fmt::Display for SyncError {
             SyncError::Panicked(message) => write!(
                 f,
                 "internal error during the sync ({message}); if it was the store, `ark-lattice verify` names the damage"
-            ),
-            SyncError::OutOfOrder { url, answer, phase } => write!(
-                f,
-                "internal error during the sync with {url}: {answer} arrived while the sync was {phase}"
             ),
         }
     }

@@ -314,9 +314,10 @@ impl<'s> ArkSync<'s> {
     }
 
     fn out_of_order(&mut self, answer: &'static str) -> SyncError {
-        let error = SyncError::OutOfOrder {
+        let error = SyncError::OutOfTurn {
             url: self.url.to_owned(),
-            answer,
+            what: answer,
+            machine: "ARK sync",
             phase: format!("{:?}", self.phase),
         };
         self.on_failure(error)
@@ -546,8 +547,8 @@ mod tests {
         assert!(
             matches!(
                 error,
-                SyncError::OutOfOrder {
-                    answer: "a node list",
+                SyncError::OutOfTurn {
+                    what: "a node list",
                     ..
                 }
             ),
@@ -711,8 +712,8 @@ mod tests {
         assert!(
             matches!(
                 error,
-                SyncError::OutOfOrder {
-                    answer: "a sync answer",
+                SyncError::OutOfTurn {
+                    what: "a sync answer",
                     ..
                 }
             ),

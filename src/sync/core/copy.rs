@@ -401,9 +401,10 @@ impl<'u> CopyFeed<'u> {
     }
 
     fn out_of_order(&mut self, answer: &'static str) -> SyncError {
-        let error = SyncError::OutOfOrder {
+        let error = SyncError::OutOfTurn {
             url: self.url.to_owned(),
-            answer,
+            what: answer,
+            machine: "first copy",
             phase: format!("{:?}", self.phase),
         };
         self.phase = CopyPhase::Failed;
@@ -760,16 +761,16 @@ mod feed_tests {
         let error = copy
             .on_page(page("e1", 1, 10, true), &mut state)
             .unwrap_err();
-        assert!(matches!(error, SyncError::OutOfOrder { .. }), "{error}");
+        assert!(matches!(error, SyncError::OutOfTurn { .. }), "{error}");
         assert_eq!(copy.next_request(), None);
 
         let (mut copy, _) = CopyFeed::begin(PEER, "e1", &mut state);
         let error = copy.on_applied(state.clone(), 0, 0).unwrap_err();
-        assert!(matches!(error, SyncError::OutOfOrder { .. }), "{error}");
+        assert!(matches!(error, SyncError::OutOfTurn { .. }), "{error}");
         let (mut copy, _) = CopyFeed::begin(PEER, "e1", &mut state);
         assert!(matches!(
             copy.finish(&mut state, 0),
-            Err(SyncError::OutOfOrder { .. })
+            Err(SyncError::OutOfTurn { .. })
         ));
         // The last page read but not applied: not the end yet.
         let (mut copy, _) = CopyFeed::begin(PEER, "e1", &mut state);
@@ -777,7 +778,7 @@ mod feed_tests {
         copy.on_page(page("e1", 1, 10, false), &mut state).unwrap();
         assert!(matches!(
             copy.finish(&mut state, 0),
-            Err(SyncError::OutOfOrder { .. })
+            Err(SyncError::OutOfTurn { .. })
         ));
         assert_eq!(state.pull_seq, 0, "no checkpoint set");
     }

@@ -95,9 +95,10 @@ impl<'s> PythonPull<'s> {
         result: &mut PeerSyncResult,
     ) -> Result<Vec<RemoteRecord>, SyncError> {
         if self.phase != PythonPhase::Awaiting {
-            return Err(self.on_failure(SyncError::OutOfOrder {
+            return Err(self.on_failure(SyncError::OutOfTurn {
                 url: self.url.to_owned(),
-                answer: "a delta",
+                what: "a delta",
+                machine: "Python pull",
                 phase: format!("{:?}", self.phase),
             }));
         }
@@ -286,8 +287,8 @@ mod tests {
         assert!(
             matches!(
                 error,
-                SyncError::OutOfOrder {
-                    answer: "a delta",
+                SyncError::OutOfTurn {
+                    what: "a delta",
                     ..
                 }
             ),
