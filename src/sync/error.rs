@@ -107,6 +107,21 @@ pub(super) enum SyncError {
 }
 
 impl SyncError {
+    /// `what` reached the sync core's `machine` in `phase`, which waits for none of it.
+    pub(super) fn out_of_turn(
+        url: &str,
+        what: &'static str,
+        machine: &'static str,
+        phase: impl fmt::Debug,
+    ) -> SyncError {
+        SyncError::OutOfTurn {
+            url: url.to_owned(),
+            what,
+            machine,
+            phase: format!("{phase:?}"),
+        }
+    }
+
     /// What kind of failure this is, for the retry policy.
     pub(super) fn kind(&self) -> FailureKind {
         match self {

@@ -314,12 +314,7 @@ impl<'s> ArkSync<'s> {
     }
 
     fn out_of_order(&mut self, answer: &'static str) -> SyncError {
-        let error = SyncError::OutOfTurn {
-            url: self.url.to_owned(),
-            what: answer,
-            machine: "ARK sync",
-            phase: format!("{:?}", self.phase),
-        };
+        let error = SyncError::out_of_turn(self.url, answer, "ARK sync", self.phase);
         self.on_failure(error)
     }
 }

@@ -401,12 +401,7 @@ impl<'u> CopyFeed<'u> {
     }
 
     fn out_of_order(&mut self, answer: &'static str) -> SyncError {
-        let error = SyncError::OutOfTurn {
-            url: self.url.to_owned(),
-            what: answer,
-            machine: "first copy",
-            phase: format!("{:?}", self.phase),
-        };
+        let error = SyncError::out_of_turn(self.url, answer, "first copy", self.phase);
         self.phase = CopyPhase::Failed;
         error
     }

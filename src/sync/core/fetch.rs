@@ -109,12 +109,8 @@ impl FetchQueue {
     /// Takes the peer's answer; returns its records to verify and apply.
     pub(crate) fn on_answer<'a>(&mut self, answer: &'a Object) -> Result<&'a [Value], SyncError> {
         let FetchPhase::Awaiting { asked, rank } = self.phase else {
-            return Err(self.on_failure(SyncError::OutOfTurn {
-                url: self.url.to_owned(),
-                what: "a fetch answer",
-                machine: "fetch",
-                phase: format!("{:?}", self.phase),
-            }));
+            let error = SyncError::out_of_turn(&self.url, "a fetch answer", "fetch", self.phase);
+            return Err(self.on_failure(error));
         };
         match self.read_answer(answer, asked, rank) {
             Ok((values, more)) => {

@@ -189,13 +189,9 @@ impl<'s> PullFeed<'s> {
     }
 
     fn out_of_order(&mut self, what: &'static str) -> SyncError {
+        let error = SyncError::out_of_turn(self.url, what, "pull", self.phase);
         self.phase = PullPhase::Failed;
-        SyncError::OutOfTurn {
-            url: self.url.to_owned(),
-            what,
-            machine: "pull",
-            phase: format!("{:?}", self.phase),
-        }
+        error
     }
 }
 
@@ -440,10 +436,11 @@ pub(super) mod tests {
                 error,
                 SyncError::OutOfTurn {
                     machine: "pull",
+                    ref phase,
                     ..
-                }
+                } if phase == "Done"
             ),
-            "{error}"
+            "names the phase the page arrived in: {error}"
         );
     }
 }

@@ -308,12 +308,7 @@ impl<'s> PushFeed<'s> {
     }
 
     fn out_of_order(&mut self, what: &'static str) -> SyncError {
-        let error = SyncError::OutOfTurn {
-            url: self.url.to_owned(),
-            what,
-            machine: "push",
-            phase: format!("{:?}", self.phase),
-        };
+        let error = SyncError::out_of_turn(self.url, what, "push", self.phase);
         self.on_failure(error)
     }
 }

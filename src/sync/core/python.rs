@@ -95,12 +95,8 @@ impl<'s> PythonPull<'s> {
         result: &mut PeerSyncResult,
     ) -> Result<Vec<RemoteRecord>, SyncError> {
         if self.phase != PythonPhase::Awaiting {
-            return Err(self.on_failure(SyncError::OutOfTurn {
-                url: self.url.to_owned(),
-                what: "a delta",
-                machine: "Python pull",
-                phase: format!("{:?}", self.phase),
-            }));
+            let error = SyncError::out_of_turn(self.url, "a delta", "Python pull", self.phase);
+            return Err(self.on_failure(error));
         }
         let delta = match DeltaAnswer::from_json(answer, &format!("delta from {}", self.url)) {
             Ok(delta) => delta,
