@@ -99,7 +99,7 @@ pub(in crate::sync) struct ArkSync<'s> {
 impl<'s> ArkSync<'s> {
     /// A sync with the peer at `url` whose info named it `peer_id`; `seen` is what the
     /// peer table holds under [`seen_key`].
-    pub fn new(
+    pub(crate) fn new(
         url: &'s str,
         peer_id: &str,
         our_id: String,

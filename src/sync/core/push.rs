@@ -442,24 +442,14 @@ mod tests {
         feed
     }
 
+    /// The ids an offer we wrote offers, read as the peer reads it.
     fn offered_ids(offer: &Value) -> Vec<String> {
         let Value::Object(offer) = offer else {
             panic!("not an object")
         };
-        assert!(matches!(offer.get("instanceId"), Some(Value::String(id)) if *id == ours()));
-        let Some(Value::Array(offers)) = offer.get("offers") else {
-            panic!("no offers")
-        };
-        offers
-            .iter()
-            .map(|offer| match offer {
-                Value::Object(offer) => match offer.get("id") {
-                    Some(Value::String(id)) => id.clone(),
-                    _ => panic!("offer without id"),
-                },
-                _ => panic!("offer not an object"),
-            })
-            .collect()
+        let offer = Offer::read(offer).expect("an offer the peer reads");
+        assert_eq!(offer.instance_id, ours());
+        offer.offers.into_iter().map(|offered| offered.id).collect()
     }
 
     #[test]
@@ -608,34 +598,29 @@ mod tests {
         assert!(feed.to_save().is_none() && feed.next_batch().is_none());
         assert_eq!(state.push_seq, 3);
 
-        // An offer answer without `want` is an answer that cannot be used.
+        // An offer answer without `want`, or whose `want` lists something that is no
+        // id, is an answer that cannot be used.
+        for (text, missing) in [
+            (r#"{"wanted":["a"]}"#, true),
+            (r#"{"want":["a",7]}"#, false),
+        ] {
+            let mut state = self::state();
+            let mut feed = offering_one(&mut state, &pulled);
+            let error = feed
+                .on_offer_answer(&answer(text), &mut PeerSyncResult::default())
+                .unwrap_err();
+            let named = match &error {
+                SyncError::Wire(WireError::MissingField { field, .. }) => {
+                    missing && field == "want"
+                }
+                SyncError::Wire(WireError::WrongType { field, .. }) => !missing && field == "want",
+                _ => false,
+            };
+            assert!(named, "{text}: {error}");
+            assert_eq!(feed.phase(), PushPhase::Failed);
+        }
         let mut state = self::state();
         let mut feed = offering_one(&mut state, &pulled);
-        let error = feed
-            .on_offer_answer(
-                &answer(r#"{"wanted":["a"]}"#),
-                &mut PeerSyncResult::default(),
-            )
-            .unwrap_err();
-        assert!(
-            matches!(&error, SyncError::Wire(WireError::MissingField { field, .. }) if field == "want"),
-            "{error}"
-        );
-        assert_eq!(feed.phase(), PushPhase::Failed);
-        // Nor is one whose `want` lists something that is no id.
-        let mut state = self::state();
-        let mut feed = offering_one(&mut state, &pulled);
-        let error = feed
-            .on_offer_answer(
-                &answer(r#"{"want":["a",7]}"#),
-                &mut PeerSyncResult::default(),
-            )
-            .unwrap_err();
-        assert!(
-            matches!(&error, SyncError::Wire(WireError::WrongType { field, .. }) if field == "want"),
-            "{error}"
-        );
-        assert_eq!(feed.phase(), PushPhase::Failed);
         // A link cut mid-answer reaches the feed as the client's error.
         let error = feed.on_failure(SyncError::Unanswered(ClientError::ConnectionLost {
             url: URL.into(),

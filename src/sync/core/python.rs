@@ -55,7 +55,7 @@ pub(in crate::sync) struct PythonPull<'s> {
 impl<'s> PythonPull<'s> {
     /// A pull from the service at `url`; `hashes` is what the peer table holds under
     /// [`hashes_key`].
-    pub fn new(url: &'s str, hashes: Option<&[u8]>) -> PythonPull<'s> {
+    pub(crate) fn new(url: &'s str, hashes: Option<&[u8]>) -> PythonPull<'s> {
         PythonPull {
             url,
             origin: legacy_origin(url),
@@ -70,7 +70,7 @@ impl<'s> PythonPull<'s> {
     }
 
     /// The body of the one request: every hash the service gave us.
-    pub fn request(&mut self) -> Option<Value> {
+    pub(crate) fn request(&mut self) -> Option<Value> {
         if self.phase != PythonPhase::Ready {
             return None;
         }

@@ -397,7 +397,7 @@ mod tests {
                 "{error:?}"
             );
         }
-        // A key that is not the one its id names.
+        // Info naming our own id: this instance itself.
         let mut other = json::from_str::<miniserde::json::Object>(
             std::str::from_utf8(&info("e1", &[PROTOCOL_V2])).unwrap(),
         )
@@ -418,6 +418,18 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(error, SyncError::Itself { .. }), "{error:?}");
+        // Info whose key is not the one its id names.
+        other.insert(
+            "instanceId".into(),
+            miniserde::json::Value::String("cd".repeat(32)),
+        );
+        let error = read(
+            &mut checkpointed(),
+            TrustMode::Strict,
+            (200, json::to_string(&other).as_bytes()),
+        )
+        .unwrap_err();
+        assert!(matches!(error, SyncError::KeyMismatch { .. }), "{error:?}");
     }
 
     #[test]
