@@ -148,15 +148,11 @@ impl<'s> ArkSync<'s> {
             Err(error) => return Err(self.on_failure(error.into())),
         };
         let mut changed = Vec::new();
-        for (index, row) in list.nodes.iter().enumerate() {
-            match legacy_record(row, self.origin) {
-                Ok(record) if self.seen_unchanged(&record) => result.nodes_unchanged += 1,
-                Ok(record) => changed.push(record),
-                Err(error) => {
-                    result
-                        .rejected
-                        .push(format!("node {} from {}: {error}", index + 1, self.url))
-                }
+        for (_, record) in read_rows(&list.nodes, self.origin, self.url, result) {
+            if self.seen_unchanged(&record) {
+                result.nodes_unchanged += 1;
+            } else {
+                changed.push(record);
             }
         }
         self.phase = ArkPhase::Comparing;
@@ -317,6 +313,27 @@ impl<'s> ArkSync<'s> {
         let error = SyncError::out_of_turn(self.url, answer, "ARK sync", self.phase);
         self.on_failure(error)
     }
+}
+
+/// The rows of an ARK answer (a node list, the Python service's delta) read as records
+/// from `origin`, each with its row; a row that is no node is left out and reported in
+/// `result` by its place.
+pub(super) fn read_rows<'r>(
+    rows: &'r [Value],
+    origin: InstanceId,
+    url: &str,
+    result: &mut PeerSyncResult,
+) -> Vec<(&'r Value, RemoteRecord)> {
+    let mut read = Vec::with_capacity(rows.len());
+    for (index, row) in rows.iter().enumerate() {
+        match legacy_record(row, origin) {
+            Ok(record) => read.push((row, record)),
+            Err(error) => result
+                .rejected
+                .push(format!("node {} from {url}: {error}", index + 1)),
+        }
+    }
+    read
 }
 
 #[cfg(test)]

@@ -16,10 +16,11 @@ use std::collections::BTreeMap;
 use miniserde::json::{Object, Value};
 
 use crate::model::InstanceId;
-use crate::protocol::{DeltaAnswer, DeltaRequest, legacy_origin, legacy_record};
+use crate::protocol::{DeltaAnswer, DeltaRequest, legacy_origin};
 use crate::store::RemoteRecord;
 
 use super::super::client::{PeerSyncResult, SyncError};
+use super::ark::read_rows;
 use super::text_map::{read_text_map, text_map_bytes};
 
 /// The peer-table key of the hashes ARK's Python service at `url` gave us.
@@ -103,22 +104,13 @@ impl<'s> PythonPull<'s> {
             Err(error) => return Err(self.on_failure(error.into())),
         };
         let mut records = Vec::new();
-        for (index, node) in delta.nodes.iter().enumerate() {
-            match legacy_record(node, self.origin) {
-                Ok(record) => {
-                    if let Value::Object(fields) = node {
-                        if let Some(Value::String(hash)) = fields.get("hash") {
-                            self.hashes.insert(record.id.clone(), hash.clone());
-                        }
-                    }
-                    records.push(record);
-                }
-                Err(error) => {
-                    result
-                        .rejected
-                        .push(format!("node {} from {}: {error}", index + 1, self.url))
+        for (row, record) in read_rows(&delta.nodes, self.origin, self.url, result) {
+            if let Value::Object(fields) = row {
+                if let Some(Value::String(hash)) = fields.get("hash") {
+                    self.hashes.insert(record.id.clone(), hash.clone());
                 }
             }
+            records.push(record);
         }
         self.phase = PythonPhase::Applying;
         Ok(records)
