@@ -211,6 +211,19 @@ for answer in [
 ]:
     add("peer_answers", json.dumps(answer))
 
+# The control API's lattice and trust answers, as the CLI reads them back.
+for answer in [
+    {"deleted": "a", "already_deleted": False},
+    {"id": "a", "outcome": "added"},
+    {"id": "a", "outcome": "unchanged"},
+    {"count": 0, "conflicts": []},
+    {"purged_tombstones": 3, "older_than_days": 30},
+    {"count": 0, "keys": []},
+    {"action": "added", "entry": {"public_key": "AA==", "tier": "core", "source": "cli"}},
+    {"nodes": [dict(row, hash="sha256:" + "ab" * 32, version="1700000000000-0000-" + "cd" * 32, seq=1) for row in rows()[:2] if isinstance(row, dict)]},
+]:
+    add("peer_answers", json.dumps(answer))
+
 # Reconcile answers (headers, an empty line, the negentropy message) and requests (a
 # `types` line standing for the query parameter).
 negentropy = bytes([0x61, 0x00, 0x00, 0x02, 0x00])

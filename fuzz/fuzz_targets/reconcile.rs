@@ -54,11 +54,6 @@ fuzz_target!(|data: &[u8]| {
     let request = ReconcileRequest::read(header("types"), body);
     let query = request.query();
     let types = query.strip_prefix("?types=").map(percent_decode);
-    assert_eq!(
-        query.is_empty(),
-        request.types.is_empty(),
-        "a request's query says types exactly when it has some: {query:?}"
-    );
     let again = ReconcileRequest::read(types.as_deref(), body);
     assert_eq!(
         again.types, request.types,

@@ -51,7 +51,9 @@ pub(crate) use store_wait::{Holder, open_waiting};
 pub(crate) use trust::{accept_key, keygen, remove_key, trust_key, trusted_keys};
 pub(crate) use verify::{check_before_serving, verify_offline, verify_store};
 pub use verify_report::{PagesReport, RecordsReport, VerifyReport};
-pub(crate) use views::{
+// Public for the `peer_answers` fuzz target, which reads them as the CLI reads the
+// running server's answers.
+pub use views::{
     Added, ConflictList, Deleted, HeldRelease, NodeList, NodeView, Purged, StatsReport,
     StoredRecord, TrustAction, TrustChange, TrustList,
 };

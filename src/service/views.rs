@@ -18,7 +18,7 @@ use crate::trust::{PublicKey, Tier, TrustEntry};
 
 /// A node with its sync metadata, as listed.
 #[derive(Debug, Clone)]
-pub(crate) struct NodeView {
+pub struct NodeView {
     pub node: Node,
     pub hash: ContentHash,
     pub version: Version,
@@ -36,11 +36,11 @@ impl NodeView {
     }
 
     /// The node in our native shape plus `hash`, `version` and `seq`.
-    pub(crate) fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> Value {
         node_with(&self.node, &self.hash, &self.version, self.seq)
     }
 
-    pub(crate) fn from_json(value: &Value, context: &str) -> Result<NodeView, WireError> {
+    pub fn from_json(value: &Value, context: &str) -> Result<NodeView, WireError> {
         let fields = Fields::of(value, context)?;
         let node = Node::from_json(value).map_err(|error| WireError::malformed(context, error))?;
         let hash = ContentHash::parse(fields.str("hash")?)
@@ -64,7 +64,7 @@ fn version(fields: &Fields<'_>, name: &str) -> Result<Version, WireError> {
 /// tombstone as `{id, deleted_at, version}`, which scripts tell apart from a record
 /// never stored (404).
 #[derive(Debug, Clone)]
-pub(crate) enum StoredRecord {
+pub enum StoredRecord {
     Live {
         view: Box<NodeView>,
         /// The format of the record's signature; `None` when unsigned.
@@ -78,7 +78,7 @@ pub(crate) enum StoredRecord {
 }
 
 impl StoredRecord {
-    pub(crate) fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> Value {
         match self {
             StoredRecord::Live { view, signature } => {
                 let mut value = view.to_json();
@@ -99,7 +99,7 @@ impl StoredRecord {
         }
     }
 
-    pub(crate) fn from_json(answer: &Object, context: &str) -> Result<StoredRecord, WireError> {
+    pub fn from_json(answer: &Object, context: &str) -> Result<StoredRecord, WireError> {
         let fields = Fields::new(answer, context);
         if let Some(deleted_at) = fields.opt_str("deleted_at")? {
             return Ok(StoredRecord::Deleted {
@@ -154,12 +154,12 @@ fn provenance(version: &Version, signature: Option<SignatureFormat>) -> Value {
 
 /// `list`, `query` and `GET /api/lattice/nodes`: `{count, nodes: [...]}`.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct NodeList {
+pub struct NodeList {
     pub nodes: Vec<NodeView>,
 }
 
 impl NodeList {
-    pub(crate) fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> Value {
         let nodes: Array = self.nodes.iter().map(NodeView::to_json).collect();
         object([
             ("count", number(nodes.len() as u64)),
@@ -167,7 +167,7 @@ impl NodeList {
         ])
     }
 
-    pub(crate) fn from_json(answer: &Object, context: &str) -> Result<NodeList, WireError> {
+    pub fn from_json(answer: &Object, context: &str) -> Result<NodeList, WireError> {
         let nodes = Fields::new(answer, context)
             .array("nodes")?
             .iter()
@@ -182,20 +182,20 @@ impl NodeList {
 /// repeated after its answer was lost finds the tombstone: that is success, said as such
 /// (issue #16).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Deleted {
+pub struct Deleted {
     pub id: String,
     pub already_deleted: bool,
 }
 
 impl Deleted {
-    pub(crate) fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> Value {
         object([
             ("deleted", string(self.id.clone())),
             ("already_deleted", Value::Bool(self.already_deleted)),
         ])
     }
 
-    pub(crate) fn from_json(answer: &Object, context: &str) -> Result<Deleted, WireError> {
+    pub fn from_json(answer: &Object, context: &str) -> Result<Deleted, WireError> {
         let fields = Fields::new(answer, context);
         Ok(Deleted {
             id: fields.str("deleted")?.to_owned(),
@@ -206,7 +206,7 @@ impl Deleted {
 
 /// What an `add` did to the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AddOutcome {
+pub enum AddOutcome {
     Added,
     Updated,
     Unchanged,
@@ -224,20 +224,20 @@ impl AddOutcome {
 
 /// `add` and `PUT /api/lattice/nodes/{id}`: `{id, outcome}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Added {
+pub struct Added {
     pub id: String,
     pub outcome: AddOutcome,
 }
 
 impl Added {
-    pub(crate) fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> Value {
         object([
             ("id", string(self.id.clone())),
             ("outcome", string(self.outcome.name())),
         ])
     }
 
-    pub(crate) fn from_json(answer: &Object, context: &str) -> Result<Added, WireError> {
+    pub fn from_json(answer: &Object, context: &str) -> Result<Added, WireError> {
         let fields = Fields::new(answer, context);
         let outcome = match fields.str("outcome")? {
             "added" => AddOutcome::Added,
@@ -260,7 +260,7 @@ impl Added {
 
 /// Which instance a store belongs to, as `stats` shows it.
 #[derive(Debug, Clone)]
-pub(crate) struct InstanceLabel {
+pub struct InstanceLabel {
     pub id: InstanceId,
     pub name: String,
     /// `main`, `hub`, … (`config::InstanceType`).
@@ -269,14 +269,14 @@ pub(crate) struct InstanceLabel {
 
 /// `stats` and `GET /api/lattice/stats`: the store's counts and whose store it is.
 #[derive(Debug, Clone)]
-pub(crate) struct StatsReport {
+pub struct StatsReport {
     pub stats: Stats,
     pub instance: InstanceLabel,
 }
 
 impl StatsReport {
     /// The counts, then `instance_id`, `instance_name` and `instance_type`.
-    pub(crate) fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> Value {
         let mut object = stats_object(&self.stats);
         object.insert("instance_id".into(), string(self.instance.id.to_hex()));
         object.insert("instance_name".into(), string(self.instance.name.clone()));
@@ -284,7 +284,7 @@ impl StatsReport {
         Value::Object(object)
     }
 
-    pub(crate) fn from_json(answer: &Object, context: &str) -> Result<StatsReport, WireError> {
+    pub fn from_json(answer: &Object, context: &str) -> Result<StatsReport, WireError> {
         let fields = Fields::new(answer, context);
         let count_map = |name: &str| -> Result<BTreeMap<String, u64>, WireError> {
             let Some(Value::Object(map)) = fields.get(name) else {
@@ -337,7 +337,7 @@ fn stats_object(stats: &Stats) -> Object {
 
 /// One entry of the conflict log: the version that lost (kept here) and the one that won.
 #[derive(Debug, Clone)]
-pub(crate) struct ConflictView {
+pub struct ConflictView {
     pub number: u64,
     pub id: String,
     pub resolved_at: u64,
@@ -398,13 +398,13 @@ impl ConflictView {
 /// `conflicts` and the conflict routes: `{count, conflicts: [...]}`, `count` being how
 /// many the log holds and `conflicts` the newest of them as asked.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct ConflictList {
+pub struct ConflictList {
     pub conflicts: Vec<ConflictView>,
     pub total: u64,
 }
 
 impl ConflictList {
-    pub(crate) fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> Value {
         let list: Array = self.conflicts.iter().map(ConflictView::to_json).collect();
         object([
             ("count", number(self.total)),
@@ -412,7 +412,7 @@ impl ConflictList {
         ])
     }
 
-    pub(crate) fn from_json(answer: &Object, context: &str) -> Result<ConflictList, WireError> {
+    pub fn from_json(answer: &Object, context: &str) -> Result<ConflictList, WireError> {
         let fields = Fields::new(answer, context);
         let conflicts = fields
             .array("conflicts")?
@@ -431,20 +431,20 @@ impl ConflictList {
 
 /// `gc` and `POST /api/lattice/gc`: `{purged_tombstones, older_than_days}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Purged {
+pub struct Purged {
     pub purged_tombstones: u64,
     pub older_than_days: u64,
 }
 
 impl Purged {
-    pub(crate) fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> Value {
         object([
             ("purged_tombstones", number(self.purged_tombstones)),
             ("older_than_days", number(self.older_than_days)),
         ])
     }
 
-    pub(crate) fn from_json(answer: &Object, context: &str) -> Result<Purged, WireError> {
+    pub fn from_json(answer: &Object, context: &str) -> Result<Purged, WireError> {
         let fields = Fields::new(answer, context);
         Ok(Purged {
             purged_tombstones: fields.u64("purged_tombstones")?,
@@ -456,12 +456,12 @@ impl Purged {
 /// `trust list`, `trust pending` and `GET /api/trust/keys[?pending=true]`:
 /// `{count, keys: [...]}`, each key as the trust store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TrustList {
+pub struct TrustList {
     pub entries: Vec<TrustEntry>,
 }
 
 impl TrustList {
-    pub(crate) fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> Value {
         let keys: Array = self.entries.iter().map(TrustEntry::to_json).collect();
         object([
             ("count", number(keys.len() as u64)),
@@ -469,7 +469,7 @@ impl TrustList {
         ])
     }
 
-    pub(crate) fn from_json(answer: &Object, context: &str) -> Result<TrustList, WireError> {
+    pub fn from_json(answer: &Object, context: &str) -> Result<TrustList, WireError> {
         let entries = Fields::new(answer, context)
             .array("keys")?
             .iter()
@@ -502,7 +502,7 @@ fn trust_entry(value: &Value, context: &str) -> Result<TrustEntry, WireError> {
 
 /// What a trust change did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TrustAction {
+pub enum TrustAction {
     Trusted,
     Accepted,
     Removed,
@@ -520,7 +520,7 @@ impl TrustAction {
 
 /// Held records a trust change let through: a running server applies them at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum HeldRelease {
+pub enum HeldRelease {
     /// Nothing was tried: no server holds the store, the next sync applies them.
     NotTried,
     Applied(u64),
@@ -532,7 +532,7 @@ pub(crate) enum HeldRelease {
 /// `POST /api/trust/accept/{id}` and `DELETE /api/trust/keys/{id}`:
 /// `{action, entry, held_applied?, held_deferred?}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TrustChange {
+pub struct TrustChange {
     pub action: TrustAction,
     /// The entry as it is now (as it was, for a removal).
     pub entry: TrustEntry,
@@ -548,7 +548,7 @@ impl TrustChange {
         }
     }
 
-    pub(crate) fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> Value {
         let Value::Object(mut object) = object([
             ("action", string(self.action.name())),
             ("entry", self.entry.to_json()),
@@ -567,7 +567,7 @@ impl TrustChange {
         Value::Object(object)
     }
 
-    pub(crate) fn from_json(answer: &Object, context: &str) -> Result<TrustChange, WireError> {
+    pub fn from_json(answer: &Object, context: &str) -> Result<TrustChange, WireError> {
         let fields = Fields::new(answer, context);
         let action = match fields.str("action")? {
             "trusted" => TrustAction::Trusted,
