@@ -58,15 +58,10 @@ impl LatticeStatus {
 
     pub fn from_json(status: &Object, context: &str) -> Result<LatticeStatus, WireError> {
         let fields = Fields::new(status, context);
-        let required_bool = |name: &str| {
-            fields
-                .opt_bool(name)?
-                .ok_or_else(|| WireError::missing(context, name))
-        };
         Ok(LatticeStatus {
             info: InstanceInfo::from_json(status, context)?,
-            enabled: required_bool("enabled")?,
-            running: required_bool("running")?,
+            enabled: fields.bool("enabled")?,
+            running: fields.bool("running")?,
             started_at: fields.u64("startedAt")?,
             bytes_sent: fields.u64("bytesSent")?,
             bytes_received: fields.u64("bytesReceived")?,
@@ -279,9 +274,7 @@ impl PeerSyncResult {
         };
         Ok(PeerSyncResult {
             peer: fields.str("peer")?.to_owned(),
-            success: fields
-                .opt_bool("success")?
-                .ok_or_else(|| WireError::missing(context, "success"))?,
+            success: fields.bool("success")?,
             nodes_sent: fields.opt_u64("nodesSent")?.unwrap_or(0),
             nodes_received: fields.opt_u64("nodesReceived")?.unwrap_or(0),
             nodes_unchanged: fields.opt_u64("nodesUnchanged")?.unwrap_or(0),

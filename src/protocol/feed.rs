@@ -49,15 +49,17 @@ impl ChangesPage<Array> {
         object.insert("more".into(), Value::Bool(self.more));
         object
     }
-}
 
-impl ChangesPage<Array> {
     /// Reads a page as [`ChangesPage::read`] does and takes its records out of it, for
     /// a reader that hands them on (the first copy checks them on another thread).
     pub fn take(mut page: Object) -> Result<ChangesPage<Array>, WireError> {
-        let read = ChangesPage::read(&page)?;
-        let (instance_id, epoch, last_seq, more) =
-            (read.instance_id, read.epoch, read.last_seq, read.more);
+        let ChangesPage {
+            instance_id,
+            epoch,
+            last_seq,
+            more,
+            ..
+        } = ChangesPage::read(&page)?;
         let Some(Value::Array(records)) = page.remove("records") else {
             unreachable!("`ChangesPage::read` refuses a page whose records are no array");
         };

@@ -194,6 +194,10 @@ impl<'a> Fields<'a> {
         }
     }
 
+    pub(crate) fn bool(&self, name: &str) -> Result<bool, WireError> {
+        self.opt_bool(name)?.ok_or_else(|| self.missing(name))
+    }
+
     pub(crate) fn opt_bool(&self, name: &str) -> Result<Option<bool>, WireError> {
         match self.get(name) {
             None => Ok(None),
